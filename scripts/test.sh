@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Run every check and test of the project: `bash scripts/test.sh [CARGO TEST ARGS]`
+#
+# Needs only the Rust toolchain, python3 and apt-get (as root or with sudo);
+# installs what is missing: shellcheck (apt), python3-venv (apt, if venv
+# creation fails), the moto venv (scripts/emu-install.sh, outside the repo in
+# "${PI_DEPLOY_CACHE:-$HOME/.cache/pi-deploy}/venv").
+#
+# Steps, in order (any failure stops the run; moto is stopped by PID on exit):
+#   1. shellcheck: scripts/**/*.sh, .ci/*.sh, .ci/run, templates/*.sh
+#   2. pytest under lambda/ (if the directory exists)
+#   3. YAML syntax of docker-compose.localstack.yml (if present)
+#   4. tests/emu/check_launcher_fix.py (the moto launcher's bug fix)
+#   5. cargo fmt --all -- --check
+#   6. cargo test --locked "$@"     e.g. scripts/test.sh -- --nocapture
+#
+# Endpoint: moto 5.2.5 on a free 127.0.0.1 port, unless AWS_ENDPOINT_URL is
+# already set (e.g. LocalStack: AWS_ENDPOINT_URL=http://127.0.0.1:4566), in
+# which case that endpoint is used and moto is not started.
+# Exported for cargo test: AWS_ENDPOINT_URL, PI_DEPLOY_TEST_ENDPOINT,
+# PI_DEPLOY_EMU_PYTHON, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY=test,
+# AWS_REGION=eu-west-1, AWS_CONFIG_FILE/AWS_SHARED_CREDENTIALS_FILE=/dev/null,
+# AWS_EC2_METADATA_DISABLED=true, CARGO_TARGET_DIR (default $CACHE/target).
+#
+# PI_TEST_SKIP_CARGO=1 stops after step 4 (for working on the scripts only).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/emu-lib.sh
+. scripts/emu-lib.sh
+
+started=$SECONDS
+
+# ---- tools ----------------------------------------------------------------
+if ! command -v shellcheck >/dev/null 2>&1; then
+  banner "installing shellcheck (apt-get)"
+  apt_install shellcheck
+fi
+
+emu_setup
+
+# ---- 1. shellcheck --------------------------------------------------------
+banner "shellcheck"
+sh_files=()
+for dir in scripts .ci; do
+  if [[ -d "$dir" ]]; then
+    while IFS= read -r -d '' f; do
+      sh_files+=("$f")
+    done < <(find "$dir" -type f -name '*.sh' -print0 | sort -z)
+  fi
+done
+[[ -f .ci/run ]] && sh_files+=(.ci/run)
+if [[ -d templates ]]; then
+  shopt -s nullglob
+  sh_files+=(templates/*.sh)
+  shopt -u nullglob
+fi
+printf '  %s\n' "${sh_files[@]}" >&2
+shellcheck -x "${sh_files[@]}"
+printf 'shellcheck: %d files OK\n' "${#sh_files[@]}" >&2
+
+# ---- 2. lambda pytest -----------------------------------------------------
+if [[ -d lambda ]]; then
+  banner "pytest lambda/"
+  lambda_tests=()
+  while IFS= read -r -d '' f; do
+    lambda_tests+=("$f")
+  done < <(find lambda -type f \( -name 'test_*.py' -o -name '*_test.py' \) -print0)
+  rc=0
+  py_run "$EMU_PY" -m pytest -p no:cacheprovider lambda || rc=$?
+  if ((rc == 5)) && ((${#lambda_tests[@]} == 0)); then
+    printf 'pytest: no test files under lambda/ (exit 5 accepted)\n' >&2
+  elif ((rc != 0)); then
+    printf 'pytest failed (exit %d)\n' "$rc" >&2
+    exit "$rc"
+  fi
+fi
+
+# ---- 3. docker-compose.localstack.yml -------------------------------------
+if [[ -f docker-compose.localstack.yml ]]; then
+  banner "YAML check: docker-compose.localstack.yml"
+  py_run "$EMU_PY" - docker-compose.localstack.yml <<'EOF'
+import sys
+
+import yaml
+
+path = sys.argv[1]
+with open(path, encoding="utf-8") as f:
+    doc = yaml.safe_load(f)
+if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
+    sys.exit(f"{path}: expected a mapping with a 'services' mapping")
+print(f"{path}: OK (services: {', '.join(doc['services'])})")
+EOF
+fi
+
+# ---- 4. moto launcher fix -------------------------------------------------
+banner "tests/emu/check_launcher_fix.py"
+check_args=()
+if [[ -n "$EMU_STARTED_PORT" ]]; then
+  # Only against our own moto: the check creates (and deletes) an ASG.
+  check_args=(--endpoint "$EMU_ENDPOINT")
+fi
+py_run "$EMU_PY" tests/emu/check_launcher_fix.py "${check_args[@]}"
+
+if [[ "${PI_TEST_SKIP_CARGO:-}" == 1 ]]; then
+  banner "PI_TEST_SKIP_CARGO=1: skipping cargo fmt and cargo test"
+  exit 0
+fi
+
+# ---- 5./6. cargo ----------------------------------------------------------
+emu_export_aws_env
+banner "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+banner "cargo test --locked $* (endpoint $AWS_ENDPOINT_URL, target $CARGO_TARGET_DIR)"
+cargo test --locked "$@"
+
+banner "all checks passed in $((SECONDS - started)) s"

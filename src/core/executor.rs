@@ -1,0 +1,409 @@
+//! Walks the graph with bounded concurrency, drives a `Cloud`, persists every transition
+//! and emits events. It never prints.
+//!
+//! Scheduling: every node whose dependencies are ready may start, at most `concurrency` at
+//! once (and at most the per-service cap for its service); among ready nodes the one with
+//! the longest remaining chain (latency-model weights) starts first, so the RDS chain is
+//! started before quick leaves.
+//!
+//! Persistence: the state records `creating` (with the client token) before the create
+//! call and `created` with the id the moment it returns, before any wait; dependents start
+//! only after `ready` is persisted.
+//!
+//! Failure: stop starting nodes, let in-flight nodes finish and persist (a half-created RDS
+//! instance still needs its id recorded), skip the rest, and report the root cause once.
+//! Cancellation (Ctrl-C) drains the same way.
+//!
+//! Runs on tokio's clock, so the benchmark can drive it over a simulated cloud in paused time.
+
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::event::{Event, EventSink, ResourceStatus};
+use super::graph::Graph;
+use super::resource::{Cloud, DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use super::spec::NodeSpec;
+use super::state::{ResourceRecord, State, Status};
+
+/// Persists the state document; the executor calls it after every transition.
+pub trait StateStore: Send + Sync {
+    fn save(&self, state: &State) -> Result<(), String>;
+}
+
+/// Keeps nothing (tests, the benchmark).
+pub struct NoStore;
+
+impl StateStore for NoStore {
+    fn save(&self, _: &State) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub concurrency: usize,
+    /// Optional caps per AWS service (e.g. `ec2` mutations).
+    pub per_service: BTreeMap<String, usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { concurrency: 16, per_service: BTreeMap::new() }
+    }
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub state: State,
+    /// The root causes, in the order they happened.
+    pub failed: Vec<(String, ResourceError)>,
+    pub skipped: Vec<String>,
+    pub completed: Vec<String>,
+    pub cancelled: bool,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty() && !self.cancelled && self.skipped.is_empty()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Up,
+    Destroy,
+}
+
+struct Shared<C> {
+    cloud: Arc<C>,
+    graph: Arc<Graph>,
+    state: Mutex<State>,
+    store: Arc<dyn StateStore>,
+    events: Arc<dyn EventSink>,
+}
+
+impl<C> Shared<C> {
+    fn emit(&self, spec: &NodeSpec, status: ResourceStatus, started: Instant, id: Option<String>, message: Option<String>) {
+        self.events.emit(Event::Resource {
+            key: spec.key.clone(),
+            kind: spec.kind,
+            status,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            id,
+            message,
+        });
+    }
+
+    /// Apply a change to the state and write it; a failed write fails the node, because a
+    /// transition that is not on disk must not let dependents start.
+    fn persist(&self, change: impl FnOnce(&mut State)) -> Result<(), ResourceError> {
+        let mut st = self.state.lock().unwrap();
+        change(&mut st);
+        st.serial += 1;
+        self.store
+            .save(&st)
+            .map_err(|e| ResourceError::new(ErrorClass::Other, format!("could not write the state file: {e}")))
+    }
+
+    fn record(&self, spec: &NodeSpec, status: Status, token: &str, outputs: Outputs) -> Result<(), ResourceError> {
+        self.persist(|st| {
+            st.resources.insert(
+                spec.key.clone(),
+                ResourceRecord {
+                    kind: spec.kind,
+                    status,
+                    client_token: token.to_string(),
+                    outputs,
+                    deps: spec.deps.clone(),
+                    updated_at: Utc::now(),
+                },
+            );
+        })
+    }
+}
+
+pub struct Executor<C: Cloud> {
+    pub cloud: Arc<C>,
+    pub store: Arc<dyn StateStore>,
+    pub events: Arc<dyn EventSink>,
+    pub limits: Limits,
+    /// Flips to true on the first Ctrl-C.
+    pub cancel: watch::Receiver<bool>,
+}
+
+/// Scheduling priority: longer remaining chain first, then key for determinism.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Ready {
+    priority_ms: u64,
+    key: std::cmp::Reverse<String>,
+    index: usize,
+}
+
+impl<C: Cloud> Executor<C> {
+    /// Create or adopt every node of `graph` that is not `ready` in `state`.
+    pub async fn up(&self, graph: Arc<Graph>, state: State, weights: &[f64]) -> Outcome {
+        self.walk(graph, state, weights, Direction::Up).await
+    }
+
+    /// Delete every node of `graph` (which holds only what exists), dependents first.
+    pub async fn destroy(&self, graph: Arc<Graph>, state: State, weights: &[f64]) -> Outcome {
+        self.walk(graph, state, weights, Direction::Destroy).await
+    }
+
+    async fn walk(&self, graph: Arc<Graph>, state: State, weights: &[f64], dir: Direction) -> Outcome {
+        let n = graph.len();
+        let done_already: Vec<bool> = (0..n)
+            .map(|i| {
+                let key = &graph.node(i).key;
+                match dir {
+                    Direction::Up => state.resources.get(key).is_some_and(|r| r.status == Status::Ready),
+                    Direction::Destroy => !state.resources.contains_key(key),
+                }
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            cloud: self.cloud.clone(),
+            graph: graph.clone(),
+            state: Mutex::new(state),
+            store: self.store.clone(),
+            events: self.events.clone(),
+        });
+        // Up: a node waits for its dependencies. Destroy: for its dependents.
+        let blockers = |i: usize| -> &[usize] {
+            match dir {
+                Direction::Up => graph.deps_of(i),
+                Direction::Destroy => graph.dependents_of(i),
+            }
+        };
+        let unblocks = |i: usize| -> &[usize] {
+            match dir {
+                Direction::Up => graph.dependents_of(i),
+                Direction::Destroy => graph.deps_of(i),
+            }
+        };
+        let mut done = done_already.clone();
+        let mut waiting_on: Vec<usize> = (0..n).map(|i| blockers(i).iter().filter(|&&b| !done[b]).count()).collect();
+        let mut heap = BinaryHeap::new();
+        let push = |heap: &mut BinaryHeap<Ready>, i: usize| {
+            heap.push(Ready {
+                priority_ms: (weights.get(i).copied().unwrap_or(0.0) * 1000.0) as u64,
+                key: std::cmp::Reverse(graph.node(i).key.clone()),
+                index: i,
+            })
+        };
+        for i in 0..n {
+            if !done[i] && waiting_on[i] == 0 {
+                push(&mut heap, i);
+            }
+        }
+
+        let mut running: JoinSet<(usize, Result<(), ResourceError>)> = JoinSet::new();
+        let mut running_per_service: HashMap<&'static str, usize> = HashMap::new();
+        let mut started = vec![false; n];
+        let mut failed = Vec::new();
+        let mut completed = Vec::new();
+        let mut stopping = false;
+        let mut cancelled = *self.cancel.borrow();
+        let mut cancel = self.cancel.clone();
+
+        loop {
+            if !stopping && !cancelled {
+                let mut deferred = Vec::new();
+                while running.len() < self.limits.concurrency.max(1) {
+                    let Some(next) = heap.pop() else { break };
+                    let i = next.index;
+                    let service = graph.node(i).kind.service();
+                    let cap = self.limits.per_service.get(service).copied().unwrap_or(usize::MAX);
+                    let busy = running_per_service.entry(service).or_default();
+                    if *busy >= cap {
+                        deferred.push(next);
+                        continue;
+                    }
+                    *busy += 1;
+                    started[i] = true;
+                    let shared = shared.clone();
+                    running.spawn(async move {
+                        let r = match dir {
+                            Direction::Up => up_node(&shared, i).await,
+                            Direction::Destroy => destroy_node(&shared, i).await,
+                        };
+                        (i, r)
+                    });
+                }
+                heap.extend(deferred);
+            }
+            if running.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = running.join_next() => {
+                    let Some(joined) = joined else { continue };
+                    let (i, result) = joined.unwrap_or_else(|e| (usize::MAX, Err(ResourceError::new(ErrorClass::Other, format!("task panicked: {e}")))));
+                    if i == usize::MAX {
+                        failed.push(("<executor>".to_string(), result.unwrap_err()));
+                        stopping = true;
+                        continue;
+                    }
+                    *running_per_service.entry(graph.node(i).kind.service()).or_default() -= 1;
+                    match result {
+                        Ok(()) => {
+                            done[i] = true;
+                            completed.push(graph.node(i).key.clone());
+                            for &u in unblocks(i) {
+                                waiting_on[u] -= 1;
+                                if waiting_on[u] == 0 && !done[u] {
+                                    push(&mut heap, u);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            failed.push((graph.node(i).key.clone(), e));
+                            stopping = true;
+                        }
+                    }
+                }
+                changed = cancel.changed(), if !cancelled => {
+                    if changed.is_err() || *cancel.borrow() {
+                        cancelled = true;
+                        self.events.emit(Event::Warning { message: "interrupted: waiting for the resources in progress to finish and be recorded (Ctrl-C again to exit now; the state is saved)".into() });
+                    }
+                }
+            }
+        }
+
+        let mut skipped = Vec::new();
+        for i in 0..n {
+            if !done[i] && !started[i] {
+                let spec = graph.node(i);
+                skipped.push(spec.key.clone());
+                shared.emit(spec, ResourceStatus::Skipped, Instant::now(), None, None);
+            }
+        }
+        let state = Arc::try_unwrap(shared)
+            .map(|s| s.state.into_inner().unwrap())
+            .unwrap_or_else(|s| s.state.lock().unwrap().clone());
+        Outcome { state, failed, skipped, completed, cancelled }
+    }
+}
+
+fn deps_outputs<C>(shared: &Shared<C>, spec: &NodeSpec) -> BTreeMap<String, Outputs> {
+    let st = shared.state.lock().unwrap();
+    spec.deps
+        .iter()
+        .filter_map(|d| st.resources.get(d).map(|r| (d.clone(), r.outputs.clone())))
+        .collect()
+}
+
+async fn up_node<C: Cloud>(shared: &Shared<C>, i: usize) -> Result<(), ResourceError> {
+    let spec = shared.graph.node(i);
+    let started = Instant::now();
+    let result = up_node_inner(shared, spec, started).await;
+    if let Err(e) = &result {
+        shared.emit(spec, ResourceStatus::Failed, started, None, Some(e.to_string()));
+    }
+    result
+}
+
+async fn up_node_inner<C: Cloud>(shared: &Shared<C>, spec: &NodeSpec, started: Instant) -> Result<(), ResourceError> {
+    let deps = deps_outputs(shared, spec);
+    let (token, recorded) = {
+        let st = shared.state.lock().unwrap();
+        match st.resources.get(&spec.key) {
+            Some(r) => (r.client_token.clone(), Some((r.status, r.outputs.clone()))),
+            None => (st.client_token(&spec.key), None),
+        }
+    };
+    let cx = NodeCtx { spec, deps: &deps, token: &token };
+
+    let outputs = match recorded {
+        Some((Status::Created, outputs)) => match converge(shared, &cx, started, outputs).await {
+            // The recorded resource vanished (deleted by hand): find or create it again.
+            Err(e) if e.is(ErrorClass::NotFound) => create_or_adopt(shared, &cx, started).await?,
+            other => return other.and_then(|o| mark_ready(shared, spec, &token, started, o)),
+        },
+        _ => create_or_adopt(shared, &cx, started).await?,
+    };
+    let outputs = converge(shared, &cx, started, outputs).await?;
+    mark_ready(shared, spec, &token, started, outputs)
+}
+
+async fn create_or_adopt<C: Cloud>(shared: &Shared<C>, cx: &NodeCtx<'_>, started: Instant) -> Result<Outputs, ResourceError> {
+    let spec = cx.spec;
+    shared.record(spec, Status::Creating, cx.token, Outputs::new())?;
+    shared.emit(spec, ResourceStatus::Creating, started, None, None);
+    let (outputs, status) = match shared.cloud.find(cx).await? {
+        Some(found) => (found, ResourceStatus::Adopted),
+        None => (shared.cloud.create(cx).await?, ResourceStatus::Created),
+    };
+    shared.record(spec, Status::Created, cx.token, outputs.clone())?;
+    shared.emit(spec, status, started, outputs.get("id").map(String::from), None);
+    Ok(outputs)
+}
+
+async fn converge<C: Cloud>(shared: &Shared<C>, cx: &NodeCtx<'_>, started: Instant, outputs: Outputs) -> Result<Outputs, ResourceError> {
+    shared.emit(cx.spec, ResourceStatus::Waiting, started, outputs.get("id").map(String::from), None);
+    shared.cloud.converge(cx, outputs).await
+}
+
+fn mark_ready<C>(shared: &Shared<C>, spec: &NodeSpec, token: &str, started: Instant, outputs: Outputs) -> Result<(), ResourceError> {
+    let id = outputs.get("id").map(String::from);
+    shared.record(spec, Status::Ready, token, outputs)?;
+    shared.emit(spec, ResourceStatus::Ready, started, id, None);
+    Ok(())
+}
+
+async fn destroy_node<C: Cloud>(shared: &Shared<C>, i: usize) -> Result<(), ResourceError> {
+    let spec = shared.graph.node(i);
+    let started = Instant::now();
+    let result = destroy_node_inner(shared, spec, started).await;
+    if let Err(e) = &result {
+        shared.emit(spec, ResourceStatus::Failed, started, None, Some(e.to_string()));
+    }
+    result
+}
+
+async fn destroy_node_inner<C: Cloud>(shared: &Shared<C>, spec: &NodeSpec, started: Instant) -> Result<(), ResourceError> {
+    let Some(mut record) = shared.state.lock().unwrap().resources.get(&spec.key).cloned() else {
+        return Ok(());
+    };
+    if record.outputs.get("id").is_none() {
+        // Only the intent was recorded: the create may or may not have happened.
+        let deps = deps_outputs(shared, spec);
+        let cx = NodeCtx { spec, deps: &deps, token: &record.client_token };
+        match shared.cloud.find(&cx).await? {
+            Some(found) => record.outputs = found,
+            None => {
+                shared.persist(|st| {
+                    st.resources.remove(&spec.key);
+                })?;
+                shared.emit(spec, ResourceStatus::Deleted, started, None, Some("never created".into()));
+                return Ok(());
+            }
+        }
+    }
+    let id = record.outputs.get("id").map(String::from);
+    let outputs = record.outputs.clone();
+    shared.persist(|st| {
+        record.status = Status::Deleting;
+        record.updated_at = Utc::now();
+        st.resources.insert(spec.key.clone(), record);
+    })?;
+    shared.emit(spec, ResourceStatus::Deleting, started, id.clone(), None);
+    shared
+        .cloud
+        .delete(&DeleteCtx { key: &spec.key, kind: spec.kind, outputs: &outputs })
+        .await?;
+    shared.persist(|st| {
+        st.resources.remove(&spec.key);
+    })?;
+    shared.emit(spec, ResourceStatus::Deleted, started, id, None);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,260 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::*;
+use crate::core::event::Recorder;
+use crate::core::fake::FakeCloud;
+use crate::core::graph::tests::node;
+use crate::core::state::Identity;
+
+fn identity() -> Identity {
+    Identity { deployment: "t".into(), region: "eu-west-1".into(), account_id: "123456789012".into(), partition: "aws".into() }
+}
+
+struct Run {
+    cloud: Arc<FakeCloud>,
+    events: Arc<Recorder>,
+    cancel_tx: watch::Sender<bool>,
+    exec: Executor<FakeCloud>,
+}
+
+fn run_with(cloud: FakeCloud, concurrency: usize) -> Run {
+    let cloud = Arc::new(cloud);
+    let events = Arc::new(Recorder::default());
+    let (cancel_tx, cancel) = watch::channel(false);
+    let exec = Executor {
+        cloud: cloud.clone(),
+        store: Arc::new(NoStore),
+        events: events.clone(),
+        limits: Limits { concurrency, per_service: Default::default() },
+        cancel,
+    };
+    Run { cloud, events, cancel_tx, exec }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// A diamond plus a long chain: a -> {b, c} -> d; a -> long1 -> long2.
+fn graph() -> Arc<Graph> {
+    Arc::new(
+        Graph::new(vec![
+            node("a", &[]),
+            node("b", &["a"]),
+            node("c", &["a"]),
+            node("d", &["b", "c"]),
+            node("long1", &["a"]),
+            node("long2", &["long1"]),
+        ])
+        .unwrap(),
+    )
+}
+
+fn equal_weights(g: &Graph) -> Vec<f64> {
+    g.longest_remaining(|_| 1.0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn creates_everything_dependencies_first() {
+    let mut cloud = FakeCloud::new();
+    for k in ["a", "b", "c", "d", "long1", "long2"] {
+        cloud.create_time.insert(k.into(), secs(1));
+    }
+    let r = run_with(cloud, 8);
+    let g = graph();
+    let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    assert!(out.ok(), "{:?}", out.failed);
+    assert_eq!(out.state.resources.len(), 6);
+    assert!(out.state.resources.values().all(|r| r.status == Status::Ready));
+    let spans = r.cloud.spans();
+    let end_of = |k: &str| spans.iter().filter(|s| s.key == k).map(|s| s.end).max().unwrap();
+    let start_of = |k: &str| spans.iter().filter(|s| s.key == k && s.op == "create").map(|s| s.start).min().unwrap();
+    assert!(start_of("d") >= end_of("b") && start_of("d") >= end_of("c"));
+    // b, c and long1 ran at the same time.
+    assert_eq!(start_of("b"), start_of("c"));
+    assert_eq!(start_of("b"), start_of("long1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_bound_is_respected() {
+    let mut nodes = vec![node("root", &[])];
+    for i in 0..10 {
+        nodes.push(node(&format!("leaf{i}"), &["root"]));
+    }
+    let g = Arc::new(Graph::new(nodes).unwrap());
+    let mut cloud = FakeCloud::new();
+    for i in 0..10 {
+        cloud.create_time.insert(format!("leaf{i}"), secs(5));
+    }
+    let r = run_with(cloud, 3);
+    let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    assert!(out.ok());
+    assert_eq!(r.cloud.max_in_flight(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn longest_chain_starts_first() {
+    // With one slot, the long chain's head must start before the quick leaves.
+    let g = Arc::new(
+        Graph::new(vec![node("quick1", &[]), node("quick2", &[]), node("slow", &[]), node("after-slow", &["slow"])]).unwrap(),
+    );
+    let weights = g.longest_remaining(|n| if n.key == "slow" { 100.0 } else { 1.0 });
+    let r = run_with(FakeCloud::new(), 1);
+    let out = r.exec.up(g.clone(), State::new(&identity()), &weights).await;
+    assert!(out.ok());
+    assert_eq!(out.completed.first().map(String::as_str), Some("slow"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failure_drains_in_flight_and_skips_dependents() {
+    let mut cloud = FakeCloud::new();
+    cloud.create_time.insert("long1".into(), secs(30));
+    cloud.create_time.insert("b".into(), secs(1));
+    cloud.fail_create.insert("b".into(), ResourceError::new(ErrorClass::Other, "boom").with_code("InternalFailure"));
+    let r = run_with(cloud, 8);
+    let g = graph();
+    let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    assert!(!out.ok());
+    assert_eq!(out.failed.len(), 1, "root cause reported once");
+    assert_eq!(out.failed[0].0, "b");
+    // long1 was in flight when b failed: it finished and was recorded.
+    assert_eq!(out.state.resources["long1"].status, Status::Ready);
+    // d (needs b) and long2 (not started when the run stopped) were skipped.
+    assert!(out.skipped.contains(&"d".to_string()));
+    assert!(out.skipped.contains(&"long2".to_string()));
+    // b's intent is recorded so the next run finds or creates it.
+    assert_eq!(out.state.resources["b"].status, Status::Creating);
+    let skipped_events = r
+        .events
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Resource { status: ResourceStatus::Skipped, .. }))
+        .count();
+    assert_eq!(skipped_events, out.skipped.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_drains_and_stops() {
+    let mut cloud = FakeCloud::new();
+    cloud.create_time.insert("a".into(), secs(10));
+    let r = run_with(cloud, 8);
+    let g = graph();
+    let tx = r.cancel_tx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(secs(5)).await;
+        tx.send(true).unwrap();
+    });
+    let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    assert!(out.cancelled);
+    assert_eq!(out.state.resources["a"].status, Status::Ready, "in-flight node finished");
+    assert_eq!(out.state.resources.len(), 1);
+    assert_eq!(out.skipped.len(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rerun_adopts_instead_of_duplicating() {
+    let g = graph();
+    let r = run_with(FakeCloud::new(), 8);
+    r.cloud.preexisting("a", Outputs::new().with("id", "id-a"));
+    // The state says `a` was being created when the last run died.
+    let mut st = State::new(&identity());
+    st.resources.insert(
+        "a".into(),
+        ResourceRecord {
+            kind: g.get("a").unwrap().kind,
+            status: Status::Creating,
+            client_token: st.client_token("a"),
+            outputs: Outputs::new(),
+            deps: vec![],
+            updated_at: Utc::now(),
+        },
+    );
+    let out = r.exec.up(g.clone(), st, &equal_weights(&g)).await;
+    assert!(out.ok());
+    assert_eq!(r.cloud.calls("create"), 5, "a was adopted, not created again");
+    assert!(r.events.events().iter().any(|e| matches!(e, Event::Resource { key, status: ResourceStatus::Adopted, .. } if key == "a")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn second_up_does_nothing() {
+    let g = graph();
+    let r = run_with(FakeCloud::new(), 8);
+    let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    let r2 = run_with(FakeCloud::new(), 8);
+    let out2 = r2.exec.up(g.clone(), out.state, &equal_weights(&g)).await;
+    assert!(out2.ok());
+    assert_eq!(r2.cloud.calls("find") + r2.cloud.calls("create") + r2.cloud.calls("converge"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn destroy_deletes_dependents_first() {
+    let g = graph();
+    let r = run_with(FakeCloud::new(), 8);
+    let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    let weights = g.longest_remaining_reverse(|_| 1.0);
+    let mut cloud = FakeCloud::new();
+    for k in ["a", "b", "c", "d", "long1", "long2"] {
+        cloud.delete_time.insert(k.into(), secs(1));
+        cloud.preexisting(k, Outputs::new().with("id", format!("id-{k}")));
+    }
+    let r2 = run_with(cloud, 8);
+    let out2 = r2.exec.destroy(g.clone(), out.state, &weights).await;
+    assert!(out2.ok(), "{:?}", out2.failed);
+    assert!(out2.state.resources.is_empty());
+    assert!(r2.cloud.existing_keys().is_empty());
+    let spans = r2.cloud.spans();
+    let end_of = |k: &str| spans.iter().find(|s| s.key == k).unwrap().end;
+    let start_of = |k: &str| spans.iter().find(|s| s.key == k).unwrap().start;
+    assert!(start_of("a") >= end_of("b") && start_of("a") >= end_of("long1"));
+    assert!(start_of("b") >= end_of("d"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_delete_keeps_the_record_and_its_dependencies() {
+    let g = graph();
+    let r = run_with(FakeCloud::new(), 8);
+    let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    let mut cloud = FakeCloud::new();
+    cloud.fail_delete.insert("d".into(), ResourceError::new(ErrorClass::InUse, "still in use"));
+    let r2 = run_with(cloud, 8);
+    let out2 = r2.exec.destroy(g.clone(), out.state, &g.longest_remaining_reverse(|_| 1.0)).await;
+    assert!(!out2.ok());
+    assert_eq!(out2.state.resources["d"].status, Status::Deleting);
+    for k in ["a", "b", "c"] {
+        assert!(out2.state.resources.contains_key(k), "{k} must stay: d still needs it");
+    }
+}
+
+/// Counts saves so a test can check that every transition is persisted.
+struct CountingStore(std::sync::Mutex<Vec<State>>);
+
+impl StateStore for CountingStore {
+    fn save(&self, state: &State) -> Result<(), String> {
+        self.0.lock().unwrap().push(state.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn intent_is_persisted_before_create_and_id_before_converge() {
+    let g = Arc::new(Graph::new(vec![node("a", &[])]).unwrap());
+    let store = Arc::new(CountingStore(Default::default()));
+    let (_tx, cancel) = watch::channel(false);
+    let exec = Executor {
+        cloud: Arc::new(FakeCloud::new()),
+        store: store.clone(),
+        events: Arc::new(Recorder::default()),
+        limits: Limits::default(),
+        cancel,
+    };
+    exec.up(g.clone(), State::new(&identity()), &[1.0]).await;
+    let saves = store.0.lock().unwrap();
+    let statuses: Vec<Status> = saves.iter().map(|s| s.resources["a"].status).collect();
+    assert_eq!(statuses, [Status::Creating, Status::Created, Status::Ready]);
+    assert_eq!(saves[1].resources["a"].outputs.get("id"), Some("id-a"));
+    let serials: Vec<u64> = saves.iter().map(|s| s.serial).collect();
+    assert_eq!(serials, [1, 2, 3]);
+}

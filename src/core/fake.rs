@@ -1,0 +1,155 @@
+//! An in-memory cloud for the executor's tests and the modelled benchmark: every operation
+//! takes a configurable time on tokio's clock (so it runs instantly in paused time), and
+//! failures can be scripted per key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::resource::{Cloud, DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Span {
+    pub key: String,
+    pub op: &'static str,
+    pub start: Duration,
+    pub end: Duration,
+}
+
+#[derive(Default)]
+struct Inner {
+    existing: BTreeMap<String, Outputs>,
+    spans: Vec<Span>,
+    in_flight: usize,
+    max_in_flight: usize,
+    calls: HashMap<&'static str, usize>,
+}
+
+pub struct FakeCloud {
+    origin: Instant,
+    /// Duration of `create` (call) and `converge` (wait) per key; default zero.
+    pub create_time: HashMap<String, Duration>,
+    pub converge_time: HashMap<String, Duration>,
+    pub delete_time: HashMap<String, Duration>,
+    /// Keys whose create fails.
+    pub fail_create: HashMap<String, ResourceError>,
+    pub fail_delete: HashMap<String, ResourceError>,
+    inner: Mutex<Inner>,
+}
+
+impl Default for FakeCloud {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeCloud {
+    pub fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            create_time: HashMap::new(),
+            converge_time: HashMap::new(),
+            delete_time: HashMap::new(),
+            fail_create: HashMap::new(),
+            fail_delete: HashMap::new(),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// A resource that already exists in the cloud (to be adopted).
+    pub fn preexisting(&self, key: &str, outputs: Outputs) {
+        self.inner.lock().unwrap().existing.insert(key.into(), outputs);
+    }
+
+    pub fn exists(&self, key: &str) -> bool {
+        self.inner.lock().unwrap().existing.contains_key(key)
+    }
+
+    pub fn existing_keys(&self) -> Vec<String> {
+        self.inner.lock().unwrap().existing.keys().cloned().collect()
+    }
+
+    pub fn spans(&self) -> Vec<Span> {
+        self.inner.lock().unwrap().spans.clone()
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.lock().unwrap().max_in_flight
+    }
+
+    pub fn calls(&self, op: &str) -> usize {
+        self.inner.lock().unwrap().calls.get(op).copied().unwrap_or(0)
+    }
+
+    async fn timed<T>(&self, key: &str, op: &'static str, d: Option<&Duration>, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let start = self.origin.elapsed();
+        {
+            let mut i = self.inner.lock().unwrap();
+            i.in_flight += 1;
+            i.max_in_flight = i.max_in_flight.max(i.in_flight);
+            *i.calls.entry(op).or_default() += 1;
+        }
+        if let Some(d) = d
+            && !d.is_zero()
+        {
+            tokio::time::sleep(*d).await;
+        }
+        let mut i = self.inner.lock().unwrap();
+        i.in_flight -= 1;
+        i.spans.push(Span { key: key.into(), op, start, end: self.origin.elapsed() });
+        f(&mut i)
+    }
+}
+
+#[async_trait]
+impl Cloud for FakeCloud {
+    async fn find(&self, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let key = cx.spec.key.as_str();
+        Ok(self.timed(key, "find", None, |i| i.existing.get(key).cloned()).await)
+    }
+
+    async fn create(&self, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let key = cx.spec.key.clone();
+        if let Some(e) = self.fail_create.get(&key) {
+            self.timed(&key, "create", self.create_time.get(&key), |_| ()).await;
+            return Err(e.clone());
+        }
+        for d in &cx.spec.deps {
+            if !cx.deps.contains_key(d) {
+                return Err(ResourceError::new(ErrorClass::Invalid, format!("{key} started before {d}")));
+            }
+        }
+        let outputs = Outputs::new().with("id", format!("id-{key}"));
+        let o = outputs.clone();
+        let k = key.clone();
+        self.timed(&key, "create", self.create_time.get(&key), move |i| {
+            i.existing.insert(k, o);
+        })
+        .await;
+        Ok(outputs)
+    }
+
+    async fn converge(&self, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let key = cx.spec.key.as_str();
+        let present = self.timed(key, "converge", self.converge_time.get(key), |i| i.existing.contains_key(key)).await;
+        if !present {
+            return Err(ResourceError::new(ErrorClass::NotFound, format!("{key} does not exist")));
+        }
+        Ok(outputs.with("ready", "true"))
+    }
+
+    async fn delete(&self, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
+        let key = cx.key.to_string();
+        if let Some(e) = self.fail_delete.get(&key) {
+            return Err(e.clone());
+        }
+        self.timed(&key.clone(), "delete", self.delete_time.get(&key), move |i| {
+            i.existing.remove(&key);
+        })
+        .await;
+        Ok(())
+    }
+}

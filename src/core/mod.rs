@@ -1,0 +1,13 @@
+//! The pure core: no AWS SDK types, no terminal, no file I/O. Testable without AWS.
+
+pub mod config;
+pub mod event;
+pub mod executor;
+pub mod fake;
+pub mod graph;
+pub mod latency;
+pub mod names;
+pub mod resource;
+pub mod rules;
+pub mod spec;
+pub mod state;

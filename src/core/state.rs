@@ -1,0 +1,233 @@
+//! The meaning of the state file: which resources exist, in which step of their life, with
+//! which ids. Its bytes (locking, atomic writes) live in `state_file`.
+//!
+//! Life of a resource record:
+//! `creating` (intent, with its client token, written before the create call) ->
+//! `created` (id known, written the moment the create call returns; not usable yet) ->
+//! `ready` (converged and waited; dependents may start) -> `deleting` -> removed.
+//! No secret value is ever stored: secrets are referenced by ARN only.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::resource::Outputs;
+use super::spec::Kind;
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Creating,
+    Created,
+    Ready,
+    Deleting,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResourceRecord {
+    pub kind: Kind,
+    pub status: Status,
+    pub client_token: String,
+    #[serde(default)]
+    pub outputs: Outputs,
+    /// Keys this resource depended on when it was created (destroy order without a config).
+    #[serde(default)]
+    pub deps: Vec<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub format_version: u32,
+    pub lineage: Uuid,
+    pub serial: u64,
+    pub deployment: String,
+    pub region: String,
+    pub account_id: String,
+    pub partition: String,
+    /// Choices resolved on the first run that later runs must keep (e.g. the two zones).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    #[serde(default)]
+    pub resources: BTreeMap<String, ResourceRecord>,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// Who the caller is, from STS, and where it acts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub deployment: String,
+    pub region: String,
+    pub account_id: String,
+    pub partition: String,
+}
+
+/// Why a state file is refused. The file is never touched when refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateRefusal {
+    #[error("the state file is not valid ({0}); it may be truncated or edited by hand")]
+    Unparseable(String),
+    #[error("the state file has format version {found}, newer than this pi-deploy understands ({supported})")]
+    NewerFormat { found: u32, supported: u32 },
+    #[error("the state file belongs to {field} `{found}`, not `{expected}`")]
+    Foreign { field: &'static str, found: String, expected: String },
+    #[error("the state file on disk has lineage {found}, not {expected}: another deployment's state was put in its place")]
+    LineageMismatch { found: Uuid, expected: Uuid },
+    #[error("the state file on disk has serial {found}, newer than this run's {ours}: another run wrote it")]
+    NewerSerial { found: u64, ours: u64 },
+    #[error("resource `{key}` has an invalid record: {problem}")]
+    BadRecord { key: String, problem: String },
+}
+
+impl State {
+    pub fn new(id: &Identity) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            lineage: Uuid::new_v4(),
+            serial: 0,
+            deployment: id.deployment.clone(),
+            region: id.region.clone(),
+            account_id: id.account_id.clone(),
+            partition: id.partition.clone(),
+            settings: BTreeMap::new(),
+            resources: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+        }
+    }
+
+    /// Parse and check the document's own consistency (not yet who it belongs to).
+    pub fn parse(bytes: &[u8]) -> Result<Self, StateRefusal> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            format_version: u32,
+        }
+        let v: VersionOnly = serde_json::from_slice(bytes).map_err(|e| StateRefusal::Unparseable(e.to_string()))?;
+        if v.format_version > FORMAT_VERSION {
+            return Err(StateRefusal::NewerFormat { found: v.format_version, supported: FORMAT_VERSION });
+        }
+        let state: State = serde_json::from_slice(bytes).map_err(|e| StateRefusal::Unparseable(e.to_string()))?;
+        for (key, rec) in &state.resources {
+            if rec.client_token.is_empty() {
+                return Err(StateRefusal::BadRecord { key: key.clone(), problem: "no client token".into() });
+            }
+            if matches!(rec.status, Status::Created | Status::Ready) && rec.outputs.get("id").is_none_or(str::is_empty) {
+                return Err(StateRefusal::BadRecord { key: key.clone(), problem: "recorded as created but has no id".into() });
+            }
+            if rec.outputs.0.values().any(|v| v.chars().any(char::is_control)) {
+                return Err(StateRefusal::BadRecord { key: key.clone(), problem: "an output holds control characters".into() });
+            }
+        }
+        Ok(state)
+    }
+
+    /// Refuse a state that belongs to another deployment, region or account.
+    pub fn check_owner(&self, id: &Identity) -> Result<(), StateRefusal> {
+        for (field, found, expected) in [
+            ("deployment", &self.deployment, &id.deployment),
+            ("region", &self.region, &id.region),
+            ("account", &self.account_id, &id.account_id),
+        ] {
+            if found != expected {
+                return Err(StateRefusal::Foreign { field, found: found.clone(), expected: expected.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    /// The client token for a key: stable for this lineage, so a retried create after a
+    /// crash sends the same token and AWS returns the first result instead of a duplicate.
+    pub fn client_token(&self, key: &str) -> String {
+        Uuid::new_v5(&self.lineage, key.as_bytes()).to_string()
+    }
+
+    pub fn serialize(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("state serialises");
+        v.push(b'\n');
+        v
+    }
+
+    pub fn ready_outputs(&self) -> BTreeMap<String, Outputs> {
+        self.resources
+            .iter()
+            .filter(|(_, r)| r.status == Status::Ready)
+            .map(|(k, r)| (k.clone(), r.outputs.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> Identity {
+        Identity { deployment: "pi".into(), region: "eu-west-1".into(), account_id: "123456789012".into(), partition: "aws".into() }
+    }
+
+    #[test]
+    fn round_trips() {
+        let mut s = State::new(&identity());
+        s.resources.insert(
+            "vpc".into(),
+            ResourceRecord {
+                kind: Kind::Vpc,
+                status: Status::Ready,
+                client_token: s.client_token("vpc"),
+                outputs: Outputs::new().with("id", "vpc-1"),
+                deps: vec![],
+                updated_at: Utc::now(),
+            },
+        );
+        assert_eq!(State::parse(&s.serialize()).unwrap(), s);
+    }
+
+    #[test]
+    fn refusals() {
+        let s = State::new(&identity());
+        let bytes = s.serialize();
+        assert!(matches!(State::parse(b""), Err(StateRefusal::Unparseable(_))));
+        assert!(matches!(State::parse(&bytes[..bytes.len() / 2]), Err(StateRefusal::Unparseable(_))));
+        assert!(matches!(State::parse(b"{not json"), Err(StateRefusal::Unparseable(_))));
+        let newer = String::from_utf8(bytes.clone()).unwrap().replace("\"format_version\": 1", "\"format_version\": 99");
+        assert!(matches!(State::parse(newer.as_bytes()), Err(StateRefusal::NewerFormat { found: 99, .. })));
+        let mut other = identity();
+        other.region = "us-east-1".into();
+        assert!(matches!(s.check_owner(&other), Err(StateRefusal::Foreign { field: "region", .. })));
+        let mut other = identity();
+        other.account_id = "999999999999".into();
+        assert!(matches!(s.check_owner(&other), Err(StateRefusal::Foreign { field: "account", .. })));
+        let mut other = identity();
+        other.deployment = "x".into();
+        assert!(matches!(s.check_owner(&other), Err(StateRefusal::Foreign { field: "deployment", .. })));
+    }
+
+    #[test]
+    fn a_created_record_without_an_id_is_refused() {
+        let mut s = State::new(&identity());
+        s.resources.insert(
+            "vpc".into(),
+            ResourceRecord {
+                kind: Kind::Vpc,
+                status: Status::Created,
+                client_token: "t".into(),
+                outputs: Outputs::new(),
+                deps: vec![],
+                updated_at: Utc::now(),
+            },
+        );
+        assert!(matches!(State::parse(&s.serialize()), Err(StateRefusal::BadRecord { .. })));
+    }
+
+    #[test]
+    fn tokens_are_stable_per_lineage_and_key() {
+        let s = State::new(&identity());
+        assert_eq!(s.client_token("vpc"), s.client_token("vpc"));
+        assert_ne!(s.client_token("vpc"), s.client_token("igw"));
+        assert_ne!(s.client_token("vpc"), State::new(&identity()).client_token("vpc"));
+    }
+}

@@ -1,0 +1,7 @@
+//! pi-deploy: deploys the Panintelligence dashboard onto AWS by calling the AWS APIs directly.
+//!
+//! `core` is pure (graph, planner, executor, state meaning); `aws` and `resources` are the
+//! edge that talks to AWS; `state_file` owns the state's bytes; `ui` draws events;
+//! `commands` wires them together for each subcommand.
+
+pub mod core;

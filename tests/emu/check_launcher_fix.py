@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Prove that tests/emu/moto_launcher.py's fix is still needed, and that it works.
+
+Run with the emulator venv's python (scripts/test.sh does this):
+
+    python tests/emu/check_launcher_fix.py [--endpoint http://127.0.0.1:PORT]
+
+The scenario is the blue/green upgrade path: create a launch template whose
+v1 has base64 UserData, create v2 (again with base64 UserData), then create an
+Auto Scaling group from v2 and read the launched instance's user data back.
+
+It runs in-process with moto's ``mock_aws`` twice:
+
+1. without the patch: on moto 5.2.5 this fails inside CreateAutoScalingGroup
+   (``assert user_data is None or isinstance(user_data, Base64EncodedString)``
+   in moto/ec2/models/launch_templates.py; a moto *server* answers that with
+   HTTP 500). If it passes, moto has fixed the bug and the wrapper can go.
+2. with ``moto_launcher.apply_patch()``: this must pass.
+
+With ``--endpoint URL`` it also runs the scenario against that running server
+(which should be moto started through moto_launcher.py, as scripts/emu-start.sh
+does), proving the launcher applied the fix in the server process.
+
+To see the failure against a real server without the patch:
+
+    CACHE=${PI_DEPLOY_CACHE:-$HOME/.cache/pi-deploy}
+    MOTO_ENABLE_AMI_VALIDATION=true "$CACHE/venv/bin/moto_server" -H 127.0.0.1 -p 5055 &
+    "$CACHE/venv/bin/python" tests/emu/check_launcher_fix.py --endpoint http://127.0.0.1:5055
+    # -> "server check: FAILED ... HTTP 500" and exit status 1
+    kill %1
+
+Exit status: 0 when every patched run passes (whether or not the fix is still
+needed; the answer is printed as "launcher fix still needed: yes/no"), 1 when
+a patched run fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import sys
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+
+REGION = "eu-west-1"
+# Same AMI the demo uses; must be in moto's preloaded eu-west-1 set.
+DEFAULT_AMI = "ami-0d31d4f8d69d7977a"
+
+
+def demo_ami() -> str:
+    env_file = REPO / "scripts" / "emu-amis.env"
+    if env_file.is_file():
+        for line in env_file.read_text().splitlines():
+            key, _, value = line.strip().partition("=")
+            if key == "PI_DEMO_AMI_A" and value:
+                return value.strip("'\"")
+    return DEFAULT_AMI
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def scenario(endpoint: str | None) -> None:
+    """Raise on failure. Cleans up what it created (matters for a live server)."""
+    import boto3
+
+    kwargs: dict[str, Any] = {"region_name": REGION}
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+    ec2 = boto3.client("ec2", **kwargs)
+    asg = boto3.client("autoscaling", **kwargs)
+
+    suffix = uuid.uuid4().hex[:8]
+    lt_name = f"launcher-check-{suffix}"
+    asg_name = f"launcher-check-{suffix}"
+    ami = demo_ami()
+    data = {"ImageId": ami, "InstanceType": "t3.medium"}
+    v2_user_data = f"#!/bin/bash\necho v2 {suffix}\n"
+
+    lt_id = ec2.create_launch_template(
+        LaunchTemplateName=lt_name,
+        LaunchTemplateData={**data, "UserData": b64("#!/bin/bash\necho v1\n")},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    asg_created = False
+    try:
+        version = ec2.create_launch_template_version(
+            LaunchTemplateId=lt_id,
+            SourceVersion="1",
+            LaunchTemplateData={**data, "UserData": b64(v2_user_data)},
+        )["LaunchTemplateVersion"]["VersionNumber"]
+        assert version == 2, f"expected version 2, got {version}"
+
+        # moto 5.2.5 without the fix: AssertionError in-process, HTTP 500 on a server.
+        asg.create_auto_scaling_group(
+            AutoScalingGroupName=asg_name,
+            LaunchTemplate={"LaunchTemplateId": lt_id, "Version": "2"},
+            MinSize=1,
+            MaxSize=1,
+            DesiredCapacity=1,
+            AvailabilityZones=[f"{REGION}a"],
+        )
+        asg_created = True
+        groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[asg_name])
+        instances = groups["AutoScalingGroups"][0]["Instances"]
+        assert len(instances) == 1, f"expected 1 instance, got {instances}"
+        instance_id = instances[0]["InstanceId"]
+        attr = ec2.describe_instance_attribute(
+            InstanceId=instance_id, Attribute="userData"
+        )
+        got = base64.b64decode(attr["UserData"]["Value"]).decode()
+        assert got == v2_user_data, f"instance user data {got!r} != {v2_user_data!r}"
+    finally:
+        if asg_created:
+            try:
+                asg.delete_auto_scaling_group(
+                    AutoScalingGroupName=asg_name, ForceDelete=True
+                )
+            except Exception:  # noqa: BLE001 - best-effort cleanup
+                pass
+        try:
+            ec2.delete_launch_template(LaunchTemplateId=lt_id)
+        except Exception:  # noqa: BLE001 - best-effort cleanup
+            pass
+
+
+def run_in_process(patched: bool) -> BaseException | None:
+    from moto import mock_aws
+
+    import moto_launcher
+
+    restore = moto_launcher.apply_patch() if patched else None
+    try:
+        with mock_aws():
+            scenario(endpoint=None)
+        return None
+    except Exception as exc:  # noqa: BLE001 - report any failure
+        return exc
+    finally:
+        if restore is not None:
+            restore()
+
+
+def describe(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        where = "/".join(Path(last.filename).parts[-3:])
+        text = f"{text} at {where}:{last.lineno} ({last.line})"
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--endpoint",
+        help="also run the scenario against this running server (started through moto_launcher.py)",
+    )
+    args = parser.parse_args()
+
+    # In-process runs must not be redirected to a server, nor touch real AWS.
+    for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(var, None)
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "MOTO_ENABLE_AMI_VALIDATION": "true",
+        }
+    )
+
+    import moto
+
+    print(f"moto {moto.__version__}; AMI {demo_ami()}")
+    failed = False
+
+    unpatched = run_in_process(patched=False)
+    if unpatched is None:
+        print("unpatched moto: the launch-template-v2 ASG path works")
+        print("launcher fix still needed: no (moto fixed it: drop the wrapper in tests/emu/moto_launcher.py)")
+    else:
+        print(f"unpatched moto: fails as expected: {describe(unpatched)}")
+        print("launcher fix still needed: yes")
+
+    patched = run_in_process(patched=True)
+    if patched is None:
+        print("patched moto (in-process): OK")
+    else:
+        failed = True
+        print(f"patched moto (in-process): FAILED: {describe(patched)}")
+        traceback.print_exception(patched)
+
+    if args.endpoint:
+        try:
+            scenario(endpoint=args.endpoint)
+            print(f"server check ({args.endpoint}): OK")
+        except Exception as exc:  # noqa: BLE001 - report any failure
+            failed = True
+            print(f"server check ({args.endpoint}): FAILED: {describe(exc)}")
+
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

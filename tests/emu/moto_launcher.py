@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Start moto server 5.2.5 with one bug fix applied (test harness only).
+
+Usage (what scripts/emu-start.sh runs, with the venv's python):
+
+    python tests/emu/moto_launcher.py -H 127.0.0.1 -p PORT
+
+All arguments are passed unchanged to ``moto.server.main``.
+
+The fix
+-------
+moto 5.2.5's ``CreateLaunchTemplate`` handler passes
+``LaunchTemplateData.UserData`` through ``moto.ec2.utils.parse_user_data``
+(which wraps the base64 text in a ``Base64EncodedString``), but
+``CreateLaunchTemplateVersion`` stores the raw string. Anything that later
+reads ``LaunchTemplateVersion.user_data`` (an Auto Scaling group launching
+from version 2 or later, RunInstances from such a version) then trips the
+``assert isinstance(user_data, Base64EncodedString)`` in moto's launch
+template model, and the server answers HTTP 500. pi-deploy's blue/green
+upgrade needs exactly that path, and the code is right for AWS, so the fix
+lives here in the harness, not in pi-deploy (see
+shared/design/emulators.md, "moto quirks").
+
+``apply_patch()`` wraps
+``moto.ec2.responses.launch_templates.LaunchTemplates.create_launch_template_version``
+so that, while it runs, ``self._get_param("LaunchTemplateData", ...)``
+returns the template data with ``UserData`` set to
+``parse_user_data(self._get_param("LaunchTemplateData.UserData"))``, the
+same expression ``create_launch_template`` uses. Everything else in the
+handler is moto's own code. ``tests/emu/check_launcher_fix.py`` checks that
+the fix is still needed and that it works; drop this wrapper when moto
+fixes the bug.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable
+
+import moto
+from moto.core.types import Base64EncodedString
+from moto.ec2.responses.launch_templates import LaunchTemplates
+from moto.ec2.utils import parse_user_data
+
+EXPECTED_MOTO_VERSION = "5.2.5"
+
+_ORIGINAL = LaunchTemplates.create_launch_template_version
+_MARKER = "_pi_deploy_user_data_fix"
+
+
+def _patched_create_launch_template_version(self: Any) -> Any:
+    original_get_param = self._get_param
+
+    def get_param(param_name: str, if_none: Any = None) -> Any:
+        value = original_get_param(param_name, if_none)
+        if param_name == "LaunchTemplateData" and isinstance(value, dict):
+            raw = original_get_param("LaunchTemplateData.UserData")
+            # Shallow copy: moto's request params keep the raw string, so a
+            # later moto that parses UserData itself still sees a str.
+            value = dict(value)
+            if isinstance(raw, Base64EncodedString):
+                value["UserData"] = raw
+            else:
+                # Same call as LaunchTemplates.create_launch_template.
+                value["UserData"] = parse_user_data(raw)
+        return value
+
+    # Instance attribute shadows the bound method for this request only.
+    self._get_param = get_param
+    try:
+        return _ORIGINAL(self)
+    finally:
+        del self._get_param
+
+
+functools.update_wrapper(_patched_create_launch_template_version, _ORIGINAL)
+setattr(_patched_create_launch_template_version, _MARKER, True)
+
+
+def is_patched() -> bool:
+    return getattr(LaunchTemplates.create_launch_template_version, _MARKER, False)
+
+
+def apply_patch() -> Callable[[], None]:
+    """Install the wrapper (idempotent); return a function that removes it."""
+    LaunchTemplates.create_launch_template_version = (  # type: ignore[method-assign]
+        _patched_create_launch_template_version
+    )
+
+    def restore() -> None:
+        LaunchTemplates.create_launch_template_version = _ORIGINAL  # type: ignore[method-assign]
+
+    return restore
+
+
+def main(argv: list[str]) -> None:
+    if moto.__version__ != EXPECTED_MOTO_VERSION:
+        print(
+            f"moto_launcher: warning: written for moto {EXPECTED_MOTO_VERSION}, "
+            f"running {moto.__version__}; re-run tests/emu/check_launcher_fix.py",
+            file=sys.stderr,
+        )
+    apply_patch()
+    print(
+        "moto_launcher: CreateLaunchTemplateVersion UserData fix applied",
+        file=sys.stderr,
+        flush=True,
+    )
+    from moto.server import main as moto_server_main
+
+    moto_server_main(argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
