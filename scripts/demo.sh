@@ -16,9 +16,9 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-# shellcheck source=scripts/emu-lib.sh
+# shellcheck source=emu-lib.sh
 . scripts/emu-lib.sh
-# shellcheck source=scripts/emu-amis.env
+# shellcheck source=emu-amis.env
 . scripts/emu-amis.env
 ami_a="${PI_DEMO_AMI_A:?}"
 ami_b="${PI_DEMO_AMI_B:?}"

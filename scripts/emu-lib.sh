@@ -88,7 +88,7 @@ emu_setup() {
     local exports
     exports="$(bash scripts/emu-start.sh)"
     eval "$exports"
-    EMU_STARTED_PORT="$PI_DEPLOY_EMU_PORT"
+    EMU_STARTED_PORT="${PI_DEPLOY_EMU_PORT:?emu-start.sh printed no port}"
     EMU_ENDPOINT="$AWS_ENDPOINT_URL"
     # Exported again by emu_export_aws_env, for the process under test only.
     unset AWS_ENDPOINT_URL PI_DEPLOY_TEST_ENDPOINT

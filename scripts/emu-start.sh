@@ -23,7 +23,7 @@
 #
 # Needs the venv from scripts/emu-install.sh (it is not run from here).
 # Files, with CACHE="${PI_DEPLOY_CACHE:-$HOME/.cache/pi-deploy}":
-#   $CACHE/moto-PORT.log       server log
+#   $CACHE/moto-PORT.log       server log (kept for a week, for post-mortems)
 #   $CACHE/run/moto-PORT.pid   server PID (emu-stop.sh kills this PID only)
 #   $CACHE/run/moto-PORT.port  the port
 # Several servers can run at once (one per port).
@@ -46,6 +46,8 @@ if [[ ! -x "$py" ]]; then
   exit 1
 fi
 mkdir -p "$run_dir"
+# Each server logs to its own file; drop the logs of servers from last week.
+find "$cache" -maxdepth 1 -type f -name 'moto-*.log' -mtime +7 -delete 2>/dev/null || true
 
 free_port() {
   "$py" -c 'import socket
@@ -53,6 +55,47 @@ s = socket.socket()
 s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])
 s.close()'
+}
+
+port_free() {
+  "$py" -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug does
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+finally:
+    s.close()' "$1"
+}
+
+# Does process $1 hold a listening TCP socket on port $2? (Linux /proc; where
+# /proc is missing, assume yes.) Guards against answering for a server that
+# is not ours, e.g. another emulator on EMU_PORT.
+owns_port() {
+  [[ -d /proc/$1/fd ]] || return 0
+  "$py" -c 'import os, sys
+pid, port = sys.argv[1], int(sys.argv[2])
+inodes = set()
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    try:
+        with open(table) as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == "0A":
+                    inodes.add(cols[9])
+    except OSError:
+        pass
+fd_dir = f"/proc/{pid}/fd"
+for fd in os.listdir(fd_dir):
+    try:
+        link = os.readlink(os.path.join(fd_dir, fd))
+    except OSError:
+        continue
+    if link.startswith("socket:[") and link[8:-1] in inodes:
+        sys.exit(0)
+sys.exit(1)' "$1" "$2"
 }
 
 is_ready() {
@@ -69,6 +112,10 @@ urllib.request.urlopen(sys.argv[1], timeout=2).read()' "$url" >/dev/null 2>&1
 # never answered (it is then stopped).
 start_on() {
   local port="$1" log_file="$cache/moto-$1.log" pid deadline
+  if ! port_free "$port"; then
+    log "port $port is already in use"
+    return 1
+  fi
   MOTO_IAM_LOAD_MANAGED_POLICIES=true MOTO_ENABLE_AMI_VALIDATION=true \
     "$py" "$launcher" -H 127.0.0.1 -p "$port" >"$log_file" 2>&1 </dev/null &
   pid=$!
@@ -79,12 +126,9 @@ start_on() {
       tail -n 20 "$log_file" >&2 || true
       return 1
     fi
-    if is_ready "$port"; then
-      # Still ours? (another process could have taken the port first)
-      if kill -0 "$pid" 2>/dev/null; then
-        printf '%s\n' "$pid"
-        return 0
-      fi
+    if is_ready "$port" && owns_port "$pid" "$port"; then
+      printf '%s\n' "$pid"
+      return 0
     fi
     sleep 0.1
   done

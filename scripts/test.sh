@@ -26,7 +26,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-# shellcheck source=scripts/emu-lib.sh
+# shellcheck source=emu-lib.sh
 . scripts/emu-lib.sh
 
 started=$SECONDS

@@ -4,4 +4,10 @@
 //! edge that talks to AWS; `state_file` owns the state's bytes; `ui` draws events;
 //! `commands` wires them together for each subcommand.
 
+pub mod aws;
+pub mod cli;
+pub mod commands;
 pub mod core;
+pub mod resources;
+pub mod state_file;
+pub mod ui;

@@ -41,6 +41,11 @@ pub fn model() -> &'static BTreeMap<String, Timing> {
                 if let (Some(median_s), Some(slow_s)) = (num("median_s"), num("slow_s")) {
                     out.insert(format!("{section}.{name}"), Timing { median_s, slow_s });
                 }
+                // `lambda_eni_release` also gives the detach time, which is what a destroy that
+                // deletes the detached ENIs itself waits for.
+                if let (Some(median_s), Some(slow_s)) = (num("detach_median_s"), num("slow_s")) {
+                    out.insert(format!("{section}.{}", name.replace("_release", "_detach")), Timing { median_s, slow_s });
+                }
             }
         }
         out
@@ -68,6 +73,31 @@ fn create_entries(kind: Kind) -> &'static [&'static str] {
         Kind::NetworkAcl => &["create.network_acl_with_entries"],
         Kind::SecurityGroup => &["create.security_group_with_rules"],
         Kind::VpcEndpoint => &["create.vpc_endpoint_interface"],
+        Kind::Bucket => &["create.s3_bucket_with_configs"],
+        Kind::FileSystem => &["create.efs_file_system"],
+        Kind::MountTarget => &["create.efs_mount_target"],
+        Kind::AccessPoint => &["create.efs_access_point"],
+        Kind::DbSubnetGroup => &["create.db_subnet_group"],
+        Kind::DbParameterGroup => &["create.db_parameter_group"],
+        // The create call returns at once; the long wait is the endpoint node's.
+        Kind::DbInstance => &["create.secretsmanager_secret"],
+        Kind::DbEndpoint => &["create.rds_mariadb_multi_az"],
+        Kind::Secret => &["create.secretsmanager_secret"],
+        Kind::IamRole => &["create.iam_role"],
+        Kind::LogGroup => &["create.cloudwatch_alarm_and_scaling_policy"],
+        Kind::LambdaFunction => &["create.iam_propagation", "create.lambda_function_vpc_pending_to_active"],
+        Kind::LambdaPermission | Kind::BucketNotification => &["create.lambda_permission_and_bucket_notification"],
+        Kind::InstanceProfile => &["create.iam_instance_profile", "create.iam_propagation"],
+        Kind::LaunchTemplate => &["create.launch_template"],
+        Kind::TargetGroup => &["create.target_group"],
+        Kind::LoadBalancer => &["create.alb"],
+        Kind::Listener => &["create.listener"],
+        // The group is created at once; instances boot while RDS is still being built.
+        Kind::AutoScalingGroup | Kind::LifecycleHook | Kind::ScalingPolicy | Kind::Alarm => {
+            &["create.cloudwatch_alarm_and_scaling_policy"]
+        }
+        Kind::DnsRecord => &["create.route53_change_insync"],
+        Kind::DashboardCheck => &["create.target_healthy_after_app_ready"],
     }
 }
 
@@ -75,6 +105,16 @@ fn delete_entries(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::NatGateway => &["delete.nat_gateway"],
         Kind::VpcEndpoint => &["delete.vpc_endpoint_interface"],
+        Kind::Bucket => &["delete.s3_bucket_versioned"],
+        Kind::FileSystem => &["delete.efs_file_system"],
+        Kind::MountTarget => &["delete.efs_mount_target"],
+        Kind::DbInstance => &["delete.rds_multi_az_with_final_snapshot"],
+        Kind::Secret => &["delete.secret_force"],
+        Kind::IamRole | Kind::InstanceProfile => &["delete.iam_role_with_policies"],
+        // Deleting the detached Hyperplane ENIs ourselves: minutes, not AWS's 20-45.
+        Kind::LambdaFunction => &["delete.lambda_eni_detach"],
+        Kind::AutoScalingGroup => &["delete.asg_with_instances"],
+        Kind::LoadBalancer => &["delete.alb"],
         _ => &["delete.ec2_primitives"],
     }
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::config::Config;
+use super::names;
 use super::rules::{self, AclRule, SgRule};
 
 /// Every resource kind pi-deploy manages. The string form is what the state file records.
@@ -20,6 +21,34 @@ pub enum Kind {
     NetworkAcl,
     SecurityGroup,
     VpcEndpoint,
+    // Storage and data.
+    Bucket,
+    FileSystem,
+    MountTarget,
+    AccessPoint,
+    DbSubnetGroup,
+    DbParameterGroup,
+    DbInstance,
+    DbEndpoint,
+    Secret,
+    // Side-loading.
+    IamRole,
+    LogGroup,
+    LambdaFunction,
+    LambdaPermission,
+    BucketNotification,
+    // Compute and edge.
+    InstanceProfile,
+    LaunchTemplate,
+    TargetGroup,
+    LoadBalancer,
+    Listener,
+    AutoScalingGroup,
+    LifecycleHook,
+    ScalingPolicy,
+    Alarm,
+    DnsRecord,
+    DashboardCheck,
 }
 
 impl Kind {
@@ -34,6 +63,31 @@ impl Kind {
         Kind::NetworkAcl,
         Kind::SecurityGroup,
         Kind::VpcEndpoint,
+        Kind::Bucket,
+        Kind::FileSystem,
+        Kind::MountTarget,
+        Kind::AccessPoint,
+        Kind::DbSubnetGroup,
+        Kind::DbParameterGroup,
+        Kind::DbInstance,
+        Kind::DbEndpoint,
+        Kind::Secret,
+        Kind::IamRole,
+        Kind::LogGroup,
+        Kind::LambdaFunction,
+        Kind::LambdaPermission,
+        Kind::BucketNotification,
+        Kind::InstanceProfile,
+        Kind::LaunchTemplate,
+        Kind::TargetGroup,
+        Kind::LoadBalancer,
+        Kind::Listener,
+        Kind::AutoScalingGroup,
+        Kind::LifecycleHook,
+        Kind::ScalingPolicy,
+        Kind::Alarm,
+        Kind::DnsRecord,
+        Kind::DashboardCheck,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,12 +102,59 @@ impl Kind {
             Kind::NetworkAcl => "network-acl",
             Kind::SecurityGroup => "security-group",
             Kind::VpcEndpoint => "vpc-endpoint",
+            Kind::Bucket => "s3-bucket",
+            Kind::FileSystem => "efs-file-system",
+            Kind::MountTarget => "efs-mount-target",
+            Kind::AccessPoint => "efs-access-point",
+            Kind::DbSubnetGroup => "db-subnet-group",
+            Kind::DbParameterGroup => "db-parameter-group",
+            Kind::DbInstance => "db-instance",
+            Kind::DbEndpoint => "db-endpoint",
+            Kind::Secret => "secret",
+            Kind::IamRole => "iam-role",
+            Kind::LogGroup => "log-group",
+            Kind::LambdaFunction => "lambda-function",
+            Kind::LambdaPermission => "lambda-permission",
+            Kind::BucketNotification => "bucket-notification",
+            Kind::InstanceProfile => "instance-profile",
+            Kind::LaunchTemplate => "launch-template",
+            Kind::TargetGroup => "target-group",
+            Kind::LoadBalancer => "load-balancer",
+            Kind::Listener => "listener",
+            Kind::AutoScalingGroup => "auto-scaling-group",
+            Kind::LifecycleHook => "lifecycle-hook",
+            Kind::ScalingPolicy => "scaling-policy",
+            Kind::Alarm => "alarm",
+            Kind::DnsRecord => "dns-record",
+            Kind::DashboardCheck => "dashboard-check",
         }
     }
 
     /// The AWS service whose API creates this kind (for per-service concurrency caps).
     pub fn service(self) -> &'static str {
-        "ec2"
+        match self {
+            Kind::Bucket | Kind::BucketNotification => "s3",
+            Kind::FileSystem | Kind::MountTarget | Kind::AccessPoint => "efs",
+            Kind::DbSubnetGroup | Kind::DbParameterGroup | Kind::DbInstance => "rds",
+            Kind::DbEndpoint => "ssm",
+            Kind::Secret => "secretsmanager",
+            Kind::IamRole | Kind::InstanceProfile => "iam",
+            Kind::LogGroup => "logs",
+            Kind::LambdaFunction | Kind::LambdaPermission => "lambda",
+            Kind::TargetGroup | Kind::LoadBalancer | Kind::Listener | Kind::DashboardCheck => "elasticloadbalancing",
+            Kind::AutoScalingGroup | Kind::LifecycleHook | Kind::ScalingPolicy => "autoscaling",
+            Kind::Alarm => "cloudwatch",
+            Kind::DnsRecord => "route53",
+            _ => "ec2",
+        }
+    }
+
+    /// Kinds with no AWS object or tags of their own (found by their parent, not by tag).
+    pub fn is_tagged(self) -> bool {
+        !matches!(
+            self,
+            Kind::Route | Kind::DbEndpoint | Kind::LambdaPermission | Kind::BucketNotification | Kind::LifecycleHook | Kind::ScalingPolicy | Kind::DashboardCheck
+        )
     }
 }
 
@@ -91,6 +192,86 @@ pub enum Props {
     NetworkAcl { vpc: String, subnets: Vec<String>, rules: Vec<AclRule> },
     SecurityGroup { vpc: String, description: String, ingress: Vec<SgRule>, restrict_egress: bool },
     VpcEndpoint { vpc: String, service: String, endpoint: EndpointType },
+    // ---- storage and data (names derive from the deployment; see `names`) ----
+    Bucket { versioning: bool },
+    FileSystem,
+    MountTarget { file_system: String, subnet: String, security_group: String },
+    /// `path` is created with `uid`/`gid` and mode 0755 when it does not exist.
+    AccessPoint { file_system: String, uid: i64, gid: i64, path: String },
+    DbSubnetGroup { subnets: Vec<String> },
+    /// (name, value, apply method) triples; static parameters need `pending-reboot`.
+    DbParameterGroup { family: String, parameters: Vec<(String, String, String)> },
+    DbInstance { subnet_group: String, parameter_group: String, security_group: String, db: DbSettings },
+    /// Waits until the DB is available and verified Multi-AZ, sets the secret's rotation,
+    /// then writes `/<deployment>/db-endpoint` (host:port) for the instances to read.
+    DbEndpoint { db: String, expect_multi_az: bool, rotation_days: i64 },
+    /// The licence secret; the value is read at create time from `source`, never stored.
+    Secret { name: String, source: SecretSource },
+    // ---- side-loading ----
+    IamRole { name: String, service: String, managed_policies: Vec<String>, policy: RolePolicy },
+    LogGroup { name: String, retention_days: i32 },
+    LambdaFunction {
+        name: String,
+        runtime: String,
+        role: String,
+        subnets: Vec<String>,
+        security_group: String,
+        access_point: String,
+        log_group: String,
+    },
+    LambdaPermission { function: String, bucket: String },
+    BucketNotification { bucket: String, function: String, prefixes: Vec<String> },
+    // ---- compute and edge ----
+    InstanceProfile { name: String, role: String },
+    LaunchTemplate { name: String, profile: String, security_groups: Vec<String>, file_system: String, db: String, licence: Option<String> },
+    TargetGroup { name: String, vpc: String },
+    LoadBalancer { name: String, subnets: Vec<String>, security_group: String },
+    Listener { load_balancer: String, port: i32, action: ListenerAction },
+    AutoScalingGroup { name: String, launch_template: String, subnets: Vec<String>, target_group: String },
+    LifecycleHook { asg: String, name: String },
+    ScalingPolicy { asg: String, adjustment: i32 },
+    Alarm { name: String, asg: String, policy: String, high: bool },
+    DnsRecord { zone_id: String, domain: String, load_balancer: String },
+    /// `up` ends when a target is healthy behind the load balancer.
+    DashboardCheck { target_group: String, load_balancer: String },
+    /// A resource known only from the state file (destroy of something the config no
+    /// longer describes): it can be deleted, not created.
+    Recorded,
+}
+
+/// Where the licence value comes from (read at call time; the value itself is never kept).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecretSource {
+    Env(String),
+    File(std::path::PathBuf),
+}
+
+/// The inline policy of a role, built from its dependencies' ARNs at converge time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RolePolicy {
+    SideloadLambda,
+    DashboardEc2,
+}
+
+/// Database settings copied from the config (the password is never here: AWS manages it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DbSettings {
+    pub identifier: String,
+    pub instance_class: String,
+    pub allocated_storage_gib: i32,
+    pub engine_version: String,
+    pub multi_az: bool,
+    pub master_username: String,
+    pub backup_retention_days: i32,
+    pub deletion_protection: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListenerAction {
+    /// HTTP 80 -> HTTPS 443 (HTTP_301).
+    RedirectToHttps,
+    /// Forward to the target group; HTTPS when a certificate is given.
+    Forward { target_group: String, certificate_arn: Option<String>, tls_policy: Option<String> },
 }
 
 /// One resource of the desired architecture.
@@ -135,6 +316,269 @@ pub fn build(input: &SpecInput<'_>) -> Vec<NodeSpec> {
     let mut b = Builder { nodes: Vec::new() };
     network(&mut b, input);
     b.nodes
+}
+
+fn keys(prefix: &str) -> Vec<String> {
+    ZONES.iter().map(|z| format!("{prefix}-{z}")).collect()
+}
+
+fn with(mut deps: Vec<String>, more: &[&str]) -> Vec<String> {
+    deps.extend(more.iter().map(|s| s.to_string()));
+    deps
+}
+
+/// The licence secret exists only when a licence source is configured.
+fn licence_source(cfg: &Config) -> Option<SecretSource> {
+    match (&cfg.licence.env, &cfg.licence.file) {
+        (Some(var), _) => Some(SecretSource::Env(var.clone())),
+        (None, Some(path)) => Some(SecretSource::File(path.clone())),
+        (None, None) => None,
+    }
+}
+
+/// Storage and data. The RDS chain is the critical path: vpc -> db subnets -> subnet group
+/// -> instance -> endpoint (the long wait); nothing outside it waits for `db-endpoint`
+/// except the final dashboard check.
+#[allow(dead_code)]
+fn data(b: &mut Builder, input: &SpecInput<'_>) {
+    let cfg = input.config;
+    let dep = &cfg.deployment;
+    b.add("bucket", Kind::Bucket, vec![], Props::Bucket { versioning: cfg.storage.bucket_versioning });
+    b.add("efs", Kind::FileSystem, vec![], Props::FileSystem);
+    for zone in ZONES {
+        let subnet = subnet_key("app", zone);
+        b.add(
+            format!("efs-mt-{zone}"),
+            Kind::MountTarget,
+            vec!["efs".into(), subnet.clone(), "sg-efs".into()],
+            Props::MountTarget { file_system: "efs".into(), subnet, security_group: "sg-efs".into() },
+        );
+    }
+    b.add(
+        "efs-ap",
+        Kind::AccessPoint,
+        vec!["efs".into()],
+        Props::AccessPoint {
+            file_system: "efs".into(),
+            uid: cfg.storage.efs_uid,
+            gid: cfg.storage.efs_gid,
+            path: "/var/panintelligence".into(),
+        },
+    );
+    let db_subnets = keys("subnet-db");
+    b.add("db-subnet-group", Kind::DbSubnetGroup, db_subnets.clone(), Props::DbSubnetGroup { subnets: db_subnets });
+    let param = |n: &str, v: &str, m: &str| (n.to_string(), v.to_string(), m.to_string());
+    b.add(
+        "db-params",
+        Kind::DbParameterGroup,
+        vec![],
+        Props::DbParameterGroup {
+            family: cfg.db_family(),
+            parameters: vec![
+                param("sql_mode", "NO_AUTO_VALUE_ON_ZERO", "immediate"),
+                param("lower_case_table_names", "1", "pending-reboot"),
+                param("log_bin_trust_function_creators", "1", "immediate"),
+            ],
+        },
+    );
+    let d = &cfg.database;
+    b.add(
+        "db",
+        Kind::DbInstance,
+        vec!["db-subnet-group".into(), "db-params".into(), "sg-db".into()],
+        Props::DbInstance {
+            subnet_group: "db-subnet-group".into(),
+            parameter_group: "db-params".into(),
+            security_group: "sg-db".into(),
+            db: DbSettings {
+                identifier: names::db_identifier(dep),
+                instance_class: d.instance_class.clone(),
+                allocated_storage_gib: d.allocated_storage_gib,
+                engine_version: d.engine_version.clone(),
+                multi_az: d.multi_az,
+                master_username: d.master_username.clone(),
+                backup_retention_days: d.backup_retention_days,
+                deletion_protection: d.deletion_protection,
+            },
+        },
+    );
+    b.add(
+        "db-endpoint",
+        Kind::DbEndpoint,
+        vec!["db".into()],
+        Props::DbEndpoint { db: "db".into(), expect_multi_az: d.multi_az, rotation_days: d.rotation_days },
+    );
+    if let Some(source) = licence_source(cfg) {
+        b.add("licence-secret", Kind::Secret, vec![], Props::Secret { name: names::licence_secret(dep), source });
+    }
+}
+
+/// The folders users drop files into; the Lambda accepts exactly these.
+pub const SIDELOAD_PREFIXES: [&str; 5] = ["images/", "themes/", "excel-data/", "svg/", "keys/"];
+
+/// Side-loading: S3 -> Lambda (in the VPC, EFS access point at /mnt/efs) -> EFS.
+#[allow(dead_code)]
+fn sideload(b: &mut Builder, input: &SpecInput<'_>) {
+    let cfg = input.config;
+    let dep = &cfg.deployment;
+    b.add(
+        "lambda-role",
+        Kind::IamRole,
+        vec!["bucket".into(), "efs".into()],
+        Props::IamRole {
+            name: names::lambda_role(dep),
+            service: "lambda.amazonaws.com".into(),
+            managed_policies: vec!["service-role/AWSLambdaVPCAccessExecutionRole".into()],
+            policy: RolePolicy::SideloadLambda,
+        },
+    );
+    b.add(
+        "lambda-log-group",
+        Kind::LogGroup,
+        vec![],
+        Props::LogGroup { name: names::lambda_log_group(dep), retention_days: cfg.lambda.log_retention_days },
+    );
+    let subnets = keys("subnet-app");
+    b.add(
+        "lambda",
+        Kind::LambdaFunction,
+        with(subnets.clone(), &["lambda-role", "sg-lambda", "efs-ap", "efs-mt-a", "efs-mt-b", "lambda-log-group"]),
+        Props::LambdaFunction {
+            name: names::lambda_function(dep),
+            runtime: cfg.lambda.runtime.clone(),
+            role: "lambda-role".into(),
+            subnets,
+            security_group: "sg-lambda".into(),
+            access_point: "efs-ap".into(),
+            log_group: "lambda-log-group".into(),
+        },
+    );
+    b.add(
+        "lambda-permission",
+        Kind::LambdaPermission,
+        vec!["lambda".into(), "bucket".into()],
+        Props::LambdaPermission { function: "lambda".into(), bucket: "bucket".into() },
+    );
+    // S3 validates the destination when the notification is set: the permission first.
+    b.add(
+        "bucket-notification",
+        Kind::BucketNotification,
+        vec!["bucket".into(), "lambda".into(), "lambda-permission".into()],
+        Props::BucketNotification {
+            bucket: "bucket".into(),
+            function: "lambda".into(),
+            prefixes: SIDELOAD_PREFIXES.iter().map(|p| p.to_string()).collect(),
+        },
+    );
+}
+
+/// Compute and edge. Instances may launch while RDS is still being created: a lifecycle
+/// hook holds them until their user data has read the endpoint parameter.
+#[allow(dead_code)]
+fn compute(b: &mut Builder, input: &SpecInput<'_>) {
+    let cfg = input.config;
+    let dep = &cfg.deployment;
+    let licence = licence_source(cfg).map(|_| "licence-secret".to_string());
+    let mut role_deps = vec!["db".to_string()];
+    role_deps.extend(licence.clone());
+    b.add(
+        "ec2-role",
+        Kind::IamRole,
+        role_deps,
+        Props::IamRole {
+            name: names::ec2_role(dep),
+            service: "ec2.amazonaws.com".into(),
+            managed_policies: vec!["AmazonSSMManagedInstanceCore".into()],
+            policy: RolePolicy::DashboardEc2,
+        },
+    );
+    b.add(
+        "instance-profile",
+        Kind::InstanceProfile,
+        vec!["ec2-role".into()],
+        Props::InstanceProfile { name: names::instance_profile(dep), role: "ec2-role".into() },
+    );
+    let mut lt_deps = vec!["instance-profile".to_string(), "sg-app".into(), "efs".into(), "db".into()];
+    lt_deps.extend(licence.clone());
+    b.add(
+        "launch-template",
+        Kind::LaunchTemplate,
+        lt_deps,
+        Props::LaunchTemplate {
+            name: names::launch_template(dep),
+            profile: "instance-profile".into(),
+            security_groups: vec!["sg-app".into()],
+            file_system: "efs".into(),
+            db: "db".into(),
+            licence,
+        },
+    );
+    b.add("tg", Kind::TargetGroup, vec!["vpc".into()], Props::TargetGroup { name: names::target_group(dep), vpc: "vpc".into() });
+    let public = keys("subnet-public");
+    // An internet-facing ALB stays `provisioning` until the VPC has a working IGW route.
+    b.add(
+        "alb",
+        Kind::LoadBalancer,
+        with(public.clone(), &["sg-alb", "igw", "route-public-default"]),
+        Props::LoadBalancer { name: names::alb(dep), subnets: public, security_group: "sg-alb".into() },
+    );
+    let forward = |cert: Option<String>| ListenerAction::Forward {
+        target_group: "tg".into(),
+        tls_policy: cert.as_ref().map(|_| cfg.tls_policy.clone()),
+        certificate_arn: cert,
+    };
+    let mut listeners = vec!["listener-http".to_string()];
+    match &cfg.certificate_arn {
+        Some(cert) => {
+            b.add("listener-http", Kind::Listener, vec!["alb".into()], Props::Listener {
+                load_balancer: "alb".into(),
+                port: 80,
+                action: ListenerAction::RedirectToHttps,
+            });
+            b.add("listener-https", Kind::Listener, vec!["alb".into(), "tg".into()], Props::Listener {
+                load_balancer: "alb".into(),
+                port: 443,
+                action: forward(Some(cert.clone())),
+            });
+            listeners.push("listener-https".into());
+        }
+        None => b.add("listener-http", Kind::Listener, vec!["alb".into(), "tg".into()], Props::Listener {
+            load_balancer: "alb".into(),
+            port: 80,
+            action: forward(None),
+        }),
+    }
+    let app = keys("subnet-app");
+    let mut asg_deps = with(app.clone(), &["launch-template", "tg", "efs-mt-a", "efs-mt-b"]);
+    asg_deps.extend(["secretsmanager", "ssm", "ssmmessages", "ec2messages"].iter().map(|s| format!("vpce-{s}")));
+    asg_deps.extend(private_route_tables(cfg.network.nat_per_az).iter().map(|(t, _)| format!("route-{}-default", t.trim_start_matches("rt-"))));
+    b.add(
+        "asg",
+        Kind::AutoScalingGroup,
+        asg_deps,
+        Props::AutoScalingGroup { name: names::asg(dep), launch_template: "launch-template".into(), subnets: app, target_group: "tg".into() },
+    );
+    b.add("lifecycle-hook", Kind::LifecycleHook, vec!["asg".into()], Props::LifecycleHook { asg: "asg".into(), name: names::lifecycle_hook(dep) });
+    for (policy, alarm, adjustment, high) in [("scale-out-policy", "cpu-high-alarm", 1, true), ("scale-in-policy", "cpu-low-alarm", -1, false)] {
+        b.add(policy, Kind::ScalingPolicy, vec!["asg".into()], Props::ScalingPolicy { asg: "asg".into(), adjustment });
+        b.add(
+            alarm,
+            Kind::Alarm,
+            vec!["asg".into(), policy.into()],
+            Props::Alarm { name: format!("{dep}-{alarm}"), asg: "asg".into(), policy: policy.into(), high },
+        );
+    }
+    let mut check_deps = with(listeners, &["asg", "tg", "alb", "db-endpoint", "lifecycle-hook"]);
+    if let (Some(zone), Some(domain)) = (&cfg.hosted_zone_id, &cfg.domain_name) {
+        b.add(
+            "dns-record",
+            Kind::DnsRecord,
+            vec!["alb".into()],
+            Props::DnsRecord { zone_id: zone.clone(), domain: domain.clone(), load_balancer: "alb".into() },
+        );
+        check_deps.push("dns-record".into());
+    }
+    b.add("dashboard", Kind::DashboardCheck, check_deps, Props::DashboardCheck { target_group: "tg".into(), load_balancer: "alb".into() });
 }
 
 fn network(b: &mut Builder, input: &SpecInput<'_>) {

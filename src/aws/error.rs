@@ -1,0 +1,176 @@
+//! One classifier for every service's errors. EC2 reports codes as strings; other services
+//! have typed `is_*` checks, but the code string carries the same information and lets one
+//! table decide what is retried, so service modules only need the class.
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::core::resource::{ErrorClass, ResourceError};
+
+/// Codes that mean "not there" across services.
+fn is_not_found(code: &str) -> bool {
+    code.contains("NotFound") || code.starts_with("NoSuch") || code == "ResourceNotFoundException"
+}
+
+fn is_already_exists(code: &str) -> bool {
+    code.contains("AlreadyExists")
+        || code.contains("Duplicate")
+        || matches!(code, "BucketAlreadyOwnedByYou" | "ResourceExistsException" | "EntityAlreadyExists")
+}
+
+fn is_throttled(code: &str) -> bool {
+    matches!(
+        code,
+        "Throttling"
+            | "ThrottlingException"
+            | "ThrottledException"
+            | "RequestLimitExceeded"
+            | "TooManyRequestsException"
+            | "RequestThrottled"
+            | "RequestThrottledException"
+            | "SlowDown"
+            | "PriorRequestNotComplete"
+            | "EC2ThrottledException"
+    )
+}
+
+fn is_in_use(code: &str) -> bool {
+    matches!(
+        code,
+        "DependencyViolation"
+            | "ResourceInUse"
+            | "ResourceInUseException"
+            | "ResourceInUseFault"
+            | "InvalidGroup.InUse"
+            | "FileSystemInUse"
+            | "DeleteConflict"
+            | "BucketNotEmpty"
+            | "InvalidDBSubnetGroupStateFault"
+            | "InvalidDBParameterGroupState"
+            | "InvalidDBInstanceState"
+            | "ResourceContention"
+            | "ScalingActivityInProgress"
+            | "ResourceConflictException"
+            | "IncorrectState"
+            | "InvalidIPAddress.InUse"
+            | "AuthFailure.ServiceLinkedRoleCreationNotPermitted"
+    ) || code == "InvalidNetworkInterface.InUse"
+}
+
+fn is_transient(code: &str) -> bool {
+    matches!(
+        code,
+        "InternalError"
+            | "InternalFailure"
+            | "InternalServerError"
+            | "InternalServiceError"
+            | "InternalServiceErrorException"
+            | "ServiceUnavailable"
+            | "ServiceUnavailableException"
+            | "Unavailable"
+            | "RequestTimeout"
+            | "RequestTimeoutException"
+            | "ServiceException"
+    )
+}
+
+/// IAM changes are eventually consistent: the first call that uses a new role or profile
+/// can fail with one of these messages for up to a couple of minutes.
+pub fn is_iam_propagation(code: &str, message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    (code.starts_with("InvalidParameterValue") || code == "ValidationError" || code == "InvalidParameterCombination")
+        && (m.contains("iam instance profile")
+            || m.contains("iaminstanceprofile")
+            || m.contains("cannot be assumed")
+            || m.contains("execution role does not have permissions")
+            || m.contains("instance profile"))
+}
+
+pub fn class_of(code: &str, message: &str) -> ErrorClass {
+    if is_iam_propagation(code, message) {
+        ErrorClass::IamPropagation
+    } else if is_not_found(code) {
+        ErrorClass::NotFound
+    } else if is_already_exists(code) {
+        ErrorClass::AlreadyExists
+    } else if is_throttled(code) {
+        ErrorClass::Throttled
+    } else if is_in_use(code) {
+        ErrorClass::InUse
+    } else if is_transient(code) {
+        ErrorClass::Transient
+    } else {
+        ErrorClass::Other
+    }
+}
+
+/// Turn any SDK error into a classified `ResourceError` that names `what` was being done.
+pub fn sdk<E, R>(what: impl std::fmt::Display, err: SdkError<E, R>) -> ResourceError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let code = err.code().map(String::from);
+    let message = err.message().unwrap_or_default().to_string();
+    let request_id = err.meta().extra("aws_request_id").map(String::from);
+    let class = match (&code, &err) {
+        (Some(c), _) => class_of(c, &message),
+        // No service error: the request never got an answer (timeout, connection reset).
+        (None, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)) => {
+            ErrorClass::Transient
+        }
+        (None, _) => ErrorClass::Other,
+    };
+    ResourceError {
+        class,
+        code,
+        message: format!("{what}: {}", DisplayErrorContext(&err)),
+        request_id,
+        hint: None,
+    }
+}
+
+/// `.map_err(aws::err("describing VPCs"))`
+pub fn err<E, R>(what: &str) -> impl FnOnce(SdkError<E, R>) -> ResourceError + '_
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    move |e| sdk(what, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_table() {
+        let cases = [
+            ("InvalidVpcID.NotFound", "", ErrorClass::NotFound),
+            ("InvalidGroup.NotFound", "", ErrorClass::NotFound),
+            ("NoSuchEntity", "", ErrorClass::NotFound),
+            ("NoSuchBucket", "", ErrorClass::NotFound),
+            ("DBInstanceNotFound", "", ErrorClass::NotFound),
+            ("ResourceNotFoundException", "", ErrorClass::NotFound),
+            ("InvalidPermission.Duplicate", "", ErrorClass::AlreadyExists),
+            ("EntityAlreadyExists", "", ErrorClass::AlreadyExists),
+            ("BucketAlreadyOwnedByYou", "", ErrorClass::AlreadyExists),
+            ("RequestLimitExceeded", "", ErrorClass::Throttled),
+            ("Throttling", "", ErrorClass::Throttled),
+            ("DependencyViolation", "", ErrorClass::InUse),
+            ("DeleteConflict", "", ErrorClass::InUse),
+            ("FileSystemInUse", "", ErrorClass::InUse),
+            ("InternalError", "", ErrorClass::Transient),
+            ("ServiceUnavailable", "", ErrorClass::Transient),
+            ("InvalidParameterValue", "Value (x) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name", ErrorClass::IamPropagation),
+            ("InvalidParameterValueException", "The role defined for the function cannot be assumed by Lambda.", ErrorClass::IamPropagation),
+            ("ValidationError", "Invalid IamInstanceProfile: x", ErrorClass::IamPropagation),
+            ("InvalidParameterValue", "CIDR is invalid", ErrorClass::Other),
+            ("UnauthorizedOperation", "", ErrorClass::Other),
+        ];
+        for (code, msg, class) in cases {
+            assert_eq!(class_of(code, msg), class, "{code}");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Command-line types. Shared flags are global so they can go before or after the command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pi-deploy",
+    version,
+    about = "Deploy the Panintelligence dashboard on AWS by calling the AWS APIs directly",
+    long_about = "Deploy the Panintelligence dashboard on AWS by calling the AWS APIs directly: \
+                  `up` builds the whole architecture (resuming where a previous run stopped), \
+                  `destroy` removes it in reverse order.\n\n\
+                  Credentials and region come from the standard AWS environment (AWS_PROFILE, \
+                  `aws sso login`, AWS_REGION, AWS_ENDPOINT_URL), overridable with --region.",
+    after_help = "Examples:\n  pi-deploy up --deployment pi-prod --ami ami-0123456789abcdef0 --certificate-arn arn:aws:acm:...\n  pi-deploy destroy --deployment pi-prod --yes"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Config file (TOML). Default: ./pi-deploy.toml when it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Deployment name; every AWS name and tag derives from it [default: pi].
+    #[arg(long, short = 'd', global = true)]
+    pub deployment: Option<String>,
+    /// AWS region [default: from the config file, then AWS_REGION / the profile].
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Directory holding the state files.
+    #[arg(long, global = true, value_name = "DIR", default_value = "state")]
+    pub state_dir: PathBuf,
+    /// Print one JSON object per event (NDJSON) on stdout instead of the human display.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+    /// More detail (-v, -vv).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors and the final result.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// No colours (also honoured: NO_COLOR).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build every resource of the architecture; creates only what is missing.
+    #[command(after_help = "Example:\n  pi-deploy up --deployment pi --ami ami-0123456789abcdef0")]
+    Up(UpArgs),
+    /// Delete everything the deployment created, in reverse order.
+    #[command(after_help = "Example:\n  pi-deploy destroy --deployment pi --skip-final-snapshot --yes")]
+    Destroy(DestroyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// AMI id of the Panintelligence Marketplace image.
+    #[arg(long)]
+    pub ami: Option<String>,
+    /// ACM certificate ARN for HTTPS on the load balancer.
+    #[arg(long)]
+    pub certificate_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DestroyArgs {
+    /// Do not take a final snapshot of the database.
+    #[arg(long)]
+    pub skip_final_snapshot: bool,
+    /// Turn the database's deletion protection off first (required when it is on).
+    #[arg(long)]
+    pub disable_deletion_protection: bool,
+}

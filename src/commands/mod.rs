@@ -1,0 +1,230 @@
+//! One file per command; this module holds what they share: loading and validating the
+//! config, opening a session (credentials, identity, locked state), and the error type
+//! that maps to exit codes (0 ok, 1 failed run, 2 bad input, 3 refused).
+
+pub mod destroy;
+pub mod up;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::aws::{Clients, Env};
+use crate::cli::GlobalArgs;
+use crate::core::config::{Config, ConfigError, Purpose};
+use crate::core::event::EventSink;
+use crate::core::graph::Graph;
+use crate::core::resource::ResourceError;
+use crate::core::spec::{self, NodeSpec, Props, SpecInput};
+use crate::core::state::{Identity, State};
+use crate::resources::Aws;
+use crate::state_file::{StateFile, StateFileError};
+
+#[derive(Debug)]
+pub enum CmdError {
+    /// Bad input: nothing was created (exit 2).
+    Input(Vec<ConfigError>),
+    /// Refused to act (lock held, foreign or corrupt state, declined confirmation; exit 3).
+    Refused { message: String, hint: Option<String> },
+    /// The run failed (exit 1); already reported through events when `reported`.
+    Failed { message: String, hint: Option<String>, reported: bool },
+}
+
+impl CmdError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CmdError::Input(_) => 2,
+            CmdError::Refused { .. } => 3,
+            CmdError::Failed { .. } => 1,
+        }
+    }
+    pub fn input(field: &str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        CmdError::Input(vec![ConfigError { field: field.into(), problem: problem.into(), fix: fix.into() }])
+    }
+}
+
+impl From<StateFileError> for CmdError {
+    fn from(e: StateFileError) -> Self {
+        let hint = e.hint();
+        match e {
+            StateFileError::Io { .. } => CmdError::Failed { message: e.to_string(), hint, reported: false },
+            _ => CmdError::Refused { message: e.to_string(), hint },
+        }
+    }
+}
+
+impl From<ResourceError> for CmdError {
+    fn from(e: ResourceError) -> Self {
+        let hint = e.hint.clone();
+        let mut e = e;
+        e.hint = None;
+        CmdError::Failed { message: e.to_string(), hint, reported: false }
+    }
+}
+
+/// Defaults, then the config file, then flags. Unknown keys and wrong types are refused
+/// with the field named.
+pub fn load_config(global: &GlobalArgs) -> Result<Config, CmdError> {
+    let default_path = Path::new("pi-deploy.toml");
+    let path = match &global.config {
+        Some(p) => Some(p.clone()),
+        None if default_path.exists() => Some(default_path.to_path_buf()),
+        None => None,
+    };
+    let mut cfg = match &path {
+        None => Config::default(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                CmdError::input("--config", format!("cannot read {}: {e}", p.display()), "give the path of a readable TOML file")
+            })?;
+            toml::from_str::<Config>(&text).map_err(|e| {
+                let field = e.span().map(|s| describe_span(&text, s)).unwrap_or_else(|| p.display().to_string());
+                CmdError::input(
+                    &field,
+                    e.message().trim().to_string(),
+                    format!("fix {} (every option is listed in pi-deploy.example.toml)", p.display()),
+                )
+            })?
+        }
+    };
+    if let Some(d) = &global.deployment {
+        cfg.deployment = d.clone();
+    }
+    if let Some(r) = &global.region {
+        cfg.region = Some(r.clone());
+    }
+    Ok(cfg)
+}
+
+/// The TOML text at an error, e.g. `network.vpc_cidr = 5`, to name the field.
+fn describe_span(text: &str, span: std::ops::Range<usize>) -> String {
+    let line_start = text[..span.start.min(text.len())].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line_end = text[line_start..].find('\n').map(|i| line_start + i).unwrap_or(text.len());
+    format!("config line `{}`", text[line_start..line_end].trim())
+}
+
+pub fn validate(cfg: &Config, purpose: Purpose) -> Result<(), CmdError> {
+    let errors = cfg.validate(purpose);
+    if errors.is_empty() { Ok(()) } else { Err(CmdError::Input(errors)) }
+}
+
+/// First Ctrl-C: stop starting work, let in-flight resources finish and be recorded.
+/// Second Ctrl-C: exit at once (the state is saved after every transition).
+pub fn ctrl_c_channel() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = tx.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted again: exiting now; run the command again to resume");
+                std::process::exit(130);
+            }
+        }
+    });
+    rx
+}
+
+/// Credentials, identity and the locked state of one deployment.
+pub struct Session {
+    pub aws: Arc<Aws>,
+    pub state_file: StateFile,
+    pub state: State,
+    /// True when no state file existed.
+    pub fresh: bool,
+    pub events: Arc<dyn EventSink>,
+}
+
+pub async fn open_session(cfg: &Config, global: &GlobalArgs, command: &str, events: Arc<dyn EventSink>) -> Result<Session, CmdError> {
+    let clients = Clients::load(cfg.region.as_deref()).await?;
+    let identity: Identity = clients.identity(&cfg.deployment).await?;
+    let state_file = StateFile::lock(&global.state_dir, &cfg.deployment, command)?;
+    let loaded = state_file.load()?;
+    let fresh = loaded.is_none();
+    let state = match loaded {
+        Some(s) => {
+            s.check_owner(&identity)
+                .map_err(|refusal| StateFileError::Refused { path: state_file.path(), refusal })?;
+            s
+        }
+        None => State::new(&identity),
+    };
+    let env = Env {
+        deployment: identity.deployment.clone(),
+        region: identity.region.clone(),
+        account_id: identity.account_id.clone(),
+        partition: identity.partition.clone(),
+        config: Arc::new(cfg.clone()),
+    };
+    Ok(Session { aws: Arc::new(Aws { clients, env }), state_file, state, fresh, events })
+}
+
+const AZ_SETTINGS: [&str; 2] = ["az_a", "az_b"];
+
+/// The two zones: as recorded on the first run (they must never move), else from the
+/// config, else the first two the region reports available.
+pub async fn resolve_zones(session: &mut Session, cfg: &Config) -> Result<[String; 2], CmdError> {
+    let recorded: Vec<String> = AZ_SETTINGS.iter().filter_map(|k| session.state.settings.get(*k).cloned()).collect();
+    let zones: [String; 2] = if let [a, b] = recorded.as_slice() {
+        if !cfg.availability_zones.is_empty() && cfg.availability_zones != recorded {
+            return Err(CmdError::input(
+                "availability_zones",
+                format!("the deployment was built in {a} and {b}; zones cannot change in place"),
+                "remove availability_zones from the config, or destroy and rebuild",
+            ));
+        }
+        [a.clone(), b.clone()]
+    } else if let [a, b] = cfg.availability_zones.as_slice() {
+        [a.clone(), b.clone()]
+    } else {
+        session.aws.clients.first_two_zones().await?
+    };
+    for (k, z) in AZ_SETTINGS.iter().zip(&zones) {
+        session.state.settings.insert(k.to_string(), z.clone());
+    }
+    Ok(zones)
+}
+
+/// The desired architecture as a validated graph.
+pub fn desired_graph(cfg: &Config, region: &str, zones: [String; 2]) -> Result<Graph, CmdError> {
+    let nodes = spec::build(&SpecInput { config: cfg, region, azs: zones });
+    Graph::new(nodes).map_err(|e| CmdError::Failed {
+        message: format!("internal error: the architecture graph is invalid: {e}"),
+        hint: Some("please report this as a bug".into()),
+        reported: false,
+    })
+}
+
+/// The graph of what exists: the desired graph restricted to recorded keys, plus recorded
+/// resources the desired graph does not know (e.g. after a config change), ordered by the
+/// dependencies recorded when they were created.
+pub fn existing_graph(desired: &Graph, state: &State) -> Graph {
+    let keys: BTreeSet<String> = state.resources.keys().cloned().collect();
+    let known: BTreeSet<String> = keys.iter().filter(|k| desired.get(k).is_some()).cloned().collect();
+    let mut nodes: Vec<NodeSpec> = desired.restrict(&known).nodes().to_vec();
+    for (key, rec) in &state.resources {
+        if desired.get(key).is_none() {
+            nodes.push(NodeSpec {
+                key: key.clone(),
+                kind: rec.kind,
+                deps: rec.deps.iter().filter(|d| keys.contains(*d)).cloned().collect(),
+                props: Props::Recorded,
+            });
+        }
+    }
+    // Recorded dependencies can only form a cycle if the file was edited by hand; fall back
+    // to dropping the recorded edges of unknown resources rather than refusing to destroy.
+    Graph::new(nodes.clone()).unwrap_or_else(|_| {
+        let nodes = nodes
+            .into_iter()
+            .map(|mut n| {
+                if matches!(n.props, Props::Recorded) {
+                    n.deps.clear();
+                }
+                n
+            })
+            .collect();
+        Graph::new(nodes).expect("a graph without recorded edges is acyclic")
+    })
+}

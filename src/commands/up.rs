@@ -1,0 +1,105 @@
+//! `pi-deploy up`: build every resource of the architecture, creating only what is missing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::{CmdError, desired_graph, load_config, open_session, resolve_zones, validate};
+use crate::cli::{GlobalArgs, UpArgs};
+use crate::core::config::Purpose;
+use crate::core::event::{Event, EventSink};
+use crate::core::executor::{Executor, Limits, StateStore};
+use crate::core::latency;
+use crate::core::state::{State, Status};
+use crate::resources::AwsCloud;
+
+pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
+    let mut cfg = load_config(global)?;
+    if let Some(ami) = &args.ami {
+        cfg.ami = Some(ami.clone());
+    }
+    if let Some(arn) = &args.certificate_arn {
+        cfg.certificate_arn = Some(arn.clone());
+    }
+    validate(&cfg, Purpose::Up)?;
+
+    let started = Instant::now();
+    let mut session = open_session(&cfg, global, "up", events.clone()).await?;
+    let zones = resolve_zones(&mut session, &cfg).await?;
+    let graph = Arc::new(desired_graph(&cfg, &session.aws.env.region, zones)?);
+
+    // The lineage and the resolved zones are on disk before the first create call.
+    session.state.serial += 1;
+    session.state_file.write(&session.state)?;
+
+    let pending = graph.nodes().iter().filter(|n| session.state.resources.get(&n.key).is_none_or(|r| r.status != Status::Ready)).count();
+    events.emit(Event::RunStarted {
+        command: "up".into(),
+        deployment: cfg.deployment.clone(),
+        region: session.aws.env.region.clone(),
+        planned: pending,
+        unchanged: graph.len() - pending,
+    });
+    if cfg.certificate_arn.is_none() {
+        events.emit(Event::Warning {
+            message: "no certificate given: the load balancer will serve plain HTTP on port 80 only (pass --certificate-arn for HTTPS)".into(),
+        });
+    }
+
+    let weights = graph.longest_remaining(|n| latency::create_timing(n.kind).median_s);
+    let store: Arc<dyn StateStore> = Arc::new(session.state_file);
+    let executor = Executor {
+        cloud: Arc::new(AwsCloud { aws: session.aws.clone() }),
+        store: store.clone(),
+        events: events.clone(),
+        limits: Limits::default(),
+        cancel: super::ctrl_c_channel(),
+    };
+    let outcome = executor.up(graph.clone(), session.state, &weights).await;
+    let mut state = outcome.state;
+    state.outputs = outputs(&state);
+    state.serial += 1;
+    let saved = store.save(&state);
+    session.aws.clients.dump_call_counts();
+
+    let mut counts = BTreeMap::new();
+    counts.insert("done".to_string(), outcome.completed.len());
+    counts.insert("failed".to_string(), outcome.failed.len());
+    counts.insert("skipped".to_string(), outcome.skipped.len());
+    let error = if let Some((key, e)) = outcome.failed.first() {
+        Some(format!("{key}: {e}"))
+    } else if outcome.cancelled {
+        Some("interrupted; run `pi-deploy up` again to resume".to_string())
+    } else {
+        saved.as_ref().err().cloned()
+    };
+    events.emit(Event::RunFinished {
+        command: "up".into(),
+        ok: error.is_none(),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        counts,
+        outputs: if error.is_none() { state.outputs.clone() } else { BTreeMap::new() },
+        error: error.clone(),
+    });
+    match error {
+        None => Ok(()),
+        Some(message) => Err(CmdError::Failed {
+            message,
+            hint: Some("fix the cause, then run `pi-deploy up` again: it resumes where it stopped".into()),
+            reported: true,
+        }),
+    }
+}
+
+/// The values an operator needs, from the recorded resources.
+pub fn outputs(state: &State) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut take = |name: &str, key: &str, output: &str| {
+        if let Some(v) = state.resources.get(key).and_then(|r| r.outputs.get(output)) {
+            out.insert(name.to_string(), v.to_string());
+        }
+    };
+    take("vpc_id", "vpc", "id");
+    out
+}

@@ -1,0 +1,66 @@
+//! Helpers shared by the EC2 kinds: deletes that tolerate "already gone" and retry while
+//! something still holds the resource, within the latency model's budget.
+
+use std::future::Future;
+
+use crate::aws::wait::{self, Backoff};
+use crate::core::latency;
+use crate::core::resource::{ErrorClass, ResourceError};
+use crate::core::spec::Kind;
+
+/// Run a delete call: NotFound is success; DependencyViolation and other in-use errors are
+/// retried with backoff until the kind's delete budget runs out.
+pub async fn delete_retrying<F, Fut>(kind: Kind, what: &str, op: F) -> Result<(), ResourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), ResourceError>>,
+{
+    match wait::retry(what, latency::delete_deadline(kind), Backoff::QUICK, &[ErrorClass::InUse], op).await {
+        Err(e) if e.is(ErrorClass::NotFound) => Ok(()),
+        Err(mut e) if e.is(ErrorClass::InUse) => {
+            e.hint = Some(format!(
+                "something outside this deployment may still use it; find it in the console, remove it, then run `pi-deploy destroy` again ({what})"
+            ));
+            Err(e)
+        }
+        other => other,
+    }
+}
+
+/// Treat NotFound as `None` (for finds by id that may race a delete).
+pub fn not_found_is_none<T>(r: Result<T, ResourceError>) -> Result<Option<T>, ResourceError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is(ErrorClass::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// How long a call may see one of our own resources as NotFound: EC2 is eventually
+/// consistent, and an id returned by a create can be unknown to the next call for seconds.
+/// Short, because a NotFound that lasts is a resource deleted by hand, which the executor
+/// handles by finding or creating it again.
+pub const CONSISTENCY_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Run `op`, retrying while it reports NotFound (eventual consistency right after a create).
+pub async fn retry_not_found<T, F, Fut>(what: &str, op: F) -> Result<T, ResourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ResourceError>>,
+{
+    wait::retry(what, CONSISTENCY_BUDGET, Backoff::QUICK, &[ErrorClass::NotFound], op).await
+}
+
+/// A Describe* filter on one attribute.
+pub fn filter<S: Into<String>>(name: &str, values: impl IntoIterator<Item = S>) -> aws_sdk_ec2::types::Filter {
+    let mut b = aws_sdk_ec2::types::Filter::builder().name(name);
+    for v in values {
+        b = b.values(v);
+    }
+    b.build()
+}
+
+/// Whether an error carries exactly this EC2 error code.
+pub fn has_code(e: &ResourceError, code: &str) -> bool {
+    e.code.as_deref() == Some(code)
+}

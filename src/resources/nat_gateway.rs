@@ -1,0 +1,181 @@
+//! The NAT gateway in a public subnet, with its Elastic IP. Creation takes minutes on AWS
+//! (median ~100 s), so `create` returns the id at once and `converge` waits for `available`.
+//! Its delete waits for `deleted`: the EIP release and the IGW detach are refused until then.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{self as t, NatGatewayState, ResourceType};
+
+use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::wait::{self, Backoff, Poll};
+use crate::aws::{err, tags};
+use crate::core::latency;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::spec::Kind;
+
+pub struct NatGateway;
+
+/// Gateways in these states are history: never adopted, never waited on.
+fn is_gone(state: Option<&NatGatewayState>) -> bool {
+    matches!(state, Some(NatGatewayState::Deleting | NatGatewayState::Deleted | NatGatewayState::Failed))
+}
+
+fn outputs_of(n: &t::NatGateway) -> Option<Outputs> {
+    let allocation = n.nat_gateway_addresses().iter().find_map(|a| a.allocation_id()).unwrap_or_default();
+    Some(
+        Outputs::new()
+            .with("id", n.nat_gateway_id()?)
+            .with("subnet_id", n.subnet_id().unwrap_or_default())
+            .with("allocation_id", allocation),
+    )
+}
+
+async fn describe(aws: &Aws, id: &str) -> Result<Option<t::NatGateway>, ResourceError> {
+    let out = aws
+        .clients
+        .ec2
+        .describe_nat_gateways()
+        .nat_gateway_ids(id)
+        .send()
+        .await
+        .map_err(err("describing the NAT gateway"));
+    Ok(ec2::not_found_is_none(out)?.and_then(|o| o.nat_gateways().first().cloned()))
+}
+
+fn failure(n: &t::NatGateway) -> String {
+    let state = n.state().map_or("unknown", |s| s.as_str());
+    match (n.failure_code(), n.failure_message()) {
+        (Some(code), Some(msg)) => format!("{state}: {code}: {msg}"),
+        (_, Some(msg)) => format!("{state}: {msg}"),
+        _ => state.to_string(),
+    }
+}
+
+/// One poll while waiting for `available`. NotFound right after create is "not yet".
+async fn poll_available(aws: &Aws, id: &str) -> Result<Poll<t::NatGateway>, ResourceError> {
+    let Some(n) = describe(aws, id).await? else { return Ok(Poll::Pending("not visible yet".into())) };
+    Ok(match n.state() {
+        Some(NatGatewayState::Available) => Poll::Ready(n),
+        s if is_gone(s) => Poll::Failed(failure(&n)),
+        s => Poll::Pending(s.map_or("unknown", |s| s.as_str()).into()),
+    })
+}
+
+/// One poll while waiting for the delete. A failed gateway holds no address either.
+async fn poll_deleted(aws: &Aws, id: &str) -> Result<Poll<()>, ResourceError> {
+    let Some(n) = describe(aws, id).await? else { return Ok(Poll::Ready(())) };
+    Ok(match n.state() {
+        Some(NatGatewayState::Deleted | NatGatewayState::Failed) => Poll::Ready(()),
+        s => Poll::Pending(s.map_or("unknown", |s| s.as_str()).into()),
+    })
+}
+
+async fn create_call(
+    aws: &Aws,
+    cx: &NodeCtx<'_>,
+    subnet_id: &str,
+    allocation_id: &str,
+    token: &str,
+) -> Result<t::NatGateway, ResourceError> {
+    let out = aws
+        .clients
+        .ec2
+        .create_nat_gateway()
+        .subnet_id(subnet_id)
+        .allocation_id(allocation_id)
+        .client_token(token)
+        .tag_specifications(tags::ec2_spec(ResourceType::Natgateway, &aws.env.deployment, &cx.spec.key))
+        .send()
+        .await
+        .map_err(err("creating the NAT gateway"))?;
+    out.nat_gateway()
+        .cloned()
+        .ok_or_else(|| ResourceError::new(ErrorClass::Other, "CreateNatGateway returned no gateway"))
+}
+
+#[async_trait]
+impl ResourceKind for NatGateway {
+    async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let found = aws
+            .clients
+            .ec2
+            .describe_nat_gateways()
+            .set_filter(Some(tags::ec2_filters(&aws.env.deployment, &cx.spec.key)))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(err("looking up the NAT gateway by tag"))?;
+        // The tags are checked here too: some implementations ignore tag filters and return
+        // every NAT gateway in the region, including other deployments'.
+        Ok(found
+            .iter()
+            .filter(|n| !is_gone(n.state()))
+            .find(|n| tags::ec2_is_ours(n.tags(), &aws.env.deployment, &cx.spec.key))
+            .and_then(outputs_of))
+    }
+
+    async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let (subnet, eip) = props!(cx, NatGateway { subnet, eip });
+        let subnet_id = cx.dep_id(subnet)?;
+        let allocation_id = cx.dep_id(eip)?;
+        let nat = create_call(aws, cx, subnet_id, allocation_id, cx.token).await?;
+        // AWS honours the client token for a while: after a failed gateway, the same token
+        // returns that failed gateway again. A token derived from the failed id asks for a
+        // new one, and stays the same if this step is retried.
+        let nat = match nat.state() {
+            s if is_gone(s) => {
+                let token = format!("{}-{}", cx.token, nat.nat_gateway_id().unwrap_or_default());
+                create_call(aws, cx, subnet_id, allocation_id, &token).await?
+            }
+            _ => nat,
+        };
+        let id = nat.nat_gateway_id().unwrap_or_default();
+        Ok(Outputs::new().with("id", id).with("subnet_id", subnet_id).with("allocation_id", allocation_id))
+    }
+
+    async fn converge(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let id = outputs.id()?.to_string();
+        if let Some(n) = describe(aws, &id).await?
+            && is_gone(n.state())
+        {
+            // A recorded gateway that failed or was deleted is replaced: NotFound makes the
+            // executor find or create it again (and `find` skips gone gateways).
+            return Err(ResourceError::new(ErrorClass::NotFound, format!("NAT gateway {id} is {}", failure(&n))));
+        }
+        let nat = wait::wait_for(
+            &format!("NAT gateway {id} to become available"),
+            latency::create_deadline(Kind::NatGateway),
+            Backoff::SLOW,
+            || poll_available(aws, &id),
+        )
+        .await
+        .map_err(|e| match e.class {
+            ErrorClass::Failed => e.with_hint("run `pi-deploy up` again: it replaces a failed NAT gateway"),
+            _ => e,
+        })?;
+        Ok(outputs_of(&nat).unwrap_or(outputs))
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
+        let id = cx.outputs.id()?;
+        ec2::delete_retrying(Kind::NatGateway, &format!("deleting NAT gateway {id}"), || async {
+            aws.clients
+                .ec2
+                .delete_nat_gateway()
+                .nat_gateway_id(id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("deleting the NAT gateway"))
+        })
+        .await?;
+        wait::wait_for(
+            &format!("NAT gateway {id} to be deleted"),
+            latency::delete_deadline(Kind::NatGateway),
+            Backoff::SLOW,
+            || poll_deleted(aws, id),
+        )
+        .await
+    }
+}

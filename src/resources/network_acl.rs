@@ -1,0 +1,438 @@
+//! A network ACL with exactly the desired entries, associated with its subnets (the vendor's
+//! template created one and never associated it). Every subnet always has exactly one ACL
+//! association (the VPC's default ACL unless moved), so associating means replacing that
+//! association; on delete, the subnets go back to the default ACL first.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{self as t, PortRange, ResourceType, RuleAction};
+
+use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::wait::{self, Poll};
+use crate::aws::{err, tags};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::rules::{ALL_PROTOCOLS, AclRule};
+use crate::core::spec::Kind;
+
+pub struct NetworkAcl;
+
+/// Rule numbers from here up are AWS's catch-all deny entries (32767 IPv4, 32768 IPv6),
+/// which cannot be changed or deleted.
+const FIRST_DEFAULT_RULE: i32 = 32767;
+
+/// What to change so the ACL's entries equal the desired rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct AclDiff {
+    create: Vec<AclRule>,
+    replace: Vec<AclRule>,
+    /// (rule number, egress) of entries that are not desired.
+    delete: Vec<(i32, bool)>,
+}
+
+/// AWS writes protocols as numbers but accepts names; compare in one form.
+fn protocol_number(p: &str) -> String {
+    match p.to_ascii_lowercase().as_str() {
+        "tcp" => "6".into(),
+        "udp" => "17".into(),
+        "icmp" => "1".into(),
+        "all" => ALL_PROTOCOLS.into(),
+        other => other.into(),
+    }
+}
+
+/// Same entry as far as AWS is concerned: ports mean nothing for "all protocols".
+fn same_rule(a: &AclRule, b: &AclRule) -> bool {
+    let all = protocol_number(&a.protocol) == ALL_PROTOCOLS;
+    a.number == b.number
+        && a.egress == b.egress
+        && protocol_number(&a.protocol) == protocol_number(&b.protocol)
+        && a.cidr == b.cidr
+        && a.allow == b.allow
+        && (all || (a.from_port == b.from_port && a.to_port == b.to_port))
+}
+
+/// Desired rules against the ACL's current entries (the default entries are ignored).
+fn diff_entries(desired: &[AclRule], existing: &[AclRule]) -> AclDiff {
+    let existing: Vec<&AclRule> = existing.iter().filter(|e| e.number < FIRST_DEFAULT_RULE).collect();
+    let slot = |r: &AclRule, e: &AclRule| r.number == e.number && r.egress == e.egress;
+    let mut diff = AclDiff::default();
+    for want in desired {
+        match existing.iter().find(|e| slot(want, e)) {
+            Some(have) if same_rule(want, have) => {}
+            Some(_) => diff.replace.push(want.clone()),
+            None => diff.create.push(want.clone()),
+        }
+    }
+    diff.delete = existing
+        .iter()
+        .filter(|e| !desired.iter().any(|w| slot(w, e)))
+        .map(|e| (e.number, e.egress))
+        .collect();
+    diff
+}
+
+fn rule_of(e: &t::NetworkAclEntry) -> Option<AclRule> {
+    Some(AclRule {
+        number: e.rule_number()?,
+        egress: e.egress().unwrap_or(false),
+        protocol: e.protocol().unwrap_or_default().to_string(),
+        cidr: e.cidr_block().or(e.ipv6_cidr_block()).unwrap_or_default().to_string(),
+        from_port: e.port_range().and_then(|p| p.from()).unwrap_or(0),
+        to_port: e.port_range().and_then(|p| p.to()).unwrap_or(0),
+        allow: e.rule_action() == Some(&RuleAction::Allow),
+    })
+}
+
+fn action(allow: bool) -> RuleAction {
+    if allow { RuleAction::Allow } else { RuleAction::Deny }
+}
+
+/// Ports only for protocols that have them: "all protocols" takes no port range.
+fn port_range(r: &AclRule) -> Option<PortRange> {
+    (protocol_number(&r.protocol) != ALL_PROTOCOLS).then(|| PortRange::builder().from(r.from_port).to(r.to_port).build())
+}
+
+async fn create_entry(aws: &Aws, acl_id: &str, r: &AclRule) -> Result<(), ResourceError> {
+    aws.clients
+        .ec2
+        .create_network_acl_entry()
+        .network_acl_id(acl_id)
+        .rule_number(r.number)
+        .egress(r.egress)
+        .protocol(&r.protocol)
+        .cidr_block(&r.cidr)
+        .set_port_range(port_range(r))
+        .rule_action(action(r.allow))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(err("adding a network ACL entry"))
+}
+
+async fn replace_entry(aws: &Aws, acl_id: &str, r: &AclRule) -> Result<(), ResourceError> {
+    aws.clients
+        .ec2
+        .replace_network_acl_entry()
+        .network_acl_id(acl_id)
+        .rule_number(r.number)
+        .egress(r.egress)
+        .protocol(&r.protocol)
+        .cidr_block(&r.cidr)
+        .set_port_range(port_range(r))
+        .rule_action(action(r.allow))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(err("replacing a network ACL entry"))
+}
+
+async fn delete_entry(aws: &Aws, acl_id: &str, number: i32, egress: bool) -> Result<(), ResourceError> {
+    let r = aws
+        .clients
+        .ec2
+        .delete_network_acl_entry()
+        .network_acl_id(acl_id)
+        .rule_number(number)
+        .egress(egress)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(err("deleting a network ACL entry"));
+    match r {
+        Err(e) if e.is(ErrorClass::NotFound) => Ok(()),
+        other => other,
+    }
+}
+
+async fn describe(aws: &Aws, id: &str) -> Result<Option<t::NetworkAcl>, ResourceError> {
+    let out = aws
+        .clients
+        .ec2
+        .describe_network_acls()
+        .network_acl_ids(id)
+        .send()
+        .await
+        .map_err(err("describing the network ACL"));
+    Ok(ec2::not_found_is_none(out)?.and_then(|o| o.network_acls().first().cloned()))
+}
+
+/// Make the entries match. New and changed rules go in before unwanted ones go out, so a
+/// rerun never leaves the subnets with less than the old or the new rule set allows.
+async fn converge_entries(aws: &Aws, acl_id: &str, desired: &[AclRule]) -> Result<(), ResourceError> {
+    let acl = ec2::retry_not_found("reading the new network ACL", || async {
+        describe(aws, acl_id)
+            .await?
+            .ok_or_else(|| ResourceError::new(ErrorClass::NotFound, format!("network ACL {acl_id} is not visible yet")))
+    })
+    .await?;
+    let existing: Vec<AclRule> = acl.entries().iter().filter_map(rule_of).collect();
+    let diff = diff_entries(desired, &existing);
+    for r in &diff.create {
+        match create_entry(aws, acl_id, r).await {
+            Err(e) if e.is(ErrorClass::AlreadyExists) => replace_entry(aws, acl_id, r).await?,
+            other => other?,
+        }
+    }
+    for r in &diff.replace {
+        replace_entry(aws, acl_id, r).await?;
+    }
+    for &(number, egress) in &diff.delete {
+        delete_entry(aws, acl_id, number, egress).await?;
+    }
+    Ok(())
+}
+
+/// One subnet's current ACL association.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Association {
+    subnet_id: String,
+    association_id: String,
+    acl_id: String,
+}
+
+async fn associations_of(aws: &Aws, subnets: &[String]) -> Result<Vec<Association>, ResourceError> {
+    let out = aws
+        .clients
+        .ec2
+        .describe_network_acls()
+        .filters(ec2::filter("association.subnet-id", subnets.iter().cloned()))
+        .send()
+        .await
+        .map_err(err("reading the subnets' network ACL associations"))?;
+    Ok(out
+        .network_acls()
+        .iter()
+        .flat_map(|acl| acl.associations())
+        .filter(|a| a.subnet_id().is_some_and(|s| subnets.iter().any(|x| x == s)))
+        .filter_map(|a| {
+            Some(Association {
+                subnet_id: a.subnet_id()?.to_string(),
+                association_id: a.network_acl_association_id()?.to_string(),
+                acl_id: a.network_acl_id()?.to_string(),
+            })
+        })
+        .collect())
+}
+
+/// The associations to move to `acl_id`, or the subnets whose association is not visible
+/// yet (a subnet created moments ago).
+fn plan_associations(acl_id: &str, subnets: &[String], current: &[Association]) -> Result<Vec<String>, Vec<String>> {
+    let missing: Vec<String> = subnets.iter().filter(|s| !current.iter().any(|a| &a.subnet_id == *s)).cloned().collect();
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    Ok(current.iter().filter(|a| a.acl_id != acl_id).map(|a| a.association_id.clone()).collect())
+}
+
+async fn replace_association(aws: &Aws, association_id: &str, acl_id: &str) -> Result<(), ResourceError> {
+    aws.clients
+        .ec2
+        .replace_network_acl_association()
+        .association_id(association_id)
+        .network_acl_id(acl_id)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(err("associating the network ACL with a subnet"))
+}
+
+async fn converge_associations(aws: &Aws, acl_id: &str, subnets: &[String]) -> Result<(), ResourceError> {
+    let moves = wait::wait_for(
+        "subnets' network ACL associations to be visible",
+        ec2::CONSISTENCY_BUDGET,
+        wait::Backoff::QUICK,
+        || async {
+            let current = associations_of(aws, subnets).await?;
+            Ok(match plan_associations(acl_id, subnets, &current) {
+                Ok(moves) => Poll::Ready(moves),
+                Err(missing) => Poll::Pending(format!("no association for {}", missing.join(", "))),
+            })
+        },
+    )
+    .await?;
+    for association_id in &moves {
+        // The new ACL may not be visible to this call yet.
+        ec2::retry_not_found("associating the network ACL", || replace_association(aws, association_id, acl_id)).await?;
+    }
+    Ok(())
+}
+
+/// The VPC's default ACL, where a subnet goes back to before our ACL is deleted.
+async fn default_acl(aws: &Aws, vpc_id: &str) -> Result<String, ResourceError> {
+    let out = aws
+        .clients
+        .ec2
+        .describe_network_acls()
+        .filters(ec2::filter("vpc-id", [vpc_id]))
+        .filters(ec2::filter("default", ["true"]))
+        .send()
+        .await
+        .map_err(err("looking up the VPC's default network ACL"))?;
+    out.network_acls()
+        .iter()
+        .find(|a| a.is_default() == Some(true))
+        .and_then(|a| a.network_acl_id())
+        .map(String::from)
+        .ok_or_else(|| ResourceError::new(ErrorClass::NotFound, format!("VPC {vpc_id} has no default network ACL")))
+}
+
+#[async_trait]
+impl ResourceKind for NetworkAcl {
+    async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let out = aws
+            .clients
+            .ec2
+            .describe_network_acls()
+            .set_filters(Some(tags::ec2_filters(&aws.env.deployment, &cx.spec.key)))
+            .send()
+            .await
+            .map_err(err("looking up the network ACL by tag"))?;
+        Ok(out
+            .network_acls()
+            .iter()
+            .find(|a| tags::ec2_is_ours(a.tags(), &aws.env.deployment, &cx.spec.key))
+            .and_then(|a| Some(Outputs::new().with("id", a.network_acl_id()?).with("vpc_id", a.vpc_id().unwrap_or_default()))))
+    }
+
+    async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let (vpc,) = props!(cx, NetworkAcl { vpc });
+        let vpc_id = cx.dep_id(vpc)?;
+        let out = aws
+            .clients
+            .ec2
+            .create_network_acl()
+            .vpc_id(vpc_id)
+            .client_token(cx.token)
+            .tag_specifications(tags::ec2_spec(ResourceType::NetworkAcl, &aws.env.deployment, &cx.spec.key))
+            .send()
+            .await
+            .map_err(err("creating the network ACL"))?;
+        let id = out.network_acl().and_then(|a| a.network_acl_id()).unwrap_or_default();
+        Ok(Outputs::new().with("id", id).with("vpc_id", vpc_id))
+    }
+
+    async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, mut outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let (vpc, subnets, rules) = props!(cx, NetworkAcl { vpc, subnets, rules });
+        let id = outputs.id()?.to_string();
+        let subnet_ids = subnets.iter().map(|k| cx.dep_id(k).map(String::from)).collect::<Result<Vec<_>, _>>()?;
+        // Entries first: the subnets move onto the ACL only once it admits their traffic.
+        converge_entries(aws, &id, rules).await?;
+        converge_associations(aws, &id, &subnet_ids).await?;
+        outputs.set("vpc_id", cx.dep_id(vpc)?);
+        Ok(outputs)
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
+        let id = cx.outputs.id()?;
+        let Some(acl) = describe(aws, id).await? else { return Ok(()) };
+        if !acl.associations().is_empty() {
+            let vpc_id = acl.vpc_id().or(cx.outputs.get("vpc_id")).unwrap_or_default();
+            let default = default_acl(aws, vpc_id).await?;
+            for a in acl.associations() {
+                let Some(assoc) = a.network_acl_association_id() else { continue };
+                match replace_association(aws, assoc, &default).await {
+                    Err(e) if e.is(ErrorClass::NotFound) => {}
+                    other => other?,
+                }
+            }
+        }
+        ec2::delete_retrying(Kind::NetworkAcl, &format!("deleting network ACL {id}"), || async {
+            aws.clients
+                .ec2
+                .delete_network_acl()
+                .network_acl_id(id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("deleting the network ACL"))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::rules;
+
+    fn rule(number: i32, egress: bool, protocol: &str, cidr: &str, ports: (i32, i32), allow: bool) -> AclRule {
+        AclRule { number, egress, protocol: protocol.into(), cidr: cidr.into(), from_port: ports.0, to_port: ports.1, allow }
+    }
+
+    fn default_entries() -> Vec<AclRule> {
+        vec![
+            rule(32767, false, "-1", "0.0.0.0/0", (0, 0), false),
+            rule(32767, true, "-1", "0.0.0.0/0", (0, 0), false),
+        ]
+    }
+
+    #[test]
+    fn a_new_acl_gets_every_rule_created() {
+        let desired = rules::public_acl_rules();
+        let diff = diff_entries(&desired, &default_entries());
+        assert_eq!(diff, AclDiff { create: desired, replace: vec![], delete: vec![] });
+    }
+
+    #[test]
+    fn a_converged_acl_needs_nothing_even_when_aws_reports_other_ports_for_all_protocols() {
+        let desired = rules::public_acl_rules();
+        let mut existing = default_entries();
+        for r in &desired {
+            let mut e = r.clone();
+            if e.protocol == ALL_PROTOCOLS {
+                // AWS reports no port range for protocol -1: read back as 0-0.
+                (e.from_port, e.to_port) = (0, 0);
+            }
+            existing.push(e);
+        }
+        assert_eq!(diff_entries(&desired, &existing), AclDiff::default());
+    }
+
+    #[test]
+    fn drift_is_replaced_and_strays_are_deleted_but_default_entries_are_kept() {
+        let desired = vec![
+            rule(100, false, "6", "0.0.0.0/0", (80, 80), true),
+            rule(110, false, "6", "0.0.0.0/0", (443, 443), true),
+            rule(100, true, "-1", "0.0.0.0/0", (0, 65535), true),
+        ];
+        let mut existing = default_entries();
+        existing.extend([
+            rule(100, false, "6", "0.0.0.0/0", (8080, 8080), true), // changed port
+            rule(110, false, "tcp", "0.0.0.0/0", (443, 443), true), // same, protocol by name
+            rule(100, true, "-1", "0.0.0.0/0", (0, 65535), false),  // deny instead of allow
+            rule(200, false, "6", "0.0.0.0/0", (22, 22), true),     // stray
+            rule(200, true, "6", "10.0.0.0/16", (22, 22), true),    // stray, egress
+        ]);
+        let diff = diff_entries(&desired, &existing);
+        assert_eq!(diff.create, vec![]);
+        assert_eq!(diff.replace, vec![desired[0].clone(), desired[2].clone()]);
+        assert_eq!(diff.delete, vec![(200, false), (200, true)]);
+    }
+
+    #[test]
+    fn same_number_in_the_other_direction_is_a_different_entry() {
+        let desired = vec![rule(100, true, "-1", "0.0.0.0/0", (0, 65535), true)];
+        let existing = vec![rule(100, false, "6", "0.0.0.0/0", (80, 80), true)];
+        let diff = diff_entries(&desired, &existing);
+        assert_eq!(diff.create, desired);
+        assert_eq!(diff.delete, vec![(100, false)]);
+    }
+
+    #[test]
+    fn all_protocol_rules_send_no_port_range() {
+        assert!(port_range(&rule(100, true, "-1", "0.0.0.0/0", (0, 65535), true)).is_none());
+        let p = port_range(&rule(100, false, "6", "0.0.0.0/0", (1024, 65535), true)).unwrap();
+        assert_eq!((p.from(), p.to()), (Some(1024), Some(65535)));
+    }
+
+    fn assoc(subnet: &str, id: &str, acl: &str) -> Association {
+        Association { subnet_id: subnet.into(), association_id: id.into(), acl_id: acl.into() }
+    }
+
+    #[test]
+    fn associations_move_from_the_default_acl_and_wait_for_unseen_subnets() {
+        let subnets = vec!["subnet-a".to_string(), "subnet-b".to_string()];
+        let current = vec![assoc("subnet-a", "aclassoc-1", "acl-default"), assoc("subnet-b", "aclassoc-2", "acl-ours")];
+        assert_eq!(plan_associations("acl-ours", &subnets, &current), Ok(vec!["aclassoc-1".to_string()]));
+        assert_eq!(plan_associations("acl-ours", &subnets, &current[..1]), Err(vec!["subnet-b".to_string()]));
+    }
+}

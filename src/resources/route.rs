@@ -1,0 +1,147 @@
+//! One route in a route table. Routes carry no tags and no id of their own: the table id
+//! and the destination identify one, so `find` reads the table and the id is
+//! `<rtb-id>/<destination>`.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{self as t, RouteState};
+
+use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::err;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::spec::{Kind, RouteTarget};
+
+pub struct Route;
+
+/// The gateway a route points at, by id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Target {
+    Gateway(String),
+    Nat(String),
+}
+
+fn target(cx: &NodeCtx<'_>, target: &RouteTarget) -> Result<Target, ResourceError> {
+    Ok(match target {
+        RouteTarget::InternetGateway(key) => Target::Gateway(cx.dep_id(key)?.to_string()),
+        RouteTarget::NatGateway(key) => Target::Nat(cx.dep_id(key)?.to_string()),
+    })
+}
+
+/// Whether the table already routes `destination` to `target`, actively (a route whose
+/// NAT gateway was deleted turns `blackhole` and must be replaced).
+fn has_route(table: &t::RouteTable, destination: &str, target: &Target) -> bool {
+    table.routes().iter().any(|r| {
+        r.destination_cidr_block() == Some(destination)
+            && r.state() == Some(&RouteState::Active)
+            && match target {
+                Target::Gateway(id) => r.gateway_id() == Some(id),
+                Target::Nat(id) => r.nat_gateway_id() == Some(id),
+            }
+    })
+}
+
+fn outputs(table_id: &str, destination: &str) -> Outputs {
+    Outputs::new()
+        .with("id", format!("{table_id}/{destination}"))
+        .with("table_id", table_id)
+        .with("destination", destination)
+}
+
+async fn read_table(aws: &Aws, table_id: &str) -> Result<Option<t::RouteTable>, ResourceError> {
+    let out = aws
+        .clients
+        .ec2
+        .describe_route_tables()
+        .route_table_ids(table_id)
+        .send()
+        .await
+        .map_err(err("reading the route table"));
+    Ok(ec2::not_found_is_none(out)?.and_then(|o| o.route_tables().first().cloned()))
+}
+
+async fn create_route(aws: &Aws, table_id: &str, destination: &str, target: &Target) -> Result<(), ResourceError> {
+    let b = aws.clients.ec2.create_route().route_table_id(table_id).destination_cidr_block(destination);
+    let b = match target {
+        Target::Gateway(id) => b.gateway_id(id),
+        Target::Nat(id) => b.nat_gateway_id(id),
+    };
+    b.send().await.map(|_| ()).map_err(err("creating the route"))
+}
+
+async fn replace_route(aws: &Aws, table_id: &str, destination: &str, target: &Target) -> Result<(), ResourceError> {
+    let b = aws.clients.ec2.replace_route().route_table_id(table_id).destination_cidr_block(destination);
+    let b = match target {
+        Target::Gateway(id) => b.gateway_id(id),
+        Target::Nat(id) => b.nat_gateway_id(id),
+    };
+    b.send().await.map(|_| ()).map_err(err("replacing the route"))
+}
+
+/// Create the route, or point the existing one (wrong target, blackhole) at `target`.
+async fn put_route(aws: &Aws, table_id: &str, destination: &str, target: &Target) -> Result<(), ResourceError> {
+    // A gateway that just became ready may not be visible to the route call yet.
+    ec2::retry_not_found("creating the route", || async {
+        match create_route(aws, table_id, destination, target).await {
+            Err(e) if ec2::has_code(&e, "RouteAlreadyExists") => replace_route(aws, table_id, destination, target).await,
+            other => other,
+        }
+    })
+    .await
+}
+
+#[async_trait]
+impl ResourceKind for Route {
+    async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let (table, destination, tgt) = props!(cx, Route { table, destination, target });
+        let table_id = cx.dep_id(table)?;
+        let target = target(cx, tgt)?;
+        Ok(read_table(aws, table_id)
+            .await?
+            .filter(|rt| has_route(rt, destination, &target))
+            .map(|_| outputs(table_id, destination)))
+    }
+
+    async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let (table, destination, tgt) = props!(cx, Route { table, destination, target });
+        let table_id = cx.dep_id(table)?;
+        put_route(aws, table_id, destination, &target(cx, tgt)?).await?;
+        Ok(outputs(table_id, destination))
+    }
+
+    /// Repairs drift: a route deleted by hand, or pointing elsewhere, is put back.
+    async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, _outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let (table, destination, tgt) = props!(cx, Route { table, destination, target });
+        let table_id = cx.dep_id(table)?;
+        let target = target(cx, tgt)?;
+        let Some(rt) = read_table(aws, table_id).await? else {
+            return Err(ResourceError::new(ErrorClass::NotFound, format!("route table {table_id} is gone")));
+        };
+        if !has_route(&rt, destination, &target) {
+            put_route(aws, table_id, destination, &target).await?;
+        }
+        Ok(outputs(table_id, destination))
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
+        let id = cx.outputs.id()?;
+        let (table_id, destination) = match (cx.outputs.get("table_id"), cx.outputs.get("destination")) {
+            (Some(t), Some(d)) => (t, d),
+            // A record that kept only the id: it is `<rtb-id>/<cidr>`.
+            _ => id.split_once('/').ok_or_else(|| {
+                ResourceError::new(ErrorClass::Invalid, format!("route id `{id}` is not `<route-table-id>/<destination>`"))
+            })?,
+        };
+        // InvalidRoute.NotFound and a gone table are NotFound: already deleted.
+        ec2::delete_retrying(Kind::Route, &format!("deleting route {id}"), || async {
+            aws.clients
+                .ec2
+                .delete_route()
+                .route_table_id(table_id)
+                .destination_cidr_block(destination)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("deleting the route"))
+        })
+        .await
+    }
+}

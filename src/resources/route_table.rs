@@ -1,0 +1,237 @@
+//! A route table and its subnet associations. A subnet has at most one explicit
+//! association, so a subnet already associated elsewhere is moved here with
+//! ReplaceRouteTableAssociation rather than associated a second time.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{self as t, ResourceType, RouteTableAssociationStateCode};
+
+use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::{err, tags};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::spec::Kind;
+
+pub struct RouteTable;
+
+/// One explicit subnet association, as DescribeRouteTables reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Association {
+    subnet_id: String,
+    association_id: String,
+    table_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum AssocAction {
+    Associate { subnet_id: String },
+    /// Move the subnet's existing association to our table.
+    Replace { association_id: String },
+}
+
+/// What to do so that each desired subnet is associated with `table_id`.
+fn plan_associations(table_id: &str, subnets: &[String], current: &[Association]) -> Vec<AssocAction> {
+    subnets
+        .iter()
+        .filter_map(|subnet| match current.iter().find(|a| &a.subnet_id == subnet) {
+            Some(a) if a.table_id == table_id => None,
+            Some(a) => Some(AssocAction::Replace { association_id: a.association_id.clone() }),
+            None => Some(AssocAction::Associate { subnet_id: subnet.clone() }),
+        })
+        .collect()
+}
+
+fn is_live(a: &t::RouteTableAssociation) -> bool {
+    !matches!(
+        a.association_state().and_then(|s| s.state()),
+        Some(RouteTableAssociationStateCode::Disassociated | RouteTableAssociationStateCode::Disassociating | RouteTableAssociationStateCode::Failed)
+    )
+}
+
+/// The live explicit associations of these subnets, with any route table.
+async fn associations_of(aws: &Aws, subnets: &[String]) -> Result<Vec<Association>, ResourceError> {
+    let out = aws
+        .clients
+        .ec2
+        .describe_route_tables()
+        .filters(ec2::filter("association.subnet-id", subnets.iter().cloned()))
+        .send()
+        .await
+        .map_err(err("reading the subnets' route table associations"))?;
+    Ok(out
+        .route_tables()
+        .iter()
+        .flat_map(|rt| rt.associations())
+        .filter(|a| is_live(a) && a.subnet_id().is_some_and(|s| subnets.iter().any(|x| x == s)))
+        .filter_map(|a| {
+            Some(Association {
+                subnet_id: a.subnet_id()?.to_string(),
+                association_id: a.route_table_association_id()?.to_string(),
+                table_id: a.route_table_id()?.to_string(),
+            })
+        })
+        .collect())
+}
+
+async fn apply(aws: &Aws, table_id: &str, action: &AssocAction) -> Result<(), ResourceError> {
+    let ec2 = &aws.clients.ec2;
+    // Right after create, the table may not be visible to the association call yet.
+    ec2::retry_not_found("associating the route table", || async {
+        match action {
+            AssocAction::Associate { subnet_id } => ec2
+                .associate_route_table()
+                .route_table_id(table_id)
+                .subnet_id(subnet_id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("associating the route table with a subnet")),
+            AssocAction::Replace { association_id } => ec2
+                .replace_route_table_association()
+                .association_id(association_id)
+                .route_table_id(table_id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("moving a subnet's route table association")),
+        }
+    })
+    .await
+}
+
+async fn describe(aws: &Aws, id: &str) -> Result<Option<t::RouteTable>, ResourceError> {
+    let out = aws
+        .clients
+        .ec2
+        .describe_route_tables()
+        .route_table_ids(id)
+        .send()
+        .await
+        .map_err(err("describing the route table"));
+    Ok(ec2::not_found_is_none(out)?.and_then(|o| o.route_tables().first().cloned()))
+}
+
+async fn disassociate(aws: &Aws, association_id: &str) -> Result<(), ResourceError> {
+    let r = aws
+        .clients
+        .ec2
+        .disassociate_route_table()
+        .association_id(association_id)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(err("removing a route table association"));
+    match r {
+        Err(e) if e.is(ErrorClass::NotFound) => Ok(()),
+        other => other,
+    }
+}
+
+#[async_trait]
+impl ResourceKind for RouteTable {
+    async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let out = aws
+            .clients
+            .ec2
+            .describe_route_tables()
+            .set_filters(Some(tags::ec2_filters(&aws.env.deployment, &cx.spec.key)))
+            .send()
+            .await
+            .map_err(err("looking up the route table by tag"))?;
+        Ok(out
+            .route_tables()
+            .iter()
+            .find(|r| tags::ec2_is_ours(r.tags(), &aws.env.deployment, &cx.spec.key))
+            .and_then(|r| {
+                Some(Outputs::new().with("id", r.route_table_id()?).with("vpc_id", r.vpc_id().unwrap_or_default()))
+            }))
+    }
+
+    async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let (vpc,) = props!(cx, RouteTable { vpc });
+        let vpc_id = cx.dep_id(vpc)?;
+        let out = aws
+            .clients
+            .ec2
+            .create_route_table()
+            .vpc_id(vpc_id)
+            .client_token(cx.token)
+            .tag_specifications(tags::ec2_spec(ResourceType::RouteTable, &aws.env.deployment, &cx.spec.key))
+            .send()
+            .await
+            .map_err(err("creating the route table"))?;
+        let id = out.route_table().and_then(|r| r.route_table_id()).unwrap_or_default();
+        Ok(Outputs::new().with("id", id).with("vpc_id", vpc_id))
+    }
+
+    async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, mut outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let (vpc, subnets) = props!(cx, RouteTable { vpc, subnets });
+        let id = outputs.id()?.to_string();
+        let subnet_ids = subnets.iter().map(|k| cx.dep_id(k).map(String::from)).collect::<Result<Vec<_>, _>>()?;
+        let current = associations_of(aws, &subnet_ids).await?;
+        for action in plan_associations(&id, &subnet_ids, &current) {
+            match apply(aws, &id, &action).await {
+                // Someone associated the subnet between our read and our call: move it.
+                Err(e) if ec2::has_code(&e, "Resource.AlreadyAssociated") => {
+                    let now = associations_of(aws, &subnet_ids).await?;
+                    for again in plan_associations(&id, &subnet_ids, &now) {
+                        apply(aws, &id, &again).await?;
+                    }
+                }
+                other => other?,
+            }
+        }
+        outputs.set("vpc_id", cx.dep_id(vpc)?);
+        Ok(outputs)
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
+        let id = cx.outputs.id()?;
+        let Some(rt) = describe(aws, id).await? else { return Ok(()) };
+        // A table with subnet associations cannot be deleted; the main association (the
+        // VPC's default) is never ours to remove.
+        for a in rt.associations().iter().filter(|a| a.main() != Some(true) && is_live(a)) {
+            if let Some(assoc) = a.route_table_association_id() {
+                disassociate(aws, assoc).await?;
+            }
+        }
+        ec2::delete_retrying(Kind::RouteTable, &format!("deleting route table {id}"), || async {
+            aws.clients
+                .ec2
+                .delete_route_table()
+                .route_table_id(id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("deleting the route table"))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assoc(subnet: &str, id: &str, table: &str) -> Association {
+        Association { subnet_id: subnet.into(), association_id: id.into(), table_id: table.into() }
+    }
+
+    #[test]
+    fn associates_new_subnets_moves_foreign_ones_and_keeps_ours() {
+        let subnets = vec!["subnet-a".to_string(), "subnet-b".to_string(), "subnet-c".to_string()];
+        let current = vec![assoc("subnet-a", "rtbassoc-1", "rtb-ours"), assoc("subnet-b", "rtbassoc-2", "rtb-other")];
+        assert_eq!(
+            plan_associations("rtb-ours", &subnets, &current),
+            vec![
+                AssocAction::Replace { association_id: "rtbassoc-2".into() },
+                AssocAction::Associate { subnet_id: "subnet-c".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_converged_table_needs_nothing() {
+        let subnets = vec!["subnet-a".to_string()];
+        let current = vec![assoc("subnet-a", "rtbassoc-1", "rtb-ours")];
+        assert!(plan_associations("rtb-ours", &subnets, &current).is_empty());
+    }
+}

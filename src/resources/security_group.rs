@@ -1,0 +1,385 @@
+//! A security group with exactly the desired ingress rules. Rules between tiers reference
+//! the other tier's group, never a CIDR. CreateSecurityGroup adds an allow-all egress rule;
+//! tiers that never open connections have it revoked.
+//!
+//! The group name is `<deployment>-<key>`, unique per VPC: a create that collides with a
+//! group of ours (a crash before the id was recorded, and a find that missed it) adopts it.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{self as t, IpPermission, IpRange, ResourceType, UserIdGroupPair};
+
+use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::{err, tags};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::rules::{ALL_PROTOCOLS, ANYWHERE, SgRule, SgSource};
+use crate::core::spec::Kind;
+
+pub struct SecurityGroup;
+
+/// Where one permission admits traffic from, with group ids resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Source {
+    Cidr(String),
+    Cidr6(String),
+    Group(String),
+    PrefixList(String),
+}
+
+/// One (protocol, ports, source) permission: the unit AWS authorizes and revokes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Perm {
+    protocol: String,
+    from_port: Option<i32>,
+    to_port: Option<i32>,
+    source: Source,
+    description: Option<String>,
+}
+
+impl Perm {
+    /// Same permission as far as AWS is concerned: descriptions are labels, and ports mean
+    /// nothing for "all protocols".
+    fn matches(&self, other: &Perm) -> bool {
+        let proto = protocol_name(&self.protocol);
+        proto == protocol_name(&other.protocol)
+            && self.source == other.source
+            && (proto == ALL_PROTOCOLS || (self.from_port == other.from_port && self.to_port == other.to_port))
+    }
+
+    fn allow_all_egress() -> Perm {
+        Perm { protocol: ALL_PROTOCOLS.into(), from_port: None, to_port: None, source: Source::Cidr(ANYWHERE.into()), description: None }
+    }
+}
+
+/// AWS reports TCP as `tcp` whether it was given `tcp` or `6`.
+fn protocol_name(p: &str) -> String {
+    match p.to_ascii_lowercase().as_str() {
+        "6" => "tcp".into(),
+        "17" => "udp".into(),
+        "1" => "icmp".into(),
+        other => other.into(),
+    }
+}
+
+/// The desired ingress: TCP on one port from a CIDR or from a dependency's group.
+fn desired_ingress(cx: &NodeCtx<'_>, rules: &[SgRule]) -> Result<Vec<Perm>, ResourceError> {
+    rules
+        .iter()
+        .map(|r| {
+            let source = match &r.source {
+                SgSource::Cidr(c) => Source::Cidr(c.clone()),
+                SgSource::Group(key) => Source::Group(cx.dep_id(key)?.to_string()),
+            };
+            Ok(Perm {
+                protocol: "tcp".into(),
+                from_port: Some(r.port),
+                to_port: Some(r.port),
+                source,
+                description: Some(r.description.clone()),
+            })
+        })
+        .collect()
+}
+
+/// AWS groups sources under one (protocol, ports) entry; split them into single permissions.
+fn flatten(perms: &[IpPermission]) -> Vec<Perm> {
+    let mut out = Vec::new();
+    for p in perms {
+        let perm = |source: Source, description: Option<&str>| Perm {
+            protocol: p.ip_protocol().unwrap_or_default().to_string(),
+            from_port: p.from_port(),
+            to_port: p.to_port(),
+            source,
+            description: description.map(String::from),
+        };
+        out.extend(p.ip_ranges().iter().filter_map(|r| Some(perm(Source::Cidr(r.cidr_ip()?.into()), r.description()))));
+        out.extend(p.ipv6_ranges().iter().filter_map(|r| Some(perm(Source::Cidr6(r.cidr_ipv6()?.into()), r.description()))));
+        out.extend(p.user_id_group_pairs().iter().filter_map(|g| Some(perm(Source::Group(g.group_id()?.into()), g.description()))));
+        out.extend(p.prefix_list_ids().iter().filter_map(|l| Some(perm(Source::PrefixList(l.prefix_list_id()?.into()), l.description()))));
+    }
+    out
+}
+
+/// Desired against existing: (to authorize, to revoke).
+fn ingress_diff(desired: &[Perm], existing: &[Perm]) -> (Vec<Perm>, Vec<Perm>) {
+    let add = desired.iter().filter(|d| !existing.iter().any(|e| e.matches(d))).cloned().collect();
+    let remove = existing.iter().filter(|e| !desired.iter().any(|d| d.matches(e))).cloned().collect();
+    (add, remove)
+}
+
+fn to_ip_permission(p: &Perm) -> IpPermission {
+    let b = IpPermission::builder().ip_protocol(&p.protocol).set_from_port(p.from_port).set_to_port(p.to_port);
+    let d = p.description.clone();
+    match &p.source {
+        Source::Cidr(c) => b.ip_ranges(IpRange::builder().cidr_ip(c).set_description(d).build()),
+        Source::Cidr6(c) => b.ipv6_ranges(t::Ipv6Range::builder().cidr_ipv6(c).set_description(d).build()),
+        Source::Group(g) => b.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).set_description(d).build()),
+        Source::PrefixList(l) => b.prefix_list_ids(t::PrefixListId::builder().prefix_list_id(l).set_description(d).build()),
+    }
+    .build()
+}
+
+fn name(aws: &Aws, key: &str) -> String {
+    format!("{}-{key}", aws.env.deployment)
+}
+
+fn outputs_of(g: &t::SecurityGroup) -> Option<Outputs> {
+    Some(
+        Outputs::new()
+            .with("id", g.group_id()?)
+            .with("vpc_id", g.vpc_id().unwrap_or_default())
+            .with("name", g.group_name().unwrap_or_default()),
+    )
+}
+
+async fn describe(aws: &Aws, id: &str) -> Result<Option<t::SecurityGroup>, ResourceError> {
+    let out = aws
+        .clients
+        .ec2
+        .describe_security_groups()
+        .group_ids(id)
+        .send()
+        .await
+        .map_err(err("describing the security group"));
+    Ok(ec2::not_found_is_none(out)?.and_then(|o| o.security_groups().first().cloned()))
+}
+
+/// After InvalidGroup.Duplicate: the group of that name in the VPC, if it is ours.
+async fn adopt_by_name(aws: &Aws, cx: &NodeCtx<'_>, name: &str, vpc_id: &str, dup: ResourceError) -> Result<Outputs, ResourceError> {
+    let out = aws
+        .clients
+        .ec2
+        .describe_security_groups()
+        .filters(ec2::filter("group-name", [name]))
+        .filters(ec2::filter("vpc-id", [vpc_id]))
+        .send()
+        .await
+        .map_err(err("looking up the security group by name"))?;
+    let ours = out.security_groups().iter().find(|g| tags::ec2_is_ours(g.tags(), &aws.env.deployment, &cx.spec.key));
+    match ours.and_then(outputs_of) {
+        Some(o) => Ok(o),
+        None => Err(dup.with_hint(format!(
+            "a security group named `{name}` already exists in the VPC without this deployment's tags: rename or delete it"
+        ))),
+    }
+}
+
+async fn authorize(aws: &Aws, id: &str, p: &Perm) -> Result<(), ResourceError> {
+    let r = aws
+        .clients
+        .ec2
+        .authorize_security_group_ingress()
+        .group_id(id)
+        .ip_permissions(to_ip_permission(p))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(err("adding an ingress rule"));
+    match r {
+        Err(e) if ec2::has_code(&e, "InvalidPermission.Duplicate") => Ok(()),
+        other => other,
+    }
+}
+
+/// Revoking what is not there (InvalidPermission.NotFound) is fine: the goal is reached.
+fn absent_is_ok(r: Result<(), ResourceError>) -> Result<(), ResourceError> {
+    match r {
+        Err(e) if e.is(ErrorClass::NotFound) => Ok(()),
+        other => other,
+    }
+}
+
+async fn revoke_ingress(aws: &Aws, id: &str, p: &Perm) -> Result<(), ResourceError> {
+    // A revoke matches on protocol, ports and source; the description is left out.
+    let p = &Perm { description: None, ..p.clone() };
+    absent_is_ok(
+        aws.clients
+            .ec2
+            .revoke_security_group_ingress()
+            .group_id(id)
+            .ip_permissions(to_ip_permission(p))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(err("removing an ingress rule")),
+    )
+}
+
+/// Egress is either AWS's default allow-all or, for restricted tiers, nothing.
+async fn converge_egress(aws: &Aws, g: &t::SecurityGroup, restrict: bool) -> Result<(), ResourceError> {
+    let id = g.group_id().unwrap_or_default();
+    let all = Perm::allow_all_egress();
+    let present = flatten(g.ip_permissions_egress()).iter().any(|e| e.matches(&all));
+    let ec2 = &aws.clients.ec2;
+    match (restrict, present) {
+        (true, true) => absent_is_ok(
+            ec2.revoke_security_group_egress()
+                .group_id(id)
+                .ip_permissions(to_ip_permission(&all))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("removing the allow-all egress rule")),
+        ),
+        (false, false) => {
+            let r = ec2
+                .authorize_security_group_egress()
+                .group_id(id)
+                .ip_permissions(to_ip_permission(&all))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("restoring the allow-all egress rule"));
+            match r {
+                Err(e) if ec2::has_code(&e, "InvalidPermission.Duplicate") => Ok(()),
+                other => other,
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+#[async_trait]
+impl ResourceKind for SecurityGroup {
+    async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let out = aws
+            .clients
+            .ec2
+            .describe_security_groups()
+            .set_filters(Some(tags::ec2_filters(&aws.env.deployment, &cx.spec.key)))
+            .send()
+            .await
+            .map_err(err("looking up the security group by tag"))?;
+        Ok(out
+            .security_groups()
+            .iter()
+            .find(|g| tags::ec2_is_ours(g.tags(), &aws.env.deployment, &cx.spec.key))
+            .and_then(outputs_of))
+    }
+
+    async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let (vpc, description) = props!(cx, SecurityGroup { vpc, description });
+        let vpc_id = cx.dep_id(vpc)?;
+        let name = name(aws, &cx.spec.key);
+        let r = aws
+            .clients
+            .ec2
+            .create_security_group()
+            .group_name(&name)
+            .description(description)
+            .vpc_id(vpc_id)
+            .tag_specifications(tags::ec2_spec(ResourceType::SecurityGroup, &aws.env.deployment, &cx.spec.key))
+            .send()
+            .await
+            .map_err(err("creating the security group"));
+        match r {
+            Ok(out) => Ok(Outputs::new()
+                .with("id", out.group_id().unwrap_or_default())
+                .with("vpc_id", vpc_id)
+                .with("name", name)),
+            Err(e) if ec2::has_code(&e, "InvalidGroup.Duplicate") => adopt_by_name(aws, cx, &name, vpc_id, e).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let (ingress, restrict_egress) = props!(cx, SecurityGroup { ingress, restrict_egress });
+        let id = outputs.id()?.to_string();
+        let desired = desired_ingress(cx, ingress)?;
+        let group = ec2::retry_not_found("reading the new security group", || async {
+            describe(aws, &id)
+                .await?
+                .ok_or_else(|| ResourceError::new(ErrorClass::NotFound, format!("security group {id} is not visible yet")))
+        })
+        .await?;
+        // Add before removing, so a changed rule never leaves a gap.
+        let (add, remove) = ingress_diff(&desired, &flatten(group.ip_permissions()));
+        for p in &add {
+            authorize(aws, &id, p).await?;
+        }
+        for p in &remove {
+            revoke_ingress(aws, &id, p).await?;
+        }
+        converge_egress(aws, &group, *restrict_egress).await?;
+        Ok(outputs_of(&group).unwrap_or(outputs))
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
+        let id = cx.outputs.id()?;
+        // DependencyViolation while an ENI (a Lambda's, slow to go) or another group's rule
+        // still references it.
+        ec2::delete_retrying(Kind::SecurityGroup, &format!("deleting security group {id}"), || async {
+            aws.clients
+                .ec2
+                .delete_security_group()
+                .group_id(id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("deleting the security group"))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(port: i32, source: Source) -> Perm {
+        Perm { protocol: "tcp".into(), from_port: Some(port), to_port: Some(port), source, description: None }
+    }
+
+    #[test]
+    fn missing_rules_are_added_and_strays_removed() {
+        let desired = vec![tcp(80, Source::Cidr(ANYWHERE.into())), tcp(443, Source::Cidr(ANYWHERE.into()))];
+        let existing = vec![tcp(80, Source::Cidr(ANYWHERE.into())), tcp(22, Source::Cidr(ANYWHERE.into()))];
+        let (add, remove) = ingress_diff(&desired, &existing);
+        assert_eq!(add, vec![desired[1].clone()]);
+        assert_eq!(remove, vec![existing[1].clone()]);
+    }
+
+    #[test]
+    fn descriptions_and_protocol_spelling_do_not_count_as_drift() {
+        let mut desired = tcp(8224, Source::Group("sg-alb".into()));
+        desired.description = Some("dashboard from the ALB".into());
+        let mut existing = tcp(8224, Source::Group("sg-alb".into()));
+        existing.protocol = "6".into();
+        assert_eq!(ingress_diff(&[desired], &[existing]), (vec![], vec![]));
+    }
+
+    #[test]
+    fn same_port_from_another_source_is_different() {
+        let desired = vec![tcp(3306, Source::Group("sg-app".into()))];
+        let existing = vec![tcp(3306, Source::Cidr("10.0.0.0/16".into()))];
+        let (add, remove) = ingress_diff(&desired, &existing);
+        assert_eq!(add, desired);
+        assert_eq!(remove, existing);
+    }
+
+    #[test]
+    fn aws_grouped_permissions_are_split_per_source() {
+        let p = IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(2049)
+            .to_port(2049)
+            .user_id_group_pairs(UserIdGroupPair::builder().group_id("sg-app").build())
+            .user_id_group_pairs(UserIdGroupPair::builder().group_id("sg-lambda").build())
+            .ip_ranges(IpRange::builder().cidr_ip("10.0.0.0/16").build())
+            .build();
+        let flat = flatten(&[p]);
+        assert_eq!(
+            flat,
+            vec![
+                tcp(2049, Source::Cidr("10.0.0.0/16".into())),
+                tcp(2049, Source::Group("sg-app".into())),
+                tcp(2049, Source::Group("sg-lambda".into())),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_default_egress_rule_is_recognised() {
+        let p = IpPermission::builder().ip_protocol("-1").ip_ranges(IpRange::builder().cidr_ip(ANYWHERE).build()).build();
+        assert!(flatten(&[p]).iter().any(|e| e.matches(&Perm::allow_all_egress())));
+    }
+}

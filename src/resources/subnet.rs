@@ -1,0 +1,120 @@
+//! A subnet in one availability zone. Public subnets get no public IPs on launch: only the
+//! NAT gateway (its own EIP) and the load balancer live there, and neither needs it.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{self as t, AttributeBooleanValue, ResourceType, SubnetState};
+
+use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::wait::{self, Backoff, Poll};
+use crate::aws::{err, tags};
+use crate::core::latency;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::spec::Kind;
+
+pub struct Subnet;
+
+fn outputs_of(s: &t::Subnet) -> Option<Outputs> {
+    Some(
+        Outputs::new()
+            .with("id", s.subnet_id()?)
+            .with("vpc_id", s.vpc_id().unwrap_or_default())
+            .with("az", s.availability_zone().unwrap_or_default())
+            .with("cidr", s.cidr_block().unwrap_or_default()),
+    )
+}
+
+/// One poll of a new subnet: NotFound right after create is "not yet".
+async fn poll(aws: &Aws, id: &str) -> Result<Poll<t::Subnet>, ResourceError> {
+    let out = aws.clients.ec2.describe_subnets().subnet_ids(id).send().await.map_err(err("describing the subnet"));
+    let Some(out) = ec2::not_found_is_none(out)? else { return Ok(Poll::Pending("not visible yet".into())) };
+    let Some(s) = out.subnets().first() else { return Ok(Poll::Pending("not visible yet".into())) };
+    Ok(match s.state() {
+        Some(SubnetState::Available) => Poll::Ready(s.clone()),
+        Some(state @ (SubnetState::Failed | SubnetState::FailedInsufficientCapacity)) => Poll::Failed(state.as_str().into()),
+        state => Poll::Pending(state.map_or("unknown", |s| s.as_str()).into()),
+    })
+}
+
+/// A recorded subnet whose CIDR no longer matches the config cannot be changed in place.
+fn check_cidr(s: &t::Subnet, want: &str) -> Result<(), ResourceError> {
+    match s.cidr_block() {
+        Some(have) if have != want => Err(ResourceError::new(
+            ErrorClass::Invalid,
+            format!("subnet {} has CIDR {have}, but the config asks for {want}", s.subnet_id().unwrap_or("?")),
+        )
+        .with_hint("a subnet's CIDR cannot change: restore the old value in the config, or destroy and re-create the deployment")),
+        _ => Ok(()),
+    }
+}
+
+#[async_trait]
+impl ResourceKind for Subnet {
+    async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let out = aws
+            .clients
+            .ec2
+            .describe_subnets()
+            .set_filters(Some(tags::ec2_filters(&aws.env.deployment, &cx.spec.key)))
+            .send()
+            .await
+            .map_err(err("looking up the subnet by tag"))?;
+        Ok(out
+            .subnets()
+            .iter()
+            .find(|s| tags::ec2_is_ours(s.tags(), &aws.env.deployment, &cx.spec.key))
+            .and_then(outputs_of))
+    }
+
+    async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let (vpc, cidr, az) = props!(cx, Subnet { vpc, cidr, az });
+        let vpc_id = cx.dep_id(vpc)?;
+        let out = aws
+            .clients
+            .ec2
+            .create_subnet()
+            .vpc_id(vpc_id)
+            .cidr_block(cidr)
+            .availability_zone(az)
+            .tag_specifications(tags::ec2_spec(ResourceType::Subnet, &aws.env.deployment, &cx.spec.key))
+            .send()
+            .await
+            .map_err(err("creating the subnet"))?;
+        let id = out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default();
+        Ok(Outputs::new().with("id", id).with("vpc_id", vpc_id).with("az", az).with("cidr", cidr))
+    }
+
+    async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let (cidr,) = props!(cx, Subnet { cidr });
+        let id = outputs.id()?.to_string();
+        let subnet = wait::wait_for(
+            &format!("subnet {id} to become available"),
+            latency::create_deadline(Kind::Subnet),
+            Backoff::QUICK,
+            || poll(aws, &id),
+        )
+        .await?;
+        check_cidr(&subnet, cidr)?;
+        if subnet.map_public_ip_on_launch() == Some(true) {
+            // Drift: someone turned it on. Nothing of ours needs it, and it would give any
+            // instance launched there a public address.
+            aws.clients
+                .ec2
+                .modify_subnet_attribute()
+                .subnet_id(&id)
+                .map_public_ip_on_launch(AttributeBooleanValue::builder().value(false).build())
+                .send()
+                .await
+                .map_err(err("turning off public IPs on launch"))?;
+        }
+        outputs_of(&subnet).ok_or_else(|| ResourceError::new(ErrorClass::Invalid, "subnet without an id"))
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
+        let id = cx.outputs.id()?;
+        // DependencyViolation while an ENI (Lambda, endpoint, NAT) is still in it.
+        ec2::delete_retrying(Kind::Subnet, &format!("deleting subnet {id}"), || async {
+            aws.clients.ec2.delete_subnet().subnet_id(id).send().await.map(|_| ()).map_err(err("deleting the subnet"))
+        })
+        .await
+    }
+}

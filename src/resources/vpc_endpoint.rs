@@ -1,0 +1,203 @@
+//! A VPC endpoint: interface endpoints (private DNS, in the app subnets, behind the
+//! endpoints group) let instances and the Lambda reach AWS APIs without the NAT; the S3
+//! gateway endpoint sits on the private route tables. The gateway endpoint keeps AWS's
+//! default full-access policy: the vendor's custom policy had a malformed ARN.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{self as t, ResourceType, State, VpcEndpointType};
+
+use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::wait::{self, Backoff, Poll};
+use crate::aws::{err, error, tags};
+use crate::core::latency;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::spec::{EndpointType, Kind, endpoint_service_name};
+
+pub struct VpcEndpoint;
+
+/// Endpoints in these states will never serve: not adopted, and fatal while waiting.
+fn is_dead(state: Option<&State>) -> bool {
+    matches!(state, Some(State::Deleting | State::Deleted | State::Failed | State::Rejected | State::Expired))
+}
+
+fn state_name(state: Option<&State>) -> String {
+    state.map_or("unknown", |s| s.as_str()).to_string()
+}
+
+fn outputs_of(e: &t::VpcEndpoint) -> Option<Outputs> {
+    Some(
+        Outputs::new()
+            .with("id", e.vpc_endpoint_id()?)
+            .with("vpc_id", e.vpc_id().unwrap_or_default())
+            .with("service", e.service_name().unwrap_or_default()),
+    )
+}
+
+async fn describe(aws: &Aws, id: &str) -> Result<Option<t::VpcEndpoint>, ResourceError> {
+    let out = aws
+        .clients
+        .ec2
+        .describe_vpc_endpoints()
+        .vpc_endpoint_ids(id)
+        .send()
+        .await
+        .map_err(err("describing the VPC endpoint"));
+    Ok(ec2::not_found_is_none(out)?.and_then(|o| o.vpc_endpoints().first().cloned()))
+}
+
+fn failure(e: &t::VpcEndpoint) -> String {
+    let reason = e.failure_reason().or(e.last_error().and_then(|l| l.message()));
+    match reason {
+        Some(r) => format!("{}: {r}", state_name(e.state())),
+        None => state_name(e.state()),
+    }
+}
+
+/// One poll while waiting for `available`. NotFound right after create is "not yet".
+async fn poll_available(aws: &Aws, id: &str) -> Result<Poll<t::VpcEndpoint>, ResourceError> {
+    let Some(e) = describe(aws, id).await? else { return Ok(Poll::Pending("not visible yet".into())) };
+    Ok(match e.state() {
+        Some(State::Available) => Poll::Ready(e),
+        s if is_dead(s) => Poll::Failed(failure(&e)),
+        s => Poll::Pending(state_name(s)),
+    })
+}
+
+async fn poll_deleted(aws: &Aws, id: &str) -> Result<Poll<()>, ResourceError> {
+    let Some(e) = describe(aws, id).await? else { return Ok(Poll::Ready(())) };
+    Ok(match e.state() {
+        Some(State::Deleted) => Poll::Ready(()),
+        Some(State::Failed) => Poll::Failed(failure(&e)),
+        s => Poll::Pending(state_name(s)),
+    })
+}
+
+/// DeleteVpcEndpoints reports per-endpoint failures in the response, not as an error.
+fn unsuccessful(out: &aws_sdk_ec2::operation::delete_vpc_endpoints::DeleteVpcEndpointsOutput) -> Result<(), ResourceError> {
+    let Some(item) = out.unsuccessful().first() else { return Ok(()) };
+    let code = item.error().and_then(|e| e.code()).unwrap_or_default();
+    let message = item.error().and_then(|e| e.message()).unwrap_or_default();
+    let class = error::class_of(code, message);
+    let e = ResourceError::new(
+        class,
+        format!("deleting VPC endpoint {}: {message}", item.resource_id().unwrap_or("?")),
+    );
+    Err(if code.is_empty() { e } else { e.with_code(code) })
+}
+
+#[async_trait]
+impl ResourceKind for VpcEndpoint {
+    async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let out = aws
+            .clients
+            .ec2
+            .describe_vpc_endpoints()
+            .set_filters(Some(tags::ec2_filters(&aws.env.deployment, &cx.spec.key)))
+            .send()
+            .await
+            .map_err(err("looking up the VPC endpoint by tag"))?;
+        Ok(out
+            .vpc_endpoints()
+            .iter()
+            .filter(|e| !is_dead(e.state()))
+            .find(|e| tags::ec2_is_ours(e.tags(), &aws.env.deployment, &cx.spec.key))
+            .and_then(outputs_of))
+    }
+
+    async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let (vpc, service, endpoint) = props!(cx, VpcEndpoint { vpc, service, endpoint });
+        let vpc_id = cx.dep_id(vpc)?;
+        let service_name = endpoint_service_name(&aws.env.region, service);
+        let ids = |keys: &[String]| keys.iter().map(|k| cx.dep_id(k).map(String::from)).collect::<Result<Vec<_>, _>>();
+        let b = aws
+            .clients
+            .ec2
+            .create_vpc_endpoint()
+            .vpc_id(vpc_id)
+            .service_name(&service_name)
+            .client_token(cx.token)
+            .tag_specifications(tags::ec2_spec(ResourceType::VpcEndpoint, &aws.env.deployment, &cx.spec.key));
+        let b = match endpoint {
+            EndpointType::Interface { subnets, security_groups } => b
+                .vpc_endpoint_type(VpcEndpointType::Interface)
+                .set_subnet_ids(Some(ids(subnets)?))
+                .set_security_group_ids(Some(ids(security_groups)?))
+                .private_dns_enabled(true),
+            EndpointType::Gateway { route_tables } => {
+                b.vpc_endpoint_type(VpcEndpointType::Gateway).set_route_table_ids(Some(ids(route_tables)?))
+            }
+        };
+        let out = b.send().await.map_err(err("creating the VPC endpoint"))?;
+        let id = out.vpc_endpoint().and_then(|e| e.vpc_endpoint_id()).unwrap_or_default();
+        Ok(Outputs::new().with("id", id).with("vpc_id", vpc_id).with("service", service_name))
+    }
+
+    async fn converge(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let id = outputs.id()?.to_string();
+        if let Some(e) = describe(aws, &id).await?
+            && is_dead(e.state())
+        {
+            // A recorded endpoint that failed or was deleted is replaced: NotFound makes the
+            // executor find (skipping dead ones) or create it again.
+            return Err(ResourceError::new(ErrorClass::NotFound, format!("VPC endpoint {id} is {}", failure(&e))));
+        }
+        let e = wait::wait_for(
+            &format!("VPC endpoint {id} to become available"),
+            latency::create_deadline(Kind::VpcEndpoint),
+            Backoff::SLOW,
+            || poll_available(aws, &id),
+        )
+        .await?;
+        Ok(outputs_of(&e).unwrap_or(outputs))
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
+        let id = cx.outputs.id()?;
+        ec2::delete_retrying(Kind::VpcEndpoint, &format!("deleting VPC endpoint {id}"), || async {
+            let out = aws
+                .clients
+                .ec2
+                .delete_vpc_endpoints()
+                .vpc_endpoint_ids(id)
+                .send()
+                .await
+                .map_err(err("deleting the VPC endpoint"))?;
+            unsuccessful(&out)
+        })
+        .await?;
+        wait::wait_for(
+            &format!("VPC endpoint {id} to be deleted"),
+            latency::delete_deadline(Kind::VpcEndpoint),
+            Backoff::SLOW,
+            || poll_deleted(aws, id),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::operation::delete_vpc_endpoints::DeleteVpcEndpointsOutput;
+    use aws_sdk_ec2::types::{UnsuccessfulItem, UnsuccessfulItemError};
+
+    fn failed_with(code: &str) -> DeleteVpcEndpointsOutput {
+        DeleteVpcEndpointsOutput::builder()
+            .unsuccessful(
+                UnsuccessfulItem::builder()
+                    .resource_id("vpce-1")
+                    .error(UnsuccessfulItemError::builder().code(code).message("nope").build())
+                    .build(),
+            )
+            .build()
+    }
+
+    #[test]
+    fn per_endpoint_failures_in_the_response_are_classified_errors() {
+        assert!(unsuccessful(&DeleteVpcEndpointsOutput::builder().build()).is_ok());
+        let gone = unsuccessful(&failed_with("InvalidVpcEndpoint.NotFound")).unwrap_err();
+        assert!(gone.is(ErrorClass::NotFound), "{gone:?}");
+        assert_eq!(gone.code.as_deref(), Some("InvalidVpcEndpoint.NotFound"));
+        assert!(unsuccessful(&failed_with("DependencyViolation")).unwrap_err().is(ErrorClass::InUse));
+    }
+}

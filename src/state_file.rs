@@ -1,0 +1,291 @@
+//! The state file's bytes: an exclusive lock for the whole run, atomic writes (temp file,
+//! fsync, rename, fsync of the directory), the previous version kept as `.backup`, and
+//! refusal — without touching the file — of anything that is not ours.
+//!
+//! The lock is an advisory `flock` on `<deployment>.lock`: the kernel releases it when the
+//! process dies, so a run killed with SIGKILL never leaves a stale lock behind; the file
+//! only records who holds it, for the refusal message.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use fs2::FileExt;
+use serde::{Deserialize, Serialize};
+
+use crate::core::executor::StateStore;
+use crate::core::state::{State, StateRefusal};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    #[error("deployment `{deployment}` is locked by another run ({holder}); wait for it to finish")]
+    Locked { deployment: String, holder: String },
+    #[error("{path}: {refusal}")]
+    Refused { path: PathBuf, refusal: StateRefusal },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl StateFileError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StateFileError::Locked { .. } => Some(
+                "the lock is released automatically when that process exits; if it hangs, stop it first".into(),
+            ),
+            StateFileError::Refused { path, refusal } => Some(match refusal {
+                StateRefusal::Foreign { .. } => "use the matching --deployment/--region and credentials, or another --state-dir".into(),
+                StateRefusal::NewerFormat { .. } => "upgrade pi-deploy".into(),
+                _ => format!(
+                    "the file was left untouched; restore {}.backup if it is good, or move the file away and run `pi-deploy destroy` to find resources by tag",
+                    path.display()
+                ),
+            }),
+            StateFileError::Io { .. } => None,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Holder {
+    pid: u32,
+    host: String,
+    command: String,
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateFileError + '_ {
+    move |source| StateFileError::Io { path: path.to_path_buf(), source }
+}
+
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// One deployment's state file, locked for as long as this value lives.
+pub struct StateFile {
+    dir: PathBuf,
+    deployment: String,
+    lock_file: File,
+    /// Lineage and serial of the last document this run read or wrote: a write is refused
+    /// if the file on disk has moved on without us.
+    last: Mutex<Option<(uuid::Uuid, u64)>>,
+}
+
+impl StateFile {
+    pub fn path_for(dir: &Path, deployment: &str) -> PathBuf {
+        dir.join(format!("{deployment}.json"))
+    }
+
+    pub fn lock(dir: &Path, deployment: &str, command: &str) -> Result<Self, StateFileError> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join(format!("{deployment}.lock"));
+        let mut lock_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        if lock_file.try_lock_exclusive().is_err() {
+            let mut text = String::new();
+            let _ = lock_file.read_to_string(&mut text);
+            let holder = serde_json::from_str::<Holder>(&text)
+                .map(|h| format!("`{}` by pid {} on {} since {}", h.command, h.pid, h.host, h.started_at.format("%Y-%m-%d %H:%M:%S UTC")))
+                .unwrap_or_else(|_| "holder unknown".into());
+            return Err(StateFileError::Locked { deployment: deployment.into(), holder });
+        }
+        let holder = Holder { pid: std::process::id(), host: hostname(), command: command.into(), started_at: chrono::Utc::now() };
+        lock_file.set_len(0).map_err(io(&lock_path))?;
+        lock_file.rewind().map_err(io(&lock_path))?;
+        lock_file.write_all(&serde_json::to_vec(&holder).unwrap_or_default()).map_err(io(&lock_path))?;
+        lock_file.sync_all().map_err(io(&lock_path))?;
+        Ok(Self { dir: dir.to_path_buf(), deployment: deployment.into(), lock_file, last: Mutex::new(None) })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        Self::path_for(&self.dir, &self.deployment)
+    }
+
+    pub fn backup_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.json.backup", self.deployment))
+    }
+
+    /// The recorded state, `None` when there is no file. Never modifies the file.
+    pub fn load(&self) -> Result<Option<State>, StateFileError> {
+        let path = self.path();
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let state = State::parse(&bytes).map_err(|refusal| StateFileError::Refused { path: path.clone(), refusal })?;
+        *self.last.lock().unwrap() = Some((state.lineage, state.serial));
+        Ok(Some(state))
+    }
+
+    fn check_disk(&self, state: &State) -> Result<(), StateFileError> {
+        let path = self.path();
+        let last = *self.last.lock().unwrap();
+        let on_disk = match fs::read(&path) {
+            Ok(bytes) => State::parse(&bytes).map_err(|refusal| StateFileError::Refused { path: path.clone(), refusal })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return match last {
+                    // We wrote it earlier in this run and it has gone: someone removed it.
+                    Some(_) => Err(io(&path)(std::io::Error::other("the state file was removed during the run"))),
+                    None => Ok(()),
+                };
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let refusal = if on_disk.lineage != state.lineage {
+            Some(StateRefusal::LineageMismatch { found: on_disk.lineage, expected: state.lineage })
+        } else if on_disk.serial >= state.serial || last.is_some_and(|(_, s)| on_disk.serial != s) {
+            Some(StateRefusal::NewerSerial { found: on_disk.serial, ours: state.serial })
+        } else {
+            None
+        };
+        match refusal {
+            Some(refusal) => Err(StateFileError::Refused { path, refusal }),
+            None => Ok(()),
+        }
+    }
+
+    /// Atomic write: the file is always either the old or the new complete document.
+    pub fn write(&self, state: &State) -> Result<(), StateFileError> {
+        self.check_disk(state)?;
+        let path = self.path();
+        let tmp = self.dir.join(format!(".{}.json.tmp", self.deployment));
+        {
+            let mut f = File::create(&tmp).map_err(io(&tmp))?;
+            f.write_all(&state.serialize()).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))?;
+        }
+        if path.exists() {
+            let backup = self.backup_path();
+            let backup_tmp = self.dir.join(format!(".{}.json.backup.tmp", self.deployment));
+            fs::copy(&path, &backup_tmp).map_err(io(&backup_tmp))?;
+            fs::rename(&backup_tmp, &backup).map_err(io(&backup))?;
+        }
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))?;
+        *self.last.lock().unwrap() = Some((state.lineage, state.serial));
+        Ok(())
+    }
+
+    /// After a complete destroy nothing is left to describe: remove the file and its backup.
+    pub fn remove(&self) -> Result<(), StateFileError> {
+        for p in [self.path(), self.backup_path()] {
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&p)(e)),
+            }
+        }
+        *self.last.lock().unwrap() = None;
+        Ok(())
+    }
+}
+
+impl StateStore for StateFile {
+    fn save(&self, state: &State) -> Result<(), String> {
+        self.write(state).map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for StateFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(self.dir.join(format!("{}.lock", self.deployment)));
+        let _ = FileExt::unlock(&self.lock_file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::state::Identity;
+
+    fn identity() -> Identity {
+        Identity { deployment: "pi".into(), region: "eu-west-1".into(), account_id: "123456789012".into(), partition: "aws".into() }
+    }
+
+    fn next(mut s: State) -> State {
+        s.serial += 1;
+        s
+    }
+
+    #[test]
+    fn writes_are_atomic_and_keep_a_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = StateFile::lock(dir.path(), "pi", "up").unwrap();
+        assert!(f.load().unwrap().is_none());
+        let s1 = next(State::new(&identity()));
+        f.write(&s1).unwrap();
+        let s2 = next(s1.clone());
+        f.write(&s2).unwrap();
+        assert_eq!(f.load().unwrap().unwrap(), s2);
+        assert_eq!(State::parse(&fs::read(f.backup_path()).unwrap()).unwrap(), s1);
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().contains("tmp")).collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_second_run_is_refused_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = StateFile::lock(dir.path(), "pi", "up").unwrap();
+        match StateFile::lock(dir.path(), "pi", "destroy") {
+            Err(StateFileError::Locked { holder, .. }) => {
+                assert!(holder.contains("`up`") && holder.contains(&std::process::id().to_string()), "{holder}")
+            }
+            other => panic!("expected a lock refusal, got {:?}", other.map(|_| ())),
+        }
+        // Another deployment is independent.
+        assert!(StateFile::lock(dir.path(), "other", "up").is_ok());
+    }
+
+    #[test]
+    fn the_lock_is_free_again_after_release() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(StateFile::lock(dir.path(), "pi", "up").unwrap());
+        assert!(StateFile::lock(dir.path(), "pi", "up").is_ok());
+    }
+
+    #[test]
+    fn corrupt_files_are_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = StateFile::path_for(dir.path(), "pi");
+        for bad in [&b""[..], b"{\"format_version\": 1, \"lin", b"[1,2]", b"{\"format_version\": 7}"] {
+            fs::write(&path, bad).unwrap();
+            let f = StateFile::lock(dir.path(), "pi", "up").unwrap();
+            assert!(matches!(f.load(), Err(StateFileError::Refused { .. })));
+            // Even a write attempt does not overwrite it.
+            assert!(f.write(&next(State::new(&identity()))).is_err());
+            assert_eq!(fs::read(&path).unwrap(), bad);
+        }
+    }
+
+    #[test]
+    fn a_file_replaced_by_another_lineage_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = StateFile::lock(dir.path(), "pi", "up").unwrap();
+        let ours = next(State::new(&identity()));
+        f.write(&ours).unwrap();
+        let foreign = next(next(State::new(&identity())));
+        fs::write(f.path(), foreign.serialize()).unwrap();
+        let err = f.write(&next(ours)).unwrap_err();
+        assert!(matches!(err, StateFileError::Refused { refusal: StateRefusal::LineageMismatch { .. }, .. }), "{err}");
+        assert_eq!(State::parse(&fs::read(f.path()).unwrap()).unwrap(), foreign);
+    }
+
+    #[test]
+    fn a_newer_serial_on_disk_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = StateFile::lock(dir.path(), "pi", "up").unwrap();
+        let ours = next(State::new(&identity()));
+        f.write(&ours).unwrap();
+        let mut theirs = ours.clone();
+        theirs.serial = 10;
+        fs::write(f.path(), theirs.serialize()).unwrap();
+        assert!(matches!(f.write(&next(ours)), Err(StateFileError::Refused { refusal: StateRefusal::NewerSerial { .. }, .. })));
+    }
+}

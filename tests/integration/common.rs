@@ -1,0 +1,122 @@
+//! Helpers shared by the integration tests: run the real binary against the emulator and
+//! inspect the deployment from AWS's side.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use aws_config::{BehaviorVersion, Region};
+use pi_deploy::aws::Clients;
+
+/// The emulator endpoint; the tests refuse to run against real AWS by accident.
+pub fn endpoint() -> String {
+    std::env::var("PI_DEPLOY_TEST_ENDPOINT")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .expect("integration tests need an emulator: run `bash scripts/test.sh` (it starts moto), or set AWS_ENDPOINT_URL")
+}
+
+pub const REGION: &str = "eu-west-1";
+
+/// AMIs preloaded in moto's eu-west-1 (scripts/emu-amis.env).
+pub fn ami(which: char) -> String {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/emu-amis.env")).unwrap();
+    let var = format!("PI_DEMO_AMI_{which}=");
+    text.lines().find_map(|l| l.strip_prefix(&var)).expect("AMI in scripts/emu-amis.env").trim().to_string()
+}
+
+/// A deployment name no other test uses.
+pub fn deployment(prefix: &str) -> String {
+    let n = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &n[..6])
+}
+
+/// One deployment under test, with its own state directory.
+pub struct Deployment {
+    pub name: String,
+    pub state_dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    pub fn new(prefix: &str) -> Self {
+        Self { name: deployment(prefix), state_dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.state_dir.path().join(format!("{}.json", self.name))
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pi-deploy"));
+        c.args(args)
+            .arg("--deployment")
+            .arg(&self.name)
+            .arg("--state-dir")
+            .arg(self.state_dir.path())
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_REGION", REGION)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env_remove("AWS_PROFILE")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run pi-deploy")
+    }
+
+    /// Run and require success, showing the output on failure.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(out.status.success(), "pi-deploy {args:?} failed: {}\n{}", out.status, show(&out));
+        out
+    }
+
+    pub fn up(&self, extra: &[&str]) -> Output {
+        let ami = ami('A');
+        let mut args = vec!["up", "--ami", ami.as_str(), "--yes"];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+
+    pub fn destroy(&self) -> Output {
+        self.ok(&["destroy", "--yes", "--skip-final-snapshot"])
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.state_path()).expect("state file")).expect("state json")
+    }
+}
+
+pub fn show(out: &Output) -> String {
+    format!("--- stdout\n{}\n--- stderr\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Parsed NDJSON events of a `--json` run.
+pub fn events(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+pub fn count_status(events: &[serde_json::Value], status: &str) -> usize {
+    events.iter().filter(|e| e["event"] == "resource" && e["status"] == status).count()
+}
+
+pub async fn clients() -> Clients {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint())
+        .credentials_provider(aws_sdk_sts::config::Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await;
+    Clients::from_config(config)
+}

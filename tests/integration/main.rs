@@ -1,0 +1,8 @@
+//! Integration tests against an AWS emulator (moto server in CI; LocalStack or any other
+//! endpoint via AWS_ENDPOINT_URL). Each test uses its own deployment name, so tests run in
+//! parallel without colliding. Started by `scripts/test.sh`, which starts moto and sets
+//! the endpoint and test credentials.
+
+mod census;
+mod common;
+mod network;
