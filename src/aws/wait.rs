@@ -134,10 +134,19 @@ mod tests {
     where
         Poll<T>: Clone,
     {
-        let steps = Mutex::new(steps.into_iter());
+        // The last step repeats forever.
+        let steps = Mutex::new(steps);
         move || {
-            let next = steps.lock().unwrap().next().unwrap_or_else(|| Ok(Poll::Pending("stuck".into())));
+            let mut s = steps.lock().unwrap();
+            let next = if s.len() > 1 { s.remove(0) } else { clone_step(&s[0]) };
             std::future::ready(next)
+        }
+    }
+
+    fn clone_step<T: Clone>(s: &Result<Poll<T>, ResourceError>) -> Result<Poll<T>, ResourceError> {
+        match s {
+            Ok(p) => Ok(p.clone()),
+            Err(e) => Err(e.clone()),
         }
     }
 

@@ -12,7 +12,11 @@ use crate::core::spec::Kind;
 pub struct ElasticIp;
 
 fn outputs_of(a: &t::Address) -> Option<Outputs> {
-    Some(Outputs::new().with("id", a.allocation_id()?).with("public_ip", a.public_ip().unwrap_or_default()))
+    Some(
+        Outputs::new()
+            .with("id", a.allocation_id()?)
+            .with("public_ip", a.public_ip().unwrap_or_default()),
+    )
 }
 
 async fn describe(aws: &Aws, allocation_id: &str) -> Result<Option<t::Address>, ResourceError> {
@@ -46,7 +50,10 @@ async fn release(aws: &Aws, allocation_id: &str) -> Result<(), ResourceError> {
         .map_err(err("releasing the Elastic IP"));
     match r {
         Err(e) if ec2::has_code(&e, "AuthFailure") => match describe(aws, allocation_id).await? {
-            Some(a) if is_associated(&a) => Err(ResourceError { class: ErrorClass::InUse, ..e }),
+            Some(a) if is_associated(&a) => Err(ResourceError {
+                class: ErrorClass::InUse,
+                ..e
+            }),
             None => Ok(()),
             Some(_) => Err(e),
         },
@@ -78,7 +85,11 @@ impl ResourceKind for ElasticIp {
             .ec2
             .allocate_address()
             .domain(DomainType::Vpc)
-            .tag_specifications(tags::ec2_spec(ResourceType::ElasticIp, &aws.env.deployment, &cx.spec.key))
+            .tag_specifications(tags::ec2_spec(
+                ResourceType::ElasticIp,
+                &aws.env.deployment,
+                &cx.spec.key,
+            ))
             .send()
             .await
             .map_err(err("allocating the Elastic IP"))?;
@@ -89,6 +100,9 @@ impl ResourceKind for ElasticIp {
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
-        ec2::delete_retrying(Kind::ElasticIp, &format!("releasing Elastic IP {id}"), || release(aws, id)).await
+        ec2::delete_retrying(Kind::ElasticIp, &format!("releasing Elastic IP {id}"), || {
+            release(aws, id)
+        })
+        .await
     }
 }

@@ -18,7 +18,12 @@ pub struct InternetGateway;
 fn attached_vpc(igw: &t::InternetGateway) -> Option<&str> {
     igw.attachments()
         .iter()
-        .find(|a| !matches!(a.state(), Some(AttachmentStatus::Detached | AttachmentStatus::Detaching)))
+        .find(|a| {
+            !matches!(
+                a.state(),
+                Some(AttachmentStatus::Detached | AttachmentStatus::Detaching)
+            )
+        })
         .and_then(|a| a.vpc_id())
 }
 
@@ -45,9 +50,12 @@ async fn describe(aws: &Aws, id: &str) -> Result<Option<t::InternetGateway>, Res
 /// Describe a gateway we just created: NotFound is "not visible yet", so it is retried.
 async fn describe_fresh(aws: &Aws, id: &str) -> Result<t::InternetGateway, ResourceError> {
     ec2::retry_not_found("reading the new internet gateway", || async {
-        describe(aws, id)
-            .await?
-            .ok_or_else(|| ResourceError::new(ErrorClass::NotFound, format!("internet gateway {id} is not visible yet")))
+        describe(aws, id).await?.ok_or_else(|| {
+            ResourceError::new(
+                ErrorClass::NotFound,
+                format!("internet gateway {id} is not visible yet"),
+            )
+        })
     })
     .await
 }
@@ -70,22 +78,26 @@ async fn attach(aws: &Aws, id: &str, vpc_id: &str) -> Result<(), ResourceError> 
 async fn detach(aws: &Aws, id: &str, vpc_id: &str) -> Result<(), ResourceError> {
     // Refused with DependencyViolation ("has some mapped public address(es)") while a NAT
     // gateway, load balancer or instance still holds a public address in the VPC.
-    ec2::delete_retrying(Kind::InternetGateway, &format!("detaching internet gateway {id} from {vpc_id}"), || async {
-        let r = aws
-            .clients
-            .ec2
-            .detach_internet_gateway()
-            .internet_gateway_id(id)
-            .vpc_id(vpc_id)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(err("detaching the internet gateway"));
-        match r {
-            Err(e) if ec2::has_code(&e, "Gateway.NotAttached") => Ok(()),
-            other => other,
-        }
-    })
+    ec2::delete_retrying(
+        Kind::InternetGateway,
+        &format!("detaching internet gateway {id} from {vpc_id}"),
+        || async {
+            let r = aws
+                .clients
+                .ec2
+                .detach_internet_gateway()
+                .internet_gateway_id(id)
+                .vpc_id(vpc_id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("detaching the internet gateway"));
+            match r {
+                Err(e) if ec2::has_code(&e, "Gateway.NotAttached") => Ok(()),
+                other => other,
+            }
+        },
+    )
     .await
 }
 
@@ -112,11 +124,18 @@ impl ResourceKind for InternetGateway {
             .clients
             .ec2
             .create_internet_gateway()
-            .tag_specifications(tags::ec2_spec(ResourceType::InternetGateway, &aws.env.deployment, &cx.spec.key))
+            .tag_specifications(tags::ec2_spec(
+                ResourceType::InternetGateway,
+                &aws.env.deployment,
+                &cx.spec.key,
+            ))
             .send()
             .await
             .map_err(err("creating the internet gateway"))?;
-        let id = out.internet_gateway().and_then(|g| g.internet_gateway_id()).unwrap_or_default();
+        let id = out
+            .internet_gateway()
+            .and_then(|g| g.internet_gateway_id())
+            .unwrap_or_default();
         Ok(Outputs::new().with("id", id))
     }
 
@@ -142,7 +161,9 @@ impl ResourceKind for InternetGateway {
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
-        let Some(igw) = describe(aws, id).await? else { return Ok(()) };
+        let Some(igw) = describe(aws, id).await? else {
+            return Ok(());
+        };
         // Detach from whatever AWS says it is attached to; the recorded VPC is a fallback
         // for an attachment that is still being set up.
         let vpcs: Vec<String> = match attached_vpc(&igw).or(cx.outputs.get("vpc_id")) {
@@ -152,16 +173,20 @@ impl ResourceKind for InternetGateway {
         for vpc_id in &vpcs {
             detach(aws, id, vpc_id).await?;
         }
-        ec2::delete_retrying(Kind::InternetGateway, &format!("deleting internet gateway {id}"), || async {
-            aws.clients
-                .ec2
-                .delete_internet_gateway()
-                .internet_gateway_id(id)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(err("deleting the internet gateway"))
-        })
+        ec2::delete_retrying(
+            Kind::InternetGateway,
+            &format!("deleting internet gateway {id}"),
+            || async {
+                aws.clients
+                    .ec2
+                    .delete_internet_gateway()
+                    .internet_gateway_id(id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(err("deleting the internet gateway"))
+            },
+        )
         .await
     }
 }

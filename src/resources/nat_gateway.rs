@@ -16,11 +16,18 @@ pub struct NatGateway;
 
 /// Gateways in these states are history: never adopted, never waited on.
 fn is_gone(state: Option<&NatGatewayState>) -> bool {
-    matches!(state, Some(NatGatewayState::Deleting | NatGatewayState::Deleted | NatGatewayState::Failed))
+    matches!(
+        state,
+        Some(NatGatewayState::Deleting | NatGatewayState::Deleted | NatGatewayState::Failed)
+    )
 }
 
 fn outputs_of(n: &t::NatGateway) -> Option<Outputs> {
-    let allocation = n.nat_gateway_addresses().iter().find_map(|a| a.allocation_id()).unwrap_or_default();
+    let allocation = n
+        .nat_gateway_addresses()
+        .iter()
+        .find_map(|a| a.allocation_id())
+        .unwrap_or_default();
     Some(
         Outputs::new()
             .with("id", n.nat_gateway_id()?)
@@ -52,7 +59,9 @@ fn failure(n: &t::NatGateway) -> String {
 
 /// One poll while waiting for `available`. NotFound right after create is "not yet".
 async fn poll_available(aws: &Aws, id: &str) -> Result<Poll<t::NatGateway>, ResourceError> {
-    let Some(n) = describe(aws, id).await? else { return Ok(Poll::Pending("not visible yet".into())) };
+    let Some(n) = describe(aws, id).await? else {
+        return Ok(Poll::Pending("not visible yet".into()));
+    };
     Ok(match n.state() {
         Some(NatGatewayState::Available) => Poll::Ready(n),
         s if is_gone(s) => Poll::Failed(failure(&n)),
@@ -62,7 +71,9 @@ async fn poll_available(aws: &Aws, id: &str) -> Result<Poll<t::NatGateway>, Reso
 
 /// One poll while waiting for the delete. A failed gateway holds no address either.
 async fn poll_deleted(aws: &Aws, id: &str) -> Result<Poll<()>, ResourceError> {
-    let Some(n) = describe(aws, id).await? else { return Ok(Poll::Ready(())) };
+    let Some(n) = describe(aws, id).await? else {
+        return Ok(Poll::Ready(()));
+    };
     Ok(match n.state() {
         Some(NatGatewayState::Deleted | NatGatewayState::Failed) => Poll::Ready(()),
         s => Poll::Pending(s.map_or("unknown", |s| s.as_str()).into()),
@@ -83,7 +94,11 @@ async fn create_call(
         .subnet_id(subnet_id)
         .allocation_id(allocation_id)
         .client_token(token)
-        .tag_specifications(tags::ec2_spec(ResourceType::Natgateway, &aws.env.deployment, &cx.spec.key))
+        .tag_specifications(tags::ec2_spec(
+            ResourceType::Natgateway,
+            &aws.env.deployment,
+            &cx.spec.key,
+        ))
         .send()
         .await
         .map_err(err("creating the NAT gateway"))?;
@@ -131,7 +146,10 @@ impl ResourceKind for NatGateway {
             _ => nat,
         };
         let id = nat.nat_gateway_id().unwrap_or_default();
-        Ok(Outputs::new().with("id", id).with("subnet_id", subnet_id).with("allocation_id", allocation_id))
+        Ok(Outputs::new()
+            .with("id", id)
+            .with("subnet_id", subnet_id)
+            .with("allocation_id", allocation_id))
     }
 
     async fn converge(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
@@ -141,7 +159,10 @@ impl ResourceKind for NatGateway {
         {
             // A recorded gateway that failed or was deleted is replaced: NotFound makes the
             // executor find or create it again (and `find` skips gone gateways).
-            return Err(ResourceError::new(ErrorClass::NotFound, format!("NAT gateway {id} is {}", failure(&n))));
+            return Err(ResourceError::new(
+                ErrorClass::NotFound,
+                format!("NAT gateway {id} is {}", failure(&n)),
+            ));
         }
         let nat = wait::wait_for(
             &format!("NAT gateway {id} to become available"),

@@ -88,7 +88,8 @@ fn action(allow: bool) -> RuleAction {
 
 /// Ports only for protocols that have them: "all protocols" takes no port range.
 fn port_range(r: &AclRule) -> Option<PortRange> {
-    (protocol_number(&r.protocol) != ALL_PROTOCOLS).then(|| PortRange::builder().from(r.from_port).to(r.to_port).build())
+    (protocol_number(&r.protocol) != ALL_PROTOCOLS)
+        .then(|| PortRange::builder().from(r.from_port).to(r.to_port).build())
 }
 
 async fn create_entry(aws: &Aws, acl_id: &str, r: &AclRule) -> Result<(), ResourceError> {
@@ -216,11 +217,19 @@ async fn associations_of(aws: &Aws, subnets: &[String]) -> Result<Vec<Associatio
 /// The associations to move to `acl_id`, or the subnets whose association is not visible
 /// yet (a subnet created moments ago).
 fn plan_associations(acl_id: &str, subnets: &[String], current: &[Association]) -> Result<Vec<String>, Vec<String>> {
-    let missing: Vec<String> = subnets.iter().filter(|s| !current.iter().any(|a| &a.subnet_id == *s)).cloned().collect();
+    let missing: Vec<String> = subnets
+        .iter()
+        .filter(|s| !current.iter().any(|a| &a.subnet_id == *s))
+        .cloned()
+        .collect();
     if !missing.is_empty() {
         return Err(missing);
     }
-    Ok(current.iter().filter(|a| a.acl_id != acl_id).map(|a| a.association_id.clone()).collect())
+    Ok(current
+        .iter()
+        .filter(|a| a.acl_id != acl_id)
+        .map(|a| a.association_id.clone())
+        .collect())
 }
 
 async fn replace_association(aws: &Aws, association_id: &str, acl_id: &str) -> Result<(), ResourceError> {
@@ -251,7 +260,10 @@ async fn converge_associations(aws: &Aws, acl_id: &str, subnets: &[String]) -> R
     .await?;
     for association_id in &moves {
         // The new ACL may not be visible to this call yet.
-        ec2::retry_not_found("associating the network ACL", || replace_association(aws, association_id, acl_id)).await?;
+        ec2::retry_not_found("associating the network ACL", || {
+            replace_association(aws, association_id, acl_id)
+        })
+        .await?;
     }
     Ok(())
 }
@@ -290,7 +302,13 @@ impl ResourceKind for NetworkAcl {
             .network_acls()
             .iter()
             .find(|a| tags::ec2_is_ours(a.tags(), &aws.env.deployment, &cx.spec.key))
-            .and_then(|a| Some(Outputs::new().with("id", a.network_acl_id()?).with("vpc_id", a.vpc_id().unwrap_or_default()))))
+            .and_then(|a| {
+                Some(
+                    Outputs::new()
+                        .with("id", a.network_acl_id()?)
+                        .with("vpc_id", a.vpc_id().unwrap_or_default()),
+                )
+            }))
     }
 
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
@@ -302,7 +320,11 @@ impl ResourceKind for NetworkAcl {
             .create_network_acl()
             .vpc_id(vpc_id)
             .client_token(cx.token)
-            .tag_specifications(tags::ec2_spec(ResourceType::NetworkAcl, &aws.env.deployment, &cx.spec.key))
+            .tag_specifications(tags::ec2_spec(
+                ResourceType::NetworkAcl,
+                &aws.env.deployment,
+                &cx.spec.key,
+            ))
             .send()
             .await
             .map_err(err("creating the network ACL"))?;
@@ -313,7 +335,10 @@ impl ResourceKind for NetworkAcl {
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, mut outputs: Outputs) -> Result<Outputs, ResourceError> {
         let (vpc, subnets, rules) = props!(cx, NetworkAcl { vpc, subnets, rules });
         let id = outputs.id()?.to_string();
-        let subnet_ids = subnets.iter().map(|k| cx.dep_id(k).map(String::from)).collect::<Result<Vec<_>, _>>()?;
+        let subnet_ids = subnets
+            .iter()
+            .map(|k| cx.dep_id(k).map(String::from))
+            .collect::<Result<Vec<_>, _>>()?;
         // Entries first: the subnets move onto the ACL only once it admits their traffic.
         converge_entries(aws, &id, rules).await?;
         converge_associations(aws, &id, &subnet_ids).await?;
@@ -323,12 +348,16 @@ impl ResourceKind for NetworkAcl {
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
-        let Some(acl) = describe(aws, id).await? else { return Ok(()) };
+        let Some(acl) = describe(aws, id).await? else {
+            return Ok(());
+        };
         if !acl.associations().is_empty() {
             let vpc_id = acl.vpc_id().or(cx.outputs.get("vpc_id")).unwrap_or_default();
             let default = default_acl(aws, vpc_id).await?;
             for a in acl.associations() {
-                let Some(assoc) = a.network_acl_association_id() else { continue };
+                let Some(assoc) = a.network_acl_association_id() else {
+                    continue;
+                };
                 match replace_association(aws, assoc, &default).await {
                     Err(e) if e.is(ErrorClass::NotFound) => {}
                     other => other?,
@@ -355,7 +384,15 @@ mod tests {
     use crate::core::rules;
 
     fn rule(number: i32, egress: bool, protocol: &str, cidr: &str, ports: (i32, i32), allow: bool) -> AclRule {
-        AclRule { number, egress, protocol: protocol.into(), cidr: cidr.into(), from_port: ports.0, to_port: ports.1, allow }
+        AclRule {
+            number,
+            egress,
+            protocol: protocol.into(),
+            cidr: cidr.into(),
+            from_port: ports.0,
+            to_port: ports.1,
+            allow,
+        }
     }
 
     fn default_entries() -> Vec<AclRule> {
@@ -369,7 +406,14 @@ mod tests {
     fn a_new_acl_gets_every_rule_created() {
         let desired = rules::public_acl_rules();
         let diff = diff_entries(&desired, &default_entries());
-        assert_eq!(diff, AclDiff { create: desired, replace: vec![], delete: vec![] });
+        assert_eq!(
+            diff,
+            AclDiff {
+                create: desired,
+                replace: vec![],
+                delete: vec![]
+            }
+        );
     }
 
     #[test]
@@ -425,14 +469,27 @@ mod tests {
     }
 
     fn assoc(subnet: &str, id: &str, acl: &str) -> Association {
-        Association { subnet_id: subnet.into(), association_id: id.into(), acl_id: acl.into() }
+        Association {
+            subnet_id: subnet.into(),
+            association_id: id.into(),
+            acl_id: acl.into(),
+        }
     }
 
     #[test]
     fn associations_move_from_the_default_acl_and_wait_for_unseen_subnets() {
         let subnets = vec!["subnet-a".to_string(), "subnet-b".to_string()];
-        let current = vec![assoc("subnet-a", "aclassoc-1", "acl-default"), assoc("subnet-b", "aclassoc-2", "acl-ours")];
-        assert_eq!(plan_associations("acl-ours", &subnets, &current), Ok(vec!["aclassoc-1".to_string()]));
-        assert_eq!(plan_associations("acl-ours", &subnets, &current[..1]), Err(vec!["subnet-b".to_string()]));
+        let current = vec![
+            assoc("subnet-a", "aclassoc-1", "acl-default"),
+            assoc("subnet-b", "aclassoc-2", "acl-ours"),
+        ];
+        assert_eq!(
+            plan_associations("acl-ours", &subnets, &current),
+            Ok(vec!["aclassoc-1".to_string()])
+        );
+        assert_eq!(
+            plan_associations("acl-ours", &subnets, &current[..1]),
+            Err(vec!["subnet-b".to_string()])
+        );
     }
 }

@@ -59,7 +59,12 @@ async fn read_table(aws: &Aws, table_id: &str) -> Result<Option<t::RouteTable>, 
 }
 
 async fn create_route(aws: &Aws, table_id: &str, destination: &str, target: &Target) -> Result<(), ResourceError> {
-    let b = aws.clients.ec2.create_route().route_table_id(table_id).destination_cidr_block(destination);
+    let b = aws
+        .clients
+        .ec2
+        .create_route()
+        .route_table_id(table_id)
+        .destination_cidr_block(destination);
     let b = match target {
         Target::Gateway(id) => b.gateway_id(id),
         Target::Nat(id) => b.nat_gateway_id(id),
@@ -68,7 +73,12 @@ async fn create_route(aws: &Aws, table_id: &str, destination: &str, target: &Tar
 }
 
 async fn replace_route(aws: &Aws, table_id: &str, destination: &str, target: &Target) -> Result<(), ResourceError> {
-    let b = aws.clients.ec2.replace_route().route_table_id(table_id).destination_cidr_block(destination);
+    let b = aws
+        .clients
+        .ec2
+        .replace_route()
+        .route_table_id(table_id)
+        .destination_cidr_block(destination);
     let b = match target {
         Target::Gateway(id) => b.gateway_id(id),
         Target::Nat(id) => b.nat_gateway_id(id),
@@ -81,7 +91,9 @@ async fn put_route(aws: &Aws, table_id: &str, destination: &str, target: &Target
     // A gateway that just became ready may not be visible to the route call yet.
     ec2::retry_not_found("creating the route", || async {
         match create_route(aws, table_id, destination, target).await {
-            Err(e) if ec2::has_code(&e, "RouteAlreadyExists") => replace_route(aws, table_id, destination, target).await,
+            Err(e) if ec2::has_code(&e, "RouteAlreadyExists") => {
+                replace_route(aws, table_id, destination, target).await
+            }
             other => other,
         }
     })
@@ -91,7 +103,14 @@ async fn put_route(aws: &Aws, table_id: &str, destination: &str, target: &Target
 #[async_trait]
 impl ResourceKind for Route {
     async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
-        let (table, destination, tgt) = props!(cx, Route { table, destination, target });
+        let (table, destination, tgt) = props!(
+            cx,
+            Route {
+                table,
+                destination,
+                target
+            }
+        );
         let table_id = cx.dep_id(table)?;
         let target = target(cx, tgt)?;
         Ok(read_table(aws, table_id)
@@ -101,7 +120,14 @@ impl ResourceKind for Route {
     }
 
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
-        let (table, destination, tgt) = props!(cx, Route { table, destination, target });
+        let (table, destination, tgt) = props!(
+            cx,
+            Route {
+                table,
+                destination,
+                target
+            }
+        );
         let table_id = cx.dep_id(table)?;
         put_route(aws, table_id, destination, &target(cx, tgt)?).await?;
         Ok(outputs(table_id, destination))
@@ -109,11 +135,21 @@ impl ResourceKind for Route {
 
     /// Repairs drift: a route deleted by hand, or pointing elsewhere, is put back.
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, _outputs: Outputs) -> Result<Outputs, ResourceError> {
-        let (table, destination, tgt) = props!(cx, Route { table, destination, target });
+        let (table, destination, tgt) = props!(
+            cx,
+            Route {
+                table,
+                destination,
+                target
+            }
+        );
         let table_id = cx.dep_id(table)?;
         let target = target(cx, tgt)?;
         let Some(rt) = read_table(aws, table_id).await? else {
-            return Err(ResourceError::new(ErrorClass::NotFound, format!("route table {table_id} is gone")));
+            return Err(ResourceError::new(
+                ErrorClass::NotFound,
+                format!("route table {table_id} is gone"),
+            ));
         };
         if !has_route(&rt, destination, &target) {
             put_route(aws, table_id, destination, &target).await?;
@@ -127,7 +163,10 @@ impl ResourceKind for Route {
             (Some(t), Some(d)) => (t, d),
             // A record that kept only the id: it is `<rtb-id>/<cidr>`.
             _ => id.split_once('/').ok_or_else(|| {
-                ResourceError::new(ErrorClass::Invalid, format!("route id `{id}` is not `<route-table-id>/<destination>`"))
+                ResourceError::new(
+                    ErrorClass::Invalid,
+                    format!("route id `{id}` is not `<route-table-id>/<destination>`"),
+                )
             })?,
         };
         // InvalidRoute.NotFound and a gone table are NotFound: already deleted.

@@ -22,9 +22,13 @@ struct Association {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum AssocAction {
-    Associate { subnet_id: String },
+    Associate {
+        subnet_id: String,
+    },
     /// Move the subnet's existing association to our table.
-    Replace { association_id: String },
+    Replace {
+        association_id: String,
+    },
 }
 
 /// What to do so that each desired subnet is associated with `table_id`.
@@ -33,8 +37,12 @@ fn plan_associations(table_id: &str, subnets: &[String], current: &[Association]
         .iter()
         .filter_map(|subnet| match current.iter().find(|a| &a.subnet_id == subnet) {
             Some(a) if a.table_id == table_id => None,
-            Some(a) => Some(AssocAction::Replace { association_id: a.association_id.clone() }),
-            None => Some(AssocAction::Associate { subnet_id: subnet.clone() }),
+            Some(a) => Some(AssocAction::Replace {
+                association_id: a.association_id.clone(),
+            }),
+            None => Some(AssocAction::Associate {
+                subnet_id: subnet.clone(),
+            }),
         })
         .collect()
 }
@@ -42,7 +50,11 @@ fn plan_associations(table_id: &str, subnets: &[String], current: &[Association]
 fn is_live(a: &t::RouteTableAssociation) -> bool {
     !matches!(
         a.association_state().and_then(|s| s.state()),
-        Some(RouteTableAssociationStateCode::Disassociated | RouteTableAssociationStateCode::Disassociating | RouteTableAssociationStateCode::Failed)
+        Some(
+            RouteTableAssociationStateCode::Disassociated
+                | RouteTableAssociationStateCode::Disassociating
+                | RouteTableAssociationStateCode::Failed
+        )
     )
 }
 
@@ -141,7 +153,11 @@ impl ResourceKind for RouteTable {
             .iter()
             .find(|r| tags::ec2_is_ours(r.tags(), &aws.env.deployment, &cx.spec.key))
             .and_then(|r| {
-                Some(Outputs::new().with("id", r.route_table_id()?).with("vpc_id", r.vpc_id().unwrap_or_default()))
+                Some(
+                    Outputs::new()
+                        .with("id", r.route_table_id()?)
+                        .with("vpc_id", r.vpc_id().unwrap_or_default()),
+                )
             }))
     }
 
@@ -154,7 +170,11 @@ impl ResourceKind for RouteTable {
             .create_route_table()
             .vpc_id(vpc_id)
             .client_token(cx.token)
-            .tag_specifications(tags::ec2_spec(ResourceType::RouteTable, &aws.env.deployment, &cx.spec.key))
+            .tag_specifications(tags::ec2_spec(
+                ResourceType::RouteTable,
+                &aws.env.deployment,
+                &cx.spec.key,
+            ))
             .send()
             .await
             .map_err(err("creating the route table"))?;
@@ -165,7 +185,10 @@ impl ResourceKind for RouteTable {
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, mut outputs: Outputs) -> Result<Outputs, ResourceError> {
         let (vpc, subnets) = props!(cx, RouteTable { vpc, subnets });
         let id = outputs.id()?.to_string();
-        let subnet_ids = subnets.iter().map(|k| cx.dep_id(k).map(String::from)).collect::<Result<Vec<_>, _>>()?;
+        let subnet_ids = subnets
+            .iter()
+            .map(|k| cx.dep_id(k).map(String::from))
+            .collect::<Result<Vec<_>, _>>()?;
         let current = associations_of(aws, &subnet_ids).await?;
         for action in plan_associations(&id, &subnet_ids, &current) {
             match apply(aws, &id, &action).await {
@@ -185,10 +208,16 @@ impl ResourceKind for RouteTable {
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
-        let Some(rt) = describe(aws, id).await? else { return Ok(()) };
+        let Some(rt) = describe(aws, id).await? else {
+            return Ok(());
+        };
         // A table with subnet associations cannot be deleted; the main association (the
         // VPC's default) is never ours to remove.
-        for a in rt.associations().iter().filter(|a| a.main() != Some(true) && is_live(a)) {
+        for a in rt
+            .associations()
+            .iter()
+            .filter(|a| a.main() != Some(true) && is_live(a))
+        {
             if let Some(assoc) = a.route_table_association_id() {
                 disassociate(aws, assoc).await?;
             }
@@ -212,18 +241,29 @@ mod tests {
     use super::*;
 
     fn assoc(subnet: &str, id: &str, table: &str) -> Association {
-        Association { subnet_id: subnet.into(), association_id: id.into(), table_id: table.into() }
+        Association {
+            subnet_id: subnet.into(),
+            association_id: id.into(),
+            table_id: table.into(),
+        }
     }
 
     #[test]
     fn associates_new_subnets_moves_foreign_ones_and_keeps_ours() {
         let subnets = vec!["subnet-a".to_string(), "subnet-b".to_string(), "subnet-c".to_string()];
-        let current = vec![assoc("subnet-a", "rtbassoc-1", "rtb-ours"), assoc("subnet-b", "rtbassoc-2", "rtb-other")];
+        let current = vec![
+            assoc("subnet-a", "rtbassoc-1", "rtb-ours"),
+            assoc("subnet-b", "rtbassoc-2", "rtb-other"),
+        ];
         assert_eq!(
             plan_associations("rtb-ours", &subnets, &current),
             vec![
-                AssocAction::Replace { association_id: "rtbassoc-2".into() },
-                AssocAction::Associate { subnet_id: "subnet-c".into() },
+                AssocAction::Replace {
+                    association_id: "rtbassoc-2".into()
+                },
+                AssocAction::Associate {
+                    subnet_id: "subnet-c".into()
+                },
             ]
         );
     }

@@ -46,7 +46,13 @@ impl Perm {
     }
 
     fn allow_all_egress() -> Perm {
-        Perm { protocol: ALL_PROTOCOLS.into(), from_port: None, to_port: None, source: Source::Cidr(ANYWHERE.into()), description: None }
+        Perm {
+            protocol: ALL_PROTOCOLS.into(),
+            from_port: None,
+            to_port: None,
+            source: Source::Cidr(ANYWHERE.into()),
+            description: None,
+        }
     }
 }
 
@@ -91,29 +97,58 @@ fn flatten(perms: &[IpPermission]) -> Vec<Perm> {
             source,
             description: description.map(String::from),
         };
-        out.extend(p.ip_ranges().iter().filter_map(|r| Some(perm(Source::Cidr(r.cidr_ip()?.into()), r.description()))));
-        out.extend(p.ipv6_ranges().iter().filter_map(|r| Some(perm(Source::Cidr6(r.cidr_ipv6()?.into()), r.description()))));
-        out.extend(p.user_id_group_pairs().iter().filter_map(|g| Some(perm(Source::Group(g.group_id()?.into()), g.description()))));
-        out.extend(p.prefix_list_ids().iter().filter_map(|l| Some(perm(Source::PrefixList(l.prefix_list_id()?.into()), l.description()))));
+        out.extend(
+            p.ip_ranges()
+                .iter()
+                .filter_map(|r| Some(perm(Source::Cidr(r.cidr_ip()?.into()), r.description()))),
+        );
+        out.extend(
+            p.ipv6_ranges()
+                .iter()
+                .filter_map(|r| Some(perm(Source::Cidr6(r.cidr_ipv6()?.into()), r.description()))),
+        );
+        out.extend(
+            p.user_id_group_pairs()
+                .iter()
+                .filter_map(|g| Some(perm(Source::Group(g.group_id()?.into()), g.description()))),
+        );
+        out.extend(
+            p.prefix_list_ids()
+                .iter()
+                .filter_map(|l| Some(perm(Source::PrefixList(l.prefix_list_id()?.into()), l.description()))),
+        );
     }
     out
 }
 
 /// Desired against existing: (to authorize, to revoke).
 fn ingress_diff(desired: &[Perm], existing: &[Perm]) -> (Vec<Perm>, Vec<Perm>) {
-    let add = desired.iter().filter(|d| !existing.iter().any(|e| e.matches(d))).cloned().collect();
-    let remove = existing.iter().filter(|e| !desired.iter().any(|d| d.matches(e))).cloned().collect();
+    let add = desired
+        .iter()
+        .filter(|d| !existing.iter().any(|e| e.matches(d)))
+        .cloned()
+        .collect();
+    let remove = existing
+        .iter()
+        .filter(|e| !desired.iter().any(|d| d.matches(e)))
+        .cloned()
+        .collect();
     (add, remove)
 }
 
 fn to_ip_permission(p: &Perm) -> IpPermission {
-    let b = IpPermission::builder().ip_protocol(&p.protocol).set_from_port(p.from_port).set_to_port(p.to_port);
+    let b = IpPermission::builder()
+        .ip_protocol(&p.protocol)
+        .set_from_port(p.from_port)
+        .set_to_port(p.to_port);
     let d = p.description.clone();
     match &p.source {
         Source::Cidr(c) => b.ip_ranges(IpRange::builder().cidr_ip(c).set_description(d).build()),
         Source::Cidr6(c) => b.ipv6_ranges(t::Ipv6Range::builder().cidr_ipv6(c).set_description(d).build()),
         Source::Group(g) => b.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).set_description(d).build()),
-        Source::PrefixList(l) => b.prefix_list_ids(t::PrefixListId::builder().prefix_list_id(l).set_description(d).build()),
+        Source::PrefixList(l) => {
+            b.prefix_list_ids(t::PrefixListId::builder().prefix_list_id(l).set_description(d).build())
+        }
     }
     .build()
 }
@@ -144,7 +179,13 @@ async fn describe(aws: &Aws, id: &str) -> Result<Option<t::SecurityGroup>, Resou
 }
 
 /// After InvalidGroup.Duplicate: the group of that name in the VPC, if it is ours.
-async fn adopt_by_name(aws: &Aws, cx: &NodeCtx<'_>, name: &str, vpc_id: &str, dup: ResourceError) -> Result<Outputs, ResourceError> {
+async fn adopt_by_name(
+    aws: &Aws,
+    cx: &NodeCtx<'_>,
+    name: &str,
+    vpc_id: &str,
+    dup: ResourceError,
+) -> Result<Outputs, ResourceError> {
     let out = aws
         .clients
         .ec2
@@ -154,7 +195,10 @@ async fn adopt_by_name(aws: &Aws, cx: &NodeCtx<'_>, name: &str, vpc_id: &str, du
         .send()
         .await
         .map_err(err("looking up the security group by name"))?;
-    let ours = out.security_groups().iter().find(|g| tags::ec2_is_ours(g.tags(), &aws.env.deployment, &cx.spec.key));
+    let ours = out
+        .security_groups()
+        .iter()
+        .find(|g| tags::ec2_is_ours(g.tags(), &aws.env.deployment, &cx.spec.key));
     match ours.and_then(outputs_of) {
         Some(o) => Ok(o),
         None => Err(dup.with_hint(format!(
@@ -190,7 +234,10 @@ fn absent_is_ok(r: Result<(), ResourceError>) -> Result<(), ResourceError> {
 
 async fn revoke_ingress(aws: &Aws, id: &str, p: &Perm) -> Result<(), ResourceError> {
     // A revoke matches on protocol, ports and source; the description is left out.
-    let p = &Perm { description: None, ..p.clone() };
+    let p = &Perm {
+        description: None,
+        ..p.clone()
+    };
     absent_is_ok(
         aws.clients
             .ec2
@@ -267,7 +314,11 @@ impl ResourceKind for SecurityGroup {
             .group_name(&name)
             .description(description)
             .vpc_id(vpc_id)
-            .tag_specifications(tags::ec2_spec(ResourceType::SecurityGroup, &aws.env.deployment, &cx.spec.key))
+            .tag_specifications(tags::ec2_spec(
+                ResourceType::SecurityGroup,
+                &aws.env.deployment,
+                &cx.spec.key,
+            ))
             .send()
             .await
             .map_err(err("creating the security group"));
@@ -282,13 +333,19 @@ impl ResourceKind for SecurityGroup {
     }
 
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
-        let (ingress, restrict_egress) = props!(cx, SecurityGroup { ingress, restrict_egress });
+        let (ingress, restrict_egress) = props!(
+            cx,
+            SecurityGroup {
+                ingress,
+                restrict_egress
+            }
+        );
         let id = outputs.id()?.to_string();
         let desired = desired_ingress(cx, ingress)?;
         let group = ec2::retry_not_found("reading the new security group", || async {
-            describe(aws, &id)
-                .await?
-                .ok_or_else(|| ResourceError::new(ErrorClass::NotFound, format!("security group {id} is not visible yet")))
+            describe(aws, &id).await?.ok_or_else(|| {
+                ResourceError::new(ErrorClass::NotFound, format!("security group {id} is not visible yet"))
+            })
         })
         .await?;
         // Add before removing, so a changed rule never leaves a gap.
@@ -307,16 +364,20 @@ impl ResourceKind for SecurityGroup {
         let id = cx.outputs.id()?;
         // DependencyViolation while an ENI (a Lambda's, slow to go) or another group's rule
         // still references it.
-        ec2::delete_retrying(Kind::SecurityGroup, &format!("deleting security group {id}"), || async {
-            aws.clients
-                .ec2
-                .delete_security_group()
-                .group_id(id)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(err("deleting the security group"))
-        })
+        ec2::delete_retrying(
+            Kind::SecurityGroup,
+            &format!("deleting security group {id}"),
+            || async {
+                aws.clients
+                    .ec2
+                    .delete_security_group()
+                    .group_id(id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(err("deleting the security group"))
+            },
+        )
         .await
     }
 }
@@ -326,13 +387,25 @@ mod tests {
     use super::*;
 
     fn tcp(port: i32, source: Source) -> Perm {
-        Perm { protocol: "tcp".into(), from_port: Some(port), to_port: Some(port), source, description: None }
+        Perm {
+            protocol: "tcp".into(),
+            from_port: Some(port),
+            to_port: Some(port),
+            source,
+            description: None,
+        }
     }
 
     #[test]
     fn missing_rules_are_added_and_strays_removed() {
-        let desired = vec![tcp(80, Source::Cidr(ANYWHERE.into())), tcp(443, Source::Cidr(ANYWHERE.into()))];
-        let existing = vec![tcp(80, Source::Cidr(ANYWHERE.into())), tcp(22, Source::Cidr(ANYWHERE.into()))];
+        let desired = vec![
+            tcp(80, Source::Cidr(ANYWHERE.into())),
+            tcp(443, Source::Cidr(ANYWHERE.into())),
+        ];
+        let existing = vec![
+            tcp(80, Source::Cidr(ANYWHERE.into())),
+            tcp(22, Source::Cidr(ANYWHERE.into())),
+        ];
         let (add, remove) = ingress_diff(&desired, &existing);
         assert_eq!(add, vec![desired[1].clone()]);
         assert_eq!(remove, vec![existing[1].clone()]);
@@ -379,7 +452,10 @@ mod tests {
 
     #[test]
     fn the_default_egress_rule_is_recognised() {
-        let p = IpPermission::builder().ip_protocol("-1").ip_ranges(IpRange::builder().cidr_ip(ANYWHERE).build()).build();
+        let p = IpPermission::builder()
+            .ip_protocol("-1")
+            .ip_ranges(IpRange::builder().cidr_ip(ANYWHERE).build())
+            .build();
         assert!(flatten(&[p]).iter().any(|e| e.matches(&Perm::allow_all_egress())));
     }
 }

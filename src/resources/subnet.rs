@@ -25,12 +25,25 @@ fn outputs_of(s: &t::Subnet) -> Option<Outputs> {
 
 /// One poll of a new subnet: NotFound right after create is "not yet".
 async fn poll(aws: &Aws, id: &str) -> Result<Poll<t::Subnet>, ResourceError> {
-    let out = aws.clients.ec2.describe_subnets().subnet_ids(id).send().await.map_err(err("describing the subnet"));
-    let Some(out) = ec2::not_found_is_none(out)? else { return Ok(Poll::Pending("not visible yet".into())) };
-    let Some(s) = out.subnets().first() else { return Ok(Poll::Pending("not visible yet".into())) };
+    let out = aws
+        .clients
+        .ec2
+        .describe_subnets()
+        .subnet_ids(id)
+        .send()
+        .await
+        .map_err(err("describing the subnet"));
+    let Some(out) = ec2::not_found_is_none(out)? else {
+        return Ok(Poll::Pending("not visible yet".into()));
+    };
+    let Some(s) = out.subnets().first() else {
+        return Ok(Poll::Pending("not visible yet".into()));
+    };
     Ok(match s.state() {
         Some(SubnetState::Available) => Poll::Ready(s.clone()),
-        Some(state @ (SubnetState::Failed | SubnetState::FailedInsufficientCapacity)) => Poll::Failed(state.as_str().into()),
+        Some(state @ (SubnetState::Failed | SubnetState::FailedInsufficientCapacity)) => {
+            Poll::Failed(state.as_str().into())
+        }
         state => Poll::Pending(state.map_or("unknown", |s| s.as_str()).into()),
     })
 }
@@ -80,7 +93,11 @@ impl ResourceKind for Subnet {
             .await
             .map_err(err("creating the subnet"))?;
         let id = out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default();
-        Ok(Outputs::new().with("id", id).with("vpc_id", vpc_id).with("az", az).with("cidr", cidr))
+        Ok(Outputs::new()
+            .with("id", id)
+            .with("vpc_id", vpc_id)
+            .with("az", az)
+            .with("cidr", cidr))
     }
 
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
@@ -113,7 +130,14 @@ impl ResourceKind for Subnet {
         let id = cx.outputs.id()?;
         // DependencyViolation while an ENI (Lambda, endpoint, NAT) is still in it.
         ec2::delete_retrying(Kind::Subnet, &format!("deleting subnet {id}"), || async {
-            aws.clients.ec2.delete_subnet().subnet_id(id).send().await.map(|_| ()).map_err(err("deleting the subnet"))
+            aws.clients
+                .ec2
+                .delete_subnet()
+                .subnet_id(id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("deleting the subnet"))
         })
         .await
     }

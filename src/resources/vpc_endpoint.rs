@@ -17,7 +17,10 @@ pub struct VpcEndpoint;
 
 /// Endpoints in these states will never serve: not adopted, and fatal while waiting.
 fn is_dead(state: Option<&State>) -> bool {
-    matches!(state, Some(State::Deleting | State::Deleted | State::Failed | State::Rejected | State::Expired))
+    matches!(
+        state,
+        Some(State::Deleting | State::Deleted | State::Failed | State::Rejected | State::Expired)
+    )
 }
 
 fn state_name(state: Option<&State>) -> String {
@@ -55,7 +58,9 @@ fn failure(e: &t::VpcEndpoint) -> String {
 
 /// One poll while waiting for `available`. NotFound right after create is "not yet".
 async fn poll_available(aws: &Aws, id: &str) -> Result<Poll<t::VpcEndpoint>, ResourceError> {
-    let Some(e) = describe(aws, id).await? else { return Ok(Poll::Pending("not visible yet".into())) };
+    let Some(e) = describe(aws, id).await? else {
+        return Ok(Poll::Pending("not visible yet".into()));
+    };
     Ok(match e.state() {
         Some(State::Available) => Poll::Ready(e),
         s if is_dead(s) => Poll::Failed(failure(&e)),
@@ -64,7 +69,9 @@ async fn poll_available(aws: &Aws, id: &str) -> Result<Poll<t::VpcEndpoint>, Res
 }
 
 async fn poll_deleted(aws: &Aws, id: &str) -> Result<Poll<()>, ResourceError> {
-    let Some(e) = describe(aws, id).await? else { return Ok(Poll::Ready(())) };
+    let Some(e) = describe(aws, id).await? else {
+        return Ok(Poll::Ready(()));
+    };
     Ok(match e.state() {
         Some(State::Deleted) => Poll::Ready(()),
         Some(State::Failed) => Poll::Failed(failure(&e)),
@@ -73,8 +80,12 @@ async fn poll_deleted(aws: &Aws, id: &str) -> Result<Poll<()>, ResourceError> {
 }
 
 /// DeleteVpcEndpoints reports per-endpoint failures in the response, not as an error.
-fn unsuccessful(out: &aws_sdk_ec2::operation::delete_vpc_endpoints::DeleteVpcEndpointsOutput) -> Result<(), ResourceError> {
-    let Some(item) = out.unsuccessful().first() else { return Ok(()) };
+fn unsuccessful(
+    out: &aws_sdk_ec2::operation::delete_vpc_endpoints::DeleteVpcEndpointsOutput,
+) -> Result<(), ResourceError> {
+    let Some(item) = out.unsuccessful().first() else {
+        return Ok(());
+    };
     let code = item.error().and_then(|e| e.code()).unwrap_or_default();
     let message = item.error().and_then(|e| e.message()).unwrap_or_default();
     let class = error::class_of(code, message);
@@ -108,7 +119,11 @@ impl ResourceKind for VpcEndpoint {
         let (vpc, service, endpoint) = props!(cx, VpcEndpoint { vpc, service, endpoint });
         let vpc_id = cx.dep_id(vpc)?;
         let service_name = endpoint_service_name(&aws.env.region, service);
-        let ids = |keys: &[String]| keys.iter().map(|k| cx.dep_id(k).map(String::from)).collect::<Result<Vec<_>, _>>();
+        let ids = |keys: &[String]| {
+            keys.iter()
+                .map(|k| cx.dep_id(k).map(String::from))
+                .collect::<Result<Vec<_>, _>>()
+        };
         let b = aws
             .clients
             .ec2
@@ -116,20 +131,30 @@ impl ResourceKind for VpcEndpoint {
             .vpc_id(vpc_id)
             .service_name(&service_name)
             .client_token(cx.token)
-            .tag_specifications(tags::ec2_spec(ResourceType::VpcEndpoint, &aws.env.deployment, &cx.spec.key));
+            .tag_specifications(tags::ec2_spec(
+                ResourceType::VpcEndpoint,
+                &aws.env.deployment,
+                &cx.spec.key,
+            ));
         let b = match endpoint {
-            EndpointType::Interface { subnets, security_groups } => b
+            EndpointType::Interface {
+                subnets,
+                security_groups,
+            } => b
                 .vpc_endpoint_type(VpcEndpointType::Interface)
                 .set_subnet_ids(Some(ids(subnets)?))
                 .set_security_group_ids(Some(ids(security_groups)?))
                 .private_dns_enabled(true),
-            EndpointType::Gateway { route_tables } => {
-                b.vpc_endpoint_type(VpcEndpointType::Gateway).set_route_table_ids(Some(ids(route_tables)?))
-            }
+            EndpointType::Gateway { route_tables } => b
+                .vpc_endpoint_type(VpcEndpointType::Gateway)
+                .set_route_table_ids(Some(ids(route_tables)?)),
         };
         let out = b.send().await.map_err(err("creating the VPC endpoint"))?;
         let id = out.vpc_endpoint().and_then(|e| e.vpc_endpoint_id()).unwrap_or_default();
-        Ok(Outputs::new().with("id", id).with("vpc_id", vpc_id).with("service", service_name))
+        Ok(Outputs::new()
+            .with("id", id)
+            .with("vpc_id", vpc_id)
+            .with("service", service_name))
     }
 
     async fn converge(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
@@ -139,7 +164,10 @@ impl ResourceKind for VpcEndpoint {
         {
             // A recorded endpoint that failed or was deleted is replaced: NotFound makes the
             // executor find (skipping dead ones) or create it again.
-            return Err(ResourceError::new(ErrorClass::NotFound, format!("VPC endpoint {id} is {}", failure(&e))));
+            return Err(ResourceError::new(
+                ErrorClass::NotFound,
+                format!("VPC endpoint {id} is {}", failure(&e)),
+            ));
         }
         let e = wait::wait_for(
             &format!("VPC endpoint {id} to become available"),
@@ -198,6 +226,10 @@ mod tests {
         let gone = unsuccessful(&failed_with("InvalidVpcEndpoint.NotFound")).unwrap_err();
         assert!(gone.is(ErrorClass::NotFound), "{gone:?}");
         assert_eq!(gone.code.as_deref(), Some("InvalidVpcEndpoint.NotFound"));
-        assert!(unsuccessful(&failed_with("DependencyViolation")).unwrap_err().is(ErrorClass::InUse));
+        assert!(
+            unsuccessful(&failed_with("DependencyViolation"))
+                .unwrap_err()
+                .is(ErrorClass::InUse)
+        );
     }
 }
