@@ -43,9 +43,12 @@ impl Intercept for CallCounter {
         "pi-deploy call counter"
     }
 
-    fn read_before_execution(
+    // Not `read_before_execution`: client interceptors run that hook before the operation's
+    // configuration (which holds its name) is applied. This one runs once per execution too.
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(m) = cfg.load::<Metadata>() {
@@ -189,6 +192,17 @@ pub struct Env {
     pub account_id: String,
     pub partition: String,
     pub config: Arc<crate::core::config::Config>,
+    /// How `destroy` treats the database (from its flags; defaults for every other command).
+    pub destroy: DestroyOptions,
+    /// Final DB snapshots taken by this run's deletes, for the run's summary.
+    pub final_snapshots: Arc<Mutex<Vec<String>>>,
+}
+
+/// The database-related flags of `destroy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DestroyOptions {
+    pub skip_final_snapshot: bool,
+    pub disable_deletion_protection: bool,
 }
 
 impl Env {

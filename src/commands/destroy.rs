@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::{CmdError, desired_graph, existing_graph, load_config, open_session, resolve_zones, validate};
+use crate::aws::DestroyOptions;
 use crate::cli::{DestroyArgs, GlobalArgs};
 use crate::core::config::Purpose;
 use crate::core::event::{Event, EventSink};
@@ -16,11 +17,15 @@ use crate::core::latency;
 use crate::core::state::State;
 use crate::resources::AwsCloud;
 
-pub async fn run(global: &GlobalArgs, _args: &DestroyArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
+pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
     let cfg = load_config(global)?;
     validate(&cfg, Purpose::Other)?;
     let started = Instant::now();
     let mut session = open_session(&cfg, global, "destroy", events.clone()).await?;
+    Arc::get_mut(&mut session.aws).expect("the session is not shared yet").env.destroy = DestroyOptions {
+        skip_final_snapshot: args.skip_final_snapshot,
+        disable_deletion_protection: args.disable_deletion_protection,
+    };
     if session.fresh {
         events.emit(Event::RunFinished {
             command: "destroy".into(),
@@ -77,7 +82,7 @@ pub async fn run(global: &GlobalArgs, _args: &DestroyArgs, events: Arc<dyn Event
         ok: error.is_none(),
         elapsed_ms: started.elapsed().as_millis() as u64,
         counts,
-        outputs: BTreeMap::new(),
+        outputs: final_snapshot_outputs(&session.aws.env.final_snapshots.lock().unwrap()),
         error: error.clone(),
     });
     match error {
@@ -87,6 +92,14 @@ pub async fn run(global: &GlobalArgs, _args: &DestroyArgs, events: Arc<dyn Event
             hint: Some("run `pi-deploy destroy` again: it resumes where it stopped".into()),
             reported: true,
         }),
+    }
+}
+
+/// The final DB snapshots this run took, for the summary (`final_snapshot`).
+fn final_snapshot_outputs(snapshots: &[String]) -> BTreeMap<String, String> {
+    match snapshots {
+        [] => BTreeMap::new(),
+        many => BTreeMap::from([("final_snapshot".to_string(), many.join(","))]),
     }
 }
 

@@ -156,6 +156,8 @@ pub async fn open_session(cfg: &Config, global: &GlobalArgs, command: &str, even
         account_id: identity.account_id.clone(),
         partition: identity.partition.clone(),
         config: Arc::new(cfg.clone()),
+        destroy: Default::default(),
+        final_snapshots: Default::default(),
     };
     Ok(Session { aws: Arc::new(Aws { clients, env }), state_file, state, fresh, events })
 }

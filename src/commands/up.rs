@@ -11,6 +11,7 @@ use crate::core::config::Purpose;
 use crate::core::event::{Event, EventSink};
 use crate::core::executor::{Executor, Limits, StateStore};
 use crate::core::latency;
+use crate::core::phase::{PhaseTracker, Progress};
 use crate::core::state::{State, Status};
 use crate::resources::AwsCloud;
 
@@ -23,11 +24,22 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
         cfg.certificate_arn = Some(arn.clone());
     }
     validate(&cfg, Purpose::Up)?;
+    check_licence(&cfg)?;
 
     let started = Instant::now();
     let mut session = open_session(&cfg, global, "up", events.clone()).await?;
+    check_certificate(&session, &cfg).await?;
     let zones = resolve_zones(&mut session, &cfg).await?;
     let graph = Arc::new(desired_graph(&cfg, &session.aws.env.region, zones)?);
+    // Ready resources that are out of date (new Lambda code) are converged again.
+    for n in graph.nodes() {
+        if let Some(r) = session.state.resources.get_mut(&n.key)
+            && r.status == Status::Ready
+            && crate::resources::outdated(n, &r.outputs)
+        {
+            r.status = Status::Created;
+        }
+    }
 
     // The lineage and the resolved zones are on disk before the first create call.
     session.state.serial += 1;
@@ -48,11 +60,14 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     }
 
     let weights = graph.longest_remaining(|n| latency::create_timing(n.kind).median_s);
+    // "phase `network` done after ..." lines, from the tiers' last resources.
+    let progress = Progress::new(graph.nodes(), |k| session.state.resources.get(k).is_some_and(|r| r.status == Status::Ready));
+    let phases: Arc<dyn EventSink> = Arc::new(PhaseTracker::new(events.clone(), started.into_std(), progress));
     let store: Arc<dyn StateStore> = Arc::new(session.state_file);
     let executor = Executor {
         cloud: Arc::new(AwsCloud { aws: session.aws.clone() }),
         store: store.clone(),
-        events: events.clone(),
+        events: phases,
         limits: Limits::default(),
         cancel: super::ctrl_c_channel(),
     };
@@ -92,6 +107,31 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     }
 }
 
+/// A configured licence must be readable before anything is created: a missing env var
+/// or file is bad input (exit 2), not a failure halfway through the run.
+fn check_licence(cfg: &crate::core::config::Config) -> Result<(), CmdError> {
+    match crate::core::spec::licence_source(cfg) {
+        Some(source) => crate::resources::secret::read_licence(&source)
+            .map(drop)
+            .map_err(|e| CmdError::input(e.field, e.problem, e.fix)),
+        None => Ok(()),
+    }
+}
+
+/// A given certificate must exist in the region, be ISSUED and cover the configured domain
+/// before anything is created; otherwise exit 2 naming `certificate_arn`.
+async fn check_certificate(session: &super::Session, cfg: &crate::core::config::Config) -> Result<(), CmdError> {
+    let Some(arn) = &cfg.certificate_arn else { return Ok(()) };
+    match crate::resources::listener::check_certificate(&session.aws, arn, cfg.domain_name.as_deref()).await? {
+        None => Ok(()),
+        Some(problem) => Err(CmdError::input(
+            "certificate_arn",
+            problem,
+            "give the ARN of an ISSUED ACM certificate in the deployment's region that covers domain_name",
+        )),
+    }
+}
+
 /// The values an operator needs, from the recorded resources.
 pub fn outputs(state: &State) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -101,5 +141,14 @@ pub fn outputs(state: &State) -> BTreeMap<String, String> {
         }
     };
     take("vpc_id", "vpc", "id");
+    take("dashboard_url", "dashboard", "id");
+    take("asg_name", "asg", "id");
+    take("bucket_name", "bucket", "id");
+    take("file_system_id", "efs", "id");
+    take("db_secret_arn", "db", "secret_arn");
+    let endpoint = state.resources.get("db-endpoint").map(|r| (r.outputs.get("address"), r.outputs.get("port")));
+    if let Some((Some(host), Some(port))) = endpoint {
+        out.insert("db_endpoint".to_string(), format!("{host}:{port}"));
+    }
     out
 }

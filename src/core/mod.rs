@@ -1,5 +1,6 @@
 //! The pure core: no AWS SDK types, no terminal, no file I/O. Testable without AWS.
 
+pub mod bench_model;
 pub mod config;
 pub mod event;
 pub mod executor;
@@ -7,7 +8,10 @@ pub mod fake;
 pub mod graph;
 pub mod latency;
 pub mod names;
+pub mod phase;
+pub mod policy;
 pub mod resource;
 pub mod rules;
 pub mod spec;
 pub mod state;
+pub mod userdata;

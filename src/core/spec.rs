@@ -315,6 +315,19 @@ impl Builder {
 pub fn build(input: &SpecInput<'_>) -> Vec<NodeSpec> {
     let mut b = Builder { nodes: Vec::new() };
     network(&mut b, input);
+    data(&mut b, input);
+    sideload(&mut b, input);
+    b.nodes
+}
+
+/// Every tier of the architecture, whether or not `build` calls it yet (the modelled
+/// benchmark schedules the full graph; `build` will call the same four functions).
+pub fn build_all(input: &SpecInput<'_>) -> Vec<NodeSpec> {
+    let mut b = Builder { nodes: Vec::new() };
+    network(&mut b, input);
+    data(&mut b, input);
+    sideload(&mut b, input);
+    compute(&mut b, input);
     b.nodes
 }
 
@@ -328,7 +341,7 @@ fn with(mut deps: Vec<String>, more: &[&str]) -> Vec<String> {
 }
 
 /// The licence secret exists only when a licence source is configured.
-fn licence_source(cfg: &Config) -> Option<SecretSource> {
+pub fn licence_source(cfg: &Config) -> Option<SecretSource> {
     match (&cfg.licence.env, &cfg.licence.file) {
         (Some(var), _) => Some(SecretSource::Env(var.clone())),
         (None, Some(path)) => Some(SecretSource::File(path.clone())),
@@ -339,7 +352,6 @@ fn licence_source(cfg: &Config) -> Option<SecretSource> {
 /// Storage and data. The RDS chain is the critical path: vpc -> db subnets -> subnet group
 /// -> instance -> endpoint (the long wait); nothing outside it waits for `db-endpoint`
 /// except the final dashboard check.
-#[allow(dead_code)]
 fn data(b: &mut Builder, input: &SpecInput<'_>) {
     let cfg = input.config;
     let dep = &cfg.deployment;
@@ -417,14 +429,14 @@ fn data(b: &mut Builder, input: &SpecInput<'_>) {
 pub const SIDELOAD_PREFIXES: [&str; 5] = ["images/", "themes/", "excel-data/", "svg/", "keys/"];
 
 /// Side-loading: S3 -> Lambda (in the VPC, EFS access point at /mnt/efs) -> EFS.
-#[allow(dead_code)]
 fn sideload(b: &mut Builder, input: &SpecInput<'_>) {
     let cfg = input.config;
     let dep = &cfg.deployment;
     b.add(
         "lambda-role",
         Kind::IamRole,
-        vec!["bucket".into(), "efs".into()],
+        // The access point's ARN narrows the role's EFS mount permission to it.
+        vec!["bucket".into(), "efs".into(), "efs-ap".into()],
         Props::IamRole {
             name: names::lambda_role(dep),
             service: "lambda.amazonaws.com".into(),

@@ -2,15 +2,42 @@
 //! modules (and `aws`) see SDK types; the core sees the `Cloud` trait that `AwsCloud`
 //! implements by dispatching on the kind.
 
+mod access_point;
+mod alarm;
+mod auto_scaling_group;
+mod bucket;
+mod bucket_notification;
+mod db_endpoint;
+mod dashboard_check;
+mod db_instance;
+mod dns_record;
 mod ec2;
 mod eip;
+mod elb;
+mod file_system;
+mod iam_role;
+mod instance_profile;
 mod internet_gateway;
+mod lambda_code;
+mod lambda_enis;
+mod lambda_function;
+mod lambda_permission;
+pub mod launch_template;
+mod lifecycle_hook;
+pub mod listener;
+mod load_balancer;
+mod log_group;
+mod mount_target;
 mod nat_gateway;
 mod network_acl;
+mod rds;
 mod route;
 mod route_table;
+mod scaling_policy;
+pub mod secret;
 mod security_group;
 mod subnet;
+mod target_group;
 mod vpc;
 mod vpc_endpoint;
 
@@ -20,7 +47,7 @@ use async_trait::async_trait;
 
 use crate::aws::{Clients, Env};
 use crate::core::resource::{Cloud, DeleteCtx, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::spec::{Kind, NodeSpec};
 
 /// What every kind module gets: the clients and the run's environment.
 pub struct Aws {
@@ -42,6 +69,17 @@ pub trait ResourceKind: Send + Sync {
     }
     /// Delete and wait until gone; already gone is success.
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError>;
+    /// Whether a resource recorded as ready is out of date in a way only `converge` can
+    /// fix (new Lambda code): `up` converges it again. Decided from the recorded outputs.
+    fn outdated(&self, spec: &NodeSpec, outputs: &Outputs) -> bool {
+        let _ = (spec, outputs);
+        false
+    }
+}
+
+/// See `ResourceKind::outdated`.
+pub fn outdated(spec: &NodeSpec, outputs: &Outputs) -> bool {
+    kind_impl(spec.kind).outdated(spec, outputs)
 }
 
 fn kind_impl(kind: Kind) -> &'static dyn ResourceKind {
@@ -56,28 +94,32 @@ fn kind_impl(kind: Kind) -> &'static dyn ResourceKind {
         Kind::NetworkAcl => &network_acl::NetworkAcl,
         Kind::SecurityGroup => &security_group::SecurityGroup,
         Kind::VpcEndpoint => &vpc_endpoint::VpcEndpoint,
-        // Kinds whose modules are still being written; `spec::build` does not emit them yet.
-        _ => &Unbuilt,
+        Kind::Bucket => &bucket::Bucket,
+        Kind::FileSystem => &file_system::FileSystem,
+        Kind::MountTarget => &mount_target::MountTarget,
+        Kind::AccessPoint => &access_point::AccessPoint,
+        Kind::DbSubnetGroup => &rds::DbSubnetGroup,
+        Kind::DbParameterGroup => &rds::DbParameterGroup,
+        Kind::DbInstance => &db_instance::DbInstance,
+        Kind::DbEndpoint => &db_endpoint::DbEndpoint,
+        Kind::Secret => &secret::Secret,
+        Kind::IamRole => &iam_role::IamRole,
+        Kind::LogGroup => &log_group::LogGroup,
+        Kind::LambdaFunction => &lambda_function::LambdaFunction,
+        Kind::LambdaPermission => &lambda_permission::LambdaPermission,
+        Kind::BucketNotification => &bucket_notification::BucketNotification,
+        Kind::InstanceProfile => &instance_profile::InstanceProfile,
+        Kind::LaunchTemplate => &launch_template::LaunchTemplate,
+        Kind::TargetGroup => &target_group::TargetGroup,
+        Kind::LoadBalancer => &load_balancer::LoadBalancer,
+        Kind::Listener => &listener::Listener,
+        Kind::AutoScalingGroup => &auto_scaling_group::AutoScalingGroup,
+        Kind::LifecycleHook => &lifecycle_hook::LifecycleHook,
+        Kind::ScalingPolicy => &scaling_policy::ScalingPolicy,
+        Kind::Alarm => &alarm::Alarm,
+        Kind::DnsRecord => &dns_record::DnsRecord,
+        Kind::DashboardCheck => &dashboard_check::DashboardCheck,
     }
-}
-
-struct Unbuilt;
-
-#[async_trait]
-impl ResourceKind for Unbuilt {
-    async fn find(&self, _: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
-        Err(unbuilt(cx.spec.kind))
-    }
-    async fn create(&self, _: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
-        Err(unbuilt(cx.spec.kind))
-    }
-    async fn delete(&self, _: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
-        Err(unbuilt(cx.kind))
-    }
-}
-
-fn unbuilt(kind: Kind) -> ResourceError {
-    ResourceError::new(crate::core::resource::ErrorClass::Invalid, format!("resource kind `{kind}` is not implemented"))
 }
 
 /// The `Cloud` the executor drives against real AWS (or an emulator at AWS_ENDPOINT_URL).

@@ -190,12 +190,14 @@ struct Association {
     acl_id: String,
 }
 
-async fn associations_of(aws: &Aws, subnets: &[String]) -> Result<Vec<Association>, ResourceError> {
+/// Every association of these subnets, read through the VPC filter (see route_table.rs on
+/// multi-value `association.subnet-id` filters).
+async fn associations_of(aws: &Aws, vpc_id: &str, subnets: &[String]) -> Result<Vec<Association>, ResourceError> {
     let out = aws
         .clients
         .ec2
         .describe_network_acls()
-        .filters(ec2::filter("association.subnet-id", subnets.iter().cloned()))
+        .filters(ec2::filter("vpc-id", [vpc_id]))
         .send()
         .await
         .map_err(err("reading the subnets' network ACL associations"))?;
@@ -244,13 +246,13 @@ async fn replace_association(aws: &Aws, association_id: &str, acl_id: &str) -> R
         .map_err(err("associating the network ACL with a subnet"))
 }
 
-async fn converge_associations(aws: &Aws, acl_id: &str, subnets: &[String]) -> Result<(), ResourceError> {
+async fn converge_associations(aws: &Aws, vpc_id: &str, acl_id: &str, subnets: &[String]) -> Result<(), ResourceError> {
     let moves = wait::wait_for(
         "subnets' network ACL associations to be visible",
         ec2::CONSISTENCY_BUDGET,
         wait::Backoff::QUICK,
         || async {
-            let current = associations_of(aws, subnets).await?;
+            let current = associations_of(aws, vpc_id, subnets).await?;
             Ok(match plan_associations(acl_id, subnets, &current) {
                 Ok(moves) => Poll::Ready(moves),
                 Err(missing) => Poll::Pending(format!("no association for {}", missing.join(", "))),
@@ -335,14 +337,15 @@ impl ResourceKind for NetworkAcl {
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, mut outputs: Outputs) -> Result<Outputs, ResourceError> {
         let (vpc, subnets, rules) = props!(cx, NetworkAcl { vpc, subnets, rules });
         let id = outputs.id()?.to_string();
+        let vpc_id = cx.dep_id(vpc)?;
         let subnet_ids = subnets
             .iter()
             .map(|k| cx.dep_id(k).map(String::from))
             .collect::<Result<Vec<_>, _>>()?;
         // Entries first: the subnets move onto the ACL only once it admits their traffic.
         converge_entries(aws, &id, rules).await?;
-        converge_associations(aws, &id, &subnet_ids).await?;
-        outputs.set("vpc_id", cx.dep_id(vpc)?);
+        converge_associations(aws, vpc_id, &id, &subnet_ids).await?;
+        outputs.set("vpc_id", vpc_id);
         Ok(outputs)
     }
 

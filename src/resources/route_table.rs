@@ -58,13 +58,16 @@ fn is_live(a: &t::RouteTableAssociation) -> bool {
     )
 }
 
-/// The live explicit associations of these subnets, with any route table.
-async fn associations_of(aws: &Aws, subnets: &[String]) -> Result<Vec<Association>, ResourceError> {
+/// The live explicit associations of these subnets, with any route table of the VPC. The
+/// VPC is the filter, and the subnets are picked here: a multi-value `association.subnet-id`
+/// filter matches on AWS when any value does, but some implementations (moto) only when the
+/// table's subnets are a subset or superset of the values, which hides tables.
+async fn associations_of(aws: &Aws, vpc_id: &str, subnets: &[String]) -> Result<Vec<Association>, ResourceError> {
     let out = aws
         .clients
         .ec2
         .describe_route_tables()
-        .filters(ec2::filter("association.subnet-id", subnets.iter().cloned()))
+        .filters(ec2::filter("vpc-id", [vpc_id]))
         .send()
         .await
         .map_err(err("reading the subnets' route table associations"))?;
@@ -185,16 +188,17 @@ impl ResourceKind for RouteTable {
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, mut outputs: Outputs) -> Result<Outputs, ResourceError> {
         let (vpc, subnets) = props!(cx, RouteTable { vpc, subnets });
         let id = outputs.id()?.to_string();
+        let vpc_id = cx.dep_id(vpc)?;
         let subnet_ids = subnets
             .iter()
             .map(|k| cx.dep_id(k).map(String::from))
             .collect::<Result<Vec<_>, _>>()?;
-        let current = associations_of(aws, &subnet_ids).await?;
+        let current = associations_of(aws, vpc_id, &subnet_ids).await?;
         for action in plan_associations(&id, &subnet_ids, &current) {
             match apply(aws, &id, &action).await {
                 // Someone associated the subnet between our read and our call: move it.
                 Err(e) if ec2::has_code(&e, "Resource.AlreadyAssociated") => {
-                    let now = associations_of(aws, &subnet_ids).await?;
+                    let now = associations_of(aws, vpc_id, &subnet_ids).await?;
                     for again in plan_associations(&id, &subnet_ids, &now) {
                         apply(aws, &id, &again).await?;
                     }
@@ -202,7 +206,7 @@ impl ResourceKind for RouteTable {
                 other => other?,
             }
         }
-        outputs.set("vpc_id", cx.dep_id(vpc)?);
+        outputs.set("vpc_id", vpc_id);
         Ok(outputs)
     }
 

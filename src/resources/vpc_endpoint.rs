@@ -4,7 +4,7 @@
 //! default full-access policy: the vendor's custom policy had a malformed ARN.
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{self as t, ResourceType, State, VpcEndpointType};
+use aws_sdk_ec2::types::{self as t, ResourceType, VpcEndpointType};
 
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
@@ -15,16 +15,42 @@ use crate::core::spec::{EndpointType, Kind, endpoint_service_name};
 
 pub struct VpcEndpoint;
 
-/// Endpoints in these states will never serve: not adopted, and fatal while waiting.
-fn is_dead(state: Option<&State>) -> bool {
-    matches!(
-        state,
-        Some(State::Deleting | State::Deleted | State::Failed | State::Rejected | State::Expired)
-    )
+/// An endpoint's lifecycle state. The SDK's `State` enum spells its values `Available`,
+/// `Deleted`, ..., but DescribeVpcEndpoints answers `available`, `deleted`, ...: the SDK then
+/// parses every value as `Unknown`, so the state is read from its string, ignoring case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EpState {
+    Available,
+    Pending,
+    Deleting,
+    Deleted,
+    /// failed, rejected, expired: it will never serve.
+    Dead,
+    Other,
 }
 
-fn state_name(state: Option<&State>) -> String {
-    state.map_or("unknown", |s| s.as_str()).to_string()
+fn ep_state(raw: Option<&str>) -> EpState {
+    match raw.unwrap_or_default().to_ascii_lowercase().as_str() {
+        "available" => EpState::Available,
+        "pending" | "pendingacceptance" => EpState::Pending,
+        "deleting" => EpState::Deleting,
+        "deleted" => EpState::Deleted,
+        "failed" | "rejected" | "expired" => EpState::Dead,
+        _ => EpState::Other,
+    }
+}
+
+fn state_of(e: &t::VpcEndpoint) -> EpState {
+    ep_state(e.state().map(|s| s.as_str()))
+}
+
+/// Endpoints in these states will never serve: not adopted, and fatal while waiting.
+fn is_dead(e: &t::VpcEndpoint) -> bool {
+    matches!(state_of(e), EpState::Deleting | EpState::Deleted | EpState::Dead)
+}
+
+fn state_name(e: &t::VpcEndpoint) -> String {
+    e.state().map_or("unknown", |s| s.as_str()).to_string()
 }
 
 fn outputs_of(e: &t::VpcEndpoint) -> Option<Outputs> {
@@ -51,8 +77,8 @@ async fn describe(aws: &Aws, id: &str) -> Result<Option<t::VpcEndpoint>, Resourc
 fn failure(e: &t::VpcEndpoint) -> String {
     let reason = e.failure_reason().or(e.last_error().and_then(|l| l.message()));
     match reason {
-        Some(r) => format!("{}: {r}", state_name(e.state())),
-        None => state_name(e.state()),
+        Some(r) => format!("{}: {r}", state_name(e)),
+        None => state_name(e),
     }
 }
 
@@ -61,10 +87,10 @@ async fn poll_available(aws: &Aws, id: &str) -> Result<Poll<t::VpcEndpoint>, Res
     let Some(e) = describe(aws, id).await? else {
         return Ok(Poll::Pending("not visible yet".into()));
     };
-    Ok(match e.state() {
-        Some(State::Available) => Poll::Ready(e),
-        s if is_dead(s) => Poll::Failed(failure(&e)),
-        s => Poll::Pending(state_name(s)),
+    Ok(match state_of(&e) {
+        EpState::Available => Poll::Ready(e),
+        _ if is_dead(&e) => Poll::Failed(failure(&e)),
+        _ => Poll::Pending(state_name(&e)),
     })
 }
 
@@ -72,10 +98,10 @@ async fn poll_deleted(aws: &Aws, id: &str) -> Result<Poll<()>, ResourceError> {
     let Some(e) = describe(aws, id).await? else {
         return Ok(Poll::Ready(()));
     };
-    Ok(match e.state() {
-        Some(State::Deleted) => Poll::Ready(()),
-        Some(State::Failed) => Poll::Failed(failure(&e)),
-        s => Poll::Pending(state_name(s)),
+    Ok(match state_of(&e) {
+        EpState::Deleted => Poll::Ready(()),
+        EpState::Dead => Poll::Failed(failure(&e)),
+        _ => Poll::Pending(state_name(&e)),
     })
 }
 
@@ -110,7 +136,7 @@ impl ResourceKind for VpcEndpoint {
         Ok(out
             .vpc_endpoints()
             .iter()
-            .filter(|e| !is_dead(e.state()))
+            .filter(|e| !is_dead(e))
             .find(|e| tags::ec2_is_ours(e.tags(), &aws.env.deployment, &cx.spec.key))
             .and_then(outputs_of))
     }
@@ -160,7 +186,7 @@ impl ResourceKind for VpcEndpoint {
     async fn converge(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
         let id = outputs.id()?.to_string();
         if let Some(e) = describe(aws, &id).await?
-            && is_dead(e.state())
+            && is_dead(&e)
         {
             // A recorded endpoint that failed or was deleted is replaced: NotFound makes the
             // executor find (skipping dead ones) or create it again.
@@ -218,6 +244,18 @@ mod tests {
                     .build(),
             )
             .build()
+    }
+
+    #[test]
+    fn states_are_read_whatever_their_case() {
+        assert_eq!(ep_state(Some("available")), EpState::Available);
+        assert_eq!(ep_state(Some("Available")), EpState::Available);
+        assert_eq!(ep_state(Some("pendingAcceptance")), EpState::Pending);
+        assert_eq!(ep_state(Some("deleted")), EpState::Deleted);
+        assert_eq!(ep_state(Some("rejected")), EpState::Dead);
+        assert_eq!(ep_state(None), EpState::Other);
+        let e = t::VpcEndpoint::builder().state(t::State::from("available")).build();
+        assert_eq!(state_of(&e), EpState::Available);
     }
 
     #[test]

@@ -72,3 +72,263 @@ pub fn all_keys(c: &Census) -> Vec<String> {
     keys.sort();
     keys
 }
+
+fn tag_key<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>, deployment: &str) -> Option<String> {
+    let tags: Vec<(&str, &str)> = tags.into_iter().collect();
+    let ours = tags.iter().any(|(k, v)| *k == "pi-deploy:deployment" && *v == deployment);
+    ours.then(|| tags.iter().find(|(k, _)| *k == "pi-deploy:key").map(|(_, v)| v.to_string()).unwrap_or_else(|| "?".into()))
+}
+
+/// The data tier: the bucket and the DB groups by their derived names; file systems,
+/// access points, DB instances and secrets by tag; mount targets through our file systems
+/// (they take no tags; listed as `<file system key>@<subnet id>`); the endpoint parameter by name.
+pub async fn data(c: &Clients, dep: &str) -> Census {
+    use pi_deploy::core::names;
+    let mut out = Census::new();
+    let identity = c.identity(dep).await.unwrap();
+    let bucket = names::bucket(dep, &identity.account_id, &identity.region);
+    if c.s3.head_bucket().bucket(&bucket).send().await.is_ok() {
+        push(&mut out, "s3-bucket", Some(bucket));
+    }
+
+    let file_systems = c.efs.describe_file_systems().send().await.unwrap();
+    for fs in file_systems.file_systems() {
+        let gone = matches!(fs.life_cycle_state().as_str(), "deleted" | "deleting");
+        let Some(key) = tag_key(fs.tags().iter().map(|t| (t.key(), t.value())), dep) else { continue };
+        if gone {
+            continue;
+        }
+        for m in c.efs.describe_mount_targets().file_system_id(fs.file_system_id()).send().await.unwrap().mount_targets() {
+            if !matches!(m.life_cycle_state().as_str(), "deleted" | "deleting") {
+                push(&mut out, "efs-mount-target", Some(format!("{key}@{}", m.subnet_id())));
+            }
+        }
+        push(&mut out, "efs-file-system", Some(key));
+    }
+    for a in c.efs.describe_access_points().send().await.unwrap().access_points() {
+        let live = !matches!(a.life_cycle_state().map(|s| s.as_str()), Some("deleted") | Some("deleting"));
+        if live {
+            push(&mut out, "efs-access-point", tag_key(a.tags().iter().map(|t| (t.key(), t.value())), dep));
+        }
+    }
+
+    for db in c.rds.describe_db_instances().send().await.unwrap().db_instances() {
+        let key = tag_key(db.tag_list().iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))), dep);
+        let named = db.db_instance_identifier() == Some(names::db_identifier(dep).as_str());
+        push(&mut out, "db-instance", key.or(named.then(|| "?untagged".into())));
+    }
+    // By name: an unknown name is DBSubnetGroupNotFoundFault / DBParameterGroupNotFound on
+    // AWS, an empty list on moto; both count as absent.
+    let subnet_group = names::db_subnet_group(dep);
+    if let Ok(o) = c.rds.describe_db_subnet_groups().db_subnet_group_name(&subnet_group).send().await
+        && o.db_subnet_groups().iter().any(|g| g.db_subnet_group_name() == Some(subnet_group.as_str()))
+    {
+        push(&mut out, "db-subnet-group", Some(subnet_group));
+    }
+    let params = names::db_parameter_group(dep);
+    if let Ok(o) = c.rds.describe_db_parameter_groups().db_parameter_group_name(&params).send().await
+        && o.db_parameter_groups().iter().any(|g| g.db_parameter_group_name() == Some(params.as_str()))
+    {
+        push(&mut out, "db-parameter-group", Some(params));
+    }
+
+    let secrets = c
+        .secrets
+        .list_secrets()
+        .filters(aws_sdk_secretsmanager::types::Filter::builder().key("tag-value".into()).values(dep).build())
+        .send()
+        .await
+        .unwrap();
+    for s in secrets.secret_list() {
+        if s.deleted_date().is_none() {
+            push(&mut out, "secret", tag_key(s.tags().iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))), dep));
+        }
+    }
+    if c.ssm.get_parameter().name(names::db_endpoint_parameter(dep)).send().await.is_ok() {
+        push(&mut out, "ssm-parameter", Some(names::db_endpoint_parameter(dep)));
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
+/// The compute and edge tier: launch templates and instances by tag; the target group, load
+/// balancer (with its listeners), Auto Scaling group (with its hook and policies) and
+/// instance profile by their derived names, each reported by its `pi-deploy:key` tag (`?` when
+/// the name is ours but the tags are not); alarms by name prefix.
+pub async fn compute(c: &Clients, dep: &str) -> Census {
+    use pi_deploy::core::names;
+    let mut out = Census::new();
+
+    let lts = c.ec2.describe_launch_templates().filters(by_deployment(dep)).send().await.unwrap();
+    for lt in lts.launch_templates() {
+        push(&mut out, "launch-template", key_of(lt.tags(), dep));
+    }
+    let named = c.ec2.describe_launch_templates().launch_template_names(names::launch_template(dep)).send().await;
+    if let Ok(o) = named {
+        for lt in o.launch_templates() {
+            if key_of(lt.tags(), dep).is_none() {
+                push(&mut out, "launch-template", Some("?untagged".into()));
+            }
+        }
+    }
+    let instances = c.ec2.describe_instances().filters(by_deployment(dep)).send().await.unwrap();
+    for i in instances.reservations().iter().flat_map(|r| r.instances()) {
+        let state = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default();
+        if state != "terminated" {
+            push(&mut out, "ec2-instance", key_of(i.tags(), dep));
+        }
+    }
+
+    let elb_key = |arn: String| {
+        let c = c.clone();
+        let dep = dep.to_string();
+        async move {
+            let t = c.elb.describe_tags().resource_arns(&arn).send().await.unwrap();
+            let tags: Vec<(String, String)> = t
+                .tag_descriptions()
+                .iter()
+                .flat_map(|d| d.tags())
+                .map(|t| (t.key().unwrap_or("").to_string(), t.value().unwrap_or("").to_string()))
+                .collect();
+            tag_key(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())), &dep).or(Some("?".into()))
+        }
+    };
+    if let Ok(tgs) = c.elb.describe_target_groups().names(names::target_group(dep)).send().await {
+        for tg in tgs.target_groups() {
+            let key = elb_key(tg.target_group_arn().unwrap().to_string()).await;
+            push(&mut out, "target-group", key);
+        }
+    }
+    if let Ok(lbs) = c.elb.describe_load_balancers().names(names::alb(dep)).send().await {
+        for lb in lbs.load_balancers() {
+            let arn = lb.load_balancer_arn().unwrap().to_string();
+            push(&mut out, "load-balancer", elb_key(arn.clone()).await);
+            let listeners = c.elb.describe_listeners().load_balancer_arn(&arn).send().await.unwrap();
+            for l in listeners.listeners() {
+                let key = elb_key(l.listener_arn().unwrap().to_string()).await;
+                push(&mut out, "listener", key);
+            }
+        }
+    }
+
+    let asg_name = names::asg(dep);
+    let groups = c.autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(&asg_name).send().await.unwrap();
+    for g in groups.auto_scaling_groups() {
+        let key = tag_key(g.tags().iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))), dep);
+        push(&mut out, "auto-scaling-group", key.or(Some("?".into())));
+        let hooks = c.autoscaling.describe_lifecycle_hooks().auto_scaling_group_name(&asg_name).send().await.unwrap();
+        for h in hooks.lifecycle_hooks() {
+            push(&mut out, "lifecycle-hook", h.lifecycle_hook_name().map(String::from));
+        }
+        let policies = c.autoscaling.describe_policies().auto_scaling_group_name(&asg_name).send().await.unwrap();
+        for p in policies.scaling_policies() {
+            push(&mut out, "scaling-policy", p.policy_name().map(String::from));
+        }
+    }
+
+    let alarms = c.cloudwatch.describe_alarms().alarm_name_prefix(format!("{dep}-")).send().await.unwrap();
+    for a in alarms.metric_alarms() {
+        push(&mut out, "alarm", a.alarm_name().map(String::from));
+    }
+
+    let profile = names::instance_profile(dep);
+    if c.iam.get_instance_profile().instance_profile_name(&profile).send().await.is_ok() {
+        let t = c.iam.list_instance_profile_tags().instance_profile_name(&profile).send().await.unwrap();
+        let key = tag_key(t.tags().iter().map(|t| (t.key(), t.value())), dep);
+        push(&mut out, "instance-profile", key.or(Some("?".into())));
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
+/// IAM roles whose name starts with `<deployment>-`, each reported by its `pi-deploy:key`
+/// tag (`?untagged` when the name is ours but the tags are not). ListRoles carries no tags,
+/// so each candidate is read with GetRole.
+pub async fn iam_roles(c: &Clients, dep: &str) -> Census {
+    let mut out = Census::new();
+    let roles = c
+        .iam
+        .list_roles()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .unwrap();
+    for r in roles.iter().filter(|r| r.role_name().starts_with(&format!("{dep}-"))) {
+        let Ok(got) = c.iam.get_role().role_name(r.role_name()).send().await else {
+            continue;
+        };
+        let tags = got.role().map(|r| r.tags().to_vec()).unwrap_or_default();
+        let key = tag_key(tags.iter().map(|t| (t.key(), t.value())), dep);
+        push(&mut out, "iam-role", key.or(Some("?untagged".into())));
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
+/// The side-loading tier: the Lambda function and its log group by their derived names,
+/// each reported by its `pi-deploy:key` tag (`?untagged` when the name is ours but the tags
+/// are not). The permission and the bucket notification have no tags: the sideload tests
+/// read them from the function's policy and the bucket.
+pub async fn sideload(c: &Clients, dep: &str) -> Census {
+    use pi_deploy::core::names;
+    let mut out = Census::new();
+    let functions = c
+        .lambda
+        .list_functions()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .unwrap();
+    for f in functions
+        .iter()
+        .filter(|f| f.function_name().is_some_and(|n| n.starts_with(&format!("{dep}-"))))
+    {
+        let got = c
+            .lambda
+            .get_function()
+            .function_name(f.function_name().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let key = got
+            .tags()
+            .and_then(|t| tag_key(t.iter().map(|(k, v)| (k.as_str(), v.as_str())), dep));
+        push(&mut out, "lambda-function", key.or(Some("?untagged".into())));
+    }
+    let prefix = names::lambda_log_group(dep).replace(&names::lambda_function(dep), &format!("{dep}-"));
+    let groups = c
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(prefix)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .unwrap();
+    for g in &groups {
+        let arn = g
+            .log_group_arn()
+            .map(String::from)
+            .unwrap_or_else(|| g.arn().unwrap_or_default().trim_end_matches(":*").to_string());
+        let tags = c.logs.list_tags_for_resource().resource_arn(arn).send().await.unwrap();
+        let key = tags
+            .tags()
+            .and_then(|t| tag_key(t.iter().map(|(k, v)| (k.as_str(), v.as_str())), dep));
+        push(&mut out, "log-group", key.or(Some("?untagged".into())));
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}

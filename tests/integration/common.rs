@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -85,8 +84,9 @@ impl Deployment {
         self.ok(&args)
     }
 
+    /// Tests do not keep their databases: no final snapshot, deletion protection lifted.
     pub fn destroy(&self) -> Output {
-        self.ok(&["destroy", "--yes", "--skip-final-snapshot"])
+        self.ok(&["destroy", "--yes", "--skip-final-snapshot", "--disable-deletion-protection"])
     }
 
     pub fn state(&self) -> serde_json::Value {

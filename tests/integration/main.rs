@@ -5,4 +5,8 @@
 
 mod census;
 mod common;
+mod example_config;
+mod compute;
+mod data;
 mod network;
+mod sideload;

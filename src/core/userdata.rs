@@ -1,0 +1,260 @@
+//! The dashboard instances' user data: `templates/user-data.sh` with its `{{placeholders}}`
+//! filled in. Pure: the launch template kind base64-encodes the result.
+//!
+//! The renderer only ever receives ids, names and ARNs. Secret values (the DB password, the
+//! licence) are read by the instance itself at every start of the dashboard, so they never
+//! reach user data, which anyone with `ec2:DescribeLaunchTemplateVersions` can read.
+
+use super::config::Config;
+use super::names;
+
+const TEMPLATE: &str = include_str!("../../templates/user-data.sh");
+
+/// AWS refuses user data above 16 KiB (before base64).
+pub const MAX_USER_DATA_BYTES: usize = 16 * 1024;
+
+/// Everything the script needs to know about its deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserDataParams {
+    pub deployment: String,
+    pub region: String,
+    /// `amazonaws.com`, or `amazonaws.com.cn` in the China partition.
+    pub dns_suffix: String,
+    pub file_system_id: String,
+    pub db_endpoint_parameter: String,
+    pub db_secret_arn: String,
+    pub licence_secret_arn: Option<String>,
+    pub asg_name: String,
+    pub lifecycle_hook: String,
+    /// How long a new instance waits for the DB endpoint parameter (the hook's heartbeat).
+    pub endpoint_wait_seconds: i32,
+    pub efs_uid: i64,
+    pub efs_gid: i64,
+}
+
+impl UserDataParams {
+    /// Names from the config; ids and ARNs from the resources already built.
+    pub fn new(
+        cfg: &Config,
+        region: &str,
+        dns_suffix: &str,
+        file_system_id: &str,
+        db_secret_arn: &str,
+        licence_secret_arn: Option<&str>,
+    ) -> Self {
+        let dep = &cfg.deployment;
+        Self {
+            deployment: dep.clone(),
+            region: region.to_string(),
+            dns_suffix: dns_suffix.to_string(),
+            file_system_id: file_system_id.to_string(),
+            db_endpoint_parameter: names::db_endpoint_parameter(dep),
+            db_secret_arn: db_secret_arn.to_string(),
+            licence_secret_arn: licence_secret_arn.map(String::from),
+            asg_name: names::asg(dep),
+            lifecycle_hook: names::lifecycle_hook(dep),
+            endpoint_wait_seconds: cfg.scaling.lifecycle_heartbeat_seconds,
+            efs_uid: cfg.storage.efs_uid,
+            efs_gid: cfg.storage.efs_gid,
+        }
+    }
+
+    fn values(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("deployment", self.deployment.clone()),
+            ("region", self.region.clone()),
+            ("dns_suffix", self.dns_suffix.clone()),
+            ("file_system_id", self.file_system_id.clone()),
+            ("db_endpoint_parameter", self.db_endpoint_parameter.clone()),
+            ("db_secret_arn", self.db_secret_arn.clone()),
+            ("licence_secret_arn", self.licence_secret_arn.clone().unwrap_or_default()),
+            ("asg_name", self.asg_name.clone()),
+            ("lifecycle_hook", self.lifecycle_hook.clone()),
+            ("endpoint_wait_seconds", self.endpoint_wait_seconds.to_string()),
+            ("efs_uid", self.efs_uid.to_string()),
+            ("efs_gid", self.efs_gid.to_string()),
+        ]
+    }
+}
+
+/// Values go between single quotes in the script: only characters that ids, names and ARNs
+/// use are accepted, so nothing can end the quoting or expand.
+fn is_shell_safe(v: &str) -> bool {
+    v.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:!@+=,".contains(c))
+}
+
+/// The script for these parameters.
+pub fn render(p: &UserDataParams) -> Result<String, String> {
+    let mut out = TEMPLATE.to_string();
+    for (name, value) in p.values() {
+        if !is_shell_safe(&value) {
+            return Err(format!("user data value `{name}` holds characters that are not allowed: {value:?}"));
+        }
+        let placeholder = format!("{{{{{name}}}}}");
+        if !out.contains(&placeholder) {
+            return Err(format!("the user data template has no placeholder {placeholder}"));
+        }
+        out = out.replace(&placeholder, &value);
+    }
+    if let Some(at) = out.find("{{") {
+        let rest: String = out[at..].chars().take(40).collect();
+        return Err(format!("the user data template has an unknown placeholder at `{rest}`"));
+    }
+    if out.len() > MAX_USER_DATA_BYTES {
+        return Err(format!("the user data is {} bytes; AWS accepts at most {MAX_USER_DATA_BYTES}", out.len()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::core::config::Config;
+
+    const DB_SECRET: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-0b1c2d3e-4f5a-6b7c-8d9e-0f1a2b3c4d5e-AbCdEf";
+    const LICENCE_SECRET: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pi-deploy/pi/licence-XyZ123";
+
+    fn params(cfg: &Config, licence: Option<&str>) -> UserDataParams {
+        UserDataParams::new(cfg, "eu-west-1", "amazonaws.com", "fs-0123456789abcdef0", DB_SECRET, licence)
+    }
+
+    fn golden_path(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    }
+
+    /// Compare with the golden file; `UPDATE_GOLDEN=1 cargo test userdata` rewrites them.
+    fn check_golden(name: &str, rendered: &str) {
+        let path = golden_path(name);
+        if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
+            std::fs::write(&path, rendered).unwrap();
+            return;
+        }
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run `UPDATE_GOLDEN=1 cargo test userdata` to create it)", path.display()));
+        assert!(
+            want == rendered,
+            "{} differs from the rendered user data; review the change, then run `UPDATE_GOLDEN=1 cargo test userdata`",
+            path.display()
+        );
+    }
+
+    fn parses_as_bash(script: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("user-data.sh");
+        std::fs::write(&file, script).unwrap();
+        let out = std::process::Command::new("bash").arg("-n").arg(&file).output().expect("bash");
+        assert!(out.status.success(), "bash -n: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    fn golden_without_licence() {
+        let cfg = Config::default();
+        let s = render(&params(&cfg, None)).unwrap();
+        assert!(s.contains("readonly LICENCE_SECRET_ARN=''"));
+        parses_as_bash(&s);
+        check_golden("user-data-no-licence.sh", &s);
+    }
+
+    #[test]
+    fn golden_with_licence() {
+        let mut cfg = Config::default();
+        cfg.deployment = "pi-prod".into();
+        let s = render(&params(&cfg, Some(LICENCE_SECRET))).unwrap();
+        assert!(s.contains(&format!("readonly LICENCE_SECRET_ARN='{LICENCE_SECRET}'")));
+        assert!(s.contains("readonly DB_ENDPOINT_PARAMETER='/pi-prod/db-endpoint'"));
+        assert!(s.contains("readonly ASG_NAME='pi-prod-dashboard'"));
+        parses_as_bash(&s);
+        check_golden("user-data-licence.sh", &s);
+    }
+
+    #[test]
+    fn golden_in_the_china_partition() {
+        let mut cfg = Config::default();
+        cfg.deployment = "pi-cn".into();
+        cfg.scaling.lifecycle_heartbeat_seconds = 3000;
+        cfg.storage.efs_uid = 1001;
+        cfg.storage.efs_gid = 1002;
+        let db = "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:rds!db-1234-AbCdEf";
+        let p = UserDataParams::new(&cfg, "cn-north-1", "amazonaws.com.cn", "fs-0fedcba9876543210", db, None);
+        let s = render(&p).unwrap();
+        assert!(s.contains("readonly EFS_DNS='fs-0fedcba9876543210.efs.cn-north-1.amazonaws.com.cn'"));
+        assert!(s.contains("readonly ENDPOINT_WAIT_SECONDS='3000'"));
+        assert!(s.contains("readonly EFS_UID='1001'") && s.contains("readonly EFS_GID='1002'"));
+        parses_as_bash(&s);
+        check_golden("user-data-china.sh", &s);
+    }
+
+    #[test]
+    fn the_script_keeps_its_promises() {
+        let s = render(&params(&Config::default(), Some(LICENCE_SECRET))).unwrap();
+        assert!(s.starts_with("#!/bin/bash\n"));
+        assert!(s.contains("\nset -euo pipefail\n"));
+        let code: Vec<&str> = s.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
+        for bad in ["set -x", "bash -x", "tee ", "reboot", "/dev/xvda"] {
+            assert!(!code.iter().any(|l| l.contains(bad)), "the script must not use `{bad}`");
+        }
+        for needed in [
+            "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev,nofail",
+            "umask 077",
+            "chmod 600",
+            "X-aws-ec2-metadata-token",
+            "--lifecycle-action-result",
+            "complete_lifecycle CONTINUE",
+            "complete_lifecycle ABANDON",
+            "PI_DB_HOST=",
+            "PI_DB_PORT=",
+            "PI_DB_USERNAME=",
+            "PI_DB_PASSWORD=",
+            "PI_DB_SCHEMA_NAME=dashboard",
+            "PI_EXTERNAL_DB=true",
+            "PI_LICENCE=",
+            "/var/panintelligence",
+            "dashboard.env",
+            "scheduler.env",
+            "ExecStartPre=",
+        ] {
+            assert!(s.contains(needed), "the script lacks `{needed}`");
+        }
+        // The folders the side-loading Lambda fills (spec::SIDELOAD_PREFIXES) plus the logs.
+        let line = s.lines().find_map(|l| l.strip_prefix("readonly -a FOLDERS=(")).expect("the FOLDERS line");
+        let folders: Vec<&str> = line.trim_end_matches(')').split(' ').collect();
+        assert_eq!(folders, ["images", "themes", "excel-data", "svg", "keys", "logs"]);
+        for prefix in crate::core::spec::SIDELOAD_PREFIXES {
+            assert!(folders.contains(&prefix.trim_end_matches('/')), "folder {prefix} is not linked");
+        }
+    }
+
+    #[test]
+    fn no_secret_value_reaches_the_user_data() {
+        // The licence lives in a file the config points at; the renderer only ever gets the
+        // secret's ARN, so the value cannot appear whatever the config says.
+        let dir = tempfile::tempdir().unwrap();
+        let licence_file = dir.path().join("licence.txt");
+        let licence_value = "PI-LICENCE-7f3a9c1e-DO-NOT-LEAK";
+        std::fs::write(&licence_file, licence_value).unwrap();
+        let mut cfg = Config::default();
+        cfg.licence.file = Some(licence_file);
+        let s = render(&params(&cfg, Some(LICENCE_SECRET))).unwrap();
+        assert!(!s.contains(licence_value));
+        assert!(!s.contains("DO-NOT-LEAK"));
+        assert!(s.contains(LICENCE_SECRET));
+    }
+
+    #[test]
+    fn unsafe_values_are_refused() {
+        let mut p = params(&Config::default(), None);
+        p.file_system_id = "fs-1'; rm -rf /; '".into();
+        assert!(render(&p).unwrap_err().contains("file_system_id"));
+        let mut p = params(&Config::default(), None);
+        p.db_secret_arn = "arn:$(id)".into();
+        assert!(render(&p).is_err());
+    }
+
+    #[test]
+    fn fits_in_user_data() {
+        let s = render(&params(&Config::default(), Some(LICENCE_SECRET))).unwrap();
+        assert!(s.len() < MAX_USER_DATA_BYTES, "{} bytes", s.len());
+    }
+}

@@ -1,0 +1,368 @@
+//! The Auto Scaling group of dashboard instances: the launch template at an explicit version,
+//! both app subnets (multi-AZ), the target group, ELB health checks (a dead dashboard is
+//! replaced), termination of the oldest template / oldest instance first, and the launch
+//! lifecycle hook that holds each new instance in Pending:Wait until its user data has
+//! started the dashboard (the hook is converged again as its own resource, because not every
+//! implementation honours the creation-time list).
+//!
+//! `create` does not wait for instances: they boot while the database is still being built,
+//! and the dashboard check at the end of `up` waits for a healthy target.
+//!
+//! IAM propagation: the group launches instances with the new instance profile at once, and
+//! AWS can refuse the profile (`Invalid IamInstanceProfile`) for a minute or two after it was
+//! created. Exactly that error class is retried, within a budget (`retry_iam_propagation`).
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_autoscaling::types::{self as t, LaunchTemplateSpecification, LifecycleHookSpecification, Tag};
+
+use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::wait::{self, Backoff, Poll};
+use crate::aws::{err, tags};
+use crate::core::config::ScalingConfig;
+use crate::core::latency;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::spec::Kind;
+
+pub struct AutoScalingGroup;
+
+pub const LAUNCH_TRANSITION: &str = "autoscaling:EC2_INSTANCE_LAUNCHING";
+pub const TERMINATION_POLICIES: [&str; 2] = ["OldestLaunchTemplate", "OldestInstance"];
+
+/// How long a use of a new instance profile may be refused while IAM propagates: the latency
+/// model's slow figure, doubled (AWS documents "a few minutes" at worst).
+pub fn iam_propagation_budget() -> Duration {
+    let slow = latency::model().get("create.iam_propagation").map_or(120.0, |t| t.slow_s);
+    Duration::from_secs_f64((slow * 2.0).max(180.0))
+}
+
+/// Run `op` (a call that makes AWS use the instance profile), retrying exactly the IAM
+/// propagation error class within `budget`.
+pub async fn retry_iam_propagation<T, F, Fut>(what: &str, budget: Duration, op: F) -> Result<T, ResourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ResourceError>>,
+{
+    wait::retry(what, budget, Backoff::QUICK, &[ErrorClass::IamPropagation], op).await.map_err(|e| {
+        if e.is(ErrorClass::IamPropagation) {
+            e.with_hint("IAM has not made the instance profile usable yet: run `pi-deploy up` again in a few minutes")
+        } else {
+            e
+        }
+    })
+}
+
+/// The launch hook: new instances wait (up to the heartbeat) until their user data completes
+/// the action; without an answer they are abandoned, never put in service half-configured.
+pub fn launch_hook(name: &str, scaling: &ScalingConfig) -> LifecycleHookSpecification {
+    LifecycleHookSpecification::builder()
+        .lifecycle_hook_name(name)
+        .lifecycle_transition(LAUNCH_TRANSITION)
+        .heartbeat_timeout(scaling.lifecycle_heartbeat_seconds)
+        .default_result("ABANDON")
+        .build()
+}
+
+/// The group's tags, propagated to its instances.
+pub fn group_tags(deployment: &str, key: &str, name: &str) -> Vec<Tag> {
+    tags::pairs(deployment, key)
+        .into_iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .resource_id(name)
+                .resource_type("auto-scaling-group")
+                .key(k)
+                .value(v)
+                .propagate_at_launch(true)
+                .build()
+        })
+        .collect()
+}
+
+/// ValidationError "AutoScalingGroup name not found" is how Auto Scaling says NotFound.
+pub fn reclassify_missing_group(mut e: ResourceError) -> ResourceError {
+    if e.code.as_deref() == Some("ValidationError") && e.message.to_ascii_lowercase().contains("not found") {
+        e.class = ErrorClass::NotFound;
+    }
+    e
+}
+
+/// The group, unless it does not exist or is being deleted.
+pub async fn describe_group(aws: &Aws, name: &str) -> Result<Option<t::AutoScalingGroup>, ResourceError> {
+    let out = aws
+        .clients
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(name)
+        .send()
+        .await
+        .map_err(err("describing the Auto Scaling group"))?;
+    Ok(out.auto_scaling_groups().iter().find(|g| g.auto_scaling_group_name() == Some(name)).cloned())
+}
+
+fn is_ours(g: &t::AutoScalingGroup, deployment: &str, key: &str) -> bool {
+    let has = |k: &str, v: &str| g.tags().iter().any(|t| t.key() == Some(k) && t.value() == Some(v));
+    has(tags::DEPLOYMENT_TAG, deployment) && has(tags::KEY_TAG, key)
+}
+
+fn outputs_of(g: &t::AutoScalingGroup) -> Outputs {
+    let lt = g.launch_template();
+    Outputs::new()
+        .with("id", g.auto_scaling_group_name().unwrap_or_default())
+        .with("arn", g.auto_scaling_group_arn().unwrap_or_default())
+        .with("launch_template_id", lt.and_then(|l| l.launch_template_id()).unwrap_or_default())
+        .with("launch_template_version", lt.and_then(|l| l.version()).unwrap_or_default())
+}
+
+fn is_deleting(g: &t::AutoScalingGroup) -> bool {
+    g.status().is_some_and(|s| s.to_ascii_lowercase().contains("delete"))
+}
+
+/// Poll for instances to be terminated; `states` are (id, state name) as EC2 reports them.
+pub fn terminated_poll(states: &[(String, String)]) -> Poll<()> {
+    let left: Vec<String> = states.iter().filter(|(_, s)| s != "terminated").map(|(id, s)| format!("{id} {s}")).collect();
+    if left.is_empty() { Poll::Ready(()) } else { Poll::Pending(left.join(", ")) }
+}
+
+async fn instance_states(aws: &Aws, ids: &[String]) -> Result<Vec<(String, String)>, ResourceError> {
+    let out = aws
+        .clients
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .map_err(err("describing the group's instances"));
+    let Some(out) = ec2::not_found_is_none(out)? else {
+        return Ok(Vec::new());
+    };
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| {
+            let state = i.state().and_then(|s| s.name()).map_or("unknown", |n| n.as_str());
+            (i.instance_id().unwrap_or_default().to_string(), state.to_string())
+        })
+        .collect())
+}
+
+#[async_trait]
+impl ResourceKind for AutoScalingGroup {
+    async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let (name,) = props!(cx, AutoScalingGroup { name });
+        let Some(g) = describe_group(aws, name).await? else {
+            return Ok(None);
+        };
+        if !is_ours(&g, &aws.env.deployment, &cx.spec.key) {
+            return Err(ResourceError::new(
+                ErrorClass::AlreadyExists,
+                format!("an Auto Scaling group named {name} exists but does not belong to this deployment"),
+            )
+            .with_hint("choose another deployment name, or delete that group if it is a leftover"));
+        }
+        if is_deleting(&g) {
+            return Err(ResourceError::new(ErrorClass::InUse, format!("Auto Scaling group {name} is being deleted"))
+                .with_hint("wait until the deletion finishes, then run `pi-deploy up` again"));
+        }
+        Ok(Some(outputs_of(&g)))
+    }
+
+    async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let (name, launch_template, subnets, target_group) =
+            props!(cx, AutoScalingGroup { name, launch_template, subnets, target_group });
+        let scaling = &aws.env.config.scaling;
+        let lt = cx.dep(launch_template)?;
+        let spec = LaunchTemplateSpecification::builder().launch_template_id(lt.id()?).version(lt.require("version")?).build();
+        let subnet_ids = subnets.iter().map(|k| cx.dep_id(k)).collect::<Result<Vec<_>, _>>()?.join(",");
+        let tg_arn = cx.dep_id(target_group)?;
+        let hook = launch_hook(&crate::core::names::lifecycle_hook(&aws.env.deployment), scaling);
+        let tags = group_tags(&aws.env.deployment, &cx.spec.key, name);
+        let created = retry_iam_propagation("creating the Auto Scaling group", iam_propagation_budget(), || async {
+            aws.clients
+                .autoscaling
+                .create_auto_scaling_group()
+                .auto_scaling_group_name(name)
+                .launch_template(spec.clone())
+                .min_size(scaling.min)
+                .max_size(scaling.max)
+                .desired_capacity(scaling.desired)
+                .vpc_zone_identifier(&subnet_ids)
+                .target_group_arns(tg_arn)
+                .health_check_type("ELB")
+                .health_check_grace_period(scaling.health_check_grace_seconds)
+                .set_termination_policies(Some(TERMINATION_POLICIES.iter().map(|s| s.to_string()).collect()))
+                .lifecycle_hook_specification_list(hook.clone())
+                .set_tags(Some(tags.clone()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("creating the Auto Scaling group"))
+        })
+        .await;
+        match created {
+            Ok(()) => {}
+            // A create whose answer was lost: adopt the group if it is ours.
+            Err(e) if e.is(ErrorClass::AlreadyExists) => return self.find(aws, cx).await?.ok_or(e),
+            Err(e) => return Err(e),
+        }
+        // CreateAutoScalingGroup returns nothing: read the ARN back.
+        let g = ec2::retry_not_found("reading the new Auto Scaling group", || async {
+            describe_group(aws, name)
+                .await?
+                .ok_or_else(|| ResourceError::new(ErrorClass::NotFound, format!("Auto Scaling group {name} is not visible yet")))
+        })
+        .await?;
+        Ok(outputs_of(&g))
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
+        let name = cx.outputs.id()?;
+        let Some(g) = describe_group(aws, name).await? else {
+            return Ok(());
+        };
+        let instances: Vec<String> = g.instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect();
+        let asg = &aws.clients.autoscaling;
+        if !is_deleting(&g) {
+            // Scale to zero first so the instances drain from the target group.
+            ec2::delete_retrying(Kind::AutoScalingGroup, &format!("scaling {name} to zero"), || async {
+                asg.update_auto_scaling_group()
+                    .auto_scaling_group_name(name)
+                    .min_size(0)
+                    .desired_capacity(0)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| reclassify_missing_group(crate::aws::sdk("scaling the Auto Scaling group to zero", e)))
+            })
+            .await?;
+            ec2::delete_retrying(Kind::AutoScalingGroup, &format!("deleting Auto Scaling group {name}"), || async {
+                asg.delete_auto_scaling_group()
+                    .auto_scaling_group_name(name)
+                    .force_delete(true)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| reclassify_missing_group(crate::aws::sdk("deleting the Auto Scaling group", e)))
+            })
+            .await?;
+        }
+        let deadline = latency::delete_deadline(Kind::AutoScalingGroup);
+        wait::wait_for(&format!("Auto Scaling group {name} to be deleted"), deadline, Backoff::SLOW, || async {
+            Ok(match describe_group(aws, name).await? {
+                None => Poll::Ready(()),
+                Some(g) => Poll::Pending(g.status().unwrap_or("deleting").to_string()),
+            })
+        })
+        .await?;
+        if instances.is_empty() {
+            return Ok(());
+        }
+        // The internet gateway and the subnets cannot go while instances hold addresses there.
+        wait::wait_for(&format!("the instances of {name} to terminate"), deadline, Backoff::SLOW, || async {
+            Ok(terminated_poll(&instance_states(aws, &instances).await?))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::aws::error::class_of;
+
+    fn propagation_error() -> ResourceError {
+        let msg = "You must use a valid fully-formed launch template. Value (arn:aws:iam::123456789012:instance-profile/pi-dashboard-ec2) for parameter iamInstanceProfile.arn is invalid. Invalid IAM Instance Profile ARN";
+        ResourceError::new(class_of("ValidationError", msg), msg).with_code("ValidationError")
+    }
+
+    #[test]
+    fn the_propagation_error_is_classified_as_such() {
+        assert_eq!(propagation_error().class, ErrorClass::IamPropagation);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn iam_propagation_is_retried_until_the_profile_is_usable() {
+        let calls = AtomicUsize::new(0);
+        let start = tokio::time::Instant::now();
+        let v = retry_iam_propagation("creating the group", iam_propagation_budget(), || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(if n < 3 { Err(propagation_error()) } else { Ok("created") })
+        })
+        .await
+        .unwrap();
+        assert_eq!(v, "created");
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        assert!(start.elapsed() < Duration::from_secs(30), "{:?}", start.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_errors_are_not_retried() {
+        let calls = AtomicUsize::new(0);
+        let e = retry_iam_propagation::<(), _, _>("creating the group", iam_propagation_budget(), || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Err(ResourceError::new(class_of("ValidationError", "Max bigger than min"), "bad sizes")))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(e.message, "bad sizes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn propagation_that_never_ends_gives_up_at_the_budget_with_a_hint() {
+        let start = tokio::time::Instant::now();
+        let budget = Duration::from_secs(240);
+        let e = retry_iam_propagation::<(), _, _>("creating the group", budget, || std::future::ready(Err(propagation_error())))
+            .await
+            .unwrap_err();
+        assert_eq!(e.class, ErrorClass::IamPropagation);
+        assert!(e.message.contains("gave up"), "{}", e.message);
+        assert!(e.hint.is_some());
+        assert!(start.elapsed() >= budget && start.elapsed() < budget + Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_budget_covers_the_slow_figure() {
+        assert!(iam_propagation_budget() >= Duration::from_secs(180));
+    }
+
+    #[test]
+    fn the_hook_holds_new_instances_and_abandons_by_default() {
+        let hook = launch_hook("pi-wait-for-dashboard", &ScalingConfig::default());
+        assert_eq!(hook.lifecycle_hook_name(), Some("pi-wait-for-dashboard"));
+        assert_eq!(hook.lifecycle_transition(), Some(LAUNCH_TRANSITION));
+        assert_eq!(hook.heartbeat_timeout(), Some(2400));
+        assert_eq!(hook.default_result(), Some("ABANDON"));
+    }
+
+    #[test]
+    fn tags_propagate_to_instances() {
+        let t = group_tags("pi", "asg", "pi-dashboard");
+        assert_eq!(t.len(), 3);
+        assert!(t.iter().all(|t| t.propagate_at_launch() == Some(true) && t.resource_id() == Some("pi-dashboard")));
+    }
+
+    #[test]
+    fn a_missing_group_is_not_found() {
+        let e = ResourceError::new(ErrorClass::Other, "AutoScalingGroup name not found - x").with_code("ValidationError");
+        assert_eq!(reclassify_missing_group(e).class, ErrorClass::NotFound);
+        let e = ResourceError::new(ErrorClass::Other, "min > max").with_code("ValidationError");
+        assert_eq!(reclassify_missing_group(e).class, ErrorClass::Other);
+    }
+
+    #[test]
+    fn termination_waits_for_every_instance() {
+        let s = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        assert!(matches!(terminated_poll(&s(&[("i-1", "terminated")])), Poll::Ready(())));
+        assert!(matches!(terminated_poll(&[]), Poll::Ready(())));
+        match terminated_poll(&s(&[("i-1", "terminated"), ("i-2", "shutting-down")])) {
+            Poll::Pending(p) => assert_eq!(p, "i-2 shutting-down"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

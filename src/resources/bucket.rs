@@ -1,0 +1,402 @@
+//! The S3 resources bucket: deterministic, globally unique name (deployment + account +
+//! region), SSE-S3, all four Block Public Access flags, a TLS-only bucket policy, and
+//! versioning when the config asks for it.
+//!
+//! Found by its name (HeadBucket), not by tags: S3 has no tag-filtered listing, and some
+//! implementations drop the tags sent with CreateBucket, which is why `converge` also
+//! writes them with PutBucketTagging.
+//!
+//! Delete removes the bucket policy first: the policy's Deny may be enforced on the object
+//! calls that empty the bucket (moto enforces it without evaluating its condition), and on
+//! AWS removing it first is harmless because the bucket is about to go anyway.
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::operation::create_bucket::builders::CreateBucketFluentBuilder;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
+};
+
+use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::wait::{self, Backoff};
+use crate::aws::{Env, err, tags};
+use crate::core::latency;
+use crate::core::names;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::spec::Kind;
+
+pub struct Bucket;
+
+/// DeleteObjects takes at most this many keys per call.
+const DELETE_BATCH: usize = 1000;
+
+fn invalid(e: impl std::fmt::Display) -> ResourceError {
+    ResourceError::new(ErrorClass::Invalid, format!("building an S3 request: {e}"))
+}
+
+fn bucket_name(env: &Env) -> String {
+    names::bucket(&env.deployment, &env.account_id, &env.region)
+}
+
+fn bucket_arn(env: &Env, name: &str) -> String {
+    format!("arn:{}:s3:::{name}", env.partition)
+}
+
+fn outputs(env: &Env, name: &str) -> Outputs {
+    Outputs::new().with("id", name).with("arn", bucket_arn(env, name))
+}
+
+/// The policy that refuses every request made without TLS, for the bucket and its objects.
+pub fn tls_only_policy(partition: &str, bucket: &str) -> String {
+    let arn = format!("arn:{partition}:s3:::{bucket}");
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [arn.clone(), format!("{arn}/*")],
+            "Condition": { "Bool": { "aws:SecureTransport": "false" } }
+        }]
+    })
+    .to_string()
+}
+
+fn s3_tags(deployment: &str, key: &str) -> Result<Vec<Tag>, ResourceError> {
+    tags::pairs(deployment, key)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(invalid))
+        .collect()
+}
+
+/// CreateBucket with the region's location constraint (us-east-1 takes none) and the tags,
+/// so that on AWS the bucket is never untagged.
+pub fn create_request(client: &Client, name: &str, region: &str, tags: Vec<Tag>) -> CreateBucketFluentBuilder {
+    let mut config = CreateBucketConfiguration::builder().set_tags(Some(tags));
+    if region != "us-east-1" {
+        config = config.location_constraint(BucketLocationConstraint::from(region));
+    }
+    client
+        .create_bucket()
+        .bucket(name)
+        .create_bucket_configuration(config.build())
+}
+
+fn public_access_block() -> PublicAccessBlockConfiguration {
+    PublicAccessBlockConfiguration::builder()
+        .block_public_acls(true)
+        .ignore_public_acls(true)
+        .block_public_policy(true)
+        .restrict_public_buckets(true)
+        .build()
+}
+
+fn sse_s3() -> Result<ServerSideEncryptionConfiguration, ResourceError> {
+    let default = ServerSideEncryptionByDefault::builder()
+        .sse_algorithm(ServerSideEncryption::Aes256)
+        .build()
+        .map_err(invalid)?;
+    ServerSideEncryptionConfiguration::builder()
+        .rules(
+            ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(default)
+                .build(),
+        )
+        .build()
+        .map_err(invalid)
+}
+
+#[async_trait]
+impl ResourceKind for Bucket {
+    async fn find(&self, aws: &Aws, _cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let name = bucket_name(&aws.env);
+        let head = aws
+            .clients
+            .s3
+            .head_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .map_err(err("looking up the bucket"));
+        match head {
+            Ok(_) => Ok(Some(outputs(&aws.env, &name))),
+            Err(e) if e.is(ErrorClass::NotFound) => Ok(None),
+            // 403 on HeadBucket: the name exists in another account.
+            Err(e) if e.message.contains("403") || e.code.as_deref() == Some("Forbidden") => Err(taken(&name, e)),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let name = bucket_name(&aws.env);
+        let tags = s3_tags(&aws.env.deployment, &cx.spec.key)?;
+        let created = create_request(&aws.clients.s3, &name, &aws.env.region, tags)
+            .send()
+            .await
+            .map_err(err("creating the bucket"));
+        match created {
+            Ok(_) => Ok(outputs(&aws.env, &name)),
+            // Ours already (a retried create): adopt it.
+            Err(e) if e.code.as_deref() == Some("BucketAlreadyOwnedByYou") => Ok(outputs(&aws.env, &name)),
+            Err(e) if e.code.as_deref() == Some("BucketAlreadyExists") => Err(taken(&name, e)),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let (versioning,) = props!(cx, Bucket { versioning });
+        let name = outputs.id()?.to_string();
+        let s3 = &aws.clients.s3;
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(s3_tags(&aws.env.deployment, &cx.spec.key)?))
+            .build()
+            .map_err(invalid)?;
+        // Right after CreateBucket, S3 may answer NoSuchBucket for a moment: not yet.
+        ec2::retry_not_found("tagging the bucket", || async {
+            s3.put_bucket_tagging()
+                .bucket(&name)
+                .tagging(tagging.clone())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("tagging the bucket"))
+        })
+        .await?;
+        s3.put_bucket_encryption()
+            .bucket(&name)
+            .server_side_encryption_configuration(sse_s3()?)
+            .send()
+            .await
+            .map_err(err("turning on default encryption (SSE-S3)"))?;
+        s3.put_public_access_block()
+            .bucket(&name)
+            .public_access_block_configuration(public_access_block())
+            .send()
+            .await
+            .map_err(err("blocking public access"))?;
+        s3.put_bucket_policy()
+            .bucket(&name)
+            .policy(tls_only_policy(&aws.env.partition, &name))
+            .send()
+            .await
+            .map_err(err("setting the TLS-only bucket policy"))?;
+        // Versioning off in the config leaves the bucket as it is: once enabled, S3 can
+        // only suspend it, and suspending would be a surprising side effect of a config default.
+        if *versioning {
+            s3.put_bucket_versioning()
+                .bucket(&name)
+                .versioning_configuration(
+                    VersioningConfiguration::builder()
+                        .status(BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(err("turning on versioning"))?;
+        }
+        Ok(outputs)
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
+        let name = cx.outputs.id()?;
+        let s3 = &aws.clients.s3;
+        let removed = s3
+            .delete_bucket_policy()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(err("removing the bucket policy"));
+        match removed {
+            Err(e) if e.is(ErrorClass::NotFound) => return Ok(()),
+            other => other.map(|_| ())?,
+        };
+        // Objects written while we empty it (a late upload) make DeleteBucket refuse with
+        // BucketNotEmpty: empty again and retry within the delete budget.
+        let deleted = wait::retry(
+            &format!("deleting bucket {name}"),
+            latency::delete_deadline(Kind::Bucket),
+            Backoff::QUICK,
+            &[ErrorClass::InUse],
+            || async {
+                empty(s3, name).await?;
+                s3.delete_bucket()
+                    .bucket(name)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(err("deleting the bucket"))
+            },
+        )
+        .await;
+        match deleted {
+            Err(e) if e.is(ErrorClass::NotFound) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+fn taken(name: &str, e: ResourceError) -> ResourceError {
+    ResourceError {
+        class: ErrorClass::Invalid,
+        ..e
+    }
+    .with_hint(format!(
+        "the bucket name `{name}` belongs to another AWS account; choose another deployment name"
+    ))
+}
+
+/// Delete every object version and delete marker, then any object a versionless listing
+/// still shows (stores that do not report unversioned objects as versions).
+async fn empty(s3: &Client, bucket: &str) -> Result<(), ResourceError> {
+    // ListObjectVersions has no SDK paginator: follow the two markers by hand.
+    let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+    loop {
+        let page = s3
+            .list_object_versions()
+            .bucket(bucket)
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(version_marker.take())
+            .send()
+            .await
+            .map_err(err("listing object versions"))?;
+        let ids = page
+            .versions()
+            .iter()
+            .map(|v| (v.key(), v.version_id()))
+            .chain(page.delete_markers().iter().map(|m| (m.key(), m.version_id())))
+            .filter_map(|(k, v)| {
+                Some(
+                    ObjectIdentifier::builder()
+                        .key(k?)
+                        .set_version_id(v.map(String::from))
+                        .build(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        delete_objects(s3, bucket, ids).await?;
+        if page.is_truncated() != Some(true) || page.next_key_marker().is_none() {
+            break;
+        }
+        key_marker = page.next_key_marker().map(String::from);
+        version_marker = page.next_version_id_marker().map(String::from);
+    }
+    let mut objects = s3.list_objects_v2().bucket(bucket).into_paginator().send();
+    while let Some(page) = objects.next().await {
+        let page = page.map_err(err("listing objects"))?;
+        let ids = page
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        delete_objects(s3, bucket, ids).await?;
+    }
+    Ok(())
+}
+
+async fn delete_objects(s3: &Client, bucket: &str, ids: Vec<ObjectIdentifier>) -> Result<(), ResourceError> {
+    for batch in ids.chunks(DELETE_BATCH) {
+        let delete = Delete::builder()
+            .set_objects(Some(batch.to_vec()))
+            .quiet(true)
+            .build()
+            .map_err(invalid)?;
+        let out = s3
+            .delete_objects()
+            .bucket(bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(err("deleting objects"))?;
+        if let Some(first) = out.errors().first() {
+            return Err(ResourceError::new(
+                ErrorClass::Other,
+                format!(
+                    "deleting objects of bucket {bucket}: {} of {} failed, e.g. `{}`: {} {}",
+                    out.errors().len(),
+                    batch.len(),
+                    first.key().unwrap_or("?"),
+                    first.code().unwrap_or("?"),
+                    first.message().unwrap_or("")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_denies_everything_without_tls_on_bucket_and_objects() {
+        let p: serde_json::Value = serde_json::from_str(&tls_only_policy("aws-us-gov", "b")).unwrap();
+        assert_eq!(p["Version"], "2012-10-17");
+        let statements = p["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 1);
+        let s = &statements[0];
+        assert_eq!(s["Effect"], "Deny");
+        assert_eq!(s["Principal"], "*");
+        assert_eq!(s["Action"], "s3:*");
+        assert_eq!(
+            s["Resource"],
+            serde_json::json!(["arn:aws-us-gov:s3:::b", "arn:aws-us-gov:s3:::b/*"])
+        );
+        assert_eq!(
+            s["Condition"],
+            serde_json::json!({"Bool": {"aws:SecureTransport": "false"}})
+        );
+    }
+
+    fn client() -> Client {
+        Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new("eu-west-1"))
+                .build(),
+        )
+    }
+
+    #[test]
+    fn create_request_carries_the_tags_and_the_location_constraint() {
+        let tags = s3_tags("pi", "bucket").unwrap();
+        let req = create_request(&client(), "pi-resources-1-eu-west-1", "eu-west-1", tags);
+        let cfg = req.as_input().get_create_bucket_configuration().clone().unwrap();
+        assert_eq!(cfg.location_constraint(), Some(&BucketLocationConstraint::EuWest1));
+        let got: Vec<(&str, &str)> = cfg.tags().iter().map(|t| (t.key(), t.value())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("Name", "pi-bucket"),
+                ("pi-deploy:deployment", "pi"),
+                ("pi-deploy:key", "bucket")
+            ]
+        );
+
+        // us-east-1 refuses an explicit constraint; the tags still go on the create call.
+        let req = create_request(&client(), "b", "us-east-1", s3_tags("pi", "bucket").unwrap());
+        let cfg = req.as_input().get_create_bucket_configuration().clone().unwrap();
+        assert_eq!(cfg.location_constraint(), None);
+        assert_eq!(cfg.tags().len(), 3);
+    }
+
+    #[test]
+    fn all_four_public_access_flags_are_on() {
+        let b = public_access_block();
+        assert_eq!(
+            [
+                b.block_public_acls(),
+                b.ignore_public_acls(),
+                b.block_public_policy(),
+                b.restrict_public_buckets()
+            ],
+            [Some(true); 4]
+        );
+    }
+}

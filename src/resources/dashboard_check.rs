@@ -1,0 +1,145 @@
+//! The last node of `up`: the dashboard is usable once at least one target is `healthy` behind
+//! the load balancer. It owns no AWS object; its id is the dashboard's URL.
+//!
+//! It starts after the database endpoint is published, so what remains is an instance noticing
+//! the endpoint, starting the dashboard, completing its lifecycle action, and passing the
+//! health checks. The deadline covers all of that at the latency model's slow figures, twice.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
+
+use super::{Aws, ResourceKind, props};
+use crate::aws::err;
+use crate::aws::wait::{self, Backoff, Poll};
+use crate::core::config::Config;
+use crate::core::latency;
+use crate::core::resource::{DeleteCtx, NodeCtx, Outputs, ResourceError};
+
+pub struct DashboardCheck;
+
+/// `https://<domain>` with a domain and a certificate; else the load balancer's name, over
+/// HTTPS when there is a certificate.
+pub fn dashboard_url(cfg: &Config, lb_dns: &str) -> String {
+    match (&cfg.domain_name, &cfg.certificate_arn) {
+        (Some(domain), Some(_)) => format!("https://{domain}"),
+        (_, Some(_)) => format!("https://{lb_dns}"),
+        (_, None) => format!("http://{lb_dns}"),
+    }
+}
+
+/// How long to wait for a healthy target: group to InService, boot, first passing checks.
+pub fn deadline() -> Duration {
+    let m = latency::model();
+    let slow: f64 = ["create.asg_to_instances_inservice", "create.ec2_boot_to_app_ready", "create.target_healthy_after_app_ready"]
+        .iter()
+        .map(|k| m.get(*k).map_or(300.0, |t| t.slow_s))
+        .sum();
+    Duration::from_secs_f64((slow * 2.0).max(600.0))
+}
+
+/// Ready with the first healthy target's id; otherwise the states seen, for the progress line.
+pub fn health_poll(targets: &[(String, String)]) -> Poll<String> {
+    if let Some((id, _)) = targets.iter().find(|(_, s)| s == "healthy") {
+        return Poll::Ready(id.clone());
+    }
+    if targets.is_empty() {
+        return Poll::Pending("no instance registered yet".into());
+    }
+    Poll::Pending(targets.iter().map(|(id, s)| format!("{id} {s}")).collect::<Vec<_>>().join(", "))
+}
+
+async fn target_states(aws: &Aws, tg_arn: &str) -> Result<Vec<(String, String)>, ResourceError> {
+    let out = aws
+        .clients
+        .elb
+        .describe_target_health()
+        .target_group_arn(tg_arn)
+        .send()
+        .await
+        .map_err(err("reading the targets' health"))?;
+    Ok(out
+        .target_health_descriptions()
+        .iter()
+        .map(|d| {
+            let id = d.target().and_then(|t| t.id()).unwrap_or("?").to_string();
+            let state = d.target_health().and_then(|h| h.state()).unwrap_or(&TargetHealthStateEnum::Unavailable);
+            (id, state.as_str().to_string())
+        })
+        .collect())
+}
+
+#[async_trait]
+impl ResourceKind for DashboardCheck {
+    async fn find(&self, _aws: &Aws, _cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        Ok(None)
+    }
+
+    async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let (load_balancer,) = props!(cx, DashboardCheck { load_balancer });
+        let url = dashboard_url(&aws.env.config, cx.dep(load_balancer)?.require("dns_name")?);
+        Ok(Outputs::new().with("id", url))
+    }
+
+    async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let (target_group,) = props!(cx, DashboardCheck { target_group });
+        let tg_arn = cx.dep_id(target_group)?.to_string();
+        let healthy = wait::wait_for("a healthy dashboard instance behind the load balancer", deadline(), Backoff::SLOW, || async {
+            Ok(health_poll(&target_states(aws, &tg_arn).await?))
+        })
+        .await
+        .map_err(|e| {
+            e.with_hint(
+                "open a Session Manager shell on an instance of the Auto Scaling group and read /var/log/cloud-init-output.log \
+                 (user data) and `journalctl -u panintelligence`; run `pi-deploy up` again to keep waiting",
+            )
+        })?;
+        Ok(outputs.with("healthy_instance", healthy))
+    }
+
+    async fn delete(&self, _aws: &Aws, _cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn the_url_prefers_the_domain_with_a_certificate() {
+        let mut cfg = Config::default();
+        assert_eq!(dashboard_url(&cfg, "pi-alb-1.elb.amazonaws.com"), "http://pi-alb-1.elb.amazonaws.com");
+        cfg.certificate_arn = Some("arn:aws:acm:eu-west-1:123456789012:certificate/x".into());
+        assert_eq!(dashboard_url(&cfg, "pi-alb-1.elb.amazonaws.com"), "https://pi-alb-1.elb.amazonaws.com");
+        cfg.domain_name = Some("dash.example.com".into());
+        assert_eq!(dashboard_url(&cfg, "pi-alb-1.elb.amazonaws.com"), "https://dash.example.com");
+    }
+
+    #[test]
+    fn one_healthy_target_is_enough() {
+        assert!(matches!(health_poll(&[]), Poll::Pending(s) if s.contains("no instance")));
+        assert!(matches!(health_poll(&t(&[("i-1", "initial")])), Poll::Pending(s) if s == "i-1 initial"));
+        assert!(matches!(health_poll(&t(&[("i-1", "unhealthy"), ("i-2", "healthy")])), Poll::Ready(id) if id == "i-2"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_healthy_times_out_with_the_last_states() {
+        let e = wait::wait_for("dashboard", Duration::from_secs(120), Backoff::SLOW, || {
+            std::future::ready(Ok(health_poll(&t(&[("i-1", "unhealthy")]))))
+        })
+        .await
+        .unwrap_err();
+        assert!(e.message.contains("i-1 unhealthy"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_deadline_covers_boot_and_health_checks() {
+        assert!(deadline() >= Duration::from_secs(600));
+    }
+}

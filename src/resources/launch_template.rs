@@ -1,0 +1,304 @@
+//! The dashboard instances' launch template: the AMI, instance type, instance profile (by ARN),
+//! the app security group, IMDSv2 only, an encrypted gp3 root volume on the AMI's own root
+//! device, and the rendered user data.
+//!
+//! Every version carries the COMPLETE launch template data (`template_data`): a version made
+//! with only a new ImageId and a SourceVersion inherits the rest on AWS but not on every
+//! implementation, and a self-contained version is easier to read back anyway. The blue/green
+//! upgrade builds its versions with the same functions (`TemplateInputs`, `build_data`).
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{
+    self as t, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState,
+    LaunchTemplateIamInstanceProfileSpecificationRequest, LaunchTemplateInstanceMetadataEndpointState,
+    LaunchTemplateInstanceMetadataOptionsRequest, LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData,
+    ResourceType, Tag, VolumeType,
+};
+use base64::Engine;
+
+use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::{Env, err, tags};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::spec::Kind;
+use crate::core::userdata::{self, UserDataParams};
+
+pub struct LaunchTemplate;
+
+/// Everything one launch template version holds, resolved to ids and ARNs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateInputs {
+    pub ami: String,
+    pub instance_type: String,
+    pub profile_arn: String,
+    pub security_group_ids: Vec<String>,
+    pub key_name: Option<String>,
+    pub root_volume_gib: i32,
+    pub user_data: UserDataParams,
+    /// Tags for the instances and volumes launched from it.
+    pub deployment: String,
+    pub tag_key: String,
+}
+
+impl TemplateInputs {
+    /// The inputs for `ami`, from the config and the ids the other resources recorded.
+    pub fn new(
+        env: &Env,
+        ami: &str,
+        tag_key: &str,
+        profile_arn: &str,
+        security_group_ids: Vec<String>,
+        file_system_id: &str,
+        db_secret_arn: &str,
+        licence_secret_arn: Option<&str>,
+    ) -> Self {
+        let cfg = &env.config;
+        Self {
+            ami: ami.to_string(),
+            instance_type: cfg.instance_type.clone(),
+            profile_arn: profile_arn.to_string(),
+            security_group_ids,
+            key_name: cfg.key_pair.clone(),
+            root_volume_gib: cfg.root_volume_gib,
+            user_data: UserDataParams::new(
+                cfg,
+                &env.region,
+                env.dns_suffix(),
+                file_system_id,
+                db_secret_arn,
+                licence_secret_arn,
+            ),
+            deployment: env.deployment.clone(),
+            tag_key: tag_key.to_string(),
+        }
+    }
+}
+
+fn tag_spec(resource_type: ResourceType, deployment: &str, key: &str) -> LaunchTemplateTagSpecificationRequest {
+    let mut b = LaunchTemplateTagSpecificationRequest::builder().resource_type(resource_type);
+    for (k, v) in tags::pairs(deployment, key) {
+        b = b.tags(Tag::builder().key(k).value(v).build());
+    }
+    b.build()
+}
+
+/// The complete launch template data. `root_device` is the AMI's RootDeviceName: a mapping on
+/// any other name adds a second volume instead of sizing the root one.
+pub fn template_data(inputs: &TemplateInputs, root_device: &str, user_data_b64: &str) -> RequestLaunchTemplateData {
+    RequestLaunchTemplateData::builder()
+        .image_id(&inputs.ami)
+        .instance_type(t::InstanceType::from(inputs.instance_type.as_str()))
+        .iam_instance_profile(LaunchTemplateIamInstanceProfileSpecificationRequest::builder().arn(&inputs.profile_arn).build())
+        .set_security_group_ids(Some(inputs.security_group_ids.clone()))
+        .set_key_name(inputs.key_name.clone())
+        .metadata_options(
+            LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                .http_tokens(LaunchTemplateHttpTokensState::Required)
+                .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::Enabled)
+                // 2 hops: containers on the instance (the dashboard runs in docker) reach IMDS too.
+                .http_put_response_hop_limit(2)
+                .build(),
+        )
+        .block_device_mappings(
+            LaunchTemplateBlockDeviceMappingRequest::builder()
+                .device_name(root_device)
+                .ebs(
+                    LaunchTemplateEbsBlockDeviceRequest::builder()
+                        .volume_type(VolumeType::Gp3)
+                        .volume_size(inputs.root_volume_gib)
+                        .encrypted(true)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .user_data(user_data_b64)
+        .tag_specifications(tag_spec(ResourceType::Instance, &inputs.deployment, &inputs.tag_key))
+        .tag_specifications(tag_spec(ResourceType::Volume, &inputs.deployment, &inputs.tag_key))
+        .build()
+}
+
+/// The AMI's root device name (`/dev/xvda` on Amazon Linux, `/dev/sda1` on others).
+pub async fn root_device_name(aws: &Aws, ami: &str) -> Result<String, ResourceError> {
+    let bad_ami = |why: &str| {
+        ResourceError::new(ErrorClass::Invalid, format!("AMI {ami} {why} in {}", aws.env.region))
+            .with_hint("check --ami: AMI ids differ between regions; subscribe to the Panintelligence Marketplace image in this region")
+    };
+    let out = aws.clients.ec2.describe_images().image_ids(ami).send().await.map_err(err("describing the AMI"));
+    let out = match out {
+        Err(e) if e.is(ErrorClass::NotFound) || e.code.as_deref() == Some("InvalidAMIID.Malformed") => {
+            return Err(bad_ami("does not exist"));
+        }
+        other => other?,
+    };
+    let image = out.images().first().ok_or_else(|| bad_ami("does not exist"))?;
+    image.root_device_name().map(String::from).ok_or_else(|| bad_ami("has no root device name"))
+}
+
+/// Render the user data and read the AMI's root device: the full data for one version.
+pub async fn build_data(aws: &Aws, inputs: &TemplateInputs) -> Result<RequestLaunchTemplateData, ResourceError> {
+    let script = userdata::render(&inputs.user_data).map_err(|e| ResourceError::new(ErrorClass::Invalid, e))?;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(script);
+    let root = root_device_name(aws, &inputs.ami).await?;
+    Ok(template_data(inputs, &root, &encoded))
+}
+
+fn inputs_from(aws: &Aws, cx: &NodeCtx<'_>) -> Result<TemplateInputs, ResourceError> {
+    let (profile, security_groups, file_system, db, licence) =
+        props!(cx, LaunchTemplate { profile, security_groups, file_system, db, licence });
+    let ami = aws.env.config.ami.as_deref().ok_or_else(|| {
+        ResourceError::new(ErrorClass::Invalid, "no AMI is configured").with_hint("pass --ami with the Panintelligence image id")
+    })?;
+    let sgs = security_groups.iter().map(|k| cx.dep_id(k).map(String::from)).collect::<Result<Vec<_>, _>>()?;
+    let licence_arn = match licence {
+        Some(k) => Some(cx.dep_id(k)?),
+        None => None,
+    };
+    Ok(TemplateInputs::new(
+        &aws.env,
+        ami,
+        &cx.spec.key,
+        cx.dep(profile)?.require("arn")?,
+        sgs,
+        cx.dep_id(file_system)?,
+        cx.dep(db)?.require("secret_arn")?,
+        licence_arn,
+    ))
+}
+
+fn outputs_of(lt: &t::LaunchTemplate) -> Option<Outputs> {
+    Some(
+        Outputs::new()
+            .with("id", lt.launch_template_id()?)
+            .with("name", lt.launch_template_name().unwrap_or_default())
+            // The version the Auto Scaling group launches (explicit, never $Latest/$Default).
+            .with("version", lt.default_version_number().unwrap_or(1).to_string()),
+    )
+}
+
+async fn by_name(aws: &Aws, name: &str) -> Result<Option<t::LaunchTemplate>, ResourceError> {
+    let out = aws
+        .clients
+        .ec2
+        .describe_launch_templates()
+        .launch_template_names(name)
+        .send()
+        .await
+        .map_err(err("looking up the launch template by name"));
+    Ok(ec2::not_found_is_none(out)?.and_then(|o| o.launch_templates().first().cloned()))
+}
+
+#[async_trait]
+impl ResourceKind for LaunchTemplate {
+    async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let (name,) = props!(cx, LaunchTemplate { name });
+        let Some(lt) = by_name(aws, name).await? else {
+            return Ok(None);
+        };
+        if !tags::ec2_is_ours(lt.tags(), &aws.env.deployment, &cx.spec.key) {
+            return Err(ResourceError::new(
+                ErrorClass::AlreadyExists,
+                format!("a launch template named {name} exists but does not belong to this deployment"),
+            )
+            .with_hint("choose another deployment name, or delete that launch template if it is a leftover"));
+        }
+        Ok(outputs_of(&lt))
+    }
+
+    async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let (name,) = props!(cx, LaunchTemplate { name });
+        let data = build_data(aws, &inputs_from(aws, cx)?).await?;
+        let out = aws
+            .clients
+            .ec2
+            .create_launch_template()
+            .launch_template_name(name)
+            .client_token(cx.token)
+            .launch_template_data(data)
+            .tag_specifications(tags::ec2_spec(ResourceType::LaunchTemplate, &aws.env.deployment, &cx.spec.key))
+            .send()
+            .await
+            .map_err(err("creating the launch template"));
+        match out {
+            Ok(o) => o
+                .launch_template()
+                .and_then(outputs_of)
+                .ok_or_else(|| ResourceError::new(ErrorClass::Other, "CreateLaunchTemplate returned no template")),
+            // A create whose answer was lost: the name is ours if the tags say so.
+            Err(e) if e.is(ErrorClass::AlreadyExists) => self.find(aws, cx).await?.ok_or(e),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
+        let id = cx.outputs.id()?;
+        ec2::delete_retrying(Kind::LaunchTemplate, &format!("deleting launch template {id}"), || async {
+            aws.clients
+                .ec2
+                .delete_launch_template()
+                .launch_template_id(id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("deleting the launch template"))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::Config;
+
+    fn inputs(key_name: Option<&str>) -> TemplateInputs {
+        let mut cfg = Config::default();
+        cfg.deployment = "pi".into();
+        TemplateInputs {
+            ami: "ami-0123456789abcdef0".into(),
+            instance_type: "t3.medium".into(),
+            profile_arn: "arn:aws:iam::123456789012:instance-profile/pi-dashboard-ec2".into(),
+            security_group_ids: vec!["sg-1".into()],
+            key_name: key_name.map(String::from),
+            root_volume_gib: 15,
+            user_data: UserDataParams::new(&cfg, "eu-west-1", "amazonaws.com", "fs-1", "arn:aws:secretsmanager:x", None),
+            deployment: "pi".into(),
+            tag_key: "launch-template".into(),
+        }
+    }
+
+    #[test]
+    fn the_data_is_complete_and_secure() {
+        let d = template_data(&inputs(None), "/dev/sda1", "IyEvYmluL2Jhc2g=");
+        assert_eq!(d.image_id(), Some("ami-0123456789abcdef0"));
+        assert_eq!(d.instance_type().map(|t| t.as_str()), Some("t3.medium"));
+        assert_eq!(
+            d.iam_instance_profile().and_then(|p| p.arn()),
+            Some("arn:aws:iam::123456789012:instance-profile/pi-dashboard-ec2")
+        );
+        assert_eq!(d.security_group_ids(), ["sg-1"]);
+        assert_eq!(d.key_name(), None);
+        let md = d.metadata_options().unwrap();
+        assert_eq!(md.http_tokens(), Some(&LaunchTemplateHttpTokensState::Required));
+        assert_eq!(md.http_endpoint(), Some(&LaunchTemplateInstanceMetadataEndpointState::Enabled));
+        assert_eq!(md.http_put_response_hop_limit(), Some(2));
+        let [bdm] = d.block_device_mappings() else { panic!("one block device mapping") };
+        assert_eq!(bdm.device_name(), Some("/dev/sda1"));
+        let ebs = bdm.ebs().unwrap();
+        assert_eq!(ebs.volume_type(), Some(&VolumeType::Gp3));
+        assert_eq!(ebs.volume_size(), Some(15));
+        assert_eq!(ebs.encrypted(), Some(true));
+        assert_eq!(ebs.delete_on_termination(), Some(true));
+        assert_eq!(d.user_data(), Some("IyEvYmluL2Jhc2g="));
+        let kinds: Vec<&ResourceType> = d.tag_specifications().iter().filter_map(|s| s.resource_type()).collect();
+        assert_eq!(kinds, [&ResourceType::Instance, &ResourceType::Volume]);
+        for s in d.tag_specifications() {
+            assert!(tags::ec2_is_ours(s.tags(), "pi", "launch-template"));
+        }
+    }
+
+    #[test]
+    fn the_key_pair_is_optional() {
+        let d = template_data(&inputs(Some("ops")), "/dev/xvda", "x");
+        assert_eq!(d.key_name(), Some("ops"));
+    }
+}

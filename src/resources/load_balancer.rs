@@ -1,0 +1,209 @@
+//! The internet-facing Application Load Balancer in the public subnets, guarded by the alb
+//! security group, dropping invalid header fields. Creation takes minutes on AWS
+//! (`provisioning` -> `active`, median ~150 s), so `create` returns the ARN at once and
+//! `converge` waits. Its delete waits until it is gone: its ENIs hold public addresses, and
+//! the internet gateway cannot be detached before they go.
+
+use async_trait::async_trait;
+use aws_sdk_elasticloadbalancingv2::types::{
+    self as t, IpAddressType, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
+};
+
+use super::{Aws, ResourceKind, ec2, elb, props};
+use crate::aws::err;
+use crate::aws::wait::{self, Backoff, Poll};
+use crate::core::latency;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::spec::Kind;
+
+pub struct LoadBalancer;
+
+/// Attributes set after create, as (key, value).
+pub const ATTRIBUTES: [(&str, &str); 1] = [("routing.http.drop_invalid_header_fields.enabled", "true")];
+
+fn outputs_of(lb: &t::LoadBalancer) -> Option<Outputs> {
+    let arn = lb.load_balancer_arn()?;
+    Some(
+        Outputs::new()
+            .with("id", arn)
+            .with("name", lb.load_balancer_name().unwrap_or_default())
+            .with("dns_name", lb.dns_name().unwrap_or_default())
+            .with("canonical_hosted_zone_id", lb.canonical_hosted_zone_id().unwrap_or_default())
+            .with("arn_suffix", elb::arn_suffix(arn).unwrap_or_default()),
+    )
+}
+
+/// What one look at the load balancer means while waiting for `active`.
+pub fn active_poll(state: Option<&t::LoadBalancerState>) -> Poll<()> {
+    let code = state.and_then(|s| s.code());
+    match code {
+        Some(LoadBalancerStateEnum::Active) => Poll::Ready(()),
+        Some(LoadBalancerStateEnum::Failed) => {
+            let reason = state.and_then(|s| s.reason()).unwrap_or("no reason given");
+            Poll::Failed(format!("failed: {reason}"))
+        }
+        Some(c) => Poll::Pending(c.as_str().to_string()),
+        None => Poll::Pending("unknown".into()),
+    }
+}
+
+async fn describe(aws: &Aws, arn: &str) -> Result<Option<t::LoadBalancer>, ResourceError> {
+    let out = aws
+        .clients
+        .elb
+        .describe_load_balancers()
+        .load_balancer_arns(arn)
+        .send()
+        .await
+        .map_err(err("describing the load balancer"));
+    Ok(ec2::not_found_is_none(out)?.and_then(|o| o.load_balancers().first().cloned()))
+}
+
+#[async_trait]
+impl ResourceKind for LoadBalancer {
+    async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let (name,) = props!(cx, LoadBalancer { name });
+        let out = aws
+            .clients
+            .elb
+            .describe_load_balancers()
+            .names(name)
+            .send()
+            .await
+            .map_err(err("looking up the load balancer by name"));
+        let Some(lb) = ec2::not_found_is_none(out)?.and_then(|o| o.load_balancers().first().cloned()) else {
+            return Ok(None);
+        };
+        if !elb::is_ours(aws, lb.load_balancer_arn().unwrap_or_default(), &cx.spec.key).await? {
+            return Err(elb::foreign("load balancer", name));
+        }
+        Ok(outputs_of(&lb))
+    }
+
+    async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let (name, subnets, security_group) = props!(cx, LoadBalancer { name, subnets, security_group });
+        let subnet_ids = subnets.iter().map(|k| cx.dep_id(k).map(String::from)).collect::<Result<Vec<_>, _>>()?;
+        // CreateLoadBalancer with the same name and settings returns the existing one.
+        let out = aws
+            .clients
+            .elb
+            .create_load_balancer()
+            .name(name)
+            .r#type(LoadBalancerTypeEnum::Application)
+            .scheme(LoadBalancerSchemeEnum::InternetFacing)
+            .ip_address_type(IpAddressType::Ipv4)
+            .set_subnets(Some(subnet_ids))
+            .security_groups(cx.dep_id(security_group)?)
+            .set_tags(Some(elb::elb_tags(&aws.env.deployment, &cx.spec.key)))
+            .send()
+            .await
+            .map_err(err("creating the load balancer"))?;
+        out.load_balancers()
+            .first()
+            .and_then(outputs_of)
+            .ok_or_else(|| ResourceError::new(ErrorClass::Other, "CreateLoadBalancer returned no load balancer"))
+    }
+
+    async fn converge(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let arn = outputs.id()?.to_string();
+        let lb = wait::wait_for(
+            &format!("load balancer {arn} to become active"),
+            latency::create_deadline(Kind::LoadBalancer),
+            Backoff::SLOW,
+            || async {
+                // Right after create, ELB may not know the ARN yet: not found means not yet.
+                let Some(lb) = describe(aws, &arn).await? else {
+                    return Ok(Poll::Pending("not visible yet".into()));
+                };
+                Ok(match active_poll(lb.state()) {
+                    Poll::Ready(()) => Poll::Ready(lb),
+                    Poll::Pending(s) => Poll::Pending(s),
+                    Poll::Failed(s) => Poll::Failed(s),
+                })
+            },
+        )
+        .await?;
+        let attrs: Vec<LoadBalancerAttribute> =
+            ATTRIBUTES.iter().map(|(k, v)| LoadBalancerAttribute::builder().key(*k).value(*v).build()).collect();
+        aws.clients
+            .elb
+            .modify_load_balancer_attributes()
+            .load_balancer_arn(&arn)
+            .set_attributes(Some(attrs))
+            .send()
+            .await
+            .map_err(err("setting the load balancer's attributes"))?;
+        Ok(outputs_of(&lb).unwrap_or(outputs))
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
+        let arn = cx.outputs.id()?;
+        ec2::delete_retrying(Kind::LoadBalancer, &format!("deleting load balancer {arn}"), || async {
+            aws.clients
+                .elb
+                .delete_load_balancer()
+                .load_balancer_arn(arn)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("deleting the load balancer"))
+        })
+        .await?;
+        wait::wait_for(
+            &format!("load balancer {arn} to be deleted"),
+            latency::delete_deadline(Kind::LoadBalancer),
+            Backoff::SLOW,
+            || async {
+                Ok(match describe(aws, arn).await? {
+                    None => Poll::Ready(()),
+                    Some(lb) => Poll::Pending(lb.state().and_then(|s| s.code()).map_or("deleting", |c| c.as_str()).to_string()),
+                })
+            },
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(code: LoadBalancerStateEnum, reason: Option<&str>) -> t::LoadBalancerState {
+        t::LoadBalancerState::builder().code(code).set_reason(reason.map(String::from)).build()
+    }
+
+    #[test]
+    fn provisioning_then_active_then_failed() {
+        assert!(matches!(active_poll(Some(&state(LoadBalancerStateEnum::Provisioning, None))), Poll::Pending(s) if s == "provisioning"));
+        assert!(matches!(active_poll(Some(&state(LoadBalancerStateEnum::Active, None))), Poll::Ready(())));
+        assert!(matches!(active_poll(None), Poll::Pending(_)));
+        match active_poll(Some(&state(LoadBalancerStateEnum::Failed, Some("no IGW")))) {
+            Poll::Failed(s) => assert!(s.contains("no IGW")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_follows_a_scripted_sequence() {
+        let seq = std::sync::Mutex::new(vec![
+            state(LoadBalancerStateEnum::Provisioning, None),
+            state(LoadBalancerStateEnum::Provisioning, None),
+            state(LoadBalancerStateEnum::Active, None),
+        ]);
+        let polls = std::sync::atomic::AtomicUsize::new(0);
+        wait::wait_for("alb", std::time::Duration::from_secs(600), Backoff::SLOW, || {
+            polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let s = seq.lock().unwrap().remove(0);
+            std::future::ready(Ok(active_poll(Some(&s))))
+        })
+        .await
+        .unwrap();
+        assert_eq!(polls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        let e = wait::wait_for("alb", std::time::Duration::from_secs(600), Backoff::SLOW, || {
+            std::future::ready(Ok(active_poll(Some(&state(LoadBalancerStateEnum::Failed, Some("capacity"))))))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(e.class, ErrorClass::Failed);
+    }
+}

@@ -1,0 +1,153 @@
+//! The side-loading Lambda's log group, created before the function so that it carries a
+//! retention (Lambda would otherwise create it on first invocation, kept forever, untagged).
+//!
+//! The name is deterministic (`/aws/lambda/<function>`): `find` is an exact match among
+//! DescribeLogGroups' prefix results. A group of that name is adopted even without our tags
+//! (Lambda itself creates exactly that name); converge then adds the tags.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_cloudwatchlogs::types::LogGroup as AwsLogGroup;
+
+use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::{err, tags};
+use crate::core::policy::{self, ArnScope};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+
+pub struct LogGroup;
+
+fn tag_map(deployment: &str, key: &str) -> HashMap<String, String> {
+    tags::pairs(deployment, key).into_iter().collect()
+}
+
+/// The ARN without `:*`, which is what the tagging APIs take.
+fn arn_of(aws: &Aws, g: &AwsLogGroup, name: &str) -> String {
+    g.log_group_arn().map(String::from).unwrap_or_else(|| {
+        let scope = ArnScope {
+            partition: &aws.env.partition,
+            region: &aws.env.region,
+            account: &aws.env.account_id,
+        };
+        policy::log_group_arn(&scope, name)
+    })
+}
+
+async fn describe(aws: &Aws, name: &str) -> Result<Option<AwsLogGroup>, ResourceError> {
+    let groups = aws
+        .clients
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(name)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(err("looking up the log group"))?;
+    // A prefix also matches `/aws/lambda/pi-sideload-other`: only the exact name counts.
+    Ok(groups.into_iter().find(|g| g.log_group_name() == Some(name)))
+}
+
+#[async_trait]
+impl ResourceKind for LogGroup {
+    async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let (name,) = props!(cx, LogGroup { name });
+        Ok(describe(aws, name).await?.map(|g| {
+            Outputs::new()
+                .with("id", name.as_str())
+                .with("arn", arn_of(aws, &g, name))
+        }))
+    }
+
+    async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let (name,) = props!(cx, LogGroup { name });
+        let r = aws
+            .clients
+            .logs
+            .create_log_group()
+            .log_group_name(name)
+            .set_tags(Some(tag_map(&aws.env.deployment, &cx.spec.key)))
+            .send()
+            .await
+            .map_err(err("creating the log group"));
+        match r {
+            // Already there (a run that died before recording it): converge repairs it.
+            Ok(_)
+            | Err(ResourceError {
+                class: ErrorClass::AlreadyExists,
+                ..
+            }) => {}
+            Err(e) => return Err(e),
+        }
+        let scope = ArnScope {
+            partition: &aws.env.partition,
+            region: &aws.env.region,
+            account: &aws.env.account_id,
+        };
+        Ok(Outputs::new()
+            .with("id", name.as_str())
+            .with("arn", policy::log_group_arn(&scope, name)))
+    }
+
+    async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let (retention_days,) = props!(cx, LogGroup { retention_days });
+        let name = outputs.id()?.to_string();
+        let group = ec2::retry_not_found("reading the new log group", || async {
+            describe(aws, &name)
+                .await?
+                .ok_or_else(|| ResourceError::new(ErrorClass::NotFound, format!("log group {name} is not visible yet")))
+        })
+        .await?;
+        if group.retention_in_days() != Some(*retention_days) {
+            aws.clients
+                .logs
+                .put_retention_policy()
+                .log_group_name(&name)
+                .retention_in_days(*retention_days)
+                .send()
+                .await
+                .map_err(err("setting the log group's retention"))?;
+        }
+        let arn = arn_of(aws, &group, &name);
+        let want = tag_map(&aws.env.deployment, &cx.spec.key);
+        let have = aws
+            .clients
+            .logs
+            .list_tags_for_resource()
+            .resource_arn(&arn)
+            .send()
+            .await
+            .map_err(err("reading the log group's tags"))?;
+        let have = have.tags().cloned().unwrap_or_default();
+        if want.iter().any(|(k, v)| have.get(k) != Some(v)) {
+            // Only an adopted group (created by Lambda, untagged) gets here.
+            aws.clients
+                .logs
+                .tag_resource()
+                .resource_arn(&arn)
+                .set_tags(Some(want))
+                .send()
+                .await
+                .map_err(err("tagging the log group"))?;
+        }
+        Ok(Outputs::new().with("id", name).with("arn", arn))
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
+        let name = cx.outputs.id()?;
+        let r = aws
+            .clients
+            .logs
+            .delete_log_group()
+            .log_group_name(name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(err("deleting the log group"));
+        match r {
+            Err(e) if e.is(ErrorClass::NotFound) => Ok(()),
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! The licence secret (only when a licence is configured). The value is read from the
+//! configured env var or file at the moment it is sent, straight into CreateSecret or
+//! PutSecretValue: it is never part of the spec, the outputs, the state, an event or a log.
+//!
+//! Found by its deterministic name, and adopted only when its tags say it is this
+//! deployment's (the name could have been taken by hand). Never rotated: it has no rotation
+//! function (see `db_endpoint` for the one secret that is).
+
+use async_trait::async_trait;
+use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
+use aws_sdk_secretsmanager::types::Tag;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::wait::{self, Backoff};
+use crate::aws::{err, tags};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::spec::{NodeSpec, SecretSource};
+
+pub struct Secret;
+
+/// A secret value in memory. It has no `Display`, and its `Debug` hides the value, so it
+/// cannot end up in a log line or an error message by accident.
+pub struct SecretValue(String);
+
+impl SecretValue {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue(<redacted>)")
+    }
+}
+
+/// Why the licence cannot be read: names the config field, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LicenceError {
+    pub field: &'static str,
+    pub problem: String,
+    pub fix: String,
+}
+
+/// Read the licence from its source. Surrounding whitespace (a file's final newline) is
+/// not part of the key.
+pub fn read_licence(source: &SecretSource) -> Result<SecretValue, LicenceError> {
+    let (field, raw) = match source {
+        SecretSource::Env(var) => (
+            "licence.env",
+            std::env::var(var).map_err(|e| LicenceError {
+                field: "licence.env",
+                problem: match e {
+                    std::env::VarError::NotPresent => format!("the environment variable `{var}` is not set"),
+                    std::env::VarError::NotUnicode(_) => format!("the environment variable `{var}` is not valid UTF-8"),
+                },
+                fix: format!("export {var}=<your licence key>, or point licence.file at a file holding it"),
+            })?,
+        ),
+        SecretSource::File(path) => (
+            "licence.file",
+            std::fs::read_to_string(path).map_err(|e| LicenceError {
+                field: "licence.file",
+                problem: format!("cannot read {}: {}", path.display(), e.kind()),
+                fix: "give the path of a readable file holding the licence key".into(),
+            })?,
+        ),
+    };
+    let value = raw.trim();
+    if value.is_empty() {
+        return Err(LicenceError {
+            field,
+            problem: "the licence is empty".into(),
+            fix: "put the licence key there".into(),
+        });
+    }
+    Ok(SecretValue(value.to_string()))
+}
+
+fn read(source: &SecretSource) -> Result<SecretValue, ResourceError> {
+    read_licence(source)
+        .map_err(|e| ResourceError::new(ErrorClass::Invalid, format!("{}: {}", e.field, e.problem)).with_hint(e.fix))
+}
+
+/// Errors of calls whose response carries a secret value. The usual rendering of an SDK
+/// error ends with the Debug form of the raw response, body included: a 200 answer that
+/// fails to parse would put the secret in the message. Keep the class and code, and only
+/// the service's own error message.
+pub fn redacted<E, R>(what: &'static str) -> impl FnOnce(SdkError<E, R>) -> ResourceError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    move |e| {
+        let said = e
+            .message()
+            .or(e.code())
+            .unwrap_or("the response could not be read")
+            .to_string();
+        let mut r = crate::aws::sdk(what, e);
+        r.message = format!("{what}: {said}");
+        r
+    }
+}
+
+fn sm_tags(deployment: &str, key: &str) -> Vec<Tag> {
+    tags::pairs(deployment, key)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+fn sm_is_ours(tags: &[Tag], deployment: &str, key: &str) -> bool {
+    let has = |k: &str, v: &str| tags.iter().any(|t| t.key() == Some(k) && t.value() == Some(v));
+    has(tags::DEPLOYMENT_TAG, deployment) && has(tags::KEY_TAG, key)
+}
+
+fn outputs_of(d: &DescribeSecretOutput) -> Option<Outputs> {
+    Some(
+        Outputs::new()
+            .with("id", d.arn()?)
+            .with("name", d.name().unwrap_or_default()),
+    )
+}
+
+async fn describe(aws: &Aws, id: &str) -> Result<Option<DescribeSecretOutput>, ResourceError> {
+    let out = aws
+        .clients
+        .secrets
+        .describe_secret()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(err("describing the licence secret"));
+    ec2::not_found_is_none(out)
+}
+
+/// After a forced delete, AWS may keep the name reserved for a short while and refuse both
+/// CreateSecret and RestoreSecret with this error; it frees the name by itself.
+pub fn is_name_still_reserved(e: &ResourceError) -> bool {
+    e.code.as_deref() == Some("InvalidRequestException")
+        && e.message.to_ascii_lowercase().contains("scheduled for deletion")
+}
+
+/// How long a freshly force-deleted name may stay reserved before we give up.
+const NAME_RELEASE_BUDGET: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Take over an existing secret of this name if it is ours; restore it if it was
+/// scheduled for deletion (CreateSecret is refused while it is). `None` when it was
+/// force-deleted and only its name is still reserved: the create waits for the name.
+async fn adopt(aws: &Aws, key: &str, d: &DescribeSecretOutput) -> Result<Option<Outputs>, ResourceError> {
+    let name = d.name().unwrap_or_default();
+    if !sm_is_ours(d.tags(), &aws.env.deployment, key) {
+        return Err(ResourceError::new(
+            ErrorClass::AlreadyExists,
+            format!(
+                "a secret named {name} exists but is not tagged as deployment `{}`'s",
+                aws.env.deployment
+            ),
+        )
+        .with_hint("delete or rename that secret, or use another deployment name"));
+    }
+    if d.deleted_date().is_some() {
+        let restored = aws
+            .clients
+            .secrets
+            .restore_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .map_err(err("restoring the licence secret scheduled for deletion"));
+        match restored {
+            Err(e) if e.is(ErrorClass::NotFound) || is_name_still_reserved(&e) => return Ok(None),
+            other => other.map(drop)?,
+        }
+    }
+    outputs_of(d)
+        .map(Some)
+        .ok_or_else(|| ResourceError::new(ErrorClass::Other, "DescribeSecret returned no ARN"))
+}
+
+#[async_trait]
+impl ResourceKind for Secret {
+    async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let (name,) = props!(cx, Secret { name });
+        match describe(aws, name).await? {
+            Some(d) => adopt(aws, &cx.spec.key, &d).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let (name, source) = props!(cx, Secret { name, source });
+        let value = read(source)?;
+        let create = || async {
+            aws.clients
+                .secrets
+                .create_secret()
+                .name(name)
+                .client_request_token(cx.token)
+                .description(format!("pi-deploy {}: Panintelligence licence key", aws.env.deployment))
+                .secret_string(value.expose())
+                .set_tags(Some(sm_tags(&aws.env.deployment, &cx.spec.key)))
+                .send()
+                .await
+                .map_err(err("creating the licence secret"))
+                .map_err(|e| {
+                    if is_name_still_reserved(&e) {
+                        ResourceError {
+                            class: ErrorClass::InUse,
+                            ..e
+                        }
+                    } else {
+                        e
+                    }
+                })
+        };
+        let created = wait::retry(
+            "creating the licence secret",
+            NAME_RELEASE_BUDGET,
+            Backoff::QUICK,
+            &[ErrorClass::InUse],
+            create,
+        )
+        .await;
+        match created {
+            Ok(out) => Ok(Outputs::new()
+                .with("id", out.arn().unwrap_or_default())
+                .with("name", out.name().unwrap_or(name))),
+            // A retried create: some implementations answer with the same ARN, others
+            // with ResourceExistsException; adopt it if it is ours.
+            Err(e) if e.is(ErrorClass::AlreadyExists) => {
+                let d = ec2::retry_not_found("looking up the existing licence secret", || async {
+                    describe(aws, name).await?.ok_or_else(|| ResourceError {
+                        class: ErrorClass::NotFound,
+                        ..e.clone()
+                    })
+                })
+                .await?;
+                adopt(aws, &cx.spec.key, &d).await?.ok_or_else(|| {
+                    ResourceError::new(
+                        ErrorClass::InUse,
+                        format!("the secret name {name} is still reserved by a deleted secret"),
+                    )
+                    .with_hint("AWS frees it within minutes: run `pi-deploy up` again")
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Store the configured value when the stored one differs (a changed licence).
+    async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let (source,) = props!(cx, Secret { source });
+        let arn = outputs.id()?.to_string();
+        let value = read(source)?;
+        let sm = &aws.clients.secrets;
+        let stored = ec2::retry_not_found("reading the licence secret", || async {
+            sm.get_secret_value()
+                .secret_id(&arn)
+                .send()
+                .await
+                .map_err(redacted("reading the licence secret"))
+        })
+        .await;
+        let same = match &stored {
+            Ok(out) => out.secret_string() == Some(value.expose()),
+            // No current version at all (an interrupted create): write one.
+            Err(e) if e.is(ErrorClass::NotFound) => false,
+            Err(e) => return Err(e.clone()),
+        };
+        drop(stored);
+        if !same {
+            tracing::info!(secret = %arn, "storing the configured licence (it differs from the stored one)");
+            sm.put_secret_value()
+                .secret_id(&arn)
+                .secret_string(value.expose())
+                .send()
+                .await
+                .map_err(err("storing the licence"))?;
+        }
+        Ok(outputs)
+    }
+
+    /// The configured value lives outside the state (by design), so whether it changed can
+    /// only be told by AWS: every `up` converges the secret again (one GetSecretValue).
+    fn outdated(&self, _spec: &NodeSpec, _outputs: &Outputs) -> bool {
+        true
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
+        let arn = cx.outputs.id()?;
+        let deleted = aws
+            .clients
+            .secrets
+            .delete_secret()
+            .secret_id(arn)
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+            .map_err(err("deleting the licence secret"));
+        match deleted {
+            Err(e) if e.is(ErrorClass::NotFound) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_value_is_read_trimmed_and_never_shown_by_debug() {
+        let var = "PI_DEPLOY_TEST_LICENCE_READ";
+        // SAFETY: this variable is used by this test only.
+        unsafe { std::env::set_var(var, "  KEY-123\n") };
+        let v = read_licence(&SecretSource::Env(var.into())).unwrap();
+        assert_eq!(v.expose(), "KEY-123");
+        assert!(!format!("{v:?}").contains("KEY-123"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("licence.txt");
+        std::fs::write(&path, "FILE-KEY\n").unwrap();
+        assert_eq!(read_licence(&SecretSource::File(path)).unwrap().expose(), "FILE-KEY");
+    }
+
+    #[test]
+    fn a_missing_or_empty_licence_names_its_field() {
+        let e = read_licence(&SecretSource::Env("PI_DEPLOY_TEST_LICENCE_UNSET_X".into())).unwrap_err();
+        assert_eq!(e.field, "licence.env");
+        assert!(e.problem.contains("PI_DEPLOY_TEST_LICENCE_UNSET_X"));
+        let e = read_licence(&SecretSource::File("/nonexistent/licence".into())).unwrap_err();
+        assert_eq!(e.field, "licence.file");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty");
+        std::fs::write(&path, "\n").unwrap();
+        let e = read_licence(&SecretSource::File(path)).unwrap_err();
+        assert!(e.problem.contains("empty"));
+    }
+
+    #[test]
+    fn errors_of_secret_reads_never_carry_the_response_body() {
+        use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+        use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::display::DisplayErrorContext;
+
+        let raw = || {
+            HttpResponse::new(
+                200.try_into().unwrap(),
+                SdkBody::from(r#"{"SecretString":"TOP-SECRET-VALUE""#),
+            )
+        };
+        let e: SdkError<GetSecretValueError, HttpResponse> = SdkError::response_error("truncated JSON", raw());
+        // The hazard: the standard rendering includes the body.
+        assert!(format!("{}", DisplayErrorContext(&e)).contains("TOP-SECRET-VALUE"));
+        let r = redacted("reading the licence secret")(e);
+        assert!(!r.message.contains("TOP-SECRET-VALUE"), "{}", r.message);
+        assert!(!format!("{r:?}").contains("TOP-SECRET-VALUE"));
+        assert_eq!(r.class, ErrorClass::Transient);
+    }
+
+    #[test]
+    fn a_name_reserved_after_a_forced_delete_is_waited_for() {
+        let reserved = ResourceError::new(
+            ErrorClass::Other,
+            "You can't create this secret because a secret with this name is already scheduled for deletion.",
+        )
+        .with_code("InvalidRequestException");
+        assert!(is_name_still_reserved(&reserved));
+        let other = ResourceError::new(
+            ErrorClass::Other,
+            "You can't perform this operation on the secret because it was marked for deletion.",
+        )
+        .with_code("InvalidRequestException");
+        assert!(!is_name_still_reserved(&other));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn re_creation_after_a_forced_delete_retries_until_the_name_is_free() {
+        let attempts = std::sync::Mutex::new(0);
+        let created = wait::retry(
+            "creating",
+            NAME_RELEASE_BUDGET,
+            Backoff::QUICK,
+            &[ErrorClass::InUse],
+            || {
+                let mut n = attempts.lock().unwrap();
+                *n += 1;
+                std::future::ready(if *n <= 3 {
+                    let e = ResourceError::new(
+                        ErrorClass::Other,
+                        "a secret with this name is already scheduled for deletion",
+                    )
+                    .with_code("InvalidRequestException");
+                    Err(ResourceError {
+                        class: ErrorClass::InUse,
+                        ..e
+                    })
+                } else {
+                    Ok("arn")
+                })
+            },
+        )
+        .await;
+        assert_eq!(created.unwrap(), "arn");
+        assert_eq!(*attempts.lock().unwrap(), 4);
+    }
+
+    #[test]
+    fn only_secrets_tagged_for_this_deployment_and_key_are_adopted() {
+        let t = sm_tags("pi", "licence-secret");
+        assert!(sm_is_ours(&t, "pi", "licence-secret"));
+        assert!(!sm_is_ours(&t, "other", "licence-secret"));
+        assert!(!sm_is_ours(&[], "pi", "licence-secret"));
+    }
+}

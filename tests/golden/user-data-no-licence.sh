@@ -1,0 +1,293 @@
+#!/bin/bash
+# pi-deploy user data for one dashboard instance of deployment `pi`.
+#
+# Rendered by pi-deploy (src/core/userdata.rs) from templates/user-data.sh: each value in
+# double braces is replaced at render time with an id, a name or an ARN. No secret value is
+# ever part of this script: the DB credentials and the licence are read on the instance, from
+# Secrets Manager (through the VPC endpoint: private DNS makes the regional name resolve to
+# it), at EVERY start of the dashboard, so a rotated password is picked up; they are written
+# only to root-owned mode-600 files. Never add `set -x` or `tee` here.
+#
+# Assumptions about the Panintelligence Marketplace AMI (check them when the AMI changes):
+# - the dashboard and its scheduler run in docker containers started by the systemd unit
+#   named in DASHBOARD_UNIT, and those containers take their environment from
+#   /var/panintelligence/dashboard.env and /var/panintelligence/scheduler.env (docker
+#   `--env-file` format: KEY=value per line, no quoting);
+# - the dashboard answers HTTP on port 8224;
+# - the AWS CLI v2, curl and python3 (or jq) are installed; nfs-utils is installed, or
+#   installable with dnf/yum/apt-get.
+#
+# Modes:
+#   (no argument)  run once by cloud-init at first boot: mount EFS, link the data folders
+#                  onto it, install this script as /usr/local/sbin/pi-dashboard-env with a
+#                  systemd drop-in that runs `pi-dashboard-env write-env` before every start
+#                  of the dashboard, wait for the database endpoint, start the dashboard,
+#                  check that it answers locally, then complete the launch lifecycle action
+#                  (CONTINUE; ABANDON on a definite failure, so Auto Scaling replaces the
+#                  instance instead of sending it traffic).
+#   write-env      write the two env files (what the drop-in runs).
+set -euo pipefail
+
+readonly DEPLOYMENT='pi'
+readonly REGION='eu-west-1'
+readonly EFS_DNS='fs-0123456789abcdef0.efs.eu-west-1.amazonaws.com'
+readonly DB_ENDPOINT_PARAMETER='/pi/db-endpoint'
+readonly DB_SECRET_ARN='arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-0b1c2d3e-4f5a-6b7c-8d9e-0f1a2b3c4d5e-AbCdEf'
+# Empty when the deployment has no licence secret.
+readonly LICENCE_SECRET_ARN=''
+readonly ASG_NAME='pi-dashboard'
+readonly LIFECYCLE_HOOK='pi-wait-for-dashboard'
+# The lifecycle hook's heartbeat: how long a new instance may wait for the database.
+readonly ENDPOINT_WAIT_SECONDS='2400'
+# Owner of the shared folders (the same uid/gid the side-loading Lambda writes as).
+readonly EFS_UID='1000'
+readonly EFS_GID='1000'
+
+readonly DASHBOARD_UNIT=panintelligence.service
+readonly DASHBOARD_URL=http://127.0.0.1:8224/
+readonly DASHBOARD_WAIT_SECONDS=900
+readonly PI_DIR=/var/panintelligence
+readonly EFS_MOUNT=/mnt/efs
+readonly EFS_SHARED="$EFS_MOUNT/var/panintelligence"
+readonly EFS_OPTIONS=nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev,nofail
+readonly -a FOLDERS=(images themes excel-data svg keys logs)
+readonly SELF=/usr/local/sbin/pi-dashboard-env
+readonly DROP_IN="/etc/systemd/system/$DASHBOARD_UNIT.d/50-pi-deploy.conf"
+
+LIFECYCLE_DONE=0
+
+log() {
+  printf '%s pi-deploy[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$DEPLOYMENT" "$*" >&2
+}
+
+# retry SECONDS WHAT COMMAND...: run COMMAND until it succeeds, backing off from 2 s to 30 s;
+# fail once SECONDS have passed.
+retry() {
+  local deadline=$((SECONDS + $1)) what=$2 delay=2
+  shift 2
+  until "$@"; do
+    if ((SECONDS + delay > deadline)); then
+      log "gave up: $what"
+      return 1
+    fi
+    log "not yet: $what (next try in ${delay}s)"
+    sleep "$delay"
+    delay=$((delay * 2 > 30 ? 30 : delay * 2))
+  done
+}
+
+# imds PATH: one instance metadata value over IMDSv2 (the launch template requires tokens).
+imds() {
+  local token
+  token=$(curl -sf -m 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
+    http://169.254.169.254/latest/api/token) || return 1
+  curl -sf -m 5 -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
+}
+
+complete_lifecycle_once() {
+  aws autoscaling complete-lifecycle-action --region "$REGION" \
+    --auto-scaling-group-name "$ASG_NAME" --lifecycle-hook-name "$LIFECYCLE_HOOK" \
+    --instance-id "$1" --lifecycle-action-result "$2"
+}
+
+# complete_lifecycle CONTINUE|ABANDON: tell Auto Scaling how the launch went (once).
+complete_lifecycle() {
+  local instance_id
+  if ((LIFECYCLE_DONE)); then
+    return 0
+  fi
+  instance_id=$(retry 120 "instance id from the metadata service" imds instance-id) || return 1
+  retry 120 "completing the launch lifecycle action ($1)" complete_lifecycle_once "$instance_id" "$1" || return 1
+  LIFECYCLE_DONE=1
+  log "launch lifecycle action completed: $1"
+}
+
+on_exit() {
+  local rc=$?
+  if ((rc != 0 && LIFECYCLE_DONE == 0)); then
+    log "boot failed (exit $rc): abandoning the launch so Auto Scaling replaces this instance"
+    complete_lifecycle ABANDON || log "could not abandon the launch; the lifecycle hook times out instead"
+  fi
+}
+
+install_nfs_utils() {
+  if command -v dnf >/dev/null 2>&1; then
+    dnf -y -q install nfs-utils
+  elif command -v yum >/dev/null 2>&1; then
+    yum -y -q install nfs-utils
+  else
+    apt-get -qq update && DEBIAN_FRONTEND=noninteractive apt-get -qq -y install nfs-common
+  fi
+}
+
+mount_once() {
+  mountpoint -q "$EFS_MOUNT" || mount "$EFS_MOUNT"
+}
+
+# EFS over NFSv4.1, also in fstab (_netdev,nofail: a missing mount never blocks the boot; the
+# dashboard unit requires the mount instead, see install_start_hook).
+mount_efs() {
+  mkdir -p "$EFS_MOUNT"
+  if ! command -v mount.nfs4 >/dev/null 2>&1; then
+    retry 300 "installing nfs-utils" install_nfs_utils
+  fi
+  if ! grep -qs "[[:space:]]${EFS_MOUNT}[[:space:]]" /etc/fstab; then
+    printf '%s:/ %s nfs4 %s 0 0\n' "$EFS_DNS" "$EFS_MOUNT" "$EFS_OPTIONS" >>/etc/fstab
+  fi
+  # A new mount target's DNS name resolves about 90 s after the target is available.
+  retry 900 "mounting $EFS_DNS at $EFS_MOUNT" mount_once
+}
+
+# /var/panintelligence/<folder> -> /mnt/efs/var/panintelligence/<folder>, so every instance
+# (and the side-loading Lambda) shares them. The AMI's own files seed an empty shared folder.
+link_folders() {
+  local name local_dir shared_dir
+  mkdir -p "$PI_DIR" "$EFS_SHARED"
+  for name in "${FOLDERS[@]}"; do
+    local_dir="$PI_DIR/$name"
+    shared_dir="$EFS_SHARED/$name"
+    if [[ ! -d $shared_dir ]]; then
+      mkdir -p "$shared_dir"
+      chown "$EFS_UID:$EFS_GID" "$shared_dir"
+      chmod 0755 "$shared_dir"
+    fi
+    if [[ -d $local_dir && ! -L $local_dir ]]; then
+      if [[ -z $(ls -A "$shared_dir") ]]; then
+        cp -a "$local_dir/." "$shared_dir/"
+      fi
+      rm -rf "$local_dir"
+    fi
+    ln -sfn "$shared_dir" "$local_dir"
+  done
+}
+
+# The dashboard unit runs `pi-dashboard-env write-env` before every start, and needs EFS.
+install_start_hook() {
+  install -m 0700 -o root -g root "${BASH_SOURCE[0]}" "$SELF"
+  mkdir -p "$(dirname "$DROP_IN")"
+  cat >"$DROP_IN" <<EOF
+# Written by pi-deploy (deployment $DEPLOYMENT).
+[Unit]
+Wants=network-online.target
+After=network-online.target remote-fs.target
+RequiresMountsFor=$EFS_MOUNT
+
+[Service]
+# Fresh database credentials (and licence) before every start: rotation is picked up.
+ExecStartPre=$SELF write-env
+TimeoutStartSec=900
+EOF
+  chmod 0644 "$DROP_IN"
+  systemctl daemon-reload
+}
+
+read_db_endpoint() {
+  DB_ENDPOINT=$(aws ssm get-parameter --region "$REGION" --name "$DB_ENDPOINT_PARAMETER" \
+    --query Parameter.Value --output text) && [[ $DB_ENDPOINT == *?:?* ]]
+}
+
+# wait_for_db_endpoint SECONDS: sets DB_ENDPOINT (host:port). pi-deploy writes the parameter
+# once the database is available, which may be long after this instance launched.
+wait_for_db_endpoint() {
+  retry "$1" "parameter $DB_ENDPOINT_PARAMETER (written when the database is ready)" read_db_endpoint
+}
+
+# read_secret ARN VARIABLE: the secret's SecretString into VARIABLE, never printed.
+read_secret() {
+  local secret_value
+  secret_value=$(aws secretsmanager get-secret-value --region "$REGION" --secret-id "$1" \
+    --query SecretString --output text) || return 1
+  printf -v "$2" '%s' "$secret_value"
+}
+
+# json_field KEY: one string field of the JSON object on stdin.
+json_field() {
+  if command -v jq >/dev/null 2>&1; then
+    jq -er --arg k "$1" '.[$k] | strings'
+  else
+    python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+  fi
+}
+
+# env_lines HOST PORT USERNAME PASSWORD LICENCE: the env file (printf is a builtin: the
+# values never appear on a command line).
+env_lines() {
+  printf 'PI_DB_HOST=%s\n' "$1"
+  printf 'PI_DB_PORT=%s\n' "$2"
+  printf 'PI_DB_USERNAME=%s\n' "$3"
+  printf 'PI_DB_PASSWORD=%s\n' "$4"
+  printf 'PI_DB_SCHEMA_NAME=dashboard\n'
+  printf 'PI_EXTERNAL_DB=true\n'
+  if [[ -n $5 ]]; then
+    printf 'PI_LICENCE=%s\n' "$5"
+  fi
+}
+
+# replace_file PATH: stdin becomes PATH, atomically, mode 600.
+replace_file() {
+  local tmp
+  tmp=$(mktemp "$1.XXXXXX")
+  cat >"$tmp"
+  chmod 600 "$tmp"
+  mv -f "$tmp" "$1"
+}
+
+write_env_files() {
+  umask 077
+  local db_json='' username password licence='' file
+  wait_for_db_endpoint 300
+  retry 300 "reading the database secret" read_secret "$DB_SECRET_ARN" db_json
+  username=$(printf '%s' "$db_json" | json_field username)
+  password=$(printf '%s' "$db_json" | json_field password)
+  if [[ -n $LICENCE_SECRET_ARN ]]; then
+    retry 300 "reading the licence secret" read_secret "$LICENCE_SECRET_ARN" licence
+    # One line per variable in an env file: a licence pasted with line breaks is joined.
+    licence=${licence//$'\r'/}
+    licence=${licence//$'\n'/}
+  fi
+  mkdir -p "$PI_DIR"
+  for file in "$PI_DIR/dashboard.env" "$PI_DIR/scheduler.env"; do
+    env_lines "${DB_ENDPOINT%:*}" "${DB_ENDPOINT##*:}" "$username" "$password" "$licence" | replace_file "$file"
+  done
+  log "wrote $PI_DIR/dashboard.env and $PI_DIR/scheduler.env (database ${DB_ENDPOINT%:*})"
+}
+
+dashboard_answers() {
+  local code
+  code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$DASHBOARD_URL") || return 1
+  [[ $code == [23]?? ]]
+}
+
+boot() {
+  trap on_exit EXIT
+  umask 022
+  log "preparing a dashboard instance"
+  if ! systemctl cat "$DASHBOARD_UNIT" >/dev/null 2>&1; then
+    log "this AMI has no systemd unit $DASHBOARD_UNIT: it is not the image pi-deploy expects"
+    exit 1
+  fi
+  # Not before its database settings exist.
+  systemctl stop "$DASHBOARD_UNIT" || true
+  mount_efs
+  link_folders
+  install_start_hook
+  wait_for_db_endpoint "$ENDPOINT_WAIT_SECONDS"
+  systemctl enable "$DASHBOARD_UNIT"
+  systemctl restart "$DASHBOARD_UNIT"
+  retry "$DASHBOARD_WAIT_SECONDS" "the dashboard answering on $DASHBOARD_URL" dashboard_answers
+  complete_lifecycle CONTINUE
+  log "dashboard ready"
+}
+
+main() {
+  case "${1:-boot}" in
+    boot) boot ;;
+    write-env) write_env_files ;;
+    *)
+      log "usage: $0 [boot|write-env]"
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"
