@@ -11,10 +11,17 @@ use clap::{Args, Parser, Subcommand};
     about = "Deploy the Panintelligence dashboard on AWS by calling the AWS APIs directly",
     long_about = "Deploy the Panintelligence dashboard on AWS by calling the AWS APIs directly: \
                   `up` builds the whole architecture (resuming where a previous run stopped), \
-                  `destroy` removes it in reverse order.\n\n\
+                  `plan` shows what `up` would do, `status` compares the deployment with AWS, \
+                  `outputs` prints its URL and ids, `destroy` removes it in reverse order.\n\n\
                   Credentials and region come from the standard AWS environment (AWS_PROFILE, \
                   `aws sso login`, AWS_REGION, AWS_ENDPOINT_URL), overridable with --region.",
-    after_help = "Examples:\n  pi-deploy up --deployment pi-prod --ami ami-0123456789abcdef0 --certificate-arn arn:aws:acm:...\n  pi-deploy destroy --deployment pi-prod --yes"
+    after_help = "Examples:\n  \
+                  pi-deploy plan --deployment pi-prod --ami ami-0123456789abcdef0\n  \
+                  pi-deploy up --deployment pi-prod --ami ami-0123456789abcdef0 --certificate-arn arn:aws:acm:...\n  \
+                  pi-deploy status --deployment pi-prod\n  \
+                  pi-deploy outputs --deployment pi-prod --json\n  \
+                  pi-deploy destroy --deployment pi-prod --yes\n\n\
+                  Exit codes: 0 done, 1 failed (or `status` found problems), 2 bad input, 3 refused."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -37,7 +44,8 @@ pub struct GlobalArgs {
     /// Directory holding the state files.
     #[arg(long, global = true, value_name = "DIR", default_value = "state")]
     pub state_dir: PathBuf,
-    /// Print one JSON object per event (NDJSON) on stdout instead of the human display.
+    /// Machine-readable stdout: one JSON object per event (NDJSON) for up and destroy, one
+    /// JSON document for plan, status and outputs.
     #[arg(long, global = true)]
     pub json: bool,
     /// Do not ask for confirmation.
@@ -59,9 +67,36 @@ pub enum Command {
     /// Build every resource of the architecture; creates only what is missing.
     #[command(after_help = "Example:\n  pi-deploy up --deployment pi --ami ami-0123456789abcdef0")]
     Up(UpArgs),
+    /// Show what `up` would do to each resource (create, adopt, update, nothing); changes nothing.
+    #[command(after_help = "Unchanged resources are listed with -v. Only read-only AWS calls are made.\n\n\
+                            Examples:\n  \
+                            pi-deploy plan --deployment pi --ami ami-0123456789abcdef0\n  \
+                            pi-deploy plan --deployment pi --ami ami-0123456789abcdef0 --json")]
+    Plan(UpArgs),
+    /// Compare the deployment with AWS: live state, drift, leaked resources, target health, Lambda errors.
+    #[command(after_help = "Exit status: 0 when everything is healthy and in sync, 1 otherwise.\n\n\
+                            Examples:\n  \
+                            pi-deploy status --deployment pi\n  \
+                            pi-deploy status --deployment pi --json")]
+    Status,
+    /// Print the deployment's outputs (dashboard URL, ids, ARNs) from the state file; no AWS call.
+    #[command(after_help = "Examples:\n  \
+                            pi-deploy outputs --deployment pi\n  \
+                            pi-deploy outputs --deployment pi --json | jq -r .vpc_id")]
+    Outputs,
     /// Delete everything the deployment created, in reverse order.
     #[command(after_help = "Example:\n  pi-deploy destroy --deployment pi --skip-final-snapshot --yes")]
     Destroy(DestroyArgs),
+    /// Print a shell completion script to stdout.
+    #[command(after_help = "Examples:\n  \
+                            pi-deploy completions bash > ~/.local/share/bash-completion/completions/pi-deploy\n  \
+                            pi-deploy completions zsh > \"${fpath[1]}/_pi-deploy\"\n  \
+                            pi-deploy completions fish > ~/.config/fish/completions/pi-deploy.fish")]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use pi_deploy::cli::{Cli, Command};
 use pi_deploy::commands::{self, CmdError};
 use pi_deploy::core::event::EventSink;
@@ -55,13 +55,32 @@ fn main() -> ExitCode {
         Verbosity::Normal
     };
     let events: Arc<dyn EventSink> = if g.json { Arc::new(JsonSink) } else { Arc::new(HumanSink::new(verbosity, color)) };
+    // Commands that need neither AWS nor a runtime.
+    let local = match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "pi-deploy", &mut std::io::stdout());
+            Some(Ok(()))
+        }
+        Command::Outputs => Some(commands::outputs::run(g)),
+        _ => None,
+    };
+    if let Some(result) = local {
+        return finish(result, color);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Up(args) => commands::up::run(g, args, events).await,
             Command::Destroy(args) => commands::destroy::run(g, args, events).await,
+            Command::Plan(args) => commands::plan::run(g, args, events).await,
+            Command::Status => commands::status::run(g, events).await,
+            Command::Outputs | Command::Completions { .. } => unreachable!("handled above"),
         }
     });
+    finish(result, color)
+}
+
+fn finish(result: Result<(), CmdError>, color: bool) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

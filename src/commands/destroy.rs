@@ -7,14 +7,16 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{CmdError, desired_graph, existing_graph, load_config, open_session, resolve_zones, validate};
+use super::{CmdError, existing_graph, load_config, open_session, resolve_zones, search_graph, validate};
 use crate::aws::DestroyOptions;
 use crate::cli::{DestroyArgs, GlobalArgs};
 use crate::core::config::Purpose;
 use crate::core::event::{Event, EventSink};
 use crate::core::executor::{Executor, Limits, StateStore};
 use crate::core::latency;
-use crate::core::state::State;
+use crate::core::orphans::{Found, find_unrecorded};
+use crate::core::state::{ResourceRecord, State, Status};
+use crate::resources::Aws;
 use crate::resources::AwsCloud;
 
 pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
@@ -26,22 +28,40 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
         skip_final_snapshot: args.skip_final_snapshot,
         disable_deletion_protection: args.disable_deletion_protection,
     };
-    if session.fresh {
+    let zones = resolve_zones(&mut session, &cfg).await?;
+    let search = search_graph(&cfg, &session.aws.env.region, zones)?;
+    let cloud = Arc::new(AwsCloud { aws: session.aws.clone() });
+
+    // Before deleting: what does AWS hold that the state does not record? (A run killed
+    // between a create call and its record, or a lost state file.) Recorded first, so
+    // nothing found is ever lost, then deleted with the rest.
+    let (found, failed) = find_unrecorded(cloud.as_ref(), &search, &session.state).await;
+    for (key, e) in &failed {
+        events.emit(Event::Warning { message: format!("could not look for `{key}`: {e}") });
+    }
+    if !found.is_empty() {
+        let keys: Vec<&str> = found.iter().map(|f| f.key.as_str()).collect();
+        events.emit(Event::Warning {
+            message: format!("found {} resources the state did not record; they will be deleted too: {}", found.len(), keys.join(", ")),
+        });
+        record_found(&mut session.state, found);
+        session.state.serial += 1;
+        session.state_file.write(&session.state)?;
+    }
+    if session.state.resources.is_empty() {
         events.emit(Event::RunFinished {
             command: "destroy".into(),
             ok: true,
             elapsed_ms: started.elapsed().as_millis() as u64,
             counts: BTreeMap::from([("deleted".to_string(), 0)]),
-            outputs: BTreeMap::new(),
+            outputs: BTreeMap::from([("message".to_string(), format!("nothing of deployment `{}` exists", cfg.deployment))]),
             error: None,
         });
         return Ok(());
     }
-    let zones = resolve_zones(&mut session, &cfg).await?;
-    let desired = desired_graph(&cfg, &session.aws.env.region, zones)?;
-    let graph = Arc::new(existing_graph(&desired, &session.state));
+    let graph = Arc::new(existing_graph(&search, &session.state));
 
-    confirm(global, &cfg.deployment, &session.state)?;
+    confirm(global, &cfg.deployment, &session.state, &session.aws).await?;
     events.emit(Event::RunStarted {
         command: "destroy".into(),
         deployment: cfg.deployment.clone(),
@@ -54,7 +74,7 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
     let state_file = Arc::new(session.state_file);
     let store: Arc<dyn StateStore> = state_file.clone();
     let executor = Executor {
-        cloud: Arc::new(AwsCloud { aws: session.aws.clone() }),
+        cloud,
         store,
         events: events.clone(),
         limits: Limits::default(),
@@ -103,14 +123,29 @@ fn final_snapshot_outputs(snapshots: &[String]) -> BTreeMap<String, String> {
     }
 }
 
+/// Add resources found in AWS to the state as `created`, so they are deleted like the rest.
+fn record_found(state: &mut State, found: Vec<Found>) {
+    for f in found {
+        let token = state.client_token(&f.key);
+        state.resources.insert(
+            f.key,
+            ResourceRecord { kind: f.kind, status: Status::Created, client_token: token, outputs: f.outputs, deps: f.deps, updated_at: chrono::Utc::now() },
+        );
+    }
+}
+
+/// Objects in the resources bucket (first page: "1000+" when there are more).
+async fn bucket_objects(aws: &Aws, state: &State) -> Option<String> {
+    let bucket = state.resources.get("bucket")?.outputs.get("id")?.to_string();
+    let out = aws.clients.s3.list_objects_v2().bucket(bucket).send().await.ok()?;
+    let n = out.key_count().unwrap_or(0);
+    Some(if out.is_truncated() == Some(true) { format!("{n}+") } else { n.to_string() })
+}
+
 /// Show what will be deleted and ask for the deployment name, unless --yes.
-fn confirm(global: &GlobalArgs, deployment: &str, state: &State) -> Result<(), CmdError> {
+async fn confirm(global: &GlobalArgs, deployment: &str, state: &State, aws: &Aws) -> Result<(), CmdError> {
     if global.yes {
         return Ok(());
-    }
-    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in state.resources.values() {
-        *by_kind.entry(r.kind.as_str()).or_default() += 1;
     }
     if !std::io::stdin().is_terminal() {
         return Err(CmdError::Refused {
@@ -118,10 +153,22 @@ fn confirm(global: &GlobalArgs, deployment: &str, state: &State) -> Result<(), C
             hint: Some("pass --yes to confirm without a terminal".into()),
         });
     }
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in state.resources.values() {
+        *by_kind.entry(r.kind.as_str()).or_default() += 1;
+    }
+    let objects = bucket_objects(aws, state).await;
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "This deletes {} resources of deployment `{deployment}` in {}:", state.resources.len(), state.region);
     for (kind, n) in &by_kind {
         let _ = writeln!(err, "  {n:>3} {kind}");
+    }
+    if let Some(n) = objects {
+        let _ = writeln!(err, "The resources bucket holds {n} objects: they are deleted with it (every version).");
+    }
+    if state.resources.contains_key("db") {
+        let snapshot = if aws.env.destroy.skip_final_snapshot { "NO final snapshot (--skip-final-snapshot)" } else { "a final snapshot is taken first" };
+        let _ = writeln!(err, "Database: {snapshot}.");
     }
     let _ = write!(err, "Type the deployment name to confirm: ");
     let _ = err.flush();

@@ -3,6 +3,9 @@
 //! that maps to exit codes (0 ok, 1 failed run, 2 bad input, 3 refused).
 
 pub mod destroy;
+pub mod outputs;
+pub mod plan;
+pub mod status;
 pub mod up;
 
 use std::collections::BTreeSet;
@@ -196,6 +199,33 @@ pub fn desired_graph(cfg: &Config, region: &str, zones: [String; 2]) -> Result<G
         hint: Some("please report this as a bug".into()),
         reported: false,
     })
+}
+
+/// Everything this deployment could have built under any setting that adds or renames
+/// resources (one or two NATs, with or without HTTPS and a licence): where `destroy`
+/// looks for resources the state does not record, e.g. after the config changed.
+pub fn search_graph(cfg: &Config, region: &str, zones: [String; 2]) -> Result<Graph, CmdError> {
+    let mut variants = vec![cfg.clone()];
+    let mut flipped = cfg.clone();
+    flipped.network.nat_per_az = !cfg.network.nat_per_az;
+    variants.push(flipped);
+    let mut extras = cfg.clone();
+    if extras.certificate_arn.is_none() {
+        extras.certificate_arn = Some(format!("arn:aws:acm:{region}:000000000000:certificate/any"));
+    }
+    if extras.licence.env.is_none() && extras.licence.file.is_none() {
+        extras.licence.env = Some("PI_DEPLOY_LICENCE".into());
+    }
+    variants.push(extras);
+    let mut nodes: Vec<NodeSpec> = Vec::new();
+    for v in &variants {
+        for n in spec::build(&SpecInput { config: v, region, azs: zones.clone() }) {
+            if !nodes.iter().any(|m| m.key == n.key) {
+                nodes.push(n);
+            }
+        }
+    }
+    Graph::new(nodes).or_else(|_| desired_graph(cfg, region, zones))
 }
 
 /// The graph of what exists: the desired graph restricted to recorded keys, plus recorded

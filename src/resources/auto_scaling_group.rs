@@ -218,6 +218,14 @@ impl ResourceKind for AutoScalingGroup {
         Ok(outputs_of(&g))
     }
 
+    async fn inspect(
+        &self,
+        aws: &Aws,
+        cx: &crate::core::inspect::InspectCtx<'_>,
+    ) -> Result<crate::core::inspect::Inspection, ResourceError> {
+        super::inspect::auto_scaling_group(aws, cx).await
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let name = cx.outputs.id()?;
         let Some(g) = describe_group(aws, name).await? else {

@@ -200,6 +200,14 @@ impl ResourceKind for Bucket {
         Ok(outputs)
     }
 
+    async fn inspect(
+        &self,
+        aws: &Aws,
+        cx: &crate::core::inspect::InspectCtx<'_>,
+    ) -> Result<crate::core::inspect::Inspection, ResourceError> {
+        super::inspect::bucket(aws, cx).await
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let name = cx.outputs.id()?;
         let s3 = &aws.clients.s3;

@@ -194,6 +194,14 @@ impl ResourceKind for DbInstance {
         Ok(found)
     }
 
+    async fn inspect(
+        &self,
+        aws: &Aws,
+        cx: &crate::core::inspect::InspectCtx<'_>,
+    ) -> Result<crate::core::inspect::Inspection, ResourceError> {
+        super::inspect::db_instance(aws, cx).await
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
         let Some(db) = describe_instance(aws, id).await? else {

@@ -64,3 +64,41 @@ pub fn filter<S: Into<String>>(name: &str, values: impl IntoIterator<Item = S>) 
 pub fn has_code(e: &ResourceError, code: &str) -> bool {
     e.code.as_deref() == Some(code)
 }
+
+/// When a subnet or security group still cannot be deleted at the end of its budget, name
+/// what holds it: the network interfaces in it (`filter_name` = `subnet-id` or `group-id`)
+/// with their descriptions, which tell an operator whose they are.
+pub async fn explain_holders(aws: &super::Aws, filter_name: &str, id: &str, mut e: ResourceError) -> ResourceError {
+    if !e.is(ErrorClass::InUse) {
+        return e;
+    }
+    let Ok(out) = aws.clients.ec2.describe_network_interfaces().filters(filter(filter_name, [id])).send().await else {
+        return e;
+    };
+    let holders = describe_holders(
+        out.network_interfaces()
+            .iter()
+            .map(|n| (n.network_interface_id().unwrap_or("?"), n.status().map(|s| s.as_str()).unwrap_or("?"), n.description().unwrap_or(""))),
+    );
+    if !holders.is_empty() {
+        e.message = format!("{}; still held by: {holders}", e.message);
+        e.hint = Some(format!(
+            "delete or detach those network interfaces (Lambda ENIs go a few minutes after their function), then run `pi-deploy destroy` again to delete {id}"
+        ));
+    }
+    e
+}
+
+/// `eni-1 (in-use, "AWS Lambda VPC ENI-x")`, comma-separated.
+pub fn describe_holders<'a>(enis: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> String {
+    enis.map(|(id, status, desc)| format!("{id} ({status}, \"{desc}\")")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod holder_tests {
+    #[test]
+    fn holders_are_named_with_their_descriptions() {
+        let s = super::describe_holders([("eni-1", "in-use", "AWS Lambda VPC ENI-abc"), ("eni-2", "available", "")].into_iter());
+        assert_eq!(s, "eni-1 (in-use, \"AWS Lambda VPC ENI-abc\"), eni-2 (available, \"\")");
+    }
+}

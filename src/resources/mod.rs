@@ -10,11 +10,13 @@ mod bucket_notification;
 mod db_endpoint;
 mod dashboard_check;
 mod db_instance;
+pub mod discover;
 mod dns_record;
 mod ec2;
 mod eip;
 mod elb;
 mod file_system;
+pub mod inspect;
 mod iam_role;
 mod instance_profile;
 mod internet_gateway;
@@ -46,6 +48,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::aws::{Clients, Env};
+use crate::core::inspect::{InspectCtx, Inspection};
 use crate::core::resource::{Cloud, DeleteCtx, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::{Kind, NodeSpec};
 
@@ -75,6 +78,17 @@ pub trait ResourceKind: Send + Sync {
         let _ = (spec, outputs);
         false
     }
+    /// Read-only: the recorded resource's live state and the drift of the attributes this
+    /// kind sets (for `status`). Kinds that do not implement it claim nothing.
+    async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+        let _ = (aws, cx);
+        Ok(Inspection::unknown())
+    }
+}
+
+/// See `ResourceKind::inspect`.
+pub async fn inspect(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+    kind_impl(cx.kind).inspect(aws, cx).await
 }
 
 /// See `ResourceKind::outdated`.

@@ -9,6 +9,7 @@ use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use crate::core::latency;
+use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
@@ -20,6 +21,16 @@ fn is_gone(state: Option<&NatGatewayState>) -> bool {
         state,
         Some(NatGatewayState::Deleting | NatGatewayState::Deleted | NatGatewayState::Failed)
     )
+}
+
+/// The live state `status` reports for a gateway's state.
+fn live_of(state: Option<&NatGatewayState>) -> Live {
+    match state {
+        None | Some(NatGatewayState::Deleted) => Live::Missing,
+        Some(NatGatewayState::Available) => Live::Available,
+        Some(NatGatewayState::Deleting | NatGatewayState::Failed) => Live::Deleting,
+        Some(_) => Live::Creating,
+    }
 }
 
 fn outputs_of(n: &t::NatGateway) -> Option<Outputs> {
@@ -71,13 +82,55 @@ async fn poll_available(aws: &Aws, id: &str) -> Result<Poll<t::NatGateway>, Reso
 
 /// One poll while waiting for the delete. A failed gateway holds no address either.
 async fn poll_deleted(aws: &Aws, id: &str) -> Result<Poll<()>, ResourceError> {
-    let Some(n) = describe(aws, id).await? else {
-        return Ok(Poll::Ready(()));
-    };
-    Ok(match n.state() {
-        Some(NatGatewayState::Deleted | NatGatewayState::Failed) => Poll::Ready(()),
-        s => Poll::Pending(s.map_or("unknown", |s| s.as_str()).into()),
-    })
+    let n = describe(aws, id).await?;
+    Ok(deletion_poll(n.as_ref().map(|n| n.state())))
+}
+
+/// `None`: the gateway is no longer listed. Only `deleted` (or `failed`) releases the EIP
+/// and the IGW's mapped addresses, so `deleting` is still pending.
+fn deletion_poll(listed: Option<Option<&NatGatewayState>>) -> Poll<()> {
+    match listed {
+        None | Some(Some(NatGatewayState::Deleted | NatGatewayState::Failed)) => Poll::Ready(()),
+        Some(s) => Poll::Pending(s.map_or("unknown", |s| s.as_str()).into()),
+    }
+}
+
+#[cfg(test)]
+mod deletion_tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Scripted: the NAT stays `deleting` for a while, then `deleted`; or never finishes.
+    async fn wait_with(script: Vec<Option<NatGatewayState>>, deadline: Duration) -> Result<(), ResourceError> {
+        let steps = Mutex::new(script);
+        wait::wait_for("NAT gateway to be deleted", deadline, Backoff::SLOW, || {
+            let mut s = steps.lock().unwrap();
+            let state = if s.len() > 1 { s.remove(0) } else { s[0].clone() };
+            std::future::ready(Ok(deletion_poll(Some(state.as_ref()))))
+        })
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deleting_for_a_while_then_deleted() {
+        let d = NatGatewayState::Deleting;
+        let script = vec![Some(d.clone()), Some(d.clone()), Some(d), Some(NatGatewayState::Deleted)];
+        assert!(wait_with(script, Duration::from_secs(300)).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stuck_deleting_hits_the_deadline_naming_the_state() {
+        let e = wait_with(vec![Some(NatGatewayState::Deleting)], Duration::from_secs(120)).await.unwrap_err();
+        assert_eq!(e.class, crate::core::resource::ErrorClass::Timeout);
+        assert!(e.message.contains("deleting"), "{}", e.message);
+    }
+
+    #[test]
+    fn no_longer_listed_is_gone() {
+        assert!(matches!(deletion_poll(None), Poll::Ready(())));
+    }
 }
 
 async fn create_call(
@@ -176,6 +229,16 @@ impl ResourceKind for NatGateway {
             _ => e,
         })?;
         Ok(outputs_of(&nat).unwrap_or(outputs))
+    }
+
+    async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+        let nat = describe(aws, cx.outputs.id()?).await?;
+        let state = nat.as_ref().and_then(|n| n.state());
+        let i = Inspection::of(live_of(state));
+        Ok(match (i.live, &nat) {
+            (Live::Available, _) | (_, None) => i,
+            (_, Some(n)) => i.with_detail(failure(n)),
+        })
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

@@ -9,9 +9,10 @@ use aws_sdk_ec2::types::{self as t, PortRange, ResourceType, RuleAction};
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Poll};
 use crate::aws::{err, tags};
+use crate::core::inspect::{InspectCtx, Inspection};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::rules::{ALL_PROTOCOLS, AclRule};
-use crate::core::spec::Kind;
+use crate::core::spec::{Kind, Props};
 
 pub struct NetworkAcl;
 
@@ -68,6 +69,39 @@ fn diff_entries(desired: &[AclRule], existing: &[AclRule]) -> AclDiff {
         .map(|e| (e.number, e.egress))
         .collect();
     diff
+}
+
+/// `in #100 allow tcp 80-80 0.0.0.0/0` (for drift reports).
+fn rule_text(r: &AclRule) -> String {
+    let dir = if r.egress { "out" } else { "in" };
+    let verdict = if r.allow { "allow" } else { "deny" };
+    let proto = protocol_number(&r.protocol);
+    let what = match proto.as_str() {
+        ALL_PROTOCOLS => "all".to_string(),
+        "6" => format!("tcp {}-{}", r.from_port, r.to_port),
+        "17" => format!("udp {}-{}", r.from_port, r.to_port),
+        p => format!("protocol {p} {}-{}", r.from_port, r.to_port),
+    };
+    format!("{dir} #{} {verdict} {what} {}", r.number, r.cidr)
+}
+
+/// Drift of an ACL against its spec: entries (by rule slot) and subnet associations.
+fn drift_of(i: &mut Inspection, desired: &[AclRule], existing: &[AclRule], subnets: &[String], associated: &[String]) {
+    let diff = diff_entries(desired, existing);
+    for r in &diff.create {
+        i.drift("entry", rule_text(r), "absent");
+    }
+    for want in &diff.replace {
+        let have = existing.iter().find(|e| e.number == want.number && e.egress == want.egress);
+        i.drift("entry", rule_text(want), have.map(rule_text).unwrap_or_default());
+    }
+    for (number, egress) in &diff.delete {
+        let have = existing.iter().find(|e| e.number == *number && e.egress == *egress);
+        i.drift("entry", "absent", have.map(rule_text).unwrap_or_default());
+    }
+    for s in subnets.iter().filter(|s| !associated.contains(s)) {
+        i.drift("association", s.as_str(), "absent (the subnet uses another ACL)");
+    }
 }
 
 fn rule_of(e: &t::NetworkAclEntry) -> Option<AclRule> {
@@ -349,6 +383,21 @@ impl ResourceKind for NetworkAcl {
         Ok(outputs)
     }
 
+    async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+        let Some(acl) = describe(aws, cx.outputs.id()?).await? else {
+            return Ok(Inspection::missing());
+        };
+        let mut i = Inspection::available();
+        if let Some(Props::NetworkAcl { subnets, rules, .. }) = cx.spec.map(|s| &s.props) {
+            let existing: Vec<AclRule> = acl.entries().iter().filter_map(rule_of).collect();
+            let subnet_ids: Vec<String> = subnets.iter().map(|k| cx.id_of(k).unwrap_or(k).to_string()).collect();
+            let associated: Vec<String> =
+                acl.associations().iter().filter_map(|a| a.subnet_id().map(String::from)).collect();
+            drift_of(&mut i, rules, &existing, &subnet_ids, &associated);
+        }
+        Ok(i)
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
         let Some(acl) = describe(aws, id).await? else {
@@ -403,6 +452,27 @@ mod tests {
             rule(32767, false, "-1", "0.0.0.0/0", (0, 0), false),
             rule(32767, true, "-1", "0.0.0.0/0", (0, 0), false),
         ]
+    }
+
+    #[test]
+    fn drift_names_changed_missing_and_extra_entries_and_lost_associations() {
+        let desired = vec![rule(100, false, "6", "0.0.0.0/0", (80, 80), true), rule(110, false, "6", "0.0.0.0/0", (443, 443), true)];
+        let mut existing = default_entries();
+        existing.push(rule(100, false, "6", "0.0.0.0/0", (8080, 8080), true));
+        existing.push(rule(90, false, "6", "0.0.0.0/0", (22, 22), true));
+        let mut i = Inspection::available();
+        drift_of(&mut i, &desired, &existing, &["subnet-1".into(), "subnet-2".into()], &["subnet-1".into()]);
+        let got: Vec<(&str, &str, &str)> =
+            i.drift.iter().map(|d| (d.attribute.as_str(), d.expected.as_str(), d.actual.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("entry", "in #110 allow tcp 443-443 0.0.0.0/0", "absent"),
+                ("entry", "in #100 allow tcp 80-80 0.0.0.0/0", "in #100 allow tcp 8080-8080 0.0.0.0/0"),
+                ("entry", "absent", "in #90 allow tcp 22-22 0.0.0.0/0"),
+                ("association", "subnet-2", "absent (the subnet uses another ACL)"),
+            ]
+        );
     }
 
     #[test]

@@ -205,7 +205,7 @@ impl ResourceKind for Secret {
                 .set_tags(Some(sm_tags(&aws.env.deployment, &cx.spec.key)))
                 .send()
                 .await
-                .map_err(err("creating the licence secret"))
+                .map_err(redacted("creating the licence secret"))
                 .map_err(|e| {
                     if is_name_still_reserved(&e) {
                         ResourceError {
@@ -279,7 +279,7 @@ impl ResourceKind for Secret {
                 .secret_string(value.expose())
                 .send()
                 .await
-                .map_err(err("storing the licence"))?;
+                .map_err(redacted("storing the licence"))?;
         }
         Ok(outputs)
     }
@@ -314,17 +314,19 @@ mod tests {
 
     #[test]
     fn the_value_is_read_trimmed_and_never_shown_by_debug() {
-        let var = "PI_DEPLOY_TEST_LICENCE_READ";
-        // SAFETY: this variable is used by this test only.
-        unsafe { std::env::set_var(var, "  KEY-123\n") };
-        let v = read_licence(&SecretSource::Env(var.into())).unwrap();
-        assert_eq!(v.expose(), "KEY-123");
-        assert!(!format!("{v:?}").contains("KEY-123"));
-
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("licence.txt");
-        std::fs::write(&path, "FILE-KEY\n").unwrap();
-        assert_eq!(read_licence(&SecretSource::File(path)).unwrap().expose(), "FILE-KEY");
+        std::fs::write(&path, "  FILE-KEY-123\n").unwrap();
+        let v = read_licence(&SecretSource::File(path)).unwrap();
+        assert_eq!(v.expose(), "FILE-KEY-123");
+        assert!(!format!("{v:?}").contains("FILE-KEY-123"));
+
+        // An env var every test process has (setting one would race other tests).
+        let path_var = std::env::var("PATH").unwrap();
+        assert_eq!(
+            read_licence(&SecretSource::Env("PATH".into())).unwrap().expose(),
+            path_var.trim()
+        );
     }
 
     #[test]

@@ -10,9 +10,10 @@ use aws_sdk_ec2::types::{self as t, IpPermission, IpRange, ResourceType, UserIdG
 
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::{err, tags};
+use crate::core::inspect::{InspectCtx, Inspection};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::rules::{ALL_PROTOCOLS, ANYWHERE, SgRule, SgSource};
-use crate::core::spec::Kind;
+use crate::core::spec::{Kind, Props};
 
 pub struct SecurityGroup;
 
@@ -56,6 +57,44 @@ impl Perm {
     }
 }
 
+impl std::fmt::Display for Perm {
+    /// `tcp 443 from 0.0.0.0/0`, `all traffic from sg-0abc` (for drift reports).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = protocol_name(&self.protocol);
+        let source = match &self.source {
+            Source::Cidr(c) | Source::Cidr6(c) | Source::Group(c) | Source::PrefixList(c) => c,
+        };
+        match (proto.as_str(), self.from_port, self.to_port) {
+            (ALL_PROTOCOLS, _, _) => write!(f, "all traffic from {source}"),
+            (p, Some(a), Some(b)) if a == b => write!(f, "{p} {a} from {source}"),
+            (p, Some(a), Some(b)) => write!(f, "{p} {a}-{b} from {source}"),
+            (p, _, _) => write!(f, "{p} from {source}"),
+        }
+    }
+}
+
+/// Drift of a group against its spec: missing and extra ingress rules, and the egress rule.
+fn drift_of(i: &mut Inspection, desired: &[Perm], g: &t::SecurityGroup, restrict_egress: bool) {
+    let (missing, extra) = ingress_diff(desired, &flatten(g.ip_permissions()));
+    for p in missing {
+        i.drift("ingress", p.to_string(), "absent");
+    }
+    for p in extra {
+        i.drift("ingress", "absent", p.to_string());
+    }
+    let egress = flatten(g.ip_permissions_egress());
+    let open = egress.iter().any(|e| e.matches(&Perm::allow_all_egress()));
+    let actual = || {
+        let rules: Vec<String> = egress.iter().map(|p| p.to_string().replacen(" from ", " to ", 1)).collect();
+        if rules.is_empty() { "none".to_string() } else { rules.join(", ") }
+    };
+    match (restrict_egress, open) {
+        (true, true) => i.drift("egress", "none", actual()),
+        (false, false) => i.drift("egress", "all traffic to 0.0.0.0/0", actual()),
+        _ => {}
+    }
+}
+
 /// AWS reports TCP as `tcp` whether it was given `tcp` or `6`.
 fn protocol_name(p: &str) -> String {
     match p.to_ascii_lowercase().as_str() {
@@ -68,12 +107,21 @@ fn protocol_name(p: &str) -> String {
 
 /// The desired ingress: TCP on one port from a CIDR or from a dependency's group.
 fn desired_ingress(cx: &NodeCtx<'_>, rules: &[SgRule]) -> Result<Vec<Perm>, ResourceError> {
+    desired_ingress_with(rules, |key| cx.dep_id(key).map(String::from))
+}
+
+/// Same, with group keys resolved by `group_id` (dependencies for `up`, the recorded ids for
+/// `status`).
+fn desired_ingress_with(
+    rules: &[SgRule],
+    group_id: impl Fn(&str) -> Result<String, ResourceError>,
+) -> Result<Vec<Perm>, ResourceError> {
     rules
         .iter()
         .map(|r| {
             let source = match &r.source {
                 SgSource::Cidr(c) => Source::Cidr(c.clone()),
-                SgSource::Group(key) => Source::Group(cx.dep_id(key)?.to_string()),
+                SgSource::Group(key) => Source::Group(group_id(key)?),
             };
             Ok(Perm {
                 protocol: "tcp".into(),
@@ -360,11 +408,27 @@ impl ResourceKind for SecurityGroup {
         Ok(outputs_of(&group).unwrap_or(outputs))
     }
 
+    async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+        let Some(g) = describe(aws, cx.outputs.id()?).await? else {
+            return Ok(Inspection::missing());
+        };
+        let mut i = Inspection::available();
+        if let Some(Props::SecurityGroup { ingress, restrict_egress, .. }) = cx.spec.map(|s| &s.props) {
+            let desired = desired_ingress_with(ingress, |key| {
+                cx.id_of(key).map(String::from).ok_or_else(|| {
+                    ResourceError::new(ErrorClass::Invalid, format!("`{}` admits `{key}`, which is not recorded", cx.key))
+                })
+            })?;
+            drift_of(&mut i, &desired, &g, *restrict_egress);
+        }
+        Ok(i)
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
         // DependencyViolation while an ENI (a Lambda's, slow to go) or another group's rule
         // still references it.
-        ec2::delete_retrying(
+        let result = ec2::delete_retrying(
             Kind::SecurityGroup,
             &format!("deleting security group {id}"),
             || async {
@@ -378,7 +442,11 @@ impl ResourceKind for SecurityGroup {
                     .map_err(err("deleting the security group"))
             },
         )
-        .await
+        .await;
+        match result {
+            Err(e) => Err(ec2::explain_holders(aws, "group-id", id, e).await),
+            ok => ok,
+        }
     }
 }
 
@@ -448,6 +516,29 @@ mod tests {
                 tcp(2049, Source::Group("sg-lambda".into())),
             ]
         );
+    }
+
+    #[test]
+    fn drift_names_missing_and_extra_rules_and_open_egress() {
+        let g = t::SecurityGroup::builder()
+            .ip_permissions(to_ip_permission(&tcp(22, Source::Cidr(ANYWHERE.into()))))
+            .ip_permissions_egress(to_ip_permission(&Perm::allow_all_egress()))
+            .build();
+        let mut i = Inspection::available();
+        drift_of(&mut i, &[tcp(3306, Source::Group("sg-app1".into()))], &g, true);
+        let got: Vec<(&str, &str, &str)> =
+            i.drift.iter().map(|d| (d.attribute.as_str(), d.expected.as_str(), d.actual.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("ingress", "tcp 3306 from sg-app1", "absent"),
+                ("ingress", "absent", "tcp 22 from 0.0.0.0/0"),
+                ("egress", "none", "all traffic to 0.0.0.0/0"),
+            ]
+        );
+        let mut ok = Inspection::available();
+        drift_of(&mut ok, &[tcp(22, Source::Cidr(ANYWHERE.into()))], &g, false);
+        assert!(ok.drift.is_empty(), "{:?}", ok.drift);
     }
 
     #[test]

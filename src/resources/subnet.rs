@@ -8,6 +8,7 @@ use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use crate::core::latency;
+use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
@@ -126,10 +127,23 @@ impl ResourceKind for Subnet {
         outputs_of(&subnet).ok_or_else(|| ResourceError::new(ErrorClass::Invalid, "subnet without an id"))
     }
 
+    async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+        let out = aws.clients.ec2.describe_subnets().subnet_ids(cx.outputs.id()?).send().await.map_err(err("describing the subnet"));
+        let subnet = ec2::not_found_is_none(out)?.and_then(|o| o.subnets().first().cloned());
+        Ok(match subnet.as_ref().and_then(|s| s.state()) {
+            None => Inspection::missing(),
+            Some(SubnetState::Available) => Inspection::available(),
+            Some(s @ (SubnetState::Failed | SubnetState::FailedInsufficientCapacity)) => {
+                Inspection::of(Live::Deleting).with_detail(s.as_str())
+            }
+            Some(s) => Inspection::of(Live::Creating).with_detail(s.as_str()),
+        })
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
         // DependencyViolation while an ENI (Lambda, endpoint, NAT) is still in it.
-        ec2::delete_retrying(Kind::Subnet, &format!("deleting subnet {id}"), || async {
+        let result = ec2::delete_retrying(Kind::Subnet, &format!("deleting subnet {id}"), || async {
             aws.clients
                 .ec2
                 .delete_subnet()
@@ -139,6 +153,10 @@ impl ResourceKind for Subnet {
                 .map(|_| ())
                 .map_err(err("deleting the subnet"))
         })
-        .await
+        .await;
+        match result {
+            Err(e) => Err(ec2::explain_holders(aws, "subnet-id", id, e).await),
+            ok => ok,
+        }
     }
 }

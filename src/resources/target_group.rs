@@ -123,6 +123,14 @@ impl ResourceKind for TargetGroup {
         Ok(outputs)
     }
 
+    async fn inspect(
+        &self,
+        aws: &Aws,
+        cx: &crate::core::inspect::InspectCtx<'_>,
+    ) -> Result<crate::core::inspect::Inspection, ResourceError> {
+        super::inspect::target_group(aws, cx).await
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let arn = cx.outputs.id()?;
         // ResourceInUse while a listener or a group still points at it: retried.

@@ -7,6 +7,7 @@ use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use crate::core::latency;
+use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::resource::{DeleteCtx, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
@@ -77,6 +78,16 @@ impl ResourceKind for Vpc {
             .await
             .map_err(err("enabling DNS hostnames"))?;
         Ok(outputs)
+    }
+
+    async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+        let out = aws.clients.ec2.describe_vpcs().vpc_ids(cx.outputs.id()?).send().await.map_err(err("describing the VPC"));
+        let vpc = ec2::not_found_is_none(out)?.and_then(|o| o.vpcs().first().cloned());
+        Ok(match vpc.as_ref().and_then(|v| v.state()) {
+            None => Inspection::missing(),
+            Some(VpcState::Available) => Inspection::available(),
+            Some(s) => Inspection::of(Live::Creating).with_detail(s.as_str()),
+        })
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

@@ -10,6 +10,7 @@ use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, error, tags};
 use crate::core::latency;
+use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::{EndpointType, Kind, endpoint_service_name};
 
@@ -37,6 +38,16 @@ fn ep_state(raw: Option<&str>) -> EpState {
         "deleted" => EpState::Deleted,
         "failed" | "rejected" | "expired" => EpState::Dead,
         _ => EpState::Other,
+    }
+}
+
+/// The live state `status` reports for an endpoint's state.
+fn live_of(s: EpState) -> Live {
+    match s {
+        EpState::Available => Live::Available,
+        EpState::Pending | EpState::Other => Live::Creating,
+        EpState::Deleting | EpState::Dead => Live::Deleting,
+        EpState::Deleted => Live::Missing,
     }
 }
 
@@ -203,6 +214,16 @@ impl ResourceKind for VpcEndpoint {
         )
         .await?;
         Ok(outputs_of(&e).unwrap_or(outputs))
+    }
+
+    async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+        Ok(match describe(aws, cx.outputs.id()?).await? {
+            None => Inspection::missing(),
+            Some(e) => match live_of(state_of(&e)) {
+                Live::Available => Inspection::available(),
+                live => Inspection::of(live).with_detail(state_name(&e)),
+            },
+        })
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+pub mod report;
+
 use crate::core::event::{Event, EventSink, ResourceStatus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,7 +130,12 @@ impl EventSink for HumanSink {
             Event::Resource { key, kind, status, elapsed_ms, id, message } => {
                 self.resource(&key, kind.as_str(), status, elapsed_ms, id.as_deref(), message.as_deref())
             }
-            Event::Warning { message } => self.line(format!("{} {message}", self.paint("33;1", "warning:"))),
+            // Quiet shows only errors and the final result.
+            Event::Warning { message } => {
+                if self.verbosity != Verbosity::Quiet {
+                    self.line(format!("{} {message}", self.paint("33;1", "warning:")))
+                }
+            }
             Event::Phase { name, elapsed_ms } => {
                 if self.verbosity != Verbosity::Quiet {
                     self.line(format!("{} phase `{name}` done after {:.1}s", self.clock(), elapsed_ms as f64 / 1000.0));

@@ -332,3 +332,17 @@ pub async fn sideload(c: &Clients, dep: &str) -> Census {
     }
     out
 }
+
+/// Every service at once: what an operator would find of the deployment anywhere.
+pub async fn everything(c: &Clients, dep: &str) -> Census {
+    let mut out = Census::new();
+    for part in [network(c, dep).await, data(c, dep).await, iam_roles(c, dep).await, sideload(c, dep).await, compute(c, dep).await] {
+        for (kind, mut keys) in part {
+            out.entry(kind).or_default().append(&mut keys);
+        }
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}

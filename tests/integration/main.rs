@@ -8,5 +8,7 @@ mod common;
 mod example_config;
 mod compute;
 mod data;
+mod destroy;
 mod network;
+mod operator;
 mod sideload;

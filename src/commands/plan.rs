@@ -1,0 +1,58 @@
+//! `pi-deploy plan`: what `up` would do to each resource, without changing anything. It
+//! holds the deployment's lock (so it never races an `up`) but never writes the state file,
+//! and its only AWS calls are the kinds' read-only lookups.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{CmdError, desired_graph, load_config, open_session, resolve_zones, validate};
+use crate::cli::{GlobalArgs, UpArgs};
+use crate::core::config::Purpose;
+use crate::core::event::EventSink;
+use crate::core::plan::{self, Step};
+use crate::resources::AwsCloud;
+use crate::ui::report;
+
+/// The `--json` document.
+#[derive(Serialize)]
+pub struct PlanReport {
+    pub deployment: String,
+    pub region: String,
+    pub steps: Vec<Step>,
+    pub counts: std::collections::BTreeMap<&'static str, usize>,
+}
+
+pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
+    let mut cfg = load_config(global)?;
+    if let Some(ami) = &args.ami {
+        cfg.ami = Some(ami.clone());
+    }
+    if let Some(arn) = &args.certificate_arn {
+        cfg.certificate_arn = Some(arn.clone());
+    }
+    validate(&cfg, Purpose::Up)?;
+    let mut session = open_session(&cfg, global, "plan", events).await?;
+    let result = plan_session(&mut session, &cfg).await;
+    session.aws.clients.dump_call_counts();
+    let steps = result?;
+    let counts = plan::counts(&steps);
+    let report = PlanReport { deployment: cfg.deployment.clone(), region: session.aws.env.region.clone(), steps, counts };
+    if global.json {
+        report::print_json(&report);
+    } else {
+        print!("{}", report::plan_text(&report, report::Style::from_global(global)));
+    }
+    Ok(())
+}
+
+/// The walk itself; the zones are resolved in memory only (nothing is written).
+async fn plan_session(session: &mut super::Session, cfg: &crate::core::config::Config) -> Result<Vec<Step>, CmdError> {
+    let zones = resolve_zones(session, cfg).await?;
+    let graph = desired_graph(cfg, &session.aws.env.region, zones)?;
+    let cloud = AwsCloud { aws: session.aws.clone() };
+    plan::plan(&graph, &session.state, &cloud, crate::resources::outdated).await.map_err(|(key, mut e)| {
+        let hint = e.hint.take().unwrap_or_else(|| "check the resource in the AWS console, then run `pi-deploy plan` again".into());
+        CmdError::Failed { message: format!("could not look up `{key}`: {e}"), hint: Some(hint), reported: false }
+    })
+}

@@ -1,0 +1,258 @@
+//! `pi-deploy status`: every recorded resource against AWS (live state and drift of what
+//! pi-deploy sets), resources tagged with the deployment that the state does not list
+//! (leaks), the health of the targets behind the load balancer, and ERROR lines the
+//! side-loading Lambda logged in the last hour. Exit 0 when all is healthy and in sync.
+//!
+//! Read-only: it holds the lock like every command, and never writes the state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::{StreamExt, stream};
+use serde::Serialize;
+
+use super::{CmdError, Session, desired_graph, load_config, open_session, resolve_zones, validate};
+use crate::cli::GlobalArgs;
+use crate::core::config::{Config, Purpose};
+use crate::core::event::EventSink;
+use crate::core::graph::Graph;
+use crate::core::inspect::{InspectCtx, Inspection, Live};
+use crate::core::names;
+use crate::core::resource::Outputs;
+use crate::core::spec::Kind;
+use crate::core::state::{State, Status};
+use crate::resources::discover::{self, Found};
+use crate::resources::inspect::{TargetHealth, lambda_errors, target_health};
+use crate::ui::report;
+
+/// How many resources are inspected at once.
+const CONCURRENCY: usize = 8;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ResourceStatus {
+    pub key: String,
+    pub kind: Kind,
+    /// The record's step (`creating`, `created`, `ready`, `deleting`).
+    pub recorded: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(flatten)]
+    pub inspection: Inspection,
+}
+
+impl ResourceStatus {
+    pub fn is_problem(&self) -> bool {
+        self.recorded != Status::Ready || self.inspection.is_problem()
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Leak {
+    pub key: String,
+    pub kind: Kind,
+    pub id: String,
+    /// The id the state records for that key, when it records one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_id: Option<String>,
+}
+
+/// The `--json` document; the human display shows the same.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusReport {
+    pub deployment: String,
+    pub region: String,
+    /// False when there is no state file (nothing deployed, or another --state-dir).
+    pub state_found: bool,
+    pub resources: Vec<ResourceStatus>,
+    pub leaks: Vec<Leak>,
+    /// `None` when the deployment has no target group (the compute tier is not built).
+    pub targets: Option<Vec<TargetHealth>>,
+    /// `None` when the Lambda's log group does not exist.
+    pub lambda_errors: Option<Vec<String>>,
+    pub problems: Vec<String>,
+    pub healthy: bool,
+}
+
+pub async fn run(global: &GlobalArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
+    let cfg = load_config(global)?;
+    validate(&cfg, Purpose::Other)?;
+    let mut session = open_session(&cfg, global, "status", events).await?;
+    let result = collect(&mut session, &cfg).await;
+    session.aws.clients.dump_call_counts();
+    let report = result?;
+    if global.json {
+        report::print_json(&report);
+    } else {
+        print!("{}", report::status_text(&report, report::Style::from_global(global)));
+    }
+    if report.healthy {
+        Ok(())
+    } else {
+        Err(CmdError::Failed {
+            message: format!("{} problems", report.problems.len()),
+            hint: Some(hint(&report)),
+            reported: true,
+        })
+    }
+}
+
+/// What to do next, for the kinds of problem found.
+fn hint(r: &StatusReport) -> String {
+    let mut steps = Vec::new();
+    if r.resources.iter().any(ResourceStatus::is_problem) {
+        steps.push("run `pi-deploy up` to converge drifted, missing or unfinished resources (`pi-deploy plan` shows what it would do)");
+    }
+    if !r.leaks.is_empty() {
+        steps.push("delete leaked resources in the console, or run `pi-deploy destroy` to remove everything tagged with the deployment");
+    }
+    if r.targets.as_ref().is_some_and(|t| t.iter().any(|t| t.state != "healthy")) || r.lambda_errors.as_ref().is_some_and(|l| !l.is_empty()) {
+        steps.push("check the instances' and the Lambda's logs in CloudWatch");
+    }
+    steps.join("; ")
+}
+
+async fn collect(session: &mut Session, cfg: &Config) -> Result<StatusReport, CmdError> {
+    let aws = session.aws.clone();
+    let state_found = !session.fresh;
+    let desired = if state_found {
+        let zones = resolve_zones(session, cfg).await?;
+        Some(desired_graph(cfg, &aws.env.region, zones)?)
+    } else {
+        None
+    };
+    let state = &session.state;
+    let resources = inspect_all(&aws, state, desired.as_ref()).await;
+    let found = discover::tagged(&aws).await?;
+    let leaks = leaks(&found, state);
+    let targets = match state.resources.get("tg").and_then(|r| r.outputs.get("id")) {
+        Some(arn) => Some(target_health(&aws, arn).await?),
+        None => None,
+    };
+    let since = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let lambda_errors = lambda_errors(&aws, &names::lambda_log_group(&aws.env.deployment), since).await?;
+    let problems = problems(&resources, &leaks, targets.as_deref(), lambda_errors.as_deref());
+    Ok(StatusReport {
+        deployment: aws.env.deployment.clone(),
+        region: aws.env.region.clone(),
+        state_found,
+        healthy: problems.is_empty(),
+        resources,
+        leaks,
+        targets,
+        lambda_errors,
+        problems,
+    })
+}
+
+async fn inspect_all(aws: &crate::resources::Aws, state: &State, desired: Option<&Graph>) -> Vec<ResourceStatus> {
+    let recorded: BTreeMap<String, Outputs> = state.resources.iter().map(|(k, r)| (k.clone(), r.outputs.clone())).collect();
+    let recorded = &recorded;
+    stream::iter(state.resources.iter())
+        .map(|(key, rec)| async move {
+            let id = rec.outputs.get("id").map(String::from);
+            let inspection = if id.is_none() {
+                // An intent without an id: the create may or may not have happened.
+                Inspection::of(Live::Missing).with_detail("no id recorded (the create did not finish)")
+            } else {
+                let cx = InspectCtx { key, kind: rec.kind, spec: desired.and_then(|g| g.get(key)), outputs: &rec.outputs, recorded };
+                crate::resources::inspect(aws, &cx).await.unwrap_or_else(|e| {
+                    Inspection::unknown().with_detail(format!("could not inspect: {}", e.message))
+                })
+            };
+            ResourceStatus { key: key.clone(), kind: rec.kind, recorded: rec.status, id, inspection }
+        })
+        .buffered(CONCURRENCY)
+        .collect()
+        .await
+}
+
+fn leaks(found: &[Found], state: &State) -> Vec<Leak> {
+    let recorded_id = |key: &str| state.resources.get(key).and_then(|r| r.outputs.get("id"));
+    discover::leaks(found, recorded_id)
+        .into_iter()
+        .map(|f| Leak { key: f.key.clone(), kind: f.kind, id: f.id.clone(), recorded_id: recorded_id(&f.key).map(String::from) })
+        .collect()
+}
+
+/// One line per problem, in the order the report shows them.
+pub fn problems(resources: &[ResourceStatus], leaks: &[Leak], targets: Option<&[TargetHealth]>, errors: Option<&[String]>) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in resources {
+        if r.recorded != Status::Ready {
+            out.push(format!("{}: recorded as {}, not ready", r.key, status_name(r.recorded)));
+        }
+        if r.inspection.live.is_problem() {
+            out.push(format!("{}: {}", r.key, r.inspection.live.as_str()));
+        } else if r.inspection.detail.as_deref().is_some_and(|d| d.starts_with("could not inspect")) {
+            out.push(format!("{}: {}", r.key, r.inspection.detail.as_deref().unwrap_or_default()));
+        }
+        for d in &r.inspection.drift {
+            out.push(format!("{}: {} drifted", r.key, d.attribute));
+        }
+    }
+    for l in leaks {
+        out.push(format!("leak: {} {} ({})", l.kind, l.id, l.key));
+    }
+    if let Some(targets) = targets {
+        if !targets.iter().any(|t| t.state == "healthy") {
+            out.push("no healthy target behind the load balancer".into());
+        }
+        for t in targets.iter().filter(|t| t.state != "healthy") {
+            out.push(format!("target {} is {}", t.id, t.state));
+        }
+    }
+    if let Some(errors) = errors.filter(|e| !e.is_empty()) {
+        out.push(format!("the side-loading Lambda logged {} ERROR lines in the last hour", errors.len()));
+    }
+    out
+}
+
+pub fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Creating => "creating",
+        Status::Created => "created",
+        Status::Ready => "ready",
+        Status::Deleting => "deleting",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(key: &str, recorded: Status, inspection: Inspection) -> ResourceStatus {
+        ResourceStatus { key: key.into(), kind: Kind::Vpc, recorded, id: Some("x".into()), inspection }
+    }
+
+    #[test]
+    fn healthy_means_no_problem_of_any_kind() {
+        let ok = [res("vpc", Status::Ready, Inspection::available()), res("route", Status::Ready, Inspection::unknown())];
+        assert!(problems(&ok, &[], None, None).is_empty());
+        assert!(problems(&ok, &[], None, Some(&[])).is_empty());
+        let healthy = TargetHealth { id: "i-1".into(), state: "healthy".into(), reason: None };
+        assert!(problems(&ok, &[], Some(&[healthy.clone()]), None).is_empty());
+
+        let mut drifted = Inspection::available();
+        drifted.drift("ingress", "absent", "tcp 22 from 0.0.0.0/0");
+        let bad = [
+            res("sg-alb", Status::Ready, drifted),
+            res("nat-a", Status::Ready, Inspection::missing()),
+            res("db", Status::Created, Inspection::available()),
+        ];
+        let leak = Leak { key: "vpc-leak".into(), kind: Kind::Vpc, id: "vpc-9".into(), recorded_id: None };
+        let sick = TargetHealth { id: "i-2".into(), state: "unhealthy".into(), reason: None };
+        let p = problems(&bad, &[leak], Some(&[sick]), Some(&["ERROR boom".into()]));
+        assert_eq!(
+            p,
+            vec![
+                "sg-alb: ingress drifted",
+                "nat-a: missing",
+                "db: recorded as created, not ready",
+                "leak: vpc vpc-9 (vpc-leak)",
+                "no healthy target behind the load balancer",
+                "target i-2 is unhealthy",
+                "the side-loading Lambda logged 1 ERROR lines in the last hour",
+            ]
+        );
+    }
+}

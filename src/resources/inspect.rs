@@ -1,0 +1,305 @@
+//! Read-only inspections for `status` of the data and compute kinds (the bucket, the database
+//! and its managed secret, the target group, the Auto Scaling group), kept apart from those
+//! kinds' create/converge/delete code; each kind's `inspect` delegates here. Also the two
+//! deployment-wide health reads: target health behind the load balancer, and ERROR lines in
+//! the side-loading Lambda's log group.
+//!
+//! Drift is judged with the same values `converge` writes (the config, and the kinds' own
+//! request builders where they are pure), so "no drift" means "`up` would change nothing".
+
+use super::Aws;
+use crate::aws::err;
+use crate::core::inspect::{InspectCtx, Inspection, Live};
+use crate::core::resource::{ErrorClass, ResourceError};
+use crate::core::spec::Props;
+
+fn absent<T>(r: Result<T, ResourceError>) -> Result<Option<T>, ResourceError> {
+    super::ec2::not_found_is_none(r)
+}
+
+// ---- S3 bucket ----------------------------------------------------------------------------
+
+/// Whether a bucket policy denies every request made without TLS, for the bucket and its
+/// objects (what `bucket::tls_only_policy` writes; other statements may sit beside it).
+pub fn is_tls_only(policy: &str) -> bool {
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(policy) else { return false };
+    let statements = match &doc["Statement"] {
+        serde_json::Value::Array(a) => a.clone(),
+        one @ serde_json::Value::Object(_) => vec![one.clone()],
+        _ => return false,
+    };
+    let is = |v: &serde_json::Value, want: &str| match v {
+        serde_json::Value::String(s) => s == want,
+        serde_json::Value::Array(a) => a.iter().any(|x| x.as_str() == Some(want)),
+        _ => false,
+    };
+    statements.iter().any(|s| {
+        let principal = &s["Principal"];
+        let everyone = principal.as_str() == Some("*") || is(&principal["AWS"], "*");
+        let insecure = &s["Condition"]["Bool"]["aws:SecureTransport"];
+        let on_insecure = is(insecure, "false") || insecure.as_bool() == Some(false);
+        let resources = &s["Resource"];
+        let objects_too = match resources {
+            serde_json::Value::Array(a) => a.iter().any(|r| r.as_str().is_some_and(|r| r.ends_with("/*"))),
+            serde_json::Value::String(r) => r.ends_with("/*") || r == "*",
+            _ => false,
+        };
+        s["Effect"].as_str() == Some("Deny") && everyone && is(&s["Action"], "s3:*") && on_insecure && objects_too
+    })
+}
+
+pub async fn bucket(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+    let name = cx.outputs.id()?;
+    let s3 = &aws.clients.s3;
+    if absent(s3.head_bucket().bucket(name).send().await.map_err(err("looking up the bucket")))?.is_none() {
+        return Ok(Inspection::missing());
+    }
+    let mut i = Inspection::available();
+    let policy = absent(s3.get_bucket_policy().bucket(name).send().await.map_err(err("reading the bucket policy")))?;
+    match policy.as_ref().and_then(|p| p.policy()) {
+        None => i.drift("policy", "TLS-only", "absent"),
+        Some(p) if !is_tls_only(p) => i.drift("policy", "TLS-only", "does not deny insecure transport"),
+        Some(_) => {}
+    }
+    let pab = absent(s3.get_public_access_block().bucket(name).send().await.map_err(err("reading the public access block")))?;
+    let c = pab.as_ref().and_then(|p| p.public_access_block_configuration());
+    i.check_opt("block_public_acls", true, c.and_then(|c| c.block_public_acls()));
+    i.check_opt("ignore_public_acls", true, c.and_then(|c| c.ignore_public_acls()));
+    i.check_opt("block_public_policy", true, c.and_then(|c| c.block_public_policy()));
+    i.check_opt("restrict_public_buckets", true, c.and_then(|c| c.restrict_public_buckets()));
+    let enc = absent(s3.get_bucket_encryption().bucket(name).send().await.map_err(err("reading the bucket encryption")))?;
+    let algorithm = enc
+        .as_ref()
+        .and_then(|e| e.server_side_encryption_configuration())
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.apply_server_side_encryption_by_default())
+        .map(|d| d.sse_algorithm().as_str().to_string());
+    i.check_opt("encryption", "AES256".to_string(), algorithm);
+    if let Some(Props::Bucket { versioning: true }) = cx.spec.map(|s| &s.props) {
+        let v = s3.get_bucket_versioning().bucket(name).send().await.map_err(err("reading the bucket versioning"))?;
+        i.check_opt("versioning", "Enabled".to_string(), v.status().map(|s| s.as_str().to_string()));
+    }
+    Ok(i)
+}
+
+// ---- RDS instance and its managed secret --------------------------------------------------
+
+/// RDS statuses folded into the four live states (RDS has dozens; most mean "usable").
+pub fn db_live(status: &str) -> Live {
+    match status {
+        "creating" | "starting" | "rebooting" | "renaming" | "resetting-master-credentials" | "stopped" | "stopping" => {
+            Live::Creating
+        }
+        "deleting" | "failed" | "restore-error" | "storage-full" => Live::Deleting,
+        s if s.starts_with("incompatible-") || s.starts_with("inaccessible-") => Live::Deleting,
+        _ => Live::Available,
+    }
+}
+
+pub async fn db_instance(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+    let Some(db) = super::rds::describe_instance(aws, cx.outputs.id()?).await? else {
+        return Ok(Inspection::missing());
+    };
+    let status = db.db_instance_status().unwrap_or("unknown");
+    let mut i = Inspection::of(db_live(status));
+    if status != "available" {
+        i.detail = Some(status.to_string());
+    }
+    if let Some(Props::DbInstance { db: want, .. }) = cx.spec.map(|s| &s.props) {
+        i.check_opt("multi_az", want.multi_az, db.multi_az());
+        i.check_opt("publicly_accessible", false, db.publicly_accessible());
+        i.check_opt("storage_encrypted", true, db.storage_encrypted());
+        i.check_opt("backup_retention_days", want.backup_retention_days, db.backup_retention_period());
+        i.check_opt("deletion_protection", want.deletion_protection, db.deletion_protection());
+    }
+    let secret = cx.outputs.get("secret_arn").or(db.master_user_secret().and_then(|s| s.secret_arn()));
+    if let Some(arn) = secret {
+        rotation(aws, arn, aws.env.config.database.rotation_days, &mut i).await?;
+    }
+    Ok(i)
+}
+
+/// The managed master secret rotates every `days` (what `db-endpoint` sets).
+async fn rotation(aws: &Aws, arn: &str, days: i64, i: &mut Inspection) -> Result<(), ResourceError> {
+    let d = absent(
+        aws.clients.secrets.describe_secret().secret_id(arn).send().await.map_err(err("reading the DB secret's rotation")),
+    )?;
+    let Some(d) = d else {
+        i.drift("secret", "present", "absent");
+        return Ok(());
+    };
+    i.check_opt("secret_rotation_enabled", true, d.rotation_enabled());
+    i.check_opt("secret_rotation_days", days, d.rotation_rules().and_then(|r| r.automatically_after_days()));
+    Ok(())
+}
+
+// ---- target group and Auto Scaling group --------------------------------------------------
+
+pub async fn target_group(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+    let arn = cx.outputs.id()?;
+    let elb = &aws.clients.elb;
+    let out = absent(elb.describe_target_groups().target_group_arns(arn).send().await.map_err(err("describing the target group")))?;
+    let Some(g) = out.as_ref().and_then(|o| o.target_groups().first()) else {
+        return Ok(Inspection::missing());
+    };
+    let mut i = Inspection::available();
+    let hc = &aws.env.config.health_check;
+    i.check_opt("health_check_path", hc.path.as_str(), g.health_check_path());
+    i.check_opt("health_check_matcher", hc.matcher.as_str(), g.matcher().and_then(|m| m.http_code()));
+    i.check_opt("health_check_interval_seconds", hc.interval_seconds, g.health_check_interval_seconds());
+    i.check_opt("health_check_timeout_seconds", hc.timeout_seconds, g.health_check_timeout_seconds());
+    i.check_opt("healthy_threshold", hc.healthy_threshold, g.healthy_threshold_count());
+    i.check_opt("unhealthy_threshold", hc.unhealthy_threshold, g.unhealthy_threshold_count());
+    let attrs = elb
+        .describe_target_group_attributes()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .map_err(err("reading the target group's attributes"))?;
+    for (key, want) in super::target_group::attributes(hc) {
+        let have = attrs.attributes().iter().find(|a| a.key() == Some(key.as_str())).and_then(|a| a.value());
+        i.check_opt(&key, want.as_str(), have);
+    }
+    Ok(i)
+}
+
+/// Desired capacity moves with the scaling policies, so only a value outside the configured
+/// bounds is drift; min and max are set by `up` and must match.
+pub fn capacity_drift(i: &mut Inspection, want: (i32, i32), have: (Option<i32>, Option<i32>, Option<i32>)) {
+    let (min, max) = want;
+    i.check_opt("min_size", min, have.0);
+    i.check_opt("max_size", max, have.1);
+    match have.2 {
+        Some(d) if (min..=max).contains(&d) => {}
+        other => i.drift(
+            "desired_capacity",
+            format!("{min}..={max}"),
+            other.map_or("absent".to_string(), |d| d.to_string()),
+        ),
+    }
+}
+
+pub async fn auto_scaling_group(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+    let name = cx.outputs.id()?;
+    let Some(g) = super::auto_scaling_group::describe_group(aws, name).await? else {
+        return Ok(Inspection::missing());
+    };
+    if g.status().is_some_and(|s| s.to_ascii_lowercase().contains("delete")) {
+        return Ok(Inspection::of(Live::Deleting).with_detail(g.status().unwrap_or_default()));
+    }
+    let mut i = Inspection::available();
+    let scaling = &aws.env.config.scaling;
+    capacity_drift(&mut i, (scaling.min, scaling.max), (g.min_size(), g.max_size(), g.desired_capacity()));
+    // The template version `up` recorded (the one it pointed the group at).
+    if let Some(lt) = cx.recorded.get("launch-template") {
+        let have = g.launch_template();
+        i.check_opt("launch_template", lt.get("id").unwrap_or_default(), have.and_then(|l| l.launch_template_id()));
+        i.check_opt("launch_template_version", lt.get("version").unwrap_or_default(), have.and_then(|l| l.version()));
+    }
+    Ok(i)
+}
+
+// ---- deployment-wide health ---------------------------------------------------------------
+
+/// One registered target and its health as the load balancer sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TargetHealth {
+    pub id: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+pub async fn target_health(aws: &Aws, target_group_arn: &str) -> Result<Vec<TargetHealth>, ResourceError> {
+    let out = aws
+        .clients
+        .elb
+        .describe_target_health()
+        .target_group_arn(target_group_arn)
+        .send()
+        .await
+        .map_err(err("reading the targets' health"))?;
+    Ok(out
+        .target_health_descriptions()
+        .iter()
+        .map(|d| TargetHealth {
+            id: d.target().and_then(|t| t.id()).unwrap_or_default().to_string(),
+            state: d.target_health().and_then(|h| h.state()).map_or("unknown", |s| s.as_str()).to_string(),
+            reason: d.target_health().and_then(|h| h.description().or(h.reason().map(|r| r.as_str()))).map(String::from),
+        })
+        .collect())
+}
+
+/// At most this many ERROR lines are shown.
+pub const MAX_ERROR_LINES: usize = 20;
+
+/// ERROR lines the Lambda logged since `since_ms` (epoch milliseconds), oldest first; `None`
+/// when the log group does not exist.
+pub async fn lambda_errors(aws: &Aws, log_group: &str, since_ms: i64) -> Result<Option<Vec<String>>, ResourceError> {
+    let mut lines = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = aws
+            .clients
+            .logs
+            .filter_log_events()
+            .log_group_name(log_group)
+            .filter_pattern("ERROR")
+            .start_time(since_ms)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(err("reading the Lambda's ERROR lines"));
+        let page = match page {
+            Err(e) if e.is(ErrorClass::NotFound) => return Ok(None),
+            other => other?,
+        };
+        lines.extend(page.events().iter().filter_map(|e| e.message()).map(|m| m.trim_end().to_string()));
+        next = page.next_token().map(String::from);
+        if next.is_none() || lines.len() >= MAX_ERROR_LINES {
+            break;
+        }
+    }
+    lines.truncate(MAX_ERROR_LINES);
+    Ok(Some(lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_pi_deploy_writes_is_tls_only() {
+        assert!(is_tls_only(&super::super::bucket::tls_only_policy("aws", "b")));
+        assert!(!is_tls_only("{}"));
+        assert!(!is_tls_only("not json"));
+        let allow = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b/*"}]}"#;
+        assert!(!is_tls_only(allow));
+        // Bucket-level only: objects could still be fetched over plain HTTP.
+        let bucket_only = r#"{"Statement":{"Effect":"Deny","Principal":{"AWS":"*"},"Action":["s3:*"],"Resource":"arn:aws:s3:::b","Condition":{"Bool":{"aws:SecureTransport":false}}}}"#;
+        assert!(!is_tls_only(bucket_only));
+        let single = bucket_only.replace(r#""arn:aws:s3:::b""#, r#"["arn:aws:s3:::b","arn:aws:s3:::b/*"]"#);
+        assert!(is_tls_only(&single));
+    }
+
+    #[test]
+    fn rds_statuses_fold_into_live_states() {
+        assert_eq!(db_live("available"), Live::Available);
+        assert_eq!(db_live("backing-up"), Live::Available);
+        assert_eq!(db_live("modifying"), Live::Available);
+        assert_eq!(db_live("creating"), Live::Creating);
+        assert_eq!(db_live("deleting"), Live::Deleting);
+        assert_eq!(db_live("incompatible-parameters"), Live::Deleting);
+    }
+
+    #[test]
+    fn desired_capacity_may_move_within_the_bounds() {
+        let mut i = Inspection::available();
+        capacity_drift(&mut i, (1, 5), (Some(1), Some(5), Some(3)));
+        assert!(i.drift.is_empty());
+        capacity_drift(&mut i, (1, 5), (Some(0), Some(1), Some(0)));
+        let attrs: Vec<&str> = i.drift.iter().map(|d| d.attribute.as_str()).collect();
+        assert_eq!(attrs, vec!["min_size", "max_size", "desired_capacity"]);
+        assert_eq!(i.drift[2].expected, "1..=5");
+    }
+}

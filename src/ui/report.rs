@@ -1,0 +1,200 @@
+//! The results of the read-only commands (`plan`, `status`, `outputs`) as text for people
+//! or one JSON document for machines, on stdout. Pure functions of the report, so the
+//! exact text is covered by snapshot tests.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+
+use serde::Serialize;
+
+use super::Verbosity;
+use crate::cli::GlobalArgs;
+use crate::commands::plan::PlanReport;
+use crate::commands::status::{StatusReport, status_name};
+use crate::core::inspect::Live;
+use crate::core::plan::Action;
+use crate::core::state::Status;
+
+/// How to draw: colours (never with --no-color, NO_COLOR, or when stdout is not a terminal)
+/// and how much to show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Style {
+    pub color: bool,
+    pub verbosity: Verbosity,
+}
+
+impl Style {
+    pub fn plain(verbosity: Verbosity) -> Self {
+        Self { color: false, verbosity }
+    }
+
+    pub fn from_global(g: &GlobalArgs) -> Self {
+        let color = !g.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+        let verbosity = if g.quiet {
+            Verbosity::Quiet
+        } else if g.verbose > 0 {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        };
+        Self { color, verbosity }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    }
+
+    /// Pad first, then paint, so colour codes do not break the columns.
+    fn cell(&self, code: &str, text: &str, width: usize) -> String {
+        self.paint(code, &format!("{text:<width$}"))
+    }
+}
+
+/// One JSON document on stdout.
+pub fn print_json<T: Serialize>(value: &T) {
+    let mut out = std::io::stdout().lock();
+    if let Ok(text) = serde_json::to_string_pretty(value) {
+        let _ = writeln!(out, "{text}");
+    }
+}
+
+fn action_color(a: Action) -> &'static str {
+    match a {
+        Action::Create => "32",
+        Action::Adopt => "36",
+        Action::Update => "33",
+        Action::Nothing => "2",
+    }
+}
+
+pub fn plan_text(r: &PlanReport, style: Style) -> String {
+    let mut s = String::new();
+    let quiet = style.verbosity == Verbosity::Quiet;
+    if !quiet {
+        s.push_str(&format!("pi-deploy plan: deployment `{}` in {}\n", r.deployment, r.region));
+        for step in &r.steps {
+            if step.action == Action::Nothing && style.verbosity != Verbosity::Verbose {
+                continue;
+            }
+            let mut line = format!(
+                "  {} {:<26} {:<19} {}",
+                style.cell(action_color(step.action), step.action.as_str(), 7),
+                step.key,
+                step.kind.as_str(),
+                step.id.as_deref().unwrap_or("")
+            );
+            if style.verbosity == Verbosity::Verbose {
+                line.push_str(&format!("  ({})", step.reason));
+            }
+            s.push_str(line.trim_end());
+            s.push('\n');
+        }
+    }
+    let n = |a: Action| r.counts.get(a.as_str()).copied().unwrap_or(0);
+    if n(Action::Nothing) == r.steps.len() {
+        s.push_str(&format!("No changes: all {} resources are up to date.\n", r.steps.len()));
+    } else {
+        s.push_str(&format!(
+            "Plan: {} to create, {} to adopt, {} to update, {} unchanged.\n",
+            n(Action::Create),
+            n(Action::Adopt),
+            n(Action::Update),
+            n(Action::Nothing)
+        ));
+    }
+    s
+}
+
+fn live_color(l: Live) -> &'static str {
+    match l {
+        Live::Available => "32",
+        Live::Creating => "33",
+        Live::Missing | Live::Deleting => "31;1",
+        Live::Unknown => "2",
+    }
+}
+
+pub fn status_text(r: &StatusReport, style: Style) -> String {
+    let mut s = String::new();
+    if style.verbosity != Verbosity::Quiet {
+        s.push_str(&format!("pi-deploy status: deployment `{}` in {}\n", r.deployment, r.region));
+        if !r.state_found {
+            s.push_str("  no state file: nothing is recorded for this deployment (only looked for leaks)\n");
+        }
+        for res in &r.resources {
+            let mut line = format!(
+                "  {:<26} {:<19} {} {}",
+                res.key,
+                res.kind.as_str(),
+                style.cell(live_color(res.inspection.live), res.inspection.live.as_str(), 10),
+                res.id.as_deref().unwrap_or("")
+            );
+            if res.recorded != Status::Ready {
+                line.push_str(&format!("  (recorded as {})", status_name(res.recorded)));
+            }
+            if let Some(d) = &res.inspection.detail {
+                line.push_str(&format!("  ({d})"));
+            }
+            s.push_str(line.trim_end());
+            s.push('\n');
+            for d in &res.inspection.drift {
+                s.push_str(&format!(
+                    "      {} {}: expected {}, found {}\n",
+                    style.paint("33", "drift"),
+                    d.attribute,
+                    d.expected,
+                    d.actual
+                ));
+            }
+        }
+        if !r.leaks.is_empty() {
+            s.push_str("Leaks (tagged with the deployment, not in the state):\n");
+            for l in &r.leaks {
+                let mut line = format!("  {:<26} {:<19} {}", l.key, l.kind.as_str(), l.id);
+                if let Some(rec) = &l.recorded_id {
+                    line.push_str(&format!("  (the state records {rec})"));
+                }
+                s.push_str(&line);
+                s.push('\n');
+            }
+        }
+        if let Some(targets) = &r.targets {
+            s.push_str("Targets behind the load balancer:\n");
+            if targets.is_empty() {
+                s.push_str("  none registered\n");
+            }
+            for t in targets {
+                let code = if t.state == "healthy" { "32" } else { "31;1" };
+                let mut line = format!("  {:<22} {}", t.id, style.paint(code, &t.state));
+                if let Some(reason) = &t.reason {
+                    line.push_str(&format!("  ({reason})"));
+                }
+                s.push_str(&line);
+                s.push('\n');
+            }
+        }
+        if let Some(errors) = r.lambda_errors.as_ref().filter(|e| !e.is_empty()) {
+            s.push_str("Side-loading Lambda ERROR lines in the last hour:\n");
+            for e in errors {
+                s.push_str(&format!("  {e}\n"));
+            }
+        }
+    }
+    if r.healthy {
+        s.push_str(&format!(
+            "Status: {} ({} resources).\n",
+            style.paint("32;1", "healthy and in sync"),
+            r.resources.len()
+        ));
+    } else {
+        s.push_str(&format!("Status: {}:\n", style.paint("31;1", &format!("{} problems", r.problems.len()))));
+        for p in &r.problems {
+            s.push_str(&format!("  - {p}\n"));
+        }
+    }
+    s
+}
+
+pub fn outputs_text(outputs: &BTreeMap<String, String>) -> String {
+    outputs.iter().map(|(k, v)| format!("{k:<16} {v}\n")).collect()
+}

@@ -1,0 +1,128 @@
+//! `destroy` as a whole: nothing left in any service, with or without the state file,
+//! resumable after SIGKILL at any point, idempotent, and in an order AWS accepts.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::census;
+use crate::common::{Deployment, clients, events, show};
+
+fn destroy_args() -> Vec<&'static str> {
+    vec!["destroy", "--yes", "--skip-final-snapshot", "--disable-deletion-protection"]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_without_a_state_file_finds_everything_by_tag_and_name() {
+    let c = clients().await;
+    let d = Deployment::new("nostate");
+    d.up(&[]);
+    let built = census::everything(&c, &d.name).await;
+    assert!(!built.is_empty());
+    std::fs::remove_file(d.state_path()).unwrap();
+    std::fs::remove_file(d.state_dir.path().join(format!("{}.json.backup", d.name))).ok();
+    let out = d.ok(&destroy_args());
+    let left = census::everything(&c, &d.name).await;
+    assert!(left.is_empty(), "left behind: {left:?}\n{}", show(&out));
+    assert!(!d.state_path().exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_destroy_succeeds_and_does_nothing() {
+    let d = Deployment::new("twice");
+    d.up(&[]);
+    d.ok(&destroy_args());
+    let mut args = destroy_args();
+    args.push("--json");
+    let out = d.ok(&args);
+    let ev = events(&out);
+    assert_eq!(ev.iter().filter(|e| e["event"] == "resource").count(), 0, "{}", show(&out));
+    assert!(ev.last().unwrap()["ok"].as_bool().unwrap());
+}
+
+/// SIGKILL `destroy` once the state file has lost `n` resources, then run it again.
+fn kill_destroy_after(d: &Deployment, removed: usize) {
+    let total = d.state()["resources"].as_object().unwrap().len();
+    let mut child = d.command(&destroy_args()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let start = Instant::now();
+    loop {
+        let left = std::fs::read(d.state_path())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["resources"].as_object().map(|r| r.len()));
+        if left.is_some_and(|l| total - l >= removed) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_destroy_finishes_on_the_next_run() {
+    let c = clients().await;
+    for removed in [1, 10, 30] {
+        let d = Deployment::new(&format!("kd{removed}"));
+        d.up(&[]);
+        kill_destroy_after(&d, removed);
+        d.ok(&destroy_args());
+        let left = census::everything(&c, &d.name).await;
+        assert!(left.is_empty(), "after a kill at {removed} deletions, left: {left:?}");
+    }
+}
+
+/// The implicit orderings AWS enforces (and moto does not): each `(first, then)` pair means
+/// `first` must be gone before `then` starts deleting.
+const ORDER: &[(&str, &str)] = &[
+    ("nat-a", "igw"),
+    ("nat-a", "eip-nat-a"),
+    ("alb", "igw"),
+    ("asg", "igw"),
+    ("lambda", "subnet-app-a"),
+    ("lambda", "subnet-app-b"),
+    ("lambda", "sg-lambda"),
+    ("efs-mt-a", "efs"),
+    ("efs-mt-b", "efs"),
+    ("bucket-notification", "lambda"),
+    ("lambda-permission", "lambda"),
+    ("listener-http", "tg"),
+    ("asg", "launch-template"),
+    ("asg", "subnet-app-a"),
+    ("asg", "sg-app"),
+    ("instance-profile", "ec2-role"),
+    ("db", "db-subnet-group"),
+    ("db", "db-params"),
+    ("db", "sg-db"),
+    ("vpce-ssm", "sg-endpoints"),
+    ("vpce-ssm", "subnet-app-a"),
+    ("efs-mt-a", "sg-efs"),
+    ("sg-db", "sg-app"),
+    ("sg-app", "sg-alb"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_honours_every_implicit_aws_ordering() {
+    let d = Deployment::new("order");
+    d.up(&[]);
+    let mut args = destroy_args();
+    args.push("--json");
+    let out = d.ok(&args);
+    let ev = events(&out);
+    let position = |key: &str, status: &str| {
+        ev.iter().position(|e| e["event"] == "resource" && e["key"] == key && e["status"] == status)
+    };
+    let mut checked = 0;
+    for (first, then) in ORDER {
+        let (Some(gone), Some(starts)) = (position(first, "deleted"), position(then, "deleting")) else {
+            // Both must be part of the architecture; a missing one is a test bug.
+            panic!("`{first}` or `{then}` was not deleted:\n{}", show(&out));
+        };
+        assert!(gone < starts, "`{then}` started deleting before `{first}` was gone");
+        checked += 1;
+    }
+    assert_eq!(checked, ORDER.len());
+}
