@@ -177,6 +177,9 @@ async fn confirm(global: &GlobalArgs, deployment: &str, state: &State, aws: &Aws
     if answer.trim() == deployment {
         Ok(())
     } else {
-        Err(CmdError::Refused { message: "destroy cancelled: the name did not match".into(), hint: None })
+        Err(CmdError::Refused {
+            message: "destroy cancelled: the name did not match".into(),
+            hint: Some("run it again and type the deployment name exactly, or pass --yes".into()),
+        })
     }
 }

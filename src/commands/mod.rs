@@ -19,7 +19,7 @@ use crate::cli::GlobalArgs;
 use crate::core::config::{Config, ConfigError, Purpose};
 use crate::core::event::EventSink;
 use crate::core::graph::Graph;
-use crate::core::resource::ResourceError;
+use crate::core::resource::{ErrorClass, ResourceError};
 use crate::core::spec::{self, NodeSpec, Props, SpecInput};
 use crate::core::state::{Identity, State};
 use crate::resources::Aws;
@@ -52,7 +52,11 @@ impl From<StateFileError> for CmdError {
     fn from(e: StateFileError) -> Self {
         let hint = e.hint();
         match e {
-            StateFileError::Io { .. } => CmdError::Failed { message: e.to_string(), hint, reported: false },
+            StateFileError::Io { .. } => CmdError::Failed {
+                message: e.to_string(),
+                hint: hint.or_else(|| Some("check that the --state-dir directory is writable and has space, then run the command again".into())),
+                reported: false,
+            },
             _ => CmdError::Refused { message: e.to_string(), hint },
         }
     }
@@ -60,10 +64,24 @@ impl From<StateFileError> for CmdError {
 
 impl From<ResourceError> for CmdError {
     fn from(e: ResourceError) -> Self {
-        let hint = e.hint.clone();
+        let hint = e.hint.clone().unwrap_or_else(|| default_hint(e.class).to_string());
         let mut e = e;
         e.hint = None;
-        CmdError::Failed { message: e.to_string(), hint, reported: false }
+        CmdError::Failed { message: e.to_string(), hint: Some(hint), reported: false }
+    }
+}
+
+/// What to do next after an AWS failure whose kind gave no specific hint: every error ends
+/// with a next step.
+pub fn default_hint(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::Throttled | ErrorClass::Transient | ErrorClass::Timeout | ErrorClass::IamPropagation => {
+            "AWS was busy, slow or not yet consistent: run the command again (it resumes where it stopped)"
+        }
+        ErrorClass::InUse => "something still uses the resource: wait a few minutes, or remove what holds it, then run the command again",
+        ErrorClass::Invalid => "fix the value named above (config file or flags), then run the command again",
+        ErrorClass::Cancelled => "run the command again to resume",
+        _ => "check the AWS error above (credentials, permissions, quotas; `pi-deploy status` shows the deployment), then run the command again",
     }
 }
 

@@ -6,6 +6,8 @@
 mod census;
 mod common;
 mod example_config;
+mod hostile_input;
+mod hostile_state;
 mod compute;
 mod data;
 mod destroy;
