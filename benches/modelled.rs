@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pi_deploy::core::bench_model::{self, VendorSchedule};
-use pi_deploy::core::config::{Config, Purpose};
+use pi_deploy::core::config::{Config, LicenceConfig, Purpose};
 use pi_deploy::core::event::Discard;
 use pi_deploy::core::executor::{Executor, Limits, NoStore, Outcome};
 use pi_deploy::core::fake::{FakeCloud, Span};
@@ -38,23 +38,42 @@ struct Scenario {
 }
 
 fn scenarios() -> Vec<Scenario> {
-    let mut default = Config::default();
-    default.ami = Some(AMI.into());
-    let mut full = default.clone();
-    full.certificate_arn = Some("arn:aws:acm:eu-west-1:123456789012:certificate/0b6c3a52-0000-4000-8000-000000000000".into());
-    full.hosted_zone_id = Some("Z0123456789ABCDEFGHIJ".into());
-    full.domain_name = Some("dashboard.example.com".into());
-    full.licence.env = Some("PI_LICENCE".into());
+    let default = Config {
+        ami: Some(AMI.into()),
+        ..Config::default()
+    };
+    let full = Config {
+        certificate_arn: Some(
+            "arn:aws:acm:eu-west-1:123456789012:certificate/0b6c3a52-0000-4000-8000-000000000000".into(),
+        ),
+        hosted_zone_id: Some("Z0123456789ABCDEFGHIJ".into()),
+        domain_name: Some("dashboard.example.com".into()),
+        licence: LicenceConfig {
+            env: Some("PI_LICENCE".into()),
+            file: None,
+        },
+        ..default.clone()
+    };
     vec![
-        Scenario { name: "default (deployment \"pi\", an AMI, no certificate)", cfg: default },
-        Scenario { name: "certificate + Route 53 record + licence", cfg: full },
+        Scenario {
+            name: "default (deployment \"pi\", an AMI, no certificate)",
+            cfg: default,
+        },
+        Scenario {
+            name: "certificate + Route 53 record + licence",
+            cfg: full,
+        },
     ]
 }
 
 fn graph_of(cfg: &Config) -> Arc<Graph> {
     let errors = cfg.validate(Purpose::Up);
     assert!(errors.is_empty(), "benchmark config is invalid: {errors:?}");
-    let input = SpecInput { config: cfg, region: REGION, azs: [format!("{REGION}a"), format!("{REGION}b")] };
+    let input = SpecInput {
+        config: cfg,
+        region: REGION,
+        azs: [format!("{REGION}a"), format!("{REGION}b")],
+    };
     Arc::new(Graph::new(spec::build_all(&input)).expect("the architecture graph is valid"))
 }
 
@@ -74,7 +93,11 @@ fn delete_s(n: &NodeSpec, f: Figure) -> f64 {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().expect("tokio runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("tokio runtime")
 }
 
 struct Run {
@@ -103,8 +126,18 @@ fn run(setup: impl FnOnce(&mut FakeCloud), walk: impl AsyncFnOnce(&Executor<Fake
         let t0 = Instant::now();
         let outcome = walk(&exec).await;
         let makespan_s = t0.elapsed().as_secs_f64();
-        assert!(outcome.ok(), "modelled run failed: {:?} skipped {:?}", outcome.failed, outcome.skipped);
-        Run { makespan_s, spans: cloud.spans(), max_in_flight: cloud.max_in_flight(), state: outcome.state }
+        assert!(
+            outcome.ok(),
+            "modelled run failed: {:?} skipped {:?}",
+            outcome.failed,
+            outcome.skipped
+        );
+        Run {
+            makespan_s,
+            spans: cloud.spans(),
+            max_in_flight: cloud.max_in_flight(),
+            state: outcome.state,
+        }
     })
 }
 
@@ -116,7 +149,9 @@ fn run_up(graph: &Arc<Graph>, f: Figure) -> Run {
                 let total = create_s(n, f);
                 let call = total.min(1.0);
                 cloud.create_time.insert(n.key.clone(), Duration::from_secs_f64(call));
-                cloud.converge_time.insert(n.key.clone(), Duration::from_secs_f64(total - call));
+                cloud
+                    .converge_time
+                    .insert(n.key.clone(), Duration::from_secs_f64(total - call));
             }
         },
         async |exec| {
@@ -136,7 +171,9 @@ fn run_destroy(graph: &Arc<Graph>, state: State, f: Figure) -> Run {
     run(
         |cloud| {
             for n in graph.nodes() {
-                cloud.delete_time.insert(n.key.clone(), Duration::from_secs_f64(delete_s(n, f)));
+                cloud
+                    .delete_time
+                    .insert(n.key.clone(), Duration::from_secs_f64(delete_s(n, f)));
             }
         },
         async |exec| exec.destroy(graph.clone(), state, &weights).await,
@@ -176,11 +213,27 @@ fn report(op: &str, graph: &Graph, run: &Run, f: Figure, weight: impl Fn(&NodeSp
         keys.reverse();
     }
     let vendor = bench_model::vendor_schedule(graph, weight);
-    let figs = Figures { makespan_s: run.makespan_s, chain_s, vendor };
+    let figs = Figures {
+        makespan_s: run.makespan_s,
+        chain_s,
+        vendor,
+    };
     println!("  {op} ({} latencies)", figure_name(f));
-    println!("    makespan          {}  (at most {} operations in flight)", minutes(figs.makespan_s), run.max_in_flight);
-    println!("    longest chain     {}: {}", minutes(chain_s), chain_text(graph, &keys, weight));
-    println!("    vendor schedule   {}: {}", minutes(figs.vendor.makespan), figs.vendor.describe());
+    println!(
+        "    makespan          {}  (at most {} operations in flight)",
+        minutes(figs.makespan_s),
+        run.max_in_flight
+    );
+    println!(
+        "    longest chain     {}: {}",
+        minutes(chain_s),
+        chain_text(graph, &keys, weight)
+    );
+    println!(
+        "    vendor schedule   {}: {}",
+        minutes(figs.vendor.makespan),
+        figs.vendor.describe()
+    );
     println!(
         "    makespan / longest chain = {:.3}; makespan / vendor schedule = {:.3}",
         figs.vs_chain(),
@@ -192,10 +245,13 @@ fn report(op: &str, graph: &Graph, run: &Run, f: Figure, weight: impl Fn(&NodeSp
 fn write_gantt(graph: &Graph, run: &Run, scenario: &str) {
     let (_, chain) = graph.critical_path(|n| create_s(n, Figure::Median));
     let critical: BTreeSet<String> = chain.into_iter().collect();
-    let spans = run.spans.iter().map(|s| (s.key.clone(), s.start.as_secs_f64(), s.end.as_secs_f64()));
+    let spans = run
+        .spans
+        .iter()
+        .map(|s| (s.key.clone(), s.start.as_secs_f64(), s.end.as_secs_f64()));
     let bars = bench_model::bars(graph, spans, &critical);
     let title = format!(
-        "pi-deploy up, modelled (median latencies), {scenario}: {} resources, makespan {}",
+        "pi-deploy up, modelled with median latencies, {scenario}: {} resources, makespan {}",
         bars.len(),
         minutes(run.makespan_s)
     );
@@ -215,7 +271,7 @@ fn main() {
             let up = run_up(&graph, f);
             let up_figs = report("up", &graph, &up, f, |n| create_s(n, f));
             if index == 0 && f == Figure::Median {
-                write_gantt(&graph, &up, scenario.name);
+                write_gantt(&graph, &up, "default config");
             }
             let destroy = run_destroy(&graph, up.state, f);
             let destroy_figs = report("destroy", &graph, &destroy, f, |n| delete_s(n, f));
@@ -223,9 +279,24 @@ fn main() {
             if index == 0 {
                 let name = figure_name(f);
                 headlines.push(bench_model::headline("up", "longest chain", up_figs.vs_chain(), name));
-                headlines.push(bench_model::headline("up", "vendor schedule", up_figs.vs_vendor(), name));
-                headlines.push(bench_model::headline("destroy", "longest chain", destroy_figs.vs_chain(), name));
-                headlines.push(bench_model::headline("destroy", "vendor schedule", destroy_figs.vs_vendor(), name));
+                headlines.push(bench_model::headline(
+                    "up",
+                    "vendor schedule",
+                    up_figs.vs_vendor(),
+                    name,
+                ));
+                headlines.push(bench_model::headline(
+                    "destroy",
+                    "longest chain",
+                    destroy_figs.vs_chain(),
+                    name,
+                ));
+                headlines.push(bench_model::headline(
+                    "destroy",
+                    "vendor schedule",
+                    destroy_figs.vs_vendor(),
+                    name,
+                ));
             }
         }
         println!();

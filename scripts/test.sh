@@ -12,7 +12,10 @@
 #   3. YAML syntax of docker-compose.localstack.yml (if present)
 #   4. tests/emu/check_launcher_fix.py (the moto launcher's bug fix)
 #   5. cargo fmt --all -- --check
-#   6. cargo test --locked "$@"     e.g. scripts/test.sh -- --nocapture
+#   6. cargo test --locked --features fault-injection "$@"
+#                                   e.g. scripts/test.sh -- --nocapture
+#      (PI_DEPLOY_CRASH_EVERY=1 makes tests/integration/crash.rs kill at every state
+#      transition instead of every 5th; see docs/RELIABILITY.md for the timings)
 #
 # Endpoint: moto 5.2.5 on a free 127.0.0.1 port, unless AWS_ENDPOINT_URL is
 # already set (e.g. LocalStack: AWS_ENDPOINT_URL=http://127.0.0.1:4566), in
@@ -112,7 +115,9 @@ emu_export_aws_env
 banner "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-banner "cargo test --locked $* (endpoint $AWS_ENDPOINT_URL, target $CARGO_TARGET_DIR)"
-cargo test --locked "$@"
+# The fault-injection feature only adds src/aws/fault.rs (inactive unless PI_DEPLOY_FAULTS
+# is set) and tests/integration/faults.rs; CI builds one flavour, so it costs no extra build.
+banner "cargo test --locked --features fault-injection $* (endpoint $AWS_ENDPOINT_URL, target $CARGO_TARGET_DIR)"
+cargo test --locked --features fault-injection "$@"
 
 banner "all checks passed in $((SECONDS - started)) s"

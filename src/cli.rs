@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
     long_about = "Deploy the Panintelligence dashboard on AWS by calling the AWS APIs directly: \
                   `up` builds the whole architecture (resuming where a previous run stopped), \
                   `plan` shows what `up` would do, `status` compares the deployment with AWS, \
-                  `outputs` prints its URL and ids, `destroy` removes it in reverse order.\n\n\
+                  `outputs` prints its URL and ids, `upgrade` swaps the instances to a new AMI without \
+                  downtime, `destroy` removes it in reverse order.\n\n\
                   Credentials and region come from the standard AWS environment (AWS_PROFILE, \
                   `aws sso login`, AWS_REGION, AWS_ENDPOINT_URL), overridable with --region.",
     after_help = "Examples:\n  \
@@ -20,6 +21,7 @@ use clap::{Args, Parser, Subcommand};
                   pi-deploy up --deployment pi-prod --ami ami-0123456789abcdef0 --certificate-arn arn:aws:acm:...\n  \
                   pi-deploy status --deployment pi-prod\n  \
                   pi-deploy outputs --deployment pi-prod --json\n  \
+                  pi-deploy upgrade --deployment pi-prod --ami ami-0fedcba9876543210\n  \
                   pi-deploy destroy --deployment pi-prod --yes\n\n\
                   Exit codes: 0 done, 1 failed (or `status` found problems), 2 bad input, 3 refused."
 )]
@@ -68,22 +70,36 @@ pub enum Command {
     #[command(after_help = "Example:\n  pi-deploy up --deployment pi --ami ami-0123456789abcdef0")]
     Up(UpArgs),
     /// Show what `up` would do to each resource (create, adopt, update, nothing); changes nothing.
-    #[command(after_help = "Unchanged resources are listed with -v. Only read-only AWS calls are made.\n\n\
+    #[command(
+        after_help = "Unchanged resources are listed with -v. Only read-only AWS calls are made.\n\n\
                             Examples:\n  \
                             pi-deploy plan --deployment pi --ami ami-0123456789abcdef0\n  \
-                            pi-deploy plan --deployment pi --ami ami-0123456789abcdef0 --json")]
+                            pi-deploy plan --deployment pi --ami ami-0123456789abcdef0 --json"
+    )]
     Plan(UpArgs),
     /// Compare the deployment with AWS: live state, drift, leaked resources, target health, Lambda errors.
-    #[command(after_help = "Exit status: 0 when everything is healthy and in sync, 1 otherwise.\n\n\
+    #[command(
+        after_help = "Exit status: 0 when everything is healthy and in sync, 1 otherwise.\n\n\
                             Examples:\n  \
                             pi-deploy status --deployment pi\n  \
-                            pi-deploy status --deployment pi --json")]
+                            pi-deploy status --deployment pi --json"
+    )]
     Status,
     /// Print the deployment's outputs (dashboard URL, ids, ARNs) from the state file; no AWS call.
     #[command(after_help = "Examples:\n  \
                             pi-deploy outputs --deployment pi\n  \
                             pi-deploy outputs --deployment pi --json | jq -r .vpc_id")]
     Outputs,
+    /// Replace every dashboard instance with one on a new AMI, blue/green, without downtime.
+    #[command(after_help = "Each old instance stops taking traffic only after its replacement is InService and \
+                            healthy behind the load balancer. If a new instance is not healthy within \
+                            scaling.upgrade_health_timeout_seconds, the upgrade rolls back and exits 1. An interrupted \
+                            upgrade resumes when run again with the same --ami, or is rolled back with --abort.\n\n\
+                            Examples:\n  \
+                            pi-deploy upgrade --deployment pi --ami ami-0fedcba9876543210\n  \
+                            pi-deploy upgrade --deployment pi --ami ami-0fedcba9876543210 --yes --json\n  \
+                            pi-deploy upgrade --deployment pi --abort")]
+    Upgrade(UpgradeArgs),
     /// Delete everything the deployment created, in reverse order.
     #[command(after_help = "Example:\n  pi-deploy destroy --deployment pi --skip-final-snapshot --yes")]
     Destroy(DestroyArgs),
@@ -107,6 +123,16 @@ pub struct UpArgs {
     /// ACM certificate ARN for HTTPS on the load balancer.
     #[arg(long)]
     pub certificate_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpgradeArgs {
+    /// AMI id of the new Panintelligence image.
+    #[arg(long, required_unless_present = "abort", conflicts_with = "abort")]
+    pub ami: Option<String>,
+    /// Roll back an upgrade that an interrupted or failed run left in progress.
+    #[arg(long)]
+    pub abort: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -16,11 +16,21 @@ fn init_logging(verbose: u8) {
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::new(format!("warn,pi_deploy={ours}"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
 fn report(e: &CmdError, color: bool) {
-    let red = |s: &str| if color { format!("\x1b[31;1m{s}\x1b[0m") } else { s.to_string() };
+    let red = |s: &str| {
+        if color {
+            format!("\x1b[31;1m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    };
     match e {
         CmdError::Input(errors) => {
             for err in errors {
@@ -28,13 +38,20 @@ fn report(e: &CmdError, color: bool) {
             }
             eprintln!("nothing was created or changed");
         }
-        CmdError::Refused { message, hint } | CmdError::Failed { message, hint, reported: false } => {
+        CmdError::Refused { message, hint }
+        | CmdError::Failed {
+            message,
+            hint,
+            reported: false,
+        } => {
             eprintln!("{} {message}", red("error:"));
             if let Some(h) = hint {
                 eprintln!("  hint: {h}");
             }
         }
-        CmdError::Failed { hint, reported: true, .. } => {
+        CmdError::Failed {
+            hint, reported: true, ..
+        } => {
             if let Some(h) = hint {
                 eprintln!("  hint: {h}");
             }
@@ -46,7 +63,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let g = &cli.global;
     init_logging(g.verbose);
-    let color = !g.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let color =
+        !g.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let verbosity = if g.quiet {
         Verbosity::Quiet
     } else if g.verbose > 0 {
@@ -54,7 +72,11 @@ fn main() -> ExitCode {
     } else {
         Verbosity::Normal
     };
-    let events: Arc<dyn EventSink> = if g.json { Arc::new(JsonSink) } else { Arc::new(HumanSink::new(verbosity, color)) };
+    let events: Arc<dyn EventSink> = if g.json {
+        Arc::new(JsonSink)
+    } else {
+        Arc::new(HumanSink::new(verbosity, color))
+    };
     // Commands that need neither AWS nor a runtime.
     let local = match &cli.command {
         Command::Completions { shell } => {
@@ -67,11 +89,15 @@ fn main() -> ExitCode {
     if let Some(result) = local {
         return finish(result, color);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Up(args) => commands::up::run(g, args, events).await,
             Command::Destroy(args) => commands::destroy::run(g, args, events).await,
+            Command::Upgrade(args) => commands::upgrade::run(g, args, events).await,
             Command::Plan(args) => commands::plan::run(g, args, events).await,
             Command::Status => commands::status::run(g, events).await,
             Command::Outputs | Command::Completions { .. } => unreachable!("handled above"),

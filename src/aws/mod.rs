@@ -3,6 +3,8 @@
 //! interceptor that counts API calls by operation.
 
 pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod tags;
 pub mod wait;
 
@@ -82,7 +84,26 @@ pub struct Clients {
 
 macro_rules! client {
     ($krate:ident, $cfg:expr, $calls:expr) => {
-        $krate::Client::from_conf($krate::config::Builder::from($cfg).interceptor($calls.clone()).build())
+        $krate::Client::from_conf(faults!($krate::config::Builder::from($cfg).interceptor($calls.clone())).build())
+    };
+}
+
+/// Test builds only (`--features fault-injection`): the injected faults of
+/// `PI_DEPLOY_FAULTS` on every client (src/aws/fault.rs).
+#[cfg(feature = "fault-injection")]
+macro_rules! faults {
+    ($builder:expr) => {
+        match fault::Faults::from_env() {
+            Some(f) => $builder.interceptor(f.clone()).retry_classifier(f),
+            None => $builder,
+        }
+    };
+}
+
+#[cfg(not(feature = "fault-injection"))]
+macro_rules! faults {
+    ($builder:expr) => {
+        $builder
     };
 }
 
@@ -115,10 +136,12 @@ impl Clients {
         // A custom endpoint (an emulator, a VPC endpoint URL) cannot serve virtual-hosted
         // bucket names, so S3 uses path-style addressing whenever one is set.
         let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(c)
-                .force_path_style(c.endpoint_url().is_some())
-                .interceptor(calls.clone())
-                .build(),
+            faults!(
+                aws_sdk_s3::config::Builder::from(c)
+                    .force_path_style(c.endpoint_url().is_some())
+                    .interceptor(calls.clone())
+            )
+            .build(),
         );
         Self {
             ec2: client!(aws_sdk_ec2, c, calls),

@@ -49,6 +49,9 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
         session.state_file.write(&session.state)?;
     }
     if session.state.resources.is_empty() {
+        // A run killed after its last delete but before removing the file left an empty
+        // state behind: finish that removal (a no-op when there is no file).
+        session.state_file.remove()?;
         events.emit(Event::RunFinished {
             command: "destroy".into(),
             ok: true,

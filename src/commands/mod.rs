@@ -7,6 +7,7 @@ pub mod outputs;
 pub mod plan;
 pub mod status;
 pub mod up;
+pub mod upgrade;
 
 use std::collections::BTreeSet;
 use std::path::Path;

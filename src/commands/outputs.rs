@@ -17,8 +17,14 @@ pub fn run(global: &GlobalArgs) -> Result<(), CmdError> {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(CmdError::Refused {
-                message: format!("no state file at {}: deployment `{}` has not been deployed from here", path.display(), cfg.deployment),
-                hint: Some("run `pi-deploy up` first, or pass the --deployment and --state-dir it was deployed with".into()),
+                message: format!(
+                    "no state file at {}: deployment `{}` has not been deployed from here",
+                    path.display(),
+                    cfg.deployment
+                ),
+                hint: Some(
+                    "run `pi-deploy up` first, or pass the --deployment and --state-dir it was deployed with".into(),
+                ),
             });
         }
         Err(source) => return Err(StateFileError::Io { path, source }.into()),

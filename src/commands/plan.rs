@@ -37,7 +37,12 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     session.aws.clients.dump_call_counts();
     let steps = result?;
     let counts = plan::counts(&steps);
-    let report = PlanReport { deployment: cfg.deployment.clone(), region: session.aws.env.region.clone(), steps, counts };
+    let report = PlanReport {
+        deployment: cfg.deployment.clone(),
+        region: session.aws.env.region.clone(),
+        steps,
+        counts,
+    };
     if global.json {
         report::print_json(&report);
     } else {
@@ -50,9 +55,20 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
 async fn plan_session(session: &mut super::Session, cfg: &crate::core::config::Config) -> Result<Vec<Step>, CmdError> {
     let zones = resolve_zones(session, cfg).await?;
     let graph = desired_graph(cfg, &session.aws.env.region, zones)?;
-    let cloud = AwsCloud { aws: session.aws.clone() };
-    plan::plan(&graph, &session.state, &cloud, crate::resources::outdated).await.map_err(|(key, mut e)| {
-        let hint = e.hint.take().unwrap_or_else(|| "check the resource in the AWS console, then run `pi-deploy plan` again".into());
-        CmdError::Failed { message: format!("could not look up `{key}`: {e}"), hint: Some(hint), reported: false }
-    })
+    let cloud = AwsCloud {
+        aws: session.aws.clone(),
+    };
+    plan::plan(&graph, &session.state, &cloud, crate::resources::outdated)
+        .await
+        .map_err(|(key, mut e)| {
+            let hint = e
+                .hint
+                .take()
+                .unwrap_or_else(|| "check the resource in the AWS console, then run `pi-deploy plan` again".into());
+            CmdError::Failed {
+                message: format!("could not look up `{key}`: {e}"),
+                hint: Some(hint),
+                reported: false,
+            }
+        })
 }

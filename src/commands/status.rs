@@ -105,7 +105,11 @@ fn hint(r: &StatusReport) -> String {
     if !r.leaks.is_empty() {
         steps.push("delete leaked resources in the console, or run `pi-deploy destroy` to remove everything tagged with the deployment");
     }
-    if r.targets.as_ref().is_some_and(|t| t.iter().any(|t| t.state != "healthy")) || r.lambda_errors.as_ref().is_some_and(|l| !l.is_empty()) {
+    if r.targets
+        .as_ref()
+        .is_some_and(|t| t.iter().any(|t| t.state != "healthy"))
+        || r.lambda_errors.as_ref().is_some_and(|l| !l.is_empty())
+    {
         steps.push("check the instances' and the Lambda's logs in CloudWatch");
     }
     steps.join("; ")
@@ -145,7 +149,11 @@ async fn collect(session: &mut Session, cfg: &Config) -> Result<StatusReport, Cm
 }
 
 async fn inspect_all(aws: &crate::resources::Aws, state: &State, desired: Option<&Graph>) -> Vec<ResourceStatus> {
-    let recorded: BTreeMap<String, Outputs> = state.resources.iter().map(|(k, r)| (k.clone(), r.outputs.clone())).collect();
+    let recorded: BTreeMap<String, Outputs> = state
+        .resources
+        .iter()
+        .map(|(k, r)| (k.clone(), r.outputs.clone()))
+        .collect();
     let recorded = &recorded;
     stream::iter(state.resources.iter())
         .map(|(key, rec)| async move {
@@ -154,12 +162,24 @@ async fn inspect_all(aws: &crate::resources::Aws, state: &State, desired: Option
                 // An intent without an id: the create may or may not have happened.
                 Inspection::of(Live::Missing).with_detail("no id recorded (the create did not finish)")
             } else {
-                let cx = InspectCtx { key, kind: rec.kind, spec: desired.and_then(|g| g.get(key)), outputs: &rec.outputs, recorded };
-                crate::resources::inspect(aws, &cx).await.unwrap_or_else(|e| {
-                    Inspection::unknown().with_detail(format!("could not inspect: {}", e.message))
-                })
+                let cx = InspectCtx {
+                    key,
+                    kind: rec.kind,
+                    spec: desired.and_then(|g| g.get(key)),
+                    outputs: &rec.outputs,
+                    recorded,
+                };
+                crate::resources::inspect(aws, &cx)
+                    .await
+                    .unwrap_or_else(|e| Inspection::unknown().with_detail(format!("could not inspect: {}", e.message)))
             };
-            ResourceStatus { key: key.clone(), kind: rec.kind, recorded: rec.status, id, inspection }
+            ResourceStatus {
+                key: key.clone(),
+                kind: rec.kind,
+                recorded: rec.status,
+                id,
+                inspection,
+            }
         })
         .buffered(CONCURRENCY)
         .collect()
@@ -170,12 +190,22 @@ fn leaks(found: &[Found], state: &State) -> Vec<Leak> {
     let recorded_id = |key: &str| state.resources.get(key).and_then(|r| r.outputs.get("id"));
     discover::leaks(found, recorded_id)
         .into_iter()
-        .map(|f| Leak { key: f.key.clone(), kind: f.kind, id: f.id.clone(), recorded_id: recorded_id(&f.key).map(String::from) })
+        .map(|f| Leak {
+            key: f.key.clone(),
+            kind: f.kind,
+            id: f.id.clone(),
+            recorded_id: recorded_id(&f.key).map(String::from),
+        })
         .collect()
 }
 
 /// One line per problem, in the order the report shows them.
-pub fn problems(resources: &[ResourceStatus], leaks: &[Leak], targets: Option<&[TargetHealth]>, errors: Option<&[String]>) -> Vec<String> {
+pub fn problems(
+    resources: &[ResourceStatus],
+    leaks: &[Leak],
+    targets: Option<&[TargetHealth]>,
+    errors: Option<&[String]>,
+) -> Vec<String> {
     let mut out = Vec::new();
     for r in resources {
         if r.recorded != Status::Ready {
@@ -183,8 +213,17 @@ pub fn problems(resources: &[ResourceStatus], leaks: &[Leak], targets: Option<&[
         }
         if r.inspection.live.is_problem() {
             out.push(format!("{}: {}", r.key, r.inspection.live.as_str()));
-        } else if r.inspection.detail.as_deref().is_some_and(|d| d.starts_with("could not inspect")) {
-            out.push(format!("{}: {}", r.key, r.inspection.detail.as_deref().unwrap_or_default()));
+        } else if r
+            .inspection
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("could not inspect"))
+        {
+            out.push(format!(
+                "{}: {}",
+                r.key,
+                r.inspection.detail.as_deref().unwrap_or_default()
+            ));
         }
         for d in &r.inspection.drift {
             out.push(format!("{}: {} drifted", r.key, d.attribute));
@@ -202,7 +241,10 @@ pub fn problems(resources: &[ResourceStatus], leaks: &[Leak], targets: Option<&[
         }
     }
     if let Some(errors) = errors.filter(|e| !e.is_empty()) {
-        out.push(format!("the side-loading Lambda logged {} ERROR lines in the last hour", errors.len()));
+        out.push(format!(
+            "the side-loading Lambda logged {} ERROR lines in the last hour",
+            errors.len()
+        ));
     }
     out
 }
@@ -221,16 +263,29 @@ mod tests {
     use super::*;
 
     fn res(key: &str, recorded: Status, inspection: Inspection) -> ResourceStatus {
-        ResourceStatus { key: key.into(), kind: Kind::Vpc, recorded, id: Some("x".into()), inspection }
+        ResourceStatus {
+            key: key.into(),
+            kind: Kind::Vpc,
+            recorded,
+            id: Some("x".into()),
+            inspection,
+        }
     }
 
     #[test]
     fn healthy_means_no_problem_of_any_kind() {
-        let ok = [res("vpc", Status::Ready, Inspection::available()), res("route", Status::Ready, Inspection::unknown())];
+        let ok = [
+            res("vpc", Status::Ready, Inspection::available()),
+            res("route", Status::Ready, Inspection::unknown()),
+        ];
         assert!(problems(&ok, &[], None, None).is_empty());
         assert!(problems(&ok, &[], None, Some(&[])).is_empty());
-        let healthy = TargetHealth { id: "i-1".into(), state: "healthy".into(), reason: None };
-        assert!(problems(&ok, &[], Some(&[healthy.clone()]), None).is_empty());
+        let healthy = TargetHealth {
+            id: "i-1".into(),
+            state: "healthy".into(),
+            reason: None,
+        };
+        assert!(problems(&ok, &[], Some(std::slice::from_ref(&healthy)), None).is_empty());
 
         let mut drifted = Inspection::available();
         drifted.drift("ingress", "absent", "tcp 22 from 0.0.0.0/0");
@@ -239,8 +294,17 @@ mod tests {
             res("nat-a", Status::Ready, Inspection::missing()),
             res("db", Status::Created, Inspection::available()),
         ];
-        let leak = Leak { key: "vpc-leak".into(), kind: Kind::Vpc, id: "vpc-9".into(), recorded_id: None };
-        let sick = TargetHealth { id: "i-2".into(), state: "unhealthy".into(), reason: None };
+        let leak = Leak {
+            key: "vpc-leak".into(),
+            kind: Kind::Vpc,
+            id: "vpc-9".into(),
+            recorded_id: None,
+        };
+        let sick = TargetHealth {
+            id: "i-2".into(),
+            state: "unhealthy".into(),
+            reason: None,
+        };
         let p = problems(&bad, &[leak], Some(&[sick]), Some(&["ERROR boom".into()]));
         assert_eq!(
             p,

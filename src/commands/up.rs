@@ -28,6 +28,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
 
     let started = Instant::now();
     let mut session = open_session(&cfg, global, "up", events.clone()).await?;
+    refuse_during_upgrade(&session.state)?;
     check_certificate(&session, &cfg).await?;
     let zones = resolve_zones(&mut session, &cfg).await?;
     let graph = Arc::new(desired_graph(&cfg, &session.aws.env.region, zones)?);
@@ -61,7 +62,13 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
 
     let weights = graph.longest_remaining(|n| latency::create_timing(n.kind).median_s);
     // "phase `network` done after ..." lines, from the tiers' last resources.
-    let progress = Progress::new(graph.nodes(), |k| session.state.resources.get(k).is_some_and(|r| r.status == Status::Ready));
+    let progress = Progress::new(graph.nodes(), |k| {
+        session
+            .state
+            .resources
+            .get(k)
+            .is_some_and(|r| r.status == Status::Ready)
+    });
     let phases: Arc<dyn EventSink> = Arc::new(PhaseTracker::new(events.clone(), started.into_std(), progress));
     let store: Arc<dyn StateStore> = Arc::new(session.state_file);
     let executor = Executor {
@@ -105,6 +112,26 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
             reported: true,
         }),
     }
+}
+
+/// `up` must not run against a blue/green upgrade that a killed or failed run left in
+/// progress (it would converge around a half-swapped group whose processes may be suspended):
+/// the operator finishes or rolls back the upgrade first.
+fn refuse_during_upgrade(state: &State) -> Result<(), CmdError> {
+    let Some(rec) = &state.upgrade else { return Ok(()) };
+    Err(CmdError::Refused {
+        message: format!(
+            "an upgrade of deployment `{d}` to {} is in progress (stopped at step `{}`)",
+            rec.ami,
+            rec.step.name(),
+            d = state.deployment
+        ),
+        hint: Some(format!(
+            "finish it with `pi-deploy upgrade --deployment {d} --ami {}`, or roll it back with `pi-deploy upgrade --deployment {d} --abort`; then run `up` again",
+            rec.ami,
+            d = state.deployment
+        )),
+    })
 }
 
 /// A configured licence must be readable before anything is created: a missing env var

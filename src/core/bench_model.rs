@@ -104,7 +104,12 @@ pub fn stack_durations(graph: &Graph, weight: impl Fn(&NodeSpec) -> f64) -> BTre
     let mut finish = vec![0.0f64; graph.len()];
     let mut out: BTreeMap<VendorStack, f64> = VendorStack::ALL.iter().map(|&s| (s, 0.0)).collect();
     for i in graph.topo_order() {
-        let before = graph.deps_of(i).iter().filter(|&&d| stack[d] == stack[i]).map(|&d| finish[d]).fold(0.0, f64::max);
+        let before = graph
+            .deps_of(i)
+            .iter()
+            .filter(|&&d| stack[d] == stack[i])
+            .map(|&d| finish[d])
+            .fold(0.0, f64::max);
         finish[i] = before + weight(graph.node(i));
         let total = out.entry(stack[i]).or_default();
         *total = total.max(finish[i]);
@@ -248,10 +253,21 @@ pub fn bars(
         .into_iter()
         .filter_map(|(key, (start_s, end_s))| {
             let node = graph.get(&key)?;
-            Some(Bar { tier: tier(node), critical: critical.contains(&key), key, start_s, end_s })
+            Some(Bar {
+                tier: tier(node),
+                critical: critical.contains(&key),
+                key,
+                start_s,
+                end_s,
+            })
         })
         .collect();
-    out.sort_by(|a, b| a.start_s.total_cmp(&b.start_s).then(a.end_s.total_cmp(&b.end_s)).then(a.key.cmp(&b.key)));
+    out.sort_by(|a, b| {
+        a.start_s
+            .total_cmp(&b.start_s)
+            .then(a.end_s.total_cmp(&b.end_s))
+            .then(a.key.cmp(&b.key))
+    });
     out
 }
 
@@ -263,11 +279,17 @@ pub fn headline(op: &str, against: &str, ratio: f64, figure: &str) -> String {
 /// Minutes between axis ticks: at most about 12 ticks over the run.
 fn tick_minutes(total_s: f64) -> f64 {
     let minutes = total_s / 60.0;
-    [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0].into_iter().find(|&t| minutes / t <= 12.0).unwrap_or(120.0)
+    [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0]
+        .into_iter()
+        .find(|&t| minutes / t <= 12.0)
+        .unwrap_or(120.0)
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A Gantt chart: one row per bar (in the given order), coloured by tier, the critical chain
@@ -291,11 +313,19 @@ pub fn gantt_svg(bars: &[Bar], title: &str) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="10">"#
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="10" y="18" font-size="14" font-weight="bold">{}</text>"#, escape(title));
+    let _ = writeln!(
+        s,
+        r#"<text x="10" y="18" font-size="14" font-weight="bold">{}</text>"#,
+        escape(title)
+    );
     // Legend: tiers, then the critical chain.
     let mut lx = 10.0;
     for t in Tier::ALL {
-        let _ = writeln!(s, r#"<rect x="{lx:.0}" y="28" width="12" height="10" fill="{}"/>"#, t.colour());
+        let _ = writeln!(
+            s,
+            r#"<rect x="{lx:.0}" y="28" width="12" height="10" fill="{}"/>"#,
+            t.colour()
+        );
         let _ = writeln!(s, r#"<text x="{:.0}" y="37">{}</text>"#, lx + 16.0, t.name());
         lx += 30.0 + 6.5 * t.name().len() as f64;
     }
@@ -328,8 +358,11 @@ pub fn gantt_svg(bars: &[Bar], title: &str) -> String {
     for (row, b) in bars.iter().enumerate() {
         let y = TOP + ROW_H * row as f64;
         let (bx, bw) = (x(b.start_s), (x(b.end_s) - x(b.start_s)).max(2.0));
-        let (stroke, weight, label_colour) =
-            if b.critical { (r##" stroke="#d62728" stroke-width="2""##, "bold", "#d62728") } else { ("", "normal", "#222222") };
+        let (stroke, weight, label_colour) = if b.critical {
+            (r##" stroke="#d62728" stroke-width="2""##, "bold", "#d62728")
+        } else {
+            ("", "normal", "#222222")
+        };
         let _ = writeln!(
             s,
             r#"<text x="{:.0}" y="{:.1}" text-anchor="end" font-weight="{weight}" fill="{label_colour}">{}</text>"#,
@@ -366,7 +399,12 @@ mod tests {
     use crate::core::spec::{self, SpecInput};
 
     fn n(key: &str, kind: Kind, deps: &[&str]) -> NodeSpec {
-        NodeSpec { key: key.into(), kind, deps: deps.iter().map(|d| d.to_string()).collect(), props: Props::Recorded }
+        NodeSpec {
+            key: key.into(),
+            kind,
+            deps: deps.iter().map(|d| d.to_string()).collect(),
+            props: Props::Recorded,
+        }
     }
 
     /// vpc(5) -> subnet(2) -> nat(100); db-params(1) -> db(1) -> db-endpoint(900);
@@ -422,7 +460,10 @@ mod tests {
         let (g, w) = tiny();
         let v = vendor_schedule(&g, &w);
         assert_eq!(v.makespan, 1.0 + 107.0 + 902.0 + 151.0);
-        assert_eq!(v.describe(), "Config 1 + Network 107 + max(RDS 902, EFS 88 + IAM 2 + Lambda 60) + EC2 151");
+        assert_eq!(
+            v.describe(),
+            "Config 1 + Network 107 + max(RDS 902, EFS 88 + IAM 2 + Lambda 60) + EC2 151"
+        );
         // When the side branch is the longer one, it decides.
         let mut d = v.stacks.clone();
         d.insert(VendorStack::Rds, 10.0);
@@ -441,7 +482,11 @@ mod tests {
     fn full_architecture_is_a_valid_graph_with_every_stack_and_tier() {
         let mut cfg = Config::default();
         cfg.licence.env = Some("PI_LICENCE".into());
-        let input = SpecInput { config: &cfg, region: "eu-west-1", azs: ["eu-west-1a".into(), "eu-west-1b".into()] };
+        let input = SpecInput {
+            config: &cfg,
+            region: "eu-west-1",
+            azs: ["eu-west-1a".into(), "eu-west-1b".into()],
+        };
         let g = Graph::new(spec::build_all(&input)).expect("valid graph");
         let stacks: BTreeSet<VendorStack> = g.nodes().iter().map(|n| vendor_stack(n.kind)).collect();
         assert_eq!(stacks.len(), VendorStack::ALL.len());
@@ -463,21 +508,45 @@ mod tests {
         let critical: BTreeSet<String> = ["vpc".to_string()].into();
         let b = bars(&g, spans, &critical);
         assert_eq!(b.len(), 2);
-        assert_eq!((b[0].key.as_str(), b[0].start_s, b[0].end_s, b[0].critical), ("vpc", 0.0, 5.0, true));
-        assert_eq!((b[1].key.as_str(), b[1].tier, b[1].critical), ("subnet", Tier::Network, false));
+        assert_eq!(
+            (b[0].key.as_str(), b[0].start_s, b[0].end_s, b[0].critical),
+            ("vpc", 0.0, 5.0, true)
+        );
+        assert_eq!(
+            (b[1].key.as_str(), b[1].tier, b[1].critical),
+            ("subnet", Tier::Network, false)
+        );
     }
 
     #[test]
     fn headline_has_the_form_scripts_read() {
-        assert_eq!(headline("up", "longest chain", 1.0349, "median"), "up makespan / longest chain = 1.03 (median latencies)");
-        assert_eq!(headline("up", "vendor schedule", 0.58, "slow"), "up makespan / vendor schedule = 0.58 (slow latencies)");
+        assert_eq!(
+            headline("up", "longest chain", 1.0349, "median"),
+            "up makespan / longest chain = 1.03 (median latencies)"
+        );
+        assert_eq!(
+            headline("up", "vendor schedule", 0.58, "slow"),
+            "up makespan / vendor schedule = 0.58 (slow latencies)"
+        );
     }
 
     #[test]
     fn gantt_has_a_row_per_bar_and_a_minute_axis() {
         let bars = vec![
-            Bar { key: "vpc".into(), tier: Tier::Network, start_s: 0.0, end_s: 6.0, critical: true },
-            Bar { key: "db<x>".into(), tier: Tier::Data, start_s: 6.0, end_s: 966.0, critical: false },
+            Bar {
+                key: "vpc".into(),
+                tier: Tier::Network,
+                start_s: 0.0,
+                end_s: 6.0,
+                critical: true,
+            },
+            Bar {
+                key: "db<x>".into(),
+                tier: Tier::Data,
+                start_s: 6.0,
+                end_s: 966.0,
+                critical: false,
+            },
         ];
         let svg = gantt_svg(&bars, "up");
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));

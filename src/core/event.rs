@@ -76,6 +76,14 @@ pub enum Event {
         name: String,
         elapsed_ms: u64,
     },
+    /// One step of `upgrade` (the blue/green swap), recorded before its action.
+    Upgrade {
+        /// Machine-readable step: `started`, `suspending`, `pointing`, `choosing`, `launching`,
+        /// `draining`, `terminating`, `finishing`, `rolling_back`, `done`, `rolled_back`.
+        step: String,
+        message: String,
+        elapsed_ms: u64,
+    },
     RunFinished {
         command: String,
         ok: bool,

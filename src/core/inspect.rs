@@ -63,7 +63,11 @@ pub struct Inspection {
 
 impl Inspection {
     pub fn of(live: Live) -> Self {
-        Self { live, drift: Vec::new(), detail: None }
+        Self {
+            live,
+            drift: Vec::new(),
+            detail: None,
+        }
     }
     pub fn unknown() -> Self {
         Self::of(Live::Unknown)
@@ -81,7 +85,11 @@ impl Inspection {
 
     /// Record drift unconditionally (the caller already compared).
     pub fn drift(&mut self, attribute: impl Into<String>, expected: impl Into<String>, actual: impl Into<String>) {
-        self.drift.push(Drift { attribute: attribute.into(), expected: expected.into(), actual: actual.into() });
+        self.drift.push(Drift {
+            attribute: attribute.into(),
+            expected: expected.into(),
+            actual: actual.into(),
+        });
     }
 
     /// Record drift when the live value differs from the desired one.
@@ -137,8 +145,16 @@ mod tests {
         assert_eq!(
             i.drift,
             vec![
-                Drift { attribute: "backup_retention_days".into(), expected: "7".into(), actual: "1".into() },
-                Drift { attribute: "deletion_protection".into(), expected: "true".into(), actual: "absent".into() },
+                Drift {
+                    attribute: "backup_retention_days".into(),
+                    expected: "7".into(),
+                    actual: "1".into()
+                },
+                Drift {
+                    attribute: "deletion_protection".into(),
+                    expected: "true".into(),
+                    actual: "absent".into()
+                },
             ]
         );
         assert!(i.is_problem());

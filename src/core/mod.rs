@@ -17,4 +17,5 @@ pub mod resource;
 pub mod rules;
 pub mod spec;
 pub mod state;
+pub mod upgrade;
 pub mod userdata;

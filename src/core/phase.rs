@@ -89,19 +89,30 @@ pub struct PhaseTracker {
 
 impl PhaseTracker {
     pub fn new(inner: Arc<dyn EventSink>, started: Instant, progress: Progress) -> Self {
-        Self { inner, started, progress: Mutex::new(progress) }
+        Self {
+            inner,
+            started,
+            progress: Mutex::new(progress),
+        }
     }
 }
 
 impl EventSink for PhaseTracker {
     fn emit(&self, event: Event) {
         let done = match &event {
-            Event::Resource { key, status: ResourceStatus::Ready, .. } => self.progress.lock().unwrap().ready(key),
+            Event::Resource {
+                key,
+                status: ResourceStatus::Ready,
+                ..
+            } => self.progress.lock().unwrap().ready(key),
             _ => None,
         };
         self.inner.emit(event);
         if let Some(name) = done {
-            self.inner.emit(Event::Phase { name: name.to_string(), elapsed_ms: self.started.elapsed().as_millis() as u64 });
+            self.inner.emit(Event::Phase {
+                name: name.to_string(),
+                elapsed_ms: self.started.elapsed().as_millis() as u64,
+            });
         }
     }
 }
@@ -113,7 +124,12 @@ mod tests {
     use crate::core::spec::Props;
 
     fn node(key: &str, kind: Kind) -> NodeSpec {
-        NodeSpec { key: key.into(), kind, deps: vec![], props: Props::Recorded }
+        NodeSpec {
+            key: key.into(),
+            kind,
+            deps: vec![],
+            props: Props::Recorded,
+        }
     }
 
     #[test]
@@ -129,7 +145,11 @@ mod tests {
 
     #[test]
     fn a_phase_is_done_with_its_last_resource_and_only_once() {
-        let nodes = [node("vpc", Kind::Vpc), node("igw", Kind::InternetGateway), node("db", Kind::DbInstance)];
+        let nodes = [
+            node("vpc", Kind::Vpc),
+            node("igw", Kind::InternetGateway),
+            node("db", Kind::DbInstance),
+        ];
         let mut p = Progress::new(&nodes, |_| false);
         assert_eq!(p.ready("vpc"), None);
         assert_eq!(p.ready("db"), Some("data"));
@@ -151,7 +171,14 @@ mod tests {
         let rec = Arc::new(Recorder::default());
         let nodes = [node("vpc", Kind::Vpc)];
         let t = PhaseTracker::new(rec.clone(), Instant::now(), Progress::new(&nodes, |_| false));
-        let ev = |status| Event::Resource { key: "vpc".into(), kind: Kind::Vpc, status, elapsed_ms: 1, id: None, message: None };
+        let ev = |status| Event::Resource {
+            key: "vpc".into(),
+            kind: Kind::Vpc,
+            status,
+            elapsed_ms: 1,
+            id: None,
+            message: None,
+        };
         t.emit(ev(ResourceStatus::Created));
         t.emit(ev(ResourceStatus::Ready));
         let got = rec.events();

@@ -81,16 +81,27 @@ pub async fn plan<C: Cloud + ?Sized>(
     for i in graph.topo_order() {
         let spec = graph.node(i);
         let record = state.resources.get(&spec.key);
-        let decided = from_record(record.map(|r| r.status), record.is_some_and(|r| outdated(spec, &r.outputs)));
+        let decided = from_record(
+            record.map(|r| r.status),
+            record.is_some_and(|r| outdated(spec, &r.outputs)),
+        );
         let (action, reason, outputs) = match (decided, record) {
             (FromRecord::Decided(action, reason), Some(r)) => (action, reason, Some(r.outputs.clone())),
-            _ => look_up(spec, state, cloud, &known).await.map_err(|e| (spec.key.clone(), e))?,
+            _ => look_up(spec, state, cloud, &known)
+                .await
+                .map_err(|e| (spec.key.clone(), e))?,
         };
         let id = outputs.as_ref().and_then(|o| o.get("id")).map(String::from);
         if let Some(o) = outputs {
             known.insert(spec.key.clone(), o);
         }
-        steps.push(Step { key: spec.key.clone(), kind: spec.kind, action, id, reason });
+        steps.push(Step {
+            key: spec.key.clone(),
+            kind: spec.kind,
+            action,
+            id,
+            reason,
+        });
     }
     Ok(steps)
 }
@@ -103,13 +114,24 @@ async fn look_up<C: Cloud + ?Sized>(
     cloud: &C,
     known: &BTreeMap<String, Outputs>,
 ) -> Result<Decision, ResourceError> {
-    let deps: BTreeMap<String, Outputs> =
-        spec.deps.iter().filter_map(|d| known.get(d).map(|o| (d.clone(), o.clone()))).collect();
+    let deps: BTreeMap<String, Outputs> = spec
+        .deps
+        .iter()
+        .filter_map(|d| known.get(d).map(|o| (d.clone(), o.clone())))
+        .collect();
     if deps.len() < spec.deps.len() {
         return Ok((Action::Create, "a dependency is created first", None));
     }
-    let token = state.resources.get(&spec.key).map(|r| r.client_token.clone()).unwrap_or_else(|| state.client_token(&spec.key));
-    let cx = NodeCtx { spec, deps: &deps, token: &token };
+    let token = state
+        .resources
+        .get(&spec.key)
+        .map(|r| r.client_token.clone())
+        .unwrap_or_else(|| state.client_token(&spec.key));
+    let cx = NodeCtx {
+        spec,
+        deps: &deps,
+        token: &token,
+    };
     Ok(match cloud.find(&cx).await? {
         Some(found) => (Action::Adopt, "exists in AWS, not recorded", Some(found)),
         None => (Action::Create, "not found", None),
@@ -133,11 +155,21 @@ mod tests {
     use crate::core::state::{Identity, ResourceRecord};
 
     fn node(key: &str, deps: &[&str]) -> NodeSpec {
-        NodeSpec { key: key.into(), kind: Kind::Vpc, deps: deps.iter().map(|s| s.to_string()).collect(), props: Props::ElasticIp }
+        NodeSpec {
+            key: key.into(),
+            kind: Kind::Vpc,
+            deps: deps.iter().map(|s| s.to_string()).collect(),
+            props: Props::ElasticIp,
+        }
     }
 
     fn state() -> State {
-        State::new(&Identity { deployment: "pi".into(), region: "eu-west-1".into(), account_id: "1".into(), partition: "aws".into() })
+        State::new(&Identity {
+            deployment: "pi".into(),
+            region: "eu-west-1".into(),
+            account_id: "1".into(),
+            partition: "aws".into(),
+        })
     }
 
     fn record(s: &mut State, key: &str, status: Status) {
@@ -164,15 +196,27 @@ mod tests {
         let g = Graph::new(vec![node("a", &[]), node("b", &["a"]), node("c", &["b"])]).unwrap();
         let cloud = FakeCloud::new();
         let steps = plan(&g, &state(), &cloud, |_, _| false).await.unwrap();
-        assert_eq!(actions(&steps), vec![("a", Action::Create), ("b", Action::Create), ("c", Action::Create)]);
+        assert_eq!(
+            actions(&steps),
+            vec![("a", Action::Create), ("b", Action::Create), ("c", Action::Create)]
+        );
         // `b` and `c` cannot be looked up: their dependency does not exist yet.
         assert_eq!(cloud.calls("find"), 1);
-        assert_eq!(cloud.calls("create") + cloud.calls("converge") + cloud.calls("delete"), 0);
+        assert_eq!(
+            cloud.calls("create") + cloud.calls("converge") + cloud.calls("delete"),
+            0
+        );
     }
 
     #[tokio::test]
     async fn recorded_found_and_missing_nodes() {
-        let g = Graph::new(vec![node("a", &[]), node("b", &["a"]), node("c", &["b"]), node("d", &["a"])]).unwrap();
+        let g = Graph::new(vec![
+            node("a", &[]),
+            node("b", &["a"]),
+            node("c", &["b"]),
+            node("d", &["a"]),
+        ])
+        .unwrap();
         let mut s = state();
         record(&mut s, "a", Status::Ready);
         record(&mut s, "d", Status::Created);
@@ -181,7 +225,12 @@ mod tests {
         let steps = plan(&g, &s, &cloud, |_, _| false).await.unwrap();
         assert_eq!(
             actions(&steps),
-            vec![("a", Action::Nothing), ("b", Action::Adopt), ("c", Action::Create), ("d", Action::Update)]
+            vec![
+                ("a", Action::Nothing),
+                ("b", Action::Adopt),
+                ("c", Action::Create),
+                ("d", Action::Update)
+            ]
         );
         assert_eq!(steps[1].id.as_deref(), Some("found-b"));
         assert_eq!(steps[2].reason, "not found");

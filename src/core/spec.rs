@@ -317,6 +317,7 @@ pub fn build(input: &SpecInput<'_>) -> Vec<NodeSpec> {
     network(&mut b, input);
     data(&mut b, input);
     sideload(&mut b, input);
+    compute(&mut b, input);
     b.nodes
 }
 
@@ -486,7 +487,6 @@ fn sideload(b: &mut Builder, input: &SpecInput<'_>) {
 
 /// Compute and edge. Instances may launch while RDS is still being created: a lifecycle
 /// hook holds them until their user data has read the endpoint parameter.
-#[allow(dead_code)]
 fn compute(b: &mut Builder, input: &SpecInput<'_>) {
     let cfg = input.config;
     let dep = &cfg.deployment;
@@ -762,6 +762,33 @@ mod tests {
         assert_eq!(nodes.iter().filter(|n| n.kind == Kind::NatGateway).count(), 2);
         assert_eq!(nodes.iter().filter(|n| n.kind == Kind::RouteTable).count(), 3);
         Graph::new(nodes).expect("valid graph");
+    }
+
+    #[test]
+    fn compute_tier_follows_the_certificate_and_the_domain() {
+        let count = |nodes: &[NodeSpec], k: Kind| nodes.iter().filter(|n| n.kind == k).count();
+        let cfg = Config::default();
+        let plain = build(&input(&cfg));
+        assert_eq!(count(&plain, Kind::Listener), 1);
+        assert_eq!(count(&plain, Kind::DnsRecord), 0);
+        assert_eq!(count(&plain, Kind::ScalingPolicy), 2);
+        assert_eq!(count(&plain, Kind::Alarm), 2);
+        assert_eq!(count(&plain, Kind::DashboardCheck), 1);
+        Graph::new(plain).expect("valid graph");
+        let cfg = Config {
+            certificate_arn: Some("arn:aws:acm:eu-west-1:123456789012:certificate/x".into()),
+            hosted_zone_id: Some("Z123".into()),
+            domain_name: Some("dash.example.com".into()),
+            ..Config::default()
+        };
+        let full = build(&input(&cfg));
+        assert_eq!(count(&full, Kind::Listener), 2);
+        assert_eq!(count(&full, Kind::DnsRecord), 1);
+        let check = full.iter().find(|n| n.kind == Kind::DashboardCheck).unwrap();
+        for dep in ["listener-http", "listener-https", "dns-record", "db-endpoint", "asg"] {
+            assert!(check.deps.contains(&dep.to_string()), "the dashboard check waits for {dep}");
+        }
+        Graph::new(full).expect("valid graph");
     }
 
     #[test]

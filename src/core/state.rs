@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::resource::Outputs;
 use super::spec::Kind;
+use super::upgrade::UpgradeRecord;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -57,6 +58,10 @@ pub struct State {
     pub resources: BTreeMap<String, ResourceRecord>,
     #[serde(default)]
     pub outputs: BTreeMap<String, String>,
+    /// A blue/green upgrade in progress (`pi-deploy upgrade`), recorded at every step so a
+    /// killed run resumes or rolls back; absent when none is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeRecord>,
 }
 
 /// Who the caller is, from STS, and where it acts.
@@ -98,6 +103,7 @@ impl State {
             settings: BTreeMap::new(),
             resources: BTreeMap::new(),
             outputs: BTreeMap::new(),
+            upgrade: None,
         }
     }
 

@@ -67,7 +67,10 @@ impl UserDataParams {
             ("file_system_id", self.file_system_id.clone()),
             ("db_endpoint_parameter", self.db_endpoint_parameter.clone()),
             ("db_secret_arn", self.db_secret_arn.clone()),
-            ("licence_secret_arn", self.licence_secret_arn.clone().unwrap_or_default()),
+            (
+                "licence_secret_arn",
+                self.licence_secret_arn.clone().unwrap_or_default(),
+            ),
             ("asg_name", self.asg_name.clone()),
             ("lifecycle_hook", self.lifecycle_hook.clone()),
             ("endpoint_wait_seconds", self.endpoint_wait_seconds.to_string()),
@@ -88,7 +91,9 @@ pub fn render(p: &UserDataParams) -> Result<String, String> {
     let mut out = TEMPLATE.to_string();
     for (name, value) in p.values() {
         if !is_shell_safe(&value) {
-            return Err(format!("user data value `{name}` holds characters that are not allowed: {value:?}"));
+            return Err(format!(
+                "user data value `{name}` holds characters that are not allowed: {value:?}"
+            ));
         }
         let placeholder = format!("{{{{{name}}}}}");
         if !out.contains(&placeholder) {
@@ -101,7 +106,10 @@ pub fn render(p: &UserDataParams) -> Result<String, String> {
         return Err(format!("the user data template has an unknown placeholder at `{rest}`"));
     }
     if out.len() > MAX_USER_DATA_BYTES {
-        return Err(format!("the user data is {} bytes; AWS accepts at most {MAX_USER_DATA_BYTES}", out.len()));
+        return Err(format!(
+            "the user data is {} bytes; AWS accepts at most {MAX_USER_DATA_BYTES}",
+            out.len()
+        ));
     }
     Ok(out)
 }
@@ -113,15 +121,25 @@ mod tests {
     use super::*;
     use crate::core::config::Config;
 
-    const DB_SECRET: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-0b1c2d3e-4f5a-6b7c-8d9e-0f1a2b3c4d5e-AbCdEf";
+    const DB_SECRET: &str =
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-0b1c2d3e-4f5a-6b7c-8d9e-0f1a2b3c4d5e-AbCdEf";
     const LICENCE_SECRET: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pi-deploy/pi/licence-XyZ123";
 
     fn params(cfg: &Config, licence: Option<&str>) -> UserDataParams {
-        UserDataParams::new(cfg, "eu-west-1", "amazonaws.com", "fs-0123456789abcdef0", DB_SECRET, licence)
+        UserDataParams::new(
+            cfg,
+            "eu-west-1",
+            "amazonaws.com",
+            "fs-0123456789abcdef0",
+            DB_SECRET,
+            licence,
+        )
     }
 
     fn golden_path(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name)
     }
 
     /// Compare with the golden file; `UPDATE_GOLDEN=1 cargo test userdata` rewrites them.
@@ -131,8 +149,12 @@ mod tests {
             std::fs::write(&path, rendered).unwrap();
             return;
         }
-        let want = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (run `UPDATE_GOLDEN=1 cargo test userdata` to create it)", path.display()));
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run `UPDATE_GOLDEN=1 cargo test userdata` to create it)",
+                path.display()
+            )
+        });
         assert!(
             want == rendered,
             "{} differs from the rendered user data; review the change, then run `UPDATE_GOLDEN=1 cargo test userdata`",
@@ -144,8 +166,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("user-data.sh");
         std::fs::write(&file, script).unwrap();
-        let out = std::process::Command::new("bash").arg("-n").arg(&file).output().expect("bash");
-        assert!(out.status.success(), "bash -n: {}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("bash")
+            .arg("-n")
+            .arg(&file)
+            .output()
+            .expect("bash");
+        assert!(
+            out.status.success(),
+            "bash -n: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     #[test]
@@ -159,8 +189,10 @@ mod tests {
 
     #[test]
     fn golden_with_licence() {
-        let mut cfg = Config::default();
-        cfg.deployment = "pi-prod".into();
+        let cfg = Config {
+            deployment: "pi-prod".into(),
+            ..Config::default()
+        };
         let s = render(&params(&cfg, Some(LICENCE_SECRET))).unwrap();
         assert!(s.contains(&format!("readonly LICENCE_SECRET_ARN='{LICENCE_SECRET}'")));
         assert!(s.contains("readonly DB_ENDPOINT_PARAMETER='/pi-prod/db-endpoint'"));
@@ -171,8 +203,10 @@ mod tests {
 
     #[test]
     fn golden_in_the_china_partition() {
-        let mut cfg = Config::default();
-        cfg.deployment = "pi-cn".into();
+        let mut cfg = Config {
+            deployment: "pi-cn".into(),
+            ..Config::default()
+        };
         cfg.scaling.lifecycle_heartbeat_seconds = 3000;
         cfg.storage.efs_uid = 1001;
         cfg.storage.efs_gid = 1002;
@@ -218,11 +252,17 @@ mod tests {
             assert!(s.contains(needed), "the script lacks `{needed}`");
         }
         // The folders the side-loading Lambda fills (spec::SIDELOAD_PREFIXES) plus the logs.
-        let line = s.lines().find_map(|l| l.strip_prefix("readonly -a FOLDERS=(")).expect("the FOLDERS line");
+        let line = s
+            .lines()
+            .find_map(|l| l.strip_prefix("readonly -a FOLDERS=("))
+            .expect("the FOLDERS line");
         let folders: Vec<&str> = line.trim_end_matches(')').split(' ').collect();
         assert_eq!(folders, ["images", "themes", "excel-data", "svg", "keys", "logs"]);
         for prefix in crate::core::spec::SIDELOAD_PREFIXES {
-            assert!(folders.contains(&prefix.trim_end_matches('/')), "folder {prefix} is not linked");
+            assert!(
+                folders.contains(&prefix.trim_end_matches('/')),
+                "folder {prefix} is not linked"
+            );
         }
     }
 

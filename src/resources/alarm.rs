@@ -60,11 +60,21 @@ async fn arn_of(aws: &Aws, name: &str) -> Result<Option<String>, ResourceError> 
 impl ResourceKind for Alarm {
     async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
         let (name,) = props!(cx, Alarm { name });
-        Ok(arn_of(aws, name).await?.map(|arn| Outputs::new().with("id", name).with("arn", arn)))
+        Ok(arn_of(aws, name)
+            .await?
+            .map(|arn| Outputs::new().with("id", name).with("arn", arn)))
     }
 
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
-        let (name, asg, policy, high) = props!(cx, Alarm { name, asg, policy, high });
+        let (name, asg, policy, high) = props!(
+            cx,
+            Alarm {
+                name,
+                asg,
+                policy,
+                high
+            }
+        );
         let group = cx.dep_id(asg)?;
         let policy_arn = cx.dep(policy)?.require("arn")?;
         let t = trigger(*high, &aws.env.config.scaling);
@@ -77,7 +87,10 @@ impl ResourceKind for Alarm {
             .cloudwatch
             .put_metric_alarm()
             .alarm_name(name)
-            .alarm_description(format!("pi-deploy {}: average CPU of {group}; {direction}", aws.env.deployment))
+            .alarm_description(format!(
+                "pi-deploy {}: average CPU of {group}; {direction}",
+                aws.env.deployment
+            ))
             .actions_enabled(true)
             .alarm_actions(policy_arn)
             .namespace("AWS/EC2")
@@ -122,18 +135,30 @@ mod tests {
         let t = trigger(true, &ScalingConfig::default());
         assert_eq!(
             t,
-            Trigger { threshold: 70.0, comparison: ComparisonOperator::GreaterThanThreshold, period_seconds: 60, evaluation_periods: 1 }
+            Trigger {
+                threshold: 70.0,
+                comparison: ComparisonOperator::GreaterThanThreshold,
+                period_seconds: 60,
+                evaluation_periods: 1
+            }
         );
     }
 
     #[test]
     fn low_fires_after_two_minutes_below_the_scale_in_percent() {
-        let mut s = ScalingConfig::default();
-        s.scale_in_cpu_percent = 15.0;
+        let s = ScalingConfig {
+            scale_in_cpu_percent: 15.0,
+            ..ScalingConfig::default()
+        };
         let t = trigger(false, &s);
         assert_eq!(
             t,
-            Trigger { threshold: 15.0, comparison: ComparisonOperator::LessThanThreshold, period_seconds: 60, evaluation_periods: 2 }
+            Trigger {
+                threshold: 15.0,
+                comparison: ComparisonOperator::LessThanThreshold,
+                period_seconds: 60,
+                evaluation_periods: 2
+            }
         );
     }
 }

@@ -34,7 +34,9 @@ pub const TERMINATION_POLICIES: [&str; 2] = ["OldestLaunchTemplate", "OldestInst
 /// How long a use of a new instance profile may be refused while IAM propagates: the latency
 /// model's slow figure, doubled (AWS documents "a few minutes" at worst).
 pub fn iam_propagation_budget() -> Duration {
-    let slow = latency::model().get("create.iam_propagation").map_or(120.0, |t| t.slow_s);
+    let slow = latency::model()
+        .get("create.iam_propagation")
+        .map_or(120.0, |t| t.slow_s);
     Duration::from_secs_f64((slow * 2.0).max(180.0))
 }
 
@@ -45,13 +47,17 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ResourceError>>,
 {
-    wait::retry(what, budget, Backoff::QUICK, &[ErrorClass::IamPropagation], op).await.map_err(|e| {
-        if e.is(ErrorClass::IamPropagation) {
-            e.with_hint("IAM has not made the instance profile usable yet: run `pi-deploy up` again in a few minutes")
-        } else {
-            e
-        }
-    })
+    wait::retry(what, budget, Backoff::QUICK, &[ErrorClass::IamPropagation], op)
+        .await
+        .map_err(|e| {
+            if e.is(ErrorClass::IamPropagation) {
+                e.with_hint(
+                    "IAM has not made the instance profile usable yet: run `pi-deploy up` again in a few minutes",
+                )
+            } else {
+                e
+            }
+        })
 }
 
 /// The launch hook: new instances wait (up to the heartbeat) until their user data completes
@@ -99,7 +105,11 @@ pub async fn describe_group(aws: &Aws, name: &str) -> Result<Option<t::AutoScali
         .send()
         .await
         .map_err(err("describing the Auto Scaling group"))?;
-    Ok(out.auto_scaling_groups().iter().find(|g| g.auto_scaling_group_name() == Some(name)).cloned())
+    Ok(out
+        .auto_scaling_groups()
+        .iter()
+        .find(|g| g.auto_scaling_group_name() == Some(name))
+        .cloned())
 }
 
 fn is_ours(g: &t::AutoScalingGroup, deployment: &str, key: &str) -> bool {
@@ -112,8 +122,14 @@ fn outputs_of(g: &t::AutoScalingGroup) -> Outputs {
     Outputs::new()
         .with("id", g.auto_scaling_group_name().unwrap_or_default())
         .with("arn", g.auto_scaling_group_arn().unwrap_or_default())
-        .with("launch_template_id", lt.and_then(|l| l.launch_template_id()).unwrap_or_default())
-        .with("launch_template_version", lt.and_then(|l| l.version()).unwrap_or_default())
+        .with(
+            "launch_template_id",
+            lt.and_then(|l| l.launch_template_id()).unwrap_or_default(),
+        )
+        .with(
+            "launch_template_version",
+            lt.and_then(|l| l.version()).unwrap_or_default(),
+        )
 }
 
 fn is_deleting(g: &t::AutoScalingGroup) -> bool {
@@ -122,8 +138,16 @@ fn is_deleting(g: &t::AutoScalingGroup) -> bool {
 
 /// Poll for instances to be terminated; `states` are (id, state name) as EC2 reports them.
 pub fn terminated_poll(states: &[(String, String)]) -> Poll<()> {
-    let left: Vec<String> = states.iter().filter(|(_, s)| s != "terminated").map(|(id, s)| format!("{id} {s}")).collect();
-    if left.is_empty() { Poll::Ready(()) } else { Poll::Pending(left.join(", ")) }
+    let left: Vec<String> = states
+        .iter()
+        .filter(|(_, s)| s != "terminated")
+        .map(|(id, s)| format!("{id} {s}"))
+        .collect();
+    if left.is_empty() {
+        Poll::Ready(())
+    } else {
+        Poll::Pending(left.join(", "))
+    }
 }
 
 async fn instance_states(aws: &Aws, ids: &[String]) -> Result<Vec<(String, String)>, ResourceError> {
@@ -164,19 +188,35 @@ impl ResourceKind for AutoScalingGroup {
             .with_hint("choose another deployment name, or delete that group if it is a leftover"));
         }
         if is_deleting(&g) {
-            return Err(ResourceError::new(ErrorClass::InUse, format!("Auto Scaling group {name} is being deleted"))
-                .with_hint("wait until the deletion finishes, then run `pi-deploy up` again"));
+            return Err(
+                ResourceError::new(ErrorClass::InUse, format!("Auto Scaling group {name} is being deleted"))
+                    .with_hint("wait until the deletion finishes, then run `pi-deploy up` again"),
+            );
         }
         Ok(Some(outputs_of(&g)))
     }
 
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
-        let (name, launch_template, subnets, target_group) =
-            props!(cx, AutoScalingGroup { name, launch_template, subnets, target_group });
+        let (name, launch_template, subnets, target_group) = props!(
+            cx,
+            AutoScalingGroup {
+                name,
+                launch_template,
+                subnets,
+                target_group
+            }
+        );
         let scaling = &aws.env.config.scaling;
         let lt = cx.dep(launch_template)?;
-        let spec = LaunchTemplateSpecification::builder().launch_template_id(lt.id()?).version(lt.require("version")?).build();
-        let subnet_ids = subnets.iter().map(|k| cx.dep_id(k)).collect::<Result<Vec<_>, _>>()?.join(",");
+        let spec = LaunchTemplateSpecification::builder()
+            .launch_template_id(lt.id()?)
+            .version(lt.require("version")?)
+            .build();
+        let subnet_ids = subnets
+            .iter()
+            .map(|k| cx.dep_id(k))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(",");
         let tg_arn = cx.dep_id(target_group)?;
         let hook = launch_hook(&crate::core::names::lifecycle_hook(&aws.env.deployment), scaling);
         let tags = group_tags(&aws.env.deployment, &cx.spec.key, name);
@@ -210,9 +250,12 @@ impl ResourceKind for AutoScalingGroup {
         }
         // CreateAutoScalingGroup returns nothing: read the ARN back.
         let g = ec2::retry_not_found("reading the new Auto Scaling group", || async {
-            describe_group(aws, name)
-                .await?
-                .ok_or_else(|| ResourceError::new(ErrorClass::NotFound, format!("Auto Scaling group {name} is not visible yet")))
+            describe_group(aws, name).await?.ok_or_else(|| {
+                ResourceError::new(
+                    ErrorClass::NotFound,
+                    format!("Auto Scaling group {name} is not visible yet"),
+                )
+            })
         })
         .await?;
         Ok(outputs_of(&g))
@@ -231,7 +274,11 @@ impl ResourceKind for AutoScalingGroup {
         let Some(g) = describe_group(aws, name).await? else {
             return Ok(());
         };
-        let instances: Vec<String> = g.instances().iter().filter_map(|i| i.instance_id().map(String::from)).collect();
+        let instances: Vec<String> = g
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(String::from))
+            .collect();
         let asg = &aws.clients.autoscaling;
         if !is_deleting(&g) {
             // Scale to zero first so the instances drain from the target group.
@@ -246,32 +293,44 @@ impl ResourceKind for AutoScalingGroup {
                     .map_err(|e| reclassify_missing_group(crate::aws::sdk("scaling the Auto Scaling group to zero", e)))
             })
             .await?;
-            ec2::delete_retrying(Kind::AutoScalingGroup, &format!("deleting Auto Scaling group {name}"), || async {
-                asg.delete_auto_scaling_group()
-                    .auto_scaling_group_name(name)
-                    .force_delete(true)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| reclassify_missing_group(crate::aws::sdk("deleting the Auto Scaling group", e)))
-            })
+            ec2::delete_retrying(
+                Kind::AutoScalingGroup,
+                &format!("deleting Auto Scaling group {name}"),
+                || async {
+                    asg.delete_auto_scaling_group()
+                        .auto_scaling_group_name(name)
+                        .force_delete(true)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| reclassify_missing_group(crate::aws::sdk("deleting the Auto Scaling group", e)))
+                },
+            )
             .await?;
         }
         let deadline = latency::delete_deadline(Kind::AutoScalingGroup);
-        wait::wait_for(&format!("Auto Scaling group {name} to be deleted"), deadline, Backoff::SLOW, || async {
-            Ok(match describe_group(aws, name).await? {
-                None => Poll::Ready(()),
-                Some(g) => Poll::Pending(g.status().unwrap_or("deleting").to_string()),
-            })
-        })
+        wait::wait_for(
+            &format!("Auto Scaling group {name} to be deleted"),
+            deadline,
+            Backoff::SLOW,
+            || async {
+                Ok(match describe_group(aws, name).await? {
+                    None => Poll::Ready(()),
+                    Some(g) => Poll::Pending(g.status().unwrap_or("deleting").to_string()),
+                })
+            },
+        )
         .await?;
         if instances.is_empty() {
             return Ok(());
         }
         // The internet gateway and the subnets cannot go while instances hold addresses there.
-        wait::wait_for(&format!("the instances of {name} to terminate"), deadline, Backoff::SLOW, || async {
-            Ok(terminated_poll(&instance_states(aws, &instances).await?))
-        })
+        wait::wait_for(
+            &format!("the instances of {name} to terminate"),
+            deadline,
+            Backoff::SLOW,
+            || async { Ok(terminated_poll(&instance_states(aws, &instances).await?)) },
+        )
         .await
     }
 }
@@ -313,7 +372,10 @@ mod tests {
         let calls = AtomicUsize::new(0);
         let e = retry_iam_propagation::<(), _, _>("creating the group", iam_propagation_budget(), || {
             calls.fetch_add(1, Ordering::SeqCst);
-            std::future::ready(Err(ResourceError::new(class_of("ValidationError", "Max bigger than min"), "bad sizes")))
+            std::future::ready(Err(ResourceError::new(
+                class_of("ValidationError", "Max bigger than min"),
+                "bad sizes",
+            )))
         })
         .await
         .unwrap_err();
@@ -325,9 +387,11 @@ mod tests {
     async fn propagation_that_never_ends_gives_up_at_the_budget_with_a_hint() {
         let start = tokio::time::Instant::now();
         let budget = Duration::from_secs(240);
-        let e = retry_iam_propagation::<(), _, _>("creating the group", budget, || std::future::ready(Err(propagation_error())))
-            .await
-            .unwrap_err();
+        let e = retry_iam_propagation::<(), _, _>("creating the group", budget, || {
+            std::future::ready(Err(propagation_error()))
+        })
+        .await
+        .unwrap_err();
         assert_eq!(e.class, ErrorClass::IamPropagation);
         assert!(e.message.contains("gave up"), "{}", e.message);
         assert!(e.hint.is_some());
@@ -352,12 +416,16 @@ mod tests {
     fn tags_propagate_to_instances() {
         let t = group_tags("pi", "asg", "pi-dashboard");
         assert_eq!(t.len(), 3);
-        assert!(t.iter().all(|t| t.propagate_at_launch() == Some(true) && t.resource_id() == Some("pi-dashboard")));
+        assert!(
+            t.iter()
+                .all(|t| t.propagate_at_launch() == Some(true) && t.resource_id() == Some("pi-dashboard"))
+        );
     }
 
     #[test]
     fn a_missing_group_is_not_found() {
-        let e = ResourceError::new(ErrorClass::Other, "AutoScalingGroup name not found - x").with_code("ValidationError");
+        let e =
+            ResourceError::new(ErrorClass::Other, "AutoScalingGroup name not found - x").with_code("ValidationError");
         assert_eq!(reclassify_missing_group(e).class, ErrorClass::NotFound);
         let e = ResourceError::new(ErrorClass::Other, "min > max").with_code("ValidationError");
         assert_eq!(reclassify_missing_group(e).class, ErrorClass::Other);
@@ -365,7 +433,11 @@ mod tests {
 
     #[test]
     fn termination_waits_for_every_instance() {
-        let s = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        let s = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
         assert!(matches!(terminated_poll(&s(&[("i-1", "terminated")])), Poll::Ready(())));
         assert!(matches!(terminated_poll(&[]), Poll::Ready(())));
         match terminated_poll(&s(&[("i-1", "terminated"), ("i-2", "shutting-down")])) {

@@ -32,10 +32,14 @@ pub fn dashboard_url(cfg: &Config, lb_dns: &str) -> String {
 /// How long to wait for a healthy target: group to InService, boot, first passing checks.
 pub fn deadline() -> Duration {
     let m = latency::model();
-    let slow: f64 = ["create.asg_to_instances_inservice", "create.ec2_boot_to_app_ready", "create.target_healthy_after_app_ready"]
-        .iter()
-        .map(|k| m.get(*k).map_or(300.0, |t| t.slow_s))
-        .sum();
+    let slow: f64 = [
+        "create.asg_to_instances_inservice",
+        "create.ec2_boot_to_app_ready",
+        "create.target_healthy_after_app_ready",
+    ]
+    .iter()
+    .map(|k| m.get(*k).map_or(300.0, |t| t.slow_s))
+    .sum();
     Duration::from_secs_f64((slow * 2.0).max(600.0))
 }
 
@@ -47,7 +51,13 @@ pub fn health_poll(targets: &[(String, String)]) -> Poll<String> {
     if targets.is_empty() {
         return Poll::Pending("no instance registered yet".into());
     }
-    Poll::Pending(targets.iter().map(|(id, s)| format!("{id} {s}")).collect::<Vec<_>>().join(", "))
+    Poll::Pending(
+        targets
+            .iter()
+            .map(|(id, s)| format!("{id} {s}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
 }
 
 async fn target_states(aws: &Aws, tg_arn: &str) -> Result<Vec<(String, String)>, ResourceError> {
@@ -64,7 +74,10 @@ async fn target_states(aws: &Aws, tg_arn: &str) -> Result<Vec<(String, String)>,
         .iter()
         .map(|d| {
             let id = d.target().and_then(|t| t.id()).unwrap_or("?").to_string();
-            let state = d.target_health().and_then(|h| h.state()).unwrap_or(&TargetHealthStateEnum::Unavailable);
+            let state = d
+                .target_health()
+                .and_then(|h| h.state())
+                .unwrap_or(&TargetHealthStateEnum::Unavailable);
             (id, state.as_str().to_string())
         })
         .collect())
@@ -114,11 +127,20 @@ mod tests {
     #[test]
     fn the_url_prefers_the_domain_with_a_certificate() {
         let mut cfg = Config::default();
-        assert_eq!(dashboard_url(&cfg, "pi-alb-1.elb.amazonaws.com"), "http://pi-alb-1.elb.amazonaws.com");
+        assert_eq!(
+            dashboard_url(&cfg, "pi-alb-1.elb.amazonaws.com"),
+            "http://pi-alb-1.elb.amazonaws.com"
+        );
         cfg.certificate_arn = Some("arn:aws:acm:eu-west-1:123456789012:certificate/x".into());
-        assert_eq!(dashboard_url(&cfg, "pi-alb-1.elb.amazonaws.com"), "https://pi-alb-1.elb.amazonaws.com");
+        assert_eq!(
+            dashboard_url(&cfg, "pi-alb-1.elb.amazonaws.com"),
+            "https://pi-alb-1.elb.amazonaws.com"
+        );
         cfg.domain_name = Some("dash.example.com".into());
-        assert_eq!(dashboard_url(&cfg, "pi-alb-1.elb.amazonaws.com"), "https://dash.example.com");
+        assert_eq!(
+            dashboard_url(&cfg, "pi-alb-1.elb.amazonaws.com"),
+            "https://dash.example.com"
+        );
     }
 
     #[test]

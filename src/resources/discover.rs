@@ -59,7 +59,10 @@ pub fn named_key(tags: &Tags, deployment: &str, well_known: &str) -> Option<Stri
 }
 
 fn ec2_tags(t: &[aws_sdk_ec2::types::Tag]) -> Tags {
-    tag_list(t.iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())))
+    tag_list(
+        t.iter()
+            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+    )
 }
 
 /// Every resource of the deployment that AWS knows, sorted by key.
@@ -78,45 +81,115 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
     let f = || tags::ec2_deployment_filter(dep);
     let mut push = |kind: Kind, t: &[aws_sdk_ec2::types::Tag], id: Option<&str>| {
         if let (Some(key), Some(id)) = (tagged_key(&ec2_tags(t), dep), id) {
-            out.push(Found { key, kind, id: id.to_string() });
+            out.push(Found {
+                key,
+                kind,
+                id: id.to_string(),
+            });
         }
     };
     let what = "listing the deployment's resources by tag";
     for v in ec2.describe_vpcs().filters(f()).send().await.map_err(err(what))?.vpcs() {
         push(Kind::Vpc, v.tags(), v.vpc_id());
     }
-    for s in ec2.describe_subnets().filters(f()).send().await.map_err(err(what))?.subnets() {
+    for s in ec2
+        .describe_subnets()
+        .filters(f())
+        .send()
+        .await
+        .map_err(err(what))?
+        .subnets()
+    {
         push(Kind::Subnet, s.tags(), s.subnet_id());
     }
-    for g in ec2.describe_internet_gateways().filters(f()).send().await.map_err(err(what))?.internet_gateways() {
+    for g in ec2
+        .describe_internet_gateways()
+        .filters(f())
+        .send()
+        .await
+        .map_err(err(what))?
+        .internet_gateways()
+    {
         push(Kind::InternetGateway, g.tags(), g.internet_gateway_id());
     }
-    for a in ec2.describe_addresses().filters(f()).send().await.map_err(err(what))?.addresses() {
+    for a in ec2
+        .describe_addresses()
+        .filters(f())
+        .send()
+        .await
+        .map_err(err(what))?
+        .addresses()
+    {
         push(Kind::ElasticIp, a.tags(), a.allocation_id());
     }
     // Deleted NAT gateways stay listed for a while, as on AWS.
-    for n in ec2.describe_nat_gateways().filter(f()).send().await.map_err(err(what))?.nat_gateways() {
+    for n in ec2
+        .describe_nat_gateways()
+        .filter(f())
+        .send()
+        .await
+        .map_err(err(what))?
+        .nat_gateways()
+    {
         let gone = matches!(n.state().map(|s| s.as_str()), Some("deleted" | "deleting" | "failed"));
         if !gone {
             push(Kind::NatGateway, n.tags(), n.nat_gateway_id());
         }
     }
-    for r in ec2.describe_route_tables().filters(f()).send().await.map_err(err(what))?.route_tables() {
+    for r in ec2
+        .describe_route_tables()
+        .filters(f())
+        .send()
+        .await
+        .map_err(err(what))?
+        .route_tables()
+    {
         push(Kind::RouteTable, r.tags(), r.route_table_id());
     }
-    for a in ec2.describe_network_acls().filters(f()).send().await.map_err(err(what))?.network_acls() {
+    for a in ec2
+        .describe_network_acls()
+        .filters(f())
+        .send()
+        .await
+        .map_err(err(what))?
+        .network_acls()
+    {
         push(Kind::NetworkAcl, a.tags(), a.network_acl_id());
     }
-    for g in ec2.describe_security_groups().filters(f()).send().await.map_err(err(what))?.security_groups() {
+    for g in ec2
+        .describe_security_groups()
+        .filters(f())
+        .send()
+        .await
+        .map_err(err(what))?
+        .security_groups()
+    {
         push(Kind::SecurityGroup, g.tags(), g.group_id());
     }
-    for e in ec2.describe_vpc_endpoints().filters(f()).send().await.map_err(err(what))?.vpc_endpoints() {
-        let gone = matches!(e.state().map(|s| s.as_str().to_ascii_lowercase()).as_deref(), Some("deleted" | "deleting"));
+    for e in ec2
+        .describe_vpc_endpoints()
+        .filters(f())
+        .send()
+        .await
+        .map_err(err(what))?
+        .vpc_endpoints()
+    {
+        let gone = matches!(
+            e.state().map(|s| s.as_str().to_ascii_lowercase()).as_deref(),
+            Some("deleted" | "deleting")
+        );
         if !gone {
             push(Kind::VpcEndpoint, e.tags(), e.vpc_endpoint_id());
         }
     }
-    for lt in ec2.describe_launch_templates().filters(f()).send().await.map_err(err(what))?.launch_templates() {
+    for lt in ec2
+        .describe_launch_templates()
+        .filters(f())
+        .send()
+        .await
+        .map_err(err(what))?
+        .launch_templates()
+    {
         push(Kind::LaunchTemplate, lt.tags(), lt.launch_template_id());
     }
     Ok(())
@@ -140,7 +213,9 @@ async fn efs_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
         .map_err(err("listing EFS file systems"))?;
     for fs in systems {
         let gone = matches!(fs.life_cycle_state().as_str(), "deleted" | "deleting");
-        let Some(key) = tagged_key(&efs_tags(fs.tags()), dep) else { continue };
+        let Some(key) = tagged_key(&efs_tags(fs.tags()), dep) else {
+            continue;
+        };
         if gone {
             continue;
         }
@@ -153,11 +228,20 @@ async fn efs_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
             .map_err(err("listing EFS access points"))?;
         for ap in points.access_points() {
             let gone = matches!(ap.life_cycle_state().map(|s| s.as_str()), Some("deleted" | "deleting"));
-            if let (false, Some(key), Some(ap_id)) = (gone, tagged_key(&efs_tags(ap.tags()), dep), ap.access_point_id()) {
-                out.push(Found { key, kind: Kind::AccessPoint, id: ap_id.to_string() });
+            if let (false, Some(key), Some(ap_id)) = (gone, tagged_key(&efs_tags(ap.tags()), dep), ap.access_point_id())
+            {
+                out.push(Found {
+                    key,
+                    kind: Kind::AccessPoint,
+                    id: ap_id.to_string(),
+                });
             }
         }
-        out.push(Found { key, kind: Kind::FileSystem, id });
+        out.push(Found {
+            key,
+            kind: Kind::FileSystem,
+            id,
+        });
     }
     Ok(())
 }
@@ -171,12 +255,27 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
     let dep = aws.env.deployment.clone();
     let mut push = |kind: Kind, key: Option<String>, id: &str| {
         if let Some(key) = key {
-            out.push(Found { key, kind, id: id.to_string() });
+            out.push(Found {
+                key,
+                kind,
+                id: id.to_string(),
+            });
         }
     };
 
-    for (well_known, name) in [("lambda-role", names::lambda_role(&dep)), ("ec2-role", names::ec2_role(&dep))] {
-        let got = absent(aws.clients.iam.get_role().role_name(&name).send().await.map_err(err("looking up an IAM role")))?;
+    for (well_known, name) in [
+        ("lambda-role", names::lambda_role(&dep)),
+        ("ec2-role", names::ec2_role(&dep)),
+    ] {
+        let got = absent(
+            aws.clients
+                .iam
+                .get_role()
+                .role_name(&name)
+                .send()
+                .await
+                .map_err(err("looking up an IAM role")),
+        )?;
         if let Some(role) = got.as_ref().and_then(|o| o.role()) {
             let t = tag_list(role.tags().iter().map(|t| (t.key(), t.value())));
             push(Kind::IamRole, named_key(&t, &dep, well_known), &name);
@@ -198,7 +297,15 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
     }
 
     let bucket = names::bucket(&dep, &aws.env.account_id, &aws.env.region);
-    match aws.clients.s3.head_bucket().bucket(&bucket).send().await.map_err(err("looking up the bucket")) {
+    match aws
+        .clients
+        .s3
+        .head_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .map_err(err("looking up the bucket"))
+    {
         Ok(_) => push(Kind::Bucket, Some("bucket".into()), &bucket),
         // 403: the name belongs to another account, so it is not ours either.
         Err(e) if e.is(crate::core::resource::ErrorClass::NotFound) || e.message.contains("403") => {}
@@ -207,17 +314,41 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
 
     let db = names::db_identifier(&dep);
     let got = absent(
-        aws.clients.rds.describe_db_instances().db_instance_identifier(&db).send().await.map_err(err("looking up the DB instance")),
+        aws.clients
+            .rds
+            .describe_db_instances()
+            .db_instance_identifier(&db)
+            .send()
+            .await
+            .map_err(err("looking up the DB instance")),
     )?;
-    for i in got.iter().flat_map(|o| o.db_instances()).filter(|i| i.db_instance_identifier() == Some(db.as_str())) {
-        let t = tag_list(i.tag_list().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())));
+    for i in got
+        .iter()
+        .flat_map(|o| o.db_instances())
+        .filter(|i| i.db_instance_identifier() == Some(db.as_str()))
+    {
+        let t = tag_list(
+            i.tag_list()
+                .iter()
+                .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+        );
         push(Kind::DbInstance, named_key(&t, &dep, "db"), &db);
     }
     let group = names::db_subnet_group(&dep);
     let got = absent(
-        aws.clients.rds.describe_db_subnet_groups().db_subnet_group_name(&group).send().await.map_err(err("looking up the DB subnet group")),
+        aws.clients
+            .rds
+            .describe_db_subnet_groups()
+            .db_subnet_group_name(&group)
+            .send()
+            .await
+            .map_err(err("looking up the DB subnet group")),
     )?;
-    if got.iter().flat_map(|o| o.db_subnet_groups()).any(|g| g.db_subnet_group_name() == Some(group.as_str())) {
+    if got
+        .iter()
+        .flat_map(|o| o.db_subnet_groups())
+        .any(|g| g.db_subnet_group_name() == Some(group.as_str()))
+    {
         push(Kind::DbSubnetGroup, Some("db-subnet-group".into()), &group);
     }
     let params = names::db_parameter_group(&dep);
@@ -230,15 +361,35 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
             .await
             .map_err(err("looking up the DB parameter group")),
     )?;
-    if got.iter().flat_map(|o| o.db_parameter_groups()).any(|g| g.db_parameter_group_name() == Some(params.as_str())) {
+    if got
+        .iter()
+        .flat_map(|o| o.db_parameter_groups())
+        .any(|g| g.db_parameter_group_name() == Some(params.as_str()))
+    {
         push(Kind::DbParameterGroup, Some("db-params".into()), &params);
     }
 
     let secret = names::licence_secret(&dep);
-    let got = absent(aws.clients.secrets.describe_secret().secret_id(&secret).send().await.map_err(err("looking up the licence secret")))?;
+    let got = absent(
+        aws.clients
+            .secrets
+            .describe_secret()
+            .secret_id(&secret)
+            .send()
+            .await
+            .map_err(err("looking up the licence secret")),
+    )?;
     if let Some(s) = got.filter(|s| s.deleted_date().is_none()) {
-        let t = tag_list(s.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())));
-        push(Kind::Secret, named_key(&t, &dep, "licence-secret"), s.arn().unwrap_or(&secret));
+        let t = tag_list(
+            s.tags()
+                .iter()
+                .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+        );
+        push(
+            Kind::Secret,
+            named_key(&t, &dep, "licence-secret"),
+            s.arn().unwrap_or(&secret),
+        );
     }
 
     let log_group = names::lambda_log_group(&dep);
@@ -250,32 +401,76 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         .send()
         .await
         .map_err(err("looking up the log group"))?;
-    if groups.log_groups().iter().any(|g| g.log_group_name() == Some(log_group.as_str())) {
+    if groups
+        .log_groups()
+        .iter()
+        .any(|g| g.log_group_name() == Some(log_group.as_str()))
+    {
         push(Kind::LogGroup, Some("lambda-log-group".into()), &log_group);
     }
     let function = names::lambda_function(&dep);
-    let got = absent(aws.clients.lambda.get_function().function_name(&function).send().await.map_err(err("looking up the Lambda function")))?;
+    let got = absent(
+        aws.clients
+            .lambda
+            .get_function()
+            .function_name(&function)
+            .send()
+            .await
+            .map_err(err("looking up the Lambda function")),
+    )?;
     if let Some(f) = got {
         let t = tag_list(f.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())));
         push(Kind::LambdaFunction, named_key(&t, &dep, "lambda"), &function);
     }
 
     let endpoint = names::db_endpoint_parameter(&dep);
-    let got = absent(aws.clients.ssm.get_parameter().name(&endpoint).send().await.map_err(err("looking up the endpoint parameter")))?;
+    let got = absent(
+        aws.clients
+            .ssm
+            .get_parameter()
+            .name(&endpoint)
+            .send()
+            .await
+            .map_err(err("looking up the endpoint parameter")),
+    )?;
     if got.is_some() {
         push(Kind::DbEndpoint, Some("db-endpoint".into()), &endpoint);
     }
 
     // ELBv2 and Auto Scaling: by name (their tags need a second call each).
     let tg = names::target_group(&dep);
-    let got = absent(aws.clients.elb.describe_target_groups().names(&tg).send().await.map_err(err("looking up the target group")))?;
+    let got = absent(
+        aws.clients
+            .elb
+            .describe_target_groups()
+            .names(&tg)
+            .send()
+            .await
+            .map_err(err("looking up the target group")),
+    )?;
     for g in got.iter().flat_map(|o| o.target_groups()) {
-        push(Kind::TargetGroup, Some("tg".into()), g.target_group_arn().unwrap_or_default());
+        push(
+            Kind::TargetGroup,
+            Some("tg".into()),
+            g.target_group_arn().unwrap_or_default(),
+        );
     }
     let alb = names::alb(&dep);
-    let got = absent(aws.clients.elb.describe_load_balancers().names(&alb).send().await.map_err(err("looking up the load balancer")))?;
+    let got = absent(
+        aws.clients
+            .elb
+            .describe_load_balancers()
+            .names(&alb)
+            .send()
+            .await
+            .map_err(err("looking up the load balancer")),
+    )?;
     for lb in got.iter().flat_map(|o| o.load_balancers()) {
-        push(Kind::LoadBalancer, Some("alb".into()), lb.load_balancer_arn().unwrap_or_default());
+        push(
+            Kind::LoadBalancer,
+            Some("alb".into()),
+            lb.load_balancer_arn().unwrap_or_default(),
+        );
     }
     let asg = names::asg(&dep);
     let got = aws
@@ -286,8 +481,16 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         .send()
         .await
         .map_err(err("looking up the Auto Scaling group"))?;
-    for g in got.auto_scaling_groups().iter().filter(|g| g.auto_scaling_group_name() == Some(asg.as_str())) {
-        let t = tag_list(g.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())));
+    for g in got
+        .auto_scaling_groups()
+        .iter()
+        .filter(|g| g.auto_scaling_group_name() == Some(asg.as_str()))
+    {
+        let t = tag_list(
+            g.tags()
+                .iter()
+                .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+        );
         push(Kind::AutoScalingGroup, named_key(&t, &dep, "asg"), &asg);
     }
     Ok(())
@@ -296,7 +499,10 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
 /// Found resources the state does not account for: a key it does not record, or the same
 /// key with another id (a duplicate, or a resource re-created outside pi-deploy).
 pub fn leaks<'a>(found: &'a [Found], recorded_id: impl Fn(&str) -> Option<&'a str>) -> Vec<&'a Found> {
-    found.iter().filter(|f| recorded_id(&f.key) != Some(f.id.as_str())).collect()
+    found
+        .iter()
+        .filter(|f| recorded_id(&f.key) != Some(f.id.as_str()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -312,7 +518,10 @@ mod tests {
         let ours = t(&[("pi-deploy:deployment", "pi"), ("pi-deploy:key", "vpc")]);
         assert_eq!(tagged_key(&ours, "pi").as_deref(), Some("vpc"));
         assert_eq!(tagged_key(&ours, "other"), None);
-        assert_eq!(tagged_key(&t(&[("pi-deploy:deployment", "pi")]), "pi").as_deref(), Some(UNKEYED));
+        assert_eq!(
+            tagged_key(&t(&[("pi-deploy:deployment", "pi")]), "pi").as_deref(),
+            Some(UNKEYED)
+        );
         assert_eq!(tagged_key(&t(&[]), "pi"), None);
     }
 
@@ -328,9 +537,21 @@ mod tests {
     #[test]
     fn leaks_are_unrecorded_keys_and_other_ids() {
         let found = vec![
-            Found { key: "vpc".into(), kind: Kind::Vpc, id: "vpc-1".into() },
-            Found { key: "vpc".into(), kind: Kind::Vpc, id: "vpc-2".into() },
-            Found { key: "vpc-leak".into(), kind: Kind::Vpc, id: "vpc-3".into() },
+            Found {
+                key: "vpc".into(),
+                kind: Kind::Vpc,
+                id: "vpc-1".into(),
+            },
+            Found {
+                key: "vpc".into(),
+                kind: Kind::Vpc,
+                id: "vpc-2".into(),
+            },
+            Found {
+                key: "vpc-leak".into(),
+                kind: Kind::Vpc,
+                id: "vpc-3".into(),
+            },
         ];
         let recorded = |k: &str| (k == "vpc").then_some("vpc-1");
         let l: Vec<&str> = leaks(&found, recorded).iter().map(|f| f.id.as_str()).collect();

@@ -46,7 +46,11 @@ fn alias_record(domain: &str, lb_zone: &str, lb_dns: &str) -> Result<ResourceRec
 }
 
 fn change(action: ChangeAction, record: ResourceRecordSet) -> Result<ChangeBatch, ResourceError> {
-    let c = Change::builder().action(action).resource_record_set(record).build().map_err(|e| bad("the change", e))?;
+    let c = Change::builder()
+        .action(action)
+        .resource_record_set(record)
+        .build()
+        .map_err(|e| bad("the change", e))?;
     ChangeBatch::builder()
         .comment("pi-deploy")
         .changes(c)
@@ -80,7 +84,14 @@ async fn wait_insync(aws: &Aws, change_id: &str) -> Result<(), ResourceError> {
         latency::create_deadline(Kind::DnsRecord),
         Backoff::QUICK,
         || async {
-            let out = aws.clients.route53.get_change().id(change_id).send().await.map_err(err("reading the Route 53 change"))?;
+            let out = aws
+                .clients
+                .route53
+                .get_change()
+                .id(change_id)
+                .send()
+                .await
+                .map_err(err("reading the Route 53 change"))?;
             Ok(match out.change_info().map(|c| c.status()) {
                 Some(ChangeStatus::Insync) => Poll::Ready(()),
                 s => Poll::Pending(s.map_or("unknown", |s| s.as_str()).to_string()),
@@ -101,7 +112,14 @@ fn outputs(zone: &str, domain: &str, lb_zone: &str, lb_dns: &str) -> Outputs {
 #[async_trait]
 impl ResourceKind for DnsRecord {
     async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
-        let (zone_id, domain, load_balancer) = props!(cx, DnsRecord { zone_id, domain, load_balancer });
+        let (zone_id, domain, load_balancer) = props!(
+            cx,
+            DnsRecord {
+                zone_id,
+                domain,
+                load_balancer
+            }
+        );
         let lb = cx.dep(load_balancer)?;
         let lb_dns = lb.require("dns_name")?;
         let Some(r) = current(aws, zone_id, domain).await? else {
@@ -110,11 +128,25 @@ impl ResourceKind for DnsRecord {
         // Only a record that already points at our load balancer is adopted; anything else is
         // replaced by the UPSERT in `create`.
         let ours = r.alias_target().is_some_and(|a| aliases(a.dns_name(), lb_dns));
-        Ok(ours.then(|| outputs(zone_id, domain, lb.require("canonical_hosted_zone_id").unwrap_or_default(), lb_dns)))
+        Ok(ours.then(|| {
+            outputs(
+                zone_id,
+                domain,
+                lb.require("canonical_hosted_zone_id").unwrap_or_default(),
+                lb_dns,
+            )
+        }))
     }
 
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
-        let (zone_id, domain, load_balancer) = props!(cx, DnsRecord { zone_id, domain, load_balancer });
+        let (zone_id, domain, load_balancer) = props!(
+            cx,
+            DnsRecord {
+                zone_id,
+                domain,
+                load_balancer
+            }
+        );
         let lb = cx.dep(load_balancer)?;
         let (lb_zone, lb_dns) = (lb.require("canonical_hosted_zone_id")?, lb.require("dns_name")?);
         let batch = change(ChangeAction::Upsert, alias_record(domain, lb_zone, lb_dns)?)?;
@@ -194,7 +226,12 @@ mod tests {
 
     #[test]
     fn the_upsert_is_an_alias_a_record() {
-        let r = alias_record("dash.example.com", "Z32O12XQLNTSW2", "pi-alb-1.eu-west-1.elb.amazonaws.com").unwrap();
+        let r = alias_record(
+            "dash.example.com",
+            "Z32O12XQLNTSW2",
+            "pi-alb-1.eu-west-1.elb.amazonaws.com",
+        )
+        .unwrap();
         assert_eq!(r.r#type(), &RrType::A);
         let a = r.alias_target().unwrap();
         assert_eq!(a.hosted_zone_id(), "Z32O12XQLNTSW2");

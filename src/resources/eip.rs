@@ -6,6 +6,7 @@ use aws_sdk_ec2::types::{self as t, DomainType, ResourceType};
 
 use super::{Aws, ResourceKind, ec2};
 use crate::aws::{err, tags};
+use crate::core::inspect::{InspectCtx, Inspection};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
@@ -96,6 +97,13 @@ impl ResourceKind for ElasticIp {
         Ok(Outputs::new()
             .with("id", out.allocation_id().unwrap_or_default())
             .with("public_ip", out.public_ip().unwrap_or_default()))
+    }
+
+    async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+        Ok(match describe(aws, cx.outputs.id()?).await? {
+            Some(_) => Inspection::available(),
+            None => Inspection::missing(),
+        })
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

@@ -38,8 +38,13 @@ pub async fn is_ours(aws: &Aws, arn: &str, key: &str) -> Result<bool, ResourceEr
 
 /// The error for a deterministic name that another deployment (or a person) already uses.
 pub fn foreign(what: &str, name: &str) -> ResourceError {
-    ResourceError::new(ErrorClass::AlreadyExists, format!("a {what} named {name} exists but does not belong to this deployment"))
-        .with_hint(format!("choose another deployment name, or delete that {what} if it is a leftover"))
+    ResourceError::new(
+        ErrorClass::AlreadyExists,
+        format!("a {what} named {name} exists but does not belong to this deployment"),
+    )
+    .with_hint(format!(
+        "choose another deployment name, or delete that {what} if it is a leftover"
+    ))
 }
 
 /// The part of an ELB ARN that CloudWatch dimensions use: everything after `:<marker>` minus
@@ -60,11 +65,13 @@ mod tests {
     #[test]
     fn arn_suffixes_are_what_cloudwatch_expects() {
         assert_eq!(
-            arn_suffix("arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/pi-alb/50dc6c495c0c9188").as_deref(),
+            arn_suffix("arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/pi-alb/50dc6c495c0c9188")
+                .as_deref(),
             Some("app/pi-alb/50dc6c495c0c9188")
         );
         assert_eq!(
-            arn_suffix("arn:aws-cn:elasticloadbalancing:cn-north-1:123456789012:targetgroup/pi-tg/73e2d6bc24d8a067").as_deref(),
+            arn_suffix("arn:aws-cn:elasticloadbalancing:cn-north-1:123456789012:targetgroup/pi-tg/73e2d6bc24d8a067")
+                .as_deref(),
             Some("targetgroup/pi-tg/73e2d6bc24d8a067")
         );
         assert_eq!(arn_suffix("not-an-arn"), None);

@@ -22,7 +22,9 @@ fn absent<T>(r: Result<T, ResourceError>) -> Result<Option<T>, ResourceError> {
 /// Whether a bucket policy denies every request made without TLS, for the bucket and its
 /// objects (what `bucket::tls_only_policy` writes; other statements may sit beside it).
 pub fn is_tls_only(policy: &str) -> bool {
-    let Ok(doc) = serde_json::from_str::<serde_json::Value>(policy) else { return false };
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(policy) else {
+        return false;
+    };
     let statements = match &doc["Statement"] {
         serde_json::Value::Array(a) => a.clone(),
         one @ serde_json::Value::Object(_) => vec![one.clone()],
@@ -51,23 +53,53 @@ pub fn is_tls_only(policy: &str) -> bool {
 pub async fn bucket(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
     let name = cx.outputs.id()?;
     let s3 = &aws.clients.s3;
-    if absent(s3.head_bucket().bucket(name).send().await.map_err(err("looking up the bucket")))?.is_none() {
+    if absent(
+        s3.head_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(err("looking up the bucket")),
+    )?
+    .is_none()
+    {
         return Ok(Inspection::missing());
     }
     let mut i = Inspection::available();
-    let policy = absent(s3.get_bucket_policy().bucket(name).send().await.map_err(err("reading the bucket policy")))?;
+    let policy = absent(
+        s3.get_bucket_policy()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(err("reading the bucket policy")),
+    )?;
     match policy.as_ref().and_then(|p| p.policy()) {
         None => i.drift("policy", "TLS-only", "absent"),
         Some(p) if !is_tls_only(p) => i.drift("policy", "TLS-only", "does not deny insecure transport"),
         Some(_) => {}
     }
-    let pab = absent(s3.get_public_access_block().bucket(name).send().await.map_err(err("reading the public access block")))?;
+    let pab = absent(
+        s3.get_public_access_block()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(err("reading the public access block")),
+    )?;
     let c = pab.as_ref().and_then(|p| p.public_access_block_configuration());
     i.check_opt("block_public_acls", true, c.and_then(|c| c.block_public_acls()));
     i.check_opt("ignore_public_acls", true, c.and_then(|c| c.ignore_public_acls()));
     i.check_opt("block_public_policy", true, c.and_then(|c| c.block_public_policy()));
-    i.check_opt("restrict_public_buckets", true, c.and_then(|c| c.restrict_public_buckets()));
-    let enc = absent(s3.get_bucket_encryption().bucket(name).send().await.map_err(err("reading the bucket encryption")))?;
+    i.check_opt(
+        "restrict_public_buckets",
+        true,
+        c.and_then(|c| c.restrict_public_buckets()),
+    );
+    let enc = absent(
+        s3.get_bucket_encryption()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(err("reading the bucket encryption")),
+    )?;
     let algorithm = enc
         .as_ref()
         .and_then(|e| e.server_side_encryption_configuration())
@@ -76,8 +108,17 @@ pub async fn bucket(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, Resour
         .map(|d| d.sse_algorithm().as_str().to_string());
     i.check_opt("encryption", "AES256".to_string(), algorithm);
     if let Some(Props::Bucket { versioning: true }) = cx.spec.map(|s| &s.props) {
-        let v = s3.get_bucket_versioning().bucket(name).send().await.map_err(err("reading the bucket versioning"))?;
-        i.check_opt("versioning", "Enabled".to_string(), v.status().map(|s| s.as_str().to_string()));
+        let v = s3
+            .get_bucket_versioning()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(err("reading the bucket versioning"))?;
+        i.check_opt(
+            "versioning",
+            "Enabled".to_string(),
+            v.status().map(|s| s.as_str().to_string()),
+        );
     }
     Ok(i)
 }
@@ -87,9 +128,13 @@ pub async fn bucket(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, Resour
 /// RDS statuses folded into the four live states (RDS has dozens; most mean "usable").
 pub fn db_live(status: &str) -> Live {
     match status {
-        "creating" | "starting" | "rebooting" | "renaming" | "resetting-master-credentials" | "stopped" | "stopping" => {
-            Live::Creating
-        }
+        "creating"
+        | "starting"
+        | "rebooting"
+        | "renaming"
+        | "resetting-master-credentials"
+        | "stopped"
+        | "stopping" => Live::Creating,
         "deleting" | "failed" | "restore-error" | "storage-full" => Live::Deleting,
         s if s.starts_with("incompatible-") || s.starts_with("inaccessible-") => Live::Deleting,
         _ => Live::Available,
@@ -109,10 +154,21 @@ pub async fn db_instance(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, R
         i.check_opt("multi_az", want.multi_az, db.multi_az());
         i.check_opt("publicly_accessible", false, db.publicly_accessible());
         i.check_opt("storage_encrypted", true, db.storage_encrypted());
-        i.check_opt("backup_retention_days", want.backup_retention_days, db.backup_retention_period());
-        i.check_opt("deletion_protection", want.deletion_protection, db.deletion_protection());
+        i.check_opt(
+            "backup_retention_days",
+            want.backup_retention_days,
+            db.backup_retention_period(),
+        );
+        i.check_opt(
+            "deletion_protection",
+            want.deletion_protection,
+            db.deletion_protection(),
+        );
     }
-    let secret = cx.outputs.get("secret_arn").or(db.master_user_secret().and_then(|s| s.secret_arn()));
+    let secret = cx
+        .outputs
+        .get("secret_arn")
+        .or(db.master_user_secret().and_then(|s| s.secret_arn()));
     if let Some(arn) = secret {
         rotation(aws, arn, aws.env.config.database.rotation_days, &mut i).await?;
     }
@@ -122,14 +178,24 @@ pub async fn db_instance(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, R
 /// The managed master secret rotates every `days` (what `db-endpoint` sets).
 async fn rotation(aws: &Aws, arn: &str, days: i64, i: &mut Inspection) -> Result<(), ResourceError> {
     let d = absent(
-        aws.clients.secrets.describe_secret().secret_id(arn).send().await.map_err(err("reading the DB secret's rotation")),
+        aws.clients
+            .secrets
+            .describe_secret()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(err("reading the DB secret's rotation")),
     )?;
     let Some(d) = d else {
         i.drift("secret", "present", "absent");
         return Ok(());
     };
     i.check_opt("secret_rotation_enabled", true, d.rotation_enabled());
-    i.check_opt("secret_rotation_days", days, d.rotation_rules().and_then(|r| r.automatically_after_days()));
+    i.check_opt(
+        "secret_rotation_days",
+        days,
+        d.rotation_rules().and_then(|r| r.automatically_after_days()),
+    );
     Ok(())
 }
 
@@ -138,18 +204,40 @@ async fn rotation(aws: &Aws, arn: &str, days: i64, i: &mut Inspection) -> Result
 pub async fn target_group(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
     let arn = cx.outputs.id()?;
     let elb = &aws.clients.elb;
-    let out = absent(elb.describe_target_groups().target_group_arns(arn).send().await.map_err(err("describing the target group")))?;
+    let out = absent(
+        elb.describe_target_groups()
+            .target_group_arns(arn)
+            .send()
+            .await
+            .map_err(err("describing the target group")),
+    )?;
     let Some(g) = out.as_ref().and_then(|o| o.target_groups().first()) else {
         return Ok(Inspection::missing());
     };
     let mut i = Inspection::available();
     let hc = &aws.env.config.health_check;
     i.check_opt("health_check_path", hc.path.as_str(), g.health_check_path());
-    i.check_opt("health_check_matcher", hc.matcher.as_str(), g.matcher().and_then(|m| m.http_code()));
-    i.check_opt("health_check_interval_seconds", hc.interval_seconds, g.health_check_interval_seconds());
-    i.check_opt("health_check_timeout_seconds", hc.timeout_seconds, g.health_check_timeout_seconds());
+    i.check_opt(
+        "health_check_matcher",
+        hc.matcher.as_str(),
+        g.matcher().and_then(|m| m.http_code()),
+    );
+    i.check_opt(
+        "health_check_interval_seconds",
+        hc.interval_seconds,
+        g.health_check_interval_seconds(),
+    );
+    i.check_opt(
+        "health_check_timeout_seconds",
+        hc.timeout_seconds,
+        g.health_check_timeout_seconds(),
+    );
     i.check_opt("healthy_threshold", hc.healthy_threshold, g.healthy_threshold_count());
-    i.check_opt("unhealthy_threshold", hc.unhealthy_threshold, g.unhealthy_threshold_count());
+    i.check_opt(
+        "unhealthy_threshold",
+        hc.unhealthy_threshold,
+        g.unhealthy_threshold_count(),
+    );
     let attrs = elb
         .describe_target_group_attributes()
         .target_group_arn(arn)
@@ -157,7 +245,11 @@ pub async fn target_group(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, 
         .await
         .map_err(err("reading the target group's attributes"))?;
     for (key, want) in super::target_group::attributes(hc) {
-        let have = attrs.attributes().iter().find(|a| a.key() == Some(key.as_str())).and_then(|a| a.value());
+        let have = attrs
+            .attributes()
+            .iter()
+            .find(|a| a.key() == Some(key.as_str()))
+            .and_then(|a| a.value());
         i.check_opt(&key, want.as_str(), have);
     }
     Ok(i)
@@ -189,12 +281,24 @@ pub async fn auto_scaling_group(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspec
     }
     let mut i = Inspection::available();
     let scaling = &aws.env.config.scaling;
-    capacity_drift(&mut i, (scaling.min, scaling.max), (g.min_size(), g.max_size(), g.desired_capacity()));
+    capacity_drift(
+        &mut i,
+        (scaling.min, scaling.max),
+        (g.min_size(), g.max_size(), g.desired_capacity()),
+    );
     // The template version `up` recorded (the one it pointed the group at).
     if let Some(lt) = cx.recorded.get("launch-template") {
         let have = g.launch_template();
-        i.check_opt("launch_template", lt.get("id").unwrap_or_default(), have.and_then(|l| l.launch_template_id()));
-        i.check_opt("launch_template_version", lt.get("version").unwrap_or_default(), have.and_then(|l| l.version()));
+        i.check_opt(
+            "launch_template",
+            lt.get("id").unwrap_or_default(),
+            have.and_then(|l| l.launch_template_id()),
+        );
+        i.check_opt(
+            "launch_template_version",
+            lt.get("version").unwrap_or_default(),
+            have.and_then(|l| l.version()),
+        );
     }
     Ok(i)
 }
@@ -224,8 +328,15 @@ pub async fn target_health(aws: &Aws, target_group_arn: &str) -> Result<Vec<Targ
         .iter()
         .map(|d| TargetHealth {
             id: d.target().and_then(|t| t.id()).unwrap_or_default().to_string(),
-            state: d.target_health().and_then(|h| h.state()).map_or("unknown", |s| s.as_str()).to_string(),
-            reason: d.target_health().and_then(|h| h.description().or(h.reason().map(|r| r.as_str()))).map(String::from),
+            state: d
+                .target_health()
+                .and_then(|h| h.state())
+                .map_or("unknown", |s| s.as_str())
+                .to_string(),
+            reason: d
+                .target_health()
+                .and_then(|h| h.description().or(h.reason().map(|r| r.as_str())))
+                .map(String::from),
         })
         .collect())
 }
@@ -254,7 +365,12 @@ pub async fn lambda_errors(aws: &Aws, log_group: &str, since_ms: i64) -> Result<
             Err(e) if e.is(ErrorClass::NotFound) => return Ok(None),
             other => other?,
         };
-        lines.extend(page.events().iter().filter_map(|e| e.message()).map(|m| m.trim_end().to_string()));
+        lines.extend(
+            page.events()
+                .iter()
+                .filter_map(|e| e.message())
+                .map(|m| m.trim_end().to_string()),
+        );
         next = page.next_token().map(String::from);
         if next.is_none() || lines.len() >= MAX_ERROR_LINES {
             break;
@@ -273,7 +389,8 @@ mod tests {
         assert!(is_tls_only(&super::super::bucket::tls_only_policy("aws", "b")));
         assert!(!is_tls_only("{}"));
         assert!(!is_tls_only("not json"));
-        let allow = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b/*"}]}"#;
+        let allow =
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b/*"}]}"#;
         assert!(!is_tls_only(allow));
         // Bucket-level only: objects could still be fetched over plain HTTP.
         let bucket_only = r#"{"Statement":{"Effect":"Deny","Principal":{"AWS":"*"},"Action":["s3:*"],"Resource":"arn:aws:s3:::b","Condition":{"Bool":{"aws:SecureTransport":false}}}}"#;

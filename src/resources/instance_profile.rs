@@ -36,7 +36,9 @@ fn is_ours(tags: &[Tag], deployment: &str, key: &str) -> bool {
 }
 
 fn outputs_of(p: &Profile) -> Outputs {
-    Outputs::new().with("id", p.instance_profile_name()).with("arn", p.arn())
+    Outputs::new()
+        .with("id", p.instance_profile_name())
+        .with("arn", p.arn())
 }
 
 /// What to change so that the profile holds exactly `role`: (add it?, roles to remove).
@@ -58,18 +60,6 @@ async fn get(aws: &Aws, name: &str) -> Result<Option<Profile>, ResourceError> {
     Ok(ec2::not_found_is_none(out)?.and_then(|o| o.instance_profile().cloned()))
 }
 
-async fn profile_tags(aws: &Aws, name: &str) -> Result<Vec<Tag>, ResourceError> {
-    let out = aws
-        .clients
-        .iam
-        .list_instance_profile_tags()
-        .instance_profile_name(name)
-        .send()
-        .await
-        .map_err(err("reading the instance profile's tags"))?;
-    Ok(out.tags().to_vec())
-}
-
 fn foreign(name: &str) -> ResourceError {
     ResourceError::new(
         ErrorClass::AlreadyExists,
@@ -85,7 +75,8 @@ impl ResourceKind for InstanceProfile {
         let Some(profile) = get(aws, name).await? else {
             return Ok(None);
         };
-        if !is_ours(&profile_tags(aws, name).await?, &aws.env.deployment, &cx.spec.key) {
+        // GetInstanceProfile returns the tags (ListInstanceProfileTags is not needed).
+        if !is_ours(profile.tags(), &aws.env.deployment, &cx.spec.key) {
             return Err(foreign(name));
         }
         Ok(Some(outputs_of(&profile)))
@@ -104,7 +95,10 @@ impl ResourceKind for InstanceProfile {
         match out {
             Ok(o) => match o.instance_profile() {
                 Some(p) => Ok(outputs_of(p)),
-                None => Err(ResourceError::new(ErrorClass::Other, "CreateInstanceProfile returned no profile")),
+                None => Err(ResourceError::new(
+                    ErrorClass::Other,
+                    "CreateInstanceProfile returned no profile",
+                )),
             },
             // A create that succeeded but whose answer was lost: adopt it if it is ours.
             Err(e) => {
@@ -122,9 +116,12 @@ impl ResourceKind for InstanceProfile {
         let role = cx.dep_id(role_key)?;
         // Right after CreateInstanceProfile, IAM may not know the name yet.
         let profile = ec2::retry_not_found("reading the new instance profile", || async {
-            get(aws, name)
-                .await?
-                .ok_or_else(|| ResourceError::new(ErrorClass::NotFound, format!("instance profile {name} is not visible yet")))
+            get(aws, name).await?.ok_or_else(|| {
+                ResourceError::new(
+                    ErrorClass::NotFound,
+                    format!("instance profile {name} is not visible yet"),
+                )
+            })
         })
         .await?;
         let current: Vec<String> = profile.roles().iter().map(|r| r.role_name().to_string()).collect();
@@ -170,14 +167,18 @@ impl ResourceKind for InstanceProfile {
                 .map_err(err("removing the role from the instance profile"));
             ec2::not_found_is_none(r)?;
         }
-        ec2::delete_retrying(Kind::InstanceProfile, &format!("deleting instance profile {name}"), || async {
-            iam.delete_instance_profile()
-                .instance_profile_name(name)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(err("deleting the instance profile"))
-        })
+        ec2::delete_retrying(
+            Kind::InstanceProfile,
+            &format!("deleting instance profile {name}"),
+            || async {
+                iam.delete_instance_profile()
+                    .instance_profile_name(name)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(err("deleting the instance profile"))
+            },
+        )
         .await
     }
 }

@@ -7,6 +7,7 @@ use aws_sdk_ec2::types::{self as t, AttachmentStatus, ResourceType};
 
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::{err, tags};
+use crate::core::inspect::{InspectCtx, Inspection};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
@@ -157,6 +158,17 @@ impl ResourceKind for InternetGateway {
         }
         outputs.set("vpc_id", vpc_id);
         Ok(outputs)
+    }
+
+    async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+        let Some(igw) = describe(aws, cx.outputs.id()?).await? else {
+            return Ok(Inspection::missing());
+        };
+        let mut i = Inspection::available();
+        if let Some(crate::core::spec::Props::InternetGateway { vpc }) = cx.spec.map(|s| &s.props) {
+            i.check_opt("attached_vpc", cx.id_of(vpc).unwrap_or(vpc), attached_vpc(&igw));
+        }
+        Ok(i)
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

@@ -9,10 +9,10 @@
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    self as t, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState,
-    LaunchTemplateIamInstanceProfileSpecificationRequest, LaunchTemplateInstanceMetadataEndpointState,
-    LaunchTemplateInstanceMetadataOptionsRequest, LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData,
-    ResourceType, Tag, VolumeType,
+    self as t, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
+    LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
+    LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
+    LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType, Tag, VolumeType,
 };
 use base64::Engine;
 
@@ -39,33 +39,34 @@ pub struct TemplateInputs {
     pub tag_key: String,
 }
 
+/// The ids and ARNs a launch template version refers to, as the other resources recorded them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateRefs {
+    pub profile_arn: String,
+    pub security_group_ids: Vec<String>,
+    pub file_system_id: String,
+    pub db_secret_arn: String,
+    pub licence_secret_arn: Option<String>,
+}
+
 impl TemplateInputs {
-    /// The inputs for `ami`, from the config and the ids the other resources recorded.
-    pub fn new(
-        env: &Env,
-        ami: &str,
-        tag_key: &str,
-        profile_arn: &str,
-        security_group_ids: Vec<String>,
-        file_system_id: &str,
-        db_secret_arn: &str,
-        licence_secret_arn: Option<&str>,
-    ) -> Self {
+    /// The inputs for `ami`, from the config and the recorded ids.
+    pub fn new(env: &Env, ami: &str, tag_key: &str, refs: &TemplateRefs) -> Self {
         let cfg = &env.config;
         Self {
             ami: ami.to_string(),
             instance_type: cfg.instance_type.clone(),
-            profile_arn: profile_arn.to_string(),
-            security_group_ids,
+            profile_arn: refs.profile_arn.clone(),
+            security_group_ids: refs.security_group_ids.clone(),
             key_name: cfg.key_pair.clone(),
             root_volume_gib: cfg.root_volume_gib,
             user_data: UserDataParams::new(
                 cfg,
                 &env.region,
                 env.dns_suffix(),
-                file_system_id,
-                db_secret_arn,
-                licence_secret_arn,
+                &refs.file_system_id,
+                &refs.db_secret_arn,
+                refs.licence_secret_arn.as_deref(),
             ),
             deployment: env.deployment.clone(),
             tag_key: tag_key.to_string(),
@@ -87,7 +88,11 @@ pub fn template_data(inputs: &TemplateInputs, root_device: &str, user_data_b64: 
     RequestLaunchTemplateData::builder()
         .image_id(&inputs.ami)
         .instance_type(t::InstanceType::from(inputs.instance_type.as_str()))
-        .iam_instance_profile(LaunchTemplateIamInstanceProfileSpecificationRequest::builder().arn(&inputs.profile_arn).build())
+        .iam_instance_profile(
+            LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                .arn(&inputs.profile_arn)
+                .build(),
+        )
         .set_security_group_ids(Some(inputs.security_group_ids.clone()))
         .set_key_name(inputs.key_name.clone())
         .metadata_options(
@@ -123,7 +128,14 @@ pub async fn root_device_name(aws: &Aws, ami: &str) -> Result<String, ResourceEr
         ResourceError::new(ErrorClass::Invalid, format!("AMI {ami} {why} in {}", aws.env.region))
             .with_hint("check --ami: AMI ids differ between regions; subscribe to the Panintelligence Marketplace image in this region")
     };
-    let out = aws.clients.ec2.describe_images().image_ids(ami).send().await.map_err(err("describing the AMI"));
+    let out = aws
+        .clients
+        .ec2
+        .describe_images()
+        .image_ids(ami)
+        .send()
+        .await
+        .map_err(err("describing the AMI"));
     let out = match out {
         Err(e) if e.is(ErrorClass::NotFound) || e.code.as_deref() == Some("InvalidAMIID.Malformed") => {
             return Err(bad_ami("does not exist"));
@@ -131,7 +143,10 @@ pub async fn root_device_name(aws: &Aws, ami: &str) -> Result<String, ResourceEr
         other => other?,
     };
     let image = out.images().first().ok_or_else(|| bad_ami("does not exist"))?;
-    image.root_device_name().map(String::from).ok_or_else(|| bad_ami("has no root device name"))
+    image
+        .root_device_name()
+        .map(String::from)
+        .ok_or_else(|| bad_ami("has no root device name"))
 }
 
 /// Render the user data and read the AMI's root device: the full data for one version.
@@ -143,26 +158,34 @@ pub async fn build_data(aws: &Aws, inputs: &TemplateInputs) -> Result<RequestLau
 }
 
 fn inputs_from(aws: &Aws, cx: &NodeCtx<'_>) -> Result<TemplateInputs, ResourceError> {
-    let (profile, security_groups, file_system, db, licence) =
-        props!(cx, LaunchTemplate { profile, security_groups, file_system, db, licence });
+    let (profile, security_groups, file_system, db, licence) = props!(
+        cx,
+        LaunchTemplate {
+            profile,
+            security_groups,
+            file_system,
+            db,
+            licence
+        }
+    );
     let ami = aws.env.config.ami.as_deref().ok_or_else(|| {
-        ResourceError::new(ErrorClass::Invalid, "no AMI is configured").with_hint("pass --ami with the Panintelligence image id")
+        ResourceError::new(ErrorClass::Invalid, "no AMI is configured")
+            .with_hint("pass --ami with the Panintelligence image id")
     })?;
-    let sgs = security_groups.iter().map(|k| cx.dep_id(k).map(String::from)).collect::<Result<Vec<_>, _>>()?;
-    let licence_arn = match licence {
-        Some(k) => Some(cx.dep_id(k)?),
-        None => None,
+    let refs = TemplateRefs {
+        profile_arn: cx.dep(profile)?.require("arn")?.to_string(),
+        security_group_ids: security_groups
+            .iter()
+            .map(|k| cx.dep_id(k).map(String::from))
+            .collect::<Result<_, _>>()?,
+        file_system_id: cx.dep_id(file_system)?.to_string(),
+        db_secret_arn: cx.dep(db)?.require("secret_arn")?.to_string(),
+        licence_secret_arn: match licence {
+            Some(k) => Some(cx.dep_id(k)?.to_string()),
+            None => None,
+        },
     };
-    Ok(TemplateInputs::new(
-        &aws.env,
-        ami,
-        &cx.spec.key,
-        cx.dep(profile)?.require("arn")?,
-        sgs,
-        cx.dep_id(file_system)?,
-        cx.dep(db)?.require("secret_arn")?,
-        licence_arn,
-    ))
+    Ok(TemplateInputs::new(&aws.env, ami, &cx.spec.key, &refs))
 }
 
 fn outputs_of(lt: &t::LaunchTemplate) -> Option<Outputs> {
@@ -214,7 +237,11 @@ impl ResourceKind for LaunchTemplate {
             .launch_template_name(name)
             .client_token(cx.token)
             .launch_template_data(data)
-            .tag_specifications(tags::ec2_spec(ResourceType::LaunchTemplate, &aws.env.deployment, &cx.spec.key))
+            .tag_specifications(tags::ec2_spec(
+                ResourceType::LaunchTemplate,
+                &aws.env.deployment,
+                &cx.spec.key,
+            ))
             .send()
             .await
             .map_err(err("creating the launch template"));
@@ -231,16 +258,20 @@ impl ResourceKind for LaunchTemplate {
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
-        ec2::delete_retrying(Kind::LaunchTemplate, &format!("deleting launch template {id}"), || async {
-            aws.clients
-                .ec2
-                .delete_launch_template()
-                .launch_template_id(id)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(err("deleting the launch template"))
-        })
+        ec2::delete_retrying(
+            Kind::LaunchTemplate,
+            &format!("deleting launch template {id}"),
+            || async {
+                aws.clients
+                    .ec2
+                    .delete_launch_template()
+                    .launch_template_id(id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(err("deleting the launch template"))
+            },
+        )
         .await
     }
 }
@@ -251,8 +282,10 @@ mod tests {
     use crate::core::config::Config;
 
     fn inputs(key_name: Option<&str>) -> TemplateInputs {
-        let mut cfg = Config::default();
-        cfg.deployment = "pi".into();
+        let cfg = Config {
+            deployment: "pi".into(),
+            ..Config::default()
+        };
         TemplateInputs {
             ami: "ami-0123456789abcdef0".into(),
             instance_type: "t3.medium".into(),
@@ -260,7 +293,14 @@ mod tests {
             security_group_ids: vec!["sg-1".into()],
             key_name: key_name.map(String::from),
             root_volume_gib: 15,
-            user_data: UserDataParams::new(&cfg, "eu-west-1", "amazonaws.com", "fs-1", "arn:aws:secretsmanager:x", None),
+            user_data: UserDataParams::new(
+                &cfg,
+                "eu-west-1",
+                "amazonaws.com",
+                "fs-1",
+                "arn:aws:secretsmanager:x",
+                None,
+            ),
             deployment: "pi".into(),
             tag_key: "launch-template".into(),
         }
@@ -279,9 +319,14 @@ mod tests {
         assert_eq!(d.key_name(), None);
         let md = d.metadata_options().unwrap();
         assert_eq!(md.http_tokens(), Some(&LaunchTemplateHttpTokensState::Required));
-        assert_eq!(md.http_endpoint(), Some(&LaunchTemplateInstanceMetadataEndpointState::Enabled));
+        assert_eq!(
+            md.http_endpoint(),
+            Some(&LaunchTemplateInstanceMetadataEndpointState::Enabled)
+        );
         assert_eq!(md.http_put_response_hop_limit(), Some(2));
-        let [bdm] = d.block_device_mappings() else { panic!("one block device mapping") };
+        let [bdm] = d.block_device_mappings() else {
+            panic!("one block device mapping")
+        };
         assert_eq!(bdm.device_name(), Some("/dev/sda1"));
         let ebs = bdm.ebs().unwrap();
         assert_eq!(ebs.volume_type(), Some(&VolumeType::Gp3));
@@ -289,7 +334,11 @@ mod tests {
         assert_eq!(ebs.encrypted(), Some(true));
         assert_eq!(ebs.delete_on_termination(), Some(true));
         assert_eq!(d.user_data(), Some("IyEvYmluL2Jhc2g="));
-        let kinds: Vec<&ResourceType> = d.tag_specifications().iter().filter_map(|s| s.resource_type()).collect();
+        let kinds: Vec<&ResourceType> = d
+            .tag_specifications()
+            .iter()
+            .filter_map(|s| s.resource_type())
+            .collect();
         assert_eq!(kinds, [&ResourceType::Instance, &ResourceType::Volume]);
         for s in d.tag_specifications() {
             assert!(tags::ec2_is_ours(s.tags(), "pi", "launch-template"));

@@ -26,7 +26,10 @@ async fn exists(aws: &Aws, asg: &str, name: &str) -> Result<bool, ResourceError>
         .await
         .map_err(|e| reclassify_missing_group(sdk("describing the lifecycle hooks", e)));
     match out {
-        Ok(o) => Ok(o.lifecycle_hooks().iter().any(|h| h.lifecycle_hook_name() == Some(name))),
+        Ok(o) => Ok(o
+            .lifecycle_hooks()
+            .iter()
+            .any(|h| h.lifecycle_hook_name() == Some(name))),
         Err(e) if e.is(ErrorClass::NotFound) => Ok(false),
         Err(e) => Err(e),
     }

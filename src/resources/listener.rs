@@ -48,8 +48,16 @@ pub fn shape(action: &ListenerAction, target_group_arn: Option<&str>) -> Listene
                 )
                 .build(),
         },
-        ListenerAction::Forward { certificate_arn, tls_policy, .. } => ListenerShape {
-            protocol: if certificate_arn.is_some() { ProtocolEnum::Https } else { ProtocolEnum::Http },
+        ListenerAction::Forward {
+            certificate_arn,
+            tls_policy,
+            ..
+        } => ListenerShape {
+            protocol: if certificate_arn.is_some() {
+                ProtocolEnum::Https
+            } else {
+                ProtocolEnum::Http
+            },
             certificate_arn: certificate_arn.clone(),
             ssl_policy: certificate_arn.as_ref().and(tls_policy.clone()),
             action: Action::builder()
@@ -81,11 +89,22 @@ impl ResourceKind for Listener {
             .send()
             .await
             .map_err(err("listing the load balancer's listeners"))?;
-        Ok(out.listeners().iter().find(|l| l.port() == Some(*port)).and_then(outputs_of))
+        Ok(out
+            .listeners()
+            .iter()
+            .find(|l| l.port() == Some(*port))
+            .and_then(outputs_of))
     }
 
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
-        let (load_balancer, port, action) = props!(cx, Listener { load_balancer, port, action });
+        let (load_balancer, port, action) = props!(
+            cx,
+            Listener {
+                load_balancer,
+                port,
+                action
+            }
+        );
         let tg_arn = match action {
             ListenerAction::Forward { target_group, .. } => Some(cx.dep_id(target_group)?),
             ListenerAction::RedirectToHttps => None,
@@ -98,7 +117,10 @@ impl ResourceKind for Listener {
             .load_balancer_arn(cx.dep_id(load_balancer)?)
             .port(*port)
             .protocol(s.protocol)
-            .set_certificates(s.certificate_arn.map(|arn| vec![Certificate::builder().certificate_arn(arn).build()]))
+            .set_certificates(
+                s.certificate_arn
+                    .map(|arn| vec![Certificate::builder().certificate_arn(arn).build()]),
+            )
             .set_ssl_policy(s.ssl_policy)
             .default_actions(s.action)
             .set_tags(Some(elb::elb_tags(&aws.env.deployment, &cx.spec.key)))
@@ -150,7 +172,9 @@ pub fn certificate_problem(
 ) -> Option<String> {
     let cert_region = arn.split(':').nth(3).unwrap_or_default();
     if cert_region != region {
-        return Some(format!("the certificate is in {cert_region}, but the load balancer is in {region}"));
+        return Some(format!(
+            "the certificate is in {cert_region}, but the load balancer is in {region}"
+        ));
     }
     match status {
         Some("ISSUED") => {}
@@ -172,7 +196,14 @@ pub async fn check_certificate(aws: &Aws, arn: &str, domain: Option<&str>) -> Re
     if let Some(p) = certificate_problem(region, arn, Some("ISSUED"), &[], None) {
         return Ok(Some(p));
     }
-    let out = aws.clients.acm.describe_certificate().certificate_arn(arn).send().await.map_err(err("describing the certificate"));
+    let out = aws
+        .clients
+        .acm
+        .describe_certificate()
+        .certificate_arn(arn)
+        .send()
+        .await
+        .map_err(err("describing the certificate"));
     let out = match out {
         Err(e) if e.is(ErrorClass::NotFound) || e.code.as_deref() == Some("InvalidArnException") => {
             return Ok(Some(format!("no certificate {arn} exists in {region}")));
@@ -185,7 +216,13 @@ pub async fn check_certificate(aws: &Aws, arn: &str, domain: Option<&str>) -> Re
     let mut names: Vec<String> = c.domain_name().map(String::from).into_iter().collect();
     names.extend(c.subject_alternative_names().iter().cloned());
     names.dedup();
-    Ok(certificate_problem(region, arn, c.status().map(|s| s.as_str()), &names, domain))
+    Ok(certificate_problem(
+        region,
+        arn,
+        c.status().map(|s| s.as_str()),
+        &names,
+        domain,
+    ))
 }
 
 #[cfg(test)]
@@ -208,7 +245,11 @@ mod tests {
     #[test]
     fn forward_is_https_only_with_a_certificate() {
         let http = shape(
-            &ListenerAction::Forward { target_group: "tg".into(), certificate_arn: None, tls_policy: None },
+            &ListenerAction::Forward {
+                target_group: "tg".into(),
+                certificate_arn: None,
+                tls_policy: None,
+            },
             Some("arn:tg"),
         );
         assert_eq!(http.protocol, ProtocolEnum::Http);
@@ -241,9 +282,18 @@ mod tests {
     #[test]
     fn certificate_problems_are_named() {
         let names = vec!["dash.example.com".to_string(), "*.example.org".to_string()];
-        assert_eq!(certificate_problem("eu-west-1", CERT, Some("ISSUED"), &names, Some("dash.example.com")), None);
-        assert_eq!(certificate_problem("eu-west-1", CERT, Some("ISSUED"), &names, Some("x.example.org")), None);
-        assert_eq!(certificate_problem("eu-west-1", CERT, Some("ISSUED"), &names, None), None);
+        assert_eq!(
+            certificate_problem("eu-west-1", CERT, Some("ISSUED"), &names, Some("dash.example.com")),
+            None
+        );
+        assert_eq!(
+            certificate_problem("eu-west-1", CERT, Some("ISSUED"), &names, Some("x.example.org")),
+            None
+        );
+        assert_eq!(
+            certificate_problem("eu-west-1", CERT, Some("ISSUED"), &names, None),
+            None
+        );
         let p = certificate_problem("eu-west-1", CERT, Some("PENDING_VALIDATION"), &names, None).unwrap();
         assert!(p.contains("PENDING_VALIDATION"), "{p}");
         let p = certificate_problem("us-east-1", CERT, Some("ISSUED"), &names, None).unwrap();

@@ -6,7 +6,8 @@
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{
-    self as t, IpAddressType, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
+    self as t, IpAddressType, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum,
+    LoadBalancerTypeEnum,
 };
 
 use super::{Aws, ResourceKind, ec2, elb, props};
@@ -28,7 +29,10 @@ fn outputs_of(lb: &t::LoadBalancer) -> Option<Outputs> {
             .with("id", arn)
             .with("name", lb.load_balancer_name().unwrap_or_default())
             .with("dns_name", lb.dns_name().unwrap_or_default())
-            .with("canonical_hosted_zone_id", lb.canonical_hosted_zone_id().unwrap_or_default())
+            .with(
+                "canonical_hosted_zone_id",
+                lb.canonical_hosted_zone_id().unwrap_or_default(),
+            )
             .with("arn_suffix", elb::arn_suffix(arn).unwrap_or_default()),
     )
 }
@@ -81,8 +85,18 @@ impl ResourceKind for LoadBalancer {
     }
 
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
-        let (name, subnets, security_group) = props!(cx, LoadBalancer { name, subnets, security_group });
-        let subnet_ids = subnets.iter().map(|k| cx.dep_id(k).map(String::from)).collect::<Result<Vec<_>, _>>()?;
+        let (name, subnets, security_group) = props!(
+            cx,
+            LoadBalancer {
+                name,
+                subnets,
+                security_group
+            }
+        );
+        let subnet_ids = subnets
+            .iter()
+            .map(|k| cx.dep_id(k).map(String::from))
+            .collect::<Result<Vec<_>, _>>()?;
         // CreateLoadBalancer with the same name and settings returns the existing one.
         let out = aws
             .clients
@@ -123,8 +137,10 @@ impl ResourceKind for LoadBalancer {
             },
         )
         .await?;
-        let attrs: Vec<LoadBalancerAttribute> =
-            ATTRIBUTES.iter().map(|(k, v)| LoadBalancerAttribute::builder().key(*k).value(*v).build()).collect();
+        let attrs: Vec<LoadBalancerAttribute> = ATTRIBUTES
+            .iter()
+            .map(|(k, v)| LoadBalancerAttribute::builder().key(*k).value(*v).build())
+            .collect();
         aws.clients
             .elb
             .modify_load_balancer_attributes()
@@ -156,7 +172,12 @@ impl ResourceKind for LoadBalancer {
             || async {
                 Ok(match describe(aws, arn).await? {
                     None => Poll::Ready(()),
-                    Some(lb) => Poll::Pending(lb.state().and_then(|s| s.code()).map_or("deleting", |c| c.as_str()).to_string()),
+                    Some(lb) => Poll::Pending(
+                        lb.state()
+                            .and_then(|s| s.code())
+                            .map_or("deleting", |c| c.as_str())
+                            .to_string(),
+                    ),
                 })
             },
         )
@@ -169,13 +190,21 @@ mod tests {
     use super::*;
 
     fn state(code: LoadBalancerStateEnum, reason: Option<&str>) -> t::LoadBalancerState {
-        t::LoadBalancerState::builder().code(code).set_reason(reason.map(String::from)).build()
+        t::LoadBalancerState::builder()
+            .code(code)
+            .set_reason(reason.map(String::from))
+            .build()
     }
 
     #[test]
     fn provisioning_then_active_then_failed() {
-        assert!(matches!(active_poll(Some(&state(LoadBalancerStateEnum::Provisioning, None))), Poll::Pending(s) if s == "provisioning"));
-        assert!(matches!(active_poll(Some(&state(LoadBalancerStateEnum::Active, None))), Poll::Ready(())));
+        assert!(
+            matches!(active_poll(Some(&state(LoadBalancerStateEnum::Provisioning, None))), Poll::Pending(s) if s == "provisioning")
+        );
+        assert!(matches!(
+            active_poll(Some(&state(LoadBalancerStateEnum::Active, None))),
+            Poll::Ready(())
+        ));
         assert!(matches!(active_poll(None), Poll::Pending(_)));
         match active_poll(Some(&state(LoadBalancerStateEnum::Failed, Some("no IGW")))) {
             Poll::Failed(s) => assert!(s.contains("no IGW")),
@@ -200,7 +229,10 @@ mod tests {
         .unwrap();
         assert_eq!(polls.load(std::sync::atomic::Ordering::SeqCst), 3);
         let e = wait::wait_for("alb", std::time::Duration::from_secs(600), Backoff::SLOW, || {
-            std::future::ready(Ok(active_poll(Some(&state(LoadBalancerStateEnum::Failed, Some("capacity"))))))
+            std::future::ready(Ok(active_poll(Some(&state(
+                LoadBalancerStateEnum::Failed,
+                Some("capacity"),
+            )))))
         })
         .await
         .unwrap_err();

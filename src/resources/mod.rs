@@ -16,6 +16,7 @@ mod ec2;
 mod eip;
 mod elb;
 mod file_system;
+pub mod fleet;
 pub mod inspect;
 mod iam_role;
 mod instance_profile;

@@ -7,6 +7,7 @@ use aws_sdk_ec2::types::{self as t, RouteState};
 
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::err;
+use crate::core::inspect::{InspectCtx, Inspection};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::{Kind, RouteTarget};
 
@@ -155,6 +156,28 @@ impl ResourceKind for Route {
             put_route(aws, table_id, destination, &target).await?;
         }
         Ok(outputs(table_id, destination))
+    }
+
+    async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+        let Some(table) = read_table(aws, cx.outputs.require("table_id")?).await? else {
+            return Ok(Inspection::missing());
+        };
+        let destination = cx.outputs.get("destination").unwrap_or("0.0.0.0/0");
+        let Some(route) = table.routes().iter().find(|r| r.destination_cidr_block() == Some(destination)) else {
+            return Ok(Inspection::missing());
+        };
+        let mut i = Inspection::available();
+        if route.state() != Some(&RouteState::Active) {
+            i.check_opt("state", "active", route.state().map(|s| s.as_str()));
+        }
+        if let Some(crate::core::spec::Props::Route { target: want, .. }) = cx.spec.map(|s| &s.props) {
+            let (key, have) = match want {
+                RouteTarget::InternetGateway(k) => (k, route.gateway_id()),
+                RouteTarget::NatGateway(k) => (k, route.nat_gateway_id()),
+            };
+            i.check_opt("target", cx.id_of(key).unwrap_or(key), have.or(route.gateway_id()).or(route.nat_gateway_id()));
+        }
+        Ok(i)
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

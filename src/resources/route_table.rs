@@ -7,6 +7,7 @@ use aws_sdk_ec2::types::{self as t, ResourceType, RouteTableAssociationStateCode
 
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::{err, tags};
+use crate::core::inspect::{InspectCtx, Inspection};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
@@ -208,6 +209,24 @@ impl ResourceKind for RouteTable {
         }
         outputs.set("vpc_id", vpc_id);
         Ok(outputs)
+    }
+
+    async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
+        let Some(table) = describe(aws, cx.outputs.id()?).await? else {
+            return Ok(Inspection::missing());
+        };
+        let mut i = Inspection::available();
+        if let Some(crate::core::spec::Props::RouteTable { subnets, .. }) = cx.spec.map(|s| &s.props) {
+            let associated: Vec<&str> =
+                table.associations().iter().filter(|a| is_live(a)).filter_map(|a| a.subnet_id()).collect();
+            for key in subnets {
+                let id = cx.id_of(key).unwrap_or(key);
+                if !associated.contains(&id) {
+                    i.drift("association", id, "absent (the subnet uses another route table)");
+                }
+            }
+        }
+        Ok(i)
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

@@ -68,7 +68,9 @@ impl ResourceKind for ScalingPolicy {
         let (asg, adjustment) = props!(cx, ScalingPolicy { asg, adjustment });
         let group = cx.dep_id(asg)?;
         let name = policy_name(&aws.env.deployment, *adjustment);
-        Ok(described_arn(aws, group, &name).await?.map(|arn| outputs(&name, &arn, group)))
+        Ok(described_arn(aws, group, &name)
+            .await?
+            .map(|arn| outputs(&name, &arn, group)))
     }
 
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
@@ -90,10 +92,12 @@ impl ResourceKind for ScalingPolicy {
             .map_err(|e| sdk("putting the scaling policy", e))?;
         let arn = resolve_arn(out.policy_arn(), || {
             ec2::retry_not_found("reading the scaling policy's ARN", || async {
-                described_arn(aws, group, &name)
-                    .await?
-                    .map(Some)
-                    .ok_or_else(|| ResourceError::new(ErrorClass::NotFound, format!("scaling policy {name} is not visible yet")))
+                described_arn(aws, group, &name).await?.map(Some).ok_or_else(|| {
+                    ResourceError::new(
+                        ErrorClass::NotFound,
+                        format!("scaling policy {name} is not visible yet"),
+                    )
+                })
             })
         })
         .await?;

@@ -6,9 +6,7 @@
 //! its tags say it is this deployment's.
 
 use async_trait::async_trait;
-use aws_sdk_elasticloadbalancingv2::types::{
-    self as t, Matcher, ProtocolEnum, TargetGroupAttribute, TargetTypeEnum,
-};
+use aws_sdk_elasticloadbalancingv2::types::{self as t, Matcher, ProtocolEnum, TargetGroupAttribute, TargetTypeEnum};
 
 use super::{Aws, ResourceKind, ec2, elb, props};
 use crate::aws::err;
@@ -24,10 +22,16 @@ pub const DASHBOARD_PORT: i32 = 8224;
 /// The attributes set after create (ModifyTargetGroupAttributes), as (key, value).
 pub fn attributes(hc: &HealthCheckConfig) -> Vec<(String, String)> {
     [
-        ("deregistration_delay.timeout_seconds", hc.deregistration_delay_seconds.to_string()),
+        (
+            "deregistration_delay.timeout_seconds",
+            hc.deregistration_delay_seconds.to_string(),
+        ),
         ("stickiness.enabled", "true".to_string()),
         ("stickiness.type", "lb_cookie".to_string()),
-        ("stickiness.lb_cookie.duration_seconds", hc.stickiness_seconds.to_string()),
+        (
+            "stickiness.lb_cookie.duration_seconds",
+            hc.stickiness_seconds.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -154,9 +158,11 @@ mod tests {
 
     #[test]
     fn attributes_come_from_the_config() {
-        let mut hc = HealthCheckConfig::default();
-        hc.deregistration_delay_seconds = 60;
-        hc.stickiness_seconds = 3600;
+        let hc = HealthCheckConfig {
+            deregistration_delay_seconds: 60,
+            stickiness_seconds: 3600,
+            ..HealthCheckConfig::default()
+        };
         let a = attributes(&hc);
         let get = |k: &str| a.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         assert_eq!(get("deregistration_delay.timeout_seconds"), Some("60"));

@@ -136,6 +136,11 @@ impl EventSink for HumanSink {
                     self.line(format!("{} {message}", self.paint("33;1", "warning:")))
                 }
             }
+            Event::Upgrade { message, .. } => {
+                if self.verbosity != Verbosity::Quiet {
+                    self.line(format!("{} {message}", self.clock()));
+                }
+            }
             Event::Phase { name, elapsed_ms } => {
                 if self.verbosity != Verbosity::Quiet {
                     self.line(format!("{} phase `{name}` done after {:.1}s", self.clock(), elapsed_ms as f64 / 1000.0));

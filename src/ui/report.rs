@@ -25,7 +25,10 @@ pub struct Style {
 
 impl Style {
     pub fn plain(verbosity: Verbosity) -> Self {
-        Self { color: false, verbosity }
+        Self {
+            color: false,
+            verbosity,
+        }
     }
 
     pub fn from_global(g: &GlobalArgs) -> Self {
@@ -41,7 +44,11 @@ impl Style {
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
 
     /// Pad first, then paint, so colour codes do not break the columns.
@@ -71,7 +78,10 @@ pub fn plan_text(r: &PlanReport, style: Style) -> String {
     let mut s = String::new();
     let quiet = style.verbosity == Verbosity::Quiet;
     if !quiet {
-        s.push_str(&format!("pi-deploy plan: deployment `{}` in {}\n", r.deployment, r.region));
+        s.push_str(&format!(
+            "pi-deploy plan: deployment `{}` in {}\n",
+            r.deployment, r.region
+        ));
         for step in &r.steps {
             if step.action == Action::Nothing && style.verbosity != Verbosity::Verbose {
                 continue;
@@ -92,7 +102,10 @@ pub fn plan_text(r: &PlanReport, style: Style) -> String {
     }
     let n = |a: Action| r.counts.get(a.as_str()).copied().unwrap_or(0);
     if n(Action::Nothing) == r.steps.len() {
-        s.push_str(&format!("No changes: all {} resources are up to date.\n", r.steps.len()));
+        s.push_str(&format!(
+            "No changes: all {} resources are up to date.\n",
+            r.steps.len()
+        ));
     } else {
         s.push_str(&format!(
             "Plan: {} to create, {} to adopt, {} to update, {} unchanged.\n",
@@ -117,7 +130,10 @@ fn live_color(l: Live) -> &'static str {
 pub fn status_text(r: &StatusReport, style: Style) -> String {
     let mut s = String::new();
     if style.verbosity != Verbosity::Quiet {
-        s.push_str(&format!("pi-deploy status: deployment `{}` in {}\n", r.deployment, r.region));
+        s.push_str(&format!(
+            "pi-deploy status: deployment `{}` in {}\n",
+            r.deployment, r.region
+        ));
         if !r.state_found {
             s.push_str("  no state file: nothing is recorded for this deployment (only looked for leaks)\n");
         }
@@ -187,7 +203,10 @@ pub fn status_text(r: &StatusReport, style: Style) -> String {
             r.resources.len()
         ));
     } else {
-        s.push_str(&format!("Status: {}:\n", style.paint("31;1", &format!("{} problems", r.problems.len()))));
+        s.push_str(&format!(
+            "Status: {}:\n",
+            style.paint("31;1", &format!("{} problems", r.problems.len()))
+        ));
         for p in &r.problems {
             s.push_str(&format!("  - {p}\n"));
         }

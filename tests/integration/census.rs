@@ -234,9 +234,9 @@ pub async fn compute(c: &Clients, dep: &str) -> Census {
     }
 
     let profile = names::instance_profile(dep);
-    if c.iam.get_instance_profile().instance_profile_name(&profile).send().await.is_ok() {
-        let t = c.iam.list_instance_profile_tags().instance_profile_name(&profile).send().await.unwrap();
-        let key = tag_key(t.tags().iter().map(|t| (t.key(), t.value())), dep);
+    if let Ok(p) = c.iam.get_instance_profile().instance_profile_name(&profile).send().await {
+        let t = p.instance_profile().map(|p| p.tags()).unwrap_or_default();
+        let key = tag_key(t.iter().map(|t| (t.key(), t.value())), dep);
         push(&mut out, "instance-profile", key.or(Some("?".into())));
     }
     for v in out.values_mut() {

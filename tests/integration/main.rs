@@ -6,11 +6,15 @@
 mod census;
 mod common;
 mod example_config;
+#[cfg(feature = "fault-injection")]
+mod faults;
 mod hostile_input;
 mod hostile_state;
 mod compute;
+mod crash;
 mod data;
 mod destroy;
 mod network;
 mod operator;
 mod sideload;
+mod upgrade;

@@ -1,0 +1,519 @@
+//! `pi-deploy upgrade --ami ami-...`: replace every dashboard instance with one on a new AMI,
+//! blue/green, without downtime (the swap itself is `core::upgrade`).
+//!
+//! Before anything changes: the AMI id's format and existence are checked (exit 2), the
+//! deployment must have a ready Auto Scaling group, and a group that already runs the AMI
+//! everywhere is left alone. Then: record the upgrade in the state, create (or find) the new
+//! launch template version with the complete launch data, swap, and only after the swap has
+//! succeeded make that version the template's default and record it. The record is written
+//! at every step, so a run that was killed resumes when run again with the same AMI;
+//! `--abort` rolls such an upgrade back instead.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::{CmdError, Session, desired_graph, load_config, open_session, resolve_zones, validate};
+use crate::aws::wait::Backoff;
+use crate::cli::{GlobalArgs, UpgradeArgs};
+use crate::core::config::{Config, Purpose, is_ami_id};
+use crate::core::event::{Event, EventSink};
+use crate::core::resource::{ErrorClass, Outputs, ResourceError};
+use crate::core::spec::Props;
+use crate::core::state::{State, Status};
+use crate::core::upgrade::{self, Fleet, Plan, Step, SwapFailure, UpgradeRecord};
+use crate::resources::fleet::AwsFleet;
+use crate::resources::launch_template::{self, TemplateInputs, TemplateRefs};
+use crate::state_file::StateFile;
+
+const LAUNCH_TEMPLATE: &str = "launch-template";
+const GROUP: &str = "asg";
+const TARGET_GROUP: &str = "tg";
+
+pub async fn run(global: &GlobalArgs, args: &UpgradeArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
+    let cfg = load_config(global)?;
+    validate(&cfg, Purpose::Other)?;
+    if let Some(ami) = &args.ami
+        && !is_ami_id(ami)
+    {
+        return Err(CmdError::input(
+            "--ami",
+            format!("`{ami}` is not an AMI id"),
+            "use `ami-` followed by 8 or 17 lowercase hex digits (the new Panintelligence image)",
+        ));
+    }
+    let started = Instant::now();
+    let mut session = open_session(&cfg, global, "upgrade", events.clone()).await?;
+    let ids = Ids::from_state(&session.state, &cfg.deployment)?;
+    let aws = session.aws.clone();
+    let fleet = AwsFleet {
+        aws: &aws,
+        group: ids.group.clone(),
+        launch_template_id: ids.launch_template.clone(),
+        target_group_arn: ids.target_group.clone(),
+    };
+    let mut run = Run {
+        session: &mut session,
+        events: events.clone(),
+        started,
+        cfg: &cfg,
+    };
+    let Some(ami) = args.ami.as_deref() else {
+        return run.abort(&fleet).await;
+    };
+    check_ami(&aws, ami).await?;
+
+    let rec = match run.session.state.upgrade.clone() {
+        Some(rec) if rec.ami != ami => {
+            return Err(CmdError::Refused {
+                message: format!(
+                    "an upgrade to {} is in progress (step `{}`); refusing to start another to {ami}",
+                    rec.ami,
+                    rec.step.name()
+                ),
+                hint: Some(format!(
+                    "finish it with `pi-deploy upgrade --deployment {d} --ami {}`, or roll it back with `pi-deploy upgrade --deployment {d} --abort`, then upgrade to {ami}",
+                    rec.ami,
+                    d = cfg.deployment
+                )),
+            });
+        }
+        Some(rec) => {
+            events.emit(Event::Warning {
+                message: format!(
+                    "resuming the upgrade to {ami} that stopped at step `{}`",
+                    rec.step.name()
+                ),
+            });
+            rec
+        }
+        None => match prepare(&fleet, &run.session.state, ami).await? {
+            None => return run.nothing_to_do(ami),
+            Some(rec) => {
+                confirm(global, &cfg.deployment, &rec)?;
+                rec
+            }
+        },
+    };
+    run.start(&rec);
+    let rec = match rec.new_version {
+        Some(_) => rec,
+        None => run.create_version(&fleet, rec, ami).await?,
+    };
+    let outcome = run.swap(&fleet, rec).await;
+    run.finish(&fleet, outcome).await
+}
+
+/// The recorded ids the upgrade acts on.
+struct Ids {
+    group: String,
+    launch_template: String,
+    target_group: String,
+}
+
+impl Ids {
+    fn from_state(state: &State, deployment: &str) -> Result<Self, CmdError> {
+        let ready = |key: &str| {
+            state
+                .resources
+                .get(key)
+                .filter(|r| r.status == Status::Ready)
+                .and_then(|r| r.outputs.get("id"))
+                .map(String::from)
+                .ok_or_else(|| CmdError::Refused {
+                    message: format!("deployment `{deployment}` has no ready `{key}`: there is no fleet to upgrade"),
+                    hint: Some(format!(
+                        "run `pi-deploy up --deployment {deployment} --ami ...` first (check --deployment, --region and --state-dir)"
+                    )),
+                })
+        };
+        Ok(Self {
+            group: ready(GROUP)?,
+            launch_template: ready(LAUNCH_TEMPLATE)?,
+            target_group: ready(TARGET_GROUP)?,
+        })
+    }
+}
+
+/// The AMI must exist in the region (DescribeImages) before anything changes: exit 2 if not.
+async fn check_ami(aws: &crate::resources::Aws, ami: &str) -> Result<(), CmdError> {
+    match launch_template::root_device_name(aws, ami).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is(ErrorClass::Invalid) => Err(CmdError::input(
+            "--ami",
+            e.message,
+            e.hint
+                .unwrap_or_else(|| "give the id of the new Panintelligence image in this region".into()),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The record of a new upgrade, or `None` when the group already launches `ami` and every
+/// instance runs it.
+async fn prepare(fleet: &AwsFleet<'_>, state: &State, ami: &str) -> Result<Option<UpgradeRecord>, CmdError> {
+    let group = fleet.group().await?;
+    let current = fleet.resolve_version(group.version.as_deref()).await?;
+    let current_ami = fleet.version_image(&current).await?;
+    let launches_it = current_ami.as_deref() == Some(ami);
+    if launches_it && upgrade::runs_everywhere(&group, ami) {
+        return Ok(None);
+    }
+    // Stable across a resumed run, distinct for each (AMI, replaced version) pair.
+    let token = state.client_token(&format!("upgrade:{ami}:from-{current}"));
+    let mut rec = UpgradeRecord::new(ami, current_ami, &fleet.launch_template_id, &current, token, &group);
+    if launches_it {
+        // The group already launches this AMI (e.g. back to it after a rollback): replace
+        // the other instances without a new version.
+        rec.new_version = Some(current);
+    }
+    Ok(Some(rec))
+}
+
+/// Starting a swap replaces every instance: ask, unless --yes.
+fn confirm(global: &GlobalArgs, deployment: &str, rec: &UpgradeRecord) -> Result<(), CmdError> {
+    if global.yes {
+        return Ok(());
+    }
+    let what = format!(
+        "upgrade deployment `{deployment}` to {}: {} instance(s) replaced one at a time",
+        rec.ami,
+        rec.old_instances.len()
+    );
+    if !std::io::stdin().is_terminal() {
+        return Err(CmdError::Refused {
+            message: format!("upgrade needs confirmation: {what}"),
+            hint: Some("pass --yes to confirm without a terminal".into()),
+        });
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "This will {what}. Continue? [y/N] ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(CmdError::Refused {
+            message: "upgrade cancelled".into(),
+            hint: None,
+        })
+    }
+}
+
+/// The ids and ARNs the launch template refers to, from the records of the resources the
+/// spec names for it.
+fn template_refs(state: &State, cfg: &Config, zones: [String; 2]) -> Result<TemplateRefs, CmdError> {
+    let graph = desired_graph(cfg, &state.region, zones)?;
+    let Some(Props::LaunchTemplate {
+        profile,
+        security_groups,
+        file_system,
+        db,
+        licence,
+        ..
+    }) = graph.get(LAUNCH_TEMPLATE).map(|n| &n.props)
+    else {
+        return Err(CmdError::Failed {
+            message: "internal error: the architecture has no launch template".into(),
+            hint: Some("please report this as a bug".into()),
+            reported: false,
+        });
+    };
+    let outputs = |key: &str| -> Result<&Outputs, CmdError> {
+        state
+            .resources
+            .get(key)
+            .filter(|r| r.status == Status::Ready)
+            .map(|r| &r.outputs)
+            .ok_or_else(|| CmdError::Refused {
+                message: format!("`{key}`, which the launch template uses, is not ready"),
+                hint: Some("run `pi-deploy up` to finish the deployment first".into()),
+            })
+    };
+    let req = |key: &str, name: &str| -> Result<String, CmdError> { Ok(outputs(key)?.require(name)?.to_string()) };
+    Ok(TemplateRefs {
+        profile_arn: req(profile, "arn")?,
+        security_group_ids: security_groups.iter().map(|k| req(k, "id")).collect::<Result<_, _>>()?,
+        file_system_id: req(file_system, "id")?,
+        db_secret_arn: req(db, "secret_arn")?,
+        licence_secret_arn: licence.as_deref().map(|k| req(k, "id")).transpose()?,
+    })
+}
+
+/// One run's session, events and clock.
+struct Run<'a> {
+    session: &'a mut Session,
+    events: Arc<dyn EventSink>,
+    started: Instant,
+    cfg: &'a Config,
+}
+
+fn save(state: &mut State, file: &StateFile) -> Result<(), CmdError> {
+    state.serial += 1;
+    file.write(state)?;
+    Ok(())
+}
+
+impl Run<'_> {
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn emit_step(&self, rec: &UpgradeRecord) {
+        self.events.emit(Event::Upgrade {
+            step: rec.step.name().into(),
+            message: rec.describe(),
+            elapsed_ms: self.elapsed_ms(),
+        });
+    }
+
+    fn finished(&self, ok: bool, outputs: BTreeMap<String, String>, error: Option<String>) {
+        let mut counts = BTreeMap::new();
+        if let Some(n) = outputs.get("replaced").and_then(|n| n.parse().ok()) {
+            counts.insert("replaced".to_string(), n);
+        }
+        self.events.emit(Event::RunFinished {
+            command: "upgrade".into(),
+            ok,
+            elapsed_ms: self.elapsed_ms(),
+            counts,
+            outputs,
+            error,
+        });
+    }
+
+    fn start(&self, rec: &UpgradeRecord) {
+        self.events.emit(Event::RunStarted {
+            command: "upgrade".into(),
+            deployment: self.cfg.deployment.clone(),
+            region: self.session.aws.env.region.clone(),
+            planned: rec.old_instances.len(),
+            unchanged: rec.initial_instances.len().saturating_sub(rec.old_instances.len()),
+        });
+    }
+
+    fn nothing_to_do(&self, ami: &str) -> Result<(), CmdError> {
+        let message = format!("every instance already runs {ami} and the group launches it: nothing to upgrade");
+        self.finished(true, BTreeMap::from([("message".to_string(), message)]), None);
+        Ok(())
+    }
+
+    fn record(&mut self, rec: Option<&UpgradeRecord>) -> Result<(), CmdError> {
+        self.session.state.upgrade = rec.cloned();
+        save(&mut self.session.state, &self.session.state_file)
+    }
+
+    /// Record the upgrade, then create or find its launch template version. Nothing has
+    /// changed on the group yet, so a failure here simply clears the record.
+    async fn create_version(
+        &mut self,
+        fleet: &AwsFleet<'_>,
+        mut rec: UpgradeRecord,
+        ami: &str,
+    ) -> Result<UpgradeRecord, CmdError> {
+        self.record(Some(&rec))?;
+        self.emit_step(&rec);
+        let zones = resolve_zones(self.session, self.cfg).await?;
+        let created = async {
+            let refs = template_refs(&self.session.state, self.cfg, zones)?;
+            let inputs = TemplateInputs::new(&self.session.aws.env, ami, LAUNCH_TEMPLATE, &refs);
+            let data = launch_template::build_data(&self.session.aws, &inputs).await?;
+            Ok::<_, CmdError>(fleet.ensure_version(&rec, data).await?)
+        }
+        .await;
+        match created {
+            Ok(v) => {
+                rec.new_version = Some(v);
+                self.record(Some(&rec))?;
+                Ok(rec)
+            }
+            Err(e) => {
+                self.record(None)?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn swap(&mut self, fleet: &AwsFleet<'_>, rec: UpgradeRecord) -> Result<UpgradeRecord, SwapFailure> {
+        let plan = Plan {
+            poll: Backoff::SLOW,
+            ..Plan::new(self.cfg)
+        };
+        let started = self.started;
+        let events = self.events.clone();
+        let session = &mut *self.session;
+        let mut on_step = |rec: &UpgradeRecord| -> Result<(), String> {
+            session.state.upgrade = Some(rec.clone());
+            session.state.serial += 1;
+            session.state_file.write(&session.state).map_err(|e| e.to_string())?;
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            events.emit(Event::Upgrade {
+                step: rec.step.name().into(),
+                message: rec.describe(),
+                elapsed_ms,
+            });
+            Ok(())
+        };
+        upgrade::swap(fleet, &plan, rec, &mut on_step).await
+    }
+
+    /// Make the new version the default, record it, clear the upgrade.
+    async fn complete(&mut self, fleet: &AwsFleet<'_>, rec: &UpgradeRecord) -> Result<(), CmdError> {
+        let version = rec.new_version.clone().unwrap_or_default();
+        fleet.make_default(&version).await.map_err(|e| CmdError::Failed {
+            message: format!(
+                "every instance runs {}, but making version {version} the default failed: {e}",
+                rec.ami
+            ),
+            hint: Some(format!("run `pi-deploy upgrade --ami {}` again to finish", rec.ami)),
+            reported: false,
+        })?;
+        let now = chrono::Utc::now();
+        if let Some(r) = self.session.state.resources.get_mut(LAUNCH_TEMPLATE) {
+            r.outputs.set("version", &version);
+            r.outputs.set("ami", &rec.ami);
+            r.updated_at = now;
+        }
+        if let Some(r) = self.session.state.resources.get_mut(GROUP) {
+            r.outputs.set("launch_template_version", &version);
+            r.updated_at = now;
+        }
+        self.record(None)
+    }
+
+    async fn finish(
+        &mut self,
+        fleet: &AwsFleet<'_>,
+        outcome: Result<UpgradeRecord, SwapFailure>,
+    ) -> Result<(), CmdError> {
+        self.session.aws.clients.dump_call_counts();
+        match outcome {
+            Ok(rec) => {
+                self.complete(fleet, &rec).await?;
+                let outputs = BTreeMap::from([
+                    ("ami".to_string(), rec.ami.clone()),
+                    (
+                        "template_version".to_string(),
+                        rec.new_version.clone().unwrap_or_default(),
+                    ),
+                    ("replaced".to_string(), rec.new_instances.len().to_string()),
+                ]);
+                self.finished(true, outputs, None);
+                Ok(())
+            }
+            Err(f) => self.failed(f),
+        }
+    }
+
+    fn failed(&mut self, f: SwapFailure) -> Result<(), CmdError> {
+        let rec = &f.record;
+        let (message, hint) = if f.rolled_back {
+            self.record(None)?;
+            let kept = if rec.new_instances.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} instance(s) replaced before it ({}) keep running {} and serve healthily",
+                    rec.new_instances.len(),
+                    rec.new_instances.join(", "),
+                    rec.ami
+                )
+            };
+            (
+                format!(
+                    "upgrade to {} rolled back: {}. The group launches version {} again, with its original capacity and processes{kept}",
+                    rec.ami, f.error.message, rec.old_version
+                ),
+                format!(
+                    "check why the new image does not pass the health check (instance console output, /var/log/cloud-init-output.log), then run `pi-deploy upgrade --ami {}` again{}",
+                    rec.ami,
+                    rec.previous_ami
+                        .as_deref()
+                        .map(|a| format!(" (or `--ami {a}` to bring every instance back)"))
+                        .unwrap_or_default()
+                ),
+            )
+        } else {
+            self.record(Some(rec))?;
+            (
+                format!(
+                    "upgrade to {} stopped at step `{}`: {}",
+                    rec.ami,
+                    rec.step.name(),
+                    f.error.message
+                ),
+                format!(
+                    "fix the cause, then run `pi-deploy upgrade --ami {}` again to finish, or `pi-deploy upgrade --abort` to roll back",
+                    rec.ami
+                ),
+            )
+        };
+        self.finished(false, BTreeMap::new(), Some(message.clone()));
+        Err(CmdError::Failed {
+            message,
+            hint: Some(f.error.hint.clone().unwrap_or(hint)),
+            reported: true,
+        })
+    }
+
+    /// `--abort`: roll back the upgrade a previous run left in progress.
+    async fn abort(&mut self, fleet: &AwsFleet<'_>) -> Result<(), CmdError> {
+        let Some(mut rec) = self.session.state.upgrade.clone() else {
+            let message = "no upgrade is in progress: nothing to abort".to_string();
+            self.finished(true, BTreeMap::from([("message".to_string(), message)]), None);
+            return Ok(());
+        };
+        self.start(&rec);
+        if rec.step == Step::Done {
+            // The swap had finished: there is nothing left to roll back, only to record.
+            self.events.emit(Event::Warning {
+                message: format!(
+                    "the upgrade to {} had already replaced every instance; completing it instead",
+                    rec.ami
+                ),
+            });
+            return self.finish(fleet, Ok(rec)).await;
+        }
+        if rec.new_version.is_none() {
+            // Nothing changed on the group before the version existed.
+            self.record(None)?;
+            let message = format!("upgrade to {} aborted before it changed anything", rec.ami);
+            self.finished(true, BTreeMap::from([("message".to_string(), message)]), None);
+            return Ok(());
+        }
+        if !matches!(rec.step, Step::RollingBack { .. } | Step::RolledBack { .. }) {
+            rec.step = Step::RollingBack {
+                reason: "aborted by the operator (`pi-deploy upgrade --abort`)".into(),
+            };
+            self.record(Some(&rec))?;
+            self.emit_step(&rec);
+        }
+        match self.swap(fleet, rec).await {
+            Err(f) if f.rolled_back => {
+                self.record(None)?;
+                let r = &f.record;
+                let message = format!(
+                    "upgrade to {} aborted: the group launches version {} again, with its original capacity and processes; {} instance(s) already replaced keep running {}",
+                    r.ami,
+                    r.old_version,
+                    r.new_instances.len(),
+                    r.ami
+                );
+                self.finished(true, BTreeMap::from([("message".to_string(), message)]), None);
+                Ok(())
+            }
+            Err(f) => self.failed(f),
+            Ok(rec) => Err(ResourceError::new(
+                ErrorClass::Other,
+                format!(
+                    "internal error: the rollback of the upgrade to {} ended as a success",
+                    rec.ami
+                ),
+            )
+            .into()),
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! `pi-deploy upgrade` (blue/green to a new AMI) end to end on the emulator: every instance of
+//! the group ends on the new AMI (read back from EC2), the group points at the new explicit
+//! launch template version, min/max/desired are what they were, no process is left
+//! suspended; an upgrade to the AMI the group already runs changes nothing; a run killed with
+//! SIGKILL mid-swap is finished (or rolled back with `--abort`) by the next run.
+//!
+//! Emulator notes (moto 5.2.5): new instances are InService and their targets healthy at
+//! once, and a deregistered target is `unused` at once (no draining), so the health timeout,
+//! the rollback and the drain wait are covered by the scripted fake in `core::upgrade`'s
+//! unit tests, not here. moto reports each group instance's launch template version as the
+//! template's DEFAULT version (not the one it launched from), which is one reason the swap
+//! tells new instances by their AMI (EC2's ImageId), as AWS reports it exactly.
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use crate::common::{self, Deployment, clients, events};
+
+const LT: &str = "launch-template";
+
+/// A config file for this deployment (kept in its state directory).
+fn config(d: &Deployment, min: i32, max: i32, desired: i32) -> PathBuf {
+    let path = d.state_dir.path().join("pi-deploy.toml");
+    let toml = format!(
+        "[database]\ndeletion_protection = false\n\n[scaling]\nmin = {min}\nmax = {max}\ndesired = {desired}\n"
+    );
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+fn with_config(d: &Deployment, cfg: &PathBuf, args: &[&str]) -> Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--config", cfg.to_str().unwrap()]);
+    d.run(&all)
+}
+
+fn ok(d: &Deployment, cfg: &PathBuf, args: &[&str]) -> Output {
+    let out = with_config(d, cfg, args);
+    assert!(
+        out.status.success(),
+        "pi-deploy {args:?} failed: {}\n{}",
+        out.status,
+        common::show(&out)
+    );
+    out
+}
+
+fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
+fn recorded(d: &Deployment, key: &str, name: &str) -> String {
+    d.state()["resources"][key]["outputs"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key}.{name} not recorded"))
+        .to_string()
+}
+
+/// What AWS says about the group after an upgrade.
+struct Seen {
+    min: i32,
+    max: i32,
+    desired: i32,
+    version: String,
+    suspended: Vec<String>,
+    /// ImageId of every running/pending instance of the group, from EC2.
+    images: Vec<String>,
+    /// Running/pending instances tagged with the deployment (the group's, nothing else).
+    tagged_running: usize,
+}
+
+async fn seen(d: &Deployment) -> Seen {
+    let c = clients().await;
+    let name = recorded(d, "asg", "id");
+    let out = c
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&name)
+        .send()
+        .await
+        .unwrap();
+    let g = out.auto_scaling_groups().first().expect("the group exists");
+    let ids: Vec<String> = g
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(String::from))
+        .collect();
+    let state_filter = aws_sdk_ec2::types::Filter::builder()
+        .name("instance-state-name")
+        .values("running")
+        .values("pending")
+        .build();
+    let images = if ids.is_empty() {
+        Vec::new()
+    } else {
+        let out = c
+            .ec2
+            .describe_instances()
+            .set_instance_ids(Some(ids))
+            .send()
+            .await
+            .unwrap();
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| i.image_id().unwrap_or("?").to_string())
+            .collect()
+    };
+    let tagged = c
+        .ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:pi-deploy:deployment")
+                .values(&d.name)
+                .build(),
+        )
+        .filters(state_filter)
+        .send()
+        .await
+        .unwrap();
+    Seen {
+        min: g.min_size().unwrap(),
+        max: g.max_size().unwrap(),
+        desired: g.desired_capacity().unwrap(),
+        version: g.launch_template().and_then(|l| l.version()).unwrap_or("?").to_string(),
+        suspended: g
+            .suspended_processes()
+            .iter()
+            .filter_map(|p| p.process_name().map(String::from))
+            .collect(),
+        images,
+        tagged_running: tagged.reservations().iter().map(|r| r.instances().len()).sum(),
+    }
+}
+
+/// (version number, AMI) of every version of the deployment's launch template.
+async fn versions(d: &Deployment) -> Vec<(i64, String)> {
+    let c = clients().await;
+    let out = c
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(recorded(d, LT, "id"))
+        .send()
+        .await
+        .unwrap();
+    let mut v: Vec<(i64, String)> = out
+        .launch_template_versions()
+        .iter()
+        .map(|v| {
+            let ami = v
+                .launch_template_data()
+                .and_then(|d| d.image_id())
+                .unwrap_or("?")
+                .to_string();
+            (v.version_number().unwrap(), ami)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+async fn default_version(d: &Deployment) -> i64 {
+    let c = clients().await;
+    let out = c
+        .ec2
+        .describe_launch_templates()
+        .launch_template_ids(recorded(d, LT, "id"))
+        .send()
+        .await
+        .unwrap();
+    out.launch_templates()[0].default_version_number().unwrap()
+}
+
+fn assert_on(s: &Seen, ami: &str, desired: i32) {
+    assert_eq!(s.images.len(), desired as usize, "{:?}", s.images);
+    assert!(
+        s.images.iter().all(|i| i == ami),
+        "every instance of the group runs {ami}: {:?}",
+        s.images
+    );
+    assert_eq!(s.tagged_running, desired as usize, "no instance left over");
+    assert!(s.suspended.is_empty(), "processes left suspended: {:?}", s.suspended);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_swaps_every_instance_to_the_new_ami_and_restores_the_group() {
+    let d = Deployment::new("upg");
+    let (a, b) = (common::ami('A'), common::ami('B'));
+    // desired == max: the swap must raise max by one and put it back.
+    let cfg = config(&d, 1, 2, 2);
+
+    // Nothing deployed: refused before any change, with a pointer to `up`.
+    let none = with_config(&d, &cfg, &["upgrade", "--ami", &b, "--yes"]);
+    assert_eq!(code(&none), Some(3), "{}", common::show(&none));
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("pi-deploy up"),
+        "{}",
+        common::show(&none)
+    );
+
+    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    let before = seen(&d).await;
+    assert_on(&before, &a, 2);
+    assert_eq!(
+        (before.min, before.max, before.desired, before.version.as_str()),
+        (1, 2, 2, "1")
+    );
+
+    // Bad input is refused before anything changes (exit 2).
+    let bad = with_config(&d, &cfg, &["upgrade", "--ami", "ami-nothex", "--yes"]);
+    assert_eq!(code(&bad), Some(2), "{}", common::show(&bad));
+    let unknown = with_config(&d, &cfg, &["upgrade", "--ami", "ami-0123456789abcdef0", "--yes"]);
+    assert_eq!(code(&unknown), Some(2), "{}", common::show(&unknown));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("does not exist"),
+        "{}",
+        common::show(&unknown)
+    );
+
+    // The AMI the group already runs: nothing to do, no new version.
+    let same = ok(&d, &cfg, &["upgrade", "--ami", &a, "--yes", "--json"]);
+    let ev = events(&same);
+    assert!(
+        ev.iter().all(|e| e["event"] != "upgrade"),
+        "no step for a no-op: {ev:?}"
+    );
+    assert!(
+        ev.last().unwrap()["outputs"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to upgrade")
+    );
+    assert_eq!(versions(&d).await, [(1, a.clone())]);
+
+    // The upgrade itself.
+    let up = ok(&d, &cfg, &["upgrade", "--ami", &b, "--yes", "--json"]);
+    let ev = events(&up);
+    let steps: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["event"] == "upgrade")
+        .filter_map(|e| e["step"].as_str())
+        .collect();
+    for step in [
+        "started",
+        "suspending",
+        "pointing",
+        "launching",
+        "draining",
+        "terminating",
+        "finishing",
+        "done",
+    ] {
+        assert!(steps.contains(&step), "no `{step}` step in {steps:?}");
+    }
+    assert_eq!(
+        steps.iter().filter(|s| **s == "launching").count(),
+        2,
+        "one round per instance: {steps:?}"
+    );
+    let last = ev.last().unwrap();
+    assert_eq!(last["event"], "run_finished");
+    assert!(last["ok"].as_bool().unwrap(), "{}", common::show(&up));
+    assert_eq!(last["outputs"]["replaced"], "2");
+
+    let after = seen(&d).await;
+    assert_on(&after, &b, 2);
+    assert_eq!(
+        (after.min, after.max, after.desired),
+        (before.min, before.max, before.desired),
+        "capacity restored"
+    );
+    assert_eq!(after.version, "2", "the group points at the new explicit version");
+    assert_eq!(
+        versions(&d).await,
+        [(1, a.clone()), (2, b.clone())],
+        "the new version holds the new AMI"
+    );
+    assert_eq!(
+        default_version(&d).await,
+        2,
+        "the new version is the default once the swap succeeded"
+    );
+    let st = d.state();
+    assert!(st.get("upgrade").is_none(), "the upgrade record is cleared");
+    assert_eq!(st["resources"][LT]["outputs"]["version"], "2");
+    assert_eq!(st["resources"][LT]["outputs"]["ami"], b.as_str());
+    assert_eq!(st["resources"]["asg"]["outputs"]["launch_template_version"], "2");
+
+    // The full data is in the new version, not only the AMI (no inheritance on every cloud).
+    let c = clients().await;
+    let v2 = c
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(recorded(&d, LT, "id"))
+        .versions("2")
+        .send()
+        .await
+        .unwrap();
+    let data = v2.launch_template_versions()[0].launch_template_data().unwrap();
+    assert!(
+        data.user_data().is_some_and(|u| !u.is_empty()),
+        "user data in the new version"
+    );
+    assert!(
+        data.iam_instance_profile().and_then(|p| p.arn()).is_some(),
+        "instance profile in the new version"
+    );
+    assert_eq!(
+        data.metadata_options()
+            .and_then(|m| m.http_tokens())
+            .map(|t| t.as_str()),
+        Some("required")
+    );
+    assert!(
+        !data.block_device_mappings().is_empty(),
+        "root volume in the new version"
+    );
+
+    // Again with the same AMI: nothing changes.
+    ok(&d, &cfg, &["upgrade", "--ami", &b, "--yes"]);
+    assert_eq!(versions(&d).await.len(), 2, "no new version for the AMI the group runs");
+    assert_eq!(seen(&d).await.version, "2");
+
+    // `up` afterwards keeps the upgraded fleet.
+    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    assert_on(&seen(&d).await, &b, 2);
+
+    d.destroy();
+}
+
+/// Start `upgrade` and SIGKILL it as soon as the state records a step in `kill_at`.
+fn kill_mid_swap(d: &Deployment, cfg: &PathBuf, ami: &str, kill_at: &[&str]) -> String {
+    let mut child = d
+        .command(&["upgrade", "--ami", ami, "--yes", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let step = loop {
+        // The file is replaced atomically (rename): every read is a complete document.
+        if let Ok(bytes) = std::fs::read(d.state_path())
+            && let Ok(st) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            && let Some(step) = st["upgrade"]["step"]["name"].as_str()
+            && kill_at.contains(&step)
+        {
+            child.kill().unwrap(); // SIGKILL
+            break step.to_string();
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the upgrade finished ({status}) before a step in {kill_at:?} was seen");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no step in {kill_at:?} within 2 min"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    child.wait().unwrap();
+    let left = d.state()["upgrade"]["step"].clone();
+    eprintln!("{}: upgrade killed after seeing step `{step}`; the state records {left}", d.name);
+    step
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_killed_mid_swap_is_finished_by_the_next_run() {
+    let d = Deployment::new("upk");
+    let (a, b) = (common::ami('A'), common::ami('B'));
+    let cfg = config(&d, 1, 4, 3);
+    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+
+    let killed_at = kill_mid_swap(&d, &cfg, &b, &["launching", "draining", "terminating"]);
+    let st = d.state();
+    let rec = &st["upgrade"];
+    assert_eq!(
+        rec["ami"],
+        b.as_str(),
+        "the record survives the kill (killed at `{killed_at}`)"
+    );
+    assert!(rec["new_version"].is_string());
+
+    // `up` refuses to run against the half-done upgrade and says how to proceed.
+    let up = with_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    assert_eq!(code(&up), Some(3), "{}", common::show(&up));
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(
+        stderr.contains(&format!("upgrade --deployment {} --ami {b}", d.name)) && stderr.contains("--abort"),
+        "{stderr}"
+    );
+
+    // Another AMI is refused while this one is in progress.
+    let other = with_config(&d, &cfg, &["upgrade", "--ami", &a, "--yes"]);
+    assert_eq!(code(&other), Some(3), "{}", common::show(&other));
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("--abort"),
+        "{}",
+        common::show(&other)
+    );
+
+    // The same AMI finishes it.
+    let resumed = ok(&d, &cfg, &["upgrade", "--ami", &b, "--yes", "--json"]);
+    let ev = events(&resumed);
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "warning" && e["message"].as_str().unwrap_or("").contains("resuming")),
+        "{}",
+        common::show(&resumed)
+    );
+    let after = seen(&d).await;
+    assert_on(&after, &b, 3);
+    assert_eq!((after.min, after.max, after.desired), (1, 4, 3));
+    assert_eq!(after.version, "2");
+    assert_eq!(
+        versions(&d).await.len(),
+        2,
+        "the resumed run reused the version of the killed one"
+    );
+    assert!(d.state().get("upgrade").is_none());
+    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+
+    d.destroy();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_killed_mid_swap_can_be_rolled_back_with_abort() {
+    let d = Deployment::new("upa");
+    let (a, b) = (common::ami('A'), common::ami('B'));
+    let cfg = config(&d, 1, 3, 3);
+    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+
+    let killed_at = kill_mid_swap(&d, &cfg, &b, &["launching", "draining"]);
+    assert!(d.state()["upgrade"].is_object(), "killed at `{killed_at}`");
+
+    let aborted = ok(&d, &cfg, &["upgrade", "--abort", "--json"]);
+    let ev = events(&aborted);
+    assert!(
+        ev.iter().any(|e| e["event"] == "upgrade" && e["step"] == "rolled_back"),
+        "{}",
+        common::show(&aborted)
+    );
+    let after = seen(&d).await;
+    assert_eq!(after.version, "1", "the group launches the previous version again");
+    assert_eq!((after.min, after.max, after.desired), (1, 3, 3), "capacity restored");
+    assert!(
+        after.suspended.is_empty(),
+        "processes left suspended: {:?}",
+        after.suspended
+    );
+    assert_eq!(after.images.len(), 3);
+    assert_eq!(after.tagged_running, 3, "the in-flight instance is gone");
+    assert_eq!(default_version(&d).await, 1, "the previous version stays the default");
+    assert!(d.state().get("upgrade").is_none());
+    assert_eq!(recorded(&d, LT, "version"), "1");
+
+    // Nothing left to abort; and the deployment is usable again.
+    ok(&d, &cfg, &["upgrade", "--abort"]);
+    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    d.destroy();
+}
