@@ -9,6 +9,7 @@
 #   4. pi-deploy upgrade --deployment demo --ami $PI_DEMO_AMI_B --yes
 #      (only if `pi-deploy --help` lists an `upgrade` command)
 #   5. pi-deploy destroy --deployment demo --yes --skip-final-snapshot
+#      --disable-deletion-protection (the demo database is protected by default)
 #
 # Every pi-deploy call gets --state-dir pointing at a temporary directory
 # (removed on exit) and the emulator env (fake credentials, eu-west-1).
@@ -52,6 +53,6 @@ else
 fi
 
 banner "3/3 pi-deploy destroy"
-pi destroy --deployment demo --yes --skip-final-snapshot
+pi destroy --deployment demo --yes --skip-final-snapshot --disable-deletion-protection
 
 banner "demo finished"

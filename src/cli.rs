@@ -46,7 +46,7 @@ pub struct GlobalArgs {
     /// Directory holding the state files.
     #[arg(long, global = true, value_name = "DIR", default_value = "state")]
     pub state_dir: PathBuf,
-    /// Machine-readable stdout: one JSON object per event (NDJSON) for up and destroy, one
+    /// Machine-readable stdout: one JSON object per event (NDJSON) for up, upgrade and destroy, one
     /// JSON document for plan, status and outputs.
     #[arg(long, global = true)]
     pub json: bool,
@@ -91,14 +91,16 @@ pub enum Command {
                             pi-deploy outputs --deployment pi --json | jq -r .vpc_id")]
     Outputs,
     /// Replace every dashboard instance with one on a new AMI, blue/green, without downtime.
-    #[command(after_help = "Each old instance stops taking traffic only after its replacement is InService and \
+    #[command(
+        after_help = "Each old instance stops taking traffic only after its replacement is InService and \
                             healthy behind the load balancer. If a new instance is not healthy within \
                             scaling.upgrade_health_timeout_seconds, the upgrade rolls back and exits 1. An interrupted \
                             upgrade resumes when run again with the same --ami, or is rolled back with --abort.\n\n\
                             Examples:\n  \
                             pi-deploy upgrade --deployment pi --ami ami-0fedcba9876543210\n  \
                             pi-deploy upgrade --deployment pi --ami ami-0fedcba9876543210 --yes --json\n  \
-                            pi-deploy upgrade --deployment pi --abort")]
+                            pi-deploy upgrade --deployment pi --abort"
+    )]
     Upgrade(UpgradeArgs),
     /// Delete everything the deployment created, in reverse order.
     #[command(after_help = "Example:\n  pi-deploy destroy --deployment pi --skip-final-snapshot --yes")]

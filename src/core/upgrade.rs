@@ -266,10 +266,13 @@ impl UpgradeRecord {
         let new = self.new_version.as_deref().unwrap_or("?");
         match &self.step {
             Step::Started => format!(
-                "upgrading to {} (launch template {} version {} -> a new version); {} instance(s) to replace",
+                "upgrading to {} (launch template {} version {} -> {}); {} instance(s) to replace",
                 self.ami,
                 self.launch_template_id,
                 self.old_version,
+                self.new_version
+                    .as_deref()
+                    .map_or("a new version".to_string(), |v| format!("version {v}")),
                 self.old_instances.len()
             ),
             Step::Suspending => format!(

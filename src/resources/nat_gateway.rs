@@ -95,43 +95,6 @@ fn deletion_poll(listed: Option<Option<&NatGatewayState>>) -> Poll<()> {
     }
 }
 
-#[cfg(test)]
-mod deletion_tests {
-    use std::sync::Mutex;
-    use std::time::Duration;
-
-    use super::*;
-
-    /// Scripted: the NAT stays `deleting` for a while, then `deleted`; or never finishes.
-    async fn wait_with(script: Vec<Option<NatGatewayState>>, deadline: Duration) -> Result<(), ResourceError> {
-        let steps = Mutex::new(script);
-        wait::wait_for("NAT gateway to be deleted", deadline, Backoff::SLOW, || {
-            let mut s = steps.lock().unwrap();
-            let state = if s.len() > 1 { s.remove(0) } else { s[0].clone() };
-            std::future::ready(Ok(deletion_poll(Some(state.as_ref()))))
-        })
-        .await
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn deleting_for_a_while_then_deleted() {
-        let d = NatGatewayState::Deleting;
-        let script = vec![Some(d.clone()), Some(d.clone()), Some(d), Some(NatGatewayState::Deleted)];
-        assert!(wait_with(script, Duration::from_secs(300)).await.is_ok());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn stuck_deleting_hits_the_deadline_naming_the_state() {
-        let e = wait_with(vec![Some(NatGatewayState::Deleting)], Duration::from_secs(120)).await.unwrap_err();
-        assert_eq!(e.class, crate::core::resource::ErrorClass::Timeout);
-        assert!(e.message.contains("deleting"), "{}", e.message);
-    }
-
-    #[test]
-    fn no_longer_listed_is_gone() {
-        assert!(matches!(deletion_poll(None), Poll::Ready(())));
-    }
-}
 
 async fn create_call(
     aws: &Aws,
@@ -261,5 +224,43 @@ impl ResourceKind for NatGateway {
             || poll_deleted(aws, id),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod deletion_tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Scripted: the NAT stays `deleting` for a while, then `deleted`; or never finishes.
+    async fn wait_with(script: Vec<Option<NatGatewayState>>, deadline: Duration) -> Result<(), ResourceError> {
+        let steps = Mutex::new(script);
+        wait::wait_for("NAT gateway to be deleted", deadline, Backoff::SLOW, || {
+            let mut s = steps.lock().unwrap();
+            let state = if s.len() > 1 { s.remove(0) } else { s[0].clone() };
+            std::future::ready(Ok(deletion_poll(Some(state.as_ref()))))
+        })
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deleting_for_a_while_then_deleted() {
+        let d = NatGatewayState::Deleting;
+        let script = vec![Some(d.clone()), Some(d.clone()), Some(d), Some(NatGatewayState::Deleted)];
+        assert!(wait_with(script, Duration::from_secs(300)).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stuck_deleting_hits_the_deadline_naming_the_state() {
+        let e = wait_with(vec![Some(NatGatewayState::Deleting)], Duration::from_secs(120)).await.unwrap_err();
+        assert_eq!(e.class, crate::core::resource::ErrorClass::Timeout);
+        assert!(e.message.contains("deleting"), "{}", e.message);
+    }
+
+    #[test]
+    fn no_longer_listed_is_gone() {
+        assert!(matches!(deletion_poll(None), Poll::Ready(())));
     }
 }

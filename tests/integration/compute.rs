@@ -265,11 +265,7 @@ async fn compute_tier_without_a_certificate_reads_back_converges_and_destroys() 
             .any(|t| t.key() == Some("pi-deploy:key") && t.value() == Some("launch-template"))
     );
     let params = pi_deploy::core::userdata::UserDataParams::new(
-        &{
-            let mut cfg = pi_deploy::core::config::Config::default();
-            cfg.deployment = d.name.clone();
-            cfg
-        },
+        &pi_deploy::core::config::Config { deployment: d.name.clone(), ..Default::default() },
         common::REGION,
         "amazonaws.com",
         &id(&st, "efs"),
@@ -417,7 +413,7 @@ async fn compute_tier_without_a_certificate_reads_back_converges_and_destroys() 
     assert_eq!(g.health_check_type(), Some("ELB"));
     assert_eq!(g.health_check_grace_period(), Some(300));
     assert_eq!(g.termination_policies(), ["OldestLaunchTemplate", "OldestInstance"]);
-    assert_eq!(g.target_group_arns(), [tg_arn.clone()]);
+    assert_eq!(g.target_group_arns(), std::slice::from_ref(&tg_arn));
     assert_eq!(
         (g.min_size(), g.max_size(), g.desired_capacity()),
         (Some(1), Some(5), Some(1))

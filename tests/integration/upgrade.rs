@@ -11,7 +11,7 @@
 //! template's DEFAULT version (not the one it launched from), which is one reason the swap
 //! tells new instances by their AMI (EC2's ImageId), as AWS reports it exactly.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -29,13 +29,13 @@ fn config(d: &Deployment, min: i32, max: i32, desired: i32) -> PathBuf {
     path
 }
 
-fn with_config(d: &Deployment, cfg: &PathBuf, args: &[&str]) -> Output {
+fn with_config(d: &Deployment, cfg: &Path, args: &[&str]) -> Output {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--config", cfg.to_str().unwrap()]);
     d.run(&all)
 }
 
-fn ok(d: &Deployment, cfg: &PathBuf, args: &[&str]) -> Output {
+fn ok(d: &Deployment, cfg: &Path, args: &[&str]) -> Output {
     let out = with_config(d, cfg, args);
     assert!(
         out.status.success(),
@@ -331,7 +331,7 @@ async fn upgrade_swaps_every_instance_to_the_new_ami_and_restores_the_group() {
 }
 
 /// Start `upgrade` and SIGKILL it as soon as the state records a step in `kill_at`.
-fn kill_mid_swap(d: &Deployment, cfg: &PathBuf, ami: &str, kill_at: &[&str]) -> String {
+fn kill_mid_swap(d: &Deployment, cfg: &Path, ami: &str, kill_at: &[&str]) -> String {
     let mut child = d
         .command(&["upgrade", "--ami", ami, "--yes", "--config", cfg.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
@@ -360,7 +360,10 @@ fn kill_mid_swap(d: &Deployment, cfg: &PathBuf, ami: &str, kill_at: &[&str]) -> 
     };
     child.wait().unwrap();
     let left = d.state()["upgrade"]["step"].clone();
-    eprintln!("{}: upgrade killed after seeing step `{step}`; the state records {left}", d.name);
+    eprintln!(
+        "{}: upgrade killed after seeing step `{step}`; the state records {left}",
+        d.name
+    );
     step
 }
 
@@ -431,7 +434,9 @@ async fn an_upgrade_killed_mid_swap_can_be_rolled_back_with_abort() {
     ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
 
     let killed_at = kill_mid_swap(&d, &cfg, &b, &["launching", "draining"]);
-    assert!(d.state()["upgrade"].is_object(), "killed at `{killed_at}`");
+    let rec = d.state()["upgrade"].clone();
+    assert!(rec.is_object(), "killed at `{killed_at}`");
+    let accepted = rec["new_instances"].as_array().map_or(0, Vec::len);
 
     let aborted = ok(&d, &cfg, &["upgrade", "--abort", "--json"]);
     let ev = events(&aborted);
@@ -450,6 +455,19 @@ async fn an_upgrade_killed_mid_swap_can_be_rolled_back_with_abort() {
     );
     assert_eq!(after.images.len(), 3);
     assert_eq!(after.tagged_running, 3, "the in-flight instance is gone");
+    // Replacements accepted before the kill stay (healthy, on B); every other instance runs A.
+    assert_eq!(
+        after.images.iter().filter(|i| **i == b).count(),
+        accepted,
+        "{:?}",
+        after.images
+    );
+    assert_eq!(
+        after.images.iter().filter(|i| **i == a).count(),
+        3 - accepted,
+        "{:?}",
+        after.images
+    );
     assert_eq!(default_version(&d).await, 1, "the previous version stays the default");
     assert!(d.state().get("upgrade").is_none());
     assert_eq!(recorded(&d, LT, "version"), "1");
