@@ -30,11 +30,13 @@ pub enum StateFileError {
 impl StateFileError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            StateFileError::Locked { .. } => Some(
-                "the lock is released automatically when that process exits; if it hangs, stop it first".into(),
-            ),
+            StateFileError::Locked { .. } => {
+                Some("the lock is released automatically when that process exits; if it hangs, stop it first".into())
+            }
             StateFileError::Refused { path, refusal } => Some(match refusal {
-                StateRefusal::Foreign { .. } => "use the matching --deployment/--region and credentials, or another --state-dir".into(),
+                StateRefusal::Foreign { .. } => {
+                    "use the matching --deployment/--region and credentials, or another --state-dir".into()
+                }
                 StateRefusal::NewerFormat { .. } => "upgrade pi-deploy".into(),
                 _ => format!(
                     "the file was left untouched; restore {}.backup if it is good, or move the file away and run `pi-deploy destroy` to find resources by tag",
@@ -55,11 +57,16 @@ struct Holder {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateFileError + '_ {
-    move |source| StateFileError::Io { path: path.to_path_buf(), source }
+    move |source| StateFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// One deployment's state file, locked for as long as this value lives.
@@ -91,16 +98,39 @@ impl StateFile {
             let mut text = String::new();
             let _ = lock_file.read_to_string(&mut text);
             let holder = serde_json::from_str::<Holder>(&text)
-                .map(|h| format!("`{}` by pid {} on {} since {}", h.command, h.pid, h.host, h.started_at.format("%Y-%m-%d %H:%M:%S UTC")))
+                .map(|h| {
+                    format!(
+                        "`{}` by pid {} on {} since {}",
+                        h.command,
+                        h.pid,
+                        h.host,
+                        h.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+                    )
+                })
                 .unwrap_or_else(|_| "holder unknown".into());
-            return Err(StateFileError::Locked { deployment: deployment.into(), holder });
+            return Err(StateFileError::Locked {
+                deployment: deployment.into(),
+                holder,
+            });
         }
-        let holder = Holder { pid: std::process::id(), host: hostname(), command: command.into(), started_at: chrono::Utc::now() };
+        let holder = Holder {
+            pid: std::process::id(),
+            host: hostname(),
+            command: command.into(),
+            started_at: chrono::Utc::now(),
+        };
         lock_file.set_len(0).map_err(io(&lock_path))?;
         lock_file.rewind().map_err(io(&lock_path))?;
-        lock_file.write_all(&serde_json::to_vec(&holder).unwrap_or_default()).map_err(io(&lock_path))?;
+        lock_file
+            .write_all(&serde_json::to_vec(&holder).unwrap_or_default())
+            .map_err(io(&lock_path))?;
         lock_file.sync_all().map_err(io(&lock_path))?;
-        Ok(Self { dir: dir.to_path_buf(), deployment: deployment.into(), lock_file, last: Mutex::new(None) })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            deployment: deployment.into(),
+            lock_file,
+            last: Mutex::new(None),
+        })
     }
 
     pub fn path(&self) -> PathBuf {
@@ -119,7 +149,10 @@ impl StateFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(&path)(e)),
         };
-        let state = State::parse(&bytes).map_err(|refusal| StateFileError::Refused { path: path.clone(), refusal })?;
+        let state = State::parse(&bytes).map_err(|refusal| StateFileError::Refused {
+            path: path.clone(),
+            refusal,
+        })?;
         *self.last.lock().unwrap() = Some((state.lineage, state.serial));
         Ok(Some(state))
     }
@@ -128,20 +161,31 @@ impl StateFile {
         let path = self.path();
         let last = *self.last.lock().unwrap();
         let on_disk = match fs::read(&path) {
-            Ok(bytes) => State::parse(&bytes).map_err(|refusal| StateFileError::Refused { path: path.clone(), refusal })?,
+            Ok(bytes) => State::parse(&bytes).map_err(|refusal| StateFileError::Refused {
+                path: path.clone(),
+                refusal,
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return match last {
                     // We wrote it earlier in this run and it has gone: someone removed it.
-                    Some(_) => Err(io(&path)(std::io::Error::other("the state file was removed during the run"))),
+                    Some(_) => Err(io(&path)(std::io::Error::other(
+                        "the state file was removed during the run",
+                    ))),
                     None => Ok(()),
                 };
             }
             Err(e) => return Err(io(&path)(e)),
         };
         let refusal = if on_disk.lineage != state.lineage {
-            Some(StateRefusal::LineageMismatch { found: on_disk.lineage, expected: state.lineage })
+            Some(StateRefusal::LineageMismatch {
+                found: on_disk.lineage,
+                expected: state.lineage,
+            })
         } else if on_disk.serial >= state.serial || last.is_some_and(|(_, s)| on_disk.serial != s) {
-            Some(StateRefusal::NewerSerial { found: on_disk.serial, ours: state.serial })
+            Some(StateRefusal::NewerSerial {
+                found: on_disk.serial,
+                ours: state.serial,
+            })
         } else {
             None
         };
@@ -168,7 +212,9 @@ impl StateFile {
             fs::rename(&backup_tmp, &backup).map_err(io(&backup))?;
         }
         fs::rename(&tmp, &path).map_err(io(&path))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
         *self.last.lock().unwrap() = Some((state.lineage, state.serial));
         Ok(())
     }
@@ -206,7 +252,12 @@ mod tests {
     use crate::core::state::Identity;
 
     fn identity() -> Identity {
-        Identity { deployment: "pi".into(), region: "eu-west-1".into(), account_id: "123456789012".into(), partition: "aws".into() }
+        Identity {
+            deployment: "pi".into(),
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+            partition: "aws".into(),
+        }
     }
 
     fn next(mut s: State) -> State {
@@ -225,7 +276,11 @@ mod tests {
         f.write(&s2).unwrap();
         assert_eq!(f.load().unwrap().unwrap(), s2);
         assert_eq!(State::parse(&fs::read(f.backup_path()).unwrap()).unwrap(), s1);
-        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().contains("tmp")).collect();
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().contains("tmp"))
+            .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
@@ -235,7 +290,10 @@ mod tests {
         let _held = StateFile::lock(dir.path(), "pi", "up").unwrap();
         match StateFile::lock(dir.path(), "pi", "destroy") {
             Err(StateFileError::Locked { holder, .. }) => {
-                assert!(holder.contains("`up`") && holder.contains(&std::process::id().to_string()), "{holder}")
+                assert!(
+                    holder.contains("`up`") && holder.contains(&std::process::id().to_string()),
+                    "{holder}"
+                )
             }
             other => panic!("expected a lock refusal, got {:?}", other.map(|_| ())),
         }
@@ -254,7 +312,12 @@ mod tests {
     fn corrupt_files_are_refused_and_left_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let path = StateFile::path_for(dir.path(), "pi");
-        for bad in [&b""[..], b"{\"format_version\": 1, \"lin", b"[1,2]", b"{\"format_version\": 7}"] {
+        for bad in [
+            &b""[..],
+            b"{\"format_version\": 1, \"lin",
+            b"[1,2]",
+            b"{\"format_version\": 7}",
+        ] {
             fs::write(&path, bad).unwrap();
             let f = StateFile::lock(dir.path(), "pi", "up").unwrap();
             assert!(matches!(f.load(), Err(StateFileError::Refused { .. })));
@@ -273,7 +336,16 @@ mod tests {
         let foreign = next(next(State::new(&identity())));
         fs::write(f.path(), foreign.serialize()).unwrap();
         let err = f.write(&next(ours)).unwrap_err();
-        assert!(matches!(err, StateFileError::Refused { refusal: StateRefusal::LineageMismatch { .. }, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                StateFileError::Refused {
+                    refusal: StateRefusal::LineageMismatch { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert_eq!(State::parse(&fs::read(f.path()).unwrap()).unwrap(), foreign);
     }
 
@@ -286,6 +358,12 @@ mod tests {
         let mut theirs = ours.clone();
         theirs.serial = 10;
         fs::write(f.path(), theirs.serialize()).unwrap();
-        assert!(matches!(f.write(&next(ours)), Err(StateFileError::Refused { refusal: StateRefusal::NewerSerial { .. }, .. })));
+        assert!(matches!(
+            f.write(&next(ours)),
+            Err(StateFileError::Refused {
+                refusal: StateRefusal::NewerSerial { .. },
+                ..
+            })
+        ));
     }
 }

@@ -16,7 +16,10 @@ fn is_not_found(code: &str) -> bool {
 fn is_already_exists(code: &str) -> bool {
     code.contains("AlreadyExists")
         || code.contains("Duplicate")
-        || matches!(code, "BucketAlreadyOwnedByYou" | "ResourceExistsException" | "EntityAlreadyExists")
+        || matches!(
+            code,
+            "BucketAlreadyOwnedByYou" | "ResourceExistsException" | "EntityAlreadyExists"
+        )
 }
 
 fn is_throttled(code: &str) -> bool {
@@ -163,9 +166,21 @@ mod tests {
             ("FileSystemInUse", "", ErrorClass::InUse),
             ("InternalError", "", ErrorClass::Transient),
             ("ServiceUnavailable", "", ErrorClass::Transient),
-            ("InvalidParameterValue", "Value (x) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name", ErrorClass::IamPropagation),
-            ("InvalidParameterValueException", "The role defined for the function cannot be assumed by Lambda.", ErrorClass::IamPropagation),
-            ("ValidationError", "Invalid IamInstanceProfile: x", ErrorClass::IamPropagation),
+            (
+                "InvalidParameterValue",
+                "Value (x) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name",
+                ErrorClass::IamPropagation,
+            ),
+            (
+                "InvalidParameterValueException",
+                "The role defined for the function cannot be assumed by Lambda.",
+                ErrorClass::IamPropagation,
+            ),
+            (
+                "ValidationError",
+                "Invalid IamInstanceProfile: x",
+                ErrorClass::IamPropagation,
+            ),
             ("InvalidParameterValue", "CIDR is invalid", ErrorClass::Other),
             ("UnauthorizedOperation", "", ErrorClass::Other),
         ];

@@ -54,7 +54,12 @@ impl Intercept for CallCounter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(m) = cfg.load::<Metadata>() {
-            *self.0.lock().unwrap().entry(format!("{}.{}", m.service(), m.name())).or_default() += 1;
+            *self
+                .0
+                .lock()
+                .unwrap()
+                .entry(format!("{}.{}", m.service(), m.name()))
+                .or_default() += 1;
         }
         Ok(())
     }
@@ -112,7 +117,11 @@ impl Clients {
     /// region given on the command line or config winning over the environment.
     pub async fn load(region: Option<&str>) -> Result<Self, ResourceError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(8).with_max_backoff(Duration::from_secs(20)))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(8)
+                    .with_max_backoff(Duration::from_secs(20)),
+            )
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(10))
@@ -175,7 +184,12 @@ impl Clients {
         })?;
         let account_id = out.account().unwrap_or_default().to_string();
         let partition = out.arn().and_then(|a| a.split(':').nth(1)).unwrap_or("aws").to_string();
-        Ok(Identity { deployment: deployment.into(), region: self.region(), account_id, partition })
+        Ok(Identity {
+            deployment: deployment.into(),
+            region: self.region(),
+            account_id,
+            partition,
+        })
     }
 
     /// The first two availability zones the region reports available.
@@ -183,17 +197,33 @@ impl Clients {
         let out = self
             .ec2
             .describe_availability_zones()
-            .filters(aws_sdk_ec2::types::Filter::builder().name("state").values("available").build())
-            .filters(aws_sdk_ec2::types::Filter::builder().name("zone-type").values("availability-zone").build())
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("state")
+                    .values("available")
+                    .build(),
+            )
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("zone-type")
+                    .values("availability-zone")
+                    .build(),
+            )
             .send()
             .await
             .map_err(err("listing availability zones"))?;
-        let mut names: Vec<String> = out.availability_zones().iter().filter_map(|z| z.zone_name().map(String::from)).collect();
+        let mut names: Vec<String> = out
+            .availability_zones()
+            .iter()
+            .filter_map(|z| z.zone_name().map(String::from))
+            .collect();
         names.sort();
         match names.as_slice() {
             [a, b, ..] => Ok([a.clone(), b.clone()]),
-            _ => Err(ResourceError::new(ErrorClass::Invalid, "the region has fewer than two available zones")
-                .with_hint("choose another region, or list two zones in `availability_zones`")),
+            _ => Err(
+                ResourceError::new(ErrorClass::Invalid, "the region has fewer than two available zones")
+                    .with_hint("choose another region, or list two zones in `availability_zones`"),
+            ),
         }
     }
 
@@ -234,6 +264,10 @@ impl Env {
         format!("arn:{}:{service}:{region}:{account}:{resource}", self.partition)
     }
     pub fn dns_suffix(&self) -> &'static str {
-        if self.partition == "aws-cn" { "amazonaws.com.cn" } else { "amazonaws.com" }
+        if self.partition == "aws-cn" {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        }
     }
 }

@@ -27,13 +27,19 @@ pub fn ec2_spec(resource_type: ResourceType, deployment: &str, key: &str) -> Tag
 /// Filters that select exactly one of our resources (AWS applies them server-side).
 pub fn ec2_filters(deployment: &str, key: &str) -> Vec<Filter> {
     vec![
-        Filter::builder().name(format!("tag:{DEPLOYMENT_TAG}")).values(deployment).build(),
+        Filter::builder()
+            .name(format!("tag:{DEPLOYMENT_TAG}"))
+            .values(deployment)
+            .build(),
         Filter::builder().name(format!("tag:{KEY_TAG}")).values(key).build(),
     ]
 }
 
 pub fn ec2_deployment_filter(deployment: &str) -> Filter {
-    Filter::builder().name(format!("tag:{DEPLOYMENT_TAG}")).values(deployment).build()
+    Filter::builder()
+        .name(format!("tag:{DEPLOYMENT_TAG}"))
+        .values(deployment)
+        .build()
 }
 
 /// Some APIs ignore tag filters (moto's DescribeNatGateways returns every NAT): check the

@@ -23,9 +23,17 @@ pub struct Backoff {
 
 impl Backoff {
     /// For things that take seconds (EC2 primitives, IAM).
-    pub const QUICK: Backoff = Backoff { first: Duration::from_millis(500), max: Duration::from_secs(5), factor: 1.6 };
+    pub const QUICK: Backoff = Backoff {
+        first: Duration::from_millis(500),
+        max: Duration::from_secs(5),
+        factor: 1.6,
+    };
     /// For things that take minutes (NAT, ALB, RDS, endpoints): 5 s rising to 15 s.
-    pub const SLOW: Backoff = Backoff { first: Duration::from_secs(2), max: Duration::from_secs(15), factor: 1.5 };
+    pub const SLOW: Backoff = Backoff {
+        first: Duration::from_secs(2),
+        max: Duration::from_secs(15),
+        factor: 1.5,
+    };
 
     fn next(&self, current: Duration) -> Duration {
         current.mul_f64(self.factor).min(self.max)
@@ -57,7 +65,12 @@ fn retryable_while_polling(e: &ResourceError) -> bool {
 }
 
 /// Poll until ready, failed or past the deadline.
-pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, backoff: Backoff, mut poll: F) -> Result<T, ResourceError>
+pub async fn wait_for<T, F, Fut>(
+    what: &str,
+    deadline: Duration,
+    backoff: Backoff,
+    mut poll: F,
+) -> Result<T, ResourceError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Poll<T>, ResourceError>>,
@@ -69,7 +82,10 @@ where
         match poll().await {
             Ok(Poll::Ready(v)) => return Ok(v),
             Ok(Poll::Failed(state)) => {
-                return Err(ResourceError::new(ErrorClass::Failed, format!("{what}: reached `{state}` and will not recover")));
+                return Err(ResourceError::new(
+                    ErrorClass::Failed,
+                    format!("{what}: reached `{state}` and will not recover"),
+                ));
             }
             Ok(Poll::Pending(state)) => last = state,
             Err(e) if retryable_while_polling(&e) => last = format!("error {}", e.code.as_deref().unwrap_or("?")),
@@ -112,7 +128,11 @@ where
             Err(e) if classes.contains(&e.class) || retryable_while_polling(&e) => {
                 if start.elapsed() >= budget {
                     let mut e = e;
-                    e.message = format!("{what}: gave up after {attempts} attempts in {}s: {}", budget.as_secs(), e.message);
+                    e.message = format!(
+                        "{what}: gave up after {attempts} attempts in {}s: {}",
+                        budget.as_secs(),
+                        e.message
+                    );
                     return Err(e);
                 }
                 tracing::debug!(what, attempts, code = e.code.as_deref().unwrap_or(""), "retrying");
@@ -130,7 +150,9 @@ mod tests {
 
     use super::*;
 
-    fn script<T: Clone>(steps: Vec<Result<Poll<T>, ResourceError>>) -> impl FnMut() -> std::future::Ready<Result<Poll<T>, ResourceError>>
+    fn script<T: Clone>(
+        steps: Vec<Result<Poll<T>, ResourceError>>,
+    ) -> impl FnMut() -> std::future::Ready<Result<Poll<T>, ResourceError>>
     where
         Poll<T>: Clone,
     {
@@ -167,7 +189,11 @@ mod tests {
             "nat",
             Duration::from_secs(300),
             Backoff::SLOW,
-            script(vec![Ok(Poll::Pending("pending".into())), Ok(Poll::Pending("pending".into())), Ok(Poll::Ready(7))]),
+            script(vec![
+                Ok(Poll::Pending("pending".into())),
+                Ok(Poll::Pending("pending".into())),
+                Ok(Poll::Ready(7)),
+            ]),
         )
         .await
         .unwrap();
@@ -179,7 +205,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn first_poll_is_immediate() {
         let start = Instant::now();
-        wait_for("x", Duration::from_secs(10), Backoff::SLOW, script(vec![Ok(Poll::Ready(()))])).await.unwrap();
+        wait_for(
+            "x",
+            Duration::from_secs(10),
+            Backoff::SLOW,
+            script(vec![Ok(Poll::Ready(()))]),
+        )
+        .await
+        .unwrap();
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
@@ -189,7 +222,10 @@ mod tests {
             "nat",
             Duration::from_secs(300),
             Backoff::SLOW,
-            script(vec![Ok(Poll::Pending("pending".into())), Ok(Poll::Failed("failed".into()))]),
+            script(vec![
+                Ok(Poll::Pending("pending".into())),
+                Ok(Poll::Failed("failed".into())),
+            ]),
         )
         .await
         .unwrap_err();
@@ -200,13 +236,25 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn never_ready_hits_the_deadline_with_the_last_state() {
         let start = Instant::now();
-        let e = wait_for::<(), _, _>("the database", Duration::from_secs(60), Backoff::SLOW, script(vec![Ok(Poll::Pending("creating".into()))]))
-            .await
-            .unwrap_err();
+        let e = wait_for::<(), _, _>(
+            "the database",
+            Duration::from_secs(60),
+            Backoff::SLOW,
+            script(vec![Ok(Poll::Pending("creating".into()))]),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.class, ErrorClass::Timeout);
-        assert!(e.message.contains("the database") && e.message.contains("creating"), "{}", e.message);
+        assert!(
+            e.message.contains("the database") && e.message.contains("creating"),
+            "{}",
+            e.message
+        );
         let took = start.elapsed();
-        assert!(took >= Duration::from_secs(60) && took < Duration::from_secs(62), "{took:?}");
+        assert!(
+            took >= Duration::from_secs(60) && took < Duration::from_secs(62),
+            "{took:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -215,7 +263,10 @@ mod tests {
             "x",
             Duration::from_secs(60),
             Backoff::QUICK,
-            script(vec![Err(ResourceError::new(ErrorClass::Throttled, "slow down")), Ok(Poll::Ready(1))]),
+            script(vec![
+                Err(ResourceError::new(ErrorClass::Throttled, "slow down")),
+                Ok(Poll::Ready(1)),
+            ]),
         )
         .await
         .unwrap();
@@ -225,11 +276,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retry_until_dependency_released() {
         let n = Mutex::new(0);
-        let v = retry("delete sg", Duration::from_secs(600), Backoff::QUICK, &[ErrorClass::InUse], || {
-            let mut c = n.lock().unwrap();
-            *c += 1;
-            std::future::ready(if *c <= 3 { Err(ResourceError::new(ErrorClass::InUse, "DependencyViolation")) } else { Ok(*c) })
-        })
+        let v = retry(
+            "delete sg",
+            Duration::from_secs(600),
+            Backoff::QUICK,
+            &[ErrorClass::InUse],
+            || {
+                let mut c = n.lock().unwrap();
+                *c += 1;
+                std::future::ready(if *c <= 3 {
+                    Err(ResourceError::new(ErrorClass::InUse, "DependencyViolation"))
+                } else {
+                    Ok(*c)
+                })
+            },
+        )
         .await
         .unwrap();
         assert_eq!(v, 4);
@@ -237,15 +298,23 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn retry_gives_up_at_the_budget_and_other_errors_pass_through() {
-        let e = retry::<(), _, _>("delete sg", Duration::from_secs(30), Backoff::QUICK, &[ErrorClass::InUse], || {
-            std::future::ready(Err(ResourceError::new(ErrorClass::InUse, "DependencyViolation")))
-        })
+        let e = retry::<(), _, _>(
+            "delete sg",
+            Duration::from_secs(30),
+            Backoff::QUICK,
+            &[ErrorClass::InUse],
+            || std::future::ready(Err(ResourceError::new(ErrorClass::InUse, "DependencyViolation"))),
+        )
         .await
         .unwrap_err();
         assert!(e.message.contains("gave up"), "{}", e.message);
-        let e = retry::<(), _, _>("x", Duration::from_secs(30), Backoff::QUICK, &[ErrorClass::InUse], || {
-            std::future::ready(Err(ResourceError::new(ErrorClass::Other, "denied")))
-        })
+        let e = retry::<(), _, _>(
+            "x",
+            Duration::from_secs(30),
+            Backoff::QUICK,
+            &[ErrorClass::InUse],
+            || std::future::ready(Err(ResourceError::new(ErrorClass::Other, "denied"))),
+        )
         .await
         .unwrap_err();
         assert_eq!(e.message, "denied");

@@ -24,25 +24,36 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
     validate(&cfg, Purpose::Other)?;
     let started = Instant::now();
     let mut session = open_session(&cfg, global, "destroy", events.clone()).await?;
-    Arc::get_mut(&mut session.aws).expect("the session is not shared yet").env.destroy = DestroyOptions {
+    Arc::get_mut(&mut session.aws)
+        .expect("the session is not shared yet")
+        .env
+        .destroy = DestroyOptions {
         skip_final_snapshot: args.skip_final_snapshot,
         disable_deletion_protection: args.disable_deletion_protection,
     };
     let zones = resolve_zones(&mut session, &cfg).await?;
     let search = search_graph(&cfg, &session.aws.env.region, zones)?;
-    let cloud = Arc::new(AwsCloud { aws: session.aws.clone() });
+    let cloud = Arc::new(AwsCloud {
+        aws: session.aws.clone(),
+    });
 
     // Before deleting: what does AWS hold that the state does not record? (A run killed
     // between a create call and its record, or a lost state file.) Recorded first, so
     // nothing found is ever lost, then deleted with the rest.
     let (found, failed) = find_unrecorded(cloud.as_ref(), &search, &session.state).await;
     for (key, e) in &failed {
-        events.emit(Event::Warning { message: format!("could not look for `{key}`: {e}") });
+        events.emit(Event::Warning {
+            message: format!("could not look for `{key}`: {e}"),
+        });
     }
     if !found.is_empty() {
         let keys: Vec<&str> = found.iter().map(|f| f.key.as_str()).collect();
         events.emit(Event::Warning {
-            message: format!("found {} resources the state did not record; they will be deleted too: {}", found.len(), keys.join(", ")),
+            message: format!(
+                "found {} resources the state did not record; they will be deleted too: {}",
+                found.len(),
+                keys.join(", ")
+            ),
         });
         record_found(&mut session.state, found);
         session.state.serial += 1;
@@ -57,7 +68,10 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
             ok: true,
             elapsed_ms: started.elapsed().as_millis() as u64,
             counts: BTreeMap::from([("deleted".to_string(), 0)]),
-            outputs: BTreeMap::from([("message".to_string(), format!("nothing of deployment `{}` exists", cfg.deployment))]),
+            outputs: BTreeMap::from([(
+                "message".to_string(),
+                format!("nothing of deployment `{}` exists", cfg.deployment),
+            )]),
             error: None,
         });
         return Ok(());
@@ -91,7 +105,10 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
     } else if outcome.cancelled {
         Some("interrupted; run `pi-deploy destroy` again to finish".to_string())
     } else if !outcome.state.resources.is_empty() {
-        Some(format!("{} resources are still recorded", outcome.state.resources.len()))
+        Some(format!(
+            "{} resources are still recorded",
+            outcome.state.resources.len()
+        ))
     } else {
         state_file.remove().err().map(|e| e.to_string())
     };
@@ -132,7 +149,14 @@ fn record_found(state: &mut State, found: Vec<Found>) {
         let token = state.client_token(&f.key);
         state.resources.insert(
             f.key,
-            ResourceRecord { kind: f.kind, status: Status::Created, client_token: token, outputs: f.outputs, deps: f.deps, updated_at: chrono::Utc::now() },
+            ResourceRecord {
+                kind: f.kind,
+                status: Status::Created,
+                client_token: token,
+                outputs: f.outputs,
+                deps: f.deps,
+                updated_at: chrono::Utc::now(),
+            },
         );
     }
 }
@@ -142,7 +166,11 @@ async fn bucket_objects(aws: &Aws, state: &State) -> Option<String> {
     let bucket = state.resources.get("bucket")?.outputs.get("id")?.to_string();
     let out = aws.clients.s3.list_objects_v2().bucket(bucket).send().await.ok()?;
     let n = out.key_count().unwrap_or(0);
-    Some(if out.is_truncated() == Some(true) { format!("{n}+") } else { n.to_string() })
+    Some(if out.is_truncated() == Some(true) {
+        format!("{n}+")
+    } else {
+        n.to_string()
+    })
 }
 
 /// Show what will be deleted and ask for the deployment name, unless --yes.
@@ -152,7 +180,10 @@ async fn confirm(global: &GlobalArgs, deployment: &str, state: &State, aws: &Aws
     }
     if !std::io::stdin().is_terminal() {
         return Err(CmdError::Refused {
-            message: format!("destroy needs confirmation: {} resources of deployment `{deployment}` would be deleted", state.resources.len()),
+            message: format!(
+                "destroy needs confirmation: {} resources of deployment `{deployment}` would be deleted",
+                state.resources.len()
+            ),
             hint: Some("pass --yes to confirm without a terminal".into()),
         });
     }
@@ -162,15 +193,27 @@ async fn confirm(global: &GlobalArgs, deployment: &str, state: &State, aws: &Aws
     }
     let objects = bucket_objects(aws, state).await;
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "This deletes {} resources of deployment `{deployment}` in {}:", state.resources.len(), state.region);
+    let _ = writeln!(
+        err,
+        "This deletes {} resources of deployment `{deployment}` in {}:",
+        state.resources.len(),
+        state.region
+    );
     for (kind, n) in &by_kind {
         let _ = writeln!(err, "  {n:>3} {kind}");
     }
     if let Some(n) = objects {
-        let _ = writeln!(err, "The resources bucket holds {n} objects: they are deleted with it (every version).");
+        let _ = writeln!(
+            err,
+            "The resources bucket holds {n} objects: they are deleted with it (every version)."
+        );
     }
     if state.resources.contains_key("db") {
-        let snapshot = if aws.env.destroy.skip_final_snapshot { "NO final snapshot (--skip-final-snapshot)" } else { "a final snapshot is taken first" };
+        let snapshot = if aws.env.destroy.skip_final_snapshot {
+            "NO final snapshot (--skip-final-snapshot)"
+        } else {
+            "a final snapshot is taken first"
+        };
         let _ = writeln!(err, "Database: {snapshot}.");
     }
     let _ = write!(err, "Type the deployment name to confirm: ");

@@ -33,7 +33,11 @@ pub enum CmdError {
     /// Refused to act (lock held, foreign or corrupt state, declined confirmation; exit 3).
     Refused { message: String, hint: Option<String> },
     /// The run failed (exit 1); already reported through events when `reported`.
-    Failed { message: String, hint: Option<String>, reported: bool },
+    Failed {
+        message: String,
+        hint: Option<String>,
+        reported: bool,
+    },
 }
 
 impl CmdError {
@@ -45,7 +49,11 @@ impl CmdError {
         }
     }
     pub fn input(field: &str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
-        CmdError::Input(vec![ConfigError { field: field.into(), problem: problem.into(), fix: fix.into() }])
+        CmdError::Input(vec![ConfigError {
+            field: field.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }])
     }
 }
 
@@ -55,10 +63,18 @@ impl From<StateFileError> for CmdError {
         match e {
             StateFileError::Io { .. } => CmdError::Failed {
                 message: e.to_string(),
-                hint: hint.or_else(|| Some("check that the --state-dir directory is writable and has space, then run the command again".into())),
+                hint: hint.or_else(|| {
+                    Some(
+                        "check that the --state-dir directory is writable and has space, then run the command again"
+                            .into(),
+                    )
+                }),
                 reported: false,
             },
-            _ => CmdError::Refused { message: e.to_string(), hint },
+            _ => CmdError::Refused {
+                message: e.to_string(),
+                hint,
+            },
         }
     }
 }
@@ -68,7 +84,11 @@ impl From<ResourceError> for CmdError {
         let hint = e.hint.clone().unwrap_or_else(|| default_hint(e.class).to_string());
         let mut e = e;
         e.hint = None;
-        CmdError::Failed { message: e.to_string(), hint: Some(hint), reported: false }
+        CmdError::Failed {
+            message: e.to_string(),
+            hint: Some(hint),
+            reported: false,
+        }
     }
 }
 
@@ -79,10 +99,14 @@ pub fn default_hint(class: ErrorClass) -> &'static str {
         ErrorClass::Throttled | ErrorClass::Transient | ErrorClass::Timeout | ErrorClass::IamPropagation => {
             "AWS was busy, slow or not yet consistent: run the command again (it resumes where it stopped)"
         }
-        ErrorClass::InUse => "something still uses the resource: wait a few minutes, or remove what holds it, then run the command again",
+        ErrorClass::InUse => {
+            "something still uses the resource: wait a few minutes, or remove what holds it, then run the command again"
+        }
         ErrorClass::Invalid => "fix the value named above (config file or flags), then run the command again",
         ErrorClass::Cancelled => "run the command again to resume",
-        _ => "check the AWS error above (credentials, permissions, quotas; `pi-deploy status` shows the deployment), then run the command again",
+        _ => {
+            "check the AWS error above (credentials, permissions, quotas; `pi-deploy status` shows the deployment), then run the command again"
+        }
     }
 }
 
@@ -99,10 +123,17 @@ pub fn load_config(global: &GlobalArgs) -> Result<Config, CmdError> {
         None => Config::default(),
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| {
-                CmdError::input("--config", format!("cannot read {}: {e}", p.display()), "give the path of a readable TOML file")
+                CmdError::input(
+                    "--config",
+                    format!("cannot read {}: {e}", p.display()),
+                    "give the path of a readable TOML file",
+                )
             })?;
             toml::from_str::<Config>(&text).map_err(|e| {
-                let field = e.span().map(|s| describe_span(&text, s)).unwrap_or_else(|| p.display().to_string());
+                let field = e
+                    .span()
+                    .map(|s| describe_span(&text, s))
+                    .unwrap_or_else(|| p.display().to_string());
                 CmdError::input(
                     &field,
                     e.message().trim().to_string(),
@@ -122,14 +153,24 @@ pub fn load_config(global: &GlobalArgs) -> Result<Config, CmdError> {
 
 /// The TOML text at an error, e.g. `network.vpc_cidr = 5`, to name the field.
 fn describe_span(text: &str, span: std::ops::Range<usize>) -> String {
-    let line_start = text[..span.start.min(text.len())].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let line_end = text[line_start..].find('\n').map(|i| line_start + i).unwrap_or(text.len());
+    let line_start = text[..span.start.min(text.len())]
+        .rfind('\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let line_end = text[line_start..]
+        .find('\n')
+        .map(|i| line_start + i)
+        .unwrap_or(text.len());
     format!("config line `{}`", text[line_start..line_end].trim())
 }
 
 pub fn validate(cfg: &Config, purpose: Purpose) -> Result<(), CmdError> {
     let errors = cfg.validate(purpose);
-    if errors.is_empty() { Ok(()) } else { Err(CmdError::Input(errors)) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(CmdError::Input(errors))
+    }
 }
 
 /// First Ctrl-C: stop starting work, let in-flight resources finish and be recorded.
@@ -158,7 +199,12 @@ pub struct Session {
     pub events: Arc<dyn EventSink>,
 }
 
-pub async fn open_session(cfg: &Config, global: &GlobalArgs, command: &str, events: Arc<dyn EventSink>) -> Result<Session, CmdError> {
+pub async fn open_session(
+    cfg: &Config,
+    global: &GlobalArgs,
+    command: &str,
+    events: Arc<dyn EventSink>,
+) -> Result<Session, CmdError> {
     let clients = Clients::load(cfg.region.as_deref()).await?;
     let identity: Identity = clients.identity(&cfg.deployment).await?;
     let state_file = StateFile::lock(&global.state_dir, &cfg.deployment, command)?;
@@ -166,8 +212,10 @@ pub async fn open_session(cfg: &Config, global: &GlobalArgs, command: &str, even
     let fresh = loaded.is_none();
     let state = match loaded {
         Some(s) => {
-            s.check_owner(&identity)
-                .map_err(|refusal| StateFileError::Refused { path: state_file.path(), refusal })?;
+            s.check_owner(&identity).map_err(|refusal| StateFileError::Refused {
+                path: state_file.path(),
+                refusal,
+            })?;
             s
         }
         None => State::new(&identity),
@@ -181,7 +229,13 @@ pub async fn open_session(cfg: &Config, global: &GlobalArgs, command: &str, even
         destroy: Default::default(),
         final_snapshots: Default::default(),
     };
-    Ok(Session { aws: Arc::new(Aws { clients, env }), state_file, state, fresh, events })
+    Ok(Session {
+        aws: Arc::new(Aws { clients, env }),
+        state_file,
+        state,
+        fresh,
+        events,
+    })
 }
 
 const AZ_SETTINGS: [&str; 2] = ["az_a", "az_b"];
@@ -189,7 +243,10 @@ const AZ_SETTINGS: [&str; 2] = ["az_a", "az_b"];
 /// The two zones: as recorded on the first run (they must never move), else from the
 /// config, else the first two the region reports available.
 pub async fn resolve_zones(session: &mut Session, cfg: &Config) -> Result<[String; 2], CmdError> {
-    let recorded: Vec<String> = AZ_SETTINGS.iter().filter_map(|k| session.state.settings.get(*k).cloned()).collect();
+    let recorded: Vec<String> = AZ_SETTINGS
+        .iter()
+        .filter_map(|k| session.state.settings.get(*k).cloned())
+        .collect();
     let zones: [String; 2] = if let [a, b] = recorded.as_slice() {
         if !cfg.availability_zones.is_empty() && cfg.availability_zones != recorded {
             return Err(CmdError::input(
@@ -212,7 +269,11 @@ pub async fn resolve_zones(session: &mut Session, cfg: &Config) -> Result<[Strin
 
 /// The desired architecture as a validated graph.
 pub fn desired_graph(cfg: &Config, region: &str, zones: [String; 2]) -> Result<Graph, CmdError> {
-    let nodes = spec::build(&SpecInput { config: cfg, region, azs: zones });
+    let nodes = spec::build(&SpecInput {
+        config: cfg,
+        region,
+        azs: zones,
+    });
     Graph::new(nodes).map_err(|e| CmdError::Failed {
         message: format!("internal error: the architecture graph is invalid: {e}"),
         hint: Some("please report this as a bug".into()),
@@ -238,7 +299,11 @@ pub fn search_graph(cfg: &Config, region: &str, zones: [String; 2]) -> Result<Gr
     variants.push(extras);
     let mut nodes: Vec<NodeSpec> = Vec::new();
     for v in &variants {
-        for n in spec::build(&SpecInput { config: v, region, azs: zones.clone() }) {
+        for n in spec::build(&SpecInput {
+            config: v,
+            region,
+            azs: zones.clone(),
+        }) {
             if !nodes.iter().any(|m| m.key == n.key) {
                 nodes.push(n);
             }

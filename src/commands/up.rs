@@ -46,7 +46,17 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     session.state.serial += 1;
     session.state_file.write(&session.state)?;
 
-    let pending = graph.nodes().iter().filter(|n| session.state.resources.get(&n.key).is_none_or(|r| r.status != Status::Ready)).count();
+    let pending = graph
+        .nodes()
+        .iter()
+        .filter(|n| {
+            session
+                .state
+                .resources
+                .get(&n.key)
+                .is_none_or(|r| r.status != Status::Ready)
+        })
+        .count();
     events.emit(Event::RunStarted {
         command: "up".into(),
         deployment: cfg.deployment.clone(),
@@ -72,7 +82,9 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     let phases: Arc<dyn EventSink> = Arc::new(PhaseTracker::new(events.clone(), started.into_std(), progress));
     let store: Arc<dyn StateStore> = Arc::new(session.state_file);
     let executor = Executor {
-        cloud: Arc::new(AwsCloud { aws: session.aws.clone() }),
+        cloud: Arc::new(AwsCloud {
+            aws: session.aws.clone(),
+        }),
         store: store.clone(),
         events: phases,
         limits: Limits::default(),
@@ -101,7 +113,11 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
         ok: error.is_none(),
         elapsed_ms: started.elapsed().as_millis() as u64,
         counts,
-        outputs: if error.is_none() { state.outputs.clone() } else { BTreeMap::new() },
+        outputs: if error.is_none() {
+            state.outputs.clone()
+        } else {
+            BTreeMap::new()
+        },
         error: error.clone(),
     });
     match error {
@@ -173,7 +189,10 @@ pub fn outputs(state: &State) -> BTreeMap<String, String> {
     take("bucket_name", "bucket", "id");
     take("file_system_id", "efs", "id");
     take("db_secret_arn", "db", "secret_arn");
-    let endpoint = state.resources.get("db-endpoint").map(|r| (r.outputs.get("address"), r.outputs.get("port")));
+    let endpoint = state
+        .resources
+        .get("db-endpoint")
+        .map(|r| (r.outputs.get("address"), r.outputs.get("port")));
     if let Some((Some(host), Some(port))) = endpoint {
         out.insert("db_endpoint".to_string(), format!("{host}:{port}"));
     }

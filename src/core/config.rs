@@ -282,7 +282,9 @@ pub fn is_arn_of(s: &str, service: &str) -> bool {
 /// The MariaDB parameter group family for an engine version (`10.11.10` -> `mariadb10.11`).
 pub fn mariadb_family(version: &str) -> Result<String, String> {
     let parts: Vec<&str> = version.split('.').collect();
-    let numeric = parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    let numeric = parts
+        .iter()
+        .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
     if !(2..=3).contains(&parts.len()) || !numeric {
         return Err(format!(
             "`{version}` is not a MariaDB version; use major.minor.patch such as 10.11.10"
@@ -341,7 +343,10 @@ impl Config {
                             "the derived {what} `{name}` would be {} characters, over AWS's limit of {limit}",
                             name.len()
                         ),
-                        format!("use a deployment name of at most {} characters", names::MAX_DEPLOYMENT_LEN),
+                        format!(
+                            "use a deployment name of at most {} characters",
+                            names::MAX_DEPLOYMENT_LEN
+                        ),
                     );
                 }
             }
@@ -349,7 +354,12 @@ impl Config {
         if let Some(region) = &self.region
             && !is_region(region)
         {
-            err(e, "region", format!("`{region}` is not an AWS region name"), "use a region such as eu-west-1");
+            err(
+                e,
+                "region",
+                format!("`{region}` is not an AWS region name"),
+                "use a region such as eu-west-1",
+            );
         }
         match (&self.ami, purpose) {
             (Some(ami), _) if !is_ami_id(ami) => err(
@@ -376,14 +386,24 @@ impl Config {
                     "list two zones, or leave it empty to use the first two available",
                 );
             } else if azs[0] == azs[1] {
-                err(e, "availability_zones", format!("`{}` is listed twice", azs[0]), "list two different zones");
+                err(
+                    e,
+                    "availability_zones",
+                    format!("`{}` is listed twice", azs[0]),
+                    "list two different zones",
+                );
             }
             for az in azs {
                 let valid = az.len() > 1
                     && is_region(&az[..az.len() - 1])
                     && az.chars().last().is_some_and(|c| c.is_ascii_lowercase());
                 if !valid {
-                    err(e, "availability_zones", format!("`{az}` is not a zone name"), "use names such as eu-west-1a");
+                    err(
+                        e,
+                        "availability_zones",
+                        format!("`{az}` is not a zone name"),
+                        "use names such as eu-west-1a",
+                    );
                 } else if let Some(region) = &self.region
                     && !az.starts_with(region.as_str())
                 {
@@ -411,12 +431,22 @@ impl Config {
                 None
             }
             Ok(net) if !(16..=28).contains(&net.prefix_len()) => {
-                err(e, "network.vpc_cidr", format!("/{} is outside /16../28", net.prefix_len()), "use a prefix between /16 and /28");
+                err(
+                    e,
+                    "network.vpc_cidr",
+                    format!("/{} is outside /16../28", net.prefix_len()),
+                    "use a prefix between /16 and /28",
+                );
                 None
             }
             Ok(net) => Some(net),
             Err(_) => {
-                err(e, "network.vpc_cidr", format!("`{}` is not an IPv4 CIDR", n.vpc_cidr), "use a block such as 10.0.0.0/16");
+                err(
+                    e,
+                    "network.vpc_cidr",
+                    format!("`{}` is not an IPv4 CIDR", n.vpc_cidr),
+                    "use a block such as 10.0.0.0/16",
+                );
                 None
             }
         };
@@ -427,7 +457,12 @@ impl Config {
             ("network.db_subnet_cidrs", &n.db_subnet_cidrs),
         ] {
             if cidrs.len() != 2 {
-                err(e, field, format!("{} blocks given; one per zone is needed", cidrs.len()), "list exactly two CIDR blocks");
+                err(
+                    e,
+                    field,
+                    format!("{} blocks given; one per zone is needed", cidrs.len()),
+                    "list exactly two CIDR blocks",
+                );
             }
             for (i, c) in cidrs.iter().enumerate() {
                 let name = format!("{field}[{i}]");
@@ -438,21 +473,42 @@ impl Config {
                         format!("`{c}` has host bits set"),
                         format!("use the network address, {}", net.trunc()),
                     ),
-                    Ok(net) if !(16..=28).contains(&net.prefix_len()) => {
-                        err(e, &name, format!("/{} is outside /16../28", net.prefix_len()), "use a prefix between /16 and /28")
-                    }
+                    Ok(net) if !(16..=28).contains(&net.prefix_len()) => err(
+                        e,
+                        &name,
+                        format!("/{} is outside /16../28", net.prefix_len()),
+                        "use a prefix between /16 and /28",
+                    ),
                     Ok(net) => {
                         if let Some(vpc) = vpc
                             && !vpc.contains(&net)
                         {
-                            err(e, &name, format!("`{c}` is not inside the VPC {vpc}"), "choose a block inside network.vpc_cidr");
+                            err(
+                                e,
+                                &name,
+                                format!("`{c}` is not inside the VPC {vpc}"),
+                                "choose a block inside network.vpc_cidr",
+                            );
                         }
-                        if let Some((other, _)) = subnets.iter().find(|(_, o)| o.contains(&net.network()) || net.contains(&o.network())) {
-                            err(e, &name, format!("`{c}` overlaps {other}"), "give every subnet its own block");
+                        if let Some((other, _)) = subnets
+                            .iter()
+                            .find(|(_, o)| o.contains(&net.network()) || net.contains(&o.network()))
+                        {
+                            err(
+                                e,
+                                &name,
+                                format!("`{c}` overlaps {other}"),
+                                "give every subnet its own block",
+                            );
                         }
                         subnets.push((name, net));
                     }
-                    Err(_) => err(e, &name, format!("`{c}` is not an IPv4 CIDR"), "use a block such as 10.0.2.0/24"),
+                    Err(_) => err(
+                        e,
+                        &name,
+                        format!("`{c}` is not an IPv4 CIDR"),
+                        "use a block such as 10.0.2.0/24",
+                    ),
                 }
             }
         }
@@ -469,7 +525,10 @@ impl Config {
                 "use arn:aws:acm:<region>:<account>:certificate/<id>, or omit it to serve HTTP only",
             );
         }
-        if !self.tls_policy.starts_with("ELBSecurityPolicy-TLS13-") && !self.tls_policy.starts_with("ELBSecurityPolicy-TLS-1-2") && !self.tls_policy.starts_with("ELBSecurityPolicy-FS-1-2") {
+        if !self.tls_policy.starts_with("ELBSecurityPolicy-TLS13-")
+            && !self.tls_policy.starts_with("ELBSecurityPolicy-TLS-1-2")
+            && !self.tls_policy.starts_with("ELBSecurityPolicy-FS-1-2")
+        {
             err(
                 e,
                 "tls_policy",
@@ -478,8 +537,18 @@ impl Config {
             );
         }
         match (&self.hosted_zone_id, &self.domain_name) {
-            (Some(_), None) => err(e, "domain_name", "a hosted zone is given without a domain", "set domain_name, or drop hosted_zone_id"),
-            (None, Some(_)) => err(e, "hosted_zone_id", "a domain is given without a hosted zone", "set hosted_zone_id (Z...), or drop domain_name"),
+            (Some(_), None) => err(
+                e,
+                "domain_name",
+                "a hosted zone is given without a domain",
+                "set domain_name, or drop hosted_zone_id",
+            ),
+            (None, Some(_)) => err(
+                e,
+                "hosted_zone_id",
+                "a domain is given without a hosted zone",
+                "set hosted_zone_id (Z...), or drop domain_name",
+            ),
             _ => {}
         }
         if let Some(zone) = &self.hosted_zone_id {
@@ -487,33 +556,62 @@ impl Config {
             // Route 53 ids are up to 32 upper-case letters and digits; the `Z` that today's ids
             // start with is not part of the documented format (emulators generate others).
             if !(!id.is_empty() && id.len() <= 32 && id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())) {
-                err(e, "hosted_zone_id", format!("`{zone}` is not a hosted zone id"), "use the id Route 53 shows, such as Z0123456789ABCDEFGHIJ");
+                err(
+                    e,
+                    "hosted_zone_id",
+                    format!("`{zone}` is not a hosted zone id"),
+                    "use the id Route 53 shows, such as Z0123456789ABCDEFGHIJ",
+                );
             }
         }
         if let Some(domain) = &self.domain_name {
             let ok = domain.len() <= 253
                 && domain.contains('.')
                 && domain.split('.').all(|l| {
-                    !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                 });
             if !ok {
-                err(e, "domain_name", format!("`{domain}` is not a DNS name"), "use a name such as dashboard.example.com");
+                err(
+                    e,
+                    "domain_name",
+                    format!("`{domain}` is not a DNS name"),
+                    "use a name such as dashboard.example.com",
+                );
             }
         }
         if let Some(key) = &self.key_pair
             && (key.is_empty() || key.len() > 255)
         {
-            err(e, "key_pair", "the key pair name is empty or too long", "use an existing EC2 key pair name, or omit it");
+            err(
+                e,
+                "key_pair",
+                "the key pair name is empty or too long",
+                "use an existing EC2 key pair name, or omit it",
+            );
         }
         if !(self.licence.env.is_none() || self.licence.file.is_none()) {
-            err(e, "licence", "both `env` and `file` are set", "read the licence from one source only");
+            err(
+                e,
+                "licence",
+                "both `env` and `file` are set",
+                "read the licence from one source only",
+            );
         }
     }
 
     fn validate_database(&self, e: &mut Vec<ConfigError>) {
         let d = &self.database;
         match mariadb_family(&d.engine_version) {
-            Err(problem) => err(e, "database.engine_version", problem, "pin an explicit MariaDB version supported by RDS"),
+            Err(problem) => err(
+                e,
+                "database.engine_version",
+                problem,
+                "pin an explicit MariaDB version supported by RDS",
+            ),
             Ok(family) => {
                 if let Some(given) = &d.parameter_group_family
                     && *given != family
@@ -521,17 +619,30 @@ impl Config {
                     err(
                         e,
                         "database.parameter_group_family",
-                        format!("`{given}` does not match engine version {} (family {family})", d.engine_version),
+                        format!(
+                            "`{given}` does not match engine version {} (family {family})",
+                            d.engine_version
+                        ),
                         format!("set it to {family} or remove it"),
                     );
                 }
             }
         }
         if !d.instance_class.starts_with("db.") || d.instance_class.len() < 6 {
-            err(e, "database.instance_class", format!("`{}` is not an RDS instance class", d.instance_class), "use db.t3.micro or db.t3.small");
+            err(
+                e,
+                "database.instance_class",
+                format!("`{}` is not an RDS instance class", d.instance_class),
+                "use db.t3.micro or db.t3.small",
+            );
         }
         if !(20..=16384).contains(&d.allocated_storage_gib) {
-            err(e, "database.allocated_storage_gib", format!("{} GiB is outside 20..16384", d.allocated_storage_gib), "use at least 20 GiB (gp3)");
+            err(
+                e,
+                "database.allocated_storage_gib",
+                format!("{} GiB is outside 20..16384", d.allocated_storage_gib),
+                "use at least 20 GiB (gp3)",
+            );
         }
         let user = &d.master_username;
         let user_ok = (1..=16).contains(&user.len())
@@ -547,10 +658,20 @@ impl Config {
             );
         }
         if !(1..=35).contains(&d.backup_retention_days) {
-            err(e, "database.backup_retention_days", format!("{} is outside 1..35", d.backup_retention_days), "keep automated backups for 1 to 35 days (7 by default)");
+            err(
+                e,
+                "database.backup_retention_days",
+                format!("{} is outside 1..35", d.backup_retention_days),
+                "keep automated backups for 1 to 35 days (7 by default)",
+            );
         }
         if !(1..=1000).contains(&d.rotation_days) {
-            err(e, "database.rotation_days", format!("{} is outside 1..1000", d.rotation_days), "rotate every 1 to 1000 days (30 by default)");
+            err(
+                e,
+                "database.rotation_days",
+                format!("{} is outside 1..1000", d.rotation_days),
+                "rotate every 1 to 1000 days (30 by default)",
+            );
         }
     }
 
@@ -564,34 +685,65 @@ impl Config {
                 "use 0 <= min <= desired <= max and max >= 1",
             );
         }
-        for (field, v) in [("scaling.scale_out_cpu_percent", s.scale_out_cpu_percent), ("scaling.scale_in_cpu_percent", s.scale_in_cpu_percent)] {
+        for (field, v) in [
+            ("scaling.scale_out_cpu_percent", s.scale_out_cpu_percent),
+            ("scaling.scale_in_cpu_percent", s.scale_in_cpu_percent),
+        ] {
             if !(0.0..=100.0).contains(&v) {
-                err(e, field, format!("{v} is outside 0..100"), "give a CPU percentage between 0 and 100");
+                err(
+                    e,
+                    field,
+                    format!("{v} is outside 0..100"),
+                    "give a CPU percentage between 0 and 100",
+                );
             }
         }
         if s.scale_in_cpu_percent >= s.scale_out_cpu_percent {
             err(
                 e,
                 "scaling.scale_in_cpu_percent",
-                format!("scale-in threshold {} is not below scale-out threshold {}", s.scale_in_cpu_percent, s.scale_out_cpu_percent),
+                format!(
+                    "scale-in threshold {} is not below scale-out threshold {}",
+                    s.scale_in_cpu_percent, s.scale_out_cpu_percent
+                ),
                 "keep scale_in_cpu_percent < scale_out_cpu_percent (20 and 70 by default)",
             );
         }
         if !(0..=7200).contains(&s.health_check_grace_seconds) {
-            err(e, "scaling.health_check_grace_seconds", format!("{} is outside 0..7200", s.health_check_grace_seconds), "use 300 unless the image boots slowly");
+            err(
+                e,
+                "scaling.health_check_grace_seconds",
+                format!("{} is outside 0..7200", s.health_check_grace_seconds),
+                "use 300 unless the image boots slowly",
+            );
         }
         if !(30..=7200).contains(&s.lifecycle_heartbeat_seconds) {
-            err(e, "scaling.lifecycle_heartbeat_seconds", format!("{} is outside 30..7200", s.lifecycle_heartbeat_seconds), "use a value above the database creation time (2400 by default)");
+            err(
+                e,
+                "scaling.lifecycle_heartbeat_seconds",
+                format!("{} is outside 30..7200", s.lifecycle_heartbeat_seconds),
+                "use a value above the database creation time (2400 by default)",
+            );
         }
         if !(60..=7200).contains(&s.upgrade_health_timeout_seconds) {
-            err(e, "scaling.upgrade_health_timeout_seconds", format!("{} is outside 60..7200", s.upgrade_health_timeout_seconds), "use 900 unless the image boots slowly");
+            err(
+                e,
+                "scaling.upgrade_health_timeout_seconds",
+                format!("{} is outside 60..7200", s.upgrade_health_timeout_seconds),
+                "use 900 unless the image boots slowly",
+            );
         }
     }
 
     fn validate_health_check(&self, e: &mut Vec<ConfigError>) {
         let h = &self.health_check;
         if !h.path.starts_with('/') || h.path.len() > 1024 {
-            err(e, "health_check.path", format!("`{}` is not an absolute path", h.path), "use a path such as /");
+            err(
+                e,
+                "health_check.path",
+                format!("`{}` is not an absolute path", h.path),
+                "use a path such as /",
+            );
         }
         let matcher_ok = !h.matcher.is_empty()
             && h.matcher.split(',').all(|part| {
@@ -599,49 +751,120 @@ impl Config {
                 bounds.all(|b| b.parse::<u16>().is_ok_and(|c| (200..=499).contains(&c)))
             });
         if !matcher_ok {
-            err(e, "health_check.matcher", format!("`{}` is not a list of HTTP codes", h.matcher), "use codes 200-499, e.g. 200,302");
+            err(
+                e,
+                "health_check.matcher",
+                format!("`{}` is not a list of HTTP codes", h.matcher),
+                "use codes 200-499, e.g. 200,302",
+            );
         }
         if !(5..=300).contains(&h.interval_seconds) {
-            err(e, "health_check.interval_seconds", format!("{} is outside 5..300", h.interval_seconds), "use 15");
+            err(
+                e,
+                "health_check.interval_seconds",
+                format!("{} is outside 5..300", h.interval_seconds),
+                "use 15",
+            );
         }
         if !(2..=120).contains(&h.timeout_seconds) || h.timeout_seconds >= h.interval_seconds {
-            err(e, "health_check.timeout_seconds", format!("{} must be 2..120 and below the interval", h.timeout_seconds), "use 5");
+            err(
+                e,
+                "health_check.timeout_seconds",
+                format!("{} must be 2..120 and below the interval", h.timeout_seconds),
+                "use 5",
+            );
         }
-        for (field, v) in [("health_check.healthy_threshold", h.healthy_threshold), ("health_check.unhealthy_threshold", h.unhealthy_threshold)] {
+        for (field, v) in [
+            ("health_check.healthy_threshold", h.healthy_threshold),
+            ("health_check.unhealthy_threshold", h.unhealthy_threshold),
+        ] {
             if !(2..=10).contains(&v) {
-                err(e, field, format!("{v} is outside 2..10"), "use 2 (healthy) and 5 (unhealthy)");
+                err(
+                    e,
+                    field,
+                    format!("{v} is outside 2..10"),
+                    "use 2 (healthy) and 5 (unhealthy)",
+                );
             }
         }
         if !(0..=3600).contains(&h.deregistration_delay_seconds) {
-            err(e, "health_check.deregistration_delay_seconds", format!("{} is outside 0..3600", h.deregistration_delay_seconds), "use 300");
+            err(
+                e,
+                "health_check.deregistration_delay_seconds",
+                format!("{} is outside 0..3600", h.deregistration_delay_seconds),
+                "use 300",
+            );
         }
         if !(1..=604800).contains(&h.stickiness_seconds) {
-            err(e, "health_check.stickiness_seconds", format!("{} is outside 1..604800", h.stickiness_seconds), "use 86400");
+            err(
+                e,
+                "health_check.stickiness_seconds",
+                format!("{} is outside 1..604800", h.stickiness_seconds),
+                "use 86400",
+            );
         }
     }
 
     fn validate_misc(&self, e: &mut Vec<ConfigError>) {
         let family_ok = self.instance_type.split_once('.').is_some_and(|(f, s)| {
-            !f.is_empty() && !s.is_empty() && f.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            !f.is_empty()
+                && !s.is_empty()
+                && f.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         });
         if !family_ok {
-            err(e, "instance_type", format!("`{}` is not an EC2 instance type", self.instance_type), "use t3.medium or t3a.medium");
+            err(
+                e,
+                "instance_type",
+                format!("`{}` is not an EC2 instance type", self.instance_type),
+                "use t3.medium or t3a.medium",
+            );
         }
         if !(8..=16384).contains(&self.root_volume_gib) {
-            err(e, "root_volume_gib", format!("{} GiB is outside 8..16384", self.root_volume_gib), "use 15 GiB or more");
+            err(
+                e,
+                "root_volume_gib",
+                format!("{} GiB is outside 8..16384", self.root_volume_gib),
+                "use 15 GiB or more",
+            );
         }
         if !["python3.12", "python3.13"].contains(&self.lambda.runtime.as_str()) {
-            err(e, "lambda.runtime", format!("`{}` is not a maintained runtime", self.lambda.runtime), "use python3.12 or python3.13");
+            err(
+                e,
+                "lambda.runtime",
+                format!("`{}` is not a maintained runtime", self.lambda.runtime),
+                "use python3.12 or python3.13",
+            );
         }
-        const RETENTION: &[i32] = &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+        const RETENTION: &[i32] = &[
+            1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+        ];
         if !RETENTION.contains(&self.lambda.log_retention_days) {
-            err(e, "lambda.log_retention_days", format!("{} is not a CloudWatch Logs retention", self.lambda.log_retention_days), "use 1, 3, 5, 7, 14, 30, 60, 90, 180, 365 ...");
+            err(
+                e,
+                "lambda.log_retention_days",
+                format!("{} is not a CloudWatch Logs retention", self.lambda.log_retention_days),
+                "use 1, 3, 5, 7, 14, 30, 60, 90, 180, 365 ...",
+            );
         }
-        for (field, v) in [("storage.efs_uid", self.storage.efs_uid), ("storage.efs_gid", self.storage.efs_gid)] {
+        for (field, v) in [
+            ("storage.efs_uid", self.storage.efs_uid),
+            ("storage.efs_gid", self.storage.efs_gid),
+        ] {
             if !(0..=4294967295).contains(&v) {
-                err(e, field, format!("{v} is not a POSIX id"), "use the dashboard user's id (1000 by default)");
+                err(
+                    e,
+                    field,
+                    format!("{v} is not a POSIX id"),
+                    "use the dashboard user's id (1000 by default)",
+                );
             } else if v == 0 {
-                err(e, field, "files side-loaded as root are not readable by the dashboard user", "use the dashboard user's id (1000 by default)");
+                err(
+                    e,
+                    field,
+                    "files side-loaded as root are not readable by the dashboard user",
+                    "use the dashboard user's id (1000 by default)",
+                );
             }
         }
     }
@@ -692,9 +915,15 @@ mod tests {
             ("ami", |c| c.ami = Some("ami-123".into())),
             ("ami", |c| c.ami = Some("ami-0123456789ABCDEF0".into())),
             ("ami", |c| c.ami = None),
-            ("availability_zones", |c| c.availability_zones = vec!["eu-west-1a".into()]),
-            ("availability_zones", |c| c.availability_zones = vec!["eu-west-1a".into(), "eu-west-1a".into()]),
-            ("availability_zones", |c| c.availability_zones = vec!["eu-west-1a".into(), "x".into()]),
+            ("availability_zones", |c| {
+                c.availability_zones = vec!["eu-west-1a".into()]
+            }),
+            ("availability_zones", |c| {
+                c.availability_zones = vec!["eu-west-1a".into(), "eu-west-1a".into()]
+            }),
+            ("availability_zones", |c| {
+                c.availability_zones = vec!["eu-west-1a".into(), "x".into()]
+            }),
             ("availability_zones", |c| {
                 c.region = Some("us-east-1".into());
                 c.availability_zones = vec!["eu-west-1a".into(), "eu-west-1b".into()]
@@ -702,12 +931,24 @@ mod tests {
             ("network.vpc_cidr", |c| c.network.vpc_cidr = "10.0.0.0".into()),
             ("network.vpc_cidr", |c| c.network.vpc_cidr = "10.0.0.1/16".into()),
             ("network.vpc_cidr", |c| c.network.vpc_cidr = "10.0.0.0/8".into()),
-            ("network.public_subnet_cidrs", |c| c.network.public_subnet_cidrs = vec!["10.0.2.0/24".into()]),
-            ("network.public_subnet_cidrs[0]", |c| c.network.public_subnet_cidrs[0] = "10.1.2.0/24".into()),
-            ("network.app_subnet_cidrs[1]", |c| c.network.app_subnet_cidrs[1] = "10.0.2.0/25".into()),
-            ("network.db_subnet_cidrs[0]", |c| c.network.db_subnet_cidrs[0] = "nonsense".into()),
-            ("network.db_subnet_cidrs[1]", |c| c.network.db_subnet_cidrs[1] = "10.0.5.1/24".into()),
-            ("certificate_arn", |c| c.certificate_arn = Some("arn:aws:iam::123456789012:server-certificate/x".into())),
+            ("network.public_subnet_cidrs", |c| {
+                c.network.public_subnet_cidrs = vec!["10.0.2.0/24".into()]
+            }),
+            ("network.public_subnet_cidrs[0]", |c| {
+                c.network.public_subnet_cidrs[0] = "10.1.2.0/24".into()
+            }),
+            ("network.app_subnet_cidrs[1]", |c| {
+                c.network.app_subnet_cidrs[1] = "10.0.2.0/25".into()
+            }),
+            ("network.db_subnet_cidrs[0]", |c| {
+                c.network.db_subnet_cidrs[0] = "nonsense".into()
+            }),
+            ("network.db_subnet_cidrs[1]", |c| {
+                c.network.db_subnet_cidrs[1] = "10.0.5.1/24".into()
+            }),
+            ("certificate_arn", |c| {
+                c.certificate_arn = Some("arn:aws:iam::123456789012:server-certificate/x".into())
+            }),
             ("certificate_arn", |c| c.certificate_arn = Some("not-an-arn".into())),
             ("tls_policy", |c| c.tls_policy = "ELBSecurityPolicy-2016-08".into()),
             ("domain_name", |c| c.hosted_zone_id = Some("Z123ABC".into())),
@@ -725,27 +966,53 @@ mod tests {
                 c.licence.file = Some("x".into())
             }),
             ("database.engine_version", |c| c.database.engine_version = "10".into()),
-            ("database.engine_version", |c| c.database.engine_version = "9.1.0".into()),
-            ("database.parameter_group_family", |c| c.database.parameter_group_family = Some("mariadb10.6".into())),
-            ("database.instance_class", |c| c.database.instance_class = "t3.micro".into()),
-            ("database.allocated_storage_gib", |c| c.database.allocated_storage_gib = 5),
-            ("database.master_username", |c| c.database.master_username = "admin".into()),
-            ("database.master_username", |c| c.database.master_username = "1user".into()),
-            ("database.backup_retention_days", |c| c.database.backup_retention_days = 0),
+            ("database.engine_version", |c| {
+                c.database.engine_version = "9.1.0".into()
+            }),
+            ("database.parameter_group_family", |c| {
+                c.database.parameter_group_family = Some("mariadb10.6".into())
+            }),
+            ("database.instance_class", |c| {
+                c.database.instance_class = "t3.micro".into()
+            }),
+            ("database.allocated_storage_gib", |c| {
+                c.database.allocated_storage_gib = 5
+            }),
+            ("database.master_username", |c| {
+                c.database.master_username = "admin".into()
+            }),
+            ("database.master_username", |c| {
+                c.database.master_username = "1user".into()
+            }),
+            ("database.backup_retention_days", |c| {
+                c.database.backup_retention_days = 0
+            }),
             ("database.rotation_days", |c| c.database.rotation_days = 0),
             ("scaling", |c| c.scaling.min = 3),
             ("scaling", |c| c.scaling.desired = 9),
             ("scaling", |c| c.scaling.max = 0),
-            ("scaling.scale_out_cpu_percent", |c| c.scaling.scale_out_cpu_percent = 120.0),
-            ("scaling.scale_in_cpu_percent", |c| c.scaling.scale_in_cpu_percent = -1.0),
-            ("scaling.scale_in_cpu_percent", |c| c.scaling.scale_in_cpu_percent = 80.0),
-            ("scaling.lifecycle_heartbeat_seconds", |c| c.scaling.lifecycle_heartbeat_seconds = 5),
+            ("scaling.scale_out_cpu_percent", |c| {
+                c.scaling.scale_out_cpu_percent = 120.0
+            }),
+            ("scaling.scale_in_cpu_percent", |c| {
+                c.scaling.scale_in_cpu_percent = -1.0
+            }),
+            ("scaling.scale_in_cpu_percent", |c| {
+                c.scaling.scale_in_cpu_percent = 80.0
+            }),
+            ("scaling.lifecycle_heartbeat_seconds", |c| {
+                c.scaling.lifecycle_heartbeat_seconds = 5
+            }),
             ("health_check.path", |c| c.health_check.path = "health".into()),
             ("health_check.matcher", |c| c.health_check.matcher = "ok".into()),
             ("health_check.interval_seconds", |c| c.health_check.interval_seconds = 1),
             ("health_check.timeout_seconds", |c| c.health_check.timeout_seconds = 20),
-            ("health_check.healthy_threshold", |c| c.health_check.healthy_threshold = 1),
-            ("health_check.deregistration_delay_seconds", |c| c.health_check.deregistration_delay_seconds = -1),
+            ("health_check.healthy_threshold", |c| {
+                c.health_check.healthy_threshold = 1
+            }),
+            ("health_check.deregistration_delay_seconds", |c| {
+                c.health_check.deregistration_delay_seconds = -1
+            }),
             ("instance_type", |c| c.instance_type = "medium".into()),
             ("root_volume_gib", |c| c.root_volume_gib = 2),
             ("lambda.runtime", |c| c.lambda.runtime = "python3.8".into()),

@@ -41,7 +41,10 @@ impl ResourceStatus {
         }
     }
     pub fn is_final(self) -> bool {
-        matches!(self, ResourceStatus::Ready | ResourceStatus::Deleted | ResourceStatus::Failed | ResourceStatus::Skipped)
+        matches!(
+            self,
+            ResourceStatus::Ready | ResourceStatus::Deleted | ResourceStatus::Failed | ResourceStatus::Skipped
+        )
     }
 }
 

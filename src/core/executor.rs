@@ -53,7 +53,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { concurrency: 16, per_service: BTreeMap::new() }
+        Self {
+            concurrency: 16,
+            per_service: BTreeMap::new(),
+        }
     }
 }
 
@@ -88,7 +91,14 @@ struct Shared<C> {
 }
 
 impl<C> Shared<C> {
-    fn emit(&self, spec: &NodeSpec, status: ResourceStatus, started: Instant, id: Option<String>, message: Option<String>) {
+    fn emit(
+        &self,
+        spec: &NodeSpec,
+        status: ResourceStatus,
+        started: Instant,
+        id: Option<String>,
+        message: Option<String>,
+    ) {
         self.events.emit(Event::Resource {
             key: spec.key.clone(),
             kind: spec.kind,
@@ -187,7 +197,9 @@ impl<C: Cloud> Executor<C> {
             }
         };
         let mut done = done_already.clone();
-        let mut waiting_on: Vec<usize> = (0..n).map(|i| blockers(i).iter().filter(|&&b| !done[b]).count()).collect();
+        let mut waiting_on: Vec<usize> = (0..n)
+            .map(|i| blockers(i).iter().filter(|&&b| !done[b]).count())
+            .collect();
         let mut heap = BinaryHeap::new();
         let push = |heap: &mut BinaryHeap<Ready>, i: usize| {
             heap.push(Ready {
@@ -287,7 +299,13 @@ impl<C: Cloud> Executor<C> {
         let state = Arc::try_unwrap(shared)
             .map(|s| s.state.into_inner().unwrap())
             .unwrap_or_else(|s| s.state.lock().unwrap().clone());
-        Outcome { state, failed, skipped, completed, cancelled }
+        Outcome {
+            state,
+            failed,
+            skipped,
+            completed,
+            cancelled,
+        }
     }
 }
 
@@ -318,7 +336,11 @@ async fn up_node_inner<C: Cloud>(shared: &Shared<C>, spec: &NodeSpec, started: I
             None => (st.client_token(&spec.key), None),
         }
     };
-    let cx = NodeCtx { spec, deps: &deps, token: &token };
+    let cx = NodeCtx {
+        spec,
+        deps: &deps,
+        token: &token,
+    };
 
     let outputs = match recorded {
         Some((Status::Created, outputs)) => match converge(shared, &cx, started, outputs).await {
@@ -332,7 +354,11 @@ async fn up_node_inner<C: Cloud>(shared: &Shared<C>, spec: &NodeSpec, started: I
     mark_ready(shared, spec, &token, started, outputs)
 }
 
-async fn create_or_adopt<C: Cloud>(shared: &Shared<C>, cx: &NodeCtx<'_>, started: Instant) -> Result<Outputs, ResourceError> {
+async fn create_or_adopt<C: Cloud>(
+    shared: &Shared<C>,
+    cx: &NodeCtx<'_>,
+    started: Instant,
+) -> Result<Outputs, ResourceError> {
     let spec = cx.spec;
     shared.record(spec, Status::Creating, cx.token, Outputs::new())?;
     shared.emit(spec, ResourceStatus::Creating, started, None, None);
@@ -345,12 +371,29 @@ async fn create_or_adopt<C: Cloud>(shared: &Shared<C>, cx: &NodeCtx<'_>, started
     Ok(outputs)
 }
 
-async fn converge<C: Cloud>(shared: &Shared<C>, cx: &NodeCtx<'_>, started: Instant, outputs: Outputs) -> Result<Outputs, ResourceError> {
-    shared.emit(cx.spec, ResourceStatus::Waiting, started, outputs.get("id").map(String::from), None);
+async fn converge<C: Cloud>(
+    shared: &Shared<C>,
+    cx: &NodeCtx<'_>,
+    started: Instant,
+    outputs: Outputs,
+) -> Result<Outputs, ResourceError> {
+    shared.emit(
+        cx.spec,
+        ResourceStatus::Waiting,
+        started,
+        outputs.get("id").map(String::from),
+        None,
+    );
     shared.cloud.converge(cx, outputs).await
 }
 
-fn mark_ready<C>(shared: &Shared<C>, spec: &NodeSpec, token: &str, started: Instant, outputs: Outputs) -> Result<(), ResourceError> {
+fn mark_ready<C>(
+    shared: &Shared<C>,
+    spec: &NodeSpec,
+    token: &str,
+    started: Instant,
+    outputs: Outputs,
+) -> Result<(), ResourceError> {
     let id = outputs.get("id").map(String::from);
     shared.record(spec, Status::Ready, token, outputs)?;
     shared.emit(spec, ResourceStatus::Ready, started, id, None);
@@ -367,21 +410,35 @@ async fn destroy_node<C: Cloud>(shared: &Shared<C>, i: usize) -> Result<(), Reso
     result
 }
 
-async fn destroy_node_inner<C: Cloud>(shared: &Shared<C>, spec: &NodeSpec, started: Instant) -> Result<(), ResourceError> {
+async fn destroy_node_inner<C: Cloud>(
+    shared: &Shared<C>,
+    spec: &NodeSpec,
+    started: Instant,
+) -> Result<(), ResourceError> {
     let Some(mut record) = shared.state.lock().unwrap().resources.get(&spec.key).cloned() else {
         return Ok(());
     };
     if record.outputs.get("id").is_none() {
         // Only the intent was recorded: the create may or may not have happened.
         let deps = deps_outputs(shared, spec);
-        let cx = NodeCtx { spec, deps: &deps, token: &record.client_token };
+        let cx = NodeCtx {
+            spec,
+            deps: &deps,
+            token: &record.client_token,
+        };
         match shared.cloud.find(&cx).await? {
             Some(found) => record.outputs = found,
             None => {
                 shared.persist(|st| {
                     st.resources.remove(&spec.key);
                 })?;
-                shared.emit(spec, ResourceStatus::Deleted, started, None, Some("never created".into()));
+                shared.emit(
+                    spec,
+                    ResourceStatus::Deleted,
+                    started,
+                    None,
+                    Some("never created".into()),
+                );
                 return Ok(());
             }
         }
@@ -396,7 +453,11 @@ async fn destroy_node_inner<C: Cloud>(shared: &Shared<C>, spec: &NodeSpec, start
     shared.emit(spec, ResourceStatus::Deleting, started, id.clone(), None);
     shared
         .cloud
-        .delete(&DeleteCtx { key: &spec.key, kind: spec.kind, outputs: &outputs })
+        .delete(&DeleteCtx {
+            key: &spec.key,
+            kind: spec.kind,
+            outputs: &outputs,
+        })
         .await?;
     shared.persist(|st| {
         st.resources.remove(&spec.key);

@@ -99,7 +99,12 @@ impl FakeCloud {
         }
         let mut i = self.inner.lock().unwrap();
         i.in_flight -= 1;
-        i.spans.push(Span { key: key.into(), op, start, end: self.origin.elapsed() });
+        i.spans.push(Span {
+            key: key.into(),
+            op,
+            start,
+            end: self.origin.elapsed(),
+        });
         f(&mut i)
     }
 }
@@ -119,7 +124,10 @@ impl Cloud for FakeCloud {
         }
         for d in &cx.spec.deps {
             if !cx.deps.contains_key(d) {
-                return Err(ResourceError::new(ErrorClass::Invalid, format!("{key} started before {d}")));
+                return Err(ResourceError::new(
+                    ErrorClass::Invalid,
+                    format!("{key} started before {d}"),
+                ));
             }
         }
         let outputs = Outputs::new().with("id", format!("id-{key}"));
@@ -134,9 +142,16 @@ impl Cloud for FakeCloud {
 
     async fn converge(&self, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
         let key = cx.spec.key.as_str();
-        let present = self.timed(key, "converge", self.converge_time.get(key), |i| i.existing.contains_key(key)).await;
+        let present = self
+            .timed(key, "converge", self.converge_time.get(key), |i| {
+                i.existing.contains_key(key)
+            })
+            .await;
         if !present {
-            return Err(ResourceError::new(ErrorClass::NotFound, format!("{key} does not exist")));
+            return Err(ResourceError::new(
+                ErrorClass::NotFound,
+                format!("{key} does not exist"),
+            ));
         }
         Ok(outputs.with("ready", "true"))
     }

@@ -41,14 +41,20 @@ impl Graph {
         let mut dependents = vec![Vec::new(); nodes.len()];
         for (i, n) in nodes.iter().enumerate() {
             for d in &n.deps {
-                let &j = index
-                    .get(d)
-                    .ok_or_else(|| GraphError::MissingDependency { node: n.key.clone(), dep: d.clone() })?;
+                let &j = index.get(d).ok_or_else(|| GraphError::MissingDependency {
+                    node: n.key.clone(),
+                    dep: d.clone(),
+                })?;
                 deps[i].push(j);
                 dependents[j].push(i);
             }
         }
-        let g = Self { nodes, index, deps, dependents };
+        let g = Self {
+            nodes,
+            index,
+            deps,
+            dependents,
+        };
         g.check_cycles()?;
         Ok(g)
     }
@@ -150,7 +156,10 @@ impl Graph {
     /// The heaviest path through the graph: its total weight and its keys in order.
     pub fn critical_path(&self, weight: impl Fn(&NodeSpec) -> f64) -> (f64, Vec<String>) {
         let rem = self.longest_remaining(&weight);
-        let Some(mut i) = (0..self.len()).filter(|&i| self.deps[i].is_empty()).max_by(|&a, &b| rem[a].total_cmp(&rem[b])) else {
+        let Some(mut i) = (0..self.len())
+            .filter(|&i| self.deps[i].is_empty())
+            .max_by(|&a, &b| rem[a].total_cmp(&rem[b]))
+        else {
             return (0.0, vec![]);
         };
         let total = rem[i];
@@ -205,7 +214,9 @@ pub(crate) mod tests {
             key: key.into(),
             kind: Kind::Vpc,
             deps: deps.iter().map(|d| d.to_string()).collect(),
-            props: Props::Vpc { cidr: "10.0.0.0/16".into() },
+            props: Props::Vpc {
+                cidr: "10.0.0.0/16".into(),
+            },
         }
     }
 
@@ -215,15 +226,30 @@ pub(crate) mod tests {
 
     #[test]
     fn topo_order_puts_dependencies_first() {
-        let g = Graph::new(vec![node("c", &["b"]), node("b", &["a"]), node("a", &[]), node("d", &["a"])]).unwrap();
+        let g = Graph::new(vec![
+            node("c", &["b"]),
+            node("b", &["a"]),
+            node("a", &[]),
+            node("d", &["a"]),
+        ])
+        .unwrap();
         assert_eq!(keys(&g, g.topo_order()), ["a", "b", "c", "d"]);
         assert_eq!(keys(&g, g.reverse_topo_order()), ["d", "c", "b", "a"]);
     }
 
     #[test]
     fn cycles_are_named() {
-        let e = Graph::new(vec![node("a", &["c"]), node("b", &["a"]), node("c", &["b"]), node("d", &[])]).unwrap_err();
-        assert_eq!(e, GraphError::Cycle(vec!["a".into(), "b".into(), "c".into(), "a".into()]));
+        let e = Graph::new(vec![
+            node("a", &["c"]),
+            node("b", &["a"]),
+            node("c", &["b"]),
+            node("d", &[]),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e,
+            GraphError::Cycle(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+        );
         assert!(e.to_string().contains("a -> b -> c -> a"));
         let e = Graph::new(vec![node("a", &["a"])]).unwrap_err();
         assert!(matches!(e, GraphError::Cycle(_)));
@@ -233,15 +259,27 @@ pub(crate) mod tests {
     fn missing_and_duplicate_nodes_are_refused() {
         assert_eq!(
             Graph::new(vec![node("a", &["zz"])]).unwrap_err(),
-            GraphError::MissingDependency { node: "a".into(), dep: "zz".into() }
+            GraphError::MissingDependency {
+                node: "a".into(),
+                dep: "zz".into()
+            }
         );
-        assert_eq!(Graph::new(vec![node("a", &[]), node("a", &[])]).unwrap_err(), GraphError::Duplicate("a".into()));
+        assert_eq!(
+            Graph::new(vec![node("a", &[]), node("a", &[])]).unwrap_err(),
+            GraphError::Duplicate("a".into())
+        );
     }
 
     #[test]
     fn longest_chain_weights() {
         // a(1) -> b(10) -> c(1); a -> d(2)
-        let g = Graph::new(vec![node("a", &[]), node("b", &["a"]), node("c", &["b"]), node("d", &["a"])]).unwrap();
+        let g = Graph::new(vec![
+            node("a", &[]),
+            node("b", &["a"]),
+            node("c", &["b"]),
+            node("d", &["a"]),
+        ])
+        .unwrap();
         let w = |n: &NodeSpec| match n.key.as_str() {
             "b" => 10.0,
             "d" => 2.0,

@@ -35,7 +35,9 @@ pub fn model() -> &'static BTreeMap<String, Timing> {
         let doc: toml::Table = MODEL.parse().expect("latency model parses");
         let mut out = BTreeMap::new();
         for section in ["create", "delete"] {
-            let Some(toml::Value::Table(t)) = doc.get(section) else { continue };
+            let Some(toml::Value::Table(t)) = doc.get(section) else {
+                continue;
+            };
             for (name, v) in t {
                 let num = |k: &str| v.get(k).and_then(|x| x.as_float().or(x.as_integer().map(|i| i as f64)));
                 if let (Some(median_s), Some(slow_s)) = (num("median_s"), num("slow_s")) {
@@ -44,7 +46,10 @@ pub fn model() -> &'static BTreeMap<String, Timing> {
                 // `lambda_eni_release` also gives the detach time, which is what a destroy that
                 // deletes the detached ENIs itself waits for.
                 if let (Some(median_s), Some(slow_s)) = (num("detach_median_s"), num("slow_s")) {
-                    out.insert(format!("{section}.{}", name.replace("_release", "_detach")), Timing { median_s, slow_s });
+                    out.insert(
+                        format!("{section}.{}", name.replace("_release", "_detach")),
+                        Timing { median_s, slow_s },
+                    );
                 }
             }
         }
@@ -54,10 +59,19 @@ pub fn model() -> &'static BTreeMap<String, Timing> {
 
 fn sum(entries: &[&str]) -> Timing {
     let m = model();
-    entries.iter().fold(Timing { median_s: 0.0, slow_s: 0.0 }, |acc, e| {
-        let t = m.get(*e).unwrap_or_else(|| panic!("latency model has no `{e}`"));
-        Timing { median_s: acc.median_s + t.median_s, slow_s: acc.slow_s + t.slow_s }
-    })
+    entries.iter().fold(
+        Timing {
+            median_s: 0.0,
+            slow_s: 0.0,
+        },
+        |acc, e| {
+            let t = m.get(*e).unwrap_or_else(|| panic!("latency model has no `{e}`"));
+            Timing {
+                median_s: acc.median_s + t.median_s,
+                slow_s: acc.slow_s + t.slow_s,
+            }
+        },
+    )
 }
 
 /// Model entries that make up one kind's create (create call + converge + wait).

@@ -26,7 +26,10 @@ pub fn check_deployment_name(name: &str) -> Result<(), String> {
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         return Err(format!("`{name}` must start with a lowercase letter"));
     }
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
         return Err(format!("`{name}` may hold only lowercase letters, digits and hyphens"));
     }
     if name.ends_with('-') || name.contains("--") {

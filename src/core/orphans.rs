@@ -23,7 +23,11 @@ pub struct Found {
 
 /// Resources of `graph` that exist in the cloud while the state has no id for them.
 /// A lookup that fails is reported back with its key instead of aborting the search.
-pub async fn find_unrecorded<C: Cloud>(cloud: &C, graph: &Graph, state: &State) -> (Vec<Found>, Vec<(String, ResourceError)>) {
+pub async fn find_unrecorded<C: Cloud>(
+    cloud: &C,
+    graph: &Graph,
+    state: &State,
+) -> (Vec<Found>, Vec<(String, ResourceError)>) {
     let mut known: BTreeMap<String, Outputs> = state
         .resources
         .iter()
@@ -41,13 +45,26 @@ pub async fn find_unrecorded<C: Cloud>(cloud: &C, graph: &Graph, state: &State) 
         if spec.deps.iter().any(|d| !known.contains_key(d)) {
             continue;
         }
-        let deps: BTreeMap<String, Outputs> = spec.deps.iter().filter_map(|d| known.get(d).map(|o| (d.clone(), o.clone()))).collect();
+        let deps: BTreeMap<String, Outputs> = spec
+            .deps
+            .iter()
+            .filter_map(|d| known.get(d).map(|o| (d.clone(), o.clone())))
+            .collect();
         let token = state.client_token(&spec.key);
-        let cx = NodeCtx { spec, deps: &deps, token: &token };
+        let cx = NodeCtx {
+            spec,
+            deps: &deps,
+            token: &token,
+        };
         match cloud.find(&cx).await {
             Ok(Some(outputs)) => {
                 known.insert(spec.key.clone(), outputs.clone());
-                found.push(Found { key: spec.key.clone(), kind: spec.kind, outputs, deps: spec.deps.clone() });
+                found.push(Found {
+                    key: spec.key.clone(),
+                    kind: spec.kind,
+                    outputs,
+                    deps: spec.deps.clone(),
+                });
             }
             Ok(None) => {}
             Err(e) => failed.push((spec.key.clone(), e)),
@@ -64,7 +81,12 @@ mod tests {
     use crate::core::state::{Identity, ResourceRecord};
 
     fn identity() -> Identity {
-        Identity { deployment: "t".into(), region: "eu-west-1".into(), account_id: "123456789012".into(), partition: "aws".into() }
+        Identity {
+            deployment: "t".into(),
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+            partition: "aws".into(),
+        }
     }
 
     #[tokio::test]

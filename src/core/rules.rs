@@ -23,16 +23,40 @@ pub struct AclRule {
 }
 
 fn inbound_tcp(number: i32, cidr: &str, from_port: i32, to_port: i32) -> AclRule {
-    AclRule { number, egress: false, protocol: TCP.into(), cidr: cidr.into(), from_port, to_port, allow: true }
+    AclRule {
+        number,
+        egress: false,
+        protocol: TCP.into(),
+        cidr: cidr.into(),
+        from_port,
+        to_port,
+        allow: true,
+    }
 }
 
 /// The ephemeral-port rule would otherwise admit service ports above 1024 from anywhere.
 fn deny_inbound_tcp(number: i32, port: i32) -> AclRule {
-    AclRule { number, egress: false, protocol: TCP.into(), cidr: ANYWHERE.into(), from_port: port, to_port: port, allow: false }
+    AclRule {
+        number,
+        egress: false,
+        protocol: TCP.into(),
+        cidr: ANYWHERE.into(),
+        from_port: port,
+        to_port: port,
+        allow: false,
+    }
 }
 
 fn outbound_all() -> AclRule {
-    AclRule { number: 100, egress: true, protocol: ALL_PROTOCOLS.into(), cidr: ANYWHERE.into(), from_port: 0, to_port: 65535, allow: true }
+    AclRule {
+        number: 100,
+        egress: true,
+        protocol: ALL_PROTOCOLS.into(),
+        cidr: ANYWHERE.into(),
+        from_port: 0,
+        to_port: 65535,
+        allow: true,
+    }
 }
 
 /// Public subnets: web traffic in, return traffic of the NAT gateway and the ALB in.
@@ -97,11 +121,19 @@ pub struct SecurityGroupDef {
 }
 
 fn from_group(port: i32, key: &str, description: &str) -> SgRule {
-    SgRule { port, source: SgSource::Group(key.into()), description: description.into() }
+    SgRule {
+        port,
+        source: SgSource::Group(key.into()),
+        description: description.into(),
+    }
 }
 
 fn from_anywhere(port: i32, description: &str) -> SgRule {
-    SgRule { port, source: SgSource::Cidr(ANYWHERE.into()), description: description.into() }
+    SgRule {
+        port,
+        source: SgSource::Cidr(ANYWHERE.into()),
+        description: description.into(),
+    }
 }
 
 /// The six security groups of the blueprint, exactly.
@@ -163,7 +195,12 @@ mod tests {
         inbound.sort_by_key(|r| r.number);
         inbound
             .into_iter()
-            .find(|r| from(&r.cidr) && (r.protocol == TCP || r.protocol == ALL_PROTOCOLS) && r.from_port <= port && port <= r.to_port)
+            .find(|r| {
+                from(&r.cidr)
+                    && (r.protocol == TCP || r.protocol == ALL_PROTOCOLS)
+                    && r.from_port <= port
+                    && port <= r.to_port
+            })
             .is_some_and(|r| r.allow)
     }
 
@@ -200,7 +237,10 @@ mod tests {
 
     #[test]
     fn acl_rule_numbers_are_unique_per_direction() {
-        for rules in [public_acl_rules(), app_acl_rules("10.0.0.0/16", &["10.0.2.0/24".into(), "10.0.3.0/24".into()])] {
+        for rules in [
+            public_acl_rules(),
+            app_acl_rules("10.0.0.0/16", &["10.0.2.0/24".into(), "10.0.3.0/24".into()]),
+        ] {
             let mut seen = std::collections::HashSet::new();
             for r in &rules {
                 assert!(seen.insert((r.egress, r.number)), "duplicate rule number {}", r.number);
@@ -229,9 +269,15 @@ mod tests {
         assert_eq!(summary("sg-alb"), vec![(80, ANYWHERE.into()), (443, ANYWHERE.into())]);
         assert_eq!(summary("sg-app"), vec![(8224, "sg-alb".into())]);
         assert_eq!(summary("sg-db"), vec![(3306, "sg-app".into())]);
-        assert_eq!(summary("sg-efs"), vec![(2049, "sg-app".into()), (2049, "sg-lambda".into())]);
+        assert_eq!(
+            summary("sg-efs"),
+            vec![(2049, "sg-app".into()), (2049, "sg-lambda".into())]
+        );
         assert_eq!(summary("sg-lambda"), vec![]);
-        assert_eq!(summary("sg-endpoints"), vec![(443, "sg-app".into()), (443, "sg-lambda".into())]);
+        assert_eq!(
+            summary("sg-endpoints"),
+            vec![(443, "sg-app".into()), (443, "sg-lambda".into())]
+        );
         for k in ["sg-db", "sg-efs", "sg-endpoints"] {
             assert!(get(k).restrict_egress, "{k} never opens connections");
         }

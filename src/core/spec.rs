@@ -153,7 +153,13 @@ impl Kind {
     pub fn is_tagged(self) -> bool {
         !matches!(
             self,
-            Kind::Route | Kind::DbEndpoint | Kind::LambdaPermission | Kind::BucketNotification | Kind::LifecycleHook | Kind::ScalingPolicy | Kind::DashboardCheck
+            Kind::Route
+                | Kind::DbEndpoint
+                | Kind::LambdaPermission
+                | Kind::BucketNotification
+                | Kind::LifecycleHook
+                | Kind::ScalingPolicy
+                | Kind::DashboardCheck
         )
     }
 }
@@ -174,7 +180,10 @@ pub enum RouteTarget {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EndpointType {
     /// Interface endpoint with private DNS in these subnets, guarded by these SGs.
-    Interface { subnets: Vec<String>, security_groups: Vec<String> },
+    Interface {
+        subnets: Vec<String>,
+        security_groups: Vec<String>,
+    },
     /// Gateway endpoint on these route tables.
     Gateway { route_tables: Vec<String> },
 }
@@ -182,34 +191,102 @@ pub enum EndpointType {
 /// Kind-specific properties. Keys name other nodes; kinds read their ids from `deps`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Props {
-    Vpc { cidr: String },
-    InternetGateway { vpc: String },
-    Subnet { vpc: String, cidr: String, az: String, public: bool },
+    Vpc {
+        cidr: String,
+    },
+    InternetGateway {
+        vpc: String,
+    },
+    Subnet {
+        vpc: String,
+        cidr: String,
+        az: String,
+        public: bool,
+    },
     ElasticIp,
-    NatGateway { subnet: String, eip: String },
-    RouteTable { vpc: String, subnets: Vec<String> },
-    Route { table: String, destination: String, target: RouteTarget },
-    NetworkAcl { vpc: String, subnets: Vec<String>, rules: Vec<AclRule> },
-    SecurityGroup { vpc: String, description: String, ingress: Vec<SgRule>, restrict_egress: bool },
-    VpcEndpoint { vpc: String, service: String, endpoint: EndpointType },
+    NatGateway {
+        subnet: String,
+        eip: String,
+    },
+    RouteTable {
+        vpc: String,
+        subnets: Vec<String>,
+    },
+    Route {
+        table: String,
+        destination: String,
+        target: RouteTarget,
+    },
+    NetworkAcl {
+        vpc: String,
+        subnets: Vec<String>,
+        rules: Vec<AclRule>,
+    },
+    SecurityGroup {
+        vpc: String,
+        description: String,
+        ingress: Vec<SgRule>,
+        restrict_egress: bool,
+    },
+    VpcEndpoint {
+        vpc: String,
+        service: String,
+        endpoint: EndpointType,
+    },
     // ---- storage and data (names derive from the deployment; see `names`) ----
-    Bucket { versioning: bool },
+    Bucket {
+        versioning: bool,
+    },
     FileSystem,
-    MountTarget { file_system: String, subnet: String, security_group: String },
+    MountTarget {
+        file_system: String,
+        subnet: String,
+        security_group: String,
+    },
     /// `path` is created with `uid`/`gid` and mode 0755 when it does not exist.
-    AccessPoint { file_system: String, uid: i64, gid: i64, path: String },
-    DbSubnetGroup { subnets: Vec<String> },
+    AccessPoint {
+        file_system: String,
+        uid: i64,
+        gid: i64,
+        path: String,
+    },
+    DbSubnetGroup {
+        subnets: Vec<String>,
+    },
     /// (name, value, apply method) triples; static parameters need `pending-reboot`.
-    DbParameterGroup { family: String, parameters: Vec<(String, String, String)> },
-    DbInstance { subnet_group: String, parameter_group: String, security_group: String, db: DbSettings },
+    DbParameterGroup {
+        family: String,
+        parameters: Vec<(String, String, String)>,
+    },
+    DbInstance {
+        subnet_group: String,
+        parameter_group: String,
+        security_group: String,
+        db: DbSettings,
+    },
     /// Waits until the DB is available and verified Multi-AZ, sets the secret's rotation,
     /// then writes `/<deployment>/db-endpoint` (host:port) for the instances to read.
-    DbEndpoint { db: String, expect_multi_az: bool, rotation_days: i64 },
+    DbEndpoint {
+        db: String,
+        expect_multi_az: bool,
+        rotation_days: i64,
+    },
     /// The licence secret; the value is read at create time from `source`, never stored.
-    Secret { name: String, source: SecretSource },
+    Secret {
+        name: String,
+        source: SecretSource,
+    },
     // ---- side-loading ----
-    IamRole { name: String, service: String, managed_policies: Vec<String>, policy: RolePolicy },
-    LogGroup { name: String, retention_days: i32 },
+    IamRole {
+        name: String,
+        service: String,
+        managed_policies: Vec<String>,
+        policy: RolePolicy,
+    },
+    LogGroup {
+        name: String,
+        retention_days: i32,
+    },
     LambdaFunction {
         name: String,
         runtime: String,
@@ -219,21 +296,72 @@ pub enum Props {
         access_point: String,
         log_group: String,
     },
-    LambdaPermission { function: String, bucket: String },
-    BucketNotification { bucket: String, function: String, prefixes: Vec<String> },
+    LambdaPermission {
+        function: String,
+        bucket: String,
+    },
+    BucketNotification {
+        bucket: String,
+        function: String,
+        prefixes: Vec<String>,
+    },
     // ---- compute and edge ----
-    InstanceProfile { name: String, role: String },
-    LaunchTemplate { name: String, profile: String, security_groups: Vec<String>, file_system: String, db: String, licence: Option<String> },
-    TargetGroup { name: String, vpc: String },
-    LoadBalancer { name: String, subnets: Vec<String>, security_group: String },
-    Listener { load_balancer: String, port: i32, action: ListenerAction },
-    AutoScalingGroup { name: String, launch_template: String, subnets: Vec<String>, target_group: String },
-    LifecycleHook { asg: String, name: String },
-    ScalingPolicy { asg: String, adjustment: i32 },
-    Alarm { name: String, asg: String, policy: String, high: bool },
-    DnsRecord { zone_id: String, domain: String, load_balancer: String },
+    InstanceProfile {
+        name: String,
+        role: String,
+    },
+    LaunchTemplate {
+        name: String,
+        profile: String,
+        security_groups: Vec<String>,
+        file_system: String,
+        db: String,
+        licence: Option<String>,
+    },
+    TargetGroup {
+        name: String,
+        vpc: String,
+    },
+    LoadBalancer {
+        name: String,
+        subnets: Vec<String>,
+        security_group: String,
+    },
+    Listener {
+        load_balancer: String,
+        port: i32,
+        action: ListenerAction,
+    },
+    AutoScalingGroup {
+        name: String,
+        launch_template: String,
+        subnets: Vec<String>,
+        target_group: String,
+    },
+    LifecycleHook {
+        asg: String,
+        name: String,
+    },
+    ScalingPolicy {
+        asg: String,
+        adjustment: i32,
+    },
+    Alarm {
+        name: String,
+        asg: String,
+        policy: String,
+        high: bool,
+    },
+    DnsRecord {
+        zone_id: String,
+        domain: String,
+        load_balancer: String,
+    },
     /// `up` ends when a target is healthy behind the load balancer.
-    DashboardCheck { target_group: String, load_balancer: String },
+    DashboardCheck {
+        target_group: String,
+        load_balancer: String,
+    },
     /// A resource known only from the state file (destroy of something the config no
     /// longer describes): it can be deleted, not created.
     Recorded,
@@ -271,7 +399,11 @@ pub enum ListenerAction {
     /// HTTP 80 -> HTTPS 443 (HTTP_301).
     RedirectToHttps,
     /// Forward to the target group; HTTPS when a certificate is given.
-    Forward { target_group: String, certificate_arn: Option<String>, tls_policy: Option<String> },
+    Forward {
+        target_group: String,
+        certificate_arn: Option<String>,
+        tls_policy: Option<String>,
+    },
 }
 
 /// One resource of the desired architecture.
@@ -307,7 +439,12 @@ impl Builder {
     fn add(&mut self, key: impl Into<String>, kind: Kind, mut deps: Vec<String>, props: Props) {
         deps.sort();
         deps.dedup();
-        self.nodes.push(NodeSpec { key: key.into(), kind, deps, props });
+        self.nodes.push(NodeSpec {
+            key: key.into(),
+            kind,
+            deps,
+            props,
+        });
     }
 }
 
@@ -356,7 +493,14 @@ pub fn licence_source(cfg: &Config) -> Option<SecretSource> {
 fn data(b: &mut Builder, input: &SpecInput<'_>) {
     let cfg = input.config;
     let dep = &cfg.deployment;
-    b.add("bucket", Kind::Bucket, vec![], Props::Bucket { versioning: cfg.storage.bucket_versioning });
+    b.add(
+        "bucket",
+        Kind::Bucket,
+        vec![],
+        Props::Bucket {
+            versioning: cfg.storage.bucket_versioning,
+        },
+    );
     b.add("efs", Kind::FileSystem, vec![], Props::FileSystem);
     for zone in ZONES {
         let subnet = subnet_key("app", zone);
@@ -364,7 +508,11 @@ fn data(b: &mut Builder, input: &SpecInput<'_>) {
             format!("efs-mt-{zone}"),
             Kind::MountTarget,
             vec!["efs".into(), subnet.clone(), "sg-efs".into()],
-            Props::MountTarget { file_system: "efs".into(), subnet, security_group: "sg-efs".into() },
+            Props::MountTarget {
+                file_system: "efs".into(),
+                subnet,
+                security_group: "sg-efs".into(),
+            },
         );
     }
     b.add(
@@ -379,7 +527,12 @@ fn data(b: &mut Builder, input: &SpecInput<'_>) {
         },
     );
     let db_subnets = keys("subnet-db");
-    b.add("db-subnet-group", Kind::DbSubnetGroup, db_subnets.clone(), Props::DbSubnetGroup { subnets: db_subnets });
+    b.add(
+        "db-subnet-group",
+        Kind::DbSubnetGroup,
+        db_subnets.clone(),
+        Props::DbSubnetGroup { subnets: db_subnets },
+    );
     let param = |n: &str, v: &str, m: &str| (n.to_string(), v.to_string(), m.to_string());
     b.add(
         "db-params",
@@ -419,10 +572,22 @@ fn data(b: &mut Builder, input: &SpecInput<'_>) {
         "db-endpoint",
         Kind::DbEndpoint,
         vec!["db".into()],
-        Props::DbEndpoint { db: "db".into(), expect_multi_az: d.multi_az, rotation_days: d.rotation_days },
+        Props::DbEndpoint {
+            db: "db".into(),
+            expect_multi_az: d.multi_az,
+            rotation_days: d.rotation_days,
+        },
     );
     if let Some(source) = licence_source(cfg) {
-        b.add("licence-secret", Kind::Secret, vec![], Props::Secret { name: names::licence_secret(dep), source });
+        b.add(
+            "licence-secret",
+            Kind::Secret,
+            vec![],
+            Props::Secret {
+                name: names::licence_secret(dep),
+                source,
+            },
+        );
     }
 }
 
@@ -449,13 +614,26 @@ fn sideload(b: &mut Builder, input: &SpecInput<'_>) {
         "lambda-log-group",
         Kind::LogGroup,
         vec![],
-        Props::LogGroup { name: names::lambda_log_group(dep), retention_days: cfg.lambda.log_retention_days },
+        Props::LogGroup {
+            name: names::lambda_log_group(dep),
+            retention_days: cfg.lambda.log_retention_days,
+        },
     );
     let subnets = keys("subnet-app");
     b.add(
         "lambda",
         Kind::LambdaFunction,
-        with(subnets.clone(), &["lambda-role", "sg-lambda", "efs-ap", "efs-mt-a", "efs-mt-b", "lambda-log-group"]),
+        with(
+            subnets.clone(),
+            &[
+                "lambda-role",
+                "sg-lambda",
+                "efs-ap",
+                "efs-mt-a",
+                "efs-mt-b",
+                "lambda-log-group",
+            ],
+        ),
         Props::LambdaFunction {
             name: names::lambda_function(dep),
             runtime: cfg.lambda.runtime.clone(),
@@ -470,7 +648,10 @@ fn sideload(b: &mut Builder, input: &SpecInput<'_>) {
         "lambda-permission",
         Kind::LambdaPermission,
         vec!["lambda".into(), "bucket".into()],
-        Props::LambdaPermission { function: "lambda".into(), bucket: "bucket".into() },
+        Props::LambdaPermission {
+            function: "lambda".into(),
+            bucket: "bucket".into(),
+        },
     );
     // S3 validates the destination when the notification is set: the permission first.
     b.add(
@@ -508,9 +689,17 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
         "instance-profile",
         Kind::InstanceProfile,
         vec!["ec2-role".into()],
-        Props::InstanceProfile { name: names::instance_profile(dep), role: "ec2-role".into() },
+        Props::InstanceProfile {
+            name: names::instance_profile(dep),
+            role: "ec2-role".into(),
+        },
     );
-    let mut lt_deps = vec!["instance-profile".to_string(), "sg-app".into(), "efs".into(), "db".into()];
+    let mut lt_deps = vec![
+        "instance-profile".to_string(),
+        "sg-app".into(),
+        "efs".into(),
+        "db".into(),
+    ];
     lt_deps.extend(licence.clone());
     b.add(
         "launch-template",
@@ -525,14 +714,26 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
             licence,
         },
     );
-    b.add("tg", Kind::TargetGroup, vec!["vpc".into()], Props::TargetGroup { name: names::target_group(dep), vpc: "vpc".into() });
+    b.add(
+        "tg",
+        Kind::TargetGroup,
+        vec!["vpc".into()],
+        Props::TargetGroup {
+            name: names::target_group(dep),
+            vpc: "vpc".into(),
+        },
+    );
     let public = keys("subnet-public");
     // An internet-facing ALB stays `provisioning` until the VPC has a working IGW route.
     b.add(
         "alb",
         Kind::LoadBalancer,
         with(public.clone(), &["sg-alb", "igw", "route-public-default"]),
-        Props::LoadBalancer { name: names::alb(dep), subnets: public, security_group: "sg-alb".into() },
+        Props::LoadBalancer {
+            name: names::alb(dep),
+            subnets: public,
+            security_group: "sg-alb".into(),
+        },
     );
     let forward = |cert: Option<String>| ListenerAction::Forward {
         target_group: "tg".into(),
@@ -542,42 +743,94 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
     let mut listeners = vec!["listener-http".to_string()];
     match &cfg.certificate_arn {
         Some(cert) => {
-            b.add("listener-http", Kind::Listener, vec!["alb".into()], Props::Listener {
-                load_balancer: "alb".into(),
-                port: 80,
-                action: ListenerAction::RedirectToHttps,
-            });
-            b.add("listener-https", Kind::Listener, vec!["alb".into(), "tg".into()], Props::Listener {
-                load_balancer: "alb".into(),
-                port: 443,
-                action: forward(Some(cert.clone())),
-            });
+            b.add(
+                "listener-http",
+                Kind::Listener,
+                vec!["alb".into()],
+                Props::Listener {
+                    load_balancer: "alb".into(),
+                    port: 80,
+                    action: ListenerAction::RedirectToHttps,
+                },
+            );
+            b.add(
+                "listener-https",
+                Kind::Listener,
+                vec!["alb".into(), "tg".into()],
+                Props::Listener {
+                    load_balancer: "alb".into(),
+                    port: 443,
+                    action: forward(Some(cert.clone())),
+                },
+            );
             listeners.push("listener-https".into());
         }
-        None => b.add("listener-http", Kind::Listener, vec!["alb".into(), "tg".into()], Props::Listener {
-            load_balancer: "alb".into(),
-            port: 80,
-            action: forward(None),
-        }),
+        None => b.add(
+            "listener-http",
+            Kind::Listener,
+            vec!["alb".into(), "tg".into()],
+            Props::Listener {
+                load_balancer: "alb".into(),
+                port: 80,
+                action: forward(None),
+            },
+        ),
     }
     let app = keys("subnet-app");
     let mut asg_deps = with(app.clone(), &["launch-template", "tg", "efs-mt-a", "efs-mt-b"]);
-    asg_deps.extend(["secretsmanager", "ssm", "ssmmessages", "ec2messages"].iter().map(|s| format!("vpce-{s}")));
-    asg_deps.extend(private_route_tables(cfg.network.nat_per_az).iter().map(|(t, _)| format!("route-{}-default", t.trim_start_matches("rt-"))));
+    asg_deps.extend(
+        ["secretsmanager", "ssm", "ssmmessages", "ec2messages"]
+            .iter()
+            .map(|s| format!("vpce-{s}")),
+    );
+    asg_deps.extend(
+        private_route_tables(cfg.network.nat_per_az)
+            .iter()
+            .map(|(t, _)| format!("route-{}-default", t.trim_start_matches("rt-"))),
+    );
     b.add(
         "asg",
         Kind::AutoScalingGroup,
         asg_deps,
-        Props::AutoScalingGroup { name: names::asg(dep), launch_template: "launch-template".into(), subnets: app, target_group: "tg".into() },
+        Props::AutoScalingGroup {
+            name: names::asg(dep),
+            launch_template: "launch-template".into(),
+            subnets: app,
+            target_group: "tg".into(),
+        },
     );
-    b.add("lifecycle-hook", Kind::LifecycleHook, vec!["asg".into()], Props::LifecycleHook { asg: "asg".into(), name: names::lifecycle_hook(dep) });
-    for (policy, alarm, adjustment, high) in [("scale-out-policy", "cpu-high-alarm", 1, true), ("scale-in-policy", "cpu-low-alarm", -1, false)] {
-        b.add(policy, Kind::ScalingPolicy, vec!["asg".into()], Props::ScalingPolicy { asg: "asg".into(), adjustment });
+    b.add(
+        "lifecycle-hook",
+        Kind::LifecycleHook,
+        vec!["asg".into()],
+        Props::LifecycleHook {
+            asg: "asg".into(),
+            name: names::lifecycle_hook(dep),
+        },
+    );
+    for (policy, alarm, adjustment, high) in [
+        ("scale-out-policy", "cpu-high-alarm", 1, true),
+        ("scale-in-policy", "cpu-low-alarm", -1, false),
+    ] {
+        b.add(
+            policy,
+            Kind::ScalingPolicy,
+            vec!["asg".into()],
+            Props::ScalingPolicy {
+                asg: "asg".into(),
+                adjustment,
+            },
+        );
         b.add(
             alarm,
             Kind::Alarm,
             vec!["asg".into(), policy.into()],
-            Props::Alarm { name: format!("{dep}-{alarm}"), asg: "asg".into(), policy: policy.into(), high },
+            Props::Alarm {
+                name: format!("{dep}-{alarm}"),
+                asg: "asg".into(),
+                policy: policy.into(),
+                high,
+            },
         );
     }
     let mut check_deps = with(listeners, &["asg", "tg", "alb", "db-endpoint", "lifecycle-hook"]);
@@ -586,27 +839,59 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
             "dns-record",
             Kind::DnsRecord,
             vec!["alb".into()],
-            Props::DnsRecord { zone_id: zone.clone(), domain: domain.clone(), load_balancer: "alb".into() },
+            Props::DnsRecord {
+                zone_id: zone.clone(),
+                domain: domain.clone(),
+                load_balancer: "alb".into(),
+            },
         );
         check_deps.push("dns-record".into());
     }
-    b.add("dashboard", Kind::DashboardCheck, check_deps, Props::DashboardCheck { target_group: "tg".into(), load_balancer: "alb".into() });
+    b.add(
+        "dashboard",
+        Kind::DashboardCheck,
+        check_deps,
+        Props::DashboardCheck {
+            target_group: "tg".into(),
+            load_balancer: "alb".into(),
+        },
+    );
 }
 
 fn network(b: &mut Builder, input: &SpecInput<'_>) {
     let cfg = input.config;
     let net = &cfg.network;
     let vpc = "vpc".to_string();
-    b.add(&vpc, Kind::Vpc, vec![], Props::Vpc { cidr: net.vpc_cidr.clone() });
-    b.add("igw", Kind::InternetGateway, vec![vpc.clone()], Props::InternetGateway { vpc: vpc.clone() });
+    b.add(
+        &vpc,
+        Kind::Vpc,
+        vec![],
+        Props::Vpc {
+            cidr: net.vpc_cidr.clone(),
+        },
+    );
+    b.add(
+        "igw",
+        Kind::InternetGateway,
+        vec![vpc.clone()],
+        Props::InternetGateway { vpc: vpc.clone() },
+    );
 
-    for (tier, cidrs) in TIERS.iter().zip([&net.public_subnet_cidrs, &net.app_subnet_cidrs, &net.db_subnet_cidrs]) {
+    for (tier, cidrs) in TIERS
+        .iter()
+        .zip([&net.public_subnet_cidrs, &net.app_subnet_cidrs, &net.db_subnet_cidrs])
+    {
         for (i, zone) in ZONES.iter().enumerate() {
             b.add(
                 subnet_key(tier, zone),
                 Kind::Subnet,
                 vec![vpc.clone()],
-                Props::Subnet { vpc: vpc.clone(), cidr: cidrs[i].clone(), az: input.azs[i].clone(), public: *tier == "public" },
+                Props::Subnet {
+                    vpc: vpc.clone(),
+                    cidr: cidrs[i].clone(),
+                    az: input.azs[i].clone(),
+                    public: *tier == "public",
+                },
             );
         }
     }
@@ -630,12 +915,24 @@ fn network(b: &mut Builder, input: &SpecInput<'_>) {
     let public_subnets: Vec<String> = ZONES.iter().map(|z| subnet_key("public", z)).collect();
     let mut deps = public_subnets.clone();
     deps.push(vpc.clone());
-    b.add("rt-public", Kind::RouteTable, deps, Props::RouteTable { vpc: vpc.clone(), subnets: public_subnets });
+    b.add(
+        "rt-public",
+        Kind::RouteTable,
+        deps,
+        Props::RouteTable {
+            vpc: vpc.clone(),
+            subnets: public_subnets,
+        },
+    );
     b.add(
         "route-public-default",
         Kind::Route,
         vec!["rt-public".into(), "igw".into()],
-        Props::Route { table: "rt-public".into(), destination: "0.0.0.0/0".into(), target: RouteTarget::InternetGateway("igw".into()) },
+        Props::Route {
+            table: "rt-public".into(),
+            destination: "0.0.0.0/0".into(),
+            target: RouteTarget::InternetGateway("igw".into()),
+        },
     );
     let private_tables = private_route_tables(net.nat_per_az);
     for (table, zones) in &private_tables {
@@ -645,13 +942,25 @@ fn network(b: &mut Builder, input: &SpecInput<'_>) {
             .collect();
         let mut deps = subnets.clone();
         deps.push(vpc.clone());
-        b.add(table.clone(), Kind::RouteTable, deps, Props::RouteTable { vpc: vpc.clone(), subnets });
+        b.add(
+            table.clone(),
+            Kind::RouteTable,
+            deps,
+            Props::RouteTable {
+                vpc: vpc.clone(),
+                subnets,
+            },
+        );
         let nat = format!("nat-{}", if net.nat_per_az { zones[0] } else { "a" });
         b.add(
             format!("route-{}-default", table.trim_start_matches("rt-")),
             Kind::Route,
             vec![table.clone(), nat.clone()],
-            Props::Route { table: table.clone(), destination: "0.0.0.0/0".into(), target: RouteTarget::NatGateway(nat) },
+            Props::Route {
+                table: table.clone(),
+                destination: "0.0.0.0/0".into(),
+                target: RouteTarget::NatGateway(nat),
+            },
         );
     }
 
@@ -664,12 +973,25 @@ fn network(b: &mut Builder, input: &SpecInput<'_>) {
         let subnets: Vec<String> = ZONES.iter().map(|z| subnet_key(tier, z)).collect();
         let mut deps = subnets.clone();
         deps.push(vpc.clone());
-        b.add(key, Kind::NetworkAcl, deps, Props::NetworkAcl { vpc: vpc.clone(), subnets, rules });
+        b.add(
+            key,
+            Kind::NetworkAcl,
+            deps,
+            Props::NetworkAcl {
+                vpc: vpc.clone(),
+                subnets,
+                rules,
+            },
+        );
     }
 
     // Security groups: references between tiers are SG ids, never CIDRs.
     for sg in rules::security_groups() {
-        let mut deps: Vec<String> = sg.ingress.iter().filter_map(|r| r.source_group().map(String::from)).collect();
+        let mut deps: Vec<String> = sg
+            .ingress
+            .iter()
+            .filter_map(|r| r.source_group().map(String::from))
+            .collect();
         deps.push(vpc.clone());
         b.add(
             sg.key,
@@ -698,7 +1020,10 @@ fn network(b: &mut Builder, input: &SpecInput<'_>) {
             Props::VpcEndpoint {
                 vpc: vpc.clone(),
                 service: svc.into(),
-                endpoint: EndpointType::Interface { subnets: app_subnets.clone(), security_groups: sgs },
+                endpoint: EndpointType::Interface {
+                    subnets: app_subnets.clone(),
+                    security_groups: sgs,
+                },
             },
         );
     }
@@ -709,7 +1034,11 @@ fn network(b: &mut Builder, input: &SpecInput<'_>) {
         "vpce-s3",
         Kind::VpcEndpoint,
         deps,
-        Props::VpcEndpoint { vpc, service: "s3".into(), endpoint: EndpointType::Gateway { route_tables: tables } },
+        Props::VpcEndpoint {
+            vpc,
+            service: "s3".into(),
+            endpoint: EndpointType::Gateway { route_tables: tables },
+        },
     );
 }
 
@@ -736,7 +1065,11 @@ mod tests {
     use crate::core::graph::Graph;
 
     fn input(cfg: &Config) -> SpecInput<'_> {
-        SpecInput { config: cfg, region: "eu-west-1", azs: ["eu-west-1a".into(), "eu-west-1b".into()] }
+        SpecInput {
+            config: cfg,
+            region: "eu-west-1",
+            azs: ["eu-west-1a".into(), "eu-west-1b".into()],
+        }
     }
 
     #[test]
@@ -786,7 +1119,10 @@ mod tests {
         assert_eq!(count(&full, Kind::DnsRecord), 1);
         let check = full.iter().find(|n| n.kind == Kind::DashboardCheck).unwrap();
         for dep in ["listener-http", "listener-https", "dns-record", "db-endpoint", "asg"] {
-            assert!(check.deps.contains(&dep.to_string()), "the dashboard check waits for {dep}");
+            assert!(
+                check.deps.contains(&dep.to_string()),
+                "the dashboard check waits for {dep}"
+            );
         }
         Graph::new(full).expect("valid graph");
     }

@@ -81,8 +81,14 @@ pub enum StateRefusal {
     #[error("the state file has format version {found}, newer than this pi-deploy understands ({supported})")]
     NewerFormat { found: u32, supported: u32 },
     #[error("the state file belongs to {field} `{found}`, not `{expected}`")]
-    Foreign { field: &'static str, found: String, expected: String },
-    #[error("the state file on disk has lineage {found}, not {expected}: another deployment's state was put in its place")]
+    Foreign {
+        field: &'static str,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "the state file on disk has lineage {found}, not {expected}: another deployment's state was put in its place"
+    )]
     LineageMismatch { found: Uuid, expected: Uuid },
     #[error("the state file on disk has serial {found}, newer than this run's {ours}: another run wrote it")]
     NewerSerial { found: u64, ours: u64 },
@@ -115,18 +121,31 @@ impl State {
         }
         let v: VersionOnly = serde_json::from_slice(bytes).map_err(|e| StateRefusal::Unparseable(e.to_string()))?;
         if v.format_version > FORMAT_VERSION {
-            return Err(StateRefusal::NewerFormat { found: v.format_version, supported: FORMAT_VERSION });
+            return Err(StateRefusal::NewerFormat {
+                found: v.format_version,
+                supported: FORMAT_VERSION,
+            });
         }
         let state: State = serde_json::from_slice(bytes).map_err(|e| StateRefusal::Unparseable(e.to_string()))?;
         for (key, rec) in &state.resources {
             if rec.client_token.is_empty() {
-                return Err(StateRefusal::BadRecord { key: key.clone(), problem: "no client token".into() });
+                return Err(StateRefusal::BadRecord {
+                    key: key.clone(),
+                    problem: "no client token".into(),
+                });
             }
-            if matches!(rec.status, Status::Created | Status::Ready) && rec.outputs.get("id").is_none_or(str::is_empty) {
-                return Err(StateRefusal::BadRecord { key: key.clone(), problem: "recorded as created but has no id".into() });
+            if matches!(rec.status, Status::Created | Status::Ready) && rec.outputs.get("id").is_none_or(str::is_empty)
+            {
+                return Err(StateRefusal::BadRecord {
+                    key: key.clone(),
+                    problem: "recorded as created but has no id".into(),
+                });
             }
             if rec.outputs.0.values().any(|v| v.chars().any(char::is_control)) {
-                return Err(StateRefusal::BadRecord { key: key.clone(), problem: "an output holds control characters".into() });
+                return Err(StateRefusal::BadRecord {
+                    key: key.clone(),
+                    problem: "an output holds control characters".into(),
+                });
             }
         }
         Ok(state)
@@ -140,7 +159,11 @@ impl State {
             ("account", &self.account_id, &id.account_id),
         ] {
             if found != expected {
-                return Err(StateRefusal::Foreign { field, found: found.clone(), expected: expected.clone() });
+                return Err(StateRefusal::Foreign {
+                    field,
+                    found: found.clone(),
+                    expected: expected.clone(),
+                });
             }
         }
         Ok(())
@@ -172,7 +195,12 @@ mod tests {
     use super::*;
 
     fn identity() -> Identity {
-        Identity { deployment: "pi".into(), region: "eu-west-1".into(), account_id: "123456789012".into(), partition: "aws".into() }
+        Identity {
+            deployment: "pi".into(),
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+            partition: "aws".into(),
+        }
     }
 
     #[test]
@@ -197,19 +225,39 @@ mod tests {
         let s = State::new(&identity());
         let bytes = s.serialize();
         assert!(matches!(State::parse(b""), Err(StateRefusal::Unparseable(_))));
-        assert!(matches!(State::parse(&bytes[..bytes.len() / 2]), Err(StateRefusal::Unparseable(_))));
+        assert!(matches!(
+            State::parse(&bytes[..bytes.len() / 2]),
+            Err(StateRefusal::Unparseable(_))
+        ));
         assert!(matches!(State::parse(b"{not json"), Err(StateRefusal::Unparseable(_))));
-        let newer = String::from_utf8(bytes.clone()).unwrap().replace("\"format_version\": 1", "\"format_version\": 99");
-        assert!(matches!(State::parse(newer.as_bytes()), Err(StateRefusal::NewerFormat { found: 99, .. })));
+        let newer = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replace("\"format_version\": 1", "\"format_version\": 99");
+        assert!(matches!(
+            State::parse(newer.as_bytes()),
+            Err(StateRefusal::NewerFormat { found: 99, .. })
+        ));
         let mut other = identity();
         other.region = "us-east-1".into();
-        assert!(matches!(s.check_owner(&other), Err(StateRefusal::Foreign { field: "region", .. })));
+        assert!(matches!(
+            s.check_owner(&other),
+            Err(StateRefusal::Foreign { field: "region", .. })
+        ));
         let mut other = identity();
         other.account_id = "999999999999".into();
-        assert!(matches!(s.check_owner(&other), Err(StateRefusal::Foreign { field: "account", .. })));
+        assert!(matches!(
+            s.check_owner(&other),
+            Err(StateRefusal::Foreign { field: "account", .. })
+        ));
         let mut other = identity();
         other.deployment = "x".into();
-        assert!(matches!(s.check_owner(&other), Err(StateRefusal::Foreign { field: "deployment", .. })));
+        assert!(matches!(
+            s.check_owner(&other),
+            Err(StateRefusal::Foreign {
+                field: "deployment",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -226,7 +274,10 @@ mod tests {
                 updated_at: Utc::now(),
             },
         );
-        assert!(matches!(State::parse(&s.serialize()), Err(StateRefusal::BadRecord { .. })));
+        assert!(matches!(
+            State::parse(&s.serialize()),
+            Err(StateRefusal::BadRecord { .. })
+        ));
     }
 
     #[test]

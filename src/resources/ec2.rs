@@ -15,7 +15,15 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), ResourceError>>,
 {
-    match wait::retry(what, latency::delete_deadline(kind), Backoff::QUICK, &[ErrorClass::InUse], op).await {
+    match wait::retry(
+        what,
+        latency::delete_deadline(kind),
+        Backoff::QUICK,
+        &[ErrorClass::InUse],
+        op,
+    )
+    .await
+    {
         Err(e) if e.is(ErrorClass::NotFound) => Ok(()),
         Err(mut e) if e.is(ErrorClass::InUse) => {
             e.hint = Some(format!(
@@ -72,14 +80,23 @@ pub async fn explain_holders(aws: &super::Aws, filter_name: &str, id: &str, mut 
     if !e.is(ErrorClass::InUse) {
         return e;
     }
-    let Ok(out) = aws.clients.ec2.describe_network_interfaces().filters(filter(filter_name, [id])).send().await else {
+    let Ok(out) = aws
+        .clients
+        .ec2
+        .describe_network_interfaces()
+        .filters(filter(filter_name, [id]))
+        .send()
+        .await
+    else {
         return e;
     };
-    let holders = describe_holders(
-        out.network_interfaces()
-            .iter()
-            .map(|n| (n.network_interface_id().unwrap_or("?"), n.status().map(|s| s.as_str()).unwrap_or("?"), n.description().unwrap_or(""))),
-    );
+    let holders = describe_holders(out.network_interfaces().iter().map(|n| {
+        (
+            n.network_interface_id().unwrap_or("?"),
+            n.status().map(|s| s.as_str()).unwrap_or("?"),
+            n.description().unwrap_or(""),
+        )
+    }));
     if !holders.is_empty() {
         e.message = format!("{}; still held by: {holders}", e.message);
         e.hint = Some(format!(
@@ -91,14 +108,22 @@ pub async fn explain_holders(aws: &super::Aws, filter_name: &str, id: &str, mut 
 
 /// `eni-1 (in-use, "AWS Lambda VPC ENI-x")`, comma-separated.
 pub fn describe_holders<'a>(enis: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> String {
-    enis.map(|(id, status, desc)| format!("{id} ({status}, \"{desc}\")")).collect::<Vec<_>>().join(", ")
+    enis.map(|(id, status, desc)| format!("{id} ({status}, \"{desc}\")"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
 mod holder_tests {
     #[test]
     fn holders_are_named_with_their_descriptions() {
-        let s = super::describe_holders([("eni-1", "in-use", "AWS Lambda VPC ENI-abc"), ("eni-2", "available", "")].into_iter());
+        let s = super::describe_holders(
+            [
+                ("eni-1", "in-use", "AWS Lambda VPC ENI-abc"),
+                ("eni-2", "available", ""),
+            ]
+            .into_iter(),
+        );
         assert_eq!(s, "eni-1 (in-use, \"AWS Lambda VPC ENI-abc\"), eni-2 (available, \"\")");
     }
 }

@@ -8,8 +8,8 @@ use aws_sdk_ec2::types::{self as t, NatGatewayState, ResourceType};
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
-use crate::core::latency;
 use crate::core::inspect::{InspectCtx, Inspection, Live};
+use crate::core::latency;
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
@@ -94,7 +94,6 @@ fn deletion_poll(listed: Option<Option<&NatGatewayState>>) -> Poll<()> {
         Some(s) => Poll::Pending(s.map_or("unknown", |s| s.as_str()).into()),
     }
 }
-
 
 async fn create_call(
     aws: &Aws,
@@ -248,13 +247,20 @@ mod deletion_tests {
     #[tokio::test(start_paused = true)]
     async fn deleting_for_a_while_then_deleted() {
         let d = NatGatewayState::Deleting;
-        let script = vec![Some(d.clone()), Some(d.clone()), Some(d), Some(NatGatewayState::Deleted)];
+        let script = vec![
+            Some(d.clone()),
+            Some(d.clone()),
+            Some(d),
+            Some(NatGatewayState::Deleted),
+        ];
         assert!(wait_with(script, Duration::from_secs(300)).await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]
     async fn stuck_deleting_hits_the_deadline_naming_the_state() {
-        let e = wait_with(vec![Some(NatGatewayState::Deleting)], Duration::from_secs(120)).await.unwrap_err();
+        let e = wait_with(vec![Some(NatGatewayState::Deleting)], Duration::from_secs(120))
+            .await
+            .unwrap_err();
         assert_eq!(e.class, crate::core::resource::ErrorClass::Timeout);
         assert!(e.message.contains("deleting"), "{}", e.message);
     }

@@ -92,7 +92,9 @@ fn drift_of(i: &mut Inspection, desired: &[AclRule], existing: &[AclRule], subne
         i.drift("entry", rule_text(r), "absent");
     }
     for want in &diff.replace {
-        let have = existing.iter().find(|e| e.number == want.number && e.egress == want.egress);
+        let have = existing
+            .iter()
+            .find(|e| e.number == want.number && e.egress == want.egress);
         i.drift("entry", rule_text(want), have.map(rule_text).unwrap_or_default());
     }
     for (number, egress) in &diff.delete {
@@ -391,8 +393,11 @@ impl ResourceKind for NetworkAcl {
         if let Some(Props::NetworkAcl { subnets, rules, .. }) = cx.spec.map(|s| &s.props) {
             let existing: Vec<AclRule> = acl.entries().iter().filter_map(rule_of).collect();
             let subnet_ids: Vec<String> = subnets.iter().map(|k| cx.id_of(k).unwrap_or(k).to_string()).collect();
-            let associated: Vec<String> =
-                acl.associations().iter().filter_map(|a| a.subnet_id().map(String::from)).collect();
+            let associated: Vec<String> = acl
+                .associations()
+                .iter()
+                .filter_map(|a| a.subnet_id().map(String::from))
+                .collect();
             drift_of(&mut i, rules, &existing, &subnet_ids, &associated);
         }
         Ok(i)
@@ -456,19 +461,35 @@ mod tests {
 
     #[test]
     fn drift_names_changed_missing_and_extra_entries_and_lost_associations() {
-        let desired = vec![rule(100, false, "6", "0.0.0.0/0", (80, 80), true), rule(110, false, "6", "0.0.0.0/0", (443, 443), true)];
+        let desired = vec![
+            rule(100, false, "6", "0.0.0.0/0", (80, 80), true),
+            rule(110, false, "6", "0.0.0.0/0", (443, 443), true),
+        ];
         let mut existing = default_entries();
         existing.push(rule(100, false, "6", "0.0.0.0/0", (8080, 8080), true));
         existing.push(rule(90, false, "6", "0.0.0.0/0", (22, 22), true));
         let mut i = Inspection::available();
-        drift_of(&mut i, &desired, &existing, &["subnet-1".into(), "subnet-2".into()], &["subnet-1".into()]);
-        let got: Vec<(&str, &str, &str)> =
-            i.drift.iter().map(|d| (d.attribute.as_str(), d.expected.as_str(), d.actual.as_str())).collect();
+        drift_of(
+            &mut i,
+            &desired,
+            &existing,
+            &["subnet-1".into(), "subnet-2".into()],
+            &["subnet-1".into()],
+        );
+        let got: Vec<(&str, &str, &str)> = i
+            .drift
+            .iter()
+            .map(|d| (d.attribute.as_str(), d.expected.as_str(), d.actual.as_str()))
+            .collect();
         assert_eq!(
             got,
             vec![
                 ("entry", "in #110 allow tcp 443-443 0.0.0.0/0", "absent"),
-                ("entry", "in #100 allow tcp 80-80 0.0.0.0/0", "in #100 allow tcp 8080-8080 0.0.0.0/0"),
+                (
+                    "entry",
+                    "in #100 allow tcp 80-80 0.0.0.0/0",
+                    "in #100 allow tcp 8080-8080 0.0.0.0/0"
+                ),
                 ("entry", "absent", "in #90 allow tcp 22-22 0.0.0.0/0"),
                 ("association", "subnet-2", "absent (the subnet uses another ACL)"),
             ]

@@ -163,7 +163,11 @@ impl ResourceKind for Route {
             return Ok(Inspection::missing());
         };
         let destination = cx.outputs.get("destination").unwrap_or("0.0.0.0/0");
-        let Some(route) = table.routes().iter().find(|r| r.destination_cidr_block() == Some(destination)) else {
+        let Some(route) = table
+            .routes()
+            .iter()
+            .find(|r| r.destination_cidr_block() == Some(destination))
+        else {
             return Ok(Inspection::missing());
         };
         let mut i = Inspection::available();
@@ -175,7 +179,11 @@ impl ResourceKind for Route {
                 RouteTarget::InternetGateway(k) => (k, route.gateway_id()),
                 RouteTarget::NatGateway(k) => (k, route.nat_gateway_id()),
             };
-            i.check_opt("target", cx.id_of(key).unwrap_or(key), have.or(route.gateway_id()).or(route.nat_gateway_id()));
+            i.check_opt(
+                "target",
+                cx.id_of(key).unwrap_or(key),
+                have.or(route.gateway_id()).or(route.nat_gateway_id()),
+            );
         }
         Ok(i)
     }

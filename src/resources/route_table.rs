@@ -217,8 +217,12 @@ impl ResourceKind for RouteTable {
         };
         let mut i = Inspection::available();
         if let Some(crate::core::spec::Props::RouteTable { subnets, .. }) = cx.spec.map(|s| &s.props) {
-            let associated: Vec<&str> =
-                table.associations().iter().filter(|a| is_live(a)).filter_map(|a| a.subnet_id()).collect();
+            let associated: Vec<&str> = table
+                .associations()
+                .iter()
+                .filter(|a| is_live(a))
+                .filter_map(|a| a.subnet_id())
+                .collect();
             for key in subnets {
                 let id = cx.id_of(key).unwrap_or(key);
                 if !associated.contains(&id) {

@@ -85,8 +85,15 @@ fn drift_of(i: &mut Inspection, desired: &[Perm], g: &t::SecurityGroup, restrict
     let egress = flatten(g.ip_permissions_egress());
     let open = egress.iter().any(|e| e.matches(&Perm::allow_all_egress()));
     let actual = || {
-        let rules: Vec<String> = egress.iter().map(|p| p.to_string().replacen(" from ", " to ", 1)).collect();
-        if rules.is_empty() { "none".to_string() } else { rules.join(", ") }
+        let rules: Vec<String> = egress
+            .iter()
+            .map(|p| p.to_string().replacen(" from ", " to ", 1))
+            .collect();
+        if rules.is_empty() {
+            "none".to_string()
+        } else {
+            rules.join(", ")
+        }
     };
     match (restrict_egress, open) {
         (true, true) => i.drift("egress", "none", actual()),
@@ -413,10 +420,18 @@ impl ResourceKind for SecurityGroup {
             return Ok(Inspection::missing());
         };
         let mut i = Inspection::available();
-        if let Some(Props::SecurityGroup { ingress, restrict_egress, .. }) = cx.spec.map(|s| &s.props) {
+        if let Some(Props::SecurityGroup {
+            ingress,
+            restrict_egress,
+            ..
+        }) = cx.spec.map(|s| &s.props)
+        {
             let desired = desired_ingress_with(ingress, |key| {
                 cx.id_of(key).map(String::from).ok_or_else(|| {
-                    ResourceError::new(ErrorClass::Invalid, format!("`{}` admits `{key}`, which is not recorded", cx.key))
+                    ResourceError::new(
+                        ErrorClass::Invalid,
+                        format!("`{}` admits `{key}`, which is not recorded", cx.key),
+                    )
                 })
             })?;
             drift_of(&mut i, &desired, &g, *restrict_egress);
@@ -526,8 +541,11 @@ mod tests {
             .build();
         let mut i = Inspection::available();
         drift_of(&mut i, &[tcp(3306, Source::Group("sg-app1".into()))], &g, true);
-        let got: Vec<(&str, &str, &str)> =
-            i.drift.iter().map(|d| (d.attribute.as_str(), d.expected.as_str(), d.actual.as_str())).collect();
+        let got: Vec<(&str, &str, &str)> = i
+            .drift
+            .iter()
+            .map(|d| (d.attribute.as_str(), d.expected.as_str(), d.actual.as_str()))
+            .collect();
         assert_eq!(
             got,
             vec![

@@ -7,8 +7,8 @@ use aws_sdk_ec2::types::{self as t, AttributeBooleanValue, ResourceType, SubnetS
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
-use crate::core::latency;
 use crate::core::inspect::{InspectCtx, Inspection, Live};
+use crate::core::latency;
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
@@ -128,7 +128,14 @@ impl ResourceKind for Subnet {
     }
 
     async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
-        let out = aws.clients.ec2.describe_subnets().subnet_ids(cx.outputs.id()?).send().await.map_err(err("describing the subnet"));
+        let out = aws
+            .clients
+            .ec2
+            .describe_subnets()
+            .subnet_ids(cx.outputs.id()?)
+            .send()
+            .await
+            .map_err(err("describing the subnet"));
         let subnet = ec2::not_found_is_none(out)?.and_then(|o| o.subnets().first().cloned());
         Ok(match subnet.as_ref().and_then(|s| s.state()) {
             None => Inspection::missing(),

@@ -6,8 +6,8 @@ use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcState};
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
-use crate::core::latency;
 use crate::core::inspect::{InspectCtx, Inspection, Live};
+use crate::core::latency;
 use crate::core::resource::{DeleteCtx, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
@@ -50,18 +50,30 @@ impl ResourceKind for Vpc {
     async fn converge(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
         let id = outputs.id()?.to_string();
         let ec2 = &aws.clients.ec2;
-        wait::wait_for("VPC to become available", latency::create_deadline(Kind::Vpc), Backoff::QUICK, || async {
-            let out = ec2.describe_vpcs().vpc_ids(&id).send().await.map_err(err("describing the VPC"));
-            // Right after create, EC2 may not know the id yet: not found means not yet.
-            let out = match out {
-                Err(e) if e.is(crate::core::resource::ErrorClass::NotFound) => return Ok(Poll::Pending("not visible yet".into())),
-                other => other?,
-            };
-            Ok(match out.vpcs().first().and_then(|v| v.state()) {
-                Some(VpcState::Available) => Poll::Ready(()),
-                s => Poll::Pending(format!("{s:?}")),
-            })
-        })
+        wait::wait_for(
+            "VPC to become available",
+            latency::create_deadline(Kind::Vpc),
+            Backoff::QUICK,
+            || async {
+                let out = ec2
+                    .describe_vpcs()
+                    .vpc_ids(&id)
+                    .send()
+                    .await
+                    .map_err(err("describing the VPC"));
+                // Right after create, EC2 may not know the id yet: not found means not yet.
+                let out = match out {
+                    Err(e) if e.is(crate::core::resource::ErrorClass::NotFound) => {
+                        return Ok(Poll::Pending("not visible yet".into()));
+                    }
+                    other => other?,
+                };
+                Ok(match out.vpcs().first().and_then(|v| v.state()) {
+                    Some(VpcState::Available) => Poll::Ready(()),
+                    s => Poll::Pending(format!("{s:?}")),
+                })
+            },
+        )
         .await?;
         // One attribute per call: the API refuses both in one request.
         let on = || AttributeBooleanValue::builder().value(true).build();
@@ -81,7 +93,14 @@ impl ResourceKind for Vpc {
     }
 
     async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
-        let out = aws.clients.ec2.describe_vpcs().vpc_ids(cx.outputs.id()?).send().await.map_err(err("describing the VPC"));
+        let out = aws
+            .clients
+            .ec2
+            .describe_vpcs()
+            .vpc_ids(cx.outputs.id()?)
+            .send()
+            .await
+            .map_err(err("describing the VPC"));
         let vpc = ec2::not_found_is_none(out)?.and_then(|o| o.vpcs().first().cloned());
         Ok(match vpc.as_ref().and_then(|v| v.state()) {
             None => Inspection::missing(),
@@ -93,7 +112,14 @@ impl ResourceKind for Vpc {
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
         ec2::delete_retrying(Kind::Vpc, &format!("deleting VPC {id}"), || async {
-            aws.clients.ec2.delete_vpc().vpc_id(id).send().await.map(|_| ()).map_err(err("deleting the VPC"))
+            aws.clients
+                .ec2
+                .delete_vpc()
+                .vpc_id(id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(err("deleting the VPC"))
         })
         .await
     }

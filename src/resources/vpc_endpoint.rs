@@ -9,8 +9,8 @@ use aws_sdk_ec2::types::{self as t, ResourceType, VpcEndpointType};
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, error, tags};
-use crate::core::latency;
 use crate::core::inspect::{InspectCtx, Inspection, Live};
+use crate::core::latency;
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::{EndpointType, Kind, endpoint_service_name};
 

@@ -45,11 +45,21 @@ impl HumanSink {
     pub fn new(verbosity: Verbosity, color: bool) -> Self {
         let live = (std::io::stderr().is_terminal() && verbosity != Verbosity::Quiet)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
-        Self { verbosity, color, started: Instant::now(), live, bars: Mutex::new(BTreeMap::new()) }
+        Self {
+            verbosity,
+            color,
+            started: Instant::now(),
+            live,
+            bars: Mutex::new(BTreeMap::new()),
+        }
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
 
     fn status_text(&self, status: ResourceStatus) -> String {
@@ -76,10 +86,24 @@ impl HumanSink {
         format!("[{:>6.1}s]", self.started.elapsed().as_secs_f64())
     }
 
-    fn resource(&self, key: &str, kind: &str, status: ResourceStatus, elapsed_ms: u64, id: Option<&str>, message: Option<&str>) {
+    fn resource(
+        &self,
+        key: &str,
+        kind: &str,
+        status: ResourceStatus,
+        elapsed_ms: u64,
+        id: Option<&str>,
+        message: Option<&str>,
+    ) {
         let took = format!("{:.1}s", elapsed_ms as f64 / 1000.0);
         let id = id.unwrap_or("");
-        let text = format!("{:<26} {:<17} {:<9} {:>7}  {id}", key, kind, self.status_text(status), took);
+        let text = format!(
+            "{:<26} {:<17} {:<9} {:>7}  {id}",
+            key,
+            kind,
+            self.status_text(status),
+            took
+        );
         let Some(mp) = &self.live else {
             // Plain output: one line per change, fewer in quiet mode.
             let show = match self.verbosity {
@@ -120,16 +144,34 @@ impl HumanSink {
 impl EventSink for HumanSink {
     fn emit(&self, event: Event) {
         match event {
-            Event::RunStarted { command, deployment, region, planned, unchanged } => {
+            Event::RunStarted {
+                command,
+                deployment,
+                region,
+                planned,
+                unchanged,
+            } => {
                 if self.verbosity != Verbosity::Quiet {
                     self.line(format!(
                         "pi-deploy {command}: deployment `{deployment}` in {region}: {planned} to do, {unchanged} already done"
                     ));
                 }
             }
-            Event::Resource { key, kind, status, elapsed_ms, id, message } => {
-                self.resource(&key, kind.as_str(), status, elapsed_ms, id.as_deref(), message.as_deref())
-            }
+            Event::Resource {
+                key,
+                kind,
+                status,
+                elapsed_ms,
+                id,
+                message,
+            } => self.resource(
+                &key,
+                kind.as_str(),
+                status,
+                elapsed_ms,
+                id.as_deref(),
+                message.as_deref(),
+            ),
             // Quiet shows only errors and the final result.
             Event::Warning { message } => {
                 if self.verbosity != Verbosity::Quiet {
@@ -143,13 +185,32 @@ impl EventSink for HumanSink {
             }
             Event::Phase { name, elapsed_ms } => {
                 if self.verbosity != Verbosity::Quiet {
-                    self.line(format!("{} phase `{name}` done after {:.1}s", self.clock(), elapsed_ms as f64 / 1000.0));
+                    self.line(format!(
+                        "{} phase `{name}` done after {:.1}s",
+                        self.clock(),
+                        elapsed_ms as f64 / 1000.0
+                    ));
                 }
             }
-            Event::RunFinished { command, ok, elapsed_ms, counts, outputs, error } => {
+            Event::RunFinished {
+                command,
+                ok,
+                elapsed_ms,
+                counts,
+                outputs,
+                error,
+            } => {
                 let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
-                let verdict = if ok { self.paint("32;1", "done") } else { self.paint("31;1", "failed") };
-                self.line(format!("pi-deploy {command} {verdict} in {:.1}s ({})", elapsed_ms as f64 / 1000.0, summary.join(", ")));
+                let verdict = if ok {
+                    self.paint("32;1", "done")
+                } else {
+                    self.paint("31;1", "failed")
+                };
+                self.line(format!(
+                    "pi-deploy {command} {verdict} in {:.1}s ({})",
+                    elapsed_ms as f64 / 1000.0,
+                    summary.join(", ")
+                ));
                 if let Some(e) = error {
                     self.line(format!("{} {}", self.paint("31;1", "error:"), e));
                 }

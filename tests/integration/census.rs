@@ -9,12 +9,23 @@ use pi_deploy::aws::Clients;
 pub type Census = BTreeMap<&'static str, Vec<String>>;
 
 fn by_deployment(deployment: &str) -> Filter {
-    Filter::builder().name("tag:pi-deploy:deployment").values(deployment).build()
+    Filter::builder()
+        .name("tag:pi-deploy:deployment")
+        .values(deployment)
+        .build()
 }
 
 fn key_of(tags: &[Tag], deployment: &str) -> Option<String> {
-    let ours = tags.iter().any(|t| t.key() == Some("pi-deploy:deployment") && t.value() == Some(deployment));
-    ours.then(|| tags.iter().find(|t| t.key() == Some("pi-deploy:key")).and_then(|t| t.value()).unwrap_or("?").to_string())
+    let ours = tags
+        .iter()
+        .any(|t| t.key() == Some("pi-deploy:deployment") && t.value() == Some(deployment));
+    ours.then(|| {
+        tags.iter()
+            .find(|t| t.key() == Some("pi-deploy:key"))
+            .and_then(|t| t.value())
+            .unwrap_or("?")
+            .to_string()
+    })
 }
 
 fn push(c: &mut Census, kind: &'static str, key: Option<String>) {
@@ -32,29 +43,80 @@ pub async fn network(c: &Clients, dep: &str) -> Census {
     for s in c.ec2.describe_subnets().filters(f()).send().await.unwrap().subnets() {
         push(&mut out, "subnet", key_of(s.tags(), dep));
     }
-    for g in c.ec2.describe_internet_gateways().filters(f()).send().await.unwrap().internet_gateways() {
+    for g in c
+        .ec2
+        .describe_internet_gateways()
+        .filters(f())
+        .send()
+        .await
+        .unwrap()
+        .internet_gateways()
+    {
         push(&mut out, "internet-gateway", key_of(g.tags(), dep));
     }
-    for a in c.ec2.describe_addresses().filters(f()).send().await.unwrap().addresses() {
+    for a in c
+        .ec2
+        .describe_addresses()
+        .filters(f())
+        .send()
+        .await
+        .unwrap()
+        .addresses()
+    {
         push(&mut out, "elastic-ip", key_of(a.tags(), dep));
     }
     // DescribeNatGateways ignores tag filters on moto and lists deleted NATs: check both.
     for n in c.ec2.describe_nat_gateways().send().await.unwrap().nat_gateways() {
-        let live = !matches!(n.state().map(|s| s.as_str()), Some("deleted") | Some("deleting") | Some("failed"));
+        let live = !matches!(
+            n.state().map(|s| s.as_str()),
+            Some("deleted") | Some("deleting") | Some("failed")
+        );
         if live {
             push(&mut out, "nat-gateway", key_of(n.tags(), dep));
         }
     }
-    for r in c.ec2.describe_route_tables().filters(f()).send().await.unwrap().route_tables() {
+    for r in c
+        .ec2
+        .describe_route_tables()
+        .filters(f())
+        .send()
+        .await
+        .unwrap()
+        .route_tables()
+    {
         push(&mut out, "route-table", key_of(r.tags(), dep));
     }
-    for a in c.ec2.describe_network_acls().filters(f()).send().await.unwrap().network_acls() {
+    for a in c
+        .ec2
+        .describe_network_acls()
+        .filters(f())
+        .send()
+        .await
+        .unwrap()
+        .network_acls()
+    {
         push(&mut out, "network-acl", key_of(a.tags(), dep));
     }
-    for g in c.ec2.describe_security_groups().filters(f()).send().await.unwrap().security_groups() {
+    for g in c
+        .ec2
+        .describe_security_groups()
+        .filters(f())
+        .send()
+        .await
+        .unwrap()
+        .security_groups()
+    {
         push(&mut out, "security-group", key_of(g.tags(), dep));
     }
-    for e in c.ec2.describe_vpc_endpoints().filters(f()).send().await.unwrap().vpc_endpoints() {
+    for e in c
+        .ec2
+        .describe_vpc_endpoints()
+        .filters(f())
+        .send()
+        .await
+        .unwrap()
+        .vpc_endpoints()
+    {
         let live = !matches!(e.state().map(|s| s.as_str()), Some("deleted") | Some("deleting"));
         if live {
             push(&mut out, "vpc-endpoint", key_of(e.tags(), dep));
@@ -75,8 +137,15 @@ pub fn all_keys(c: &Census) -> Vec<String> {
 
 fn tag_key<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>, deployment: &str) -> Option<String> {
     let tags: Vec<(&str, &str)> = tags.into_iter().collect();
-    let ours = tags.iter().any(|(k, v)| *k == "pi-deploy:deployment" && *v == deployment);
-    ours.then(|| tags.iter().find(|(k, _)| *k == "pi-deploy:key").map(|(_, v)| v.to_string()).unwrap_or_else(|| "?".into()))
+    let ours = tags
+        .iter()
+        .any(|(k, v)| *k == "pi-deploy:deployment" && *v == deployment);
+    ours.then(|| {
+        tags.iter()
+            .find(|(k, _)| *k == "pi-deploy:key")
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| "?".into())
+    })
 }
 
 /// The data tier: the bucket and the DB groups by their derived names; file systems,
@@ -94,11 +163,21 @@ pub async fn data(c: &Clients, dep: &str) -> Census {
     let file_systems = c.efs.describe_file_systems().send().await.unwrap();
     for fs in file_systems.file_systems() {
         let gone = matches!(fs.life_cycle_state().as_str(), "deleted" | "deleting");
-        let Some(key) = tag_key(fs.tags().iter().map(|t| (t.key(), t.value())), dep) else { continue };
+        let Some(key) = tag_key(fs.tags().iter().map(|t| (t.key(), t.value())), dep) else {
+            continue;
+        };
         if gone {
             continue;
         }
-        for m in c.efs.describe_mount_targets().file_system_id(fs.file_system_id()).send().await.unwrap().mount_targets() {
+        for m in c
+            .efs
+            .describe_mount_targets()
+            .file_system_id(fs.file_system_id())
+            .send()
+            .await
+            .unwrap()
+            .mount_targets()
+        {
             if !matches!(m.life_cycle_state().as_str(), "deleted" | "deleting") {
                 push(&mut out, "efs-mount-target", Some(format!("{key}@{}", m.subnet_id())));
             }
@@ -106,28 +185,54 @@ pub async fn data(c: &Clients, dep: &str) -> Census {
         push(&mut out, "efs-file-system", Some(key));
     }
     for a in c.efs.describe_access_points().send().await.unwrap().access_points() {
-        let live = !matches!(a.life_cycle_state().map(|s| s.as_str()), Some("deleted") | Some("deleting"));
+        let live = !matches!(
+            a.life_cycle_state().map(|s| s.as_str()),
+            Some("deleted") | Some("deleting")
+        );
         if live {
-            push(&mut out, "efs-access-point", tag_key(a.tags().iter().map(|t| (t.key(), t.value())), dep));
+            push(
+                &mut out,
+                "efs-access-point",
+                tag_key(a.tags().iter().map(|t| (t.key(), t.value())), dep),
+            );
         }
     }
 
     for db in c.rds.describe_db_instances().send().await.unwrap().db_instances() {
-        let key = tag_key(db.tag_list().iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))), dep);
+        let key = tag_key(
+            db.tag_list()
+                .iter()
+                .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
+            dep,
+        );
         let named = db.db_instance_identifier() == Some(names::db_identifier(dep).as_str());
         push(&mut out, "db-instance", key.or(named.then(|| "?untagged".into())));
     }
     // By name: an unknown name is DBSubnetGroupNotFoundFault / DBParameterGroupNotFound on
     // AWS, an empty list on moto; both count as absent.
     let subnet_group = names::db_subnet_group(dep);
-    if let Ok(o) = c.rds.describe_db_subnet_groups().db_subnet_group_name(&subnet_group).send().await
-        && o.db_subnet_groups().iter().any(|g| g.db_subnet_group_name() == Some(subnet_group.as_str()))
+    if let Ok(o) = c
+        .rds
+        .describe_db_subnet_groups()
+        .db_subnet_group_name(&subnet_group)
+        .send()
+        .await
+        && o.db_subnet_groups()
+            .iter()
+            .any(|g| g.db_subnet_group_name() == Some(subnet_group.as_str()))
     {
         push(&mut out, "db-subnet-group", Some(subnet_group));
     }
     let params = names::db_parameter_group(dep);
-    if let Ok(o) = c.rds.describe_db_parameter_groups().db_parameter_group_name(&params).send().await
-        && o.db_parameter_groups().iter().any(|g| g.db_parameter_group_name() == Some(params.as_str()))
+    if let Ok(o) = c
+        .rds
+        .describe_db_parameter_groups()
+        .db_parameter_group_name(&params)
+        .send()
+        .await
+        && o.db_parameter_groups()
+            .iter()
+            .any(|g| g.db_parameter_group_name() == Some(params.as_str()))
     {
         push(&mut out, "db-parameter-group", Some(params));
     }
@@ -135,16 +240,36 @@ pub async fn data(c: &Clients, dep: &str) -> Census {
     let secrets = c
         .secrets
         .list_secrets()
-        .filters(aws_sdk_secretsmanager::types::Filter::builder().key("tag-value".into()).values(dep).build())
+        .filters(
+            aws_sdk_secretsmanager::types::Filter::builder()
+                .key("tag-value".into())
+                .values(dep)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
     for s in secrets.secret_list() {
         if s.deleted_date().is_none() {
-            push(&mut out, "secret", tag_key(s.tags().iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))), dep));
+            push(
+                &mut out,
+                "secret",
+                tag_key(
+                    s.tags()
+                        .iter()
+                        .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
+                    dep,
+                ),
+            );
         }
     }
-    if c.ssm.get_parameter().name(names::db_endpoint_parameter(dep)).send().await.is_ok() {
+    if c.ssm
+        .get_parameter()
+        .name(names::db_endpoint_parameter(dep))
+        .send()
+        .await
+        .is_ok()
+    {
         push(&mut out, "ssm-parameter", Some(names::db_endpoint_parameter(dep)));
     }
     for v in out.values_mut() {
@@ -161,11 +286,22 @@ pub async fn compute(c: &Clients, dep: &str) -> Census {
     use pi_deploy::core::names;
     let mut out = Census::new();
 
-    let lts = c.ec2.describe_launch_templates().filters(by_deployment(dep)).send().await.unwrap();
+    let lts = c
+        .ec2
+        .describe_launch_templates()
+        .filters(by_deployment(dep))
+        .send()
+        .await
+        .unwrap();
     for lt in lts.launch_templates() {
         push(&mut out, "launch-template", key_of(lt.tags(), dep));
     }
-    let named = c.ec2.describe_launch_templates().launch_template_names(names::launch_template(dep)).send().await;
+    let named = c
+        .ec2
+        .describe_launch_templates()
+        .launch_template_names(names::launch_template(dep))
+        .send()
+        .await;
     if let Ok(o) = named {
         for lt in o.launch_templates() {
             if key_of(lt.tags(), dep).is_none() {
@@ -173,9 +309,19 @@ pub async fn compute(c: &Clients, dep: &str) -> Census {
             }
         }
     }
-    let instances = c.ec2.describe_instances().filters(by_deployment(dep)).send().await.unwrap();
+    let instances = c
+        .ec2
+        .describe_instances()
+        .filters(by_deployment(dep))
+        .send()
+        .await
+        .unwrap();
     for i in instances.reservations().iter().flat_map(|r| r.instances()) {
-        let state = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default();
+        let state = i
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default();
         if state != "terminated" {
             push(&mut out, "ec2-instance", key_of(i.tags(), dep));
         }
@@ -195,7 +341,13 @@ pub async fn compute(c: &Clients, dep: &str) -> Census {
             tag_key(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())), &dep).or(Some("?".into()))
         }
     };
-    if let Ok(tgs) = c.elb.describe_target_groups().names(names::target_group(dep)).send().await {
+    if let Ok(tgs) = c
+        .elb
+        .describe_target_groups()
+        .names(names::target_group(dep))
+        .send()
+        .await
+    {
         for tg in tgs.target_groups() {
             let key = elb_key(tg.target_group_arn().unwrap().to_string()).await;
             push(&mut out, "target-group", key);
@@ -214,27 +366,62 @@ pub async fn compute(c: &Clients, dep: &str) -> Census {
     }
 
     let asg_name = names::asg(dep);
-    let groups = c.autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(&asg_name).send().await.unwrap();
+    let groups = c
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&asg_name)
+        .send()
+        .await
+        .unwrap();
     for g in groups.auto_scaling_groups() {
-        let key = tag_key(g.tags().iter().map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))), dep);
+        let key = tag_key(
+            g.tags()
+                .iter()
+                .map(|t| (t.key().unwrap_or(""), t.value().unwrap_or(""))),
+            dep,
+        );
         push(&mut out, "auto-scaling-group", key.or(Some("?".into())));
-        let hooks = c.autoscaling.describe_lifecycle_hooks().auto_scaling_group_name(&asg_name).send().await.unwrap();
+        let hooks = c
+            .autoscaling
+            .describe_lifecycle_hooks()
+            .auto_scaling_group_name(&asg_name)
+            .send()
+            .await
+            .unwrap();
         for h in hooks.lifecycle_hooks() {
             push(&mut out, "lifecycle-hook", h.lifecycle_hook_name().map(String::from));
         }
-        let policies = c.autoscaling.describe_policies().auto_scaling_group_name(&asg_name).send().await.unwrap();
+        let policies = c
+            .autoscaling
+            .describe_policies()
+            .auto_scaling_group_name(&asg_name)
+            .send()
+            .await
+            .unwrap();
         for p in policies.scaling_policies() {
             push(&mut out, "scaling-policy", p.policy_name().map(String::from));
         }
     }
 
-    let alarms = c.cloudwatch.describe_alarms().alarm_name_prefix(format!("{dep}-")).send().await.unwrap();
+    let alarms = c
+        .cloudwatch
+        .describe_alarms()
+        .alarm_name_prefix(format!("{dep}-"))
+        .send()
+        .await
+        .unwrap();
     for a in alarms.metric_alarms() {
         push(&mut out, "alarm", a.alarm_name().map(String::from));
     }
 
     let profile = names::instance_profile(dep);
-    if let Ok(p) = c.iam.get_instance_profile().instance_profile_name(&profile).send().await {
+    if let Ok(p) = c
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(&profile)
+        .send()
+        .await
+    {
         let t = p.instance_profile().map(|p| p.tags()).unwrap_or_default();
         let key = tag_key(t.iter().map(|t| (t.key(), t.value())), dep);
         push(&mut out, "instance-profile", key.or(Some("?".into())));
@@ -336,7 +523,13 @@ pub async fn sideload(c: &Clients, dep: &str) -> Census {
 /// Every service at once: what an operator would find of the deployment anywhere.
 pub async fn everything(c: &Clients, dep: &str) -> Census {
     let mut out = Census::new();
-    for part in [network(c, dep).await, data(c, dep).await, iam_roles(c, dep).await, sideload(c, dep).await, compute(c, dep).await] {
+    for part in [
+        network(c, dep).await,
+        data(c, dep).await,
+        iam_roles(c, dep).await,
+        sideload(c, dep).await,
+        compute(c, dep).await,
+    ] {
         for (kind, mut keys) in part {
             out.entry(kind).or_default().append(&mut keys);
         }

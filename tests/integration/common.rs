@@ -13,7 +13,9 @@ use pi_deploy::aws::Clients;
 pub fn endpoint() -> String {
     std::env::var("PI_DEPLOY_TEST_ENDPOINT")
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-        .expect("integration tests need an emulator: run `bash scripts/test.sh` (it starts moto), or set AWS_ENDPOINT_URL")
+        .expect(
+            "integration tests need an emulator: run `bash scripts/test.sh` (it starts moto), or set AWS_ENDPOINT_URL",
+        )
 }
 
 pub const REGION: &str = "eu-west-1";
@@ -22,7 +24,11 @@ pub const REGION: &str = "eu-west-1";
 pub fn ami(which: char) -> String {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/emu-amis.env")).unwrap();
     let var = format!("PI_DEMO_AMI_{which}=");
-    text.lines().find_map(|l| l.strip_prefix(&var)).expect("AMI in scripts/emu-amis.env").trim().to_string()
+    text.lines()
+        .find_map(|l| l.strip_prefix(&var))
+        .expect("AMI in scripts/emu-amis.env")
+        .trim()
+        .to_string()
 }
 
 /// A deployment name no other test uses.
@@ -39,7 +45,10 @@ pub struct Deployment {
 
 impl Deployment {
     pub fn new(prefix: &str) -> Self {
-        Self { name: deployment(prefix), state_dir: tempfile::tempdir().unwrap() }
+        Self {
+            name: deployment(prefix),
+            state_dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn state_path(&self) -> PathBuf {
@@ -73,7 +82,12 @@ impl Deployment {
     /// Run and require success, showing the output on failure.
     pub fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args);
-        assert!(out.status.success(), "pi-deploy {args:?} failed: {}\n{}", out.status, show(&out));
+        assert!(
+            out.status.success(),
+            "pi-deploy {args:?} failed: {}\n{}",
+            out.status,
+            show(&out)
+        );
         out
     }
 
@@ -86,7 +100,12 @@ impl Deployment {
 
     /// Tests do not keep their databases: no final snapshot, deletion protection lifted.
     pub fn destroy(&self) -> Output {
-        self.ok(&["destroy", "--yes", "--skip-final-snapshot", "--disable-deletion-protection"])
+        self.ok(&[
+            "destroy",
+            "--yes",
+            "--skip-final-snapshot",
+            "--disable-deletion-protection",
+        ])
     }
 
     pub fn state(&self) -> serde_json::Value {
@@ -95,7 +114,11 @@ impl Deployment {
 }
 
 pub fn show(out: &Output) -> String {
-    format!("--- stdout\n{}\n--- stderr\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Parsed NDJSON events of a `--json` run.
@@ -108,14 +131,19 @@ pub fn events(out: &Output) -> Vec<serde_json::Value> {
 }
 
 pub fn count_status(events: &[serde_json::Value], status: &str) -> usize {
-    events.iter().filter(|e| e["event"] == "resource" && e["status"] == status).count()
+    events
+        .iter()
+        .filter(|e| e["event"] == "resource" && e["status"] == status)
+        .count()
 }
 
 pub async fn clients() -> Clients {
     let config = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(endpoint())
-        .credentials_provider(aws_sdk_sts::config::Credentials::new("test", "test", None, None, "tests"))
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
         .load()
         .await;
     Clients::from_config(config)

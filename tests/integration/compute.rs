@@ -265,7 +265,10 @@ async fn compute_tier_without_a_certificate_reads_back_converges_and_destroys() 
             .any(|t| t.key() == Some("pi-deploy:key") && t.value() == Some("launch-template"))
     );
     let params = pi_deploy::core::userdata::UserDataParams::new(
-        &pi_deploy::core::config::Config { deployment: d.name.clone(), ..Default::default() },
+        &pi_deploy::core::config::Config {
+            deployment: d.name.clone(),
+            ..Default::default()
+        },
         common::REGION,
         "amazonaws.com",
         &id(&st, "efs"),

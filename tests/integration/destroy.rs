@@ -8,7 +8,12 @@ use crate::census;
 use crate::common::{Deployment, clients, events, show};
 
 fn destroy_args() -> Vec<&'static str> {
-    vec!["destroy", "--yes", "--skip-final-snapshot", "--disable-deletion-protection"]
+    vec![
+        "destroy",
+        "--yes",
+        "--skip-final-snapshot",
+        "--disable-deletion-protection",
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -35,14 +40,24 @@ async fn a_second_destroy_succeeds_and_does_nothing() {
     args.push("--json");
     let out = d.ok(&args);
     let ev = events(&out);
-    assert_eq!(ev.iter().filter(|e| e["event"] == "resource").count(), 0, "{}", show(&out));
+    assert_eq!(
+        ev.iter().filter(|e| e["event"] == "resource").count(),
+        0,
+        "{}",
+        show(&out)
+    );
     assert!(ev.last().unwrap()["ok"].as_bool().unwrap());
 }
 
 /// SIGKILL `destroy` once the state file has lost `n` resources, then run it again.
 fn kill_destroy_after(d: &Deployment, removed: usize) {
     let total = d.state()["resources"].as_object().unwrap().len();
-    let mut child = d.command(&destroy_args()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = d
+        .command(&destroy_args())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     loop {
         let left = std::fs::read(d.state_path())
@@ -113,7 +128,8 @@ async fn destroy_honours_every_implicit_aws_ordering() {
     let out = d.ok(&args);
     let ev = events(&out);
     let position = |key: &str, status: &str| {
-        ev.iter().position(|e| e["event"] == "resource" && e["key"] == key && e["status"] == status)
+        ev.iter()
+            .position(|e| e["event"] == "resource" && e["key"] == key && e["status"] == status)
     };
     let mut checked = 0;
     for (first, then) in ORDER {

@@ -10,7 +10,11 @@ const EXAMPLE: &str = include_str!("../../pi-deploy.example.toml");
 /// Dotted keys of a TOML table, e.g. `network.vpc_cidr`.
 fn paths(table: &toml::Table, prefix: &str, out: &mut BTreeSet<String>) {
     for (k, v) in table {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             toml::Value::Table(t) => paths(t, &path, out),
             _ => {
@@ -26,7 +30,10 @@ fn uncommented() -> String {
         .lines()
         .map(|l| {
             let t = l.trim_start_matches("# ");
-            if l.starts_with("# ") && t.split_once(" = ").is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) {
+            if l.starts_with("# ")
+                && t.split_once(" = ")
+                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            {
                 t.to_string()
             } else {
                 l.to_string()
@@ -53,5 +60,8 @@ fn example_lists_every_option() {
     let mut known = BTreeSet::new();
     paths(&toml::Table::try_from(&parsed).unwrap(), "", &mut known);
     let missing: Vec<_> = known.difference(&documented).collect();
-    assert!(missing.is_empty(), "options missing from pi-deploy.example.toml: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "options missing from pi-deploy.example.toml: {missing:?}"
+    );
 }

@@ -13,7 +13,12 @@ struct Case {
 }
 
 const fn case(name: &'static str, toml: &'static str, args: &'static [&'static str], field: &'static str) -> Case {
-    Case { name, toml, args, field }
+    Case {
+        name,
+        toml,
+        args,
+        field,
+    }
 }
 
 const AMI: &str = "ami-0123456789abcdef0";
@@ -24,54 +29,244 @@ fn cases() -> Vec<Case> {
         case("unknown section key", "[network]\nvpc = '10.0.0.0/16'", &[], "vpc"),
         case("unknown section", "[netwrk]\nvpc_cidr = '10.0.0.0/16'", &[], "netwrk"),
         case("wrong type: number for string", "deployment = 5", &[], "deployment"),
-        case("wrong type: string for number", "root_volume_gib = 'big'", &[], "root_volume_gib"),
-        case("wrong type: table for list", "[network]\npublic_subnet_cidrs = { a = 1 }", &[], "public_subnet_cidrs"),
-        case("wrong type: bool as string", "[network]\nnat_per_az = 'yes'", &[], "nat_per_az"),
+        case(
+            "wrong type: string for number",
+            "root_volume_gib = 'big'",
+            &[],
+            "root_volume_gib",
+        ),
+        case(
+            "wrong type: table for list",
+            "[network]\npublic_subnet_cidrs = { a = 1 }",
+            &[],
+            "public_subnet_cidrs",
+        ),
+        case(
+            "wrong type: bool as string",
+            "[network]\nnat_per_az = 'yes'",
+            &[],
+            "nat_per_az",
+        ),
         case("not TOML at all", "this is not toml", &[], "config"),
         case("uppercase deployment", "", &["--deployment", "Prod"], "deployment"),
-        case("deployment with underscore", "", &["--deployment", "pi_prod"], "deployment"),
-        case("deployment too long for the ALB name", "", &["--deployment", "a-very-long-deployment-name"], "deployment"),
-        case("deployment ending in a hyphen", "", &["--deployment", "pi-"], "deployment"),
-        case("deployment starting with a digit", "", &["--deployment", "9pi"], "deployment"),
+        case(
+            "deployment with underscore",
+            "",
+            &["--deployment", "pi_prod"],
+            "deployment",
+        ),
+        case(
+            "deployment too long for the ALB name",
+            "",
+            &["--deployment", "a-very-long-deployment-name"],
+            "deployment",
+        ),
+        case(
+            "deployment ending in a hyphen",
+            "",
+            &["--deployment", "pi-"],
+            "deployment",
+        ),
+        case(
+            "deployment starting with a digit",
+            "",
+            &["--deployment", "9pi"],
+            "deployment",
+        ),
         case("bad region", "", &["--region", "mars-1"], "region"),
         case("ami too short", "", &["--ami", "ami-123"], "ami"),
         case("ami not hex", "", &["--ami", "ami-zzzzzzzz"], "ami"),
         case("ami of another kind", "", &["--ami", "snap-0123456789abcdef0"], "ami"),
         case("no ami for up", "", &[], "ami"),
-        case("certificate not an ARN", "", &["--certificate-arn", "my-cert"], "certificate_arn"),
-        case("certificate ARN of IAM", "", &["--certificate-arn", "arn:aws:iam::123456789012:server-certificate/x"], "certificate_arn"),
-        case("one zone", "availability_zones = ['eu-west-1a']", &[], "availability_zones"),
-        case("the same zone twice", "availability_zones = ['eu-west-1a', 'eu-west-1a']", &[], "availability_zones"),
-        case("zone of another region", "region = 'us-east-1'\navailability_zones = ['eu-west-1a', 'eu-west-1b']", &[], "availability_zones"),
-        case("vpc cidr not a cidr", "[network]\nvpc_cidr = '10.0.0.0'", &[], "network.vpc_cidr"),
-        case("vpc cidr too large", "[network]\nvpc_cidr = '10.0.0.0/8'", &[], "network.vpc_cidr"),
-        case("subnet outside the vpc", "[network]\npublic_subnet_cidrs = ['10.9.2.0/24', '10.0.3.0/24']", &[], "network.public_subnet_cidrs[0]"),
-        case("overlapping subnets", "[network]\ndb_subnet_cidrs = ['10.0.4.0/24', '10.0.4.128/25']", &[], "network.db_subnet_cidrs[1]"),
-        case("subnet with host bits", "[network]\napp_subnet_cidrs = ['10.0.0.1/24', '10.0.1.0/24']", &[], "network.app_subnet_cidrs[0]"),
-        case("three app subnets", "[network]\napp_subnet_cidrs = ['10.0.0.0/24', '10.0.1.0/24', '10.0.6.0/24']", &[], "network.app_subnet_cidrs"),
-        case("engine version without minor", "[database]\nengine_version = '10'", &[], "database.engine_version"),
-        case("unknown MariaDB major", "[database]\nengine_version = '12.9.1'", &[], "database.engine_version"),
-        case("family does not match the version", "[database]\nparameter_group_family = 'mariadb10.6'", &[], "database.parameter_group_family"),
-        case("storage too small", "[database]\nallocated_storage_gib = 5", &[], "database.allocated_storage_gib"),
-        case("reserved master user", "[database]\nmaster_username = 'admin'", &[], "database.master_username"),
-        case("backup retention zero", "[database]\nbackup_retention_days = 0", &[], "database.backup_retention_days"),
+        case(
+            "certificate not an ARN",
+            "",
+            &["--certificate-arn", "my-cert"],
+            "certificate_arn",
+        ),
+        case(
+            "certificate ARN of IAM",
+            "",
+            &["--certificate-arn", "arn:aws:iam::123456789012:server-certificate/x"],
+            "certificate_arn",
+        ),
+        case(
+            "one zone",
+            "availability_zones = ['eu-west-1a']",
+            &[],
+            "availability_zones",
+        ),
+        case(
+            "the same zone twice",
+            "availability_zones = ['eu-west-1a', 'eu-west-1a']",
+            &[],
+            "availability_zones",
+        ),
+        case(
+            "zone of another region",
+            "region = 'us-east-1'\navailability_zones = ['eu-west-1a', 'eu-west-1b']",
+            &[],
+            "availability_zones",
+        ),
+        case(
+            "vpc cidr not a cidr",
+            "[network]\nvpc_cidr = '10.0.0.0'",
+            &[],
+            "network.vpc_cidr",
+        ),
+        case(
+            "vpc cidr too large",
+            "[network]\nvpc_cidr = '10.0.0.0/8'",
+            &[],
+            "network.vpc_cidr",
+        ),
+        case(
+            "subnet outside the vpc",
+            "[network]\npublic_subnet_cidrs = ['10.9.2.0/24', '10.0.3.0/24']",
+            &[],
+            "network.public_subnet_cidrs[0]",
+        ),
+        case(
+            "overlapping subnets",
+            "[network]\ndb_subnet_cidrs = ['10.0.4.0/24', '10.0.4.128/25']",
+            &[],
+            "network.db_subnet_cidrs[1]",
+        ),
+        case(
+            "subnet with host bits",
+            "[network]\napp_subnet_cidrs = ['10.0.0.1/24', '10.0.1.0/24']",
+            &[],
+            "network.app_subnet_cidrs[0]",
+        ),
+        case(
+            "three app subnets",
+            "[network]\napp_subnet_cidrs = ['10.0.0.0/24', '10.0.1.0/24', '10.0.6.0/24']",
+            &[],
+            "network.app_subnet_cidrs",
+        ),
+        case(
+            "engine version without minor",
+            "[database]\nengine_version = '10'",
+            &[],
+            "database.engine_version",
+        ),
+        case(
+            "unknown MariaDB major",
+            "[database]\nengine_version = '12.9.1'",
+            &[],
+            "database.engine_version",
+        ),
+        case(
+            "family does not match the version",
+            "[database]\nparameter_group_family = 'mariadb10.6'",
+            &[],
+            "database.parameter_group_family",
+        ),
+        case(
+            "storage too small",
+            "[database]\nallocated_storage_gib = 5",
+            &[],
+            "database.allocated_storage_gib",
+        ),
+        case(
+            "reserved master user",
+            "[database]\nmaster_username = 'admin'",
+            &[],
+            "database.master_username",
+        ),
+        case(
+            "backup retention zero",
+            "[database]\nbackup_retention_days = 0",
+            &[],
+            "database.backup_retention_days",
+        ),
         case("min above max", "[scaling]\nmin = 6\ndesired = 6", &[], "scaling"),
         case("desired above max", "[scaling]\ndesired = 9", &[], "scaling"),
-        case("cpu above 100", "[scaling]\nscale_out_cpu_percent = 170.0", &[], "scaling.scale_out_cpu_percent"),
-        case("scale in above scale out", "[scaling]\nscale_in_cpu_percent = 80.0", &[], "scaling.scale_in_cpu_percent"),
-        case("negative number", "[health_check]\nderegistration_delay_seconds = -5", &[], "health_check.deregistration_delay_seconds"),
-        case("health check path relative", "[health_check]\npath = 'health'", &[], "health_check.path"),
-        case("matcher not codes", "[health_check]\nmatcher = 'ok'", &[], "health_check.matcher"),
-        case("timeout above interval", "[health_check]\ntimeout_seconds = 30", &[], "health_check.timeout_seconds"),
-        case("old lambda runtime", "[lambda]\nruntime = 'python3.8'", &[], "lambda.runtime"),
-        case("bad log retention", "[lambda]\nlog_retention_days = 2", &[], "lambda.log_retention_days"),
+        case(
+            "cpu above 100",
+            "[scaling]\nscale_out_cpu_percent = 170.0",
+            &[],
+            "scaling.scale_out_cpu_percent",
+        ),
+        case(
+            "scale in above scale out",
+            "[scaling]\nscale_in_cpu_percent = 80.0",
+            &[],
+            "scaling.scale_in_cpu_percent",
+        ),
+        case(
+            "negative number",
+            "[health_check]\nderegistration_delay_seconds = -5",
+            &[],
+            "health_check.deregistration_delay_seconds",
+        ),
+        case(
+            "health check path relative",
+            "[health_check]\npath = 'health'",
+            &[],
+            "health_check.path",
+        ),
+        case(
+            "matcher not codes",
+            "[health_check]\nmatcher = 'ok'",
+            &[],
+            "health_check.matcher",
+        ),
+        case(
+            "timeout above interval",
+            "[health_check]\ntimeout_seconds = 30",
+            &[],
+            "health_check.timeout_seconds",
+        ),
+        case(
+            "old lambda runtime",
+            "[lambda]\nruntime = 'python3.8'",
+            &[],
+            "lambda.runtime",
+        ),
+        case(
+            "bad log retention",
+            "[lambda]\nlog_retention_days = 2",
+            &[],
+            "lambda.log_retention_days",
+        ),
         case("efs uid root", "[storage]\nefs_uid = 0", &[], "storage.efs_uid"),
-        case("domain without zone", "domain_name = 'dash.example.com'", &[], "hosted_zone_id"),
-        case("zone id malformed", "hosted_zone_id = 'zone'\ndomain_name = 'dash.example.com'", &[], "hosted_zone_id"),
-        case("old TLS policy", "tls_policy = 'ELBSecurityPolicy-2016-08'", &[], "tls_policy"),
-        case("licence from two sources", "[licence]\nenv = 'X'\nfile = '/tmp/x'", &[], "licence"),
-        case("unreadable licence file", "[licence]\nfile = '/nonexistent/licence.txt'", &[], "licence.file"),
-        case("licence env var unset", "[licence]\nenv = 'PI_DEPLOY_TEST_UNSET_LICENCE'", &[], "licence.env"),
+        case(
+            "domain without zone",
+            "domain_name = 'dash.example.com'",
+            &[],
+            "hosted_zone_id",
+        ),
+        case(
+            "zone id malformed",
+            "hosted_zone_id = 'zone'\ndomain_name = 'dash.example.com'",
+            &[],
+            "hosted_zone_id",
+        ),
+        case(
+            "old TLS policy",
+            "tls_policy = 'ELBSecurityPolicy-2016-08'",
+            &[],
+            "tls_policy",
+        ),
+        case(
+            "licence from two sources",
+            "[licence]\nenv = 'X'\nfile = '/tmp/x'",
+            &[],
+            "licence",
+        ),
+        case(
+            "unreadable licence file",
+            "[licence]\nfile = '/nonexistent/licence.txt'",
+            &[],
+            "licence.file",
+        ),
+        case(
+            "licence env var unset",
+            "[licence]\nenv = 'PI_DEPLOY_TEST_UNSET_LICENCE'",
+            &[],
+            "licence.env",
+        ),
         case("instance type nonsense", "instance_type = 'big'", &[], "instance_type"),
     ]
 }
@@ -85,7 +280,14 @@ fn every_bad_input_exits_2_naming_the_field_with_no_aws_call() {
         let config = dir.path().join(format!("case{i}.toml"));
         std::fs::write(&config, c.toml).unwrap();
         let counts = dir.path().join(format!("calls{i}.json"));
-        let mut args: Vec<&str> = vec!["up", "--yes", "--config", config.to_str().unwrap(), "--state-dir", dir.path().to_str().unwrap()];
+        let mut args: Vec<&str> = vec![
+            "up",
+            "--yes",
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            dir.path().to_str().unwrap(),
+        ];
         if !c.args.contains(&"--ami") && c.name != "no ami for up" {
             args.extend(["--ami", AMI]);
         }
@@ -106,15 +308,36 @@ fn every_bad_input_exits_2_naming_the_field_with_no_aws_call() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "case `{}`: expected exit 2, got {:?}\n{stderr}", c.name, out.status);
-        assert!(stderr.contains(c.field), "case `{}`: the error does not name `{}`:\n{stderr}", c.name, c.field);
-        assert!(stderr.contains("fix:") || stderr.contains("hint:"), "case `{}`: no fix given:\n{stderr}", c.name);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "case `{}`: expected exit 2, got {:?}\n{stderr}",
+            c.name,
+            out.status
+        );
+        assert!(
+            stderr.contains(c.field),
+            "case `{}`: the error does not name `{}`:\n{stderr}",
+            c.name,
+            c.field
+        );
+        assert!(
+            stderr.contains("fix:") || stderr.contains("hint:"),
+            "case `{}`: no fix given:\n{stderr}",
+            c.name
+        );
         let calls: u64 = std::fs::read(&counts)
             .ok()
             .and_then(|b| serde_json::from_slice::<std::collections::BTreeMap<String, u64>>(&b).ok())
             .map(|m| m.values().sum())
             .unwrap_or(0);
         assert_eq!(calls, 0, "case `{}` made AWS calls", c.name);
-        assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".json.backup")));
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".json.backup"))
+        );
     }
 }

@@ -27,7 +27,10 @@ fn damaged_or_foreign_state_is_refused_and_untouched() {
     let d = Deployment::new("hstate");
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty", vec![]),
-        ("truncated", serde_json::to_vec(&valid_state(&d)).unwrap()[..40].to_vec()),
+        (
+            "truncated",
+            serde_json::to_vec(&valid_state(&d)).unwrap()[..40].to_vec(),
+        ),
         ("invalid json", b"{ this is not json".to_vec()),
         ("json array", b"[1, 2, 3]".to_vec()),
     ];
@@ -58,9 +61,24 @@ fn damaged_or_foreign_state_is_refused_and_untouched() {
         std::fs::write(d.state_path(), bytes).unwrap();
         for cmd in [vec!["up", "--ami", ami.as_str(), "--yes"], vec!["destroy", "--yes"]] {
             let out = d.run(&cmd);
-            assert_eq!(out.status.code(), Some(3), "{name} / {}: expected exit 3\n{}", cmd[0], show(&out));
-            assert!(String::from_utf8_lossy(&out.stderr).contains("hint:"), "{name}: no hint\n{}", show(&out));
-            assert_eq!(&std::fs::read(d.state_path()).unwrap(), bytes, "{name} / {}: the file was changed", cmd[0]);
+            assert_eq!(
+                out.status.code(),
+                Some(3),
+                "{name} / {}: expected exit 3\n{}",
+                cmd[0],
+                show(&out)
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("hint:"),
+                "{name}: no hint\n{}",
+                show(&out)
+            );
+            assert_eq!(
+                &std::fs::read(d.state_path()).unwrap(),
+                bytes,
+                "{name} / {}: the file was changed",
+                cmd[0]
+            );
         }
     }
 }
@@ -84,7 +102,12 @@ fn a_stale_lock_of_a_dead_process_does_not_block() {
 fn a_second_run_is_refused_while_the_first_holds_the_lock() {
     let d = Deployment::new("locked");
     let ami = ami('A');
-    let mut first = d.command(&["up", "--ami", &ami, "--yes"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = d
+        .command(&["up", "--ami", &ami, "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait until the first run has written its state (it holds the lock by then).
     let start = Instant::now();
     while !d.state_path().exists() {
@@ -101,5 +124,10 @@ fn a_second_run_is_refused_while_the_first_holds_the_lock() {
     assert_eq!(second.status.code(), Some(3), "{}", show(&second));
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("locked") && err.contains("`up`"), "{err}");
-    d.ok(&["destroy", "--yes", "--skip-final-snapshot", "--disable-deletion-protection"]);
+    d.ok(&[
+        "destroy",
+        "--yes",
+        "--skip-final-snapshot",
+        "--disable-deletion-protection",
+    ]);
 }

@@ -5,15 +5,15 @@
 
 mod census;
 mod common;
+mod compute;
+mod crash;
+mod data;
+mod destroy;
 mod example_config;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod hostile_input;
 mod hostile_state;
-mod compute;
-mod crash;
-mod data;
-mod destroy;
 mod network;
 mod operator;
 mod sideload;

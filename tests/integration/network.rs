@@ -11,13 +11,32 @@ use crate::census;
 use crate::common::{self, Deployment, clients, count_status, events};
 
 fn id_of(state: &serde_json::Value, key: &str) -> String {
-    state["resources"][key]["outputs"]["id"].as_str().unwrap_or_else(|| panic!("{key} has no id in the state")).to_string()
+    state["resources"][key]["outputs"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} has no id in the state"))
+        .to_string()
 }
 
 fn expected_network_keys() -> Vec<String> {
     let mut keys: Vec<String> = [
-        "vpc", "igw", "eip-nat-a", "nat-a", "rt-public", "rt-private", "nacl-public", "nacl-app", "sg-alb", "sg-app", "sg-db",
-        "sg-efs", "sg-lambda", "sg-endpoints", "vpce-secretsmanager", "vpce-ssm", "vpce-ssmmessages", "vpce-ec2messages",
+        "vpc",
+        "igw",
+        "eip-nat-a",
+        "nat-a",
+        "rt-public",
+        "rt-private",
+        "nacl-public",
+        "nacl-app",
+        "sg-alb",
+        "sg-app",
+        "sg-db",
+        "sg-efs",
+        "sg-lambda",
+        "sg-endpoints",
+        "vpce-secretsmanager",
+        "vpce-ssm",
+        "vpce-ssmmessages",
+        "vpce-ec2messages",
         "vpce-s3",
     ]
     .iter()
@@ -55,10 +74,23 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
     let v = c.ec2.describe_vpcs().vpc_ids(&vpc).send().await.unwrap();
     assert_eq!(v.vpcs()[0].cidr_block(), Some("10.0.0.0/16"));
     let tags = v.vpcs()[0].tags();
-    assert!(tags.iter().any(|t| t.key() == Some("Name") && t.value() == Some(format!("{}-vpc", d.name).as_str())));
+    assert!(
+        tags.iter()
+            .any(|t| t.key() == Some("Name") && t.value() == Some(format!("{}-vpc", d.name).as_str()))
+    );
     for attr in [VpcAttributeName::EnableDnsSupport, VpcAttributeName::EnableDnsHostnames] {
-        let a = c.ec2.describe_vpc_attribute().vpc_id(&vpc).attribute(attr.clone()).send().await.unwrap();
-        let on = a.enable_dns_support().or(a.enable_dns_hostnames()).and_then(|b| b.value());
+        let a = c
+            .ec2
+            .describe_vpc_attribute()
+            .vpc_id(&vpc)
+            .attribute(attr.clone())
+            .send()
+            .await
+            .unwrap();
+        let on = a
+            .enable_dns_support()
+            .or(a.enable_dns_hostnames())
+            .and_then(|b| b.value());
         assert_eq!(on, Some(true), "{attr:?}");
     }
 
@@ -73,11 +105,21 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
     ];
     let mut zones = BTreeMap::new();
     for (key, cidr) in expected {
-        let s = c.ec2.describe_subnets().subnet_ids(id_of(&st, key)).send().await.unwrap();
+        let s = c
+            .ec2
+            .describe_subnets()
+            .subnet_ids(id_of(&st, key))
+            .send()
+            .await
+            .unwrap();
         let s = &s.subnets()[0];
         assert_eq!(s.cidr_block(), Some(cidr), "{key}");
         assert_eq!(s.vpc_id(), Some(vpc.as_str()));
-        assert_ne!(s.map_public_ip_on_launch(), Some(true), "{key} must not hand out public IPs");
+        assert_ne!(
+            s.map_public_ip_on_launch(),
+            Some(true),
+            "{key} must not hand out public IPs"
+        );
         zones.insert(key, s.availability_zone().unwrap().to_string());
     }
     assert_ne!(zones["subnet-app-a"], zones["subnet-app-b"]);
@@ -85,38 +127,98 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
     assert_eq!(zones["subnet-public-b"], zones["subnet-db-b"]);
 
     // IGW attached; NAT available in public-a with the EIP.
-    let igw = c.ec2.describe_internet_gateways().internet_gateway_ids(id_of(&st, "igw")).send().await.unwrap();
+    let igw = c
+        .ec2
+        .describe_internet_gateways()
+        .internet_gateway_ids(id_of(&st, "igw"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(igw.internet_gateways()[0].attachments()[0].vpc_id(), Some(vpc.as_str()));
-    let nat = c.ec2.describe_nat_gateways().nat_gateway_ids(id_of(&st, "nat-a")).send().await.unwrap();
+    let nat = c
+        .ec2
+        .describe_nat_gateways()
+        .nat_gateway_ids(id_of(&st, "nat-a"))
+        .send()
+        .await
+        .unwrap();
     let nat = &nat.nat_gateways()[0];
     assert_eq!(nat.state().map(|s| s.as_str()), Some("available"));
     assert_eq!(nat.subnet_id(), Some(id_of(&st, "subnet-public-a").as_str()));
-    assert_eq!(nat.nat_gateway_addresses()[0].allocation_id(), Some(id_of(&st, "eip-nat-a").as_str()));
+    assert_eq!(
+        nat.nat_gateway_addresses()[0].allocation_id(),
+        Some(id_of(&st, "eip-nat-a").as_str())
+    );
 
     // Routes and one association per subnet.
     let rt = |key: &str| {
         let id = id_of(&st, key);
         let c = c.clone();
-        async move { c.ec2.describe_route_tables().route_table_ids(id).send().await.unwrap().route_tables()[0].clone() }
+        async move {
+            c.ec2
+                .describe_route_tables()
+                .route_table_ids(id)
+                .send()
+                .await
+                .unwrap()
+                .route_tables()[0]
+                .clone()
+        }
     };
     let public = rt("rt-public").await;
-    assert!(public.routes().iter().any(|r| r.destination_cidr_block() == Some("0.0.0.0/0") && r.gateway_id() == Some(id_of(&st, "igw").as_str())));
-    let mut assoc: Vec<String> = public.associations().iter().filter_map(|a| a.subnet_id().map(String::from)).collect();
+    assert!(
+        public
+            .routes()
+            .iter()
+            .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0")
+                && r.gateway_id() == Some(id_of(&st, "igw").as_str()))
+    );
+    let mut assoc: Vec<String> = public
+        .associations()
+        .iter()
+        .filter_map(|a| a.subnet_id().map(String::from))
+        .collect();
     assoc.sort();
     let mut want = vec![id_of(&st, "subnet-public-a"), id_of(&st, "subnet-public-b")];
     want.sort();
     assert_eq!(assoc, want);
     let private = rt("rt-private").await;
-    assert!(private.routes().iter().any(|r| r.destination_cidr_block() == Some("0.0.0.0/0") && r.nat_gateway_id() == Some(id_of(&st, "nat-a").as_str())));
-    assert_eq!(private.associations().iter().filter(|a| a.subnet_id().is_some()).count(), 4);
+    assert!(
+        private
+            .routes()
+            .iter()
+            .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0")
+                && r.nat_gateway_id() == Some(id_of(&st, "nat-a").as_str()))
+    );
+    assert_eq!(
+        private
+            .associations()
+            .iter()
+            .filter(|a| a.subnet_id().is_some())
+            .count(),
+        4
+    );
 
     // NACLs associated with their subnets, with the blueprint's rules.
     for (key, tier) in [("nacl-public", "public"), ("nacl-app", "app")] {
-        let acl = c.ec2.describe_network_acls().network_acl_ids(id_of(&st, key)).send().await.unwrap();
+        let acl = c
+            .ec2
+            .describe_network_acls()
+            .network_acl_ids(id_of(&st, key))
+            .send()
+            .await
+            .unwrap();
         let acl = &acl.network_acls()[0];
-        let mut subnets: Vec<String> = acl.associations().iter().filter_map(|a| a.subnet_id().map(String::from)).collect();
+        let mut subnets: Vec<String> = acl
+            .associations()
+            .iter()
+            .filter_map(|a| a.subnet_id().map(String::from))
+            .collect();
         subnets.sort();
-        let mut want = vec![id_of(&st, &format!("subnet-{tier}-a")), id_of(&st, &format!("subnet-{tier}-b"))];
+        let mut want = vec![
+            id_of(&st, &format!("subnet-{tier}-a")),
+            id_of(&st, &format!("subnet-{tier}-b")),
+        ];
         want.sort();
         assert_eq!(subnets, want, "{key}");
         let inbound: Vec<(i32, i32, String, bool)> = acl
@@ -125,18 +227,38 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
             .filter(|e| e.egress() == Some(false) && e.rule_number() != Some(32767))
             .map(|e| {
                 let p = e.port_range();
-                (p.and_then(|p| p.from()).unwrap_or(0), p.and_then(|p| p.to()).unwrap_or(0), e.cidr_block().unwrap_or("").to_string(), e.rule_action().map(|a| a.as_str()) == Some("allow"))
+                (
+                    p.and_then(|p| p.from()).unwrap_or(0),
+                    p.and_then(|p| p.to()).unwrap_or(0),
+                    e.cidr_block().unwrap_or("").to_string(),
+                    e.rule_action().map(|a| a.as_str()) == Some("allow"),
+                )
             })
             .collect();
         if tier == "public" {
             for port in [(80, 80), (443, 443), (1024, 65535)] {
-                assert!(inbound.contains(&(port.0, port.1, "0.0.0.0/0".into(), true)), "{key} {port:?}: {inbound:?}");
+                assert!(
+                    inbound.contains(&(port.0, port.1, "0.0.0.0/0".into(), true)),
+                    "{key} {port:?}: {inbound:?}"
+                );
             }
         } else {
-            assert!(inbound.contains(&(8224, 8224, "10.0.2.0/24".into(), true)), "{inbound:?}");
-            assert!(inbound.contains(&(8224, 8224, "10.0.3.0/24".into(), true)), "{inbound:?}");
-            assert!(inbound.contains(&(2049, 2049, "10.0.0.0/16".into(), true)), "{inbound:?}");
-            assert!(inbound.contains(&(1024, 65535, "0.0.0.0/0".into(), true)), "{inbound:?}");
+            assert!(
+                inbound.contains(&(8224, 8224, "10.0.2.0/24".into(), true)),
+                "{inbound:?}"
+            );
+            assert!(
+                inbound.contains(&(8224, 8224, "10.0.3.0/24".into(), true)),
+                "{inbound:?}"
+            );
+            assert!(
+                inbound.contains(&(2049, 2049, "10.0.0.0/16".into(), true)),
+                "{inbound:?}"
+            );
+            assert!(
+                inbound.contains(&(1024, 65535, "0.0.0.0/0".into(), true)),
+                "{inbound:?}"
+            );
         }
     }
 
@@ -144,7 +266,16 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
     let sg = |key: &str| {
         let id = id_of(&st, key);
         let c = c.clone();
-        async move { c.ec2.describe_security_groups().group_ids(id).send().await.unwrap().security_groups()[0].clone() }
+        async move {
+            c.ec2
+                .describe_security_groups()
+                .group_ids(id)
+                .send()
+                .await
+                .unwrap()
+                .security_groups()[0]
+                .clone()
+        }
     };
     let sources = |g: &aws_sdk_ec2::types::SecurityGroup| -> Vec<(i32, String)> {
         let mut v: Vec<(i32, String)> = g
@@ -152,8 +283,14 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
             .iter()
             .flat_map(|p| {
                 let port = p.from_port().unwrap_or(-1);
-                let groups = p.user_id_group_pairs().iter().filter_map(move |u| u.group_id().map(|g| (port, g.to_string())));
-                let cidrs = p.ip_ranges().iter().filter_map(move |r| r.cidr_ip().map(|c| (port, c.to_string())));
+                let groups = p
+                    .user_id_group_pairs()
+                    .iter()
+                    .filter_map(move |u| u.group_id().map(|g| (port, g.to_string())));
+                let cidrs = p
+                    .ip_ranges()
+                    .iter()
+                    .filter_map(move |r| r.cidr_ip().map(|c| (port, c.to_string())));
                 groups.chain(cidrs).collect::<Vec<_>>()
             })
             .collect();
@@ -162,7 +299,10 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
     };
     let app = id_of(&st, "sg-app");
     let lambda = id_of(&st, "sg-lambda");
-    assert_eq!(sources(&sg("sg-alb").await), vec![(80, "0.0.0.0/0".into()), (443, "0.0.0.0/0".into())]);
+    assert_eq!(
+        sources(&sg("sg-alb").await),
+        vec![(80, "0.0.0.0/0".into()), (443, "0.0.0.0/0".into())]
+    );
     assert_eq!(sources(&sg("sg-app").await), vec![(8224, id_of(&st, "sg-alb"))]);
     assert_eq!(sources(&sg("sg-db").await), vec![(3306, app.clone())]);
     let mut efs = vec![(2049, app.clone()), (2049, lambda.clone())];
@@ -173,7 +313,10 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
     assert_eq!(sources(&sg("sg-endpoints").await), ep);
     assert!(sources(&sg("sg-lambda").await).is_empty());
     for key in ["sg-db", "sg-efs", "sg-endpoints"] {
-        assert!(sg(key).await.ip_permissions_egress().is_empty(), "{key} egress must be revoked");
+        assert!(
+            sg(key).await.ip_permissions_egress().is_empty(),
+            "{key} egress must be revoked"
+        );
     }
     assert!(!sg("sg-app").await.ip_permissions_egress().is_empty());
 
@@ -181,17 +324,36 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
     let mut app_subnets = vec![id_of(&st, "subnet-app-a"), id_of(&st, "subnet-app-b")];
     app_subnets.sort();
     for svc in ["secretsmanager", "ssm", "ssmmessages", "ec2messages"] {
-        let e = c.ec2.describe_vpc_endpoints().vpc_endpoint_ids(id_of(&st, &format!("vpce-{svc}"))).send().await.unwrap();
+        let e = c
+            .ec2
+            .describe_vpc_endpoints()
+            .vpc_endpoint_ids(id_of(&st, &format!("vpce-{svc}")))
+            .send()
+            .await
+            .unwrap();
         let e = &e.vpc_endpoints()[0];
-        assert_eq!(e.service_name(), Some(format!("com.amazonaws.{}.{svc}", common::REGION).as_str()));
+        assert_eq!(
+            e.service_name(),
+            Some(format!("com.amazonaws.{}.{svc}", common::REGION).as_str())
+        );
         assert_eq!(e.vpc_endpoint_type().map(|t| t.as_str()), Some("Interface"));
         assert_eq!(e.private_dns_enabled(), Some(true), "{svc}");
         let mut subnets = e.subnet_ids().to_vec();
         subnets.sort();
         assert_eq!(subnets, app_subnets, "{svc}");
-        assert!(e.groups().iter().any(|g| g.group_id() == Some(id_of(&st, "sg-endpoints").as_str())));
+        assert!(
+            e.groups()
+                .iter()
+                .any(|g| g.group_id() == Some(id_of(&st, "sg-endpoints").as_str()))
+        );
     }
-    let s3 = c.ec2.describe_vpc_endpoints().vpc_endpoint_ids(id_of(&st, "vpce-s3")).send().await.unwrap();
+    let s3 = c
+        .ec2
+        .describe_vpc_endpoints()
+        .vpc_endpoint_ids(id_of(&st, "vpce-s3"))
+        .send()
+        .await
+        .unwrap();
     let s3 = &s3.vpc_endpoints()[0];
     assert_eq!(s3.vpc_endpoint_type().map(|t| t.as_str()), Some("Gateway"));
     assert_eq!(s3.route_table_ids(), [id_of(&st, "rt-private")]);
@@ -199,7 +361,12 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
     // A second `up` creates nothing and adopts nothing.
     let again = d.up(&["--json"]);
     let ev = events(&again);
-    assert_eq!(count_status(&ev, "created") + count_status(&ev, "adopted") + count_status(&ev, "creating"), 0, "{}", common::show(&again));
+    assert_eq!(
+        count_status(&ev, "created") + count_status(&ev, "adopted") + count_status(&ev, "creating"),
+        0,
+        "{}",
+        common::show(&again)
+    );
     assert_eq!(census::network(&c, &d.name).await, census);
 
     // Destroy leaves nothing tagged and removes the state file.
@@ -211,7 +378,12 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
     let named = c
         .ec2
         .describe_vpcs()
-        .filters(Filter::builder().name("tag:Name").values(format!("{}-vpc", d.name)).build())
+        .filters(
+            Filter::builder()
+                .name("tag:Name")
+                .values(format!("{}-vpc", d.name))
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -221,7 +393,12 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
 /// Start `up`, SIGKILL it as soon as the state file records `n` resources, run `up` again.
 fn kill_after(d: &Deployment, n: usize) -> bool {
     let ami = common::ami('A');
-    let mut child = d.command(&["up", "--ami", &ami, "--yes", "--json"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = d
+        .command(&["up", "--ami", &ami, "--yes", "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     loop {
         if let Ok(bytes) = std::fs::read(d.state_path())
@@ -235,7 +412,10 @@ fn kill_after(d: &Deployment, n: usize) -> bool {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "up never reached {n} resources");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "up never reached {n} resources"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -249,7 +429,11 @@ async fn killed_up_converges_without_duplicates_or_orphans() {
         d.up(&[]);
         let census = census::network(&c, &d.name).await;
         let keys = census::all_keys(&census);
-        assert_eq!(keys, expected_network_keys(), "after a kill at {n} resources (killed: {killed}): {census:?}");
+        assert_eq!(
+            keys,
+            expected_network_keys(),
+            "after a kill at {n} resources (killed: {killed}): {census:?}"
+        );
         let st = d.state();
         let recorded: Vec<String> = st["resources"].as_object().unwrap().keys().cloned().collect();
         for k in &keys {

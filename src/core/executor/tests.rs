@@ -10,7 +10,12 @@ use crate::core::graph::tests::node;
 use crate::core::state::Identity;
 
 fn identity() -> Identity {
-    Identity { deployment: "t".into(), region: "eu-west-1".into(), account_id: "123456789012".into(), partition: "aws".into() }
+    Identity {
+        deployment: "t".into(),
+        region: "eu-west-1".into(),
+        account_id: "123456789012".into(),
+        partition: "aws".into(),
+    }
 }
 
 struct Run {
@@ -28,10 +33,18 @@ fn run_with(cloud: FakeCloud, concurrency: usize) -> Run {
         cloud: cloud.clone(),
         store: Arc::new(NoStore),
         events: events.clone(),
-        limits: Limits { concurrency, per_service: Default::default() },
+        limits: Limits {
+            concurrency,
+            per_service: Default::default(),
+        },
         cancel,
     };
-    Run { cloud, events, cancel_tx, exec }
+    Run {
+        cloud,
+        events,
+        cancel_tx,
+        exec,
+    }
 }
 
 fn secs(s: u64) -> Duration {
@@ -71,7 +84,14 @@ async fn creates_everything_dependencies_first() {
     assert!(out.state.resources.values().all(|r| r.status == Status::Ready));
     let spans = r.cloud.spans();
     let end_of = |k: &str| spans.iter().filter(|s| s.key == k).map(|s| s.end).max().unwrap();
-    let start_of = |k: &str| spans.iter().filter(|s| s.key == k && s.op == "create").map(|s| s.start).min().unwrap();
+    let start_of = |k: &str| {
+        spans
+            .iter()
+            .filter(|s| s.key == k && s.op == "create")
+            .map(|s| s.start)
+            .min()
+            .unwrap()
+    };
     assert!(start_of("d") >= end_of("b") && start_of("d") >= end_of("c"));
     // b, c and long1 ran at the same time.
     assert_eq!(start_of("b"), start_of("c"));
@@ -99,7 +119,13 @@ async fn concurrency_bound_is_respected() {
 async fn longest_chain_starts_first() {
     // With one slot, the long chain's head must start before the quick leaves.
     let g = Arc::new(
-        Graph::new(vec![node("quick1", &[]), node("quick2", &[]), node("slow", &[]), node("after-slow", &["slow"])]).unwrap(),
+        Graph::new(vec![
+            node("quick1", &[]),
+            node("quick2", &[]),
+            node("slow", &[]),
+            node("after-slow", &["slow"]),
+        ])
+        .unwrap(),
     );
     let weights = g.longest_remaining(|n| if n.key == "slow" { 100.0 } else { 1.0 });
     let r = run_with(FakeCloud::new(), 1);
@@ -113,7 +139,10 @@ async fn failure_drains_in_flight_and_skips_dependents() {
     let mut cloud = FakeCloud::new();
     cloud.create_time.insert("long1".into(), secs(30));
     cloud.create_time.insert("b".into(), secs(1));
-    cloud.fail_create.insert("b".into(), ResourceError::new(ErrorClass::Other, "boom").with_code("InternalFailure"));
+    cloud.fail_create.insert(
+        "b".into(),
+        ResourceError::new(ErrorClass::Other, "boom").with_code("InternalFailure"),
+    );
     let r = run_with(cloud, 8);
     let g = graph();
     let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
@@ -131,7 +160,15 @@ async fn failure_drains_in_flight_and_skips_dependents() {
         .events
         .events()
         .into_iter()
-        .filter(|e| matches!(e, Event::Resource { status: ResourceStatus::Skipped, .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Resource {
+                    status: ResourceStatus::Skipped,
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(skipped_events, out.skipped.len());
 }
@@ -149,7 +186,11 @@ async fn cancellation_drains_and_stops() {
     });
     let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
     assert!(out.cancelled);
-    assert_eq!(out.state.resources["a"].status, Status::Ready, "in-flight node finished");
+    assert_eq!(
+        out.state.resources["a"].status,
+        Status::Ready,
+        "in-flight node finished"
+    );
     assert_eq!(out.state.resources.len(), 1);
     assert_eq!(out.skipped.len(), 5);
 }
@@ -175,7 +216,12 @@ async fn rerun_adopts_instead_of_duplicating() {
     let out = r.exec.up(g.clone(), st, &equal_weights(&g)).await;
     assert!(out.ok());
     assert_eq!(r.cloud.calls("create"), 5, "a was adopted, not created again");
-    assert!(r.events.events().iter().any(|e| matches!(e, Event::Resource { key, status: ResourceStatus::Adopted, .. } if key == "a")));
+    assert!(
+        r.events
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Resource { key, status: ResourceStatus::Adopted, .. } if key == "a"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -186,7 +232,10 @@ async fn second_up_does_nothing() {
     let r2 = run_with(FakeCloud::new(), 8);
     let out2 = r2.exec.up(g.clone(), out.state, &equal_weights(&g)).await;
     assert!(out2.ok());
-    assert_eq!(r2.cloud.calls("find") + r2.cloud.calls("create") + r2.cloud.calls("converge"), 0);
+    assert_eq!(
+        r2.cloud.calls("find") + r2.cloud.calls("create") + r2.cloud.calls("converge"),
+        0
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -218,9 +267,14 @@ async fn failed_delete_keeps_the_record_and_its_dependencies() {
     let r = run_with(FakeCloud::new(), 8);
     let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
     let mut cloud = FakeCloud::new();
-    cloud.fail_delete.insert("d".into(), ResourceError::new(ErrorClass::InUse, "still in use"));
+    cloud
+        .fail_delete
+        .insert("d".into(), ResourceError::new(ErrorClass::InUse, "still in use"));
     let r2 = run_with(cloud, 8);
-    let out2 = r2.exec.destroy(g.clone(), out.state, &g.longest_remaining_reverse(|_| 1.0)).await;
+    let out2 = r2
+        .exec
+        .destroy(g.clone(), out.state, &g.longest_remaining_reverse(|_| 1.0))
+        .await;
     assert!(!out2.ok());
     assert_eq!(out2.state.resources["d"].status, Status::Deleting);
     for k in ["a", "b", "c"] {
