@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::core::executor::Limits;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pi-deploy",
@@ -62,6 +64,33 @@ pub struct GlobalArgs {
     /// No colours (also honoured: NO_COLOR).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// How many resources `up` and `destroy` work on at once, at most; lower it for accounts with
+    /// tight API rate limits (1 = one at a time, in dependency order).
+    #[arg(long, global = true, value_name = "N", default_value_t = Limits::default().concurrency, value_parser = parse_max_parallel)]
+    pub max_parallel: usize,
+}
+
+/// The executor's limits of `up` and `destroy`: `--max-parallel` resources at once, the
+/// default per-service caps.
+impl From<&GlobalArgs> for Limits {
+    fn from(global: &GlobalArgs) -> Self {
+        Limits {
+            concurrency: global.max_parallel,
+            ..Limits::default()
+        }
+    }
+}
+
+/// `--max-parallel`: a whole number of at least 1 (0 would never start anything).
+fn parse_max_parallel(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "it must be a whole number of at least 1\n  \
+             fix: pass 1 or more (1 works on one resource at a time), or leave --max-parallel out for the default of {}",
+            Limits::default().concurrency
+        )),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,4 +174,22 @@ pub struct DestroyArgs {
     /// Turn the database's deletion protection off first (required when it is on).
     #[arg(long)]
     pub disable_deletion_protection: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_parallel_defaults_to_the_executor_default_and_refuses_zero() {
+        let cli = Cli::try_parse_from(["pi-deploy", "destroy"]).unwrap();
+        assert_eq!(cli.global.max_parallel, Limits::default().concurrency);
+        let cli = Cli::try_parse_from(["pi-deploy", "up", "--max-parallel", "1"]).unwrap();
+        assert_eq!(Limits::from(&cli.global).concurrency, 1);
+        for bad in ["0", "-1", "many", ""] {
+            let e = Cli::try_parse_from(["pi-deploy", "up", &format!("--max-parallel={bad}")]).unwrap_err();
+            assert!(e.to_string().contains("--max-parallel"), "{e}");
+            assert!(e.to_string().contains("fix:"), "{e}");
+        }
+    }
 }

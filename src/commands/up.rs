@@ -87,7 +87,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
         }),
         store: store.clone(),
         events: phases,
-        limits: Limits::default(),
+        limits: Limits::from(global),
         cancel: super::ctrl_c_channel(),
     };
     let outcome = executor.up(graph.clone(), session.state, &weights).await;

@@ -2,6 +2,8 @@
 //! (median ~100 s), so `create` returns the id at once and `converge` waits for `available`.
 //! Its delete waits for `deleted`: the EIP release and the IGW detach are refused until then.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, NatGatewayState, ResourceType};
 
@@ -68,13 +70,26 @@ fn failure(n: &t::NatGateway) -> String {
     }
 }
 
-/// One poll while waiting for `available`. NotFound right after create is "not yet".
-async fn poll_available(aws: &Aws, id: &str) -> Result<Poll<t::NatGateway>, ResourceError> {
-    let Some(n) = describe(aws, id).await? else {
+/// One poll while waiting for `available`. NotFound right after create is "not yet". The
+/// first poll also screens the recorded gateway: one that failed or was deleted is replaced
+/// (NotFound makes the executor find, skipping gone gateways, or create it again); one that
+/// fails later fails the wait. So `converge` needs no describe of its own before the wait.
+async fn poll_available(aws: &Aws, id: &str, first: bool) -> Result<Poll<t::NatGateway>, ResourceError> {
+    availability(id, describe(aws, id).await?, first)
+}
+
+fn availability(id: &str, seen: Option<t::NatGateway>, first: bool) -> Result<Poll<t::NatGateway>, ResourceError> {
+    let Some(n) = seen else {
         return Ok(Poll::Pending("not visible yet".into()));
     };
     Ok(match n.state() {
         Some(NatGatewayState::Available) => Poll::Ready(n),
+        s if is_gone(s) && first => {
+            return Err(ResourceError::new(
+                ErrorClass::NotFound,
+                format!("NAT gateway {id} is {}", failure(&n)),
+            ));
+        }
         s if is_gone(s) => Poll::Failed(failure(&n)),
         s => Poll::Pending(s.map_or("unknown", |s| s.as_str()).into()),
     })
@@ -169,21 +184,12 @@ impl ResourceKind for NatGateway {
 
     async fn converge(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
         let id = outputs.id()?.to_string();
-        if let Some(n) = describe(aws, &id).await?
-            && is_gone(n.state())
-        {
-            // A recorded gateway that failed or was deleted is replaced: NotFound makes the
-            // executor find or create it again (and `find` skips gone gateways).
-            return Err(ResourceError::new(
-                ErrorClass::NotFound,
-                format!("NAT gateway {id} is {}", failure(&n)),
-            ));
-        }
+        let first = AtomicBool::new(true);
         let nat = wait::wait_for(
             &format!("NAT gateway {id} to become available"),
             latency::create_deadline(Kind::NatGateway),
             Backoff::SLOW,
-            || poll_available(aws, &id),
+            || poll_available(aws, &id, first.swap(false, Ordering::Relaxed)),
         )
         .await
         .map_err(|e| match e.class {
@@ -268,5 +274,25 @@ mod deletion_tests {
     #[test]
     fn no_longer_listed_is_gone() {
         assert!(matches!(deletion_poll(None), Poll::Ready(())));
+    }
+
+    #[test]
+    fn a_failed_gateway_is_replaced_on_the_first_poll_and_fails_a_later_one() {
+        let with = |state: NatGatewayState| Some(t::NatGateway::builder().state(state).build());
+        let replaced = availability("nat-1", with(NatGatewayState::Failed), true).unwrap_err();
+        assert!(replaced.is(ErrorClass::NotFound), "{replaced:?}");
+        assert!(matches!(
+            availability("nat-1", with(NatGatewayState::Deleted), false),
+            Ok(Poll::Failed(_))
+        ));
+        assert!(matches!(
+            availability("nat-1", with(NatGatewayState::Pending), true),
+            Ok(Poll::Pending(_))
+        ));
+        assert!(matches!(
+            availability("nat-1", with(NatGatewayState::Available), true),
+            Ok(Poll::Ready(_))
+        ));
+        assert!(matches!(availability("nat-1", None, true), Ok(Poll::Pending(_))));
     }
 }

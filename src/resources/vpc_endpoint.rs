@@ -3,6 +3,8 @@
 //! gateway endpoint sits on the private route tables. The gateway endpoint keeps AWS's
 //! default full-access policy: the vendor's custom policy had a malformed ARN.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, ResourceType, VpcEndpointType};
 
@@ -93,13 +95,26 @@ fn failure(e: &t::VpcEndpoint) -> String {
     }
 }
 
-/// One poll while waiting for `available`. NotFound right after create is "not yet".
-async fn poll_available(aws: &Aws, id: &str) -> Result<Poll<t::VpcEndpoint>, ResourceError> {
-    let Some(e) = describe(aws, id).await? else {
+/// One poll while waiting for `available`. NotFound right after create is "not yet". The
+/// first poll also screens the recorded endpoint: one that failed or was deleted is replaced
+/// (NotFound makes the executor find, skipping dead ones, or create it again); one that dies
+/// later fails the wait. So `converge` needs no describe of its own before the wait.
+async fn poll_available(aws: &Aws, id: &str, first: bool) -> Result<Poll<t::VpcEndpoint>, ResourceError> {
+    availability(id, describe(aws, id).await?, first)
+}
+
+fn availability(id: &str, seen: Option<t::VpcEndpoint>, first: bool) -> Result<Poll<t::VpcEndpoint>, ResourceError> {
+    let Some(e) = seen else {
         return Ok(Poll::Pending("not visible yet".into()));
     };
     Ok(match state_of(&e) {
         EpState::Available => Poll::Ready(e),
+        _ if is_dead(&e) && first => {
+            return Err(ResourceError::new(
+                ErrorClass::NotFound,
+                format!("VPC endpoint {id} is {}", failure(&e)),
+            ));
+        }
         _ if is_dead(&e) => Poll::Failed(failure(&e)),
         _ => Poll::Pending(state_name(&e)),
     })
@@ -196,21 +211,12 @@ impl ResourceKind for VpcEndpoint {
 
     async fn converge(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
         let id = outputs.id()?.to_string();
-        if let Some(e) = describe(aws, &id).await?
-            && is_dead(&e)
-        {
-            // A recorded endpoint that failed or was deleted is replaced: NotFound makes the
-            // executor find (skipping dead ones) or create it again.
-            return Err(ResourceError::new(
-                ErrorClass::NotFound,
-                format!("VPC endpoint {id} is {}", failure(&e)),
-            ));
-        }
+        let first = AtomicBool::new(true);
         let e = wait::wait_for(
             &format!("VPC endpoint {id} to become available"),
             latency::create_deadline(Kind::VpcEndpoint),
             Backoff::SLOW,
-            || poll_available(aws, &id),
+            || poll_available(aws, &id, first.swap(false, Ordering::Relaxed)),
         )
         .await?;
         Ok(outputs_of(&e).unwrap_or(outputs))
@@ -277,6 +283,26 @@ mod tests {
         assert_eq!(ep_state(None), EpState::Other);
         let e = t::VpcEndpoint::builder().state(t::State::from("available")).build();
         assert_eq!(state_of(&e), EpState::Available);
+    }
+
+    #[test]
+    fn a_dead_endpoint_is_replaced_on_the_first_poll_and_fails_a_later_one() {
+        let with = |state: &str| Some(t::VpcEndpoint::builder().state(t::State::from(state)).build());
+        let replaced = availability("vpce-1", with("failed"), true).unwrap_err();
+        assert!(replaced.is(ErrorClass::NotFound), "{replaced:?}");
+        assert!(matches!(
+            availability("vpce-1", with("deleted"), false),
+            Ok(Poll::Failed(_))
+        ));
+        assert!(matches!(
+            availability("vpce-1", with("pending"), true),
+            Ok(Poll::Pending(_))
+        ));
+        assert!(matches!(
+            availability("vpce-1", with("available"), true),
+            Ok(Poll::Ready(_))
+        ));
+        assert!(matches!(availability("vpce-1", None, true), Ok(Poll::Pending(_))));
     }
 
     #[test]

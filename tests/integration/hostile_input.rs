@@ -268,6 +268,12 @@ fn cases() -> Vec<Case> {
             "licence.env",
         ),
         case("instance type nonsense", "instance_type = 'big'", &[], "instance_type"),
+        case(
+            "nothing may run at once",
+            "",
+            &["--max-parallel", "0"],
+            "--max-parallel",
+        ),
     ]
 }
 
