@@ -1,23 +1,26 @@
 //! `pi-deploy destroy`: delete everything the deployment created, dependents first, each
 //! marked `deleting` before its delete call and removed from the state only once gone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{CmdError, existing_graph, load_config, open_session, resolve_zones, search_graph, validate};
+use super::{CmdError, Session, existing_graph, load_config, open_session, resolve_zones, search_graph, validate};
 use crate::aws::DestroyOptions;
 use crate::cli::{DestroyArgs, GlobalArgs};
 use crate::core::config::Purpose;
 use crate::core::event::{Event, EventSink};
 use crate::core::executor::{Executor, Limits, StateStore};
+use crate::core::graph::Graph;
 use crate::core::latency;
 use crate::core::orphans::{Found, find_unrecorded};
+use crate::core::resource::Outputs;
 use crate::core::state::{ResourceRecord, State, Status};
 use crate::resources::Aws;
 use crate::resources::AwsCloud;
+use crate::resources::discover;
 
 pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
     let cfg = load_config(global)?;
@@ -37,28 +40,7 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
         aws: session.aws.clone(),
     });
 
-    // Before deleting: what does AWS hold that the state does not record? (A run killed
-    // between a create call and its record, or a lost state file.) Recorded first, so
-    // nothing found is ever lost, then deleted with the rest.
-    let (found, failed) = find_unrecorded(cloud.as_ref(), &search, &session.state).await;
-    for (key, e) in &failed {
-        events.emit(Event::Warning {
-            message: format!("could not look for `{key}`: {e}"),
-        });
-    }
-    if !found.is_empty() {
-        let keys: Vec<&str> = found.iter().map(|f| f.key.as_str()).collect();
-        events.emit(Event::Warning {
-            message: format!(
-                "found {} resources the state did not record; they will be deleted too: {}",
-                found.len(),
-                keys.join(", ")
-            ),
-        });
-        record_found(&mut session.state, found);
-        session.state.serial += 1;
-        session.state_file.write(&session.state)?;
-    }
+    let extras = record_unrecorded(&mut session, cloud.as_ref(), &search, events.as_ref()).await?;
     if session.state.resources.is_empty() {
         // A run killed after its last delete but before removing the file left an empty
         // state behind: finish that removal (a no-op when there is no file).
@@ -78,7 +60,7 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
     }
     let graph = Arc::new(existing_graph(&search, &session.state));
 
-    confirm(global, &cfg.deployment, &session.state, &session.aws).await?;
+    confirm(global, &cfg.deployment, &session.state, &session.aws, &extras).await?;
     events.emit(Event::RunStarted {
         command: "destroy".into(),
         deployment: cfg.deployment.clone(),
@@ -94,7 +76,7 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
         cloud,
         store,
         events: events.clone(),
-        limits: Limits::default(),
+        limits: Limits::from(global),
         cancel: super::ctrl_c_channel(),
     };
     let outcome = executor.destroy(graph.clone(), session.state, &weights).await;
@@ -133,6 +115,126 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
             reported: true,
         }),
     }
+}
+
+/// Before deleting: what does AWS hold that the state does not record? (A run killed
+/// between a create call and its record, a lost state file, a resource of an older version
+/// or a second copy.) Recorded first, so nothing found is ever lost, then deleted with the
+/// rest. Returns the extras (tagged, unknown to the spec) named for the confirmation.
+async fn record_unrecorded(
+    session: &mut Session,
+    cloud: &AwsCloud,
+    search: &Graph,
+    events: &dyn EventSink,
+) -> Result<Vec<String>, CmdError> {
+    let (found, failed) = find_unrecorded(cloud, search, &session.state).await;
+    for (key, e) in &failed {
+        events.emit(Event::Warning {
+            message: format!("could not look for `{key}`: {e}"),
+        });
+    }
+    let mut changed = !found.is_empty();
+    if !found.is_empty() {
+        let keys: Vec<&str> = found.iter().map(|f| f.key.as_str()).collect();
+        events.emit(Event::Warning {
+            message: format!(
+                "found {} resources the state did not record; they will be deleted too: {}",
+                found.len(),
+                keys.join(", ")
+            ),
+        });
+        record_found(&mut session.state, found);
+    }
+    // The kinds' finds know only the spec's keys: anything else tagged with the deployment
+    // comes from the tag scan that `status` reports leaks with.
+    let extras = match discover::tagged(&session.aws).await {
+        Ok(scanned) => extras(&scanned, &session.state),
+        Err(e) => {
+            events.emit(Event::Warning {
+                message: format!(
+                    "could not scan for resources tagged with the deployment, so only what the state records or the lookups found is deleted: {e}"
+                ),
+            });
+            Vec::new()
+        }
+    };
+    let described: Vec<String> = extras.iter().map(|x| x.described.clone()).collect();
+    if !extras.is_empty() {
+        events.emit(Event::Warning {
+            message: format!(
+                "found {} resources tagged with deployment `{}` that it does not know; they will be deleted too: {}",
+                extras.len(),
+                session.aws.env.deployment,
+                described.join(", ")
+            ),
+        });
+        changed = true;
+        record_found(&mut session.state, extras.into_iter().map(|x| x.record).collect());
+    }
+    if changed {
+        session.state.serial += 1;
+        session.state_file.write(&session.state)?;
+    }
+    Ok(described)
+}
+
+/// A resource tagged with the deployment that the state holds under no key: its record,
+/// and how the confirmation names it.
+#[derive(Debug, PartialEq)]
+struct Extra {
+    record: Found,
+    described: String,
+}
+
+/// The scanned resources tagged with the deployment whose id the state does not hold
+/// (under a key the spec does not know, or a second copy), as records under a key of their
+/// own, `<kind>/extra-<id>`, deleted by their kind's delete. Each depends on the recorded
+/// or extra resources it sits in (its VPC, subnets, groups, file system...), so the reverse
+/// walk deletes it before them. Untagged resources found by name alone are left to the
+/// kinds' finds, which decide whether such a resource is ours.
+fn extras(scanned: &[discover::Found], state: &State) -> Vec<Extra> {
+    let recorded: BTreeSet<&str> = state.resources.values().filter_map(|r| r.outputs.get("id")).collect();
+    let mut seen = BTreeSet::new();
+    let unknown: Vec<&discover::Found> = scanned
+        .iter()
+        .filter(|f| f.tagged && !recorded.contains(f.id.as_str()))
+        .filter(|f| seen.insert((f.kind, f.id.as_str())))
+        .collect();
+    let extra_key = |f: &discover::Found| format!("{}/extra-{}", f.kind.as_str(), f.id);
+    let key_of_id: BTreeMap<&str, String> = state
+        .resources
+        .iter()
+        .filter_map(|(k, r)| Some((r.outputs.get("id")?, k.clone())))
+        .chain(unknown.iter().map(|f| (f.id.as_str(), extra_key(f))))
+        .collect();
+    unknown
+        .into_iter()
+        .map(|f| {
+            let key = extra_key(f);
+            let mut deps: Vec<String> = f
+                .within
+                .iter()
+                .filter_map(|id| key_of_id.get(id.as_str()))
+                .filter(|k| **k != key)
+                .cloned()
+                .collect();
+            deps.sort();
+            deps.dedup();
+            let mut outputs = Outputs::new().with("id", &f.id);
+            for (name, value) in &f.attrs {
+                outputs.set(name, value);
+            }
+            Extra {
+                described: format!("{} {} (key `{}`)", f.kind, f.id, f.key),
+                record: Found {
+                    key,
+                    kind: f.kind,
+                    outputs,
+                    deps,
+                },
+            }
+        })
+        .collect()
 }
 
 /// The final DB snapshots this run took, for the summary (`final_snapshot`).
@@ -174,7 +276,13 @@ async fn bucket_objects(aws: &Aws, state: &State) -> Option<String> {
 }
 
 /// Show what will be deleted and ask for the deployment name, unless --yes.
-async fn confirm(global: &GlobalArgs, deployment: &str, state: &State, aws: &Aws) -> Result<(), CmdError> {
+async fn confirm(
+    global: &GlobalArgs,
+    deployment: &str,
+    state: &State,
+    aws: &Aws,
+    extras: &[String],
+) -> Result<(), CmdError> {
     if global.yes {
         return Ok(());
     }
@@ -202,6 +310,16 @@ async fn confirm(global: &GlobalArgs, deployment: &str, state: &State, aws: &Aws
     for (kind, n) in &by_kind {
         let _ = writeln!(err, "  {n:>3} {kind}");
     }
+    if !extras.is_empty() {
+        let _ = writeln!(
+            err,
+            "Among them, {} tagged with the deployment that it does not know (e.g. left by an older version):",
+            extras.len()
+        );
+        for x in extras {
+            let _ = writeln!(err, "      {x}");
+        }
+    }
     if let Some(n) = objects {
         let _ = writeln!(
             err,
@@ -227,5 +345,126 @@ async fn confirm(global: &GlobalArgs, deployment: &str, state: &State, aws: &Aws
             message: "destroy cancelled: the name did not match".into(),
             hint: Some("run it again and type the deployment name exactly, or pass --yes".into()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::spec::Kind;
+    use crate::core::state::Identity;
+
+    fn state_with(records: &[(&str, Kind, &str)]) -> State {
+        let mut st = State::new(&Identity {
+            deployment: "pi".into(),
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+            partition: "aws".into(),
+        });
+        for (key, kind, id) in records {
+            st.resources.insert(
+                key.to_string(),
+                ResourceRecord {
+                    kind: *kind,
+                    status: Status::Ready,
+                    client_token: "t".into(),
+                    outputs: Outputs::new().with("id", *id),
+                    deps: vec![],
+                    updated_at: chrono::Utc::now(),
+                },
+            );
+        }
+        st
+    }
+
+    fn scanned(key: &str, kind: Kind, id: &str, within: &[&str]) -> discover::Found {
+        discover::Found {
+            key: key.into(),
+            kind,
+            id: id.into(),
+            tagged: true,
+            within: within.iter().map(|s| s.to_string()).collect(),
+            attrs: vec![],
+        }
+    }
+
+    fn by_key(extras: &[Extra]) -> BTreeMap<&str, &Found> {
+        extras.iter().map(|x| (x.record.key.as_str(), &x.record)).collect()
+    }
+
+    #[test]
+    fn tagged_resources_the_state_does_not_hold_become_records_deleted_before_their_vpc() {
+        let st = state_with(&[("vpc", Kind::Vpc, "vpc-1"), ("subnet-app-a", Kind::Subnet, "subnet-1")]);
+        let scan = vec![
+            scanned("vpc", Kind::Vpc, "vpc-1", &[]),
+            scanned("subnet-app-a", Kind::Subnet, "subnet-1", &["vpc-1"]),
+            scanned("bogus/subnet", Kind::Subnet, "subnet-9", &["vpc-1"]),
+            scanned("bogus/sg", Kind::SecurityGroup, "sg-9", &["vpc-1"]),
+            scanned("bogus/eip", Kind::ElasticIp, "eipalloc-9", &[]),
+            scanned(
+                "bogus/nat",
+                Kind::NatGateway,
+                "nat-9",
+                &["subnet-9", "vpc-1", "eipalloc-9"],
+            ),
+            // A second copy under a key the spec knows is an extra too.
+            scanned("vpc", Kind::Vpc, "vpc-2", &[]),
+            scanned("bogus/sg", Kind::SecurityGroup, "sg-8", &["vpc-2", "vpc-elsewhere"]),
+        ];
+        let extras = extras(&scan, &st);
+        let got = by_key(&extras);
+        assert_eq!(
+            got.keys().copied().collect::<Vec<_>>(),
+            [
+                "elastic-ip/extra-eipalloc-9",
+                "nat-gateway/extra-nat-9",
+                "security-group/extra-sg-8",
+                "security-group/extra-sg-9",
+                "subnet/extra-subnet-9",
+                "vpc/extra-vpc-2",
+            ]
+        );
+        assert_eq!(got["subnet/extra-subnet-9"].deps, ["vpc"]);
+        assert_eq!(got["subnet/extra-subnet-9"].kind, Kind::Subnet);
+        assert_eq!(got["subnet/extra-subnet-9"].outputs.get("id"), Some("subnet-9"));
+        assert_eq!(got["security-group/extra-sg-9"].deps, ["vpc"]);
+        assert_eq!(
+            got["nat-gateway/extra-nat-9"].deps,
+            ["elastic-ip/extra-eipalloc-9", "subnet/extra-subnet-9", "vpc"]
+        );
+        // An id outside the deployment gives no edge.
+        assert_eq!(got["security-group/extra-sg-8"].deps, ["vpc/extra-vpc-2"]);
+        assert!(got["vpc/extra-vpc-2"].deps.is_empty());
+        let named = extras.iter().find(|x| x.record.key == "subnet/extra-subnet-9").unwrap();
+        assert_eq!(named.described, "subnet subnet-9 (key `bogus/subnet`)");
+    }
+
+    #[test]
+    fn untagged_and_duplicate_scan_results_are_not_extras_and_attrs_are_kept() {
+        let st = state_with(&[
+            ("subnet-app-a", Kind::Subnet, "subnet-1"),
+            ("sg-lambda", Kind::SecurityGroup, "sg-1"),
+        ]);
+        let mut bucket = scanned("bucket", Kind::Bucket, "pi-bucket-other", &[]);
+        bucket.tagged = false;
+        let mut lambda = scanned("bogus/lambda", Kind::LambdaFunction, "pi-fn", &["subnet-1", "sg-1"]);
+        lambda.attrs = vec![
+            ("subnet_ids".into(), "subnet-1".into()),
+            ("security_group_id".into(), "sg-1".into()),
+        ];
+        let scan = vec![bucket, lambda.clone(), lambda];
+        let extras = extras(&scan, &st);
+        assert_eq!(extras.len(), 1, "{extras:?}");
+        let r = &extras[0].record;
+        assert_eq!(r.key, "lambda-function/extra-pi-fn");
+        assert_eq!(r.deps, ["sg-lambda", "subnet-app-a"]);
+        assert_eq!(r.outputs.get("subnet_ids"), Some("subnet-1"));
+        assert_eq!(r.outputs.get("security_group_id"), Some("sg-1"));
+    }
+
+    #[test]
+    fn nothing_extra_when_the_state_holds_every_id() {
+        let st = state_with(&[("vpc", Kind::Vpc, "vpc-1")]);
+        assert!(extras(&[scanned("vpc", Kind::Vpc, "vpc-1", &[])], &st).is_empty());
     }
 }

@@ -224,13 +224,42 @@ impl ResourceKind for DbInstance {
             latency::delete_deadline(Kind::DbInstance),
             Backoff::SLOW,
             || async {
-                Ok(match describe_instance(aws, id).await? {
-                    None => Poll::Ready(()),
-                    Some(db) => Poll::Pending(db.db_instance_status().unwrap_or("unknown").to_string()),
-                })
+                let db = describe_instance(aws, id).await?;
+                Ok(deletion_poll(db.as_ref().map(|db| db.db_instance_status().unwrap_or("unknown"))))
             },
         )
         .await
+        .map_err(|e| match e.class {
+            ErrorClass::Failed => e.with_hint(format!(
+                "look at DB instance {id} in the RDS console (its events say why), then run `pi-deploy destroy` again: it asks RDS to delete it again"
+            )),
+            _ => e,
+        })
+    }
+}
+
+/// RDS states the instance will not leave by itself while we wait for its delete: the
+/// delete was not accepted, or the instance broke. Waiting the whole deadline (up to an
+/// hour for RDS) on them would only delay the report.
+const STUCK_STATES: &[&str] = &[
+    "failed",
+    "incompatible-network",
+    "incompatible-option-group",
+    "incompatible-parameters",
+    "incompatible-restore",
+    "inaccessible-encryption-credentials",
+    "restore-error",
+    "storage-full",
+];
+
+/// One poll while waiting for the delete. `None`: RDS no longer knows the instance
+/// (DBInstanceNotFound), which is done. `deleting` (or, right after the delete call, the
+/// state it had before) is not yet; a stuck state is reported at once.
+fn deletion_poll(status: Option<&str>) -> Poll<()> {
+    match status {
+        None => Poll::Ready(()),
+        Some(s) if STUCK_STATES.contains(&s) => Poll::Failed(s.to_string()),
+        Some(s) => Poll::Pending(s.to_string()),
     }
 }
 
@@ -383,6 +412,78 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(final_snapshot("pi", &skip, &now), None);
+    }
+
+    /// Scripted polls (`None`: DBInstanceNotFound); the last step repeats forever.
+    async fn wait_with(script: Vec<Option<&'static str>>, deadline: std::time::Duration) -> Result<(), ResourceError> {
+        let steps = std::sync::Mutex::new(script);
+        wait::wait_for("DB instance pi-db to be deleted", deadline, Backoff::SLOW, || {
+            let mut s = steps.lock().unwrap();
+            let status = if s.len() > 1 { s.remove(0) } else { s[0] };
+            std::future::ready(Ok(deletion_poll(status)))
+        })
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deleting_several_times_then_not_found_is_deleted() {
+        let script = vec![
+            Some("available"),
+            Some("deleting"),
+            Some("deleting"),
+            Some("deleting"),
+            None,
+        ];
+        let start = tokio::time::Instant::now();
+        wait_with(script, latency::delete_deadline(Kind::DbInstance))
+            .await
+            .unwrap();
+        // Four sleeps of the SLOW backoff, not the SDK waiter's 30 s and more.
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stuck_deleting_hits_the_deadline_naming_the_state() {
+        let start = tokio::time::Instant::now();
+        let e = wait_with(vec![Some("deleting")], std::time::Duration::from_secs(600))
+            .await
+            .unwrap_err();
+        assert!(start.elapsed() >= std::time::Duration::from_secs(600));
+        assert_eq!(e.class, ErrorClass::Timeout);
+        assert!(
+            e.message.contains("pi-db") && e.message.contains("still `deleting`"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_state_it_will_not_leave_is_reported_at_once() {
+        for stuck in ["failed", "incompatible-parameters"] {
+            let start = tokio::time::Instant::now();
+            let e = wait_with(
+                vec![Some("deleting"), Some(stuck)],
+                latency::delete_deadline(Kind::DbInstance),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(e.class, ErrorClass::Failed, "{stuck}");
+            assert!(e.message.contains(&format!("`{stuck}`")), "{}", e.message);
+            assert!(start.elapsed() < std::time::Duration::from_secs(60), "{stuck}");
+        }
+    }
+
+    #[test]
+    fn one_poll_judges_the_rds_state() {
+        assert!(matches!(deletion_poll(None), Poll::Ready(())));
+        assert!(matches!(deletion_poll(Some("deleting")), Poll::Pending(s) if s == "deleting"));
+        // Right after the delete call RDS may still show the previous state.
+        assert!(matches!(deletion_poll(Some("available")), Poll::Pending(_)));
+        assert!(matches!(deletion_poll(Some("failed")), Poll::Failed(s) if s == "failed"));
     }
 
     #[test]

@@ -25,6 +25,41 @@ pub struct Found {
     pub key: String,
     pub kind: Kind,
     pub id: String,
+    /// It carries this deployment's tag. False for a resource found by its derived name
+    /// alone (untagged, or tags not read): `status` reports it, `destroy` leaves it to the
+    /// kinds' own finds, which decide whether such a resource is ours.
+    pub tagged: bool,
+    /// Ids of what it sits in or holds (its VPC, subnets, groups, file system, addresses,
+    /// launch template): AWS refuses to delete those while it exists, so `destroy` deletes
+    /// it first.
+    pub within: Vec<String>,
+    /// Outputs besides `id` that its kind's delete reads (a VPC Lambda's subnets and group,
+    /// whose network interfaces the delete removes).
+    pub attrs: Vec<(String, String)>,
+}
+
+impl Found {
+    fn new(key: String, kind: Kind, id: &str) -> Self {
+        Found {
+            key,
+            kind,
+            id: id.to_string(),
+            tagged: true,
+            within: Vec::new(),
+            attrs: Vec::new(),
+        }
+    }
+
+    fn within<'a>(mut self, ids: impl IntoIterator<Item = &'a str>) -> Self {
+        self.within
+            .extend(ids.into_iter().filter(|id| !id.is_empty()).map(String::from));
+        self
+    }
+
+    fn tagged(mut self, tagged: bool) -> Self {
+        self.tagged = tagged;
+        self
+    }
 }
 
 /// Reported for a resource tagged with the deployment but without a key tag.
@@ -45,6 +80,11 @@ fn tag<'a>(tags: &'a Tags, name: &str) -> Option<&'a str> {
 pub fn tagged_key(tags: &Tags, deployment: &str) -> Option<String> {
     (tag(tags, tags::DEPLOYMENT_TAG) == Some(deployment))
         .then(|| tag(tags, tags::KEY_TAG).unwrap_or(UNKEYED).to_string())
+}
+
+/// Whether the tags name this deployment.
+fn is_tagged(tags: &Tags, deployment: &str) -> bool {
+    tag(tags, tags::DEPLOYMENT_TAG) == Some(deployment)
 }
 
 /// The key of a resource found by its derived name: its key tag when it carries this
@@ -79,18 +119,14 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
     let dep = aws.env.deployment.as_str();
     let ec2 = &aws.clients.ec2;
     let f = || tags::ec2_deployment_filter(dep);
-    let mut push = |kind: Kind, t: &[aws_sdk_ec2::types::Tag], id: Option<&str>| {
+    let mut push = |kind: Kind, t: &[aws_sdk_ec2::types::Tag], id: Option<&str>, within: Vec<&str>| {
         if let (Some(key), Some(id)) = (tagged_key(&ec2_tags(t), dep), id) {
-            out.push(Found {
-                key,
-                kind,
-                id: id.to_string(),
-            });
+            out.push(Found::new(key, kind, id).within(within));
         }
     };
     let what = "listing the deployment's resources by tag";
     for v in ec2.describe_vpcs().filters(f()).send().await.map_err(err(what))?.vpcs() {
-        push(Kind::Vpc, v.tags(), v.vpc_id());
+        push(Kind::Vpc, v.tags(), v.vpc_id(), vec![]);
     }
     for s in ec2
         .describe_subnets()
@@ -100,7 +136,7 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
         .map_err(err(what))?
         .subnets()
     {
-        push(Kind::Subnet, s.tags(), s.subnet_id());
+        push(Kind::Subnet, s.tags(), s.subnet_id(), s.vpc_id().into_iter().collect());
     }
     for g in ec2
         .describe_internet_gateways()
@@ -110,7 +146,8 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
         .map_err(err(what))?
         .internet_gateways()
     {
-        push(Kind::InternetGateway, g.tags(), g.internet_gateway_id());
+        let attached = g.attachments().iter().filter_map(|a| a.vpc_id()).collect();
+        push(Kind::InternetGateway, g.tags(), g.internet_gateway_id(), attached);
     }
     for a in ec2
         .describe_addresses()
@@ -120,7 +157,7 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
         .map_err(err(what))?
         .addresses()
     {
-        push(Kind::ElasticIp, a.tags(), a.allocation_id());
+        push(Kind::ElasticIp, a.tags(), a.allocation_id(), vec![]);
     }
     // Deleted NAT gateways stay listed for a while, as on AWS.
     for n in ec2
@@ -133,7 +170,10 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
     {
         let gone = matches!(n.state().map(|s| s.as_str()), Some("deleted" | "deleting" | "failed"));
         if !gone {
-            push(Kind::NatGateway, n.tags(), n.nat_gateway_id());
+            // Its address is released only once the gateway is deleted.
+            let mut within: Vec<&str> = [n.subnet_id(), n.vpc_id()].into_iter().flatten().collect();
+            within.extend(n.nat_gateway_addresses().iter().filter_map(|a| a.allocation_id()));
+            push(Kind::NatGateway, n.tags(), n.nat_gateway_id(), within);
         }
     }
     for r in ec2
@@ -144,7 +184,12 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
         .map_err(err(what))?
         .route_tables()
     {
-        push(Kind::RouteTable, r.tags(), r.route_table_id());
+        push(
+            Kind::RouteTable,
+            r.tags(),
+            r.route_table_id(),
+            r.vpc_id().into_iter().collect(),
+        );
     }
     for a in ec2
         .describe_network_acls()
@@ -154,7 +199,12 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
         .map_err(err(what))?
         .network_acls()
     {
-        push(Kind::NetworkAcl, a.tags(), a.network_acl_id());
+        push(
+            Kind::NetworkAcl,
+            a.tags(),
+            a.network_acl_id(),
+            a.vpc_id().into_iter().collect(),
+        );
     }
     for g in ec2
         .describe_security_groups()
@@ -164,7 +214,12 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
         .map_err(err(what))?
         .security_groups()
     {
-        push(Kind::SecurityGroup, g.tags(), g.group_id());
+        push(
+            Kind::SecurityGroup,
+            g.tags(),
+            g.group_id(),
+            g.vpc_id().into_iter().collect(),
+        );
     }
     for e in ec2
         .describe_vpc_endpoints()
@@ -179,7 +234,10 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
             Some("deleted" | "deleting")
         );
         if !gone {
-            push(Kind::VpcEndpoint, e.tags(), e.vpc_endpoint_id());
+            let mut within: Vec<&str> = e.vpc_id().into_iter().collect();
+            within.extend(e.subnet_ids().iter().map(String::as_str));
+            within.extend(e.groups().iter().filter_map(|g| g.group_id()));
+            push(Kind::VpcEndpoint, e.tags(), e.vpc_endpoint_id(), within);
         }
     }
     for lt in ec2
@@ -190,7 +248,7 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
         .map_err(err(what))?
         .launch_templates()
     {
-        push(Kind::LaunchTemplate, lt.tags(), lt.launch_template_id());
+        push(Kind::LaunchTemplate, lt.tags(), lt.launch_template_id(), vec![]);
     }
     Ok(())
 }
@@ -230,18 +288,10 @@ async fn efs_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
             let gone = matches!(ap.life_cycle_state().map(|s| s.as_str()), Some("deleted" | "deleting"));
             if let (false, Some(key), Some(ap_id)) = (gone, tagged_key(&efs_tags(ap.tags()), dep), ap.access_point_id())
             {
-                out.push(Found {
-                    key,
-                    kind: Kind::AccessPoint,
-                    id: ap_id.to_string(),
-                });
+                out.push(Found::new(key, Kind::AccessPoint, ap_id).within([id.as_str()]));
             }
         }
-        out.push(Found {
-            key,
-            kind: Kind::FileSystem,
-            id,
-        });
+        out.push(Found::new(key, Kind::FileSystem, &id));
     }
     Ok(())
 }
@@ -253,15 +303,7 @@ fn absent<T>(r: Result<T, ResourceError>) -> Result<Option<T>, ResourceError> {
 
 async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceError> {
     let dep = aws.env.deployment.clone();
-    let mut push = |kind: Kind, key: Option<String>, id: &str| {
-        if let Some(key) = key {
-            out.push(Found {
-                key,
-                kind,
-                id: id.to_string(),
-            });
-        }
-    };
+    let mut push = |found: Option<Found>| out.extend(found);
 
     for (well_known, name) in [
         ("lambda-role", names::lambda_role(&dep)),
@@ -278,7 +320,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         )?;
         if let Some(role) = got.as_ref().and_then(|o| o.role()) {
             let t = tag_list(role.tags().iter().map(|t| (t.key(), t.value())));
-            push(Kind::IamRole, named_key(&t, &dep, well_known), &name);
+            push(by_name(Kind::IamRole, &t, &dep, well_known, &name));
         }
     }
     let profile = names::instance_profile(&dep);
@@ -293,7 +335,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
     )?;
     if let Some(p) = got.as_ref().and_then(|o| o.instance_profile()) {
         let t = tag_list(p.tags().iter().map(|t| (t.key(), t.value())));
-        push(Kind::InstanceProfile, named_key(&t, &dep, "instance-profile"), &profile);
+        push(by_name(Kind::InstanceProfile, &t, &dep, "instance-profile", &profile));
     }
 
     let bucket = names::bucket(&dep, &aws.env.account_id, &aws.env.region);
@@ -306,7 +348,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         .await
         .map_err(err("looking up the bucket"))
     {
-        Ok(_) => push(Kind::Bucket, Some("bucket".into()), &bucket),
+        Ok(_) => push(Some(untagged(Kind::Bucket, "bucket", &bucket))),
         // 403: the name belongs to another account, so it is not ours either.
         Err(e) if e.is(crate::core::resource::ErrorClass::NotFound) || e.message.contains("403") => {}
         Err(e) => return Err(e),
@@ -332,7 +374,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
                 .iter()
                 .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
         );
-        push(Kind::DbInstance, named_key(&t, &dep, "db"), &db);
+        push(by_name(Kind::DbInstance, &t, &dep, "db", &db));
     }
     let group = names::db_subnet_group(&dep);
     let got = absent(
@@ -349,7 +391,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         .flat_map(|o| o.db_subnet_groups())
         .any(|g| g.db_subnet_group_name() == Some(group.as_str()))
     {
-        push(Kind::DbSubnetGroup, Some("db-subnet-group".into()), &group);
+        push(Some(untagged(Kind::DbSubnetGroup, "db-subnet-group", &group)));
     }
     let params = names::db_parameter_group(&dep);
     let got = absent(
@@ -366,7 +408,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         .flat_map(|o| o.db_parameter_groups())
         .any(|g| g.db_parameter_group_name() == Some(params.as_str()))
     {
-        push(Kind::DbParameterGroup, Some("db-params".into()), &params);
+        push(Some(untagged(Kind::DbParameterGroup, "db-params", &params)));
     }
 
     let secret = names::licence_secret(&dep);
@@ -385,11 +427,13 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
                 .iter()
                 .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
         );
-        push(
+        push(by_name(
             Kind::Secret,
-            named_key(&t, &dep, "licence-secret"),
+            &t,
+            &dep,
+            "licence-secret",
             s.arn().unwrap_or(&secret),
-        );
+        ));
     }
 
     let log_group = names::lambda_log_group(&dep);
@@ -406,7 +450,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         .iter()
         .any(|g| g.log_group_name() == Some(log_group.as_str()))
     {
-        push(Kind::LogGroup, Some("lambda-log-group".into()), &log_group);
+        push(Some(untagged(Kind::LogGroup, "lambda-log-group", &log_group)));
     }
     let function = names::lambda_function(&dep);
     let got = absent(
@@ -420,7 +464,20 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
     )?;
     if let Some(f) = got {
         let t = tag_list(f.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())));
-        push(Kind::LambdaFunction, named_key(&t, &dep, "lambda"), &function);
+        let vpc = f.configuration().and_then(|c| c.vpc_config());
+        let subnets = vpc.map(|v| v.subnet_ids()).unwrap_or_default();
+        let groups = vpc.map(|v| v.security_group_ids()).unwrap_or_default();
+        push(
+            by_name(Kind::LambdaFunction, &t, &dep, "lambda", &function).map(|found| {
+                let mut found = found.within(subnets.iter().chain(groups).map(String::as_str));
+                // What the delete reads to remove the function's network interfaces.
+                found.attrs = vec![
+                    ("subnet_ids".into(), subnets.join(",")),
+                    ("security_group_id".into(), groups.first().cloned().unwrap_or_default()),
+                ];
+                found
+            }),
+        );
     }
 
     let endpoint = names::db_endpoint_parameter(&dep);
@@ -434,7 +491,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
             .map_err(err("looking up the endpoint parameter")),
     )?;
     if got.is_some() {
-        push(Kind::DbEndpoint, Some("db-endpoint".into()), &endpoint);
+        push(Some(untagged(Kind::DbEndpoint, "db-endpoint", &endpoint)));
     }
 
     // ELBv2 and Auto Scaling: by name (their tags need a second call each).
@@ -449,11 +506,11 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
             .map_err(err("looking up the target group")),
     )?;
     for g in got.iter().flat_map(|o| o.target_groups()) {
-        push(
+        push(Some(untagged(
             Kind::TargetGroup,
-            Some("tg".into()),
+            "tg",
             g.target_group_arn().unwrap_or_default(),
-        );
+        )));
     }
     let alb = names::alb(&dep);
     let got = absent(
@@ -466,11 +523,11 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
             .map_err(err("looking up the load balancer")),
     )?;
     for lb in got.iter().flat_map(|o| o.load_balancers()) {
-        push(
+        push(Some(untagged(
             Kind::LoadBalancer,
-            Some("alb".into()),
+            "alb",
             lb.load_balancer_arn().unwrap_or_default(),
-        );
+        )));
     }
     let asg = names::asg(&dep);
     let got = aws
@@ -491,9 +548,22 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
                 .iter()
                 .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
         );
-        push(Kind::AutoScalingGroup, named_key(&t, &dep, "asg"), &asg);
+        // Its instances sit in its subnets and are launched from its template.
+        let subnets = g.vpc_zone_identifier().unwrap_or_default().split(',');
+        let template = g.launch_template().and_then(|l| l.launch_template_id());
+        push(by_name(Kind::AutoScalingGroup, &t, &dep, "asg", &asg).map(|f| f.within(subnets.chain(template))));
     }
     Ok(())
+}
+
+/// A resource found by its derived name; `None` when it is tagged for another deployment.
+fn by_name(kind: Kind, tags: &Tags, deployment: &str, well_known: &str, id: &str) -> Option<Found> {
+    named_key(tags, deployment, well_known).map(|key| Found::new(key, kind, id).tagged(is_tagged(tags, deployment)))
+}
+
+/// A resource found by its derived name whose tags are not read (one more call each).
+fn untagged(kind: Kind, well_known: &str, id: &str) -> Found {
+    Found::new(well_known.to_string(), kind, id).tagged(false)
 }
 
 /// Found resources the state does not account for: a key it does not record, or the same
@@ -535,23 +605,25 @@ mod tests {
     }
 
     #[test]
+    fn only_resources_carrying_the_deployment_tag_count_as_tagged() {
+        let ours = t(&[("pi-deploy:deployment", "pi"), ("pi-deploy:key", "bogus/role")]);
+        let f = by_name(Kind::IamRole, &ours, "pi", "lambda-role", "pi-lambda").unwrap();
+        assert!(f.tagged);
+        assert_eq!(f.key, "bogus/role");
+        let bare = by_name(Kind::IamRole, &t(&[]), "pi", "lambda-role", "pi-lambda").unwrap();
+        assert!(!bare.tagged);
+        assert_eq!(bare.key, "lambda-role");
+        assert!(!untagged(Kind::Bucket, "bucket", "b").tagged);
+        let within = Found::new("k".into(), Kind::Subnet, "subnet-1").within(["vpc-1", ""]);
+        assert_eq!(within.within, ["vpc-1"]);
+    }
+
+    #[test]
     fn leaks_are_unrecorded_keys_and_other_ids() {
         let found = vec![
-            Found {
-                key: "vpc".into(),
-                kind: Kind::Vpc,
-                id: "vpc-1".into(),
-            },
-            Found {
-                key: "vpc".into(),
-                kind: Kind::Vpc,
-                id: "vpc-2".into(),
-            },
-            Found {
-                key: "vpc-leak".into(),
-                kind: Kind::Vpc,
-                id: "vpc-3".into(),
-            },
+            Found::new("vpc".into(), Kind::Vpc, "vpc-1"),
+            Found::new("vpc".into(), Kind::Vpc, "vpc-2"),
+            Found::new("vpc-leak".into(), Kind::Vpc, "vpc-3"),
         ];
         let recorded = |k: &str| (k == "vpc").then_some("vpc-1");
         let l: Vec<&str> = leaks(&found, recorded).iter().map(|f| f.id.as_str()).collect();

@@ -4,6 +4,8 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use aws_sdk_ec2::types::{DomainType, ResourceType, Tag, TagSpecification};
+
 use crate::census;
 use crate::common::{Deployment, clients, events, show};
 
@@ -141,4 +143,93 @@ async fn destroy_honours_every_implicit_aws_ordering() {
         checked += 1;
     }
     assert_eq!(checked, ORDER.len());
+}
+
+/// Tags of a resource the deployment's spec does not know (an older version's, say).
+fn bogus_tags(resource: ResourceType, deployment: &str, key: &str) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(resource)
+        .tags(Tag::builder().key("pi-deploy:deployment").value(deployment).build())
+        .tags(Tag::builder().key("pi-deploy:key").value(key).build())
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_deletes_what_is_tagged_with_the_deployment_under_unknown_keys() {
+    let c = clients().await;
+    let d = Deployment::new("extras");
+    d.up(&[]);
+    let vpc = d.state()["resources"]["vpc"]["outputs"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let subnet = c
+        .ec2
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block("10.0.9.0/24")
+        .tag_specifications(bogus_tags(ResourceType::Subnet, &d.name, "bogus/subnet"))
+        .send()
+        .await
+        .unwrap();
+    let subnet = subnet.subnet().and_then(|s| s.subnet_id()).unwrap().to_string();
+    let group = c
+        .ec2
+        .create_security_group()
+        .vpc_id(&vpc)
+        .group_name(format!("{}-bogus", d.name))
+        .description("left by an older version")
+        .tag_specifications(bogus_tags(ResourceType::SecurityGroup, &d.name, "bogus/sg"))
+        .send()
+        .await
+        .unwrap();
+    let group = group.group_id().unwrap().to_string();
+    let eip = c
+        .ec2
+        .allocate_address()
+        .domain(DomainType::Vpc)
+        .tag_specifications(bogus_tags(ResourceType::ElasticIp, &d.name, "bogus/eip"))
+        .send()
+        .await
+        .unwrap();
+    let eip = eip.allocation_id().unwrap().to_string();
+    let built = census::everything(&c, &d.name).await;
+    for (kind, key) in [
+        ("subnet", "bogus/subnet"),
+        ("security-group", "bogus/sg"),
+        ("elastic-ip", "bogus/eip"),
+    ] {
+        assert!(
+            built.get(kind).is_some_and(|keys| keys.iter().any(|k| k == key)),
+            "the census does not see {key}: {built:?}"
+        );
+    }
+
+    let mut args = destroy_args();
+    args.push("--json");
+    let out = d.ok(&args);
+    let text = show(&out);
+    for id in [&subnet, &group, &eip] {
+        assert!(text.contains(id.as_str()), "{id} is not named:\n{text}");
+    }
+    // Deleted (not only named), and before the VPC that holds them.
+    let ev = events(&out);
+    let position = |key: &str, status: &str| {
+        ev.iter()
+            .position(|e| e["event"] == "resource" && e["key"] == key && e["status"] == status)
+    };
+    let vpc_deleting = position("vpc", "deleting").expect("the VPC is deleted");
+    for key in [
+        format!("subnet/extra-{subnet}"),
+        format!("security-group/extra-{group}"),
+        format!("elastic-ip/extra-{eip}"),
+    ] {
+        let gone = position(&key, "deleted").unwrap_or_else(|| panic!("`{key}` was not deleted:\n{text}"));
+        if !key.starts_with("elastic-ip") {
+            assert!(gone < vpc_deleting, "`vpc` started deleting before `{key}` was gone");
+        }
+    }
+    let left = census::everything(&c, &d.name).await;
+    assert!(left.is_empty(), "left behind: {left:?}\n{text}");
+    assert!(!d.state_path().exists());
 }
