@@ -22,20 +22,22 @@ fn is_already_exists(code: &str) -> bool {
         )
 }
 
+/// The codes AWS answers when it refused a request for its rate (some with a 503).
+pub const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
 fn is_throttled(code: &str) -> bool {
-    matches!(
-        code,
-        "Throttling"
-            | "ThrottlingException"
-            | "ThrottledException"
-            | "RequestLimitExceeded"
-            | "TooManyRequestsException"
-            | "RequestThrottled"
-            | "RequestThrottledException"
-            | "SlowDown"
-            | "PriorRequestNotComplete"
-            | "EC2ThrottledException"
-    )
+    THROTTLING_CODES.contains(&code)
 }
 
 fn is_in_use(code: &str) -> bool {
@@ -118,6 +120,8 @@ where
     let message = err.message().unwrap_or_default().to_string();
     let request_id = err.meta().extra("aws_request_id").map(String::from);
     let class = match (&code, &err) {
+        // A create whose outcome is unknown (src/aws/ambiguous.rs): found before retrying.
+        _ if super::ambiguous::is_marked(&err) => ErrorClass::Ambiguous,
         (Some(c), _) => class_of(c, &message),
         // No service error: the request never got an answer (timeout, connection reset).
         (None, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)) => {

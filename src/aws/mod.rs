@@ -2,6 +2,7 @@
 //! the service clients built from it, the error classifier, the wait helper, and an
 //! interceptor that counts API calls by operation.
 
+pub mod ambiguous;
 pub mod error;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
@@ -89,7 +90,20 @@ pub struct Clients {
 
 macro_rules! client {
     ($krate:ident, $cfg:expr, $calls:expr) => {
-        $krate::Client::from_conf(faults!($krate::config::Builder::from($cfg).interceptor($calls.clone())).build())
+        $krate::Client::from_conf(
+            ambiguous!(faults!($krate::config::Builder::from($cfg).interceptor($calls.clone()))).build(),
+        )
+    };
+}
+
+/// Every client: creates whose outcome is unknown are not retried blindly
+/// (src/aws/ambiguous.rs). Registered after the fault injection, so it sees the injected
+/// connection resets as it would see real ones (interceptors run in registration order).
+macro_rules! ambiguous {
+    ($builder:expr) => {
+        $builder
+            .interceptor(ambiguous::AmbiguousCreates)
+            .retry_classifier(ambiguous::AmbiguousCreates)
     };
 }
 
@@ -145,11 +159,11 @@ impl Clients {
         // A custom endpoint (an emulator, a VPC endpoint URL) cannot serve virtual-hosted
         // bucket names, so S3 uses path-style addressing whenever one is set.
         let s3 = aws_sdk_s3::Client::from_conf(
-            faults!(
+            ambiguous!(faults!(
                 aws_sdk_s3::config::Builder::from(c)
                     .force_path_style(c.endpoint_url().is_some())
                     .interceptor(calls.clone())
-            )
+            ))
             .build(),
         );
         Self {

@@ -102,6 +102,9 @@ pub fn default_hint(class: ErrorClass) -> &'static str {
         ErrorClass::InUse => {
             "something still uses the resource: wait a few minutes, or remove what holds it, then run the command again"
         }
+        ErrorClass::Ambiguous => {
+            "the create may have happened; run `pi-deploy up` again: it looks for the resource before creating it"
+        }
         ErrorClass::Invalid => "fix the value named above (config file or flags), then run the command again",
         ErrorClass::Cancelled => "run the command again to resume",
         _ => {

@@ -364,11 +364,45 @@ async fn create_or_adopt<C: Cloud>(
     shared.emit(spec, ResourceStatus::Creating, started, None, None);
     let (outputs, status) = match shared.cloud.find(cx).await? {
         Some(found) => (found, ResourceStatus::Adopted),
-        None => (shared.cloud.create(cx).await?, ResourceStatus::Created),
+        None => create_resolving_ambiguity(shared, cx).await?,
     };
     shared.record(spec, Status::Created, cx.token, outputs.clone())?;
     shared.emit(spec, status, started, outputs.get("id").map(String::from), None);
     Ok(outputs)
+}
+
+/// Create calls tried in all when each one's outcome is unknown (`ErrorClass::Ambiguous`).
+const CREATE_TRIES: u32 = 3;
+
+/// Create; when the outcome is unknown (the connection failed after the request was sent),
+/// look the resource up again (tags, name, client token) and adopt it if the create did
+/// happen, else create again. A blind retry could make a duplicate: most creates take no
+/// client token. The pause before looking gives list/describe calls time to see a
+/// resource that was just created (they are eventually consistent).
+async fn create_resolving_ambiguity<C: Cloud>(
+    shared: &Shared<C>,
+    cx: &NodeCtx<'_>,
+) -> Result<(Outputs, ResourceStatus), ResourceError> {
+    let mut tries = 1;
+    loop {
+        match shared.cloud.create(cx).await {
+            Ok(outputs) => return Ok((outputs, ResourceStatus::Created)),
+            Err(e) if e.is(ErrorClass::Ambiguous) && tries < CREATE_TRIES => {
+                shared.events.emit(Event::Warning {
+                    message: format!(
+                        "{}: the create's outcome is unknown, looking for it before trying again: {e}",
+                        cx.spec.key
+                    ),
+                });
+                tokio::time::sleep(std::time::Duration::from_secs(2 * u64::from(tries))).await;
+                if let Some(found) = shared.cloud.find(cx).await? {
+                    return Ok((found, ResourceStatus::Adopted));
+                }
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn converge<C: Cloud>(

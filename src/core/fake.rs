@@ -37,6 +37,10 @@ pub struct FakeCloud {
     /// Keys whose create fails.
     pub fail_create: HashMap<String, ResourceError>,
     pub fail_delete: HashMap<String, ResourceError>,
+    /// Keys whose next creates answer `ErrorClass::Ambiguous`, each entry one create:
+    /// `true` when that create did happen server-side (a connection reset after success),
+    /// `false` when it did not (reset before the service acted).
+    pub ambiguous_create: Mutex<HashMap<String, Vec<bool>>>,
     inner: Mutex<Inner>,
 }
 
@@ -55,6 +59,7 @@ impl FakeCloud {
             delete_time: HashMap::new(),
             fail_create: HashMap::new(),
             fail_delete: HashMap::new(),
+            ambiguous_create: Mutex::new(HashMap::new()),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -131,13 +136,31 @@ impl Cloud for FakeCloud {
             }
         }
         let outputs = Outputs::new().with("id", format!("id-{key}"));
+        let ambiguous = self
+            .ambiguous_create
+            .lock()
+            .unwrap()
+            .get_mut(&key)
+            .filter(|queue| !queue.is_empty())
+            .map(|queue| queue.remove(0));
         let o = outputs.clone();
         let k = key.clone();
         self.timed(&key, "create", self.create_time.get(&key), move |i| {
-            i.existing.insert(k, o);
+            if ambiguous != Some(false) {
+                // A second create of the same key is a duplicate the tests must see.
+                if i.existing.insert(k.clone(), o).is_some() {
+                    *i.calls.entry("duplicate").or_default() += 1;
+                }
+            }
         })
         .await;
-        Ok(outputs)
+        match ambiguous {
+            Some(_) => Err(ResourceError::new(
+                ErrorClass::Ambiguous,
+                format!("{key}: connection reset after the request was sent"),
+            )),
+            None => Ok(outputs),
+        }
     }
 
     async fn converge(&self, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {

@@ -71,6 +71,10 @@ pub enum ErrorClass {
     IamPropagation,
     /// A transient server-side or network failure.
     Transient,
+    /// A create call whose outcome is unknown: the request was sent and the connection
+    /// failed, timed out or answered 5xx, so the resource may exist. Never retried blindly
+    /// (that could make a duplicate): the executor looks for it first (`create_or_adopt`).
+    Ambiguous,
     /// The resource reached a state it cannot leave (failed, deleted while waiting).
     Failed,
     /// A wait ran past its deadline.

@@ -16,6 +16,7 @@ use aws_sdk_ec2::types::{
 };
 use base64::Engine;
 
+use super::auto_scaling_group::{iam_propagation_budget, retry_iam_propagation};
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::{Env, err, tags};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
@@ -230,21 +231,26 @@ impl ResourceKind for LaunchTemplate {
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
         let (name,) = props!(cx, LaunchTemplate { name });
         let data = build_data(aws, &inputs_from(aws, cx)?).await?;
-        let out = aws
-            .clients
-            .ec2
-            .create_launch_template()
-            .launch_template_name(name)
-            .client_token(cx.token)
-            .launch_template_data(data)
-            .tag_specifications(tags::ec2_spec(
-                ResourceType::LaunchTemplate,
-                &aws.env.deployment,
-                &cx.spec.key,
-            ))
-            .send()
-            .await
-            .map_err(err("creating the launch template"));
+        // The template names the instance profile made just before: EC2 may refuse it as
+        // invalid until IAM has propagated it. A refused create made nothing, so it is asked
+        // again (same client token) within the propagation budget.
+        let out = retry_iam_propagation("creating the launch template", iam_propagation_budget(), || async {
+            aws.clients
+                .ec2
+                .create_launch_template()
+                .launch_template_name(name)
+                .client_token(cx.token)
+                .launch_template_data(data.clone())
+                .tag_specifications(tags::ec2_spec(
+                    ResourceType::LaunchTemplate,
+                    &aws.env.deployment,
+                    &cx.spec.key,
+                ))
+                .send()
+                .await
+                .map_err(err("creating the launch template"))
+        })
+        .await;
         match out {
             Ok(o) => o
                 .launch_template()

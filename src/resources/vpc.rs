@@ -75,20 +75,28 @@ impl ResourceKind for Vpc {
             },
         )
         .await?;
-        // One attribute per call: the API refuses both in one request.
+        // One attribute per call: the API refuses both in one request. A describe that saw
+        // the VPC does not mean every EC2 host does: NotFound here is "not yet" too (the
+        // calls are idempotent, so asking again is safe).
         let on = || AttributeBooleanValue::builder().value(true).build();
-        ec2.modify_vpc_attribute()
-            .vpc_id(&id)
-            .enable_dns_support(on())
-            .send()
-            .await
-            .map_err(err("enabling DNS support"))?;
-        ec2.modify_vpc_attribute()
-            .vpc_id(&id)
-            .enable_dns_hostnames(on())
-            .send()
-            .await
-            .map_err(err("enabling DNS hostnames"))?;
+        ec2::retry_not_found("enabling DNS support", || async {
+            ec2.modify_vpc_attribute()
+                .vpc_id(&id)
+                .enable_dns_support(on())
+                .send()
+                .await
+                .map_err(err("enabling DNS support"))
+        })
+        .await?;
+        ec2::retry_not_found("enabling DNS hostnames", || async {
+            ec2.modify_vpc_attribute()
+                .vpc_id(&id)
+                .enable_dns_hostnames(on())
+                .send()
+                .await
+                .map_err(err("enabling DNS hostnames"))
+        })
+        .await?;
         Ok(outputs)
     }
 

@@ -1,14 +1,19 @@
-//! Injected faults (built with `--features fault-injection`): with a share of all requests
-//! failing as throttling or 503 before they are sent, `up` and `destroy` still succeed and
-//! reach exactly the end state they reach without faults. See src/aws/fault.rs.
+//! Injected faults (built with `--features fault-injection`): with throttling and 503s on a
+//! share of all requests, connection resets after a share of the successful creates,
+//! intermediate states on the first reads, NotFound on the first reads by id of new EC2
+//! resources, deletes refused while a just-deleted NAT gateway or DB still holds what they
+//! delete, and IAM propagation errors on the first uses of a new role or profile,
+//! `up`, a second `up`, an `upgrade` and `destroy` still succeed and reach exactly the end
+//! state they reach without faults. See src/aws/fault.rs and docs/RELIABILITY.md.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use crate::common::{Deployment, ami, clients, events, show};
 use crate::crash::{check_converged, check_empty};
 
-const FAULTS: &str = "throttle=0.1,5xx=0.05,seed=42";
+const FAULTS: &str = "throttle=0.1,5xx=0.05,reset=0.2,pending=2,notfound=1,inuse=1,iam=1,seed=42";
 
 /// The binary under test: `PI_DEPLOY_FAULTS_BIN` overrides it for a shared target
 /// directory, where a build without the feature may replace `target/debug/pi-deploy`.
@@ -16,12 +21,16 @@ fn binary() -> String {
     std::env::var("PI_DEPLOY_FAULTS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pi-deploy").to_string())
 }
 
-fn with_faults(d: &Deployment, args: &[&str]) -> Output {
+/// Run with faults on; returns the output and the faults injected, by kind.
+fn with_faults(d: &Deployment, args: &[&str]) -> (Output, BTreeMap<String, u64>) {
+    let counts = d.state_dir.path().join("fault-counts.json");
+    let _ = std::fs::remove_file(&counts);
     let base = d.command(args);
     let mut c = Command::new(binary());
     c.args(base.get_args())
         .stdin(Stdio::null())
-        .env("PI_DEPLOY_FAULTS", FAULTS);
+        .env("PI_DEPLOY_FAULTS", FAULTS)
+        .env("PI_DEPLOY_FAULT_COUNTS", &counts);
     for (k, v) in base.get_envs() {
         match v {
             Some(v) => c.env(k, v),
@@ -30,22 +39,44 @@ fn with_faults(d: &Deployment, args: &[&str]) -> Output {
     }
     let out = c.output().unwrap();
     assert!(out.status.success(), "{args:?} with faults failed:\n{}", show(&out));
-    out
+    (out, read_counts(&counts))
 }
 
-fn injected(out: &Output) -> usize {
-    String::from_utf8_lossy(&out.stderr).matches("injected fault:").count()
+fn read_counts(path: &Path) -> BTreeMap<String, u64> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn changed(out: &Output) -> usize {
+    events(out)
+        .iter()
+        .filter(|e| {
+            e["event"] == "resource" && matches!(e["status"].as_str(), Some("created" | "creating" | "adopted"))
+        })
+        .count()
+}
+
+fn destroy_args() -> [&'static str; 4] {
+    [
+        "destroy",
+        "--yes",
+        "--skip-final-snapshot",
+        "--disable-deletion-protection",
+    ]
 }
 
 #[test]
-fn up_and_destroy_reach_the_same_end_state_under_throttling_and_5xx() {
+fn up_upgrade_and_destroy_reach_the_same_end_state_under_faults() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let c = rt.block_on(clients());
-    let ami = ami('A');
-    let up = ["up", "--ami", ami.as_str(), "--yes", "--json"];
+    let (a, b) = (ami('A'), ami('B'));
+    let up = ["up", "--ami", a.as_str(), "--yes", "--json"];
+    let upgrade = ["upgrade", "--ami", b.as_str(), "--yes", "--json"];
 
     // The blueprint's keys, from a run without faults.
     let reference = Deployment::new("fltref");
@@ -59,35 +90,48 @@ fn up_and_destroy_reach_the_same_end_state_under_throttling_and_5xx() {
     reference.destroy();
 
     let d = Deployment::new("faults");
-    let first = with_faults(&d, &up);
+    let (_, first) = with_faults(&d, &up);
     check_converged(&d, &c, &rt, &blueprint).unwrap();
-    let again = with_faults(&d, &up);
-    let ev = events(&again);
-    let created = ev
-        .iter()
-        .filter(|e| {
-            e["event"] == "resource" && matches!(e["status"].as_str(), Some("created" | "creating" | "adopted"))
-        })
-        .count();
+
+    let (again, second) = with_faults(&d, &up);
     assert_eq!(
-        created,
+        changed(&again),
         0,
         "a second `up` under faults changed something:\n{}",
         show(&again)
     );
     check_converged(&d, &c, &rt, &blueprint).unwrap();
-    let gone = with_faults(
-        &d,
-        &[
-            "destroy",
-            "--yes",
-            "--skip-final-snapshot",
-            "--disable-deletion-protection",
-        ],
-    );
+
+    let (upgraded, during_upgrade) = with_faults(&d, &upgrade);
+    let last = events(&upgraded).last().cloned().unwrap();
+    assert!(last["ok"].as_bool().unwrap_or(false), "{}", show(&upgraded));
+    check_converged(&d, &c, &rt, &blueprint).unwrap();
+    let st = d.state();
+    assert!(st.get("upgrade").is_none(), "the upgrade record is cleared");
+    assert_eq!(st["resources"]["launch-template"]["outputs"]["ami"], b.as_str());
+
+    let (_, during_destroy) = with_faults(&d, &destroy_args());
     check_empty(&d, &c, &rt).unwrap();
 
-    let faults = [injected(&first), injected(&again), injected(&gone)];
-    println!("faults: {FAULTS}: injected {faults:?} faults in up, second up, destroy");
-    assert!(faults.iter().all(|n| *n > 0), "no fault was injected: {faults:?}");
+    let runs = [
+        ("up", &first),
+        ("second up", &second),
+        ("upgrade", &during_upgrade),
+        ("destroy", &during_destroy),
+    ];
+    let mut total: BTreeMap<String, u64> = BTreeMap::new();
+    for (name, counts) in runs {
+        println!("faults: {FAULTS}: {name}: injected {counts:?}");
+        assert!(counts.values().sum::<u64>() > 0, "no fault was injected in {name}");
+        for (k, n) in counts {
+            *total.entry(k.clone()).or_default() += n;
+        }
+    }
+    println!("faults: {FAULTS}: total injected {total:?}");
+    for kind in ["throttle", "5xx", "reset", "pending", "notfound", "inuse", "iam"] {
+        assert!(
+            total.get(kind).copied().unwrap_or(0) > 0,
+            "no `{kind}` fault was injected: {total:?}"
+        );
+    }
 }

@@ -312,3 +312,71 @@ async fn intent_is_persisted_before_create_and_id_before_converge() {
     let serials: Vec<u64> = saves.iter().map(|s| s.serial).collect();
     assert_eq!(serials, [1, 2, 3]);
 }
+
+fn one_node() -> Arc<Graph> {
+    Arc::new(Graph::new(vec![node("a", &[])]).unwrap())
+}
+
+fn ambiguous_then(cloud: &FakeCloud, key: &str, happened: &[bool]) {
+    cloud
+        .ambiguous_create
+        .lock()
+        .unwrap()
+        .insert(key.into(), happened.to_vec());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_that_happened_despite_a_reset_is_adopted_not_duplicated() {
+    let g = one_node();
+    let cloud = FakeCloud::new();
+    ambiguous_then(&cloud, "a", &[true]);
+    let r = run_with(cloud, 8);
+    let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    assert!(out.ok(), "{:?}", out.failed);
+    assert_eq!(r.cloud.calls("create"), 1, "not created a second time");
+    assert_eq!(r.cloud.calls("duplicate"), 0);
+    assert_eq!(
+        r.cloud.calls("find"),
+        2,
+        "looked for it again after the unknown outcome"
+    );
+    assert_eq!(out.state.resources["a"].outputs.get("id"), Some("id-a"));
+    let ev = r.events.events();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Resource { key, status: ResourceStatus::Adopted, .. } if key == "a"))
+    );
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Warning { message } if message.contains("outcome is unknown")))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_that_did_not_happen_is_made_again_once() {
+    let g = one_node();
+    let cloud = FakeCloud::new();
+    ambiguous_then(&cloud, "a", &[false]);
+    let r = run_with(cloud, 8);
+    let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    assert!(out.ok(), "{:?}", out.failed);
+    assert_eq!(r.cloud.calls("create"), 2);
+    assert_eq!(r.cloud.calls("duplicate"), 0);
+    assert!(r.cloud.exists("a"));
+    assert_eq!(out.state.resources["a"].status, Status::Ready);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_outcomes_are_bounded_and_reported_as_such() {
+    let g = one_node();
+    let cloud = FakeCloud::new();
+    ambiguous_then(&cloud, "a", &[false, false, false, false]);
+    let r = run_with(cloud, 8);
+    let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    assert_eq!(r.cloud.calls("create"), CREATE_TRIES as usize);
+    assert_eq!(out.failed.len(), 1);
+    assert!(out.failed[0].1.is(ErrorClass::Ambiguous));
+    assert!(!r.cloud.exists("a"));
+    // The intent stays recorded, so the next run (or destroy) looks for it first.
+    assert_eq!(out.state.resources["a"].status, Status::Creating);
+}
