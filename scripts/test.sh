@@ -14,8 +14,10 @@
 #   5. cargo fmt --all -- --check
 #   6. cargo test --locked "$@"  (PI_TEST_FAULTS=1 adds --features fault-injection)
 #                                   e.g. scripts/test.sh -- --nocapture
-#      (PI_DEPLOY_CRASH_EVERY=1 makes tests/integration/crash.rs kill at every state
-#      transition instead of every 5th; see docs/RELIABILITY.md for the timings)
+#      tests/integration/crash.rs kills up/destroy/upgrade at EVERY state transition
+#      when the executor or state code changed since the last exhaustive pass (hash in
+#      $CACHE/crash-exhaustive.sha256), else at a sample; PI_DEPLOY_CRASH_EVERY=1 or 0
+#      forces either (figures in docs/RELIABILITY.md)
 #
 # Endpoint: moto 5.2.5 on a free 127.0.0.1 port, unless AWS_ENDPOINT_URL is
 # already set (e.g. LocalStack: AWS_ENDPOINT_URL=http://127.0.0.1:4566), in
@@ -115,6 +117,34 @@ emu_export_aws_env
 banner "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
+# The crash tests (tests/integration/crash.rs) kill up, destroy and upgrade at every state
+# transition when the code they guard changed since the last exhaustive pass, else at a
+# sample (docs/RELIABILITY.md has the figures). The pass is recorded as the hash of those
+# files in $CACHE/crash-exhaustive.sha256, written only after the whole cargo test passed
+# with all three crash tests reporting every transition. A caller's PI_DEPLOY_CRASH_EVERY
+# (1 or 0) decides instead.
+crash_guarded=(src/core/executor.rs src/core/executor src/core/state.rs src/state_file.rs
+  src/core/upgrade.rs src/commands/upgrade.rs src/commands/destroy.rs)
+crash_stamp="$CACHE/crash-exhaustive.sha256"
+crash_hash="$({ find "${crash_guarded[@]}" -type f -print0 2>/dev/null || true; } |
+  LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1)"
+crash_last="$(cat "$crash_stamp" 2>/dev/null || true)"
+if [[ -n "${PI_DEPLOY_CRASH_EVERY:-}" ]]; then
+  crash_why="PI_DEPLOY_CRASH_EVERY=$PI_DEPLOY_CRASH_EVERY set by the caller"
+elif [[ "$crash_last" != "$crash_hash" ]]; then
+  export PI_DEPLOY_CRASH_EVERY=1
+  crash_why="the executor or state code changed since the last exhaustive pass (${crash_last:-none} -> $crash_hash)"
+else
+  export PI_DEPLOY_CRASH_EVERY=0
+  crash_why="the executor and state code are as at the last exhaustive pass ($crash_stamp)"
+fi
+crash_variant="every 5th transition and the first and last 3"
+[[ "$PI_DEPLOY_CRASH_EVERY" == 1 ]] && crash_variant="EVERY transition (exhaustive)"
+crash_reports="$(mktemp -d)"
+EMU_CLEANUP_PATHS+=("$crash_reports")
+export PI_DEPLOY_CRASH_REPORT_DIR="$crash_reports"
+banner "crash tests: $crash_variant, because $crash_why"
+
 # The fault-injection feature only adds src/aws/fault.rs (inactive unless PI_DEPLOY_FAULTS
 # is set) and tests/integration/faults.rs; CI builds one flavour, so it costs no extra build.
 # The fault-injection run is opt-in (PI_TEST_FAULTS=1): its last CI run here failed while
@@ -126,5 +156,28 @@ if [[ "${PI_TEST_FAULTS:-}" == 1 ]]; then
 fi
 banner "cargo test --locked ${features[*]} $* (endpoint $AWS_ENDPOINT_URL, target $CARGO_TARGET_DIR)"
 cargo test --locked "${features[@]}" "$@"
+
+shopt -s nullglob
+crash_done=("$crash_reports"/*.txt)
+shopt -u nullglob
+if ((${#crash_done[@]} > 0)); then
+  banner "crash tests ($crash_variant)"
+  cat "${crash_done[@]}" >&2
+fi
+if [[ "$PI_DEPLOY_CRASH_EVERY" == 1 ]]; then
+  crash_every=0
+  for name in up destroy upgrade; do
+    if grep -qs '(every transition)' "$crash_reports/$name.txt"; then
+      crash_every=$((crash_every + 1))
+    fi
+  done
+  if ((crash_every == 3)); then
+    mkdir -p "$CACHE"
+    printf '%s\n' "$crash_hash" >"$crash_stamp"
+    printf 'crash tests: exhaustive pass recorded in %s\n' "$crash_stamp" >&2
+  else
+    printf 'crash tests: %d of 3 ran at every transition (a test filter?): no stamp written\n' "$crash_every" >&2
+  fi
+fi
 
 banner "all checks passed in $((SECONDS - started)) s"

@@ -56,7 +56,12 @@ impl Deployment {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_pi-deploy"));
+        self.command_of(Path::new(env!("CARGO_BIN_EXE_pi-deploy")), args)
+    }
+
+    /// The same with another copy of the binary (the crash tests run their own snapshot).
+    pub fn command_of(&self, program: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(program);
         c.args(args)
             .arg("--deployment")
             .arg(&self.name)
@@ -138,9 +143,14 @@ pub fn count_status(events: &[serde_json::Value], status: &str) -> usize {
 }
 
 pub async fn clients() -> Clients {
+    clients_at(&endpoint()).await
+}
+
+/// Clients for another emulator than the suite's (the crash tests' own servers).
+pub async fn clients_at(endpoint: &str) -> Clients {
     let config = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(REGION))
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_sts::config::Credentials::new(
             "test", "test", None, None, "tests",
         ))

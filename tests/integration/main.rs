@@ -14,6 +14,7 @@ mod example_config;
 mod faults;
 mod hostile_input;
 mod hostile_state;
+mod lanes;
 mod network;
 mod operator;
 mod sideload;

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use crate::common::{self, Deployment, clients, events};
 
-const LT: &str = "launch-template";
+pub(crate) const LT: &str = "launch-template";
 
 /// A config file for this deployment (kept in its state directory).
-fn config(d: &Deployment, min: i32, max: i32, desired: i32) -> PathBuf {
+pub(crate) fn config(d: &Deployment, min: i32, max: i32, desired: i32) -> PathBuf {
     let path = d.state_dir.path().join("pi-deploy.toml");
     let toml = format!(
         "[database]\ndeletion_protection = false\n\n[scaling]\nmin = {min}\nmax = {max}\ndesired = {desired}\n"
@@ -50,7 +50,7 @@ fn code(out: &Output) -> Option<i32> {
     out.status.code()
 }
 
-fn recorded(d: &Deployment, key: &str, name: &str) -> String {
+pub(crate) fn recorded(d: &Deployment, key: &str, name: &str) -> String {
     d.state()["resources"][key]["outputs"][name]
         .as_str()
         .unwrap_or_else(|| panic!("{key}.{name} not recorded"))
@@ -58,19 +58,19 @@ fn recorded(d: &Deployment, key: &str, name: &str) -> String {
 }
 
 /// What AWS says about the group after an upgrade.
-struct Seen {
-    min: i32,
-    max: i32,
-    desired: i32,
-    version: String,
-    suspended: Vec<String>,
+pub(crate) struct Seen {
+    pub(crate) min: i32,
+    pub(crate) max: i32,
+    pub(crate) desired: i32,
+    pub(crate) version: String,
+    pub(crate) suspended: Vec<String>,
     /// ImageId of every running/pending instance of the group, from EC2.
-    images: Vec<String>,
+    pub(crate) images: Vec<String>,
     /// Running/pending instances tagged with the deployment (the group's, nothing else).
-    tagged_running: usize,
+    pub(crate) tagged_running: usize,
 }
 
-async fn seen(d: &Deployment) -> Seen {
+pub(crate) async fn seen(d: &Deployment) -> Seen {
     let c = clients().await;
     let name = recorded(d, "asg", "id");
     let out = c
@@ -136,7 +136,7 @@ async fn seen(d: &Deployment) -> Seen {
 }
 
 /// (version number, AMI) of every version of the deployment's launch template.
-async fn versions(d: &Deployment) -> Vec<(i64, String)> {
+pub(crate) async fn versions(d: &Deployment) -> Vec<(i64, String)> {
     let c = clients().await;
     let out = c
         .ec2
@@ -161,7 +161,7 @@ async fn versions(d: &Deployment) -> Vec<(i64, String)> {
     v
 }
 
-async fn default_version(d: &Deployment) -> i64 {
+pub(crate) async fn default_version(d: &Deployment) -> i64 {
     let c = clients().await;
     let out = c
         .ec2
@@ -173,7 +173,7 @@ async fn default_version(d: &Deployment) -> i64 {
     out.launch_templates()[0].default_version_number().unwrap()
 }
 
-fn assert_on(s: &Seen, ami: &str, desired: i32) {
+pub(crate) fn assert_on(s: &Seen, ami: &str, desired: i32) {
     assert_eq!(s.images.len(), desired as usize, "{:?}", s.images);
     assert!(
         s.images.iter().all(|i| i == ami),
