@@ -12,7 +12,7 @@
 #   3. YAML syntax of docker-compose.localstack.yml (if present)
 #   4. tests/emu/check_launcher_fix.py (the moto launcher's bug fix)
 #   5. cargo fmt --all -- --check
-#   6. cargo test --locked "$@"  (PI_TEST_FAULTS=1 adds --features fault-injection)
+#   6. cargo test --locked --features fault-injection "$@"  (PI_TEST_FAULTS=0: without)
 #                                   e.g. scripts/test.sh -- --nocapture
 #      tests/integration/crash.rs kills up/destroy/upgrade at EVERY state transition
 #      when the executor or state code changed since the last exhaustive pass (hash in
@@ -147,12 +147,10 @@ banner "crash tests: $crash_variant, because $crash_why"
 
 # The fault-injection feature only adds src/aws/fault.rs (inactive unless PI_DEPLOY_FAULTS
 # is set) and tests/integration/faults.rs; CI builds one flavour, so it costs no extra build.
-# The fault-injection run is opt-in (PI_TEST_FAULTS=1): its last CI run here failed while
-# another build swapped the shared binary for one without the feature, and that was not
-# yet re-checked on a quiet machine.
-features=()
-if [[ "${PI_TEST_FAULTS:-}" == 1 ]]; then
-  features=(--features fault-injection)
+# PI_TEST_FAULTS=0 builds without it (the faults test is then not compiled).
+features=(--features fault-injection)
+if [[ "${PI_TEST_FAULTS:-1}" == 0 ]]; then
+  features=()
 fi
 banner "cargo test --locked ${features[*]} $* (endpoint $AWS_ENDPOINT_URL, target $CARGO_TARGET_DIR)"
 cargo test --locked "${features[@]}" "$@"
