@@ -130,6 +130,16 @@ impl Clients {
     /// Load credentials and settings the standard way (env, profile, SSO, IMDS), with the
     /// region given on the command line or config winning over the environment.
     pub async fn load(region: Option<&str>) -> Result<Self, ResourceError> {
+        // The SDK panics on an endpoint variable that is set but empty (`export
+        // AWS_ENDPOINT_URL=` in a profile script): refuse it with a fix instead.
+        for var in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL_S3"] {
+            if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
+                return Err(
+                    ResourceError::new(ErrorClass::Invalid, format!("{var} is set but empty"))
+                        .with_hint(format!("unset {var}, or set it to the endpoint's URL")),
+                );
+            }
+        }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(
                 RetryConfig::standard()

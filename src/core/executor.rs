@@ -16,7 +16,7 @@
 //!
 //! Runs on tokio's clock, so the benchmark can drive it over a simulated cloud in paused time.
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
@@ -88,9 +88,26 @@ struct Shared<C> {
     state: Mutex<State>,
     store: Arc<dyn StateStore>,
     events: Arc<dyn EventSink>,
+    /// Keys this run created (not adopted, not found): nothing can be inside them yet.
+    created_here: Mutex<HashSet<String>>,
 }
 
 impl<C> Shared<C> {
+    /// Whether the container this node can only exist inside was created by this very run,
+    /// so a lookup for the node would certainly find nothing (see `Kind::container`).
+    fn container_created_here(&self, spec: &NodeSpec) -> bool {
+        let Some(container) = spec.kind.container() else {
+            return false;
+        };
+        let created = self.created_here.lock().unwrap();
+        let mut containers = spec
+            .deps
+            .iter()
+            .filter(|d| self.graph.get(d).is_some_and(|n| n.kind == container))
+            .peekable();
+        containers.peek().is_some() && containers.all(|d| created.contains(d))
+    }
+
     fn emit(
         &self,
         spec: &NodeSpec,
@@ -182,6 +199,7 @@ impl<C: Cloud> Executor<C> {
             state: Mutex::new(state),
             store: self.store.clone(),
             events: self.events.clone(),
+            created_here: Mutex::new(HashSet::new()),
         });
         // Up: a node waits for its dependencies. Destroy: for its dependents.
         let blockers = |i: usize| -> &[usize] {
@@ -362,10 +380,17 @@ async fn create_or_adopt<C: Cloud>(
     let spec = cx.spec;
     shared.record(spec, Status::Creating, cx.token, Outputs::new())?;
     shared.emit(spec, ResourceStatus::Creating, started, None, None);
-    let (outputs, status) = match shared.cloud.find(cx).await? {
+    let found = match shared.container_created_here(spec) {
+        true => None,
+        false => shared.cloud.find(cx).await?,
+    };
+    let (outputs, status) = match found {
         Some(found) => (found, ResourceStatus::Adopted),
         None => create_resolving_ambiguity(shared, cx).await?,
     };
+    if status == ResourceStatus::Created {
+        shared.created_here.lock().unwrap().insert(spec.key.clone());
+    }
     shared.record(spec, Status::Created, cx.token, outputs.clone())?;
     shared.emit(spec, status, started, outputs.get("id").map(String::from), None);
     Ok(outputs)

@@ -130,6 +130,26 @@ impl Kind {
         }
     }
 
+    /// The kind this one exists only inside (a subnet inside its VPC, a listener inside its
+    /// load balancer...). When `up` has just created the container, nothing can be inside it
+    /// yet, so the lookup before creating is skipped: one read saved per such resource. A
+    /// match found outside the container would be wrong to adopt anyway.
+    pub fn container(self) -> Option<Kind> {
+        match self {
+            Kind::Subnet | Kind::RouteTable | Kind::NetworkAcl | Kind::SecurityGroup | Kind::VpcEndpoint => {
+                Some(Kind::Vpc)
+            }
+            Kind::NatGateway => Some(Kind::Subnet),
+            Kind::Route => Some(Kind::RouteTable),
+            Kind::MountTarget | Kind::AccessPoint => Some(Kind::FileSystem),
+            Kind::Listener => Some(Kind::LoadBalancer),
+            Kind::LifecycleHook | Kind::ScalingPolicy => Some(Kind::AutoScalingGroup),
+            Kind::LambdaPermission => Some(Kind::LambdaFunction),
+            Kind::BucketNotification => Some(Kind::Bucket),
+            _ => None,
+        }
+    }
+
     /// The AWS service whose API creates this kind (for per-service concurrency caps).
     pub fn service(self) -> &'static str {
         match self {

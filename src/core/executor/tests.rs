@@ -7,6 +7,7 @@ use super::*;
 use crate::core::event::Recorder;
 use crate::core::fake::FakeCloud;
 use crate::core::graph::tests::node;
+use crate::core::spec::Kind;
 use crate::core::state::Identity;
 
 fn identity() -> Identity {
@@ -379,4 +380,43 @@ async fn unknown_outcomes_are_bounded_and_reported_as_such() {
     assert!(!r.cloud.exists("a"));
     // The intent stays recorded, so the next run (or destroy) looks for it first.
     assert_eq!(out.state.resources["a"].status, Status::Creating);
+}
+
+/// vpc -> subnet -> nat, each of the kind its name says.
+fn nested() -> Arc<Graph> {
+    let of = |key: &str, kind: Kind, deps: &[&str]| NodeSpec {
+        kind,
+        ..node(key, deps)
+    };
+    Arc::new(
+        Graph::new(vec![
+            of("vpc", Kind::Vpc, &[]),
+            of("subnet", Kind::Subnet, &["vpc"]),
+            of("nat", Kind::NatGateway, &["subnet"]),
+        ])
+        .unwrap(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_is_looked_up_inside_a_container_this_run_created() {
+    let g = nested();
+    let r = run_with(FakeCloud::new(), 8);
+    let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    assert!(out.ok());
+    assert_eq!(r.cloud.calls("find"), 1, "only the VPC is looked up");
+    assert_eq!(r.cloud.calls("create"), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_container_is_searched_inside() {
+    let g = nested();
+    let r = run_with(FakeCloud::new(), 8);
+    r.cloud.preexisting("vpc", Outputs::new().with("id", "id-vpc"));
+    r.cloud.preexisting("subnet", Outputs::new().with("id", "id-subnet"));
+    let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    assert!(out.ok());
+    assert_eq!(r.cloud.calls("find"), 3);
+    assert_eq!(r.cloud.calls("create"), 1, "vpc and subnet adopted, nat created");
+    assert_eq!(r.cloud.calls("duplicate"), 0);
 }
