@@ -77,6 +77,9 @@ pub struct StateFile {
     /// Lineage and serial of the last document this run read or wrote: a write is refused
     /// if the file on disk has moved on without us.
     last: Mutex<Option<(uuid::Uuid, u64)>>,
+    /// The bytes of our last write: when the file still holds exactly them, nobody else
+    /// wrote it, and parsing it again (a large share of a run's CPU) can be skipped.
+    last_bytes: Mutex<Option<Vec<u8>>>,
 }
 
 impl StateFile {
@@ -130,6 +133,7 @@ impl StateFile {
             deployment: deployment.into(),
             lock_file,
             last: Mutex::new(None),
+            last_bytes: Mutex::new(None),
         })
     }
 
@@ -160,11 +164,17 @@ impl StateFile {
     fn check_disk(&self, state: &State) -> Result<(), StateFileError> {
         let path = self.path();
         let last = *self.last.lock().unwrap();
-        let on_disk = match fs::read(&path) {
-            Ok(bytes) => State::parse(&bytes).map_err(|refusal| StateFileError::Refused {
-                path: path.clone(),
-                refusal,
-            })?,
+        let (disk_lineage, disk_serial) = match fs::read(&path) {
+            Ok(bytes) => match last {
+                Some(ours) if self.last_bytes.lock().unwrap().as_deref() == Some(&bytes[..]) => ours,
+                _ => {
+                    let parsed = State::parse(&bytes).map_err(|refusal| StateFileError::Refused {
+                        path: path.clone(),
+                        refusal,
+                    })?;
+                    (parsed.lineage, parsed.serial)
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return match last {
                     // We wrote it earlier in this run and it has gone: someone removed it.
@@ -176,14 +186,14 @@ impl StateFile {
             }
             Err(e) => return Err(io(&path)(e)),
         };
-        let refusal = if on_disk.lineage != state.lineage {
+        let refusal = if disk_lineage != state.lineage {
             Some(StateRefusal::LineageMismatch {
-                found: on_disk.lineage,
+                found: disk_lineage,
                 expected: state.lineage,
             })
-        } else if on_disk.serial >= state.serial || last.is_some_and(|(_, s)| on_disk.serial != s) {
+        } else if disk_serial >= state.serial || last.is_some_and(|(_, s)| disk_serial != s) {
             Some(StateRefusal::NewerSerial {
-                found: on_disk.serial,
+                found: disk_serial,
                 ours: state.serial,
             })
         } else {
@@ -200,9 +210,10 @@ impl StateFile {
         self.check_disk(state)?;
         let path = self.path();
         let tmp = self.dir.join(format!(".{}.json.tmp", self.deployment));
+        let bytes = state.serialize();
         {
             let mut f = File::create(&tmp).map_err(io(&tmp))?;
-            f.write_all(&state.serialize()).map_err(io(&tmp))?;
+            f.write_all(&bytes).map_err(io(&tmp))?;
             f.sync_all().map_err(io(&tmp))?;
         }
         if path.exists() {
@@ -216,6 +227,7 @@ impl StateFile {
             .and_then(|d| d.sync_all())
             .map_err(io(&self.dir))?;
         *self.last.lock().unwrap() = Some((state.lineage, state.serial));
+        *self.last_bytes.lock().unwrap() = Some(bytes);
         Ok(())
     }
 
@@ -229,6 +241,7 @@ impl StateFile {
             }
         }
         *self.last.lock().unwrap() = None;
+        *self.last_bytes.lock().unwrap() = None;
         Ok(())
     }
 }
