@@ -714,6 +714,50 @@ async fn secret_values_never_reach_the_state_the_terminal_or_the_event_stream() 
         std::fs::read(d.state_path()).unwrap(),
     ));
 
+    // The default verbosity, and a blue/green upgrade, which writes a new launch template
+    // version and reads the instances' state.
+    let plain = ok_with(&d, &up_args(&ami, cfg, &[]), &env);
+    seen.push(("up stdout".into(), plain.stdout.clone()));
+    seen.push(("up stderr".into(), plain.stderr.clone()));
+    let ami_b = common::ami('B');
+    let upgrade = ok_with(
+        &d,
+        &["upgrade", "--ami", &ami_b, "--yes", "-vv", "--json", "--config", cfg],
+        &env,
+    );
+    seen.push(("upgrade -vv --json stdout".into(), upgrade.stdout.clone()));
+    seen.push(("upgrade -vv --json stderr".into(), upgrade.stderr.clone()));
+    seen.push((
+        "state file after the upgrade".into(),
+        std::fs::read(d.state_path()).unwrap(),
+    ));
+    seen.push(("state backup after the upgrade".into(), std::fs::read(&backup).unwrap()));
+    // What every instance is given: each launch template version's data and user data.
+    let versions = c
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(out(&d.state(), "launch-template", "id"))
+        .send()
+        .await
+        .unwrap();
+    let versions = versions.launch_template_versions();
+    assert!(versions.len() >= 2, "the upgrade made a launch template version");
+    for v in versions {
+        let n = v.version_number().unwrap_or_default();
+        let data = v.launch_template_data().expect("launch template data");
+        let user_data = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            data.user_data().expect("user data"),
+        )
+        .unwrap();
+        assert!(
+            user_data.starts_with(b"#!"),
+            "version {n}'s user data decodes to a script"
+        );
+        seen.push((format!("user data of launch template version {n}"), user_data));
+        seen.push((format!("launch template version {n}"), format!("{data:?}").into_bytes()));
+    }
+
     let down = ok_with(
         &d,
         &[
