@@ -150,6 +150,27 @@ impl Kind {
         }
     }
 
+    /// How AWS ids of this kind begin, for kinds whose id has a fixed shape; a recorded id
+    /// of another shape was edited or damaged (see `State::parse`).
+    pub fn id_prefix(self) -> Option<&'static str> {
+        Some(match self {
+            Kind::Vpc => "vpc-",
+            Kind::InternetGateway => "igw-",
+            Kind::Subnet => "subnet-",
+            Kind::ElasticIp => "eipalloc-",
+            Kind::NatGateway => "nat-",
+            Kind::RouteTable | Kind::Route => "rtb-",
+            Kind::NetworkAcl => "acl-",
+            Kind::SecurityGroup => "sg-",
+            Kind::VpcEndpoint => "vpce-",
+            Kind::FileSystem => "fs-",
+            Kind::MountTarget => "fsmt-",
+            Kind::AccessPoint => "fsap-",
+            Kind::LaunchTemplate => "lt-",
+            _ => return None,
+        })
+    }
+
     /// The AWS service whose API creates this kind (for per-service concurrency caps).
     pub fn service(self) -> &'static str {
         match self {

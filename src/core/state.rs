@@ -96,6 +96,25 @@ pub enum StateRefusal {
     BadRecord { key: String, problem: String },
 }
 
+/// Why a recorded id cannot be an id of its kind (`vpc-` then letters and digits...), if it
+/// cannot: such a record was edited or damaged, and acting on it would address nothing, or
+/// something else.
+fn id_problem(kind: Kind, id: &str) -> Option<String> {
+    let prefix = kind.id_prefix()?;
+    // A route's id is `<route table id>/<destination>`.
+    let id_part = id
+        .split_once('/')
+        .filter(|_| kind == Kind::Route)
+        .map_or(id, |(table, _)| table);
+    let rest = id_part.strip_prefix(prefix).unwrap_or_default();
+    match !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric()) {
+        true => None,
+        false => Some(format!(
+            "its id `{id}` is not a {kind} id (`{prefix}` then letters and digits)"
+        )),
+    }
+}
+
 impl State {
     pub fn new(id: &Identity) -> Self {
         Self {
@@ -139,6 +158,12 @@ impl State {
                 return Err(StateRefusal::BadRecord {
                     key: key.clone(),
                     problem: "recorded as created but has no id".into(),
+                });
+            }
+            if let Some(problem) = rec.outputs.get("id").and_then(|id| id_problem(rec.kind, id)) {
+                return Err(StateRefusal::BadRecord {
+                    key: key.clone(),
+                    problem,
                 });
             }
             if rec.outputs.0.values().any(|v| v.chars().any(char::is_control)) {
@@ -278,6 +303,50 @@ mod tests {
             State::parse(&s.serialize()),
             Err(StateRefusal::BadRecord { .. })
         ));
+    }
+
+    #[test]
+    fn an_id_of_the_wrong_shape_is_refused() {
+        let parse = |kind: Kind, id: &str| {
+            let mut s = State::new(&identity());
+            s.resources.insert(
+                "x".into(),
+                ResourceRecord {
+                    kind,
+                    status: Status::Ready,
+                    client_token: "t".into(),
+                    outputs: Outputs::new().with("id", id),
+                    deps: vec![],
+                    updated_at: Utc::now(),
+                },
+            );
+            State::parse(&s.serialize())
+        };
+        for (kind, id) in [
+            (Kind::Subnet, "banana"),
+            (Kind::Subnet, "vpc-0abc"),
+            (Kind::Vpc, "vpc-"),
+            (Kind::SecurityGroup, "sg-01 ; rm"),
+            (Kind::Route, "subnet-1/0.0.0.0/0"),
+        ] {
+            let refused = parse(kind, id);
+            assert!(
+                matches!(&refused, Err(StateRefusal::BadRecord { problem, .. }) if problem.contains(id)),
+                "{kind} {id}: {refused:?}"
+            );
+        }
+        for (kind, id) in [
+            (Kind::Subnet, "subnet-0123abcd"),
+            (Kind::Route, "rtb-0abc/0.0.0.0/0"),
+            (Kind::ElasticIp, "eipalloc-12ab"),
+            (Kind::IamRole, "any-name-at-all"),
+            (
+                Kind::LoadBalancer,
+                "arn:aws:elasticloadbalancing:eu-west-1:1:loadbalancer/app/x/1",
+            ),
+        ] {
+            assert!(parse(kind, id).is_ok(), "{kind} {id}");
+        }
     }
 
     #[test]

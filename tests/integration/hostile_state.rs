@@ -50,6 +50,12 @@ fn damaged_or_foreign_state_is_refused_and_untouched() {
             "updated_at": "2026-01-01T00:00:00Z"
         })
     });
+    with("resource with an id of the wrong shape", &|v| {
+        v["resources"]["subnet-app-a"] = serde_json::json!({
+            "kind": "subnet", "status": "ready", "client_token": "t", "outputs": {"id": "banana"},
+            "deps": [], "updated_at": "2026-01-01T00:00:00Z"
+        })
+    });
     with("resource of an unknown kind", &|v| {
         v["resources"]["vpc"] = serde_json::json!({
             "kind": "spaceship", "status": "ready", "client_token": "t", "outputs": {"id": "x"}, "deps": [],
