@@ -146,12 +146,14 @@ impl ResourceKind for Route {
         );
         let table_id = cx.dep_id(table)?;
         let target = target(cx, tgt)?;
-        let Some(rt) = read_table(aws, table_id).await? else {
-            return Err(ResourceError::new(
-                ErrorClass::NotFound,
-                format!("route table {table_id} is gone"),
-            ));
-        };
+        // Right after this run created the table, its id may not be visible to reads yet
+        // (EC2 eventual consistency): a NotFound then is retried briefly, not believed.
+        let rt = ec2::retry_not_found("reading the route table", || async {
+            read_table(aws, table_id)
+                .await?
+                .ok_or_else(|| ResourceError::new(ErrorClass::NotFound, format!("route table {table_id} is gone")))
+        })
+        .await?;
         if !has_route(&rt, destination, &target) {
             put_route(aws, table_id, destination, &target).await?;
         }
