@@ -98,14 +98,20 @@ pub enum Command {
     /// Build every resource of the architecture; creates only what is missing.
     #[command(after_help = "Example:\n  pi-deploy up --deployment pi --ami ami-0123456789abcdef0")]
     Up(UpArgs),
-    /// Show what `up` would do to each resource (create, adopt, update, nothing); changes nothing.
+    /// Show what `up` would do, resource by resource and attribute by attribute; changes nothing.
     #[command(
-        after_help = "Unchanged resources are listed with -v. Only read-only AWS calls are made.\n\n\
+        after_help = "Actions: create, adopt (exists in AWS, not recorded), update (in place), roll (new \
+                            instances), replace (a new resource), delete (no longer in the config). Unchanged \
+                            resources are listed with -v. Only read-only AWS calls are made. A change AWS cannot \
+                            make exits 2 naming the config field.\n\n\
+                            Exit status: 0 (also with changes pending) unless --detailed-exitcode: then 0 means \
+                            no changes and 4 changes pending; 1 failed, 2 bad input, 3 refused as always.\n\n\
                             Examples:\n  \
                             pi-deploy plan --deployment pi --ami ami-0123456789abcdef0\n  \
-                            pi-deploy plan --deployment pi --ami ami-0123456789abcdef0 --json"
+                            pi-deploy plan --deployment pi --ami ami-0123456789abcdef0 --json\n  \
+                            pi-deploy plan --deployment pi --detailed-exitcode || echo \"changes pending (exit $?)\""
     )]
-    Plan(UpArgs),
+    Plan(PlanArgs),
     /// Compare the deployment with AWS: live state, drift, leaked resources, target health, Lambda errors.
     #[command(
         after_help = "Exit status: 0 when everything is healthy and in sync, 1 otherwise.\n\n\
@@ -154,6 +160,15 @@ pub struct UpArgs {
     /// ACM certificate ARN for HTTPS on the load balancer.
     #[arg(long)]
     pub certificate_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub up: UpArgs,
+    /// Exit 4 when changes are pending and 0 when there are none (for scripts).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -32,6 +32,7 @@ fn report(e: &CmdError, color: bool) {
         }
     };
     match e {
+        CmdError::Status(_) => {}
         CmdError::Input(errors) => {
             for err in errors {
                 eprintln!("{} {}: {}\n  fix: {}", red("error:"), err.field, err.problem, err.fix);

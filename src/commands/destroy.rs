@@ -257,6 +257,7 @@ fn record_found(state: &mut State, found: Vec<Found>) {
                 client_token: token,
                 outputs: f.outputs,
                 deps: f.deps,
+                settings: Default::default(),
                 updated_at: chrono::Utc::now(),
             },
         );
@@ -370,6 +371,7 @@ mod tests {
                     client_token: "t".into(),
                     outputs: Outputs::new().with("id", *id),
                     deps: vec![],
+                    settings: Default::default(),
                     updated_at: chrono::Utc::now(),
                 },
             );

@@ -38,6 +38,9 @@ pub enum CmdError {
         hint: Option<String>,
         reported: bool,
     },
+    /// Nothing went wrong, but the command reports a state by its exit code (`plan
+    /// --detailed-exitcode`: 4 when changes are pending); nothing more is printed.
+    Status(u8),
 }
 
 impl CmdError {
@@ -46,6 +49,7 @@ impl CmdError {
             CmdError::Input(_) => 2,
             CmdError::Refused { .. } => 3,
             CmdError::Failed { .. } => 1,
+            CmdError::Status(code) => i32::from(*code),
         }
     }
     pub fn input(field: &str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
@@ -268,6 +272,59 @@ pub async fn resolve_zones(session: &mut Session, cfg: &Config) -> Result<[Strin
         session.state.settings.insert(k.to_string(), z.clone());
     }
     Ok(zones)
+}
+
+/// A change the config asks for that `up` will not make (AWS cannot, or it would replace
+/// data, or it needs a roll or replacement this version does not do), as bad input: exit 2,
+/// naming the config field and what to do instead.
+pub fn refuse_changes(changes: &[(String, crate::core::diff::Change)]) -> Result<(), CmdError> {
+    use crate::core::diff::ChangeAction;
+    if changes.is_empty() {
+        return Ok(());
+    }
+    Err(CmdError::Input(
+        changes
+            .iter()
+            .map(|(key, c)| {
+                let field = c
+                    .fields
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| format!("{key}.{}", c.attribute));
+                let (problem, fix) = match c.action {
+                    ChangeAction::Forbidden => (
+                        format!(
+                            "changing `{}` of {key} from {} to {} cannot be done in place",
+                            c.attribute, c.old, c.new
+                        ),
+                        if c.note.is_empty() {
+                            format!("set {field} back to {}", c.old)
+                        } else {
+                            format!("{} (or set {field} back to {})", c.note, c.old)
+                        },
+                    ),
+                    other => (
+                        format!(
+                            "changing `{}` of {key} from {} to {} needs a {} ({}), which `up` does not do yet",
+                            c.attribute,
+                            c.old,
+                            c.new,
+                            other.as_str(),
+                            c.note
+                        ),
+                        match c.action {
+                            ChangeAction::Roll => format!(
+                                "for a new AMI use `pi-deploy upgrade --ami ...`; otherwise set {field} back to {}",
+                                c.old
+                            ),
+                            _ => format!("set {field} back to {}", c.old),
+                        },
+                    ),
+                };
+                ConfigError { field, problem, fix }
+            })
+            .collect(),
+    ))
 }
 
 /// The desired architecture as a validated graph.

@@ -1,13 +1,13 @@
-//! `pi-deploy plan`: what `up` would do to each resource, without changing anything. It
-//! holds the deployment's lock (so it never races an `up`) but never writes the state file,
-//! and its only AWS calls are the kinds' read-only lookups.
+//! `pi-deploy plan`: what `up` would do to each resource, attribute by attribute, without
+//! changing anything. It holds the deployment's lock (so it never races an `up`) but never
+//! writes the state file, and its only AWS calls are the kinds' read-only reads and lookups.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{CmdError, desired_graph, load_config, open_session, resolve_zones, validate};
-use crate::cli::{GlobalArgs, UpArgs};
+use super::{CmdError, desired_graph, load_config, open_session, refuse_changes, resolve_zones, validate};
+use crate::cli::{GlobalArgs, PlanArgs};
 use crate::core::config::Purpose;
 use crate::core::event::EventSink;
 use crate::core::plan::{self, Step};
@@ -23,7 +23,8 @@ pub struct PlanReport {
     pub counts: std::collections::BTreeMap<&'static str, usize>,
 }
 
-pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
+pub async fn run(global: &GlobalArgs, plan_args: &PlanArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
+    let args = &plan_args.up;
     let mut cfg = load_config(global)?;
     if let Some(ami) = &args.ami {
         cfg.ami = Some(ami.clone());
@@ -33,10 +34,11 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     }
     validate(&cfg, Purpose::Up)?;
     let mut session = open_session(&cfg, global, "plan", events).await?;
-    let result = plan_session(&mut session, &cfg).await;
+    let result = plan_session(&mut session, &cfg, global.max_parallel).await;
     session.aws.clients.dump_call_counts();
     let steps = result?;
     let counts = plan::counts(&steps);
+    let pending = plan::has_changes(&steps);
     let report = PlanReport {
         deployment: cfg.deployment.clone(),
         region: session.aws.env.region.clone(),
@@ -48,27 +50,41 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     } else {
         print!("{}", report::plan_text(&report, report::Style::from_global(global)));
     }
-    Ok(())
+    match pending && plan_args.detailed_exitcode {
+        true => Err(CmdError::Status(4)),
+        false => Ok(()),
+    }
 }
 
 /// The walk itself; the zones are resolved in memory only (nothing is written).
-async fn plan_session(session: &mut super::Session, cfg: &crate::core::config::Config) -> Result<Vec<Step>, CmdError> {
+async fn plan_session(
+    session: &mut super::Session,
+    cfg: &crate::core::config::Config,
+    concurrency: usize,
+) -> Result<Vec<Step>, CmdError> {
     let zones = resolve_zones(session, cfg).await?;
     let graph = desired_graph(cfg, &session.aws.env.region, zones)?;
     let cloud = AwsCloud {
         aws: session.aws.clone(),
     };
-    plan::plan(&graph, &session.state, &cloud, crate::resources::outdated)
+    refuse_changes(&plan::recorded_forbidden(&graph, &session.state, &cloud))?;
+    let failed = |(key, mut e): (String, crate::core::resource::ResourceError)| {
+        let hint = e
+            .hint
+            .take()
+            .unwrap_or_else(|| "check the resource in the AWS console, then run `pi-deploy plan` again".into());
+        CmdError::Failed {
+            message: format!("could not look up `{key}`: {e}"),
+            hint: Some(hint),
+            reported: false,
+        }
+    };
+    let observed = plan::observe(&graph, &session.state, &cloud, concurrency)
         .await
-        .map_err(|(key, mut e)| {
-            let hint = e
-                .hint
-                .take()
-                .unwrap_or_else(|| "check the resource in the AWS console, then run `pi-deploy plan` again".into());
-            CmdError::Failed {
-                message: format!("could not look up `{key}`: {e}"),
-                hint: Some(hint),
-                reported: false,
-            }
-        })
+        .map_err(failed)?;
+    let steps = plan::plan(&graph, &session.state, &cloud, &observed, crate::resources::outdated)
+        .await
+        .map_err(failed)?;
+    refuse_changes(&plan::forbidden(&steps))?;
+    Ok(steps)
 }

@@ -18,7 +18,7 @@ use crate::core::event::EventSink;
 use crate::core::graph::Graph;
 use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::names;
-use crate::core::resource::Outputs;
+use crate::core::resource::{Observed, Outputs};
 use crate::core::spec::Kind;
 use crate::core::state::{State, Status};
 use crate::resources::discover::{self, Found};
@@ -169,9 +169,13 @@ async fn inspect_all(aws: &crate::resources::Aws, state: &State, desired: Option
                     outputs: &rec.outputs,
                     recorded,
                 };
-                crate::resources::inspect(aws, &cx)
+                let mut inspection = crate::resources::inspect(aws, &cx)
                     .await
-                    .unwrap_or_else(|e| Inspection::unknown().with_detail(format!("could not inspect: {}", e.message)))
+                    .unwrap_or_else(|e| Inspection::unknown().with_detail(format!("could not inspect: {}", e.message)));
+                if let Some(spec) = cx.spec {
+                    compare(aws, spec, rec, recorded, &mut inspection).await;
+                }
+                inspection
             };
             ResourceStatus {
                 key: key.clone(),
@@ -184,6 +188,46 @@ async fn inspect_all(aws: &crate::resources::Aws, state: &State, desired: Option
         .buffered(CONCURRENCY)
         .collect()
         .await
+}
+
+/// The day-2 comparison `plan` and `up` make (the kind's `read` against its desired
+/// settings), added to what `inspect` found: each differing setting is drift.
+async fn compare(
+    aws: &crate::resources::Aws,
+    spec: &crate::core::spec::NodeSpec,
+    rec: &crate::core::state::ResourceRecord,
+    recorded: &BTreeMap<String, Outputs>,
+    i: &mut Inspection,
+) {
+    let deps: BTreeMap<String, Outputs> = spec
+        .deps
+        .iter()
+        .filter_map(|d| recorded.get(d).map(|o| (d.clone(), o.clone())))
+        .collect();
+    let cx = crate::core::resource::NodeCtx {
+        spec,
+        deps: &deps,
+        token: &rec.client_token,
+    };
+    match crate::resources::read(aws, &cx, &rec.outputs).await {
+        Ok(Observed::Missing) => i.live = Live::Missing,
+        Ok(Observed::Present(live)) => {
+            if i.live == Live::Unknown && !crate::resources::attrs(spec.kind).is_empty() {
+                i.live = Live::Available;
+            }
+            let desired = crate::resources::desired(spec, &deps);
+            for c in crate::resources::diff_of(spec, &desired, &live) {
+                if !i.drift.iter().any(|d| d.attribute == c.attribute) {
+                    i.drift(c.attribute, c.new, c.old);
+                }
+            }
+        }
+        Err(e) => {
+            if i.detail.is_none() {
+                i.detail = Some(format!("could not read its settings: {}", e.message));
+            }
+        }
+    }
 }
 
 fn leaks(found: &[Found], state: &State) -> Vec<Leak> {
@@ -254,6 +298,7 @@ pub fn status_name(s: Status) -> &'static str {
         Status::Creating => "creating",
         Status::Created => "created",
         Status::Ready => "ready",
+        Status::Updating => "updating",
         Status::Deleting => "deleting",
     }
 }

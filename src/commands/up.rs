@@ -5,13 +5,19 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{CmdError, desired_graph, load_config, open_session, resolve_zones, validate};
+use super::{
+    CmdError, desired_graph, existing_graph, load_config, open_session, refuse_changes, resolve_zones, validate,
+};
 use crate::cli::{GlobalArgs, UpArgs};
 use crate::core::config::Purpose;
+use crate::core::diff::ChangeAction;
 use crate::core::event::{Event, EventSink};
 use crate::core::executor::{Executor, Limits, StateStore};
+use crate::core::graph::Graph;
 use crate::core::latency;
 use crate::core::phase::{PhaseTracker, Progress};
+use crate::core::plan;
+use crate::core::resource::Cloud;
 use crate::core::state::{State, Status};
 use crate::resources::AwsCloud;
 
@@ -32,6 +38,11 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     check_certificate(&session, &cfg).await?;
     let zones = resolve_zones(&mut session, &cfg).await?;
     let graph = Arc::new(desired_graph(&cfg, &session.aws.env.region, zones)?);
+    let cloud = Arc::new(AwsCloud {
+        aws: session.aws.clone(),
+    });
+    // A change AWS cannot make is refused from the recorded settings, before any change.
+    refuse_changes(&plan::recorded_forbidden(&graph, &session.state, cloud.as_ref()))?;
     // Ready resources that are out of date (new Lambda code) are converged again.
     for n in graph.nodes() {
         if let Some(r) = session.state.resources.get_mut(&n.key)
@@ -41,28 +52,49 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
             r.status = Status::Created;
         }
     }
+    // Day 2: read every recorded resource (read-only, concurrently), then refuse what `up`
+    // will not do before the first change.
+    let limits = Limits::from(global);
+    let observed = plan::observe(&graph, &session.state, cloud.as_ref(), limits.concurrency)
+        .await
+        .map_err(|(key, e)| {
+            CmdError::from(e.with_hint(format!("could not read `{key}` from AWS; run `pi-deploy up` again")))
+        })?;
+    let pending_changes = live_changes(&graph, &session.state, cloud.as_ref(), &observed);
+    refuse_changes(
+        &pending_changes
+            .iter()
+            .filter(|(_, c)| c.action != ChangeAction::Update)
+            .cloned()
+            .collect::<Vec<_>>(),
+    )?;
+    let unwanted = plan::unwanted(&graph, &session.state);
 
     // The lineage and the resolved zones are on disk before the first create call.
     session.state.serial += 1;
     session.state_file.write(&session.state)?;
 
+    let changed: std::collections::BTreeSet<&String> = pending_changes.iter().map(|(k, _)| k).collect();
     let pending = graph
         .nodes()
         .iter()
         .filter(|n| {
-            session
-                .state
-                .resources
-                .get(&n.key)
-                .is_none_or(|r| r.status != Status::Ready)
+            changed.contains(&n.key)
+                || matches!(observed.get(&n.key), Some(crate::core::resource::Observed::Missing))
+                || session
+                    .state
+                    .resources
+                    .get(&n.key)
+                    .is_none_or(|r| !matches!(r.status, Status::Ready | Status::Updating))
         })
-        .count();
+        .count()
+        + unwanted.len();
     events.emit(Event::RunStarted {
         command: "up".into(),
         deployment: cfg.deployment.clone(),
         region: session.aws.env.region.clone(),
         planned: pending,
-        unchanged: graph.len() - pending,
+        unchanged: graph.len() - (pending - unwanted.len()),
     });
     if cfg.certificate_arn.is_none() {
         events.emit(Event::Warning {
@@ -82,28 +114,46 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     let phases: Arc<dyn EventSink> = Arc::new(PhaseTracker::new(events.clone(), started.into_std(), progress));
     let store: Arc<dyn StateStore> = Arc::new(session.state_file);
     let executor = Executor {
-        cloud: Arc::new(AwsCloud {
-            aws: session.aws.clone(),
-        }),
+        cloud,
         store: store.clone(),
         events: phases,
-        limits: Limits::from(global),
+        limits,
         cancel: super::ctrl_c_channel(),
     };
-    let outcome = executor.up(graph.clone(), session.state, &weights).await;
+    let outcome = executor
+        .converge(graph.clone(), session.state, &weights, observed)
+        .await;
+    let mut completed = outcome.completed.len();
+    let mut failed = outcome.failed.clone();
+    let mut skipped = outcome.skipped.len();
+    let mut cancelled = outcome.cancelled;
     let mut state = outcome.state;
+    // What the config no longer wants goes last, dependents first, once everything that
+    // replaces it is in place (a route table after the endpoint and subnets moved off it).
+    if failed.is_empty() && !cancelled && skipped == 0 && !unwanted.is_empty() {
+        let keep: std::collections::BTreeSet<String> = unwanted.iter().cloned().collect();
+        let doomed = existing_graph(&Graph::new(Vec::new()).expect("empty graph"), &state).restrict(&keep);
+        let weights = doomed.longest_remaining_reverse(|n| latency::delete_timing(n.kind).median_s);
+        let gone = executor.destroy(Arc::new(doomed), state, &weights).await;
+        completed += gone.completed.len();
+        failed.extend(gone.failed);
+        skipped += gone.skipped.len();
+        cancelled |= gone.cancelled;
+        state = gone.state;
+    }
     state.outputs = outputs(&state);
     state.serial += 1;
     let saved = store.save(&state);
     session.aws.clients.dump_call_counts();
 
     let mut counts = BTreeMap::new();
-    counts.insert("done".to_string(), outcome.completed.len());
-    counts.insert("failed".to_string(), outcome.failed.len());
-    counts.insert("skipped".to_string(), outcome.skipped.len());
-    let error = if let Some((key, e)) = outcome.failed.first() {
+    counts.insert("done".to_string(), completed);
+    counts.insert("unchanged".to_string(), outcome.unchanged.len());
+    counts.insert("failed".to_string(), failed.len());
+    counts.insert("skipped".to_string(), skipped);
+    let error = if let Some((key, e)) = failed.first() {
         Some(format!("{key}: {e}"))
-    } else if outcome.cancelled {
+    } else if cancelled {
         Some("interrupted; run `pi-deploy up` again to resume".to_string())
     } else {
         saved.as_ref().err().cloned()
@@ -128,6 +178,35 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
             reported: true,
         }),
     }
+}
+
+/// The changes the live reads show, judged with the recorded ids of the dependencies (what
+/// `up` is about to do, before a dependency created again in this run moves anything).
+fn live_changes(
+    graph: &Graph,
+    state: &State,
+    cloud: &AwsCloud,
+    observed: &BTreeMap<String, crate::core::resource::Observed>,
+) -> Vec<(String, crate::core::diff::Change)> {
+    let mut out = Vec::new();
+    for spec in graph.nodes() {
+        let Some(crate::core::resource::Observed::Present(live)) = observed.get(&spec.key) else {
+            continue;
+        };
+        let deps = spec
+            .deps
+            .iter()
+            .filter_map(|d| state.resources.get(d).map(|r| (d.clone(), r.outputs.clone())))
+            .collect();
+        let desired = cloud.desired(spec, &deps);
+        out.extend(
+            cloud
+                .diff(spec, &desired, live)
+                .into_iter()
+                .map(|c| (spec.key.clone(), c)),
+        );
+    }
+    out
 }
 
 /// `up` must not run against a blue/green upgrade that a killed or failed run left in

@@ -19,6 +19,10 @@ pub enum ResourceStatus {
     /// Converging settings and waiting until usable.
     Waiting,
     Ready,
+    /// Day 2: the intent is recorded; changing settings in place.
+    Updating,
+    /// Day 2: changed in place, settings recorded.
+    Updated,
     Deleting,
     Deleted,
     Failed,
@@ -34,6 +38,8 @@ impl ResourceStatus {
             ResourceStatus::Created => "created",
             ResourceStatus::Waiting => "waiting",
             ResourceStatus::Ready => "ready",
+            ResourceStatus::Updating => "updating",
+            ResourceStatus::Updated => "updated",
             ResourceStatus::Deleting => "deleting",
             ResourceStatus::Deleted => "deleted",
             ResourceStatus::Failed => "failed",
@@ -43,7 +49,11 @@ impl ResourceStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            ResourceStatus::Ready | ResourceStatus::Deleted | ResourceStatus::Failed | ResourceStatus::Skipped
+            ResourceStatus::Ready
+                | ResourceStatus::Updated
+                | ResourceStatus::Deleted
+                | ResourceStatus::Failed
+                | ResourceStatus::Skipped
         )
     }
 }

@@ -10,6 +10,14 @@
 //! call and `created` with the id the moment it returns, before any wait; dependents start
 //! only after `ready` is persisted.
 //!
+//! Day 2: a node recorded `ready` whose live settings were read beforehand (`observed`,
+//! from `plan::observe`) is compared with its desired settings when its dependencies are
+//! done (their ids may have changed in this run): no difference, no call; changes AWS makes
+//! in place are recorded as `updating` before the first update call and `ready` with the new
+//! settings after it; a resource deleted outside pi-deploy is created again (looked up first).
+//! A change that needs new instances, a new resource, or that AWS cannot make is refused
+//! (the commands refuse it before the walk; here it is a safety net).
+//!
 //! Failure: stop starting nodes, let in-flight nodes finish and persist (a half-created RDS
 //! instance still needs its id recorded), skip the rest, and report the root cause once.
 //! Cancellation (Ctrl-C) drains the same way.
@@ -24,9 +32,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::diff::{ChangeAction, Settings};
 use super::event::{Event, EventSink, ResourceStatus};
 use super::graph::Graph;
-use super::resource::{Cloud, DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use super::resource::{Cloud, DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use super::spec::NodeSpec;
 use super::state::{ResourceRecord, State, Status};
 
@@ -66,7 +75,10 @@ pub struct Outcome {
     /// The root causes, in the order they happened.
     pub failed: Vec<(String, ResourceError)>,
     pub skipped: Vec<String>,
+    /// Nodes this run created, updated or deleted.
     pub completed: Vec<String>,
+    /// Ready nodes that were compared with AWS and needed nothing.
+    pub unchanged: Vec<String>,
     pub cancelled: bool,
 }
 
@@ -90,6 +102,15 @@ struct Shared<C> {
     events: Arc<dyn EventSink>,
     /// Keys this run created (not adopted, not found): nothing can be inside them yet.
     created_here: Mutex<HashSet<String>>,
+    /// Live reads of ready nodes, taken before the walk (day 2).
+    observed: BTreeMap<String, Observed>,
+}
+
+/// What a node's step did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Done {
+    Changed,
+    Unchanged,
 }
 
 impl<C> Shared<C> {
@@ -138,6 +159,18 @@ impl<C> Shared<C> {
     }
 
     fn record(&self, spec: &NodeSpec, status: Status, token: &str, outputs: Outputs) -> Result<(), ResourceError> {
+        let settings = self.recorded_settings(&spec.key);
+        self.record_with(spec, status, token, outputs, settings)
+    }
+
+    fn record_with(
+        &self,
+        spec: &NodeSpec,
+        status: Status,
+        token: &str,
+        outputs: Outputs,
+        settings: Settings,
+    ) -> Result<(), ResourceError> {
         self.persist(|st| {
             st.resources.insert(
                 spec.key.clone(),
@@ -147,10 +180,16 @@ impl<C> Shared<C> {
                     client_token: token.to_string(),
                     outputs,
                     deps: spec.deps.clone(),
+                    settings,
                     updated_at: Utc::now(),
                 },
             );
         })
+    }
+
+    fn recorded_settings(&self, key: &str) -> Settings {
+        let st = self.state.lock().unwrap();
+        st.resources.get(key).map(|r| r.settings.clone()).unwrap_or_default()
     }
 }
 
@@ -174,21 +213,47 @@ struct Ready {
 impl<C: Cloud> Executor<C> {
     /// Create or adopt every node of `graph` that is not `ready` in `state`.
     pub async fn up(&self, graph: Arc<Graph>, state: State, weights: &[f64]) -> Outcome {
-        self.walk(graph, state, weights, Direction::Up).await
+        self.walk(graph, state, weights, Direction::Up, BTreeMap::new()).await
+    }
+
+    /// Day 2: as `up`, and every ready node with a live read in `observed` is brought to its
+    /// desired settings (updated in place, or created again when it is missing).
+    pub async fn converge(
+        &self,
+        graph: Arc<Graph>,
+        state: State,
+        weights: &[f64],
+        observed: BTreeMap<String, Observed>,
+    ) -> Outcome {
+        self.walk(graph, state, weights, Direction::Up, observed).await
     }
 
     /// Delete every node of `graph` (which holds only what exists), dependents first.
     pub async fn destroy(&self, graph: Arc<Graph>, state: State, weights: &[f64]) -> Outcome {
-        self.walk(graph, state, weights, Direction::Destroy).await
+        self.walk(graph, state, weights, Direction::Destroy, BTreeMap::new())
+            .await
     }
 
-    async fn walk(&self, graph: Arc<Graph>, state: State, weights: &[f64], dir: Direction) -> Outcome {
+    async fn walk(
+        &self,
+        graph: Arc<Graph>,
+        state: State,
+        weights: &[f64],
+        dir: Direction,
+        observed: BTreeMap<String, Observed>,
+    ) -> Outcome {
         let n = graph.len();
         let done_already: Vec<bool> = (0..n)
             .map(|i| {
                 let key = &graph.node(i).key;
                 match dir {
-                    Direction::Up => state.resources.get(key).is_some_and(|r| r.status == Status::Ready),
+                    Direction::Up => {
+                        state
+                            .resources
+                            .get(key)
+                            .is_some_and(|r| matches!(r.status, Status::Ready | Status::Updating))
+                            && !observed.contains_key(key)
+                    }
                     Direction::Destroy => !state.resources.contains_key(key),
                 }
             })
@@ -200,6 +265,7 @@ impl<C: Cloud> Executor<C> {
             store: self.store.clone(),
             events: self.events.clone(),
             created_here: Mutex::new(HashSet::new()),
+            observed,
         });
         // Up: a node waits for its dependencies. Destroy: for its dependents.
         let blockers = |i: usize| -> &[usize] {
@@ -232,11 +298,12 @@ impl<C: Cloud> Executor<C> {
             }
         }
 
-        let mut running: JoinSet<(usize, Result<(), ResourceError>)> = JoinSet::new();
+        let mut running: JoinSet<(usize, Result<Done, ResourceError>)> = JoinSet::new();
         let mut running_per_service: HashMap<&'static str, usize> = HashMap::new();
         let mut started = vec![false; n];
         let mut failed = Vec::new();
         let mut completed = Vec::new();
+        let mut unchanged = Vec::new();
         let mut stopping = false;
         let mut cancelled = *self.cancel.borrow();
         let mut cancel = self.cancel.clone();
@@ -260,7 +327,7 @@ impl<C: Cloud> Executor<C> {
                     running.spawn(async move {
                         let r = match dir {
                             Direction::Up => up_node(&shared, i).await,
-                            Direction::Destroy => destroy_node(&shared, i).await,
+                            Direction::Destroy => destroy_node(&shared, i).await.map(|()| Done::Changed),
                         };
                         (i, r)
                     });
@@ -281,9 +348,12 @@ impl<C: Cloud> Executor<C> {
                     }
                     *running_per_service.entry(graph.node(i).kind.service()).or_default() -= 1;
                     match result {
-                        Ok(()) => {
+                        Ok(what) => {
                             done[i] = true;
-                            completed.push(graph.node(i).key.clone());
+                            match what {
+                                Done::Changed => completed.push(graph.node(i).key.clone()),
+                                Done::Unchanged => unchanged.push(graph.node(i).key.clone()),
+                            }
                             for &u in unblocks(i) {
                                 waiting_on[u] -= 1;
                                 if waiting_on[u] == 0 && !done[u] {
@@ -322,6 +392,7 @@ impl<C: Cloud> Executor<C> {
             failed,
             skipped,
             completed,
+            unchanged,
             cancelled,
         }
     }
@@ -335,7 +406,7 @@ fn deps_outputs<C>(shared: &Shared<C>, spec: &NodeSpec) -> BTreeMap<String, Outp
         .collect()
 }
 
-async fn up_node<C: Cloud>(shared: &Shared<C>, i: usize) -> Result<(), ResourceError> {
+async fn up_node<C: Cloud>(shared: &Shared<C>, i: usize) -> Result<Done, ResourceError> {
     let spec = shared.graph.node(i);
     let started = Instant::now();
     let result = up_node_inner(shared, spec, started).await;
@@ -345,7 +416,7 @@ async fn up_node<C: Cloud>(shared: &Shared<C>, i: usize) -> Result<(), ResourceE
     result
 }
 
-async fn up_node_inner<C: Cloud>(shared: &Shared<C>, spec: &NodeSpec, started: Instant) -> Result<(), ResourceError> {
+async fn up_node_inner<C: Cloud>(shared: &Shared<C>, spec: &NodeSpec, started: Instant) -> Result<Done, ResourceError> {
     let deps = deps_outputs(shared, spec);
     let (token, recorded) = {
         let st = shared.state.lock().unwrap();
@@ -361,15 +432,100 @@ async fn up_node_inner<C: Cloud>(shared: &Shared<C>, spec: &NodeSpec, started: I
     };
 
     let outputs = match recorded {
+        Some((Status::Ready | Status::Updating, outputs)) => match shared.observed.get(&spec.key) {
+            Some(Observed::Present(live)) => return update_if_needed(shared, &cx, started, outputs, live).await,
+            Some(Observed::Missing) => {
+                shared.events.emit(Event::Warning {
+                    message: format!(
+                        "{}: {} was deleted outside pi-deploy; creating it again",
+                        spec.key,
+                        outputs.get("id").unwrap_or("the recorded resource")
+                    ),
+                });
+                create_or_adopt(shared, &cx, started).await?
+            }
+            None => return Ok(Done::Unchanged),
+        },
         Some((Status::Created, outputs)) => match converge(shared, &cx, started, outputs).await {
             // The recorded resource vanished (deleted by hand): find or create it again.
             Err(e) if e.is(ErrorClass::NotFound) => create_or_adopt(shared, &cx, started).await?,
-            other => return other.and_then(|o| mark_ready(shared, spec, &token, started, o)),
+            other => return other.and_then(|o| mark_ready(shared, &cx, started, o)),
         },
         _ => create_or_adopt(shared, &cx, started).await?,
     };
     let outputs = converge(shared, &cx, started, outputs).await?;
-    mark_ready(shared, spec, &token, started, outputs)
+    mark_ready(shared, &cx, started, outputs)
+}
+
+/// Day 2 for a ready node: compare, and apply what AWS changes in place.
+async fn update_if_needed<C: Cloud>(
+    shared: &Shared<C>,
+    cx: &NodeCtx<'_>,
+    started: Instant,
+    outputs: Outputs,
+    live: &Settings,
+) -> Result<Done, ResourceError> {
+    let spec = cx.spec;
+    let desired = shared.cloud.desired(spec, cx.deps);
+    let changes = shared.cloud.diff(spec, &desired, live);
+    let keep = recordable(shared.cloud.as_ref(), spec, &desired);
+    if changes.is_empty() {
+        let (status, recorded) = {
+            let st = shared.state.lock().unwrap();
+            st.resources
+                .get(&spec.key)
+                .map(|r| (r.status, r.settings.clone()))
+                .unwrap_or((Status::Ready, Settings::new()))
+        };
+        if status != Status::Ready || recorded != keep {
+            shared.record_with(spec, Status::Ready, cx.token, outputs, keep)?;
+        }
+        return Ok(Done::Unchanged);
+    }
+    if let Some(c) = changes.iter().find(|c| c.action != ChangeAction::Update) {
+        return Err(ResourceError::new(
+            ErrorClass::Invalid,
+            format!(
+                "`{}` of {} changes from {} to {}, which needs a {} ({})",
+                c.attribute,
+                spec.key,
+                c.old,
+                c.new,
+                c.action.as_str(),
+                c.note
+            ),
+        )
+        .with_hint("run `pi-deploy plan` to see every change and what it needs"));
+    }
+    let recorded = shared.recorded_settings(&spec.key);
+    shared.record_with(spec, Status::Updating, cx.token, outputs.clone(), recorded)?;
+    let summary = changes
+        .iter()
+        .map(|c| format!("{}: {} -> {}", c.attribute, c.old, c.new))
+        .collect::<Vec<_>>()
+        .join("; ");
+    shared.emit(
+        spec,
+        ResourceStatus::Updating,
+        started,
+        outputs.get("id").map(String::from),
+        Some(summary),
+    );
+    let outputs = shared.cloud.update(cx, outputs, &changes).await?;
+    let id = outputs.get("id").map(String::from);
+    shared.record_with(spec, Status::Ready, cx.token, outputs, keep)?;
+    shared.emit(spec, ResourceStatus::Updated, started, id, None);
+    Ok(Done::Changed)
+}
+
+/// The settings worth recording: not a sensitive one (even as a digest), none that depends on
+/// a dependency still unknown.
+fn recordable<C: Cloud + ?Sized>(_cloud: &C, _spec: &NodeSpec, desired: &Settings) -> Settings {
+    desired
+        .iter()
+        .filter(|(_, v)| v.as_str() != super::diff::KNOWN_AFTER_UP && !v.starts_with(super::diff::SENSITIVE))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 async fn create_or_adopt<C: Cloud>(
@@ -446,17 +602,19 @@ async fn converge<C: Cloud>(
     shared.cloud.converge(cx, outputs).await
 }
 
-fn mark_ready<C>(
+fn mark_ready<C: Cloud>(
     shared: &Shared<C>,
-    spec: &NodeSpec,
-    token: &str,
+    cx: &NodeCtx<'_>,
     started: Instant,
     outputs: Outputs,
-) -> Result<(), ResourceError> {
+) -> Result<Done, ResourceError> {
+    let spec = cx.spec;
     let id = outputs.get("id").map(String::from);
-    shared.record(spec, Status::Ready, token, outputs)?;
+    let desired = shared.cloud.desired(spec, cx.deps);
+    let keep = recordable(shared.cloud.as_ref(), spec, &desired);
+    shared.record_with(spec, Status::Ready, cx.token, outputs, keep)?;
     shared.emit(spec, ResourceStatus::Ready, started, id, None);
-    Ok(())
+    Ok(Done::Changed)
 }
 
 async fn destroy_node<C: Cloud>(shared: &Shared<C>, i: usize) -> Result<(), ResourceError> {

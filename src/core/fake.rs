@@ -9,7 +9,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::resource::{Cloud, DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use super::diff::{AttrSpec, Change, ChangeAction, Settings};
+use super::resource::{Cloud, DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use super::spec::{Kind, NodeSpec};
+
+/// The attributes of every fake resource: `size` changes in place, `image` needs new
+/// instances, `port` a new resource, `cidr` cannot change; `refs` lists the dependencies' ids
+/// (so a dependency created again shows up as a change of its dependents).
+pub const FAKE_ATTRS: &[AttrSpec] = &[
+    AttrSpec::update("size", &["fake.size"]),
+    AttrSpec::with("image", ChangeAction::Roll, "new instances", &["fake.image"]),
+    AttrSpec::with("port", ChangeAction::Replace, "immutable", &["fake.port"]),
+    AttrSpec::with("cidr", ChangeAction::Forbidden, "destroy and rebuild", &["fake.cidr"]),
+    AttrSpec::update("refs", &[]),
+];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Span {
@@ -22,6 +35,10 @@ pub struct Span {
 #[derive(Default)]
 struct Inner {
     existing: BTreeMap<String, Outputs>,
+    /// Live settings of existing resources.
+    live: BTreeMap<String, Settings>,
+    /// Creates per key.
+    generations: HashMap<String, u32>,
     spans: Vec<Span>,
     in_flight: usize,
     max_in_flight: usize,
@@ -41,6 +58,10 @@ pub struct FakeCloud {
     /// `true` when that create did happen server-side (a connection reset after success),
     /// `false` when it did not (reset before the service acted).
     pub ambiguous_create: Mutex<HashMap<String, Vec<bool>>>,
+    /// Desired settings per key (besides `refs`, which follows the dependencies).
+    pub desired: HashMap<String, Settings>,
+    /// Keys whose update fails.
+    pub fail_update: HashMap<String, ResourceError>,
     inner: Mutex<Inner>,
 }
 
@@ -60,6 +81,8 @@ impl FakeCloud {
             fail_create: HashMap::new(),
             fail_delete: HashMap::new(),
             ambiguous_create: Mutex::new(HashMap::new()),
+            desired: HashMap::new(),
+            fail_update: HashMap::new(),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -67,6 +90,43 @@ impl FakeCloud {
     /// A resource that already exists in the cloud (to be adopted).
     pub fn preexisting(&self, key: &str, outputs: Outputs) {
         self.inner.lock().unwrap().existing.insert(key.into(), outputs);
+    }
+
+    /// Change a live setting behind pi-deploy's back (drift).
+    pub fn set_live(&self, key: &str, attr: &str, value: &str) {
+        self.inner
+            .lock()
+            .unwrap()
+            .live
+            .entry(key.into())
+            .or_default()
+            .insert(attr.into(), value.into());
+    }
+
+    pub fn live(&self, key: &str) -> Settings {
+        self.inner.lock().unwrap().live.get(key).cloned().unwrap_or_default()
+    }
+
+    /// Delete a resource behind pi-deploy's back.
+    pub fn vanish(&self, key: &str) {
+        let mut i = self.inner.lock().unwrap();
+        i.existing.remove(key);
+        i.live.remove(key);
+    }
+
+    fn desired_of(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        let mut s = self.desired.get(&spec.key).cloned().unwrap_or_default();
+        let refs: Vec<String> = spec
+            .deps
+            .iter()
+            .map(|d| {
+                deps.get(d)
+                    .and_then(|o| o.get("id"))
+                    .map_or_else(|| super::diff::KNOWN_AFTER_UP.to_string(), String::from)
+            })
+            .collect();
+        s.insert("refs".into(), super::diff::list(refs));
+        s
     }
 
     pub fn exists(&self, key: &str) -> bool {
@@ -135,7 +195,19 @@ impl Cloud for FakeCloud {
                 ));
             }
         }
-        let outputs = Outputs::new().with("id", format!("id-{key}"));
+        // A resource created again (after it vanished) gets a new id, as on AWS.
+        let generation = {
+            let mut i = self.inner.lock().unwrap();
+            let n = i.generations.entry(key.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let id = match generation {
+            1 => format!("id-{key}"),
+            n => format!("id-{key}-{n}"),
+        };
+        let outputs = Outputs::new().with("id", id);
+        let live = self.desired_of(cx.spec, cx.deps);
         let ambiguous = self
             .ambiguous_create
             .lock()
@@ -151,6 +223,7 @@ impl Cloud for FakeCloud {
                 if i.existing.insert(k.clone(), o).is_some() {
                     *i.calls.entry("duplicate").or_default() += 1;
                 }
+                i.live.insert(k.clone(), live);
             }
         })
         .await;
@@ -186,8 +259,45 @@ impl Cloud for FakeCloud {
         }
         self.timed(&key.clone(), "delete", self.delete_time.get(&key), move |i| {
             i.existing.remove(&key);
+            i.live.remove(&key);
         })
         .await;
         Ok(())
+    }
+
+    fn attrs(&self, _kind: Kind) -> &'static [AttrSpec] {
+        FAKE_ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        self.desired_of(spec, deps)
+    }
+
+    async fn read(&self, cx: &NodeCtx<'_>, _outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let key = cx.spec.key.as_str();
+        Ok(self
+            .timed(key, "read", None, |i| {
+                i.existing
+                    .contains_key(key)
+                    .then(|| i.live.get(key).cloned().unwrap_or_default())
+            })
+            .await
+            .map_or(Observed::Missing, Observed::Present))
+    }
+
+    async fn update(&self, cx: &NodeCtx<'_>, outputs: Outputs, changes: &[Change]) -> Result<Outputs, ResourceError> {
+        let key = cx.spec.key.clone();
+        if let Some(e) = self.fail_update.get(&key) {
+            return Err(e.clone());
+        }
+        let changes = changes.to_vec();
+        self.timed(&key.clone(), "update", self.converge_time.get(&key), move |i| {
+            let live = i.live.entry(key).or_default();
+            for c in changes {
+                live.insert(c.attribute, c.new);
+            }
+        })
+        .await;
+        Ok(outputs)
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod bench_model;
 pub mod config;
+pub mod diff;
 pub mod event;
 pub mod executor;
 pub mod fake;

@@ -104,6 +104,7 @@ mod tests {
                 client_token: "t".into(),
                 outputs: Outputs::new().with("id", "id-a"),
                 deps: vec![],
+                settings: Default::default(),
                 updated_at: chrono::Utc::now(),
             },
         );

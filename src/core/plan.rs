@@ -1,17 +1,28 @@
-//! What `up` would do, decided without changing anything: for each node of the desired
-//! graph, in dependency order, `nothing` (recorded ready), `update` (recorded ready but out of
-//! date, or created and not yet converged: `up` converges it), `adopt` (the kind's read-only
-//! `find` sees it in the cloud) or `create`.
+//! What `up` would do, decided without changing anything, attribute by attribute.
+//!
+//! 1. `observe` reads every recorded ready resource from AWS (read-only, concurrently).
+//! 2. `plan` walks the desired graph in dependency order: a recorded resource is compared with
+//!    its desired settings (`Cloud::desired` / `Cloud::diff`) and gets `nothing`, `update`,
+//!    `roll`, `replace` (the strongest action among its changes), or `create` when it was
+//!    deleted outside pi-deploy; an unrecorded one is `adopt` when the kind's read-only `find`
+//!    sees it in the cloud, else `create`; a resource the config no longer wants is `delete`.
+//! 3. A change AWS cannot make (`forbidden`) is refused before anything is done: `forbidden`
+//!    lists them, and `recorded_forbidden` finds them from the state alone, before any AWS
+//!    call.
 //!
 //! A node whose dependency would be created cannot be looked up (its find needs the
-//! dependency's id), so it is `create` too; that is also what `up` would do.
+//! dependency's id), so it is `create` too; that is also what `up` would do. A setting that
+//! depends on a resource created (or created again) in the same run reads
+//! `(known after up)`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
+use super::diff::{Change, ChangeAction, Settings};
 use super::graph::Graph;
-use super::resource::{Cloud, NodeCtx, Outputs, ResourceError};
+use super::resource::{Cloud, NodeCtx, Observed, Outputs, ResourceError};
 use super::spec::{Kind, NodeSpec};
 use super::state::{State, Status};
 
@@ -21,18 +32,46 @@ pub enum Action {
     Create,
     Adopt,
     Update,
+    Roll,
+    Replace,
+    Delete,
     Nothing,
 }
 
 impl Action {
-    pub const ALL: [Action; 4] = [Action::Create, Action::Adopt, Action::Update, Action::Nothing];
+    pub const ALL: [Action; 7] = [
+        Action::Create,
+        Action::Adopt,
+        Action::Update,
+        Action::Roll,
+        Action::Replace,
+        Action::Delete,
+        Action::Nothing,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Create => "create",
             Action::Adopt => "adopt",
             Action::Update => "update",
+            Action::Roll => "roll",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
             Action::Nothing => "nothing",
+        }
+    }
+
+    /// The step action a change leads to (a forbidden one shows as the replacement it would be).
+    pub fn of_change(change: ChangeAction) -> Action {
+        Action::of(change)
+    }
+
+    fn of(change: ChangeAction) -> Action {
+        match change {
+            ChangeAction::Update => Action::Update,
+            ChangeAction::Roll => Action::Roll,
+            // A forbidden change is refused before `up` acts; the step shows what would be.
+            ChangeAction::Replace | ChangeAction::Forbidden => Action::Replace,
         }
     }
 }
@@ -47,35 +86,116 @@ pub struct Step {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Why, in a few words.
-    pub reason: &'static str,
+    pub reason: String,
+    /// For update / roll / replace: each attribute's old and new value and action.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
 }
 
 /// How far a record alone decides the action.
 #[derive(Debug, PartialEq, Eq)]
 enum FromRecord {
     Decided(Action, &'static str),
+    /// Ready: compare with the live read.
+    Compare,
     /// No usable record: ask the cloud.
     LookUp,
 }
 
 fn from_record(status: Option<Status>, outdated: bool) -> FromRecord {
     match status {
-        Some(Status::Ready) if outdated => FromRecord::Decided(Action::Update, "out of date"),
-        Some(Status::Ready) => FromRecord::Decided(Action::Nothing, "recorded ready"),
+        Some(Status::Ready | Status::Updating) if outdated => FromRecord::Decided(Action::Update, "out of date"),
+        Some(Status::Ready | Status::Updating) => FromRecord::Compare,
         Some(Status::Created) => FromRecord::Decided(Action::Update, "created, not yet converged"),
         // `creating` (a create that may or may not have happened), `deleting`, or no record.
         _ => FromRecord::LookUp,
     }
 }
 
-/// The plan, in topological order. Calls only `Cloud::find`, which is read-only by contract.
+/// The recorded outputs of `spec`'s dependencies.
+fn recorded_deps(spec: &NodeSpec, state: &State) -> BTreeMap<String, Outputs> {
+    spec.deps
+        .iter()
+        .filter_map(|d| state.resources.get(d).map(|r| (d.clone(), r.outputs.clone())))
+        .collect()
+}
+
+/// Read every recorded ready resource of `graph` (at most `concurrency` at once). Read-only.
+pub async fn observe<C: Cloud + ?Sized>(
+    graph: &Graph,
+    state: &State,
+    cloud: &C,
+    concurrency: usize,
+) -> Result<BTreeMap<String, Observed>, (String, ResourceError)> {
+    let targets: Vec<(&NodeSpec, Outputs, String)> = graph
+        .nodes()
+        .iter()
+        .filter_map(|spec| {
+            let r = state.resources.get(&spec.key)?;
+            matches!(r.status, Status::Ready | Status::Updating)
+                .then(|| (spec, r.outputs.clone(), r.client_token.clone()))
+        })
+        .collect();
+    let reads = stream::iter(targets.into_iter().map(|(spec, outputs, token)| async move {
+        let deps = recorded_deps(spec, state);
+        let cx = NodeCtx {
+            spec,
+            deps: &deps,
+            token: &token,
+        };
+        let observed = cloud.read(&cx, &outputs).await;
+        (spec.key.clone(), observed)
+    }))
+    .buffer_unordered(concurrency.max(1))
+    .collect::<Vec<_>>()
+    .await;
+    let mut out = BTreeMap::new();
+    for (key, observed) in reads {
+        out.insert(key.clone(), observed.map_err(|e| (key, e))?);
+    }
+    Ok(out)
+}
+
+/// Recorded keys the desired graph no longer has: what `up` deletes, dependents first.
+pub fn unwanted(graph: &Graph, state: &State) -> Vec<String> {
+    let gone: BTreeSet<&String> = state.resources.keys().filter(|k| graph.get(k).is_none()).collect();
+    // Dependents first: a key is listed after every unwanted key that depends on it... reversed.
+    let mut order: Vec<String> = Vec::new();
+    let mut placed: BTreeSet<String> = BTreeSet::new();
+    while placed.len() < gone.len() {
+        let before = placed.len();
+        for k in &gone {
+            if placed.contains(*k) {
+                continue;
+            }
+            let blocked = gone.iter().any(|other| {
+                !placed.contains(*other) && *other != *k && state.resources[*other].deps.iter().any(|d| d == *k)
+            });
+            if !blocked {
+                placed.insert((*k).clone());
+                order.push((*k).clone());
+            }
+        }
+        if placed.len() == before {
+            // A cycle of recorded edges (a hand-edited file): the rest in key order.
+            order.extend(gone.iter().filter(|k| !placed.contains(**k)).map(|k| (*k).clone()));
+            break;
+        }
+    }
+    order
+}
+
+/// The plan, in topological order, then the deletes. Calls only `Cloud::find`, which is
+/// read-only by contract; `observed` holds the live reads of recorded resources.
 pub async fn plan<C: Cloud + ?Sized>(
     graph: &Graph,
     state: &State,
     cloud: &C,
+    observed: &BTreeMap<String, Observed>,
     outdated: impl Fn(&NodeSpec, &Outputs) -> bool,
 ) -> Result<Vec<Step>, (String, ResourceError)> {
-    // Outputs known so far: recorded or found. Nodes to be created have none.
+    // Outputs known so far: recorded or found, and not about to change. Nodes to be created
+    // (or created again) have none.
     let mut known: BTreeMap<String, Outputs> = BTreeMap::new();
     let mut steps = Vec::with_capacity(graph.len());
     for i in graph.topo_order() {
@@ -85,13 +205,68 @@ pub async fn plan<C: Cloud + ?Sized>(
             record.map(|r| r.status),
             record.is_some_and(|r| outdated(spec, &r.outputs)),
         );
-        let (action, reason, outputs) = match (decided, record) {
-            (FromRecord::Decided(action, reason), Some(r)) => (action, reason, Some(r.outputs.clone())),
-            _ => look_up(spec, state, cloud, &known)
-                .await
-                .map_err(|e| (spec.key.clone(), e))?,
+        let (action, reason, outputs, changes) = match (decided, record) {
+            (FromRecord::Decided(action, reason), Some(r)) => {
+                (action, reason.to_string(), Some(r.outputs.clone()), Vec::new())
+            }
+            (FromRecord::Compare, Some(r)) => match observed.get(&spec.key) {
+                Some(Observed::Missing) => (
+                    Action::Create,
+                    "deleted outside pi-deploy".to_string(),
+                    None,
+                    Vec::new(),
+                ),
+                Some(Observed::Present(live)) => {
+                    let deps = spec
+                        .deps
+                        .iter()
+                        .filter_map(|d| known.get(d).map(|o| (d.clone(), o.clone())))
+                        .collect();
+                    let desired = cloud.desired(spec, &deps);
+                    let changes = cloud.diff(spec, &desired, live);
+                    match super::diff::strongest(&changes) {
+                        None => (
+                            Action::Nothing,
+                            "matches the config".to_string(),
+                            Some(r.outputs.clone()),
+                            changes,
+                        ),
+                        Some(strongest) => {
+                            let action = Action::of(strongest);
+                            let reason = match action {
+                                Action::Roll => "needs new instances",
+                                Action::Replace => "needs a new resource",
+                                _ => "settings differ",
+                            };
+                            // A replaced resource gets a new id: its dependents see it later.
+                            let outputs = (action != Action::Replace).then(|| r.outputs.clone());
+                            (action, reason.to_string(), outputs, changes)
+                        }
+                    }
+                }
+                None => (
+                    Action::Nothing,
+                    "not read".to_string(),
+                    Some(r.outputs.clone()),
+                    Vec::new(),
+                ),
+            },
+            _ => {
+                let (action, reason, outputs) = look_up(spec, state, cloud, &known)
+                    .await
+                    .map_err(|e| (spec.key.clone(), e))?;
+                (action, reason.to_string(), outputs, Vec::new())
+            }
         };
-        let id = outputs.as_ref().and_then(|o| o.get("id")).map(String::from);
+        let id = outputs
+            .as_ref()
+            .and_then(|o| o.get("id"))
+            .or_else(|| {
+                record
+                    .and_then(|r| r.outputs.get("id"))
+                    .filter(|_| action != Action::Create)
+            })
+            .map(String::from);
         if let Some(o) = outputs {
             known.insert(spec.key.clone(), o);
         }
@@ -101,9 +276,55 @@ pub async fn plan<C: Cloud + ?Sized>(
             action,
             id,
             reason,
+            changes,
+        });
+    }
+    for key in unwanted(graph, state) {
+        let r = &state.resources[&key];
+        steps.push(Step {
+            key: key.clone(),
+            kind: r.kind,
+            action: Action::Delete,
+            id: r.outputs.get("id").map(String::from),
+            reason: "no longer in the config".to_string(),
+            changes: Vec::new(),
         });
     }
     Ok(steps)
+}
+
+/// Every change among `steps` that AWS cannot make, with its key.
+pub fn forbidden(steps: &[Step]) -> Vec<(String, Change)> {
+    steps
+        .iter()
+        .flat_map(|s| {
+            s.changes
+                .iter()
+                .filter(|c| c.is(ChangeAction::Forbidden))
+                .map(|c| (s.key.clone(), c.clone()))
+        })
+        .collect()
+}
+
+/// The forbidden changes visible from the state alone (the settings recorded when each
+/// resource was last applied against the config's): refused before any AWS call.
+pub fn recorded_forbidden<C: Cloud + ?Sized>(graph: &Graph, state: &State, cloud: &C) -> Vec<(String, Change)> {
+    let mut out = Vec::new();
+    for spec in graph.nodes() {
+        let Some(r) = state.resources.get(&spec.key) else {
+            continue;
+        };
+        if r.settings.is_empty() {
+            continue;
+        }
+        let desired: Settings = cloud.desired(spec, &recorded_deps(spec, state));
+        for c in cloud.diff(spec, &desired, &r.settings) {
+            if c.is(ChangeAction::Forbidden) {
+                out.push((spec.key.clone(), c));
+            }
+        }
+    }
+    out
 }
 
 type Decision = (Action, &'static str, Option<Outputs>);
@@ -147,6 +368,11 @@ pub fn counts(steps: &[Step]) -> BTreeMap<&'static str, usize> {
     c
 }
 
+/// Whether the plan changes anything.
+pub fn has_changes(steps: &[Step]) -> bool {
+    steps.iter().any(|s| s.action != Action::Nothing)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +408,7 @@ mod tests {
                 client_token: token,
                 outputs: Outputs::new().with("id", format!("id-{key}")),
                 deps: vec![],
+                settings: Default::default(),
                 updated_at: chrono::Utc::now(),
             },
         );
@@ -195,7 +422,9 @@ mod tests {
     async fn empty_account_creates_everything_and_looks_up_only_roots() {
         let g = Graph::new(vec![node("a", &[]), node("b", &["a"]), node("c", &["b"])]).unwrap();
         let cloud = FakeCloud::new();
-        let steps = plan(&g, &state(), &cloud, |_, _| false).await.unwrap();
+        let steps = plan(&g, &state(), &cloud, &BTreeMap::new(), |_, _| false)
+            .await
+            .unwrap();
         assert_eq!(
             actions(&steps),
             vec![("a", Action::Create), ("b", Action::Create), ("c", Action::Create)]
@@ -222,7 +451,7 @@ mod tests {
         record(&mut s, "d", Status::Created);
         let cloud = FakeCloud::new();
         cloud.preexisting("b", Outputs::new().with("id", "found-b"));
-        let steps = plan(&g, &s, &cloud, |_, _| false).await.unwrap();
+        let steps = plan(&g, &s, &cloud, &BTreeMap::new(), |_, _| false).await.unwrap();
         assert_eq!(
             actions(&steps),
             vec![
@@ -245,8 +474,119 @@ mod tests {
         record(&mut s, "a", Status::Ready);
         record(&mut s, "b", Status::Creating);
         let cloud = FakeCloud::new();
-        let steps = plan(&g, &s, &cloud, |n, _| n.key == "a").await.unwrap();
+        let steps = plan(&g, &s, &cloud, &BTreeMap::new(), |n, _| n.key == "a")
+            .await
+            .unwrap();
         assert_eq!(actions(&steps), vec![("a", Action::Update), ("b", Action::Create)]);
         assert_eq!(cloud.calls("find"), 1);
+    }
+
+    // ---- day 2 ----
+
+    fn live(pairs: &[(&str, &str)]) -> Observed {
+        Observed::Present(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    fn desired(cloud: &mut FakeCloud, key: &str, pairs: &[(&str, &str)]) {
+        cloud.desired.insert(
+            key.into(),
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        );
+    }
+
+    #[tokio::test]
+    async fn ready_nodes_are_compared_attribute_by_attribute() {
+        let g = Graph::new(vec![node("a", &[]), node("b", &["a"]), node("c", &[]), node("d", &[])]).unwrap();
+        let mut s = state();
+        for k in ["a", "b", "c", "d"] {
+            record(&mut s, k, Status::Ready);
+        }
+        let mut cloud = FakeCloud::new();
+        desired(&mut cloud, "a", &[("size", "2")]);
+        desired(&mut cloud, "c", &[("image", "ami-2")]);
+        desired(&mut cloud, "d", &[("port", "443")]);
+        let observed: BTreeMap<String, Observed> = [
+            ("a", live(&[("size", "1"), ("refs", "-")])),
+            ("b", live(&[("refs", "id-a")])),
+            ("c", live(&[("image", "ami-1"), ("refs", "-")])),
+            ("d", live(&[("port", "80"), ("refs", "-")])),
+        ]
+        .into_iter()
+        .map(|(k, o)| (k.to_string(), o))
+        .collect();
+        let steps = plan(&g, &s, &cloud, &observed, |_, _| false).await.unwrap();
+        assert_eq!(steps.len(), 4);
+        let by_key = |k: &str| steps.iter().find(|s| s.key == k).unwrap();
+        assert_eq!(by_key("a").action, Action::Update);
+        let c = &by_key("a").changes[0];
+        assert_eq!(
+            (c.attribute.as_str(), c.old.as_str(), c.new.as_str()),
+            ("size", "1", "2")
+        );
+        assert_eq!(by_key("c").action, Action::Roll);
+        assert_eq!(by_key("d").action, Action::Replace);
+        assert_eq!(by_key("b").action, Action::Nothing);
+        assert!(has_changes(&steps));
+        // Reads only: nothing was looked up, created or changed.
+        assert_eq!(cloud.calls("find") + cloud.calls("create") + cloud.calls("update"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_vanished_resource_is_created_again_and_its_dependents_see_a_new_id() {
+        let g = Graph::new(vec![node("a", &[]), node("b", &["a"])]).unwrap();
+        let mut s = state();
+        record(&mut s, "a", Status::Ready);
+        record(&mut s, "b", Status::Ready);
+        let cloud = FakeCloud::new();
+        let observed: BTreeMap<String, Observed> = [
+            ("a".to_string(), Observed::Missing),
+            ("b".to_string(), live(&[("refs", "id-a")])),
+        ]
+        .into_iter()
+        .collect();
+        let steps = plan(&g, &s, &cloud, &observed, |_, _| false).await.unwrap();
+        assert_eq!(steps[0].action, Action::Create);
+        assert_eq!(steps[0].reason, "deleted outside pi-deploy");
+        assert_eq!(steps[1].action, Action::Update);
+        assert_eq!(steps[1].changes[0].new, crate::core::diff::KNOWN_AFTER_UP);
+    }
+
+    #[tokio::test]
+    async fn what_the_config_no_longer_wants_is_deleted_dependents_first() {
+        let g = Graph::new(vec![node("a", &[])]).unwrap();
+        let mut s = state();
+        record(&mut s, "a", Status::Ready);
+        record(&mut s, "old-table", Status::Ready);
+        record(&mut s, "old-route", Status::Ready);
+        s.resources.get_mut("old-route").unwrap().deps = vec!["old-table".into()];
+        assert_eq!(unwanted(&g, &s), vec!["old-route".to_string(), "old-table".to_string()]);
+        let cloud = FakeCloud::new();
+        let steps = plan(&g, &s, &cloud, &BTreeMap::new(), |_, _| false).await.unwrap();
+        let deletes: Vec<&str> = steps
+            .iter()
+            .filter(|s| s.action == Action::Delete)
+            .map(|s| s.key.as_str())
+            .collect();
+        assert_eq!(deletes, vec!["old-route", "old-table"]);
+        assert_eq!(counts(&steps)["delete"], 2);
+    }
+
+    #[test]
+    fn a_forbidden_change_is_found_from_the_recorded_settings_alone() {
+        let g = Graph::new(vec![node("a", &[])]).unwrap();
+        let mut s = state();
+        record(&mut s, "a", Status::Ready);
+        s.resources.get_mut("a").unwrap().settings =
+            [("cidr".to_string(), "10.0.0.0/16".to_string())].into_iter().collect();
+        let mut cloud = FakeCloud::new();
+        desired(&mut cloud, "a", &[("cidr", "10.9.0.0/16")]);
+        let found = recorded_forbidden(&g, &s, &cloud);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "a");
+        assert_eq!(found[0].1.fields, vec!["fake.cidr".to_string()]);
+        // No AWS call of any kind.
+        assert_eq!(cloud.calls("read") + cloud.calls("find"), 0);
+        desired(&mut cloud, "a", &[("cidr", "10.0.0.0/16")]);
+        assert!(recorded_forbidden(&g, &s, &cloud).is_empty());
     }
 }

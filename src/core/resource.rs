@@ -13,6 +13,9 @@
 //!    crash at any point, so every call in it is idempotent.
 //! 4. `delete`: delete and wait until gone. A resource that is already gone counts as deleted.
 //!
+//! Day 2 (a resource already recorded `ready`): `read` its live settings, compare them with the
+//! `desired` ones (`diff`, pure), and `update` what AWS can change in place; see `core::diff`.
+//!
 //! Guarantees the executor gives a kind: a node starts only after every dependency is ready;
 //! `deps` holds their outputs; the client token is stable for the lineage and key.
 
@@ -22,6 +25,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::diff::{AttrSpec, Change, Settings};
 use super::spec::{Kind, NodeSpec};
 
 /// What a resource exposes to its dependents and to `destroy`: ids, ARNs, names.
@@ -170,6 +174,15 @@ pub struct DeleteCtx<'a> {
     pub outputs: &'a Outputs,
 }
 
+/// What a read of a recorded resource found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observed {
+    /// AWS does not know the recorded id: deleted outside pi-deploy.
+    Missing,
+    /// It exists; the settings the kind reads (only those: nothing is claimed about others).
+    Present(Settings),
+}
+
 /// The cloud the executor drives. The AWS implementation dispatches on the kind; tests and
 /// the benchmark implement it with fakes that run in virtual time.
 #[async_trait]
@@ -178,4 +191,32 @@ pub trait Cloud: Send + Sync + 'static {
     async fn create(&self, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError>;
     async fn converge(&self, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError>;
     async fn delete(&self, cx: &DeleteCtx<'_>) -> Result<(), ResourceError>;
+
+    /// The attributes a kind manages and how each may change (pure).
+    fn attrs(&self, kind: Kind) -> &'static [AttrSpec] {
+        let _ = kind;
+        &[]
+    }
+    /// Pure: the desired settings of `spec`, with dependencies' ids from `deps` (a dependency
+    /// that is not there yet reads `diff::KNOWN_AFTER_UP`).
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        let _ = (spec, deps);
+        Settings::new()
+    }
+    /// Pure: what differs between desired and live settings, and what `up` does about it.
+    fn diff(&self, spec: &NodeSpec, desired: &Settings, live: &Settings) -> Vec<Change> {
+        super::diff::diff(self.attrs(spec.kind), desired, live, None)
+    }
+    /// Read-only: whether the recorded resource exists, and its live settings.
+    async fn read(&self, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let _ = (cx, outputs);
+        Ok(Observed::Present(Settings::new()))
+    }
+    /// Apply `changes` (all `ChangeAction::Update`) in place and wait until the resource is
+    /// usable again. Must be idempotent: a crash halfway is finished by the next run, which
+    /// reads and diffs again.
+    async fn update(&self, cx: &NodeCtx<'_>, outputs: Outputs, changes: &[Change]) -> Result<Outputs, ResourceError> {
+        let _ = changes;
+        self.converge(cx, outputs).await
+    }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::config::Config;
+use super::config::{Config, HealthCheckConfig};
 use super::names;
 use super::rules::{self, AclRule, SgRule};
 
@@ -358,10 +358,13 @@ pub enum Props {
         file_system: String,
         db: String,
         licence: Option<String>,
+        instance: InstanceSettings,
     },
     TargetGroup {
         name: String,
         vpc: String,
+        port: i32,
+        health_check: HealthCheckConfig,
     },
     LoadBalancer {
         name: String,
@@ -378,30 +381,44 @@ pub enum Props {
         launch_template: String,
         subnets: Vec<String>,
         target_group: String,
+        min: i32,
+        max: i32,
+        desired: i32,
+        health_check_grace_seconds: i32,
+        /// The launch hook given at creation (also converged as its own node).
+        hook_name: String,
+        heartbeat_seconds: i32,
     },
     LifecycleHook {
         asg: String,
         name: String,
+        heartbeat_seconds: i32,
     },
     ScalingPolicy {
         asg: String,
         adjustment: i32,
+        cooldown_seconds: i32,
     },
     Alarm {
         name: String,
         asg: String,
         policy: String,
         high: bool,
+        threshold: f64,
+        period_seconds: i32,
+        evaluation_periods: i32,
     },
     DnsRecord {
         zone_id: String,
         domain: String,
         load_balancer: String,
     },
-    /// `up` ends when a target is healthy behind the load balancer.
+    /// `up` ends when a target is healthy behind the load balancer; its id is the URL.
     DashboardCheck {
         target_group: String,
         load_balancer: String,
+        https: bool,
+        domain: Option<String>,
     },
     /// A resource known only from the state file (destroy of something the config no
     /// longer describes): it can be deleted, not created.
@@ -433,6 +450,35 @@ pub struct DbSettings {
     pub master_username: String,
     pub backup_retention_days: i32,
     pub deletion_protection: bool,
+}
+
+/// What an instance boots with (besides the ids of other resources): every change to it
+/// needs new instances.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSettings {
+    pub ami: String,
+    pub instance_type: String,
+    pub root_volume_gib: i32,
+    pub key_pair: Option<String>,
+    /// POSIX owner of the shared files (user data).
+    pub efs_uid: i64,
+    pub efs_gid: i64,
+    /// How long a new instance waits for the database endpoint (the hook's heartbeat).
+    pub endpoint_wait_seconds: i32,
+}
+
+impl InstanceSettings {
+    pub fn from_config(cfg: &Config) -> Self {
+        Self {
+            ami: cfg.ami.clone().unwrap_or_default(),
+            instance_type: cfg.instance_type.clone(),
+            root_volume_gib: cfg.root_volume_gib,
+            key_pair: cfg.key_pair.clone(),
+            efs_uid: cfg.storage.efs_uid,
+            efs_gid: cfg.storage.efs_gid,
+            endpoint_wait_seconds: cfg.scaling.lifecycle_heartbeat_seconds,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -753,6 +799,7 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
             file_system: "efs".into(),
             db: "db".into(),
             licence,
+            instance: InstanceSettings::from_config(cfg),
         },
     );
     b.add(
@@ -762,6 +809,8 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
         Props::TargetGroup {
             name: names::target_group(dep),
             vpc: "vpc".into(),
+            port: DASHBOARD_PORT,
+            health_check: cfg.health_check.clone(),
         },
     );
     let public = keys("subnet-public");
@@ -784,10 +833,12 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
     let mut listeners = vec!["listener-http".to_string()];
     match &cfg.certificate_arn {
         Some(cert) => {
+            // HTTPS exists before port 80 redirects to it (a certificate added on day 2
+            // never leaves port 80 redirecting to nothing).
             b.add(
                 "listener-http",
                 Kind::Listener,
-                vec!["alb".into()],
+                vec!["alb".into(), "listener-https".into()],
                 Props::Listener {
                     load_balancer: "alb".into(),
                     port: 80,
@@ -838,6 +889,12 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
             launch_template: "launch-template".into(),
             subnets: app,
             target_group: "tg".into(),
+            min: cfg.scaling.min,
+            max: cfg.scaling.max,
+            desired: cfg.scaling.desired,
+            health_check_grace_seconds: cfg.scaling.health_check_grace_seconds,
+            hook_name: names::lifecycle_hook(dep),
+            heartbeat_seconds: cfg.scaling.lifecycle_heartbeat_seconds,
         },
     );
     b.add(
@@ -847,6 +904,7 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
         Props::LifecycleHook {
             asg: "asg".into(),
             name: names::lifecycle_hook(dep),
+            heartbeat_seconds: cfg.scaling.lifecycle_heartbeat_seconds,
         },
     );
     for (policy, alarm, adjustment, high) in [
@@ -860,8 +918,15 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
             Props::ScalingPolicy {
                 asg: "asg".into(),
                 adjustment,
+                cooldown_seconds: SCALING_COOLDOWN_SECONDS,
             },
         );
+        // High: above the scale-out percent for 1 x 60 s; low: below the scale-in percent
+        // for 2 x 60 s.
+        let (threshold, evaluation_periods) = match high {
+            true => (cfg.scaling.scale_out_cpu_percent, 1),
+            false => (cfg.scaling.scale_in_cpu_percent, 2),
+        };
         b.add(
             alarm,
             Kind::Alarm,
@@ -871,6 +936,9 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
                 asg: "asg".into(),
                 policy: policy.into(),
                 high,
+                threshold,
+                period_seconds: 60,
+                evaluation_periods,
             },
         );
     }
@@ -895,9 +963,17 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
         Props::DashboardCheck {
             target_group: "tg".into(),
             load_balancer: "alb".into(),
+            https: cfg.certificate_arn.is_some(),
+            domain: cfg.domain_name.clone().filter(|_| cfg.hosted_zone_id.is_some()),
         },
     );
 }
+
+/// The dashboard's port on the instances.
+pub const DASHBOARD_PORT: i32 = 8224;
+
+/// Cooldown of the simple scaling policies.
+pub const SCALING_COOLDOWN_SECONDS: i32 = 300;
 
 fn network(b: &mut Builder, input: &SpecInput<'_>) {
     let cfg = input.config;

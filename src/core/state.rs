@@ -4,7 +4,10 @@
 //! Life of a resource record:
 //! `creating` (intent, with its client token, written before the create call) ->
 //! `created` (id known, written the moment the create call returns; not usable yet) ->
-//! `ready` (converged and waited; dependents may start) -> `deleting` -> removed.
+//! `ready` (converged and waited; dependents may start) -> `deleting` -> removed. On day 2 a
+//! `ready` resource whose settings differ from the config goes `updating` (written before the
+//! first update call) -> `ready`; a crash while `updating` is finished by the next run, which
+//! reads and compares again.
 //! No secret value is ever stored: secrets are referenced by ARN only.
 
 use std::collections::BTreeMap;
@@ -13,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::diff::Settings;
 use super::resource::Outputs;
 use super::spec::Kind;
 use super::upgrade::UpgradeRecord;
@@ -25,6 +29,7 @@ pub enum Status {
     Creating,
     Created,
     Ready,
+    Updating,
     Deleting,
 }
 
@@ -38,6 +43,10 @@ pub struct ResourceRecord {
     /// Keys this resource depended on when it was created (destroy order without a config).
     #[serde(default)]
     pub deps: Vec<String>,
+    /// The settings last applied (the config's values; never a sensitive one): how a change
+    /// that AWS cannot make is refused before any AWS call.
+    #[serde(default, skip_serializing_if = "Settings::is_empty")]
+    pub settings: Settings,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -153,7 +162,8 @@ impl State {
                     problem: "no client token".into(),
                 });
             }
-            if matches!(rec.status, Status::Created | Status::Ready) && rec.outputs.get("id").is_none_or(str::is_empty)
+            if matches!(rec.status, Status::Created | Status::Ready | Status::Updating)
+                && rec.outputs.get("id").is_none_or(str::is_empty)
             {
                 return Err(StateRefusal::BadRecord {
                     key: key.clone(),
@@ -209,7 +219,7 @@ impl State {
     pub fn ready_outputs(&self) -> BTreeMap<String, Outputs> {
         self.resources
             .iter()
-            .filter(|(_, r)| r.status == Status::Ready)
+            .filter(|(_, r)| matches!(r.status, Status::Ready | Status::Updating))
             .map(|(k, r)| (k.clone(), r.outputs.clone()))
             .collect()
     }
@@ -239,6 +249,7 @@ mod tests {
                 client_token: s.client_token("vpc"),
                 outputs: Outputs::new().with("id", "vpc-1"),
                 deps: vec![],
+                settings: Default::default(),
                 updated_at: Utc::now(),
             },
         );
@@ -296,6 +307,7 @@ mod tests {
                 client_token: "t".into(),
                 outputs: Outputs::new(),
                 deps: vec![],
+                settings: Default::default(),
                 updated_at: Utc::now(),
             },
         );
@@ -317,6 +329,7 @@ mod tests {
                     client_token: "t".into(),
                     outputs: Outputs::new().with("id", id),
                     deps: vec![],
+                    settings: Default::default(),
                     updated_at: Utc::now(),
                 },
             );

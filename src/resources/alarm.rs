@@ -2,15 +2,58 @@
 //! invoking its scaling policy: above `scale_out_cpu_percent` for one minute adds an instance,
 //! below `scale_in_cpu_percent` for two minutes removes one. PutMetricAlarm is an upsert.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricAlarm, Statistic, Tag};
 
 use super::{Aws, ResourceKind, props};
 use crate::aws::{sdk, tags};
-use crate::core::config::ScalingConfig;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::diff::{AttrSpec, Change, Settings, settings};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{NodeSpec, Props};
 
 pub struct Alarm;
+
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::update(
+        "threshold",
+        &["scaling.scale_out_cpu_percent", "scaling.scale_in_cpu_percent"],
+    ),
+    AttrSpec::update("comparison", &[]),
+    AttrSpec::update("period_seconds", &[]),
+    AttrSpec::update("evaluation_periods", &[]),
+    AttrSpec::update("action", &[]),
+];
+
+/// The desired settings (pure); the action is the policy's ARN.
+pub fn desired_settings(t: &Trigger, policy_arn: &str) -> Settings {
+    settings([
+        ("threshold", t.threshold.to_string()),
+        ("comparison", t.comparison.as_str().to_string()),
+        ("period_seconds", t.period_seconds.to_string()),
+        ("evaluation_periods", t.evaluation_periods.to_string()),
+        ("action", policy_arn.to_string()),
+    ])
+}
+
+pub fn live_settings(a: &MetricAlarm) -> Settings {
+    settings([
+        ("threshold", a.threshold().unwrap_or_default().to_string()),
+        (
+            "comparison",
+            a.comparison_operator()
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_default(),
+        ),
+        ("period_seconds", a.period().unwrap_or_default().to_string()),
+        (
+            "evaluation_periods",
+            a.evaluation_periods().unwrap_or_default().to_string(),
+        ),
+        ("action", crate::core::diff::list(a.alarm_actions().iter().cloned())),
+    ])
+}
 
 /// When an alarm fires.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,26 +64,30 @@ pub struct Trigger {
     pub evaluation_periods: i32,
 }
 
-/// High: > scale-out percent for 1 x 60 s. Low: < scale-in percent for 2 x 60 s.
-pub fn trigger(high: bool, scaling: &ScalingConfig) -> Trigger {
-    if high {
-        Trigger {
-            threshold: scaling.scale_out_cpu_percent,
-            comparison: ComparisonOperator::GreaterThanThreshold,
-            period_seconds: 60,
-            evaluation_periods: 1,
-        }
-    } else {
-        Trigger {
-            threshold: scaling.scale_in_cpu_percent,
-            comparison: ComparisonOperator::LessThanThreshold,
-            period_seconds: 60,
-            evaluation_periods: 2,
-        }
-    }
+/// The trigger of an alarm's props: above the threshold for a high alarm, below for a low one.
+pub fn trigger_of(props: &Props) -> Option<Trigger> {
+    let Props::Alarm {
+        high,
+        threshold,
+        period_seconds,
+        evaluation_periods,
+        ..
+    } = props
+    else {
+        return None;
+    };
+    Some(Trigger {
+        threshold: *threshold,
+        comparison: match high {
+            true => ComparisonOperator::GreaterThanThreshold,
+            false => ComparisonOperator::LessThanThreshold,
+        },
+        period_seconds: *period_seconds,
+        evaluation_periods: *evaluation_periods,
+    })
 }
 
-async fn arn_of(aws: &Aws, name: &str) -> Result<Option<String>, ResourceError> {
+async fn describe(aws: &Aws, name: &str) -> Result<Option<MetricAlarm>, ResourceError> {
     let out = aws
         .clients
         .cloudwatch
@@ -53,6 +100,12 @@ async fn arn_of(aws: &Aws, name: &str) -> Result<Option<String>, ResourceError> 
         .metric_alarms()
         .iter()
         .find(|a| a.alarm_name() == Some(name))
+        .cloned())
+}
+
+async fn arn_of(aws: &Aws, name: &str) -> Result<Option<String>, ResourceError> {
+    Ok(describe(aws, name)
+        .await?
         .map(|a| a.alarm_arn().unwrap_or_default().to_string()))
 }
 
@@ -77,7 +130,8 @@ impl ResourceKind for Alarm {
         );
         let group = cx.dep_id(asg)?;
         let policy_arn = cx.dep(policy)?.require("arn")?;
-        let t = trigger(*high, &aws.env.config.scaling);
+        let t = trigger_of(&cx.spec.props)
+            .ok_or_else(|| ResourceError::new(ErrorClass::Invalid, "an alarm without a trigger"))?;
         let direction = if *high { "add an instance" } else { "remove an instance" };
         let tags: Vec<Tag> = tags::pairs(&aws.env.deployment, &cx.spec.key)
             .into_iter()
@@ -109,6 +163,35 @@ impl ResourceKind for Alarm {
         Ok(Outputs::new().with("id", name).with("arn", arn))
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match (&spec.props, trigger_of(&spec.props)) {
+            (Props::Alarm { policy, .. }, Some(t)) => desired_settings(&t, &super::dep_output(deps, policy, "arn")),
+            _ => Settings::new(),
+        }
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(match describe(aws, outputs.id()?).await? {
+            Some(a) => Observed::Present(live_settings(&a)),
+            None => Observed::Missing,
+        })
+    }
+
+    /// PutMetricAlarm overwrites the whole alarm: the create call again, every field sent.
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &NodeCtx<'_>,
+        _outputs: Outputs,
+        _changes: &[Change],
+    ) -> Result<Outputs, ResourceError> {
+        self.create(aws, cx).await
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let name = cx.outputs.id()?;
         let r = aws
@@ -130,9 +213,21 @@ impl ResourceKind for Alarm {
 mod tests {
     use super::*;
 
+    fn props(high: bool, threshold: f64) -> Props {
+        Props::Alarm {
+            name: "a".into(),
+            asg: "asg".into(),
+            policy: "p".into(),
+            high,
+            threshold,
+            period_seconds: 60,
+            evaluation_periods: if high { 1 } else { 2 },
+        }
+    }
+
     #[test]
-    fn high_fires_after_one_minute_above_the_scale_out_percent() {
-        let t = trigger(true, &ScalingConfig::default());
+    fn high_fires_above_the_threshold_low_below() {
+        let t = trigger_of(&props(true, 70.0)).unwrap();
         assert_eq!(
             t,
             Trigger {
@@ -142,23 +237,30 @@ mod tests {
                 evaluation_periods: 1
             }
         );
+        let t = trigger_of(&props(false, 15.0)).unwrap();
+        assert_eq!(t.comparison, ComparisonOperator::LessThanThreshold);
+        assert_eq!(t.evaluation_periods, 2);
     }
 
     #[test]
-    fn low_fires_after_two_minutes_below_the_scale_in_percent() {
-        let s = ScalingConfig {
-            scale_in_cpu_percent: 15.0,
-            ..ScalingConfig::default()
-        };
-        let t = trigger(false, &s);
+    fn a_new_threshold_is_an_update() {
+        let t = trigger_of(&props(true, 70.0)).unwrap();
+        let live = live_settings(
+            &MetricAlarm::builder()
+                .threshold(70.0)
+                .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+                .period(60)
+                .evaluation_periods(1)
+                .alarm_actions("arn:p")
+                .build(),
+        );
+        assert!(crate::core::diff::diff(ATTRS, &desired_settings(&t, "arn:p"), &live, None).is_empty());
+        let t80 = trigger_of(&props(true, 80.0)).unwrap();
+        let c = crate::core::diff::diff(ATTRS, &desired_settings(&t80, "arn:p"), &live, None);
+        assert_eq!(c.len(), 1);
         assert_eq!(
-            t,
-            Trigger {
-                threshold: 15.0,
-                comparison: ComparisonOperator::LessThanThreshold,
-                period_seconds: 60,
-                evaluation_periods: 2
-            }
+            (c[0].attribute.as_str(), c[0].old.as_str(), c[0].new.as_str()),
+            ("threshold", "70", "80")
         );
     }
 }

@@ -12,6 +12,7 @@
 //! AWS can refuse the profile (`Invalid IamInstanceProfile`) for a minute or two after it was
 //! created. Exactly that error class is retried, within a budget (`retry_iam_propagation`).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -21,10 +22,108 @@ use aws_sdk_autoscaling::types::{self as t, LaunchTemplateSpecification, Lifecyc
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
-use crate::core::config::ScalingConfig;
+use crate::core::diff::{self, AttrSpec, Change, ChangeAction, Settings, settings};
 use crate::core::latency;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{Kind, NodeSpec, Props};
+
+/// What `up` can change on a live group.
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::update("min_size", &["scaling.min"]),
+    AttrSpec::with(
+        "max_size",
+        ChangeAction::Update,
+        "lowering it below the running count terminates instances (oldest first)",
+        &["scaling.max"],
+    ),
+    AttrSpec::with(
+        "desired_capacity",
+        ChangeAction::Update,
+        "lowering it terminates instances after they drain; between runs the scaling policies own it",
+        &["scaling.desired"],
+    ),
+    AttrSpec::update("health_check_grace_seconds", &["scaling.health_check_grace_seconds"]),
+    AttrSpec::with(
+        "health_check_type",
+        ChangeAction::Update,
+        "targets the load balancer reports unhealthy are replaced",
+        &[],
+    ),
+    AttrSpec::with(
+        "subnets",
+        ChangeAction::Update,
+        "instances in a removed subnet are replaced",
+        &["network.app_subnet_cidrs"],
+    ),
+    AttrSpec::update("termination_policies", &[]),
+];
+
+/// The desired settings (pure). `subnets` are the subnets' ids, as dependencies.
+pub fn desired_settings(spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+    let Props::AutoScalingGroup {
+        subnets,
+        min,
+        max,
+        desired,
+        health_check_grace_seconds,
+        ..
+    } = &spec.props
+    else {
+        return Settings::new();
+    };
+    settings([
+        ("min_size", min.to_string()),
+        ("max_size", max.to_string()),
+        ("desired_capacity", desired.to_string()),
+        ("health_check_grace_seconds", health_check_grace_seconds.to_string()),
+        ("health_check_type", "ELB".to_string()),
+        (
+            "subnets",
+            diff::list(subnets.iter().map(|k| super::dep_output(deps, k, "id"))),
+        ),
+        ("termination_policies", diff::list(TERMINATION_POLICIES)),
+    ])
+}
+
+/// The live settings of a described group. The live desired capacity counts as the
+/// configured one while the config has not changed since it was applied (`applied`: the
+/// desired capacity recorded then) and it lies within the configured bounds: between runs
+/// the scaling policies own it, and `up` must not undo a scale-out.
+pub fn live_settings(g: &t::AutoScalingGroup, configured: (i32, i32, i32), applied: Option<i32>) -> Settings {
+    let (min, max, desired) = configured;
+    let live_desired = g.desired_capacity().unwrap_or_default();
+    let owned_by_policies = applied == Some(desired) && (min..=max).contains(&live_desired);
+    settings([
+        ("min_size", g.min_size().unwrap_or_default().to_string()),
+        ("max_size", g.max_size().unwrap_or_default().to_string()),
+        (
+            "desired_capacity",
+            if owned_by_policies { desired } else { live_desired }.to_string(),
+        ),
+        (
+            "health_check_grace_seconds",
+            g.health_check_grace_period().unwrap_or_default().to_string(),
+        ),
+        (
+            "health_check_type",
+            g.health_check_type().unwrap_or_default().to_string(),
+        ),
+        (
+            "subnets",
+            diff::list(
+                g.vpc_zone_identifier()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty()),
+            ),
+        ),
+        (
+            "termination_policies",
+            diff::list(g.termination_policies().iter().cloned()),
+        ),
+    ])
+}
 
 pub struct AutoScalingGroup;
 
@@ -62,11 +161,11 @@ where
 
 /// The launch hook: new instances wait (up to the heartbeat) until their user data completes
 /// the action; without an answer they are abandoned, never put in service half-configured.
-pub fn launch_hook(name: &str, scaling: &ScalingConfig) -> LifecycleHookSpecification {
+pub fn launch_hook(name: &str, heartbeat_seconds: i32) -> LifecycleHookSpecification {
     LifecycleHookSpecification::builder()
         .lifecycle_hook_name(name)
         .lifecycle_transition(LAUNCH_TRANSITION)
-        .heartbeat_timeout(scaling.lifecycle_heartbeat_seconds)
+        .heartbeat_timeout(heartbeat_seconds)
         .default_result("ABANDON")
         .build()
 }
@@ -120,6 +219,8 @@ fn is_ours(g: &t::AutoScalingGroup, deployment: &str, key: &str) -> bool {
 fn outputs_of(g: &t::AutoScalingGroup) -> Outputs {
     let lt = g.launch_template();
     Outputs::new()
+        // The desired capacity last applied from the config (see `live_settings`).
+        .with("desired_capacity", g.desired_capacity().unwrap_or_default().to_string())
         .with("id", g.auto_scaling_group_name().unwrap_or_default())
         .with("arn", g.auto_scaling_group_arn().unwrap_or_default())
         .with(
@@ -197,16 +298,21 @@ impl ResourceKind for AutoScalingGroup {
     }
 
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
-        let (name, launch_template, subnets, target_group) = props!(
+        let (name, launch_template, subnets, target_group, min, max, desired, grace, hook_name, heartbeat) = props!(
             cx,
             AutoScalingGroup {
                 name,
                 launch_template,
                 subnets,
-                target_group
+                target_group,
+                min,
+                max,
+                desired,
+                health_check_grace_seconds,
+                hook_name,
+                heartbeat_seconds
             }
         );
-        let scaling = &aws.env.config.scaling;
         let lt = cx.dep(launch_template)?;
         let spec = LaunchTemplateSpecification::builder()
             .launch_template_id(lt.id()?)
@@ -218,7 +324,7 @@ impl ResourceKind for AutoScalingGroup {
             .collect::<Result<Vec<_>, _>>()?
             .join(",");
         let tg_arn = cx.dep_id(target_group)?;
-        let hook = launch_hook(&crate::core::names::lifecycle_hook(&aws.env.deployment), scaling);
+        let hook = launch_hook(hook_name, *heartbeat);
         let tags = group_tags(&aws.env.deployment, &cx.spec.key, name);
         let created = retry_iam_propagation("creating the Auto Scaling group", iam_propagation_budget(), || async {
             aws.clients
@@ -226,13 +332,13 @@ impl ResourceKind for AutoScalingGroup {
                 .create_auto_scaling_group()
                 .auto_scaling_group_name(name)
                 .launch_template(spec.clone())
-                .min_size(scaling.min)
-                .max_size(scaling.max)
-                .desired_capacity(scaling.desired)
+                .min_size(*min)
+                .max_size(*max)
+                .desired_capacity(*desired)
                 .vpc_zone_identifier(&subnet_ids)
                 .target_group_arns(tg_arn)
                 .health_check_type("ELB")
-                .health_check_grace_period(scaling.health_check_grace_seconds)
+                .health_check_grace_period(*grace)
                 .set_termination_policies(Some(TERMINATION_POLICIES.iter().map(|s| s.to_string()).collect()))
                 .lifecycle_hook_specification_list(hook.clone())
                 .set_tags(Some(tags.clone()))
@@ -267,6 +373,73 @@ impl ResourceKind for AutoScalingGroup {
         cx: &crate::core::inspect::InspectCtx<'_>,
     ) -> Result<crate::core::inspect::Inspection, ResourceError> {
         super::inspect::auto_scaling_group(aws, cx).await
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        desired_settings(spec, deps)
+    }
+
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let (min, max, desired) = props!(cx, AutoScalingGroup { min, max, desired });
+        let Some(g) = describe_group(aws, outputs.id()?).await? else {
+            return Ok(Observed::Missing);
+        };
+        if is_deleting(&g) {
+            return Ok(Observed::Missing);
+        }
+        let applied = outputs.get("desired_capacity").and_then(|d| d.parse().ok());
+        Ok(Observed::Present(live_settings(&g, (*min, *max, *desired), applied)))
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &NodeCtx<'_>,
+        mut outputs: Outputs,
+        changes: &[Change],
+    ) -> Result<Outputs, ResourceError> {
+        let (subnets, min, max, desired, grace) = props!(
+            cx,
+            AutoScalingGroup {
+                subnets,
+                min,
+                max,
+                desired,
+                health_check_grace_seconds
+            }
+        );
+        let name = outputs.id()?.to_string();
+        let changed = |a: &str| changes.iter().any(|c| c.attribute == a);
+        let subnet_ids = subnets
+            .iter()
+            .map(|k| cx.dep_id(k))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(",");
+        let mut req = aws
+            .clients
+            .autoscaling
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(&name)
+            .min_size(*min)
+            .max_size(*max)
+            .health_check_type("ELB")
+            .health_check_grace_period(*grace)
+            .vpc_zone_identifier(subnet_ids)
+            .set_termination_policies(Some(TERMINATION_POLICIES.iter().map(|s| s.to_string()).collect()));
+        // The desired capacity only when the config asks for another one: between runs the
+        // scaling policies own it.
+        if changed("desired_capacity") {
+            req = req.desired_capacity(*desired);
+            outputs.set("desired_capacity", desired.to_string());
+        }
+        req.send()
+            .await
+            .map_err(|e| reclassify_missing_group(crate::aws::sdk("updating the Auto Scaling group", e)))?;
+        Ok(outputs)
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -403,9 +576,85 @@ mod tests {
         assert!(iam_propagation_budget() >= Duration::from_secs(180));
     }
 
+    fn group(min: i32, max: i32, desired: i32) -> t::AutoScalingGroup {
+        t::AutoScalingGroup::builder()
+            .min_size(min)
+            .max_size(max)
+            .desired_capacity(desired)
+            .health_check_grace_period(300)
+            .health_check_type("ELB")
+            .vpc_zone_identifier("subnet-b,subnet-a")
+            .set_termination_policies(Some(TERMINATION_POLICIES.iter().map(|s| s.to_string()).collect()))
+            .build()
+    }
+
+    fn spec(min: i32, max: i32, desired: i32) -> NodeSpec {
+        NodeSpec {
+            key: "asg".into(),
+            kind: Kind::AutoScalingGroup,
+            deps: vec![],
+            props: Props::AutoScalingGroup {
+                name: "pi-dashboard".into(),
+                launch_template: "launch-template".into(),
+                subnets: vec!["subnet-app-a".into(), "subnet-app-b".into()],
+                target_group: "tg".into(),
+                min,
+                max,
+                desired,
+                health_check_grace_seconds: 300,
+                hook_name: "h".into(),
+                heartbeat_seconds: 2400,
+            },
+        }
+    }
+
+    fn deps() -> BTreeMap<String, Outputs> {
+        [("subnet-app-a", "subnet-a"), ("subnet-app-b", "subnet-b")]
+            .into_iter()
+            .map(|(k, id)| (k.to_string(), Outputs::new().with("id", id)))
+            .collect()
+    }
+
+    fn changes(want: (i32, i32, i32), live: (i32, i32, i32), applied: i32) -> Vec<(String, String, String)> {
+        let desired = desired_settings(&spec(want.0, want.1, want.2), &deps());
+        let live = live_settings(&group(live.0, live.1, live.2), want, Some(applied));
+        diff::diff(ATTRS, &desired, &live, None)
+            .into_iter()
+            .map(|c| (c.attribute, c.old, c.new))
+            .collect()
+    }
+
+    #[test]
+    fn raising_max_is_an_update_of_max_only() {
+        assert_eq!(
+            changes((1, 8, 1), (1, 5, 1), 1),
+            vec![("max_size".into(), "5".into(), "8".into())]
+        );
+        assert!(changes((1, 5, 1), (1, 5, 1), 1).is_empty());
+    }
+
+    #[test]
+    fn a_scale_out_by_the_policies_is_not_undone() {
+        // The policies raised desired to 3; the config still says 1 as when it was applied.
+        assert!(changes((1, 5, 1), (1, 5, 3), 1).is_empty());
+        // The config now asks for 2: that is applied.
+        assert_eq!(
+            changes((1, 5, 2), (1, 5, 3), 1),
+            vec![("desired_capacity".into(), "3".into(), "2".into())]
+        );
+        // Out of the configured bounds (max lowered by hand): repaired.
+        assert_eq!(
+            changes((1, 5, 1), (1, 5, 7), 1)
+                .into_iter()
+                .map(|c| c.0)
+                .collect::<Vec<_>>(),
+            vec!["desired_capacity".to_string()]
+        );
+    }
+
     #[test]
     fn the_hook_holds_new_instances_and_abandons_by_default() {
-        let hook = launch_hook("pi-wait-for-dashboard", &ScalingConfig::default());
+        let hook = launch_hook("pi-wait-for-dashboard", 2400);
         assert_eq!(hook.lifecycle_hook_name(), Some("pi-wait-for-dashboard"));
         assert_eq!(hook.lifecycle_transition(), Some(LAUNCH_TRANSITION));
         assert_eq!(hook.heartbeat_timeout(), Some(2400));

@@ -5,6 +5,7 @@
 //! the endpoint, starting the dashboard, completing its lifecycle action, and passing the
 //! health checks. The deadline covers all of that at the latency model's slow figures, twice.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,20 +14,45 @@ use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 use super::{Aws, ResourceKind, props};
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
-use crate::core::config::Config;
+use crate::core::diff::{AttrSpec, Change, ChangeAction, Settings, settings};
 use crate::core::latency;
-use crate::core::resource::{DeleteCtx, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{NodeSpec, Props};
 
 pub struct DashboardCheck;
 
+pub const ATTRS: &[AttrSpec] = &[AttrSpec::with(
+    "url",
+    ChangeAction::Update,
+    "the dashboard's address changes; `up` waits for a healthy target again",
+    &["certificate_arn", "domain_name", "hosted_zone_id"],
+)];
+
 /// `https://<domain>` with a domain and a certificate; else the load balancer's name, over
 /// HTTPS when there is a certificate.
-pub fn dashboard_url(cfg: &Config, lb_dns: &str) -> String {
-    match (&cfg.domain_name, &cfg.certificate_arn) {
-        (Some(domain), Some(_)) => format!("https://{domain}"),
-        (_, Some(_)) => format!("https://{lb_dns}"),
-        (_, None) => format!("http://{lb_dns}"),
+pub fn dashboard_url(https: bool, domain: Option<&str>, lb_dns: &str) -> String {
+    match (domain, https) {
+        (Some(domain), true) => format!("https://{domain}"),
+        (_, true) => format!("https://{lb_dns}"),
+        (_, false) => format!("http://{lb_dns}"),
     }
+}
+
+fn url_of(spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Option<String> {
+    let Props::DashboardCheck {
+        load_balancer,
+        https,
+        domain,
+        ..
+    } = &spec.props
+    else {
+        return None;
+    };
+    Some(dashboard_url(
+        *https,
+        domain.as_deref(),
+        &super::dep_output(deps, load_balancer, "dns_name"),
+    ))
 }
 
 /// How long to wait for a healthy target: group to InService, boot, first passing checks.
@@ -89,9 +115,16 @@ impl ResourceKind for DashboardCheck {
         Ok(None)
     }
 
-    async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
-        let (load_balancer,) = props!(cx, DashboardCheck { load_balancer });
-        let url = dashboard_url(&aws.env.config, cx.dep(load_balancer)?.require("dns_name")?);
+    async fn create(&self, _aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
+        let (https, domain, load_balancer) = props!(
+            cx,
+            DashboardCheck {
+                https,
+                domain,
+                load_balancer
+            }
+        );
+        let url = dashboard_url(*https, domain.as_deref(), cx.dep(load_balancer)?.require("dns_name")?);
         Ok(Outputs::new().with("id", url))
     }
 
@@ -114,6 +147,33 @@ impl ResourceKind for DashboardCheck {
     async fn delete(&self, _aws: &Aws, _cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         Ok(())
     }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        url_of(spec, deps).map_or_else(Settings::new, |url| settings([("url", url)]))
+    }
+
+    /// It owns no AWS object: its live setting is the URL it recorded.
+    async fn read(&self, _aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(Observed::Present(settings([("url", outputs.id()?.to_string())])))
+    }
+
+    /// A new address: record it and wait for a healthy target again.
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &NodeCtx<'_>,
+        outputs: Outputs,
+        _changes: &[Change],
+    ) -> Result<Outputs, ResourceError> {
+        let fresh = self.create(aws, cx).await?;
+        let mut outputs = outputs;
+        outputs.set("id", fresh.id()?);
+        self.converge(aws, cx, outputs).await
+    }
 }
 
 #[cfg(test)]
@@ -126,20 +186,16 @@ mod tests {
 
     #[test]
     fn the_url_prefers_the_domain_with_a_certificate() {
-        let mut cfg = Config::default();
+        let lb = "pi-alb-1.elb.amazonaws.com";
+        assert_eq!(dashboard_url(false, None, lb), "http://pi-alb-1.elb.amazonaws.com");
+        assert_eq!(dashboard_url(true, None, lb), "https://pi-alb-1.elb.amazonaws.com");
         assert_eq!(
-            dashboard_url(&cfg, "pi-alb-1.elb.amazonaws.com"),
-            "http://pi-alb-1.elb.amazonaws.com"
-        );
-        cfg.certificate_arn = Some("arn:aws:acm:eu-west-1:123456789012:certificate/x".into());
-        assert_eq!(
-            dashboard_url(&cfg, "pi-alb-1.elb.amazonaws.com"),
-            "https://pi-alb-1.elb.amazonaws.com"
-        );
-        cfg.domain_name = Some("dash.example.com".into());
-        assert_eq!(
-            dashboard_url(&cfg, "pi-alb-1.elb.amazonaws.com"),
+            dashboard_url(true, Some("dash.example.com"), lb),
             "https://dash.example.com"
+        );
+        assert_eq!(
+            dashboard_url(false, Some("dash.example.com"), lb),
+            "http://pi-alb-1.elb.amazonaws.com"
         );
     }
 

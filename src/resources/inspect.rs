@@ -214,61 +214,9 @@ pub async fn target_group(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, 
     let Some(g) = out.as_ref().and_then(|o| o.target_groups().first()) else {
         return Ok(Inspection::missing());
     };
-    let mut i = Inspection::available();
-    let hc = &aws.env.config.health_check;
-    i.check_opt("health_check_path", hc.path.as_str(), g.health_check_path());
-    i.check_opt(
-        "health_check_matcher",
-        hc.matcher.as_str(),
-        g.matcher().and_then(|m| m.http_code()),
-    );
-    i.check_opt(
-        "health_check_interval_seconds",
-        hc.interval_seconds,
-        g.health_check_interval_seconds(),
-    );
-    i.check_opt(
-        "health_check_timeout_seconds",
-        hc.timeout_seconds,
-        g.health_check_timeout_seconds(),
-    );
-    i.check_opt("healthy_threshold", hc.healthy_threshold, g.healthy_threshold_count());
-    i.check_opt(
-        "unhealthy_threshold",
-        hc.unhealthy_threshold,
-        g.unhealthy_threshold_count(),
-    );
-    let attrs = elb
-        .describe_target_group_attributes()
-        .target_group_arn(arn)
-        .send()
-        .await
-        .map_err(err("reading the target group's attributes"))?;
-    for (key, want) in super::target_group::attributes(hc) {
-        let have = attrs
-            .attributes()
-            .iter()
-            .find(|a| a.key() == Some(key.as_str()))
-            .and_then(|a| a.value());
-        i.check_opt(&key, want.as_str(), have);
-    }
-    Ok(i)
-}
-
-/// Desired capacity moves with the scaling policies, so only a value outside the configured
-/// bounds is drift; min and max are set by `up` and must match.
-pub fn capacity_drift(i: &mut Inspection, want: (i32, i32), have: (Option<i32>, Option<i32>, Option<i32>)) {
-    let (min, max) = want;
-    i.check_opt("min_size", min, have.0);
-    i.check_opt("max_size", max, have.1);
-    match have.2 {
-        Some(d) if (min..=max).contains(&d) => {}
-        other => i.drift(
-            "desired_capacity",
-            format!("{min}..={max}"),
-            other.map_or("absent".to_string(), |d| d.to_string()),
-        ),
-    }
+    // Its settings are compared by `status` with the kind's own read and diff.
+    let _ = g;
+    Ok(Inspection::available())
 }
 
 pub async fn auto_scaling_group(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
@@ -279,13 +227,8 @@ pub async fn auto_scaling_group(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspec
     if g.status().is_some_and(|s| s.to_ascii_lowercase().contains("delete")) {
         return Ok(Inspection::of(Live::Deleting).with_detail(g.status().unwrap_or_default()));
     }
+    // Sizes and the other settings are compared by `status` with the kind's read and diff.
     let mut i = Inspection::available();
-    let scaling = &aws.env.config.scaling;
-    capacity_drift(
-        &mut i,
-        (scaling.min, scaling.max),
-        (g.min_size(), g.max_size(), g.desired_capacity()),
-    );
     // The template version `up` recorded (the one it pointed the group at).
     if let Some(lt) = cx.recorded.get("launch-template") {
         let have = g.launch_template();
@@ -407,16 +350,5 @@ mod tests {
         assert_eq!(db_live("creating"), Live::Creating);
         assert_eq!(db_live("deleting"), Live::Deleting);
         assert_eq!(db_live("incompatible-parameters"), Live::Deleting);
-    }
-
-    #[test]
-    fn desired_capacity_may_move_within_the_bounds() {
-        let mut i = Inspection::available();
-        capacity_drift(&mut i, (1, 5), (Some(1), Some(5), Some(3)));
-        assert!(i.drift.is_empty());
-        capacity_drift(&mut i, (1, 5), (Some(0), Some(1), Some(0)));
-        let attrs: Vec<&str> = i.drift.iter().map(|d| d.attribute.as_str()).collect();
-        assert_eq!(attrs, vec!["min_size", "max_size", "desired_capacity"]);
-        assert_eq!(i.drift[2].expected, "1..=5");
     }
 }

@@ -6,6 +6,8 @@
 //! the region, is not ISSUED, or does not cover the configured domain would otherwise fail
 //! only when the 443 listener is created, minutes into the run.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{
     self as t, Action, ActionTypeEnum, Certificate, ProtocolEnum, RedirectActionConfig, RedirectActionStatusCodeEnum,
@@ -13,10 +15,92 @@ use aws_sdk_elasticloadbalancingv2::types::{
 
 use super::{Aws, ResourceKind, ec2, elb, props};
 use crate::aws::err;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::{Kind, ListenerAction};
+use crate::core::diff::{AttrSpec, Change, ChangeAction, Settings, settings};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{Kind, ListenerAction, NodeSpec, Props};
 
 pub struct Listener;
+
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::update("protocol", &["certificate_arn"]),
+    AttrSpec::with(
+        "action",
+        ChangeAction::Update,
+        "switched atomically (port 80 redirects once HTTPS exists)",
+        &["certificate_arn"],
+    ),
+    AttrSpec::with(
+        "certificate",
+        ChangeAction::Update,
+        "new TLS handshakes use the new certificate",
+        &["certificate_arn"],
+    ),
+    AttrSpec::with(
+        "tls_policy",
+        ChangeAction::Update,
+        "established connections keep theirs",
+        &["tls_policy"],
+    ),
+];
+
+fn action_text(a: &Action) -> String {
+    match a.r#type() {
+        Some(ActionTypeEnum::Redirect) => {
+            let r = a.redirect_config();
+            format!(
+                "redirect to {}:{}",
+                r.and_then(|r| r.protocol()).unwrap_or("?"),
+                r.and_then(|r| r.port()).unwrap_or("?")
+            )
+        }
+        Some(ActionTypeEnum::Forward) => format!("forward to {}", a.target_group_arn().unwrap_or("?")),
+        other => other.map_or("?", |t| t.as_str()).to_string(),
+    }
+}
+
+/// The settings of a listener shape (desired or live), pure.
+pub fn shape_settings(s: &ListenerShape) -> Settings {
+    settings([
+        ("protocol", s.protocol.as_str().to_string()),
+        ("action", action_text(&s.action)),
+        ("certificate", crate::core::diff::opt(s.certificate_arn.as_deref())),
+        ("tls_policy", crate::core::diff::opt(s.ssl_policy.as_deref())),
+    ])
+}
+
+fn desired_shape(spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Option<ListenerShape> {
+    let Props::Listener { action, .. } = &spec.props else {
+        return None;
+    };
+    let tg = match action {
+        ListenerAction::Forward { target_group, .. } => Some(super::dep_output(deps, target_group, "id")),
+        ListenerAction::RedirectToHttps => None,
+    };
+    Some(shape(action, tg.as_deref()))
+}
+
+/// A described listener as a shape. The certificate and the TLS policy mean something only
+/// for HTTPS (some implementations report a default policy on plain HTTP listeners too).
+fn live_shape(l: &t::Listener) -> ListenerShape {
+    let protocol = l.protocol().cloned().unwrap_or(ProtocolEnum::Http);
+    let tls = protocol == ProtocolEnum::Https;
+    ListenerShape {
+        certificate_arn: l
+            .certificates()
+            .iter()
+            .find(|c| c.is_default() != Some(false))
+            .and_then(|c| c.certificate_arn())
+            .filter(|_| tls)
+            .map(String::from),
+        ssl_policy: l.ssl_policy().filter(|_| tls).map(String::from),
+        protocol,
+        action: l
+            .default_actions()
+            .first()
+            .cloned()
+            .unwrap_or_else(|| Action::builder().r#type(ActionTypeEnum::Forward).build()),
+    }
+}
 
 /// One listener's request, with keys resolved to ARNs.
 #[derive(Clone, Debug, PartialEq)]
@@ -131,6 +215,62 @@ impl ResourceKind for Listener {
             .first()
             .and_then(outputs_of)
             .ok_or_else(|| ResourceError::new(ErrorClass::Other, "CreateListener returned no listener"))
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        desired_shape(spec, deps).map_or_else(Settings::new, |s| shape_settings(&s))
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let out = aws
+            .clients
+            .elb
+            .describe_listeners()
+            .listener_arns(outputs.id()?)
+            .send()
+            .await
+            .map_err(err("reading the listener"));
+        Ok(
+            match ec2::not_found_is_none(out)?.and_then(|o| o.listeners().first().cloned()) {
+                Some(l) => Observed::Present(shape_settings(&live_shape(&l))),
+                None => Observed::Missing,
+            },
+        )
+    }
+
+    /// ModifyListener with the whole desired shape (protocol, certificate, policy, action).
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &NodeCtx<'_>,
+        outputs: Outputs,
+        _changes: &[Change],
+    ) -> Result<Outputs, ResourceError> {
+        let (action,) = props!(cx, Listener { action });
+        let tg_arn = match action {
+            ListenerAction::Forward { target_group, .. } => Some(cx.dep_id(target_group)?),
+            ListenerAction::RedirectToHttps => None,
+        };
+        let s = shape(action, tg_arn);
+        aws.clients
+            .elb
+            .modify_listener()
+            .listener_arn(outputs.id()?)
+            .protocol(s.protocol)
+            .set_certificates(
+                s.certificate_arn
+                    .map(|arn| vec![Certificate::builder().certificate_arn(arn).build()]),
+            )
+            .set_ssl_policy(s.ssl_policy)
+            .default_actions(s.action)
+            .send()
+            .await
+            .map_err(err("changing the listener"))?;
+        Ok(outputs)
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -267,6 +407,46 @@ mod tests {
         assert_eq!(https.certificate_arn.as_deref(), Some(CERT));
         assert_eq!(https.ssl_policy.as_deref(), Some("ELBSecurityPolicy-TLS13-1-2-2021-06"));
         assert_eq!(https.action.r#type(), Some(&ActionTypeEnum::Forward));
+    }
+
+    #[test]
+    fn a_certificate_added_later_turns_port_80_into_the_redirect() {
+        let forward = ListenerAction::Forward {
+            target_group: "tg".into(),
+            certificate_arn: None,
+            tls_policy: None,
+        };
+        let live = shape_settings(&shape(&forward, Some("arn:tg")));
+        let want = shape_settings(&shape(&ListenerAction::RedirectToHttps, None));
+        let c = crate::core::diff::diff(ATTRS, &want, &live, None);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].attribute, "action");
+        assert_eq!(
+            (c[0].old.as_str(), c[0].new.as_str()),
+            ("forward to arn:tg", "redirect to HTTPS:443")
+        );
+        assert_eq!(c[0].action, ChangeAction::Update);
+    }
+
+    #[test]
+    fn a_new_tls_policy_is_an_update_and_a_live_listener_reads_back_as_desired() {
+        let https = |policy: &str| ListenerAction::Forward {
+            target_group: "tg".into(),
+            certificate_arn: Some("arn:cert".into()),
+            tls_policy: Some(policy.into()),
+        };
+        let desired = shape(&https("ELBSecurityPolicy-TLS13-1-2-2021-06"), Some("arn:tg"));
+        let l = t::Listener::builder()
+            .protocol(ProtocolEnum::Https)
+            .certificates(Certificate::builder().certificate_arn("arn:cert").build())
+            .ssl_policy("ELBSecurityPolicy-TLS13-1-2-2021-06")
+            .default_actions(desired.action.clone())
+            .build();
+        assert_eq!(shape_settings(&live_shape(&l)), shape_settings(&desired));
+        let newer = shape_settings(&shape(&https("ELBSecurityPolicy-TLS13-1-3-2021-06"), Some("arn:tg")));
+        let c = crate::core::diff::diff(ATTRS, &newer, &shape_settings(&desired), None);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].attribute, "tls_policy");
     }
 
     #[test]

@@ -49,8 +49,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::aws::{Clients, Env};
+use std::collections::BTreeMap;
+
+use crate::core::diff::{self, AttrSpec, Change, Classify, Settings};
 use crate::core::inspect::{InspectCtx, Inspection};
-use crate::core::resource::{Cloud, DeleteCtx, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{Cloud, DeleteCtx, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{Kind, NodeSpec};
 
 /// What every kind module gets: the clients and the run's environment.
@@ -85,6 +88,69 @@ pub trait ResourceKind: Send + Sync {
         let _ = (aws, cx);
         Ok(Inspection::unknown())
     }
+
+    // ---- day 2 (see `core::diff`): declared attributes, desired (pure), live, update ----
+
+    /// The attributes this kind manages and how AWS lets each one change.
+    fn attrs(&self) -> &'static [AttrSpec] {
+        &[]
+    }
+    /// For attributes whose action depends on the values (grow vs shrink...).
+    fn classify(&self) -> Option<Classify> {
+        None
+    }
+    /// Pure: the desired settings from the props; dependencies' ids from `deps`.
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        let _ = (spec, deps);
+        Settings::new()
+    }
+    /// Read-only: whether the recorded resource exists, and its live settings (the ones
+    /// `desired` names; an attribute left out is not compared).
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let _ = (aws, cx, outputs);
+        Ok(Observed::Present(Settings::new()))
+    }
+    /// Apply in-place changes (every one `ChangeAction::Update`) and wait until usable.
+    /// Idempotent. By default: converge again, which sets every setting.
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &NodeCtx<'_>,
+        outputs: Outputs,
+        changes: &[Change],
+    ) -> Result<Outputs, ResourceError> {
+        let _ = changes;
+        self.converge(aws, cx, outputs).await
+    }
+}
+
+/// The id (or another output) of dependency `key`, or `(known after up)` when it is not
+/// there yet: for `desired`.
+pub fn dep_output(deps: &BTreeMap<String, Outputs>, key: &str, output: &str) -> String {
+    deps.get(key)
+        .and_then(|o| o.get(output))
+        .map_or_else(|| diff::KNOWN_AFTER_UP.to_string(), String::from)
+}
+
+/// See `ResourceKind::read`.
+pub async fn read(aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+    kind_impl(cx.spec.kind).read(aws, cx, outputs).await
+}
+
+/// See `ResourceKind::attrs`.
+pub fn attrs(kind: Kind) -> &'static [AttrSpec] {
+    kind_impl(kind).attrs()
+}
+
+/// See `ResourceKind::desired`.
+pub fn desired(spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+    kind_impl(spec.kind).desired(spec, deps)
+}
+
+/// The kind's pure diff: declared attributes, with its own classification.
+pub fn diff_of(spec: &NodeSpec, desired: &Settings, live: &Settings) -> Vec<Change> {
+    let k = kind_impl(spec.kind);
+    diff::diff(k.attrs(), desired, live, k.classify())
 }
 
 /// See `ResourceKind::inspect`.
@@ -155,6 +221,21 @@ impl Cloud for AwsCloud {
     }
     async fn delete(&self, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         kind_impl(cx.kind).delete(&self.aws, cx).await
+    }
+    fn attrs(&self, kind: Kind) -> &'static [AttrSpec] {
+        attrs(kind)
+    }
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        desired(spec, deps)
+    }
+    fn diff(&self, spec: &NodeSpec, desired: &Settings, live: &Settings) -> Vec<Change> {
+        diff_of(spec, desired, live)
+    }
+    async fn read(&self, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        kind_impl(cx.spec.kind).read(&self.aws, cx, outputs).await
+    }
+    async fn update(&self, cx: &NodeCtx<'_>, outputs: Outputs, changes: &[Change]) -> Result<Outputs, ResourceError> {
+        kind_impl(cx.spec.kind).update(&self.aws, cx, outputs, changes).await
     }
 }
 

@@ -3,18 +3,71 @@
 //! PolicyARN on AWS, but not on every implementation, so a missing ARN is read back with
 //! DescribePolicies (`resolve_arn`), which is also correct on AWS.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use async_trait::async_trait;
+use aws_sdk_autoscaling::types as t;
 
 use super::auto_scaling_group::{describe_group, reclassify_missing_group};
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::sdk;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::diff::{AttrSpec, Change, Settings, settings};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{NodeSpec, Props};
 
 pub struct ScalingPolicy;
 
-pub const COOLDOWN_SECONDS: i32 = 300;
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::update("adjustment", &[]),
+    AttrSpec::update("cooldown_seconds", &[]),
+    AttrSpec::update("policy_type", &[]),
+];
+
+pub fn desired_settings(adjustment: i32, cooldown_seconds: i32) -> Settings {
+    settings([
+        ("adjustment", adjustment.to_string()),
+        ("cooldown_seconds", cooldown_seconds.to_string()),
+        ("policy_type", "SimpleScaling ChangeInCapacity".to_string()),
+    ])
+}
+
+pub fn live_settings(p: &t::ScalingPolicy) -> Settings {
+    settings([
+        ("adjustment", p.scaling_adjustment().unwrap_or_default().to_string()),
+        ("cooldown_seconds", p.cooldown().unwrap_or_default().to_string()),
+        (
+            "policy_type",
+            format!(
+                "{} {}",
+                p.policy_type().unwrap_or_default(),
+                p.adjustment_type().unwrap_or_default()
+            ),
+        ),
+    ])
+}
+
+/// Policy `name` on group `asg`, if it exists.
+async fn described(aws: &Aws, asg: &str, name: &str) -> Result<Option<t::ScalingPolicy>, ResourceError> {
+    let out = aws
+        .clients
+        .autoscaling
+        .describe_policies()
+        .auto_scaling_group_name(asg)
+        .policy_names(name)
+        .send()
+        .await
+        .map_err(|e| reclassify_missing_group(sdk("describing the scaling policies", e)));
+    let out = match out {
+        Err(e) if e.is(ErrorClass::NotFound) => return Ok(None),
+        other => other?,
+    };
+    Ok(out
+        .scaling_policies()
+        .iter()
+        .find(|p| p.policy_name() == Some(name))
+        .cloned())
+}
 
 /// `<deployment>-scale-out` for a positive adjustment, `<deployment>-scale-in` otherwise.
 pub fn policy_name(deployment: &str, adjustment: i32) -> String {
@@ -37,25 +90,9 @@ where
 
 /// The ARN of policy `name` on group `asg`, if the policy exists.
 async fn described_arn(aws: &Aws, asg: &str, name: &str) -> Result<Option<String>, ResourceError> {
-    let out = aws
-        .clients
-        .autoscaling
-        .describe_policies()
-        .auto_scaling_group_name(asg)
-        .policy_names(name)
-        .send()
-        .await
-        .map_err(|e| reclassify_missing_group(sdk("describing the scaling policies", e)));
-    let out = match out {
-        Err(e) if e.is(ErrorClass::NotFound) => return Ok(None),
-        other => other?,
-    };
-    Ok(out
-        .scaling_policies()
-        .iter()
-        .find(|p| p.policy_name() == Some(name))
-        .and_then(|p| p.policy_arn())
-        .map(String::from))
+    Ok(described(aws, asg, name)
+        .await?
+        .and_then(|p| p.policy_arn().map(String::from)))
 }
 
 fn outputs(name: &str, arn: &str, asg: &str) -> Outputs {
@@ -74,7 +111,14 @@ impl ResourceKind for ScalingPolicy {
     }
 
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
-        let (asg, adjustment) = props!(cx, ScalingPolicy { asg, adjustment });
+        let (asg, adjustment, cooldown) = props!(
+            cx,
+            ScalingPolicy {
+                asg,
+                adjustment,
+                cooldown_seconds
+            }
+        );
         let group = cx.dep_id(asg)?;
         let name = policy_name(&aws.env.deployment, *adjustment);
         let out = aws
@@ -86,7 +130,7 @@ impl ResourceKind for ScalingPolicy {
             .policy_type("SimpleScaling")
             .adjustment_type("ChangeInCapacity")
             .scaling_adjustment(*adjustment)
-            .cooldown(COOLDOWN_SECONDS)
+            .cooldown(*cooldown)
             .send()
             .await
             .map_err(|e| sdk("putting the scaling policy", e))?;
@@ -102,6 +146,39 @@ impl ResourceKind for ScalingPolicy {
         })
         .await?;
         Ok(outputs(&name, &arn, group))
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::ScalingPolicy {
+                adjustment,
+                cooldown_seconds,
+                ..
+            } => desired_settings(*adjustment, *cooldown_seconds),
+            _ => Settings::new(),
+        }
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(match described(aws, outputs.require("asg")?, outputs.id()?).await? {
+            Some(p) => Observed::Present(live_settings(&p)),
+            None => Observed::Missing,
+        })
+    }
+
+    /// PutScalingPolicy is an upsert: the create call again (the alarms follow its ARN).
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &NodeCtx<'_>,
+        _outputs: Outputs,
+        _changes: &[Change],
+    ) -> Result<Outputs, ResourceError> {
+        self.create(aws, cx).await
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

@@ -8,16 +8,128 @@
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{self as t, Matcher, ProtocolEnum, TargetGroupAttribute, TargetTypeEnum};
 
+use std::collections::BTreeMap;
+
 use super::{Aws, ResourceKind, ec2, elb, props};
 use crate::aws::err;
 use crate::core::config::HealthCheckConfig;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::diff::{AttrSpec, Change, ChangeAction, Settings, settings};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct TargetGroup;
 
-/// The dashboard's port on the instances.
-pub const DASHBOARD_PORT: i32 = 8224;
+/// What `up` can change on a live target group.
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::with(
+        "port",
+        ChangeAction::Replace,
+        "a target group's port cannot change: a new group, the listeners moved to it",
+        &[],
+    ),
+    AttrSpec::with(
+        "health_check_path",
+        ChangeAction::Update,
+        "a path the dashboard does not answer turns every target unhealthy",
+        &["health_check.path"],
+    ),
+    AttrSpec::with(
+        "health_check_matcher",
+        ChangeAction::Update,
+        "codes the dashboard does not return turn every target unhealthy",
+        &["health_check.matcher"],
+    ),
+    AttrSpec::update("health_check_interval_seconds", &["health_check.interval_seconds"]),
+    AttrSpec::update("health_check_timeout_seconds", &["health_check.timeout_seconds"]),
+    AttrSpec::update("healthy_threshold", &["health_check.healthy_threshold"]),
+    AttrSpec::update("unhealthy_threshold", &["health_check.unhealthy_threshold"]),
+    AttrSpec::with(
+        "deregistration_delay_seconds",
+        ChangeAction::Update,
+        "applies to later deregistrations",
+        &["health_check.deregistration_delay_seconds"],
+    ),
+    AttrSpec::with(
+        "stickiness",
+        ChangeAction::Update,
+        "cookies already issued keep their expiry",
+        &["health_check.stickiness_seconds"],
+    ),
+];
+
+/// The desired settings from the props (pure).
+pub fn desired_settings(port: i32, hc: &HealthCheckConfig) -> Settings {
+    settings([
+        ("port", port.to_string()),
+        ("health_check_path", hc.path.clone()),
+        ("health_check_matcher", hc.matcher.clone()),
+        ("health_check_interval_seconds", hc.interval_seconds.to_string()),
+        ("health_check_timeout_seconds", hc.timeout_seconds.to_string()),
+        ("healthy_threshold", hc.healthy_threshold.to_string()),
+        ("unhealthy_threshold", hc.unhealthy_threshold.to_string()),
+        (
+            "deregistration_delay_seconds",
+            hc.deregistration_delay_seconds.to_string(),
+        ),
+        (
+            "stickiness",
+            stickiness(true, "lb_cookie", &hc.stickiness_seconds.to_string()),
+        ),
+    ])
+}
+
+fn stickiness(enabled: bool, kind: &str, seconds: &str) -> String {
+    match enabled {
+        true => format!("{kind} {seconds} s"),
+        false => "off".to_string(),
+    }
+}
+
+/// The live settings of a described group and its attributes (pure).
+pub fn live_settings(g: &t::TargetGroup, attrs: &[(String, String)]) -> Settings {
+    let attr = |k: &str| attrs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let mut s = settings([
+        ("port", g.port().map(|p| p.to_string()).unwrap_or_default()),
+        (
+            "health_check_path",
+            g.health_check_path().unwrap_or_default().to_string(),
+        ),
+        (
+            "health_check_matcher",
+            g.matcher().and_then(|m| m.http_code()).unwrap_or_default().to_string(),
+        ),
+        (
+            "health_check_interval_seconds",
+            g.health_check_interval_seconds().unwrap_or_default().to_string(),
+        ),
+        (
+            "health_check_timeout_seconds",
+            g.health_check_timeout_seconds().unwrap_or_default().to_string(),
+        ),
+        (
+            "healthy_threshold",
+            g.healthy_threshold_count().unwrap_or_default().to_string(),
+        ),
+        (
+            "unhealthy_threshold",
+            g.unhealthy_threshold_count().unwrap_or_default().to_string(),
+        ),
+    ]);
+    if let Some(d) = attr("deregistration_delay.timeout_seconds") {
+        s.insert("deregistration_delay_seconds".into(), d.to_string());
+    }
+    if let Some(enabled) = attr("stickiness.enabled") {
+        s.insert(
+            "stickiness".into(),
+            stickiness(
+                enabled == "true",
+                attr("stickiness.type").unwrap_or("lb_cookie"),
+                attr("stickiness.lb_cookie.duration_seconds").unwrap_or("?"),
+            ),
+        );
+    }
+    s
+}
 
 /// The attributes set after create (ModifyTargetGroupAttributes), as (key, value).
 pub fn attributes(hc: &HealthCheckConfig) -> Vec<(String, String)> {
@@ -75,8 +187,15 @@ impl ResourceKind for TargetGroup {
     }
 
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
-        let (name, vpc) = props!(cx, TargetGroup { name, vpc });
-        let hc = &aws.env.config.health_check;
+        let (name, vpc, port, hc) = props!(
+            cx,
+            TargetGroup {
+                name,
+                vpc,
+                port,
+                health_check
+            }
+        );
         // CreateTargetGroup with the same name and settings returns the existing group.
         let out = aws
             .clients
@@ -84,7 +203,7 @@ impl ResourceKind for TargetGroup {
             .create_target_group()
             .name(name)
             .protocol(ProtocolEnum::Http)
-            .port(DASHBOARD_PORT)
+            .port(*port)
             .vpc_id(cx.dep_id(vpc)?)
             .target_type(TargetTypeEnum::Instance)
             .health_check_enabled(true)
@@ -105,9 +224,10 @@ impl ResourceKind for TargetGroup {
             .ok_or_else(|| ResourceError::new(ErrorClass::Other, "CreateTargetGroup returned no group"))
     }
 
-    async fn converge(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+    async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let (hc,) = props!(cx, TargetGroup { health_check });
         let arn = outputs.id()?.to_string();
-        let attrs: Vec<TargetGroupAttribute> = attributes(&aws.env.config.health_check)
+        let attrs: Vec<TargetGroupAttribute> = attributes(hc)
             .into_iter()
             .map(|(k, v)| TargetGroupAttribute::builder().key(k).value(v).build())
             .collect();
@@ -133,6 +253,77 @@ impl ResourceKind for TargetGroup {
         cx: &crate::core::inspect::InspectCtx<'_>,
     ) -> Result<crate::core::inspect::Inspection, ResourceError> {
         super::inspect::target_group(aws, cx).await
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::TargetGroup { port, health_check, .. } => desired_settings(*port, health_check),
+            _ => Settings::new(),
+        }
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let arn = outputs.id()?;
+        let out = aws
+            .clients
+            .elb
+            .describe_target_groups()
+            .target_group_arns(arn)
+            .send()
+            .await
+            .map_err(err("reading the target group"));
+        let Some(g) = ec2::not_found_is_none(out)?.and_then(|o| o.target_groups().first().cloned()) else {
+            return Ok(Observed::Missing);
+        };
+        let attrs = aws
+            .clients
+            .elb
+            .describe_target_group_attributes()
+            .target_group_arn(arn)
+            .send()
+            .await
+            .map_err(err("reading the target group's attributes"))?;
+        let pairs: Vec<(String, String)> = attrs
+            .attributes()
+            .iter()
+            .filter_map(|a| Some((a.key()?.to_string(), a.value()?.to_string())))
+            .collect();
+        Ok(Observed::Present(live_settings(&g, &pairs)))
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &NodeCtx<'_>,
+        outputs: Outputs,
+        changes: &[Change],
+    ) -> Result<Outputs, ResourceError> {
+        let (hc,) = props!(cx, TargetGroup { health_check });
+        let arn = outputs.id()?.to_string();
+        if changes
+            .iter()
+            .any(|c| c.attribute.starts_with("health") || c.attribute.ends_with("threshold"))
+        {
+            aws.clients
+                .elb
+                .modify_target_group()
+                .target_group_arn(&arn)
+                .health_check_path(&hc.path)
+                .health_check_interval_seconds(hc.interval_seconds)
+                .health_check_timeout_seconds(hc.timeout_seconds)
+                .healthy_threshold_count(hc.healthy_threshold)
+                .unhealthy_threshold_count(hc.unhealthy_threshold)
+                .matcher(Matcher::builder().http_code(&hc.matcher).build())
+                .send()
+                .await
+                .map_err(err("changing the target group's health check"))?;
+        }
+        // The attributes are set whole (idempotent).
+        self.converge(aws, cx, outputs).await
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -169,6 +360,54 @@ mod tests {
         assert_eq!(get("stickiness.enabled"), Some("true"));
         assert_eq!(get("stickiness.type"), Some("lb_cookie"));
         assert_eq!(get("stickiness.lb_cookie.duration_seconds"), Some("3600"));
+    }
+
+    #[test]
+    fn a_changed_health_check_is_an_update_and_a_port_a_replacement() {
+        let hc = HealthCheckConfig::default();
+        let live = desired_settings(8224, &hc);
+        let want = desired_settings(
+            8224,
+            &HealthCheckConfig {
+                path: "/health".into(),
+                deregistration_delay_seconds: 60,
+                ..hc.clone()
+            },
+        );
+        let changes = crate::core::diff::diff(ATTRS, &want, &live, None);
+        let names: Vec<(&str, &str, &str, ChangeAction)> = changes
+            .iter()
+            .map(|c| (c.attribute.as_str(), c.old.as_str(), c.new.as_str(), c.action))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("health_check_path", "/", "/health", ChangeAction::Update),
+                ("deregistration_delay_seconds", "300", "60", ChangeAction::Update),
+            ]
+        );
+        assert_eq!(changes[0].fields, vec!["health_check.path".to_string()]);
+        let moved = crate::core::diff::diff(ATTRS, &desired_settings(8080, &hc), &live, None);
+        assert_eq!(moved[0].action, ChangeAction::Replace);
+        assert!(crate::core::diff::diff(ATTRS, &live, &live, None).is_empty());
+    }
+
+    #[test]
+    fn live_settings_read_what_desired_writes() {
+        let hc = HealthCheckConfig::default();
+        let g = t::TargetGroup::builder()
+            .port(8224)
+            .health_check_path("/")
+            .matcher(Matcher::builder().http_code("200,302").build())
+            .health_check_interval_seconds(15)
+            .health_check_timeout_seconds(5)
+            .healthy_threshold_count(2)
+            .unhealthy_threshold_count(5)
+            .build();
+        let attrs = attributes(&hc);
+        assert_eq!(live_settings(&g, &attrs), desired_settings(8224, &hc));
+        let off = vec![("stickiness.enabled".to_string(), "false".to_string())];
+        assert_eq!(live_settings(&g, &off)["stickiness"], "off");
     }
 
     #[test]

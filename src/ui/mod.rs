@@ -65,7 +65,8 @@ impl HumanSink {
     fn status_text(&self, status: ResourceStatus) -> String {
         let s = status.as_str();
         match status {
-            ResourceStatus::Ready | ResourceStatus::Deleted => self.paint("32", s),
+            ResourceStatus::Ready | ResourceStatus::Updated | ResourceStatus::Deleted => self.paint("32", s),
+            ResourceStatus::Updating => self.paint("33", s),
             ResourceStatus::Failed => self.paint("31;1", s),
             ResourceStatus::Skipped => self.paint("33", s),
             ResourceStatus::Adopted => self.paint("36", s),

@@ -69,7 +69,8 @@ fn action_color(a: Action) -> &'static str {
     match a {
         Action::Create => "32",
         Action::Adopt => "36",
-        Action::Update => "33",
+        Action::Update | Action::Roll => "33",
+        Action::Replace | Action::Delete => "31",
         Action::Nothing => "2",
     }
 }
@@ -93,11 +94,25 @@ pub fn plan_text(r: &PlanReport, style: Style) -> String {
                 step.kind.as_str(),
                 step.id.as_deref().unwrap_or("")
             );
-            if style.verbosity == Verbosity::Verbose {
+            if style.verbosity == Verbosity::Verbose || !step.changes.is_empty() {
                 line.push_str(&format!("  ({})", step.reason));
             }
             s.push_str(line.trim_end());
             s.push('\n');
+            for c in &step.changes {
+                let mut l = format!(
+                    "      ~ {}: {} -> {}  [{}]",
+                    c.attribute,
+                    c.old,
+                    c.new,
+                    style.paint(action_color(Action::of_change(c.action)), c.action.as_str())
+                );
+                if !c.note.is_empty() {
+                    l.push_str(&format!(" {}", c.note));
+                }
+                s.push_str(&l);
+                s.push('\n');
+            }
         }
     }
     let n = |a: Action| r.counts.get(a.as_str()).copied().unwrap_or(0);
@@ -108,10 +123,13 @@ pub fn plan_text(r: &PlanReport, style: Style) -> String {
         ));
     } else {
         s.push_str(&format!(
-            "Plan: {} to create, {} to adopt, {} to update, {} unchanged.\n",
+            "Plan: {} to create, {} to adopt, {} to update, {} to replace, {} to roll, {} to delete, {} unchanged.\n",
             n(Action::Create),
             n(Action::Adopt),
             n(Action::Update),
+            n(Action::Replace),
+            n(Action::Roll),
+            n(Action::Delete),
             n(Action::Nothing)
         ));
     }

@@ -158,3 +158,76 @@ pub async fn clients_at(endpoint: &str) -> Clients {
         .await;
     Clients::from_config(config)
 }
+
+/// Output `name` of resource `key` in a state document.
+pub fn out(state: &serde_json::Value, key: &str, name: &str) -> String {
+    state["resources"][key]["outputs"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} has no output `{name}` in the state"))
+        .to_string()
+}
+
+/// The recorded id of resource `key`.
+pub fn id(state: &serde_json::Value, key: &str) -> String {
+    out(state, key, "id")
+}
+
+/// A config file for this deployment (kept in its state directory).
+pub fn config(d: &Deployment, toml: &str) -> PathBuf {
+    let path = d.state_dir.path().join("pi-deploy.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+/// Run with extra environment variables.
+pub fn run_with(d: &Deployment, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = d.command(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run pi-deploy")
+}
+
+/// The same, requiring success.
+pub fn ok_with(d: &Deployment, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let o = run_with(d, args, env);
+    assert!(
+        o.status.success(),
+        "pi-deploy {args:?} failed: {}\n{}",
+        o.status,
+        show(&o)
+    );
+    o
+}
+
+/// A self-signed certificate for `domain`, imported into ACM (ISSUED at once, as on AWS).
+pub async fn import_certificate(c: &Clients, domain: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+        .arg(format!("/CN={domain}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{domain}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (needed to make a test certificate)");
+    assert!(
+        status.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let blob = |p: &PathBuf| aws_smithy_types::Blob::new(std::fs::read(p).unwrap());
+    let imported = c
+        .acm
+        .import_certificate()
+        .certificate(blob(&cert))
+        .private_key(blob(&key))
+        .send()
+        .await
+        .unwrap();
+    imported.certificate_arn().unwrap().to_string()
+}

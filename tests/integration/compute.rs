@@ -8,50 +8,12 @@
 //! options or profile, so IMDSv2 and the profile are asserted on the launch template version;
 //! targets are healthy at once, so the dashboard check passes on its first poll.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
 use base64::Engine;
 
 use crate::census;
-use crate::common::{self, Deployment, clients, count_status, events};
-
-fn out(state: &serde_json::Value, key: &str, name: &str) -> String {
-    state["resources"][key]["outputs"][name]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} has no output `{name}` in the state"))
-        .to_string()
-}
-
-fn id(state: &serde_json::Value, key: &str) -> String {
-    out(state, key, "id")
-}
-
-/// A config file for this deployment (kept in its state directory).
-fn config(d: &Deployment, toml: &str) -> PathBuf {
-    let path = d.state_dir.path().join("pi-deploy.toml");
-    std::fs::write(&path, toml).unwrap();
-    path
-}
-
-fn run_with(d: &Deployment, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = d.command(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run pi-deploy")
-}
-
-fn ok_with(d: &Deployment, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let o = run_with(d, args, env);
-    assert!(
-        o.status.success(),
-        "pi-deploy {args:?} failed: {}\n{}",
-        o.status,
-        common::show(&o)
-    );
-    o
-}
+use crate::common::{
+    self, Deployment, clients, config, count_status, events, id, import_certificate, ok_with, out, run_with,
+};
 
 fn expected_compute_census(d: &Deployment, certificate: bool) -> census::Census {
     let mut c = census::Census::new();
@@ -91,38 +53,6 @@ fn phases(ev: &[serde_json::Value]) -> Vec<String> {
         .filter(|e| e["event"] == "phase")
         .map(|e| e["name"].as_str().unwrap().to_string())
         .collect()
-}
-
-/// A self-signed certificate for `domain`, imported into ACM (ISSUED at once, as on AWS).
-async fn import_certificate(c: &pi_deploy::aws::Clients, domain: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
-        .arg(format!("/CN={domain}"))
-        .arg("-addext")
-        .arg(format!("subjectAltName=DNS:{domain}"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl (needed to make a test certificate)");
-    assert!(
-        status.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    let blob = |p: &PathBuf| aws_smithy_types::Blob::new(std::fs::read(p).unwrap());
-    let imported = c
-        .acm
-        .import_certificate()
-        .certificate(blob(&cert))
-        .private_key(blob(&key))
-        .send()
-        .await
-        .unwrap();
-    imported.certificate_arn().unwrap().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,46 +3,12 @@
 //! `destroy` leaves nothing (with and without a final snapshot), deletion protection is
 //! honoured, and no secret value ever reaches the state, the terminal or the event stream.
 
-use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 
 use aws_sdk_rds::types::Filter as RdsFilter;
 
 use crate::census;
-use crate::common::{self, Deployment, clients, count_status, events};
-
-fn out(state: &serde_json::Value, key: &str, name: &str) -> String {
-    state["resources"][key]["outputs"][name]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} has no output `{name}` in the state"))
-        .to_string()
-}
-
-/// A config file for this deployment (kept in its state directory).
-fn config(d: &Deployment, toml: &str) -> PathBuf {
-    let path = d.state_dir.path().join("pi-deploy.toml");
-    std::fs::write(&path, toml).unwrap();
-    path
-}
-
-fn run_with(d: &Deployment, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = d.command(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run pi-deploy")
-}
-
-fn ok_with(d: &Deployment, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let o = run_with(d, args, env);
-    assert!(
-        o.status.success(),
-        "pi-deploy {args:?} failed: {}\n{}",
-        o.status,
-        common::show(&o)
-    );
-    o
-}
+use crate::common::{self, Deployment, clients, config, count_status, events, ok_with, out};
 
 fn up_args<'a>(ami: &'a str, cfg: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut a = vec!["up", "--ami", ami, "--yes", "--config", cfg];

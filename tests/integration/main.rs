@@ -8,6 +8,7 @@ mod common;
 mod compute;
 mod crash;
 mod data;
+mod day2;
 mod destroy;
 mod example_config;
 #[cfg(feature = "fault-injection")]

@@ -211,6 +211,7 @@ async fn rerun_adopts_instead_of_duplicating() {
             client_token: st.client_token("a"),
             outputs: Outputs::new(),
             deps: vec![],
+            settings: Default::default(),
             updated_at: Utc::now(),
         },
     );
@@ -419,4 +420,174 @@ async fn an_adopted_container_is_searched_inside() {
     assert_eq!(r.cloud.calls("find"), 3);
     assert_eq!(r.cloud.calls("create"), 1, "vpc and subnet adopted, nat created");
     assert_eq!(r.cloud.calls("duplicate"), 0);
+}
+
+// ---- day 2: compare ready nodes with AWS, update in place, recreate what vanished ----
+
+/// Build `graph()` from nothing, then return the cloud (with its live settings) and the state.
+async fn deployed(desired: &[(&str, &str, &str)]) -> (FakeCloud, State) {
+    let mut cloud = FakeCloud::new();
+    for (key, attr, value) in desired {
+        cloud
+            .desired
+            .entry(key.to_string())
+            .or_default()
+            .insert(attr.to_string(), value.to_string());
+    }
+    let g = graph();
+    let cloud = Arc::new(cloud);
+    let (_tx, cancel) = watch::channel(false);
+    let exec = Executor {
+        cloud: cloud.clone(),
+        store: Arc::new(NoStore),
+        events: Arc::new(Recorder::default()),
+        limits: Limits::default(),
+        cancel,
+    };
+    let out = exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    assert!(out.ok(), "{:?}", out.failed);
+    drop(exec);
+    (Arc::try_unwrap(cloud).ok().expect("one owner"), out.state)
+}
+
+async fn observe(cloud: &FakeCloud, state: &State) -> BTreeMap<String, Observed> {
+    crate::core::plan::observe(&graph(), state, cloud, 4).await.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_run_reads_everything_and_calls_nothing_else_when_nothing_changed() {
+    let (cloud, state) = deployed(&[("b", "size", "1")]).await;
+    // Settings are recorded with the resource.
+    assert_eq!(state.resources["b"].settings.get("size").map(String::as_str), Some("1"));
+    let observed = observe(&cloud, &state).await;
+    assert_eq!(observed.len(), 6);
+    let ops = ["create", "converge", "update", "delete", "find"];
+    let before: Vec<usize> = ops.iter().map(|op| cloud.calls(op)).collect();
+    let r = run_with(cloud, 4);
+    let g = graph();
+    let out = r.exec.converge(g.clone(), state, &equal_weights(&g), observed).await;
+    assert!(out.ok(), "{:?}", out.failed);
+    assert!(out.completed.is_empty(), "{:?}", out.completed);
+    assert_eq!(out.unchanged.len(), 6);
+    for (op, before) in ops.iter().zip(before) {
+        assert_eq!(r.cloud.calls(op), before, "{op}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_setting_is_updated_in_place_with_the_intent_recorded_first() {
+    let (mut cloud, state) = deployed(&[("b", "size", "1")]).await;
+    cloud.desired.get_mut("b").unwrap().insert("size".into(), "3".into());
+    let observed = observe(&cloud, &state).await;
+    let store = Arc::new(CountingStore(Default::default()));
+    let cloud = Arc::new(cloud);
+    let events = Arc::new(Recorder::default());
+    let (_tx, cancel) = watch::channel(false);
+    let exec = Executor {
+        cloud: cloud.clone(),
+        store: store.clone(),
+        events: events.clone(),
+        limits: Limits::default(),
+        cancel,
+    };
+    let g = graph();
+    let out = exec.converge(g.clone(), state, &equal_weights(&g), observed).await;
+    assert!(out.ok(), "{:?}", out.failed);
+    assert_eq!(out.completed, vec!["b".to_string()]);
+    assert_eq!(cloud.calls("update"), 1);
+    assert_eq!(cloud.live("b").get("size").map(String::as_str), Some("3"));
+    let rec = &out.state.resources["b"];
+    assert_eq!(rec.status, Status::Ready);
+    assert_eq!(rec.settings.get("size").map(String::as_str), Some("3"));
+    // `updating` was on disk before the update call, `ready` with the new settings after.
+    let saves = store.0.lock().unwrap();
+    let b: Vec<(Status, Option<String>)> = saves
+        .iter()
+        .map(|s| (s.resources["b"].status, s.resources["b"].settings.get("size").cloned()))
+        .collect();
+    assert_eq!(
+        b,
+        [
+            (Status::Updating, Some("1".to_string())),
+            (Status::Ready, Some("3".to_string()))
+        ]
+    );
+    let statuses: Vec<ResourceStatus> = events
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Resource { key, status, .. } if key == "b" => Some(status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(statuses, [ResourceStatus::Updating, ResourceStatus::Updated]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drift_made_by_hand_is_repaired() {
+    let (cloud, state) = deployed(&[("c", "size", "2")]).await;
+    cloud.set_live("c", "size", "9");
+    let observed = observe(&cloud, &state).await;
+    let r = run_with(cloud, 4);
+    let g = graph();
+    let out = r.exec.converge(g.clone(), state, &equal_weights(&g), observed).await;
+    assert!(out.ok(), "{:?}", out.failed);
+    assert_eq!(r.cloud.live("c").get("size").map(String::as_str), Some("2"));
+    assert_eq!(out.completed, vec!["c".to_string()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resource_deleted_by_hand_is_created_again_and_its_dependents_follow_its_new_id() {
+    let (cloud, state) = deployed(&[]).await;
+    cloud.vanish("b");
+    let observed = observe(&cloud, &state).await;
+    assert_eq!(observed["b"], Observed::Missing);
+    let r = run_with(cloud, 4);
+    let g = graph();
+    let out = r.exec.converge(g.clone(), state, &equal_weights(&g), observed).await;
+    assert!(out.ok(), "{:?}", out.failed);
+    assert!(r.cloud.exists("b"));
+    assert_eq!(out.state.resources["b"].outputs.get("id"), Some("id-b-2"));
+    // `d` refers to `b` and `c`: its reference moved to the new id in place.
+    assert!(out.completed.contains(&"d".to_string()), "{:?}", out.completed);
+    assert_eq!(r.cloud.live("d").get("refs").map(String::as_str), Some("id-b-2, id-c"));
+    assert_eq!(r.cloud.calls("duplicate"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_that_needs_new_instances_is_refused_without_a_call() {
+    let (mut cloud, state) = deployed(&[("b", "image", "ami-1")]).await;
+    cloud
+        .desired
+        .get_mut("b")
+        .unwrap()
+        .insert("image".into(), "ami-2".into());
+    let observed = observe(&cloud, &state).await;
+    let r = run_with(cloud, 4);
+    let g = graph();
+    let out = r.exec.converge(g.clone(), state, &equal_weights(&g), observed).await;
+    assert_eq!(out.failed.len(), 1);
+    assert_eq!(out.failed[0].0, "b");
+    assert!(out.failed[0].1.message.contains("roll"), "{}", out.failed[0].1);
+    assert_eq!(r.cloud.calls("update"), 0);
+    assert_eq!(out.state.resources["b"].status, Status::Ready);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_while_updating_is_finished_by_the_next_run() {
+    let (mut cloud, mut state) = deployed(&[("b", "size", "1")]).await;
+    cloud.desired.get_mut("b").unwrap().insert("size".into(), "3".into());
+    // The run died after recording the intent and before (or during) the update call.
+    state.resources.get_mut("b").unwrap().status = Status::Updating;
+    let observed = observe(&cloud, &state).await;
+    assert!(
+        observed.contains_key("b"),
+        "an updating record is read like a ready one"
+    );
+    let r = run_with(cloud, 4);
+    let g = graph();
+    let out = r.exec.converge(g.clone(), state, &equal_weights(&g), observed).await;
+    assert!(out.ok(), "{:?}", out.failed);
+    assert_eq!(out.state.resources["b"].status, Status::Ready);
+    assert_eq!(r.cloud.live("b").get("size").map(String::as_str), Some("3"));
 }

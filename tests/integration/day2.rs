@@ -1,0 +1,347 @@
+//! Day 2 on the emulator: a live deployment converges to its config. Each setting is changed
+//! in the config, `plan` shows exactly that change with its action, `up` applies it, AWS read
+//! back shows the new value, and a second `plan` shows no changes. Drift made by hand and a
+//! resource deleted by hand are repaired; what the config no longer wants is deleted.
+
+use std::path::Path;
+
+use crate::common::{Deployment, ami, clients, config, events, id, import_certificate, ok_with, run_with, show};
+
+/// The changes `plan --json` lists for `key`, as (attribute, old, new, action).
+fn planned(plan: &serde_json::Value, key: &str) -> Vec<(String, String, String, String)> {
+    plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["key"] == key)
+        .flat_map(|s| s["changes"].as_array().cloned().unwrap_or_default())
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            (s("attribute"), s("old"), s("new"), s("action"))
+        })
+        .collect()
+}
+
+fn action_of(plan: &serde_json::Value, key: &str) -> String {
+    plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == key)
+        .map(|s| s["action"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_else(|| "absent".into())
+}
+
+/// `plan --json --detailed-exitcode`: the document and the exit code.
+fn plan(d: &Deployment, cfg: &Path) -> (serde_json::Value, i32) {
+    let ami = ami('A');
+    let out = run_with(
+        d,
+        &[
+            "plan",
+            "--ami",
+            &ami,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--json",
+            "--detailed-exitcode",
+        ],
+        &[],
+    );
+    let code = out.status.code().unwrap_or(-1);
+    assert!(code == 0 || code == 4, "plan failed: {code}\n{}", show(&out));
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("plan --json: {e}\n{}", show(&out)));
+    (doc, code)
+}
+
+fn up(d: &Deployment, cfg: &Path) -> Vec<serde_json::Value> {
+    let ami = ami('A');
+    events(&ok_with(
+        d,
+        &[
+            "up",
+            "--ami",
+            &ami,
+            "--yes",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    ))
+}
+
+fn changed_keys(ev: &[serde_json::Value]) -> Vec<String> {
+    let mut keys: Vec<String> = ev
+        .iter()
+        .filter(|e| e["event"] == "resource" && e["status"] == "updated")
+        .map(|e| e["key"].as_str().unwrap().to_string())
+        .collect();
+    keys.sort();
+    keys
+}
+
+const BASE: &str = "[database]\ndeletion_protection = false\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compute_settings_are_planned_applied_read_back_and_drift_is_repaired() {
+    let d = Deployment::new("d2c");
+    let cfg = config(&d, BASE);
+    up(&d, &cfg);
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 0, "a fresh deployment has nothing to change: {doc:#}");
+
+    // Every compute setting at once; the plan names each, with its action.
+    let changed = format!(
+        "{BASE}[scaling]\nmax = 8\nhealth_check_grace_seconds = 120\nlifecycle_heartbeat_seconds = 3000\n\
+         scale_out_cpu_percent = 80.0\nscale_in_cpu_percent = 10.0\n\
+         [health_check]\npath = \"/health\"\nmatcher = \"200\"\ninterval_seconds = 20\n\
+         deregistration_delay_seconds = 60\nstickiness_seconds = 3600\n"
+    );
+    let cfg = config(&d, &changed);
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4, "changes pending: {doc:#}");
+    let update = |a: &str, o: &str, n: &str| (a.to_string(), o.to_string(), n.to_string(), "update".to_string());
+    assert_eq!(
+        planned(&doc, "asg"),
+        vec![
+            update("max_size", "5", "8"),
+            update("health_check_grace_seconds", "300", "120")
+        ]
+    );
+    assert_eq!(
+        planned(&doc, "tg"),
+        vec![
+            update("health_check_path", "/", "/health"),
+            update("health_check_matcher", "200,302", "200"),
+            update("health_check_interval_seconds", "15", "20"),
+            update("deregistration_delay_seconds", "300", "60"),
+            update("stickiness", "lb_cookie 86400 s", "lb_cookie 3600 s"),
+        ]
+    );
+    assert_eq!(
+        planned(&doc, "lifecycle-hook"),
+        vec![update("heartbeat_seconds", "2400", "3000")]
+    );
+    assert_eq!(planned(&doc, "cpu-high-alarm"), vec![update("threshold", "70", "80")]);
+    assert_eq!(planned(&doc, "cpu-low-alarm"), vec![update("threshold", "20", "10")]);
+    for key in ["vpc", "alb", "listener-http", "db", "bucket", "scale-out-policy"] {
+        assert_eq!(action_of(&doc, key), "nothing", "{key}");
+    }
+    assert_eq!(doc["counts"]["update"], 5, "{doc:#}");
+
+    let ev = up(&d, &cfg);
+    assert_eq!(
+        changed_keys(&ev),
+        vec!["asg", "cpu-high-alarm", "cpu-low-alarm", "lifecycle-hook", "tg"]
+    );
+    for e in &ev {
+        assert!(
+            !(e["event"] == "resource" && ["creating", "deleting"].contains(&e["status"].as_str().unwrap_or(""))),
+            "a settings change creates or deletes nothing: {e}"
+        );
+    }
+
+    // Read back from AWS's side.
+    let st = d.state();
+    let c = clients().await;
+    let asg_name = id(&st, "asg");
+    let g = c
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&asg_name)
+        .send()
+        .await
+        .unwrap();
+    let g = &g.auto_scaling_groups()[0];
+    assert_eq!(g.max_size(), Some(8));
+    assert_eq!(g.health_check_grace_period(), Some(120));
+    let tg_arn = id(&st, "tg");
+    let tg = c
+        .elb
+        .describe_target_groups()
+        .target_group_arns(&tg_arn)
+        .send()
+        .await
+        .unwrap();
+    let tg = &tg.target_groups()[0];
+    assert_eq!(tg.health_check_path(), Some("/health"));
+    assert_eq!(tg.matcher().and_then(|m| m.http_code()), Some("200"));
+    assert_eq!(tg.health_check_interval_seconds(), Some(20));
+    let attrs = c
+        .elb
+        .describe_target_group_attributes()
+        .target_group_arn(&tg_arn)
+        .send()
+        .await
+        .unwrap();
+    let attr = |k: &str| {
+        attrs
+            .attributes()
+            .iter()
+            .find(|a| a.key() == Some(k))
+            .and_then(|a| a.value())
+            .map(String::from)
+    };
+    assert_eq!(attr("deregistration_delay.timeout_seconds").as_deref(), Some("60"));
+    assert_eq!(attr("stickiness.lb_cookie.duration_seconds").as_deref(), Some("3600"));
+    let hooks = c
+        .autoscaling
+        .describe_lifecycle_hooks()
+        .auto_scaling_group_name(&asg_name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hooks.lifecycle_hooks()[0].heartbeat_timeout(), Some(3000));
+    let alarms = c
+        .cloudwatch
+        .describe_alarms()
+        .alarm_names(id(&st, "cpu-high-alarm"))
+        .alarm_names(id(&st, "cpu-low-alarm"))
+        .send()
+        .await
+        .unwrap();
+    let mut thresholds: Vec<f64> = alarms.metric_alarms().iter().filter_map(|a| a.threshold()).collect();
+    thresholds.sort_by(f64::total_cmp);
+    assert_eq!(thresholds, vec![10.0, 80.0]);
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 0, "after up, nothing is left to change: {doc:#}");
+
+    // Drift made by hand: `status` reports it, `plan` shows the repair, `up` makes it.
+    c.autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(&asg_name)
+        .max_size(3)
+        .send()
+        .await
+        .unwrap();
+    let status = run_with(&d, &["status", "--config", cfg.to_str().unwrap(), "--json"], &[]);
+    assert_eq!(status.status.code(), Some(1), "{}", show(&status));
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let asg = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "asg")
+        .unwrap();
+    assert!(
+        asg["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["attribute"] == "max_size" && x["expected"] == "8" && x["actual"] == "3"),
+        "{asg:#}"
+    );
+    let (doc, _) = plan(&d, &cfg);
+    assert_eq!(planned(&doc, "asg"), vec![update("max_size", "3", "8")]);
+    up(&d, &cfg);
+    let g = c
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&asg_name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(g.auto_scaling_groups()[0].max_size(), Some(8));
+
+    // A resource deleted by hand is created again.
+    c.cloudwatch
+        .delete_alarms()
+        .alarm_names(id(&st, "cpu-low-alarm"))
+        .send()
+        .await
+        .unwrap();
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4);
+    assert_eq!(action_of(&doc, "cpu-low-alarm"), "create", "{doc:#}");
+    up(&d, &cfg);
+    let alarms = c
+        .cloudwatch
+        .describe_alarms()
+        .alarm_names(id(&st, "cpu-low-alarm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alarms.metric_alarms().len(), 1);
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 0, "{doc:#}");
+
+    ok_with(
+        &d,
+        &[
+            "destroy",
+            "--yes",
+            "--skip-final-snapshot",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        &[],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_added_later_gets_https_and_the_redirect_and_removed_goes_back() {
+    let d = Deployment::new("d2t");
+    let cfg = config(&d, BASE);
+    up(&d, &cfg);
+    let c = clients().await;
+    let cert = import_certificate(&c, "dash.example.com").await;
+
+    let with_cert = config(&d, &format!("certificate_arn = \"{cert}\"\n{BASE}"));
+    let (doc, code) = plan(&d, &with_cert);
+    assert_eq!(code, 4);
+    assert_eq!(action_of(&doc, "listener-https"), "create", "{doc:#}");
+    assert_eq!(action_of(&doc, "listener-http"), "update");
+    let http = planned(&doc, "listener-http");
+    assert!(
+        http.iter()
+            .any(|(a, _, n, act)| a == "action" && n == "redirect to HTTPS:443" && act == "update"),
+        "{http:?}"
+    );
+    assert_eq!(action_of(&doc, "dashboard"), "update");
+
+    up(&d, &with_cert);
+    let st = d.state();
+    let lb = id(&st, "alb");
+    let listeners = c.elb.describe_listeners().load_balancer_arn(&lb).send().await.unwrap();
+    let by_port = |p: i32| listeners.listeners().iter().find(|l| l.port() == Some(p)).cloned();
+    let https = by_port(443).expect("a 443 listener");
+    assert_eq!(https.certificates()[0].certificate_arn(), Some(cert.as_str()));
+    let http = by_port(80).unwrap();
+    assert_eq!(http.default_actions()[0].r#type().map(|t| t.as_str()), Some("redirect"));
+    let outputs = ok_with(&d, &["outputs", "--json"], &[]);
+    let outputs: serde_json::Value = serde_json::from_slice(&outputs.stdout).unwrap();
+    assert!(
+        outputs["dashboard_url"].as_str().unwrap().starts_with("https://"),
+        "{outputs:#}"
+    );
+    assert_eq!(plan(&d, &with_cert).1, 0);
+
+    // Removing the certificate deletes the 443 listener and forwards port 80 again.
+    let cfg = config(&d, BASE);
+    let (doc, _) = plan(&d, &cfg);
+    assert_eq!(action_of(&doc, "listener-https"), "delete", "{doc:#}");
+    up(&d, &cfg);
+    let listeners = c.elb.describe_listeners().load_balancer_arn(&lb).send().await.unwrap();
+    assert_eq!(listeners.listeners().len(), 1, "{listeners:?}");
+    assert_eq!(
+        listeners.listeners()[0].default_actions()[0]
+            .r#type()
+            .map(|t| t.as_str()),
+        Some("forward")
+    );
+    assert!(d.state()["resources"].get("listener-https").is_none());
+    assert_eq!(plan(&d, &cfg).1, 0);
+
+    ok_with(
+        &d,
+        &[
+            "destroy",
+            "--yes",
+            "--skip-final-snapshot",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        &[],
+    );
+}
