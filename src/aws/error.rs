@@ -13,6 +13,11 @@ fn is_not_found(code: &str) -> bool {
     code.contains("NotFound") || code.starts_with("NoSuch") || code == "ResourceNotFoundException"
 }
 
+/// S3: the bucket itself is gone (not one of its configurations).
+pub fn is_no_such_bucket(e: &ResourceError) -> bool {
+    e.code.as_deref() == Some("NoSuchBucket")
+}
+
 fn is_already_exists(code: &str) -> bool {
     code.contains("AlreadyExists")
         || code.contains("Duplicate")

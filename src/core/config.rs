@@ -77,6 +77,9 @@ pub struct DatabaseConfig {
     pub backup_retention_days: i32,
     pub deletion_protection: bool,
     pub rotation_days: i64,
+    /// Day 2: apply a changed class, storage, version or Multi-AZ at once (true), or in the
+    /// instance's next maintenance window (false).
+    pub apply_immediately: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -172,6 +175,7 @@ impl Default for DatabaseConfig {
             backup_retention_days: 7,
             deletion_protection: true,
             rotation_days: 30,
+            apply_immediately: true,
         }
     }
 }

@@ -450,6 +450,8 @@ pub struct DbSettings {
     pub master_username: String,
     pub backup_retention_days: i32,
     pub deletion_protection: bool,
+    /// Day-2 modifications now, or in the maintenance window.
+    pub apply_immediately: bool,
 }
 
 /// What an instance boots with (besides the ids of other resources): every change to it
@@ -652,6 +654,7 @@ fn data(b: &mut Builder, input: &SpecInput<'_>) {
                 master_username: d.master_username.clone(),
                 backup_retention_days: d.backup_retention_days,
                 deletion_protection: d.deletion_protection,
+                apply_immediately: d.apply_immediately,
             },
         },
     );

@@ -10,6 +10,8 @@
 //! calls that empty the bucket (moto enforces it without evaluating its condition), and on
 //! AWS removing it first is harmless because the bucket is about to go anyway.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::operation::create_bucket::builders::CreateBucketFluentBuilder;
@@ -22,12 +24,131 @@ use aws_sdk_s3::types::{
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff};
 use crate::aws::{Env, err, tags};
+use crate::core::diff::{AttrSpec, ChangeAction, Settings, settings};
 use crate::core::latency;
 use crate::core::names;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct Bucket;
+
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::with(
+        "versioning",
+        ChangeAction::Update,
+        "turned off, S3 suspends it: the versions already kept stay",
+        &["storage.bucket_versioning"],
+    ),
+    AttrSpec::update("encryption", &[]),
+    AttrSpec::update("public_access_block", &[]),
+    AttrSpec::update("tls_only_policy", &[]),
+];
+
+const ALL_BLOCKED: &str = "all four flags on";
+
+/// The desired settings (pure). Encryption, Block Public Access and the TLS-only policy
+/// follow the blueprint: a difference is drift, repaired.
+pub fn desired_settings(versioning: bool) -> Settings {
+    settings([
+        ("versioning", if versioning { "enabled" } else { "off" }.to_string()),
+        ("encryption", "AES256".to_string()),
+        ("public_access_block", ALL_BLOCKED.to_string()),
+        ("tls_only_policy", "yes".to_string()),
+    ])
+}
+
+/// A never-versioned and a suspended bucket both keep no new versions: both are `off`.
+fn versioning_of(status: Option<&BucketVersioningStatus>) -> String {
+    match status {
+        Some(BucketVersioningStatus::Enabled) => "enabled".into(),
+        _ => "off".into(),
+    }
+}
+
+fn public_access_of(c: Option<&PublicAccessBlockConfiguration>) -> String {
+    let Some(c) = c else {
+        return "none".into();
+    };
+    let on: Vec<&str> = [
+        ("block_public_acls", c.block_public_acls()),
+        ("ignore_public_acls", c.ignore_public_acls()),
+        ("block_public_policy", c.block_public_policy()),
+        ("restrict_public_buckets", c.restrict_public_buckets()),
+    ]
+    .into_iter()
+    .filter(|(_, v)| *v != Some(true))
+    .map(|(k, _)| k)
+    .collect();
+    if on.is_empty() {
+        ALL_BLOCKED.into()
+    } else {
+        format!("off: {}", on.join(", "))
+    }
+}
+
+/// A configuration S3 has none of reads as `None`; a vanished bucket stays an error.
+fn absent<T>(r: Result<T, ResourceError>) -> Result<Option<T>, ResourceError> {
+    match r {
+        Err(e) if crate::aws::error::is_no_such_bucket(&e) => Err(e),
+        other => ec2::not_found_is_none(other),
+    }
+}
+
+/// Read-only: the bucket's settings, `None` when the bucket is gone. A configuration S3
+/// answers NoSuch... for (no policy, no public access block) reads as absent.
+async fn live_settings(s3: &Client, name: &str) -> Result<Option<Settings>, ResourceError> {
+    let v = s3
+        .get_bucket_versioning()
+        .bucket(name)
+        .send()
+        .await
+        .map_err(err("reading the bucket versioning"));
+    let v = match v {
+        Err(e) if e.is(ErrorClass::NotFound) => return Ok(None),
+        other => other?,
+    };
+    let enc = absent(
+        s3.get_bucket_encryption()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(err("reading the bucket encryption")),
+    )?;
+    let algorithm = enc
+        .as_ref()
+        .and_then(|e| e.server_side_encryption_configuration())
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.apply_server_side_encryption_by_default())
+        .map_or_else(|| "none".to_string(), |d| d.sse_algorithm().as_str().to_string());
+    let pab = absent(
+        s3.get_public_access_block()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(err("reading the public access block")),
+    )?;
+    let policy = absent(
+        s3.get_bucket_policy()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(err("reading the bucket policy")),
+    )?;
+    let tls = match policy.as_ref().and_then(|p| p.policy()) {
+        None => "no policy",
+        Some(p) if super::inspect::is_tls_only(p) => "yes",
+        Some(_) => "no: the policy does not deny requests without TLS",
+    };
+    Ok(Some(settings([
+        ("versioning", versioning_of(v.status())),
+        ("encryption", algorithm),
+        (
+            "public_access_block",
+            public_access_of(pab.as_ref().and_then(|p| p.public_access_block_configuration())),
+        ),
+        ("tls_only_policy", tls.to_string()),
+    ])))
+}
 
 /// DeleteObjects takes at most this many keys per call.
 const DELETE_BATCH: usize = 1000;
@@ -183,21 +304,47 @@ impl ResourceKind for Bucket {
             .send()
             .await
             .map_err(err("setting the TLS-only bucket policy"))?;
-        // Versioning off in the config leaves the bucket as it is: once enabled, S3 can
-        // only suspend it, and suspending would be a surprising side effect of a config default.
-        if *versioning {
+        // Off in the config: a bucket never versioned is left alone; an enabled one is
+        // suspended (S3 cannot turn versioning off once on; the kept versions stay).
+        let current = s3
+            .get_bucket_versioning()
+            .bucket(&name)
+            .send()
+            .await
+            .map_err(err("reading the bucket versioning"))?;
+        let status = match (*versioning, current.status()) {
+            (true, Some(BucketVersioningStatus::Enabled)) => None,
+            (true, _) => Some(BucketVersioningStatus::Enabled),
+            (false, Some(BucketVersioningStatus::Enabled)) => Some(BucketVersioningStatus::Suspended),
+            (false, _) => None,
+        };
+        if let Some(status) = status {
             s3.put_bucket_versioning()
                 .bucket(&name)
-                .versioning_configuration(
-                    VersioningConfiguration::builder()
-                        .status(BucketVersioningStatus::Enabled)
-                        .build(),
-                )
+                .versioning_configuration(VersioningConfiguration::builder().status(status).build())
                 .send()
                 .await
-                .map_err(err("turning on versioning"))?;
+                .map_err(err("setting the bucket versioning"))?;
         }
         Ok(outputs)
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::Bucket { versioning } => desired_settings(*versioning),
+            _ => Settings::new(),
+        }
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(match live_settings(&aws.clients.s3, outputs.id()?).await? {
+            Some(s) => Observed::Present(s),
+            None => Observed::Missing,
+        })
     }
 
     async fn inspect(
@@ -392,6 +539,31 @@ mod tests {
         let cfg = req.as_input().get_create_bucket_configuration().clone().unwrap();
         assert_eq!(cfg.location_constraint(), None);
         assert_eq!(cfg.tags().len(), 3);
+    }
+
+    #[test]
+    fn bucket_settings_diff_as_updates() {
+        use crate::core::diff::diff;
+        let live = settings([
+            ("versioning", versioning_of(Some(&BucketVersioningStatus::Suspended))),
+            ("encryption", "AES256".into()),
+            ("public_access_block", public_access_of(Some(&public_access_block()))),
+            ("tls_only_policy", "yes".into()),
+        ]);
+        assert!(diff(ATTRS, &desired_settings(false), &live, None).is_empty());
+        let c = diff(ATTRS, &desired_settings(true), &live, None);
+        assert_eq!(
+            (c[0].attribute.as_str(), c[0].old.as_str(), c[0].new.as_str()),
+            ("versioning", "off", "enabled")
+        );
+        let opened = PublicAccessBlockConfiguration::builder()
+            .block_public_acls(true)
+            .ignore_public_acls(true)
+            .block_public_policy(false)
+            .restrict_public_buckets(true)
+            .build();
+        assert_eq!(public_access_of(Some(&opened)), "off: block_public_policy");
+        assert_eq!(public_access_of(None), "none");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! Rotation is set on the RDS-managed secret only, never on the licence secret: a plain
 //! secret has no rotation function, and AWS refuses (some emulators accept and rotate it).
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -20,12 +21,28 @@ use super::rds::describe_instance;
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
+use crate::core::diff::{AttrSpec, Settings, settings};
 use crate::core::latency;
 use crate::core::names;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct DbEndpoint;
+
+pub const ATTRS: &[AttrSpec] = &[AttrSpec::update("rotation_days", &["database.rotation_days"])];
+
+/// The desired settings (pure).
+pub fn desired_settings(rotation_days: i64) -> Settings {
+    settings([("rotation_days", rotation_days.to_string())])
+}
+
+/// The managed secret's schedule as `plan` shows it.
+pub fn rotation_setting(enabled: Option<bool>, every_days: Option<i64>) -> String {
+    match (enabled, every_days) {
+        (Some(true), Some(d)) => d.to_string(),
+        _ => "not rotated".to_string(),
+    }
+}
 
 /// What the wait needs to know about the instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -236,6 +253,52 @@ impl ResourceKind for DbEndpoint {
             .with("port", port.to_string()))
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::DbEndpoint { rotation_days, .. } => desired_settings(*rotation_days),
+            _ => Settings::new(),
+        }
+    }
+
+    /// The parameter (missing: written again) and the managed secret's rotation schedule.
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let (db,) = props!(cx, DbEndpoint { db });
+        let got = aws
+            .clients
+            .ssm
+            .get_parameter()
+            .name(outputs.id()?)
+            .send()
+            .await
+            .map_err(err("reading the endpoint parameter"));
+        if ec2::not_found_is_none(got)?.is_none() {
+            return Ok(Observed::Missing);
+        }
+        let Some(arn) = cx.deps.get(db.as_str()).and_then(|o| o.get("secret_arn")) else {
+            return Ok(Observed::Present(Settings::new()));
+        };
+        let described = aws
+            .clients
+            .secrets
+            .describe_secret()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(err("reading the DB secret's rotation"));
+        let Some(d) = ec2::not_found_is_none(described)? else {
+            return Ok(Observed::Present(Settings::new()));
+        };
+        let every = d.rotation_rules().and_then(|r| r.automatically_after_days());
+        Ok(Observed::Present(settings([(
+            "rotation_days",
+            rotation_setting(d.rotation_enabled(), every),
+        )])))
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let name = cx.outputs.id()?;
         let deleted = aws
@@ -386,6 +449,19 @@ mod tests {
         assert_eq!(db.kind, Kind::DbInstance);
         assert!(!db.deps.contains(&licence.key));
         crate::core::graph::Graph::new(nodes.clone()).expect("valid graph");
+    }
+
+    #[test]
+    fn a_changed_rotation_schedule_is_an_update() {
+        use crate::core::diff::{ChangeAction, diff};
+        let live = settings([("rotation_days", rotation_setting(Some(true), Some(30)))]);
+        assert!(diff(ATTRS, &desired_settings(30), &live, None).is_empty());
+        let c = diff(ATTRS, &desired_settings(7), &live, None);
+        assert_eq!(
+            (c[0].old.as_str(), c[0].new.as_str(), c[0].action),
+            ("30", "7", ChangeAction::Update)
+        );
+        assert_eq!(rotation_setting(Some(false), Some(30)), "not rotated");
     }
 
     #[test]

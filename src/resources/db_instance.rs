@@ -8,6 +8,8 @@
 //! Delete takes a final snapshot unless `--skip-final-snapshot`, and refuses a
 //! deletion-protected instance unless `--disable-deletion-protection`.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_rds::Client;
 use aws_sdk_rds::operation::create_db_instance::builders::CreateDBInstanceFluentBuilder;
@@ -17,12 +19,226 @@ use super::rds::{describe_instance, rds_tags};
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{DestroyOptions, err};
+use crate::core::diff::{AttrSpec, Change, ChangeAction, Settings, settings};
 use crate::core::latency;
 use crate::core::names;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::{DbSettings, Kind};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{DbSettings, Kind, NodeSpec, Props};
 
 pub struct DbInstance;
+
+/// How each setting changes on a live instance (update-behaviours.md, RDS).
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::with(
+        "instance_class",
+        ChangeAction::Update,
+        "the instance restarts: a few minutes of downtime Single-AZ, a failover of about a minute with Multi-AZ",
+        &["database.instance_class", "database.apply_immediately"],
+    ),
+    AttrSpec::with(
+        "allocated_storage_gib",
+        ChangeAction::Update,
+        "grow only, by at least 10%; no downtime, then 6 hours before the next storage change",
+        &["database.allocated_storage_gib", "database.apply_immediately"],
+    ),
+    AttrSpec::with(
+        "engine_version",
+        ChangeAction::Update,
+        "a minor upgrade restarts the database (a failover with Multi-AZ)",
+        &["database.engine_version", "database.apply_immediately"],
+    ),
+    AttrSpec::with(
+        "multi_az",
+        ChangeAction::Update,
+        "the standby is built from a snapshot, without downtime; I/O is slower meanwhile",
+        &["database.multi_az", "database.apply_immediately"],
+    ),
+    AttrSpec::update("backup_retention_days", &["database.backup_retention_days"]),
+    AttrSpec::update("deletion_protection", &["database.deletion_protection"]),
+    AttrSpec::with(
+        "master_username",
+        ChangeAction::Forbidden,
+        "RDS cannot rename the master user: keep the old name in the config",
+        &["database.master_username"],
+    ),
+];
+
+/// The major version (`10.11` of `10.11.10`).
+fn major(version: &str) -> String {
+    version.split('.').take(2).collect::<Vec<_>>().join(".")
+}
+
+/// Storage grows only, by 10% at least; an engine version only goes up within its major.
+fn classify(a: &AttrSpec, old: &str, new: &str) -> Option<(ChangeAction, String)> {
+    match a.name {
+        "allocated_storage_gib" => {
+            let (old, new) = (old.parse::<i64>().ok()?, new.parse::<i64>().ok()?);
+            if new < old {
+                Some((
+                    ChangeAction::Forbidden,
+                    format!(
+                        "RDS cannot shrink storage: keep allocated_storage_gib at {old} or more (a smaller database means restoring a snapshot into a new instance)"
+                    ),
+                ))
+            } else if new * 10 < old * 11 {
+                Some((
+                    ChangeAction::Forbidden,
+                    format!(
+                        "RDS grows storage by at least 10%: use {} GiB or more",
+                        (old * 11 + 9) / 10
+                    ),
+                ))
+            } else {
+                None
+            }
+        }
+        "engine_version" => {
+            let cmp = |v: &str| v.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>();
+            if major(old) != major(new) {
+                Some((
+                    ChangeAction::Forbidden,
+                    format!(
+                        "a major upgrade ({} -> {}) needs a new parameter group family; `up` does not do it yet: keep engine_version at {old}",
+                        major(old),
+                        major(new)
+                    ),
+                ))
+            } else if cmp(new) < cmp(old) {
+                Some((
+                    ChangeAction::Forbidden,
+                    format!("RDS cannot downgrade an engine: keep engine_version at {old} or later"),
+                ))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The desired settings (pure).
+pub fn desired_settings(db: &DbSettings) -> Settings {
+    settings([
+        ("instance_class", db.instance_class.clone()),
+        ("allocated_storage_gib", db.allocated_storage_gib.to_string()),
+        ("engine_version", db.engine_version.clone()),
+        ("multi_az", db.multi_az.to_string()),
+        ("backup_retention_days", db.backup_retention_days.to_string()),
+        ("deletion_protection", db.deletion_protection.to_string()),
+        ("master_username", db.master_username.clone()),
+    ])
+}
+
+/// The live settings. A modification waiting for the maintenance window counts as made: it
+/// is not asked for again, and `plan` shows nothing more to do.
+pub fn live_settings(db: &t::DbInstance) -> Settings {
+    let pending = db.pending_modified_values();
+    let mut s = Settings::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            s.insert(k.to_string(), v);
+        }
+    };
+    put(
+        "instance_class",
+        pending
+            .and_then(|p| p.db_instance_class())
+            .or(db.db_instance_class())
+            .map(String::from),
+    );
+    put(
+        "allocated_storage_gib",
+        pending
+            .and_then(|p| p.allocated_storage())
+            .or(db.allocated_storage())
+            .map(|v| v.to_string()),
+    );
+    put(
+        "engine_version",
+        pending
+            .and_then(|p| p.engine_version())
+            .or(db.engine_version())
+            .map(String::from),
+    );
+    put(
+        "multi_az",
+        pending
+            .and_then(|p| p.multi_az())
+            .or(db.multi_az())
+            .map(|v| v.to_string()),
+    );
+    put(
+        "backup_retention_days",
+        pending
+            .and_then(|p| p.backup_retention_period())
+            .or(db.backup_retention_period())
+            .map(|v| v.to_string()),
+    );
+    put("deletion_protection", db.deletion_protection().map(|v| v.to_string()));
+    put("master_username", db.master_username().map(String::from));
+    s
+}
+
+/// ModifyDBInstance with exactly the changed settings.
+fn modify_request(
+    client: &Client,
+    db: &DbSettings,
+    changes: &[Change],
+) -> aws_sdk_rds::operation::modify_db_instance::builders::ModifyDBInstanceFluentBuilder {
+    let mut req = client
+        .modify_db_instance()
+        .db_instance_identifier(&db.identifier)
+        .apply_immediately(db.apply_immediately);
+    for c in changes {
+        req = match c.attribute.as_str() {
+            "instance_class" => req.db_instance_class(&db.instance_class),
+            "allocated_storage_gib" => req.allocated_storage(db.allocated_storage_gib),
+            "engine_version" => req.engine_version(&db.engine_version),
+            "multi_az" => req.multi_az(db.multi_az),
+            "backup_retention_days" => req.backup_retention_period(db.backup_retention_days),
+            "deletion_protection" => req.deletion_protection(db.deletion_protection),
+            _ => req,
+        };
+    }
+    req
+}
+
+/// One poll after a modification applied at once: `available` with none of the changed
+/// settings still pending.
+fn modified_poll(db: Option<&t::DbInstance>, changed: &[String]) -> Poll<()> {
+    let Some(db) = db else {
+        return Poll::Failed("the DB instance disappeared while being modified".into());
+    };
+    let status = db.db_instance_status().unwrap_or("unknown");
+    if STUCK_STATES.contains(&status) {
+        return Poll::Failed(status.to_string());
+    }
+    let live = live_settings(db);
+    let mut now = settings([]);
+    for (k, v) in [
+        ("instance_class", db.db_instance_class().map(String::from)),
+        ("allocated_storage_gib", db.allocated_storage().map(|v| v.to_string())),
+        ("engine_version", db.engine_version().map(String::from)),
+        ("multi_az", db.multi_az().map(|v| v.to_string())),
+        (
+            "backup_retention_days",
+            db.backup_retention_period().map(|v| v.to_string()),
+        ),
+    ] {
+        if let Some(v) = v {
+            now.insert(k.to_string(), v);
+        }
+    }
+    let pending: Vec<&String> = changed
+        .iter()
+        .filter(|k| now.get(*k).is_some_and(|v| live.get(*k) != Some(v)))
+        .collect();
+    if status == "available" && pending.is_empty() {
+        Poll::Ready(())
+    } else {
+        Poll::Pending(status.to_string())
+    }
+}
 
 pub const ENGINE: &str = "mariadb";
 /// The initial schema the dashboard connects to.
@@ -202,6 +418,73 @@ impl ResourceKind for DbInstance {
         super::inspect::db_instance(aws, cx).await
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn classify(&self) -> Option<crate::core::diff::Classify> {
+        Some(classify)
+    }
+
+    fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::DbInstance { db, .. } => desired_settings(db),
+            _ => Settings::new(),
+        }
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(match describe_instance(aws, outputs.id()?).await? {
+            Some(db) if db.db_instance_status() != Some("deleting") => Observed::Present(live_settings(&db)),
+            _ => Observed::Missing,
+        })
+    }
+
+    /// One ModifyDBInstance with the changed settings (retried while the instance is busy:
+    /// backing up, already modifying); applied at once, it waits until the instance is
+    /// available again with nothing of it pending.
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &NodeCtx<'_>,
+        outputs: Outputs,
+        changes: &[Change],
+    ) -> Result<Outputs, ResourceError> {
+        let (db,) = props!(cx, DbInstance { db });
+        let id = outputs.id()?.to_string();
+        wait::retry(
+            &format!("modifying DB instance {id}"),
+            latency::create_deadline(Kind::DbInstance),
+            Backoff::SLOW,
+            &[ErrorClass::InUse],
+            || async {
+                modify_request(&aws.clients.rds, db, changes)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(err("modifying the DB instance"))
+            },
+        )
+        .await?;
+        let waits_for_window = ["deletion_protection", "backup_retention_days"];
+        let changed: Vec<String> = changes
+            .iter()
+            .map(|c| c.attribute.clone())
+            .filter(|a| db.apply_immediately || waits_for_window.contains(&a.as_str()))
+            .collect();
+        wait::wait_for(
+            &format!("DB instance {id} to apply its changes"),
+            latency::create_deadline(Kind::DbInstance),
+            Backoff::SLOW,
+            || async {
+                let db = describe_instance(aws, &id).await?;
+                Ok(modified_poll(db.as_ref(), &changed))
+            },
+        )
+        .await?;
+        Ok(outputs)
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
         let Some(db) = describe_instance(aws, id).await? else {
@@ -324,6 +607,155 @@ async fn delete_call(aws: &Aws, id: &str, snapshot: Option<&str>, opts: &Destroy
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::diff::diff;
+
+    fn changes_of(want: &DbSettings, live: &DbSettings) -> Vec<(String, String, String, ChangeAction)> {
+        diff(ATTRS, &desired_settings(want), &desired_settings(live), Some(classify))
+            .into_iter()
+            .map(|c| (c.attribute, c.old, c.new, c.action))
+            .collect()
+    }
+
+    #[test]
+    fn class_retention_protection_and_multi_az_are_updates() {
+        let live = settings();
+        let want = DbSettings {
+            instance_class: "db.t3.small".into(),
+            backup_retention_days: 14,
+            deletion_protection: false,
+            multi_az: false,
+            ..settings()
+        };
+        let got = changes_of(&want, &live);
+        let names: Vec<(&str, ChangeAction)> = got.iter().map(|c| (c.0.as_str(), c.3)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("instance_class", ChangeAction::Update),
+                ("multi_az", ChangeAction::Update),
+                ("backup_retention_days", ChangeAction::Update),
+                ("deletion_protection", ChangeAction::Update),
+            ]
+        );
+        assert!(changes_of(&live, &live).is_empty());
+    }
+
+    #[test]
+    fn storage_grows_by_ten_percent_or_more_and_never_shrinks() {
+        let live = settings();
+        let grow = |gib| {
+            changes_of(
+                &DbSettings {
+                    allocated_storage_gib: gib,
+                    ..settings()
+                },
+                &live,
+            )
+        };
+        assert_eq!(grow(30)[0].3, ChangeAction::Update);
+        assert_eq!(grow(22)[0].3, ChangeAction::Update);
+        assert_eq!(grow(21)[0].3, ChangeAction::Forbidden);
+        let shrink = grow(10);
+        assert_eq!(shrink[0].3, ChangeAction::Forbidden);
+        let note = &diff(
+            ATTRS,
+            &desired_settings(&DbSettings {
+                allocated_storage_gib: 10,
+                ..settings()
+            }),
+            &desired_settings(&live),
+            Some(classify),
+        )[0]
+        .note;
+        assert!(note.contains("cannot shrink"), "{note}");
+    }
+
+    #[test]
+    fn minor_upgrades_update_and_majors_or_downgrades_are_refused() {
+        let live = settings();
+        let to = |v: &str| {
+            changes_of(
+                &DbSettings {
+                    engine_version: v.into(),
+                    ..settings()
+                },
+                &live,
+            )
+        };
+        assert_eq!(to("10.11.11")[0].3, ChangeAction::Update);
+        assert_eq!(to("10.11.9")[0].3, ChangeAction::Forbidden);
+        assert_eq!(to("11.4.5")[0].3, ChangeAction::Forbidden);
+        assert_eq!(
+            changes_of(
+                &DbSettings {
+                    master_username: "root2".into(),
+                    ..settings()
+                },
+                &live
+            )[0]
+            .3,
+            ChangeAction::Forbidden
+        );
+    }
+
+    #[test]
+    fn a_pending_modification_counts_as_made() {
+        let db = t::DbInstance::builder()
+            .db_instance_class("db.t3.micro")
+            .allocated_storage(20)
+            .engine_version("10.11.10")
+            .multi_az(true)
+            .backup_retention_period(7)
+            .deletion_protection(true)
+            .master_username("pi_admin")
+            .db_instance_status("available")
+            .pending_modified_values(
+                t::PendingModifiedValues::builder()
+                    .db_instance_class("db.t3.small")
+                    .build(),
+            )
+            .build();
+        let live = live_settings(&db);
+        assert_eq!(live["instance_class"], "db.t3.small");
+        assert_eq!(
+            live,
+            desired_settings(&DbSettings {
+                instance_class: "db.t3.small".into(),
+                ..settings()
+            })
+        );
+        // Applied at once: still waiting while the class is pending.
+        assert!(matches!(
+            modified_poll(Some(&db), &["instance_class".into()]),
+            Poll::Pending(_)
+        ));
+        assert!(matches!(
+            modified_poll(Some(&db), &["deletion_protection".into()]),
+            Poll::Ready(())
+        ));
+        assert!(matches!(modified_poll(None, &[]), Poll::Failed(_)));
+    }
+
+    #[test]
+    fn the_modify_request_carries_only_the_changes() {
+        let want = DbSettings {
+            instance_class: "db.t3.small".into(),
+            apply_immediately: false,
+            ..settings()
+        };
+        let changes = diff(
+            ATTRS,
+            &desired_settings(&want),
+            &desired_settings(&settings()),
+            Some(classify),
+        );
+        let req = modify_request(&client(), &want, &changes);
+        let input = req.as_input();
+        assert_eq!(input.get_db_instance_class().as_deref(), Some("db.t3.small"));
+        assert_eq!(input.get_apply_immediately(), &Some(false));
+        assert_eq!(input.get_allocated_storage(), &None);
+        assert_eq!(input.get_multi_az(), &None);
+    }
 
     fn settings() -> DbSettings {
         DbSettings {
@@ -335,6 +767,7 @@ mod tests {
             master_username: "pi_admin".into(),
             backup_retention_days: 7,
             deletion_protection: true,
+            apply_immediately: true,
         }
     }
 

@@ -64,63 +64,8 @@ pub async fn bucket(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, Resour
     {
         return Ok(Inspection::missing());
     }
-    let mut i = Inspection::available();
-    let policy = absent(
-        s3.get_bucket_policy()
-            .bucket(name)
-            .send()
-            .await
-            .map_err(err("reading the bucket policy")),
-    )?;
-    match policy.as_ref().and_then(|p| p.policy()) {
-        None => i.drift("policy", "TLS-only", "absent"),
-        Some(p) if !is_tls_only(p) => i.drift("policy", "TLS-only", "does not deny insecure transport"),
-        Some(_) => {}
-    }
-    let pab = absent(
-        s3.get_public_access_block()
-            .bucket(name)
-            .send()
-            .await
-            .map_err(err("reading the public access block")),
-    )?;
-    let c = pab.as_ref().and_then(|p| p.public_access_block_configuration());
-    i.check_opt("block_public_acls", true, c.and_then(|c| c.block_public_acls()));
-    i.check_opt("ignore_public_acls", true, c.and_then(|c| c.ignore_public_acls()));
-    i.check_opt("block_public_policy", true, c.and_then(|c| c.block_public_policy()));
-    i.check_opt(
-        "restrict_public_buckets",
-        true,
-        c.and_then(|c| c.restrict_public_buckets()),
-    );
-    let enc = absent(
-        s3.get_bucket_encryption()
-            .bucket(name)
-            .send()
-            .await
-            .map_err(err("reading the bucket encryption")),
-    )?;
-    let algorithm = enc
-        .as_ref()
-        .and_then(|e| e.server_side_encryption_configuration())
-        .and_then(|c| c.rules().first())
-        .and_then(|r| r.apply_server_side_encryption_by_default())
-        .map(|d| d.sse_algorithm().as_str().to_string());
-    i.check_opt("encryption", "AES256".to_string(), algorithm);
-    if let Some(Props::Bucket { versioning: true }) = cx.spec.map(|s| &s.props) {
-        let v = s3
-            .get_bucket_versioning()
-            .bucket(name)
-            .send()
-            .await
-            .map_err(err("reading the bucket versioning"))?;
-        i.check_opt(
-            "versioning",
-            "Enabled".to_string(),
-            v.status().map(|s| s.as_str().to_string()),
-        );
-    }
-    Ok(i)
+    // The settings are compared by `status` through the kind's read and diff.
+    Ok(Inspection::available())
 }
 
 // ---- RDS instance and its managed secret --------------------------------------------------

@@ -5,17 +5,35 @@
 //! DescribeLogGroups' prefix results. A group of that name is adopted even without our tags
 //! (Lambda itself creates exactly that name); converge then adds the tags.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs::types::LogGroup as AwsLogGroup;
 
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::{err, tags};
+use crate::core::diff::{AttrSpec, Settings, settings};
 use crate::core::policy::{self, ArnScope};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{NodeSpec, Props};
 
 pub struct LogGroup;
+
+pub const ATTRS: &[AttrSpec] = &[AttrSpec::update("retention_days", &["lambda.log_retention_days"])];
+
+/// The desired settings (pure).
+pub fn desired_settings(retention_days: i32) -> Settings {
+    settings([("retention_days", retention_days.to_string())])
+}
+
+/// What the group holds now; a group without a retention keeps events forever.
+pub fn live_settings(g: &AwsLogGroup) -> Settings {
+    settings([(
+        "retention_days",
+        g.retention_in_days()
+            .map_or_else(|| "never expire".to_string(), |d| d.to_string()),
+    )])
+}
 
 fn tag_map(deployment: &str, key: &str) -> HashMap<String, String> {
     tags::pairs(deployment, key).into_iter().collect()
@@ -134,6 +152,24 @@ impl ResourceKind for LogGroup {
         Ok(Outputs::new().with("id", name).with("arn", arn))
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::LogGroup { retention_days, .. } => desired_settings(*retention_days),
+            _ => Settings::new(),
+        }
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(match describe(aws, outputs.id()?).await? {
+            Some(g) => Observed::Present(live_settings(&g)),
+            None => Observed::Missing,
+        })
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let name = cx.outputs.id()?;
         let r = aws
@@ -149,5 +185,27 @@ impl ResourceKind for LogGroup {
             Err(e) if e.is(ErrorClass::NotFound) => Ok(()),
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::diff::{ChangeAction, diff};
+
+    #[test]
+    fn a_retention_change_is_an_update_and_no_retention_shows_as_never() {
+        let live = live_settings(&AwsLogGroup::builder().retention_in_days(14).build());
+        assert!(diff(ATTRS, &desired_settings(14), &live, None).is_empty());
+        let c = diff(ATTRS, &desired_settings(30), &live, None);
+        assert_eq!(
+            (c[0].old.as_str(), c[0].new.as_str(), c[0].action),
+            ("14", "30", ChangeAction::Update)
+        );
+        let forever = live_settings(&AwsLogGroup::builder().build());
+        assert_eq!(
+            diff(ATTRS, &desired_settings(30), &forever, None)[0].old,
+            "never expire"
+        );
     }
 }

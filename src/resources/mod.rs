@@ -203,6 +203,40 @@ fn kind_impl(kind: Kind) -> &'static dyn ResourceKind {
     }
 }
 
+/// The README's table "what `up` does when you change X", generated from every kind's
+/// declared attributes (a test keeps the README equal to it): one row per config field and
+/// attribute, then the attributes no config field drives (drift `up` repairs).
+pub fn change_table() -> String {
+    let mut rows = Vec::new();
+    let mut drift = Vec::new();
+    for &kind in Kind::ALL {
+        for a in attrs(kind) {
+            if a.fields.is_empty() {
+                drift.push(match a.action {
+                    diff::ChangeAction::Update => format!("{} `{}`", kind.as_str(), a.name),
+                    other => format!("{} `{}` ({})", kind.as_str(), a.name, other.as_str()),
+                });
+            }
+            for f in a.fields {
+                rows.push((f.to_string(), kind.as_str(), a.name, a.action.as_str(), a.note));
+            }
+        }
+    }
+    rows.sort();
+    let mut out = String::from(
+        "| config field | resource | attribute | what `up` does | what it interrupts / how |\n|---|---|---|---|---|\n",
+    );
+    for (field, kind, attr, action, note) in rows {
+        let note = if note.is_empty() { "-" } else { note };
+        out.push_str(&format!("| `{field}` | {kind} | {attr} | {action} | {note} |\n"));
+    }
+    out.push_str(&format!(
+        "\nAttributes no config field drives (drift found on them is repaired; in place unless marked): {}.\n",
+        drift.join(", ")
+    ));
+    out
+}
+
 /// The `Cloud` the executor drives against real AWS (or an emulator at AWS_ENDPOINT_URL).
 pub struct AwsCloud {
     pub aws: Arc<Aws>,
@@ -254,3 +288,51 @@ macro_rules! props {
     };
 }
 pub(crate) use props;
+
+#[cfg(test)]
+mod change_table_tests {
+    const START: &str =
+        "<!-- change-table:start (generated from the kinds' AttrSpec; see resources::change_table) -->\n";
+    const END: &str = "<!-- change-table:end -->";
+
+    /// The README's table cannot drift from what the kinds declare: change a kind's attributes,
+    /// and this test prints the table to paste.
+    #[test]
+    fn the_readme_table_is_what_the_kinds_declare() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find(START).expect("README has the change-table start marker") + START.len();
+        let end = readme[start..]
+            .find(END)
+            .expect("README has the change-table end marker")
+            + start;
+        let want = super::change_table();
+        assert!(
+            readme[start..end] == want,
+            "README.md's change table is out of date; replace it with:\n{want}"
+        );
+    }
+
+    #[test]
+    fn every_field_in_the_table_is_a_config_field() {
+        let mut cfg = crate::core::config::Config::default();
+        // Optional fields are left out of a serialized default: give each a value.
+        let some = || Some("x".to_string());
+        (cfg.region, cfg.ami, cfg.certificate_arn, cfg.hosted_zone_id) = (some(), some(), some(), some());
+        (cfg.domain_name, cfg.key_pair, cfg.licence.env) = (some(), some(), some());
+        cfg.licence.file = Some("x".into());
+        cfg.database.parameter_group_family = some();
+        let cfg = toml::Value::try_from(cfg).unwrap();
+        for &kind in crate::core::spec::Kind::ALL {
+            for a in super::attrs(kind) {
+                for f in a.fields {
+                    let mut v = &cfg;
+                    for part in f.split('.') {
+                        v = v
+                            .get(part)
+                            .unwrap_or_else(|| panic!("{kind:?}.{} names `{f}`, which is not a config field", a.name));
+                    }
+                }
+            }
+        }
+    }
+}

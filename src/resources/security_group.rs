@@ -5,17 +5,56 @@
 //! The group name is `<deployment>-<key>`, unique per VPC: a create that collides with a
 //! group of ours (a crash before the id was recorded, and a find that missed it) adopts it.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, IpPermission, IpRange, ResourceType, UserIdGroupPair};
 
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::{err, tags};
+use crate::core::diff::{self, AttrSpec, ChangeAction, Settings, settings};
 use crate::core::inspect::{InspectCtx, Inspection};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::rules::{ALL_PROTOCOLS, ANYWHERE, SgRule, SgSource};
-use crate::core::spec::{Kind, Props};
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct SecurityGroup;
+
+/// The rules follow the blueprint (no config field): a difference is drift, repaired in place.
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::with(
+        "ingress",
+        ChangeAction::Update,
+        "missing rules are added before unknown ones are removed",
+        &[],
+    ),
+    AttrSpec::with("egress", ChangeAction::Update, "", &[]),
+];
+
+const OPEN_EGRESS: &str = "all traffic to 0.0.0.0/0";
+
+/// Desired settings (pure): the rules as `plan` prints them, group ids from `deps`.
+pub fn desired_settings(rules: &[SgRule], restrict_egress: bool, deps: &BTreeMap<String, Outputs>) -> Settings {
+    let perms = desired_ingress_with(rules, |key| Ok(super::dep_output(deps, key, "id"))).unwrap_or_default();
+    settings([
+        ("ingress", diff::list(perms.iter().map(|p| p.to_string()))),
+        ("egress", if restrict_egress { "none" } else { OPEN_EGRESS }.to_string()),
+    ])
+}
+
+/// What the group admits now.
+fn live_settings(g: &t::SecurityGroup) -> Settings {
+    let open = flatten(g.ip_permissions_egress())
+        .iter()
+        .any(|e| e.matches(&Perm::allow_all_egress()));
+    settings([
+        (
+            "ingress",
+            diff::list(flatten(g.ip_permissions()).iter().map(|p| p.to_string())),
+        ),
+        ("egress", if open { OPEN_EGRESS } else { "none" }.to_string()),
+    ])
+}
 
 /// Where one permission admits traffic from, with group ids resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -439,6 +478,28 @@ impl ResourceKind for SecurityGroup {
         Ok(i)
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::SecurityGroup {
+                ingress,
+                restrict_egress,
+                ..
+            } => desired_settings(ingress, *restrict_egress, deps),
+            _ => Settings::new(),
+        }
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(match describe(aws, outputs.id()?).await? {
+            Some(g) => Observed::Present(live_settings(&g)),
+            None => Observed::Missing,
+        })
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
         // DependencyViolation while an ENI (a Lambda's, slow to go) or another group's rule
@@ -557,6 +618,44 @@ mod tests {
         let mut ok = Inspection::available();
         drift_of(&mut ok, &[tcp(22, Source::Cidr(ANYWHERE.into()))], &g, false);
         assert!(ok.drift.is_empty(), "{:?}", ok.drift);
+    }
+
+    #[test]
+    fn a_hand_added_rule_and_opened_egress_are_updates() {
+        use crate::core::rules::SgRule;
+        let rules = vec![SgRule {
+            port: 3306,
+            source: SgSource::Group("sg-app".into()),
+            description: "db from app".into(),
+        }];
+        let deps: BTreeMap<String, Outputs> = [("sg-app".to_string(), Outputs::new().with("id", "sg-0app"))].into();
+        let want = desired_settings(&rules, true, &deps);
+        let g = t::SecurityGroup::builder()
+            .ip_permissions(to_ip_permission(&tcp(3306, Source::Group("sg-0app".into()))))
+            .build();
+        assert!(diff::diff(ATTRS, &want, &live_settings(&g), None).is_empty());
+        let drifted = t::SecurityGroup::builder()
+            .ip_permissions(to_ip_permission(&tcp(3306, Source::Group("sg-0app".into()))))
+            .ip_permissions(to_ip_permission(&tcp(22, Source::Cidr(ANYWHERE.into()))))
+            .ip_permissions_egress(to_ip_permission(&Perm::allow_all_egress()))
+            .build();
+        let c = diff::diff(ATTRS, &want, &live_settings(&drifted), None);
+        let got: Vec<(&str, &str, &str, ChangeAction)> = c
+            .iter()
+            .map(|c| (c.attribute.as_str(), c.old.as_str(), c.new.as_str(), c.action))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "ingress",
+                    "tcp 22 from 0.0.0.0/0, tcp 3306 from sg-0app",
+                    "tcp 3306 from sg-0app",
+                    ChangeAction::Update
+                ),
+                ("egress", OPEN_EGRESS, "none", ChangeAction::Update),
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Start moto server 5.2.5 with one bug fix applied (test harness only).
+"""Start moto server 5.2.5 with two bug fixes applied (test harness only; the second,
+GetBucketVersioning of a never-versioned bucket, is described beside its code).
 
 Usage (what scripts/emu-start.sh runs, with the venv's python):
 
@@ -94,6 +95,33 @@ def apply_patch() -> Callable[[], None]:
     return restore
 
 
+# ---- second fix: GetBucketVersioning's root element ------------------------------------
+# moto 5.2.5 answers GetBucketVersioning with a `<GetBucketVersioningResponse>` root; S3
+# answers `<VersioningConfiguration>` (empty for a never-versioned bucket), and the AWS
+# SDKs reject any other root element. pi-deploy reads every bucket's versioning on day 2,
+# so the harness answers what S3 answers, with moto's own status.
+from moto.s3.responses import S3Response  # noqa: E402
+
+_ORIGINAL_VERSIONING = S3Response.get_bucket_versioning
+_S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+
+def versioning_xml(status: str | None) -> str:
+    inner = f"<Status>{status}</Status>" if status else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<VersioningConfiguration xmlns="{_S3_NS}">{inner}</VersioningConfiguration>'
+    )
+
+
+def _patched_get_bucket_versioning(self: Any) -> Any:
+    status = self.backend.get_bucket_versioning(self.bucket_name)
+    return 200, {}, versioning_xml(status)
+
+
+functools.update_wrapper(_patched_get_bucket_versioning, _ORIGINAL_VERSIONING)
+
+
 def main(argv: list[str]) -> None:
     if moto.__version__ != EXPECTED_MOTO_VERSION:
         print(
@@ -102,8 +130,9 @@ def main(argv: list[str]) -> None:
             file=sys.stderr,
         )
     apply_patch()
+    S3Response.get_bucket_versioning = _patched_get_bucket_versioning  # type: ignore[method-assign]
     print(
-        "moto_launcher: CreateLaunchTemplateVersion UserData fix applied",
+        "moto_launcher: CreateLaunchTemplateVersion UserData and GetBucketVersioning fixes applied",
         file=sys.stderr,
         flush=True,
     )

@@ -91,6 +91,39 @@ async fn compute_settings_are_planned_applied_read_back_and_drift_is_repaired() 
     let (doc, code) = plan(&d, &cfg);
     assert_eq!(code, 0, "a fresh deployment has nothing to change: {doc:#}");
 
+    // A no-change `up` makes read calls only, and changes nothing.
+    let counts = d.state_dir.path().join("no-change.calls.json");
+    let started = std::time::Instant::now();
+    let ami = ami('A');
+    let out = ok_with(
+        &d,
+        &[
+            "up",
+            "--ami",
+            &ami,
+            "--yes",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--json",
+        ],
+        &[("PI_DEPLOY_CALL_COUNTS", counts.to_str().unwrap())],
+    );
+    let wall = started.elapsed();
+    assert!(changed_keys(&events(&out)).is_empty(), "{}", show(&out));
+    let calls: std::collections::BTreeMap<String, u64> =
+        serde_json::from_slice(&std::fs::read(&counts).unwrap()).unwrap();
+    let reads = ["Describe", "Get", "List", "Head"];
+    let writes: Vec<&String> = calls
+        .keys()
+        .filter(|op| !reads.iter().any(|r| op.rsplit('.').next().unwrap_or(op).starts_with(r)))
+        .collect();
+    assert!(writes.is_empty(), "a no-change up made mutating calls: {writes:?}");
+    eprintln!(
+        "no-change up: {} read calls in {:.2} s (moto): {calls:?}",
+        calls.values().sum::<u64>(),
+        wall.as_secs_f64()
+    );
+
     // Every compute setting at once; the plan names each, with its action.
     let changed = format!(
         "{BASE}[scaling]\nmax = 8\nhealth_check_grace_seconds = 120\nlifecycle_heartbeat_seconds = 3000\n\
@@ -344,4 +377,147 @@ async fn a_certificate_added_later_gets_https_and_the_redirect_and_removed_goes_
         ],
         &[],
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_settings_are_applied_in_place_and_a_storage_shrink_is_refused() {
+    let d = Deployment::new("d2d");
+    let cfg = config(&d, BASE);
+    up(&d, &cfg);
+    let c = clients().await;
+
+    let changed = "[database]\ndeletion_protection = true\ninstance_class = \"db.t3.small\"\n\
+                   allocated_storage_gib = 30\nbackup_retention_days = 14\nrotation_days = 7\n\
+                   [storage]\nbucket_versioning = true\n[lambda]\nlog_retention_days = 60\n";
+    let cfg = config(&d, changed);
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4, "{doc:#}");
+    let update = |a: &str, o: &str, n: &str| (a.to_string(), o.to_string(), n.to_string(), "update".to_string());
+    assert_eq!(
+        planned(&doc, "db"),
+        vec![
+            update("instance_class", "db.t3.micro", "db.t3.small"),
+            update("allocated_storage_gib", "20", "30"),
+            update("backup_retention_days", "7", "14"),
+            update("deletion_protection", "false", "true"),
+        ]
+    );
+    assert_eq!(planned(&doc, "db-endpoint"), vec![update("rotation_days", "30", "7")]);
+    assert_eq!(planned(&doc, "bucket"), vec![update("versioning", "off", "enabled")]);
+    assert_eq!(
+        planned(&doc, "lambda-log-group"),
+        vec![update("retention_days", "30", "60")]
+    );
+    let ev = up(&d, &cfg);
+    assert_eq!(
+        changed_keys(&ev),
+        vec!["bucket", "db", "db-endpoint", "lambda-log-group"]
+    );
+
+    // Read back from AWS's side.
+    let st = d.state();
+    let db = c
+        .rds
+        .describe_db_instances()
+        .db_instance_identifier(id(&st, "db"))
+        .send()
+        .await
+        .unwrap();
+    let db = &db.db_instances()[0];
+    assert_eq!(db.db_instance_class(), Some("db.t3.small"));
+    assert_eq!(db.allocated_storage(), Some(30));
+    assert_eq!(db.backup_retention_period(), Some(14));
+    assert_eq!(db.deletion_protection(), Some(true));
+    let secret = c
+        .secrets
+        .describe_secret()
+        .secret_id(crate::common::out(&st, "db", "secret_arn"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        secret.rotation_rules().and_then(|r| r.automatically_after_days()),
+        Some(7)
+    );
+    let v =
+        c.s3.get_bucket_versioning()
+            .bucket(id(&st, "bucket"))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(v.status().map(|s| s.as_str()), Some("Enabled"));
+    let groups = c
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(id(&st, "lambda-log-group"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(groups.log_groups()[0].retention_in_days(), Some(60));
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 0, "after up, nothing is left to change: {doc:#}");
+
+    // Forbidden: RDS cannot shrink storage. Refused with exit 2, naming the field, before
+    // any change (the recorded settings suffice: only the caller's identity is read).
+    let shrink = config(
+        &d,
+        &changed.replace("allocated_storage_gib = 30", "allocated_storage_gib = 20"),
+    );
+    let ami = ami('A');
+    let out = run_with(
+        &d,
+        &[
+            "up",
+            "--ami",
+            &ami,
+            "--yes",
+            "--config",
+            shrink.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        events(&out).iter().all(|e| e["event"] != "resource"),
+        "nothing is touched: {}",
+        show(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("database.allocated_storage_gib") && err.contains("cannot shrink"),
+        "{err}"
+    );
+
+    // A rule added by hand is removed; the group's own rules stay.
+    let cfg = config(&d, changed);
+    let sg = id(&st, "sg-db");
+    c.ec2
+        .authorize_security_group_ingress()
+        .group_id(&sg)
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .cidr_ip("0.0.0.0/0")
+        .send()
+        .await
+        .unwrap();
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4);
+    let sg_changes = planned(&doc, "sg-db");
+    assert!(
+        sg_changes.len() == 1 && sg_changes[0].0 == "ingress" && sg_changes[0].1.contains("tcp 22 from 0.0.0.0/0"),
+        "{sg_changes:?}"
+    );
+    up(&d, &cfg);
+    let g = c.ec2.describe_security_groups().group_ids(&sg).send().await.unwrap();
+    let ports: Vec<Option<i32>> = g.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .map(|p| p.from_port())
+        .collect();
+    assert_eq!(ports, vec![Some(3306)], "{g:?}");
+    assert_eq!(plan(&d, &cfg).1, 0);
+
+    d.destroy();
 }
