@@ -2,16 +2,52 @@
 //! and the destination identify one, so `find` reads the table and the id is
 //! `<rtb-id>/<destination>`.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, RouteState};
 
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::err;
+use crate::core::diff::{AttrSpec, ChangeAction, Settings, settings};
 use crate::core::inspect::{InspectCtx, Inspection};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::{Kind, RouteTarget};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{Kind, NodeSpec, Props, RouteTarget};
 
 pub struct Route;
+
+pub const ATTRS: &[AttrSpec] = &[AttrSpec::with(
+    "target",
+    ChangeAction::Update,
+    "ReplaceRoute switches it atomically: no window without a route",
+    &[],
+)];
+
+/// The desired settings (pure): where the route sends traffic, with the target's id.
+pub fn desired_settings(target: &RouteTarget, deps: &BTreeMap<String, Outputs>) -> Settings {
+    let t = match target {
+        RouteTarget::InternetGateway(key) => format!("internet gateway {}", super::dep_output(deps, key, "id")),
+        RouteTarget::NatGateway(key) => format!("NAT gateway {}", super::dep_output(deps, key, "id")),
+    };
+    settings([("target", t)])
+}
+
+/// Where the table's route for `destination` sends traffic now; `None` without one.
+fn live_target(table: &t::RouteTable, destination: &str) -> Option<String> {
+    let r = table
+        .routes()
+        .iter()
+        .find(|r| r.destination_cidr_block() == Some(destination))?;
+    let to = if let Some(nat) = r.nat_gateway_id() {
+        format!("NAT gateway {nat}")
+    } else {
+        format!("internet gateway {}", r.gateway_id().unwrap_or("?"))
+    };
+    Some(match r.state() {
+        Some(RouteState::Blackhole) => format!("{to} (blackhole)"),
+        _ => to,
+    })
+}
 
 /// The gateway a route points at, by id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,6 +226,31 @@ impl ResourceKind for Route {
         Ok(i)
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::Route { target, .. } => desired_settings(target, deps),
+            _ => Settings::new(),
+        }
+    }
+
+    /// A route deleted by hand (or its table gone) is missing: `up` puts it back.
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let (table_id, destination) = (outputs.require("table_id")?, outputs.require("destination")?);
+        Ok(
+            match read_table(aws, table_id)
+                .await?
+                .and_then(|rt| live_target(&rt, destination))
+            {
+                Some(t) => Observed::Present(settings([("target", t)])),
+                None => Observed::Missing,
+            },
+        )
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
         let (table_id, destination) = match (cx.outputs.get("table_id"), cx.outputs.get("destination")) {
@@ -215,5 +276,41 @@ impl ResourceKind for Route {
                 .map_err(err("deleting the route"))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::diff::diff;
+
+    fn table(nat: &str, state: RouteState) -> t::RouteTable {
+        t::RouteTable::builder()
+            .routes(
+                t::Route::builder()
+                    .destination_cidr_block("0.0.0.0/0")
+                    .nat_gateway_id(nat)
+                    .state(state)
+                    .build(),
+            )
+            .build()
+    }
+
+    #[test]
+    fn a_route_moved_to_another_nat_is_an_update_and_a_blackhole_shows() {
+        let deps: BTreeMap<String, Outputs> = [("nat-a".to_string(), Outputs::new().with("id", "nat-0a"))].into();
+        let want = desired_settings(&RouteTarget::NatGateway("nat-a".into()), &deps);
+        let live = |nat, st| settings([("target", live_target(&table(nat, st), "0.0.0.0/0").unwrap())]);
+        assert!(diff(ATTRS, &want, &live("nat-0a", RouteState::Active), None).is_empty());
+        let c = diff(ATTRS, &want, &live("nat-0b", RouteState::Blackhole), None);
+        assert_eq!(
+            (c[0].old.as_str(), c[0].new.as_str(), c[0].action),
+            (
+                "NAT gateway nat-0b (blackhole)",
+                "NAT gateway nat-0a",
+                ChangeAction::Update
+            )
+        );
+        assert_eq!(live_target(&table("nat-0a", RouteState::Active), "10.0.0.0/16"), None);
     }
 }

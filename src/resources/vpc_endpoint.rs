@@ -3,6 +3,7 @@
 //! gateway endpoint sits on the private route tables. The gateway endpoint keeps AWS's
 //! default full-access policy: the vendor's custom policy had a malformed ARN.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
@@ -11,10 +12,70 @@ use aws_sdk_ec2::types::{self as t, ResourceType, VpcEndpointType};
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, error, tags};
+use crate::core::diff::{self, AttrSpec, Change, ChangeAction, Settings, settings};
 use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::latency;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::{EndpointType, Kind, endpoint_service_name};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{EndpointType, Kind, NodeSpec, Props, endpoint_service_name};
+
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::with(
+        "service",
+        ChangeAction::Replace,
+        "an endpoint's service cannot change",
+        &[],
+    ),
+    AttrSpec::with(
+        "route_tables",
+        ChangeAction::Update,
+        "the new tables get the S3 route before the old ones lose it",
+        &["network.nat_per_az"],
+    ),
+    AttrSpec::update("subnets", &[]),
+    AttrSpec::update("security_groups", &[]),
+];
+
+/// The desired settings (pure), with the dependencies' ids.
+pub fn desired_settings(service_name: &str, endpoint: &EndpointType, deps: &BTreeMap<String, Outputs>) -> Settings {
+    let ids = |keys: &[String]| diff::list(keys.iter().map(|k| super::dep_output(deps, k, "id")));
+    let mut s = settings([("service", service_name.to_string())]);
+    match endpoint {
+        EndpointType::Gateway { route_tables } => {
+            s.insert("route_tables".into(), ids(route_tables));
+        }
+        EndpointType::Interface {
+            subnets,
+            security_groups,
+        } => {
+            s.insert("subnets".into(), ids(subnets));
+            s.insert("security_groups".into(), ids(security_groups));
+        }
+    }
+    s
+}
+
+fn live_settings(e: &t::VpcEndpoint) -> Settings {
+    let mut s = settings([("service", e.service_name().unwrap_or_default().to_string())]);
+    if e.vpc_endpoint_type() == Some(&VpcEndpointType::Gateway) {
+        s.insert("route_tables".into(), diff::list(e.route_table_ids().iter().cloned()));
+    } else {
+        s.insert("subnets".into(), diff::list(e.subnet_ids().iter().cloned()));
+        s.insert(
+            "security_groups".into(),
+            diff::list(e.groups().iter().filter_map(|g| g.group_id().map(String::from))),
+        );
+    }
+    s
+}
+
+/// (to add, to remove) between the live members and the wanted ones.
+fn delta(live: &str, want: &str) -> (Vec<String>, Vec<String>) {
+    let (live, want) = (diff::members(live), diff::members(want));
+    (
+        want.iter().filter(|w| !live.contains(w)).cloned().collect(),
+        live.iter().filter(|l| !want.contains(l)).cloned().collect(),
+    )
+}
 
 pub struct VpcEndpoint;
 
@@ -222,6 +283,56 @@ impl ResourceKind for VpcEndpoint {
         Ok(outputs_of(&e).unwrap_or(outputs))
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            // The region is not in the props: the recorded service name stands for it.
+            Props::VpcEndpoint { endpoint, .. } => {
+                let mut s = desired_settings("", endpoint, deps);
+                s.remove("service");
+                s
+            }
+            _ => Settings::new(),
+        }
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(match describe(aws, outputs.id()?).await? {
+            Some(e) if !is_dead(&e) => Observed::Present(live_settings(&e)),
+            _ => Observed::Missing,
+        })
+    }
+
+    /// ModifyVpcEndpoint: what is missing is added, what is no longer wanted removed, in
+    /// one call; then the same wait as after a create.
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &NodeCtx<'_>,
+        outputs: Outputs,
+        changes: &[Change],
+    ) -> Result<Outputs, ResourceError> {
+        let mut req = aws.clients.ec2.modify_vpc_endpoint().vpc_endpoint_id(outputs.id()?);
+        for c in changes {
+            let (add, remove) = delta(&c.old, &c.new);
+            req = match c.attribute.as_str() {
+                "route_tables" => req
+                    .set_add_route_table_ids(Some(add))
+                    .set_remove_route_table_ids(Some(remove)),
+                "subnets" => req.set_add_subnet_ids(Some(add)).set_remove_subnet_ids(Some(remove)),
+                "security_groups" => req
+                    .set_add_security_group_ids(Some(add))
+                    .set_remove_security_group_ids(Some(remove)),
+                _ => req,
+            };
+        }
+        req.send().await.map_err(err("modifying the VPC endpoint"))?;
+        self.converge(aws, cx, outputs).await
+    }
+
     async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
         Ok(match describe(aws, cx.outputs.id()?).await? {
             None => Inspection::missing(),
@@ -271,6 +382,42 @@ mod tests {
                     .build(),
             )
             .build()
+    }
+
+    #[test]
+    fn route_tables_moved_are_an_update_with_adds_and_removes() {
+        let deps: BTreeMap<String, Outputs> = [
+            ("rt-private-a".to_string(), Outputs::new().with("id", "rtb-a")),
+            ("rt-private-b".to_string(), Outputs::new().with("id", "rtb-b")),
+        ]
+        .into();
+        let want = desired_settings(
+            "com.amazonaws.eu-west-1.s3",
+            &EndpointType::Gateway {
+                route_tables: vec!["rt-private-a".into(), "rt-private-b".into()],
+            },
+            &deps,
+        );
+        let e = t::VpcEndpoint::builder()
+            .vpc_endpoint_type(VpcEndpointType::Gateway)
+            .service_name("com.amazonaws.eu-west-1.s3")
+            .route_table_ids("rtb-old")
+            .build();
+        let c = diff::diff(ATTRS, &want, &live_settings(&e), None);
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (c[0].attribute.as_str(), c[0].action),
+            ("route_tables", ChangeAction::Update)
+        );
+        assert_eq!(
+            delta(&c[0].old, &c[0].new),
+            (
+                vec!["rtb-a".to_string(), "rtb-b".to_string()],
+                vec!["rtb-old".to_string()]
+            )
+        );
+        let other = settings([("service", "com.amazonaws.eu-west-1.dynamodb".to_string())]);
+        assert_eq!(diff::diff(ATTRS, &want, &other, None)[0].action, ChangeAction::Replace);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Start moto server 5.2.5 with two bug fixes applied (test harness only; the second,
-GetBucketVersioning of a never-versioned bucket, is described beside its code).
+"""Start moto server 5.2.5 with three bug fixes applied (test harness only; the second and
+third, GetBucketVersioning's root element and ModifyVpcEndpoint's routes, are described
+beside their code).
 
 Usage (what scripts/emu-start.sh runs, with the venv's python):
 
@@ -122,6 +123,58 @@ def _patched_get_bucket_versioning(self: Any) -> Any:
 functools.update_wrapper(_patched_get_bucket_versioning, _ORIGINAL_VERSIONING)
 
 
+# ---- third fix: ModifyVpcEndpoint's route tables ------------------------------------------
+# On AWS, AddRouteTableIds/RemoveRouteTableIds of a gateway endpoint add and remove the
+# service's prefix-list route in those tables. moto 5.2.5 only edits the endpoint's list, so
+# a later DeleteVpcEndpoints fails deleting a route that was never made (and the endpoint
+# stays `available`). pi-deploy moves the S3 endpoint when `nat_per_az` changes the private
+# route tables; the harness makes the routes as AWS does, with moto's own route calls.
+from moto.ec2.models.vpcs import VPCBackend  # noqa: E402
+
+_ORIGINAL_MODIFY_ENDPOINT = VPCBackend.modify_vpc_endpoint
+
+
+def _patched_modify_vpc_endpoint(
+    self: Any,
+    vpc_id: str,
+    policy_doc: str,
+    add_subnets: Any,
+    remove_subnets: Any,
+    remove_route_tables: Any,
+    add_route_tables: Any,
+    add_security_groups: Any,
+    remove_security_groups: Any,
+) -> None:
+    endpoint = self.describe_vpc_endpoints(vpc_end_point_ids=[vpc_id])[0]
+    prefix = getattr(endpoint, "destination_prefix_list_id", None)
+    before = list(endpoint.route_table_ids or [])
+    _ORIGINAL_MODIFY_ENDPOINT(
+        self,
+        vpc_id,
+        policy_doc,
+        add_subnets,
+        remove_subnets,
+        remove_route_tables,
+        add_route_tables,
+        add_security_groups,
+        remove_security_groups,
+    )
+    if not prefix:
+        return
+    for table in add_route_tables or []:
+        if table not in before:
+            self.create_route(table, None, gateway_id=vpc_id, destination_prefix_list_id=prefix)
+    for table in remove_route_tables or []:
+        if table in before:
+            try:
+                self.delete_route(table, None, destination_prefix_list_id=prefix)
+            except Exception:  # noqa: BLE001 - already gone is the goal
+                pass
+
+
+functools.update_wrapper(_patched_modify_vpc_endpoint, _ORIGINAL_MODIFY_ENDPOINT)
+
+
 def main(argv: list[str]) -> None:
     if moto.__version__ != EXPECTED_MOTO_VERSION:
         print(
@@ -131,8 +184,9 @@ def main(argv: list[str]) -> None:
         )
     apply_patch()
     S3Response.get_bucket_versioning = _patched_get_bucket_versioning  # type: ignore[method-assign]
+    VPCBackend.modify_vpc_endpoint = _patched_modify_vpc_endpoint  # type: ignore[method-assign]
     print(
-        "moto_launcher: CreateLaunchTemplateVersion UserData and GetBucketVersioning fixes applied",
+        "moto_launcher: CreateLaunchTemplateVersion UserData, GetBucketVersioning and ModifyVpcEndpoint fixes applied",
         file=sys.stderr,
         flush=True,
     )

@@ -521,3 +521,117 @@ async fn data_settings_are_applied_in_place_and_a_storage_shrink_is_refused() {
 
     d.destroy();
 }
+
+/// The subnets' route tables and where each table's default route goes, read from AWS.
+async fn private_routing(c: &pi_deploy::aws::Clients, st: &serde_json::Value) -> Vec<(String, String)> {
+    let vpc = id(st, "vpc");
+    let tables = c
+        .ec2
+        .describe_route_tables()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("vpc-id")
+                .values(&vpc)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for key in ["subnet-app-a", "subnet-app-b", "subnet-db-a", "subnet-db-b"] {
+        let subnet = id(st, key);
+        let table = tables
+            .route_tables()
+            .iter()
+            .find(|t| t.associations().iter().any(|a| a.subnet_id() == Some(subnet.as_str())))
+            .unwrap_or_else(|| panic!("{key} has no route table"));
+        let nat = table
+            .routes()
+            .iter()
+            .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+            .and_then(|r| r.nat_gateway_id())
+            .unwrap_or("none")
+            .to_string();
+        out.push((key.to_string(), nat));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nat_per_az_switched_on_and_off_moves_routes_and_the_s3_endpoint_and_leaves_nothing() {
+    let d = Deployment::new("d2n");
+    let cfg = config(&d, BASE);
+    up(&d, &cfg);
+    let c = clients().await;
+
+    let per_az = config(&d, &format!("{BASE}[network]\nnat_per_az = true\n"));
+    let (doc, code) = plan(&d, &per_az);
+    assert_eq!(code, 4);
+    for key in ["eip-nat-b", "nat-b", "rt-private-a", "rt-private-b"] {
+        assert_eq!(action_of(&doc, key), "create", "{key}: {doc:#}");
+    }
+    for key in ["rt-private", "route-private-default"] {
+        assert_eq!(action_of(&doc, key), "delete", "{key}: {doc:#}");
+    }
+    up(&d, &per_az);
+    let st = d.state();
+    let (nat_a, nat_b) = (id(&st, "nat-a"), id(&st, "nat-b"));
+    let routing = private_routing(&c, &st).await;
+    let want = |a: &str, b: &str| {
+        vec![
+            ("subnet-app-a".to_string(), a.to_string()),
+            ("subnet-app-b".to_string(), b.to_string()),
+            ("subnet-db-a".to_string(), a.to_string()),
+            ("subnet-db-b".to_string(), b.to_string()),
+        ]
+    };
+    assert_eq!(routing, want(&nat_a, &nat_b));
+    let ep = c
+        .ec2
+        .describe_vpc_endpoints()
+        .vpc_endpoint_ids(id(&st, "vpce-s3"))
+        .send()
+        .await
+        .unwrap();
+    let mut tables: Vec<String> = ep.vpc_endpoints()[0].route_table_ids().to_vec();
+    tables.sort();
+    let mut expected = vec![id(&st, "rt-private-a"), id(&st, "rt-private-b")];
+    expected.sort();
+    assert_eq!(tables, expected, "the S3 endpoint follows the route tables");
+    assert!(st["resources"].get("rt-private").is_none());
+    assert_eq!(plan(&d, &per_az).1, 0);
+
+    // Back to one NAT: the second NAT and its address are deleted, nothing is left.
+    let cfg = config(&d, BASE);
+    let (doc, _) = plan(&d, &cfg);
+    for key in ["eip-nat-b", "nat-b", "rt-private-a", "rt-private-b"] {
+        assert_eq!(action_of(&doc, key), "delete", "{key}: {doc:#}");
+    }
+    let eip_b = id(&st, "eip-nat-b");
+    up(&d, &cfg);
+    let st = d.state();
+    assert_eq!(private_routing(&c, &st).await, want(&nat_a, &nat_a));
+    let nat = c
+        .ec2
+        .describe_nat_gateways()
+        .nat_gateway_ids(&nat_b)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        nat.nat_gateways()
+            .iter()
+            .all(|n| matches!(n.state().map(|s| s.as_str()), Some("deleted" | "deleting"))),
+        "{nat:?}"
+    );
+    let addresses = c.ec2.describe_addresses().send().await.unwrap();
+    assert!(
+        addresses
+            .addresses()
+            .iter()
+            .all(|a| a.allocation_id() != Some(eip_b.as_str())),
+        "the second NAT's address is released"
+    );
+    assert_eq!(plan(&d, &cfg).1, 0);
+    d.destroy();
+}
