@@ -668,6 +668,119 @@ fn upgrade_killed_at_each_transition_finishes_on_the_next_run() {
     }
 }
 
+/// Two configs an update run goes between: several settings of several kinds at once
+/// (Auto Scaling group, target group, alarm, log group, database), all applied in place.
+fn settings_config(d: &Deployment, changed: bool) -> PathBuf {
+    let body = if changed {
+        "[database]\ndeletion_protection = false\nbackup_retention_days = 14\n\
+         [scaling]\nmax = 6\nscale_out_cpu_percent = 80.0\n\
+         [health_check]\npath = \"/health\"\n[lambda]\nlog_retention_days = 60\n"
+    } else {
+        "[database]\ndeletion_protection = false\n"
+    };
+    crate::common::config(d, body)
+}
+
+/// After an update run: `plan` finds nothing to change, and every record is `ready`.
+fn check_settled(lane: &Lane, d: &Deployment, cfg: &std::path::Path) -> Result<(), String> {
+    let ami = ami('A');
+    let out = lane.run(
+        d,
+        &[
+            "plan",
+            "--ami",
+            &ami,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--detailed-exitcode",
+        ],
+    );
+    if out.status.code() != Some(0) {
+        return Err(format!(
+            "plan after the rerun: exit {:?}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
+    let st = d.state();
+    let unsettled: Vec<String> = st["resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["status"] != "ready")
+        .map(|(k, r)| format!("{k}: {}", r["status"]))
+        .collect();
+    if unsettled.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("not ready: {unsettled:?}"))
+    }
+}
+
+#[test]
+fn update_killed_at_each_transition_converges_on_the_next_run() {
+    let rt = runtime();
+    let lanes = Lane::start(threads(), &rt);
+    let ami = ami('A');
+    let up_with = |cfg: &std::path::Path| -> Vec<String> {
+        ["up", "--ami", &ami, "--yes", "--config", cfg.to_str().unwrap()]
+            .map(String::from)
+            .to_vec()
+    };
+
+    // A clean update run: how many transitions.
+    let reference = Deployment::new("crupd");
+    lanes[0]
+        .ok(&reference, &strs(&up_with(&settings_config(&reference, false))))
+        .unwrap();
+    let base = reference.state()["serial"].as_u64().unwrap();
+    let changed = settings_config(&reference, true);
+    lanes[0].ok(&reference, &strs(&up_with(&changed))).unwrap();
+    check_settled(&lanes[0], &reference, &changed).unwrap();
+    let total = reference.state()["serial"].as_u64().unwrap() - base;
+    assert!(
+        total >= 10,
+        "five resources updated: at least two writes each, got {total}"
+    );
+    lanes[0].ok(&reference, &destroy_args()).unwrap();
+
+    // One deployment per lane, going back and forth between the two configs.
+    let fleets: Vec<Mutex<Option<(Deployment, bool)>>> = lanes.iter().map(|_| Mutex::new(None)).collect();
+    let phases = Phases::default();
+    let ks = chosen(total, exhaustive());
+    run_cases("update", total, &lanes, &ks, &phases, |i, lane, k| {
+        let mut slot = fleets[i].lock().unwrap();
+        if slot.is_none() {
+            let d = Deployment::new(&format!("cx{i}"));
+            phases.time("up", || lane.ok(&d, &strs(&up_with(&settings_config(&d, false)))))?;
+            *slot = Some((d, false));
+        }
+        let (d, on) = slot.as_mut().unwrap();
+        let to = !*on;
+        let cfg = settings_config(d, to);
+        let args = up_with(&cfg);
+        let base = d.state()["serial"].as_u64().unwrap();
+        let case = || {
+            let kill = phases.time("killed update", || kill_at(lane, d, &strs(&args), base + k))?;
+            phases.time("rerun", || lane.ok(d, &strs(&args)))?;
+            phases.time("checks", || check_settled(lane, d, &cfg))?;
+            Ok(kill)
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(case)).unwrap_or_else(|p| Err(panic_message(p)));
+        match outcome {
+            Ok(_) => *on = to,
+            Err(_) => *slot = None,
+        }
+        outcome
+    });
+    // Each lane has its own server: a deployment is destroyed where it lives.
+    for (lane, fleet) in lanes.iter().zip(fleets) {
+        if let Some((d, _)) = fleet.into_inner().unwrap() {
+            lane.ok(&d, &destroy_args()).unwrap();
+        }
+    }
+}
+
 #[test]
 fn the_sample_keeps_the_edges_and_every_fifth() {
     if std::env::var("PI_DEPLOY_CRASH_K").is_ok() {
