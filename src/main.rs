@@ -95,6 +95,8 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     let result = runtime.block_on(async {
+        // Ctrl-C and SIGTERM alike, from the start of the run (commands::signals).
+        commands::signals::install();
         match &cli.command {
             Command::Up(args) => commands::up::run(g, args, events).await,
             Command::Destroy(args) => commands::destroy::run(g, args, events).await,

@@ -38,10 +38,17 @@ impl StateFileError {
                     "use the matching --deployment/--region and credentials, or another --state-dir".into()
                 }
                 StateRefusal::NewerFormat { .. } => "upgrade pi-deploy".into(),
-                _ => format!(
-                    "the file was left untouched; restore {}.backup if it is good, or move the file away and run `pi-deploy destroy` to find resources by tag",
-                    path.display()
-                ),
+                _ => {
+                    let backup = backup_of(&fs::canonicalize(path).unwrap_or_else(|_| path.clone()));
+                    if backup.exists() {
+                        format!(
+                            "the file was left untouched; restore {} if it is good, or move the file away and run `pi-deploy destroy` to find resources by tag",
+                            backup.display()
+                        )
+                    } else {
+                        "the file was left untouched (there is no backup of it); move it away and run `pi-deploy destroy` to find the deployment's resources by tag, or `pi-deploy status` to see them".into()
+                    }
+                }
             }),
             StateFileError::Io { .. } => None,
         }
@@ -63,10 +70,28 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateFileError + '_ {
     }
 }
 
+/// `<file>.backup`.
+fn backup_of(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".backup");
+    path.with_file_name(name)
+}
+
 fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Lock files this process holds, for [`remove_held_locks`].
+static HELD: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Remove the lock files this process holds, before an exit that skips destructors (a
+/// second Ctrl-C or SIGTERM). The kernel releases the locks themselves at exit anyway.
+pub fn remove_held_locks() {
+    for p in HELD.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        let _ = fs::remove_file(p);
+    }
 }
 
 /// One deployment's state file, locked for as long as this value lives.
@@ -128,6 +153,7 @@ impl StateFile {
             .write_all(&serde_json::to_vec(&holder).unwrap_or_default())
             .map_err(io(&lock_path))?;
         lock_file.sync_all().map_err(io(&lock_path))?;
+        HELD.lock().unwrap_or_else(|e| e.into_inner()).push(lock_path);
         Ok(Self {
             dir: dir.to_path_buf(),
             deployment: deployment.into(),
@@ -141,8 +167,9 @@ impl StateFile {
         Self::path_for(&self.dir, &self.deployment)
     }
 
+    /// The previous version, next to the file the document is written to.
     pub fn backup_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.json.backup", self.deployment))
+        backup_of(&self.target())
     }
 
     /// The recorded state, `None` when there is no file. Never modifies the file.
@@ -205,35 +232,66 @@ impl StateFile {
         }
     }
 
-    /// Atomic write: the file is always either the old or the new complete document.
+    /// Where the document is written: the state file itself, or, when it is a symbolic
+    /// link, the file the link points to (followed, so the link keeps working; state/README.md).
+    pub fn target(&self) -> PathBuf {
+        let path = self.path();
+        match fs::read_link(&path) {
+            Ok(to) if to.is_absolute() => to,
+            Ok(to) => path.parent().map(|d| d.join(&to)).unwrap_or(to),
+            Err(_) => path,
+        }
+    }
+
+    /// Atomic write: the file is always either the old or the new complete document. The
+    /// temporary files are removed when a step fails (a full disk, a read-only directory).
     pub fn write(&self, state: &State) -> Result<(), StateFileError> {
         self.check_disk(state)?;
-        let path = self.path();
-        let tmp = self.dir.join(format!(".{}.json.tmp", self.deployment));
+        let path = self.target();
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.dir.clone());
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| format!("{}.json", self.deployment));
+        let tmp = dir.join(format!(".{file_name}.tmp"));
         let bytes = state.serialize();
-        {
+        let written = (|| {
             let mut f = File::create(&tmp).map_err(io(&tmp))?;
+            #[cfg(feature = "fault-injection")]
+            fault::before_write(&mut f, &bytes).map_err(io(&path))?;
             f.write_all(&bytes).map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
         }
         if path.exists() {
-            let backup = self.backup_path();
-            let backup_tmp = self.dir.join(format!(".{}.json.backup.tmp", self.deployment));
-            fs::copy(&path, &backup_tmp).map_err(io(&backup_tmp))?;
-            fs::rename(&backup_tmp, &backup).map_err(io(&backup))?;
+            let backup = backup_of(&path);
+            let backup_tmp = dir.join(format!(".{file_name}.backup.tmp"));
+            if let Err(e) = fs::copy(&path, &backup_tmp)
+                .map_err(io(&backup_tmp))
+                .and_then(|_| fs::rename(&backup_tmp, &backup).map_err(io(&backup)))
+            {
+                let _ = fs::remove_file(&backup_tmp);
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
         }
-        fs::rename(&tmp, &path).map_err(io(&path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(io(&path)(e));
+        }
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))?;
         *self.last.lock().unwrap() = Some((state.lineage, state.serial));
         *self.last_bytes.lock().unwrap() = Some(bytes);
         Ok(())
     }
 
-    /// After a complete destroy nothing is left to describe: remove the file and its backup.
+    /// After a complete destroy nothing is left to describe: remove the file and its backup
+    /// (through a symbolic link: the file it points to; the link stays, for the next `up`).
     pub fn remove(&self) -> Result<(), StateFileError> {
-        for p in [self.path(), self.backup_path()] {
+        for p in [self.target(), self.backup_path()] {
             match fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -254,8 +312,35 @@ impl StateStore for StateFile {
 
 impl Drop for StateFile {
     fn drop(&mut self) {
-        let _ = fs::remove_file(self.dir.join(format!("{}.lock", self.deployment)));
+        let lock_path = self.dir.join(format!("{}.lock", self.deployment));
+        HELD.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != lock_path);
+        let _ = fs::remove_file(lock_path);
         let _ = FileExt::unlock(&self.lock_file);
+    }
+}
+
+/// Test builds only (`--features fault-injection`): `PI_DEPLOY_FAIL_STATE_WRITE=N` makes
+/// the Nth write of the process and every later one fail as on a full disk (half the bytes
+/// reach the temporary file, then ENOSPC), for the test that a failed write stops the run.
+#[cfg(feature = "fault-injection")]
+mod fault {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+
+    pub fn before_write(f: &mut std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+        let n = WRITES.fetch_add(1, Ordering::SeqCst) + 1;
+        let from = std::env::var("PI_DEPLOY_FAIL_STATE_WRITE")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok());
+        if from.is_some_and(|from| n >= from) {
+            f.write_all(&bytes[..bytes.len() / 2])?;
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        Ok(())
     }
 }
 
@@ -378,5 +463,113 @@ mod tests {
                 ..
             })
         ));
+    }
+}
+
+#[cfg(test)]
+mod link_and_failure_tests {
+    use super::*;
+    use crate::core::state::Identity;
+
+    fn state() -> State {
+        let mut s = State::new(&Identity {
+            deployment: "pi".into(),
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+            partition: "aws".into(),
+        });
+        s.serial = 1;
+        s
+    }
+
+    #[test]
+    fn a_symlinked_state_file_is_written_through_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("pi-state.json");
+        std::os::unix::fs::symlink(&target, dir.path().join("pi.json")).unwrap();
+        let f = StateFile::lock(dir.path(), "pi", "up").unwrap();
+        assert!(f.load().unwrap().is_none(), "a dangling link is no state yet");
+        let s1 = state();
+        f.write(&s1).unwrap();
+        let mut s2 = s1.clone();
+        s2.serial = 2;
+        f.write(&s2).unwrap();
+        let link = dir.path().join("pi.json");
+        assert!(
+            fs::symlink_metadata(&link).unwrap().file_type().is_symlink(),
+            "the link was replaced"
+        );
+        assert_eq!(State::parse(&fs::read(&target).unwrap()).unwrap(), s2);
+        assert_eq!(f.load().unwrap().unwrap(), s2);
+        // The backup sits next to the file the link points to.
+        let backup = elsewhere.path().join("pi-state.json.backup");
+        assert_eq!(f.backup_path(), backup);
+        assert_eq!(State::parse(&fs::read(&backup).unwrap()).unwrap(), s1);
+        // After a destroy the document and its backup go; the link stays.
+        f.remove().unwrap();
+        assert!(!target.exists() && !backup.exists());
+        assert!(fs::symlink_metadata(&link).is_ok(), "the link stays for the next run");
+    }
+
+    #[test]
+    fn a_relative_link_is_followed_from_the_state_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("real")).unwrap();
+        std::os::unix::fs::symlink("real/pi.json", dir.path().join("pi.json")).unwrap();
+        let f = StateFile::lock(dir.path(), "pi", "up").unwrap();
+        f.write(&state()).unwrap();
+        assert!(dir.path().join("real/pi.json").is_file());
+        assert!(
+            fs::symlink_metadata(dir.path().join("pi.json"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn a_write_that_fails_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = StateFile::lock(dir.path(), "pi", "up").unwrap();
+        let s1 = state();
+        f.write(&s1).unwrap();
+        // The backup's place is taken by a non-empty directory: renaming onto it fails
+        // after both temporary files were written.
+        let backup = f.backup_path();
+        fs::create_dir(&backup).unwrap();
+        fs::write(backup.join("x"), "x").unwrap();
+        let mut s2 = s1.clone();
+        s2.serial = 2;
+        assert!(matches!(f.write(&s2), Err(StateFileError::Io { .. })));
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        assert_eq!(
+            f.load().unwrap().unwrap(),
+            s1,
+            "the file still holds the last good write"
+        );
+    }
+
+    #[test]
+    fn the_hint_for_a_damaged_file_names_a_backup_only_when_there_is_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = StateFile::path_for(dir.path(), "pi");
+        fs::write(&path, b"{ not json").unwrap();
+        let refused = |f: &StateFile| match f.load() {
+            Err(e @ StateFileError::Refused { .. }) => e.hint().unwrap(),
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        };
+        let f = StateFile::lock(dir.path(), "pi", "up").unwrap();
+        let hint = refused(&f);
+        assert!(!hint.contains(".backup"), "{hint}");
+        assert!(hint.contains("no backup"), "{hint}");
+        fs::write(f.backup_path(), state().serialize()).unwrap();
+        let hint = refused(&f);
+        assert!(hint.contains("pi.json.backup"), "{hint}");
     }
 }

@@ -115,10 +115,18 @@ impl Intercept for AmbiguousCreates {
         let Some(operation) = cfg.load::<Metadata>().map(|m| m.name().to_string()) else {
             return Ok(());
         };
+        let status = context.response().map(|r| r.status().as_u16());
+        // What a create made may be unknown to the next reads for a while
+        // (src/aws/consistency.rs): the step's consistency window opens here.
+        if is_create_like(&operation)
+            && status.is_some_and(|s| (200..300).contains(&s))
+            && matches!(context.output_or_error(), Some(Ok(_)))
+        {
+            super::consistency::note_create();
+        }
         if !is_non_idempotent_create(&operation) {
             return Ok(());
         }
-        let status = context.response().map(|r| r.status().as_u16());
         let body = context
             .response()
             .and_then(|r| r.body().bytes())

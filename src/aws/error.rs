@@ -115,18 +115,89 @@ pub fn class_of(code: &str, message: &str) -> ErrorClass {
     }
 }
 
+/// An id of the wrong shape for the call (`InvalidAMIID.Malformed`, ...): for a lookup,
+/// nothing has that id.
+pub fn is_malformed_id(e: &ResourceError) -> bool {
+    e.code.as_deref().is_some_and(|c| c.ends_with(".Malformed"))
+}
+
+/// A value the service does not know at all (`InvalidInstanceType`, Route 53's
+/// `InvalidInput` for an id of the wrong shape, `InvalidParameterValue`).
+pub fn is_invalid_parameter(e: &ResourceError) -> bool {
+    matches!(
+        e.code.as_deref(),
+        Some("InvalidInstanceType" | "InvalidInput" | "InvalidParameterValue" | "InvalidParameterValueException")
+    )
+}
+
+/// The caller may not make this call (a read a pre-flight check can do without).
+pub fn is_denied(e: &ResourceError) -> bool {
+    matches!(
+        e.code.as_deref(),
+        Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "UnauthorizedAccess")
+    )
+}
+
 /// Turn any SDK error into a classified `ResourceError` that names `what` was being done.
+/// The message is the service's own (its code and request id are shown beside it by
+/// `ResourceError`'s Display), or for an error without an answer the chain of causes; the
+/// SDK's full rendering, which ends with the Debug form of the raw response (headers,
+/// body), goes to the debug log only (`-vv`).
 pub fn sdk<E, R>(what: impl std::fmt::Display, err: SdkError<E, R>) -> ResourceError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
+    tracing::debug!(error = %DisplayErrorContext(&err), "{what}");
+    classify(what, &err)
+}
+
+/// `sdk` without the debug log: for calls whose raw response may carry a secret value.
+pub fn sdk_without_dump<E, R>(what: impl std::fmt::Display, err: SdkError<E, R>) -> ResourceError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    classify(what, &err)
+}
+
+/// Each cause's message, joined by ": " (never a Debug form).
+pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !text.is_empty() && !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+fn classify<E, R>(what: impl std::fmt::Display, err: &SdkError<E, R>) -> ResourceError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    if let Some(u) = super::reach::find(err)
+        && !super::ambiguous::is_marked(err)
+    {
+        return ResourceError {
+            class: ErrorClass::Unreachable,
+            code: None,
+            message: format!("{what}: {u}"),
+            request_id: None,
+            hint: None,
+        };
+    }
     let code = err.code().map(String::from);
     let message = err.message().unwrap_or_default().to_string();
     let request_id = err.meta().extra("aws_request_id").map(String::from);
-    let class = match (&code, &err) {
+    let class = match (&code, err) {
         // A create whose outcome is unknown (src/aws/ambiguous.rs): found before retrying.
-        _ if super::ambiguous::is_marked(&err) => ErrorClass::Ambiguous,
+        _ if super::ambiguous::is_marked(err) => ErrorClass::Ambiguous,
         (Some(c), _) => class_of(c, &message),
         // No service error: the request never got an answer (timeout, connection reset).
         (None, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)) => {
@@ -134,10 +205,15 @@ where
         }
         (None, _) => ErrorClass::Other,
     };
+    let said = match (&code, message.is_empty()) {
+        (Some(_), false) => message,
+        (Some(c), true) => format!("{c} (the service gave no message)"),
+        (None, _) => causes(err),
+    };
     ResourceError {
         class,
         code,
-        message: format!("{what}: {}", DisplayErrorContext(&err)),
+        message: format!("{what}: {said}"),
         request_id,
         hint: None,
     }

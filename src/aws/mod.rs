@@ -3,9 +3,11 @@
 //! interceptor that counts API calls by operation.
 
 pub mod ambiguous;
+pub mod consistency;
 pub mod error;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+pub mod reach;
 pub mod tags;
 pub mod wait;
 
@@ -91,8 +93,21 @@ pub struct Clients {
 macro_rules! client {
     ($krate:ident, $cfg:expr, $calls:expr) => {
         $krate::Client::from_conf(
-            ambiguous!(faults!($krate::config::Builder::from($cfg).interceptor($calls.clone()))).build(),
+            ambiguous!(reach!(faults!(
+                $krate::config::Builder::from($cfg).interceptor($calls.clone())
+            )))
+            .build(),
         )
+    };
+}
+
+/// Every client: an endpoint that answers nothing fails fast, named (src/aws/reach.rs).
+/// After the fault injection, before the ambiguous creates.
+macro_rules! reach {
+    ($builder:expr) => {
+        $builder
+            .interceptor(reach::Reachability)
+            .retry_classifier(reach::Reachability)
     };
 }
 
@@ -148,7 +163,7 @@ impl Clients {
             )
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(10))
+                    .connect_timeout(reach::CONNECT_TIMEOUT)
                     .operation_attempt_timeout(Duration::from_secs(60))
                     .build(),
             );
@@ -169,11 +184,11 @@ impl Clients {
         // A custom endpoint (an emulator, a VPC endpoint URL) cannot serve virtual-hosted
         // bucket names, so S3 uses path-style addressing whenever one is set.
         let s3 = aws_sdk_s3::Client::from_conf(
-            ambiguous!(faults!(
+            ambiguous!(reach!(faults!(
                 aws_sdk_s3::config::Builder::from(c)
                     .force_path_style(c.endpoint_url().is_some())
                     .interceptor(calls.clone())
-            ))
+            )))
             .build(),
         );
         Self {
@@ -204,7 +219,12 @@ impl Clients {
     /// Account id and partition from STS (never hard-coded: GovCloud and China differ).
     pub async fn identity(&self, deployment: &str) -> Result<Identity, ResourceError> {
         let out = self.sts.get_caller_identity().send().await.map_err(|e| {
-            sdk("asking STS who the caller is", e).with_hint("check your AWS credentials (aws sso login, AWS_PROFILE)")
+            let e = sdk("asking STS who the caller is", e);
+            let hint = match e.class {
+                ErrorClass::Unreachable => self.unreachable_hint(),
+                _ => "check your AWS credentials (aws sso login, AWS_PROFILE)".to_string(),
+            };
+            e.with_hint(hint)
         })?;
         let account_id = out.account().unwrap_or_default().to_string();
         let partition = out.arn().and_then(|a| a.split(':').nth(1)).unwrap_or("aws").to_string();
@@ -214,6 +234,20 @@ impl Clients {
             account_id,
             partition,
         })
+    }
+
+    /// What to check when an endpoint answered nothing: the endpoint override when one is
+    /// set, else the region's name and the network.
+    pub fn unreachable_hint(&self) -> String {
+        match self.config.endpoint_url() {
+            Some(url) => format!(
+                "AWS_ENDPOINT_URL (or the profile's endpoint_url) is {url}: check that the endpoint is running and the URL is right, or unset it to use AWS"
+            ),
+            None => format!(
+                "check the region `{}` (is it an AWS region your account uses?) and the network: DNS, proxy (HTTPS_PROXY), firewall",
+                self.region()
+            ),
+        }
     }
 
     /// The first two availability zones the region reports available.

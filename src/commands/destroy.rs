@@ -82,7 +82,9 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
     let outcome = executor.destroy(graph.clone(), session.state, &weights).await;
     session.aws.clients.dump_call_counts();
 
-    let error = if let Some((key, e)) = outcome.failed.first() {
+    let error = if let Some(why) = &outcome.state_write_failed {
+        Some(super::state_write_failed(why))
+    } else if let Some((key, e)) = outcome.failed.first() {
         Some(format!("{key}: {e}"))
     } else if outcome.cancelled {
         Some("interrupted; run `pi-deploy destroy` again to finish".to_string())
@@ -111,7 +113,14 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
         None => Ok(()),
         Some(message) => Err(CmdError::Failed {
             message,
-            hint: Some("run `pi-deploy destroy` again: it resumes where it stopped".into()),
+            hint: Some(
+                if outcome.state_write_failed.is_some() {
+                    super::STATE_WRITE_HINT
+                } else {
+                    "run `pi-deploy destroy` again: it resumes where it stopped"
+                }
+                .into(),
+            ),
             reported: true,
         }),
     }

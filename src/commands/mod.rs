@@ -5,6 +5,8 @@
 pub mod destroy;
 pub mod outputs;
 pub mod plan;
+pub mod preflight;
+pub mod signals;
 pub mod status;
 pub mod up;
 pub mod upgrade;
@@ -111,11 +113,26 @@ pub fn default_hint(class: ErrorClass) -> &'static str {
         }
         ErrorClass::Invalid => "fix the value named above (config file or flags), then run the command again",
         ErrorClass::Cancelled => "run the command again to resume",
+        ErrorClass::Unreachable => {
+            "the AWS endpoint answered nothing: check AWS_ENDPOINT_URL if it is set, the region, and the network (DNS, proxy, firewall), then run the command again"
+        }
+        ErrorClass::NotFound => {
+            "something pi-deploy recorded no longer exists in AWS (deleted outside pi-deploy?): `pi-deploy status` lists what is missing"
+        }
         _ => {
             "check the AWS error above (credentials, permissions, quotas; `pi-deploy status` shows the deployment), then run the command again"
         }
     }
 }
+
+/// The run's error when a state write failed: what and where (the path is in `why`).
+pub fn state_write_failed(why: &str) -> String {
+    format!(
+        "the state file could not be written ({why}); nothing was created or deleted after that, and the work in flight was abandoned"
+    )
+}
+
+pub const STATE_WRITE_HINT: &str = "free space or fix the permissions where the state file lives, then run the same command again: it finds what this run made by its tags and names";
 
 /// Defaults, then the config file, then flags. Unknown keys and wrong types are refused
 /// with the field named.
@@ -180,20 +197,12 @@ pub fn validate(cfg: &Config, purpose: Purpose) -> Result<(), CmdError> {
     }
 }
 
-/// First Ctrl-C: stop starting work, let in-flight resources finish and be recorded.
-/// Second Ctrl-C: exit at once (the state is saved after every transition).
+/// First Ctrl-C or SIGTERM: stop starting work, let in-flight resources finish and be
+/// recorded. A second one: exit at once (the state is saved after every transition).
+/// See `signals` (installed by `main` for the whole run).
 pub fn ctrl_c_channel() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = tx.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("interrupted again: exiting now; run the command again to resume");
-                std::process::exit(130);
-            }
-        }
-    });
-    rx
+    signals::install();
+    signals::subscribe()
 }
 
 /// Credentials, identity and the locked state of one deployment.
@@ -227,6 +236,15 @@ pub async fn open_session(
         }
         None => State::new(&identity),
     };
+    // Records written moments before this run (a run killed right after a create) may
+    // still be settling in AWS: their NotFound is "not yet" for a while.
+    let now = chrono::Utc::now();
+    crate::aws::consistency::seed(
+        state
+            .resources
+            .iter()
+            .filter_map(|(k, r)| (now - r.updated_at).to_std().ok().map(|age| (k.as_str(), age))),
+    );
     let env = Env {
         deployment: identity.deployment.clone(),
         region: identity.region.clone(),

@@ -34,7 +34,7 @@ pub async fn run(global: &GlobalArgs, plan_args: &PlanArgs, events: Arc<dyn Even
     }
     validate(&cfg, Purpose::Up)?;
     let mut session = open_session(&cfg, global, "plan", events).await?;
-    let result = plan_session(&mut session, &cfg, global.max_parallel).await;
+    let result = plan_session(&mut session, &cfg, global.max_parallel, global.json).await;
     session.aws.clients.dump_call_counts();
     let steps = result?;
     let counts = plan::counts(&steps);
@@ -61,8 +61,21 @@ async fn plan_session(
     session: &mut super::Session,
     cfg: &crate::core::config::Config,
     concurrency: usize,
+    json: bool,
 ) -> Result<Vec<Step>, CmdError> {
     let zones = resolve_zones(session, cfg).await?;
+    // The same read-only checks as `up`: what `up` would refuse, `plan` reports (exit 2).
+    // Warnings go to the display (silent with -q), or with --json to stderr: stdout holds
+    // the plan as one JSON document.
+    let events = session.events.clone();
+    super::preflight::check(session, cfg, &zones, |message| {
+        if json {
+            eprintln!("warning: {message}");
+        } else {
+            events.emit(crate::core::event::Event::Warning { message });
+        }
+    })
+    .await?;
     let graph = desired_graph(cfg, &session.aws.env.region, zones)?;
     let cloud = AwsCloud {
         aws: session.aws.clone(),

@@ -18,7 +18,7 @@ use crate::core::event::EventSink;
 use crate::core::graph::Graph;
 use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::names;
-use crate::core::resource::{Observed, Outputs};
+use crate::core::resource::{ErrorClass, Observed, Outputs};
 use crate::core::spec::Kind;
 use crate::core::state::{State, Status};
 use crate::resources::discover::{self, Found};
@@ -126,15 +126,34 @@ async fn collect(session: &mut Session, cfg: &Config) -> Result<StatusReport, Cm
     };
     let state = &session.state;
     let resources = inspect_all(&aws, state, desired.as_ref()).await;
-    let found = discover::tagged(&aws).await?;
+    // Nothing here aborts the report: what cannot be read is a problem line of its own, and
+    // a missing target group or log group is already shown by its resource's row.
+    let mut unread = Vec::new();
+    let found = discover::tagged(&aws).await.unwrap_or_else(|e| {
+        unread.push(format!("could not scan for leaks: {}", e.message));
+        Vec::new()
+    });
     let leaks = leaks(&found, state);
     let targets = match state.resources.get("tg").and_then(|r| r.outputs.get("id")) {
-        Some(arn) => Some(target_health(&aws, arn).await?),
+        Some(arn) => match target_health(&aws, arn).await {
+            Ok(t) => Some(t),
+            Err(e) if e.is(ErrorClass::NotFound) => None,
+            Err(e) => {
+                unread.push(format!("could not read the targets' health: {}", e.message));
+                None
+            }
+        },
         None => None,
     };
     let since = chrono::Utc::now().timestamp_millis() - 3_600_000;
-    let lambda_errors = lambda_errors(&aws, &names::lambda_log_group(&aws.env.deployment), since).await?;
-    let problems = problems(&resources, &leaks, targets.as_deref(), lambda_errors.as_deref());
+    let lambda_errors = lambda_errors(&aws, &names::lambda_log_group(&aws.env.deployment), since)
+        .await
+        .unwrap_or_else(|e| {
+            unread.push(format!("could not read the Lambda's log: {}", e.message));
+            None
+        });
+    let mut problems = problems(&resources, &leaks, targets.as_deref(), lambda_errors.as_deref());
+    problems.extend(unread);
     Ok(StatusReport {
         deployment: aws.env.deployment.clone(),
         region: aws.env.region.clone(),
@@ -169,9 +188,12 @@ async fn inspect_all(aws: &crate::resources::Aws, state: &State, desired: Option
                     outputs: &rec.outputs,
                     recorded,
                 };
-                let mut inspection = crate::resources::inspect(aws, &cx)
-                    .await
-                    .unwrap_or_else(|e| Inspection::unknown().with_detail(format!("could not inspect: {}", e.message)));
+                let mut inspection = match crate::resources::inspect(aws, &cx).await {
+                    Ok(i) => i,
+                    // Deleted behind pi-deploy's back: a fact to report, not a failure.
+                    Err(e) if e.is(ErrorClass::NotFound) => Inspection::missing().with_detail(e.message),
+                    Err(e) => Inspection::unknown().with_detail(format!("could not inspect: {}", e.message)),
+                };
                 if let Some(spec) = cx.spec {
                     compare(aws, spec, rec, recorded, &mut inspection).await;
                 }

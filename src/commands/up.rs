@@ -35,8 +35,12 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     let started = Instant::now();
     let mut session = open_session(&cfg, global, "up", events.clone()).await?;
     refuse_during_upgrade(&session.state)?;
-    check_certificate(&session, &cfg).await?;
     let zones = resolve_zones(&mut session, &cfg).await?;
+    // Everything a read call can check, before the first write or create (exit 2).
+    super::preflight::check(&session, &cfg, &zones, |message| {
+        events.emit(Event::Warning { message })
+    })
+    .await?;
     let graph = Arc::new(desired_graph(&cfg, &session.aws.env.region, zones)?);
     let cloud = Arc::new(AwsCloud {
         aws: session.aws.clone(),
@@ -127,6 +131,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     let mut failed = outcome.failed.clone();
     let mut skipped = outcome.skipped.len();
     let mut cancelled = outcome.cancelled;
+    let mut state_write_failed = outcome.state_write_failed.clone();
     let mut state = outcome.state;
     // What the config no longer wants goes last, dependents first, once everything that
     // replaces it is in place (a route table after the endpoint and subnets moved off it).
@@ -139,6 +144,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
         failed.extend(gone.failed);
         skipped += gone.skipped.len();
         cancelled |= gone.cancelled;
+        state_write_failed = state_write_failed.or(gone.state_write_failed);
         state = gone.state;
     }
     state.outputs = outputs(&state);
@@ -151,7 +157,9 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     counts.insert("unchanged".to_string(), outcome.unchanged.len());
     counts.insert("failed".to_string(), failed.len());
     counts.insert("skipped".to_string(), skipped);
-    let error = if let Some((key, e)) = failed.first() {
+    let error = if let Some(why) = &state_write_failed {
+        Some(super::state_write_failed(why))
+    } else if let Some((key, e)) = failed.first() {
         Some(format!("{key}: {e}"))
     } else if cancelled {
         Some("interrupted; run `pi-deploy up` again to resume".to_string())
@@ -170,11 +178,19 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
         },
         error: error.clone(),
     });
+    let hint = if state_write_failed.is_some() {
+        super::STATE_WRITE_HINT
+    } else if failed.is_empty() {
+        // Interrupted (Ctrl-C, SIGTERM) or the final write: there is no cause to fix.
+        "run `pi-deploy up` again: it resumes where it stopped"
+    } else {
+        "fix the cause, then run `pi-deploy up` again: it resumes where it stopped"
+    };
     match error {
         None => Ok(()),
         Some(message) => Err(CmdError::Failed {
             message,
-            hint: Some("fix the cause, then run `pi-deploy up` again: it resumes where it stopped".into()),
+            hint: Some(hint.into()),
             reported: true,
         }),
     }
@@ -237,20 +253,6 @@ fn check_licence(cfg: &crate::core::config::Config) -> Result<(), CmdError> {
             .map(drop)
             .map_err(|e| CmdError::input(e.field, e.problem, e.fix)),
         None => Ok(()),
-    }
-}
-
-/// A given certificate must exist in the region, be ISSUED and cover the configured domain
-/// before anything is created; otherwise exit 2 naming `certificate_arn`.
-async fn check_certificate(session: &super::Session, cfg: &crate::core::config::Config) -> Result<(), CmdError> {
-    let Some(arn) = &cfg.certificate_arn else { return Ok(()) };
-    match crate::resources::listener::check_certificate(&session.aws, arn, cfg.domain_name.as_deref()).await? {
-        None => Ok(()),
-        Some(problem) => Err(CmdError::input(
-            "certificate_arn",
-            problem,
-            "give the ARN of an ISSUED ACM certificate in the deployment's region that covers domain_name",
-        )),
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use super::names::{self, NameLimit};
+use super::names;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -231,6 +231,14 @@ impl Default for LambdaConfig {
     }
 }
 
+/// AWS keeps the first four addresses and the last of every subnet.
+const AWS_RESERVED_PER_SUBNET: i64 = 5;
+/// Per app subnet: the four interface endpoints, the EFS mount target, and two for the
+/// side-loading Lambda's network interfaces.
+const OTHER_ENIS_PER_APP_SUBNET: i64 = 7;
+/// An upgrade launches one instance beside the group's before it retires an old one.
+const UPGRADE_SURGE: i64 = 1;
+
 /// One validation failure: which field, what is wrong, and how to fix it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -338,19 +346,19 @@ impl Config {
         if let Err(problem) = names::check_deployment_name(&self.deployment) {
             err(e, "deployment", problem, names::DEPLOYMENT_NAME_RULE);
         } else {
-            for NameLimit { what, name, limit } in names::derived_name_limits(&self.deployment) {
-                if name.len() > limit {
+            // One error per rule: `sg` breaks the rule of all six security group names.
+            let mut reported = Vec::new();
+            for names::Derived { what, name, rule } in names::derived(&self.deployment) {
+                if reported.contains(&rule) {
+                    continue;
+                }
+                if let Err(problem) = rule.check(&name) {
+                    reported.push(rule);
                     err(
                         e,
                         "deployment",
-                        format!(
-                            "the derived {what} `{name}` would be {} characters, over AWS's limit of {limit}",
-                            name.len()
-                        ),
-                        format!(
-                            "use a deployment name of at most {} characters",
-                            names::MAX_DEPLOYMENT_LEN
-                        ),
+                        format!("the derived {what} `{name}` {problem}"),
+                        names::fix_for(rule),
                     );
                 }
             }
@@ -689,6 +697,23 @@ impl Config {
                 "use 0 <= min <= desired <= max and max >= 1",
             );
         }
+        if let Some(room) = self.instance_addresses()
+            && i64::from(s.max) + UPGRADE_SURGE > room
+        {
+            err(
+                e,
+                "scaling.max",
+                format!(
+                    "{} instances (and {UPGRADE_SURGE} more while an upgrade swaps one) do not fit in the app subnets {}: they leave {room} addresses for instances",
+                    s.max,
+                    self.network.app_subnet_cidrs.join(" and ")
+                ),
+                format!(
+                    "lower scaling.max to at most {}, or give network.app_subnet_cidrs larger blocks",
+                    (room - UPGRADE_SURGE).max(0)
+                ),
+            );
+        }
         for (field, v) in [
             ("scaling.scale_out_cpu_percent", s.scale_out_cpu_percent),
             ("scaling.scale_in_cpu_percent", s.scale_in_cpu_percent),
@@ -873,6 +898,20 @@ impl Config {
         }
     }
 
+    /// Addresses the two app subnets leave for instances: each block minus the 5 addresses
+    /// AWS reserves in every subnet and the network interfaces pi-deploy puts there (one per
+    /// interface endpoint, the EFS mount target, and room for the Lambda's). `None` when a
+    /// block does not parse (reported by `validate_network`).
+    pub fn instance_addresses(&self) -> Option<i64> {
+        let mut room = 0i64;
+        for c in &self.network.app_subnet_cidrs {
+            let net = c.parse::<Ipv4Net>().ok()?;
+            let size = 1i64 << (32 - u32::from(net.prefix_len()));
+            room += (size - AWS_RESERVED_PER_SUBNET - OTHER_ENIS_PER_APP_SUBNET).max(0);
+        }
+        Some(room)
+    }
+
     /// The parameter group family for the configured engine version (validated first).
     pub fn db_family(&self) -> String {
         mariadb_family(&self.database.engine_version).unwrap_or_default()
@@ -915,6 +954,11 @@ mod tests {
             ("deployment", |c| c.deployment = "a--b".into()),
             ("deployment", |c| c.deployment = "1pi".into()),
             ("deployment", |c| c.deployment = "a-very-long-deployment-name-x".into()),
+            ("deployment", |c| c.deployment = "awsprod".into()),
+            ("deployment", |c| c.deployment = "ssmx".into()),
+            ("deployment", |c| c.deployment = "internal".into()),
+            ("deployment", |c| c.deployment = "sg-prod".into()),
+            ("deployment", |c| c.deployment = "sthree".into()),
             ("region", |c| c.region = Some("europe".into())),
             ("ami", |c| c.ami = Some("ami-123".into())),
             ("ami", |c| c.ami = Some("ami-0123456789ABCDEF0".into())),
@@ -995,6 +1039,7 @@ mod tests {
             ("scaling", |c| c.scaling.min = 3),
             ("scaling", |c| c.scaling.desired = 9),
             ("scaling", |c| c.scaling.max = 0),
+            ("scaling.max", |c| c.scaling.max = 100000),
             ("scaling.scale_out_cpu_percent", |c| {
                 c.scaling.scale_out_cpu_percent = 120.0
             }),
@@ -1031,6 +1076,29 @@ mod tests {
                 "expected an error naming `{field}`, got {errors:?}"
             );
         }
+    }
+
+    #[test]
+    fn scaling_max_is_bounded_by_the_app_subnets_addresses() {
+        // Two /24: 2 x (256 - 5 - 7) = 488 addresses; one is kept for an upgrade's surge.
+        let c = with(|_| {});
+        assert_eq!(c.instance_addresses(), Some(488));
+        let at = |max| {
+            with(|c| c.scaling.max = max)
+                .validate(Purpose::Up)
+                .into_iter()
+                .any(|e| e.field == "scaling.max")
+        };
+        assert!(!at(487));
+        assert!(at(488));
+        assert!(at(100000));
+        let big = with(|c| {
+            c.network.app_subnet_cidrs = vec!["10.0.64.0/18".into(), "10.0.128.0/18".into()];
+            c.network.public_subnet_cidrs = vec!["10.0.0.0/24".into(), "10.0.1.0/24".into()];
+            c.network.db_subnet_cidrs = vec!["10.0.4.0/24".into(), "10.0.5.0/24".into()];
+            c.scaling.max = 10000;
+        });
+        assert_eq!(big.validate(Purpose::Up), vec![]);
     }
 
     #[test]

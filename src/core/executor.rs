@@ -20,7 +20,13 @@
 //!
 //! Failure: stop starting nodes, let in-flight nodes finish and persist (a half-created RDS
 //! instance still needs its id recorded), skip the rest, and report the root cause once.
-//! Cancellation (Ctrl-C) drains the same way.
+//! Cancellation (Ctrl-C, SIGTERM) drains the same way.
+//!
+//! A state write that fails is different: no transition can be recorded any more, so no
+//! further mutation may be issued (the intent must be on disk before every create and
+//! delete). Every later persist refuses without writing, and the nodes in flight are
+//! abandoned at once (as a `kill -9` would; the next run finds what they made by tag and
+//! name); `Outcome::state_write_failed` says why.
 //!
 //! Runs on tokio's clock, so the benchmark can drive it over a simulated cloud in paused time.
 
@@ -80,6 +86,8 @@ pub struct Outcome {
     /// Ready nodes that were compared with AWS and needed nothing.
     pub unchanged: Vec<String>,
     pub cancelled: bool,
+    /// The first state write that failed (path and error); nothing was issued after it.
+    pub state_write_failed: Option<String>,
 }
 
 impl Outcome {
@@ -104,6 +112,8 @@ struct Shared<C> {
     created_here: Mutex<HashSet<String>>,
     /// Live reads of ready nodes, taken before the walk (day 2).
     observed: BTreeMap<String, Observed>,
+    /// Set by the first failed state write; every later persist refuses.
+    store_failed: Mutex<Option<String>>,
 }
 
 /// What a node's step did.
@@ -148,14 +158,28 @@ impl<C> Shared<C> {
     }
 
     /// Apply a change to the state and write it; a failed write fails the node, because a
-    /// transition that is not on disk must not let dependents start.
+    /// transition that is not on disk must not let dependents start. After one failed
+    /// write, every persist refuses: what follows a persist (a create, a delete, a
+    /// dependent's start) must not happen unrecorded.
     fn persist(&self, change: impl FnOnce(&mut State)) -> Result<(), ResourceError> {
+        let mut failed = self.store_failed.lock().unwrap();
+        if let Some(first) = failed.as_ref() {
+            return Err(ResourceError::new(
+                ErrorClass::Other,
+                format!("not started: the state file could not be written ({first})"),
+            ));
+        }
         let mut st = self.state.lock().unwrap();
         change(&mut st);
         st.serial += 1;
-        self.store
-            .save(&st)
-            .map_err(|e| ResourceError::new(ErrorClass::Other, format!("could not write the state file: {e}")))
+        self.store.save(&st).map_err(|e| {
+            *failed = Some(e.clone());
+            ResourceError::new(ErrorClass::Other, format!("could not write the state file: {e}"))
+        })
+    }
+
+    fn store_failed(&self) -> Option<String> {
+        self.store_failed.lock().unwrap().clone()
     }
 
     fn record(&self, spec: &NodeSpec, status: Status, token: &str, outputs: Outputs) -> Result<(), ResourceError> {
@@ -266,6 +290,7 @@ impl<C: Cloud> Executor<C> {
             events: self.events.clone(),
             created_here: Mutex::new(HashSet::new()),
             observed,
+            store_failed: Mutex::new(None),
         });
         // Up: a node waits for its dependencies. Destroy: for its dependents.
         let blockers = |i: usize| -> &[usize] {
@@ -340,6 +365,9 @@ impl<C: Cloud> Executor<C> {
             tokio::select! {
                 joined = running.join_next() => {
                     let Some(joined) = joined else { continue };
+                    if joined.as_ref().is_err_and(|e| e.is_cancelled()) {
+                        continue;
+                    }
                     let (i, result) = joined.unwrap_or_else(|e| (usize::MAX, Err(ResourceError::new(ErrorClass::Other, format!("task panicked: {e}")))));
                     if i == usize::MAX {
                         failed.push(("<executor>".to_string(), result.unwrap_err()));
@@ -364,13 +392,16 @@ impl<C: Cloud> Executor<C> {
                         Err(e) => {
                             failed.push((graph.node(i).key.clone(), e));
                             stopping = true;
+                            if shared.store_failed().is_some() {
+                                running.abort_all();
+                            }
                         }
                     }
                 }
                 changed = cancel.changed(), if !cancelled => {
                     if changed.is_err() || *cancel.borrow() {
                         cancelled = true;
-                        self.events.emit(Event::Warning { message: "interrupted: waiting for the resources in progress to finish and be recorded (Ctrl-C again to exit now; the state is saved)".into() });
+                        self.events.emit(Event::Warning { message: "interrupted: waiting for the resources in progress to finish and be recorded (interrupt again to exit now; the state is saved)".into() });
                     }
                 }
             }
@@ -384,6 +415,7 @@ impl<C: Cloud> Executor<C> {
                 shared.emit(spec, ResourceStatus::Skipped, Instant::now(), None, None);
             }
         }
+        let state_write_failed = shared.store_failed();
         let state = Arc::try_unwrap(shared)
             .map(|s| s.state.into_inner().unwrap())
             .unwrap_or_else(|s| s.state.lock().unwrap().clone());
@@ -394,6 +426,7 @@ impl<C: Cloud> Executor<C> {
             completed,
             unchanged,
             cancelled,
+            state_write_failed,
         }
     }
 }

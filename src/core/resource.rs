@@ -75,6 +75,9 @@ pub enum ErrorClass {
     IamPropagation,
     /// A transient server-side or network failure.
     Transient,
+    /// The endpoint answered nothing (refused, unresolvable, unroutable) for the whole
+    /// retry budget of seconds (src/aws/reach.rs).
+    Unreachable,
     /// A create call whose outcome is unknown: the request was sent and the connection
     /// failed, timed out or answered 5xx, so the resource may exist. Never retried blindly
     /// (that could make a duplicate): the executor looks for it first (`create_or_adopt`).

@@ -935,7 +935,7 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
             Kind::Alarm,
             vec!["asg".into(), policy.into()],
             Props::Alarm {
-                name: format!("{dep}-{alarm}"),
+                name: names::alarm(dep, alarm),
                 asg: "asg".into(),
                 policy: policy.into(),
                 high,

@@ -11,6 +11,7 @@ use aws_sdk_efs::types::{AccessPointDescription, CreationInfo, LifeCycleState, P
 
 use super::file_system::{efs_is_ours, efs_tags, invalid, is_gone, poll_available, state_name};
 use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::consistency;
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::core::latency;
@@ -119,7 +120,7 @@ impl ResourceKind for AccessPoint {
             Backoff::QUICK,
             || async {
                 Ok(match describe(aws, &id).await? {
-                    None => Poll::Pending("not visible yet".into()),
+                    None => return consistency::not_visible(format!("access point {id}")),
                     Some(a) => poll_available(a.life_cycle_state()),
                 })
             },

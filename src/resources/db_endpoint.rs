@@ -74,10 +74,12 @@ pub fn is_failure_state(status: &str) -> bool {
 }
 
 /// One poll. `missing_for` is how long the instance has been unknown to RDS: briefly
-/// after its create that is eventual consistency; longer, it was deleted behind our back.
-pub fn poll_db(view: Option<DbView>, missing_for: Duration) -> Poll<DbView> {
+/// after this run created it that is eventual consistency (`may_lag`, the step's window,
+/// src/aws/consistency.rs); longer, or for a database an earlier run created, it was
+/// deleted behind our back.
+pub fn poll_db(view: Option<DbView>, missing_for: Duration, may_lag: bool) -> Poll<DbView> {
     match view {
-        None if missing_for < ec2::CONSISTENCY_BUDGET => Poll::Pending("not visible yet".into()),
+        None if may_lag && missing_for < ec2::CONSISTENCY_BUDGET => Poll::Pending("not visible yet".into()),
         None => Poll::Failed("gone (deleted outside pi-deploy?)".into()),
         Some(v) if v.status == "available" && v.address.is_some() => Poll::Ready(v),
         Some(v) if is_failure_state(&v.status) => Poll::Failed(v.status),
@@ -230,7 +232,7 @@ impl ResourceKind for DbEndpoint {
                     }
                     since.map_or(Duration::ZERO, |s| s.elapsed())
                 };
-                Ok(poll_db(view, missing_for))
+                Ok(poll_db(view, missing_for, crate::aws::consistency::may_lag()))
             },
         )
         .await
@@ -339,7 +341,7 @@ mod tests {
             || {
                 let mut s = steps.lock().unwrap();
                 let next = if s.len() > 1 { s.remove(0) } else { s[0].clone() };
-                std::future::ready(Ok(poll_db(next, Duration::ZERO)))
+                std::future::ready(Ok(poll_db(next, Duration::ZERO, true)))
             },
         )
         .await
@@ -392,8 +394,10 @@ mod tests {
 
     #[test]
     fn an_instance_missing_for_long_is_a_failure() {
-        assert!(matches!(poll_db(None, Duration::from_secs(5)), Poll::Pending(_)));
-        assert!(matches!(poll_db(None, Duration::from_secs(600)), Poll::Failed(_)));
+        assert!(matches!(poll_db(None, Duration::from_secs(5), true), Poll::Pending(_)));
+        assert!(matches!(poll_db(None, Duration::from_secs(600), true), Poll::Failed(_)));
+        // A database this run did not just create is gone at the first NotFound.
+        assert!(matches!(poll_db(None, Duration::ZERO, false), Poll::Failed(_)));
     }
 
     #[test]

@@ -44,19 +44,23 @@ pub fn not_found_is_none<T>(r: Result<T, ResourceError>) -> Result<Option<T>, Re
     }
 }
 
-/// How long a call may see one of our own resources as NotFound: EC2 is eventually
-/// consistent, and an id returned by a create can be unknown to the next call for seconds.
-/// Short, because a NotFound that lasts is a resource deleted by hand, which the executor
-/// handles by finding or creating it again.
-pub const CONSISTENCY_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a call may see one of our own resources as NotFound (src/aws/consistency.rs).
+pub const CONSISTENCY_BUDGET: std::time::Duration = crate::aws::consistency::CONSISTENCY_BUDGET;
 
-/// Run `op`, retrying while it reports NotFound (eventual consistency right after a create).
+/// Run `op`, retrying while it reports NotFound, but only inside the step's consistency
+/// window (right after this run's own create); elsewhere a NotFound is returned at once:
+/// the recorded resource is gone.
 pub async fn retry_not_found<T, F, Fut>(what: &str, op: F) -> Result<T, ResourceError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ResourceError>>,
 {
-    wait::retry(what, CONSISTENCY_BUDGET, Backoff::QUICK, &[ErrorClass::NotFound], op).await
+    let classes: &[ErrorClass] = if crate::aws::consistency::may_lag() {
+        &[ErrorClass::NotFound]
+    } else {
+        &[]
+    };
+    wait::retry(what, CONSISTENCY_BUDGET, Backoff::QUICK, classes, op).await
 }
 
 /// A Describe* filter on one attribute.

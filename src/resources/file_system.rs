@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_efs::types::{self as t, BackupPolicy, LifeCycleState, PerformanceMode, Status};
 
 use super::{Aws, ResourceKind, ec2};
+use crate::aws::consistency;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use crate::core::latency;
@@ -149,8 +150,8 @@ impl ResourceKind for FileSystem {
             Backoff::QUICK,
             || async {
                 Ok(match describe(aws, &id).await? {
-                    // Just created: a NotFound is the read lagging the create.
-                    None => Poll::Pending("not visible yet".into()),
+                    // Just created: a NotFound is the read lagging the create; else it is gone.
+                    None => return consistency::not_visible(format!("file system {id}")),
                     Some(fs) => poll_available(Some(fs.life_cycle_state())),
                 })
             },

@@ -21,7 +21,7 @@ pub const PRINCIPAL: &str = "s3.amazonaws.com";
 pub const ACTION: &str = "lambda:InvokeFunction";
 
 pub fn statement_id(deployment: &str) -> String {
-    format!("s3-invoke-{deployment}")
+    crate::core::names::lambda_statement_id(deployment)
 }
 
 /// What the function's policy says about our statement.

@@ -11,6 +11,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 
 use super::{Aws, ResourceKind, ec2, elb, props};
+use crate::aws::consistency;
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::core::latency;
@@ -127,7 +128,7 @@ impl ResourceKind for LoadBalancer {
             || async {
                 // Right after create, ELB may not know the ARN yet: not found means not yet.
                 let Some(lb) = describe(aws, &arn).await? else {
-                    return Ok(Poll::Pending("not visible yet".into()));
+                    return consistency::not_visible(format!("load balancer {arn}"));
                 };
                 Ok(match active_poll(lb.state()) {
                     Poll::Ready(()) => Poll::Ready(lb),

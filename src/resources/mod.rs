@@ -33,6 +33,7 @@ mod log_group;
 mod mount_target;
 mod nat_gateway;
 mod network_acl;
+pub mod preflight;
 mod rds;
 mod route;
 mod route_table;
@@ -48,6 +49,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::aws::consistency::{self, Step};
 use crate::aws::{Clients, Env};
 use std::collections::BTreeMap;
 
@@ -242,16 +244,34 @@ pub struct AwsCloud {
     pub aws: Arc<Aws>,
 }
 
+/// Each step runs inside its consistency window: a NotFound is "not yet" only right after
+/// this run's own creates (src/aws/consistency.rs).
 #[async_trait]
 impl Cloud for AwsCloud {
     async fn find(&self, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
-        kind_impl(cx.spec.kind).find(&self.aws, cx).await
+        let step = Step::Find {
+            key: &cx.spec.key,
+            deps: &cx.spec.deps,
+        };
+        let found = consistency::run(step, kind_impl(cx.spec.kind).find(&self.aws, cx)).await;
+        if matches!(found, Ok(Some(_))) {
+            consistency::found(&cx.spec.key);
+        }
+        found
     }
     async fn create(&self, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
-        kind_impl(cx.spec.kind).create(&self.aws, cx).await
+        let step = Step::Create {
+            key: &cx.spec.key,
+            deps: &cx.spec.deps,
+        };
+        consistency::run(step, kind_impl(cx.spec.kind).create(&self.aws, cx)).await
     }
     async fn converge(&self, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
-        kind_impl(cx.spec.kind).converge(&self.aws, cx, outputs).await
+        let step = Step::Converge {
+            key: &cx.spec.key,
+            deps: &cx.spec.deps,
+        };
+        consistency::run(step, kind_impl(cx.spec.kind).converge(&self.aws, cx, outputs)).await
     }
     async fn delete(&self, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         kind_impl(cx.kind).delete(&self.aws, cx).await

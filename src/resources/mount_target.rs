@@ -8,6 +8,7 @@ use aws_sdk_efs::types::{LifeCycleState, MountTargetDescription};
 
 use super::file_system::{is_gone, poll_available, state_name};
 use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::consistency;
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::core::latency;
@@ -109,7 +110,7 @@ impl ResourceKind for MountTarget {
             Backoff::SLOW,
             || async {
                 Ok(match describe(aws, &id).await? {
-                    None => Poll::Pending("not visible yet".into()),
+                    None => return consistency::not_visible(format!("mount target {id}")),
                     Some(m) => poll_available(Some(m.life_cycle_state())),
                 })
             },

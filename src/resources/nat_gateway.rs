@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, NatGatewayState, ResourceType};
 
 use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::consistency;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use crate::core::inspect::{InspectCtx, Inspection, Live};
@@ -80,7 +81,7 @@ async fn poll_available(aws: &Aws, id: &str, first: bool) -> Result<Poll<t::NatG
 
 fn availability(id: &str, seen: Option<t::NatGateway>, first: bool) -> Result<Poll<t::NatGateway>, ResourceError> {
     let Some(n) = seen else {
-        return Ok(Poll::Pending("not visible yet".into()));
+        return consistency::not_visible(format!("NAT gateway {id}"));
     };
     Ok(match n.state() {
         Some(NatGatewayState::Available) => Poll::Ready(n),
@@ -293,6 +294,8 @@ mod deletion_tests {
             availability("nat-1", with(NatGatewayState::Available), true),
             Ok(Poll::Ready(_))
         ));
-        assert!(matches!(availability("nat-1", None, true), Ok(Poll::Pending(_))));
+        // Unknown: gone, outside the consistency window of this run's own create (inside
+        // it, "not yet": src/aws/consistency.rs).
+        assert!(availability("nat-1", None, true).is_err_and(|e| e.is(ErrorClass::NotFound)));
     }
 }

@@ -71,7 +71,7 @@ async fn described(aws: &Aws, asg: &str, name: &str) -> Result<Option<t::Scaling
 
 /// `<deployment>-scale-out` for a positive adjustment, `<deployment>-scale-in` otherwise.
 pub fn policy_name(deployment: &str, adjustment: i32) -> String {
-    format!("{deployment}-scale-{}", if adjustment > 0 { "out" } else { "in" })
+    crate::core::names::scaling_policy(deployment, adjustment)
 }
 
 /// The policy's ARN: the one PutScalingPolicy returned, else the one `read_back` finds.

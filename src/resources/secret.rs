@@ -5,6 +5,15 @@
 //! Found by its deterministic name, and adopted only when its tags say it is this
 //! deployment's (the name could have been taken by hand). Never rotated: it has no rotation
 //! function (see `db_endpoint` for the one secret that is).
+//!
+//! Whether the configured licence differs from the stored one is told without reading the
+//! secret and without the value in the state: the record keeps a fingerprint, HMAC-SHA256
+//! of the value under a random 256-bit key that lives outside the state and outside AWS
+//! (`fingerprint_key_path`: `~/.config/pi-deploy/fingerprint.key`, mode 0600, made on first
+//! use), as `licence_mac.<key id>`. A state file read elsewhere gives no way to test a
+//! guessed licence against it. Where that key is missing (another machine, a CI runner),
+//! `plan` shows an update and `up` compares the live value in memory as before, then adds
+//! that machine's fingerprint beside the others; a changed licence drops them all.
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
@@ -79,6 +88,101 @@ pub fn read_licence(source: &SecretSource) -> Result<SecretValue, LicenceError> 
     Ok(SecretValue(value.to_string()))
 }
 
+/// Output keys of the fingerprints: `licence_mac.<key id>`.
+const MAC_PREFIX: &str = "licence_mac.";
+
+/// Where the fingerprint key lives: `$PI_DEPLOY_KEY_FILE`, else
+/// `$XDG_CONFIG_HOME/pi-deploy/fingerprint.key` (`~/.config/...` without XDG_CONFIG_HOME).
+pub fn fingerprint_key_path() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Some(p) = std::env::var_os("PI_DEPLOY_KEY_FILE").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(config.join("pi-deploy").join("fingerprint.key"))
+}
+
+const KEY_LEN: usize = 32;
+
+fn read_key(path: &std::path::Path) -> Option<Vec<u8>> {
+    std::fs::read(path).ok().filter(|k| k.len() == KEY_LEN)
+}
+
+/// The key, made (random, mode 0600) when there is none yet.
+fn key_or_create(path: &std::path::Path) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(k) = read_key(path) {
+        return Some(k);
+    }
+    let mut key = vec![0u8; KEY_LEN];
+    std::fs::File::open("/dev/urandom").ok()?.read_exact(&mut key).ok()?;
+    std::fs::create_dir_all(path.parent()?).ok()?;
+    let made = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(&key).and_then(|_| f.sync_all()));
+    match made {
+        Ok(()) => Some(key),
+        // Another run made it first: use theirs.
+        Err(_) => read_key(path),
+    }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    const BLOCK: usize = 64;
+    let mut k = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| k.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The output key and value of the licence's fingerprint under `key`.
+pub fn fingerprint(key: &[u8], licence: &str) -> (String, String) {
+    let id = hex(&hmac_sha256(key, b"pi-deploy fingerprint key id")[..4]);
+    (format!("{MAC_PREFIX}{id}"), hex(&hmac_sha256(key, licence.as_bytes())))
+}
+
+/// Whether the recorded fingerprints say the configured licence may differ from the stored
+/// one (no key, or no fingerprint under it, counts as "may").
+fn fingerprint_differs(key: Option<&[u8]>, licence: &str, outputs: &Outputs) -> bool {
+    let Some(key) = key else { return true };
+    let (name, mac) = fingerprint(key, licence);
+    outputs.get(&name) != Some(mac.as_str())
+}
+
+/// The outputs after storing (or confirming) `licence`: a changed value drops every
+/// fingerprint (they were of the old value); this machine's is added.
+fn with_fingerprint(mut outputs: Outputs, changed: bool, key: Option<&[u8]>, licence: &str) -> Outputs {
+    if changed {
+        outputs.0.retain(|k, _| !k.starts_with(MAC_PREFIX));
+    }
+    if let Some(key) = key {
+        let (name, mac) = fingerprint(key, licence);
+        outputs.set(&name, mac);
+    }
+    outputs
+}
+
 fn read(source: &SecretSource) -> Result<SecretValue, ResourceError> {
     read_licence(source)
         .map_err(|e| ResourceError::new(ErrorClass::Invalid, format!("{}: {}", e.field, e.problem)).with_hint(e.fix))
@@ -99,7 +203,7 @@ where
             .or(e.code())
             .unwrap_or("the response could not be read")
             .to_string();
-        let mut r = crate::aws::sdk(what, e);
+        let mut r = crate::aws::error::sdk_without_dump(what, e);
         r.message = format!("{what}: {said}");
         r
     }
@@ -281,13 +385,19 @@ impl ResourceKind for Secret {
                 .await
                 .map_err(redacted("storing the licence"))?;
         }
-        Ok(outputs)
+        let key = fingerprint_key_path().and_then(|p| key_or_create(&p));
+        Ok(with_fingerprint(outputs, !same, key.as_deref(), value.expose()))
     }
 
-    /// The configured value lives outside the state (by design), so whether it changed can
-    /// only be told by AWS: every `up` converges the secret again (one GetSecretValue).
-    fn outdated(&self, _spec: &NodeSpec, _outputs: &Outputs) -> bool {
-        true
+    /// Out of date when the configured licence's fingerprint is not the recorded one (see
+    /// the module doc); `up` then compares the live value and stores the new one.
+    fn outdated(&self, spec: &NodeSpec, outputs: &Outputs) -> bool {
+        let crate::core::spec::Props::Secret { source, .. } = &spec.props else {
+            return true;
+        };
+        let Ok(value) = read_licence(source) else { return true };
+        let key = fingerprint_key_path().and_then(|p| read_key(&p));
+        fingerprint_differs(key.as_deref(), value.expose(), outputs)
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -410,6 +520,52 @@ mod tests {
         .await;
         assert_eq!(created.unwrap(), "arn");
         assert_eq!(*attempts.lock().unwrap(), 4);
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_tells_a_changed_licence_and_never_holds_the_value() {
+        let key = [7u8; KEY_LEN];
+        let other_key = [9u8; KEY_LEN];
+        let recorded = with_fingerprint(Outputs::new().with("id", "arn"), true, Some(&key), "LICENCE-A");
+        assert!(!fingerprint_differs(Some(&key), "LICENCE-A", &recorded));
+        assert!(fingerprint_differs(Some(&key), "LICENCE-B", &recorded));
+        // No key here, or another machine's key: "may differ" (up compares the live value).
+        assert!(fingerprint_differs(None, "LICENCE-A", &recorded));
+        assert!(fingerprint_differs(Some(&other_key), "LICENCE-A", &recorded));
+        // The other machine adds its own beside ours while the value stays the same...
+        let both = with_fingerprint(recorded.clone(), false, Some(&other_key), "LICENCE-A");
+        assert!(!fingerprint_differs(Some(&key), "LICENCE-A", &both));
+        assert!(!fingerprint_differs(Some(&other_key), "LICENCE-A", &both));
+        // ...and a new value drops every old fingerprint.
+        let renewed = with_fingerprint(both, true, Some(&key), "LICENCE-B");
+        assert_eq!(renewed.0.keys().filter(|k| k.starts_with(MAC_PREFIX)).count(), 1);
+        assert!(fingerprint_differs(Some(&other_key), "LICENCE-B", &renewed));
+        let text = serde_json::to_string(&renewed).unwrap();
+        assert!(!text.contains("LICENCE"), "{text}");
+        // Not a plain hash of the value either.
+        use sha2::{Digest, Sha256};
+        assert!(!text.contains(&hex(&Sha256::digest(b"LICENCE-B"))));
+    }
+
+    #[test]
+    fn the_key_is_made_once_private_and_then_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("fingerprint.key");
+        let k1 = key_or_create(&path).unwrap();
+        assert_eq!(k1.len(), KEY_LEN);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(key_or_create(&path).unwrap(), k1);
+        assert_eq!(read_key(&path).unwrap(), k1);
     }
 
     #[test]

@@ -248,7 +248,7 @@ fn to_ip_permission(p: &Perm) -> IpPermission {
 }
 
 fn name(aws: &Aws, key: &str) -> String {
-    format!("{}-{key}", aws.env.deployment)
+    crate::core::names::security_group(&aws.env.deployment, key)
 }
 
 fn outputs_of(g: &t::SecurityGroup) -> Option<Outputs> {

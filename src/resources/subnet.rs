@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, AttributeBooleanValue, ResourceType, SubnetState};
 
 use super::{Aws, ResourceKind, ec2, props};
+use crate::aws::consistency;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use crate::core::inspect::{InspectCtx, Inspection, Live};
@@ -35,10 +36,10 @@ async fn poll(aws: &Aws, id: &str) -> Result<Poll<t::Subnet>, ResourceError> {
         .await
         .map_err(err("describing the subnet"));
     let Some(out) = ec2::not_found_is_none(out)? else {
-        return Ok(Poll::Pending("not visible yet".into()));
+        return consistency::not_visible(format!("subnet {id}"));
     };
     let Some(s) = out.subnets().first() else {
-        return Ok(Poll::Pending("not visible yet".into()));
+        return consistency::not_visible(format!("subnet {id}"));
     };
     Ok(match s.state() {
         Some(SubnetState::Available) => Poll::Ready(s.clone()),

@@ -64,7 +64,7 @@ impl ResourceKind for Vpc {
                 // Right after create, EC2 may not know the id yet: not found means not yet.
                 let out = match out {
                     Err(e) if e.is(crate::core::resource::ErrorClass::NotFound) => {
-                        return Ok(Poll::Pending("not visible yet".into()));
+                        return crate::aws::consistency::not_visible(format!("VPC {id}"));
                     }
                     other => other?,
                 };

@@ -76,6 +76,8 @@ impl Deployment {
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .env_remove("AWS_PROFILE")
             .env("NO_COLOR", "1")
+            // The licence fingerprint key (src/resources/secret.rs) of this test only.
+            .env("PI_DEPLOY_KEY_FILE", self.state_dir.path().join("fingerprint.key"))
             .stdin(Stdio::null());
         c
     }

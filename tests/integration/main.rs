@@ -13,6 +13,7 @@ mod destroy;
 mod example_config;
 #[cfg(feature = "fault-injection")]
 mod faults;
+mod hardening;
 mod hostile_input;
 mod hostile_state;
 mod lanes;

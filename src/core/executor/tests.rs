@@ -591,3 +591,158 @@ async fn a_crash_while_updating_is_finished_by_the_next_run() {
     assert_eq!(out.state.resources["b"].status, Status::Ready);
     assert_eq!(r.cloud.live("b").get("size").map(String::as_str), Some("3"));
 }
+
+/// Fails every save from the `fail_from`th on (1-based), as a full disk would, and notes
+/// how many creates and deletes the cloud had seen at the first failure.
+struct FailingStore {
+    fail_from: usize,
+    cloud: Arc<FakeCloud>,
+    saves: std::sync::Mutex<usize>,
+    last_good: std::sync::Mutex<Option<State>>,
+    calls_at_failure: std::sync::Mutex<Option<(usize, usize)>>,
+    failed_at: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl FailingStore {
+    fn new(fail_from: usize, cloud: Arc<FakeCloud>) -> Self {
+        Self {
+            fail_from,
+            cloud,
+            saves: Default::default(),
+            last_good: Default::default(),
+            calls_at_failure: Default::default(),
+            failed_at: Default::default(),
+        }
+    }
+}
+
+impl StateStore for FailingStore {
+    fn save(&self, state: &State) -> Result<(), String> {
+        let mut n = self.saves.lock().unwrap();
+        *n += 1;
+        if *n >= self.fail_from {
+            self.calls_at_failure
+                .lock()
+                .unwrap()
+                .get_or_insert((self.cloud.calls("create"), self.cloud.calls("delete")));
+            self.failed_at
+                .lock()
+                .unwrap()
+                .get_or_insert_with(tokio::time::Instant::now);
+            return Err("/state/t.json: No space left on device (os error 28)".into());
+        }
+        *self.last_good.lock().unwrap() = Some(state.clone());
+        Ok(())
+    }
+}
+
+/// A root and six leaves; leaf converges take long, so several are in flight at once.
+fn fan() -> Arc<Graph> {
+    let mut nodes = vec![node("root", &[])];
+    for i in 0..6 {
+        nodes.push(node(&format!("leaf{i}"), &["root"]));
+    }
+    Arc::new(Graph::new(nodes).unwrap())
+}
+
+/// The executor and the sender of its cancel channel (a dropped sender cancels the run).
+fn exec_with_store(cloud: Arc<FakeCloud>, store: Arc<dyn StateStore>) -> (Executor<FakeCloud>, watch::Sender<bool>) {
+    let (tx, cancel) = watch::channel(false);
+    let exec = Executor {
+        cloud,
+        store,
+        events: Arc::new(Recorder::default()),
+        limits: Limits {
+            concurrency: 3,
+            per_service: Default::default(),
+        },
+        cancel,
+    };
+    (exec, tx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_state_write_stops_every_later_create_and_abandons_work_in_flight() {
+    let g = fan();
+    for fail_from in 1..=12 {
+        let mut cloud = FakeCloud::new();
+        for i in 0..6 {
+            cloud.create_time.insert(format!("leaf{i}"), secs(i + 1));
+            cloud.converge_time.insert(format!("leaf{i}"), secs(600));
+        }
+        let cloud = Arc::new(cloud);
+        let store = Arc::new(FailingStore::new(fail_from, cloud.clone()));
+        let (exec, _tx) = exec_with_store(cloud.clone(), store.clone());
+        let out = exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+        let why = out.state_write_failed.clone();
+        assert!(
+            why.as_deref().is_some_and(|w| w.contains("No space left")),
+            "fail_from {fail_from}: {why:?}"
+        );
+        assert!(!out.ok());
+        // Nothing was created after the first failed write...
+        let (creates, _) = store.calls_at_failure.lock().unwrap().unwrap();
+        assert_eq!(
+            cloud.calls("create"),
+            creates,
+            "fail_from {fail_from}: a create after the failure"
+        );
+        // ...every create had its intent on disk...
+        let good = store.last_good.lock().unwrap().clone();
+        let recorded = good.map(|s| s.resources.len()).unwrap_or(0);
+        assert!(
+            creates <= recorded,
+            "fail_from {fail_from}: {creates} creates, {recorded} recorded"
+        );
+        for key in cloud.existing_keys() {
+            let good = store.last_good.lock().unwrap();
+            assert!(
+                good.as_ref().is_some_and(|s| s.resources.contains_key(&key)),
+                "fail_from {fail_from}: {key} exists but no intent of it is on disk"
+            );
+        }
+        // ...and the 600 s converges in flight were abandoned, not waited for: the run
+        // ended the moment the write failed (paused time: no time passes while draining).
+        let failed_at = store.failed_at.lock().unwrap().unwrap();
+        let drained = tokio::time::Instant::now() - failed_at;
+        assert!(drained < secs(1), "fail_from {fail_from}: drained for {drained:?}");
+        // The root cause is the failed write, reported first.
+        assert!(
+            out.failed[0].1.message.contains("could not write the state file"),
+            "{:?}",
+            out.failed
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_state_write_stops_every_later_delete() {
+    let g = fan();
+    let cloud = Arc::new(FakeCloud::new());
+    let (exec, _tx) = exec_with_store(cloud.clone(), Arc::new(NoStore));
+    let built = exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    assert!(built.ok());
+    for fail_from in 1..=8 {
+        let mut c = FakeCloud::new();
+        for i in 0..6 {
+            let key = format!("leaf{i}");
+            c.delete_time.insert(key.clone(), secs(i + 1));
+            c.preexisting(&key, Outputs::new().with("id", format!("id-{key}")));
+        }
+        c.preexisting("root", Outputs::new().with("id", "id-root"));
+        let c = Arc::new(c);
+        let store = Arc::new(FailingStore::new(fail_from, c.clone()));
+        let weights = g.longest_remaining_reverse(|_| 1.0);
+        let (exec, _tx) = exec_with_store(c.clone(), store.clone());
+        let out = exec.destroy(g.clone(), built.state.clone(), &weights).await;
+        assert!(out.state_write_failed.is_some(), "fail_from {fail_from}");
+        let (_, deletes) = store.calls_at_failure.lock().unwrap().unwrap();
+        assert_eq!(
+            c.calls("delete"),
+            deletes,
+            "fail_from {fail_from}: a delete after the failure"
+        );
+        // Every delete issued was recorded as `deleting` first; root was never deleted.
+        assert!(c.exists("root"), "fail_from {fail_from}");
+    }
+}

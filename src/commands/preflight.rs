@@ -1,0 +1,554 @@
+//! Everything about the input that a read call can check, checked before `up` creates
+//! anything (and by `plan`, which reports the same problems): the AMI exists in the region
+//! and is available, its architecture is one the instance type runs, the instance type is
+//! offered in both zones, configured zones exist, the key pair exists, the certificate is
+//! ISSUED and covers the domain, the hosted zone exists and holds the domain, the TLS
+//! policy exists, and RDS offers the DB class with the MariaDB engine version (Multi-AZ and
+//! gp3 when configured). Each problem is bad input: exit 2, naming the field and the fix.
+//!
+//! The lookups (`resources::preflight`) return plain facts; [`decide`] turns them into
+//! problems and warnings and is unit-tested on scripted facts, including what an emulator
+//! cannot show. A lookup the caller may not make (AccessDenied) is a warning, not a
+//! refusal: the create call decides later, as it did before these checks.
+//!
+//! One answer is tolerated as "cannot judge": an endpoint that lists no orderable option
+//! for MariaDB at all. AWS lists hundreds in every region with RDS; moto 5.2.5 answers
+//! every DescribeOrderableDBInstanceOptions with an empty list (and DescribeDBEngineVersions
+//! with an HTTP 500, which is why the version is checked through the orderable options
+//! too). A refusal of the configured class or version is never tolerated.
+
+use super::{CmdError, Session};
+use crate::core::config::{Config, ConfigError};
+use crate::core::resource::ResourceError;
+use crate::resources::preflight::{self as lookup, DbOfferings, ImageFacts};
+
+/// One looked-up fact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fact<T> {
+    Known(T),
+    /// The lookup was refused (AccessDenied): why, for the warning.
+    Unchecked(String),
+    /// Nothing to check (the setting is not used).
+    NotAsked,
+}
+
+impl<T> Fact<T> {
+    fn known(&self) -> Option<&T> {
+        match self {
+            Fact::Known(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// The facts `decide` needs, all from read-only calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Facts {
+    pub region: String,
+    pub zones: [String; 2],
+    /// `Known(None)`: no such AMI.
+    pub image: Fact<Option<ImageFacts>>,
+    pub architectures: Fact<Vec<String>>,
+    /// The zones (of the two) that offer the instance type.
+    pub offered_in: Fact<Vec<String>>,
+    /// The region's available zones (asked when the config names zones).
+    pub available_zones: Fact<Vec<String>>,
+    pub key_pair_exists: Fact<bool>,
+    /// `Known(None)`: no such zone; else its domain and whether it is private.
+    pub hosted_zone: Fact<Option<(String, bool)>>,
+    pub ssl_policy_exists: Fact<bool>,
+    /// `Known(Some(problem))`: the certificate is missing, not issued or does not cover
+    /// the domain.
+    pub certificate: Fact<Option<String>>,
+    pub db: Fact<DbOfferings>,
+}
+
+/// What the facts mean: bad input (exit 2) and warnings.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub problems: Vec<ConfigError>,
+    pub warnings: Vec<String>,
+}
+
+impl Decision {
+    fn problem(&mut self, field: &str, problem: impl Into<String>, fix: impl Into<String>) {
+        self.problems.push(ConfigError {
+            field: field.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        });
+    }
+    fn unchecked<T>(&mut self, what: &str, fact: &Fact<T>) {
+        if let Fact::Unchecked(why) = fact {
+            self.warnings
+                .push(format!("{what} was not checked before creating anything: {why}"));
+        }
+    }
+}
+
+/// The problems and warnings the facts show for `cfg`.
+pub fn decide(cfg: &Config, f: &Facts) -> Decision {
+    let mut d = Decision::default();
+    let region = &f.region;
+    let ami = cfg.ami.as_deref().unwrap_or_default();
+    match f.image.known() {
+        Some(None) => d.problem(
+            "ami",
+            format!("no AMI {ami} exists in {region} (or it is not shared with this account)"),
+            "AMI ids differ between regions: give the id of the Panintelligence image in this region (subscribe to it in the Marketplace first)",
+        ),
+        Some(Some(image)) if image.state != "available" => d.problem(
+            "ami",
+            format!("AMI {ami} is `{}`, not `available`", image.state),
+            "wait until the image is available, or give another AMI",
+        ),
+        Some(Some(image)) => {
+            if let Some(archs) = f.architectures.known()
+                && !archs.is_empty()
+                && !archs.contains(&image.architecture)
+            {
+                d.problem(
+                    "instance_type",
+                    format!(
+                        "{} runs {}, but AMI {ami} is built for {}",
+                        cfg.instance_type,
+                        archs.join("/"),
+                        image.architecture
+                    ),
+                    format!("choose an instance type for {} (such as t3.medium for x86_64)", image.architecture),
+                );
+            }
+        }
+        None => {}
+    }
+    d.unchecked("the AMI", &f.image);
+
+    if let Some(offered) = f.offered_in.known() {
+        let missing: Vec<&String> = f.zones.iter().filter(|z| !offered.contains(z)).collect();
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|z| z.as_str()).collect();
+            d.problem(
+                "instance_type",
+                format!("{} is not offered in {}", cfg.instance_type, names.join(" and ")),
+                format!(
+                    "choose an instance type offered in both zones ({}), or other availability_zones (`aws ec2 describe-instance-type-offerings --location-type availability-zone --region {region}` lists them)",
+                    f.zones.join(", ")
+                ),
+            );
+        }
+    }
+    d.unchecked("where the instance type is offered", &f.offered_in);
+
+    if let Some(available) = f.available_zones.known() {
+        for z in &cfg.availability_zones {
+            if !available.contains(z) {
+                d.problem(
+                    "availability_zones",
+                    format!("{z} is not an available zone of {region}"),
+                    format!(
+                        "list two of {}, or leave availability_zones empty",
+                        if available.is_empty() {
+                            "the region's zones".to_string()
+                        } else {
+                            available.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+    }
+    d.unchecked("the availability zones", &f.available_zones);
+
+    if f.key_pair_exists.known() == Some(&false) {
+        d.problem(
+            "key_pair",
+            format!(
+                "no key pair `{}` exists in {region}",
+                cfg.key_pair.as_deref().unwrap_or_default()
+            ),
+            "create or import it in this region, or omit key_pair (Session Manager needs none)",
+        );
+    }
+    d.unchecked("the key pair", &f.key_pair_exists);
+
+    if let (Some(zone), Some(domain)) = (f.hosted_zone.known(), &cfg.domain_name) {
+        let id = cfg.hosted_zone_id.as_deref().unwrap_or_default();
+        match zone {
+            None => d.problem(
+                "hosted_zone_id",
+                format!("no hosted zone {id} exists in this account"),
+                "give the id Route 53 shows for the domain's zone",
+            ),
+            Some((name, _)) => {
+                let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+                if domain != *name && !domain.ends_with(&format!(".{name}")) {
+                    d.problem(
+                        "domain_name",
+                        format!("{domain} is not in hosted zone {id} ({name})"),
+                        format!("use a name under {name}, or the hosted zone of {domain}"),
+                    );
+                }
+            }
+        }
+    }
+    d.unchecked("the hosted zone", &f.hosted_zone);
+
+    if f.ssl_policy_exists.known() == Some(&false) {
+        d.problem(
+            "tls_policy",
+            format!(
+                "Elastic Load Balancing has no TLS policy `{}` in {region}",
+                cfg.tls_policy
+            ),
+            "use a policy `aws elbv2 describe-ssl-policies` lists, such as ELBSecurityPolicy-TLS13-1-2-2021-06",
+        );
+    }
+    d.unchecked("the TLS policy", &f.ssl_policy_exists);
+
+    if let Some(Some(problem)) = f.certificate.known() {
+        d.problem(
+            "certificate_arn",
+            problem.clone(),
+            "give the ARN of an ISSUED ACM certificate in the deployment's region that covers domain_name",
+        );
+    }
+    d.unchecked("the certificate", &f.certificate);
+
+    if let Some(db) = f.db.known() {
+        decide_db(cfg, region, db, &mut d);
+    }
+    d.unchecked("the DB instance class and engine version", &f.db);
+    d
+}
+
+fn decide_db(cfg: &Config, region: &str, db: &DbOfferings, d: &mut Decision) {
+    let (class, version) = (&cfg.database.instance_class, &cfg.database.engine_version);
+    let fix_class = format!(
+        "choose a class `aws rds describe-orderable-db-instance-options --engine mariadb --engine-version {version} --region {region}` lists"
+    );
+    if !db.exact.is_empty() {
+        if cfg.database.multi_az && !db.exact.iter().any(|o| o.multi_az) {
+            d.problem(
+                "database.instance_class",
+                format!("{class} cannot run MariaDB {version} Multi-AZ in {region}"),
+                format!("{fix_class} with MultiAZCapable, or set database.multi_az = false"),
+            );
+        }
+        if !db
+            .exact
+            .iter()
+            .any(|o| o.storage_type.as_deref().is_none_or(|s| s == "gp3"))
+        {
+            d.problem(
+                "database.instance_class",
+                format!("{class} with MariaDB {version} offers no gp3 storage in {region}"),
+                fix_class,
+            );
+        }
+        return;
+    }
+    match (db.version_offered, db.engine_listed) {
+        (Some(true), _) => d.problem(
+            "database.instance_class",
+            format!("RDS does not offer {class} for MariaDB {version} in {region}"),
+            fix_class,
+        ),
+        (Some(false), Some(true)) => d.problem(
+            "database.engine_version",
+            format!("RDS does not offer MariaDB {version} in {region}"),
+            format!(
+                "pin a version `aws rds describe-db-engine-versions --engine mariadb --region {region}` lists (the parameter group family follows it)"
+            ),
+        ),
+        _ => d.warnings.push(format!(
+            "the endpoint lists no orderable MariaDB options at all (an emulator?): the DB class {class} and engine version {version} were not checked before creating anything"
+        )),
+    }
+}
+
+/// A lookup's answer as a fact: AccessDenied is "unchecked", other errors end the run.
+fn fact<T>(r: Result<T, ResourceError>) -> Result<Fact<T>, ResourceError> {
+    match r {
+        Ok(v) => Ok(Fact::Known(v)),
+        Err(e) if crate::aws::error::is_denied(&e) => Ok(Fact::Unchecked(e.message)),
+        Err(e) => Err(e),
+    }
+}
+
+async fn when<T, Fut>(asked: bool, lookup: impl FnOnce() -> Fut) -> Result<Fact<T>, ResourceError>
+where
+    Fut: std::future::Future<Output = Result<T, ResourceError>>,
+{
+    if asked {
+        fact(lookup().await)
+    } else {
+        Ok(Fact::NotAsked)
+    }
+}
+
+/// Look everything up (concurrently; read calls only).
+pub async fn gather(session: &Session, cfg: &Config, zones: &[String; 2]) -> Result<Facts, ResourceError> {
+    let aws = session.aws.as_ref();
+    let ami = cfg.ami.as_deref().unwrap_or_default();
+    let https = cfg.certificate_arn.is_some();
+    let (
+        image,
+        architectures,
+        offered_in,
+        available_zones,
+        key_pair_exists,
+        hosted_zone,
+        ssl_policy_exists,
+        certificate,
+        db,
+    ) = futures::try_join!(
+        when(!ami.is_empty(), || lookup::image(aws, ami)),
+        when(true, || lookup::instance_architectures(aws, &cfg.instance_type)),
+        when(true, || lookup::zones_offering(aws, &cfg.instance_type, zones)),
+        when(!cfg.availability_zones.is_empty(), || lookup::available_zones(aws)),
+        when(cfg.key_pair.is_some(), || lookup::key_pair_exists(
+            aws,
+            cfg.key_pair.as_deref().unwrap_or_default()
+        )),
+        when(cfg.hosted_zone_id.is_some() && cfg.domain_name.is_some(), || {
+            lookup::hosted_zone(aws, cfg.hosted_zone_id.as_deref().unwrap_or_default())
+        }),
+        when(https, || lookup::ssl_policy_exists(aws, &cfg.tls_policy)),
+        when(https, || crate::resources::listener::check_certificate(
+            aws,
+            cfg.certificate_arn.as_deref().unwrap_or_default(),
+            cfg.domain_name.as_deref()
+        )),
+        when(true, || lookup::db_offerings(
+            aws,
+            &cfg.database.engine_version,
+            &cfg.database.instance_class
+        )),
+    )?;
+    Ok(Facts {
+        region: aws.env.region.clone(),
+        zones: zones.clone(),
+        image,
+        architectures,
+        offered_in,
+        available_zones,
+        key_pair_exists,
+        hosted_zone,
+        ssl_policy_exists,
+        certificate,
+        db,
+    })
+}
+
+/// Gather and decide: bad input is `CmdError::Input` (exit 2); each warning goes to `warn`.
+pub async fn check(
+    session: &Session,
+    cfg: &Config,
+    zones: &[String; 2],
+    warn: impl Fn(String),
+) -> Result<(), CmdError> {
+    let facts = match gather(session, cfg, zones).await {
+        Ok(f) => f,
+        Err(e) => {
+            session.aws.clients.dump_call_counts();
+            return Err(e.into());
+        }
+    };
+    let decision = decide(cfg, &facts);
+    for message in decision.warnings {
+        warn(message);
+    }
+    if decision.problems.is_empty() {
+        Ok(())
+    } else {
+        // The run ends here: its calls (reads only) are counted as at the end of any run.
+        session.aws.clients.dump_call_counts();
+        Err(CmdError::Input(decision.problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::preflight::DbOption;
+
+    fn cfg() -> Config {
+        Config {
+            ami: Some("ami-0123456789abcdef0".into()),
+            ..Config::default()
+        }
+    }
+
+    fn gp3(multi_az: bool) -> DbOption {
+        DbOption {
+            multi_az,
+            storage_type: Some("gp3".into()),
+        }
+    }
+
+    /// What AWS answers for the default config in eu-west-1.
+    fn good() -> Facts {
+        Facts {
+            region: "eu-west-1".into(),
+            zones: ["eu-west-1a".into(), "eu-west-1b".into()],
+            image: Fact::Known(Some(ImageFacts {
+                state: "available".into(),
+                architecture: "x86_64".into(),
+            })),
+            architectures: Fact::Known(vec!["x86_64".into()]),
+            offered_in: Fact::Known(vec!["eu-west-1a".into(), "eu-west-1b".into()]),
+            available_zones: Fact::NotAsked,
+            key_pair_exists: Fact::NotAsked,
+            hosted_zone: Fact::NotAsked,
+            ssl_policy_exists: Fact::NotAsked,
+            certificate: Fact::NotAsked,
+            db: Fact::Known(DbOfferings {
+                exact: vec![
+                    gp3(true),
+                    DbOption {
+                        multi_az: true,
+                        storage_type: Some("io1".into()),
+                    },
+                ],
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn fields(d: &Decision) -> Vec<&str> {
+        d.problems.iter().map(|p| p.field.as_str()).collect()
+    }
+
+    #[test]
+    fn what_aws_offers_passes() {
+        assert_eq!(decide(&cfg(), &good()), Decision::default());
+    }
+
+    /// Each row: a change to the facts (and config) and the field the problem must name.
+    #[test]
+    fn each_refusal_names_its_field_and_a_fix() {
+        type Case = (&'static str, fn(&mut Config, &mut Facts));
+        let cases: Vec<Case> = vec![
+            ("ami", |_, f| f.image = Fact::Known(None)),
+            ("ami", |_, f| {
+                f.image = Fact::Known(Some(ImageFacts {
+                    state: "deregistered".into(),
+                    architecture: "x86_64".into(),
+                }))
+            }),
+            ("instance_type", |c, f| {
+                c.instance_type = "t4g.medium".into();
+                f.architectures = Fact::Known(vec!["arm64".into()]);
+            }),
+            ("instance_type", |_, f| {
+                f.offered_in = Fact::Known(vec!["eu-west-1a".into()])
+            }),
+            ("instance_type", |_, f| f.offered_in = Fact::Known(vec![])),
+            ("availability_zones", |c, f| {
+                c.availability_zones = vec!["eu-west-1a".into(), "eu-west-1z".into()];
+                f.available_zones = Fact::Known(vec!["eu-west-1a".into(), "eu-west-1b".into()]);
+            }),
+            ("key_pair", |c, f| {
+                c.key_pair = Some("mine".into());
+                f.key_pair_exists = Fact::Known(false);
+            }),
+            ("hosted_zone_id", |c, f| {
+                c.hosted_zone_id = Some("Z1".into());
+                c.domain_name = Some("dash.example.com".into());
+                f.hosted_zone = Fact::Known(None);
+            }),
+            ("domain_name", |c, f| {
+                c.hosted_zone_id = Some("Z1".into());
+                c.domain_name = Some("dash.example.org".into());
+                f.hosted_zone = Fact::Known(Some(("example.com".into(), false)));
+            }),
+            ("domain_name", |c, f| {
+                // A suffix that is not a label boundary is not inside the zone.
+                c.hosted_zone_id = Some("Z1".into());
+                c.domain_name = Some("dashexample.com".into());
+                f.hosted_zone = Fact::Known(Some(("example.com".into(), false)));
+            }),
+            ("tls_policy", |_, f| f.ssl_policy_exists = Fact::Known(false)),
+            ("certificate_arn", |_, f| {
+                f.certificate = Fact::Known(Some("the certificate is PENDING_VALIDATION".into()))
+            }),
+            ("database.instance_class", |_, f| {
+                f.db = Fact::Known(DbOfferings {
+                    exact: vec![],
+                    version_offered: Some(true),
+                    engine_listed: None,
+                })
+            }),
+            ("database.engine_version", |_, f| {
+                f.db = Fact::Known(DbOfferings {
+                    exact: vec![],
+                    version_offered: Some(false),
+                    engine_listed: Some(true),
+                })
+            }),
+            ("database.instance_class", |_, f| {
+                f.db = Fact::Known(DbOfferings {
+                    exact: vec![gp3(false)],
+                    ..Default::default()
+                })
+            }),
+            ("database.instance_class", |_, f| {
+                f.db = Fact::Known(DbOfferings {
+                    exact: vec![DbOption {
+                        multi_az: true,
+                        storage_type: Some("standard".into()),
+                    }],
+                    ..Default::default()
+                })
+            }),
+        ];
+        for (field, change) in cases {
+            let (mut c, mut f) = (cfg(), good());
+            change(&mut c, &mut f);
+            let d = decide(&c, &f);
+            assert_eq!(fields(&d), vec![field], "{d:?}");
+            assert!(d.problems.iter().all(|p| !p.fix.is_empty()), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn a_single_az_class_is_fine_without_multi_az_and_a_domain_may_be_the_zone_apex() {
+        let mut c = cfg();
+        c.database.multi_az = false;
+        c.hosted_zone_id = Some("Z1".into());
+        c.domain_name = Some("Example.com.".into());
+        let mut f = good();
+        f.db = Fact::Known(DbOfferings {
+            exact: vec![gp3(false)],
+            ..Default::default()
+        });
+        f.hosted_zone = Fact::Known(Some(("example.com".into(), false)));
+        assert_eq!(decide(&c, &f), Decision::default());
+    }
+
+    /// moto 5.2.5 lists no orderable option for any engine: that cannot judge the values,
+    /// so it warns; an endpoint that lists options but not ours refuses (above).
+    #[test]
+    fn an_endpoint_that_lists_nothing_for_mariadb_only_warns() {
+        let mut f = good();
+        f.db = Fact::Known(DbOfferings {
+            exact: vec![],
+            version_offered: Some(false),
+            engine_listed: Some(false),
+        });
+        let d = decide(&cfg(), &f);
+        assert!(d.problems.is_empty(), "{d:?}");
+        assert_eq!(d.warnings.len(), 1);
+        assert!(d.warnings[0].contains("were not checked"), "{d:?}");
+    }
+
+    #[test]
+    fn a_refused_lookup_warns_and_decides_nothing() {
+        let mut f = good();
+        f.image = Fact::Unchecked("AccessDenied".into());
+        f.db = Fact::Unchecked("AccessDenied".into());
+        let d = decide(&cfg(), &f);
+        assert!(d.problems.is_empty(), "{d:?}");
+        assert_eq!(d.warnings.len(), 2, "{d:?}");
+    }
+}
