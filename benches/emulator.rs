@@ -442,7 +442,7 @@ struct Bench {
 impl Bench {
     /// Run one command to completion; panics (stopping moto) if it fails.
     #[expect(clippy::zombie_processes, reason = "the child is reaped by wait4 in wait_with_cpu")]
-    fn run(&self, deployment: &str, runner: Runner, op: Op) -> Sample {
+    fn run(&self, deployment: &str, runner: Runner, op: Op, latency: Option<f64>) -> Sample {
         let tag = format!("{deployment}-{}", op.name());
         let counts = self.dir.path().join(format!("{tag}.calls.json"));
         let log = self.dir.path().join(format!("{tag}.log"));
@@ -468,6 +468,7 @@ impl Bench {
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .env("NO_COLOR", "1")
             .env("PI_DEPLOY_CALL_COUNTS", &counts)
+            .envs(latency.map(|f| ("PI_DEPLOY_LATENCY", f.to_string())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file.try_clone().expect("log file"));
@@ -848,16 +849,13 @@ fn main() {
     self_test_classify();
     self_test_spread();
     self_test_chain();
+    self_test_ideal();
     // `cargo bench` passes --bench; `cargo test --bench emulator` does not: self-tests only.
     if !std::env::args().any(|a| a == "--bench") {
         println!("emulator bench: self-tests passed (run `cargo bench --bench emulator` for the benchmark)");
         return;
     }
-    let rounds = std::env::var("PI_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n >= 1)
-        .unwrap_or(DEFAULT_ROUNDS);
+    let rounds = env_count("PI_BENCH_RUNS", DEFAULT_ROUNDS);
 
     let moto = Moto::start();
     let bench = Bench {
@@ -885,8 +883,8 @@ fn main() {
 
     print!("  warm-up  up + destroy (untimed) ...");
     let _ = std::io::Write::flush(&mut std::io::stdout());
-    bench.run("bench-warm", Runner::PiDeploy, Op::Up);
-    bench.run("bench-warm", Runner::PiDeploy, Op::Destroy);
+    bench.run("bench-warm", Runner::PiDeploy, Op::Up, None);
+    bench.run("bench-warm", Runner::PiDeploy, Op::Destroy, None);
     println!(" done");
 
     let mut samples: Samples = BTreeMap::new();
@@ -901,7 +899,7 @@ fn main() {
         for runner in order {
             let deployment = format!("bench-{}{round}", runner.letter());
             for op in [Op::Up, Op::Destroy] {
-                let s = bench.run(&deployment, runner, op);
+                let s = bench.run(&deployment, runner, op, None);
                 if op == Op::Up && deps.is_empty() {
                     deps = bench.deps(&deployment);
                 }
@@ -910,6 +908,330 @@ fn main() {
             }
         }
     }
+    let machine_then = format!("{machine}, {} at the end", load_average());
+    report(&samples, &deps, rounds, &machine_then, &moto_desc);
+
+    if !cfg!(feature = "fault-injection") {
+        println!(
+            "\n== latency variant skipped: the binary needs the fault-injection feature (cargo bench --locked --features fault-injection --bench emulator)"
+        );
+        return;
+    }
+    let Some(factor) = latency_factor() else {
+        println!("\n== latency variant skipped (PI_BENCH_LATENCY=0)");
+        return;
+    };
+    let lrounds = env_count("PI_BENCH_LATENCY_RUNS", DEFAULT_LATENCY_ROUNDS);
+    let machine = format!(
+        "nproc {}, {}, load average {} at the start",
+        nproc(),
+        cpu_model(),
+        load_average()
+    );
+    println!(
+        "\n== latency variant: PI_DEPLOY_LATENCY={factor} (AWS's intermediate states for the latency model's medians x {factor}), {lrounds} rounds"
+    );
+    let mut lsamples: Samples = BTreeMap::new();
+    for round in 1..=lrounds {
+        let order = if round % 2 == 1 {
+            [Runner::PiDeploy, Runner::Reference]
+        } else {
+            [Runner::Reference, Runner::PiDeploy]
+        };
+        for runner in order {
+            let deployment = format!("lat-{}{round}", runner.letter());
+            for op in [Op::Up, Op::Destroy] {
+                let s = bench.run(&deployment, runner, op, Some(factor));
+                if deps.is_empty() && op == Op::Up {
+                    deps = bench.deps(&deployment);
+                }
+                print_run(round, runner, op, &s);
+                lsamples.entry((op, runner)).or_default().push(s);
+            }
+        }
+    }
     let machine = format!("{machine}, {} at the end", load_average());
-    report(&samples, &deps, rounds, &machine, &moto_desc);
+    latency_report(
+        &lsamples,
+        &deps,
+        &Ideal::new(&bench.ami, factor),
+        lrounds,
+        factor,
+        &machine,
+        &moto_desc,
+    );
+}
+
+// ---- latency variant ------------------------------------------------------------------------
+
+const DEFAULT_LATENCY_ROUNDS: usize = 3;
+const DEFAULT_LATENCY: f64 = 0.01;
+
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(default)
+}
+
+/// `PI_BENCH_LATENCY`: the factor (default 0.01), `0` to skip the variant.
+fn latency_factor() -> Option<f64> {
+    match std::env::var("PI_BENCH_LATENCY") {
+        Ok(v) if v.trim() == "0" => None,
+        Ok(v) => Some(v.trim().parse().expect("PI_BENCH_LATENCY is a factor like 0.01")),
+        Err(_) => Some(DEFAULT_LATENCY),
+    }
+}
+
+/// A node's weight in seconds.
+type Weight<'a> = dyn Fn(&pi_deploy::core::spec::NodeSpec) -> f64 + 'a;
+
+/// The lower bound of each command under the latency mode: the longest chain of the
+/// deployment's graph, each node weighing what the mode makes it take (its transition, or
+/// its kind's model figure), scaled; and the sum of all weights.
+struct Ideal {
+    /// Per command: (chain seconds, chain keys, sum of all weights).
+    chains: BTreeMap<Op, (f64, Vec<String>, f64)>,
+    /// Per command: each key's weight, seconds.
+    weights: BTreeMap<Op, BTreeMap<String, f64>>,
+}
+
+impl Ideal {
+    fn new(ami: &str, factor: f64) -> Ideal {
+        use pi_deploy::core::config::{Config, Purpose};
+        use pi_deploy::core::graph::Graph;
+        use pi_deploy::core::latency::{emulated_create_s, emulated_delete_s};
+        use pi_deploy::core::spec::{self, SpecInput};
+        let cfg = Config {
+            ami: Some(ami.to_string()),
+            ..Config::default()
+        };
+        assert!(cfg.validate(Purpose::Up).is_empty(), "the benchmark's config is valid");
+        let input = SpecInput {
+            config: &cfg,
+            region: REGION,
+            azs: [format!("{REGION}a"), format!("{REGION}b")],
+        };
+        let graph = Graph::new(spec::build_all(&input)).expect("the architecture graph is valid");
+        let mut chains = BTreeMap::new();
+        let mut weights = BTreeMap::new();
+        // `destroy` as the benchmark runs it: --skip-final-snapshot.
+        let weigh: [(Op, &Weight<'_>); 2] = [
+            (Op::Up, &|n| emulated_create_s(n) * factor),
+            (Op::Destroy, &|n| emulated_delete_s(n, false) * factor),
+        ];
+        for (op, w) in weigh {
+            let (total, mut keys) = graph.critical_path(w);
+            if op == Op::Destroy {
+                keys.reverse();
+            }
+            let sum: f64 = graph.nodes().iter().map(w).sum();
+            chains.insert(op, (total, keys, sum));
+            weights.insert(op, graph.nodes().iter().map(|n| (n.key.clone(), w(n))).collect());
+        }
+        Ideal { chains, weights }
+    }
+
+    fn chain_s(&self, op: Op) -> f64 {
+        self.chains[&op].0
+    }
+
+    /// Sum of all weights over the chain: what a sequential run can be slower by, at most.
+    fn bound(&self, op: Op) -> f64 {
+        let (chain, _, sum) = &self.chains[&op];
+        sum / chain
+    }
+
+    fn describe(&self, op: Op) -> String {
+        let (total, keys, sum) = &self.chains[&op];
+        let w = &self.weights[&op];
+        let links: Vec<String> = keys.iter().map(|k| format!("{k} ({:.2})", w[k])).collect();
+        format!("{total:.2} s: {}; sum of all {sum:.2} s", links.join(" -> "))
+    }
+}
+
+/// The ideal chains of the default deployment at 1/100: the Multi-AZ create behind the
+/// security groups for `up`; the group's and the database's deletes for `destroy`; and each
+/// bound is the sum of all weights over the chain.
+fn self_test_ideal() {
+    let ideal = Ideal::new("ami-0123456789abcdef0", 0.01);
+    let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    let (up, up_keys, up_sum) = &ideal.chains[&Op::Up];
+    assert!(near(*up, 9.81), "{up}");
+    assert_eq!(up_keys.first().map(String::as_str), Some("vpc"));
+    assert!(up_keys.iter().any(|k| k == "db-endpoint"), "{up_keys:?}");
+    let (destroy, destroy_keys, _) = &ideal.chains[&Op::Destroy];
+    assert!(near(*destroy, 7.31), "{destroy}");
+    assert_eq!(destroy_keys.last().map(String::as_str), Some("vpc"));
+    assert!(
+        destroy_keys.iter().position(|k| k == "asg") < destroy_keys.iter().position(|k| k == "db"),
+        "{destroy_keys:?}"
+    );
+    assert!(near(ideal.bound(Op::Up), up_sum / up));
+    assert!(ideal.bound(Op::Up) > 1.0 && ideal.bound(Op::Destroy) > 1.0);
+}
+
+/// Per-round ratio of runner `a`'s wall to `b`'s.
+fn ratio_of(samples: &Samples, op: Op, a: Runner, b: Runner) -> Spread {
+    let x = &samples[&(op, a)];
+    let y = &samples[&(op, b)];
+    spread(&x.iter().zip(y).map(|(x, y)| x.wall_s / y.wall_s).collect::<Vec<_>>())
+}
+
+/// The median run's critical chain, each link's time beside its weight in the ideal chain
+/// and how much longer it took (poll overshoot and the calls around the wait).
+fn show_latency_chain(s: &Sample, op: Op, deps: &BTreeMap<String, Vec<String>>, ideal: &Ideal) -> String {
+    let chain = critical_chain(&s.spans, |key| match op {
+        Op::Up => deps.get(key).cloned().unwrap_or_default(),
+        Op::Destroy => deps
+            .iter()
+            .filter(|(_, d)| d.iter().any(|x| x == key))
+            .map(|(k, _)| k.clone())
+            .collect(),
+    });
+    let (Some(first), Some(last)) = (chain.first(), chain.last()) else {
+        return "no resource events".into();
+    };
+    let w = &ideal.weights[&op];
+    let links: Vec<String> = chain
+        .iter()
+        .map(|k| {
+            let took = s.spans[k].end - s.spans[k].start;
+            let weight = w.get(k).copied().unwrap_or(0.0);
+            format!("{k} {took:.2} (ideal {weight:.2}, {:+.2})", took - weight)
+        })
+        .collect();
+    format!(
+        "before the first {:.2} s | {} | after the last {:.2} s",
+        s.spans[first].start,
+        links.join(" -> "),
+        s.wall_s - s.spans[last].end
+    )
+}
+
+fn latency_headlines(samples: &Samples, ideal: &Ideal) -> Vec<String> {
+    let mut lines = Vec::new();
+    for op in [Op::Up, Op::Destroy] {
+        let p = figures(&samples[&(op, Runner::PiDeploy)]);
+        let chain = ideal.chain_s(op);
+        lines.push(format!(
+            "latency {o}: pi-deploy / ideal chain = {:.2} ({:.2} s / {chain:.2} s; goal <= 1.15)",
+            p.wall.median / chain,
+            p.wall.median,
+            o = op.name()
+        ));
+    }
+    for op in [Op::Up, Op::Destroy] {
+        let seq = ratio_of(samples, op, Runner::Reference, Runner::PiDeploy);
+        lines.push(format!(
+            "latency {o}: sequential / pi-deploy = {:.2} (bound: sum of all latencies / chain = {:.2})",
+            seq.median,
+            ideal.bound(op),
+            o = op.name()
+        ));
+    }
+    for op in [Op::Up, Op::Destroy] {
+        let p = figures(&samples[&(op, Runner::PiDeploy)]);
+        lines.push(format!(
+            "latency {o} calls: {:.0} total / {:.0} mutating = {:.2} (goal <= 1.5)",
+            p.total.median,
+            p.mutating.median,
+            p.per_mutation.median,
+            o = op.name()
+        ));
+    }
+    lines
+}
+
+fn latency_report(
+    samples: &Samples,
+    deps: &BTreeMap<String, Vec<String>>,
+    ideal: &Ideal,
+    rounds: usize,
+    factor: f64,
+    machine: &str,
+    moto: &str,
+) {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "{machine}; {moto}; PI_DEPLOY_LATENCY={factor}; {rounds} runs of each, interleaved; median [min..max].\n"
+    );
+    let _ = writeln!(
+        md,
+        "| command | runner | wall s | ideal chain s | wall / ideal | sequential / pi-deploy (bound) | calls | mutating | calls / mutating |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    println!("\n== latency variant: median [min..max] over {rounds} runs");
+    for op in [Op::Up, Op::Destroy] {
+        let chain = ideal.chain_s(op);
+        println!("  {}: ideal chain {}", op.name(), ideal.describe(op));
+        for runner in [Runner::PiDeploy, Runner::Reference] {
+            let f = figures(&samples[&(op, runner)]);
+            let over_ideal = spread(
+                &samples[&(op, runner)]
+                    .iter()
+                    .map(|s| s.wall_s / chain)
+                    .collect::<Vec<_>>(),
+            );
+            let seq = match runner {
+                Runner::PiDeploy => format!(
+                    "{} ({:.2})",
+                    ratio_of(samples, op, Runner::Reference, Runner::PiDeploy).show(2),
+                    ideal.bound(op)
+                ),
+                Runner::Reference => String::new(),
+            };
+            println!(
+                "  {} ({}): wall {} s, / ideal chain {}, calls {} / mutating {} = {}",
+                op.name(),
+                runner.name(),
+                f.wall.show(2),
+                over_ideal.show(2),
+                f.total.show(0),
+                f.mutating.show(0),
+                f.per_mutation.show(2)
+            );
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {chain:.2} | {} | {seq} | {} | {} | {} |",
+                op.name(),
+                runner.name(),
+                f.wall.show(2),
+                over_ideal.show(2),
+                f.total.show(0),
+                f.mutating.show(0),
+                f.per_mutation.show(2)
+            );
+        }
+        println!(
+            "  {}: sequential / pi-deploy = {} (bound {:.2})",
+            op.name(),
+            ratio_of(samples, op, Runner::Reference, Runner::PiDeploy).show(2),
+            ideal.bound(op)
+        );
+    }
+    println!("\n== latency variant: critical chain of pi-deploy's run with the median wall (seconds per resource)");
+    let _ = writeln!(
+        md,
+        "\nCritical chain of pi-deploy's median run (seconds; ideal = the link's weight in the ideal chain):\n"
+    );
+    for op in [Op::Up, Op::Destroy] {
+        let line = show_latency_chain(median_run(&samples[&(op, Runner::PiDeploy)]), op, deps, ideal);
+        println!("  {} (pi-deploy): {line}", op.name());
+        let _ = writeln!(md, "- {}: {line}", op.name());
+    }
+    let md_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("emulator-bench-latency.md");
+    match std::fs::write(&md_path, &md) {
+        Ok(()) => println!("\n== latency markdown table (also in {})\n{md}", md_path.display()),
+        Err(e) => println!(
+            "\n== latency markdown table (could not write {}: {e})\n{md}",
+            md_path.display()
+        ),
+    }
+    println!("== latency headline");
+    for line in latency_headlines(samples, ideal) {
+        println!("{line}");
+    }
 }

@@ -3,8 +3,10 @@
 #
 #   1. install the moto venv and start moto (as scripts/test.sh does; moto is
 #      stopped by PID on exit), unless AWS_ENDPOINT_URL is already set
-#   2. cargo build --locked (debug), into CARGO_TARGET_DIR
-#      (default "${PI_DEPLOY_CACHE:-$HOME/.cache/pi-deploy}/target")
+#   2. cargo build --locked --features fault-injection (debug), into CARGO_TARGET_DIR
+#      (default "${PI_DEPLOY_CACHE:-$HOME/.cache/pi-deploy}/target"): the flavour
+#      scripts/test.sh tests, so that it reuses this build (Cargo.toml says why);
+#      the injected faults and latencies stay off unless their variables are set
 #   3. pi-deploy up      --deployment demo --ami $PI_DEMO_AMI_A --yes
 #   4. pi-deploy upgrade --deployment demo --ami $PI_DEMO_AMI_B --yes
 #      (only if `pi-deploy --help` lists an `upgrade` command)
@@ -27,8 +29,8 @@ ami_b="${PI_DEMO_AMI_B:?}"
 emu_setup
 emu_export_aws_env
 
-banner "cargo build --locked (target $CARGO_TARGET_DIR)"
-cargo build --locked
+banner "cargo build --locked --features fault-injection (target $CARGO_TARGET_DIR)"
+cargo build --locked --features fault-injection
 bin="$CARGO_TARGET_DIR/debug/pi-deploy"
 
 state_dir="$(mktemp -d "${TMPDIR:-/tmp}/pi-deploy-demo.XXXXXX")"

@@ -41,6 +41,7 @@
 //! the error parsers): the default HTTP client is chosen inside the service clients and is
 //! not reachable from this crate without adding a dependency.
 
+pub mod latency;
 mod world;
 
 use std::collections::{BTreeMap, HashMap};
@@ -61,6 +62,7 @@ use aws_smithy_runtime_api::http::{Request as HttpRequest, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_smithy_types::error::ErrorMetadata;
+use latency::{Latency, Named};
 use world::{Call, Refusal, World};
 
 impl Storable for Call {
@@ -215,18 +217,33 @@ pub struct Faults {
     transitions: Arc<Mutex<HashMap<String, u32>>>,
     /// What this process saw created, used and deleted (fault/world.rs).
     world: Arc<Mutex<World>>,
+    /// `PI_DEPLOY_LATENCY`: AWS's intermediate states for their scaled model time
+    /// (fault/latency.rs).
+    latency: Option<Arc<Latency>>,
 }
 
 impl Faults {
-    /// From `PI_DEPLOY_FAULTS`, once per process; None when unset. A bad value panics: this
-    /// is a test-only build and a silently ignored fault spec would make a test prove nothing.
+    /// From `PI_DEPLOY_FAULTS` and `PI_DEPLOY_LATENCY`, once per process; None when both
+    /// are unset. A bad value panics: this is a test-only build and a silently ignored spec
+    /// would make a test prove nothing. The latency factor also scales the waits' sleeps.
     pub fn from_env() -> Option<Faults> {
         static FAULTS: OnceLock<Option<Faults>> = OnceLock::new();
         FAULTS
             .get_or_init(|| {
-                let spec = std::env::var("PI_DEPLOY_FAULTS").ok()?;
-                let rates = parse(&spec).unwrap_or_else(|e| panic!("PI_DEPLOY_FAULTS: {e}"));
-                Some(Faults::new(rates))
+                let faults = std::env::var("PI_DEPLOY_FAULTS").ok();
+                let latency = std::env::var("PI_DEPLOY_LATENCY").ok().filter(|v| !v.is_empty());
+                if faults.is_none() && latency.is_none() {
+                    return None;
+                }
+                let rates =
+                    parse(faults.as_deref().unwrap_or_default()).unwrap_or_else(|e| panic!("PI_DEPLOY_FAULTS: {e}"));
+                let mut f = Faults::new(rates);
+                if let Some(spec) = latency {
+                    let scale = latency::parse(&spec).unwrap_or_else(|e| panic!("PI_DEPLOY_LATENCY: {e}"));
+                    crate::aws::wait::set_time_scale(scale);
+                    f.latency = Some(Arc::new(Latency::new(scale)));
+                }
+                Some(f)
             })
             .clone()
     }
@@ -238,7 +255,14 @@ impl Faults {
             counts: Arc::default(),
             transitions: Arc::default(),
             world: Arc::default(),
+            latency: None,
         }
+    }
+
+    /// With the latency mode at `scale` (tests; `from_env` reads `PI_DEPLOY_LATENCY`).
+    pub fn with_latency(mut self, scale: f64) -> Self {
+        self.latency = Some(Arc::new(Latency::new(scale)));
+        self
     }
 
     /// How many faults of each kind were injected so far.
@@ -276,11 +300,18 @@ impl Faults {
     }
 
     /// The refusal AWS would give this call now, if any (each kind asked in turn).
-    fn refusal(&self, call: &Call) -> Option<Refusal> {
+    fn refusal(&self, call: Option<&Call>, named: Option<&Named>) -> Option<Refusal> {
+        let now = Instant::now();
+        if let (Some(l), Some(n)) = (&self.latency, named)
+            && latency::refusable(&n.operation)
+            && let Some(r) = l.refusal(n, now)
+        {
+            return Some(r);
+        }
+        let call = call?;
         if !world::refusable(&call.operation) {
             return None;
         }
-        let now = Instant::now();
         let r = self.rates;
         let mut w = self.world.lock().unwrap();
         if r.not_found > 0
@@ -348,9 +379,13 @@ impl Intercept for Faults {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        let op = operation(cfg);
+        let operation = op.rsplit('.').next().unwrap_or_default().to_string();
+        if self.latency.is_some() {
+            cfg.interceptor_state()
+                .store_put(latency::named(&operation, context.input()));
+        }
         if self.models_the_world() {
-            let op = operation(cfg);
-            let operation = op.rsplit('.').next().unwrap_or_default().to_string();
             let ids = world::named_in(&operation, context.input());
             cfg.interceptor_state().store_put(Call { operation, ids });
         }
@@ -369,9 +404,9 @@ impl Intercept for Faults {
             .load::<Metadata>()
             .map(|m| m.service().to_string())
             .unwrap_or_default();
-        let refusal = match cfg.load::<Call>() {
-            Some(call) if neutral_read(&service).is_some() => self.refusal(call),
-            _ => None,
+        let refusal = match neutral_read(&service) {
+            Some(_) => self.refusal(cfg.load::<Call>(), cfg.load::<Named>()),
+            None => None,
         };
         if refusal.is_some() {
             neutralize(context.request_mut(), &service)?;
@@ -409,6 +444,28 @@ impl Intercept for Faults {
             cfg.interceptor_state().store_put(Refused(None));
             if self.refuse(context, &op, &refusal) {
                 return Ok(());
+            }
+        }
+        if let (Some(l), Some(named)) = (&self.latency, cfg.load::<Named>()) {
+            let now = Instant::now();
+            let instead = match context.output_or_error_mut() {
+                Some(Ok(output)) => {
+                    for _ in 0..l.answered(named, output, now) {
+                        self.injected(Fault::Pending, &op);
+                    }
+                    None
+                }
+                Some(Err(e)) => e.as_operation_error().and_then(|e| l.instead_of(named, e, now)),
+                None => None,
+            };
+            if let Some(output) = instead {
+                if let Some(response) = context.response_mut() {
+                    *response.status_mut() = StatusCode::try_from(200u16).expect("200 is a status");
+                }
+                if let Some(slot) = context.output_or_error_mut() {
+                    *slot = Ok(output);
+                }
+                self.injected(Fault::Pending, &op);
             }
         }
         if self.rates.pending > 0
@@ -581,6 +638,7 @@ fn neutral_read(service: &str) -> Option<&'static str> {
         "RDS" => Some("DescribeDBSubnetGroups"),
         "Auto Scaling" => Some("DescribeAutoScalingGroups"),
         "Lambda" => Some("ListFunctions"),
+        "EFS" => Some("DescribeFileSystems"),
         _ => None,
     }
 }
@@ -590,6 +648,21 @@ fn neutral_read(service: &str) -> Option<&'static str> {
 /// (`POST /2015-03-31/functions`) becomes `GET /2015-03-31/functions/` (ListFunctions).
 fn neutralize(request: &mut HttpRequest, service: &str) -> Result<(), BoxError> {
     let read = neutral_read(service).ok_or_else(|| format!("no harmless read known for {service}"))?;
+    if read == "DescribeFileSystems" {
+        // DeleteFileSystem (`DELETE /2015-02-01/file-systems/{id}`) becomes
+        // `GET /2015-02-01/file-systems`.
+        let path = request.uri().split('?').next().unwrap_or_default().to_string();
+        let (list, _) = path
+            .trim_end_matches('/')
+            .rsplit_once('/')
+            .ok_or("an EFS request without a path")?;
+        request.set_method("GET")?;
+        request.set_uri(list.to_string())?;
+        request.headers_mut().remove("content-type");
+        request.headers_mut().insert("content-length", "0");
+        *request.body_mut() = SdkBody::empty();
+        return Ok(());
+    }
     if read == "ListFunctions" {
         let uri = request
             .uri()
@@ -653,6 +726,7 @@ fn typed_error(operation: &str, meta: ErrorMetadata) -> Option<OperationError> {
             typed!(aws_sdk_autoscaling::operation::create_auto_scaling_group::CreateAutoScalingGroupError)
         }
         "CreateFunction" => typed!(aws_sdk_lambda::operation::create_function::CreateFunctionError),
+        "DeleteFileSystem" => typed!(aws_sdk_efs::operation::delete_file_system::DeleteFileSystemError),
         _ => None,
     }
 }

@@ -141,6 +141,27 @@ macro_rules! faults {
     };
 }
 
+/// One HTTP client for the credential providers and every service client, built as the SDK
+/// builds its default one (hyper, rustls with aws-lc, proxies from the environment). Without
+/// it each of the 15 service clients builds its own: its own TLS configuration (root
+/// certificates parsed again) and its own connection pool, so no connection is reused
+/// across services (against an emulator, one endpoint serves them all). The client caches
+/// one connector per timeout setting, and every client here has the same timeouts.
+fn shared_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::{Builder, ConnectorBuilder, tls};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut b =
+            ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
+        b.set_connector_settings(settings.cloned());
+        if let Some(c) = components {
+            b.set_sleep_impl(c.sleep_impl());
+        }
+        b.set_proxy_config(Some(ProxyConfig::from_env()));
+        b.build()
+    })
+}
+
 impl Clients {
     /// Load credentials and settings the standard way (env, profile, SSO, IMDS), with the
     /// region given on the command line or config winning over the environment.
@@ -156,6 +177,7 @@ impl Clients {
             }
         }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(shared_http_client())
             .retry_config(
                 RetryConfig::standard()
                     .with_max_attempts(8)

@@ -1,42 +1,104 @@
 //! The one wait helper and the one retry policy.
 //!
 //! SDK waiters poll at the service model's fixed delays (RDS: 30-120 s), which overshoots
-//! completion on real AWS; this helper polls at once, then backs off with jitter up to a cap,
-//! and gives up at a deadline with a message that names what it waited for and the last
-//! state it saw. Polling errors that are transient (throttling, 5xx, a NotFound right after
-//! our own create) count as "not yet".
+//! completion on real AWS. This helper polls on a `Backoff`: for a transition the latency
+//! model times (`Backoff::expecting`), first at its expected end, then tighter; for
+//! anything else at once, then with growing, jittered sleeps up to a cap. It gives up at a
+//! deadline with a message that names what it waited for and the last state it saw. Polling
+//! errors that are transient (throttling, 5xx, a NotFound right after our own create) count
+//! as "not yet".
+//!
+//! Real-AWS cadence of `expecting(t, ..)` with median M (`core::latency::Transition`): no
+//! read before M when the transition started in this run (the create or delete answer
+//! already said it is under way), else one read at once; then reads every M/20 clamped to
+//! 1..15 s, each sleep half as long again up to 15 s. So at most one read per second per
+//! waiter (the NAT: 100 s, then every 5 s; RDS Multi-AZ: 960 s, then every 15 s), against
+//! the EC2 and RDS API rate limits of tens of reads per second per account.
+//!
+//! Time scale: the emulator's latency mode (test builds, src/aws/fault/latency.rs) shows
+//! AWS's transitions for their model time multiplied by a factor (e.g. 1/100) and sets the
+//! same factor here with `set_time_scale`, so every sleep of this module shrinks alike and an
+//! emulator run is a real run in fast motion. It is 1 unless that mode set it; deadlines are
+//! never scaled.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::core::latency::Transition;
 use crate::core::resource::{ErrorClass, ResourceError};
 
-/// How often to poll: first at once, then `first`, growing by `factor` up to `max`.
+/// How often to poll: at once (if `at_once`), then after `first` (or at `first_at`), then
+/// after `then`, each later sleep `factor` times the one before, up to `max`. Sleeps are
+/// jittered, except the one that ends at `first_at`.
 #[derive(Clone, Copy, Debug)]
 pub struct Backoff {
     pub first: Duration,
+    pub then: Duration,
     pub max: Duration,
     pub factor: f64,
+    pub at_once: bool,
+    /// The first sleep ends at this moment, a transition's expected end (early would read it
+    /// unfinished, late only adds to the wait).
+    pub first_at: Option<Instant>,
 }
 
 impl Backoff {
     /// For things that take seconds (EC2 primitives, IAM).
     pub const QUICK: Backoff = Backoff {
         first: Duration::from_millis(500),
+        then: Duration::from_millis(800),
         max: Duration::from_secs(5),
         factor: 1.6,
+        at_once: true,
+        first_at: None,
     };
-    /// For things that take minutes (NAT, ALB, RDS, endpoints): 5 s rising to 15 s.
+    /// For things that take minutes and that the latency model does not time: 2 s rising
+    /// to 15 s.
     pub const SLOW: Backoff = Backoff {
         first: Duration::from_secs(2),
+        then: Duration::from_secs(3),
         max: Duration::from_secs(15),
         factor: 1.5,
+        at_once: true,
+        first_at: None,
     };
 
-    fn next(&self, current: Duration) -> Duration {
-        current.mul_f64(self.factor).min(self.max)
+    /// For a transition the latency model times (see the module doc): when it `started` in
+    /// this run, the first poll is at its expected end; otherwise (a resumed run, a resource
+    /// found already changing) one poll at once. Then every twentieth of the expected time
+    /// (1 s to 15 s), growing by half to 15 s.
+    pub fn expecting(t: Transition, started: Option<Instant>) -> Backoff {
+        let expected = t.expected();
+        let tight = (expected / 20).clamp(Duration::from_secs(1), Duration::from_secs(15));
+        let tail = Backoff {
+            first: tight,
+            then: tight.mul_f64(1.5),
+            max: Duration::from_secs(15),
+            factor: 1.5,
+            at_once: true,
+            first_at: None,
+        };
+        match started {
+            Some(at) => Backoff {
+                then: tight,
+                at_once: false,
+                first_at: Some(at + scaled(expected)),
+                ..tail
+            },
+            None => tail,
+        }
+    }
+
+    /// One poll at once all the same, then as before: for a wait that may have nothing to
+    /// wait for (a delete answer does not say whether the resource is already gone), or an
+    /// implementation that reports a state in the create answer that its first read no
+    /// longer shows.
+    pub fn look_first(self) -> Backoff {
+        Backoff { at_once: true, ..self }
     }
 }
 
@@ -48,6 +110,43 @@ fn jittered(d: Duration) -> Duration {
         .unwrap_or(0);
     let f = 0.8 + (nanos % 1000) as f64 / 2500.0;
     d.mul_f64(f)
+}
+
+static TIME_SCALE: OnceLock<f64> = OnceLock::new();
+
+/// Shrink every sleep of this module by `factor` for the rest of the process (the emulator's
+/// latency mode; see the module doc). The first call wins.
+pub fn set_time_scale(factor: f64) {
+    let _ = TIME_SCALE.set(factor);
+}
+
+/// 1 unless the emulator's latency mode set it.
+pub fn time_scale() -> f64 {
+    TIME_SCALE.get().copied().unwrap_or(1.0)
+}
+
+fn scaled(d: Duration) -> Duration {
+    let scale = time_scale();
+    if scale == 1.0 { d } else { d.mul_f64(scale) }
+}
+
+async fn sleep(d: Duration) {
+    tokio::time::sleep(scaled(d)).await;
+}
+
+/// When this process started a transition, by resource id: a kind's create or delete notes
+/// it, so the wait that follows (maybe in another node, like the database endpoint's) polls
+/// first at the transition's expected end instead of at once.
+#[derive(Debug, Default)]
+pub struct Started(Mutex<HashMap<String, Instant>>);
+
+impl Started {
+    pub fn note(&self, id: &str) {
+        self.0.lock().unwrap().insert(id.to_string(), Instant::now());
+    }
+    pub fn get(&self, id: &str) -> Option<Instant> {
+        self.0.lock().unwrap().get(id).copied()
+    }
 }
 
 /// What one poll saw.
@@ -77,7 +176,16 @@ where
 {
     let start = Instant::now();
     let mut interval = backoff.first;
+    let mut first = true;
     let mut last: String;
+    if !backoff.at_once {
+        match backoff.first_at {
+            Some(at) => tokio::time::sleep_until(at.min(start + deadline)).await,
+            None => sleep(interval.min(deadline)).await,
+        }
+        interval = backoff.then;
+        first = false;
+    }
     loop {
         match poll().await {
             Ok(Poll::Ready(v)) => return Ok(v),
@@ -98,9 +206,21 @@ where
             )
             .with_hint("AWS may just be slow: run the command again to keep waiting; it resumes where it stopped"));
         }
-        let sleep = jittered(interval).min(deadline.saturating_sub(start.elapsed()) + Duration::from_millis(1));
-        tokio::time::sleep(sleep).await;
-        interval = backoff.next(interval);
+        let left = deadline.saturating_sub(start.elapsed()) + Duration::from_millis(1);
+        match backoff.first_at {
+            Some(at) if first => tokio::time::sleep_until(at.min(start + left)).await,
+            _ => sleep(jittered(interval).min(left)).await,
+        }
+        interval = next(&backoff, interval, &mut first);
+    }
+}
+
+/// The sleep after `current`: `then` after the first, then `factor` times longer up to `max`.
+fn next(backoff: &Backoff, current: Duration, first: &mut bool) -> Duration {
+    if std::mem::take(first) {
+        backoff.then.min(backoff.max)
+    } else {
+        current.mul_f64(backoff.factor).min(backoff.max)
     }
 }
 
@@ -120,6 +240,7 @@ where
 {
     let start = Instant::now();
     let mut interval = backoff.first;
+    let mut first = true;
     let mut attempts = 0u32;
     loop {
         attempts += 1;
@@ -139,8 +260,8 @@ where
             }
             Err(e) => return Err(e),
         }
-        tokio::time::sleep(jittered(interval)).await;
-        interval = backoff.next(interval);
+        sleep(jittered(interval)).await;
+        interval = next(&backoff, interval, &mut first);
     }
 }
 
@@ -214,6 +335,74 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    /// Records when each poll happened; ready at the `ready_at`-th poll (1-based).
+    async fn polls_until(backoff: Backoff, ready_at: usize) -> Vec<Duration> {
+        let start = Instant::now();
+        let times = Mutex::new(Vec::new());
+        wait_for("x", Duration::from_secs(3600), backoff, || {
+            let mut t = times.lock().unwrap();
+            t.push(start.elapsed());
+            std::future::ready(Ok(if t.len() >= ready_at {
+                Poll::Ready(())
+            } else {
+                Poll::Pending("pending".into())
+            }))
+        })
+        .await
+        .unwrap();
+        times.into_inner().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transition_started_here_is_first_read_at_its_expected_end_then_tighter() {
+        // The NAT gateway: 100 s expected, then every 5 s (jittered +/-20 %), growing.
+        let polls = polls_until(Backoff::expecting(Transition::NatCreate, Some(Instant::now())), 3).await;
+        assert_eq!(polls[0], Duration::from_secs(100), "{polls:?}");
+        let gap = polls[1] - polls[0];
+        assert!(
+            gap >= Duration::from_secs(4) && gap <= Duration::from_secs(6),
+            "{polls:?}"
+        );
+        let gap2 = polls[2] - polls[1];
+        assert!(
+            gap2 >= Duration::from_secs(6) && gap2 <= Duration::from_secs(9),
+            "{polls:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_gone_since_the_start_counts_and_an_unknown_start_is_read_at_once() {
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(900)).await;
+        let db = Transition::DbCreate { multi_az: true };
+        let polls = polls_until(Backoff::expecting(db, Some(started)), 1).await;
+        assert_eq!(polls, [Duration::from_secs(60)]);
+        // Long past the expected end: read at once.
+        let polls = polls_until(Backoff::expecting(Transition::NatCreate, Some(started)), 1).await;
+        assert_eq!(polls, [Duration::ZERO]);
+        // Unknown start (a resumed run): at once, then every 15 s at most for RDS.
+        let polls = polls_until(Backoff::expecting(db, None), 4).await;
+        assert_eq!(polls[0], Duration::ZERO);
+        assert!(
+            polls.windows(2).all(|w| w[1] - w[0] <= Duration::from_secs(18)),
+            "{polls:?}"
+        );
+        // Short transitions are never read more than about once a second.
+        let polls = polls_until(Backoff::expecting(Transition::FileSystemCreate, None), 4).await;
+        assert!(
+            polls.windows(2).all(|w| w[1] - w[0] >= Duration::from_millis(800)),
+            "{polls:?}"
+        );
+    }
+
+    #[test]
+    fn started_transitions_are_remembered_by_id() {
+        let s = Started::default();
+        assert_eq!(s.get("nat-1"), None);
+        s.note("nat-1");
+        assert!(s.get("nat-1").is_some());
     }
 
     #[tokio::test(start_paused = true)]

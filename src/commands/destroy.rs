@@ -136,7 +136,11 @@ async fn record_unrecorded(
     search: &Graph,
     events: &dyn EventSink,
 ) -> Result<Vec<String>, CmdError> {
-    let (found, failed) = find_unrecorded(cloud, search, &session.state).await;
+    // Both searches are reads and independent: at once.
+    let ((found, failed), scanned) = tokio::join!(
+        find_unrecorded(cloud, search, &session.state),
+        discover::tagged(&session.aws)
+    );
     for (key, e) in &failed {
         events.emit(Event::Warning {
             message: format!("could not look for `{key}`: {e}"),
@@ -156,7 +160,7 @@ async fn record_unrecorded(
     }
     // The kinds' finds know only the spec's keys: anything else tagged with the deployment
     // comes from the tag scan that `status` reports leaks with.
-    let extras = match discover::tagged(&session.aws).await {
+    let extras = match scanned {
         Ok(scanned) => extras(&scanned, &session.state),
         Err(e) => {
             events.emit(Event::Warning {

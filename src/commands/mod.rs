@@ -255,7 +255,12 @@ pub async fn open_session(
         final_snapshots: Default::default(),
     };
     Ok(Session {
-        aws: Arc::new(Aws { clients, env }),
+        aws: Arc::new(Aws {
+            clients,
+            env,
+            started: Default::default(),
+            answers: Default::default(),
+        }),
         state_file,
         state,
         fresh,

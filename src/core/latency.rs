@@ -141,6 +141,133 @@ pub fn delete_timing(kind: Kind) -> Timing {
     sum(delete_entries(kind))
 }
 
+/// A change AWS shows as an intermediate state (`pending`, `creating`, `provisioning`,
+/// `deleting`, ENIs still attached, instances not in service yet) and its figures from the
+/// model. One table for three readers: the waits, which poll first at the expected end
+/// (`aws::wait::Backoff::expecting`); the emulator's latency mode, which shows each state for
+/// exactly its median, scaled (src/aws/fault/latency.rs); and the latency benchmark's ideal
+/// chain (`emulated_create_s`, `emulated_delete_s`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transition {
+    NatCreate,
+    NatDelete,
+    /// An interface endpoint (`gateway: false`) or the S3 gateway endpoint.
+    EndpointCreate {
+        gateway: bool,
+    },
+    EndpointDelete {
+        gateway: bool,
+    },
+    FileSystemCreate,
+    FileSystemDelete,
+    MountTargetCreate,
+    MountTargetDelete,
+    DbCreate {
+        multi_az: bool,
+    },
+    DbDelete {
+        final_snapshot: bool,
+    },
+    LoadBalancerCreate,
+    /// The load balancer is gone from the API at once; its network interfaces linger.
+    LoadBalancerDelete,
+    /// `Pending` until `Active` (the function's VPC network interfaces are made).
+    LambdaCreate,
+    /// A deleted function's network interfaces until they are detached.
+    LambdaDelete,
+    /// A new Auto Scaling group's instances until `InService`.
+    InstancesInService,
+    /// An instance in service until the dashboard answers (its user data waits for the
+    /// database endpoint).
+    AppReady,
+    /// A target whose application answers until it is `healthy` (one health check).
+    TargetHealthy,
+    /// A force-deleted group, its instances draining and terminating.
+    GroupDelete,
+}
+
+impl Transition {
+    fn entry(self) -> &'static str {
+        match self {
+            Transition::NatCreate => "create.nat_gateway",
+            Transition::NatDelete => "delete.nat_gateway",
+            Transition::EndpointCreate { gateway: false } => "create.vpc_endpoint_interface",
+            Transition::EndpointCreate { gateway: true } => "create.vpc_endpoint_gateway_s3",
+            Transition::EndpointDelete { gateway: false } => "delete.vpc_endpoint_interface",
+            Transition::EndpointDelete { gateway: true } => "delete.ec2_primitives",
+            Transition::FileSystemCreate => "create.efs_file_system",
+            Transition::FileSystemDelete => "delete.efs_file_system",
+            Transition::MountTargetCreate => "create.efs_mount_target",
+            Transition::MountTargetDelete => "delete.efs_mount_target",
+            Transition::DbCreate { multi_az: true } => "create.rds_mariadb_multi_az",
+            Transition::DbCreate { multi_az: false } => "create.rds_mariadb_single_az",
+            Transition::DbDelete { final_snapshot: true } => "delete.rds_multi_az_with_final_snapshot",
+            Transition::DbDelete { final_snapshot: false } => "delete.rds_multi_az_skip_final_snapshot",
+            Transition::LoadBalancerCreate => "create.alb",
+            Transition::LoadBalancerDelete => "delete.alb",
+            Transition::LambdaCreate => "create.lambda_function_vpc_pending_to_active",
+            Transition::LambdaDelete => "delete.lambda_eni_detach",
+            Transition::InstancesInService => "create.asg_to_instances_inservice",
+            Transition::AppReady => "create.ec2_boot_to_app_ready",
+            Transition::TargetHealthy => "create.target_healthy_after_app_ready",
+            Transition::GroupDelete => "delete.asg_with_instances",
+        }
+    }
+
+    pub fn timing(self) -> Timing {
+        sum(&[self.entry()])
+    }
+
+    /// The median, as a duration: when a wait polls first.
+    pub fn expected(self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.timing().median_s)
+    }
+}
+
+/// What one node's create takes under the emulator's latency mode, in model seconds (before
+/// scaling): the transition it shows for kinds with one, else the kind's model figure (the
+/// synchronous kinds, a second or two, about one emulator call once scaled). The latency
+/// benchmark's ideal chain is the longest chain under these weights.
+pub fn emulated_create_s(node: &super::spec::NodeSpec) -> f64 {
+    use super::spec::{EndpointType, Props};
+    let t = match (&node.props, node.kind) {
+        (Props::VpcEndpoint { endpoint, .. }, _) => Transition::EndpointCreate {
+            gateway: matches!(endpoint, EndpointType::Gateway { .. }),
+        },
+        (_, Kind::NatGateway) => Transition::NatCreate,
+        (_, Kind::FileSystem) => Transition::FileSystemCreate,
+        (_, Kind::MountTarget) => Transition::MountTargetCreate,
+        (Props::DbEndpoint { expect_multi_az, .. }, _) => Transition::DbCreate {
+            multi_az: *expect_multi_az,
+        },
+        (_, Kind::LoadBalancer) => Transition::LoadBalancerCreate,
+        (_, Kind::LambdaFunction) => Transition::LambdaCreate,
+        (_, Kind::DashboardCheck) => Transition::TargetHealthy,
+        _ => return create_timing(node.kind).median_s,
+    };
+    t.timing().median_s
+}
+
+/// What one node's delete takes under the latency mode, in model seconds (see
+/// `emulated_create_s`); `final_snapshot` as `destroy` was asked.
+pub fn emulated_delete_s(node: &super::spec::NodeSpec, final_snapshot: bool) -> f64 {
+    use super::spec::{EndpointType, Props};
+    let t = match (&node.props, node.kind) {
+        (Props::VpcEndpoint { endpoint, .. }, _) => Transition::EndpointDelete {
+            gateway: matches!(endpoint, EndpointType::Gateway { .. }),
+        },
+        (_, Kind::NatGateway) => Transition::NatDelete,
+        (_, Kind::FileSystem) => Transition::FileSystemDelete,
+        (_, Kind::MountTarget) => Transition::MountTargetDelete,
+        (_, Kind::DbInstance) => Transition::DbDelete { final_snapshot },
+        (_, Kind::LoadBalancer) => Transition::LoadBalancerDelete,
+        (_, Kind::LambdaFunction) => Transition::LambdaDelete,
+        (_, Kind::AutoScalingGroup) => Transition::GroupDelete,
+        _ => return delete_timing(node.kind).median_s,
+    };
+    t.timing().median_s
+}
+
 /// Deadline for waiting on a create: the slow figure times three, at least five minutes
 /// (Terraform learned to raise its defaults repeatedly; a too-short deadline fails healthy runs).
 pub fn create_deadline(kind: Kind) -> std::time::Duration {
@@ -162,5 +289,60 @@ mod tests {
             assert!(delete_timing(k).median_s > 0.0, "{k}");
         }
         assert_eq!(create_timing(Kind::NatGateway).median_s, 100.0);
+    }
+
+    #[test]
+    fn every_transition_has_figures_and_the_emulated_weights_follow_them() {
+        use Transition::*;
+        for t in [
+            NatCreate,
+            NatDelete,
+            EndpointCreate { gateway: false },
+            EndpointCreate { gateway: true },
+            EndpointDelete { gateway: false },
+            EndpointDelete { gateway: true },
+            FileSystemCreate,
+            FileSystemDelete,
+            MountTargetCreate,
+            MountTargetDelete,
+            DbCreate { multi_az: true },
+            DbCreate { multi_az: false },
+            DbDelete { final_snapshot: true },
+            DbDelete { final_snapshot: false },
+            LoadBalancerCreate,
+            LoadBalancerDelete,
+            LambdaCreate,
+            LambdaDelete,
+            InstancesInService,
+            AppReady,
+            TargetHealthy,
+            GroupDelete,
+        ] {
+            assert!(
+                t.timing().median_s > 0.0 && t.timing().slow_s >= t.timing().median_s,
+                "{t:?}"
+            );
+        }
+        assert_eq!(DbCreate { multi_az: true }.expected().as_secs(), 960);
+        assert_eq!(DbDelete { final_snapshot: false }.timing().median_s, 390.0);
+        let cfg = crate::core::config::Config {
+            ami: Some("ami-0123456789abcdef0".into()),
+            ..Default::default()
+        };
+        let input = crate::core::spec::SpecInput {
+            config: &cfg,
+            region: "eu-west-1",
+            azs: ["eu-west-1a".into(), "eu-west-1b".into()],
+        };
+        let nodes = crate::core::spec::build_all(&input);
+        let by_key = |k: &str| nodes.iter().find(|n| n.key == k).unwrap();
+        assert_eq!(emulated_create_s(by_key("vpce-s3")), 6.0);
+        assert_eq!(emulated_create_s(by_key("vpce-ssm")), 90.0);
+        assert_eq!(emulated_create_s(by_key("db-endpoint")), 960.0);
+        assert_eq!(emulated_create_s(by_key("vpc")), create_timing(Kind::Vpc).median_s);
+        assert_eq!(emulated_delete_s(by_key("db"), false), 390.0);
+        assert_eq!(emulated_delete_s(by_key("db"), true), 600.0);
+        assert_eq!(emulated_delete_s(by_key("vpce-s3"), false), 1.0);
+        assert_eq!(emulated_delete_s(by_key("asg"), false), 330.0);
     }
 }

@@ -159,7 +159,8 @@ impl ResourceKind for Alarm {
             .send()
             .await
             .map_err(|e| sdk("putting the CPU alarm", e))?;
-        let arn = arn_of(aws, name).await?.unwrap_or_default();
+        // PutMetricAlarm answers nothing; an alarm's ARN is its name's.
+        let arn = aws.env.arn("cloudwatch", &aws.env.region, &format!("alarm:{name}"));
         Ok(Outputs::new().with("id", name).with("arn", arn))
     }
 

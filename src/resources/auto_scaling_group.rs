@@ -23,7 +23,7 @@ use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use crate::core::diff::{self, AttrSpec, Change, ChangeAction, Settings, settings};
-use crate::core::latency;
+use crate::core::latency::{self, Transition};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{Kind, NodeSpec, Props};
 
@@ -453,6 +453,7 @@ impl ResourceKind for AutoScalingGroup {
             .filter_map(|i| i.instance_id().map(String::from))
             .collect();
         let asg = &aws.clients.autoscaling;
+        let mut started = None;
         if !is_deleting(&g) {
             // Scale to zero first so the instances drain from the target group.
             ec2::delete_retrying(Kind::AutoScalingGroup, &format!("scaling {name} to zero"), || async {
@@ -466,7 +467,7 @@ impl ResourceKind for AutoScalingGroup {
                     .map_err(|e| reclassify_missing_group(crate::aws::sdk("scaling the Auto Scaling group to zero", e)))
             })
             .await?;
-            ec2::delete_retrying(
+            started = ec2::delete_started(
                 Kind::AutoScalingGroup,
                 &format!("deleting Auto Scaling group {name}"),
                 || async {
@@ -485,7 +486,7 @@ impl ResourceKind for AutoScalingGroup {
         wait::wait_for(
             &format!("Auto Scaling group {name} to be deleted"),
             deadline,
-            Backoff::SLOW,
+            Backoff::expecting(Transition::GroupDelete, started).look_first(),
             || async {
                 Ok(match describe_group(aws, name).await? {
                     None => Poll::Ready(()),

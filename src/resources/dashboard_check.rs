@@ -15,7 +15,8 @@ use super::{Aws, ResourceKind, props};
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::core::diff::{AttrSpec, Change, ChangeAction, Settings, settings};
-use crate::core::latency;
+use crate::core::latency::{self, Transition};
+use crate::core::names;
 use crate::core::resource::{DeleteCtx, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{NodeSpec, Props};
 
@@ -131,7 +132,12 @@ impl ResourceKind for DashboardCheck {
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
         let (target_group,) = props!(cx, DashboardCheck { target_group });
         let tg_arn = cx.dep_id(target_group)?.to_string();
-        let healthy = wait::wait_for("a healthy dashboard instance behind the load balancer", deadline(), Backoff::SLOW, || async {
+        // Published by this run's `db-endpoint`: the instances start the dashboard now, and
+        // a target is healthy after one check. A read at once all the same (the instances
+        // may have been ready long before, e.g. on a resumed run).
+        let published = aws.started.get(&names::db_endpoint_parameter(&aws.env.deployment));
+        let backoff = Backoff::expecting(Transition::TargetHealthy, published).look_first();
+        let healthy = wait::wait_for("a healthy dashboard instance behind the load balancer", deadline(), backoff, || async {
             Ok(health_poll(&target_states(aws, &tg_arn).await?))
         })
         .await

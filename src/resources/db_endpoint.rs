@@ -22,7 +22,7 @@ use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::core::diff::{AttrSpec, Settings, settings};
-use crate::core::latency;
+use crate::core::latency::{self, Transition};
 use crate::core::names;
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{Kind, NodeSpec, Props};
@@ -159,8 +159,12 @@ async fn set_rotation(aws: &Aws, secret_arn: &str, days: i64) -> Result<(), Reso
     Ok(())
 }
 
-async fn put_endpoint(aws: &Aws, name: &str, value: &str) -> Result<(), ResourceError> {
+/// `absent`: this process's lookup found no parameter, so there is nothing to compare.
+async fn put_endpoint(aws: &Aws, name: &str, value: &str, absent: bool) -> Result<(), ResourceError> {
     let ssm = &aws.clients.ssm;
+    if absent {
+        return put_parameter(ssm, name, value).await;
+    }
     let current = ssm
         .get_parameter()
         .name(name)
@@ -173,6 +177,10 @@ async fn put_endpoint(aws: &Aws, name: &str, value: &str) -> Result<(), Resource
         Err(e) if e.is(ErrorClass::NotFound) => {}
         Err(e) => return Err(e),
     }
+    put_parameter(ssm, name, value).await
+}
+
+async fn put_parameter(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) -> Result<(), ResourceError> {
     ssm.put_parameter()
         .name(name)
         .value(value)
@@ -184,6 +192,9 @@ async fn put_endpoint(aws: &Aws, name: &str, value: &str) -> Result<(), Resource
         .map_err(err("writing the endpoint parameter"))?;
     Ok(())
 }
+
+/// Kept by `create` (see `answers`): the lookup of this process found no parameter.
+struct Absent;
 
 #[async_trait]
 impl ResourceKind for DbEndpoint {
@@ -202,7 +213,9 @@ impl ResourceKind for DbEndpoint {
 
     /// Nothing to call yet: the parameter is written once the database is ready.
     async fn create(&self, aws: &Aws, _cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
-        Ok(Outputs::new().with("id", names::db_endpoint_parameter(&aws.env.deployment)))
+        let name = names::db_endpoint_parameter(&aws.env.deployment);
+        aws.answers.keep(&name, Absent);
+        Ok(Outputs::new().with("id", name))
     }
 
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
@@ -221,7 +234,12 @@ impl ResourceKind for DbEndpoint {
         let view = wait::wait_for(
             &format!("DB instance {identifier} to become available"),
             latency::create_deadline(Kind::DbEndpoint),
-            Backoff::SLOW,
+            Backoff::expecting(
+                Transition::DbCreate {
+                    multi_az: *expect_multi_az,
+                },
+                aws.started.get(&identifier),
+            ),
             || async {
                 let view = describe_instance(aws, &identifier).await?.as_ref().map(DbView::of);
                 let missing_for = {
@@ -248,7 +266,10 @@ impl ResourceKind for DbEndpoint {
 
         let name = outputs.id()?.to_string();
         let (address, port) = (view.address.unwrap_or_default(), view.port.unwrap_or(3306));
-        put_endpoint(aws, &name, &endpoint_value(&address, port)).await?;
+        let absent = aws.answers.take::<Absent>(&name).is_some();
+        put_endpoint(aws, &name, &endpoint_value(&address, port), absent).await?;
+        // The instances' user data waits for it: the dashboard check's transition starts.
+        aws.started.note(&name);
         Ok(Outputs::new()
             .with("id", name)
             .with("address", address)

@@ -14,13 +14,14 @@ use async_trait::async_trait;
 use aws_sdk_rds::Client;
 use aws_sdk_rds::operation::create_db_instance::builders::CreateDBInstanceFluentBuilder;
 use aws_sdk_rds::types as t;
+use tokio::time::Instant;
 
 use super::rds::{describe_instance, rds_tags};
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{DestroyOptions, err};
 use crate::core::diff::{AttrSpec, Change, ChangeAction, Settings, settings};
-use crate::core::latency;
+use crate::core::latency::{self, Transition};
 use crate::core::names;
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{DbSettings, Kind, NodeSpec, Props};
@@ -365,6 +366,13 @@ impl ResourceKind for DbInstance {
         match created {
             Ok(out) => out
                 .db_instance()
+                .inspect(|d| {
+                    if d.db_instance_status() == Some("creating")
+                        && let Some(id) = d.db_instance_identifier()
+                    {
+                        aws.started.note(id);
+                    }
+                })
                 .and_then(outputs_of)
                 .ok_or_else(|| ResourceError::new(ErrorClass::Other, "CreateDBInstance returned no instance")),
             // An earlier attempt created it: take it.
@@ -491,12 +499,14 @@ impl ResourceKind for DbInstance {
             return Ok(());
         };
         let opts = aws.env.destroy;
+        let snapshotting = !opts.skip_final_snapshot;
+        let mut started = None;
         if db.db_instance_status() != Some("deleting") {
             if protection_step(id, db.deletion_protection().unwrap_or(false), &opts)? == Protection::DisableFirst {
                 disable_protection(aws, id).await?;
             }
             let snapshot = final_snapshot(&aws.env.deployment, &opts, &chrono::Utc::now());
-            delete_call(aws, id, snapshot.as_deref(), &opts).await?;
+            started = delete_call(aws, id, snapshot.as_deref(), &opts).await?;
             if let Some(s) = snapshot {
                 tracing::info!(db = id, snapshot = %s, "final DB snapshot requested");
                 aws.env.final_snapshots.lock().unwrap().push(s);
@@ -505,7 +515,13 @@ impl ResourceKind for DbInstance {
         wait::wait_for(
             &format!("DB instance {id} to be deleted"),
             latency::delete_deadline(Kind::DbInstance),
-            Backoff::SLOW,
+            Backoff::expecting(
+                Transition::DbDelete {
+                    final_snapshot: snapshotting,
+                },
+                started,
+            )
+            .look_first(),
             || async {
                 let db = describe_instance(aws, id).await?;
                 Ok(deletion_poll(db.as_ref().map(|db| db.db_instance_status().unwrap_or("unknown"))))
@@ -573,7 +589,13 @@ async fn disable_protection(aws: &Aws, id: &str) -> Result<(), ResourceError> {
     .await
 }
 
-async fn delete_call(aws: &Aws, id: &str, snapshot: Option<&str>, opts: &DestroyOptions) -> Result<(), ResourceError> {
+/// The delete; when RDS accepted it (`None`: already gone or already being deleted).
+async fn delete_call(
+    aws: &Aws,
+    id: &str,
+    snapshot: Option<&str>,
+    opts: &DestroyOptions,
+) -> Result<Option<Instant>, ResourceError> {
     let result = wait::retry(
         &format!("deleting DB instance {id}"),
         latency::delete_deadline(Kind::DbInstance),
@@ -585,8 +607,13 @@ async fn delete_call(aws: &Aws, id: &str, snapshot: Option<&str>, opts: &Destroy
                 Some(s) => req.skip_final_snapshot(false).final_db_snapshot_identifier(s),
                 None => req.skip_final_snapshot(true),
             };
-            match req.send().await.map(|_| ()).map_err(err("deleting the DB instance")) {
-                Err(e) if is_already_deleting(&e) => Ok(()),
+            match req
+                .send()
+                .await
+                .map(|_| Some(Instant::now()))
+                .map_err(err("deleting the DB instance"))
+            {
+                Err(e) if is_already_deleting(&e) => Ok(None),
                 // Just turned off: RDS may still apply the old setting for a moment.
                 Err(e) if is_protection_refusal(&e) && opts.disable_deletion_protection => Err(ResourceError {
                     class: ErrorClass::InUse,
@@ -598,7 +625,7 @@ async fn delete_call(aws: &Aws, id: &str, snapshot: Option<&str>, opts: &Destroy
     )
     .await;
     match result {
-        Err(e) if e.is(ErrorClass::NotFound) => Ok(()),
+        Err(e) if e.is(ErrorClass::NotFound) => Ok(None),
         Err(e) if is_protection_refusal(&e) => Err(protection_step(id, true, opts).unwrap_err()),
         other => other,
     }

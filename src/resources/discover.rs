@@ -107,10 +107,15 @@ fn ec2_tags(t: &[aws_sdk_ec2::types::Tag]) -> Tags {
 
 /// Every resource of the deployment that AWS knows, sorted by key.
 pub async fn tagged(aws: &Aws) -> Result<Vec<Found>, ResourceError> {
-    let mut found = Vec::new();
-    ec2_resources(aws, &mut found).await?;
-    efs_resources(aws, &mut found).await?;
-    named_resources(aws, &mut found).await?;
+    // The three groups of listings at once: they are independent reads.
+    let (mut found, mut efs, mut named) = (Vec::new(), Vec::new(), Vec::new());
+    futures::try_join!(
+        ec2_resources(aws, &mut found),
+        efs_resources(aws, &mut efs),
+        named_resources(aws, &mut named)
+    )?;
+    found.append(&mut efs);
+    found.append(&mut named);
     found.sort();
     Ok(found)
 }
@@ -125,49 +130,69 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
         }
     };
     let what = "listing the deployment's resources by tag";
-    for v in ec2.describe_vpcs().filters(f()).send().await.map_err(err(what))?.vpcs() {
+    // Every listing at once: one round trip's wait instead of ten.
+    let (
+        vpcs,
+        subnets,
+        internet_gateways,
+        addresses,
+        nat_gateways,
+        route_tables,
+        network_acls,
+        security_groups,
+        vpc_endpoints,
+        launch_templates,
+    ) = futures::try_join!(
+        async { ec2.describe_vpcs().filters(f()).send().await.map_err(err(what)) },
+        async { ec2.describe_subnets().filters(f()).send().await.map_err(err(what)) },
+        async {
+            ec2.describe_internet_gateways()
+                .filters(f())
+                .send()
+                .await
+                .map_err(err(what))
+        },
+        async { ec2.describe_addresses().filters(f()).send().await.map_err(err(what)) },
+        async { ec2.describe_nat_gateways().filter(f()).send().await.map_err(err(what)) },
+        async { ec2.describe_route_tables().filters(f()).send().await.map_err(err(what)) },
+        async { ec2.describe_network_acls().filters(f()).send().await.map_err(err(what)) },
+        async {
+            ec2.describe_security_groups()
+                .filters(f())
+                .send()
+                .await
+                .map_err(err(what))
+        },
+        async {
+            ec2.describe_vpc_endpoints()
+                .filters(f())
+                .send()
+                .await
+                .map_err(err(what))
+        },
+        async {
+            ec2.describe_launch_templates()
+                .filters(f())
+                .send()
+                .await
+                .map_err(err(what))
+        }
+    )?;
+    for v in vpcs.vpcs() {
         push(Kind::Vpc, v.tags(), v.vpc_id(), vec![]);
     }
-    for s in ec2
-        .describe_subnets()
-        .filters(f())
-        .send()
-        .await
-        .map_err(err(what))?
-        .subnets()
-    {
+    for s in subnets.subnets() {
         push(Kind::Subnet, s.tags(), s.subnet_id(), s.vpc_id().into_iter().collect());
     }
-    for g in ec2
-        .describe_internet_gateways()
-        .filters(f())
-        .send()
-        .await
-        .map_err(err(what))?
-        .internet_gateways()
-    {
+    for g in internet_gateways.internet_gateways() {
         let attached = g.attachments().iter().filter_map(|a| a.vpc_id()).collect();
         push(Kind::InternetGateway, g.tags(), g.internet_gateway_id(), attached);
     }
-    for a in ec2
-        .describe_addresses()
-        .filters(f())
-        .send()
-        .await
-        .map_err(err(what))?
-        .addresses()
-    {
+    for a in addresses.addresses() {
         push(Kind::ElasticIp, a.tags(), a.allocation_id(), vec![]);
     }
     // Deleted NAT gateways stay listed for a while, as on AWS.
-    for n in ec2
-        .describe_nat_gateways()
-        .filter(f())
-        .send()
-        .await
-        .map_err(err(what))?
-        .nat_gateways()
-    {
+    for n in nat_gateways.nat_gateways() {
         let gone = matches!(n.state().map(|s| s.as_str()), Some("deleted" | "deleting" | "failed"));
         if !gone {
             // Its address is released only once the gateway is deleted.
@@ -176,14 +201,7 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
             push(Kind::NatGateway, n.tags(), n.nat_gateway_id(), within);
         }
     }
-    for r in ec2
-        .describe_route_tables()
-        .filters(f())
-        .send()
-        .await
-        .map_err(err(what))?
-        .route_tables()
-    {
+    for r in route_tables.route_tables() {
         push(
             Kind::RouteTable,
             r.tags(),
@@ -191,14 +209,7 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
             r.vpc_id().into_iter().collect(),
         );
     }
-    for a in ec2
-        .describe_network_acls()
-        .filters(f())
-        .send()
-        .await
-        .map_err(err(what))?
-        .network_acls()
-    {
+    for a in network_acls.network_acls() {
         push(
             Kind::NetworkAcl,
             a.tags(),
@@ -206,14 +217,7 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
             a.vpc_id().into_iter().collect(),
         );
     }
-    for g in ec2
-        .describe_security_groups()
-        .filters(f())
-        .send()
-        .await
-        .map_err(err(what))?
-        .security_groups()
-    {
+    for g in security_groups.security_groups() {
         push(
             Kind::SecurityGroup,
             g.tags(),
@@ -221,14 +225,7 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
             g.vpc_id().into_iter().collect(),
         );
     }
-    for e in ec2
-        .describe_vpc_endpoints()
-        .filters(f())
-        .send()
-        .await
-        .map_err(err(what))?
-        .vpc_endpoints()
-    {
+    for e in vpc_endpoints.vpc_endpoints() {
         let gone = matches!(
             e.state().map(|s| s.as_str().to_ascii_lowercase()).as_deref(),
             Some("deleted" | "deleting")
@@ -240,14 +237,7 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
             push(Kind::VpcEndpoint, e.tags(), e.vpc_endpoint_id(), within);
         }
     }
-    for lt in ec2
-        .describe_launch_templates()
-        .filters(f())
-        .send()
-        .await
-        .map_err(err(what))?
-        .launch_templates()
-    {
+    for lt in launch_templates.launch_templates() {
         push(Kind::LaunchTemplate, lt.tags(), lt.launch_template_id(), vec![]);
     }
     Ok(())
@@ -304,66 +294,180 @@ fn absent<T>(r: Result<T, ResourceError>) -> Result<Option<T>, ResourceError> {
 async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceError> {
     let dep = aws.env.deployment.clone();
     let mut push = |found: Option<Found>| out.extend(found);
-
-    for (well_known, name) in [
+    let roles = [
         ("lambda-role", names::lambda_role(&dep)),
         ("ec2-role", names::ec2_role(&dep)),
-    ] {
-        let got = absent(
-            aws.clients
-                .iam
-                .get_role()
-                .role_name(&name)
+    ];
+    let profile = names::instance_profile(&dep);
+    let bucket = names::bucket(&dep, &aws.env.account_id, &aws.env.region);
+    let db = names::db_identifier(&dep);
+    let group = names::db_subnet_group(&dep);
+    let params = names::db_parameter_group(&dep);
+    let secret = names::licence_secret(&dep);
+    let log_group = names::lambda_log_group(&dep);
+    let function = names::lambda_function(&dep);
+    let endpoint = names::db_endpoint_parameter(&dep);
+    let tg = names::target_group(&dep);
+    let alb = names::alb(&dep);
+    let asg = names::asg(&dep);
+    let get_role = |name: &str| {
+        let call = aws.clients.iam.get_role().role_name(name);
+        async move { absent(call.send().await.map_err(err("looking up an IAM role"))) }
+    };
+    let c = &aws.clients;
+    // Every lookup at once: they are independent reads (one round trip's wait, not 14).
+    let (
+        got_roles_0,
+        got_roles_1,
+        got_profile,
+        got_bucket,
+        got_db,
+        got_group,
+        got_params,
+        got_secret,
+        got_log_groups,
+        got_function,
+        got_endpoint,
+        got_tg,
+        got_alb,
+        got_asg,
+    ) = futures::join!(
+        get_role(&roles[0].1),
+        get_role(&roles[1].1),
+        async {
+            absent(
+                c.iam
+                    .get_instance_profile()
+                    .instance_profile_name(&profile)
+                    .send()
+                    .await
+                    .map_err(err("looking up the instance profile")),
+            )
+        },
+        async {
+            c.s3.head_bucket()
+                .bucket(&bucket)
                 .send()
                 .await
-                .map_err(err("looking up an IAM role")),
-        )?;
-        if let Some(role) = got.as_ref().and_then(|o| o.role()) {
+                .map_err(err("looking up the bucket"))
+        },
+        async {
+            absent(
+                c.rds
+                    .describe_db_instances()
+                    .db_instance_identifier(&db)
+                    .send()
+                    .await
+                    .map_err(err("looking up the DB instance")),
+            )
+        },
+        async {
+            absent(
+                c.rds
+                    .describe_db_subnet_groups()
+                    .db_subnet_group_name(&group)
+                    .send()
+                    .await
+                    .map_err(err("looking up the DB subnet group")),
+            )
+        },
+        async {
+            absent(
+                c.rds
+                    .describe_db_parameter_groups()
+                    .db_parameter_group_name(&params)
+                    .send()
+                    .await
+                    .map_err(err("looking up the DB parameter group")),
+            )
+        },
+        async {
+            absent(
+                c.secrets
+                    .describe_secret()
+                    .secret_id(&secret)
+                    .send()
+                    .await
+                    .map_err(err("looking up the licence secret")),
+            )
+        },
+        async {
+            c.logs
+                .describe_log_groups()
+                .log_group_name_prefix(&log_group)
+                .send()
+                .await
+                .map_err(err("looking up the log group"))
+        },
+        async {
+            absent(
+                c.lambda
+                    .get_function()
+                    .function_name(&function)
+                    .send()
+                    .await
+                    .map_err(err("looking up the Lambda function")),
+            )
+        },
+        async {
+            absent(
+                c.ssm
+                    .get_parameter()
+                    .name(&endpoint)
+                    .send()
+                    .await
+                    .map_err(err("looking up the endpoint parameter")),
+            )
+        },
+        async {
+            absent(
+                c.elb
+                    .describe_target_groups()
+                    .names(&tg)
+                    .send()
+                    .await
+                    .map_err(err("looking up the target group")),
+            )
+        },
+        async {
+            absent(
+                c.elb
+                    .describe_load_balancers()
+                    .names(&alb)
+                    .send()
+                    .await
+                    .map_err(err("looking up the load balancer")),
+            )
+        },
+        async {
+            c.autoscaling
+                .describe_auto_scaling_groups()
+                .auto_scaling_group_names(&asg)
+                .send()
+                .await
+                .map_err(err("looking up the Auto Scaling group"))
+        },
+    );
+
+    for ((well_known, name), got) in roles.iter().zip([got_roles_0, got_roles_1]) {
+        if let Some(role) = got?.as_ref().and_then(|o| o.role()) {
             let t = tag_list(role.tags().iter().map(|t| (t.key(), t.value())));
-            push(by_name(Kind::IamRole, &t, &dep, well_known, &name));
+            push(by_name(Kind::IamRole, &t, &dep, well_known, name));
         }
     }
-    let profile = names::instance_profile(&dep);
-    let got = absent(
-        aws.clients
-            .iam
-            .get_instance_profile()
-            .instance_profile_name(&profile)
-            .send()
-            .await
-            .map_err(err("looking up the instance profile")),
-    )?;
-    if let Some(p) = got.as_ref().and_then(|o| o.instance_profile()) {
+    if let Some(p) = got_profile?.as_ref().and_then(|o| o.instance_profile()) {
         let t = tag_list(p.tags().iter().map(|t| (t.key(), t.value())));
         push(by_name(Kind::InstanceProfile, &t, &dep, "instance-profile", &profile));
     }
 
-    let bucket = names::bucket(&dep, &aws.env.account_id, &aws.env.region);
-    match aws
-        .clients
-        .s3
-        .head_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .map_err(err("looking up the bucket"))
-    {
+    match got_bucket {
         Ok(_) => push(Some(untagged(Kind::Bucket, "bucket", &bucket))),
         // 403: the name belongs to another account, so it is not ours either.
         Err(e) if e.is(crate::core::resource::ErrorClass::NotFound) || e.message.contains("403") => {}
         Err(e) => return Err(e),
     }
 
-    let db = names::db_identifier(&dep);
-    let got = absent(
-        aws.clients
-            .rds
-            .describe_db_instances()
-            .db_instance_identifier(&db)
-            .send()
-            .await
-            .map_err(err("looking up the DB instance")),
-    )?;
+    let got = got_db?;
     for i in got
         .iter()
         .flat_map(|o| o.db_instances())
@@ -376,16 +480,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         );
         push(by_name(Kind::DbInstance, &t, &dep, "db", &db));
     }
-    let group = names::db_subnet_group(&dep);
-    let got = absent(
-        aws.clients
-            .rds
-            .describe_db_subnet_groups()
-            .db_subnet_group_name(&group)
-            .send()
-            .await
-            .map_err(err("looking up the DB subnet group")),
-    )?;
+    let got = got_group?;
     if got
         .iter()
         .flat_map(|o| o.db_subnet_groups())
@@ -393,16 +488,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
     {
         push(Some(untagged(Kind::DbSubnetGroup, "db-subnet-group", &group)));
     }
-    let params = names::db_parameter_group(&dep);
-    let got = absent(
-        aws.clients
-            .rds
-            .describe_db_parameter_groups()
-            .db_parameter_group_name(&params)
-            .send()
-            .await
-            .map_err(err("looking up the DB parameter group")),
-    )?;
+    let got = got_params?;
     if got
         .iter()
         .flat_map(|o| o.db_parameter_groups())
@@ -411,16 +497,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         push(Some(untagged(Kind::DbParameterGroup, "db-params", &params)));
     }
 
-    let secret = names::licence_secret(&dep);
-    let got = absent(
-        aws.clients
-            .secrets
-            .describe_secret()
-            .secret_id(&secret)
-            .send()
-            .await
-            .map_err(err("looking up the licence secret")),
-    )?;
+    let got = got_secret?;
     if let Some(s) = got.filter(|s| s.deleted_date().is_none()) {
         let t = tag_list(
             s.tags()
@@ -436,15 +513,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         ));
     }
 
-    let log_group = names::lambda_log_group(&dep);
-    let groups = aws
-        .clients
-        .logs
-        .describe_log_groups()
-        .log_group_name_prefix(&log_group)
-        .send()
-        .await
-        .map_err(err("looking up the log group"))?;
+    let groups = got_log_groups?;
     if groups
         .log_groups()
         .iter()
@@ -452,16 +521,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
     {
         push(Some(untagged(Kind::LogGroup, "lambda-log-group", &log_group)));
     }
-    let function = names::lambda_function(&dep);
-    let got = absent(
-        aws.clients
-            .lambda
-            .get_function()
-            .function_name(&function)
-            .send()
-            .await
-            .map_err(err("looking up the Lambda function")),
-    )?;
+    let got = got_function?;
     if let Some(f) = got {
         let t = tag_list(f.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())));
         let vpc = f.configuration().and_then(|c| c.vpc_config());
@@ -480,31 +540,13 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         );
     }
 
-    let endpoint = names::db_endpoint_parameter(&dep);
-    let got = absent(
-        aws.clients
-            .ssm
-            .get_parameter()
-            .name(&endpoint)
-            .send()
-            .await
-            .map_err(err("looking up the endpoint parameter")),
-    )?;
+    let got = got_endpoint?;
     if got.is_some() {
         push(Some(untagged(Kind::DbEndpoint, "db-endpoint", &endpoint)));
     }
 
     // ELBv2 and Auto Scaling: by name (their tags need a second call each).
-    let tg = names::target_group(&dep);
-    let got = absent(
-        aws.clients
-            .elb
-            .describe_target_groups()
-            .names(&tg)
-            .send()
-            .await
-            .map_err(err("looking up the target group")),
-    )?;
+    let got = got_tg?;
     for g in got.iter().flat_map(|o| o.target_groups()) {
         push(Some(untagged(
             Kind::TargetGroup,
@@ -512,16 +554,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
             g.target_group_arn().unwrap_or_default(),
         )));
     }
-    let alb = names::alb(&dep);
-    let got = absent(
-        aws.clients
-            .elb
-            .describe_load_balancers()
-            .names(&alb)
-            .send()
-            .await
-            .map_err(err("looking up the load balancer")),
-    )?;
+    let got = got_alb?;
     for lb in got.iter().flat_map(|o| o.load_balancers()) {
         push(Some(untagged(
             Kind::LoadBalancer,
@@ -529,15 +562,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
             lb.load_balancer_arn().unwrap_or_default(),
         )));
     }
-    let asg = names::asg(&dep);
-    let got = aws
-        .clients
-        .autoscaling
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&asg)
-        .send()
-        .await
-        .map_err(err("looking up the Auto Scaling group"))?;
+    let got = got_asg?;
     for g in got
         .auto_scaling_groups()
         .iter()

@@ -3,6 +3,8 @@
 
 use std::future::Future;
 
+use tokio::time::Instant;
+
 use crate::aws::wait::{self, Backoff};
 use crate::core::latency;
 use crate::core::resource::{ErrorClass, ResourceError};
@@ -11,6 +13,16 @@ use crate::core::spec::Kind;
 /// Run a delete call: NotFound is success; DependencyViolation and other in-use errors are
 /// retried with backoff until the kind's delete budget runs out.
 pub async fn delete_retrying<F, Fut>(kind: Kind, what: &str, op: F) -> Result<(), ResourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), ResourceError>>,
+{
+    delete_started(kind, what, op).await.map(|_| ())
+}
+
+/// `delete_retrying`, telling when AWS accepted the delete (the start of the transition the
+/// wait that follows expects), or `None` when the resource was already gone.
+pub async fn delete_started<F, Fut>(kind: Kind, what: &str, op: F) -> Result<Option<Instant>, ResourceError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), ResourceError>>,
@@ -24,14 +36,15 @@ where
     )
     .await
     {
-        Err(e) if e.is(ErrorClass::NotFound) => Ok(()),
+        Ok(()) => Ok(Some(Instant::now())),
+        Err(e) if e.is(ErrorClass::NotFound) => Ok(None),
         Err(mut e) if e.is(ErrorClass::InUse) => {
             e.hint = Some(format!(
                 "something outside this deployment may still use it; find it in the console, remove it, then run `pi-deploy destroy` again ({what})"
             ));
             Err(e)
         }
-        other => other,
+        Err(e) => Err(e),
     }
 }
 

@@ -12,7 +12,7 @@ use super::{Aws, ResourceKind, ec2};
 use crate::aws::consistency;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
-use crate::core::latency;
+use crate::core::latency::{self, Transition};
 use crate::core::names;
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::Kind;
@@ -125,9 +125,16 @@ impl ResourceKind for FileSystem {
             .await
             .map_err(err("creating the file system"));
         match created {
-            Ok(out) => Ok(Outputs::new()
-                .with("id", out.file_system_id())
-                .with("arn", out.file_system_arn().unwrap_or_default())),
+            Ok(out) => {
+                if out.life_cycle_state() == &LifeCycleState::Creating {
+                    aws.started.note(out.file_system_id());
+                }
+                // Created with backups on: no repair to check.
+                aws.answers.keep(out.file_system_id(), BackupAsked);
+                Ok(Outputs::new()
+                    .with("id", out.file_system_id())
+                    .with("arn", out.file_system_arn().unwrap_or_default()))
+            }
             // Created by an earlier attempt with the same token: look it up (the error does
             // not always name the id), allowing for a lookup that lags the create.
             Err(e) if e.is(ErrorClass::AlreadyExists) => {
@@ -147,7 +154,7 @@ impl ResourceKind for FileSystem {
         wait::wait_for(
             &format!("file system {id} to become available"),
             latency::create_deadline(Kind::FileSystem),
-            Backoff::QUICK,
+            Backoff::expecting(Transition::FileSystemCreate, aws.started.get(&id)),
             || async {
                 Ok(match describe(aws, &id).await? {
                     // Just created: a NotFound is the read lagging the create; else it is gone.
@@ -157,14 +164,16 @@ impl ResourceKind for FileSystem {
             },
         )
         .await?;
-        repair_backup_policy(aws, &id).await?;
+        if aws.answers.take::<BackupAsked>(&id).is_none() {
+            repair_backup_policy(aws, &id).await?;
+        }
         Ok(outputs)
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
         // FileSystemInUse while mount targets are still being deleted: retried.
-        ec2::delete_retrying(Kind::FileSystem, &format!("deleting file system {id}"), || async {
+        let started = ec2::delete_started(Kind::FileSystem, &format!("deleting file system {id}"), || async {
             aws.clients
                 .efs
                 .delete_file_system()
@@ -178,7 +187,7 @@ impl ResourceKind for FileSystem {
         wait::wait_for(
             &format!("file system {id} to be deleted"),
             latency::delete_deadline(Kind::FileSystem),
-            Backoff::QUICK,
+            Backoff::expecting(Transition::FileSystemDelete, started).look_first(),
             || async {
                 Ok(match describe(aws, id).await? {
                     None => Poll::Ready(()),
@@ -190,6 +199,9 @@ impl ResourceKind for FileSystem {
         .await
     }
 }
+
+/// Kept by `create` for a file system it made with backups on (see `answers`).
+struct BackupAsked;
 
 /// Backups were asked for at create time; put them back if someone turned them off.
 async fn repair_backup_policy(aws: &Aws, id: &str) -> Result<(), ResourceError> {

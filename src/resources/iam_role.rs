@@ -198,12 +198,18 @@ async fn converge_trust(aws: &Aws, role: &Role, service: &str) -> Result<(), Res
         .map_err(err("updating the role's trust policy"))
 }
 
-async fn converge_managed(aws: &Aws, name: &str, wanted: &[String]) -> Result<(), ResourceError> {
+/// `fresh`: the role was just created by this process, so nothing is attached yet.
+async fn converge_managed(aws: &Aws, name: &str, wanted: &[String], fresh: bool) -> Result<(), ResourceError> {
     let desired: Vec<String> = wanted
         .iter()
         .map(|p| policy::managed_policy_arn(&aws.env.partition, p))
         .collect();
-    let (attach, detach) = managed_diff(&desired, &attached_policies(aws, name).await?);
+    let attached = if fresh {
+        Vec::new()
+    } else {
+        attached_policies(aws, name).await?
+    };
+    let (attach, detach) = managed_diff(&desired, &attached);
     for arn in &attach {
         aws.clients
             .iam
@@ -239,7 +245,8 @@ async fn converge_managed(aws: &Aws, name: &str, wanted: &[String]) -> Result<()
 }
 
 /// Ours is put (PutRolePolicy replaces it whole); inline policies someone else added go.
-async fn converge_inline(aws: &Aws, name: &str, document: &Value) -> Result<(), ResourceError> {
+/// `fresh`: the role was just created by this process, so it has no other inline policy.
+async fn converge_inline(aws: &Aws, name: &str, document: &Value, fresh: bool) -> Result<(), ResourceError> {
     aws.clients
         .iam
         .put_role_policy()
@@ -249,11 +256,12 @@ async fn converge_inline(aws: &Aws, name: &str, document: &Value) -> Result<(), 
         .send()
         .await
         .map_err(err("putting the role's inline policy"))?;
-    for other in inline_policies(aws, name)
-        .await?
-        .iter()
-        .filter(|p| p.as_str() != INLINE_POLICY)
-    {
+    let others = if fresh {
+        Vec::new()
+    } else {
+        inline_policies(aws, name).await?
+    };
+    for other in others.iter().filter(|p| p.as_str() != INLINE_POLICY) {
         gone_is_ok(
             aws.clients
                 .iam
@@ -340,10 +348,14 @@ impl ResourceKind for IamRole {
             .await
             .map_err(err("creating the IAM role"));
         match r {
-            Ok(out) => out
-                .role()
-                .map(outputs_of)
-                .ok_or_else(|| ResourceError::new(ErrorClass::Other, "CreateRole returned no role")),
+            Ok(out) => {
+                let role = out
+                    .role()
+                    .ok_or_else(|| ResourceError::new(ErrorClass::Other, "CreateRole returned no role"))?;
+                // A new role: the trust policy asked for, no policy attached or inline yet.
+                aws.answers.keep(role.role_name(), role.clone());
+                Ok(outputs_of(role))
+            }
             // Created by a run that died before recording it (and a find that raced it).
             Err(e) if e.is(ErrorClass::AlreadyExists) => lookup(aws, &cx.spec.key, name).await??.ok_or(e),
             Err(e) => Err(e),
@@ -361,19 +373,27 @@ impl ResourceKind for IamRole {
         );
         let name = outputs.id()?.to_string();
         let document = inline_policy(&scope(aws), &aws.env.deployment, *which, cx)?;
-        let role = ec2::retry_not_found("reading the new IAM role", || async {
-            get_role(aws, &name)
-                .await?
-                .ok_or_else(|| ResourceError::new(ErrorClass::NotFound, format!("IAM role {name} is not visible yet")))
-        })
-        .await?;
-        converge_trust(aws, &role, service).await?;
+        let created = aws.answers.take::<Role>(&name);
+        let fresh = created.is_some();
+        let role = match created {
+            Some(role) => role,
+            None => {
+                let role = ec2::retry_not_found("reading the new IAM role", || async {
+                    get_role(aws, &name).await?.ok_or_else(|| {
+                        ResourceError::new(ErrorClass::NotFound, format!("IAM role {name} is not visible yet"))
+                    })
+                })
+                .await?;
+                converge_trust(aws, &role, service).await?;
+                role
+            }
+        };
         ec2::retry_not_found("attaching the role's managed policies", || {
-            converge_managed(aws, &name, managed_policies)
+            converge_managed(aws, &name, managed_policies, fresh)
         })
         .await?;
         ec2::retry_not_found("putting the role's inline policy", || {
-            converge_inline(aws, &name, &document)
+            converge_inline(aws, &name, &document, fresh)
         })
         .await?;
         Ok(outputs_of(&role))

@@ -94,7 +94,11 @@ impl ResourceKind for InstanceProfile {
             .await;
         match out {
             Ok(o) => match o.instance_profile() {
-                Some(p) => Ok(outputs_of(p)),
+                Some(p) => {
+                    // A new profile: no role yet.
+                    aws.answers.keep(p.instance_profile_name(), p.clone());
+                    Ok(outputs_of(p))
+                }
                 None => Err(ResourceError::new(
                     ErrorClass::Other,
                     "CreateInstanceProfile returned no profile",
@@ -115,15 +119,20 @@ impl ResourceKind for InstanceProfile {
         let (name, role_key) = props!(cx, InstanceProfile { name, role });
         let role = cx.dep_id(role_key)?;
         // Right after CreateInstanceProfile, IAM may not know the name yet.
-        let profile = ec2::retry_not_found("reading the new instance profile", || async {
-            get(aws, name).await?.ok_or_else(|| {
-                ResourceError::new(
-                    ErrorClass::NotFound,
-                    format!("instance profile {name} is not visible yet"),
-                )
-            })
-        })
-        .await?;
+        let profile = match aws.answers.take::<Profile>(name) {
+            Some(created) => created,
+            None => {
+                ec2::retry_not_found("reading the new instance profile", || async {
+                    get(aws, name).await?.ok_or_else(|| {
+                        ResourceError::new(
+                            ErrorClass::NotFound,
+                            format!("instance profile {name} is not visible yet"),
+                        )
+                    })
+                })
+                .await?
+            }
+        };
         let current: Vec<String> = profile.roles().iter().map(|r| r.role_name().to_string()).collect();
         let (add, remove) = role_changes(&current, role);
         let iam = &aws.clients.iam;

@@ -137,6 +137,10 @@ impl ResourceKind for InternetGateway {
             .internet_gateway()
             .and_then(|g| g.internet_gateway_id())
             .unwrap_or_default();
+        // A new gateway is attached to nothing.
+        if let Some(g) = out.internet_gateway() {
+            aws.answers.keep(id, g.clone());
+        }
         Ok(Outputs::new().with("id", id))
     }
 
@@ -144,7 +148,10 @@ impl ResourceKind for InternetGateway {
         let (vpc,) = props!(cx, InternetGateway { vpc });
         let vpc_id = cx.dep_id(vpc)?;
         let id = outputs.id()?.to_string();
-        let igw = describe_fresh(aws, &id).await?;
+        let igw = match aws.answers.take::<t::InternetGateway>(&id) {
+            Some(created) => created,
+            None => describe_fresh(aws, &id).await?,
+        };
         match attached_vpc(&igw) {
             Some(v) if v == vpc_id => {}
             Some(other) => {

@@ -30,7 +30,7 @@ use super::lambda_enis::{self, Ec2Enis};
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
-use crate::core::latency;
+use crate::core::latency::{self, Transition};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::{Kind, NodeSpec, Props};
 
@@ -252,11 +252,11 @@ async fn configuration(aws: &Aws, name: &str) -> Result<FunctionConfiguration, R
 }
 
 /// Poll until usable. NotFound is passed up: a function that vanished is created again.
-async fn wait_ready(aws: &Aws, name: &str) -> Result<FunctionConfiguration, ResourceError> {
+async fn wait_ready(aws: &Aws, name: &str, backoff: Backoff) -> Result<FunctionConfiguration, ResourceError> {
     wait::wait_for(
         &format!("Lambda function {name} to become Active"),
         latency::create_deadline(Kind::LambdaFunction),
-        Backoff::SLOW,
+        backoff,
         || async {
             let cfg = configuration(aws, name).await?;
             Ok(match readiness(&cfg) {
@@ -345,7 +345,14 @@ impl ResourceKind for LambdaFunction {
         )
         .await;
         match r {
-            Ok(out) => Ok(outputs_of(&FunctionConfiguration::from_create(out))),
+            Ok(out) => {
+                if out.state() == Some(&aws_sdk_lambda::types::State::Pending)
+                    && let Some(name) = out.function_name()
+                {
+                    aws.started.note(name);
+                }
+                Ok(outputs_of(&FunctionConfiguration::from_create(out)))
+            }
             // "Function already exist": created by a run that died before recording it.
             Err(e) if e.is(ErrorClass::InUse) || e.is(ErrorClass::AlreadyExists) => {
                 lookup(aws, &cx.spec.key, &d.name).await??.ok_or(e)
@@ -361,8 +368,15 @@ impl ResourceKind for LambdaFunction {
         let d = desired(aws, cx)?;
         let code = lambda_code::code()?;
         let name = outputs.id()?.to_string();
-        ec2::retry_not_found("reading the new Lambda function", || configuration(aws, &name)).await?;
-        let mut cfg = wait_ready(aws, &name).await?;
+        let mut cfg = match aws.started.get(&name) {
+            // Created `Pending` by this run: the first read is at the expected end, long
+            // after a read could lag the create.
+            Some(at) => wait_ready(aws, &name, Backoff::expecting(Transition::LambdaCreate, Some(at))).await?,
+            None => {
+                ec2::retry_not_found("reading the new Lambda function", || configuration(aws, &name)).await?;
+                wait_ready(aws, &name, Backoff::expecting(Transition::LambdaCreate, None)).await?
+            }
+        };
 
         let drifted = drift(&cfg, &d);
         if !drifted.is_empty() {
@@ -377,7 +391,7 @@ impl ResourceKind for LambdaFunction {
                     .map_err(err("updating the Lambda configuration"))
             })
             .await?;
-            cfg = wait_ready(aws, &name).await?;
+            cfg = wait_ready(aws, &name, Backoff::SLOW).await?;
         }
 
         if cfg.code_sha256() != Some(code.sha256.as_str()) {
@@ -394,7 +408,7 @@ impl ResourceKind for LambdaFunction {
                     .map_err(err("updating the Lambda code"))
             })
             .await?;
-            cfg = wait_ready(aws, &name).await?;
+            cfg = wait_ready(aws, &name, Backoff::SLOW).await?;
         }
         Ok(outputs_of(&cfg))
     }
@@ -413,7 +427,7 @@ impl ResourceKind for LambdaFunction {
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let name = cx.outputs.id()?;
-        ec2::delete_retrying(
+        let started = ec2::delete_started(
             Kind::LambdaFunction,
             &format!("deleting Lambda function {name}"),
             || async {
@@ -454,7 +468,11 @@ impl ResourceKind for LambdaFunction {
                 .filter(|s| !s.is_empty())
                 .map(String::from),
         };
-        lambda_enis::remove_lambda_enis(&enis, latency::delete_deadline(Kind::LambdaFunction), Backoff::SLOW).await
+        // AWS detaches the function's network interfaces minutes after the delete: the
+        // listing after the first is then (unless the function was already gone).
+        // A function that had none: the one listing at once says so.
+        let backoff = Backoff::expecting(Transition::LambdaDelete, started).look_first();
+        lambda_enis::remove_lambda_enis(&enis, latency::delete_deadline(Kind::LambdaFunction), backoff).await
     }
 }
 

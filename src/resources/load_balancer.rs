@@ -14,7 +14,7 @@ use super::{Aws, ResourceKind, ec2, elb, props};
 use crate::aws::consistency;
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
-use crate::core::latency;
+use crate::core::latency::{self, Transition};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
@@ -113,9 +113,15 @@ impl ResourceKind for LoadBalancer {
             .send()
             .await
             .map_err(err("creating the load balancer"))?;
-        out.load_balancers()
-            .first()
-            .and_then(outputs_of)
+        let lb = out.load_balancers().first();
+        // The same name and settings answer the existing one, maybe `active`.
+        if let Some(lb) = lb
+            && lb.state().and_then(|s| s.code()) == Some(&LoadBalancerStateEnum::Provisioning)
+            && let Some(arn) = lb.load_balancer_arn()
+        {
+            aws.started.note(arn);
+        }
+        lb.and_then(outputs_of)
             .ok_or_else(|| ResourceError::new(ErrorClass::Other, "CreateLoadBalancer returned no load balancer"))
     }
 
@@ -124,7 +130,9 @@ impl ResourceKind for LoadBalancer {
         let lb = wait::wait_for(
             &format!("load balancer {arn} to become active"),
             latency::create_deadline(Kind::LoadBalancer),
-            Backoff::SLOW,
+            // A read at once all the same: some implementations answer `provisioning` to the
+            // create and `active` to the first read.
+            Backoff::expecting(Transition::LoadBalancerCreate, aws.started.get(&arn)).look_first(),
             || async {
                 // Right after create, ELB may not know the ARN yet: not found means not yet.
                 let Some(lb) = describe(aws, &arn).await? else {

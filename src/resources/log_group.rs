@@ -40,6 +40,9 @@ fn tag_map(deployment: &str, key: &str) -> HashMap<String, String> {
 }
 
 /// The ARN without `:*`, which is what the tagging APIs take.
+/// Kept by `create` for a group it made (see `answers`).
+struct Created;
+
 fn arn_of(aws: &Aws, g: &AwsLogGroup, name: &str) -> String {
     g.log_group_arn().map(String::from).unwrap_or_else(|| {
         let scope = ArnScope {
@@ -90,9 +93,10 @@ impl ResourceKind for LogGroup {
             .await
             .map_err(err("creating the log group"));
         match r {
+            // New, with the tags asked for and no retention yet.
+            Ok(_) => aws.answers.keep(name, Created),
             // Already there (a run that died before recording it): converge repairs it.
-            Ok(_)
-            | Err(ResourceError {
+            Err(ResourceError {
                 class: ErrorClass::AlreadyExists,
                 ..
             }) => {}
@@ -111,6 +115,21 @@ impl ResourceKind for LogGroup {
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
         let (retention_days,) = props!(cx, LogGroup { retention_days });
         let name = outputs.id()?.to_string();
+        if aws.answers.take::<Created>(&name).is_some() {
+            // Created by this process: only the retention is missing.
+            ec2::retry_not_found("setting the log group's retention", || async {
+                aws.clients
+                    .logs
+                    .put_retention_policy()
+                    .log_group_name(&name)
+                    .retention_in_days(*retention_days)
+                    .send()
+                    .await
+                    .map_err(err("setting the log group's retention"))
+            })
+            .await?;
+            return Ok(outputs);
+        }
         let group = ec2::retry_not_found("reading the new log group", || async {
             describe(aws, &name)
                 .await?

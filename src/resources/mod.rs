@@ -4,6 +4,7 @@
 
 mod access_point;
 mod alarm;
+pub mod answers;
 mod auto_scaling_group;
 mod bucket;
 mod bucket_notification;
@@ -62,6 +63,10 @@ use crate::core::spec::{Kind, NodeSpec};
 pub struct Aws {
     pub clients: Clients,
     pub env: Env,
+    /// Transitions this process started (creates, deletes), for the waits that follow.
+    pub started: crate::aws::wait::Started,
+    /// Create answers kept for the converge that follows (answers.rs).
+    pub answers: answers::Answers,
 }
 
 /// The contract of one kind; see `core::resource` for what each step must guarantee.

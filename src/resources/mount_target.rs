@@ -11,7 +11,7 @@ use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::consistency;
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
-use crate::core::latency;
+use crate::core::latency::{self, Transition};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
@@ -84,10 +84,15 @@ impl ResourceKind for MountTarget {
             .await
             .map_err(err("creating the mount target"));
         match created {
-            Ok(m) => Ok(Outputs::new()
-                .with("id", m.mount_target_id())
-                .with("file_system_id", m.file_system_id())
-                .with("subnet_id", m.subnet_id())),
+            Ok(m) => Ok({
+                if m.life_cycle_state() == &LifeCycleState::Creating {
+                    aws.started.note(m.mount_target_id());
+                }
+                Outputs::new()
+                    .with("id", m.mount_target_id())
+                    .with("file_system_id", m.file_system_id())
+                    .with("subnet_id", m.subnet_id())
+            }),
             // An earlier attempt created it (MountTargetConflict: one per AZ): take it.
             Err(e) if e.code.as_deref() == Some("MountTargetConflict") => {
                 ec2::retry_not_found("looking up the existing mount target", || async {
@@ -107,7 +112,7 @@ impl ResourceKind for MountTarget {
         wait::wait_for(
             &format!("mount target {id} to become available"),
             latency::create_deadline(Kind::MountTarget),
-            Backoff::SLOW,
+            Backoff::expecting(Transition::MountTargetCreate, aws.started.get(&id)),
             || async {
                 Ok(match describe(aws, &id).await? {
                     None => return consistency::not_visible(format!("mount target {id}")),
@@ -121,7 +126,7 @@ impl ResourceKind for MountTarget {
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
-        ec2::delete_retrying(Kind::MountTarget, &format!("deleting mount target {id}"), || async {
+        let started = ec2::delete_started(Kind::MountTarget, &format!("deleting mount target {id}"), || async {
             aws.clients
                 .efs
                 .delete_mount_target()
@@ -136,7 +141,7 @@ impl ResourceKind for MountTarget {
         wait::wait_for(
             &format!("mount target {id} to be deleted"),
             latency::delete_deadline(Kind::MountTarget),
-            Backoff::SLOW,
+            Backoff::expecting(Transition::MountTargetDelete, started).look_first(),
             || async {
                 Ok(match describe(aws, id).await? {
                     None => Poll::Ready(()),

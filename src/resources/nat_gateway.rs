@@ -12,7 +12,7 @@ use crate::aws::consistency;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use crate::core::inspect::{InspectCtx, Inspection, Live};
-use crate::core::latency;
+use crate::core::latency::{self, Transition};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
@@ -177,6 +177,10 @@ impl ResourceKind for NatGateway {
             _ => nat,
         };
         let id = nat.nat_gateway_id().unwrap_or_default();
+        // A token that names an existing gateway answers its state, maybe `available`.
+        if nat.state() == Some(&NatGatewayState::Pending) {
+            aws.started.note(id);
+        }
         Ok(Outputs::new()
             .with("id", id)
             .with("subnet_id", subnet_id)
@@ -189,7 +193,7 @@ impl ResourceKind for NatGateway {
         let nat = wait::wait_for(
             &format!("NAT gateway {id} to become available"),
             latency::create_deadline(Kind::NatGateway),
-            Backoff::SLOW,
+            Backoff::expecting(Transition::NatCreate, aws.started.get(&id)),
             || poll_available(aws, &id, first.swap(false, Ordering::Relaxed)),
         )
         .await
@@ -212,7 +216,7 @@ impl ResourceKind for NatGateway {
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
-        ec2::delete_retrying(Kind::NatGateway, &format!("deleting NAT gateway {id}"), || async {
+        let started = ec2::delete_started(Kind::NatGateway, &format!("deleting NAT gateway {id}"), || async {
             aws.clients
                 .ec2
                 .delete_nat_gateway()
@@ -226,7 +230,7 @@ impl ResourceKind for NatGateway {
         wait::wait_for(
             &format!("NAT gateway {id} to be deleted"),
             latency::delete_deadline(Kind::NatGateway),
-            Backoff::SLOW,
+            Backoff::expecting(Transition::NatDelete, started).look_first(),
             || poll_deleted(aws, id),
         )
         .await

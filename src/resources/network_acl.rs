@@ -195,12 +195,17 @@ async fn describe(aws: &Aws, id: &str) -> Result<Option<t::NetworkAcl>, Resource
 /// Make the entries match. New and changed rules go in before unwanted ones go out, so a
 /// rerun never leaves the subnets with less than the old or the new rule set allows.
 async fn converge_entries(aws: &Aws, acl_id: &str, desired: &[AclRule]) -> Result<(), ResourceError> {
-    let acl = ec2::retry_not_found("reading the new network ACL", || async {
-        describe(aws, acl_id)
+    let acl = match aws.answers.take::<t::NetworkAcl>(acl_id) {
+        Some(created) => created,
+        None => {
+            ec2::retry_not_found("reading the new network ACL", || async {
+                describe(aws, acl_id).await?.ok_or_else(|| {
+                    ResourceError::new(ErrorClass::NotFound, format!("network ACL {acl_id} is not visible yet"))
+                })
+            })
             .await?
-            .ok_or_else(|| ResourceError::new(ErrorClass::NotFound, format!("network ACL {acl_id} is not visible yet")))
-    })
-    .await?;
+        }
+    };
     let existing: Vec<AclRule> = acl.entries().iter().filter_map(rule_of).collect();
     let diff = diff_entries(desired, &existing);
     for r in &diff.create {
@@ -367,6 +372,10 @@ impl ResourceKind for NetworkAcl {
             .await
             .map_err(err("creating the network ACL"))?;
         let id = out.network_acl().and_then(|a| a.network_acl_id()).unwrap_or_default();
+        // Its entries as they are (the defaults, or an earlier run's for the same token).
+        if let Some(acl) = out.network_acl() {
+            aws.answers.keep(id, acl.clone());
+        }
         Ok(Outputs::new().with("id", id).with("vpc_id", vpc_id))
     }
 

@@ -88,10 +88,16 @@ impl ResourceKind for DbSubnetGroup {
             .await
             .map_err(err("creating the DB subnet group"));
         match created {
-            Ok(out) => Ok(group_outputs(
-                &name,
-                out.db_subnet_group().and_then(|g| g.db_subnet_group_arn()),
-            )),
+            Ok(out) => {
+                // Its subnets, as asked.
+                if let Some(g) = out.db_subnet_group() {
+                    aws.answers.keep(&name, g.clone());
+                }
+                Ok(group_outputs(
+                    &name,
+                    out.db_subnet_group().and_then(|g| g.db_subnet_group_arn()),
+                ))
+            }
             Err(e) if e.is(ErrorClass::AlreadyExists) => Ok(group_outputs(&name, None)),
             Err(e) => Err(e),
         }
@@ -100,15 +106,20 @@ impl ResourceKind for DbSubnetGroup {
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
         let name = outputs.id()?.to_string();
         let want = subnet_ids(cx)?;
-        let group = ec2::retry_not_found("reading the DB subnet group", || async {
-            describe_subnet_group(aws, &name).await?.ok_or_else(|| {
-                ResourceError::new(
-                    ErrorClass::NotFound,
-                    format!("DB subnet group {name} is not visible yet"),
-                )
-            })
-        })
-        .await?;
+        let group = match aws.answers.take::<t::DbSubnetGroup>(&name) {
+            Some(created) => created,
+            None => {
+                ec2::retry_not_found("reading the DB subnet group", || async {
+                    describe_subnet_group(aws, &name).await?.ok_or_else(|| {
+                        ResourceError::new(
+                            ErrorClass::NotFound,
+                            format!("DB subnet group {name} is not visible yet"),
+                        )
+                    })
+                })
+                .await?
+            }
+        };
         let have: Vec<String> = group
             .subnets()
             .iter()

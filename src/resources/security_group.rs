@@ -417,10 +417,18 @@ impl ResourceKind for SecurityGroup {
             .await
             .map_err(err("creating the security group"));
         match r {
-            Ok(out) => Ok(Outputs::new()
-                .with("id", out.group_id().unwrap_or_default())
-                .with("vpc_id", vpc_id)
-                .with("name", name)),
+            Ok(out) => {
+                let id = out.group_id().unwrap_or_default();
+                // What AWS makes a new VPC security group: no ingress rule, egress to anywhere.
+                let made = t::SecurityGroup::builder()
+                    .group_id(id)
+                    .vpc_id(vpc_id)
+                    .group_name(&name)
+                    .ip_permissions_egress(to_ip_permission(&Perm::allow_all_egress()))
+                    .build();
+                aws.answers.keep(id, made);
+                Ok(Outputs::new().with("id", id).with("vpc_id", vpc_id).with("name", name))
+            }
             Err(e) if ec2::has_code(&e, "InvalidGroup.Duplicate") => adopt_by_name(aws, cx, &name, vpc_id, e).await,
             Err(e) => Err(e),
         }
@@ -436,12 +444,17 @@ impl ResourceKind for SecurityGroup {
         );
         let id = outputs.id()?.to_string();
         let desired = desired_ingress(cx, ingress)?;
-        let group = ec2::retry_not_found("reading the new security group", || async {
-            describe(aws, &id).await?.ok_or_else(|| {
-                ResourceError::new(ErrorClass::NotFound, format!("security group {id} is not visible yet"))
-            })
-        })
-        .await?;
+        let group = match aws.answers.take::<t::SecurityGroup>(&id) {
+            Some(made) => made,
+            None => {
+                ec2::retry_not_found("reading the new security group", || async {
+                    describe(aws, &id).await?.ok_or_else(|| {
+                        ResourceError::new(ErrorClass::NotFound, format!("security group {id} is not visible yet"))
+                    })
+                })
+                .await?
+            }
+        };
         // Add before removing, so a changed rule never leaves a gap.
         let (add, remove) = ingress_diff(&desired, &flatten(group.ip_permissions()));
         for p in &add {

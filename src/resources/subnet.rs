@@ -95,6 +95,9 @@ impl ResourceKind for Subnet {
             .await
             .map_err(err("creating the subnet"))?;
         let id = out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default();
+        if let Some(s) = out.subnet().filter(|s| s.state() == Some(&SubnetState::Available)) {
+            aws.answers.keep(id, s.clone());
+        }
         Ok(Outputs::new()
             .with("id", id)
             .with("vpc_id", vpc_id)
@@ -105,13 +108,19 @@ impl ResourceKind for Subnet {
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
         let (cidr,) = props!(cx, Subnet { cidr });
         let id = outputs.id()?.to_string();
-        let subnet = wait::wait_for(
-            &format!("subnet {id} to become available"),
-            latency::create_deadline(Kind::Subnet),
-            Backoff::QUICK,
-            || poll(aws, &id),
-        )
-        .await?;
+        // Created `available` by this process: the answer is the read-back.
+        let subnet = match aws.answers.take::<t::Subnet>(&id) {
+            Some(s) => s,
+            None => {
+                wait::wait_for(
+                    &format!("subnet {id} to become available"),
+                    latency::create_deadline(Kind::Subnet),
+                    Backoff::QUICK,
+                    || poll(aws, &id),
+                )
+                .await?
+            }
+        };
         check_cidr(&subnet, cidr)?;
         if subnet.map_public_ip_on_launch() == Some(true) {
             // Drift: someone turned it on. Nothing of ours needs it, and it would give any

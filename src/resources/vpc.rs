@@ -44,37 +44,44 @@ impl ResourceKind for Vpc {
             .await
             .map_err(err("creating the VPC"))?;
         let id = out.vpc().and_then(|v| v.vpc_id()).unwrap_or_default();
+        if out.vpc().and_then(|v| v.state()) == Some(&VpcState::Available) {
+            aws.answers.keep(id, VpcState::Available);
+        }
         Ok(Outputs::new().with("id", id))
     }
 
     async fn converge(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
         let id = outputs.id()?.to_string();
         let ec2 = &aws.clients.ec2;
-        wait::wait_for(
-            "VPC to become available",
-            latency::create_deadline(Kind::Vpc),
-            Backoff::QUICK,
-            || async {
-                let out = ec2
-                    .describe_vpcs()
-                    .vpc_ids(&id)
-                    .send()
-                    .await
-                    .map_err(err("describing the VPC"));
-                // Right after create, EC2 may not know the id yet: not found means not yet.
-                let out = match out {
-                    Err(e) if e.is(crate::core::resource::ErrorClass::NotFound) => {
-                        return crate::aws::consistency::not_visible(format!("VPC {id}"));
-                    }
-                    other => other?,
-                };
-                Ok(match out.vpcs().first().and_then(|v| v.state()) {
-                    Some(VpcState::Available) => Poll::Ready(()),
-                    s => Poll::Pending(format!("{s:?}")),
-                })
-            },
-        )
-        .await?;
+        // Created `available` by this process: no read needed.
+        let available = aws.answers.take::<VpcState>(&id).is_some();
+        if !available {
+            wait::wait_for(
+                "VPC to become available",
+                latency::create_deadline(Kind::Vpc),
+                Backoff::QUICK,
+                || async {
+                    let out = ec2
+                        .describe_vpcs()
+                        .vpc_ids(&id)
+                        .send()
+                        .await
+                        .map_err(err("describing the VPC"));
+                    // Right after create, EC2 may not know the id yet: not found means not yet.
+                    let out = match out {
+                        Err(e) if e.is(crate::core::resource::ErrorClass::NotFound) => {
+                            return crate::aws::consistency::not_visible(format!("VPC {id}"));
+                        }
+                        other => other?,
+                    };
+                    Ok(match out.vpcs().first().and_then(|v| v.state()) {
+                        Some(VpcState::Available) => Poll::Ready(()),
+                        s => Poll::Pending(format!("{s:?}")),
+                    })
+                },
+            )
+            .await?;
+        }
         // One attribute per call: the API refuses both in one request. A describe that saw
         // the VPC does not mean every EC2 host does: NotFound here is "not yet" too (the
         // calls are idempotent, so asking again is safe).

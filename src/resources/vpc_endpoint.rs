@@ -15,7 +15,7 @@ use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, error, tags};
 use crate::core::diff::{self, AttrSpec, Change, ChangeAction, Settings, settings};
 use crate::core::inspect::{InspectCtx, Inspection, Live};
-use crate::core::latency;
+use crate::core::latency::{self, Transition};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{EndpointType, Kind, NodeSpec, Props, endpoint_service_name};
 
@@ -265,19 +265,25 @@ impl ResourceKind for VpcEndpoint {
         };
         let out = b.send().await.map_err(err("creating the VPC endpoint"))?;
         let id = out.vpc_endpoint().and_then(|e| e.vpc_endpoint_id()).unwrap_or_default();
+        // A token that names an existing endpoint answers its state, maybe `available`.
+        if out.vpc_endpoint().is_some_and(|e| state_of(e) == EpState::Pending) {
+            aws.started.note(id);
+        }
         Ok(Outputs::new()
             .with("id", id)
             .with("vpc_id", vpc_id)
             .with("service", service_name))
     }
 
-    async fn converge(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+    async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let (endpoint,) = props!(cx, VpcEndpoint { endpoint });
+        let gateway = matches!(endpoint, EndpointType::Gateway { .. });
         let id = outputs.id()?.to_string();
         let first = AtomicBool::new(true);
         let e = wait::wait_for(
             &format!("VPC endpoint {id} to become available"),
             latency::create_deadline(Kind::VpcEndpoint),
-            Backoff::SLOW,
+            Backoff::expecting(Transition::EndpointCreate { gateway }, aws.started.get(&id)),
             || poll_available(aws, &id, first.swap(false, Ordering::Relaxed)),
         )
         .await?;
@@ -346,7 +352,9 @@ impl ResourceKind for VpcEndpoint {
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
-        ec2::delete_retrying(Kind::VpcEndpoint, &format!("deleting VPC endpoint {id}"), || async {
+        // The spec makes S3's endpoint the only gateway endpoint.
+        let gateway = cx.outputs.get("service").is_some_and(|s| s.ends_with(".s3"));
+        let started = ec2::delete_started(Kind::VpcEndpoint, &format!("deleting VPC endpoint {id}"), || async {
             let out = aws
                 .clients
                 .ec2
@@ -361,7 +369,7 @@ impl ResourceKind for VpcEndpoint {
         wait::wait_for(
             &format!("VPC endpoint {id} to be deleted"),
             latency::delete_deadline(Kind::VpcEndpoint),
-            Backoff::SLOW,
+            Backoff::expecting(Transition::EndpointDelete { gateway }, started).look_first(),
             || poll_deleted(aws, id),
         )
         .await

@@ -23,13 +23,18 @@ fn binary() -> String {
 
 /// Run with faults on; returns the output and the faults injected, by kind.
 fn with_faults(d: &Deployment, args: &[&str]) -> (Output, BTreeMap<String, u64>) {
+    with_env(d, args, ("PI_DEPLOY_FAULTS", FAULTS))
+}
+
+/// Run with one injection variable set; returns the output and what was injected, by kind.
+fn with_env(d: &Deployment, args: &[&str], (var, value): (&str, &str)) -> (Output, BTreeMap<String, u64>) {
     let counts = d.state_dir.path().join("fault-counts.json");
     let _ = std::fs::remove_file(&counts);
     let base = d.command(args);
     let mut c = Command::new(binary());
     c.args(base.get_args())
         .stdin(Stdio::null())
-        .env("PI_DEPLOY_FAULTS", FAULTS)
+        .env(var, value)
         .env("PI_DEPLOY_FAULT_COUNTS", &counts);
     for (k, v) in base.get_envs() {
         match v {
@@ -38,7 +43,11 @@ fn with_faults(d: &Deployment, args: &[&str]) -> (Output, BTreeMap<String, u64>)
         };
     }
     let out = c.output().unwrap();
-    assert!(out.status.success(), "{args:?} with faults failed:\n{}", show(&out));
+    assert!(
+        out.status.success(),
+        "{args:?} with {var}={value} failed:\n{}",
+        show(&out)
+    );
     (out, read_counts(&counts))
 }
 
@@ -132,6 +141,70 @@ fn up_upgrade_and_destroy_reach_the_same_end_state_under_faults() {
         assert!(
             total.get(kind).copied().unwrap_or(0) > 0,
             "no `{kind}` fault was injected: {total:?}"
+        );
+    }
+}
+
+/// 1/500 of the latency model: the Multi-AZ database's 960 s take 1.9 s.
+const LATENCY: f64 = 0.002;
+
+fn elapsed_s(out: &Output) -> f64 {
+    let last = events(out).last().cloned().unwrap();
+    assert!(last["ok"].as_bool().unwrap_or(false), "{}", show(out));
+    last["elapsed_ms"].as_f64().unwrap() / 1000.0
+}
+
+/// The latency mode (src/aws/fault/latency.rs): every create and delete of a kind with an
+/// intermediate state on AWS shows it for its scaled model time, and the refusals AWS makes
+/// meanwhile apply. `up` and `destroy` still converge, and each takes at least its longest
+/// transition (the database's create; the group's and the database's deletes, one after the
+/// other): the waits wait for what they wait for, however the reads are timed.
+#[test]
+fn up_and_destroy_converge_when_aws_takes_its_time() {
+    use pi_deploy::core::latency::Transition;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = rt.block_on(clients());
+    let a = ami('A');
+    let factor = LATENCY.to_string();
+    let d = Deployment::new("latency");
+    let (up, during_up) = with_env(
+        &d,
+        &["up", "--ami", a.as_str(), "--yes", "--json"],
+        ("PI_DEPLOY_LATENCY", &factor),
+    );
+    let blueprint: BTreeSet<String> = d.state()["resources"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(blueprint.len(), 54, "the default deployment: {blueprint:?}");
+    check_converged(&d, &c, &rt, &blueprint).unwrap();
+    let db = Transition::DbCreate { multi_az: true }.timing().median_s * LATENCY;
+    assert!(
+        elapsed_s(&up) >= db,
+        "`up` took {} s, less than the database's {db} s",
+        elapsed_s(&up)
+    );
+
+    let destroy = [&destroy_args()[..], &["--json"]].concat();
+    let (destroyed, during_destroy) = with_env(&d, &destroy, ("PI_DEPLOY_LATENCY", &factor));
+    check_empty(&d, &c, &rt).unwrap();
+    let chain = (Transition::GroupDelete.timing().median_s
+        + Transition::DbDelete { final_snapshot: false }.timing().median_s)
+        * LATENCY;
+    assert!(
+        elapsed_s(&destroyed) >= chain,
+        "`destroy` took {} s, less than the group's and the database's deletes ({chain} s)",
+        elapsed_s(&destroyed)
+    );
+    println!("latency {factor}: up {:.2} s, injected {during_up:?}", elapsed_s(&up));
+    println!(
+        "latency {factor}: destroy {:.2} s, injected {during_destroy:?}",
+        elapsed_s(&destroyed)
+    );
+    for (name, counts) in [("up", &during_up), ("destroy", &during_destroy)] {
+        assert!(
+            counts.get("pending").copied().unwrap_or(0) > 0,
+            "{name} was shown no intermediate state: {counts:?}"
         );
     }
 }
