@@ -125,6 +125,7 @@ fn realistic_state() -> State {
                 outputs,
                 deps: n.deps.clone(),
                 updated_at: chrono::Utc::now(),
+                settings: Default::default(),
             },
         );
     }
