@@ -205,6 +205,9 @@ impl S3Location {
             deployment.to_string(),
             timing.refresh_every,
         ));
+        HELD.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((self.clone(), held.clone(), refresher.abort_handle()));
         Ok(S3State {
             loc: self.clone(),
             deployment: deployment.to_string(),
@@ -349,6 +352,51 @@ struct HeldLock {
     info: LockInfo,
     etag: Mutex<String>,
     lost: AtomicBool,
+}
+
+/// A lock this process holds: where, the lock, and its refresher.
+type Held = (S3Location, Arc<HeldLock>, tokio::task::AbortHandle);
+
+/// The S3 locks this process holds, for [`release_held_locks`].
+static HELD: Mutex<Vec<Held>> = Mutex::new(Vec::new());
+
+/// How long an exit waits for the release of one lock.
+const RELEASE_ON_EXIT_WITHIN: Duration = Duration::from_secs(5);
+
+/// Release the S3 locks this process holds, before an exit that skips destructors (a
+/// second Ctrl-C or SIGTERM, or one that came when nothing could drain), as `Drop` would:
+/// only a lock that is still ours (`If-Match`). A lock that cannot be released in a few
+/// seconds stays, and the message names the `force-unlock` that removes it.
+pub fn release_held_locks() {
+    let held: Vec<Held> = HELD.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+    for entry in held {
+        if let Err(e) = release_now(&entry) {
+            eprintln!(
+                "the S3 lock {} was not released ({e}); remove it with `pi-deploy force-unlock {}` once no run is going on",
+                entry.1.key, entry.1.info.id
+            );
+        }
+    }
+}
+
+/// Stop the refresh, then delete the lock if it is still ours. From then on the lock
+/// counts as lost: a write still coming is refused.
+fn release_now((loc, held, refresher): &Held) -> Result<(), String> {
+    refresher.abort();
+    if held.lost.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
+    let key = held.key.clone();
+    let etag = held.etag.lock().unwrap().clone();
+    let store = loc.store.clone();
+    let deleted = loc
+        .bridge
+        .run(async move { tokio::time::timeout(RELEASE_ON_EXIT_WITHIN, store.delete(&key, Some(&etag))).await });
+    match deleted {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", RELEASE_ON_EXIT_WITHIN.as_secs())),
+    }
 }
 
 /// Rewrites the lock every `every` under `If-Match` on its last ETag. A failed condition
@@ -589,6 +637,9 @@ impl S3State {
 impl Drop for S3State {
     /// Release the lock, only if it is still ours (`If-Match`).
     fn drop(&mut self) {
+        HELD.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(_, h, _)| !Arc::ptr_eq(h, &self.held));
         if let Some(r) = self.refresher.take() {
             r.abort();
         }
@@ -687,6 +738,39 @@ mod tests {
         drop(first);
         assert!(bucket.bytes("pi/pi.lock").is_none(), "released");
         assert!(lock(&loc, 8, &fence).is_ok());
+    }
+
+    #[test]
+    fn an_exit_that_skips_destructors_releases_the_lock_and_a_later_write_is_refused() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let fence = Arc::new(Fence::default());
+        let st = lock(&loc, std::process::id(), &fence).unwrap();
+        let entry = {
+            let held = HELD.lock().unwrap();
+            let e = held
+                .iter()
+                .find(|(_, h, _)| Arc::ptr_eq(h, &st.held))
+                .expect("registered");
+            (e.0.clone(), e.1.clone(), e.2.clone())
+        };
+        // What `release_held_locks` does for each lock, on a signal's immediate exit.
+        release_now(&entry).unwrap();
+        assert!(bucket.bytes("pi/pi.lock").is_none(), "released");
+        assert!(matches!(
+            st.write(&next(State::new(&identity()))),
+            Err(StateFileError::LockLost { .. })
+        ));
+        // Released once only; the drop leaves a new holder's lock alone.
+        let other = lock(&loc, 9, &Arc::new(Fence::default())).unwrap();
+        release_now(&entry).unwrap();
+        drop(st);
+        assert!(bucket.bytes("pi/pi.lock").is_some(), "the new holder's lock stays");
+        drop(other);
+        assert!(
+            !HELD.lock().unwrap().iter().any(|(_, h, _)| Arc::ptr_eq(h, &entry.1)),
+            "a dropped state leaves the registry"
+        );
     }
 
     #[test]

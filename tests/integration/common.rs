@@ -331,6 +331,14 @@ impl Deployment {
         self.state_bytes().is_some()
     }
 
+    /// Whether a run's lock is there: the lock object (S3 mode) or the lock file.
+    pub fn lock_exists(&self) -> bool {
+        if self.is_s3() {
+            return get_object(&self.endpoint(), state_bucket(), &self.lock_key()).is_some();
+        }
+        self.state_dir.path().join(format!("{}.lock", self.name)).exists()
+    }
+
     /// Put these bytes in place of the state, as a person or another tool would.
     pub fn write_state(&self, bytes: &[u8]) {
         if self.is_s3() {

@@ -167,6 +167,52 @@ fn a_killed_holder_leaves_a_stale_lock_that_force_unlock_clears_and_up_converges
     d.destroy();
 }
 
+/// SIGTERM twice, 10 ms apart, as soon as the run holds its lock: the second signal (or a
+/// first one that came before anything could drain) exits at once, skipping destructors;
+/// the S3 lock is released all the same, so the next run needs no `force-unlock`.
+#[test]
+fn a_run_that_exits_at_once_on_a_signal_releases_its_s3_lock() {
+    let d = Deployment::with_state("sigexit", true);
+    let ami = ami('A');
+    let mut child = d
+        .command(&up_args(&ami))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while get_object(&d.endpoint(), state_bucket(), &d.lock_key()).is_none() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it held its lock"
+        );
+        assert!(start.elapsed() < Duration::from_secs(60), "no lock taken");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let pid = child.id() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    std::thread::sleep(Duration::from_millis(10));
+    if child.try_wait().unwrap().is_none() {
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(128 + libc::SIGTERM),
+        "an immediate exit: {}",
+        show(&out)
+    );
+    assert!(!stderr(&out).contains("was not released"), "{}", show(&out));
+    assert!(
+        get_object(&d.endpoint(), state_bucket(), &d.lock_key()).is_none(),
+        "the lock is released: {}",
+        show(&out)
+    );
+    d.up(&[]);
+    converged(&d);
+    d.destroy();
+}
+
 #[test]
 fn a_state_changed_behind_a_runs_back_stops_it_with_no_aws_change_after() {
     let d = Deployment::with_state("behind", true);
