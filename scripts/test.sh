@@ -10,7 +10,8 @@
 #   1. shellcheck: scripts/**/*.sh, .ci/*.sh, .ci/run, templates/*.sh
 #   2. pytest under lambda/ (if the directory exists)
 #   3. YAML syntax of docker-compose.localstack.yml (if present)
-#   4. tests/emu/check_launcher_fix.py (the moto launcher's bug fix)
+#   4. tests/emu/check_launcher_fix.py (the moto launcher's bug fixes) and
+#      tests/emu/probe_conditional_writes.py (S3 If-None-Match / If-Match, races)
 #   5. cargo fmt --all -- --check
 #   6. cargo test --locked --features fault-injection "$@"  (PI_TEST_FAULTS=0: without)
 #                                   e.g. scripts/test.sh -- --nocapture
@@ -18,6 +19,9 @@
 #      when the executor or state code changed since the last exhaustive pass (hash in
 #      $CACHE/crash-exhaustive.sha256), else at a sample; PI_DEPLOY_CRASH_EVERY=1 or 0
 #      forces either (figures in docs/RELIABILITY.md)
+#   7. a representative part of the integration suite again with every
+#      deployment's state in S3 on the emulator (PI_DEPLOY_TEST_STATE=s3):
+#      when no cargo arguments were given, or PI_TEST_S3_STATE=1 (=0 skips)
 #
 # Endpoint: moto 5.2.5 on a free 127.0.0.1 port, unless AWS_ENDPOINT_URL is
 # already set (e.g. LocalStack: AWS_ENDPOINT_URL=http://127.0.0.1:4566), in
@@ -106,6 +110,9 @@ if [[ -n "$EMU_STARTED_PORT" ]]; then
   check_args=(--endpoint "$EMU_ENDPOINT")
 fi
 py_run "$EMU_PY" tests/emu/check_launcher_fix.py "${check_args[@]}"
+# What the endpoint does with S3's conditional writes (the S3 state store relies on them).
+banner "tests/emu/probe_conditional_writes.py"
+py_run "$EMU_PY" tests/emu/probe_conditional_writes.py --endpoint "$EMU_ENDPOINT" --rounds 20
 
 if [[ "${PI_TEST_SKIP_CARGO:-}" == 1 ]]; then
   banner "PI_TEST_SKIP_CARGO=1: skipping cargo fmt and cargo test"
@@ -177,6 +184,20 @@ if [[ "$PI_DEPLOY_CRASH_EVERY" == 1 ]]; then
   else
     printf 'crash tests: %d of 4 ran at every transition (a test filter?): no stamp written\n' "$crash_every" >&2
   fi
+fi
+
+# ---- 7. the state in S3 ---------------------------------------------------
+# tests/integration/state_s3.rs (two runs at once, a killed holder, a state changed behind a
+# run, push/pull, state init) ran in step 6; it always uses S3. These run the same tests as
+# step 6 with the state in an S3 bucket of the emulator instead of a directory
+# (tests/integration/common.rs), chosen to cover refusals, plan/status/outputs, destroy, a
+# killed run and the secret scan of every state version (docs/RELIABILITY.md has the times).
+s3_tests=(hostile_state:: operator:: destroy:: network::killed data::secret_values)
+if [[ "${PI_TEST_S3_STATE:-}" == 1 || (-z "${PI_TEST_S3_STATE:-}" && $# -eq 0) ]]; then
+  banner "integration tests with the state in S3 (PI_DEPLOY_TEST_STATE=s3): ${s3_tests[*]}"
+  s3_started=$SECONDS
+  PI_DEPLOY_TEST_STATE=s3 cargo test --locked "${features[@]}" --test integration -- "${s3_tests[@]}"
+  printf 'state in S3: passed in %d s\n' "$((SECONDS - s3_started))" >&2
 fi
 
 banner "all checks passed in $((SECONDS - started)) s"

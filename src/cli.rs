@@ -15,7 +15,9 @@ use crate::core::executor::Limits;
                   `up` builds the whole architecture (resuming where a previous run stopped), \
                   `plan` shows what `up` would do, `status` compares the deployment with AWS, \
                   `outputs` prints its URL and ids, `upgrade` swaps the instances to a new AMI without \
-                  downtime, `destroy` removes it in reverse order.\n\n\
+                  downtime, `destroy` removes it in reverse order. The state lives in a local directory \
+                  or, for a team, in S3 (--state s3://BUCKET/PREFIX; `state init`, `state push`, \
+                  `state pull`, `state history`, `force-unlock`).\n\n\
                   Credentials and region come from the standard AWS environment (AWS_PROFILE, \
                   `aws sso login`, AWS_REGION, AWS_ENDPOINT_URL), overridable with --region.",
     after_help = "Examples:\n  \
@@ -24,7 +26,8 @@ use crate::core::executor::Limits;
                   pi-deploy status --deployment pi-prod\n  \
                   pi-deploy outputs --deployment pi-prod --json\n  \
                   pi-deploy upgrade --deployment pi-prod --ami ami-0fedcba9876543210\n  \
-                  pi-deploy destroy --deployment pi-prod --yes\n\n\
+                  pi-deploy destroy --deployment pi-prod --yes\n  \
+                  pi-deploy up --deployment pi-prod --state s3://my-team-pi-state/pi --ami ami-0123456789abcdef0\n\n\
                   Exit codes: 0 done, 1 failed (or `status` found problems), 2 bad input, 3 refused."
 )]
 pub struct Cli {
@@ -45,9 +48,15 @@ pub struct GlobalArgs {
     /// AWS region [default: from the config file, then AWS_REGION / the profile].
     #[arg(long, global = true)]
     pub region: Option<String>,
-    /// Directory holding the state files.
-    #[arg(long, global = true, value_name = "DIR", default_value = "state")]
-    pub state_dir: PathBuf,
+    /// Where the state lives: s3://BUCKET/PREFIX (shared by a team: a lock object and
+    /// compare-and-swap writes) or a local directory [default: `[state] url` of the config, else
+    /// the directory `state`].
+    #[arg(long, global = true, value_name = "URL|DIR")]
+    pub state: Option<String>,
+    /// Local directory holding the state files [default: state]; for `state push` / `state pull`,
+    /// the local side.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Machine-readable stdout: one JSON object per event (NDJSON) for up, upgrade and destroy, one
     /// JSON document for plan, status and outputs.
     #[arg(long, global = true)]
@@ -120,7 +129,7 @@ pub enum Command {
                             pi-deploy status --deployment pi --json"
     )]
     Status,
-    /// Print the deployment's outputs (dashboard URL, ids, ARNs) from the state file; no AWS call.
+    /// Print the deployment's outputs (dashboard URL, ids, ARNs) from the state; no AWS call (one S3 read for an S3 state).
     #[command(after_help = "Examples:\n  \
                             pi-deploy outputs --deployment pi\n  \
                             pi-deploy outputs --deployment pi --json | jq -r .vpc_id")]
@@ -140,6 +149,27 @@ pub enum Command {
     /// Delete everything the deployment created, in reverse order.
     #[command(after_help = "Example:\n  pi-deploy destroy --deployment pi --skip-final-snapshot --yes")]
     Destroy(DestroyArgs),
+    /// Manage where the state lives: create the S3 state bucket, move a state between a local
+    /// directory and S3, list and fetch earlier versions.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+                      pi-deploy state init --state s3://my-team-pi-state/pi\n  \
+                      pi-deploy state push --deployment pi --state s3://my-team-pi-state/pi\n  \
+                      pi-deploy state history --deployment pi --state s3://my-team-pi-state/pi"
+    )]
+    State(StateCommand),
+    /// Remove a deployment's lock that a killed run left behind (never done automatically).
+    #[command(
+        after_help = "LOCK_ID is the lock id that the refused run printed. An S3 lock that does not look stale \
+                            (refreshed in the last 2 minutes, or its process alive on this machine) is removed only \
+                            with --yes. A local lock of a live process on this machine is never removed: the kernel \
+                            releases it when that process ends.\n\n\
+                            Examples:\n  \
+                            pi-deploy force-unlock 3f2b6c1e-4c1d-4f0e-9a43-0d5c7f1b2a9e --deployment pi --state s3://my-team-pi-state/pi\n  \
+                            pi-deploy force-unlock 3f2b6c1e-4c1d-4f0e-9a43-0d5c7f1b2a9e --deployment pi --json"
+    )]
+    ForceUnlock(ForceUnlockArgs),
     /// Print a shell completion script to stdout.
     #[command(after_help = "Examples:\n  \
                             pi-deploy completions bash > ~/.local/share/bash-completion/completions/pi-deploy\n  \
@@ -150,6 +180,70 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Create the S3 state bucket (versioned, encrypted, TLS-only, Block Public Access), or
+    /// check an existing one and say what it lacks.
+    #[command(after_help = "Examples:\n  \
+                            pi-deploy state init --state s3://my-team-pi-state/pi --region eu-west-1\n  \
+                            pi-deploy state init --state s3://my-team-pi-state --json")]
+    Init,
+    /// Copy the local state (--state-dir, default `state`) to S3 byte for byte, holding both locks.
+    #[command(
+        after_help = "Refused when S3 holds another lineage, or a serial as new as the local one \
+                            (unless --force).\n\n\
+                            Examples:\n  \
+                            pi-deploy state push --deployment pi --state s3://my-team-pi-state/pi\n  \
+                            pi-deploy state push --deployment pi --state s3://my-team-pi-state/pi --state-dir old-state --force"
+    )]
+    Push(PushArgs),
+    /// Copy the S3 state (or one earlier version of it) to the local directory or a file, byte for byte.
+    #[command(after_help = "Examples:\n  \
+                            pi-deploy state pull --deployment pi --state s3://my-team-pi-state/pi\n  \
+                            pi-deploy state pull --deployment pi --state s3://my-team-pi-state/pi --version 3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY --out pi-old.json\n  \
+                            pi-deploy state pull --deployment pi --state s3://my-team-pi-state/pi --out -")]
+    Pull(PullArgs),
+    /// List the earlier versions of the S3 state, newest first.
+    #[command(after_help = "Examples:\n  \
+                            pi-deploy state history --deployment pi --state s3://my-team-pi-state/pi\n  \
+                            pi-deploy state history --deployment pi --state s3://my-team-pi-state/pi --limit 0 --json")]
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PushArgs {
+    /// Allow a serial that is not newer than the one in S3 (putting back an earlier version);
+    /// the lineage must still match.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PullArgs {
+    /// The S3 version id to fetch (see `state history`) instead of the current one.
+    #[arg(long, value_name = "ID")]
+    pub version: Option<String>,
+    /// Write to this file (`-`: stdout) instead of the local state directory.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Allow replacing a local state whose serial is as new or newer (bringing an earlier version back).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    /// Show at most this many versions, newest first (0: all).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ForceUnlockArgs {
+    /// The lock id the refused run named.
+    pub lock_id: String,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -85,6 +85,7 @@ fn main() -> ExitCode {
             Some(Ok(()))
         }
         Command::Outputs => Some(commands::outputs::run(g)),
+        Command::ForceUnlock(args) => Some(commands::force_unlock::run(g, args)),
         _ => None,
     };
     if let Some(result) = local {
@@ -103,14 +104,17 @@ fn main() -> ExitCode {
             Command::Upgrade(args) => commands::upgrade::run(g, args, events).await,
             Command::Plan(args) => commands::plan::run(g, args, events).await,
             Command::Status => commands::status::run(g, events).await,
-            Command::Outputs | Command::Completions { .. } => unreachable!("handled above"),
+            Command::State(cmd) => commands::state::run(g, cmd).await,
+            Command::Outputs | Command::Completions { .. } | Command::ForceUnlock(_) => {
+                unreachable!("handled above")
+            }
         }
     });
     finish(result, color)
 }
 
 fn finish(result: Result<(), CmdError>, color: bool) -> ExitCode {
-    match result {
+    match commands::stopped_by_fence(result) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report(&e, color);

@@ -27,6 +27,25 @@ fn is_already_exists(code: &str) -> bool {
         )
 }
 
+/// S3 conditional requests: the condition (`If-Match`, `If-None-Match`) did not hold (412).
+pub fn is_precondition_failed(code: &str) -> bool {
+    code == "PreconditionFailed"
+}
+
+/// S3 conditional requests: another conditional write of the same key is in progress (409);
+/// AWS asks to try again.
+pub fn is_conditional_conflict(code: &str) -> bool {
+    code == "ConditionalRequestConflict"
+}
+
+/// S3 answers these when a bucket is addressed in another region than its own.
+pub fn is_wrong_region(code: &str) -> bool {
+    matches!(
+        code,
+        "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException"
+    )
+}
+
 /// The codes AWS answers when it refused a request for its rate (some with a 503).
 pub const THROTTLING_CODES: &[&str] = &[
     "Throttling",
@@ -198,6 +217,8 @@ where
     let class = match (&code, err) {
         // A create whose outcome is unknown (src/aws/ambiguous.rs): found before retrying.
         _ if super::ambiguous::is_marked(err) => ErrorClass::Ambiguous,
+        // Refused by the fence (src/aws/fence.rs): the run is stopping, nothing to retry.
+        _ if super::fence::is_fenced(err) => ErrorClass::Cancelled,
         (Some(c), _) => class_of(c, &message),
         // No service error: the request never got an answer (timeout, connection reset).
         (None, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)) => {

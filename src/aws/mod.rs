@@ -7,6 +7,8 @@ pub mod consistency;
 pub mod error;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+pub mod fence;
+pub mod objects;
 pub mod reach;
 pub mod tags;
 pub mod wait;
@@ -93,9 +95,9 @@ pub struct Clients {
 macro_rules! client {
     ($krate:ident, $cfg:expr, $calls:expr) => {
         $krate::Client::from_conf(
-            ambiguous!(reach!(faults!(
-                $krate::config::Builder::from($cfg).interceptor($calls.clone())
-            )))
+            ambiguous!(reach!(faults!($krate::config::Builder::from($cfg)
+                .interceptor(fence::FenceInterceptor(fence::process()))
+                .interceptor($calls.clone()))))
             .build(),
         )
     };
@@ -166,38 +168,7 @@ impl Clients {
     /// Load credentials and settings the standard way (env, profile, SSO, IMDS), with the
     /// region given on the command line or config winning over the environment.
     pub async fn load(region: Option<&str>) -> Result<Self, ResourceError> {
-        // The SDK panics on an endpoint variable that is set but empty (`export
-        // AWS_ENDPOINT_URL=` in a profile script): refuse it with a fix instead.
-        for var in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL_S3"] {
-            if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
-                return Err(
-                    ResourceError::new(ErrorClass::Invalid, format!("{var} is set but empty"))
-                        .with_hint(format!("unset {var}, or set it to the endpoint's URL")),
-                );
-            }
-        }
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(shared_http_client())
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(8)
-                    .with_max_backoff(Duration::from_secs(20)),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(reach::CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(Duration::from_secs(60))
-                    .build(),
-            );
-        if let Some(r) = region {
-            loader = loader.region(Region::new(r.to_string()));
-        }
-        let config = loader.load().await;
-        if config.region().is_none() {
-            return Err(ResourceError::new(ErrorClass::Invalid, "no AWS region is configured")
-                .with_hint("pass --region, set `region` in the config file, or set AWS_REGION"));
-        }
-        Ok(Self::from_config(config))
+        Ok(Self::from_config(sdk_config(region).await?))
     }
 
     pub fn from_config(config: SdkConfig) -> Self {
@@ -209,6 +180,7 @@ impl Clients {
             ambiguous!(reach!(faults!(
                 aws_sdk_s3::config::Builder::from(c)
                     .force_path_style(c.endpoint_url().is_some())
+                    .interceptor(fence::FenceInterceptor(fence::process()))
                     .interceptor(calls.clone())
             )))
             .build(),
@@ -315,6 +287,44 @@ impl Clients {
             let _ = std::fs::write(path, json);
         }
     }
+}
+
+/// Load credentials and settings the standard way (env, profile, SSO, IMDS), with the
+/// region given on the command line or config winning over the environment; standard
+/// retries (8 attempts, backoff up to 20 s) and timeouts. Every client is built from it.
+pub async fn sdk_config(region: Option<&str>) -> Result<SdkConfig, ResourceError> {
+    // The SDK panics on an endpoint variable that is set but empty (`export
+    // AWS_ENDPOINT_URL=` in a profile script): refuse it with a fix instead.
+    for var in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL_S3"] {
+        if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
+            return Err(
+                ResourceError::new(ErrorClass::Invalid, format!("{var} is set but empty"))
+                    .with_hint(format!("unset {var}, or set it to the endpoint's URL")),
+            );
+        }
+    }
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(shared_http_client())
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(8)
+                .with_max_backoff(Duration::from_secs(20)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(reach::CONNECT_TIMEOUT)
+                .operation_attempt_timeout(Duration::from_secs(60))
+                .build(),
+        );
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_string()));
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(ResourceError::new(ErrorClass::Invalid, "no AWS region is configured")
+            .with_hint("pass --region, set `region` in the config file, or set AWS_REGION"));
+    }
+    Ok(config)
 }
 
 /// Environment of one run, shared by every resource kind.

@@ -3,16 +3,18 @@
 //! that maps to exit codes (0 ok, 1 failed run, 2 bad input, 3 refused).
 
 pub mod destroy;
+pub mod force_unlock;
 pub mod outputs;
 pub mod plan;
 pub mod preflight;
 pub mod signals;
+pub mod state;
 pub mod status;
 pub mod up;
 pub mod upgrade;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -25,8 +27,10 @@ use crate::core::graph::Graph;
 use crate::core::resource::{ErrorClass, ResourceError};
 use crate::core::spec::{self, NodeSpec, Props, SpecInput};
 use crate::core::state::{Identity, State};
+use crate::core::state_url::{STATE_URL_RULE, StateLocation};
 use crate::resources::Aws;
-use crate::state_file::{StateFile, StateFileError};
+use crate::state_backend::{Connect, StateBackend};
+use crate::state_file::StateFileError;
 
 #[derive(Debug)]
 pub enum CmdError {
@@ -77,6 +81,7 @@ impl From<StateFileError> for CmdError {
                 }),
                 reported: false,
             },
+            StateFileError::Remote(e) => e.into(),
             _ => CmdError::Refused {
                 message: e.to_string(),
                 hint,
@@ -96,6 +101,32 @@ impl From<ResourceError> for CmdError {
             reported: false,
         }
     }
+}
+
+/// A run that failed after the state store refused a write (the state changed behind its
+/// back, or its lock was taken away) is a refusal (exit 3), not a failure: the fence
+/// (src/aws/fence.rs) stopped every AWS change from that moment on.
+pub fn stopped_by_fence(result: Result<(), CmdError>) -> Result<(), CmdError> {
+    let fence = crate::aws::fence::process();
+    let (Err(CmdError::Failed { .. }), Some(reason)) = (&result, fence.reason()) else {
+        return result;
+    };
+    let stopped = fence.stopped();
+    let n: u64 = stopped.values().sum();
+    let calls = if n == 0 {
+        "no AWS change was attempted after that".to_string()
+    } else {
+        format!(
+            "{n} AWS changes of resources in flight were not sent ({})",
+            stopped.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    };
+    Err(CmdError::Refused {
+        message: format!("{reason}; the run stopped: {calls}"),
+        hint: Some(
+            "make sure no other run of this deployment is going on (for an S3 state, `pi-deploy state history` shows who wrote what), then run the command again: it starts from the state as it is now".into(),
+        ),
+    })
 }
 
 /// What to do next after an AWS failure whose kind gave no specific hint: every error ends
@@ -205,10 +236,41 @@ pub fn ctrl_c_channel() -> watch::Receiver<bool> {
     signals::subscribe()
 }
 
+/// The local state directory when nothing else is given.
+pub const DEFAULT_STATE_DIR: &str = "state";
+
+/// Where the state lives: `--state`, else `--state-dir`, else `[state] url` of the config,
+/// else the local directory `state`. A bad location is bad input (exit 2), named.
+pub fn state_location(global: &GlobalArgs, cfg: &Config) -> Result<StateLocation, CmdError> {
+    match (&global.state, &global.state_dir) {
+        (Some(_), Some(_)) => Err(CmdError::input(
+            "--state",
+            "--state and --state-dir are both given",
+            "give one of them: --state takes s3://BUCKET/PREFIX or a directory",
+        )),
+        (Some(url), None) => StateLocation::parse(url).map_err(|p| CmdError::input("--state", p, STATE_URL_RULE)),
+        (None, Some(dir)) => Ok(StateLocation::Local { dir: dir.clone() }),
+        (None, None) => match &cfg.state.url {
+            Some(url) => StateLocation::parse(url).map_err(|p| CmdError::input("state.url", p, STATE_URL_RULE)),
+            None => Ok(StateLocation::Local {
+                dir: PathBuf::from(DEFAULT_STATE_DIR),
+            }),
+        },
+    }
+}
+
+/// The state bucket's region: `[state] region`, else the deployment's.
+pub fn state_region(cfg: &Config, deployment_region: &str) -> String {
+    cfg.state
+        .region
+        .clone()
+        .unwrap_or_else(|| deployment_region.to_string())
+}
+
 /// Credentials, identity and the locked state of one deployment.
 pub struct Session {
     pub aws: Arc<Aws>,
-    pub state_file: StateFile,
+    pub state_file: StateBackend,
     pub state: State,
     /// True when no state file existed.
     pub fresh: bool,
@@ -221,15 +283,21 @@ pub async fn open_session(
     command: &str,
     events: Arc<dyn EventSink>,
 ) -> Result<Session, CmdError> {
+    let location = state_location(global, cfg)?;
     let clients = Clients::load(cfg.region.as_deref()).await?;
     let identity: Identity = clients.identity(&cfg.deployment).await?;
-    let state_file = StateFile::lock(&global.state_dir, &cfg.deployment, command)?;
+    let region = state_region(cfg, &identity.region);
+    let s3 = location.is_s3().then(|| Connect {
+        config: Some(&clients.config),
+        region: Some(region.clone()),
+    });
+    let state_file = StateBackend::open(&location, &cfg.deployment, command, s3, crate::aws::fence::process())?;
     let loaded = state_file.load()?;
     let fresh = loaded.is_none();
     let state = match loaded {
         Some(s) => {
             s.check_owner(&identity).map_err(|refusal| StateFileError::Refused {
-                path: state_file.path(),
+                at: state_file.location(),
                 refusal,
             })?;
             s

@@ -9,7 +9,9 @@
 //! already on disk, and the next run resumes from it.
 //!
 //! Exiting at once skips destructors, so the lock files this process holds are removed here
-//! (`state_file::remove_held_locks`); the kernel releases the locks themselves anyway.
+//! (`state_file::remove_held_locks`; the kernel releases the locks themselves anyway), and
+//! its S3 locks are released as a normal end would (`state_s3::release_held_locks`: only a
+//! lock still ours, within a few seconds), rather than left for a `force-unlock`.
 
 use std::sync::{Arc, OnceLock};
 
@@ -62,6 +64,7 @@ async fn next(int: &mut Signal, term: &mut Signal) -> i32 {
 fn exit_now(signo: i32, message: &str) -> ! {
     eprintln!("{message}");
     crate::state_file::remove_held_locks();
+    crate::state_s3::release_held_locks();
     std::process::exit(128 + signo);
 }
 

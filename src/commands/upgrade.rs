@@ -26,7 +26,7 @@ use crate::core::state::{State, Status};
 use crate::core::upgrade::{self, Fleet, Plan, Step, SwapFailure, UpgradeRecord};
 use crate::resources::fleet::AwsFleet;
 use crate::resources::launch_template::{self, TemplateInputs, TemplateRefs};
-use crate::state_file::StateFile;
+use crate::state_backend::StateBackend;
 
 const LAUNCH_TEMPLATE: &str = "launch-template";
 const GROUP: &str = "asg";
@@ -251,7 +251,7 @@ struct Run<'a> {
     cfg: &'a Config,
 }
 
-fn save(state: &mut State, file: &StateFile) -> Result<(), CmdError> {
+fn save(state: &mut State, file: &StateBackend) -> Result<(), CmdError> {
     state.serial += 1;
     file.write(state)?;
     Ok(())

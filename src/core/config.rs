@@ -41,6 +41,17 @@ pub struct Config {
     pub scaling: ScalingConfig,
     pub health_check: HealthCheckConfig,
     pub lambda: LambdaConfig,
+    pub state: StateConfig,
+}
+
+/// Where the state lives (`--state` and `--state-dir` override it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// `s3://BUCKET/PREFIX` or a local directory; empty means the local directory `state`.
+    pub url: Option<String>,
+    /// Region of the state bucket; empty means the deployment's region.
+    pub region: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -147,6 +158,7 @@ impl Default for Config {
             scaling: ScalingConfig::default(),
             health_check: HealthCheckConfig::default(),
             lambda: LambdaConfig::default(),
+            state: StateConfig::default(),
         }
     }
 }
@@ -339,7 +351,26 @@ impl Config {
         self.validate_scaling(&mut e);
         self.validate_health_check(&mut e);
         self.validate_misc(&mut e);
+        self.validate_state(&mut e);
         e
+    }
+
+    fn validate_state(&self, e: &mut Vec<ConfigError>) {
+        if let Some(url) = &self.state.url
+            && let Err(problem) = super::state_url::StateLocation::parse(url)
+        {
+            err(e, "state.url", problem, super::state_url::STATE_URL_RULE);
+        }
+        if let Some(r) = &self.state.region
+            && !is_region(r)
+        {
+            err(
+                e,
+                "state.region",
+                format!("`{r}` is not an AWS region"),
+                "give the state bucket's region, such as eu-west-1, or leave it out to use the deployment's",
+            );
+        }
     }
 
     fn validate_identity(&self, purpose: Purpose, e: &mut Vec<ConfigError>) {

@@ -206,7 +206,7 @@ pub fn create_request(client: &Client, name: &str, region: &str, tags: Vec<Tag>)
         .create_bucket_configuration(config.build())
 }
 
-fn public_access_block() -> PublicAccessBlockConfiguration {
+pub(crate) fn public_access_block() -> PublicAccessBlockConfiguration {
     PublicAccessBlockConfiguration::builder()
         .block_public_acls(true)
         .ignore_public_acls(true)
@@ -215,7 +215,7 @@ fn public_access_block() -> PublicAccessBlockConfiguration {
         .build()
 }
 
-fn sse_s3() -> Result<ServerSideEncryptionConfiguration, ResourceError> {
+pub(crate) fn sse_s3() -> Result<ServerSideEncryptionConfiguration, ResourceError> {
     let default = ServerSideEncryptionByDefault::builder()
         .sse_algorithm(ServerSideEncryption::Aes256)
         .build()
@@ -393,7 +393,7 @@ impl ResourceKind for Bucket {
     }
 }
 
-fn taken(name: &str, e: ResourceError) -> ResourceError {
+pub(crate) fn taken(name: &str, e: ResourceError) -> ResourceError {
     ResourceError {
         class: ErrorClass::Invalid,
         ..e

@@ -41,6 +41,7 @@ mod route_table;
 mod scaling_policy;
 pub mod secret;
 mod security_group;
+pub mod state_bucket;
 mod subnet;
 mod target_group;
 mod vpc;

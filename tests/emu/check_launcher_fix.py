@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prove that tests/emu/moto_launcher.py's fix is still needed, and that it works.
+"""Prove that tests/emu/moto_launcher.py's fixes are still needed, and that they work.
 
 Run with the emulator venv's python (scripts/test.sh does this):
 
@@ -28,6 +28,12 @@ To see the failure against a real server without the patch:
     "$CACHE/venv/bin/python" tests/emu/check_launcher_fix.py --endpoint http://127.0.0.1:5055
     # -> "server check: FAILED ... HTTP 500" and exit status 1
     kill %1
+
+A second scenario covers the GetBucketVersioning fix: create a bucket, turn
+versioning on and check that the raw XML answer of GetBucketVersioning has S3's
+root element ``VersioningConfiguration`` (unpatched moto 5.2.5 answers
+``GetBucketVersioningResponse``, which the AWS SDK for Rust rejects; boto3's
+parsed answer hides it, so the check reads the raw body).
 
 Exit status: 0 when every patched run passes (whether or not the fix is still
 needed; the answer is printed as "launcher fix still needed: yes/no"), 1 when
@@ -131,15 +137,70 @@ def scenario(endpoint: str | None) -> None:
             pass
 
 
-def run_in_process(patched: bool) -> BaseException | None:
-    from moto import mock_aws
+def versioning_scenario(endpoint: str | None) -> None:
+    """Raise unless GetBucketVersioning answers with S3's root element."""
+    import xml.etree.ElementTree as ET
+
+    import boto3
+
+    kwargs: dict[str, Any] = {"region_name": REGION}
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+    s3 = boto3.client("s3", **kwargs)
+    bucket = f"launcher-check-{uuid.uuid4().hex[:8]}"
+    raw: list[bytes] = []
+
+    def keep_body(http_response: Any, **_: Any) -> None:
+        raw.append(http_response.content)
+
+    s3.meta.events.register("after-call.s3.GetBucketVersioning", keep_body)
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    try:
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        status = s3.get_bucket_versioning(Bucket=bucket).get("Status")
+        assert status == "Enabled", f"versioning status {status!r}"
+        root = ET.fromstring(raw[-1]).tag.rpartition("}")[2]
+        assert root == "VersioningConfiguration", f"GetBucketVersioning root element {root!r}"
+    finally:
+        try:
+            s3.delete_bucket(Bucket=bucket)
+        except Exception:  # noqa: BLE001 - best-effort cleanup
+            pass
+
+
+def patch_launch_template() -> Any:
+    import moto_launcher
+
+    return moto_launcher.apply_patch()
+
+
+def patch_versioning() -> Any:
+    """Install the launcher's GetBucketVersioning fix (main() installs it in the server)."""
+    from moto.s3.responses import S3Response
 
     import moto_launcher
 
-    restore = moto_launcher.apply_patch() if patched else None
+    S3Response.get_bucket_versioning = moto_launcher._patched_get_bucket_versioning  # type: ignore[method-assign]
+
+    def restore() -> None:
+        S3Response.get_bucket_versioning = moto_launcher._ORIGINAL_VERSIONING  # type: ignore[method-assign]
+
+    return restore
+
+
+SCENARIOS = {
+    "CreateLaunchTemplateVersion UserData": (scenario, patch_launch_template),
+    "GetBucketVersioning root": (versioning_scenario, patch_versioning),
+}
+
+
+def run_in_process(patched: bool, check: Any = scenario, patch: Any = patch_launch_template) -> BaseException | None:
+    from moto import mock_aws
+
+    restore = patch() if patched else None
     try:
         with mock_aws():
-            scenario(endpoint=None)
+            check(endpoint=None)
         return None
     except Exception as exc:  # noqa: BLE001 - report any failure
         return exc
@@ -187,29 +248,30 @@ def main() -> int:
     print(f"moto {moto.__version__}; AMI {demo_ami()}")
     failed = False
 
-    unpatched = run_in_process(patched=False)
-    if unpatched is None:
-        print("unpatched moto: the launch-template-v2 ASG path works")
-        print("launcher fix still needed: no (moto fixed it: drop the wrapper in tests/emu/moto_launcher.py)")
-    else:
-        print(f"unpatched moto: fails as expected: {describe(unpatched)}")
-        print("launcher fix still needed: yes")
+    for name, (check, patch) in SCENARIOS.items():
+        unpatched = run_in_process(patched=False, check=check, patch=patch)
+        if unpatched is None:
+            print(f"{name}: unpatched moto works")
+            print(f"{name}: launcher fix still needed: no (moto fixed it: drop its wrapper in tests/emu/moto_launcher.py)")
+        else:
+            print(f"{name}: unpatched moto fails as expected: {describe(unpatched)}")
+            print(f"{name}: launcher fix still needed: yes")
 
-    patched = run_in_process(patched=True)
-    if patched is None:
-        print("patched moto (in-process): OK")
-    else:
-        failed = True
-        print(f"patched moto (in-process): FAILED: {describe(patched)}")
-        traceback.print_exception(patched)
-
-    if args.endpoint:
-        try:
-            scenario(endpoint=args.endpoint)
-            print(f"server check ({args.endpoint}): OK")
-        except Exception as exc:  # noqa: BLE001 - report any failure
+        patched = run_in_process(patched=True, check=check, patch=patch)
+        if patched is None:
+            print(f"{name}: patched moto (in-process): OK")
+        else:
             failed = True
-            print(f"server check ({args.endpoint}): FAILED: {describe(exc)}")
+            print(f"{name}: patched moto (in-process): FAILED: {describe(patched)}")
+            traceback.print_exception(patched)
+
+        if args.endpoint:
+            try:
+                check(endpoint=args.endpoint)
+                print(f"{name}: server check ({args.endpoint}): OK")
+            except Exception as exc:  # noqa: BLE001 - report any failure
+                failed = True
+                print(f"{name}: server check ({args.endpoint}): FAILED: {describe(exc)}")
 
     return 1 if failed else 0
 

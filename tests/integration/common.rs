@@ -3,8 +3,11 @@
 
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{LazyLock, Mutex, OnceLock};
 
 use aws_config::{BehaviorVersion, Region};
 use pi_deploy::aws::Clients;
@@ -37,22 +40,335 @@ pub fn deployment(prefix: &str) -> String {
     format!("{prefix}-{}", &n[..6])
 }
 
-/// One deployment under test, with its own state directory.
+/// Where the suite keeps the deployments' state: `PI_DEPLOY_TEST_STATE=s3` puts each one in
+/// an S3 bucket on the emulator (what `scripts/test.sh` runs for a representative part of
+/// the suite), anything else in a temporary directory.
+pub fn s3_state() -> bool {
+    std::env::var("PI_DEPLOY_TEST_STATE").is_ok_and(|v| v == "s3")
+}
+
+/// The S3 state bucket of this test process (no policy: moto answers the plain-HTTP
+/// requests of the tests, which a TLS-only policy would deny; versioning on).
+pub fn state_bucket() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| format!("pi-test-state-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]))
+}
+
+/// Endpoints where this process created the state bucket (a lane's reset forgets it).
+static BUCKETS: LazyLock<Mutex<BTreeSet<String>>> = LazyLock::new(Default::default);
+
+/// Run a future to completion from any test, sync or async (on a runtime of its own, in a
+/// scoped thread, so it never blocks inside the caller's runtime).
+pub fn block<T: Send>(f: impl Future<Output = T> + Send) -> T {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    let rt = RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+    std::thread::scope(|s| s.spawn(|| rt.block_on(f)).join().unwrap())
+}
+
+/// An S3 client of an emulator endpoint (cached).
+pub fn s3_at(endpoint: &str) -> aws_sdk_s3::Client {
+    static CLIENTS: LazyLock<Mutex<BTreeMap<String, aws_sdk_s3::Client>>> = LazyLock::new(Default::default);
+    let mut all = CLIENTS.lock().unwrap();
+    all.entry(endpoint.to_string())
+        .or_insert_with(|| block(clients_at(endpoint)).s3)
+        .clone()
+}
+
+/// Create the state bucket at `endpoint` once (again after `forget_state_bucket`).
+pub fn ensure_state_bucket(endpoint: &str) {
+    if BUCKETS.lock().unwrap().contains(endpoint) {
+        return;
+    }
+    create_bucket(endpoint, state_bucket(), true);
+    BUCKETS.lock().unwrap().insert(endpoint.to_string());
+}
+
+/// After a lane's server was reset: its buckets are gone.
+pub fn forget_state_bucket(endpoint: &str) {
+    BUCKETS.lock().unwrap().remove(endpoint);
+}
+
+/// A bucket in the suite's region, versioned or not (tolerates an existing one).
+pub fn create_bucket(endpoint: &str, name: &str, versioned: bool) {
+    let s3 = s3_at(endpoint);
+    block(async {
+        let created = s3
+            .create_bucket()
+            .bucket(name)
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
+                    .build(),
+            )
+            .send()
+            .await;
+        if let Err(e) = created {
+            let code = aws_sdk_s3::error::ProvideErrorMetadata::code(&e)
+                .unwrap_or_default()
+                .to_string();
+            assert!(code.starts_with("BucketAlready"), "creating bucket {name}: {e:?}");
+        }
+        if versioned {
+            s3.put_bucket_versioning()
+                .bucket(name)
+                .versioning_configuration(
+                    aws_sdk_s3::types::VersioningConfiguration::builder()
+                        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// An object's bytes, `None` when there is none.
+pub fn get_object(endpoint: &str, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let s3 = s3_at(endpoint);
+    block(async {
+        match s3.get_object().bucket(bucket).key(key).send().await {
+            Ok(o) => Some(o.body.collect().await.unwrap().into_bytes().to_vec()),
+            Err(e) if aws_sdk_s3::error::ProvideErrorMetadata::code(&e) == Some("NoSuchKey") => None,
+            Err(e) => panic!("reading s3://{bucket}/{key}: {e:?}"),
+        }
+    })
+}
+
+pub fn put_object(endpoint: &str, bucket: &str, key: &str, bytes: &[u8]) {
+    let s3 = s3_at(endpoint);
+    block(async {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(bytes.to_vec().into())
+            .send()
+            .await
+            .unwrap()
+    });
+}
+
+/// An object's bytes and ETag, `None` when there is none.
+pub fn get_object_tagged(endpoint: &str, bucket: &str, key: &str) -> Option<(Vec<u8>, String)> {
+    let s3 = s3_at(endpoint);
+    block(async {
+        match s3.get_object().bucket(bucket).key(key).send().await {
+            Ok(o) => {
+                let etag = o.e_tag().unwrap_or_default().to_string();
+                Some((o.body.collect().await.unwrap().into_bytes().to_vec(), etag))
+            }
+            Err(e) if aws_sdk_s3::error::ProvideErrorMetadata::code(&e) == Some("NoSuchKey") => None,
+            Err(e) => panic!("reading s3://{bucket}/{key}: {e:?}"),
+        }
+    })
+}
+
+/// Put `bytes` only if the object is still the version with this ETag (`If-Match`);
+/// `false` when it changed meanwhile.
+pub fn put_object_if_match(endpoint: &str, bucket: &str, key: &str, bytes: &[u8], etag: &str) -> bool {
+    let s3 = s3_at(endpoint);
+    block(async {
+        match s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .if_match(etag)
+            .body(bytes.to_vec().into())
+            .send()
+            .await
+        {
+            Ok(_) => true,
+            Err(e) if aws_sdk_s3::error::ProvideErrorMetadata::code(&e) == Some("PreconditionFailed") => false,
+            Err(e) => panic!("writing s3://{bucket}/{key} if it is still {etag}: {e:?}"),
+        }
+    })
+}
+
+pub fn delete_object(endpoint: &str, bucket: &str, key: &str) {
+    let s3 = s3_at(endpoint);
+    block(async { s3.delete_object().bucket(bucket).key(key).send().await.unwrap() });
+}
+
+/// Every version of an object, newest first: (version id, bytes; `None` for a delete marker).
+pub fn object_versions(endpoint: &str, bucket: &str, key: &str) -> Vec<(String, Option<Vec<u8>>)> {
+    let s3 = s3_at(endpoint);
+    block(async {
+        let page = s3
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(key)
+            .send()
+            .await
+            .unwrap();
+        let mut all: Vec<(aws_smithy_types::DateTime, String, bool)> = page
+            .versions()
+            .iter()
+            .filter(|v| v.key() == Some(key))
+            .map(|v| (*v.last_modified().unwrap(), v.version_id().unwrap().to_string(), true))
+            .chain(
+                page.delete_markers()
+                    .iter()
+                    .filter(|m| m.key() == Some(key))
+                    .map(|m| (*m.last_modified().unwrap(), m.version_id().unwrap().to_string(), false)),
+            )
+            .collect();
+        all.sort_by_key(|(t, _, _)| std::cmp::Reverse((t.secs(), t.subsec_nanos())));
+        let mut out = Vec::new();
+        for (_, id, is_object) in all {
+            let bytes = if is_object {
+                let o = s3
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .version_id(&id)
+                    .send()
+                    .await
+                    .unwrap();
+                Some(o.body.collect().await.unwrap().into_bytes().to_vec())
+            } else {
+                None
+            };
+            out.push((id, bytes));
+        }
+        out
+    })
+}
+
+/// One deployment under test, with its own directory (config files, call counts) and its
+/// state in that directory or, with `PI_DEPLOY_TEST_STATE=s3`, in the suite's S3 state bucket.
 pub struct Deployment {
     pub name: String,
     pub state_dir: tempfile::TempDir,
+    /// The S3 prefix of its state (S3 mode), unique to the deployment.
+    pub s3_prefix: Option<String>,
+    /// The emulator its runs talk to (a crash lane's own server, or the suite's).
+    endpoint: Mutex<String>,
 }
 
 impl Deployment {
     pub fn new(prefix: &str) -> Self {
+        Self::with_state(prefix, s3_state())
+    }
+
+    /// With an S3 state whatever the suite's mode (tests of the S3 state itself).
+    pub fn with_state(prefix: &str, s3: bool) -> Self {
+        let name = deployment(prefix);
         Self {
-            name: deployment(prefix),
+            s3_prefix: s3.then(|| format!("st/{name}")),
+            name,
             state_dir: tempfile::tempdir().unwrap(),
+            endpoint: Mutex::new(endpoint()),
         }
     }
 
+    pub fn is_s3(&self) -> bool {
+        self.s3_prefix.is_some()
+    }
+
+    /// The emulator the deployment's runs talk to (and, in S3 mode, where its state is).
+    pub fn endpoint(&self) -> String {
+        self.endpoint.lock().unwrap().clone()
+    }
+
+    /// Run against another emulator from now on (a crash lane's own server).
+    pub fn use_endpoint(&self, endpoint: &str) {
+        *self.endpoint.lock().unwrap() = endpoint.to_string();
+    }
+
+    /// The local state file (local mode).
     pub fn state_path(&self) -> PathBuf {
         self.state_dir.path().join(format!("{}.json", self.name))
+    }
+
+    /// `s3://bucket/prefix` (S3 mode).
+    pub fn state_url(&self) -> Option<String> {
+        self.s3_prefix.as_ref().map(|p| format!("s3://{}/{p}", state_bucket()))
+    }
+
+    /// The key of the state object and of the lock object (S3 mode).
+    pub fn state_key(&self) -> String {
+        format!("{}/{}.json", self.s3_prefix.as_deref().unwrap_or_default(), self.name)
+    }
+
+    pub fn lock_key(&self) -> String {
+        format!("{}/{}.lock", self.s3_prefix.as_deref().unwrap_or_default(), self.name)
+    }
+
+    /// The flags that point a run at this deployment's state.
+    pub fn state_args(&self) -> Vec<String> {
+        match self.state_url() {
+            Some(url) => vec!["--state".into(), url],
+            None => vec!["--state-dir".into(), self.state_dir.path().display().to_string()],
+        }
+    }
+
+    /// Where the state is, for messages.
+    pub fn state_where(&self) -> String {
+        self.state_url()
+            .unwrap_or_else(|| self.state_path().display().to_string())
+    }
+
+    /// The state document's bytes as they are now; `None` when there is none.
+    pub fn state_bytes(&self) -> Option<Vec<u8>> {
+        if self.is_s3() {
+            ensure_state_bucket(&self.endpoint());
+            return get_object(&self.endpoint(), state_bucket(), &self.state_key());
+        }
+        match std::fs::read(self.state_path()) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => panic!("reading {}: {e}", self.state_path().display()),
+        }
+    }
+
+    pub fn state_exists(&self) -> bool {
+        self.state_bytes().is_some()
+    }
+
+    /// Whether a run's lock is there: the lock object (S3 mode) or the lock file.
+    pub fn lock_exists(&self) -> bool {
+        if self.is_s3() {
+            return get_object(&self.endpoint(), state_bucket(), &self.lock_key()).is_some();
+        }
+        self.state_dir.path().join(format!("{}.lock", self.name)).exists()
+    }
+
+    /// Put these bytes in place of the state, as a person or another tool would.
+    pub fn write_state(&self, bytes: &[u8]) {
+        if self.is_s3() {
+            ensure_state_bucket(&self.endpoint());
+            put_object(&self.endpoint(), state_bucket(), &self.state_key(), bytes);
+        } else {
+            std::fs::create_dir_all(self.state_dir.path()).unwrap();
+            std::fs::write(self.state_path(), bytes).unwrap();
+        }
+    }
+
+    /// Lose the state (and its backup), as a lost laptop would.
+    pub fn remove_state(&self) {
+        if self.is_s3() {
+            delete_object(&self.endpoint(), state_bucket(), &self.state_key());
+        } else {
+            std::fs::remove_file(self.state_path()).unwrap();
+            std::fs::remove_file(self.state_dir.path().join(format!("{}.json.backup", self.name))).ok();
+        }
+    }
+
+    /// The version before the current one: the `.backup` file, or the previous S3 version.
+    pub fn previous_state_bytes(&self) -> Option<Vec<u8>> {
+        if self.is_s3() {
+            return object_versions(&self.endpoint(), state_bucket(), &self.state_key())
+                .into_iter()
+                .nth(1)
+                .and_then(|(_, b)| b);
+        }
+        std::fs::read(self.state_dir.path().join(format!("{}.json.backup", self.name))).ok()
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -61,29 +377,36 @@ impl Deployment {
 
     /// The same with another copy of the binary (the crash tests run their own snapshot).
     pub fn command_of(&self, program: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(program);
-        c.args(args)
-            .arg("--deployment")
+        let endpoint = self.endpoint();
+        if self.is_s3() {
+            ensure_state_bucket(&endpoint);
+        }
+        let mut c = pi_deploy_of(program, &endpoint, args);
+        c.arg("--deployment")
             .arg(&self.name)
-            .arg("--state-dir")
-            .arg(self.state_dir.path())
-            .env("AWS_ENDPOINT_URL", endpoint())
-            .env("AWS_REGION", REGION)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env_remove("AWS_PROFILE")
-            .env("NO_COLOR", "1")
+            .args(self.state_args())
             // The licence fingerprint key (src/resources/secret.rs) of this test only.
-            .env("PI_DEPLOY_KEY_FILE", self.state_dir.path().join("fingerprint.key"))
-            .stdin(Stdio::null());
+            .env("PI_DEPLOY_KEY_FILE", self.state_dir.path().join("fingerprint.key"));
         c
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run pi-deploy")
+    }
+
+    /// After a run of this deployment was killed: an S3 lock stays (it is never removed
+    /// silently), so do what the operator is told to do, `force-unlock` with the lock's id.
+    /// A local state's flock died with the process: nothing to do.
+    pub fn force_unlock_after_kill(&self) {
+        if !self.is_s3() {
+            return;
+        }
+        let Some(bytes) = get_object(&self.endpoint(), state_bucket(), &self.lock_key()) else {
+            return;
+        };
+        let lock: serde_json::Value = serde_json::from_slice(&bytes).expect("lock json");
+        let id = lock["id"].as_str().expect("lock id").to_string();
+        self.ok(&["force-unlock", &id]);
     }
 
     /// Run and require success, showing the output on failure.
@@ -116,8 +439,32 @@ impl Deployment {
     }
 
     pub fn state(&self) -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(self.state_path()).expect("state file")).expect("state json")
+        let bytes = self
+            .state_bytes()
+            .unwrap_or_else(|| panic!("no state at {}", self.state_where()));
+        serde_json::from_slice(&bytes).expect("state json")
     }
+}
+
+/// pi-deploy with these arguments and the emulator's environment, nothing else added.
+pub fn pi_deploy(args: &[&str]) -> Command {
+    pi_deploy_of(Path::new(env!("CARGO_BIN_EXE_pi-deploy")), &endpoint(), args)
+}
+
+fn pi_deploy_of(program: &Path, endpoint: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(program);
+    c.args(args)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    c
 }
 
 pub fn show(out: &Output) -> String {

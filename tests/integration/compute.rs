@@ -210,7 +210,7 @@ async fn compute_tier_without_a_certificate_reads_back_converges_and_destroys() 
         rendered, lt_user_data,
         "the template holds exactly the rendered user data"
     );
-    let state_text = std::fs::read_to_string(d.state_path()).unwrap();
+    let state_text = String::from_utf8(d.state_bytes().unwrap()).unwrap();
     for (what, text) in [
         ("user data", &lt_user_data),
         ("state file", &state_text),
@@ -467,7 +467,7 @@ async fn compute_tier_without_a_certificate_reads_back_converges_and_destroys() 
     );
     let left = census::compute(&c, &d.name).await;
     assert!(left.is_empty(), "left behind: {left:?}");
-    assert!(!d.state_path().exists());
+    assert!(!d.state_exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -671,12 +671,13 @@ fn kill_after(d: &Deployment, args: &[&str], n: usize) -> bool {
         .unwrap();
     let start = std::time::Instant::now();
     loop {
-        if let Ok(bytes) = std::fs::read(d.state_path())
+        if let Some(bytes) = d.state_bytes()
             && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
             && v["resources"].as_object().is_some_and(|r| r.len() >= n)
         {
             child.kill().unwrap();
             child.wait().unwrap();
+            d.force_unlock_after_kill();
             return true;
         }
         if let Ok(Some(_)) = child.try_wait() {

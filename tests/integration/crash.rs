@@ -97,27 +97,25 @@ const RETRIES_PAST_K: usize = 2;
 /// comparison tells a new one; parsing ~50 kB at every ~1 ms poll in the debug test binary
 /// would compete with the runs it watches). A version that does not parse is a torn write,
 /// a bug of the state file, since every write is atomic.
-struct StateWatch {
-    path: PathBuf,
+struct StateWatch<'a> {
+    d: &'a Deployment,
     last: Vec<u8>,
     serial: Option<u64>,
 }
 
-impl StateWatch {
-    fn new(path: PathBuf) -> Self {
+impl<'a> StateWatch<'a> {
+    fn new(d: &'a Deployment) -> Self {
         Self {
-            path,
+            d,
             last: Vec::new(),
             serial: None,
         }
     }
 
-    /// The serial on disk; None while there is no file.
+    /// The serial of the state (file or S3 object); None while there is none.
     fn serial(&mut self) -> Result<Option<u64>, String> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("reading the state file: {e}")),
+        let Some(bytes) = self.d.state_bytes() else {
+            return Ok(None);
         };
         if bytes != self.last {
             let v: serde_json::Value = serde_json::from_slice(&bytes)
@@ -149,13 +147,14 @@ fn kill_at(lane: &Lane, d: &Deployment, args: &[&str], target: u64) -> Result<Ki
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut watch = StateWatch::new(d.state_path());
+    let mut watch = StateWatch::new(d);
     let start = Instant::now();
     loop {
         match watch.serial() {
             Ok(Some(seen)) if seen >= target => {
                 child.kill().unwrap();
                 child.wait().unwrap();
+                d.force_unlock_after_kill();
                 return Ok(Kill::Killed { seen, target });
             }
             Ok(_) => {}
@@ -243,7 +242,7 @@ pub fn check_empty(d: &Deployment, c: &Clients, rt: &tokio::runtime::Runtime) ->
     if !left.is_empty() {
         return Err(format!("left behind: {left:?}"));
     }
-    if d.state_path().exists() {
+    if d.state_exists() {
         return Err("the state file is still there".into());
     }
     Ok(())

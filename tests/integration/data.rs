@@ -47,7 +47,7 @@ fn forget(d: &Deployment, keys: &[&str]) {
         rec["status"] = "creating".into();
         rec["outputs"] = serde_json::json!({});
     }
-    std::fs::write(d.state_path(), serde_json::to_vec_pretty(&st).unwrap()).unwrap();
+    d.write_state(&serde_json::to_vec_pretty(&st).unwrap());
 }
 
 const DATA_KEYS: [&str; 9] = [
@@ -442,7 +442,7 @@ async fn data_tier_reads_back_as_the_blueprint_says_converges_and_destroys_with_
         secret_is_gone(&c, &secret_arn).await,
         "the RDS-managed secret outlived its instance"
     );
-    assert!(!d.state_path().exists());
+    assert!(!d.state_exists());
     let tagged = c
         .rds
         .describe_db_instances()
@@ -470,12 +470,13 @@ fn kill_up_after(d: &Deployment, cfg: &str, n: usize) -> bool {
         .unwrap();
     let start = std::time::Instant::now();
     loop {
-        if let Ok(bytes) = std::fs::read(d.state_path())
+        if let Some(bytes) = d.state_bytes()
             && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
             && v["resources"].as_object().is_some_and(|r| r.len() >= n)
         {
             child.kill().unwrap();
             child.wait().unwrap();
+            d.force_unlock_after_kill();
             return true;
         }
         if let Ok(Some(_)) = child.try_wait() {
@@ -563,7 +564,7 @@ async fn deletion_protection_refuses_destroy_until_disabled_and_skip_snapshot_ta
         snapshots_of(&c, &d.name).await.is_empty(),
         "--skip-final-snapshot took a snapshot"
     );
-    assert!(!d.state_path().exists());
+    assert!(!d.state_exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -583,7 +584,7 @@ async fn an_unreadable_licence_is_bad_input_and_creates_nothing() {
             "{}",
             common::show(&o)
         );
-        assert!(!d.state_path().exists());
+        assert!(!d.state_exists());
         assert_eq!(census::network(&c, &d.name).await, census::Census::new());
         assert_eq!(census::data(&c, &d.name).await, census::Census::new());
     }
@@ -622,11 +623,10 @@ async fn secret_values_never_reach_the_state_the_terminal_or_the_event_stream() 
     seen.push(("up -vv stdout".into(), third.stdout.clone()));
     seen.push(("up -vv stderr".into(), third.stderr.clone()));
     let st = d.state();
-    seen.push(("state file".into(), std::fs::read(d.state_path()).unwrap()));
-    let backup = d.state_dir.path().join(format!("{}.json.backup", d.name));
+    seen.push(("state file".into(), d.state_bytes().unwrap()));
     seen.push((
         "state backup".into(),
-        std::fs::read(&backup).expect("a state backup after three runs"),
+        d.previous_state_bytes().expect("a state backup after three runs"),
     ));
 
     // The two secrets exist and hold what we search for.
@@ -675,10 +675,7 @@ async fn secret_values_never_reach_the_state_the_terminal_or_the_event_stream() 
         .await
         .unwrap();
     assert_eq!(stored.secret_string(), Some(RENEWED));
-    seen.push((
-        "state file after the new licence".into(),
-        std::fs::read(d.state_path()).unwrap(),
-    ));
+    seen.push(("state file after the new licence".into(), d.state_bytes().unwrap()));
 
     // The default verbosity, and a blue/green upgrade, which writes a new launch template
     // version and reads the instances' state.
@@ -693,11 +690,17 @@ async fn secret_values_never_reach_the_state_the_terminal_or_the_event_stream() 
     );
     seen.push(("upgrade -vv --json stdout".into(), upgrade.stdout.clone()));
     seen.push(("upgrade -vv --json stderr".into(), upgrade.stderr.clone()));
+    seen.push(("state file after the upgrade".into(), d.state_bytes().unwrap()));
     seen.push((
-        "state file after the upgrade".into(),
-        std::fs::read(d.state_path()).unwrap(),
+        "state backup after the upgrade".into(),
+        d.previous_state_bytes().unwrap(),
     ));
-    seen.push(("state backup after the upgrade".into(), std::fs::read(&backup).unwrap()));
+    if d.is_s3() {
+        // Every version the bucket keeps of the state object, not only the last two.
+        for (id, bytes) in common::object_versions(&d.endpoint(), common::state_bucket(), &d.state_key()) {
+            seen.push((format!("state version {id}"), bytes.unwrap_or_default()));
+        }
+    }
     // What every instance is given: each launch template version's data and user data.
     let versions = c
         .ec2

@@ -25,12 +25,11 @@ async fn destroy_without_a_state_file_finds_everything_by_tag_and_name() {
     d.up(&[]);
     let built = census::everything(&c, &d.name).await;
     assert!(!built.is_empty());
-    std::fs::remove_file(d.state_path()).unwrap();
-    std::fs::remove_file(d.state_dir.path().join(format!("{}.json.backup", d.name))).ok();
+    d.remove_state();
     let out = d.ok(&destroy_args());
     let left = census::everything(&c, &d.name).await;
     assert!(left.is_empty(), "left behind: {left:?}\n{}", show(&out));
-    assert!(!d.state_path().exists());
+    assert!(!d.state_exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -62,13 +61,14 @@ fn kill_destroy_after(d: &Deployment, removed: usize) {
         .unwrap();
     let start = Instant::now();
     loop {
-        let left = std::fs::read(d.state_path())
-            .ok()
+        let left = d
+            .state_bytes()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|v| v["resources"].as_object().map(|r| r.len()));
         if left.is_some_and(|l| total - l >= removed) {
             child.kill().unwrap();
             child.wait().unwrap();
+            d.force_unlock_after_kill();
             return;
         }
         if let Ok(Some(_)) = child.try_wait() {
@@ -231,5 +231,5 @@ async fn destroy_deletes_what_is_tagged_with_the_deployment_under_unknown_keys()
     }
     let left = census::everything(&c, &d.name).await;
     assert!(left.is_empty(), "left behind: {left:?}\n{text}");
-    assert!(!d.state_path().exists());
+    assert!(!d.state_exists());
 }

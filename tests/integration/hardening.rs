@@ -250,8 +250,7 @@ fn send(pid: u32, signal: i32) {
 }
 
 fn serial(d: &Deployment) -> u64 {
-    std::fs::read(d.state_path())
-        .ok()
+    d.state_bytes()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v["serial"].as_u64())
         .unwrap_or(0)
@@ -346,8 +345,7 @@ fn sigterm_drains_like_ctrl_c_and_the_next_run_converges() {
                 "SIGTERM at serial {at}: not drained: {unsettled:?}"
             );
         }
-        let lock = d.state_dir.path().join(format!("{}.lock", d.name));
-        assert!(!lock.exists(), "SIGTERM at serial {at}: the lock file is left");
+        assert!(!d.lock_exists(), "SIGTERM at serial {at}: the lock is left");
         eprintln!(
             "SIGTERM at serial {at}{}: exit {:?} {:.1} s after the signal, {} records",
             if again.is_some() { " (twice)" } else { "" },

@@ -316,6 +316,38 @@ fn cases() -> Vec<Case> {
             &["--max-parallel", "0"],
             "--max-parallel",
         ),
+        case(
+            "state bucket name with capitals and underscores",
+            "",
+            &["--state", "s3://Team_State/pi"],
+            "--state",
+        ),
+        case(
+            "state location of another scheme",
+            "",
+            &["--state", "gs://team/pi"],
+            "--state",
+        ),
+        case(
+            "state prefix with ..",
+            "",
+            &["--state", "s3://team-state/a/../b"],
+            "--state",
+        ),
+        case(
+            "both --state and --state-dir",
+            "",
+            &["--state", "s3://team-state/pi", "--state-dir", "elsewhere"],
+            "--state",
+        ),
+        case(
+            "state url in the config",
+            "[state]\nurl = 's3://a..b/pi'",
+            &[],
+            "state.url",
+        ),
+        case("state bucket region", "[state]\nregion = 'mars'", &[], "state.region"),
+        case("unknown state key", "[state]\nbucket = 'x'", &[], "bucket"),
     ]
 }
 
@@ -328,14 +360,11 @@ fn every_bad_input_exits_2_naming_the_field_with_no_aws_call() {
         let config = dir.path().join(format!("case{i}.toml"));
         std::fs::write(&config, c.toml).unwrap();
         let counts = dir.path().join(format!("calls{i}.json"));
-        let mut args: Vec<&str> = vec![
-            "up",
-            "--yes",
-            "--config",
-            config.to_str().unwrap(),
-            "--state-dir",
-            dir.path().to_str().unwrap(),
-        ];
+        let mut args: Vec<&str> = vec!["up", "--yes", "--config", config.to_str().unwrap()];
+        // A case about where the state lives gives its own location.
+        if !c.args.contains(&"--state") {
+            args.extend(["--state-dir", dir.path().to_str().unwrap()]);
+        }
         if !c.args.contains(&"--ami") && c.name != "no ami for up" {
             args.extend(["--ami", AMI]);
         }

@@ -167,6 +167,7 @@ impl Lane {
 
     /// pi-deploy (the lanes' copy) for `d`, against this lane's endpoint.
     pub fn command(&self, d: &Deployment, args: &[&str]) -> Command {
+        d.use_endpoint(&self.endpoint);
         let mut c = d.command_of(self.binary(), args);
         c.env("AWS_ENDPOINT_URL", &self.endpoint);
         c
@@ -200,6 +201,8 @@ impl Lane {
         .map_err(err)?;
         let mut response = String::new();
         s.read_to_string(&mut response).map_err(err)?;
+        // The suite's S3 state bucket on this server is gone too.
+        crate::common::forget_state_bucket(&self.endpoint);
         match response.split_whitespace().nth(1) {
             Some("200") => Ok(()),
             _ => Err(format!(

@@ -20,4 +20,5 @@ mod lanes;
 mod network;
 mod operator;
 mod sideload;
+mod state_s3;
 mod upgrade;

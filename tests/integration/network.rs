@@ -373,7 +373,7 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
     d.destroy();
     let left = census::network(&c, &d.name).await;
     assert!(left.is_empty(), "left behind: {left:?}");
-    assert!(!d.state_path().exists());
+    assert!(!d.state_exists());
     // Nothing untagged either: no VPC with our CIDR tagged Name=<deployment>-vpc.
     let named = c
         .ec2
@@ -401,12 +401,13 @@ fn kill_after(d: &Deployment, n: usize) -> bool {
         .unwrap();
     let start = Instant::now();
     loop {
-        if let Ok(bytes) = std::fs::read(d.state_path())
+        if let Some(bytes) = d.state_bytes()
             && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
             && v["resources"].as_object().is_some_and(|r| r.len() >= n)
         {
             child.kill().unwrap();
             child.wait().unwrap();
+            d.force_unlock_after_kill();
             return true;
         }
         if let Ok(Some(_)) = child.try_wait() {

@@ -118,7 +118,7 @@ async fn plan_makes_no_mutating_call_then_up_leaves_nothing_to_do_and_outputs_ne
     assert!(!ops.is_empty());
     let mutating: Vec<&String> = ops.iter().filter(|o| !is_read_only(o)).collect();
     assert!(mutating.is_empty(), "plan made mutating calls: {mutating:?}");
-    assert!(!d.state_path().exists(), "plan must not write the state file");
+    assert!(!d.state_exists(), "plan must not write the state file");
 
     // The human text, ids redacted.
     let human = d.ok(&["plan", "--ami", &ami]);
@@ -140,7 +140,7 @@ async fn plan_makes_no_mutating_call_then_up_leaves_nothing_to_do_and_outputs_ne
     assert_eq!(recorded, planned);
 
     // After `up`: nothing to do, and the state file is not touched (not even its serial).
-    let before = std::fs::read(d.state_path()).unwrap();
+    let before = d.state_bytes().unwrap();
     let out = d
         .command(&["plan", "--ami", &ami, "--json"])
         .env("PI_DEPLOY_CALL_COUNTS", &calls)
@@ -154,21 +154,19 @@ async fn plan_makes_no_mutating_call_then_up_leaves_nothing_to_do_and_outputs_ne
     assert!(operations(&calls).iter().all(|o| is_read_only(o)));
     let human = d.ok(&["plan", "--ami", &ami]);
     insta::assert_snapshot!("plan_after_up", redact(&stdout(&human), &d.name));
-    assert_eq!(
-        std::fs::read(d.state_path()).unwrap(),
-        before,
-        "plan changed the state file"
-    );
+    assert_eq!(d.state_bytes().unwrap(), before, "plan changed the state file");
 
-    // `outputs`: what `up` printed, from the state alone, with no credentials and an
-    // endpoint that does not answer.
+    // `outputs`: what `up` printed, from the state alone; for a local state with no
+    // credentials and an endpoint that does not answer (an S3 state needs its GetObject).
     let outputs_cmd = |args: &[&str]| {
         let mut c = d.command(args);
-        c.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env_remove("AWS_REGION")
-            .env("PI_DEPLOY_CALL_COUNTS", d.state_dir.path().join("outputs-calls.json"));
+        if !d.is_s3() {
+            c.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+                .env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY")
+                .env_remove("AWS_REGION");
+        }
+        c.env("PI_DEPLOY_CALL_COUNTS", d.state_dir.path().join("outputs-calls.json"));
         c.output().unwrap()
     };
     let out = outputs_cmd(&["outputs", "--json"]);
@@ -207,7 +205,7 @@ async fn plan_makes_no_mutating_call_then_up_leaves_nothing_to_do_and_outputs_ne
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("no state file") && err.contains("hint: run `pi-deploy up` first"),
+        err.contains(&format!("no state at {}", d.state_where())) && err.contains("hint: run `pi-deploy up` first"),
         "{err}"
     );
 }
@@ -375,18 +373,29 @@ fn help_texts_have_an_example_for_every_command() {
     };
     insta::assert_snapshot!("help", help(&["--help"]));
     // Every subcommand clap knows, so a new command cannot ship without an example.
-    let commands: Vec<String> = <pi_deploy::cli::Cli as clap::CommandFactory>::command()
-        .get_subcommands()
-        .map(|c| c.get_name().to_string())
-        .collect();
+    // (and every subcommand of those, e.g. `state init`).
+    let root = <pi_deploy::cli::Cli as clap::CommandFactory>::command();
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    for c in root.get_subcommands() {
+        commands.push(vec![c.get_name().to_string()]);
+        for sub in c.get_subcommands() {
+            commands.push(vec![c.get_name().to_string(), sub.get_name().to_string()]);
+        }
+    }
     assert!(commands.len() >= 6, "{commands:?}");
-    for cmd in commands.iter().map(String::as_str) {
-        let text = help(&[cmd, "--help"]);
+    for cmd in &commands {
+        let mut args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let name = args.join(" ");
+        args.push("--help");
+        let text = help(&args);
         assert!(
-            text.contains(&format!("pi-deploy {cmd}")),
-            "`{cmd} --help` has no example:\n{text}"
+            text.contains("Example") && text.contains(&format!("\n  pi-deploy {name} ")),
+            "`{name} --help` has no example:\n{text}"
         );
-        insta::assert_snapshot!(format!("help_{cmd}"), text);
+        // One snapshot per top-level command, as before.
+        if cmd.len() == 1 {
+            insta::assert_snapshot!(format!("help_{name}"), text);
+        }
     }
 }
 
@@ -495,6 +504,10 @@ async fn aws_endpoint_url_alone_selects_the_emulator() {
     let second = SecondEmulator::start();
     assert_ne!(second.endpoint, common::endpoint());
     let d = Deployment::new("oep");
+    if d.is_s3() {
+        // The state lives where the run's AWS calls go.
+        common::ensure_state_bucket(&second.endpoint);
+    }
     let ami = common::ami('A');
     let out = d
         .command(&["up", "--ami", &ami, "--yes", "-q"])

@@ -326,7 +326,7 @@ async fn sideload_tier_reads_back_updates_only_changed_code_and_is_destroyed() {
         left.network_interfaces().is_empty(),
         "the detached Lambda ENI was left behind"
     );
-    assert!(!d.state_path().exists());
+    assert!(!d.state_exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -387,12 +387,13 @@ fn kill_when_recorded(d: &Deployment, key: &str) -> bool {
         .unwrap();
     let start = std::time::Instant::now();
     loop {
-        if let Ok(bytes) = std::fs::read(d.state_path())
+        if let Some(bytes) = d.state_bytes()
             && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
             && v["resources"].get(key).is_some()
         {
             child.kill().unwrap();
             child.wait().unwrap();
+            d.force_unlock_after_kill();
             return true;
         }
         if let Ok(Some(_)) = child.try_wait() {

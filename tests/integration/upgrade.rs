@@ -341,7 +341,7 @@ fn kill_mid_swap(d: &Deployment, cfg: &Path, ami: &str, kill_at: &[&str]) -> Str
     let start = Instant::now();
     let step = loop {
         // The file is replaced atomically (rename): every read is a complete document.
-        if let Ok(bytes) = std::fs::read(d.state_path())
+        if let Some(bytes) = d.state_bytes()
             && let Ok(st) = serde_json::from_slice::<serde_json::Value>(&bytes)
             && let Some(step) = st["upgrade"]["step"]["name"].as_str()
             && kill_at.contains(&step)
@@ -359,6 +359,7 @@ fn kill_mid_swap(d: &Deployment, cfg: &Path, ami: &str, kill_at: &[&str]) -> Str
         std::thread::sleep(Duration::from_millis(1));
     };
     child.wait().unwrap();
+    d.force_unlock_after_kill();
     let left = d.state()["upgrade"]["step"].clone();
     eprintln!(
         "{}: upgrade killed after seeing step `{step}`; the state records {left}",

@@ -1,0 +1,1037 @@
+//! The state in S3: `s3://BUCKET/PREFIX/<deployment>.json`, guarded by the lock object
+//! `PREFIX/<deployment>.lock`, for teams (several machines, CI and people).
+//!
+//! - Lock: the lock object is created with `If-None-Match: *` (S3's conditional write; no
+//!   DynamoDB table), holding who took it (`core::lock::LockInfo`: user, host, pid, command,
+//!   lock id, when). A run holds it for its whole duration and rewrites it every
+//!   `lock::REFRESH_EVERY` under `If-Match` on its own ETag, so its Last-Modified shows it is
+//!   alive. A second run is refused (exit 3) naming the holder and its age; a lock of a killed
+//!   run is reported as stale (at once when its process was on this machine and is gone,
+//!   else after `lock::STALE_AFTER` without a refresh) and is never removed silently:
+//!   `pi-deploy force-unlock LOCK_ID` does that. A refresh that finds the lock changed (a
+//!   force-unlock, another run) trips the fence (src/aws/fence.rs): no further AWS change.
+//! - Writes: each is a compare-and-swap, `If-Match` on the ETag of the object this run last
+//!   loaded or wrote (`If-None-Match: *` when there was none), after checking the lineage and
+//!   serial in memory. A failed condition means someone else wrote (or deleted) the state:
+//!   the write is refused, the fence tripped, the run stops (exit 3) and the object is left
+//!   as the other writer left it. A write whose answer was lost and whose retry then failed
+//!   the condition is recognised (the object holds exactly our bytes) and counts as done.
+//! - Reads refuse a corrupt, newer-format or foreign document without touching it (the same
+//!   `State::parse` / `check_owner` as the local file). The bucket is versioned: every
+//!   earlier state stays readable (`state history`, `state pull --version`).
+//!
+//! The executor's `StateStore::save` is synchronous and called under its state mutex after
+//! every transition. This store keeps that contract with a blocking bridge: its S3 calls run
+//! on a private one-thread tokio runtime, and the caller waits for the answer (inside
+//! `block_in_place` on a multi-thread runtime, so the caller's worker hands its other tasks
+//! over). The private runtime also runs the lock refresh, independent of the run's own
+//! scheduling; nothing in src/core changed.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
+
+use crate::aws::fence::Fence;
+use crate::aws::objects::{Condition, Object, ObjectError, ObjectStore, Version};
+use crate::core::lock::{self, Liveness, LockInfo};
+use crate::core::resource::{ErrorClass, ResourceError};
+use crate::core::state::{State, StateRefusal};
+use crate::core::state_url::object_key;
+use crate::state_file::{Location, StateFileError};
+
+/// A private runtime that runs S3 calls for synchronous callers (see the module doc).
+pub struct Bridge {
+    rt: Option<Runtime>,
+}
+
+impl Bridge {
+    pub fn new() -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("pi-deploy-state")
+            .enable_all()
+            .build()?;
+        Ok(Self { rt: Some(rt) })
+    }
+
+    fn rt(&self) -> &Runtime {
+        self.rt
+            .as_ref()
+            .expect("the bridge's runtime lives until it is dropped")
+    }
+
+    /// Run `f` on the private runtime and wait for its result.
+    pub fn run<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.rt().spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        let wait = move || rx.recv().expect("a state call panicked");
+        match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+            _ => wait(),
+        }
+    }
+
+    fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) -> tokio::task::JoinHandle<()> {
+        self.rt().spawn(f)
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; this may run inside the caller's runtime.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// One S3 state location (bucket and prefix), connected.
+#[derive(Clone)]
+pub struct S3Location {
+    pub bridge: Arc<Bridge>,
+    pub store: Arc<dyn ObjectStore>,
+    pub bucket: String,
+    pub prefix: String,
+}
+
+/// What `force-unlock` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unlocked {
+    Removed(LockInfo),
+    NotLocked,
+}
+
+/// How often a held lock is refreshed (tests shorten it).
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub refresh_every: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            refresh_every: lock::REFRESH_EVERY,
+        }
+    }
+}
+
+fn remote(e: ObjectError) -> StateFileError {
+    match e {
+        ObjectError::Failed(e) => StateFileError::Remote(e),
+        other => StateFileError::Remote(ResourceError::new(ErrorClass::Transient, other.to_string())),
+    }
+}
+
+impl S3Location {
+    pub fn state_key(&self, deployment: &str) -> String {
+        object_key(&self.prefix, deployment, "json")
+    }
+
+    pub fn lock_key(&self, deployment: &str) -> String {
+        object_key(&self.prefix, deployment, "lock")
+    }
+
+    pub fn at(&self, key: &str) -> Location {
+        Location::S3(format!("s3://{}/{key}", self.bucket))
+    }
+
+    fn call<T: Send + 'static, F>(&self, f: impl FnOnce(Arc<dyn ObjectStore>) -> F) -> T
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        self.bridge.run(f(self.store.clone()))
+    }
+
+    pub fn get(&self, key: &str, version: Option<&str>) -> Result<Option<Object>, StateFileError> {
+        let (key, version) = (key.to_string(), version.map(String::from));
+        self.call(|s| async move { s.get(&key, version.as_deref()).await })
+            .map_err(remote)
+    }
+
+    pub fn versions(&self, key: &str) -> Result<Vec<Version>, StateFileError> {
+        let key = key.to_string();
+        self.call(|s| async move { s.versions(&key).await }).map_err(remote)
+    }
+
+    /// Take the deployment's lock, or say who holds it.
+    pub fn lock(
+        &self,
+        deployment: &str,
+        info: LockInfo,
+        here: Option<lock::Machine>,
+        fence: Arc<Fence>,
+        timing: Timing,
+    ) -> Result<S3State, StateFileError> {
+        let key = self.lock_key(deployment);
+        let bytes = info.to_bytes();
+        let mut attempt = 0u32;
+        let etag = loop {
+            attempt += 1;
+            let (k, b) = (key.clone(), bytes.clone());
+            let put = self.call(|s| async move { s.put(&k, b, Condition::IfAbsent).await });
+            match put {
+                Ok(w) => break w.etag,
+                Err(ObjectError::ConditionFailed) => match self.get(&key, None)? {
+                    // Released meanwhile: try again.
+                    None if attempt < 5 => continue,
+                    // Our own write, whose answer was lost and whose retry met it.
+                    Some(obj) if obj.bytes == bytes => break obj.etag,
+                    Some(obj) => return Err(self.held(deployment, &obj, here.as_ref())),
+                    None => return Err(remote(ObjectError::Busy)),
+                },
+                Err(ObjectError::Busy) if attempt < 5 => {
+                    std::thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
+                }
+                Err(ObjectError::Failed(e)) => return Err(StateFileError::Remote(lock_failure(self, e))),
+                Err(e) => return Err(remote(e)),
+            }
+        };
+        let held = Arc::new(HeldLock {
+            key,
+            info,
+            etag: Mutex::new(etag),
+            lost: AtomicBool::new(false),
+        });
+        let refresher = self.bridge.spawn(refresh(
+            self.store.clone(),
+            held.clone(),
+            fence.clone(),
+            deployment.to_string(),
+            timing.refresh_every,
+        ));
+        HELD.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((self.clone(), held.clone(), refresher.abort_handle()));
+        Ok(S3State {
+            loc: self.clone(),
+            deployment: deployment.to_string(),
+            key: self.state_key(deployment),
+            held,
+            refresher: Some(refresher),
+            last: Mutex::new(Last::Unknown),
+            conflict: Mutex::new(None),
+            fence,
+        })
+    }
+
+    /// The refusal for a lock someone else holds.
+    fn held(&self, deployment: &str, obj: &Object, here: Option<&lock::Machine>) -> StateFileError {
+        let info = LockInfo::parse(&obj.bytes);
+        let now = Utc::now();
+        let since_write = obj.last_modified.map(|t| (now - t).to_std().unwrap_or_default());
+        let liveness = lock::judge(info.as_ref(), since_write, here, crate::state_backend::pid_exists);
+        let message = lock::held_message(deployment, info.as_ref(), since_write, now, &liveness);
+        let url = self.url();
+        let id = info.as_ref().map(|i| i.id.clone()).filter(|id| !id.is_empty());
+        let unlock = format!(
+            "pi-deploy force-unlock {} --deployment {deployment} --state {url}",
+            id.as_deref().unwrap_or("LOCK_ID")
+        );
+        let hint = match liveness {
+            l if l.is_stale() => format!(
+                "if no run of `{deployment}` is going on any more, remove the lock with `{unlock}`; it is never removed automatically"
+            ),
+            Liveness::Unknown => format!(
+                "the lock object s3://{}/{} is not a pi-deploy lock document; if no run is going on, delete it by hand",
+                self.bucket,
+                self.lock_key(deployment)
+            ),
+            _ => format!(
+                "wait for that run to finish; if it was killed, the lock is reported stale after {} without a refresh (at once on its own machine), then `{unlock}` removes it",
+                lock::human(lock::STALE_AFTER)
+            ),
+        };
+        StateFileError::Locked { message, hint }
+    }
+
+    pub fn url(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    /// Remove the lock named `lock_id`, only if it is still the one read (`If-Match`): a
+    /// refresh of a live run in between makes this refuse. A lock that looks alive is removed
+    /// only when `even_if_alive`.
+    pub fn force_unlock(
+        &self,
+        deployment: &str,
+        lock_id: &str,
+        here: Option<&lock::Machine>,
+        even_if_alive: bool,
+    ) -> Result<Unlocked, StateFileError> {
+        let key = self.lock_key(deployment);
+        let Some(obj) = self.get(&key, None)? else {
+            return Ok(Unlocked::NotLocked);
+        };
+        let info = LockInfo::parse(&obj.bytes);
+        let Some(info) = info else {
+            return Err(StateFileError::Locked {
+                message: format!("s3://{}/{key} is not a pi-deploy lock document", self.bucket),
+                hint: "check what wrote it; if no run is going on, delete the object by hand".into(),
+            });
+        };
+        if info.id != lock_id {
+            return Err(wrong_id(deployment, &info, lock_id));
+        }
+        let now = Utc::now();
+        let since_write = obj.last_modified.map(|t| (now - t).to_std().unwrap_or_default());
+        let liveness = lock::judge(Some(&info), since_write, here, crate::state_backend::pid_exists);
+        if !liveness.is_stale() && !even_if_alive {
+            return Err(alive(deployment, &info, since_write));
+        }
+        let etag = obj.etag.clone();
+        match self.call(|s| async move { s.delete(&key, Some(&etag)).await }) {
+            Ok(()) => Ok(Unlocked::Removed(info)),
+            Err(ObjectError::ConditionFailed) => Err(StateFileError::Locked {
+                message: format!(
+                    "the lock of deployment `{deployment}` changed while it was being removed: its run is alive and refreshed it"
+                ),
+                hint: "wait for that run to finish".into(),
+            }),
+            Err(e) => Err(remote(e)),
+        }
+    }
+}
+
+pub(crate) fn wrong_id(deployment: &str, info: &LockInfo, given: &str) -> StateFileError {
+    StateFileError::Locked {
+        message: format!(
+            "deployment `{deployment}` is locked under lock id `{}`, not `{given}`: {}",
+            info.id,
+            info.describe()
+        ),
+        hint:
+            "pass the lock id that the refusal of your run named; a different id means another run holds the lock now"
+                .into(),
+    }
+}
+
+pub(crate) fn alive(deployment: &str, info: &LockInfo, since_write: Option<Duration>) -> StateFileError {
+    let fresh = since_write
+        .map(|a| format!(", last written {} ago", lock::human(a)))
+        .unwrap_or_default();
+    StateFileError::Locked {
+        message: format!(
+            "the lock of deployment `{deployment}` does not look stale: {}{fresh}",
+            info.describe()
+        ),
+        hint: "removing a live run's lock lets a second run act beside it; make sure that run is gone, then pass --yes to remove the lock anyway".into(),
+    }
+}
+
+/// A failure to write the lock: a missing bucket or the wrong region are named with a fix.
+fn lock_failure(loc: &S3Location, e: ResourceError) -> ResourceError {
+    let hint = if e.class == ErrorClass::NotFound {
+        Some(format!(
+            "the bucket {} does not exist: create it with `pi-deploy state init --state {}`",
+            loc.bucket,
+            loc.url()
+        ))
+    } else if e.code.as_deref().is_some_and(crate::aws::error::is_wrong_region) {
+        Some("the bucket is in another region: set [state] region in the config".into())
+    } else {
+        None
+    };
+    match hint {
+        Some(h) => e.with_hint(h),
+        None => e,
+    }
+}
+
+struct HeldLock {
+    key: String,
+    info: LockInfo,
+    etag: Mutex<String>,
+    lost: AtomicBool,
+}
+
+/// A lock this process holds: where, the lock, and its refresher.
+type Held = (S3Location, Arc<HeldLock>, tokio::task::AbortHandle);
+
+/// The S3 locks this process holds, for [`release_held_locks`].
+static HELD: Mutex<Vec<Held>> = Mutex::new(Vec::new());
+
+/// How long an exit waits for the release of one lock.
+const RELEASE_ON_EXIT_WITHIN: Duration = Duration::from_secs(5);
+
+/// Release the S3 locks this process holds, before an exit that skips destructors (a
+/// second Ctrl-C or SIGTERM, or one that came when nothing could drain), as `Drop` would:
+/// only a lock that is still ours (`If-Match`). A lock that cannot be released in a few
+/// seconds stays, and the message names the `force-unlock` that removes it.
+pub fn release_held_locks() {
+    let held: Vec<Held> = HELD.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+    for entry in held {
+        if let Err(e) = release_now(&entry) {
+            eprintln!(
+                "the S3 lock {} was not released ({e}); remove it with `pi-deploy force-unlock {}` once no run is going on",
+                entry.1.key, entry.1.info.id
+            );
+        }
+    }
+}
+
+/// Stop the refresh, then delete the lock if it is still ours. From then on the lock
+/// counts as lost: a write still coming is refused.
+fn release_now((loc, held, refresher): &Held) -> Result<(), String> {
+    refresher.abort();
+    if held.lost.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
+    let key = held.key.clone();
+    let etag = held.etag.lock().unwrap().clone();
+    let store = loc.store.clone();
+    let deleted = loc
+        .bridge
+        .run(async move { tokio::time::timeout(RELEASE_ON_EXIT_WITHIN, store.delete(&key, Some(&etag))).await });
+    match deleted {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", RELEASE_ON_EXIT_WITHIN.as_secs())),
+    }
+}
+
+/// Rewrites the lock every `every` under `If-Match` on its last ETag. A failed condition
+/// means the lock was removed or taken over: the run must stop acting.
+async fn refresh(
+    store: Arc<dyn ObjectStore>,
+    held: Arc<HeldLock>,
+    fence: Arc<Fence>,
+    deployment: String,
+    every: Duration,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let mut info = held.info.clone();
+        info.refreshed_at = Some(Utc::now());
+        let bytes = info.to_bytes();
+        let etag = held.etag.lock().unwrap().clone();
+        match store.put(&held.key, bytes.clone(), Condition::IfMatch(etag)).await {
+            Ok(w) => *held.etag.lock().unwrap() = w.etag,
+            Err(ObjectError::ConditionFailed) => match store.get(&held.key, None).await {
+                Ok(Some(obj)) if obj.bytes == bytes => *held.etag.lock().unwrap() = obj.etag,
+                Ok(_) => {
+                    held.lost.store(true, Ordering::SeqCst);
+                    fence.trip(format!(
+                        "the lock of deployment `{deployment}` (lock id {}) was removed or taken over by another run while this run held it",
+                        held.info.id
+                    ));
+                    return;
+                }
+                Err(e) => tracing::warn!("could not read the lock back after a failed refresh: {e}"),
+            },
+            Err(e) => tracing::warn!("could not refresh the lock of deployment `{deployment}`: {e}; trying again"),
+        }
+    }
+}
+
+/// What the run knows of the state object.
+#[derive(Clone, Debug, PartialEq)]
+enum Last {
+    /// Not read yet.
+    Unknown,
+    /// Read: there was none (or this run deleted it).
+    Absent,
+    /// The version this run last read or wrote.
+    Present {
+        etag: String,
+        lineage: uuid::Uuid,
+        serial: u64,
+    },
+}
+
+/// One deployment's S3 state, locked for as long as this value lives.
+pub struct S3State {
+    loc: S3Location,
+    deployment: String,
+    key: String,
+    held: Arc<HeldLock>,
+    refresher: Option<tokio::task::JoinHandle<()>>,
+    last: Mutex<Last>,
+    /// Set by the first refused write: every later write is refused too.
+    conflict: Mutex<Option<String>>,
+    fence: Arc<Fence>,
+}
+
+impl S3State {
+    pub fn location(&self) -> Location {
+        self.loc.at(&self.key)
+    }
+
+    pub fn lock_info(&self) -> &LockInfo {
+        &self.held.info
+    }
+
+    pub fn s3(&self) -> &S3Location {
+        &self.loc
+    }
+
+    /// The recorded state, `None` when there is no object. Never modifies the object.
+    pub fn load(&self) -> Result<Option<State>, StateFileError> {
+        let Some(obj) = self.loc.get(&self.key, None)? else {
+            *self.last.lock().unwrap() = Last::Absent;
+            return Ok(None);
+        };
+        let state = State::parse(&obj.bytes).map_err(|refusal| StateFileError::Refused {
+            at: self.location(),
+            refusal,
+        })?;
+        *self.last.lock().unwrap() = Last::Present {
+            etag: obj.etag,
+            lineage: state.lineage,
+            serial: state.serial,
+        };
+        Ok(Some(state))
+    }
+
+    /// The object's bytes as they are now (no lock needed to read a whole object).
+    pub fn load_bytes(&self) -> Result<Option<Object>, StateFileError> {
+        self.loc.get(&self.key, None)
+    }
+
+    fn refuse(&self, detail: String) -> StateFileError {
+        self.fence.trip(format!("the state {}: {detail}", self.location()));
+        *self.conflict.lock().unwrap() = Some(detail.clone());
+        StateFileError::Conflict {
+            at: self.location(),
+            detail,
+        }
+    }
+
+    /// What the object holds now, to name it in a refusal.
+    fn describe_current(&self) -> String {
+        match self.loc.get(&self.key, None) {
+            Ok(None) => "it was deleted".into(),
+            Ok(Some(obj)) => match State::parse(&obj.bytes) {
+                Ok(s) => format!("it now has serial {} and lineage {}", s.serial, s.lineage),
+                Err(e) => format!("it now holds something else ({e})"),
+            },
+            Err(e) => format!("it could not be read back ({e})"),
+        }
+    }
+
+    /// A compare-and-swap of the whole document.
+    pub fn write(&self, state: &State) -> Result<(), StateFileError> {
+        self.write_bytes(state.serialize(), state.lineage, state.serial, false)
+    }
+
+    /// Write these exact bytes (a document of `lineage` at `serial`), conditionally.
+    /// `any_serial` lets `state push --force` put back an older serial of the same lineage.
+    pub fn write_bytes(
+        &self,
+        bytes: Vec<u8>,
+        lineage: uuid::Uuid,
+        serial: u64,
+        any_serial: bool,
+    ) -> Result<(), StateFileError> {
+        if let Some(detail) = self.conflict.lock().unwrap().clone() {
+            return Err(StateFileError::Conflict {
+                at: self.location(),
+                detail,
+            });
+        }
+        if self.held.lost.load(Ordering::SeqCst) {
+            return Err(StateFileError::LockLost {
+                message: format!(
+                    "this run lost the lock of deployment `{}` (lock id {}): it was removed or taken over",
+                    self.deployment, self.held.info.id
+                ),
+            });
+        }
+        let last = self.last.lock().unwrap().clone();
+        let condition = match &last {
+            Last::Present {
+                etag,
+                lineage: l,
+                serial: s,
+            } => {
+                if *l != lineage {
+                    return Err(self.refuse(
+                        StateRefusal::LineageMismatch {
+                            found: *l,
+                            expected: lineage,
+                        }
+                        .to_string(),
+                    ));
+                }
+                if serial <= *s && !any_serial {
+                    return Err(self.refuse(format!(
+                        "this run's serial {serial} is not newer than the serial {s} it loaded"
+                    )));
+                }
+                Condition::IfMatch(etag.clone())
+            }
+            Last::Absent | Last::Unknown => Condition::IfAbsent,
+        };
+        let key = self.key.clone();
+        let mut attempt = 0u32;
+        let written = loop {
+            attempt += 1;
+            let (k, b, c) = (key.clone(), bytes.clone(), condition.clone());
+            match self.loc.call(|s| async move { s.put(&k, b, c).await }) {
+                Ok(w) => break w.etag,
+                Err(ObjectError::ConditionFailed) => match self.loc.get(&key, None)? {
+                    Some(obj) if obj.bytes == bytes => break obj.etag,
+                    _ => {
+                        let expected = match &last {
+                            Last::Present { serial, .. } => {
+                                format!("the version of serial {serial} that it last read or wrote")
+                            }
+                            _ => "no state object, as it found none".into(),
+                        };
+                        return Err(self.refuse(format!(
+                            "it changed behind this run's back: the run expected {expected}, but {}",
+                            self.describe_current()
+                        )));
+                    }
+                },
+                Err(ObjectError::Busy) if attempt < 5 => {
+                    std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
+                }
+                Err(e) => return Err(remote(e)),
+            }
+        };
+        *self.last.lock().unwrap() = Last::Present {
+            etag: written,
+            lineage,
+            serial,
+        };
+        Ok(())
+    }
+
+    /// After a complete destroy: delete the state object (a delete marker in the versioned
+    /// bucket; the history stays), only if it is still the version this run wrote.
+    pub fn remove(&self) -> Result<(), StateFileError> {
+        let last = self.last.lock().unwrap().clone();
+        let Last::Present { etag, .. } = last else {
+            return Ok(());
+        };
+        let key = self.key.clone();
+        match self.loc.call(|s| async move { s.delete(&key, Some(&etag)).await }) {
+            Ok(()) => {
+                *self.last.lock().unwrap() = Last::Absent;
+                Ok(())
+            }
+            Err(ObjectError::ConditionFailed) => Err(self.refuse(format!(
+                "it changed behind this run's back before its removal: {}",
+                self.describe_current()
+            ))),
+            Err(e) => Err(remote(e)),
+        }
+    }
+
+    /// The refusal recorded by a failed write, if any.
+    pub fn conflict(&self) -> Option<String> {
+        self.conflict.lock().unwrap().clone()
+    }
+}
+
+impl Drop for S3State {
+    /// Release the lock, only if it is still ours (`If-Match`).
+    fn drop(&mut self) {
+        HELD.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(_, h, _)| !Arc::ptr_eq(h, &self.held));
+        if let Some(r) = self.refresher.take() {
+            r.abort();
+        }
+        if self.held.lost.load(Ordering::SeqCst) {
+            return;
+        }
+        let key = self.held.key.clone();
+        let etag = self.held.etag.lock().unwrap().clone();
+        let released = self.loc.call(|s| async move { s.delete(&key, Some(&etag)).await });
+        if let Err(e) = released {
+            tracing::warn!(
+                "the lock of deployment `{}` was not released ({e}); remove it with `pi-deploy force-unlock {}` once no run is going on",
+                self.deployment,
+                self.held.info.id
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::objects::fake::{FakeBucket, Script};
+    use crate::core::lock::Machine;
+    use crate::core::state::Identity;
+
+    fn identity() -> Identity {
+        Identity {
+            deployment: "pi".into(),
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+            partition: "aws".into(),
+        }
+    }
+
+    fn location(bucket: Arc<FakeBucket>) -> S3Location {
+        S3Location {
+            bridge: Arc::new(Bridge::new().unwrap()),
+            store: bucket,
+            bucket: "team-state".into(),
+            prefix: "pi".into(),
+        }
+    }
+
+    fn here() -> Machine {
+        Machine {
+            boot_id: "boot".into(),
+            pid_namespace: "ns".into(),
+        }
+    }
+
+    fn info(pid: u32, command: &str) -> LockInfo {
+        LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            user: "alice".into(),
+            host: "laptop".into(),
+            pid,
+            command: command.into(),
+            created_at: Utc::now(),
+            refreshed_at: None,
+            machine: Some(here()),
+            version: "test".into(),
+        }
+    }
+
+    fn lock(loc: &S3Location, pid: u32, fence: &Arc<Fence>) -> Result<S3State, StateFileError> {
+        loc.lock("pi", info(pid, "up"), Some(here()), fence.clone(), Timing::default())
+    }
+
+    fn next(mut s: State) -> State {
+        s.serial += 1;
+        s
+    }
+
+    #[test]
+    fn a_second_holder_is_refused_naming_the_first_and_the_lock_is_freed_on_drop() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let fence = Arc::new(Fence::default());
+        let first = lock(&loc, std::process::id(), &fence).unwrap();
+        let id = first.lock_info().id.clone();
+        match lock(&loc, 7, &fence) {
+            Err(StateFileError::Locked { message, hint }) => {
+                assert!(
+                    message.contains("`up`") && message.contains(&id) && message.contains("alice"),
+                    "{message}"
+                );
+                assert!(message.contains("last written 0 s ago"), "{message}");
+                assert!(
+                    !message.contains("stale") && hint.contains("wait"),
+                    "{message} / {hint}"
+                );
+            }
+            other => panic!("expected a lock refusal, got {:?}", other.map(|_| ())),
+        }
+        drop(first);
+        assert!(bucket.bytes("pi/pi.lock").is_none(), "released");
+        assert!(lock(&loc, 8, &fence).is_ok());
+    }
+
+    #[test]
+    fn an_exit_that_skips_destructors_releases_the_lock_and_a_later_write_is_refused() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let fence = Arc::new(Fence::default());
+        let st = lock(&loc, std::process::id(), &fence).unwrap();
+        let entry = {
+            let held = HELD.lock().unwrap();
+            let e = held
+                .iter()
+                .find(|(_, h, _)| Arc::ptr_eq(h, &st.held))
+                .expect("registered");
+            (e.0.clone(), e.1.clone(), e.2.clone())
+        };
+        // What `release_held_locks` does for each lock, on a signal's immediate exit.
+        release_now(&entry).unwrap();
+        assert!(bucket.bytes("pi/pi.lock").is_none(), "released");
+        assert!(matches!(
+            st.write(&next(State::new(&identity()))),
+            Err(StateFileError::LockLost { .. })
+        ));
+        // Released once only; the drop leaves a new holder's lock alone.
+        let other = lock(&loc, 9, &Arc::new(Fence::default())).unwrap();
+        release_now(&entry).unwrap();
+        drop(st);
+        assert!(bucket.bytes("pi/pi.lock").is_some(), "the new holder's lock stays");
+        drop(other);
+        assert!(
+            !HELD.lock().unwrap().iter().any(|(_, h, _)| Arc::ptr_eq(h, &entry.1)),
+            "a dropped state leaves the registry"
+        );
+    }
+
+    #[test]
+    fn a_killed_holder_is_reported_stale_and_only_force_unlock_with_its_id_removes_it() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let fence = Arc::new(Fence::default());
+        // A run on this machine killed with SIGKILL: its lock stays, its pid is gone
+        // (pid_max is at most 2^22).
+        let dead = info(2_000_000_000, "up");
+        let id = dead.id.clone();
+        bucket.overwrite("pi/pi.lock", &dead.to_bytes());
+        let Err(StateFileError::Locked { message, hint }) = lock(&loc, 9, &fence) else {
+            panic!("expected a refusal")
+        };
+        assert!(
+            message.contains("no longer exists") && message.contains("stale"),
+            "{message}"
+        );
+        assert!(
+            hint.contains(&format!("force-unlock {id} --deployment pi --state s3://team-state/pi")),
+            "{hint}"
+        );
+        assert!(bucket.bytes("pi/pi.lock").is_some(), "never removed silently");
+        assert!(matches!(
+            loc.force_unlock("pi", "another-id", Some(&here()), false),
+            Err(StateFileError::Locked { .. })
+        ));
+        assert!(matches!(
+            loc.force_unlock("pi", &id, Some(&here()), false),
+            Ok(Unlocked::Removed(_))
+        ));
+        assert!(matches!(
+            loc.force_unlock("pi", &id, Some(&here()), false),
+            Ok(Unlocked::NotLocked)
+        ));
+        assert!(lock(&loc, 10, &fence).is_ok());
+    }
+
+    #[test]
+    fn a_silent_lock_of_another_machine_turns_stale_after_the_documented_time() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let fence = Arc::new(Fence::default());
+        let mut other = info(1, "destroy");
+        other.machine = Some(Machine {
+            boot_id: "elsewhere".into(),
+            pid_namespace: "ns".into(),
+        });
+        bucket.overwrite("pi/pi.lock", &other.to_bytes());
+        bucket.age("pi/pi.lock", chrono::Duration::seconds(60));
+        let Err(StateFileError::Locked { message, .. }) = lock(&loc, 2, &fence) else {
+            panic!()
+        };
+        assert!(
+            !message.contains("stale"),
+            "60 s is within the refresh budget: {message}"
+        );
+        // Force-unlock of a lock that looks alive needs --yes.
+        assert!(matches!(
+            loc.force_unlock("pi", &other.id, Some(&here()), false),
+            Err(StateFileError::Locked { hint, .. }) if hint.contains("--yes")
+        ));
+        bucket.age("pi/pi.lock", chrono::Duration::seconds(61));
+        let Err(StateFileError::Locked { message, .. }) = lock(&loc, 2, &fence) else {
+            panic!()
+        };
+        assert!(
+            message.contains("not refreshed for 2 min 1 s") && message.contains("stale"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn conflicting_lock_writes_are_retried_and_a_lost_answer_is_recognised() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let fence = Arc::new(Fence::default());
+        bucket.script("pi/pi.lock", Script::Busy);
+        bucket.script("pi/pi.lock", Script::LostAnswer);
+        let held = lock(&loc, 3, &fence).expect("409 retried; our own lost write recognised");
+        assert_eq!(
+            LockInfo::parse(&bucket.bytes("pi/pi.lock").unwrap()).unwrap().id,
+            held.lock_info().id
+        );
+    }
+
+    #[test]
+    fn every_write_is_a_compare_and_swap_and_a_change_behind_the_run_stops_it() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let fence = Arc::new(Fence::default());
+        let st = lock(&loc, 3, &fence).unwrap();
+        assert_eq!(st.load().unwrap(), None);
+        let s1 = next(State::new(&identity()));
+        st.write(&s1).unwrap();
+        let s2 = next(s1.clone());
+        st.write(&s2).unwrap();
+        assert_eq!(State::parse(&bucket.bytes("pi/pi.json").unwrap()).unwrap(), s2);
+        // Another writer, e.g. a second run let in by a force-unlock.
+        let mut theirs = s2.clone();
+        theirs.serial = 40;
+        bucket.overwrite("pi/pi.json", &theirs.serialize());
+        let err = st.write(&next(s2.clone())).unwrap_err();
+        assert!(matches!(err, StateFileError::Conflict { .. }), "{err}");
+        assert!(
+            err.to_string().contains("behind this run's back") && err.to_string().contains("serial 40"),
+            "{err}"
+        );
+        assert_eq!(
+            State::parse(&bucket.bytes("pi/pi.json").unwrap()).unwrap(),
+            theirs,
+            "left untouched"
+        );
+        assert!(fence.reason().is_some(), "no further AWS change");
+        // Every later write is refused without a call.
+        let calls = bucket.calls.lock().unwrap().len();
+        assert!(st.write(&next(next(s2))).is_err());
+        assert_eq!(bucket.calls.lock().unwrap().len(), calls);
+    }
+
+    #[test]
+    fn a_state_created_or_deleted_behind_the_run_is_a_conflict_too() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let fence = Arc::new(Fence::default());
+        let st = lock(&loc, 3, &fence).unwrap();
+        assert_eq!(st.load().unwrap(), None);
+        bucket.overwrite("pi/pi.json", &next(State::new(&identity())).serialize());
+        let err = st.write(&next(State::new(&identity()))).unwrap_err();
+        assert!(err.to_string().contains("expected no state object"), "{err}");
+        drop(st);
+
+        let fence = Arc::new(Fence::default());
+        let st = lock(&loc, 3, &fence).unwrap();
+        let s = st.load().unwrap().unwrap();
+        futures::executor::block_on(bucket.delete("pi/pi.json", None)).unwrap();
+        let err = st.write(&next(s)).unwrap_err();
+        assert!(err.to_string().contains("it was deleted"), "{err}");
+    }
+
+    #[test]
+    fn a_lost_answer_of_a_state_write_counts_as_written() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let fence = Arc::new(Fence::default());
+        let st = lock(&loc, 3, &fence).unwrap();
+        st.load().unwrap();
+        let s1 = next(State::new(&identity()));
+        st.write(&s1).unwrap();
+        bucket.script("pi/pi.json", Script::LostAnswer);
+        let s2 = next(s1);
+        st.write(&s2).unwrap();
+        st.write(&next(s2)).expect("the ETag of the lost write was taken");
+        assert!(fence.reason().is_none());
+    }
+
+    #[test]
+    fn lineage_and_serial_are_checked_before_any_call() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let st = lock(&loc, 3, &Arc::new(Fence::default())).unwrap();
+        st.load().unwrap();
+        let s1 = next(State::new(&identity()));
+        st.write(&s1).unwrap();
+        let calls = bucket.calls.lock().unwrap().len();
+        assert!(st.write(&s1).unwrap_err().to_string().contains("not newer"));
+        assert_eq!(bucket.calls.lock().unwrap().len(), calls);
+        let st2 = lock(
+            &location(Arc::new(FakeBucket::default())),
+            3,
+            &Arc::new(Fence::default()),
+        )
+        .unwrap();
+        st2.load().unwrap();
+        st2.write(&s1).unwrap();
+        let other = next(next(State::new(&identity())));
+        assert!(matches!(st2.write(&other), Err(StateFileError::Conflict { .. })));
+    }
+
+    #[test]
+    fn corrupt_and_newer_objects_are_refused_and_untouched() {
+        for bad in [&b""[..], b"{\"format_version\": 1, \"lin", b"{\"format_version\": 7}"] {
+            let bucket = Arc::new(FakeBucket::default());
+            bucket.overwrite("pi/pi.json", bad);
+            let st = lock(&location(bucket.clone()), 3, &Arc::new(Fence::default())).unwrap();
+            assert!(matches!(st.load(), Err(StateFileError::Refused { .. })));
+            assert!(st.write(&next(State::new(&identity()))).is_err());
+            assert_eq!(bucket.bytes("pi/pi.json").unwrap(), bad);
+        }
+    }
+
+    #[test]
+    fn a_removed_lock_is_noticed_by_the_refresh_and_stops_the_run() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let fence = Arc::new(Fence::default());
+        let st = loc
+            .lock(
+                "pi",
+                info(3, "up"),
+                Some(here()),
+                fence.clone(),
+                Timing {
+                    refresh_every: Duration::from_millis(20),
+                },
+            )
+            .unwrap();
+        st.load().unwrap();
+        let first = bucket.bytes("pi/pi.lock").unwrap();
+        std::thread::sleep(Duration::from_millis(120));
+        let refreshed = bucket.bytes("pi/pi.lock").unwrap();
+        assert_ne!(first, refreshed, "the lock is rewritten while held");
+        assert!(fence.reason().is_none());
+        // force-unlock by someone else, and a second run takes the lock.
+        futures::executor::block_on(bucket.delete("pi/pi.lock", None)).unwrap();
+        let _other = loc.lock(
+            "pi",
+            info(4, "up"),
+            Some(here()),
+            Arc::new(Fence::default()),
+            Timing::default(),
+        );
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(
+            fence.reason().is_some_and(|r| r.contains("removed or taken over")),
+            "{:?}",
+            fence.reason()
+        );
+        let err = st.write(&next(State::new(&identity()))).unwrap_err();
+        assert!(matches!(err, StateFileError::LockLost { .. }), "{err}");
+        drop(st);
+        assert!(
+            bucket.bytes("pi/pi.lock").is_some(),
+            "the other run's lock is not released by the loser"
+        );
+    }
+
+    #[test]
+    fn the_bridge_works_from_every_kind_of_caller() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let fence = Arc::new(Fence::default());
+        // Inside a current-thread runtime (tests), and a multi-thread one (the binary).
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async { drop(lock(&loc, 3, &fence).unwrap()) });
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let loc = loc.clone();
+                let fence = fence.clone();
+                tokio::spawn(async move { drop(lock(&loc, 3, &fence).unwrap()) })
+                    .await
+                    .unwrap()
+            });
+        assert!(bucket.bytes("pi/pi.lock").is_none());
+    }
+}
