@@ -207,6 +207,9 @@ pub fn parse(spec: &str) -> Result<Rates, String> {
     Ok(r)
 }
 
+/// The waits' time scale in a fault run without the latency mode (see `Faults::from_env`).
+pub const FAULT_TIME_SCALE: f64 = 0.001;
+
 /// The interceptor and retry classifier; one instance shared by every client.
 #[derive(Clone, Debug)]
 pub struct Faults {
@@ -225,7 +228,8 @@ pub struct Faults {
 impl Faults {
     /// From `PI_DEPLOY_FAULTS` and `PI_DEPLOY_LATENCY`, once per process; None when both
     /// are unset. A bad value panics: this is a test-only build and a silently ignored spec
-    /// would make a test prove nothing. The latency factor also scales the waits' sleeps.
+    /// would make a test prove nothing. The latency factor also scales the waits' sleeps;
+    /// without it, they sleep at `FAULT_TIME_SCALE`.
     pub fn from_env() -> Option<Faults> {
         static FAULTS: OnceLock<Option<Faults>> = OnceLock::new();
         FAULTS
@@ -238,10 +242,16 @@ impl Faults {
                 let rates =
                     parse(faults.as_deref().unwrap_or_default()).unwrap_or_else(|e| panic!("PI_DEPLOY_FAULTS: {e}"));
                 let mut f = Faults::new(rates);
-                if let Some(spec) = latency {
-                    let scale = latency::parse(&spec).unwrap_or_else(|e| panic!("PI_DEPLOY_LATENCY: {e}"));
-                    crate::aws::wait::set_time_scale(scale);
-                    f.latency = Some(Arc::new(Latency::new(scale)));
+                match latency {
+                    Some(spec) => {
+                        let scale = latency::parse(&spec).unwrap_or_else(|e| panic!("PI_DEPLOY_LATENCY: {e}"));
+                        crate::aws::wait::set_time_scale(scale);
+                        f.latency = Some(Arc::new(Latency::new(scale)));
+                    }
+                    // Without the latency mode an intermediate state lasts `pending` reads, not a
+                    // time: the waits would first read it at the model's expected end (RDS: 960 s
+                    // after its create answered `creating`). Run them in fast motion instead.
+                    None => crate::aws::wait::set_time_scale(FAULT_TIME_SCALE),
                 }
                 Some(f)
             })

@@ -18,8 +18,8 @@
 //! Time scale: the emulator's latency mode (test builds, src/aws/fault/latency.rs) shows
 //! AWS's transitions for their model time multiplied by a factor (e.g. 1/100) and sets the
 //! same factor here with `set_time_scale`, so every sleep of this module shrinks alike and an
-//! emulator run is a real run in fast motion. It is 1 unless that mode set it; deadlines are
-//! never scaled.
+//! emulator run is a real run in fast motion (a fault run without it: `fault::FAULT_TIME_SCALE`).
+//! It is 1 otherwise; deadlines are never scaled.
 
 use std::collections::HashMap;
 use std::future::Future;
