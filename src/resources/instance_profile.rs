@@ -10,10 +10,13 @@
 use async_trait::async_trait;
 use aws_sdk_iam::types::{InstanceProfile as Profile, Tag};
 
-use super::{Aws, ResourceKind, ec2, props};
+use std::collections::BTreeMap;
+
+use super::{Aws, ResourceKind, dep_output, ec2, observe, props};
 use crate::aws::{err, tags};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::diff::{self, AttrSpec, Settings, settings};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct InstanceProfile;
 
@@ -39,6 +42,14 @@ fn outputs_of(p: &Profile) -> Outputs {
     Outputs::new()
         .with("id", p.instance_profile_name())
         .with("arn", p.arn())
+}
+
+/// Day 2: the roles it holds. A role deleted by hand leaves the profile empty; once the role
+/// is created again, `converge` puts it back.
+const ATTRS: &[AttrSpec] = &[AttrSpec::update("role", &[])];
+
+fn live_settings(p: &Profile) -> Settings {
+    settings([("role", diff::list(p.roles().iter().map(|r| r.role_name())))])
 }
 
 /// What to change so that the profile holds exactly `role`: (add it?, roles to remove).
@@ -149,6 +160,21 @@ impl ResourceKind for InstanceProfile {
             .await?;
         }
         Ok(outputs.with("arn", profile.arn()).with("role", role))
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::InstanceProfile { role, .. } => settings([("role", dep_output(deps, role, "id"))]),
+            _ => Settings::new(),
+        }
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(observe::observed(get(aws, outputs.id()?).await?, |p| live_settings(&p)))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

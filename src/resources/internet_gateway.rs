@@ -5,11 +5,14 @@
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, AttachmentStatus, ResourceType};
 
-use super::{Aws, ResourceKind, ec2, props};
+use std::collections::BTreeMap;
+
+use super::{Aws, ResourceKind, dep_output, ec2, observe, props};
 use crate::aws::{err, tags};
+use crate::core::diff::{self, AttrSpec, Settings, settings};
 use crate::core::inspect::{InspectCtx, Inspection};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct InternetGateway;
 
@@ -26,6 +29,15 @@ fn attached_vpc(igw: &t::InternetGateway) -> Option<&str> {
             )
         })
         .and_then(|a| a.vpc_id())
+}
+
+/// Day 2: the VPC it is attached to. A gateway left detached (its VPC deleted and created
+/// again) is attached to the deployment's VPC by `converge`.
+const ATTRS: &[AttrSpec] = &[AttrSpec::update("attached_vpc", &[])];
+
+/// `-` when detached.
+fn live_settings(igw: &t::InternetGateway) -> Settings {
+    settings([("attached_vpc", diff::opt(attached_vpc(igw)))])
 }
 
 fn outputs_of(igw: &t::InternetGateway) -> Option<Outputs> {
@@ -169,6 +181,23 @@ impl ResourceKind for InternetGateway {
             i.check_opt("attached_vpc", cx.id_of(vpc).unwrap_or(vpc), attached_vpc(&igw));
         }
         Ok(i)
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::InternetGateway { vpc } => settings([("attached_vpc", dep_output(deps, vpc, "id"))]),
+            _ => Settings::new(),
+        }
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(observe::observed(describe(aws, outputs.id()?).await?, |g| {
+            live_settings(&g)
+        }))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

@@ -8,11 +8,11 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff};
 use crate::core::latency;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
 pub struct LambdaPermission;
@@ -182,6 +182,15 @@ impl ResourceKind for LambdaPermission {
             Statement::Missing => add(aws, name, &sid, bucket_arn).await?,
         }
         Ok(self::outputs(&sid, name))
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        // The statement of ours on the recorded function (none when the function is gone).
+        let sid = outputs.id()?;
+        let present = policy(aws, outputs.require("function")?)
+            .await?
+            .is_some_and(|p| examine(Some(&p), sid, "", "") != Statement::Missing);
+        Ok(observe::exists(present.then_some(())))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, NatGatewayState, ResourceType};
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::consistency;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
+use crate::core::diff::Settings;
 use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::latency;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
 pub struct NatGateway;
@@ -208,6 +209,15 @@ impl ResourceKind for NatGateway {
             (Live::Available, _) | (_, None) => i,
             (_, Some(n)) => i.with_detail(failure(n)),
         })
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        // A deleted or failed gateway stays listed for a while: it is history, not ours.
+        Ok(observe::observed_unless(
+            describe(aws, outputs.id()?).await?,
+            |n| is_gone(n.state()),
+            |_| Settings::new(),
+        ))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

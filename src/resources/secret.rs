@@ -21,10 +21,11 @@ use aws_sdk_secretsmanager::types::Tag;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::wait::{self, Backoff};
 use crate::aws::{err, tags};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::diff::Settings;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{NodeSpec, SecretSource};
 
 pub struct Secret;
@@ -398,6 +399,15 @@ impl ResourceKind for Secret {
         let Ok(value) = read_licence(source) else { return true };
         let key = fingerprint_key_path().and_then(|p| read_key(&p));
         fingerprint_differs(key.as_deref(), value.expose(), outputs)
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        // A secret scheduled for deletion is gone for its users; `find` restores it.
+        Ok(observe::observed_unless(
+            describe(aws, outputs.id()?).await?,
+            |d| d.deleted_date().is_some(),
+            |_| Settings::new(),
+        ))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
