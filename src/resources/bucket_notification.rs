@@ -323,6 +323,20 @@ mod tests {
     }
 
     #[test]
+    fn read_finds_only_our_configurations_for_the_recorded_function() {
+        let ours = desired_configs("pi", ARN, &prefixes()).unwrap();
+        let prefix = id_prefix("pi");
+        assert!(holds_ours(&ours, &prefix, ARN));
+        assert!(!holds_ours(&[], &prefix, ARN));
+        assert!(!holds_ours(
+            &ours,
+            &prefix,
+            "arn:aws:lambda:eu-west-1:123456789012:function:other"
+        ));
+        assert!(!holds_ours(&ours, &id_prefix("another-deployment"), ARN));
+    }
+
+    #[test]
     fn read_back_spelling_and_order_do_not_count_as_drift() {
         let desired = desired_configs("pi", ARN, &prefixes()).unwrap();
         let mut read_back: Vec<LambdaFunctionConfiguration> = desired

@@ -282,6 +282,27 @@ mod tests {
     }
 
     #[test]
+    fn the_live_alias_target_compares_with_the_load_balancer_name() {
+        let lb = "pi-alb-1.eu-west-1.elb.amazonaws.com";
+        let r = alias_record(
+            "dash.example.com",
+            "Z32O12XQLNTSW2",
+            "dualstack.PI-ALB-1.eu-west-1.elb.amazonaws.com.",
+        )
+        .unwrap();
+        assert_eq!(live_settings(&r)["alias_target"], lb);
+        assert_eq!(alias_name(lb), lb);
+        // A record pointing elsewhere (the load balancer created again) is an update.
+        let stale =
+            live_settings(&alias_record("dash.example.com", "Z1", "pi-alb-0.eu-west-1.elb.amazonaws.com").unwrap());
+        let want = settings([("alias_target", alias_name(lb))]);
+        let changes = diff::diff(ATTRS, &want, &stale, None);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].action, diff::ChangeAction::Update);
+        assert!(diff::diff(ATTRS, &want, &live_settings(&r), None).is_empty());
+    }
+
+    #[test]
     fn the_upsert_is_an_alias_a_record() {
         let r = alias_record(
             "dash.example.com",

@@ -214,6 +214,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_profile_emptied_by_a_role_deletion_is_an_update() {
+        let want = settings([("role", "pi-ec2".to_string())]);
+        let empty = settings([("role", diff::list(Vec::<String>::new()))]);
+        let changes = diff::diff(ATTRS, &want, &empty, None);
+        assert_eq!((changes[0].old.as_str(), changes[0].new.as_str()), ("-", "pi-ec2"));
+        assert_eq!(changes[0].action, diff::ChangeAction::Update);
+        assert!(diff::diff(ATTRS, &want, &settings([("role", diff::list(["pi-ec2"]))]), None).is_empty());
+    }
+
+    #[test]
     fn the_profile_ends_up_holding_exactly_our_role() {
         assert_eq!(role_changes(&[], "r"), (true, vec![]));
         assert_eq!(role_changes(&["r".into()], "r"), (false, vec![]));

@@ -231,3 +231,39 @@ impl ResourceKind for InternetGateway {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn igw(attachments: &[(&str, AttachmentStatus)]) -> t::InternetGateway {
+        let mut b = t::InternetGateway::builder().internet_gateway_id("igw-1");
+        for (vpc, state) in attachments {
+            b = b.attachments(
+                t::InternetGatewayAttachment::builder()
+                    .vpc_id(*vpc)
+                    .state(state.clone())
+                    .build(),
+            );
+        }
+        b.build()
+    }
+
+    #[test]
+    fn a_gateway_left_detached_by_its_vpc_is_attached_again() {
+        let want = settings([("attached_vpc", "vpc-2".to_string())]);
+        let attached = live_settings(&igw(&[("vpc-2", AttachmentStatus::Attached)]));
+        assert!(diff::diff(ATTRS, &want, &attached, None).is_empty());
+        for gone in [
+            igw(&[]),
+            igw(&[("vpc-1", AttachmentStatus::Detached)]),
+            igw(&[("vpc-1", AttachmentStatus::Detaching)]),
+        ] {
+            let live = live_settings(&gone);
+            assert_eq!(live["attached_vpc"], "-");
+            let changes = diff::diff(ATTRS, &want, &live, None);
+            assert_eq!(changes.len(), 1);
+            assert_eq!(changes[0].action, diff::ChangeAction::Update);
+        }
+    }
+}

@@ -37,6 +37,12 @@ fn live_of(state: Option<&NatGatewayState>) -> Live {
     }
 }
 
+/// `read`: a deleted, deleting or failed gateway stays listed for a while; it is history,
+/// so the recorded gateway is missing.
+fn observed_of(n: Option<t::NatGateway>) -> Observed {
+    observe::observed_unless(n, |n| is_gone(n.state()), |_| Settings::new())
+}
+
 fn outputs_of(n: &t::NatGateway) -> Option<Outputs> {
     let allocation = n
         .nat_gateway_addresses()
@@ -212,12 +218,7 @@ impl ResourceKind for NatGateway {
     }
 
     async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
-        // A deleted or failed gateway stays listed for a while: it is history, not ours.
-        Ok(observe::observed_unless(
-            describe(aws, outputs.id()?).await?,
-            |n| is_gone(n.state()),
-            |_| Settings::new(),
-        ))
+        Ok(observed_of(describe(aws, outputs.id()?).await?))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -280,6 +281,22 @@ mod deletion_tests {
             .unwrap_err();
         assert_eq!(e.class, crate::core::resource::ErrorClass::Timeout);
         assert!(e.message.contains("deleting"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_deleted_or_failed_gateway_reads_as_missing() {
+        let nat = |s: NatGatewayState| Some(t::NatGateway::builder().nat_gateway_id("nat-1").state(s).build());
+        for s in [
+            NatGatewayState::Deleted,
+            NatGatewayState::Deleting,
+            NatGatewayState::Failed,
+        ] {
+            assert_eq!(observed_of(nat(s.clone())), Observed::Missing, "{s:?}");
+        }
+        for s in [NatGatewayState::Available, NatGatewayState::Pending] {
+            assert!(matches!(observed_of(nat(s.clone())), Observed::Present(_)), "{s:?}");
+        }
+        assert_eq!(observed_of(None), Observed::Missing);
     }
 
     #[test]
