@@ -3,10 +3,10 @@
 //! the record that exists (Route 53 needs the full record to delete it); a record that is
 //! already gone counts as deleted.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_route53::types::{AliasTarget, Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecordSet, RrType};
-
-use std::collections::BTreeMap;
 
 use super::{Aws, ResourceKind, dep_output, observe, props};
 use crate::aws::wait::{self, Backoff, Poll};

@@ -7,10 +7,10 @@
 //! a couple of minutes after this returns. Its users (the Auto Scaling group) retry
 //! `ErrorClass::IamPropagation` themselves.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_iam::types::{InstanceProfile as Profile, Tag};
-
-use std::collections::BTreeMap;
 
 use super::{Aws, ResourceKind, dep_output, ec2, observe, props};
 use crate::aws::{err, tags};

@@ -2,10 +2,10 @@
 //! attachment lives in `converge`, which checks it first: a rerun after a crash between the
 //! two calls attaches, a rerun after both does nothing.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, AttachmentStatus, ResourceType};
-
-use std::collections::BTreeMap;
 
 use super::{Aws, ResourceKind, dep_output, ec2, observe, props};
 use crate::aws::{err, tags};
