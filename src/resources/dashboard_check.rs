@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 
-use super::{Aws, ResourceKind, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::core::diff::{AttrSpec, Change, ChangeAction, Settings, settings};
@@ -162,9 +162,27 @@ impl ResourceKind for DashboardCheck {
         url_of(spec, deps).map_or_else(Settings::new, |url| settings([("url", url)]))
     }
 
-    /// It owns no AWS object: its live setting is the URL it recorded.
-    async fn read(&self, _aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
-        Ok(Observed::Present(settings([("url", outputs.id()?.to_string())])))
+    /// It owns no AWS object: its live setting is the URL it recorded. But it stands for a
+    /// dashboard behind the recorded load balancer and target group: with either gone, it is
+    /// missing too (and `up` waits for a healthy target again).
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let (target_group, load_balancer) = props!(
+            cx,
+            DashboardCheck {
+                target_group,
+                load_balancer
+            }
+        );
+        let recorded = |key: &str| cx.deps.get(key).and_then(|o| o.get("id")).map(String::from);
+        let (Some(tg), Some(lb)) = (recorded(target_group), recorded(load_balancer)) else {
+            return Ok(Observed::Missing);
+        };
+        let tg_there = ec2::not_found_is_none(target_states(aws, &tg).await)?.is_some();
+        let lb_there = tg_there && super::load_balancer::describe(aws, &lb).await?.is_some();
+        let url = outputs.id()?.to_string();
+        Ok(observe::observed(lb_there.then_some(url), |url| {
+            settings([("url", url)])
+        }))
     }
 
     /// A new address: record it and wait for a healthy target again.

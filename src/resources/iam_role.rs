@@ -10,13 +10,13 @@ use async_trait::async_trait;
 use aws_sdk_iam::types::{Role, Tag};
 use serde_json::Value;
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use crate::core::latency;
 use crate::core::names;
 use crate::core::policy::{self, ArnScope};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{Kind, RolePolicy};
 
 pub struct IamRole;
@@ -397,6 +397,10 @@ impl ResourceKind for IamRole {
         })
         .await?;
         Ok(outputs_of(&role))
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(observe::exists(get_role(aws, outputs.id()?).await?))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

@@ -17,9 +17,9 @@ use aws_sdk_ec2::types::{
 use base64::Engine;
 
 use super::auto_scaling_group::{iam_propagation_budget, retry_iam_propagation};
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::{Env, err, tags};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::Kind;
 use crate::core::userdata::{self, UserDataParams};
 
@@ -260,6 +260,20 @@ impl ResourceKind for LaunchTemplate {
             Err(e) if e.is(ErrorClass::AlreadyExists) => self.find(aws, cx).await?.ok_or(e),
             Err(e) => Err(e),
         }
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let out = aws
+            .clients
+            .ec2
+            .describe_launch_templates()
+            .launch_template_ids(outputs.id()?)
+            .send()
+            .await
+            .map_err(err("reading the launch template"));
+        Ok(observe::exists(
+            ec2::not_found_is_none(out)?.and_then(|o| o.launch_templates().first().cloned()),
+        ))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

@@ -10,12 +10,12 @@ use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancerTypeEnum,
 };
 
-use super::{Aws, ResourceKind, ec2, elb, props};
+use super::{Aws, ResourceKind, ec2, elb, observe, props};
 use crate::aws::consistency;
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::core::latency::{self, Transition};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
 pub struct LoadBalancer;
@@ -52,7 +52,7 @@ pub fn active_poll(state: Option<&t::LoadBalancerState>) -> Poll<()> {
     }
 }
 
-async fn describe(aws: &Aws, arn: &str) -> Result<Option<t::LoadBalancer>, ResourceError> {
+pub(super) async fn describe(aws: &Aws, arn: &str) -> Result<Option<t::LoadBalancer>, ResourceError> {
     let out = aws
         .clients
         .elb
@@ -159,6 +159,10 @@ impl ResourceKind for LoadBalancer {
             .await
             .map_err(err("setting the load balancer's attributes"))?;
         Ok(outputs_of(&lb).unwrap_or(outputs))
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(observe::exists(describe(aws, outputs.id()?).await?))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

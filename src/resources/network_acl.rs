@@ -6,11 +6,11 @@
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, PortRange, ResourceType, RuleAction};
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::wait::{self, Poll};
 use crate::aws::{err, tags};
 use crate::core::inspect::{InspectCtx, Inspection};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::rules::{ALL_PROTOCOLS, AclRule};
 use crate::core::spec::{Kind, Props};
 
@@ -410,6 +410,10 @@ impl ResourceKind for NetworkAcl {
             drift_of(&mut i, rules, &existing, &subnet_ids, &associated);
         }
         Ok(i)
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(observe::exists(describe(aws, outputs.id()?).await?))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

@@ -3,12 +3,12 @@
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcState};
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::latency;
-use crate::core::resource::{DeleteCtx, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
 pub struct Vpc;
@@ -122,6 +122,20 @@ impl ResourceKind for Vpc {
             Some(VpcState::Available) => Inspection::available(),
             Some(s) => Inspection::of(Live::Creating).with_detail(s.as_str()),
         })
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let out = aws
+            .clients
+            .ec2
+            .describe_vpcs()
+            .vpc_ids(outputs.id()?)
+            .send()
+            .await
+            .map_err(err("reading the VPC"));
+        Ok(observe::exists(
+            ec2::not_found_is_none(out)?.and_then(|o| o.vpcs().first().cloned()),
+        ))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

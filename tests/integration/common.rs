@@ -438,6 +438,31 @@ impl Deployment {
         ])
     }
 
+    /// Delete every resource of the deployment behind pi-deploy's back (as by hand, or an
+    /// emulator restarted): a destroy, then the state put back as it was. `args` and `env`
+    /// are added to the destroy (the config and what it reads).
+    pub fn delete_behind_its_back(&self, args: &[&str], env: &[(&str, &str)]) {
+        let recorded = self.state_bytes().expect("a state to put back");
+        let mut all = vec![
+            "destroy",
+            "--yes",
+            "--skip-final-snapshot",
+            "--disable-deletion-protection",
+        ];
+        all.extend_from_slice(args);
+        let mut c = self.command(&all);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let gone = c.output().expect("run pi-deploy");
+        self.write_state(&recorded);
+        assert!(
+            gone.status.success(),
+            "the destroy behind its back failed:\n{}",
+            show(&gone)
+        );
+    }
+
     pub fn state(&self) -> serde_json::Value {
         let bytes = self
             .state_bytes()
