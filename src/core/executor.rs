@@ -475,17 +475,34 @@ async fn up_node_inner<C: Cloud>(shared: &Shared<C>, spec: &NodeSpec, started: I
                         outputs.get("id").unwrap_or("the recorded resource")
                     ),
                 });
-                create_or_adopt(shared, &cx, started).await?
+                return create_again(shared, &cx, started, &outputs).await;
             }
             None => return Ok(Done::Unchanged),
         },
-        Some((Status::Created, outputs)) => match converge(shared, &cx, started, outputs).await {
+        Some((Status::Created, outputs)) => match converge(shared, &cx, started, outputs.clone()).await {
             // The recorded resource vanished (deleted by hand): find or create it again.
-            Err(e) if e.is(ErrorClass::NotFound) => create_or_adopt(shared, &cx, started).await?,
+            Err(e) if e.is(ErrorClass::NotFound) => return create_again(shared, &cx, started, &outputs).await,
             other => return other.and_then(|o| mark_ready(shared, &cx, started, o)),
         },
         _ => create_or_adopt(shared, &cx, started).await?,
     };
+    let outputs = converge(shared, &cx, started, outputs).await?;
+    mark_ready(shared, &cx, started, outputs)
+}
+
+/// Create a resource again whose recorded one (`vanished`) is gone, under a new client token.
+async fn create_again<C: Cloud>(
+    shared: &Shared<C>,
+    cx: &NodeCtx<'_>,
+    started: Instant,
+    vanished: &Outputs,
+) -> Result<Done, ResourceError> {
+    let token = {
+        let st = shared.state.lock().unwrap();
+        st.recreate_token(&cx.spec.key, vanished.get("id").unwrap_or_default())
+    };
+    let cx = NodeCtx { token: &token, ..*cx };
+    let outputs = create_or_adopt(shared, &cx, started).await?;
     let outputs = converge(shared, &cx, started, outputs).await?;
     mark_ready(shared, &cx, started, outputs)
 }
