@@ -13,6 +13,8 @@ use crate::core::resource::{ErrorClass, ResourceError};
 pub struct ImageFacts {
     pub state: String,
     pub architecture: String,
+    /// The size of its root snapshot, when it says (the root volume is raised to it).
+    pub root_snapshot_gib: Option<i32>,
 }
 
 /// The AMI as this account sees it in the region.
@@ -32,6 +34,7 @@ pub async fn image(aws: &Aws, ami: &str) -> Result<Option<ImageFacts>, ResourceE
     Ok(out.images().first().map(|i| ImageFacts {
         state: i.state().map_or("unknown", |s| s.as_str()).to_string(),
         architecture: i.architecture().map_or("unknown", |a| a.as_str()).to_string(),
+        root_snapshot_gib: super::launch_template::root_snapshot_gib(i),
     }))
 }
 
