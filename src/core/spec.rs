@@ -1087,7 +1087,7 @@ fn network(b: &mut Builder, input: &SpecInput<'_>) {
     // Network ACLs, associated with their subnets.
     let public_cidrs = net.public_subnet_cidrs.clone();
     for (key, tier, rules) in [
-        ("nacl-public", "public", rules::public_acl_rules()),
+        ("nacl-public", "public", rules::public_acl_rules(&net.app_subnet_cidrs)),
         ("nacl-app", "app", rules::app_acl_rules(&net.vpc_cidr, &public_cidrs)),
     ] {
         let subnets: Vec<String> = ZONES.iter().map(|z| subnet_key(tier, z)).collect();
