@@ -438,7 +438,8 @@ async fn compute_tier_without_a_certificate_reads_back_converges_and_destroys() 
         assert_eq!(a.statistic().map(|s| s.as_str()), Some("Average"));
         assert_eq!(a.threshold(), Some(threshold));
         assert_eq!(a.comparison_operator().map(|o| o.as_str()), Some(op));
-        assert_eq!((a.period(), a.evaluation_periods()), (Some(60), Some(periods)));
+        // 5-minute periods: the instances have basic monitoring (one data point per 5 min).
+        assert_eq!((a.period(), a.evaluation_periods()), (Some(300), Some(periods)));
         assert_eq!(a.alarm_actions(), [out(&st, policy, "arn")]);
         let dim = &a.dimensions()[0];
         assert_eq!(
