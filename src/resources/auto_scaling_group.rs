@@ -22,6 +22,7 @@ use aws_sdk_autoscaling::types::{self as t, LaunchTemplateSpecification, Lifecyc
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
+use crate::core::activity::Activity;
 use crate::core::diff::{self, AttrSpec, Change, ChangeAction, Settings, settings};
 use crate::core::latency::{self, Transition};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
@@ -209,6 +210,32 @@ pub async fn describe_group(aws: &Aws, name: &str) -> Result<Option<t::AutoScali
         .iter()
         .find(|g| g.auto_scaling_group_name() == Some(name))
         .cloned())
+}
+
+/// The group's recent scaling activities (the newest page, newest first): where a launch
+/// AWS could not make shows up (`core::activity`).
+pub async fn scaling_activities(aws: &Aws, name: &str) -> Result<Vec<Activity>, ResourceError> {
+    let out = aws
+        .clients
+        .autoscaling
+        .describe_scaling_activities()
+        .auto_scaling_group_name(name)
+        .send()
+        .await
+        .map_err(err("reading the group's scaling activities"))?;
+    Ok(out
+        .activities()
+        .iter()
+        .map(|a| Activity {
+            id: a.activity_id().unwrap_or_default().to_string(),
+            status: a.status_code().map_or("Unknown", |c| c.as_str()).to_string(),
+            description: a.description().unwrap_or_default().to_string(),
+            message: a.status_message().map(String::from),
+            started: a
+                .start_time()
+                .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+        })
+        .collect())
 }
 
 fn is_ours(g: &t::AutoScalingGroup, deployment: &str, key: &str) -> bool {
