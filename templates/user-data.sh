@@ -55,6 +55,12 @@ readonly SELF=/usr/local/sbin/pi-dashboard-env
 readonly DROP_IN="/etc/systemd/system/$DASHBOARD_UNIT.d/50-pi-deploy.conf"
 
 LIFECYCLE_DONE=0
+# The hook abandons the instance when its heartbeat timeout passes without a heartbeat, and
+# the waits below (package install, EFS mount, database endpoint, dashboard start) can
+# together outlast it: every wait records a heartbeat each third of the timeout.
+readonly HEARTBEAT_EVERY=$((ENDPOINT_WAIT_SECONDS / 3 > 10 ? ENDPOINT_WAIT_SECONDS / 3 : 10))
+LAST_HEARTBEAT=0
+INSTANCE_ID=''
 
 log() {
   printf '%s pi-deploy[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$DEPLOYMENT" "$*" >&2
@@ -73,6 +79,7 @@ retry() {
     log "not yet: $what (next try in ${delay}s)"
     sleep "$delay"
     delay=$((delay * 2 > 30 ? 30 : delay * 2))
+    heartbeat
   done
 }
 
@@ -82,6 +89,27 @@ imds() {
   token=$(curl -sf -m 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
     http://169.254.169.254/latest/api/token) || return 1
   curl -sf -m 5 -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
+}
+
+# heartbeat: keep the launch lifecycle action alive while a wait goes on (at most once per
+# HEARTBEAT_EVERY seconds; best effort: a failure is logged and the next wait tries again).
+heartbeat() {
+  if ((LIFECYCLE_DONE || SECONDS - LAST_HEARTBEAT < HEARTBEAT_EVERY)); then
+    return 0
+  fi
+  LAST_HEARTBEAT=$SECONDS
+  if [[ -z $INSTANCE_ID ]] && ! INSTANCE_ID=$(imds instance-id); then
+    INSTANCE_ID=''
+    log "lifecycle heartbeat skipped: no instance id from the metadata service yet"
+    return 0
+  fi
+  if aws autoscaling record-lifecycle-action-heartbeat --region "$REGION" \
+    --auto-scaling-group-name "$ASG_NAME" --lifecycle-hook-name "$LIFECYCLE_HOOK" \
+    --instance-id "$INSTANCE_ID" >/dev/null; then
+    log "lifecycle heartbeat recorded"
+  else
+    log "lifecycle heartbeat failed (the next wait tries again)"
+  fi
 }
 
 complete_lifecycle_once() {

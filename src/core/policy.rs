@@ -120,7 +120,11 @@ pub fn dashboard_ec2(
             ),
             allow(
                 "CompleteItsLifecycleHook",
-                &["autoscaling:CompleteLifecycleAction"],
+                // The heartbeat keeps the hook from abandoning the instance during long waits.
+                &[
+                    "autoscaling:CompleteLifecycleAction",
+                    "autoscaling:RecordLifecycleActionHeartbeat",
+                ],
                 vec![asg_arn(scope, asg_name)],
             ),
         ],
@@ -258,7 +262,13 @@ mod tests {
             ["arn:aws-cn:ssm:cn-north-1:123456789012:parameter/pi/*"]
         );
 
-        assert_eq!(actions(&st[2]), ["autoscaling:CompleteLifecycleAction"]);
+        assert_eq!(
+            actions(&st[2]),
+            [
+                "autoscaling:CompleteLifecycleAction",
+                "autoscaling:RecordLifecycleActionHeartbeat"
+            ]
+        );
         assert_eq!(
             resources(&st[2]),
             ["arn:aws-cn:autoscaling:cn-north-1:123456789012:autoScalingGroup:*:autoScalingGroupName/pi-dashboard"]

@@ -297,4 +297,50 @@ mod tests {
         let s = render(&params(&Config::default(), Some(LICENCE_SECRET))).unwrap();
         assert!(s.len() < MAX_USER_DATA_BYTES, "{} bytes", s.len());
     }
+
+    /// The rendered script's waits, run in bash with `aws`, `imds` and `sleep` stubbed (sleep
+    /// advances bash's SECONDS): a 50-minute wait records a heartbeat every third of the
+    /// hook's 2400 s timeout, so the hook never abandons a still-working instance; none
+    /// once the lifecycle action is complete.
+    #[test]
+    fn long_waits_record_lifecycle_heartbeats() {
+        let s = render(&params(&Config::default(), None)).unwrap();
+        assert!(
+            s.contains("readonly ENDPOINT_WAIT_SECONDS='2400'"),
+            "the test assumes the default heartbeat"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let calls = dir.path().join("aws-calls");
+        let driver = format!(
+            r#"
+aws() {{ printf '%s\n' "$*" >>'{calls}'; }}
+imds() {{ echo i-0123456789abcdef0; }}
+sleep() {{ SECONDS=$((SECONDS + $1)); }}
+log() {{ :; }}
+retry 3000 "a database that never comes" false || true
+LIFECYCLE_DONE=1
+retry 3000 "after completion" false || true
+"#,
+            calls = calls.display()
+        );
+        let script = s.replace("\nmain \"$@\"\n", &driver);
+        assert_ne!(script, s, "the script ends with `main \"$@\"`");
+        let file = dir.path().join("driver.sh");
+        std::fs::write(&file, &script).unwrap();
+        let out = std::process::Command::new("bash").arg(&file).output().expect("bash");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let recorded = std::fs::read_to_string(&calls).unwrap_or_default();
+        let beats: Vec<&str> = recorded.lines().collect();
+        // 3000 s of waiting, one heartbeat per 800 s at most: 3 (at ~800, ~1600, ~2400 s).
+        assert_eq!(beats.len(), 3, "{recorded}");
+        for b in beats {
+            assert!(
+                b.starts_with("autoscaling record-lifecycle-action-heartbeat --region eu-west-1 ")
+                    && b.contains("--auto-scaling-group-name pi-dashboard")
+                    && b.contains("--lifecycle-hook-name pi-wait-for-dashboard")
+                    && b.ends_with("--instance-id i-0123456789abcdef0"),
+                "{b}"
+            );
+        }
+    }
 }

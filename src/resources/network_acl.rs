@@ -511,7 +511,7 @@ mod tests {
 
     #[test]
     fn a_new_acl_gets_every_rule_created() {
-        let desired = rules::public_acl_rules();
+        let desired = rules::public_acl_rules(&["10.0.0.0/24".into()]);
         let diff = diff_entries(&desired, &default_entries());
         assert_eq!(
             diff,
@@ -525,7 +525,7 @@ mod tests {
 
     #[test]
     fn a_converged_acl_needs_nothing_even_when_aws_reports_other_ports_for_all_protocols() {
-        let desired = rules::public_acl_rules();
+        let desired = rules::public_acl_rules(&["10.0.0.0/24".into()]);
         let mut existing = default_entries();
         for r in &desired {
             let mut e = r.clone();
