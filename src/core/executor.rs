@@ -209,11 +209,6 @@ impl<C> Shared<C> {
         })
     }
 
-    fn record(&self, spec: &NodeSpec, status: Status, token: &str, outputs: Outputs) -> Result<(), ResourceError> {
-        let settings = self.recorded_settings(&spec.key);
-        self.record_with(spec, status, token, outputs, settings)
-    }
-
     fn record_with(
         &self,
         spec: &NodeSpec,
