@@ -98,8 +98,10 @@ pub fn sideload_lambda(
     })
 }
 
-/// The dashboard instances: read the DB secret (and the licence), read the deployment's
-/// parameters (the DB endpoint), and release their own launch lifecycle hook.
+/// The dashboard instances: read the DB secret (and the licence), watch the DB secret's
+/// version (RDS rotates it in place; the instances restart the dashboard on a new version),
+/// read the deployment's parameters (the DB endpoint), and release their own launch
+/// lifecycle hook.
 pub fn dashboard_ec2(
     scope: &ArnScope<'_>,
     deployment: &str,
@@ -113,6 +115,11 @@ pub fn dashboard_ec2(
         "Version": VERSION,
         "Statement": [
             allow("ReadTheDeploymentSecrets", &["secretsmanager:GetSecretValue"], secrets),
+            allow(
+                "WatchTheDbSecretVersion",
+                &["secretsmanager:DescribeSecret"],
+                vec![db_secret_arn.to_string()],
+            ),
             allow(
                 "ReadTheDeploymentParameters",
                 &["ssm:GetParameter", "ssm:GetParameters"],
@@ -250,11 +257,17 @@ mod tests {
         let lic = "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:pi-deploy/pi/licence-AbC";
         let doc = dashboard_ec2(&SCOPE, "pi", db, Some(lic), "pi-dashboard");
         assert_scoped(&doc);
-        let st = statements(&doc);
-        assert_eq!(st.len(), 3);
+        let mut st = statements(&doc).clone();
+        assert_eq!(st.len(), 4);
 
         assert_eq!(actions(&st[0]), ["secretsmanager:GetSecretValue"]);
         assert_eq!(resources(&st[0]), [db, lic]);
+
+        // The rotation watch reads the DB secret's metadata, and only that secret's.
+        let watch = st.remove(1);
+        assert_eq!(watch["Sid"], "WatchTheDbSecretVersion");
+        assert_eq!(actions(&watch), ["secretsmanager:DescribeSecret"]);
+        assert_eq!(resources(&watch), [db]);
 
         assert_eq!(actions(&st[1]), ["ssm:GetParameter", "ssm:GetParameters"]);
         assert_eq!(

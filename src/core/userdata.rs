@@ -116,6 +116,7 @@ pub fn render(p: &UserDataParams) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
     use super::*;
@@ -298,6 +299,22 @@ mod tests {
         assert!(s.len() < MAX_USER_DATA_BYTES, "{} bytes", s.len());
     }
 
+    /// Run the rendered script in bash with `driver` (stubs, then calls) in place of its
+    /// `main "$@"`; panics unless it exits 0. Returns its stdout and stderr.
+    fn run_driven(script: &str, driver: &str, dir: &std::path::Path) -> (String, String) {
+        let driven = script.replace("\nmain \"$@\"\n", driver);
+        assert_ne!(driven, script, "the script ends with `main \"$@\"`");
+        let file = dir.join("driver.sh");
+        std::fs::write(&file, &driven).unwrap();
+        let out = std::process::Command::new("bash").arg(&file).output().expect("bash");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{stdout}{stderr}");
+        (stdout, stderr)
+    }
+
     /// The rendered script's waits, run in bash with `aws`, `imds` and `sleep` stubbed (sleep
     /// advances bash's SECONDS): a 50-minute wait records a heartbeat every third of the
     /// hook's 2400 s timeout, so the hook never abandons a still-working instance; none
@@ -323,12 +340,7 @@ retry 3000 "after completion" false || true
 "#,
             calls = calls.display()
         );
-        let script = s.replace("\nmain \"$@\"\n", &driver);
-        assert_ne!(script, s, "the script ends with `main \"$@\"`");
-        let file = dir.path().join("driver.sh");
-        std::fs::write(&file, &script).unwrap();
-        let out = std::process::Command::new("bash").arg(&file).output().expect("bash");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        run_driven(&s, &driver, dir.path());
         let recorded = std::fs::read_to_string(&calls).unwrap_or_default();
         let beats: Vec<&str> = recorded.lines().collect();
         // 3000 s of waiting, one heartbeat per 800 s at most: 3 (at ~800, ~1600, ~2400 s).
@@ -342,5 +354,109 @@ retry 3000 "after completion" false || true
                 "{b}"
             );
         }
+    }
+
+    /// A scripted rotation, run through the rendered script in bash: `aws` answers the DB
+    /// secret's metadata and value from files the test changes (v1, then RDS rotates to v2),
+    /// `systemctl` is recorded. The dashboard starts on v1 (the drop-in's `write-env`); the
+    /// timer's `refresh` leaves it alone while v1 is current, then rewrites the env files and
+    /// restarts it exactly once after the rotation; the password never reaches the output.
+    #[test]
+    fn a_rotated_db_secret_restarts_the_dashboard_once() {
+        let s = render(&params(&Config::default(), None)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let pi_dir = root.join("pi");
+        let version_file = root.join("lib/db-secret-version");
+        let s = s
+            .replace(
+                "readonly PI_DIR=/var/panintelligence\n",
+                &format!("readonly PI_DIR='{}'\n", pi_dir.display()),
+            )
+            .replace(
+                "readonly DB_SECRET_VERSION_FILE=/var/lib/pi-deploy/db-secret-version\n",
+                &format!("readonly DB_SECRET_VERSION_FILE='{}'\n", version_file.display()),
+            );
+        assert_eq!(s.matches(&*root.display().to_string()).count(), 2, "both paths moved");
+        let (version, value, calls) = (root.join("version"), root.join("value"), root.join("calls"));
+        let rotate = |v: &str, password: &str| {
+            std::fs::write(&version, v).unwrap();
+            let json = format!(r#"{{"username":"postgres","password":"{password}"}}"#);
+            std::fs::write(&value, json).unwrap();
+        };
+        let stubs = format!(
+            r#"
+aws() {{
+  printf '%s\n' "$*" >>'{calls}'
+  case "$1 $2" in
+    'ssm get-parameter') echo pi-db.abc.eu-west-1.rds.amazonaws.com:5432 ;;
+    'secretsmanager describe-secret')
+      printf '{{"%s": ["AWSCURRENT"], "v0-old": ["AWSPREVIOUS"]}}\n' "$(<'{version}')" ;;
+    'secretsmanager get-secret-value') cat '{value}' ;;
+    *) return 1 ;;
+  esac
+}}
+systemctl() {{ printf 'systemctl %s\n' "$*" >>'{calls}'; }}
+sleep() {{ SECONDS=$((SECONDS + $1)); }}
+main "$@"
+"#,
+            calls = calls.display(),
+            version = version.display(),
+            value = value.display(),
+        );
+        let run = |mode: &str| {
+            let (out, err) = run_driven(&s, &stubs.replace("main \"$@\"", &format!("main {mode}")), root);
+            std::fs::remove_file(root.join("driver.sh")).unwrap();
+            assert!(!out.contains("OLD-pw-1") && !err.contains("OLD-pw-1"), "{out}{err}");
+            assert!(!out.contains("NEW-pw-2") && !err.contains("NEW-pw-2"), "{out}{err}");
+            let made = std::fs::read_to_string(&calls).unwrap_or_default();
+            std::fs::remove_file(&calls).ok();
+            (made, err)
+        };
+        let restarts = |made: &str| made.lines().filter(|l| l.starts_with("systemctl ")).count();
+        let env = || std::fs::read_to_string(pi_dir.join("dashboard.env")).unwrap();
+        let recorded = || std::fs::read_to_string(&version_file).unwrap();
+
+        // Before the dashboard ever started, the timer has nothing to compare with.
+        rotate("v1", "OLD-pw-1");
+        let (made, _) = run("refresh");
+        assert_eq!(made, "", "no AWS call and no restart without a version on record");
+
+        // The dashboard starts: its drop-in writes the env files and records v1.
+        let (made, _) = run("write-env");
+        assert_eq!(restarts(&made), 0);
+        assert!(env().contains("PI_DB_PASSWORD=OLD-pw-1\n"));
+        assert_eq!(recorded(), "v1\n");
+        assert_eq!(version_file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(pi_dir.join("scheduler.env")).unwrap(), env());
+
+        // No rotation: only the metadata is read, nothing restarts.
+        let (made, _) = run("refresh");
+        assert_eq!(
+            made.lines().collect::<Vec<_>>(),
+            [format!(
+                "secretsmanager describe-secret --region eu-west-1 --secret-id {DB_SECRET} --query VersionIdsToStages --output json"
+            )]
+        );
+
+        // RDS rotates: the env files get the new password, the record v2, one restart.
+        rotate("v2", "NEW-pw-2");
+        let (made, err) = run("refresh");
+        assert_eq!(
+            made.lines().filter(|l| l.starts_with("systemctl ")).collect::<Vec<_>>(),
+            ["systemctl try-restart panintelligence.service"],
+            "{made}"
+        );
+        assert!(made.contains("secretsmanager get-secret-value"), "{made}");
+        assert!(env().contains("PI_DB_PASSWORD=NEW-pw-2\n") && !env().contains("OLD-pw-1"));
+        assert_eq!(std::fs::read_to_string(pi_dir.join("scheduler.env")).unwrap(), env());
+        assert_eq!(recorded(), "v2\n");
+        let rotated: Vec<&str> = err.lines().filter(|l| l.contains("rotated")).collect();
+        assert_eq!(rotated.len(), 1, "{err}");
+        assert!(rotated[0].contains("version v1 -> v2"), "{err}");
+
+        // And then it settles: v2 is current, no second restart.
+        let (made, _) = run("refresh");
+        assert_eq!(restarts(&made), 0, "{made}");
     }
 }
