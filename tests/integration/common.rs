@@ -574,6 +574,24 @@ pub fn ok_with(d: &Deployment, args: &[&str], env: &[(&str, &str)]) -> Output {
     o
 }
 
+/// A public hosted zone named `zone_name` (the deployment's name as caller reference); its id
+/// without the `/hostedzone/` prefix, as the config takes it.
+pub async fn hosted_zone(c: &Clients, d: &Deployment, zone_name: &str) -> String {
+    let zone = c
+        .route53
+        .create_hosted_zone()
+        .name(zone_name)
+        .caller_reference(&d.name)
+        .send()
+        .await
+        .unwrap();
+    zone.hosted_zone()
+        .unwrap()
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_string()
+}
+
 /// A self-signed certificate for `domain`, imported into ACM (ISSUED at once, as on AWS).
 pub async fn import_certificate(c: &Clients, domain: &str) -> String {
     let dir = tempfile::tempdir().unwrap();

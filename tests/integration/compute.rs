@@ -12,7 +12,8 @@ use base64::Engine;
 
 use crate::census;
 use crate::common::{
-    self, Deployment, clients, config, count_status, events, id, import_certificate, ok_with, out, run_with,
+    self, Deployment, clients, config, count_status, events, hosted_zone, id, import_certificate, ok_with, out,
+    run_with,
 };
 
 fn expected_compute_census(d: &Deployment, certificate: bool) -> census::Census {
@@ -495,20 +496,7 @@ async fn compute_tier_with_a_certificate_redirects_to_https_and_aliases_the_doma
     let c = clients().await;
     let zone_name = format!("{}.example.com", d.name);
     let domain = format!("dash.{zone_name}");
-    let zone = c
-        .route53
-        .create_hosted_zone()
-        .name(&zone_name)
-        .caller_reference(&d.name)
-        .send()
-        .await
-        .unwrap();
-    let zone_id = zone
-        .hosted_zone()
-        .unwrap()
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_string();
+    let zone_id = hosted_zone(&c, &d, &zone_name).await;
     let cert = import_certificate(&c, &domain).await;
     let cfg = config(
         &d,

@@ -15,7 +15,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::census;
-use crate::common::{Deployment, ami, clients, events, show};
+use crate::common::{Deployment, ami, clients, events, hosted_zone, show};
 use crate::crash::check_converged;
 
 fn stderr(out: &Output) -> String {
@@ -60,20 +60,7 @@ async fn what_a_read_call_can_check_is_refused_before_anything_is_created() {
     let c = clients().await;
     let d = Deployment::new("pflt");
     let zone_name = format!("{}.example.com", d.name);
-    let zone = c
-        .route53
-        .create_hosted_zone()
-        .name(&zone_name)
-        .caller_reference(&d.name)
-        .send()
-        .await
-        .unwrap();
-    let zone_id = zone
-        .hosted_zone()
-        .unwrap()
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_string();
+    let zone_id = hosted_zone(&c, &d, &zone_name).await;
     let missing_cert = "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000";
     let good_ami = ami('A');
     // (case, config, --ami, extra flags, the field the error must name, text it must hold)

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use crate::census;
-use crate::common::{Deployment, ami, clients, config, id, import_certificate, out, run_with, show};
+use crate::common::{Deployment, ami, clients, config, hosted_zone, id, import_certificate, out, run_with, show};
 
 const LICENCE_ENV: &str = "PI_DEPLOY_TEST_VANISHED_LICENCE";
 const LICENCE: &str = "LICENCE-5678";
@@ -68,20 +68,7 @@ async fn a_vanished_deployment_is_planned_reported_and_created_again() {
     let c = clients().await;
     let zone_name = format!("{}.example.com", d.name);
     let domain = format!("dash.{zone_name}");
-    let zone = c
-        .route53
-        .create_hosted_zone()
-        .name(&zone_name)
-        .caller_reference(&d.name)
-        .send()
-        .await
-        .unwrap();
-    let zone_id = zone
-        .hosted_zone()
-        .unwrap()
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_string();
+    let zone_id = hosted_zone(&c, &d, &zone_name).await;
     let cert = import_certificate(&c, &domain).await;
     let cfg = config(
         &d,
