@@ -149,6 +149,40 @@ pub fn is_invalid_parameter(e: &ResourceError) -> bool {
     )
 }
 
+/// What a `RunInstances` dry run's answer says about the launch it describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DryRunAnswer {
+    /// `DryRunOperation`: EC2 would have launched it.
+    WouldSucceed,
+    /// EC2 refuses the launch itself; the config field to change.
+    Refused(&'static str),
+    /// The answer says nothing about the launch (no default VPC for a probe without a
+    /// subnet, a code this check does not know).
+    CannotJudge,
+}
+
+/// Classify a dry run's error code. Only codes that describe the launch itself refuse it:
+/// an unknown code is not a reason to stop a deployment before it starts.
+pub fn dry_run_answer(code: Option<&str>) -> DryRunAnswer {
+    let Some(code) = code else {
+        return DryRunAnswer::CannotJudge;
+    };
+    match code {
+        "DryRunOperation" => DryRunAnswer::WouldSucceed,
+        // An unsubscribed Marketplace image, an AMI that is not usable (yet).
+        "OptInRequired" | "PendingVerification" | "AuthFailure.OptInRequired" => DryRunAnswer::Refused("ami"),
+        c if c.starts_with("InvalidAMIID.") => DryRunAnswer::Refused("ami"),
+        "InvalidBlockDeviceMapping" => DryRunAnswer::Refused("root_volume_gib"),
+        c if c.starts_with("InvalidKeyPair.") => DryRunAnswer::Refused("key_pair"),
+        "Unsupported"
+        | "UnsupportedOperation"
+        | "InvalidParameterCombination"
+        | "InvalidParameterValue"
+        | "InvalidInstanceType" => DryRunAnswer::Refused("instance_type"),
+        _ => DryRunAnswer::CannotJudge,
+    }
+}
+
 /// The caller may not make this call (a read a pre-flight check can do without).
 pub fn is_denied(e: &ResourceError) -> bool {
     matches!(
@@ -252,6 +286,33 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dry_run_refuses_only_for_what_describes_the_launch() {
+        let cases = [
+            (Some("DryRunOperation"), DryRunAnswer::WouldSucceed),
+            (Some("OptInRequired"), DryRunAnswer::Refused("ami")),
+            (Some("InvalidAMIID.NotFound"), DryRunAnswer::Refused("ami")),
+            (
+                Some("InvalidBlockDeviceMapping"),
+                DryRunAnswer::Refused("root_volume_gib"),
+            ),
+            (Some("InvalidKeyPair.NotFound"), DryRunAnswer::Refused("key_pair")),
+            (Some("Unsupported"), DryRunAnswer::Refused("instance_type")),
+            (
+                Some("InvalidParameterCombination"),
+                DryRunAnswer::Refused("instance_type"),
+            ),
+            // No default VPC for a probe without a subnet: says nothing about the launch.
+            (Some("VPCIdNotSpecified"), DryRunAnswer::CannotJudge),
+            (Some("MissingInput"), DryRunAnswer::CannotJudge),
+            (Some("SomethingNew"), DryRunAnswer::CannotJudge),
+            (None, DryRunAnswer::CannotJudge),
+        ];
+        for (code, want) in cases {
+            assert_eq!(dry_run_answer(code), want, "{code:?}");
+        }
+    }
 
     #[test]
     fn classification_table() {

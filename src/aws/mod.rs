@@ -54,16 +54,27 @@ impl Intercept for CallCounter {
     // configuration (which holds its name) is applied. This one runs once per execution too.
     fn read_before_serialization(
         &self,
-        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
         _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(m) = cfg.load::<Metadata>() {
+            // A dry run changes nothing: counted apart, so a count of mutating calls (the
+            // tests' "no change made") does not see one.
+            let dry = context
+                .input()
+                .downcast_ref::<aws_sdk_ec2::operation::run_instances::RunInstancesInput>()
+                .is_some_and(|i| i.dry_run() == Some(true));
             *self
                 .0
                 .lock()
                 .unwrap()
-                .entry(format!("{}.{}", m.service(), m.name()))
+                .entry(format!(
+                    "{}.{}{}",
+                    m.service(),
+                    m.name(),
+                    if dry { ".DryRun" } else { "" }
+                ))
                 .or_default() += 1;
         }
         Ok(())

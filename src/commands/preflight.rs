@@ -4,7 +4,10 @@
 //! offered in both zones, configured zones exist, the key pair exists, the certificate is
 //! ISSUED and covers the domain, the hosted zone exists and holds the domain, the TLS
 //! policy exists, and RDS offers the DB class with the MariaDB engine version (Multi-AZ and
-//! gp3 when configured). Each problem is bad input: exit 2, naming the field and the fix.
+//! gp3 when configured), and, while the fleet does not exist yet, EC2 would launch one
+//! instance as the launch template describes it (a `RunInstances` dry run: an unsubscribed
+//! Marketplace image, a bad root mapping). Each problem is bad input: exit 2, naming the
+//! field and the fix.
 //!
 //! The lookups (`resources::preflight`) return plain facts; [`decide`] turns them into
 //! problems and warnings and is unit-tested on scripted facts, including what an emulator
@@ -20,7 +23,7 @@
 use super::{CmdError, Session};
 use crate::core::config::{Config, ConfigError};
 use crate::core::resource::ResourceError;
-use crate::resources::preflight::{self as lookup, DbOfferings, ImageFacts};
+use crate::resources::preflight::{self as lookup, DbOfferings, DryLaunch, ImageFacts, LaunchProbe};
 
 /// One looked-up fact.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +64,8 @@ pub struct Facts {
     /// the domain.
     pub certificate: Fact<Option<String>>,
     pub db: Fact<DbOfferings>,
+    /// EC2's answer to a dry run of one launch (asked once the AMI is known to be available).
+    pub launch: Fact<DryLaunch>,
 }
 
 /// What the facts mean: bad input (exit 2) and warnings.
@@ -224,6 +229,34 @@ pub fn decide(cfg: &Config, f: &Facts) -> Decision {
         decide_db(cfg, region, db, &mut d);
     }
     d.unchecked("the DB instance class and engine version", &f.db);
+
+    // The dry run is the catch-all after the specific checks: what they already named
+    // (a missing key pair, an instance type of the wrong architecture) is not said twice.
+    match &f.launch {
+        Fact::Known(DryLaunch::Refused { field, code, message }) if d.problems.is_empty() => {
+            let fix = match *field {
+                "ami" => format!(
+                    "subscribe this account to the Panintelligence image in the AWS Marketplace (or give an AMI it may launch in {region}), then run again"
+                ),
+                "root_volume_gib" => "raise root_volume_gib to at least the image's root snapshot size".to_string(),
+                "key_pair" => "create or import the key pair in this region, or omit key_pair".to_string(),
+                _ => format!(
+                    "choose an instance type this image and zone accept ({}), or another AMI",
+                    f.zones.join(", ")
+                ),
+            };
+            d.problem(
+                field,
+                format!("EC2 would refuse to launch the instances ({code}): {message}"),
+                fix,
+            );
+        }
+        Fact::Known(DryLaunch::CannotJudge(why)) => d.warnings.push(format!(
+            "EC2's launch dry run could not judge the launch ({why}): a launch EC2 refuses will show as a failed scaling activity instead"
+        )),
+        _ => {}
+    }
+    d.unchecked("the launch (RunInstances dry run)", &f.launch);
     d
 }
 
@@ -297,8 +330,38 @@ pub async fn gather(session: &Session, cfg: &Config, zones: &[String; 2]) -> Res
     let aws = session.aws.as_ref();
     let ami = cfg.ami.as_deref().unwrap_or_default();
     let https = cfg.certificate_arn.is_some();
+    // The dry run needs the image's root device; it runs right after that lookup, beside
+    // the others.
+    let image_then_launch = async {
+        let image = when(!ami.is_empty(), || lookup::image(aws, ami)).await?;
+        let launch = match image.known() {
+            // Asked while the fleet does not exist yet: a ready group has launched with these
+            // settings already (and `upgrade` asks for its new image itself).
+            Some(Some(facts)) if facts.state == "available" && !fleet_exists(&session.state) => {
+                let probe = LaunchProbe {
+                    ami: ami.to_string(),
+                    instance_type: cfg.instance_type.clone(),
+                    key_name: cfg.key_pair.clone(),
+                    root: facts.root_device_name.clone().map(|name| {
+                        (
+                            name,
+                            crate::resources::launch_template::root_volume_gib(
+                                cfg.root_volume_gib,
+                                facts.root_snapshot_gib,
+                            ),
+                        )
+                    }),
+                    subnet: app_subnet(&session.state),
+                    zone: zones[0].clone(),
+                };
+                fact(lookup::launch_dry_run(aws, &probe).await)?
+            }
+            _ => Fact::NotAsked,
+        };
+        Ok::<_, ResourceError>((image, launch))
+    };
     let (
-        image,
+        (image, launch),
         architectures,
         offered_in,
         available_zones,
@@ -308,7 +371,7 @@ pub async fn gather(session: &Session, cfg: &Config, zones: &[String; 2]) -> Res
         certificate,
         db,
     ) = futures::try_join!(
-        when(!ami.is_empty(), || lookup::image(aws, ami)),
+        image_then_launch,
         when(true, || lookup::instance_architectures(aws, &cfg.instance_type)),
         when(true, || lookup::zones_offering(aws, &cfg.instance_type, zones)),
         when(!cfg.availability_zones.is_empty(), || lookup::available_zones(aws)),
@@ -343,7 +406,25 @@ pub async fn gather(session: &Session, cfg: &Config, zones: &[String; 2]) -> Res
         ssl_policy_exists,
         certificate,
         db,
+        launch,
     })
+}
+
+/// Whether the Auto Scaling group is recorded ready.
+fn fleet_exists(state: &crate::core::state::State) -> bool {
+    state
+        .resources
+        .get("asg")
+        .is_some_and(|r| r.status == crate::core::state::Status::Ready)
+}
+
+/// A recorded app subnet (the instances' own), for the dry run once it exists.
+pub fn app_subnet(state: &crate::core::state::State) -> Option<String> {
+    state
+        .resources
+        .iter()
+        .filter(|(key, _)| key.starts_with("subnet-app"))
+        .find_map(|(_, r)| r.outputs.get("id").map(String::from))
 }
 
 /// Gather and decide: bad input is `CmdError::Input` (exit 2); each warning goes to `warn`.
@@ -401,6 +482,7 @@ mod tests {
                 state: "available".into(),
                 architecture: "x86_64".into(),
                 root_snapshot_gib: Some(8),
+                root_device_name: Some("/dev/xvda".into()),
             })),
             architectures: Fact::Known(vec!["x86_64".into()]),
             offered_in: Fact::Known(vec!["eu-west-1a".into(), "eu-west-1b".into()]),
@@ -419,7 +501,16 @@ mod tests {
                 ],
                 ..Default::default()
             }),
+            launch: Fact::Known(DryLaunch::WouldLaunch),
         }
+    }
+
+    fn refused(field: &'static str, code: &str) -> Fact<DryLaunch> {
+        Fact::Known(DryLaunch::Refused {
+            field,
+            code: code.into(),
+            message: "as AWS words it".into(),
+        })
     }
 
     fn fields(d: &Decision) -> Vec<&str> {
@@ -442,6 +533,7 @@ mod tests {
                     state: "deregistered".into(),
                     architecture: "x86_64".into(),
                     root_snapshot_gib: Some(8),
+                    root_device_name: Some("/dev/xvda".into()),
                 }))
             }),
             ("instance_type", |c, f| {
@@ -509,6 +601,14 @@ mod tests {
                     ..Default::default()
                 })
             }),
+            // What only a launch shows: EC2's dry run.
+            ("ami", |_, f| f.launch = refused("ami", "OptInRequired")),
+            ("root_volume_gib", |_, f| {
+                f.launch = refused("root_volume_gib", "InvalidBlockDeviceMapping")
+            }),
+            ("instance_type", |_, f| {
+                f.launch = refused("instance_type", "Unsupported")
+            }),
         ];
         for (field, change) in cases {
             let (mut c, mut f) = (cfg(), good());
@@ -548,6 +648,35 @@ mod tests {
         assert!(d.problems.is_empty(), "{d:?}");
         assert_eq!(d.warnings.len(), 1);
         assert!(d.warnings[0].contains("were not checked"), "{d:?}");
+    }
+
+    /// The dry run is the catch-all: a refusal an earlier check already named (here the
+    /// architecture) is not said twice, and an answer that says nothing only warns.
+    #[test]
+    fn the_launch_dry_run_adds_only_what_the_other_checks_did_not_say() {
+        let mut c = cfg();
+        c.instance_type = "t4g.medium".into();
+        let mut f = good();
+        f.architectures = Fact::Known(vec!["arm64".into()]);
+        f.launch = refused("instance_type", "InvalidParameterValue");
+        assert_eq!(fields(&decide(&c, &f)), vec!["instance_type"]);
+
+        let mut f = good();
+        f.launch = refused("ami", "OptInRequired");
+        let d = decide(&cfg(), &f);
+        assert!(d.problems[0].problem.contains("OptInRequired"), "{d:?}");
+        assert!(d.problems[0].fix.contains("Marketplace"), "{d:?}");
+
+        let mut f = good();
+        f.launch = Fact::Known(DryLaunch::CannotJudge("no default VPC".into()));
+        let d = decide(&cfg(), &f);
+        assert!(d.problems.is_empty(), "{d:?}");
+        assert!(d.warnings[0].contains("no default VPC"), "{d:?}");
+
+        let mut f = good();
+        f.launch = Fact::Unchecked("UnauthorizedOperation".into());
+        let d = decide(&cfg(), &f);
+        assert!(d.problems.is_empty() && d.warnings[0].contains("dry run"), "{d:?}");
     }
 
     /// AWS refuses a launch whose root volume is smaller than the image's root snapshot: the

@@ -64,6 +64,7 @@ pub async fn run(global: &GlobalArgs, args: &UpgradeArgs, events: Arc<dyn EventS
         return run.abort(&fleet).await;
     };
     let root = check_ami(&aws, ami).await?;
+    check_launch(&aws, &cfg, ami, &root, &run.session.state, &events).await?;
     if let Some(message) = launch_template::root_volume_note(ami, cfg.root_volume_gib, root.snapshot_gib) {
         events.emit(Event::Warning { message });
     }
@@ -151,6 +152,62 @@ async fn check_ami(aws: &crate::resources::Aws, ami: &str) -> Result<launch_temp
             e.hint
                 .unwrap_or_else(|| "give the id of the new Panintelligence image in this region".into()),
         )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// EC2 must accept a launch of the new image as the launch template will describe it (a
+/// `RunInstances` dry run in one of the fleet's subnets): an image this account may not
+/// launch (OptInRequired for an unsubscribed Marketplace product) is refused here, exit 2,
+/// instead of after the swap's first launch failed. A dry run the caller may not make, or
+/// an answer that says nothing about the launch, only warns.
+async fn check_launch(
+    aws: &crate::resources::Aws,
+    cfg: &Config,
+    ami: &str,
+    root: &launch_template::RootDevice,
+    state: &State,
+    events: &Arc<dyn EventSink>,
+) -> Result<(), CmdError> {
+    use crate::resources::preflight::{DryLaunch, LaunchProbe, launch_dry_run};
+    let Some(subnet) = super::preflight::app_subnet(state) else {
+        return Ok(());
+    };
+    let probe = LaunchProbe {
+        ami: ami.to_string(),
+        instance_type: cfg.instance_type.clone(),
+        key_name: cfg.key_pair.clone(),
+        root: Some((
+            root.name.clone(),
+            launch_template::root_volume_gib(cfg.root_volume_gib, root.snapshot_gib),
+        )),
+        subnet: Some(subnet),
+        zone: String::new(),
+    };
+    let warn = |why: String| {
+        events.emit(Event::Warning {
+            message: format!("the launch of {ami} was not checked before the swap: {why}"),
+        })
+    };
+    match launch_dry_run(aws, &probe).await {
+        Ok(DryLaunch::WouldLaunch) => Ok(()),
+        Ok(DryLaunch::Refused { field, code, message }) => Err(CmdError::input(
+            if field == "ami" { "--ami" } else { field },
+            format!("EC2 would refuse to launch {ami} ({code}): {message}"),
+            if field == "ami" {
+                "subscribe this account to the image's AWS Marketplace product (or give an image it may launch), then run again".to_string()
+            } else {
+                format!("change {field} in the config, or give another image")
+            },
+        )),
+        Ok(DryLaunch::CannotJudge(why)) => {
+            warn(why);
+            Ok(())
+        }
+        Err(e) if crate::aws::error::is_denied(&e) => {
+            warn(e.message);
+            Ok(())
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -15,6 +15,8 @@ pub struct ImageFacts {
     pub architecture: String,
     /// The size of its root snapshot, when it says (the root volume is raised to it).
     pub root_snapshot_gib: Option<i32>,
+    /// Its RootDeviceName (`/dev/xvda`), where the launch template maps the root volume.
+    pub root_device_name: Option<String>,
 }
 
 /// The AMI as this account sees it in the region.
@@ -35,7 +37,105 @@ pub async fn image(aws: &Aws, ami: &str) -> Result<Option<ImageFacts>, ResourceE
         state: i.state().map_or("unknown", |s| s.as_str()).to_string(),
         architecture: i.architecture().map_or("unknown", |a| a.as_str()).to_string(),
         root_snapshot_gib: super::launch_template::root_snapshot_gib(i),
+        root_device_name: i.root_device_name().map(String::from),
     }))
+}
+
+/// The launch the Auto Scaling group will make, as far as it is known before anything is
+/// created: what a `RunInstances` dry run is asked about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaunchProbe {
+    pub ami: String,
+    pub instance_type: String,
+    pub key_name: Option<String>,
+    /// The root device's name and the size the launch template will give it.
+    pub root: Option<(String, i32)>,
+    /// One of the deployment's app subnets once it exists (day 2); before, the zone alone
+    /// (EC2 then uses the default VPC, if the account has one).
+    pub subnet: Option<String>,
+    pub zone: String,
+}
+
+/// What EC2 says about a launch it was only asked to check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DryLaunch {
+    WouldLaunch,
+    /// EC2 refuses it: the config field to change, AWS's code and message.
+    Refused {
+        field: &'static str,
+        code: String,
+        message: String,
+    },
+    /// The answer says nothing about the launch (why, for the warning).
+    CannotJudge(String),
+}
+
+/// A `RunInstances` dry run of one instance as the launch template describes it (IMDSv2,
+/// the encrypted gp3 root volume): catches an unsubscribed Marketplace image
+/// (OptInRequired), a bad block device mapping or an instance type the image or zone
+/// refuses before anything is created, instead of as failed scaling activities later.
+/// AccessDenied (`UnauthorizedOperation`) is an error here: the caller makes it a warning.
+pub async fn launch_dry_run(aws: &Aws, probe: &LaunchProbe) -> Result<DryLaunch, ResourceError> {
+    use crate::aws::error::{DryRunAnswer, dry_run_answer};
+    use aws_sdk_ec2::types::{
+        BlockDeviceMapping, EbsBlockDevice, HttpTokensState, InstanceMetadataOptionsRequest, Placement, VolumeType,
+    };
+    let mut req = aws
+        .clients
+        .ec2
+        .run_instances()
+        .dry_run(true)
+        .image_id(&probe.ami)
+        .instance_type(probe.instance_type.as_str().into())
+        .min_count(1)
+        .max_count(1)
+        .set_key_name(probe.key_name.clone())
+        .metadata_options(
+            InstanceMetadataOptionsRequest::builder()
+                .http_tokens(HttpTokensState::Required)
+                .build(),
+        );
+    req = match &probe.subnet {
+        Some(subnet) => req.subnet_id(subnet),
+        None => req.placement(Placement::builder().availability_zone(&probe.zone).build()),
+    };
+    if let Some((device, gib)) = &probe.root {
+        req = req.block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name(device)
+                .ebs(
+                    EbsBlockDevice::builder()
+                        .volume_type(VolumeType::Gp3)
+                        .volume_size(*gib)
+                        .encrypted(true)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    let e = match req
+        .send()
+        .await
+        .map_err(err("asking EC2 (dry run) whether it would launch the instances"))
+    {
+        // A dry run never launches; an answer without an error still means "would launch".
+        Ok(_) => return Ok(DryLaunch::WouldLaunch),
+        Err(e) => e,
+    };
+    if crate::aws::error::is_denied(&e) {
+        return Err(e);
+    }
+    Ok(match dry_run_answer(e.code.as_deref()) {
+        DryRunAnswer::WouldSucceed => DryLaunch::WouldLaunch,
+        DryRunAnswer::Refused(field) => DryLaunch::Refused {
+            field,
+            code: e.code.clone().unwrap_or_default(),
+            message: e.message,
+        },
+        DryRunAnswer::CannotJudge if e.is(ErrorClass::Throttled) || e.is(ErrorClass::Transient) => return Err(e),
+        DryRunAnswer::CannotJudge => DryLaunch::CannotJudge(e.message),
+    })
 }
 
 /// The architectures an instance type runs (`x86_64`, `arm64`); empty when EC2 does not

@@ -623,3 +623,10 @@ pub async fn import_certificate(c: &Clients, domain: &str) -> String {
         .unwrap();
     imported.certificate_arn().unwrap().to_string()
 }
+
+/// Whether a call-count key (`EC2.DescribeVpcs`, as PI_DEPLOY_CALL_COUNTS writes them) is a
+/// call that changes nothing: a read, or a dry run (`EC2.RunInstances.DryRun`).
+pub fn is_read_only(op: &str) -> bool {
+    let name = op.rsplit('.').next().unwrap_or(op);
+    name == "DryRun" || ["Describe", "Get", "List", "Head"].iter().any(|p| name.starts_with(p))
+}

@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use crate::common::{Deployment, ami, clients, config, events, id, import_certificate, ok_with, run_with, show};
+use crate::common::{
+    Deployment, ami, clients, config, events, id, import_certificate, is_read_only, ok_with, run_with, show,
+};
 
 /// The changes `plan --json` lists for `key`, as (attribute, old, new, action).
 fn planned(plan: &serde_json::Value, key: &str) -> Vec<(String, String, String, String)> {
@@ -112,11 +114,7 @@ async fn compute_settings_are_planned_applied_read_back_and_drift_is_repaired() 
     assert!(changed_keys(&events(&out)).is_empty(), "{}", show(&out));
     let calls: std::collections::BTreeMap<String, u64> =
         serde_json::from_slice(&std::fs::read(&counts).unwrap()).unwrap();
-    let reads = ["Describe", "Get", "List", "Head"];
-    let writes: Vec<&String> = calls
-        .keys()
-        .filter(|op| !reads.iter().any(|r| op.rsplit('.').next().unwrap_or(op).starts_with(r)))
-        .collect();
+    let writes: Vec<&String> = calls.keys().filter(|op| !is_read_only(op)).collect();
     assert!(writes.is_empty(), "a no-change up made mutating calls: {writes:?}");
     eprintln!(
         "no-change up: {} read calls in {:.2} s (moto): {calls:?}",

@@ -15,7 +15,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::census;
-use crate::common::{Deployment, ami, clients, events, hosted_zone, show};
+use crate::common::{Deployment, ami, clients, events, hosted_zone, is_read_only, show};
 use crate::crash::check_converged;
 
 fn stderr(out: &Output) -> String {
@@ -28,11 +28,6 @@ fn operations(path: &Path) -> Vec<String> {
         .and_then(|b| serde_json::from_slice::<BTreeMap<String, u64>>(&b).ok())
         .map(|m| m.into_keys().collect())
         .unwrap_or_default()
-}
-
-fn is_read_only(op: &str) -> bool {
-    let name = op.rsplit('.').next().unwrap_or(op);
-    ["Describe", "Get", "List", "Head"].iter().any(|p| name.starts_with(p))
 }
 
 fn keys(state: &serde_json::Value) -> BTreeSet<String> {
@@ -153,6 +148,12 @@ async fn what_a_read_call_can_check_is_refused_before_anything_is_created() {
             );
             let ops = operations(&calls);
             assert!(!ops.is_empty(), "{name}: the checks made no AWS call");
+            // With an image that exists, EC2 is asked (dry run) whether it would launch it.
+            assert_eq!(
+                ops.iter().any(|o| o.ends_with("RunInstances.DryRun")),
+                *ami == good_ami.as_str(),
+                "{name} / {command}: the launch dry run: {ops:?}"
+            );
             let mutating: Vec<&String> = ops.iter().filter(|o| !is_read_only(o)).collect();
             assert!(mutating.is_empty(), "{name} / {command}: mutating calls {mutating:?}");
             assert!(!d.state_exists(), "{name} / {command}: a state was written");

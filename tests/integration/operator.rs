@@ -90,8 +90,7 @@ fn operations(path: &Path) -> Vec<String> {
 }
 
 fn is_read_only(op: &str) -> bool {
-    let name = op.rsplit('.').next().unwrap_or(op);
-    ["Describe", "Get", "List", "Head"].iter().any(|p| name.starts_with(p)) || op == "STS.GetCallerIdentity"
+    common::is_read_only(op) || op == "STS.GetCallerIdentity"
 }
 
 #[tokio::test(flavor = "multi_thread")]
