@@ -105,7 +105,15 @@ fn parse_max_parallel(s: &str) -> Result<usize, String> {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build every resource of the architecture; creates only what is missing.
-    #[command(after_help = "Example:\n  pi-deploy up --deployment pi --ami ami-0123456789abcdef0")]
+    #[command(
+        after_help = "Run again, it brings the live deployment to the config: settings changed in place, \
+                            what the config no longer wants deleted. A change to what the instances boot with \
+                            (--ami, instance_type, root_volume_gib, key_pair, the licence) rolls them blue/green \
+                            as `upgrade` does; `plan` shows it first.\n\n\
+                            Examples:\n  \
+                            pi-deploy up --deployment pi --ami ami-0123456789abcdef0\n  \
+                            pi-deploy up --deployment pi --ami ami-0fedcba9876543210   # a new image: a roll"
+    )]
     Up(UpArgs),
     /// Show what `up` would do, resource by resource and attribute by attribute; changes nothing.
     #[command(
@@ -140,6 +148,10 @@ pub enum Command {
                             healthy behind the load balancer. If a new instance is not healthy within \
                             scaling.upgrade_health_timeout_seconds, the upgrade rolls back and exits 1. An interrupted \
                             upgrade resumes when run again with the same --ami, or is rolled back with --abort.\n\n\
+                            `up --ami` makes the same swap (and rolls any other change to what the instances \
+                            boot with); `upgrade` is the explicit name: it asks first, changes nothing else, and \
+                            has --abort. An image an upgrade replaced is not brought back by a later `up` whose \
+                            config still names it: go back with `upgrade --ami <old image>`.\n\n\
                             Examples:\n  \
                             pi-deploy upgrade --deployment pi --ami ami-0fedcba9876543210\n  \
                             pi-deploy upgrade --deployment pi --ami ami-0fedcba9876543210 --yes --json\n  \

@@ -418,6 +418,24 @@ pub fn refuse_changes(changes: &[(String, crate::core::diff::Change)]) -> Result
     ))
 }
 
+/// An image change made by `upgrade --ami` (or `up --ami`) is not undone by `up` with a
+/// config (or an `--ami`) that still names the image it replaced, as scripts and config
+/// files tend to: the running image stays the desired one, and going back is explicit
+/// (`upgrade --ami` the old image). Returns the warning to show. Any other image is
+/// followed (a roll).
+pub fn keep_upgraded_ami(cfg: &mut Config, state: &State) -> Option<String> {
+    let outputs = &state.resources.get("launch-template")?.outputs;
+    let (running, replaced) = (outputs.get("ami")?, outputs.get("replaced_ami")?);
+    let configured = cfg.ami.clone()?;
+    if configured != replaced || running == replaced {
+        return None;
+    }
+    cfg.ami = Some(running.to_string());
+    Some(format!(
+        "ami {configured} was replaced by {running} (an upgrade): keeping {running}; set ami = \"{running}\" in the config to say so, or run `pi-deploy upgrade --ami {configured}` to go back"
+    ))
+}
+
 /// The desired architecture as a validated graph.
 pub fn desired_graph(cfg: &Config, region: &str, zones: [String; 2]) -> Result<Graph, CmdError> {
     let nodes = spec::build(&SpecInput {
@@ -494,4 +512,63 @@ pub fn existing_graph(desired: &Graph, state: &State) -> Graph {
             .collect();
         Graph::new(nodes).expect("a graph without recorded edges is acyclic")
     })
+}
+
+#[cfg(test)]
+mod keep_ami_tests {
+    use super::*;
+    use crate::core::resource::Outputs;
+    use crate::core::spec::Kind;
+    use crate::core::state::{Identity, ResourceRecord, Status};
+
+    fn state(outputs: Outputs) -> State {
+        let mut st = State::new(&Identity {
+            deployment: "pi".into(),
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+            partition: "aws".into(),
+        });
+        st.resources.insert(
+            "launch-template".into(),
+            ResourceRecord {
+                kind: Kind::LaunchTemplate,
+                status: Status::Ready,
+                client_token: "t".into(),
+                outputs,
+                deps: vec![],
+                settings: Default::default(),
+                updated_at: chrono::Utc::now(),
+            },
+        );
+        st
+    }
+
+    fn cfg(ami: &str) -> Config {
+        Config {
+            ami: Some(ami.into()),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn an_upgrade_is_not_undone_by_a_config_naming_the_image_it_replaced() {
+        let upgraded = state(Outputs::new().with("ami", "ami-b").with("replaced_ami", "ami-a"));
+        let mut c = cfg("ami-a");
+        let warning = keep_upgraded_ami(&mut c, &upgraded).expect("a warning");
+        assert_eq!(c.ami.as_deref(), Some("ami-b"));
+        assert!(warning.contains("upgrade --ami ami-a"), "{warning}");
+        // Another image is followed (a roll); the running one needs nothing.
+        for other in ["ami-c", "ami-b"] {
+            let mut c = cfg(other);
+            assert_eq!(keep_upgraded_ami(&mut c, &upgraded), None);
+            assert_eq!(c.ami.as_deref(), Some(other));
+        }
+        // Never upgraded: the config rules.
+        let mut c = cfg("ami-a");
+        assert_eq!(
+            keep_upgraded_ami(&mut c, &state(Outputs::new().with("ami", "ami-b"))),
+            None
+        );
+        assert_eq!(c.ami.as_deref(), Some("ami-a"));
+    }
 }

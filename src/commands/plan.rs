@@ -34,6 +34,9 @@ pub async fn run(global: &GlobalArgs, plan_args: &PlanArgs, events: Arc<dyn Even
     }
     validate(&cfg, Purpose::Up)?;
     let mut session = open_session(&cfg, global, "plan", events).await?;
+    if let Some(message) = super::keep_upgraded_ami(&mut cfg, &session.state) {
+        session.events.emit(crate::core::event::Event::Warning { message });
+    }
     let result = plan_session(&mut session, &cfg, global.max_parallel, global.json).await;
     session.aws.clients.dump_call_counts();
     let steps = result?;

@@ -74,9 +74,11 @@ pub struct StatusReport {
 }
 
 pub async fn run(global: &GlobalArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
-    let cfg = load_config(global)?;
+    let mut cfg = load_config(global)?;
     validate(&cfg, Purpose::Other)?;
     let mut session = open_session(&cfg, global, "status", events).await?;
+    // As `up` judges it: an image an upgrade replaced is not drift (`up` would keep it).
+    let _ = super::keep_upgraded_ami(&mut cfg, &session.state);
     let result = collect(&mut session, &cfg).await;
     session.aws.clients.dump_call_counts();
     let report = result?;

@@ -35,13 +35,16 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     let started = Instant::now();
     let mut session = open_session(&cfg, global, "up", events.clone()).await?;
     refuse_during_upgrade(&session.state)?;
+    if let Some(message) = super::keep_upgraded_ami(&mut cfg, &session.state) {
+        events.emit(Event::Warning { message });
+    }
     let zones = resolve_zones(&mut session, &cfg).await?;
     // Everything a read call can check, before the first write or create (exit 2).
     super::preflight::check(&session, &cfg, &zones, |message| {
         events.emit(Event::Warning { message })
     })
     .await?;
-    let graph = Arc::new(desired_graph(&cfg, &session.aws.env.region, zones)?);
+    let graph = Arc::new(desired_graph(&cfg, &session.aws.env.region, zones.clone())?);
     let cloud = Arc::new(AwsCloud {
         aws: session.aws.clone(),
     });
@@ -59,7 +62,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     // Day 2: read every recorded resource (read-only, concurrently), then refuse what `up`
     // will not do before the first change.
     let limits = Limits::from(global);
-    let observed = plan::observe(&graph, &session.state, cloud.as_ref(), limits.concurrency)
+    let mut observed = plan::observe(&graph, &session.state, cloud.as_ref(), limits.concurrency)
         .await
         .map_err(|(key, e)| {
             CmdError::from(e.with_hint(format!("could not read `{key}` from AWS; run `pi-deploy up` again")))
@@ -68,10 +71,22 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     refuse_changes(
         &pending_changes
             .iter()
-            .filter(|(_, c)| c.action != ChangeAction::Update)
+            .filter(|(k, c)| c.action != ChangeAction::Update && !is_roll(k, c))
             .cloned()
             .collect::<Vec<_>>(),
     )?;
+    // What the instances boot with changed: the executor leaves the launch template to the
+    // roll that follows it (a new version, then the blue/green swap).
+    let roll: Vec<String> = pending_changes
+        .iter()
+        .filter(|(k, c)| is_roll(k, c))
+        .map(|(_, c)| format!("{}: {} -> {}", c.attribute, c.old, c.new))
+        .collect();
+    if !roll.is_empty()
+        && let Some(crate::core::resource::Observed::Present(live)) = observed.get_mut(LAUNCH_TEMPLATE)
+    {
+        live.clear();
+    }
     let unwanted = plan::unwanted(&graph, &session.state);
 
     // The lineage and the resolved zones are on disk before the first create call.
@@ -118,7 +133,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     let phases: Arc<dyn EventSink> = Arc::new(PhaseTracker::new(events.clone(), started.into_std(), progress));
     let store: Arc<dyn StateStore> = Arc::new(session.state_file);
     let executor = Executor {
-        cloud,
+        cloud: cloud.clone(),
         store: store.clone(),
         events: phases,
         limits,
@@ -147,6 +162,33 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
         state_write_failed = state_write_failed.or(gone.state_write_failed);
         state = gone.state;
     }
+    // The roll, once everything it launches into is converged.
+    let mut roll_error = None;
+    let mut rolled = 0;
+    if !roll.is_empty() && failed.is_empty() && !cancelled && skipped == 0 && state_write_failed.is_none() {
+        events.emit(Event::Warning {
+            message: format!(
+                "rolling the instances (blue/green, one at a time behind the load balancer): {}",
+                roll.join("; ")
+            ),
+        });
+        let digest = launch_digest(&graph, &state, &cloud);
+        match super::upgrade::roll_for_up(
+            session.aws.clone(),
+            &cfg,
+            zones,
+            &mut state,
+            store.as_ref(),
+            events.clone(),
+            started,
+            &digest,
+        )
+        .await
+        {
+            Ok(n) => rolled = n,
+            Err(e) => roll_error = Some(e),
+        }
+    }
     state.outputs = outputs(&state);
     state.serial += 1;
     let saved = store.save(&state);
@@ -157,12 +199,20 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     counts.insert("unchanged".to_string(), outcome.unchanged.len());
     counts.insert("failed".to_string(), failed.len());
     counts.insert("skipped".to_string(), skipped);
+    if rolled > 0 {
+        counts.insert("rolled".to_string(), rolled);
+    }
     let error = if let Some(why) = &state_write_failed {
         Some(super::state_write_failed(why))
     } else if let Some((key, e)) = failed.first() {
         Some(format!("{key}: {e}"))
     } else if cancelled {
         Some("interrupted; run `pi-deploy up` again to resume".to_string())
+    } else if let Some(e) = &roll_error {
+        Some(match e {
+            CmdError::Failed { message, .. } | CmdError::Refused { message, .. } => message.clone(),
+            other => format!("the roll failed: {other:?}"),
+        })
     } else {
         saved.as_ref().err().cloned()
     };
@@ -178,6 +228,13 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
         },
         error: error.clone(),
     });
+    if let Some(CmdError::Failed { message, hint, .. } | CmdError::Refused { message, hint }) = roll_error {
+        return Err(CmdError::Failed {
+            message,
+            hint,
+            reported: true,
+        });
+    }
     let hint = if state_write_failed.is_some() {
         super::STATE_WRITE_HINT
     } else if failed.is_empty() {
@@ -223,6 +280,28 @@ fn live_changes(
         );
     }
     out
+}
+
+const LAUNCH_TEMPLATE: &str = "launch-template";
+
+/// A change `up` carries out by rolling the instances: the launch template's.
+fn is_roll(key: &str, c: &crate::core::diff::Change) -> bool {
+    key == LAUNCH_TEMPLATE && c.action == ChangeAction::Roll
+}
+
+/// A digest of the launch template's desired settings with the recorded ids: names the
+/// roll's new version (its client token), the same on a resumed run of the same change.
+fn launch_digest(graph: &Graph, state: &State, cloud: &AwsCloud) -> String {
+    let Some(spec) = graph.get(LAUNCH_TEMPLATE) else {
+        return String::new();
+    };
+    let deps = spec
+        .deps
+        .iter()
+        .filter_map(|d| state.resources.get(d).map(|r| (d.clone(), r.outputs.clone())))
+        .collect();
+    let desired = cloud.desired(spec, &deps);
+    crate::resources::launch_template::user_data_digest(format!("{desired:?}").as_bytes())
 }
 
 /// `up` must not run against a blue/green upgrade that a killed or failed run left in

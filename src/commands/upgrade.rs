@@ -15,18 +15,18 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{CmdError, Session, desired_graph, load_config, open_session, resolve_zones, validate};
+use super::{CmdError, desired_graph, load_config, open_session, resolve_zones, validate};
 use crate::aws::wait::Backoff;
 use crate::cli::{GlobalArgs, UpgradeArgs};
 use crate::core::config::{Config, Purpose, is_ami_id};
 use crate::core::event::{Event, EventSink};
+use crate::core::executor::StateStore;
 use crate::core::resource::{ErrorClass, Outputs, ResourceError};
 use crate::core::spec::Props;
 use crate::core::state::{State, Status};
 use crate::core::upgrade::{self, Fleet, Plan, Step, SwapFailure, UpgradeRecord};
 use crate::resources::fleet::AwsFleet;
 use crate::resources::launch_template::{self, TemplateInputs, TemplateRefs};
-use crate::state_backend::StateBackend;
 
 const LAUNCH_TEMPLATE: &str = "launch-template";
 const GROUP: &str = "asg";
@@ -47,15 +47,14 @@ pub async fn run(global: &GlobalArgs, args: &UpgradeArgs, events: Arc<dyn EventS
     let started = Instant::now();
     let mut session = open_session(&cfg, global, "upgrade", events.clone()).await?;
     let ids = Ids::from_state(&session.state, &cfg.deployment)?;
+    let zones = resolve_zones(&mut session, &cfg).await?;
     let aws = session.aws.clone();
-    let fleet = AwsFleet {
-        aws: &aws,
-        group: ids.group.clone(),
-        launch_template_id: ids.launch_template.clone(),
-        target_group_arn: ids.target_group.clone(),
-    };
+    let fleet = ids.fleet(&aws);
     let mut run = Run {
-        session: &mut session,
+        aws: aws.clone(),
+        state: &mut session.state,
+        store: &session.state_file,
+        zones,
         events: events.clone(),
         started,
         cfg: &cfg,
@@ -64,12 +63,12 @@ pub async fn run(global: &GlobalArgs, args: &UpgradeArgs, events: Arc<dyn EventS
         return run.abort(&fleet).await;
     };
     let root = check_ami(&aws, ami).await?;
-    check_launch(&aws, &cfg, ami, &root, &run.session.state, &events).await?;
+    check_launch(&aws, &cfg, ami, &root, run.state, &events).await?;
     if let Some(message) = launch_template::root_volume_note(ami, cfg.root_volume_gib, root.snapshot_gib) {
         events.emit(Event::Warning { message });
     }
 
-    let rec = match run.session.state.upgrade.clone() {
+    let rec = match run.state.upgrade.clone() {
         Some(rec) if rec.ami != ami => {
             return Err(CmdError::Refused {
                 message: format!(
@@ -93,7 +92,7 @@ pub async fn run(global: &GlobalArgs, args: &UpgradeArgs, events: Arc<dyn EventS
             });
             rec
         }
-        None => match prepare(&fleet, &run.session.state, ami).await? {
+        None => match prepare(&fleet, run.state, ami, None).await? {
             None => return run.nothing_to_do(ami),
             Some(rec) => {
                 confirm(global, &cfg.deployment, &rec)?;
@@ -110,15 +109,74 @@ pub async fn run(global: &GlobalArgs, args: &UpgradeArgs, events: Arc<dyn EventS
     run.finish(&fleet, outcome).await
 }
 
+/// `up`'s roll: what the instances boot with differs from the launch template's default
+/// version (the template's `roll` attributes). The same swap as `upgrade`: a new version with
+/// the config's complete launch data, the instances replaced one at a time behind the load
+/// balancer, health-gated, rolled back on failure, every step recorded (a run killed midway
+/// is finished by `pi-deploy upgrade --ami <ami>` or rolled back with `--abort`, as the
+/// refusal of the next `up` says). `launch_digest` names the new launch settings (the
+/// version's client token follows it). Returns how many instances were replaced.
+#[allow(clippy::too_many_arguments)]
+pub async fn roll_for_up(
+    aws: Arc<crate::resources::Aws>,
+    cfg: &Config,
+    zones: [String; 2],
+    state: &mut State,
+    store: &dyn StateStore,
+    events: Arc<dyn EventSink>,
+    started: Instant,
+    launch_digest: &str,
+) -> Result<usize, CmdError> {
+    let ami = cfg.ami.clone().unwrap_or_default();
+    let ids = Ids::from_state(state, &cfg.deployment)?;
+    let fleet = ids.fleet(&aws);
+    let mut run = Run {
+        aws: aws.clone(),
+        state,
+        store,
+        zones,
+        events,
+        started,
+        cfg,
+    };
+    let Some(rec) = prepare(&fleet, run.state, &ami, Some(launch_digest)).await? else {
+        return Ok(0);
+    };
+    let rec = run.create_version(&fleet, rec, &ami).await?;
+    match run.swap(&fleet, rec).await {
+        Ok(rec) => {
+            run.complete(&fleet, &rec).await?;
+            Ok(rec.new_instances.len())
+        }
+        Err(f) => {
+            let (message, hint) = run.settle(f)?;
+            Err(CmdError::Failed {
+                message: message.replacen("upgrade to", "roll to", 1),
+                hint: Some(hint),
+                reported: false,
+            })
+        }
+    }
+}
+
 /// The recorded ids the upgrade acts on.
-struct Ids {
+pub struct Ids {
     group: String,
     launch_template: String,
     target_group: String,
 }
 
 impl Ids {
-    fn from_state(state: &State, deployment: &str) -> Result<Self, CmdError> {
+    pub fn fleet<'a>(&self, aws: &'a crate::resources::Aws) -> AwsFleet<'a> {
+        AwsFleet {
+            aws,
+            group: self.group.clone(),
+            launch_template_id: self.launch_template.clone(),
+            target_group_arn: self.target_group.clone(),
+        }
+    }
+
+    pub fn from_state(state: &State, deployment: &str) -> Result<Self, CmdError> {
         let ready = |key: &str| {
             state
                 .resources
@@ -213,18 +271,36 @@ async fn check_launch(
 }
 
 /// The record of a new upgrade, or `None` when the group already launches `ami` and every
-/// instance runs it.
-async fn prepare(fleet: &AwsFleet<'_>, state: &State, ami: &str) -> Result<Option<UpgradeRecord>, CmdError> {
+/// instance runs it. `relaunch`: what the instances boot with changes beyond the image (a
+/// digest of the new launch settings): every instance is replaced from a new version.
+async fn prepare(
+    fleet: &AwsFleet<'_>,
+    state: &State,
+    ami: &str,
+    relaunch: Option<&str>,
+) -> Result<Option<UpgradeRecord>, CmdError> {
     let group = fleet.group().await?;
     let current = fleet.resolve_version(group.version.as_deref()).await?;
     let current_ami = fleet.version_image(&current).await?;
-    let launches_it = current_ami.as_deref() == Some(ami);
-    if launches_it && upgrade::runs_everywhere(&group, ami) {
+    let launches_it = current_ami.as_deref() == Some(ami) && relaunch.is_none();
+    if launches_it && upgrade::runs_everywhere(&group, ami, &current) {
         return Ok(None);
     }
-    // Stable across a resumed run, distinct for each (AMI, replaced version) pair.
-    let token = state.client_token(&format!("upgrade:{ami}:from-{current}"));
-    let mut rec = UpgradeRecord::new(ami, current_ami, &fleet.launch_template_id, &current, token, &group);
+    // Stable across a resumed run, distinct for each (AMI, launch settings, replaced
+    // version).
+    let token = match relaunch {
+        None => state.client_token(&format!("upgrade:{ami}:from-{current}")),
+        Some(digest) => state.client_token(&format!("roll:{ami}:{digest}:from-{current}")),
+    };
+    let mut rec = UpgradeRecord::new(
+        ami,
+        current_ami,
+        &fleet.launch_template_id,
+        &current,
+        token,
+        &group,
+        relaunch.is_some(),
+    );
     if launches_it {
         // The group already launches this AMI (e.g. back to it after a rollback): replace
         // the other instances without a new version.
@@ -266,7 +342,11 @@ fn confirm(global: &GlobalArgs, deployment: &str, rec: &UpgradeRecord) -> Result
 
 /// The ids and ARNs the launch template refers to, from the records of the resources the
 /// spec names for it.
-fn template_refs(state: &State, cfg: &Config, zones: [String; 2]) -> Result<TemplateRefs, CmdError> {
+fn template_refs(
+    state: &State,
+    cfg: &Config,
+    zones: [String; 2],
+) -> Result<(TemplateRefs, crate::core::spec::InstanceSettings), CmdError> {
     let graph = desired_graph(cfg, &state.region, zones)?;
     let Some(Props::LaunchTemplate {
         profile,
@@ -274,6 +354,7 @@ fn template_refs(state: &State, cfg: &Config, zones: [String; 2]) -> Result<Temp
         file_system,
         db,
         licence,
+        instance,
         ..
     }) = graph.get(LAUNCH_TEMPLATE).map(|n| &n.props)
     else {
@@ -295,27 +376,34 @@ fn template_refs(state: &State, cfg: &Config, zones: [String; 2]) -> Result<Temp
             })
     };
     let req = |key: &str, name: &str| -> Result<String, CmdError> { Ok(outputs(key)?.require(name)?.to_string()) };
-    Ok(TemplateRefs {
+    let refs = TemplateRefs {
         profile_arn: req(profile, "arn")?,
         security_group_ids: security_groups.iter().map(|k| req(k, "id")).collect::<Result<_, _>>()?,
         file_system_id: req(file_system, "id")?,
         db_secret_arn: req(db, "secret_arn")?,
         licence_secret_arn: licence.as_deref().map(|k| req(k, "id")).transpose()?,
-    })
+    };
+    Ok((refs, instance.clone()))
 }
 
-/// One run's session, events and clock.
+/// One run's state, where it is kept, its events and clock.
 struct Run<'a> {
-    session: &'a mut Session,
+    aws: Arc<crate::resources::Aws>,
+    state: &'a mut State,
+    store: &'a dyn StateStore,
+    zones: [String; 2],
     events: Arc<dyn EventSink>,
     started: Instant,
     cfg: &'a Config,
 }
 
-fn save(state: &mut State, file: &StateBackend) -> Result<(), CmdError> {
+fn save(state: &mut State, store: &dyn StateStore) -> Result<(), CmdError> {
     state.serial += 1;
-    file.write(state)?;
-    Ok(())
+    store.save(state).map_err(|why| CmdError::Failed {
+        message: super::state_write_failed(&why),
+        hint: Some(super::STATE_WRITE_HINT.into()),
+        reported: false,
+    })
 }
 
 impl Run<'_> {
@@ -350,7 +438,7 @@ impl Run<'_> {
         self.events.emit(Event::RunStarted {
             command: "upgrade".into(),
             deployment: self.cfg.deployment.clone(),
-            region: self.session.aws.env.region.clone(),
+            region: self.aws.env.region.clone(),
             planned: rec.old_instances.len(),
             unchanged: rec.initial_instances.len().saturating_sub(rec.old_instances.len()),
         });
@@ -363,8 +451,8 @@ impl Run<'_> {
     }
 
     fn record(&mut self, rec: Option<&UpgradeRecord>) -> Result<(), CmdError> {
-        self.session.state.upgrade = rec.cloned();
-        save(&mut self.session.state, &self.session.state_file)
+        self.state.upgrade = rec.cloned();
+        save(self.state, self.store)
     }
 
     /// Record the upgrade, then create or find its launch template version. Nothing has
@@ -377,11 +465,14 @@ impl Run<'_> {
     ) -> Result<UpgradeRecord, CmdError> {
         self.record(Some(&rec))?;
         self.emit_step(&rec);
-        let zones = resolve_zones(self.session, self.cfg).await?;
         let created = async {
-            let refs = template_refs(&self.session.state, self.cfg, zones)?;
-            let inputs = TemplateInputs::new(&self.session.aws.env, ami, LAUNCH_TEMPLATE, &refs);
-            let data = launch_template::build_data(&self.session.aws, &inputs).await?;
+            let (refs, instance) = template_refs(self.state, self.cfg, self.zones.clone())?;
+            let instance = crate::core::spec::InstanceSettings {
+                ami: ami.to_string(),
+                ..instance
+            };
+            let inputs = TemplateInputs::new(&instance, LAUNCH_TEMPLATE, &refs);
+            let data = launch_template::build_data(&self.aws, &inputs).await?;
             Ok::<_, CmdError>(fleet.ensure_version(&rec, data).await?)
         }
         .await;
@@ -405,11 +496,11 @@ impl Run<'_> {
         };
         let started = self.started;
         let events = self.events.clone();
-        let session = &mut *self.session;
+        let (state, store) = (&mut *self.state, self.store);
         let mut on_step = |rec: &UpgradeRecord| -> Result<(), String> {
-            session.state.upgrade = Some(rec.clone());
-            session.state.serial += 1;
-            session.state_file.write(&session.state).map_err(|e| e.to_string())?;
+            state.upgrade = Some(rec.clone());
+            state.serial += 1;
+            store.save(state)?;
             let elapsed_ms = started.elapsed().as_millis() as u64;
             events.emit(Event::Upgrade {
                 step: rec.step.name().into(),
@@ -433,12 +524,17 @@ impl Run<'_> {
             reported: false,
         })?;
         let now = chrono::Utc::now();
-        if let Some(r) = self.session.state.resources.get_mut(LAUNCH_TEMPLATE) {
+        if let Some(r) = self.state.resources.get_mut(LAUNCH_TEMPLATE) {
             r.outputs.set("version", &version);
             r.outputs.set("ami", &rec.ami);
+            // The image it replaced: a config that still names it does not undo this
+            // change (`commands::keep_upgraded_ami`).
+            if let Some(previous) = rec.previous_ami.as_deref().filter(|p| *p != rec.ami) {
+                r.outputs.set("replaced_ami", previous);
+            }
             r.updated_at = now;
         }
-        if let Some(r) = self.session.state.resources.get_mut(GROUP) {
+        if let Some(r) = self.state.resources.get_mut(GROUP) {
             r.outputs.set("launch_template_version", &version);
             r.updated_at = now;
         }
@@ -450,7 +546,7 @@ impl Run<'_> {
         fleet: &AwsFleet<'_>,
         outcome: Result<UpgradeRecord, SwapFailure>,
     ) -> Result<(), CmdError> {
-        self.session.aws.clients.dump_call_counts();
+        self.aws.clients.dump_call_counts();
         match outcome {
             Ok(rec) => {
                 self.complete(fleet, &rec).await?;
@@ -470,6 +566,18 @@ impl Run<'_> {
     }
 
     fn failed(&mut self, f: SwapFailure) -> Result<(), CmdError> {
+        let (message, hint) = self.settle(f)?;
+        self.finished(false, BTreeMap::new(), Some(message.clone()));
+        Err(CmdError::Failed {
+            message,
+            hint: Some(hint),
+            reported: true,
+        })
+    }
+
+    /// Record how a swap that did not succeed ended (cleared when rolled back, kept to
+    /// resume otherwise): the message and the hint.
+    fn settle(&mut self, f: SwapFailure) -> Result<(String, String), CmdError> {
         let rec = &f.record;
         let (message, hint) = if f.rolled_back {
             self.record(None)?;
@@ -512,17 +620,12 @@ impl Run<'_> {
                 ),
             )
         };
-        self.finished(false, BTreeMap::new(), Some(message.clone()));
-        Err(CmdError::Failed {
-            message,
-            hint: Some(f.error.hint.clone().unwrap_or(hint)),
-            reported: true,
-        })
+        Ok((message, f.error.hint.clone().unwrap_or(hint)))
     }
 
     /// `--abort`: roll back the upgrade a previous run left in progress.
     async fn abort(&mut self, fleet: &AwsFleet<'_>) -> Result<(), CmdError> {
-        let Some(mut rec) = self.session.state.upgrade.clone() else {
+        let Some(mut rec) = self.state.upgrade.clone() else {
             let message = "no upgrade is in progress: nothing to abort".to_string();
             self.finished(true, BTreeMap::from([("message".to_string(), message)]), None);
             return Ok(());

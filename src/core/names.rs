@@ -38,6 +38,16 @@ pub fn check_deployment_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The DNS suffix of AWS's endpoints in `region`: China's regions (`cn-*`) are in their own
+/// partition.
+pub fn dns_suffix(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    }
+}
+
 pub fn alb(dep: &str) -> String {
     format!("{dep}-alb")
 }

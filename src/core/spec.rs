@@ -458,6 +458,11 @@ pub struct DbSettings {
 /// needs new instances.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InstanceSettings {
+    /// Names in the user data derive from it.
+    pub deployment: String,
+    pub region: String,
+    /// `amazonaws.com`, or `amazonaws.com.cn` in the China regions.
+    pub dns_suffix: String,
     pub ami: String,
     pub instance_type: String,
     pub root_volume_gib: i32,
@@ -470,8 +475,11 @@ pub struct InstanceSettings {
 }
 
 impl InstanceSettings {
-    pub fn from_config(cfg: &Config) -> Self {
+    pub fn from_config(cfg: &Config, region: &str) -> Self {
         Self {
+            deployment: cfg.deployment.clone(),
+            region: region.to_string(),
+            dns_suffix: names::dns_suffix(region).to_string(),
             ami: cfg.ami.clone().unwrap_or_default(),
             instance_type: cfg.instance_type.clone(),
             root_volume_gib: cfg.root_volume_gib,
@@ -802,7 +810,7 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
             file_system: "efs".into(),
             db: "db".into(),
             licence,
-            instance: InstanceSettings::from_config(cfg),
+            instance: InstanceSettings::from_config(cfg, input.region),
         },
     );
     b.add(

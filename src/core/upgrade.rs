@@ -70,7 +70,8 @@ pub struct Instance {
     pub id: String,
     /// The AMI it runs; `None` while EC2 does not know the id yet (eventual consistency).
     pub image: Option<String>,
-    /// The launch template version the group reports for it (for messages).
+    /// The launch template version it was launched from, as the group reports it: how a
+    /// roll that keeps the image (a new instance type, new user data) tells new from old.
     pub version: Option<String>,
     /// The group's lifecycle state: `Pending`, `Pending:Wait`, `InService`, `Terminating`, ...
     pub lifecycle: String,
@@ -234,7 +235,9 @@ pub struct UpgradeRecord {
 }
 
 impl UpgradeRecord {
-    /// The record of a new upgrade of `group` to `ami`, before anything changes.
+    /// The record of a new upgrade of `group` to `ami`, before anything changes. `relaunch`:
+    /// what the instances boot with changes beyond the image (instance type, user data, ...),
+    /// so every instance is old, whatever it runs.
     pub fn new(
         ami: &str,
         previous_ami: Option<String>,
@@ -242,6 +245,7 @@ impl UpgradeRecord {
         old_version: &str,
         client_token: String,
         group: &Group,
+        relaunch: bool,
     ) -> Self {
         let suspended = SUSPENDED_PROCESSES
             .iter()
@@ -257,7 +261,16 @@ impl UpgradeRecord {
             client_token,
             original: group.capacity,
             suspended,
-            old_instances: to_replace(group, ami).iter().map(|i| i.id.clone()).collect(),
+            old_instances: if relaunch {
+                group
+                    .instances
+                    .iter()
+                    .filter(|i| !i.is_leaving())
+                    .map(|i| i.id.clone())
+                    .collect()
+            } else {
+                to_replace(group, ami, None).iter().map(|i| i.id.clone()).collect()
+            },
             initial_instances: group.instances.iter().map(|i| i.id.clone()).collect(),
             new_instances: Vec::new(),
             step: Step::Started,
@@ -324,13 +337,18 @@ impl UpgradeRecord {
     }
 }
 
-/// The instances that still run another AMI than `ami` (an unknown AMI counts as another),
-/// oldest first.
-pub fn to_replace<'a>(group: &'a Group, ami: &str) -> Vec<&'a Instance> {
+/// Whether `i` runs `ami`, launched from `version` when one is given (any version when not).
+fn on_target(i: &Instance, ami: &str, version: Option<&str>) -> bool {
+    i.image.as_deref() == Some(ami) && version.is_none_or(|v| i.version.as_deref() == Some(v))
+}
+
+/// The instances not yet on the target (`ami`, from launch template `version` when given),
+/// oldest first. An unknown AMI or version counts as another.
+pub fn to_replace<'a>(group: &'a Group, ami: &str, version: Option<&str>) -> Vec<&'a Instance> {
     let mut v: Vec<&Instance> = group
         .instances
         .iter()
-        .filter(|i| !i.is_leaving() && i.image.as_deref() != Some(ami))
+        .filter(|i| !i.is_leaving() && !on_target(i, ami, version))
         .collect();
     // Unknown launch times last: a fresh instance EC2 does not report yet is the newest.
     v.sort_by(|a, b| match (a.launched_at, b.launched_at) {
@@ -342,18 +360,25 @@ pub fn to_replace<'a>(group: &'a Group, ami: &str) -> Vec<&'a Instance> {
     v
 }
 
-/// Whether the group already runs `ami` everywhere: nothing to upgrade.
-pub fn runs_everywhere(group: &Group, ami: &str) -> bool {
-    to_replace(group, ami).is_empty()
+/// Whether every instance of the group runs `ami` from launch template `version`: nothing
+/// to upgrade.
+pub fn runs_everywhere(group: &Group, ami: &str, version: &str) -> bool {
+    to_replace(group, ami, Some(version)).is_empty()
 }
 
-/// A new instance that may replace an old one: runs `ami`, did not exist before this round,
-/// is InService and healthy in the target group.
-fn ready_replacement(group: &Group, healthy: &BTreeSet<String>, ami: &str, known: &[String]) -> Poll<String> {
+/// A new instance that may replace an old one: runs `ami` from the new `version`, did not
+/// exist before this round, is InService and healthy in the target group.
+fn ready_replacement(
+    group: &Group,
+    healthy: &BTreeSet<String>,
+    ami: &str,
+    version: &str,
+    known: &[String],
+) -> Poll<String> {
     let fresh: Vec<&Instance> = group
         .instances
         .iter()
-        .filter(|i| !i.is_leaving() && !known.contains(&i.id) && i.image.as_deref() == Some(ami))
+        .filter(|i| !i.is_leaving() && !known.contains(&i.id) && on_target(i, ami, Some(version)))
         .collect();
     if let Some(i) = fresh.iter().find(|i| i.in_service() && healthy.contains(&i.id)) {
         return Poll::Ready(i.id.clone());
@@ -507,7 +532,9 @@ async fn forward(
             }
             Step::Choosing => {
                 let group = settled_group(fleet, plan).await?;
-                let next = to_replace(&group, &rec.ami).first().map(|i| i.id.clone());
+                let next = to_replace(&group, &rec.ami, Some(&new_version))
+                    .first()
+                    .map(|i| i.id.clone());
                 let step = match next {
                     None => Step::Finishing,
                     Some(replacing) => Step::Launching {
@@ -522,7 +549,8 @@ async fn forward(
                 // What failed before this launch is not the new instance's failure.
                 let seen = activity::ids(&fleet.activities().await?);
                 fleet.set_capacity(raised.desired, raised.max).await?;
-                let replacement = wait_for_replacement(fleet, plan, &rec.ami, &replacing, &known, &seen).await?;
+                let replacement =
+                    wait_for_replacement(fleet, plan, (&rec.ami, &new_version), &replacing, &known, &seen).await?;
                 enter(rec, Step::Draining { replacing, replacement }, on_step)?;
             }
             Step::Draining { replacing, replacement } => {
@@ -576,7 +604,7 @@ async fn settled_group(fleet: &dyn Fleet, plan: &Plan) -> Result<Group, Resource
 async fn wait_for_replacement(
     fleet: &dyn Fleet,
     plan: &Plan,
-    ami: &str,
+    (ami, version): (&str, &str),
     replacing: &str,
     known: &[String],
     seen: &BTreeSet<String>,
@@ -586,7 +614,7 @@ async fn wait_for_replacement(
     wait::wait_for(&what, plan.health_timeout, plan.poll, || async {
         let group = fleet.group().await?;
         let healthy: BTreeSet<String> = fleet.healthy_targets().await?.into_iter().collect();
-        let poll = ready_replacement(&group, &healthy, ami, known);
+        let poll = ready_replacement(&group, &healthy, ami, version, known);
         if matches!(poll, Poll::Pending(_))
             && let Some(why) = activity::launch_failure(&fleet.activities().await?, seen)
         {
@@ -678,7 +706,7 @@ async fn roll_back(fleet: &dyn Fleet, rec: &UpgradeRecord) -> Result<(), Resourc
     let mut desired = group.capacity.desired;
     for i in &group.instances {
         let in_flight = !i.is_leaving()
-            && i.image.as_deref() == Some(rec.ami.as_str())
+            && on_target(i, &rec.ami, rec.new_version.as_deref())
             && !rec.initial_instances.contains(&i.id)
             && !rec.new_instances.contains(&i.id);
         // Never below the original desired: the last step sets it exactly anyway.

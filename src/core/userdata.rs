@@ -7,6 +7,7 @@
 
 use super::config::Config;
 use super::names;
+use super::spec::InstanceSettings;
 
 const TEMPLATE: &str = include_str!("../../templates/user-data.sh");
 
@@ -42,20 +43,35 @@ impl UserDataParams {
         db_secret_arn: &str,
         licence_secret_arn: Option<&str>,
     ) -> Self {
-        let dep = &cfg.deployment;
+        let settings = InstanceSettings {
+            dns_suffix: dns_suffix.to_string(),
+            ..InstanceSettings::from_config(cfg, region)
+        };
+        Self::for_instances(&settings, file_system_id, db_secret_arn, licence_secret_arn)
+    }
+
+    /// From the launch template's props (what `plan` and `up` compare) and the ids of the
+    /// resources already built.
+    pub fn for_instances(
+        s: &InstanceSettings,
+        file_system_id: &str,
+        db_secret_arn: &str,
+        licence_secret_arn: Option<&str>,
+    ) -> Self {
+        let dep = &s.deployment;
         Self {
             deployment: dep.clone(),
-            region: region.to_string(),
-            dns_suffix: dns_suffix.to_string(),
+            region: s.region.clone(),
+            dns_suffix: s.dns_suffix.clone(),
             file_system_id: file_system_id.to_string(),
             db_endpoint_parameter: names::db_endpoint_parameter(dep),
             db_secret_arn: db_secret_arn.to_string(),
             licence_secret_arn: licence_secret_arn.map(String::from),
             asg_name: names::asg(dep),
             lifecycle_hook: names::lifecycle_hook(dep),
-            endpoint_wait_seconds: cfg.scaling.lifecycle_heartbeat_seconds,
-            efs_uid: cfg.storage.efs_uid,
-            efs_gid: cfg.storage.efs_gid,
+            endpoint_wait_seconds: s.endpoint_wait_seconds,
+            efs_uid: s.efs_uid,
+            efs_gid: s.efs_gid,
         }
     }
 

@@ -128,12 +128,9 @@ impl<'a> AwsFleet<'a> {
             .ok_or_else(|| ResourceError::new(ErrorClass::Other, "the launch template reports no version number"))
     }
 
-    /// (version number, AMI) of the template's versions; from `min_version` when given.
-    async fn versions(
-        &self,
-        min_version: Option<i64>,
-        only: Option<&str>,
-    ) -> Result<Vec<(i64, Option<String>)>, ResourceError> {
+    /// (version number, AMI, description) of the template's versions; from `min_version`
+    /// when given.
+    async fn versions(&self, min_version: Option<i64>, only: Option<&str>) -> Result<Vec<Version>, ResourceError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -155,7 +152,11 @@ impl<'a> AwsFleet<'a> {
                 .map_err(err("reading the launch template's versions"))?;
             for v in page.launch_template_versions() {
                 if let Some(n) = v.version_number() {
-                    out.push((n, v.launch_template_data().and_then(|d| d.image_id()).map(String::from)));
+                    out.push((
+                        n,
+                        v.launch_template_data().and_then(|d| d.image_id()).map(String::from),
+                        v.version_description().unwrap_or_default().to_string(),
+                    ));
                 }
             }
             token = page.next_token().filter(|t| !t.is_empty()).map(String::from);
@@ -172,18 +173,19 @@ impl<'a> AwsFleet<'a> {
             .await?
             .into_iter()
             .next()
-            .and_then(|(_, ami)| ami))
+            .and_then(|(_, ami, _)| ami))
     }
 
-    /// The version the upgrade swaps to: one created after `rec.old_version` with this AMI
-    /// (by an earlier run of the same upgrade), or a new one with `data`.
+    /// The version the upgrade swaps to: one created after `rec.old_version` by an earlier
+    /// run of the same upgrade (its description names the record's client token), or a new
+    /// one with `data`.
     pub async fn ensure_version(
         &self,
         rec: &UpgradeRecord,
         data: RequestLaunchTemplateData,
     ) -> Result<String, ResourceError> {
         let old: i64 = rec.old_version.parse().unwrap_or(0);
-        if let Some(found) = newest_with_ami(&self.versions(Some(old + 1), None).await?, old, &rec.ami) {
+        if let Some(found) = made_for(&self.versions(Some(old + 1), None).await?, old, rec) {
             return Ok(found.to_string());
         }
         let out = self
@@ -193,7 +195,7 @@ impl<'a> AwsFleet<'a> {
             .create_launch_template_version()
             .launch_template_id(&self.launch_template_id)
             .client_token(&rec.client_token)
-            .version_description(format!("pi-deploy upgrade to {}", rec.ami))
+            .version_description(description(rec))
             .launch_template_data(data)
             .send()
             .await
@@ -255,11 +257,24 @@ impl<'a> AwsFleet<'a> {
 }
 
 /// The newest version after `old` that launches `ami`.
-pub fn newest_with_ami(versions: &[(i64, Option<String>)], old: i64, ami: &str) -> Option<i64> {
+/// A launch template version: number, AMI, description.
+pub type Version = (i64, Option<String>, String);
+
+/// What a version made for `rec` says about itself: its AMI and the record's client token,
+/// distinct for each (target, replaced version, launch data) and the same on a resumed run.
+pub fn description(rec: &UpgradeRecord) -> String {
+    format!("pi-deploy upgrade to {} [{}]", rec.ami, rec.client_token)
+}
+
+/// The newest version after `old` made for `rec`: by its description, or, for a version an
+/// earlier pi-deploy made (its description names only the AMI), by the AMI alone.
+pub fn made_for(versions: &[Version], old: i64, rec: &UpgradeRecord) -> Option<i64> {
+    let exact = description(rec);
+    let legacy = format!("pi-deploy upgrade to {}", rec.ami);
     versions
         .iter()
-        .filter(|(n, a)| *n > old && a.as_deref() == Some(ami))
-        .map(|(n, _)| *n)
+        .filter(|(n, ami, d)| *n > old && (*d == exact || (*d == legacy && ami.as_deref() == Some(rec.ami.as_str()))))
+        .map(|(n, _, _)| *n)
         .max()
 }
 
@@ -462,12 +477,32 @@ mod tests {
     }
 
     #[test]
-    fn the_version_of_an_earlier_run_is_found_by_its_ami() {
-        let v = |n: i64, a: &str| (n, Some(a.to_string()));
-        let versions = [v(1, "ami-a"), v(2, "ami-b"), v(3, "ami-c"), v(4, "ami-b"), (5, None)];
-        assert_eq!(newest_with_ami(&versions, 1, "ami-b"), Some(4));
-        assert_eq!(newest_with_ami(&versions, 4, "ami-b"), None);
-        assert_eq!(newest_with_ami(&versions, 0, "ami-a"), Some(1));
-        assert_eq!(newest_with_ami(&versions, 1, "ami-a"), None);
+    fn the_version_of_an_earlier_run_is_found_by_its_record_s_token() {
+        let group = crate::core::upgrade::Group {
+            capacity: crate::core::upgrade::Capacity {
+                min: 1,
+                max: 2,
+                desired: 1,
+            },
+            version: Some("1".into()),
+            instances: vec![],
+            suspended: vec![],
+        };
+        let rec = |ami: &str, token: &str| UpgradeRecord::new(ami, None, "lt-1", "1", token.into(), &group, false);
+        let b = rec("ami-b", "tok-b");
+        let v = |n: i64, a: &str, d: String| (n, Some(a.to_string()), d);
+        let versions = [
+            v(1, "ami-a", String::new()),
+            v(2, "ami-b", description(&b)),
+            // Same AMI, another attempt (another launch data): not this record's.
+            v(3, "ami-b", description(&rec("ami-b", "tok-other"))),
+            // Made by an earlier pi-deploy: the description names the AMI only.
+            v(4, "ami-c", "pi-deploy upgrade to ami-c".into()),
+            (5, None, String::new()),
+        ];
+        assert_eq!(made_for(&versions, 1, &b), Some(2));
+        assert_eq!(made_for(&versions, 2, &b), None);
+        assert_eq!(made_for(&versions, 1, &rec("ami-c", "tok-c")), Some(4));
+        assert_eq!(made_for(&versions, 1, &rec("ami-a", "tok-a")), None);
     }
 }

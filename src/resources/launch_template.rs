@@ -7,6 +7,8 @@
 //! implementation, and a self-contained version is easier to read back anyway. The blue/green
 //! upgrade builds its versions with the same functions (`TemplateInputs`, `build_data`).
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
     self as t, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
@@ -17,10 +19,11 @@ use aws_sdk_ec2::types::{
 use base64::Engine;
 
 use super::auto_scaling_group::{iam_propagation_budget, retry_iam_propagation};
-use super::{Aws, ResourceKind, ec2, observe, props};
-use crate::aws::{Env, err, tags};
+use super::{Aws, ResourceKind, dep_output, ec2, props};
+use crate::aws::{err, tags};
+use crate::core::diff::{AttrSpec, ChangeAction, KNOWN_AFTER_UP, Settings};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::spec::{InstanceSettings, Kind, NodeSpec, Props};
 use crate::core::userdata::{self, UserDataParams};
 
 pub struct LaunchTemplate;
@@ -51,28 +54,142 @@ pub struct TemplateRefs {
 }
 
 impl TemplateInputs {
-    /// The inputs for `ami`, from the config and the recorded ids.
-    pub fn new(env: &Env, ami: &str, tag_key: &str, refs: &TemplateRefs) -> Self {
-        let cfg = &env.config;
+    /// The inputs from the launch template's props (`instance`) and the recorded ids.
+    pub fn new(instance: &InstanceSettings, tag_key: &str, refs: &TemplateRefs) -> Self {
         Self {
-            ami: ami.to_string(),
-            instance_type: cfg.instance_type.clone(),
+            ami: instance.ami.clone(),
+            instance_type: instance.instance_type.clone(),
             profile_arn: refs.profile_arn.clone(),
             security_group_ids: refs.security_group_ids.clone(),
-            key_name: cfg.key_pair.clone(),
-            root_volume_gib: cfg.root_volume_gib,
-            user_data: UserDataParams::new(
-                cfg,
-                &env.region,
-                env.dns_suffix(),
+            key_name: instance.key_pair.clone(),
+            root_volume_gib: instance.root_volume_gib,
+            user_data: UserDataParams::for_instances(
+                instance,
                 &refs.file_system_id,
                 &refs.db_secret_arn,
                 refs.licence_secret_arn.as_deref(),
             ),
-            deployment: env.deployment.clone(),
+            deployment: instance.deployment.clone(),
             tag_key: tag_key.to_string(),
         }
     }
+}
+
+// ---- day 2: what the instances boot with, compared with the template's default version ----
+
+/// Every attribute needs new instances: a new version and the blue/green roll.
+const ATTRS: &[AttrSpec] = &[
+    AttrSpec::with(
+        "image",
+        ChangeAction::Roll,
+        "new instances boot the new image",
+        &["ami"],
+    ),
+    AttrSpec::with(
+        "instance_type",
+        ChangeAction::Roll,
+        "new instances of the new type",
+        &["instance_type"],
+    ),
+    AttrSpec::with(
+        "key_pair",
+        ChangeAction::Roll,
+        "an instance's key pair is set at launch",
+        &["key_pair"],
+    ),
+    AttrSpec::with(
+        "root_volume_gib",
+        ChangeAction::Roll,
+        "new instances get the new root volume",
+        &["root_volume_gib"],
+    ),
+    AttrSpec::with(
+        "user_data",
+        ChangeAction::Roll,
+        "the user data runs at first boot only",
+        &[
+            "licence",
+            "storage.efs_uid",
+            "storage.efs_gid",
+            "scaling.lifecycle_heartbeat_seconds",
+        ],
+    ),
+];
+
+const NO_KEY_PAIR: &str = "(none)";
+
+/// The user data as a setting: a short digest of the script (it names ids, never a secret,
+/// but a whole script does not read well in `plan`).
+pub fn user_data_digest(script: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(script);
+    format!(
+        "sha256:{}",
+        d.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// Pure: what the template's default version must hold for the props and the dependencies'
+/// recorded ids.
+fn desired_settings(instance: &InstanceSettings, refs: Option<(&str, &str, Option<&str>)>) -> Settings {
+    let mut s = Settings::new();
+    // No AMI in the config (`status`, `plan` without --ami): the image is not compared.
+    if !instance.ami.is_empty() {
+        s.insert("image".into(), instance.ami.clone());
+    }
+    s.insert("instance_type".into(), instance.instance_type.clone());
+    s.insert(
+        "key_pair".into(),
+        instance.key_pair.clone().unwrap_or_else(|| NO_KEY_PAIR.into()),
+    );
+    s.insert("root_volume_gib".into(), instance.root_volume_gib.to_string());
+    let user_data = match refs {
+        Some((fs, secret, licence)) => {
+            match userdata::render(&UserDataParams::for_instances(instance, fs, secret, licence)) {
+                Ok(script) => user_data_digest(script.as_bytes()),
+                Err(e) => format!("(cannot render: {e})"),
+            }
+        }
+        None => KNOWN_AFTER_UP.to_string(),
+    };
+    s.insert("user_data".into(), user_data);
+    s
+}
+
+/// The live settings of one version's data. `root_snapshot_gib`: the root snapshot of the
+/// image it launches; a root volume the template raised to it reads as the configured size
+/// (`configured`), which is what the config asked for.
+fn live_settings(
+    data: &t::ResponseLaunchTemplateData,
+    configured_root: i32,
+    root_snapshot_gib: Option<i32>,
+) -> Settings {
+    let mut s = Settings::new();
+    if let Some(image) = data.image_id() {
+        s.insert("image".into(), image.to_string());
+    }
+    if let Some(it) = data.instance_type() {
+        s.insert("instance_type".into(), it.as_str().to_string());
+    }
+    s.insert("key_pair".into(), data.key_name().unwrap_or(NO_KEY_PAIR).to_string());
+    if let Some(size) = data
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs().and_then(|e| e.volume_size()))
+        .next()
+    {
+        let as_configured = size == root_volume_gib(configured_root, root_snapshot_gib);
+        s.insert(
+            "root_volume_gib".into(),
+            if as_configured { configured_root } else { size }.to_string(),
+        );
+    }
+    if let Some(encoded) = data.user_data()
+        && let Ok(script) = base64::engine::general_purpose::STANDARD.decode(encoded)
+    {
+        s.insert("user_data".into(), user_data_digest(&script));
+    }
+    s
 }
 
 fn tag_spec(resource_type: ResourceType, deployment: &str, key: &str) -> LaunchTemplateTagSpecificationRequest {
@@ -203,20 +320,21 @@ pub async fn build_data(aws: &Aws, inputs: &TemplateInputs) -> Result<RequestLau
 }
 
 fn inputs_from(aws: &Aws, cx: &NodeCtx<'_>) -> Result<TemplateInputs, ResourceError> {
-    let (profile, security_groups, file_system, db, licence) = props!(
+    let (profile, security_groups, file_system, db, licence, instance) = props!(
         cx,
         LaunchTemplate {
             profile,
             security_groups,
             file_system,
             db,
-            licence
+            licence,
+            instance
         }
     );
-    let ami = aws.env.config.ami.as_deref().ok_or_else(|| {
-        ResourceError::new(ErrorClass::Invalid, "no AMI is configured")
-            .with_hint("pass --ami with the Panintelligence image id")
-    })?;
+    if instance.ami.is_empty() {
+        return Err(ResourceError::new(ErrorClass::Invalid, "no AMI is configured")
+            .with_hint("pass --ami with the Panintelligence image id"));
+    }
     let refs = TemplateRefs {
         profile_arn: cx.dep(profile)?.require("arn")?.to_string(),
         security_group_ids: security_groups
@@ -230,7 +348,8 @@ fn inputs_from(aws: &Aws, cx: &NodeCtx<'_>) -> Result<TemplateInputs, ResourceEr
             None => None,
         },
     };
-    Ok(TemplateInputs::new(&aws.env, ami, &cx.spec.key, &refs))
+    let _ = aws;
+    Ok(TemplateInputs::new(instance, &cx.spec.key, &refs))
 }
 
 fn outputs_of(lt: &t::LaunchTemplate) -> Option<Outputs> {
@@ -306,18 +425,71 @@ impl ResourceKind for LaunchTemplate {
         }
     }
 
-    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        let Props::LaunchTemplate {
+            file_system,
+            db,
+            licence,
+            instance,
+            ..
+        } = &spec.props
+        else {
+            return Settings::new();
+        };
+        let fs = dep_output(deps, file_system, "id");
+        let secret = dep_output(deps, db, "secret_arn");
+        let licence = licence.as_deref().map(|k| dep_output(deps, k, "id"));
+        let known = [Some(&fs), Some(&secret), licence.as_ref()]
+            .into_iter()
+            .flatten()
+            .all(|v| v != KNOWN_AFTER_UP);
+        desired_settings(
+            instance,
+            known.then_some((fs.as_str(), secret.as_str(), licence.as_deref())),
+        )
+    }
+
+    /// The template's default version: what an instance launched now boots with (the group
+    /// launches that version; a roll makes the new one the default once it is done).
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let (instance,) = props!(cx, LaunchTemplate { instance });
         let out = aws
             .clients
             .ec2
-            .describe_launch_templates()
-            .launch_template_ids(outputs.id()?)
+            .describe_launch_template_versions()
+            .launch_template_id(outputs.id()?)
+            .versions("$Default")
             .send()
             .await
-            .map_err(err("reading the launch template"));
-        Ok(observe::exists(
-            ec2::not_found_is_none(out)?.and_then(|o| o.launch_templates().first().cloned()),
-        ))
+            .map_err(err("reading the launch template's default version"));
+        let Some(out) = ec2::not_found_is_none(out)? else {
+            return Ok(Observed::Missing);
+        };
+        let Some(data) = out
+            .launch_template_versions()
+            .first()
+            .and_then(|v| v.launch_template_data())
+        else {
+            return Ok(Observed::Missing);
+        };
+        let snapshot = match data.image_id() {
+            Some(image) => match root_device(aws, image).await {
+                Ok(root) => root.snapshot_gib,
+                // An image deregistered since: its size cannot matter any more.
+                Err(e) if e.is(ErrorClass::Invalid) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        Ok(Observed::Present(live_settings(
+            data,
+            instance.root_volume_gib,
+            snapshot,
+        )))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -456,5 +628,154 @@ mod tests {
         assert_eq!(root_snapshot_gib(&image), Some(30));
         let no_root = t::Image::builder().block_device_mappings(bdm("/dev/xvda", 30)).build();
         assert_eq!(root_snapshot_gib(&no_root), None);
+    }
+
+    fn instance() -> InstanceSettings {
+        let cfg = Config {
+            deployment: "pi".into(),
+            ami: Some("ami-0123456789abcdef0".into()),
+            ..Config::default()
+        };
+        InstanceSettings::from_config(&cfg, "eu-west-1")
+    }
+
+    const REFS: (&str, &str, Option<&str>) = ("fs-1", "arn:aws:secretsmanager:eu-west-1:1:secret:rds-db", None);
+
+    /// The response data of the version `template_data` would make for `s` (what AWS reads
+    /// back), with the root volume `root_gib`.
+    fn live_data(s: &InstanceSettings, root_gib: i32) -> t::ResponseLaunchTemplateData {
+        let script = userdata::render(&UserDataParams::for_instances(s, REFS.0, REFS.1, REFS.2)).unwrap();
+        t::ResponseLaunchTemplateData::builder()
+            .image_id(&s.ami)
+            .instance_type(t::InstanceType::from(s.instance_type.as_str()))
+            .set_key_name(s.key_pair.clone())
+            .block_device_mappings(
+                t::LaunchTemplateBlockDeviceMapping::builder()
+                    .device_name("/dev/xvda")
+                    .ebs(t::LaunchTemplateEbsBlockDevice::builder().volume_size(root_gib).build())
+                    .build(),
+            )
+            .user_data(base64::engine::general_purpose::STANDARD.encode(script))
+            .build()
+    }
+
+    fn changes(
+        want: &InstanceSettings,
+        live: &t::ResponseLaunchTemplateData,
+        snapshot: Option<i32>,
+    ) -> Vec<(String, ChangeAction)> {
+        let desired = desired_settings(want, Some(REFS));
+        let live = live_settings(live, want.root_volume_gib, snapshot);
+        crate::core::diff::diff(ATTRS, &desired, &live, None)
+            .into_iter()
+            .map(|c| (c.attribute, c.action))
+            .collect()
+    }
+
+    #[test]
+    fn a_version_made_from_the_props_reads_back_as_no_change() {
+        let s = instance();
+        assert_eq!(changes(&s, &live_data(&s, 15), Some(8)), []);
+        // Every attribute the diff compares is read back.
+        let live = live_settings(&live_data(&s, 15), 15, Some(8));
+        let names: Vec<&str> = ATTRS.iter().map(|a| a.name).collect();
+        assert_eq!(
+            live.keys().map(String::as_str).collect::<Vec<_>>().len(),
+            names.len(),
+            "{live:?}"
+        );
+    }
+
+    #[test]
+    fn what_an_instance_boots_with_changes_by_a_roll() {
+        let before = instance();
+        let live = live_data(&before, 15);
+        let cases: Vec<(&str, InstanceSettings)> = vec![
+            (
+                "image",
+                InstanceSettings {
+                    ami: "ami-0fedcba9876543210".into(),
+                    ..before.clone()
+                },
+            ),
+            (
+                "instance_type",
+                InstanceSettings {
+                    instance_type: "t3.large".into(),
+                    ..before.clone()
+                },
+            ),
+            (
+                "key_pair",
+                InstanceSettings {
+                    key_pair: Some("ops".into()),
+                    ..before.clone()
+                },
+            ),
+            (
+                "root_volume_gib",
+                InstanceSettings {
+                    root_volume_gib: 20,
+                    ..before.clone()
+                },
+            ),
+            (
+                "user_data",
+                InstanceSettings {
+                    efs_uid: 2000,
+                    ..before.clone()
+                },
+            ),
+            (
+                "user_data",
+                InstanceSettings {
+                    endpoint_wait_seconds: 1800,
+                    ..before.clone()
+                },
+            ),
+        ];
+        for (attr, after) in cases {
+            assert_eq!(
+                changes(&after, &live, Some(8)),
+                [(attr.to_string(), ChangeAction::Roll)],
+                "{attr}"
+            );
+        }
+        // A licence added changes the user data too (it names the licence secret).
+        let desired = desired_settings(
+            &before,
+            Some((REFS.0, REFS.1, Some("arn:aws:secretsmanager:eu-west-1:1:secret:lic"))),
+        );
+        assert_ne!(desired["user_data"], live_settings(&live, 15, Some(8))["user_data"]);
+    }
+
+    /// The template raises the root volume to the image's root snapshot: a 30 GiB volume
+    /// made for `root_volume_gib = 15` from a 30 GiB snapshot is what the config asked for.
+    #[test]
+    fn a_root_volume_raised_to_the_snapshot_is_no_change_but_a_real_difference_rolls() {
+        let s = instance();
+        assert_eq!(changes(&s, &live_data(&s, 30), Some(30)), []);
+        assert_eq!(
+            changes(&s, &live_data(&s, 20), Some(8)),
+            [("root_volume_gib".to_string(), ChangeAction::Roll)]
+        );
+    }
+
+    #[test]
+    fn without_an_ami_in_the_config_the_image_is_not_compared() {
+        let s = instance();
+        let live = live_data(&s, 15);
+        let no_ami = InstanceSettings {
+            ami: String::new(),
+            ..s
+        };
+        assert_eq!(changes(&no_ami, &live, Some(8)), []);
+    }
+
+    #[test]
+    fn user_data_of_resources_not_built_yet_is_known_after_up() {
+        let d = desired_settings(&instance(), None);
+        assert_eq!(d["user_data"], KNOWN_AFTER_UP);
+        assert!(d["user_data"] != user_data_digest(b""));
     }
 }

@@ -168,6 +168,71 @@ def versioning_scenario(endpoint: str | None) -> None:
             pass
 
 
+def version_scenario(endpoint: str | None) -> None:
+    """A group pointed at version 2 while the default stays 1 launches from 2: the instance
+    runs version 2's instance type, carries EC2's version tag 2, and the group reports 2 for
+    it and 1 for the instance launched before. (No user data: that is the first fix's.)"""
+    import boto3
+
+    kwargs: dict[str, Any] = {"region_name": REGION}
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+    ec2 = boto3.client("ec2", **kwargs)
+    asg = boto3.client("autoscaling", **kwargs)
+    suffix = uuid.uuid4().hex[:8]
+    name = f"version-check-{suffix}"
+    ami = demo_ami()
+    lt_id = ec2.create_launch_template(
+        LaunchTemplateName=name,
+        LaunchTemplateData={"ImageId": ami, "InstanceType": "t3.medium"},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    created = False
+    try:
+        ec2.create_launch_template_version(
+            LaunchTemplateId=lt_id,
+            LaunchTemplateData={"ImageId": ami, "InstanceType": "t3.large"},
+        )
+        asg.create_auto_scaling_group(
+            AutoScalingGroupName=name,
+            LaunchTemplate={"LaunchTemplateId": lt_id, "Version": "1"},
+            MinSize=1,
+            MaxSize=2,
+            DesiredCapacity=1,
+            AvailabilityZones=[f"{REGION}a"],
+        )
+        created = True
+        first = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]["Instances"][0]
+        asg.update_auto_scaling_group(
+            AutoScalingGroupName=name, LaunchTemplate={"LaunchTemplateId": lt_id, "Version": "2"}
+        )
+        asg.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=2)
+        group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+        versions = {i["InstanceId"]: i["LaunchTemplate"]["Version"] for i in group["Instances"]}
+        assert versions.get(first["InstanceId"]) == "1", f"the first instance: {versions}"
+        new = [i for i in versions if i != first["InstanceId"]]
+        assert len(new) == 1 and versions[new[0]] == "2", f"the new instance: {versions}"
+        inst = ec2.describe_instances(InstanceIds=new)["Reservations"][0]["Instances"][0]
+        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+        assert tags.get("aws:ec2launchtemplate:version") == "2", f"EC2's version tag: {tags}"
+        assert inst["InstanceType"] == "t3.large", inst["InstanceType"]
+    finally:
+        if created:
+            try:
+                asg.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
+            except Exception:  # noqa: BLE001 - best-effort cleanup
+                pass
+        try:
+            ec2.delete_launch_template(LaunchTemplateId=lt_id)
+        except Exception:  # noqa: BLE001 - best-effort cleanup
+            pass
+
+
+def patch_version() -> Any:
+    import moto_launcher
+
+    return moto_launcher.apply_version_fix()
+
+
 def patch_launch_template() -> Any:
     import moto_launcher
 
@@ -191,6 +256,7 @@ def patch_versioning() -> Any:
 SCENARIOS = {
     "CreateLaunchTemplateVersion UserData": (scenario, patch_launch_template),
     "GetBucketVersioning root": (versioning_scenario, patch_versioning),
+    "Auto Scaling launch template version": (version_scenario, patch_version),
 }
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Start moto server 5.2.5 with three bug fixes applied (test harness only; the second and
-third, GetBucketVersioning's root element and ModifyVpcEndpoint's routes, are described
-beside their code).
+"""Start moto server 5.2.5 with four bug fixes applied (test harness only; the second,
+third and fourth, GetBucketVersioning's root element, ModifyVpcEndpoint's routes and the
+launch template version an Auto Scaling group launches from, are described beside their
+code).
 
 Usage (what scripts/emu-start.sh runs, with the venv's python):
 
@@ -175,6 +176,69 @@ def _patched_modify_vpc_endpoint(
 functools.update_wrapper(_patched_modify_vpc_endpoint, _ORIGINAL_MODIFY_ENDPOINT)
 
 
+# ---- fourth fix: an Auto Scaling group launches from ITS launch template version -----------
+# On AWS a group launches every instance from the version it names (`LaunchTemplate.Version`
+# of the group, e.g. "3"), EC2 tags the instance `aws:ec2launchtemplate:version` with that
+# number, and DescribeAutoScalingGroups reports per instance the version it was launched
+# from. moto 5.2.5 takes the image and instance type from the group's version but calls
+# RunInstances without a version (so the tags, block devices and the version tag come from
+# the template's DEFAULT version), and reports for every instance the template's current
+# default version. pi-deploy's blue/green roll tells the new instances from the old by that
+# version (a roll keeps the image when only the instance type or user data changes), so the
+# harness makes moto launch and report as AWS does, with moto's own code.
+import threading  # noqa: E402
+
+from moto.autoscaling.models import FakeAutoScalingGroup  # noqa: E402
+from moto.autoscaling.models import InstanceState as AsgInstanceState  # noqa: E402
+from moto.ec2.models.instances import InstanceBackend  # noqa: E402
+
+_LAUNCHING = threading.local()
+_ORIGINAL_REPLACE = FakeAutoScalingGroup.replace_autoscaling_group_instances
+_ORIGINAL_TEMPLATE_FROM_ARGS = InstanceBackend._get_template_from_args
+_ORIGINAL_ASG_LT = AsgInstanceState.launch_template
+
+
+def _patched_replace(self: Any, *args: Any, **kwargs: Any) -> Any:
+    _LAUNCHING.version = getattr(self, "launch_template_version", None)
+    try:
+        return _ORIGINAL_REPLACE(self, *args, **kwargs)
+    finally:
+        _LAUNCHING.version = None
+
+
+def _patched_template_from_args(self: Any, launch_template_arg: dict[str, Any]) -> Any:
+    version = getattr(_LAUNCHING, "version", None)
+    if version and "Version" not in launch_template_arg:
+        launch_template_arg = dict(launch_template_arg, Version=version)
+    return _ORIGINAL_TEMPLATE_FROM_ARGS(self, launch_template_arg)
+
+
+def _patched_asg_launch_template(self: Any) -> Any:
+    lt = _ORIGINAL_ASG_LT.fget(self)  # type: ignore[attr-defined]
+    if lt is None:
+        return None
+    tags = {t["key"]: t["value"] for t in self.instance.get_tags()}
+    launched = tags.get("aws:ec2launchtemplate:version")
+    return dict(lt, Version=launched) if launched else lt
+
+
+functools.update_wrapper(_patched_replace, _ORIGINAL_REPLACE)
+
+
+def apply_version_fix() -> Callable[[], None]:
+    """Install the fourth fix; return a function that removes it."""
+    FakeAutoScalingGroup.replace_autoscaling_group_instances = _patched_replace  # type: ignore[method-assign]
+    InstanceBackend._get_template_from_args = _patched_template_from_args  # type: ignore[method-assign]
+    AsgInstanceState.launch_template = property(_patched_asg_launch_template)  # type: ignore[method-assign,assignment]
+
+    def restore() -> None:
+        FakeAutoScalingGroup.replace_autoscaling_group_instances = _ORIGINAL_REPLACE  # type: ignore[method-assign]
+        InstanceBackend._get_template_from_args = _ORIGINAL_TEMPLATE_FROM_ARGS  # type: ignore[method-assign]
+        AsgInstanceState.launch_template = _ORIGINAL_ASG_LT  # type: ignore[method-assign]
+
+    return restore
+
+
 def main(argv: list[str]) -> None:
     if moto.__version__ != EXPECTED_MOTO_VERSION:
         print(
@@ -185,8 +249,9 @@ def main(argv: list[str]) -> None:
     apply_patch()
     S3Response.get_bucket_versioning = _patched_get_bucket_versioning  # type: ignore[method-assign]
     VPCBackend.modify_vpc_endpoint = _patched_modify_vpc_endpoint  # type: ignore[method-assign]
+    apply_version_fix()
     print(
-        "moto_launcher: CreateLaunchTemplateVersion UserData, GetBucketVersioning and ModifyVpcEndpoint fixes applied",
+        "moto_launcher: CreateLaunchTemplateVersion UserData, GetBucketVersioning, ModifyVpcEndpoint and launch template version fixes applied",
         file=sys.stderr,
         flush=True,
     )

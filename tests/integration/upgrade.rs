@@ -7,9 +7,10 @@
 //! Emulator notes (moto 5.2.5): new instances are InService and their targets healthy at
 //! once, and a deregistered target is `unused` at once (no draining), so the health timeout,
 //! the rollback and the drain wait are covered by the scripted fake in `core::upgrade`'s
-//! unit tests, not here. moto reports each group instance's launch template version as the
-//! template's DEFAULT version (not the one it launched from), which is one reason the swap
-//! tells new instances by their AMI (EC2's ImageId), as AWS reports it exactly.
+//! unit tests, not here. The swap tells new instances by their AMI and the launch template
+//! version they were launched from, which moto 5.2.5 reports wrongly (the template's default
+//! for every instance): the test harness's moto launcher fixes that (tests/emu/
+//! moto_launcher.py, fourth fix, checked by tests/emu/check_launcher_fix.py).
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -476,5 +477,153 @@ async fn an_upgrade_killed_mid_swap_can_be_rolled_back_with_abort() {
     // Nothing left to abort; and the deployment is usable again.
     ok(&d, &cfg, &["upgrade", "--abort"]);
     ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    d.destroy();
+}
+
+/// The fewest healthy targets seen by a poller running until `stop` (after the first
+/// healthy one: before it, the deployment is still coming up).
+fn watch_health(
+    tg_arn: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(usize, usize)> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let c = clients().await;
+            let (mut fewest, mut polls) = (usize::MAX, 0);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(out) = c.elb.describe_target_health().target_group_arn(&tg_arn).send().await {
+                    let healthy = out
+                        .target_health_descriptions()
+                        .iter()
+                        .filter(|t| t.target_health().and_then(|h| h.state()).map(|s| s.as_str()) == Some("healthy"))
+                        .count();
+                    fewest = fewest.min(healthy);
+                    polls += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (fewest, polls)
+        })
+    })
+}
+
+/// Instance type and image of every running instance of the group, from EC2.
+async fn fleet_of(d: &Deployment) -> Vec<(String, String, String)> {
+    let c = clients().await;
+    let out = c
+        .ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:pi-deploy:deployment")
+                .values(&d.name)
+                .build(),
+        )
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-state-name")
+                .values("running")
+                .values("pending")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut v: Vec<(String, String, String)> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| {
+            (
+                i.instance_id().unwrap_or("?").to_string(),
+                i.instance_type().map_or("?", |t| t.as_str()).to_string(),
+                i.image_id().unwrap_or("?").to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Issue 18: a change to what the instances boot with is carried out by `up` itself: `plan`
+/// names the roll, `up` makes a new launch template version with the config's launch data
+/// and swaps every instance blue/green (a healthy target at every poll), and `up --ami`
+/// does what `upgrade --ami` does. A later `up` has nothing left to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn up_rolls_the_instances_when_what_they_boot_with_changes() {
+    let d = Deployment::new("uroll");
+    let (a, b) = (common::ami('A'), common::ami('B'));
+    let cfg = d.state_dir.path().join("pi-deploy.toml");
+    let write = |instance_type: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "instance_type = \"{instance_type}\"\n\n[database]\ndeletion_protection = false\n\n[scaling]\nmin = 1\nmax = 3\ndesired = 2\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("t3.medium");
+    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    let first = fleet_of(&d).await;
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(first.iter().all(|(_, t, i)| t == "t3.medium" && *i == a), "{first:?}");
+
+    // A new instance type: `plan` names the roll.
+    write("t3.large");
+    let plan = ok(&d, &cfg, &["plan", "--ami", &a, "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let text = plan.to_string();
+    assert!(
+        text.contains("\"roll\"") && text.contains("instance_type") && text.contains("t3.large"),
+        "{text}"
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_health(recorded(&d, "tg", "id"), stop.clone());
+    let out = ok(&d, &cfg, &["up", "--ami", &a, "--yes", "--json"]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (fewest, polls) = watcher.join().unwrap();
+    assert!(
+        polls > 0 && fewest >= 1,
+        "a moment without a healthy target: fewest {fewest} in {polls} polls"
+    );
+    let ev = events(&out);
+    let finished = ev.iter().find(|e| e["event"] == "run_finished").expect("run_finished");
+    assert_eq!(finished["counts"]["rolled"], 2, "{finished}");
+    assert!(
+        ev.iter().any(|e| e["event"] == "upgrade"),
+        "the roll's steps are reported"
+    );
+    let rolled = fleet_of(&d).await;
+    assert_eq!(rolled.len(), 2, "{rolled:?}");
+    assert!(rolled.iter().all(|(_, t, i)| t == "t3.large" && *i == a), "{rolled:?}");
+    assert!(
+        rolled.iter().all(|r| !first.contains(r)),
+        "old instances left: {rolled:?}"
+    );
+    let s = seen(&d).await;
+    assert_eq!((s.min, s.max, s.desired), (1, 3, 2));
+    assert_eq!(s.version, "2");
+    assert_eq!(default_version(&d).await, 2);
+    assert!(d.state().get("upgrade").is_none());
+
+    // `up --ami` rolls the image as `upgrade --ami` would.
+    ok(&d, &cfg, &["up", "--ami", &b, "--yes"]);
+    let s = seen(&d).await;
+    assert_on(&s, &b, 2);
+    assert!(fleet_of(&d).await.iter().all(|(_, t, _)| t == "t3.large"));
+    assert_eq!(default_version(&d).await, 3);
+
+    // Nothing left to do.
+    let again = ok(&d, &cfg, &["up", "--ami", &b, "--yes", "--json"]);
+    let ev = events(&again);
+    let finished = ev.iter().find(|e| e["event"] == "run_finished").unwrap();
+    assert!(finished["counts"].get("rolled").is_none(), "{finished}");
+    assert_eq!(versions(&d).await.len(), 3);
     d.destroy();
 }

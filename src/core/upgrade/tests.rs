@@ -383,7 +383,7 @@ fn plan() -> Plan {
 
 async fn record_for(fleet: &FakeFleet) -> UpgradeRecord {
     let g = fleet.group().await.unwrap();
-    let mut rec = UpgradeRecord::new(B, Some(A.into()), "lt-1", "1", "token".into(), &g);
+    let mut rec = UpgradeRecord::new(B, Some(A.into()), "lt-1", "1", "token".into(), &g, false);
     rec.new_version = Some("2".into());
     rec
 }
@@ -499,6 +499,39 @@ async fn a_happy_swap_replaces_both_instances_oldest_first() {
         .collect();
     assert_eq!(replaced, ["i-0001", "i-0002"]);
     assert!(records.iter().all(|r| !r.describe().is_empty()));
+}
+
+/// A roll that keeps the image (a new instance type or user data: version 3 launches A, as
+/// version 1 does) tells the new instances from the old by their launch template version.
+#[tokio::test(start_paused = true)]
+async fn a_roll_that_keeps_the_image_replaces_every_instance_by_version() {
+    let mut world = World::new(2, TWO);
+    world.versions.insert("3".into(), A.into());
+    let fleet = FakeFleet::new(world);
+    let g = fleet.group().await.unwrap();
+    assert!(runs_everywhere(&g, A, "1"), "every instance runs A from version 1");
+    let mut rec = UpgradeRecord::new(A, Some(A.into()), "lt-1", "1", "token".into(), &g, true);
+    assert_eq!(
+        rec.old_instances,
+        ["i-0001", "i-0002"],
+        "a relaunch replaces every instance"
+    );
+    rec.new_version = Some("3".into());
+    let (result, _) = run(&fleet, rec, None).await;
+    let done = result.unwrap().unwrap();
+    assert_eq!(done.new_instances.len(), 2);
+    let w = fleet.w();
+    assert_eq!(w.version, "3");
+    assert_eq!(w.capacity, TWO);
+    let live: Vec<(&str, &str)> = w
+        .instances
+        .iter()
+        .map(|i| (i.image.as_str(), i.version.as_str()))
+        .collect();
+    assert_eq!(live, [(A, "3"), (A, "3")], "only instances of version 3 are left");
+    assert!(!w.instances.iter().any(|i| i.id == "i-0001" || i.id == "i-0002"));
+    drop(w);
+    assert_never_dark(&fleet);
 }
 
 #[tokio::test(start_paused = true)]
@@ -657,11 +690,14 @@ async fn a_group_already_on_the_ami_needs_nothing() {
     world.version = "2".into();
     for i in &mut world.instances {
         i.image = B.into();
+        i.version = "2".into();
     }
     let fleet = FakeFleet::new(world);
     let g = fleet.group().await.unwrap();
-    assert!(runs_everywhere(&g, B));
-    assert!(!runs_everywhere(&g, A));
+    assert!(runs_everywhere(&g, B, "2"));
+    assert!(!runs_everywhere(&g, A, "2"));
+    // A roll keeps the image: instances of another version are all still to replace.
+    assert!(!runs_everywhere(&g, B, "3"));
 }
 
 /// Crash right after persisting record k (before its action) for every k, and after the
@@ -760,9 +796,9 @@ fn old_instances_are_replaced_oldest_first_and_unknown_amis_count_as_old() {
         ],
         suspended: vec![],
     };
-    let ids: Vec<&str> = to_replace(&g, B).iter().map(|i| i.id.as_str()).collect();
+    let ids: Vec<&str> = to_replace(&g, B, None).iter().map(|i| i.id.as_str()).collect();
     assert_eq!(ids, ["i-1", "i-3", "i-4"]);
-    assert!(!runs_everywhere(&g, B));
+    assert!(!runs_everywhere(&g, B, "1"));
 }
 
 #[test]
@@ -773,7 +809,7 @@ fn the_record_round_trips_and_names_its_step() {
         instances: vec![],
         suspended: vec![],
     };
-    let mut rec = UpgradeRecord::new(B, None, "lt-1", "1", "t".into(), &g);
+    let mut rec = UpgradeRecord::new(B, None, "lt-1", "1", "t".into(), &g, false);
     rec.step = Step::Launching {
         replacing: "i-1".into(),
         known: vec!["i-1".into()],
