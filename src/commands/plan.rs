@@ -102,5 +102,13 @@ async fn plan_session(
         .await
         .map_err(failed)?;
     refuse_changes(&plan::forbidden(&steps))?;
+    let mut steps = steps;
+    let desired = match observed.get("asg") {
+        Some(crate::core::resource::Observed::Present(live)) => {
+            live.get("desired_capacity").and_then(|d| d.parse().ok())
+        }
+        _ => None,
+    };
+    plan::describe_rolls(&mut steps, desired);
     Ok(steps)
 }

@@ -306,6 +306,20 @@ pub fn forbidden(steps: &[Step]) -> Vec<(String, Change)> {
         .collect()
 }
 
+/// Say in a roll's reason what it goes through: `desired` instances (the group's live
+/// desired capacity) replaced one at a time, the group one above desired meanwhile.
+pub fn describe_rolls(steps: &mut [Step], desired: Option<u32>) {
+    for step in steps.iter_mut().filter(|s| s.action == Action::Roll) {
+        step.reason = match desired {
+            Some(n) => format!(
+                "needs new instances: {n} replaced one at a time, blue/green ({n} -> {} -> {n} instances, each old one drained once its replacement is healthy)",
+                n + 1
+            ),
+            None => "needs new instances: each replaced one at a time, blue/green".to_string(),
+        };
+    }
+}
+
 /// The forbidden changes visible from the state alone (the settings recorded when each
 /// resource was last applied against the config's): refused before any AWS call.
 pub fn recorded_forbidden<C: Cloud + ?Sized>(graph: &Graph, state: &State, cloud: &C) -> Vec<(String, Change)> {
@@ -376,6 +390,28 @@ pub fn has_changes(steps: &[Step]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_roll_says_the_instance_counts_it_goes_through() {
+        let step = |action| Step {
+            key: "launch-template".into(),
+            kind: Kind::LaunchTemplate,
+            action,
+            id: None,
+            reason: "needs new instances".into(),
+            changes: vec![],
+        };
+        let mut steps = vec![step(Action::Roll), step(Action::Update)];
+        describe_rolls(&mut steps, Some(2));
+        assert!(
+            steps[0].reason.contains("2 replaced one at a time") && steps[0].reason.contains("2 -> 3 -> 2"),
+            "{}",
+            steps[0].reason
+        );
+        assert_eq!(steps[1].reason, "needs new instances", "only the roll");
+        describe_rolls(&mut steps, None);
+        assert!(steps[0].reason.contains("one at a time"));
+    }
     use crate::core::fake::FakeCloud;
     use crate::core::spec::Props;
     use crate::core::state::{Identity, ResourceRecord};

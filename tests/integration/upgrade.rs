@@ -582,6 +582,7 @@ async fn up_rolls_the_instances_when_what_they_boot_with_changes() {
         text.contains("\"roll\"") && text.contains("instance_type") && text.contains("t3.large"),
         "{text}"
     );
+    assert!(text.contains("2 replaced one at a time"), "the instance counts: {text}");
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = watch_health(recorded(&d, "tg", "id"), stop.clone());
