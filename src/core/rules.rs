@@ -88,6 +88,25 @@ pub fn app_acl_rules(vpc_cidr: &str, public_cidrs: &[String]) -> Vec<AclRule> {
     rules
 }
 
+/// DB subnets: MariaDB from the app subnets in, its replies to them out; nothing else
+/// either way (without this ACL they sit on the VPC's default one, which allows all).
+pub fn db_acl_rules(app_cidrs: &[String]) -> Vec<AclRule> {
+    let mut rules = Vec::new();
+    for (i, cidr) in app_cidrs.iter().enumerate() {
+        rules.push(inbound_tcp(100 + i as i32, cidr, 3306, 3306));
+        rules.push(AclRule {
+            number: 100 + i as i32,
+            egress: true,
+            protocol: TCP.into(),
+            cidr: cidr.clone(),
+            from_port: 1024,
+            to_port: 65535,
+            allow: true,
+        });
+    }
+    rules
+}
+
 /// Where an ingress rule admits traffic from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SgSource {
@@ -235,11 +254,52 @@ mod tests {
         assert!(!admits(&rules, internet, 22));
     }
 
+    /// The outbound counterpart of `admits`: to a destination, on a port.
+    fn lets_out(rules: &[AclRule], to: impl Fn(&str) -> bool, port: i32) -> bool {
+        let mut outbound: Vec<&AclRule> = rules.iter().filter(|r| r.egress).collect();
+        outbound.sort_by_key(|r| r.number);
+        outbound
+            .into_iter()
+            .find(|r| {
+                to(&r.cidr)
+                    && (r.protocol == TCP || r.protocol == ALL_PROTOCOLS)
+                    && r.from_port <= port
+                    && port <= r.to_port
+            })
+            .is_some_and(|r| r.allow)
+    }
+
+    #[test]
+    fn db_acl_admits_mariadb_from_the_app_subnets_and_answers_them_only() {
+        let app = vec!["10.0.0.0/24".to_string(), "10.0.1.0/24".to_string()];
+        let rules = db_acl_rules(&app);
+        let app_a = |c: &str| c == "10.0.0.0/24" || c == ANYWHERE || c == "10.0.0.0/16";
+        let app_b = |c: &str| c == "10.0.1.0/24" || c == ANYWHERE || c == "10.0.0.0/16";
+        let public_a = |c: &str| c == "10.0.2.0/24" || c == ANYWHERE || c == "10.0.0.0/16";
+        let internet = |c: &str| c == ANYWHERE;
+        assert!(admits(&rules, app_a, 3306) && admits(&rules, app_b, 3306));
+        assert!(!admits(&rules, public_a, 3306), "not from the public subnets");
+        assert!(!admits(&rules, internet, 3306));
+        for port in [22, 443, 2049, 8224, 32768] {
+            assert!(!admits(&rules, app_a, port), "port {port} from the app subnets");
+        }
+        // Replies to the app instances' ephemeral ports, and nowhere else.
+        assert!(lets_out(&rules, app_a, 32768) && lets_out(&rules, app_b, 65535));
+        assert!(
+            !lets_out(&rules, app_a, 443),
+            "no connection of its own to a service port"
+        );
+        assert!(!lets_out(&rules, public_a, 32768));
+        assert!(!lets_out(&rules, internet, 443));
+        assert!(rules.iter().all(|r| r.cidr != ANYWHERE), "no rule names 0.0.0.0/0");
+    }
+
     #[test]
     fn acl_rule_numbers_are_unique_per_direction() {
         for rules in [
             public_acl_rules(),
             app_acl_rules("10.0.0.0/16", &["10.0.2.0/24".into(), "10.0.3.0/24".into()]),
+            db_acl_rules(&["10.0.0.0/24".into(), "10.0.1.0/24".into()]),
         ] {
             let mut seen = std::collections::HashSet::new();
             for r in &rules {

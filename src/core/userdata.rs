@@ -30,6 +30,8 @@ pub struct UserDataParams {
     pub endpoint_wait_seconds: i32,
     pub efs_uid: i64,
     pub efs_gid: i64,
+    /// The file system refuses NFS without TLS: install amazon-efs-utils if missing.
+    pub efs_require_tls: bool,
 }
 
 impl UserDataParams {
@@ -56,6 +58,7 @@ impl UserDataParams {
             endpoint_wait_seconds: cfg.scaling.lifecycle_heartbeat_seconds,
             efs_uid: cfg.storage.efs_uid,
             efs_gid: cfg.storage.efs_gid,
+            efs_require_tls: cfg.storage.efs_require_tls,
         }
     }
 
@@ -76,6 +79,10 @@ impl UserDataParams {
             ("endpoint_wait_seconds", self.endpoint_wait_seconds.to_string()),
             ("efs_uid", self.efs_uid.to_string()),
             ("efs_gid", self.efs_gid.to_string()),
+            (
+                "efs_require_tls",
+                if self.efs_require_tls { "1" } else { "0" }.to_string(),
+            ),
         ]
     }
 }
@@ -210,10 +217,13 @@ mod tests {
         cfg.scaling.lifecycle_heartbeat_seconds = 3000;
         cfg.storage.efs_uid = 1001;
         cfg.storage.efs_gid = 1002;
+        cfg.storage.efs_require_tls = false;
         let db = "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:rds!db-1234-AbCdEf";
         let p = UserDataParams::new(&cfg, "cn-north-1", "amazonaws.com.cn", "fs-0fedcba9876543210", db, None);
         let s = render(&p).unwrap();
-        assert!(s.contains("readonly EFS_DNS='fs-0fedcba9876543210.efs.cn-north-1.amazonaws.com.cn'"));
+        assert!(s.contains("readonly EFS_ID='fs-0fedcba9876543210'"));
+        assert!(s.contains("readonly EFS_DNS=\"$EFS_ID.efs.cn-north-1.amazonaws.com.cn\""));
+        assert!(s.contains("readonly EFS_REQUIRE_TLS='0'"));
         assert!(s.contains("readonly ENDPOINT_WAIT_SECONDS='3000'"));
         assert!(s.contains("readonly EFS_UID='1001'") && s.contains("readonly EFS_GID='1002'"));
         parses_as_bash(&s);
@@ -231,6 +241,12 @@ mod tests {
         }
         for needed in [
             "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev,nofail",
+            // TLS with amazon-efs-utils; the warning when it falls back to plain NFS.
+            "readonly EFS_REQUIRE_TLS='1'",
+            "efs $EFS_TLS_OPTIONS 0 0",
+            "readonly EFS_TLS_OPTIONS=tls,_netdev,nofail",
+            "install amazon-efs-utils",
+            "WARNING: amazon-efs-utils is not available",
             "umask 077",
             "chmod 600",
             "X-aws-ec2-metadata-token",

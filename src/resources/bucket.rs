@@ -1,6 +1,9 @@
-//! The S3 resources bucket: deterministic, globally unique name (deployment + account +
-//! region), SSE-S3, all four Block Public Access flags, a TLS-only bucket policy, and
-//! versioning when the config asks for it.
+//! The S3 buckets: the resources bucket and, with `logging.alb_access_logs`, the logs
+//! bucket. Deterministic, globally unique names (deployment + account + region), SSE-S3
+//! (the only encryption ALB access logs accept), all four Block Public Access flags, a
+//! TLS-only bucket policy (the logs bucket's also lets ELB's log delivery write under its
+//! prefix, `core::policy::alb_log_bucket_policy`), versioning when the config asks for it,
+//! and on the logs bucket a lifecycle rule that expires the logs.
 //!
 //! Found by its name (HeadBucket), not by tags: S3 has no tag-filtered listing, and some
 //! implementations drop the tags sent with CreateBucket, which is why `converge` also
@@ -16,7 +19,8 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::operation::create_bucket::builders::CreateBucketFluentBuilder;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
+    BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete,
+    ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, ObjectIdentifier,
     PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
 };
@@ -27,8 +31,9 @@ use crate::aws::{Env, err, tags};
 use crate::core::diff::{AttrSpec, ChangeAction, Settings, settings};
 use crate::core::latency;
 use crate::core::names;
+use crate::core::policy::{self, ArnScope};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
-use crate::core::spec::{Kind, NodeSpec, Props};
+use crate::core::spec::{BucketPurpose, Kind, NodeSpec, Props};
 
 pub struct Bucket;
 
@@ -157,8 +162,48 @@ fn invalid(e: impl std::fmt::Display) -> ResourceError {
     ResourceError::new(ErrorClass::Invalid, format!("building an S3 request: {e}"))
 }
 
-fn bucket_name(env: &Env) -> String {
-    names::bucket(&env.deployment, &env.account_id, &env.region)
+fn bucket_name(env: &Env, purpose: &BucketPurpose) -> String {
+    match purpose {
+        BucketPurpose::Resources => names::bucket(&env.deployment, &env.account_id, &env.region),
+        BucketPurpose::AlbLogs { .. } => names::logs_bucket(&env.deployment, &env.account_id, &env.region),
+    }
+}
+
+fn purpose_of(cx: &NodeCtx<'_>) -> BucketPurpose {
+    match &cx.spec.props {
+        Props::Bucket { purpose, .. } => purpose.clone(),
+        _ => BucketPurpose::Resources,
+    }
+}
+
+/// The bucket policy for its purpose.
+fn bucket_policy(env: &Env, name: &str, purpose: &BucketPurpose) -> String {
+    match purpose {
+        BucketPurpose::Resources => tls_only_policy(&env.partition, name),
+        BucketPurpose::AlbLogs { prefix, .. } => {
+            let scope = ArnScope {
+                partition: &env.partition,
+                region: &env.region,
+                account: &env.account_id,
+            };
+            policy::alb_log_bucket_policy(&scope, &bucket_arn(env, name), prefix).to_string()
+        }
+    }
+}
+
+/// Access logs older than `days` are deleted (whole bucket: it holds nothing else).
+pub fn expire_logs(days: i32) -> Result<BucketLifecycleConfiguration, ResourceError> {
+    let rule = LifecycleRule::builder()
+        .id("pi-deploy-expire-logs")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("").build())
+        .expiration(LifecycleExpiration::builder().days(days).build())
+        .build()
+        .map_err(invalid)?;
+    BucketLifecycleConfiguration::builder()
+        .rules(rule)
+        .build()
+        .map_err(invalid)
 }
 
 fn bucket_arn(env: &Env, name: &str) -> String {
@@ -232,8 +277,8 @@ pub(crate) fn sse_s3() -> Result<ServerSideEncryptionConfiguration, ResourceErro
 
 #[async_trait]
 impl ResourceKind for Bucket {
-    async fn find(&self, aws: &Aws, _cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
-        let name = bucket_name(&aws.env);
+    async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let name = bucket_name(&aws.env, &purpose_of(cx));
         let head = aws
             .clients
             .s3
@@ -252,7 +297,7 @@ impl ResourceKind for Bucket {
     }
 
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
-        let name = bucket_name(&aws.env);
+        let name = bucket_name(&aws.env, &purpose_of(cx));
         let tags = s3_tags(&aws.env.deployment, &cx.spec.key)?;
         let created = create_request(&aws.clients.s3, &name, &aws.env.region, tags)
             .send()
@@ -268,7 +313,7 @@ impl ResourceKind for Bucket {
     }
 
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
-        let (versioning,) = props!(cx, Bucket { versioning });
+        let (versioning, purpose) = props!(cx, Bucket { versioning, purpose });
         let name = outputs.id()?.to_string();
         let s3 = &aws.clients.s3;
         let tagging = Tagging::builder()
@@ -300,10 +345,18 @@ impl ResourceKind for Bucket {
             .map_err(err("blocking public access"))?;
         s3.put_bucket_policy()
             .bucket(&name)
-            .policy(tls_only_policy(&aws.env.partition, &name))
+            .policy(bucket_policy(&aws.env, &name, purpose))
             .send()
             .await
             .map_err(err("setting the TLS-only bucket policy"))?;
+        if let BucketPurpose::AlbLogs { expire_days, .. } = purpose {
+            s3.put_bucket_lifecycle_configuration()
+                .bucket(&name)
+                .lifecycle_configuration(expire_logs(*expire_days)?)
+                .send()
+                .await
+                .map_err(err("setting the logs' expiry"))?;
+        }
         // Off in the config: a bucket never versioned is left alone; an enabled one is
         // suspended (S3 cannot turn versioning off once on; the kept versions stay).
         let current = s3
@@ -335,7 +388,7 @@ impl ResourceKind for Bucket {
 
     fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
         match &spec.props {
-            Props::Bucket { versioning } => desired_settings(*versioning),
+            Props::Bucket { versioning, .. } => desired_settings(*versioning),
             _ => Settings::new(),
         }
     }

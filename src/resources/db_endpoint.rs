@@ -5,6 +5,10 @@
 //! user data waits for it. Nothing else waits for the database, so compute is built
 //! meanwhile.
 //!
+//! It also puts a resource policy on that secret (`core::policy::db_secret_policy`): only
+//! the dashboard instances' role reads its value; AWS services (RDS rotates it) are not
+//! affected.
+//!
 //! Rotation is set on the RDS-managed secret only, never on the licence secret: a plain
 //! secret has no rotation function, and AWS refuses (some emulators accept and rotate it).
 
@@ -24,6 +28,7 @@ use crate::aws::wait::{self, Backoff, Poll};
 use crate::core::diff::{AttrSpec, Settings, settings};
 use crate::core::latency::{self, Transition};
 use crate::core::names;
+use crate::core::policy::{self, ArnScope};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{Kind, NodeSpec, Props};
 
@@ -159,6 +164,48 @@ async fn set_rotation(aws: &Aws, secret_arn: &str, days: i64) -> Result<(), Reso
     Ok(())
 }
 
+/// The dashboard role's ARN: deterministic, so the policy needs no dependency on the role
+/// (a Condition may name a role that does not exist yet; a Principal may not).
+fn dashboard_role_arn(aws: &Aws) -> String {
+    format!(
+        "arn:{}:iam::{}:role/{}",
+        aws.env.partition,
+        aws.env.account_id,
+        names::ec2_role(&aws.env.deployment)
+    )
+}
+
+async fn put_secret_policy(aws: &Aws, secret_arn: &str) -> Result<(), ResourceError> {
+    let scope = ArnScope {
+        partition: &aws.env.partition,
+        region: &aws.env.region,
+        account: &aws.env.account_id,
+    };
+    let desired = policy::db_secret_policy(&scope, &dashboard_role_arn(aws));
+    let sm = &aws.clients.secrets;
+    let current = sm
+        .get_resource_policy()
+        .secret_id(secret_arn)
+        .send()
+        .await
+        .map_err(err("reading the DB secret's resource policy"))?;
+    let same = current
+        .resource_policy()
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .is_some_and(|p| p == desired);
+    if same {
+        return Ok(());
+    }
+    sm.put_resource_policy()
+        .secret_id(secret_arn)
+        .resource_policy(desired.to_string())
+        .block_public_policy(true)
+        .send()
+        .await
+        .map_err(err("putting the DB secret's resource policy"))?;
+    Ok(())
+}
+
 /// `absent`: this process's lookup found no parameter, so there is nothing to compare.
 async fn put_endpoint(aws: &Aws, name: &str, value: &str, absent: bool) -> Result<(), ResourceError> {
     let ssm = &aws.clients.ssm;
@@ -262,7 +309,9 @@ impl ResourceKind for DbEndpoint {
         })?;
         tracing::debug!(db = %identifier, waited_s = started.elapsed().as_secs(), "database available");
         check_multi_az(&identifier, *expect_multi_az, view.multi_az)?;
-        set_rotation(aws, rotation_target(db_outputs)?, *rotation_days).await?;
+        let secret = rotation_target(db_outputs)?;
+        set_rotation(aws, secret, *rotation_days).await?;
+        put_secret_policy(aws, secret).await?;
 
         let name = outputs.id()?.to_string();
         let (address, port) = (view.address.unwrap_or_default(), view.port.unwrap_or(3306));

@@ -280,6 +280,7 @@ pub fn create_request(
         .backup_retention_period(db.backup_retention_days)
         .deletion_protection(db.deletion_protection)
         .copy_tags_to_snapshot(true)
+        .set_enable_cloudwatch_logs_exports((!db.log_exports.is_empty()).then(|| db.log_exports.clone()))
         .set_tags(Some(tags))
 }
 
@@ -795,6 +796,7 @@ mod tests {
             backup_retention_days: 7,
             deletion_protection: true,
             apply_immediately: true,
+            log_exports: vec!["error".into()],
         }
     }
 
@@ -817,6 +819,11 @@ mod tests {
         let req = create_request(&client(), &settings(), &at, rds_tags("pi", "db"));
         let i = req.as_input();
         assert_eq!(i.get_master_user_password(), &None);
+        assert_eq!(
+            i.get_enable_cloudwatch_logs_exports().as_deref(),
+            Some(&["error".to_string()][..]),
+            "the error log goes to CloudWatch Logs"
+        );
         assert_eq!(i.get_manage_master_user_password(), &Some(true));
         assert_eq!(i.get_engine().as_deref(), Some("mariadb"));
         assert_eq!(i.get_engine_version().as_deref(), Some("10.11.10"));

@@ -183,7 +183,7 @@ fn gone_is_ok(r: Result<(), ResourceError>) -> Result<(), ResourceError> {
 }
 
 async fn converge_trust(aws: &Aws, role: &Role, service: &str) -> Result<(), ResourceError> {
-    let desired = policy::trust_policy(service);
+    let desired = policy::trust_policy(service, &aws.env.account_id);
     if same_document(role.assume_role_policy_document(), &desired) {
         return Ok(());
     }
@@ -341,7 +341,7 @@ impl ResourceKind for IamRole {
             .iam
             .create_role()
             .role_name(name)
-            .assume_role_policy_document(policy::trust_policy(service).to_string())
+            .assume_role_policy_document(policy::trust_policy(service, &aws.env.account_id).to_string())
             .description(format!("pi-deploy {}: {}", aws.env.deployment, cx.spec.key))
             .set_tags(Some(iam_tags(&aws.env.deployment, &cx.spec.key)?))
             .send()
@@ -472,7 +472,7 @@ mod tests {
 
     #[test]
     fn url_encoded_documents_compare_equal_to_ours() {
-        let ours = policy::trust_policy("lambda.amazonaws.com");
+        let ours = policy::trust_policy("lambda.amazonaws.com", "123456789012");
         let encoded: String = ours
             .to_string()
             .bytes()
@@ -487,7 +487,7 @@ mod tests {
         assert!(same_document(Some(&encoded), &ours));
         assert!(same_document(Some(&ours.to_string()), &ours));
         assert!(!same_document(
-            Some(&policy::trust_policy("ec2.amazonaws.com").to_string()),
+            Some(&policy::trust_policy("ec2.amazonaws.com", "123456789012").to_string()),
             &ours
         ));
         assert!(!same_document(None, &ours));

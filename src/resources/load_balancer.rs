@@ -1,5 +1,6 @@
 //! The internet-facing Application Load Balancer in the public subnets, guarded by the alb
-//! security group, dropping invalid header fields. Creation takes minutes on AWS
+//! security group, dropping invalid header fields, writing access logs into the logs
+//! bucket when the config asks for them (`logging.alb_access_logs`). Creation takes minutes on AWS
 //! (`provisioning` -> `active`, median ~150 s), so `create` returns the ARN at once and
 //! `converge` waits. Its delete waits until it is gone: its ENIs hold public addresses, and
 //! the internet gateway cannot be detached before they go.
@@ -22,6 +23,21 @@ pub struct LoadBalancer;
 
 /// Attributes set after create, as (key, value).
 pub const ATTRIBUTES: [(&str, &str); 1] = [("routing.http.drop_invalid_header_fields.enabled", "true")];
+
+/// Every attribute `converge` sets: `ATTRIBUTES`, and access logging on into `bucket` under
+/// `prefix`, or off.
+pub fn attributes(access_logs: Option<(&str, &str)>) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = ATTRIBUTES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    match access_logs {
+        Some((bucket, prefix)) => {
+            all.push(("access_logs.s3.enabled".into(), "true".into()));
+            all.push(("access_logs.s3.bucket".into(), bucket.into()));
+            all.push(("access_logs.s3.prefix".into(), prefix.into()));
+        }
+        None => all.push(("access_logs.s3.enabled".into(), "false".into())),
+    }
+    all
+}
 
 fn outputs_of(lb: &t::LoadBalancer) -> Option<Outputs> {
     let arn = lb.load_balancer_arn()?;
@@ -125,7 +141,12 @@ impl ResourceKind for LoadBalancer {
             .ok_or_else(|| ResourceError::new(ErrorClass::Other, "CreateLoadBalancer returned no load balancer"))
     }
 
-    async fn converge(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+    async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let (access_logs,) = props!(cx, LoadBalancer { access_logs });
+        let logs = match access_logs {
+            Some(l) => Some((cx.dep_id(&l.bucket)?, l.prefix.as_str())),
+            None => None,
+        };
         let arn = outputs.id()?.to_string();
         let lb = wait::wait_for(
             &format!("load balancer {arn} to become active"),
@@ -146,9 +167,10 @@ impl ResourceKind for LoadBalancer {
             },
         )
         .await?;
-        let attrs: Vec<LoadBalancerAttribute> = ATTRIBUTES
-            .iter()
-            .map(|(k, v)| LoadBalancerAttribute::builder().key(*k).value(*v).build())
+        // With logging on, ELB checks here that the bucket policy lets it write.
+        let attrs: Vec<LoadBalancerAttribute> = attributes(logs)
+            .into_iter()
+            .map(|(k, v)| LoadBalancerAttribute::builder().key(k).value(v).build())
             .collect();
         aws.clients
             .elb
@@ -203,6 +225,25 @@ mod tests {
             .code(code)
             .set_reason(reason.map(String::from))
             .build()
+    }
+
+    #[test]
+    fn access_logs_are_switched_on_into_the_bucket_prefix_or_off() {
+        let on = attributes(Some(("pi-logs-1-eu-west-1", "alb")));
+        let get = |all: &[(String, String)], k: &str| all.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get(&on, "access_logs.s3.enabled").as_deref(), Some("true"));
+        assert_eq!(
+            get(&on, "access_logs.s3.bucket").as_deref(),
+            Some("pi-logs-1-eu-west-1")
+        );
+        assert_eq!(get(&on, "access_logs.s3.prefix").as_deref(), Some("alb"));
+        assert_eq!(
+            get(&on, "routing.http.drop_invalid_header_fields.enabled").as_deref(),
+            Some("true")
+        );
+        let off = attributes(None);
+        assert_eq!(get(&off, "access_logs.s3.enabled").as_deref(), Some("false"));
+        assert_eq!(get(&off, "access_logs.s3.bucket"), None);
     }
 
     #[test]

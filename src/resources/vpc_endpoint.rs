@@ -1,7 +1,10 @@
 //! A VPC endpoint: interface endpoints (private DNS, in the app subnets, behind the
 //! endpoints group) let instances and the Lambda reach AWS APIs without the NAT; the S3
-//! gateway endpoint sits on the private route tables. The gateway endpoint keeps AWS's
-//! default full-access policy: the vendor's custom policy had a malformed ARN.
+//! gateway endpoint sits on the private route tables. Each has a policy instead of AWS's
+//! default allow-everything one (`core::policy::interface_endpoint_policy`,
+//! `s3_gateway_endpoint_policy`): only this account's principals (and, where that cannot
+//! break AWS-owned resources, only its resources); the S3 gateway also lets the instances
+//! read the AWS-owned package and SSM agent buckets it names.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +19,7 @@ use crate::aws::{err, error, tags};
 use crate::core::diff::{self, AttrSpec, Change, ChangeAction, Settings, settings};
 use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::latency::{self, Transition};
+use crate::core::policy::{self, ArnScope};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{EndpointType, Kind, NodeSpec, Props, endpoint_service_name};
 
@@ -79,6 +83,30 @@ fn delta(live: &str, want: &str) -> (Vec<String>, Vec<String>) {
 }
 
 pub struct VpcEndpoint;
+
+/// The endpoint policy for `service` (`s3` is the gateway endpoint).
+pub fn endpoint_policy(scope: &ArnScope<'_>, service: &str) -> serde_json::Value {
+    if service == "s3" {
+        policy::s3_gateway_endpoint_policy(scope)
+    } else {
+        policy::interface_endpoint_policy(service, scope.account)
+    }
+}
+
+fn scope(aws: &Aws) -> ArnScope<'_> {
+    ArnScope {
+        partition: &aws.env.partition,
+        region: &aws.env.region,
+        account: &aws.env.account_id,
+    }
+}
+
+/// Whether the endpoint's policy document says the same as ours.
+fn same_policy(found: Option<&str>, desired: &serde_json::Value) -> bool {
+    found
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .is_some_and(|v| &v == desired)
+}
 
 /// An endpoint's lifecycle state. The SDK's `State` enum spells its values `Available`,
 /// `Deleted`, ..., but DescribeVpcEndpoints answers `available`, `deleted`, ...: the SDK then
@@ -244,6 +272,7 @@ impl ResourceKind for VpcEndpoint {
             .create_vpc_endpoint()
             .vpc_id(vpc_id)
             .service_name(&service_name)
+            .policy_document(endpoint_policy(&scope(aws), service).to_string())
             .client_token(cx.token)
             .tag_specifications(tags::ec2_spec(
                 ResourceType::VpcEndpoint,
@@ -276,7 +305,7 @@ impl ResourceKind for VpcEndpoint {
     }
 
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
-        let (endpoint,) = props!(cx, VpcEndpoint { endpoint });
+        let (service, endpoint) = props!(cx, VpcEndpoint { service, endpoint });
         let gateway = matches!(endpoint, EndpointType::Gateway { .. });
         let id = outputs.id()?.to_string();
         let first = AtomicBool::new(true);
@@ -287,6 +316,18 @@ impl ResourceKind for VpcEndpoint {
             || poll_available(aws, &id, first.swap(false, Ordering::Relaxed)),
         )
         .await?;
+        // An adopted endpoint, or one whose policy was changed by hand.
+        let desired = endpoint_policy(&scope(aws), service);
+        if !same_policy(e.policy_document(), &desired) {
+            aws.clients
+                .ec2
+                .modify_vpc_endpoint()
+                .vpc_endpoint_id(&id)
+                .policy_document(desired.to_string())
+                .send()
+                .await
+                .map_err(err("setting the VPC endpoint's policy"))?;
+        }
         Ok(outputs_of(&e).unwrap_or(outputs))
     }
 
@@ -343,10 +384,18 @@ impl ResourceKind for VpcEndpoint {
     async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
         Ok(match describe(aws, cx.outputs.id()?).await? {
             None => Inspection::missing(),
-            Some(e) => match live_of(state_of(&e)) {
-                Live::Available => Inspection::available(),
-                live => Inspection::of(live).with_detail(state_name(&e)),
-            },
+            Some(e) => {
+                let mut found = match live_of(state_of(&e)) {
+                    Live::Available => Inspection::available(),
+                    live => Inspection::of(live).with_detail(state_name(&e)),
+                };
+                if let Some(crate::core::spec::Props::VpcEndpoint { service, .. }) = cx.spec.map(|s| &s.props)
+                    && !same_policy(e.policy_document(), &endpoint_policy(&scope(aws), service))
+                {
+                    found.drift("endpoint policy", "this account only", "another policy");
+                }
+                found
+            }
         })
     }
 
