@@ -88,8 +88,7 @@ def prowler(findings_path, state_path, artefacts_path, tradeoffs_path, summary_p
         else:
             undeclared.append(line)
     used = {c for items in declared.values() for c, _ in items}
-    stale = sorted(set(artefacts) | set(tradeoffs) - used)
-    stale = [c for c in stale if c not in used]
+    stale = sorted(c for c in set(artefacts) | set(tradeoffs) if c not in used and ":" not in c)
     out = ["## Prowler", "", f"Checks run: {len(checks_run)}; findings: {len(findings)} "
            f"({sum(sum(c.values()) for c in counts.values())} on the deployment's resources, "
            f"{sum(other.values())} on other resources of the account or account-wide).", "",
@@ -123,6 +122,14 @@ RISKS = [
 ]
 
 
+def risk_findings(value):
+    """cloudsplaining 0.9 writes each risk as {severity, description, findings: [...]};
+    older releases as a bare list."""
+    if isinstance(value, dict):
+        return value.get("findings") or []
+    return value or []
+
+
 def cloudsplaining(results_path, artefacts_path, tradeoffs_path, summary_path):
     with open(results_path, encoding="utf-8") as f:
         results = json.load(f)
@@ -132,7 +139,8 @@ def cloudsplaining(results_path, artefacts_path, tradeoffs_path, summary_path):
     for group in ("customer_managed_policies", "inline_policies", "aws_managed_policies"):
         for pid, pol in (results.get(group) or {}).items():
             name = pol.get("PolicyName", pid)
-            found = {r: pol.get(r) for r in RISKS if pol.get(r)}
+            found = {r: risk_findings(pol.get(r)) for r in RISKS}
+            found = {r: f for r, f in found.items() if f}
             if not found:
                 clean.append(f"{group}: {name}")
             for risk, actions in sorted(found.items()):
