@@ -347,7 +347,11 @@ pub fn derived(dep: &str) -> Vec<Derived> {
     let mut all = vec![
         d("SSM parameter", db_endpoint_parameter(dep), Rule::SsmParameter),
         d("S3 bucket name", bucket(dep, ACCOUNT, LONGEST_REGION), Rule::S3Bucket),
-        d("logs bucket name", logs_bucket(dep, ACCOUNT, LONGEST_REGION), Rule::S3Bucket),
+        d(
+            "logs bucket name",
+            logs_bucket(dep, ACCOUNT, LONGEST_REGION),
+            Rule::S3Bucket,
+        ),
         d("load balancer name", alb(dep), Rule::LoadBalancer),
         d("target group name", target_group(dep), Rule::TargetGroup),
         d("DB identifier", db_identifier(dep), Rule::RdsIdentifier { max: 63 }),

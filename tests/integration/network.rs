@@ -94,8 +94,7 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
             .send()
             .await
             .unwrap();
-        let doc: serde_json::Value =
-            serde_json::from_str(e.vpc_endpoints()[0].policy_document().unwrap()).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(e.vpc_endpoints()[0].policy_document().unwrap()).unwrap();
         assert_eq!(
             doc["Statement"][0]["Condition"]["StringEquals"]["aws:PrincipalAccount"], account,
             "vpce-{svc}: {doc}"
