@@ -34,11 +34,24 @@ use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct DbEndpoint;
 
-pub const ATTRS: &[AttrSpec] = &[AttrSpec::update("rotation_days", &["database.rotation_days"])];
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::update("rotation_days", &["database.rotation_days"]),
+    AttrSpec::update("secret_policy", &[]),
+];
+
+/// The `secret_policy` setting when the managed secret has pi-deploy's resource policy
+/// (`core::policy::db_secret_policy`); `read` compares the documents, which depend on the
+/// account `desired` does not know.
+pub const OUR_SECRET_POLICY: &str = "the dashboard role reads it";
+/// Any other resource policy, or none.
+pub const OTHER_SECRET_POLICY: &str = "another policy or none";
 
 /// The desired settings (pure).
 pub fn desired_settings(rotation_days: i64) -> Settings {
-    settings([("rotation_days", rotation_days.to_string())])
+    settings([
+        ("rotation_days", rotation_days.to_string()),
+        ("secret_policy", OUR_SECRET_POLICY.to_string()),
+    ])
 }
 
 /// The managed secret's schedule as `plan` shows it.
@@ -175,27 +188,37 @@ fn dashboard_role_arn(aws: &Aws) -> String {
     )
 }
 
-async fn put_secret_policy(aws: &Aws, secret_arn: &str) -> Result<(), ResourceError> {
+fn secret_policy(aws: &Aws) -> serde_json::Value {
     let scope = ArnScope {
         partition: &aws.env.partition,
         region: &aws.env.region,
         account: &aws.env.account_id,
     };
-    let desired = policy::db_secret_policy(&scope, &dashboard_role_arn(aws));
-    let sm = &aws.clients.secrets;
-    let current = sm
+    policy::db_secret_policy(&scope, &dashboard_role_arn(aws))
+}
+
+/// Whether the secret's resource policy is `secret_policy`.
+async fn has_secret_policy(aws: &Aws, secret_arn: &str) -> Result<bool, ResourceError> {
+    let current = aws
+        .clients
+        .secrets
         .get_resource_policy()
         .secret_id(secret_arn)
         .send()
         .await
         .map_err(err("reading the DB secret's resource policy"))?;
-    let same = current
+    Ok(current
         .resource_policy()
         .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
-        .is_some_and(|p| p == desired);
-    if same {
+        .is_some_and(|p| p == secret_policy(aws)))
+}
+
+async fn put_secret_policy(aws: &Aws, secret_arn: &str) -> Result<(), ResourceError> {
+    if has_secret_policy(aws, secret_arn).await? {
         return Ok(());
     }
+    let desired = secret_policy(aws);
+    let sm = &aws.clients.secrets;
     sm.put_resource_policy()
         .secret_id(secret_arn)
         .resource_policy(desired.to_string())
@@ -365,10 +388,14 @@ impl ResourceKind for DbEndpoint {
             return Ok(Observed::Present(Settings::new()));
         };
         let every = d.rotation_rules().and_then(|r| r.automatically_after_days());
-        Ok(Observed::Present(settings([(
-            "rotation_days",
-            rotation_setting(d.rotation_enabled(), every),
-        )])))
+        let ours = has_secret_policy(aws, arn).await?;
+        Ok(Observed::Present(settings([
+            ("rotation_days", rotation_setting(d.rotation_enabled(), every)),
+            (
+                "secret_policy",
+                if ours { OUR_SECRET_POLICY } else { OTHER_SECRET_POLICY }.to_string(),
+            ),
+        ])))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

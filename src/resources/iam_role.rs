@@ -16,13 +16,32 @@ use crate::aws::{err, tags};
 use crate::core::latency;
 use crate::core::names;
 use crate::core::policy::{self, ArnScope};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::{Kind, RolePolicy};
+use std::collections::BTreeMap;
+
+use crate::core::diff::{AttrSpec, Settings, settings};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{Kind, NodeSpec, Props, RolePolicy};
 
 pub struct IamRole;
 
 /// The one inline policy pi-deploy manages on each role.
 pub const INLINE_POLICY: &str = "pi-deploy";
+
+/// The trust policy and the inline policy are pi-deploy's documents, which depend on the
+/// account (and the dependencies' ARNs) that `desired` (pure) does not know: `read`
+/// compares the documents and answers `OURS` or `OTHER`; `up` puts them back (converge).
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::update("trust_policy", &[]),
+    AttrSpec::update("inline_policy", &[]),
+];
+/// A policy that is pi-deploy's document.
+pub const OURS: &str = "pi-deploy's";
+/// Any other document, or none.
+pub const OTHER: &str = "another document";
+
+fn label(ours: bool) -> String {
+    if ours { OURS } else { OTHER }.to_string()
+}
 
 fn scope(aws: &Aws) -> ArnScope<'_> {
     ArnScope {
@@ -397,6 +416,46 @@ impl ResourceKind for IamRole {
         })
         .await?;
         Ok(outputs_of(&role))
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::IamRole { .. } => settings([("trust_policy", label(true)), ("inline_policy", label(true))]),
+            _ => Settings::new(),
+        }
+    }
+
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let (service, which) = props!(cx, IamRole { service, policy });
+        let name = outputs.id()?;
+        let Some(role) = get_role(aws, name).await? else {
+            return Ok(Observed::Missing);
+        };
+        let trust = same_document(
+            role.assume_role_policy_document(),
+            &policy::trust_policy(service, &aws.env.account_id),
+        );
+        let mut live = settings([("trust_policy", label(trust))]);
+        // Without the dependencies' ARNs (not recorded yet) the document is unknown: not compared.
+        if let Ok(document) = inline_policy(&scope(aws), &aws.env.deployment, *which, cx) {
+            let got = aws
+                .clients
+                .iam
+                .get_role_policy()
+                .role_name(name)
+                .policy_name(INLINE_POLICY)
+                .send()
+                .await
+                .map_err(err("reading the role's inline policy"));
+            let got = ec2::not_found_is_none(got)?;
+            let ours = got.is_some_and(|g| same_document(Some(g.policy_document()), &document));
+            live.insert("inline_policy".into(), label(ours));
+        }
+        Ok(Observed::Present(live))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

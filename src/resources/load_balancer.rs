@@ -15,11 +15,38 @@ use super::{Aws, ResourceKind, ec2, elb, props};
 use crate::aws::consistency;
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
+use std::collections::BTreeMap;
+
+use crate::core::diff::{AttrSpec, Settings, settings};
 use crate::core::latency::{self, Transition};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct LoadBalancer;
+
+/// Access logging: `s3://<bucket>/<prefix>` or `off`; set in place.
+pub const ATTRS: &[AttrSpec] = &[AttrSpec::update("access_logs", &["logging.alb_access_logs"])];
+
+/// The `access_logs` setting.
+pub fn access_logs_setting(on: Option<(&str, &str)>) -> String {
+    match on {
+        Some((bucket, prefix)) => format!("s3://{bucket}/{prefix}"),
+        None => "off".to_string(),
+    }
+}
+
+/// The `access_logs` setting from the load balancer's attributes.
+pub fn live_access_logs(attrs: &[LoadBalancerAttribute]) -> String {
+    let get = |k: &str| attrs.iter().find(|a| a.key() == Some(k)).and_then(|a| a.value());
+    if get("access_logs.s3.enabled") == Some("true") {
+        access_logs_setting(Some((
+            get("access_logs.s3.bucket").unwrap_or_default(),
+            get("access_logs.s3.prefix").unwrap_or_default(),
+        )))
+    } else {
+        access_logs_setting(None)
+    }
+}
 
 /// Attributes set after create, as (key, value).
 pub const ATTRIBUTES: [(&str, &str); 1] = [("routing.http.drop_invalid_header_fields.enabled", "true")];
@@ -181,6 +208,43 @@ impl ResourceKind for LoadBalancer {
             .await
             .map_err(err("setting the load balancer's attributes"))?;
         Ok(outputs_of(&lb).unwrap_or(outputs))
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::LoadBalancer { access_logs, .. } => {
+                let bucket = access_logs.as_ref().map(|l| super::dep_output(deps, &l.bucket, "id"));
+                let on = access_logs
+                    .as_ref()
+                    .zip(bucket.as_deref())
+                    .map(|(l, b)| (b, l.prefix.as_str()));
+                settings([("access_logs", access_logs_setting(on))])
+            }
+            _ => Settings::new(),
+        }
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let arn = outputs.id()?;
+        if describe(aws, arn).await?.is_none() {
+            return Ok(Observed::Missing);
+        }
+        let out = aws
+            .clients
+            .elb
+            .describe_load_balancer_attributes()
+            .load_balancer_arn(arn)
+            .send()
+            .await
+            .map_err(err("reading the load balancer's attributes"));
+        Ok(match ec2::not_found_is_none(out)? {
+            None => Observed::Missing,
+            Some(o) => Observed::Present(settings([("access_logs", live_access_logs(o.attributes()))])),
+        })
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

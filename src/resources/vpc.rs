@@ -9,12 +9,30 @@ use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType, SecurityGr
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
+use std::collections::BTreeMap;
+
+use crate::core::diff::{AttrSpec, Settings, settings};
 use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::latency;
-use crate::core::resource::{DeleteCtx, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::resource::{DeleteCtx, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{Kind, NodeSpec};
 
 pub struct Vpc;
+
+/// The default security group's rules are drift: `up` revokes them again (converge).
+pub const ATTRS: &[AttrSpec] = &[AttrSpec::update("default_security_group_rules", &[])];
+
+/// The `default_security_group_rules` setting of a stripped group.
+pub const NO_RULES: &str = "none";
+
+/// The rules as one setting: `none`, or the sorted rule lines.
+pub fn rules_setting(rules: Vec<String>) -> String {
+    if rules.is_empty() {
+        NO_RULES.to_string()
+    } else {
+        crate::core::diff::list(rules)
+    }
+}
 
 /// The VPC's default security group (every VPC has one; it cannot be deleted).
 async fn default_group(aws: &Aws, vpc_id: &str) -> Result<Option<SecurityGroup>, ResourceError> {
@@ -210,18 +228,43 @@ impl ResourceKind for Vpc {
             .await
             .map_err(err("describing the VPC"));
         let vpc = ec2::not_found_is_none(out)?.and_then(|o| o.vpcs().first().cloned());
-        let mut found = match vpc.as_ref().and_then(|v| v.state()) {
-            None => return Ok(Inspection::missing()),
+        // The default group's rules are compared by `status` through `read` and the diff.
+        Ok(match vpc.as_ref().and_then(|v| v.state()) {
+            None => Inspection::missing(),
             Some(VpcState::Available) => Inspection::available(),
             Some(s) => Inspection::of(Live::Creating).with_detail(s.as_str()),
-        };
-        if let Some(g) = default_group(aws, cx.outputs.id()?).await? {
-            let rules = default_group_rules(&g);
-            if !rules.is_empty() {
-                found.drift("default security group rules", "none", rules.join(", "));
-            }
+        })
+    }
+
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, _spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        settings([("default_security_group_rules", NO_RULES.to_string())])
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let id = outputs.id()?;
+        let out = aws
+            .clients
+            .ec2
+            .describe_vpcs()
+            .vpc_ids(id)
+            .send()
+            .await
+            .map_err(err("describing the VPC"));
+        if ec2::not_found_is_none(out)?.is_none_or(|o| o.vpcs().is_empty()) {
+            return Ok(Observed::Missing);
         }
-        Ok(found)
+        // A group not visible (yet) reads as nothing to compare.
+        let Some(g) = default_group(aws, id).await? else {
+            return Ok(Observed::Present(Settings::new()));
+        };
+        Ok(Observed::Present(settings([(
+            "default_security_group_rules",
+            rules_setting(default_group_rules(&g)),
+        )])))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

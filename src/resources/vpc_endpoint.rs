@@ -38,7 +38,15 @@ pub const ATTRS: &[AttrSpec] = &[
     ),
     AttrSpec::update("subnets", &[]),
     AttrSpec::update("security_groups", &[]),
+    AttrSpec::update("policy", &[]),
 ];
+
+/// The `policy` setting of an endpoint whose policy is pi-deploy's (`endpoint_policy`): the
+/// document depends on the account, which `desired` (pure) does not know, so `read`
+/// compares the documents and answers this or `OTHER_POLICY`.
+pub const OUR_POLICY: &str = "this account only";
+/// The `policy` setting of an endpoint with any other policy (AWS's default full access).
+pub const OTHER_POLICY: &str = "another policy";
 
 /// The desired settings (pure), with the dependencies' ids.
 pub fn desired_settings(service_name: &str, endpoint: &EndpointType, deps: &BTreeMap<String, Outputs>) -> Settings {
@@ -341,15 +349,23 @@ impl ResourceKind for VpcEndpoint {
             Props::VpcEndpoint { endpoint, .. } => {
                 let mut s = desired_settings("", endpoint, deps);
                 s.remove("service");
+                s.insert("policy".into(), OUR_POLICY.into());
                 s
             }
             _ => Settings::new(),
         }
     }
 
-    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
         Ok(match describe(aws, outputs.id()?).await? {
-            Some(e) if !is_dead(&e) => Observed::Present(live_settings(&e)),
+            Some(e) if !is_dead(&e) => {
+                let mut live = live_settings(&e);
+                if let Props::VpcEndpoint { service, .. } = &cx.spec.props {
+                    let ours = same_policy(e.policy_document(), &endpoint_policy(&scope(aws), service));
+                    live.insert("policy".into(), if ours { OUR_POLICY } else { OTHER_POLICY }.into());
+                }
+                Observed::Present(live)
+            }
             _ => Observed::Missing,
         })
     }
@@ -364,6 +380,10 @@ impl ResourceKind for VpcEndpoint {
         changes: &[Change],
     ) -> Result<Outputs, ResourceError> {
         let mut req = aws.clients.ec2.modify_vpc_endpoint().vpc_endpoint_id(outputs.id()?);
+        // A changed policy alone is converge's to put back.
+        if changes.iter().all(|c| c.attribute == "policy") {
+            return self.converge(aws, cx, outputs).await;
+        }
         for c in changes {
             let (add, remove) = delta(&c.old, &c.new);
             req = match c.attribute.as_str() {
@@ -384,18 +404,11 @@ impl ResourceKind for VpcEndpoint {
     async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
         Ok(match describe(aws, cx.outputs.id()?).await? {
             None => Inspection::missing(),
-            Some(e) => {
-                let mut found = match live_of(state_of(&e)) {
-                    Live::Available => Inspection::available(),
-                    live => Inspection::of(live).with_detail(state_name(&e)),
-                };
-                if let Some(crate::core::spec::Props::VpcEndpoint { service, .. }) = cx.spec.map(|s| &s.props)
-                    && !same_policy(e.policy_document(), &endpoint_policy(&scope(aws), service))
-                {
-                    found.drift("endpoint policy", "this account only", "another policy");
-                }
-                found
-            }
+            // The policy is compared by `status` through `read` and the diff.
+            Some(e) => match live_of(state_of(&e)) {
+                Live::Available => Inspection::available(),
+                live => Inspection::of(live).with_detail(state_name(&e)),
+            },
         })
     }
 
