@@ -34,6 +34,8 @@ fn expected_data_census(d: &Deployment, bucket: &str, st: &serde_json::Value, li
         c.insert("secret", vec!["licence-secret".into()]);
     }
     c.insert("ssm-parameter", vec![format!("/{}/db-endpoint", d.name)]);
+    // The MariaDB error log's group (database.export_error_log, on by default).
+    c.insert("log-group", vec!["db-error-log-group".into()]);
     c
 }
 

@@ -408,10 +408,15 @@ async fn data_settings_are_applied_in_place_and_a_storage_shrink_is_refused() {
         planned(&doc, "lambda-log-group"),
         vec![update("retention_days", "30", "60")]
     );
+    // The DB's error log group keeps the Lambda's retention too.
+    assert_eq!(
+        planned(&doc, "db-error-log-group"),
+        vec![update("retention_days", "30", "60")]
+    );
     let ev = up(&d, &cfg);
     assert_eq!(
         changed_keys(&ev),
-        vec!["bucket", "db", "db-endpoint", "lambda-log-group"]
+        vec!["bucket", "db", "db-endpoint", "db-error-log-group", "lambda-log-group"]
     );
 
     // Read back from AWS's side.
