@@ -105,6 +105,7 @@ printf 'prowler: %d s\n' "$prowler_s" >&2
 banner "cloudsplaining (the deployment's roles)"
 t0=$SECONDS
 "$EMU_PY" tests/security/iam_details.py "$DEPLOYMENT" >"$out/authorization-details.json"
+mkdir -p "$out/cloudsplaining"
 PYTHONDONTWRITEBYTECODE=1 "$(dirname "$cs_py")/cloudsplaining" scan \
   --input-file "$out/authorization-details.json" --output "$out/cloudsplaining" \
   --skip-open-report >"$out/cloudsplaining.log" 2>&1 || {
