@@ -195,7 +195,10 @@ impl S3Location {
         let held = Arc::new(HeldLock {
             key,
             info,
-            etag: Mutex::new(etag),
+            current: Mutex::new(Seen {
+                etag,
+                bytes: Arc::from(bytes),
+            }),
             lost: AtomicBool::new(false),
         });
         let refresher = self.bridge.spawn(refresh(
@@ -350,8 +353,56 @@ fn lock_failure(loc: &S3Location, e: ResourceError) -> ResourceError {
 struct HeldLock {
     key: String,
     info: LockInfo,
-    etag: Mutex<String>,
+    /// The lock document this run last wrote, and its ETag.
+    current: Mutex<Seen>,
     lost: AtomicBool,
+}
+
+/// An object version this run wrote or read: its ETag and its exact bytes.
+#[derive(Clone, Debug, PartialEq)]
+struct Seen {
+    etag: String,
+    bytes: Arc<[u8]>,
+}
+
+/// How many times one write or delete is retried on the object's current ETag after a
+/// failed condition that [`unchanged_since`] explains.
+const REBASES: u32 = 3;
+
+/// After a failed `If-Match`: the object's current ETag when the object still holds
+/// exactly the bytes this run last wrote or read (`ours`), else `None`.
+///
+/// A failed condition normally means another writer. But the ETag a run holds can fail to
+/// match the object it wrote without anyone writing in between: moto 5.2.5 computes an
+/// object's ETag lazily from a buffer that a concurrent GetObject moves, so a PutObject
+/// answered while someone reads the object can return an ETag the object does not have
+/// (`tests/emu/probe_etag_race.py` shows it; it stopped a crash-test run with exit 3, see
+/// docs/RELIABILITY.md). The comparison that matters is of the content: when the object
+/// still holds byte for byte what this run based its change on, no other writer's change
+/// can be lost by writing over it, and a retry on its current ETag is as safe as the
+/// first attempt. (On S3 with MD5 ETags an identical rewrite keeps the ETag, so this is
+/// exactly what the condition itself already accepts.)
+fn unchanged_since(now: Option<&Object>, ours: &[u8]) -> Option<String> {
+    now.filter(|obj| obj.bytes == ours).map(|obj| obj.etag.clone())
+}
+
+/// Delete the lock only if it is still the one this run last wrote (`If-Match`, on the
+/// object's current ETag when its ETag was misreported, see [`unchanged_since`]).
+async fn delete_own_lock(store: &dyn ObjectStore, held: &HeldLock) -> Result<(), ObjectError> {
+    let mut current = held.current.lock().unwrap().clone();
+    for _ in 0..REBASES {
+        match store.delete(&held.key, Some(&current.etag)).await {
+            Err(ObjectError::ConditionFailed) => {
+                let now = store.get(&held.key, None).await?;
+                let Some(etag) = unchanged_since(now.as_ref(), &current.bytes) else {
+                    return Err(ObjectError::ConditionFailed);
+                };
+                current.etag = etag;
+            }
+            other => return other,
+        }
+    }
+    store.delete(&held.key, Some(&current.etag)).await
 }
 
 /// A lock this process holds: where, the lock, and its refresher.
@@ -386,12 +437,10 @@ fn release_now((loc, held, refresher): &Held) -> Result<(), String> {
     if held.lost.swap(true, Ordering::SeqCst) {
         return Ok(());
     }
-    let key = held.key.clone();
-    let etag = held.etag.lock().unwrap().clone();
-    let store = loc.store.clone();
+    let (store, held) = (loc.store.clone(), held.clone());
     let deleted = loc
         .bridge
-        .run(async move { tokio::time::timeout(RELEASE_ON_EXIT_WITHIN, store.delete(&key, Some(&etag))).await });
+        .run(async move { tokio::time::timeout(RELEASE_ON_EXIT_WITHIN, delete_own_lock(store.as_ref(), &held)).await });
     match deleted {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
@@ -412,23 +461,49 @@ async fn refresh(
         tokio::time::sleep(every).await;
         let mut info = held.info.clone();
         info.refreshed_at = Some(Utc::now());
-        let bytes = info.to_bytes();
-        let etag = held.etag.lock().unwrap().clone();
-        match store.put(&held.key, bytes.clone(), Condition::IfMatch(etag)).await {
-            Ok(w) => *held.etag.lock().unwrap() = w.etag,
-            Err(ObjectError::ConditionFailed) => match store.get(&held.key, None).await {
-                Ok(Some(obj)) if obj.bytes == bytes => *held.etag.lock().unwrap() = obj.etag,
-                Ok(_) => {
-                    held.lost.store(true, Ordering::SeqCst);
-                    fence.trip(format!(
-                        "the lock of deployment `{deployment}` (lock id {}) was removed or taken over by another run while this run held it",
-                        held.info.id
-                    ));
-                    return;
+        let bytes: Arc<[u8]> = Arc::from(info.to_bytes());
+        let mut rebased = 0;
+        loop {
+            let last = held.current.lock().unwrap().clone();
+            let put = store
+                .put(&held.key, bytes.to_vec(), Condition::IfMatch(last.etag.clone()))
+                .await;
+            let etag = match put {
+                Ok(w) => w.etag,
+                Err(ObjectError::ConditionFailed) => match store.get(&held.key, None).await {
+                    // Our own write, whose answer was lost and whose retry met it.
+                    Ok(Some(obj)) if *obj.bytes == *bytes => obj.etag,
+                    Ok(now) => match unchanged_since(now.as_ref(), &last.bytes) {
+                        // Still our last lock document, under another ETag than the one held.
+                        Some(etag) if rebased < REBASES => {
+                            rebased += 1;
+                            held.current.lock().unwrap().etag = etag;
+                            continue;
+                        }
+                        _ => {
+                            held.lost.store(true, Ordering::SeqCst);
+                            fence.trip(format!(
+                                "the lock of deployment `{deployment}` (lock id {}) was removed or taken over by another run while this run held it",
+                                held.info.id
+                            ));
+                            return;
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!("could not read the lock back after a failed refresh: {e}");
+                        break;
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!("could not refresh the lock of deployment `{deployment}`: {e}; trying again");
+                    break;
                 }
-                Err(e) => tracing::warn!("could not read the lock back after a failed refresh: {e}"),
-            },
-            Err(e) => tracing::warn!("could not refresh the lock of deployment `{deployment}`: {e}; trying again"),
+            };
+            *held.current.lock().unwrap() = Seen {
+                etag,
+                bytes: bytes.clone(),
+            };
+            break;
         }
     }
 }
@@ -440,9 +515,9 @@ enum Last {
     Unknown,
     /// Read: there was none (or this run deleted it).
     Absent,
-    /// The version this run last read or wrote.
+    /// The version this run last read or wrote, with its exact bytes.
     Present {
-        etag: String,
+        seen: Seen,
         lineage: uuid::Uuid,
         serial: u64,
     },
@@ -485,7 +560,10 @@ impl S3State {
             refusal,
         })?;
         *self.last.lock().unwrap() = Last::Present {
-            etag: obj.etag,
+            seen: Seen {
+                etag: obj.etag,
+                bytes: Arc::from(obj.bytes),
+            },
             lineage: state.lineage,
             serial: state.serial,
         };
@@ -547,9 +625,9 @@ impl S3State {
             });
         }
         let last = self.last.lock().unwrap().clone();
-        let condition = match &last {
+        let mut condition = match &last {
             Last::Present {
-                etag,
+                seen,
                 lineage: l,
                 serial: s,
             } => {
@@ -567,32 +645,53 @@ impl S3State {
                         "this run's serial {serial} is not newer than the serial {s} it loaded"
                     )));
                 }
-                Condition::IfMatch(etag.clone())
+                Condition::IfMatch(seen.etag.clone())
             }
             Last::Absent | Last::Unknown => Condition::IfAbsent,
         };
         let key = self.key.clone();
-        let mut attempt = 0u32;
+        let (mut attempt, mut rebased) = (0u32, 0u32);
         let written = loop {
             attempt += 1;
             let (k, b, c) = (key.clone(), bytes.clone(), condition.clone());
             match self.loc.call(|s| async move { s.put(&k, b, c).await }) {
                 Ok(w) => break w.etag,
-                Err(ObjectError::ConditionFailed) => match self.loc.get(&key, None)? {
-                    Some(obj) if obj.bytes == bytes => break obj.etag,
-                    _ => {
-                        let expected = match &last {
-                            Last::Present { serial, .. } => {
-                                format!("the version of serial {serial} that it last read or wrote")
-                            }
-                            _ => "no state object, as it found none".into(),
-                        };
-                        return Err(self.refuse(format!(
-                            "it changed behind this run's back: the run expected {expected}, but {}",
-                            self.describe_current()
-                        )));
+                Err(ObjectError::ConditionFailed) => {
+                    let now = self.loc.get(&key, None)?;
+                    // Our own write, whose answer was lost and whose retry met it.
+                    if let Some(obj) = &now
+                        && obj.bytes == bytes
+                    {
+                        break obj.etag.clone();
                     }
-                },
+                    // Still the version this run last read or wrote, under another ETag
+                    // than the one it held: nobody else wrote (see `unchanged_since`).
+                    let unchanged = match &last {
+                        Last::Present { seen, .. } => unchanged_since(now.as_ref(), &seen.bytes),
+                        _ => None,
+                    };
+                    match unchanged {
+                        Some(etag) if rebased < REBASES => {
+                            rebased += 1;
+                            tracing::debug!(
+                                "the state object holds what this run last wrote under another ETag than the one it held; writing again on {etag}"
+                            );
+                            condition = Condition::IfMatch(etag);
+                        }
+                        _ => {
+                            let expected = match &last {
+                                Last::Present { serial, .. } => {
+                                    format!("the version of serial {serial} that it last read or wrote")
+                                }
+                                _ => "no state object, as it found none".into(),
+                            };
+                            return Err(self.refuse(format!(
+                                "it changed behind this run's back: the run expected {expected}, but {}",
+                                self.describe_current()
+                            )));
+                        }
+                    }
+                }
                 Err(ObjectError::Busy) if attempt < 5 => {
                     std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
                 }
@@ -600,7 +699,10 @@ impl S3State {
             }
         };
         *self.last.lock().unwrap() = Last::Present {
-            etag: written,
+            seen: Seen {
+                etag: written,
+                bytes: Arc::from(bytes),
+            },
             lineage,
             serial,
         };
@@ -611,11 +713,27 @@ impl S3State {
     /// bucket; the history stays), only if it is still the version this run wrote.
     pub fn remove(&self) -> Result<(), StateFileError> {
         let last = self.last.lock().unwrap().clone();
-        let Last::Present { etag, .. } = last else {
+        let Last::Present { mut seen, .. } = last else {
             return Ok(());
         };
-        let key = self.key.clone();
-        match self.loc.call(|s| async move { s.delete(&key, Some(&etag)).await }) {
+        let mut rebased = 0;
+        let removed = loop {
+            let (key, etag) = (self.key.clone(), seen.etag.clone());
+            match self.loc.call(|s| async move { s.delete(&key, Some(&etag)).await }) {
+                Err(ObjectError::ConditionFailed) if rebased < REBASES => {
+                    // Still the version this run wrote, under another ETag (`unchanged_since`)?
+                    match unchanged_since(self.loc.get(&self.key, None)?.as_ref(), &seen.bytes) {
+                        Some(etag) => {
+                            rebased += 1;
+                            seen.etag = etag;
+                        }
+                        None => break Err(ObjectError::ConditionFailed),
+                    }
+                }
+                other => break other,
+            }
+        };
+        match removed {
             Ok(()) => {
                 *self.last.lock().unwrap() = Last::Absent;
                 Ok(())
@@ -646,9 +764,10 @@ impl Drop for S3State {
         if self.held.lost.load(Ordering::SeqCst) {
             return;
         }
-        let key = self.held.key.clone();
-        let etag = self.held.etag.lock().unwrap().clone();
-        let released = self.loc.call(|s| async move { s.delete(&key, Some(&etag)).await });
+        let held = self.held.clone();
+        let released = self
+            .loc
+            .call(|s| async move { delete_own_lock(s.as_ref(), &held).await });
         if let Err(e) = released {
             tracing::warn!(
                 "the lock of deployment `{}` was not released ({e}); remove it with `pi-deploy force-unlock {}` once no run is going on",
@@ -662,7 +781,7 @@ impl Drop for S3State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::objects::fake::{FakeBucket, Script};
+    use crate::aws::objects::fake::{FakeBucket, Script, WRONG_ETAG};
     use crate::core::lock::Machine;
     use crate::core::state::Identity;
 
@@ -1007,6 +1126,130 @@ mod tests {
             bucket.bytes("pi/pi.lock").is_some(),
             "the other run's lock is not released by the loser"
         );
+    }
+
+    /// The crash test's exit 3 at k = 135 (docs/RELIABILITY.md): moto answered a state write
+    /// with an ETag the object did not have, and the next write's `If-Match` failed with no
+    /// other writer. The object still holds exactly what the run wrote: not a conflict.
+    #[test]
+    fn a_write_answered_with_an_etag_the_object_does_not_have_is_not_a_conflict() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let fence = Arc::new(Fence::default());
+        let st = lock(&loc, 3, &fence).unwrap();
+        st.load().unwrap();
+        let s1 = next(State::new(&identity()));
+        st.write(&s1).unwrap();
+        bucket.script("pi/pi.json", Script::WrongEtag);
+        let s2 = next(s1);
+        st.write(&s2).unwrap();
+        assert_ne!(bucket.etag("pi/pi.json").as_deref(), Some(WRONG_ETAG));
+        let s3 = next(s2);
+        st.write(&s3)
+            .expect("the object holds what this run wrote: written on its real ETag");
+        assert_eq!(State::parse(&bucket.bytes("pi/pi.json").unwrap()).unwrap(), s3);
+        assert!(fence.reason().is_none() && st.conflict().is_none());
+
+        // The same after a read answered with a wrong ETag.
+        drop(st);
+        let st = lock(&loc, 3, &fence).unwrap();
+        bucket.misreport_next_read("pi/pi.json");
+        let s = st.load().unwrap().unwrap();
+        let s4 = next(s);
+        st.write(&s4).expect("the object is the version this run read");
+        assert_eq!(State::parse(&bucket.bytes("pi/pi.json").unwrap()).unwrap(), s4);
+
+        // A destroy's removal too.
+        bucket.script("pi/pi.json", Script::WrongEtag);
+        st.write(&next(s4.clone())).unwrap();
+        st.remove().expect("removed on the object's real ETag");
+        assert!(bucket.bytes("pi/pi.json").is_none());
+        assert!(fence.reason().is_none());
+    }
+
+    /// Content, not the ETag, says whether someone else wrote: a real change behind the
+    /// run's back is refused all the same when the run's ETag was wrong.
+    #[test]
+    fn after_a_wrong_etag_a_change_behind_the_run_is_still_refused() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let fence = Arc::new(Fence::default());
+        let st = lock(&loc, 3, &fence).unwrap();
+        st.load().unwrap();
+        let s1 = next(State::new(&identity()));
+        bucket.script("pi/pi.json", Script::WrongEtag);
+        st.write(&s1).unwrap();
+        // Same lineage, another serial: another writer's document.
+        let mut theirs = next(s1.clone());
+        theirs.serial = 40;
+        bucket.overwrite("pi/pi.json", &theirs.serialize());
+        let err = st.write(&next(s1.clone())).unwrap_err();
+        assert!(matches!(err, StateFileError::Conflict { .. }), "{err}");
+        assert!(err.to_string().contains("serial 40"), "{err}");
+        assert_eq!(
+            State::parse(&bucket.bytes("pi/pi.json").unwrap()).unwrap(),
+            theirs,
+            "left untouched"
+        );
+        assert!(fence.reason().is_some());
+        // A removal after such a change is refused as well.
+        let fence = Arc::new(Fence::default());
+        drop(st);
+        let st = lock(&loc, 3, &fence).unwrap();
+        st.load().unwrap();
+        bucket.overwrite("pi/pi.json", &next(theirs.clone()).serialize());
+        assert!(matches!(st.remove(), Err(StateFileError::Conflict { .. })));
+        assert!(bucket.bytes("pi/pi.json").is_some());
+    }
+
+    #[test]
+    fn a_lock_refresh_answered_with_a_wrong_etag_keeps_the_lock_and_releases_it_at_the_end() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let fence = Arc::new(Fence::default());
+        // The lock's own write, then its first refresh, are answered with a wrong ETag.
+        bucket.script("pi/pi.lock", Script::WrongEtag);
+        bucket.script("pi/pi.lock", Script::WrongEtag);
+        let st = loc
+            .lock(
+                "pi",
+                info(3, "up"),
+                Some(here()),
+                fence.clone(),
+                Timing {
+                    refresh_every: Duration::from_millis(20),
+                },
+            )
+            .unwrap();
+        let first = bucket.bytes("pi/pi.lock").unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        assert_ne!(bucket.bytes("pi/pi.lock").unwrap(), first, "refreshed");
+        assert!(fence.reason().is_none(), "{:?}", fence.reason());
+        st.load().unwrap();
+        st.write(&next(State::new(&identity()))).unwrap();
+        drop(st);
+        assert!(bucket.bytes("pi/pi.lock").is_none(), "released");
+
+        // A release on an ETag that is wrong (no refresh in between), at the end of a run
+        // and on an exit that skips destructors.
+        for on_signal in [false, true] {
+            bucket.script("pi/pi.lock", Script::WrongEtag);
+            let st = lock(&loc, 3, &fence).unwrap();
+            if on_signal {
+                // What `release_held_locks` does for each lock (only this test's lock here:
+                // other tests of this process hold theirs).
+                let entry = {
+                    let held = HELD.lock().unwrap();
+                    let e = held.iter().find(|(_, h, _)| Arc::ptr_eq(h, &st.held)).unwrap();
+                    (e.0.clone(), e.1.clone(), e.2.clone())
+                };
+                release_now(&entry).unwrap();
+                assert!(bucket.bytes("pi/pi.lock").is_none(), "released on a signal");
+            }
+            drop(st);
+            assert!(bucket.bytes("pi/pi.lock").is_none(), "released");
+        }
+        assert!(fence.reason().is_none());
     }
 
     #[test]

@@ -5,8 +5,9 @@
 # double braces is replaced at render time with an id, a name or an ARN. No secret value is
 # ever part of this script: the DB credentials and the licence are read on the instance, from
 # Secrets Manager (through the VPC endpoint: private DNS makes the regional name resolve to
-# it), at EVERY start of the dashboard, so a rotated password is picked up; they are written
-# only to root-owned mode-600 files. Never add `set -x` or `tee` here.
+# it), at EVERY start of the dashboard; they are written only to root-owned mode-600 files.
+# RDS rotates the DB secret in place: a timer compares its current version with the one the
+# dashboard started with and restarts the dashboard on a change. Never add `set -x` or `tee`.
 #
 # Assumptions about the Panintelligence Marketplace AMI (check them when the AMI changes):
 # - the dashboard and its scheduler run in docker containers started by the systemd unit
@@ -28,6 +29,7 @@
 #                  (CONTINUE; ABANDON on a definite failure, so Auto Scaling replaces the
 #                  instance instead of sending it traffic).
 #   write-env      write the two env files (what the drop-in runs).
+#   refresh        restart the dashboard if the DB secret was rotated (what the timer runs).
 set -euo pipefail
 
 readonly DEPLOYMENT='{{deployment}}'
@@ -59,8 +61,20 @@ readonly EFS_TLS_OPTIONS=tls,_netdev,nofail
 readonly -a FOLDERS=(images themes excel-data svg keys logs)
 readonly SELF=/usr/local/sbin/pi-dashboard-env
 readonly DROP_IN="/etc/systemd/system/$DASHBOARD_UNIT.d/50-pi-deploy.conf"
+# The AWSCURRENT version id of the DB secret the env files hold (only the id, mode 600).
+readonly DB_SECRET_VERSION_FILE=/var/lib/pi-deploy/db-secret-version
+readonly REFRESH_UNIT=pi-dashboard-secret-refresh
+# How often the timer looks for a rotated secret: the dashboard may use a stale password
+# for at most this long (plus the restart) after a rotation.
+readonly REFRESH_EVERY=5min
 
 LIFECYCLE_DONE=0
+# The hook abandons the instance when its heartbeat timeout passes without a heartbeat, and
+# the waits below (package install, EFS mount, database endpoint, dashboard start) can
+# together outlast it: every wait records a heartbeat each third of the timeout.
+readonly HEARTBEAT_EVERY=$((ENDPOINT_WAIT_SECONDS / 3 > 10 ? ENDPOINT_WAIT_SECONDS / 3 : 10))
+LAST_HEARTBEAT=0
+INSTANCE_ID=''
 
 log() {
   printf '%s pi-deploy[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$DEPLOYMENT" "$*" >&2
@@ -79,6 +93,7 @@ retry() {
     log "not yet: $what (next try in ${delay}s)"
     sleep "$delay"
     delay=$((delay * 2 > 30 ? 30 : delay * 2))
+    heartbeat
   done
 }
 
@@ -88,6 +103,27 @@ imds() {
   token=$(curl -sf -m 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
     http://169.254.169.254/latest/api/token) || return 1
   curl -sf -m 5 -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
+}
+
+# heartbeat: keep the launch lifecycle action alive while a wait goes on (at most once per
+# HEARTBEAT_EVERY seconds; best effort: a failure is logged and the next wait tries again).
+heartbeat() {
+  if ((LIFECYCLE_DONE || SECONDS - LAST_HEARTBEAT < HEARTBEAT_EVERY)); then
+    return 0
+  fi
+  LAST_HEARTBEAT=$SECONDS
+  if [[ -z $INSTANCE_ID ]] && ! INSTANCE_ID=$(imds instance-id); then
+    INSTANCE_ID=''
+    log "lifecycle heartbeat skipped: no instance id from the metadata service yet"
+    return 0
+  fi
+  if aws autoscaling record-lifecycle-action-heartbeat --region "$REGION" \
+    --auto-scaling-group-name "$ASG_NAME" --lifecycle-hook-name "$LIFECYCLE_HOOK" \
+    --instance-id "$INSTANCE_ID" >/dev/null; then
+    log "lifecycle heartbeat recorded"
+  else
+    log "lifecycle heartbeat failed (the next wait tries again)"
+  fi
 }
 
 complete_lifecycle_once() {
@@ -211,6 +247,31 @@ ExecStartPre=$SELF write-env
 TimeoutStartSec=900
 EOF
   chmod 0644 "$DROP_IN"
+  cat >"/etc/systemd/system/$REFRESH_UNIT.service" <<EOF
+# Written by pi-deploy (deployment $DEPLOYMENT).
+[Unit]
+Description=Restart $DASHBOARD_UNIT when its database secret was rotated
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=$SELF refresh
+TimeoutStartSec=1500
+EOF
+  cat >"/etc/systemd/system/$REFRESH_UNIT.timer" <<EOF
+# Written by pi-deploy (deployment $DEPLOYMENT).
+[Unit]
+Description=Look for a rotated database secret every $REFRESH_EVERY
+
+[Timer]
+OnBootSec=$REFRESH_EVERY
+OnUnitActiveSec=$REFRESH_EVERY
+
+[Install]
+WantedBy=timers.target
+EOF
+  chmod 0644 "/etc/systemd/system/$REFRESH_UNIT.service" "/etc/systemd/system/$REFRESH_UNIT.timer"
   systemctl daemon-reload
 }
 
@@ -231,6 +292,22 @@ read_secret() {
   secret_value=$(aws secretsmanager get-secret-value --region "$REGION" --secret-id "$1" \
     --query SecretString --output text) || return 1
   printf -v "$2" '%s' "$secret_value"
+}
+
+# secret_version ARN VARIABLE: the id of the secret's AWSCURRENT version into VARIABLE
+# (DescribeSecret: metadata only, never the value).
+secret_version() {
+  local stages version
+  stages=$(aws secretsmanager describe-secret --region "$REGION" --secret-id "$1" \
+    --query VersionIdsToStages --output json) || return 1
+  if command -v jq >/dev/null 2>&1; then
+    version=$(printf '%s' "$stages" | jq -er 'to_entries[] | select(.value | index("AWSCURRENT")) | .key')
+  else
+    version=$(printf '%s' "$stages" | python3 -c \
+      'import json, sys; print(*[k for k, v in json.load(sys.stdin).items() if "AWSCURRENT" in v])')
+  fi || return 1
+  [[ -n $version ]] || return 1
+  printf -v "$2" '%s' "$version"
 }
 
 # json_field KEY: one string field of the JSON object on stdin.
@@ -267,8 +344,11 @@ replace_file() {
 
 write_env_files() {
   umask 077
-  local db_json='' username password licence='' file
+  local db_json='' db_version='' username password licence='' file
   wait_for_db_endpoint 300
+  # The version before the value: a rotation between the two reads leaves an older id on
+  # record, and the next refresh restarts once more (never a new id with an old password).
+  retry 300 "reading the database secret's version" secret_version "$DB_SECRET_ARN" db_version
   retry 300 "reading the database secret" read_secret "$DB_SECRET_ARN" db_json
   username=$(printf '%s' "$db_json" | json_field username)
   password=$(printf '%s' "$db_json" | json_field password)
@@ -282,7 +362,30 @@ write_env_files() {
   for file in "$PI_DIR/dashboard.env" "$PI_DIR/scheduler.env"; do
     env_lines "${DB_ENDPOINT%:*}" "${DB_ENDPOINT##*:}" "$username" "$password" "$licence" | replace_file "$file"
   done
-  log "wrote $PI_DIR/dashboard.env and $PI_DIR/scheduler.env (database ${DB_ENDPOINT%:*})"
+  mkdir -p "${DB_SECRET_VERSION_FILE%/*}"
+  printf '%s\n' "$db_version" | replace_file "$DB_SECRET_VERSION_FILE"
+  log "wrote $PI_DIR/dashboard.env and $PI_DIR/scheduler.env (database ${DB_ENDPOINT%:*}, secret version $db_version)"
+}
+
+# refresh: when the DB secret's current version is not the one on record (RDS rotated the
+# password in place), write the env files again and restart the dashboard if it runs.
+refresh() {
+  local recorded current=''
+  if [[ ! -s $DB_SECRET_VERSION_FILE ]]; then
+    log "no secret version on record yet (the dashboard has not started): nothing to refresh"
+    return 0
+  fi
+  recorded=$(<"$DB_SECRET_VERSION_FILE")
+  if ! secret_version "$DB_SECRET_ARN" current; then
+    log "could not read the database secret's version (the next run tries again)"
+    return 1
+  fi
+  if [[ $current == "$recorded" ]]; then
+    return 0
+  fi
+  log "database secret rotated: version $recorded -> $current; restarting $DASHBOARD_UNIT"
+  write_env_files
+  systemctl try-restart "$DASHBOARD_UNIT"
 }
 
 dashboard_answers() {
@@ -307,6 +410,7 @@ boot() {
   wait_for_db_endpoint "$ENDPOINT_WAIT_SECONDS"
   systemctl enable "$DASHBOARD_UNIT"
   systemctl restart "$DASHBOARD_UNIT"
+  systemctl enable --now "$REFRESH_UNIT.timer"
   retry "$DASHBOARD_WAIT_SECONDS" "the dashboard answering on $DASHBOARD_URL" dashboard_answers
   complete_lifecycle CONTINUE
   log "dashboard ready"
@@ -316,8 +420,9 @@ main() {
   case "${1:-boot}" in
     boot) boot ;;
     write-env) write_env_files ;;
+    refresh) refresh ;;
     *)
-      log "usage: $0 [boot|write-env]"
+      log "usage: $0 [boot|write-env|refresh]"
       exit 2
       ;;
   esac

@@ -289,7 +289,14 @@ pub mod fake {
         LostAnswer,
         /// A transient failure, nothing written.
         Fail,
+        /// The write is carried out, but its answer names an ETag the object does not have
+        /// (moto 5.2.5 computes an ETag lazily from a buffer a concurrent GetObject moves,
+        /// and then answered the MD5 of nothing: `tests/emu/probe_etag_race.py`).
+        WrongEtag,
     }
+
+    /// The ETag of a misreported answer: the MD5 of no bytes, as moto answered.
+    pub const WRONG_ETAG: &str = "\"d41d8cd98f00b204e9800998ecf8427e\"";
 
     /// One stored version: bytes (`None` = a delete marker), ETag, version id, when.
     type FakeVersion = (Option<Vec<u8>>, String, String, DateTime<Utc>);
@@ -299,6 +306,8 @@ pub mod fake {
         /// key -> versions, oldest first.
         objects: Mutex<BTreeMap<String, Vec<FakeVersion>>>,
         scripts: Mutex<BTreeMap<String, VecDeque<Script>>>,
+        /// Keys whose next `get` answers [`WRONG_ETAG`] instead of the object's ETag.
+        misreported_reads: Mutex<Vec<String>>,
         pub calls: Mutex<Vec<String>>,
         counter: Mutex<u64>,
     }
@@ -306,6 +315,16 @@ pub mod fake {
     impl FakeBucket {
         pub fn script(&self, key: &str, s: Script) {
             self.scripts.lock().unwrap().entry(key.into()).or_default().push_back(s);
+        }
+
+        /// The next `get` of `key` answers the object with [`WRONG_ETAG`].
+        pub fn misreport_next_read(&self, key: &str) {
+            self.misreported_reads.lock().unwrap().push(key.into());
+        }
+
+        /// The ETag of the current version (as the store holds it, whatever it answered).
+        pub fn etag(&self, key: &str) -> Option<String> {
+            self.current(key).map(|c| c.1)
         }
 
         fn next_tag(&self) -> String {
@@ -369,6 +388,11 @@ pub mod fake {
     impl ObjectStore for FakeBucket {
         async fn get(&self, key: &str, version: Option<&str>) -> Result<Option<Object>, ObjectError> {
             self.calls.lock().unwrap().push(format!("get {key}"));
+            let misreport = {
+                let mut keys = self.misreported_reads.lock().unwrap();
+                let at = keys.iter().position(|k| k == key);
+                at.map(|i| keys.remove(i)).is_some()
+            };
             let objects = self.objects.lock().unwrap();
             let found = match version {
                 None => objects.get(key).and_then(|v| v.last()).cloned(),
@@ -377,7 +401,7 @@ pub mod fake {
             Ok(found.and_then(|(bytes, etag, v, t)| {
                 Some(Object {
                     bytes: bytes?,
-                    etag,
+                    etag: if misreport { WRONG_ETAG.into() } else { etag },
                     version_id: Some(v),
                     last_modified: Some(t),
                 })
@@ -401,6 +425,16 @@ pub mod fake {
                     }
                     // The retry of the same request: its condition no longer holds.
                     return Err(ObjectError::ConditionFailed);
+                }
+                Some(Script::WrongEtag) => {
+                    if !self.holds(key, &condition) {
+                        return Err(ObjectError::ConditionFailed);
+                    }
+                    let written = self.write(key, bytes);
+                    return Ok(Written {
+                        etag: WRONG_ETAG.into(),
+                        ..written
+                    });
                 }
                 None => {}
             }

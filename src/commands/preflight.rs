@@ -103,6 +103,12 @@ pub fn decide(cfg: &Config, f: &Facts) -> Decision {
             "wait until the image is available, or give another AMI",
         ),
         Some(Some(image)) => {
+            // Not a problem: the launch template raises the root volume to the snapshot.
+            if let Some(note) =
+                crate::resources::launch_template::root_volume_note(ami, cfg.root_volume_gib, image.root_snapshot_gib)
+            {
+                d.warnings.push(note);
+            }
             if let Some(archs) = f.architectures.known()
                 && !archs.is_empty()
                 && !archs.contains(&image.architecture)
@@ -394,6 +400,7 @@ mod tests {
             image: Fact::Known(Some(ImageFacts {
                 state: "available".into(),
                 architecture: "x86_64".into(),
+                root_snapshot_gib: Some(8),
             })),
             architectures: Fact::Known(vec!["x86_64".into()]),
             offered_in: Fact::Known(vec!["eu-west-1a".into(), "eu-west-1b".into()]),
@@ -434,6 +441,7 @@ mod tests {
                 f.image = Fact::Known(Some(ImageFacts {
                     state: "deregistered".into(),
                     architecture: "x86_64".into(),
+                    root_snapshot_gib: Some(8),
                 }))
             }),
             ("instance_type", |c, f| {
@@ -540,6 +548,23 @@ mod tests {
         assert!(d.problems.is_empty(), "{d:?}");
         assert_eq!(d.warnings.len(), 1);
         assert!(d.warnings[0].contains("were not checked"), "{d:?}");
+    }
+
+    /// AWS refuses a launch whose root volume is smaller than the image's root snapshot: the
+    /// launch template raises it, and the checks say so (a warning, not a refusal).
+    #[test]
+    fn a_root_snapshot_larger_than_root_volume_gib_is_said() {
+        let mut f = good();
+        if let Fact::Known(Some(image)) = &mut f.image {
+            image.root_snapshot_gib = Some(30);
+        }
+        let d = decide(&cfg(), &f);
+        assert!(d.problems.is_empty(), "{d:?}");
+        let [w] = d.warnings.as_slice() else { panic!("{d:?}") };
+        assert!(w.contains("root_volume_gib = 15") && w.contains("30 GiB"), "{w}");
+        let mut c = cfg();
+        c.root_volume_gib = 30;
+        assert_eq!(decide(&c, &f), Decision::default());
     }
 
     #[test]

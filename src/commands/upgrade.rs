@@ -63,7 +63,10 @@ pub async fn run(global: &GlobalArgs, args: &UpgradeArgs, events: Arc<dyn EventS
     let Some(ami) = args.ami.as_deref() else {
         return run.abort(&fleet).await;
     };
-    check_ami(&aws, ami).await?;
+    let root = check_ami(&aws, ami).await?;
+    if let Some(message) = launch_template::root_volume_note(ami, cfg.root_volume_gib, root.snapshot_gib) {
+        events.emit(Event::Warning { message });
+    }
 
     let rec = match run.session.state.upgrade.clone() {
         Some(rec) if rec.ami != ami => {
@@ -138,9 +141,10 @@ impl Ids {
 }
 
 /// The AMI must exist in the region (DescribeImages) before anything changes: exit 2 if not.
-async fn check_ami(aws: &crate::resources::Aws, ami: &str) -> Result<(), CmdError> {
-    match launch_template::root_device_name(aws, ami).await {
-        Ok(_) => Ok(()),
+/// Its root device (and the size of its root snapshot) is the answer.
+async fn check_ami(aws: &crate::resources::Aws, ami: &str) -> Result<launch_template::RootDevice, CmdError> {
+    match launch_template::root_device(aws, ami).await {
+        Ok(root) => Ok(root),
         Err(e) if e.is(ErrorClass::Invalid) => Err(CmdError::input(
             "--ami",
             e.message,

@@ -162,6 +162,13 @@ impl<C> Shared<C> {
     /// write, every persist refuses: what follows a persist (a create, a delete, a
     /// dependent's start) must not happen unrecorded.
     fn persist(&self, change: impl FnOnce(&mut State)) -> Result<(), ResourceError> {
+        self.persist_then(change, || ())
+    }
+
+    /// `persist`, then `then` before any other write can happen: the events emitted this way
+    /// come in the order of the writes they report, so the event of a transition recorded
+    /// before a failed write never follows that failure's.
+    fn persist_then(&self, change: impl FnOnce(&mut State), then: impl FnOnce()) -> Result<(), ResourceError> {
         let mut failed = self.store_failed.lock().unwrap();
         if let Some(first) = failed.as_ref() {
             return Err(ResourceError::new(
@@ -175,16 +182,31 @@ impl<C> Shared<C> {
         self.store.save(&st).map_err(|e| {
             *failed = Some(e.clone());
             ResourceError::new(ErrorClass::Other, format!("could not write the state file: {e}"))
-        })
+        })?;
+        drop(st);
+        then();
+        Ok(())
     }
 
     fn store_failed(&self) -> Option<String> {
         self.store_failed.lock().unwrap().clone()
     }
 
-    fn record(&self, spec: &NodeSpec, status: Status, token: &str, outputs: Outputs) -> Result<(), ResourceError> {
+    /// `record`, and the event that reports it (see `persist_then`).
+    fn record_announced(
+        &self,
+        cx: &NodeCtx<'_>,
+        status: Status,
+        outputs: Outputs,
+        event: ResourceStatus,
+        started: Instant,
+    ) -> Result<(), ResourceError> {
+        let spec = cx.spec;
         let settings = self.recorded_settings(&spec.key);
-        self.record_with(spec, status, token, outputs, settings)
+        let id = outputs.get("id").map(String::from);
+        self.record_then(spec, status, cx.token, outputs, settings, || {
+            self.emit(spec, event, started, id, None)
+        })
     }
 
     fn record_with(
@@ -195,20 +217,35 @@ impl<C> Shared<C> {
         outputs: Outputs,
         settings: Settings,
     ) -> Result<(), ResourceError> {
-        self.persist(|st| {
-            st.resources.insert(
-                spec.key.clone(),
-                ResourceRecord {
-                    kind: spec.kind,
-                    status,
-                    client_token: token.to_string(),
-                    outputs,
-                    deps: spec.deps.clone(),
-                    settings,
-                    updated_at: Utc::now(),
-                },
-            );
-        })
+        self.record_then(spec, status, token, outputs, settings, || ())
+    }
+
+    fn record_then(
+        &self,
+        spec: &NodeSpec,
+        status: Status,
+        token: &str,
+        outputs: Outputs,
+        settings: Settings,
+        then: impl FnOnce(),
+    ) -> Result<(), ResourceError> {
+        self.persist_then(
+            |st| {
+                st.resources.insert(
+                    spec.key.clone(),
+                    ResourceRecord {
+                        kind: spec.kind,
+                        status,
+                        client_token: token.to_string(),
+                        outputs,
+                        deps: spec.deps.clone(),
+                        settings,
+                        updated_at: Utc::now(),
+                    },
+                );
+            },
+            then,
+        )
     }
 
     fn recorded_settings(&self, key: &str) -> Settings {
@@ -475,17 +512,34 @@ async fn up_node_inner<C: Cloud>(shared: &Shared<C>, spec: &NodeSpec, started: I
                         outputs.get("id").unwrap_or("the recorded resource")
                     ),
                 });
-                create_or_adopt(shared, &cx, started).await?
+                return create_again(shared, &cx, started, &outputs).await;
             }
             None => return Ok(Done::Unchanged),
         },
-        Some((Status::Created, outputs)) => match converge(shared, &cx, started, outputs).await {
+        Some((Status::Created, outputs)) => match converge(shared, &cx, started, outputs.clone()).await {
             // The recorded resource vanished (deleted by hand): find or create it again.
-            Err(e) if e.is(ErrorClass::NotFound) => create_or_adopt(shared, &cx, started).await?,
+            Err(e) if e.is(ErrorClass::NotFound) => return create_again(shared, &cx, started, &outputs).await,
             other => return other.and_then(|o| mark_ready(shared, &cx, started, o)),
         },
         _ => create_or_adopt(shared, &cx, started).await?,
     };
+    let outputs = converge(shared, &cx, started, outputs).await?;
+    mark_ready(shared, &cx, started, outputs)
+}
+
+/// Create a resource again whose recorded one (`vanished`) is gone, under a new client token.
+async fn create_again<C: Cloud>(
+    shared: &Shared<C>,
+    cx: &NodeCtx<'_>,
+    started: Instant,
+    vanished: &Outputs,
+) -> Result<Done, ResourceError> {
+    let token = {
+        let st = shared.state.lock().unwrap();
+        st.recreate_token(&cx.spec.key, vanished.get("id").unwrap_or_default())
+    };
+    let cx = NodeCtx { token: &token, ..*cx };
+    let outputs = create_or_adopt(shared, &cx, started).await?;
     let outputs = converge(shared, &cx, started, outputs).await?;
     mark_ready(shared, &cx, started, outputs)
 }
@@ -567,8 +621,7 @@ async fn create_or_adopt<C: Cloud>(
     started: Instant,
 ) -> Result<Outputs, ResourceError> {
     let spec = cx.spec;
-    shared.record(spec, Status::Creating, cx.token, Outputs::new())?;
-    shared.emit(spec, ResourceStatus::Creating, started, None, None);
+    shared.record_announced(cx, Status::Creating, Outputs::new(), ResourceStatus::Creating, started)?;
     let found = match shared.container_created_here(spec) {
         true => None,
         false => shared.cloud.find(cx).await?,
@@ -580,8 +633,7 @@ async fn create_or_adopt<C: Cloud>(
     if status == ResourceStatus::Created {
         shared.created_here.lock().unwrap().insert(spec.key.clone());
     }
-    shared.record(spec, Status::Created, cx.token, outputs.clone())?;
-    shared.emit(spec, status, started, outputs.get("id").map(String::from), None);
+    shared.record_announced(cx, Status::Created, outputs.clone(), status, started)?;
     Ok(outputs)
 }
 

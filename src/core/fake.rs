@@ -39,6 +39,8 @@ struct Inner {
     live: BTreeMap<String, Settings>,
     /// Creates per key.
     generations: HashMap<String, u32>,
+    /// The client token of every create call, by key, in order.
+    tokens: HashMap<String, Vec<String>>,
     spans: Vec<Span>,
     in_flight: usize,
     max_in_flight: usize,
@@ -105,6 +107,11 @@ impl FakeCloud {
 
     pub fn live(&self, key: &str) -> Settings {
         self.inner.lock().unwrap().live.get(key).cloned().unwrap_or_default()
+    }
+
+    /// The client tokens `key`'s create calls sent, in order.
+    pub fn tokens(&self, key: &str) -> Vec<String> {
+        self.inner.lock().unwrap().tokens.get(key).cloned().unwrap_or_default()
     }
 
     /// Delete a resource behind pi-deploy's back.
@@ -198,6 +205,7 @@ impl Cloud for FakeCloud {
         // A resource created again (after it vanished) gets a new id, as on AWS.
         let generation = {
             let mut i = self.inner.lock().unwrap();
+            i.tokens.entry(key.clone()).or_default().push(cx.token.to_string());
             let n = i.generations.entry(key.clone()).or_default();
             *n += 1;
             *n

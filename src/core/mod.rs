@@ -1,5 +1,6 @@
 //! The pure core: no AWS SDK types, no terminal, no file I/O. Testable without AWS.
 
+pub mod activity;
 pub mod bench_model;
 pub mod config;
 pub mod diff;

@@ -105,8 +105,10 @@ pub fn sideload_lambda(
     })
 }
 
-/// The dashboard instances: read the DB secret (and the licence), read the deployment's
-/// parameters (the DB endpoint), and release their own launch lifecycle hook.
+/// The dashboard instances: read the DB secret (and the licence), watch the DB secret's
+/// version (RDS rotates it in place; the instances restart the dashboard on a new version),
+/// read the deployment's parameters (the DB endpoint), and release their own launch
+/// lifecycle hook.
 pub fn dashboard_ec2(
     scope: &ArnScope<'_>,
     deployment: &str,
@@ -121,13 +123,22 @@ pub fn dashboard_ec2(
         "Statement": [
             allow("ReadTheDeploymentSecrets", &["secretsmanager:GetSecretValue"], secrets),
             allow(
+                "WatchTheDbSecretVersion",
+                &["secretsmanager:DescribeSecret"],
+                vec![db_secret_arn.to_string()],
+            ),
+            allow(
                 "ReadTheDeploymentParameters",
                 &["ssm:GetParameter", "ssm:GetParameters"],
                 vec![ssm_parameters_arn(scope, deployment)],
             ),
             allow(
                 "CompleteItsLifecycleHook",
-                &["autoscaling:CompleteLifecycleAction"],
+                // The heartbeat keeps the hook from abandoning the instance during long waits.
+                &[
+                    "autoscaling:CompleteLifecycleAction",
+                    "autoscaling:RecordLifecycleActionHeartbeat",
+                ],
                 vec![asg_arn(scope, asg_name)],
             ),
             // AmazonSSMManagedInstanceCore (attached for Session Manager) also grants
@@ -601,11 +612,17 @@ mod tests {
         let lic = "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:pi-deploy/pi/licence-AbC";
         let doc = dashboard_ec2(&SCOPE, "pi", db, Some(lic), "pi-dashboard");
         assert_scoped(&doc);
-        let st = statements(&doc);
-        assert_eq!(st.len(), 4);
+        let mut st = statements(&doc).clone();
+        assert_eq!(st.len(), 5);
 
         assert_eq!(actions(&st[0]), ["secretsmanager:GetSecretValue"]);
         assert_eq!(resources(&st[0]), [db, lic]);
+
+        // The rotation watch reads the DB secret's metadata, and only that secret's.
+        let watch = st.remove(1);
+        assert_eq!(watch["Sid"], "WatchTheDbSecretVersion");
+        assert_eq!(actions(&watch), ["secretsmanager:DescribeSecret"]);
+        assert_eq!(resources(&watch), [db]);
 
         assert_eq!(actions(&st[1]), ["ssm:GetParameter", "ssm:GetParameters"]);
         assert_eq!(
@@ -613,11 +630,28 @@ mod tests {
             ["arn:aws-cn:ssm:cn-north-1:123456789012:parameter/pi/*"]
         );
 
-        assert_eq!(actions(&st[2]), ["autoscaling:CompleteLifecycleAction"]);
+        assert_eq!(
+            actions(&st[2]),
+            [
+                "autoscaling:CompleteLifecycleAction",
+                "autoscaling:RecordLifecycleActionHeartbeat"
+            ]
+        );
         assert_eq!(
             resources(&st[2]),
             ["arn:aws-cn:autoscaling:cn-north-1:123456789012:autoScalingGroup:*:autoScalingGroupName/pi-dashboard"]
         );
+
+        // AmazonSSMManagedInstanceCore's parameter reads on `*` are cancelled outside the
+        // deployment's path by an explicit Deny.
+        assert_eq!(st[3]["Sid"], "NoParametersOutsideTheDeployment");
+        assert_eq!(st[3]["Effect"], "Deny");
+        assert_eq!(actions(&st[3]), PARAMETER_READS);
+        assert_eq!(
+            st[3]["NotResource"],
+            json!(["arn:aws-cn:ssm:cn-north-1:123456789012:parameter/pi/*"])
+        );
+        assert!(st[3].get("Resource").is_none());
     }
 
     #[test]

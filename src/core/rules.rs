@@ -59,14 +59,34 @@ fn outbound_all() -> AclRule {
     }
 }
 
-/// Public subnets: web traffic in, return traffic of the NAT gateway and the ALB in.
-pub fn public_acl_rules() -> Vec<AclRule> {
-    vec![
+/// Public subnets: web traffic in, return traffic of the NAT gateway and the ALB in, and
+/// everything from the VPC's private (app) subnets.
+///
+/// Why the last rule (130+): a NACL is stateless and judges every packet where it enters a
+/// subnet. What the instances and the Lambda function send to the internet goes through the
+/// NAT gateway in a public subnet, so it enters the public subnets with its REAL destination
+/// port: 443 and 80 would pass the web rules, but e-mail (25/465/587), LDAP (389/636) or any
+/// other service the dashboard talks to would be dropped here and time out silently (AWS
+/// shows no error; no emulator enforces ACLs). The app subnets are ours and their own ACL
+/// and security groups already restrict what runs there, so all protocols from their CIDRs
+/// are allowed in; the internet still reaches only 80, 443 and the ephemeral ports.
+pub fn public_acl_rules(private_cidrs: &[String]) -> Vec<AclRule> {
+    let mut rules = vec![
         inbound_tcp(100, ANYWHERE, 80, 80),
         inbound_tcp(110, ANYWHERE, 443, 443),
         inbound_tcp(120, ANYWHERE, 1024, 65535),
-        outbound_all(),
-    ]
+    ];
+    rules.extend(private_cidrs.iter().enumerate().map(|(i, cidr)| AclRule {
+        number: 130 + i as i32,
+        egress: false,
+        protocol: ALL_PROTOCOLS.into(),
+        cidr: cidr.clone(),
+        from_port: 0,
+        to_port: 65535,
+        allow: true,
+    }));
+    rules.push(outbound_all());
+    rules
 }
 
 /// App subnets: the dashboard port from the public subnets (the ALB), NFS and HTTPS
@@ -223,15 +243,40 @@ mod tests {
             .is_some_and(|r| r.allow)
     }
 
+    fn app_cidrs() -> Vec<String> {
+        vec!["10.0.0.0/24".into(), "10.0.1.0/24".into()]
+    }
+
     #[test]
-    fn public_acl_admits_web_and_return_traffic_only() {
-        let rules = public_acl_rules();
+    fn public_acl_admits_web_and_return_traffic_only_from_the_internet() {
+        let rules = public_acl_rules(&app_cidrs());
         let any = |c: &str| c == ANYWHERE;
         assert!(admits(&rules, any, 80));
         assert!(admits(&rules, any, 443));
         assert!(admits(&rules, any, 1024) && admits(&rules, any, 65535));
         assert!(!admits(&rules, any, 22));
+        assert!(!admits(&rules, any, 25), "SMTP from the internet");
         assert!(rules.iter().any(|r| r.egress && r.protocol == ALL_PROTOCOLS));
+    }
+
+    /// Traffic the app subnets send out through the NAT gateway enters the public subnets
+    /// with its real destination port: e-mail and LDAP must pass there, from both app
+    /// subnets (the ACL is stateless; without the rule these time out on AWS).
+    #[test]
+    fn public_acl_admits_what_the_app_subnets_send_through_the_nat() {
+        let rules = public_acl_rules(&app_cidrs());
+        for app in app_cidrs() {
+            let from_app = |c: &str| c == app || c == ANYWHERE;
+            for port in [25, 465, 587, 389, 636, 22, 80, 443, 8080] {
+                assert!(admits(&rules, from_app, port), "{app} -> port {port}");
+            }
+        }
+        let all_from_app: Vec<&AclRule> = rules
+            .iter()
+            .filter(|r| !r.egress && app_cidrs().contains(&r.cidr))
+            .collect();
+        assert_eq!(all_from_app.len(), 2);
+        assert!(all_from_app.iter().all(|r| r.protocol == ALL_PROTOCOLS && r.allow));
     }
 
     #[test]
@@ -297,7 +342,7 @@ mod tests {
     #[test]
     fn acl_rule_numbers_are_unique_per_direction() {
         for rules in [
-            public_acl_rules(),
+            public_acl_rules(&app_cidrs()),
             app_acl_rules("10.0.0.0/16", &["10.0.2.0/24".into(), "10.0.3.0/24".into()]),
             db_acl_rules(&["10.0.0.0/24".into(), "10.0.1.0/24".into()]),
         ] {

@@ -210,6 +210,14 @@ impl State {
         Uuid::new_v5(&self.lineage, key.as_bytes()).to_string()
     }
 
+    /// The token for creating `key` again after the resource `vanished_id` was deleted outside
+    /// pi-deploy. Not the first one: AWS answers a repeated token with the resource it first
+    /// created (a deleted NAT gateway or VPC endpoint) or an idempotency error. Derived, so
+    /// a retry of this create after a crash sends the same token again.
+    pub fn recreate_token(&self, key: &str, vanished_id: &str) -> String {
+        Uuid::new_v5(&self.lineage, format!("{key}\u{0}{vanished_id}").as_bytes()).to_string()
+    }
+
     pub fn serialize(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec_pretty(self).expect("state serialises");
         v.push(b'\n');

@@ -36,6 +36,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::activity::{self, Activity};
 use super::config::Config;
 use super::resource::{ErrorClass, ResourceError};
 use crate::aws::wait::{self, Backoff, Poll};
@@ -123,6 +124,9 @@ pub trait Fleet: Send + Sync {
     async fn is_registered(&self, instance: &str) -> Result<bool, ResourceError>;
     /// Terminate a member of the group and decrement its desired capacity.
     async fn terminate(&self, instance: &str) -> Result<(), ResourceError>;
+    /// The group's recent scaling activities, newest first (a failed launch shows up only
+    /// there).
+    async fn activities(&self) -> Result<Vec<Activity>, ResourceError>;
 }
 
 /// Timing of one upgrade.
@@ -515,8 +519,10 @@ async fn forward(
             }
             Step::Launching { replacing, known } => {
                 let raised = rec.original.raised();
+                // What failed before this launch is not the new instance's failure.
+                let seen = activity::ids(&fleet.activities().await?);
                 fleet.set_capacity(raised.desired, raised.max).await?;
-                let replacement = wait_for_replacement(fleet, plan, &rec.ami, &replacing, &known).await?;
+                let replacement = wait_for_replacement(fleet, plan, &rec.ami, &replacing, &known, &seen).await?;
                 enter(rec, Step::Draining { replacing, replacement }, on_step)?;
             }
             Step::Draining { replacing, replacement } => {
@@ -573,13 +579,22 @@ async fn wait_for_replacement(
     ami: &str,
     replacing: &str,
     known: &[String],
+    seen: &BTreeSet<String>,
 ) -> Result<String, Stop> {
     let what =
         format!("a new instance on {ami} (replacing {replacing}) to be InService and healthy in the target group");
     wait::wait_for(&what, plan.health_timeout, plan.poll, || async {
         let group = fleet.group().await?;
         let healthy: BTreeSet<String> = fleet.healthy_targets().await?.into_iter().collect();
-        Ok(ready_replacement(&group, &healthy, ami, known))
+        let poll = ready_replacement(&group, &healthy, ami, known);
+        if matches!(poll, Poll::Pending(_))
+            && let Some(why) = activity::launch_failure(&fleet.activities().await?, seen)
+        {
+            // A launch AWS refused will not succeed by waiting: roll back now.
+            return Err(ResourceError::new(ErrorClass::Failed, format!("{what}: {why}"))
+                .with_hint("fix the cause AWS names (subscribe to the Marketplace image, another instance type or zone, a quota increase), then run the upgrade again"));
+        }
+        Ok(poll)
     })
     .await
     .map_err(|e| {
@@ -650,6 +665,14 @@ async fn terminate_replaced(fleet: &dyn Fleet, rec: &UpgradeRecord, old: &str) -
 /// Undo the round in flight: back to the old version first (so nothing else launches from
 /// the new one), terminate the new instances not yet accepted, restore capacity and processes.
 async fn roll_back(fleet: &dyn Fleet, rec: &UpgradeRecord) -> Result<(), ResourceError> {
+    // A launch AWS refused made no instance, so desired is above the members: lower it
+    // first. Pointing the group back at the old version would let it launch the missing
+    // instance, and restoring the capacity then terminates one, perhaps a healthy old one.
+    let group = fleet.group().await?;
+    let members = group.instances.iter().filter(|i| !i.is_leaving()).count();
+    if group.capacity.desired > rec.original.desired && members <= usize::try_from(rec.original.desired).unwrap_or(0) {
+        fleet.set_capacity(rec.original.desired, group.capacity.max).await?;
+    }
     fleet.set_version(&rec.old_version).await?;
     let group = fleet.group().await?;
     let mut desired = group.capacity.desired;

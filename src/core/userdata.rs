@@ -95,7 +95,7 @@ fn is_shell_safe(v: &str) -> bool {
 
 /// The script for these parameters.
 pub fn render(p: &UserDataParams) -> Result<String, String> {
-    let mut out = TEMPLATE.to_string();
+    let mut out = without_comments(TEMPLATE);
     for (name, value) in p.values() {
         if !is_shell_safe(&value) {
             return Err(format!(
@@ -121,8 +121,45 @@ pub fn render(p: &UserDataParams) -> Result<String, String> {
     Ok(out)
 }
 
+/// The template without its comment-only lines (the shebang stays, and so does every line of
+/// a here-document, whose text is data): the comments document the template in the
+/// repository, and the 16 KiB AWS allows is better spent on the script.
+pub fn without_comments(script: &str) -> String {
+    let mut out = String::with_capacity(script.len());
+    let mut heredoc_end: Option<String> = None;
+    for (n, line) in script.split_inclusive('\n').enumerate() {
+        let text = line.trim_end_matches('\n');
+        if let Some(end) = &heredoc_end {
+            if text == end {
+                heredoc_end = None;
+            }
+            out.push_str(line);
+            continue;
+        }
+        if n > 0 && text.trim_start().starts_with('#') {
+            continue;
+        }
+        heredoc_end = heredoc_terminator(text);
+        out.push_str(line);
+    }
+    out
+}
+
+/// The word that ends a here-document opened on this line (`<<EOF`, `<<'EOF'`, `<<-EOF`).
+fn heredoc_terminator(line: &str) -> Option<String> {
+    let at = line.find("<<")?;
+    let rest = line[at + 2..].trim_start_matches('-').trim_start();
+    let word: String = rest
+        .trim_start_matches(['\'', '"'])
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (!word.is_empty()).then_some(word)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
     use super::*;
@@ -309,8 +346,182 @@ mod tests {
     }
 
     #[test]
+    fn comments_are_left_out_but_not_the_shebang_nor_here_documents() {
+        let script = "#!/bin/bash\n# a comment\nx=1 # kept\n  # indented\ncat >f <<EOF\n# unit comment\nA=$x\nEOF\n# after\ncat <<'END'\n# quoted\nEND\ny=2\n";
+        assert_eq!(
+            without_comments(script),
+            "#!/bin/bash\nx=1 # kept\ncat >f <<EOF\n# unit comment\nA=$x\nEOF\ncat <<'END'\n# quoted\nEND\ny=2\n"
+        );
+        // A here-string is not a here-document.
+        assert_eq!(heredoc_terminator("read -r x <<<\"$y\""), None);
+        assert_eq!(heredoc_terminator("cat >\"$DROP_IN\" <<EOF"), Some("EOF".into()));
+        assert_eq!(heredoc_terminator("cat <<-'X_1'"), Some("X_1".into()));
+    }
+
+    #[test]
     fn fits_in_user_data() {
         let s = render(&params(&Config::default(), Some(LICENCE_SECRET))).unwrap();
         assert!(s.len() < MAX_USER_DATA_BYTES, "{} bytes", s.len());
+    }
+
+    /// Run the rendered script in bash with `driver` (stubs, then calls) in place of its
+    /// `main "$@"`; panics unless it exits 0. Returns its stdout and stderr.
+    fn run_driven(script: &str, driver: &str, dir: &std::path::Path) -> (String, String) {
+        let driven = script.replace("\nmain \"$@\"\n", driver);
+        assert_ne!(driven, script, "the script ends with `main \"$@\"`");
+        let file = dir.join("driver.sh");
+        std::fs::write(&file, &driven).unwrap();
+        let out = std::process::Command::new("bash").arg(&file).output().expect("bash");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{stdout}{stderr}");
+        (stdout, stderr)
+    }
+
+    /// The rendered script's waits, run in bash with `aws`, `imds` and `sleep` stubbed (sleep
+    /// advances bash's SECONDS): a 50-minute wait records a heartbeat every third of the
+    /// hook's 2400 s timeout, so the hook never abandons a still-working instance; none
+    /// once the lifecycle action is complete.
+    #[test]
+    fn long_waits_record_lifecycle_heartbeats() {
+        let s = render(&params(&Config::default(), None)).unwrap();
+        assert!(
+            s.contains("readonly ENDPOINT_WAIT_SECONDS='2400'"),
+            "the test assumes the default heartbeat"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let calls = dir.path().join("aws-calls");
+        let driver = format!(
+            r#"
+aws() {{ printf '%s\n' "$*" >>'{calls}'; }}
+imds() {{ echo i-0123456789abcdef0; }}
+sleep() {{ SECONDS=$((SECONDS + $1)); }}
+log() {{ :; }}
+retry 3000 "a database that never comes" false || true
+LIFECYCLE_DONE=1
+retry 3000 "after completion" false || true
+"#,
+            calls = calls.display()
+        );
+        run_driven(&s, &driver, dir.path());
+        let recorded = std::fs::read_to_string(&calls).unwrap_or_default();
+        let beats: Vec<&str> = recorded.lines().collect();
+        // 3000 s of waiting, one heartbeat per 800 s at most: 3 (at ~800, ~1600, ~2400 s).
+        assert_eq!(beats.len(), 3, "{recorded}");
+        for b in beats {
+            assert!(
+                b.starts_with("autoscaling record-lifecycle-action-heartbeat --region eu-west-1 ")
+                    && b.contains("--auto-scaling-group-name pi-dashboard")
+                    && b.contains("--lifecycle-hook-name pi-wait-for-dashboard")
+                    && b.ends_with("--instance-id i-0123456789abcdef0"),
+                "{b}"
+            );
+        }
+    }
+
+    /// A scripted rotation, run through the rendered script in bash: `aws` answers the DB
+    /// secret's metadata and value from files the test changes (v1, then RDS rotates to v2),
+    /// `systemctl` is recorded. The dashboard starts on v1 (the drop-in's `write-env`); the
+    /// timer's `refresh` leaves it alone while v1 is current, then rewrites the env files and
+    /// restarts it exactly once after the rotation; the password never reaches the output.
+    #[test]
+    fn a_rotated_db_secret_restarts_the_dashboard_once() {
+        let s = render(&params(&Config::default(), None)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let pi_dir = root.join("pi");
+        let version_file = root.join("lib/db-secret-version");
+        let s = s
+            .replace(
+                "readonly PI_DIR=/var/panintelligence\n",
+                &format!("readonly PI_DIR='{}'\n", pi_dir.display()),
+            )
+            .replace(
+                "readonly DB_SECRET_VERSION_FILE=/var/lib/pi-deploy/db-secret-version\n",
+                &format!("readonly DB_SECRET_VERSION_FILE='{}'\n", version_file.display()),
+            );
+        assert_eq!(s.matches(&*root.display().to_string()).count(), 2, "both paths moved");
+        let (version, value, calls) = (root.join("version"), root.join("value"), root.join("calls"));
+        let rotate = |v: &str, password: &str| {
+            std::fs::write(&version, v).unwrap();
+            let json = format!(r#"{{"username":"postgres","password":"{password}"}}"#);
+            std::fs::write(&value, json).unwrap();
+        };
+        let stubs = format!(
+            r#"
+aws() {{
+  printf '%s\n' "$*" >>'{calls}'
+  case "$1 $2" in
+    'ssm get-parameter') echo pi-db.abc.eu-west-1.rds.amazonaws.com:5432 ;;
+    'secretsmanager describe-secret')
+      printf '{{"%s": ["AWSCURRENT"], "v0-old": ["AWSPREVIOUS"]}}\n' "$(<'{version}')" ;;
+    'secretsmanager get-secret-value') cat '{value}' ;;
+    *) return 1 ;;
+  esac
+}}
+systemctl() {{ printf 'systemctl %s\n' "$*" >>'{calls}'; }}
+sleep() {{ SECONDS=$((SECONDS + $1)); }}
+main "$@"
+"#,
+            calls = calls.display(),
+            version = version.display(),
+            value = value.display(),
+        );
+        let run = |mode: &str| {
+            let (out, err) = run_driven(&s, &stubs.replace("main \"$@\"", &format!("main {mode}")), root);
+            std::fs::remove_file(root.join("driver.sh")).unwrap();
+            assert!(!out.contains("OLD-pw-1") && !err.contains("OLD-pw-1"), "{out}{err}");
+            assert!(!out.contains("NEW-pw-2") && !err.contains("NEW-pw-2"), "{out}{err}");
+            let made = std::fs::read_to_string(&calls).unwrap_or_default();
+            std::fs::remove_file(&calls).ok();
+            (made, err)
+        };
+        let restarts = |made: &str| made.lines().filter(|l| l.starts_with("systemctl ")).count();
+        let env = || std::fs::read_to_string(pi_dir.join("dashboard.env")).unwrap();
+        let recorded = || std::fs::read_to_string(&version_file).unwrap();
+
+        // Before the dashboard ever started, the timer has nothing to compare with.
+        rotate("v1", "OLD-pw-1");
+        let (made, _) = run("refresh");
+        assert_eq!(made, "", "no AWS call and no restart without a version on record");
+
+        // The dashboard starts: its drop-in writes the env files and records v1.
+        let (made, _) = run("write-env");
+        assert_eq!(restarts(&made), 0);
+        assert!(env().contains("PI_DB_PASSWORD=OLD-pw-1\n"));
+        assert_eq!(recorded(), "v1\n");
+        assert_eq!(version_file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(pi_dir.join("scheduler.env")).unwrap(), env());
+
+        // No rotation: only the metadata is read, nothing restarts.
+        let (made, _) = run("refresh");
+        assert_eq!(
+            made.lines().collect::<Vec<_>>(),
+            [format!(
+                "secretsmanager describe-secret --region eu-west-1 --secret-id {DB_SECRET} --query VersionIdsToStages --output json"
+            )]
+        );
+
+        // RDS rotates: the env files get the new password, the record v2, one restart.
+        rotate("v2", "NEW-pw-2");
+        let (made, err) = run("refresh");
+        assert_eq!(
+            made.lines().filter(|l| l.starts_with("systemctl ")).collect::<Vec<_>>(),
+            ["systemctl try-restart panintelligence.service"],
+            "{made}"
+        );
+        assert!(made.contains("secretsmanager get-secret-value"), "{made}");
+        assert!(env().contains("PI_DB_PASSWORD=NEW-pw-2\n") && !env().contains("OLD-pw-1"));
+        assert_eq!(std::fs::read_to_string(pi_dir.join("scheduler.env")).unwrap(), env());
+        assert_eq!(recorded(), "v2\n");
+        let rotated: Vec<&str> = err.lines().filter(|l| l.contains("rotated")).collect();
+        assert_eq!(rotated.len(), 1, "{err}");
+        assert!(rotated[0].contains("version v1 -> v2"), "{err}");
+
+        // And then it settles: v2 is current, no second restart.
+        let (made, _) = run("refresh");
+        assert_eq!(restarts(&made), 0, "{made}");
     }
 }

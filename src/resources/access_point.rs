@@ -10,12 +10,13 @@ use async_trait::async_trait;
 use aws_sdk_efs::types::{AccessPointDescription, CreationInfo, LifeCycleState, PosixUser, RootDirectory};
 
 use super::file_system::{efs_is_ours, efs_tags, invalid, is_gone, poll_available, state_name};
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::consistency;
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
+use crate::core::diff::Settings;
 use crate::core::latency;
-use crate::core::resource::{DeleteCtx, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
 pub struct AccessPoint;
@@ -127,6 +128,15 @@ impl ResourceKind for AccessPoint {
         )
         .await?;
         Ok(outputs)
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        // Deleted with its file system too (AccessPointNotFound).
+        Ok(observe::observed_unless(
+            describe(aws, outputs.id()?).await?,
+            |a| is_gone(a.life_cycle_state()),
+            |_| Settings::new(),
+        ))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

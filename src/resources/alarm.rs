@@ -221,7 +221,7 @@ mod tests {
             policy: "p".into(),
             high,
             threshold,
-            period_seconds: 60,
+            period_seconds: 300,
             evaluation_periods: if high { 1 } else { 2 },
         }
     }
@@ -234,7 +234,7 @@ mod tests {
             Trigger {
                 threshold: 70.0,
                 comparison: ComparisonOperator::GreaterThanThreshold,
-                period_seconds: 60,
+                period_seconds: 300,
                 evaluation_periods: 1
             }
         );
@@ -250,7 +250,7 @@ mod tests {
             &MetricAlarm::builder()
                 .threshold(70.0)
                 .comparison_operator(ComparisonOperator::GreaterThanThreshold)
-                .period(60)
+                .period(300)
                 .evaluation_periods(1)
                 .alarm_actions("arn:p")
                 .build(),

@@ -22,6 +22,7 @@ use aws_sdk_autoscaling::types::{self as t, LaunchTemplateSpecification, Lifecyc
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
+use crate::core::activity::Activity;
 use crate::core::diff::{self, AttrSpec, Change, ChangeAction, Settings, settings};
 use crate::core::latency::{self, Transition};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
@@ -209,6 +210,49 @@ pub async fn describe_group(aws: &Aws, name: &str) -> Result<Option<t::AutoScali
         .iter()
         .find(|g| g.auto_scaling_group_name() == Some(name))
         .cloned())
+}
+
+/// The group's recent scaling activities (the newest page, newest first): where a launch
+/// AWS could not make shows up (`core::activity`).
+pub async fn scaling_activities(aws: &Aws, name: &str) -> Result<Vec<Activity>, ResourceError> {
+    let out = aws
+        .clients
+        .autoscaling
+        .describe_scaling_activities()
+        .auto_scaling_group_name(name)
+        .send()
+        .await
+        .map_err(err("reading the group's scaling activities"));
+    let Some(out) = unless_denied(out)? else {
+        return Ok(Vec::new());
+    };
+    Ok(out
+        .activities()
+        .iter()
+        .map(|a| Activity {
+            id: a.activity_id().unwrap_or_default().to_string(),
+            status: a.status_code().map_or("Unknown", |c| c.as_str()).to_string(),
+            description: a.description().unwrap_or_default().to_string(),
+            message: a.status_message().map(String::from),
+            started: a
+                .start_time()
+                .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+        })
+        .collect())
+}
+
+/// A caller whose policy lacks autoscaling:DescribeScalingActivities (added by issue 16) still
+/// gets the waits as before, without the early end: a refusal is "nothing known" (logged as
+/// a warning), never a failure of the wait.
+fn unless_denied<T>(r: Result<T, ResourceError>) -> Result<Option<T>, ResourceError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if crate::aws::error::is_denied(&e) => {
+            tracing::warn!(error = %e.message, "scaling activities not readable: a failed launch is noticed only at the end of the wait");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn is_ours(g: &t::AutoScalingGroup, deployment: &str, key: &str) -> bool {
@@ -670,6 +714,15 @@ mod tests {
             t.iter()
                 .all(|t| t.propagate_at_launch() == Some(true) && t.resource_id() == Some("pi-dashboard"))
         );
+    }
+
+    #[test]
+    fn a_refused_activities_read_is_nothing_known_not_a_failure() {
+        let denied = ResourceError::new(ErrorClass::Other, "not authorized").with_code("AccessDenied");
+        assert_eq!(unless_denied::<u8>(Err(denied)).unwrap(), None);
+        let throttled = ResourceError::new(ErrorClass::Throttled, "slow down").with_code("Throttling");
+        assert!(unless_denied::<u8>(Err(throttled)).is_err());
+        assert_eq!(unless_denied(Ok(1)).unwrap(), Some(1));
     }
 
     #[test]

@@ -16,10 +16,10 @@ use aws_sdk_s3::types::{
     NotificationConfigurationFilter, S3KeyFilter,
 };
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 
 pub struct BucketNotification;
 
@@ -93,6 +93,13 @@ fn normalize(c: &LambdaFunctionConfiguration) -> (String, String, Vec<String>, V
 
 fn is_ours(c: &LambdaFunctionConfiguration, prefix: &str) -> bool {
     c.id().is_some_and(|id| id.starts_with(prefix))
+}
+
+/// Whether the bucket still sends events of ours to the recorded function (`read`).
+fn holds_ours(existing: &[LambdaFunctionConfiguration], prefix: &str, function_arn: &str) -> bool {
+    existing
+        .iter()
+        .any(|c| is_ours(c, prefix) && c.lambda_function_arn() == function_arn)
 }
 
 /// Whether the bucket's configurations of ours are exactly the desired ones.
@@ -261,6 +268,16 @@ impl ResourceKind for BucketNotification {
         ensure(aws, cx).await
     }
 
+    /// Missing when the bucket is gone (NoSuchBucket) or holds no configuration of ours
+    /// for the recorded function.
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let (prefix, function_arn) = (outputs.require("id_prefix")?, outputs.require("function_arn")?);
+        let existing = ec2::not_found_is_none(current(aws, outputs.id()?).await)?;
+        Ok(observe::exists(existing.filter(|e| {
+            holds_ours(e.lambda_function_configurations(), prefix, function_arn)
+        })))
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let bucket = cx.outputs.id()?;
         let prefix = cx.outputs.require("id_prefix")?;
@@ -303,6 +320,20 @@ mod tests {
             assert_eq!(events, ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]);
             assert_eq!(rules, [("prefix".to_string(), p.to_string())]);
         }
+    }
+
+    #[test]
+    fn read_finds_only_our_configurations_for_the_recorded_function() {
+        let ours = desired_configs("pi", ARN, &prefixes()).unwrap();
+        let prefix = id_prefix("pi");
+        assert!(holds_ours(&ours, &prefix, ARN));
+        assert!(!holds_ours(&[], &prefix, ARN));
+        assert!(!holds_ours(
+            &ours,
+            &prefix,
+            "arn:aws:lambda:eu-west-1:123456789012:function:other"
+        ));
+        assert!(!holds_ours(&ours, &id_prefix("another-deployment"), ARN));
     }
 
     #[test]

@@ -5,19 +5,21 @@
 //! the endpoint, starting the dashboard, completing its lifecycle action, and passing the
 //! health checks. The deadline covers all of that at the latency model's slow figures, twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 
-use super::{Aws, ResourceKind, props};
+use super::auto_scaling_group::scaling_activities;
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
+use crate::core::activity::{self, Activity};
 use crate::core::diff::{AttrSpec, Change, ChangeAction, Settings, settings};
 use crate::core::latency::{self, Transition};
 use crate::core::names;
-use crate::core::resource::{DeleteCtx, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{NodeSpec, Props};
 
 pub struct DashboardCheck;
@@ -87,6 +89,19 @@ pub fn health_poll(targets: &[(String, String)]) -> Poll<String> {
     )
 }
 
+/// No healthy target yet: keep waiting, unless the group's latest launch failed (AWS will not
+/// make that instance by waiting; its message says why).
+pub fn launch_poll(pending: Poll<String>, activities: &[Activity]) -> Result<Poll<String>, ResourceError> {
+    match activity::launch_failure(activities, &BTreeSet::new()) {
+        Some(why) => Err(ResourceError::new(ErrorClass::Failed, why).with_hint(
+            "fix the cause AWS names (subscribe to the Marketplace image, another instance type or zone, a quota \
+             increase; an abandoned lifecycle action: the user data failed, see /var/log/cloud-init-output.log), \
+             then run `pi-deploy up` again",
+        )),
+        None => Ok(pending),
+    }
+}
+
 async fn target_states(aws: &Aws, tg_arn: &str) -> Result<Vec<(String, String)>, ResourceError> {
     let out = aws
         .clients
@@ -137,8 +152,13 @@ impl ResourceKind for DashboardCheck {
         // may have been ready long before, e.g. on a resumed run).
         let published = aws.started.get(&names::db_endpoint_parameter(&aws.env.deployment));
         let backoff = Backoff::expecting(Transition::TargetHealthy, published).look_first();
+        let group = names::asg(&aws.env.deployment);
         let healthy = wait::wait_for("a healthy dashboard instance behind the load balancer", deadline(), backoff, || async {
-            Ok(health_poll(&target_states(aws, &tg_arn).await?))
+            let poll = health_poll(&target_states(aws, &tg_arn).await?);
+            if !matches!(poll, Poll::Pending(_)) {
+                return Ok(poll);
+            }
+            launch_poll(poll, &scaling_activities(aws, &group).await?)
         })
         .await
         .map_err(|e| {
@@ -162,9 +182,27 @@ impl ResourceKind for DashboardCheck {
         url_of(spec, deps).map_or_else(Settings::new, |url| settings([("url", url)]))
     }
 
-    /// It owns no AWS object: its live setting is the URL it recorded.
-    async fn read(&self, _aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
-        Ok(Observed::Present(settings([("url", outputs.id()?.to_string())])))
+    /// It owns no AWS object: its live setting is the URL it recorded. But it stands for a
+    /// dashboard behind the recorded load balancer and target group: with either gone, it is
+    /// missing too (and `up` waits for a healthy target again).
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let (target_group, load_balancer) = props!(
+            cx,
+            DashboardCheck {
+                target_group,
+                load_balancer
+            }
+        );
+        let recorded = |key: &str| cx.deps.get(key).and_then(|o| o.get("id")).map(String::from);
+        let (Some(tg), Some(lb)) = (recorded(target_group), recorded(load_balancer)) else {
+            return Ok(Observed::Missing);
+        };
+        let tg_there = ec2::not_found_is_none(target_states(aws, &tg).await)?.is_some();
+        let lb_there = tg_there && super::load_balancer::describe(aws, &lb).await?.is_some();
+        let url = outputs.id()?.to_string();
+        Ok(observe::observed(lb_there.then_some(url), |url| {
+            settings([("url", url)])
+        }))
     }
 
     /// A new address: record it and wait for a healthy target again.
@@ -220,6 +258,53 @@ mod tests {
         .await
         .unwrap_err();
         assert!(e.message.contains("i-1 unhealthy"), "{}", e.message);
+    }
+
+    fn launch(id: &str, status: &str, message: &str) -> Activity {
+        Activity {
+            id: id.into(),
+            status: status.into(),
+            description: "Launching a new EC2 instance.  Status Reason: x".into(),
+            message: Some(message.into()),
+            started: None,
+        }
+    }
+
+    /// AWS lists a launch it could not make (here: the Marketplace image is not subscribed)
+    /// only as a failed scaling activity. The wait ends at that poll with AWS's message, not
+    /// at the deadline (about 45 min) blaming cloud-init.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_launch_ends_the_wait_at_once_with_aws_s_message() {
+        let subscribe = "In order to use this AWS Marketplace product you need to accept terms and subscribe.";
+        let script = std::sync::Mutex::new(vec![
+            vec![launch("a1", "InProgress", "")],
+            vec![launch("a1", "InProgress", "")],
+            vec![launch("a1", "Failed", subscribe)],
+        ]);
+        let start = tokio::time::Instant::now();
+        let polls = std::sync::atomic::AtomicUsize::new(0);
+        let e = wait::wait_for("dashboard", deadline(), Backoff::SLOW, || {
+            polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let acts = {
+                let mut s = script.lock().unwrap();
+                if s.len() > 1 { s.remove(0) } else { s[0].clone() }
+            };
+            std::future::ready(launch_poll(health_poll(&[]), &acts))
+        })
+        .await
+        .unwrap_err();
+        assert!(e.message.contains(subscribe), "{}", e.message);
+        assert!(e.is(ErrorClass::Failed), "{e:?}");
+        assert_eq!(polls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert!(start.elapsed() < Duration::from_secs(120), "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn a_launch_in_progress_or_recovered_keeps_waiting() {
+        let pending = || Poll::Pending("no instance registered yet".into());
+        assert!(matches!(launch_poll(pending(), &[]), Ok(Poll::Pending(_))));
+        let recovered = [launch("a2", "Successful", ""), launch("a1", "Failed", "no capacity")];
+        assert!(matches!(launch_poll(pending(), &recovered), Ok(Poll::Pending(_))));
     }
 
     #[test]

@@ -75,6 +75,26 @@ fn major(version: &str) -> String {
     version.split('.').take(2).collect::<Vec<_>>().join(".")
 }
 
+/// The live engine version as the config names it: a version pinned to its major (`10.11`)
+/// lets RDS choose the minor (the default at create, later minor upgrades), so any live
+/// `10.11.x` IS that setting, neither a change nor a downgrade.
+pub fn version_as_configured(configured: &str, live: &str) -> String {
+    if configured.split('.').count() == 2 && major(live) == configured {
+        configured.to_string()
+    } else {
+        live.to_string()
+    }
+}
+
+/// `live_settings`, with the engine version read as the config names it.
+pub fn live_settings_for(db: &t::DbInstance, configured_version: &str) -> Settings {
+    let mut live = live_settings(db);
+    if let Some(v) = live.get_mut("engine_version") {
+        *v = version_as_configured(configured_version, v);
+    }
+    live
+}
+
 /// Storage grows only, by 10% at least; an engine version only goes up within its major.
 fn classify(a: &AttrSpec, old: &str, new: &str) -> Option<(ChangeAction, String)> {
     match a.name {
@@ -465,9 +485,12 @@ impl ResourceKind for DbInstance {
         }
     }
 
-    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let (want,) = props!(cx, DbInstance { db });
         Ok(match describe_instance(aws, outputs.id()?).await? {
-            Some(db) if db.db_instance_status() != Some("deleting") => Observed::Present(live_settings(&db)),
+            Some(db) if db.db_instance_status() != Some("deleting") => {
+                Observed::Present(live_settings_for(&db, &want.engine_version))
+            }
             _ => Observed::Missing,
         })
     }
@@ -665,6 +688,52 @@ mod tests {
             .into_iter()
             .map(|c| (c.attribute, c.old, c.new, c.action))
             .collect()
+    }
+
+    /// `engine_version = "10.11"` (a major pin) against a live 10.11.10 is no change; it
+    /// used to read as a downgrade from 10.11.10 to 10.11, refused on every later `up`.
+    #[test]
+    fn a_major_version_pin_matches_any_of_its_minors() {
+        let db = t::DbInstance::builder()
+            .db_instance_class("db.t3.micro")
+            .allocated_storage(20)
+            .engine_version("10.11.10")
+            .multi_az(true)
+            .backup_retention_period(7)
+            .deletion_protection(true)
+            .master_username("pi_admin")
+            .enabled_cloudwatch_logs_exports("error")
+            .db_instance_status("available")
+            .build();
+        let pinned = DbSettings {
+            engine_version: "10.11".into(),
+            ..settings()
+        };
+        let desired = desired_settings(&pinned);
+        let live = live_settings_for(&db, "10.11");
+        assert!(diff(ATTRS, &desired, &live, Some(classify)).is_empty());
+        // Without the reading as configured: a forbidden "downgrade".
+        let raw = diff(ATTRS, &desired, &live_settings(&db), Some(classify));
+        assert_eq!(
+            raw.iter().map(|c| c.action).collect::<Vec<_>>(),
+            [ChangeAction::Forbidden]
+        );
+        // An explicit version and another major are compared as before.
+        assert_eq!(version_as_configured("10.11.10", "10.11.8"), "10.11.8");
+        assert_eq!(version_as_configured("11.4", "10.11.10"), "10.11.10");
+        let other_major = diff(
+            ATTRS,
+            &desired_settings(&DbSettings {
+                engine_version: "11.4".into(),
+                ..settings()
+            }),
+            &live_settings_for(&db, "11.4"),
+            Some(classify),
+        );
+        assert_eq!(
+            other_major.iter().map(|c| c.action).collect::<Vec<_>>(),
+            [ChangeAction::Forbidden]
+        );
     }
 
     #[test]

@@ -3,15 +3,18 @@
 //! the record that exists (Route 53 needs the full record to delete it); a record that is
 //! already gone counts as deleted.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_route53::types::{AliasTarget, Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecordSet, RrType};
 
-use super::{Aws, ResourceKind, props};
+use super::{Aws, ResourceKind, dep_output, observe, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, sdk};
+use crate::core::diff::{self, AttrSpec, Settings, settings};
 use crate::core::latency;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct DnsRecord;
 
@@ -24,6 +27,24 @@ pub fn same_name(a: &str, b: &str) -> bool {
 pub fn aliases(alias_dns: &str, lb_dns: &str) -> bool {
     let a = alias_dns.trim_end_matches('.').to_ascii_lowercase();
     same_name(a.strip_prefix("dualstack.").unwrap_or(&a), lb_dns)
+}
+
+/// Day 2: the load balancer the alias points at. A load balancer created again has a new
+/// name: the record is UPSERTed to it.
+const ATTRS: &[AttrSpec] = &[AttrSpec::update("alias_target", &[])];
+
+/// The canonical form of an alias target: lower case, no trailing dot, no `dualstack.`.
+pub fn alias_name(dns: &str) -> String {
+    let a = dns.trim_end_matches('.').to_ascii_lowercase();
+    a.strip_prefix("dualstack.").map(String::from).unwrap_or(a)
+}
+
+/// The live settings of the record (`-` for a record that is not an alias).
+fn live_settings(r: &ResourceRecordSet) -> Settings {
+    settings([(
+        "alias_target",
+        diff::opt(r.alias_target().map(|a| alias_name(a.dns_name()))),
+    )])
 }
 
 fn bad(what: &str, e: impl std::fmt::Display) -> ResourceError {
@@ -173,6 +194,42 @@ impl ResourceKind for DnsRecord {
         Ok(outputs)
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::DnsRecord { load_balancer, .. } => {
+                settings([("alias_target", alias_name(&dep_output(deps, load_balancer, "dns_name")))])
+            }
+            _ => Settings::new(),
+        }
+    }
+
+    /// Missing when the zone no longer lists an A record of the recorded name (or the zone
+    /// itself is gone).
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let listed = current(aws, outputs.require("zone_id")?, outputs.id()?).await;
+        let record = match listed {
+            Err(e) if e.is(ErrorClass::NotFound) => None,
+            other => other?,
+        };
+        Ok(observe::observed(record, |r| live_settings(&r)))
+    }
+
+    /// The alias points elsewhere: UPSERT it to the load balancer and wait until INSYNC.
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &NodeCtx<'_>,
+        _outputs: Outputs,
+        _changes: &[diff::Change],
+    ) -> Result<Outputs, ResourceError> {
+        let written = self.create(aws, cx).await?;
+        self.converge(aws, cx, written).await
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let domain = cx.outputs.id()?;
         let zone = cx.outputs.require("zone_id")?;
@@ -222,6 +279,27 @@ mod tests {
         assert!(aliases("dualstack.pi-alb-123.eu-west-1.elb.amazonaws.com.", lb));
         assert!(aliases("PI-ALB-123.eu-west-1.elb.amazonaws.com", lb));
         assert!(!aliases("other-alb.eu-west-1.elb.amazonaws.com", lb));
+    }
+
+    #[test]
+    fn the_live_alias_target_compares_with_the_load_balancer_name() {
+        let lb = "pi-alb-1.eu-west-1.elb.amazonaws.com";
+        let r = alias_record(
+            "dash.example.com",
+            "Z32O12XQLNTSW2",
+            "dualstack.PI-ALB-1.eu-west-1.elb.amazonaws.com.",
+        )
+        .unwrap();
+        assert_eq!(live_settings(&r)["alias_target"], lb);
+        assert_eq!(alias_name(lb), lb);
+        // A record pointing elsewhere (the load balancer created again) is an update.
+        let stale =
+            live_settings(&alias_record("dash.example.com", "Z1", "pi-alb-0.eu-west-1.elb.amazonaws.com").unwrap());
+        let want = settings([("alias_target", alias_name(lb))]);
+        let changes = diff::diff(ATTRS, &want, &stale, None);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].action, diff::ChangeAction::Update);
+        assert!(diff::diff(ATTRS, &want, &live_settings(&r), None).is_empty());
     }
 
     #[test]

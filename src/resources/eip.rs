@@ -4,10 +4,10 @@
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, DomainType, ResourceType};
 
-use super::{Aws, ResourceKind, ec2};
+use super::{Aws, ResourceKind, ec2, observe};
 use crate::aws::{err, tags};
 use crate::core::inspect::{InspectCtx, Inspection};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
 pub struct ElasticIp;
@@ -104,6 +104,11 @@ impl ResourceKind for ElasticIp {
             Some(_) => Inspection::available(),
             None => Inspection::missing(),
         })
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        // A released address is no longer listed (InvalidAllocationID.NotFound).
+        Ok(observe::exists(describe(aws, outputs.id()?).await?))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

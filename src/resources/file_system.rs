@@ -11,14 +11,15 @@
 use async_trait::async_trait;
 use aws_sdk_efs::types::{self as t, BackupPolicy, LifeCycleState, PerformanceMode, Status};
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::consistency;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
+use crate::core::diff::Settings;
 use crate::core::latency::{self, Transition};
 use crate::core::names;
 use crate::core::policy;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
 pub struct FileSystem;
@@ -176,6 +177,14 @@ impl ResourceKind for FileSystem {
             put_tls_policy(aws, &id, outputs.require("arn")?).await?;
         }
         Ok(outputs)
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(observe::observed_unless(
+            describe(aws, outputs.id()?).await?,
+            |fs| is_gone(Some(fs.life_cycle_state())),
+            |_| Settings::new(),
+        ))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

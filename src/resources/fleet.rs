@@ -18,10 +18,11 @@ use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetHealthStateEnum};
 use chrono::{DateTime, Utc};
 
-use super::auto_scaling_group::{describe_group, reclassify_missing_group};
+use super::auto_scaling_group::{describe_group, reclassify_missing_group, scaling_activities};
 use super::{Aws, ec2};
 use crate::aws::wait::{self, Backoff};
 use crate::aws::{err, sdk};
+use crate::core::activity::Activity;
 use crate::core::resource::{ErrorClass, ResourceError};
 use crate::core::upgrade::{Capacity, Fleet, Group, Instance, UpgradeRecord};
 
@@ -264,6 +265,10 @@ pub fn newest_with_ami(versions: &[(i64, Option<String>)], old: i64, ami: &str) 
 
 #[async_trait]
 impl Fleet for AwsFleet<'_> {
+    async fn activities(&self) -> Result<Vec<Activity>, ResourceError> {
+        scaling_activities(self.aws, &self.group).await
+    }
+
     async fn group(&self) -> Result<Group, ResourceError> {
         let g = describe_group(self.aws, &self.group).await?.ok_or_else(|| {
             ResourceError::new(

@@ -7,13 +7,16 @@
 //! a couple of minutes after this returns. Its users (the Auto Scaling group) retry
 //! `ErrorClass::IamPropagation` themselves.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_iam::types::{InstanceProfile as Profile, Tag};
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, dep_output, ec2, observe, props};
 use crate::aws::{err, tags};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::diff::{self, AttrSpec, Settings, settings};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct InstanceProfile;
 
@@ -39,6 +42,14 @@ fn outputs_of(p: &Profile) -> Outputs {
     Outputs::new()
         .with("id", p.instance_profile_name())
         .with("arn", p.arn())
+}
+
+/// Day 2: the roles it holds. A role deleted by hand leaves the profile empty; once the role
+/// is created again, `converge` puts it back.
+const ATTRS: &[AttrSpec] = &[AttrSpec::update("role", &[])];
+
+fn live_settings(p: &Profile) -> Settings {
+    settings([("role", diff::list(p.roles().iter().map(|r| r.role_name())))])
 }
 
 /// What to change so that the profile holds exactly `role`: (add it?, roles to remove).
@@ -160,6 +171,21 @@ impl ResourceKind for InstanceProfile {
         Ok(outputs.with("arn", profile.arn()).with("role", role))
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::InstanceProfile { role, .. } => settings([("role", dep_output(deps, role, "id"))]),
+            _ => Settings::new(),
+        }
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(observe::observed(get(aws, outputs.id()?).await?, |p| live_settings(&p)))
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let name = cx.outputs.id()?;
         let Some(profile) = get(aws, name).await? else {
@@ -195,6 +221,16 @@ impl ResourceKind for InstanceProfile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_profile_emptied_by_a_role_deletion_is_an_update() {
+        let want = settings([("role", "pi-ec2".to_string())]);
+        let empty = settings([("role", diff::list(Vec::<String>::new()))]);
+        let changes = diff::diff(ATTRS, &want, &empty, None);
+        assert_eq!((changes[0].old.as_str(), changes[0].new.as_str()), ("-", "pi-ec2"));
+        assert_eq!(changes[0].action, diff::ChangeAction::Update);
+        assert!(diff::diff(ATTRS, &want, &settings([("role", diff::list(["pi-ec2"]))]), None).is_empty());
+    }
 
     #[test]
     fn the_profile_ends_up_holding_exactly_our_role() {

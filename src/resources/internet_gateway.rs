@@ -2,14 +2,17 @@
 //! attachment lives in `converge`, which checks it first: a rerun after a crash between the
 //! two calls attaches, a rerun after both does nothing.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, AttachmentStatus, ResourceType};
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, dep_output, ec2, observe, props};
 use crate::aws::{err, tags};
+use crate::core::diff::{self, AttrSpec, Settings, settings};
 use crate::core::inspect::{InspectCtx, Inspection};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct InternetGateway;
 
@@ -26,6 +29,15 @@ fn attached_vpc(igw: &t::InternetGateway) -> Option<&str> {
             )
         })
         .and_then(|a| a.vpc_id())
+}
+
+/// Day 2: the VPC it is attached to. A gateway left detached (its VPC deleted and created
+/// again) is attached to the deployment's VPC by `converge`.
+const ATTRS: &[AttrSpec] = &[AttrSpec::update("attached_vpc", &[])];
+
+/// `-` when detached.
+fn live_settings(igw: &t::InternetGateway) -> Settings {
+    settings([("attached_vpc", diff::opt(attached_vpc(igw)))])
 }
 
 fn outputs_of(igw: &t::InternetGateway) -> Option<Outputs> {
@@ -178,6 +190,23 @@ impl ResourceKind for InternetGateway {
         Ok(i)
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::InternetGateway { vpc } => settings([("attached_vpc", dep_output(deps, vpc, "id"))]),
+            _ => Settings::new(),
+        }
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(observe::observed(describe(aws, outputs.id()?).await?, |g| {
+            live_settings(&g)
+        }))
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
         let Some(igw) = describe(aws, id).await? else {
@@ -207,5 +236,41 @@ impl ResourceKind for InternetGateway {
             },
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn igw(attachments: &[(&str, AttachmentStatus)]) -> t::InternetGateway {
+        let mut b = t::InternetGateway::builder().internet_gateway_id("igw-1");
+        for (vpc, state) in attachments {
+            b = b.attachments(
+                t::InternetGatewayAttachment::builder()
+                    .vpc_id(*vpc)
+                    .state(state.clone())
+                    .build(),
+            );
+        }
+        b.build()
+    }
+
+    #[test]
+    fn a_gateway_left_detached_by_its_vpc_is_attached_again() {
+        let want = settings([("attached_vpc", "vpc-2".to_string())]);
+        let attached = live_settings(&igw(&[("vpc-2", AttachmentStatus::Attached)]));
+        assert!(diff::diff(ATTRS, &want, &attached, None).is_empty());
+        for gone in [
+            igw(&[]),
+            igw(&[("vpc-1", AttachmentStatus::Detached)]),
+            igw(&[("vpc-1", AttachmentStatus::Detaching)]),
+        ] {
+            let live = live_settings(&gone);
+            assert_eq!(live["attached_vpc"], "-");
+            let changes = diff::diff(ATTRS, &want, &live, None);
+            assert_eq!(changes.len(), 1);
+            assert_eq!(changes[0].action, diff::ChangeAction::Update);
+        }
     }
 }

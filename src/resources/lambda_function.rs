@@ -27,11 +27,11 @@ use aws_sdk_lambda::types::{
 
 use super::lambda_code::{self, Code};
 use super::lambda_enis::{self, Ec2Enis};
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use crate::core::latency::{self, Transition};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct LambdaFunction;
@@ -423,6 +423,12 @@ impl ResourceKind for LambdaFunction {
             Err(_) => true,
         };
         code_changed || outputs.get("runtime") != Some(runtime.as_str())
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(observe::exists(ec2::not_found_is_none(
+            configuration(aws, outputs.id()?).await,
+        )?))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

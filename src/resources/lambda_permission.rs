@@ -5,15 +5,18 @@
 //! No AWS object of its own: found by its statement id in GetPolicy. Some emulators accept
 //! a duplicate statement id, so find-before-create is what keeps it single.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff};
+use crate::core::diff::{AttrSpec, Settings, settings};
 use crate::core::latency;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{Kind, NodeSpec};
 
 pub struct LambdaPermission;
 
@@ -57,6 +60,27 @@ fn examine(policy: Option<&str>, sid: &str, bucket_arn: &str, account: &str) -> 
         && as_str_or_first(&cond["ArnLike"]["AWS:SourceArn"]) == Some(bucket_arn)
         && as_str_or_first(&cond["StringEquals"]["AWS:SourceAccount"]) == Some(account);
     if ok { Statement::Matches } else { Statement::Differs }
+}
+
+/// Day 2: whether our statement still says what `converge` writes (principal, action, the
+/// bucket and account conditions); one edited by hand is replaced.
+const ATTRS: &[AttrSpec] = &[AttrSpec::update("statement", &[])];
+
+/// `read`: missing without a statement of our id (no policy, or the function is gone);
+/// else whether it matches, when the recorded bucket's ARN is known to compare with.
+fn observed_of(policy: Option<&str>, sid: &str, bucket_arn: Option<&str>, account: &str) -> Observed {
+    let found = (examine(policy, sid, "", "") != Statement::Missing).then_some(());
+    observe::observed(found, |_| match bucket_arn {
+        Some(arn) => settings([(
+            "statement",
+            match examine(policy, sid, arn, account) {
+                Statement::Matches => "matches",
+                _ => "differs",
+            }
+            .to_string(),
+        )]),
+        None => Settings::new(),
+    })
 }
 
 async fn policy(aws: &Aws, function: &str) -> Result<Option<String>, ResourceError> {
@@ -184,6 +208,27 @@ impl ResourceKind for LambdaPermission {
         Ok(self::outputs(&sid, name))
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, _spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        settings([("statement", "matches".to_string())])
+    }
+
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        // The statement of ours on the recorded function (none when the function is gone).
+        let (bucket,) = props!(cx, LambdaPermission { bucket });
+        let bucket_arn = cx.deps.get(bucket).and_then(|o| o.get("arn"));
+        let policy = policy(aws, outputs.require("function")?).await?;
+        Ok(observed_of(
+            policy.as_deref(),
+            outputs.id()?,
+            bucket_arn,
+            &aws.env.account_id,
+        ))
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let sid = cx.outputs.id()?;
         let function = cx.outputs.require("function")?;
@@ -224,6 +269,31 @@ mod tests {
             examine(Some(&policy_with(ours())), "s3-invoke-pi", BUCKET, ACCOUNT),
             Statement::Matches
         );
+    }
+
+    #[test]
+    fn read_is_missing_without_our_statement_and_tells_an_edited_one() {
+        let sid = "s3-invoke-pi";
+        let live = |p: Option<&str>, bucket: Option<&str>| observed_of(p, sid, bucket, ACCOUNT);
+        assert_eq!(live(None, Some(BUCKET)), Observed::Missing);
+        let other = policy_with(ours());
+        assert_eq!(
+            observed_of(Some(&other), "s3-invoke-x", Some(BUCKET), ACCOUNT),
+            Observed::Missing
+        );
+        let ok = policy_with(ours());
+        assert_eq!(
+            live(Some(&ok), Some(BUCKET)),
+            Observed::Present(settings([("statement", "matches".to_string())]))
+        );
+        let mut edited = ours();
+        edited["Condition"].as_object_mut().unwrap().remove("ArnLike");
+        assert_eq!(
+            live(Some(&policy_with(edited)), Some(BUCKET)),
+            Observed::Present(settings([("statement", "differs".to_string())]))
+        );
+        // Without the bucket's ARN nothing is claimed about the statement.
+        assert_eq!(live(Some(&ok), None), Observed::Present(Settings::new()));
     }
 
     #[test]

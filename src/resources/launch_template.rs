@@ -17,9 +17,9 @@ use aws_sdk_ec2::types::{
 use base64::Engine;
 
 use super::auto_scaling_group::{iam_propagation_budget, retry_iam_propagation};
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::{Env, err, tags};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::Kind;
 use crate::core::userdata::{self, UserDataParams};
 
@@ -83,9 +83,37 @@ fn tag_spec(resource_type: ResourceType, deployment: &str, key: &str) -> LaunchT
     b.build()
 }
 
-/// The complete launch template data. `root_device` is the AMI's RootDeviceName: a mapping on
-/// any other name adds a second volume instead of sizing the root one.
-pub fn template_data(inputs: &TemplateInputs, root_device: &str, user_data_b64: &str) -> RequestLaunchTemplateData {
+/// The AMI's root device as DescribeImages reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RootDevice {
+    /// RootDeviceName (`/dev/xvda` on Amazon Linux, `/dev/sda1` on others).
+    pub name: String,
+    /// The size of the root device's snapshot (its block device mapping's VolumeSize), when
+    /// the image says.
+    pub snapshot_gib: Option<i32>,
+}
+
+/// The root volume's size: the configured one, raised to the image's root snapshot when that
+/// is larger (AWS refuses a mapping smaller than the snapshot: every launch would fail).
+pub fn root_volume_gib(configured: i32, snapshot_gib: Option<i32>) -> i32 {
+    snapshot_gib.map_or(configured, |s| configured.max(s))
+}
+
+/// What to tell the operator when [`root_volume_gib`] raised the configured size.
+pub fn root_volume_note(ami: &str, configured: i32, snapshot_gib: Option<i32>) -> Option<String> {
+    let size = root_volume_gib(configured, snapshot_gib);
+    (size > configured).then(|| {
+        format!(
+            "root_volume_gib = {configured} is smaller than the root snapshot of AMI {ami} ({size} GiB): \
+             the instances get a {size} GiB root volume (set root_volume_gib = {size} or more to say so in the config)"
+        )
+    })
+}
+
+/// The complete launch template data. `root` is the AMI's root device: a mapping on any other
+/// name adds a second volume instead of sizing the root one, and a size below its snapshot's
+/// is refused, so the volume is at least the snapshot's size.
+pub fn template_data(inputs: &TemplateInputs, root: &RootDevice, user_data_b64: &str) -> RequestLaunchTemplateData {
     RequestLaunchTemplateData::builder()
         .image_id(&inputs.ami)
         .instance_type(t::InstanceType::from(inputs.instance_type.as_str()))
@@ -106,11 +134,11 @@ pub fn template_data(inputs: &TemplateInputs, root_device: &str, user_data_b64: 
         )
         .block_device_mappings(
             LaunchTemplateBlockDeviceMappingRequest::builder()
-                .device_name(root_device)
+                .device_name(&root.name)
                 .ebs(
                     LaunchTemplateEbsBlockDeviceRequest::builder()
                         .volume_type(VolumeType::Gp3)
-                        .volume_size(inputs.root_volume_gib)
+                        .volume_size(root_volume_gib(inputs.root_volume_gib, root.snapshot_gib))
                         .encrypted(true)
                         .delete_on_termination(true)
                         .build(),
@@ -123,8 +151,8 @@ pub fn template_data(inputs: &TemplateInputs, root_device: &str, user_data_b64: 
         .build()
 }
 
-/// The AMI's root device name (`/dev/xvda` on Amazon Linux, `/dev/sda1` on others).
-pub async fn root_device_name(aws: &Aws, ami: &str) -> Result<String, ResourceError> {
+/// The AMI's root device: its name and its snapshot's size.
+pub async fn root_device(aws: &Aws, ami: &str) -> Result<RootDevice, ResourceError> {
     let bad_ami = |why: &str| {
         ResourceError::new(ErrorClass::Invalid, format!("AMI {ami} {why} in {}", aws.env.region))
             .with_hint("check --ami: AMI ids differ between regions; subscribe to the Panintelligence Marketplace image in this region")
@@ -144,17 +172,33 @@ pub async fn root_device_name(aws: &Aws, ami: &str) -> Result<String, ResourceEr
         other => other?,
     };
     let image = out.images().first().ok_or_else(|| bad_ami("does not exist"))?;
-    image
+    let name = image
         .root_device_name()
         .map(String::from)
-        .ok_or_else(|| bad_ami("has no root device name"))
+        .ok_or_else(|| bad_ami("has no root device name"))?;
+    Ok(RootDevice {
+        snapshot_gib: root_snapshot_gib(image),
+        name,
+    })
+}
+
+/// The size of the image's root snapshot: the VolumeSize of the block device mapping on its
+/// RootDeviceName.
+pub fn root_snapshot_gib(image: &t::Image) -> Option<i32> {
+    let root = image.root_device_name()?;
+    image
+        .block_device_mappings()
+        .iter()
+        .find(|m| m.device_name() == Some(root))
+        .and_then(|m| m.ebs())
+        .and_then(|e| e.volume_size())
 }
 
 /// Render the user data and read the AMI's root device: the full data for one version.
 pub async fn build_data(aws: &Aws, inputs: &TemplateInputs) -> Result<RequestLaunchTemplateData, ResourceError> {
     let script = userdata::render(&inputs.user_data).map_err(|e| ResourceError::new(ErrorClass::Invalid, e))?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(script);
-    let root = root_device_name(aws, &inputs.ami).await?;
+    let root = root_device(aws, &inputs.ami).await?;
     Ok(template_data(inputs, &root, &encoded))
 }
 
@@ -262,6 +306,20 @@ impl ResourceKind for LaunchTemplate {
         }
     }
 
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let out = aws
+            .clients
+            .ec2
+            .describe_launch_templates()
+            .launch_template_ids(outputs.id()?)
+            .send()
+            .await
+            .map_err(err("reading the launch template"));
+        Ok(observe::exists(
+            ec2::not_found_is_none(out)?.and_then(|o| o.launch_templates().first().cloned()),
+        ))
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
         ec2::delete_retrying(
@@ -314,7 +372,7 @@ mod tests {
 
     #[test]
     fn the_data_is_complete_and_secure() {
-        let d = template_data(&inputs(None), "/dev/sda1", "IyEvYmluL2Jhc2g=");
+        let d = template_data(&inputs(None), &root("/dev/sda1", Some(8)), "IyEvYmluL2Jhc2g=");
         assert_eq!(d.image_id(), Some("ami-0123456789abcdef0"));
         assert_eq!(d.instance_type().map(|t| t.as_str()), Some("t3.medium"));
         assert_eq!(
@@ -353,7 +411,50 @@ mod tests {
 
     #[test]
     fn the_key_pair_is_optional() {
-        let d = template_data(&inputs(Some("ops")), "/dev/xvda", "x");
+        let d = template_data(&inputs(Some("ops")), &root("/dev/xvda", None), "x");
         assert_eq!(d.key_name(), Some("ops"));
+    }
+
+    fn root(name: &str, snapshot_gib: Option<i32>) -> RootDevice {
+        RootDevice {
+            name: name.into(),
+            snapshot_gib,
+        }
+    }
+
+    #[test]
+    fn the_root_volume_is_never_smaller_than_the_image_s_root_snapshot() {
+        assert_eq!(root_volume_gib(15, Some(30)), 30);
+        assert_eq!(root_volume_gib(15, Some(8)), 15);
+        assert_eq!(root_volume_gib(15, Some(15)), 15);
+        assert_eq!(root_volume_gib(15, None), 15);
+        let d = template_data(&inputs(None), &root("/dev/xvda", Some(30)), "x");
+        let size = d.block_device_mappings()[0].ebs().and_then(|e| e.volume_size());
+        assert_eq!(size, Some(30));
+        let note = root_volume_note("ami-1", 15, Some(30)).unwrap();
+        assert!(
+            note.contains("root_volume_gib = 15") && note.contains("30 GiB"),
+            "{note}"
+        );
+        assert_eq!(root_volume_note("ami-1", 40, Some(30)), None);
+        assert_eq!(root_volume_note("ami-1", 15, None), None);
+    }
+
+    #[test]
+    fn the_root_snapshot_is_the_mapping_on_the_root_device() {
+        let bdm = |dev: &str, gib: i32| {
+            t::BlockDeviceMapping::builder()
+                .device_name(dev)
+                .ebs(t::EbsBlockDevice::builder().volume_size(gib).build())
+                .build()
+        };
+        let image = t::Image::builder()
+            .root_device_name("/dev/xvda")
+            .block_device_mappings(bdm("/dev/sdb", 100))
+            .block_device_mappings(bdm("/dev/xvda", 30))
+            .build();
+        assert_eq!(root_snapshot_gib(&image), Some(30));
+        let no_root = t::Image::builder().block_device_mappings(bdm("/dev/xvda", 30)).build();
+        assert_eq!(root_snapshot_gib(&no_root), None);
     }
 }

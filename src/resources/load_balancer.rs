@@ -2,8 +2,12 @@
 //! security group, dropping invalid header fields, writing access logs into the logs
 //! bucket when the config asks for them (`logging.alb_access_logs`). Creation takes minutes on AWS
 //! (`provisioning` -> `active`, median ~150 s), so `create` returns the ARN at once and
-//! `converge` waits. Its delete waits until it is gone: its ENIs hold public addresses, and
-//! the internet gateway cannot be detached before they go.
+//! `converge` waits. Its delete waits until it is gone, and then until its network interfaces
+//! are gone too: they linger for minutes after the load balancer (AWS releases them on its
+//! own), hold public addresses, and until they go the internet gateway cannot be detached
+//! (DependencyViolation, "mapped public address(es)") nor the public subnets deleted. Those
+//! deletes retry only for a few minutes; waiting here, on what actually blocks them, with the
+//! load balancer's own budget, keeps them from giving up.
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{
@@ -11,7 +15,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancerTypeEnum,
 };
 
-use super::{Aws, ResourceKind, ec2, elb, props};
+use super::{Aws, ResourceKind, ec2, elb, observe, props};
 use crate::aws::consistency;
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
@@ -95,7 +99,7 @@ pub fn active_poll(state: Option<&t::LoadBalancerState>) -> Poll<()> {
     }
 }
 
-async fn describe(aws: &Aws, arn: &str) -> Result<Option<t::LoadBalancer>, ResourceError> {
+pub(super) async fn describe(aws: &Aws, arn: &str) -> Result<Option<t::LoadBalancer>, ResourceError> {
     let out = aws
         .clients
         .elb
@@ -241,10 +245,9 @@ impl ResourceKind for LoadBalancer {
             .send()
             .await
             .map_err(err("reading the load balancer's attributes"));
-        Ok(match ec2::not_found_is_none(out)? {
-            None => Observed::Missing,
-            Some(o) => Observed::Present(settings([("access_logs", live_access_logs(o.attributes()))])),
-        })
+        Ok(observe::observed(ec2::not_found_is_none(out)?, |o| {
+            settings([("access_logs", live_access_logs(o.attributes()))])
+        }))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -260,6 +263,7 @@ impl ResourceKind for LoadBalancer {
                 .map_err(err("deleting the load balancer"))
         })
         .await?;
+        let description = eni_description(arn);
         wait::wait_for(
             &format!("load balancer {arn} to be deleted"),
             latency::delete_deadline(Kind::LoadBalancer),
@@ -276,13 +280,155 @@ impl ResourceKind for LoadBalancer {
                 })
             },
         )
+        .await?;
+        let Some(description) = description else {
+            return Ok(());
+        };
+        wait_enis_released(&description, eni_release_deadline(), Backoff::SLOW, || {
+            lingering_enis(aws, &description)
+        })
         .await
     }
+}
+
+/// What AWS writes in the description of an Application Load Balancer's network interfaces:
+/// `ELB app/<name>/<id>` (the ARN's resource part after `loadbalancer/`).
+pub fn eni_description(arn: &str) -> Option<String> {
+    elb::arn_suffix(arn)
+        .filter(|s| s.starts_with("app/"))
+        .map(|s| format!("ELB {s}"))
+}
+
+/// How long the interfaces of a deleted load balancer may linger: the kind's delete budget
+/// (three times the model's slow figure for them, at least 5 minutes).
+pub fn eni_release_deadline() -> std::time::Duration {
+    latency::delete_deadline(Kind::LoadBalancer)
+}
+
+/// Ready once none of the load balancer's interfaces is left; else their ids and states.
+pub fn enis_poll(enis: &[(String, String)]) -> Poll<()> {
+    if enis.is_empty() {
+        return Poll::Ready(());
+    }
+    Poll::Pending(
+        enis.iter()
+            .map(|(id, status)| format!("{id} {status}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+/// Wait until `list` returns no interface (`(id, status)` pairs).
+async fn wait_enis_released<F, Fut>(
+    description: &str,
+    deadline: std::time::Duration,
+    backoff: Backoff,
+    mut list: F,
+) -> Result<(), ResourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<(String, String)>, ResourceError>>,
+{
+    wait::wait_for(
+        &format!("the network interfaces \"{description}\" to be released"),
+        deadline,
+        backoff,
+        || {
+            let listed = list();
+            async move { Ok(enis_poll(&listed.await?)) }
+        },
+    )
+    .await
+    .map_err(|e| {
+        e.with_hint(
+            "AWS releases a deleted load balancer's network interfaces on its own, usually within minutes; \
+             run `pi-deploy destroy` again to keep waiting",
+        )
+    })
+}
+
+async fn lingering_enis(aws: &Aws, description: &str) -> Result<Vec<(String, String)>, ResourceError> {
+    let out = aws
+        .clients
+        .ec2
+        .describe_network_interfaces()
+        .filters(ec2::filter("description", [description]))
+        .send()
+        .await
+        .map_err(err("listing the load balancer's network interfaces"))?;
+    Ok(out
+        .network_interfaces()
+        .iter()
+        .filter(|n| n.description() == Some(description))
+        .map(|n| {
+            (
+                n.network_interface_id().unwrap_or("?").to_string(),
+                n.status().map_or("unknown", |s| s.as_str()).to_string(),
+            )
+        })
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_interfaces_are_found_by_the_description_aws_gives_them() {
+        assert_eq!(
+            eni_description(
+                "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/pi-alb/50dc6c495c0c9188"
+            )
+            .as_deref(),
+            Some("ELB app/pi-alb/50dc6c495c0c9188")
+        );
+        assert_eq!(
+            eni_description("arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/pi-tg/1"),
+            None
+        );
+    }
+
+    /// The interfaces linger after the load balancer is gone (1-3 min, the model's slow
+    /// figure): the wait covers that with room, and the IGW detach and subnet deletes start
+    /// only after it. No emulator keeps them: scripted here.
+    #[tokio::test(start_paused = true)]
+    async fn destroy_waits_for_lingering_interfaces_within_the_budget() {
+        let slow = latency::delete_timing(Kind::LoadBalancer).slow_s;
+        assert!(
+            eni_release_deadline().as_secs_f64() >= 2.0 * slow,
+            "{:?}",
+            eni_release_deadline()
+        );
+        // Two interfaces for ~3 minutes (the slow figure), then one, then none.
+        let start = tokio::time::Instant::now();
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        wait_enis_released("ELB app/pi-alb/1", eni_release_deadline(), Backoff::SLOW, || {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let t = start.elapsed().as_secs();
+            let enis: Vec<(String, String)> = match t {
+                0..180 => vec![("eni-1".into(), "in-use".into()), ("eni-2".into(), "in-use".into())],
+                180..200 => vec![("eni-2".into(), "available".into())],
+                _ => vec![],
+            };
+            std::future::ready(Ok(enis))
+        })
+        .await
+        .unwrap();
+        assert!(start.elapsed() >= std::time::Duration::from_secs(200));
+        assert!(calls.load(std::sync::atomic::Ordering::SeqCst) > 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn interfaces_that_never_go_fail_at_the_budget_naming_them() {
+        let e = wait_enis_released("ELB app/pi-alb/1", eni_release_deadline(), Backoff::SLOW, || {
+            std::future::ready(Ok(vec![("eni-9".to_string(), "in-use".to_string())]))
+        })
+        .await
+        .unwrap_err();
+        assert!(e.is(ErrorClass::Timeout), "{e:?}");
+        assert!(e.message.contains("eni-9 in-use"), "{}", e.message);
+        assert!(e.hint.as_deref().is_some_and(|h| h.contains("destroy")), "{e:?}");
+    }
 
     fn state(code: LoadBalancerStateEnum, reason: Option<&str>) -> t::LoadBalancerState {
         t::LoadBalancerState::builder()

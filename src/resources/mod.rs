@@ -34,6 +34,7 @@ mod log_group;
 mod mount_target;
 mod nat_gateway;
 mod network_acl;
+mod observe;
 pub mod preflight;
 mod rds;
 mod route;

@@ -7,12 +7,13 @@ use async_trait::async_trait;
 use aws_sdk_efs::types::{LifeCycleState, MountTargetDescription};
 
 use super::file_system::{is_gone, poll_available, state_name};
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::consistency;
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
+use crate::core::diff::Settings;
 use crate::core::latency::{self, Transition};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
 pub struct MountTarget;
@@ -122,6 +123,15 @@ impl ResourceKind for MountTarget {
         )
         .await?;
         Ok(outputs)
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        // Deleted with its file system too (MountTargetNotFound).
+        Ok(observe::observed_unless(
+            describe(aws, outputs.id()?).await?,
+            |m| is_gone(Some(m.life_cycle_state())),
+            |_| Settings::new(),
+        ))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

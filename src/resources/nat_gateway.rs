@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, NatGatewayState, ResourceType};
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::consistency;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
+use crate::core::diff::Settings;
 use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::latency::{self, Transition};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
 pub struct NatGateway;
@@ -34,6 +35,12 @@ fn live_of(state: Option<&NatGatewayState>) -> Live {
         Some(NatGatewayState::Deleting | NatGatewayState::Failed) => Live::Deleting,
         Some(_) => Live::Creating,
     }
+}
+
+/// `read`: a deleted, deleting or failed gateway stays listed for a while; it is history,
+/// so the recorded gateway is missing.
+fn observed_of(n: Option<t::NatGateway>) -> Observed {
+    observe::observed_unless(n, |n| is_gone(n.state()), |_| Settings::new())
 }
 
 fn outputs_of(n: &t::NatGateway) -> Option<Outputs> {
@@ -214,6 +221,10 @@ impl ResourceKind for NatGateway {
         })
     }
 
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(observed_of(describe(aws, outputs.id()?).await?))
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
         let started = ec2::delete_started(Kind::NatGateway, &format!("deleting NAT gateway {id}"), || async {
@@ -274,6 +285,22 @@ mod deletion_tests {
             .unwrap_err();
         assert_eq!(e.class, crate::core::resource::ErrorClass::Timeout);
         assert!(e.message.contains("deleting"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_deleted_or_failed_gateway_reads_as_missing() {
+        let nat = |s: NatGatewayState| Some(t::NatGateway::builder().nat_gateway_id("nat-1").state(s).build());
+        for s in [
+            NatGatewayState::Deleted,
+            NatGatewayState::Deleting,
+            NatGatewayState::Failed,
+        ] {
+            assert_eq!(observed_of(nat(s.clone())), Observed::Missing, "{s:?}");
+        }
+        for s in [NatGatewayState::Available, NatGatewayState::Pending] {
+            assert!(matches!(observed_of(nat(s.clone())), Observed::Present(_)), "{s:?}");
+        }
+        assert_eq!(observed_of(None), Observed::Missing);
     }
 
     #[test]

@@ -6,11 +6,11 @@
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, PortRange, ResourceType, RuleAction};
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::wait::{self, Poll};
 use crate::aws::{err, tags};
 use crate::core::inspect::{InspectCtx, Inspection};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::rules::{ALL_PROTOCOLS, AclRule};
 use crate::core::spec::{Kind, Props};
 
@@ -412,6 +412,10 @@ impl ResourceKind for NetworkAcl {
         Ok(i)
     }
 
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(observe::exists(describe(aws, outputs.id()?).await?))
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let id = cx.outputs.id()?;
         let Some(acl) = describe(aws, id).await? else {
@@ -507,7 +511,7 @@ mod tests {
 
     #[test]
     fn a_new_acl_gets_every_rule_created() {
-        let desired = rules::public_acl_rules();
+        let desired = rules::public_acl_rules(&["10.0.0.0/24".into()]);
         let diff = diff_entries(&desired, &default_entries());
         assert_eq!(
             diff,
@@ -521,7 +525,7 @@ mod tests {
 
     #[test]
     fn a_converged_acl_needs_nothing_even_when_aws_reports_other_ports_for_all_protocols() {
-        let desired = rules::public_acl_rules();
+        let desired = rules::public_acl_rules(&["10.0.0.0/24".into()]);
         let mut existing = default_entries();
         for r in &desired {
             let mut e = r.clone();

@@ -13,6 +13,8 @@ use crate::core::resource::{ErrorClass, ResourceError};
 pub struct ImageFacts {
     pub state: String,
     pub architecture: String,
+    /// The size of its root snapshot, when it says (the root volume is raised to it).
+    pub root_snapshot_gib: Option<i32>,
 }
 
 /// The AMI as this account sees it in the region.
@@ -32,6 +34,7 @@ pub async fn image(aws: &Aws, ami: &str) -> Result<Option<ImageFacts>, ResourceE
     Ok(out.images().first().map(|i| ImageFacts {
         state: i.state().map_or("unknown", |s| s.as_str()).to_string(),
         architecture: i.architecture().map_or("unknown", |a| a.as_str()).to_string(),
+        root_snapshot_gib: super::launch_template::root_snapshot_gib(i),
     }))
 }
 
@@ -179,27 +182,52 @@ pub struct DbOfferings {
 
 pub const DB_ENGINE: &str = "mariadb";
 
+/// The orderable options for MariaDB, every page. A version pinned to its major (`10.11`:
+/// RDS picks the minor) matches the options of each of its minors: RDS lists only full
+/// versions, so such a version is asked without it and filtered here.
 async fn orderable(aws: &Aws, version: Option<&str>, class: Option<&str>) -> Result<Vec<DbOption>, ResourceError> {
-    let out = aws
-        .clients
-        .rds
-        .describe_orderable_db_instance_options()
-        .engine(DB_ENGINE)
-        .set_engine_version(version.map(String::from))
-        .set_db_instance_class(class.map(String::from))
-        .vpc(true)
-        .max_records(100)
-        .send()
-        .await
-        .map_err(err("listing the orderable DB instance options"))?;
-    Ok(out
-        .orderable_db_instance_options()
-        .iter()
-        .map(|o| DbOption {
-            multi_az: o.multi_az_capable().unwrap_or(false),
-            storage_type: o.storage_type().map(String::from),
-        })
-        .collect())
+    let major_only = version.filter(|v| v.split('.').count() == 2);
+    let mut options = Vec::new();
+    let mut marker: Option<String> = None;
+    // Bounded: 20 pages of 100 is far more than RDS lists for one engine and class.
+    for _ in 0..20 {
+        let out = aws
+            .clients
+            .rds
+            .describe_orderable_db_instance_options()
+            .engine(DB_ENGINE)
+            .set_engine_version(if major_only.is_some() {
+                None
+            } else {
+                version.map(String::from)
+            })
+            .set_db_instance_class(class.map(String::from))
+            .vpc(true)
+            .max_records(100)
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(err("listing the orderable DB instance options"))?;
+        options.extend(
+            out.orderable_db_instance_options()
+                .iter()
+                .filter(|o| major_only.is_none_or(|m| o.engine_version().is_some_and(|v| in_major(v, m))))
+                .map(|o| DbOption {
+                    multi_az: o.multi_az_capable().unwrap_or(false),
+                    storage_type: o.storage_type().map(String::from),
+                }),
+        );
+        match out.marker() {
+            Some(m) if !m.is_empty() => marker = Some(m.to_string()),
+            _ => break,
+        }
+    }
+    Ok(options)
+}
+
+/// Whether full version `version` (`10.11.10`) belongs to major `major` (`10.11`).
+pub fn in_major(version: &str, major: &str) -> bool {
+    version.strip_prefix(major).is_some_and(|rest| rest.starts_with('.'))
 }
 
 pub async fn db_offerings(aws: &Aws, version: &str, class: &str) -> Result<DbOfferings, ResourceError> {
@@ -215,4 +243,17 @@ pub async fn db_offerings(aws: &Aws, version: &str, class: &str) -> Result<DbOff
         }
     }
     Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_version_belongs_to_its_major_only() {
+        assert!(in_major("10.11.10", "10.11"));
+        assert!(!in_major("10.1.2", "10.11"));
+        assert!(!in_major("10.110.1", "10.11"));
+        assert!(!in_major("10.11", "10.11"));
+    }
 }

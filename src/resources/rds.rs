@@ -7,10 +7,10 @@
 use async_trait::async_trait;
 use aws_sdk_rds::types::{self as t, ApplyMethod, Parameter};
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::{err, tags};
 use crate::core::names;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
 /// The three tags in RDS's shape.
@@ -138,6 +138,10 @@ impl ResourceKind for DbSubnetGroup {
         Ok(group_outputs(&name, group.db_subnet_group_arn()))
     }
 
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(observe::exists(describe_subnet_group(aws, outputs.id()?).await?))
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let name = cx.outputs.id()?;
         ec2::delete_retrying(
@@ -253,6 +257,10 @@ impl ResourceKind for DbParameterGroup {
         })
         .await?;
         Ok(outputs)
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(observe::exists(describe_parameter_group(aws, outputs.id()?).await?))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

@@ -5,10 +5,10 @@
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, ResourceType, RouteTableAssociationStateCode};
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::{err, tags};
 use crate::core::inspect::{InspectCtx, Inspection};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
 pub struct RouteTable;
@@ -231,6 +231,10 @@ impl ResourceKind for RouteTable {
             }
         }
         Ok(i)
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(observe::exists(describe(aws, outputs.id()?).await?))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

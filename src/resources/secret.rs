@@ -21,10 +21,11 @@ use aws_sdk_secretsmanager::types::Tag;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::wait::{self, Backoff};
 use crate::aws::{err, tags};
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::diff::Settings;
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{NodeSpec, SecretSource};
 
 pub struct Secret;
@@ -229,6 +230,12 @@ fn outputs_of(d: &DescribeSecretOutput) -> Option<Outputs> {
     )
 }
 
+/// `read`: a secret scheduled for deletion (DeletedDate set) is gone for its readers, so it
+/// is missing; `up` then finds it by name and restores it (`adopt`) instead of creating one.
+fn observed_of(d: Option<DescribeSecretOutput>) -> Observed {
+    observe::observed_unless(d, |d| d.deleted_date().is_some(), |_| Settings::new())
+}
+
 async fn describe(aws: &Aws, id: &str) -> Result<Option<DescribeSecretOutput>, ResourceError> {
     let out = aws
         .clients
@@ -400,6 +407,10 @@ impl ResourceKind for Secret {
         fingerprint_differs(key.as_deref(), value.expose(), outputs)
     }
 
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(observed_of(describe(aws, outputs.id()?).await?))
+    }
+
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let arn = cx.outputs.id()?;
         let deleted = aws
@@ -421,6 +432,20 @@ impl ResourceKind for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_scheduled_for_deletion_reads_as_missing() {
+        let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pi-licence-AbCdEf";
+        let live = DescribeSecretOutput::builder().arn(arn).name("pi-licence").build();
+        assert!(matches!(observed_of(Some(live)), Observed::Present(_)));
+        let scheduled = DescribeSecretOutput::builder()
+            .arn(arn)
+            .name("pi-licence")
+            .deleted_date(aws_smithy_types::DateTime::from_secs(1_800_000_000))
+            .build();
+        assert_eq!(observed_of(Some(scheduled)), Observed::Missing);
+        assert_eq!(observed_of(None), Observed::Missing);
+    }
 
     #[test]
     fn the_value_is_read_trimmed_and_never_shown_by_debug() {

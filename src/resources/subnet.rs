@@ -4,13 +4,13 @@
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, AttributeBooleanValue, ResourceType, SubnetState};
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::consistency;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::latency;
-use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
 pub struct Subnet;
@@ -155,6 +155,20 @@ impl ResourceKind for Subnet {
             }
             Some(s) => Inspection::of(Live::Creating).with_detail(s.as_str()),
         })
+    }
+
+    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let out = aws
+            .clients
+            .ec2
+            .describe_subnets()
+            .subnet_ids(outputs.id()?)
+            .send()
+            .await
+            .map_err(err("reading the subnet"));
+        Ok(observe::exists(
+            ec2::not_found_is_none(out)?.and_then(|o| o.subnets().first().cloned()),
+        ))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType, SecurityGroup, VpcState};
 
-use super::{Aws, ResourceKind, ec2, props};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use std::collections::BTreeMap;
@@ -253,18 +253,16 @@ impl ResourceKind for Vpc {
             .vpc_ids(id)
             .send()
             .await
-            .map_err(err("describing the VPC"));
-        if ec2::not_found_is_none(out)?.is_none_or(|o| o.vpcs().is_empty()) {
+            .map_err(err("reading the VPC"));
+        let Some(vpc) = ec2::not_found_is_none(out)?.and_then(|o| o.vpcs().first().cloned()) else {
             return Ok(Observed::Missing);
-        }
-        // A group not visible (yet) reads as nothing to compare.
-        let Some(g) = default_group(aws, id).await? else {
-            return Ok(Observed::Present(Settings::new()));
         };
-        Ok(Observed::Present(settings([(
-            "default_security_group_rules",
-            rules_setting(default_group_rules(&g)),
-        )])))
+        let group = default_group(aws, id).await?;
+        Ok(observe::observed(Some(vpc), |_| match group {
+            // A group not visible (yet) reads as nothing to compare.
+            None => Settings::new(),
+            Some(g) => settings([("default_security_group_rules", rules_setting(default_group_rules(&g)))]),
+        }))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

@@ -1,50 +1,17 @@
 #!/bin/bash
-# pi-deploy user data for one dashboard instance of deployment `pi-prod`.
-#
-# Rendered by pi-deploy (src/core/userdata.rs) from templates/user-data.sh: each value in
-# double braces is replaced at render time with an id, a name or an ARN. No secret value is
-# ever part of this script: the DB credentials and the licence are read on the instance, from
-# Secrets Manager (through the VPC endpoint: private DNS makes the regional name resolve to
-# it), at EVERY start of the dashboard, so a rotated password is picked up; they are written
-# only to root-owned mode-600 files. Never add `set -x` or `tee` here.
-#
-# Assumptions about the Panintelligence Marketplace AMI (check them when the AMI changes):
-# - the dashboard and its scheduler run in docker containers started by the systemd unit
-#   named in DASHBOARD_UNIT, and those containers take their environment from
-#   /var/panintelligence/dashboard.env and /var/panintelligence/scheduler.env (docker
-#   `--env-file` format: KEY=value per line, no quoting);
-# - the dashboard answers HTTP on port 8224;
-# - the AWS CLI v2, curl and python3 (or jq) are installed; amazon-efs-utils (mount -t efs,
-#   TLS) is installed or installable with dnf/yum, else nfs-utils is installed or
-#   installable with dnf/yum/apt-get (plain NFS: refused when the file system's policy
-#   requires TLS, which the boot log then says).
-#
-# Modes:
-#   (no argument)  run once by cloud-init at first boot: mount EFS, link the data folders
-#                  onto it, install this script as /usr/local/sbin/pi-dashboard-env with a
-#                  systemd drop-in that runs `pi-dashboard-env write-env` before every start
-#                  of the dashboard, wait for the database endpoint, start the dashboard,
-#                  check that it answers locally, then complete the launch lifecycle action
-#                  (CONTINUE; ABANDON on a definite failure, so Auto Scaling replaces the
-#                  instance instead of sending it traffic).
-#   write-env      write the two env files (what the drop-in runs).
 set -euo pipefail
 
 readonly DEPLOYMENT='pi-prod'
 readonly REGION='eu-west-1'
 readonly EFS_ID='fs-0123456789abcdef0'
 readonly EFS_DNS="$EFS_ID.efs.eu-west-1.amazonaws.com"
-# 1 when the file system's policy refuses NFS without TLS (storage.efs_require_tls).
 readonly EFS_REQUIRE_TLS='1'
 readonly DB_ENDPOINT_PARAMETER='/pi-prod/db-endpoint'
 readonly DB_SECRET_ARN='arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-0b1c2d3e-4f5a-6b7c-8d9e-0f1a2b3c4d5e-AbCdEf'
-# Empty when the deployment has no licence secret.
 readonly LICENCE_SECRET_ARN='arn:aws:secretsmanager:eu-west-1:123456789012:secret:pi-deploy/pi/licence-XyZ123'
 readonly ASG_NAME='pi-prod-dashboard'
 readonly LIFECYCLE_HOOK='pi-prod-wait-for-dashboard'
-# The lifecycle hook's heartbeat: how long a new instance may wait for the database.
 readonly ENDPOINT_WAIT_SECONDS='2400'
-# Owner of the shared folders (the same uid/gid the side-loading Lambda writes as).
 readonly EFS_UID='1000'
 readonly EFS_GID='1000'
 
@@ -59,15 +26,19 @@ readonly EFS_TLS_OPTIONS=tls,_netdev,nofail
 readonly -a FOLDERS=(images themes excel-data svg keys logs)
 readonly SELF=/usr/local/sbin/pi-dashboard-env
 readonly DROP_IN="/etc/systemd/system/$DASHBOARD_UNIT.d/50-pi-deploy.conf"
+readonly DB_SECRET_VERSION_FILE=/var/lib/pi-deploy/db-secret-version
+readonly REFRESH_UNIT=pi-dashboard-secret-refresh
+readonly REFRESH_EVERY=5min
 
 LIFECYCLE_DONE=0
+readonly HEARTBEAT_EVERY=$((ENDPOINT_WAIT_SECONDS / 3 > 10 ? ENDPOINT_WAIT_SECONDS / 3 : 10))
+LAST_HEARTBEAT=0
+INSTANCE_ID=''
 
 log() {
   printf '%s pi-deploy[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$DEPLOYMENT" "$*" >&2
 }
 
-# retry SECONDS WHAT COMMAND...: run COMMAND until it succeeds, backing off from 2 s to 30 s;
-# fail once SECONDS have passed.
 retry() {
   local deadline=$((SECONDS + $1)) what=$2 delay=2
   shift 2
@@ -79,15 +50,34 @@ retry() {
     log "not yet: $what (next try in ${delay}s)"
     sleep "$delay"
     delay=$((delay * 2 > 30 ? 30 : delay * 2))
+    heartbeat
   done
 }
 
-# imds PATH: one instance metadata value over IMDSv2 (the launch template requires tokens).
 imds() {
   local token
   token=$(curl -sf -m 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
     http://169.254.169.254/latest/api/token) || return 1
   curl -sf -m 5 -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
+}
+
+heartbeat() {
+  if ((LIFECYCLE_DONE || SECONDS - LAST_HEARTBEAT < HEARTBEAT_EVERY)); then
+    return 0
+  fi
+  LAST_HEARTBEAT=$SECONDS
+  if [[ -z $INSTANCE_ID ]] && ! INSTANCE_ID=$(imds instance-id); then
+    INSTANCE_ID=''
+    log "lifecycle heartbeat skipped: no instance id from the metadata service yet"
+    return 0
+  fi
+  if aws autoscaling record-lifecycle-action-heartbeat --region "$REGION" \
+    --auto-scaling-group-name "$ASG_NAME" --lifecycle-hook-name "$LIFECYCLE_HOOK" \
+    --instance-id "$INSTANCE_ID" >/dev/null; then
+    log "lifecycle heartbeat recorded"
+  else
+    log "lifecycle heartbeat failed (the next wait tries again)"
+  fi
 }
 
 complete_lifecycle_once() {
@@ -96,7 +86,6 @@ complete_lifecycle_once() {
     --instance-id "$1" --lifecycle-action-result "$2"
 }
 
-# complete_lifecycle CONTINUE|ABANDON: tell Auto Scaling how the launch went (once).
 complete_lifecycle() {
   local instance_id
   if ((LIFECYCLE_DONE)); then
@@ -140,10 +129,6 @@ mount_once() {
   mountpoint -q "$EFS_MOUNT" || mount "$EFS_MOUNT"
 }
 
-# EFS over TLS with amazon-efs-utils (mount -t efs -o tls) when the image has it or the
-# package manager can install it, else over plain NFSv4.1 with a warning. Also in fstab
-# (_netdev,nofail: a missing mount never blocks the boot; the dashboard unit requires the
-# mount instead, see install_start_hook).
 mount_efs() {
   local fstab_line
   mkdir -p "$EFS_MOUNT"
@@ -167,12 +152,9 @@ mount_efs() {
   if ! grep -qs "[[:space:]]${EFS_MOUNT}[[:space:]]" /etc/fstab; then
     printf '%s\n' "$fstab_line" >>/etc/fstab
   fi
-  # A new mount target's DNS name resolves about 90 s after the target is available.
   retry 900 "mounting $EFS_ID at $EFS_MOUNT" mount_once
 }
 
-# /var/panintelligence/<folder> -> /mnt/efs/var/panintelligence/<folder>, so every instance
-# (and the side-loading Lambda) shares them. The AMI's own files seed an empty shared folder.
 link_folders() {
   local name local_dir shared_dir
   mkdir -p "$PI_DIR" "$EFS_SHARED"
@@ -194,7 +176,6 @@ link_folders() {
   done
 }
 
-# The dashboard unit runs `pi-dashboard-env write-env` before every start, and needs EFS.
 install_start_hook() {
   install -m 0700 -o root -g root "${BASH_SOURCE[0]}" "$SELF"
   mkdir -p "$(dirname "$DROP_IN")"
@@ -211,6 +192,31 @@ ExecStartPre=$SELF write-env
 TimeoutStartSec=900
 EOF
   chmod 0644 "$DROP_IN"
+  cat >"/etc/systemd/system/$REFRESH_UNIT.service" <<EOF
+# Written by pi-deploy (deployment $DEPLOYMENT).
+[Unit]
+Description=Restart $DASHBOARD_UNIT when its database secret was rotated
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=$SELF refresh
+TimeoutStartSec=1500
+EOF
+  cat >"/etc/systemd/system/$REFRESH_UNIT.timer" <<EOF
+# Written by pi-deploy (deployment $DEPLOYMENT).
+[Unit]
+Description=Look for a rotated database secret every $REFRESH_EVERY
+
+[Timer]
+OnBootSec=$REFRESH_EVERY
+OnUnitActiveSec=$REFRESH_EVERY
+
+[Install]
+WantedBy=timers.target
+EOF
+  chmod 0644 "/etc/systemd/system/$REFRESH_UNIT.service" "/etc/systemd/system/$REFRESH_UNIT.timer"
   systemctl daemon-reload
 }
 
@@ -219,13 +225,10 @@ read_db_endpoint() {
     --query Parameter.Value --output text) && [[ $DB_ENDPOINT == *?:?* ]]
 }
 
-# wait_for_db_endpoint SECONDS: sets DB_ENDPOINT (host:port). pi-deploy writes the parameter
-# once the database is available, which may be long after this instance launched.
 wait_for_db_endpoint() {
   retry "$1" "parameter $DB_ENDPOINT_PARAMETER (written when the database is ready)" read_db_endpoint
 }
 
-# read_secret ARN VARIABLE: the secret's SecretString into VARIABLE, never printed.
 read_secret() {
   local secret_value
   secret_value=$(aws secretsmanager get-secret-value --region "$REGION" --secret-id "$1" \
@@ -233,7 +236,20 @@ read_secret() {
   printf -v "$2" '%s' "$secret_value"
 }
 
-# json_field KEY: one string field of the JSON object on stdin.
+secret_version() {
+  local stages version
+  stages=$(aws secretsmanager describe-secret --region "$REGION" --secret-id "$1" \
+    --query VersionIdsToStages --output json) || return 1
+  if command -v jq >/dev/null 2>&1; then
+    version=$(printf '%s' "$stages" | jq -er 'to_entries[] | select(.value | index("AWSCURRENT")) | .key')
+  else
+    version=$(printf '%s' "$stages" | python3 -c \
+      'import json, sys; print(*[k for k, v in json.load(sys.stdin).items() if "AWSCURRENT" in v])')
+  fi || return 1
+  [[ -n $version ]] || return 1
+  printf -v "$2" '%s' "$version"
+}
+
 json_field() {
   if command -v jq >/dev/null 2>&1; then
     jq -er --arg k "$1" '.[$k] | strings'
@@ -242,8 +258,6 @@ json_field() {
   fi
 }
 
-# env_lines HOST PORT USERNAME PASSWORD LICENCE: the env file (printf is a builtin: the
-# values never appear on a command line).
 env_lines() {
   printf 'PI_DB_HOST=%s\n' "$1"
   printf 'PI_DB_PORT=%s\n' "$2"
@@ -256,7 +270,6 @@ env_lines() {
   fi
 }
 
-# replace_file PATH: stdin becomes PATH, atomically, mode 600.
 replace_file() {
   local tmp
   tmp=$(mktemp "$1.XXXXXX")
@@ -267,14 +280,14 @@ replace_file() {
 
 write_env_files() {
   umask 077
-  local db_json='' username password licence='' file
+  local db_json='' db_version='' username password licence='' file
   wait_for_db_endpoint 300
+  retry 300 "reading the database secret's version" secret_version "$DB_SECRET_ARN" db_version
   retry 300 "reading the database secret" read_secret "$DB_SECRET_ARN" db_json
   username=$(printf '%s' "$db_json" | json_field username)
   password=$(printf '%s' "$db_json" | json_field password)
   if [[ -n $LICENCE_SECRET_ARN ]]; then
     retry 300 "reading the licence secret" read_secret "$LICENCE_SECRET_ARN" licence
-    # One line per variable in an env file: a licence pasted with line breaks is joined.
     licence=${licence//$'\r'/}
     licence=${licence//$'\n'/}
   fi
@@ -282,7 +295,28 @@ write_env_files() {
   for file in "$PI_DIR/dashboard.env" "$PI_DIR/scheduler.env"; do
     env_lines "${DB_ENDPOINT%:*}" "${DB_ENDPOINT##*:}" "$username" "$password" "$licence" | replace_file "$file"
   done
-  log "wrote $PI_DIR/dashboard.env and $PI_DIR/scheduler.env (database ${DB_ENDPOINT%:*})"
+  mkdir -p "${DB_SECRET_VERSION_FILE%/*}"
+  printf '%s\n' "$db_version" | replace_file "$DB_SECRET_VERSION_FILE"
+  log "wrote $PI_DIR/dashboard.env and $PI_DIR/scheduler.env (database ${DB_ENDPOINT%:*}, secret version $db_version)"
+}
+
+refresh() {
+  local recorded current=''
+  if [[ ! -s $DB_SECRET_VERSION_FILE ]]; then
+    log "no secret version on record yet (the dashboard has not started): nothing to refresh"
+    return 0
+  fi
+  recorded=$(<"$DB_SECRET_VERSION_FILE")
+  if ! secret_version "$DB_SECRET_ARN" current; then
+    log "could not read the database secret's version (the next run tries again)"
+    return 1
+  fi
+  if [[ $current == "$recorded" ]]; then
+    return 0
+  fi
+  log "database secret rotated: version $recorded -> $current; restarting $DASHBOARD_UNIT"
+  write_env_files
+  systemctl try-restart "$DASHBOARD_UNIT"
 }
 
 dashboard_answers() {
@@ -299,7 +333,6 @@ boot() {
     log "this AMI has no systemd unit $DASHBOARD_UNIT: it is not the image pi-deploy expects"
     exit 1
   fi
-  # Not before its database settings exist.
   systemctl stop "$DASHBOARD_UNIT" || true
   mount_efs
   link_folders
@@ -307,6 +340,7 @@ boot() {
   wait_for_db_endpoint "$ENDPOINT_WAIT_SECONDS"
   systemctl enable "$DASHBOARD_UNIT"
   systemctl restart "$DASHBOARD_UNIT"
+  systemctl enable --now "$REFRESH_UNIT.timer"
   retry "$DASHBOARD_WAIT_SECONDS" "the dashboard answering on $DASHBOARD_URL" dashboard_answers
   complete_lifecycle CONTINUE
   log "dashboard ready"
@@ -316,8 +350,9 @@ main() {
   case "${1:-boot}" in
     boot) boot ;;
     write-env) write_env_files ;;
+    refresh) refresh ;;
     *)
-      log "usage: $0 [boot|write-env]"
+      log "usage: $0 [boot|write-env|refresh]"
       exit 2
       ;;
   esac

@@ -438,6 +438,31 @@ impl Deployment {
         ])
     }
 
+    /// Delete every resource of the deployment behind pi-deploy's back (as by hand, or an
+    /// emulator restarted): a destroy, then the state put back as it was. `args` and `env`
+    /// are added to the destroy (the config and what it reads).
+    pub fn delete_behind_its_back(&self, args: &[&str], env: &[(&str, &str)]) {
+        let recorded = self.state_bytes().expect("a state to put back");
+        let mut all = vec![
+            "destroy",
+            "--yes",
+            "--skip-final-snapshot",
+            "--disable-deletion-protection",
+        ];
+        all.extend_from_slice(args);
+        let mut c = self.command(&all);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let gone = c.output().expect("run pi-deploy");
+        self.write_state(&recorded);
+        assert!(
+            gone.status.success(),
+            "the destroy behind its back failed:\n{}",
+            show(&gone)
+        );
+    }
+
     pub fn state(&self) -> serde_json::Value {
         let bytes = self
             .state_bytes()
@@ -547,6 +572,24 @@ pub fn ok_with(d: &Deployment, args: &[&str], env: &[(&str, &str)]) -> Output {
         show(&o)
     );
     o
+}
+
+/// A public hosted zone named `zone_name` (the deployment's name as caller reference); its id
+/// without the `/hostedzone/` prefix, as the config takes it.
+pub async fn hosted_zone(c: &Clients, d: &Deployment, zone_name: &str) -> String {
+    let zone = c
+        .route53
+        .create_hosted_zone()
+        .name(zone_name)
+        .caller_reference(&d.name)
+        .send()
+        .await
+        .unwrap();
+    zone.hosted_zone()
+        .unwrap()
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_string()
 }
 
 /// A self-signed certificate for `domain`, imported into ACM (ISSUED at once, as on AWS).

@@ -12,7 +12,8 @@ use base64::Engine;
 
 use crate::census;
 use crate::common::{
-    self, Deployment, clients, config, count_status, events, id, import_certificate, ok_with, out, run_with,
+    self, Deployment, clients, config, count_status, events, hosted_zone, id, import_certificate, ok_with, out,
+    run_with,
 };
 
 fn expected_compute_census(d: &Deployment, certificate: bool) -> census::Census {
@@ -63,13 +64,22 @@ async fn compute_tier_without_a_certificate_reads_back_converges_and_destroys() 
     let licence_value = "PI-TEST-LICENCE-5b1e0c7a-never-in-user-data";
     let cfg = config(
         &d,
-        "[database]\ndeletion_protection = false\n\n[licence]\nenv = \"PI_TEST_LICENCE\"\n",
+        // Below the image's root snapshot (moto's images have a 15 GiB one): raised to it.
+        "root_volume_gib = 8\n\n[database]\ndeletion_protection = false\n\n[licence]\nenv = \"PI_TEST_LICENCE\"\n",
     );
     let cfg = cfg.to_str().unwrap();
     let env = [("PI_TEST_LICENCE", licence_value)];
     let ami = common::ami('A');
     let first = ok_with(&d, &["up", "--ami", &ami, "--yes", "--config", cfg, "--json"], &env);
     let ev = events(&first);
+    assert!(
+        ev.iter().any(|e| e["event"] == "warning"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("root_volume_gib = 8") && m.contains("15 GiB"))),
+        "no warning that the root volume was raised: {}",
+        common::show(&first)
+    );
     let last = ev.last().unwrap();
     assert!(last["ok"].as_bool().unwrap(), "{}", common::show(&first));
     for phase in ["network", "data", "compute", "dashboard healthy"] {
@@ -150,6 +160,14 @@ async fn compute_tier_without_a_certificate_reads_back_converges_and_destroys() 
     assert_eq!(md.http_put_response_hop_limit(), Some(2));
     let image = c.ec2.describe_images().image_ids(&ami).send().await.unwrap();
     let root = image.images()[0].root_device_name().unwrap().to_string();
+    // The image's root snapshot, as DescribeImages reports it.
+    let snapshot_gib = image.images()[0]
+        .block_device_mappings()
+        .iter()
+        .find(|m| m.device_name() == Some(root.as_str()))
+        .and_then(|m| m.ebs())
+        .and_then(|e| e.volume_size());
+    assert_eq!(snapshot_gib, Some(15), "moto's root snapshot size changed");
     let [bdm] = data.block_device_mappings() else {
         panic!("one block device mapping: {:?}", data.block_device_mappings())
     };
@@ -157,7 +175,8 @@ async fn compute_tier_without_a_certificate_reads_back_converges_and_destroys() 
     let ebs = bdm.ebs().unwrap();
     assert_eq!(ebs.volume_type().map(|t| t.as_str()), Some("gp3"));
     assert_eq!(ebs.encrypted(), Some(true));
-    assert_eq!(ebs.volume_size(), Some(15));
+    // root_volume_gib = 8 raised to the snapshot's 15 GiB: AWS refuses a smaller mapping.
+    assert_eq!(ebs.volume_size(), snapshot_gib);
     assert_eq!(ebs.delete_on_termination(), Some(true));
     let lt_user_data = base64::engine::general_purpose::STANDARD
         .decode(data.user_data().expect("user data"))
@@ -424,7 +443,8 @@ async fn compute_tier_without_a_certificate_reads_back_converges_and_destroys() 
         assert_eq!(a.statistic().map(|s| s.as_str()), Some("Average"));
         assert_eq!(a.threshold(), Some(threshold));
         assert_eq!(a.comparison_operator().map(|o| o.as_str()), Some(op));
-        assert_eq!((a.period(), a.evaluation_periods()), (Some(60), Some(periods)));
+        // 5-minute periods: the instances have basic monitoring (one data point per 5 min).
+        assert_eq!((a.period(), a.evaluation_periods()), (Some(300), Some(periods)));
         assert_eq!(a.alarm_actions(), [out(&st, policy, "arn")]);
         let dim = &a.dimensions()[0];
         assert_eq!(
@@ -480,20 +500,7 @@ async fn compute_tier_with_a_certificate_redirects_to_https_and_aliases_the_doma
     let c = clients().await;
     let zone_name = format!("{}.example.com", d.name);
     let domain = format!("dash.{zone_name}");
-    let zone = c
-        .route53
-        .create_hosted_zone()
-        .name(&zone_name)
-        .caller_reference(&d.name)
-        .send()
-        .await
-        .unwrap();
-    let zone_id = zone
-        .hosted_zone()
-        .unwrap()
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_string();
+    let zone_id = hosted_zone(&c, &d, &zone_name).await;
     let cert = import_certificate(&c, &domain).await;
     let cfg = config(
         &d,

@@ -141,10 +141,13 @@ enum Kill {
 /// Start the command, SIGKILL it as soon as the state file's serial reaches `target` (polled
 /// every ~1 ms).
 fn kill_at(lane: &Lane, d: &Deployment, args: &[&str], target: u64) -> Result<Kill, String> {
+    // Its stderr goes to a file (a pipe nobody reads could fill and stall the run), quoted
+    // when the run fails by itself.
+    let mut stderr = tempfile::tempfile().unwrap();
     let mut child = lane
         .command(d, args)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(stderr.try_clone().unwrap()))
         .spawn()
         .unwrap();
     let mut watch = StateWatch::new(d);
@@ -168,7 +171,10 @@ fn kill_at(lane: &Lane, d: &Deployment, args: &[&str], target: u64) -> Result<Ki
             return if status.success() {
                 Ok(Kill::ExitedFirst)
             } else {
-                Err(format!("the run to be killed failed by itself: {status}"))
+                Err(format!(
+                    "the run to be killed failed by itself: {status}; its stderr ended with:\n{}",
+                    tail(&mut stderr, 20)
+                ))
             };
         }
         if start.elapsed() > Duration::from_secs(180) {
@@ -178,6 +184,16 @@ fn kill_at(lane: &Lane, d: &Deployment, args: &[&str], target: u64) -> Result<Ki
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// The last `lines` lines of a run's stderr file.
+fn tail(file: &mut std::fs::File, lines: usize) -> String {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    file.rewind().ok();
+    file.read_to_string(&mut text).ok();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Kinds the census reports by something other than the `pi-deploy:key` tag (derived names,

@@ -22,3 +22,4 @@ mod operator;
 mod sideload;
 mod state_s3;
 mod upgrade;
+mod vanish;

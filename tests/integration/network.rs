@@ -271,6 +271,17 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
                     "{key} {port:?}: {inbound:?}"
                 );
             }
+            // Stateless: what the app subnets send through the NAT enters here with its
+            // real destination port (e-mail, LDAP), so everything from them is allowed in.
+            for app in ["10.0.0.0/24", "10.0.1.0/24"] {
+                let rule = acl
+                    .entries()
+                    .iter()
+                    .find(|e| e.egress() == Some(false) && e.cidr_block() == Some(app))
+                    .unwrap_or_else(|| panic!("{key}: no inbound rule for {app}: {inbound:?}"));
+                assert_eq!(rule.protocol(), Some("-1"), "{key} {app}");
+                assert_eq!(rule.rule_action().map(|a| a.as_str()), Some("allow"), "{key} {app}");
+            }
         } else if tier == "db" {
             let mut want = vec![
                 (3306, 3306, "10.0.0.0/24".to_string(), true),

@@ -513,3 +513,110 @@ fn a_missing_state_bucket_is_named_with_the_command_that_creates_it() {
         "nothing was created"
     );
 }
+
+/// The lock of a run is rewritten while the run holds it (its age shows it is alive), with
+/// moto's real `If-Match` on its own ETag; a `force-unlock --yes` from another process is
+/// noticed at the next refresh: the fence is tripped (no further AWS change) and the next
+/// state write is refused. The refresh is shortened here through the store's `Timing`
+/// (`pi-deploy` itself refreshes every 20 s).
+#[test]
+fn a_held_lock_is_refreshed_and_a_force_unlock_stops_its_holder_at_the_next_refresh() {
+    use std::sync::Arc;
+
+    use pi_deploy::aws::fence::Fence;
+    use pi_deploy::core::state::{Identity, State};
+    use pi_deploy::state_backend::{Connect, connect_s3, machine, this_process};
+    use pi_deploy::state_file::StateFileError;
+    use pi_deploy::state_s3::Timing;
+
+    let d = Deployment::with_state("refresh", true);
+    let endpoint = d.endpoint();
+    common::ensure_state_bucket(&endpoint);
+    let config = common::block(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(common::REGION))
+            .endpoint_url(&endpoint)
+            .credentials_provider(aws_sdk_sts::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .load(),
+    );
+    let prefix = d.s3_prefix.clone().unwrap();
+    let loc = connect_s3(
+        state_bucket(),
+        &prefix,
+        &Connect {
+            config: Some(&config),
+            region: Some(common::REGION.into()),
+        },
+    )
+    .unwrap();
+    let fence = Arc::new(Fence::default());
+    let refresh_every = Duration::from_millis(300);
+    let held = loc
+        .lock(
+            &d.name,
+            this_process("up"),
+            machine(),
+            fence.clone(),
+            Timing { refresh_every },
+        )
+        .unwrap();
+    let id = held.lock_info().id.clone();
+    let refreshed_at = || {
+        let bytes = get_object(&endpoint, state_bucket(), &d.lock_key()).expect("the lock object");
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(doc["id"], id.as_str());
+        doc["refreshed_at"].as_str().unwrap().to_string()
+    };
+    // Three refreshes in a row, each on the ETag of the one before.
+    let mut seen = vec![refreshed_at()];
+    let start = Instant::now();
+    while seen.len() < 4 {
+        assert!(start.elapsed() < Duration::from_secs(20), "refreshes seen: {seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+        let now = refreshed_at();
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+    }
+    assert!(fence.reason().is_none(), "{:?}", fence.reason());
+    let identity = Identity {
+        deployment: d.name.clone(),
+        region: common::REGION.into(),
+        account_id: "123456789012".into(),
+        partition: "aws".into(),
+    };
+    assert_eq!(held.load().unwrap(), None);
+    let mut state = State::new(&identity);
+    state.serial = 1;
+    held.write(&state).expect("a write while the lock is held");
+
+    // Another operator removes the lock of this live run (it needs --yes).
+    let refused = d.run(&["force-unlock", &id]);
+    assert_eq!(refused.status.code(), Some(3), "{}", show(&refused));
+    assert!(stderr(&refused).contains("--yes"), "{}", show(&refused));
+    d.ok(&["force-unlock", &id, "--yes"]);
+    let start = Instant::now();
+    while fence.reason().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the refresh never noticed the removed lock"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        fence.reason().unwrap().contains("removed or taken over"),
+        "{:?}",
+        fence.reason()
+    );
+    state.serial = 2;
+    assert!(matches!(held.write(&state), Err(StateFileError::LockLost { .. })));
+    drop(held);
+    assert!(get_object(&endpoint, state_bucket(), &d.lock_key()).is_none());
+    assert_eq!(
+        serial_of(&d.state_bytes().unwrap()),
+        Some(1),
+        "the write after the loss was refused"
+    );
+}

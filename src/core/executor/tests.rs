@@ -552,6 +552,13 @@ async fn a_resource_deleted_by_hand_is_created_again_and_its_dependents_follow_i
     assert!(out.completed.contains(&"d".to_string()), "{:?}", out.completed);
     assert_eq!(r.cloud.live("d").get("refs").map(String::as_str), Some("id-b-2, id-c"));
     assert_eq!(r.cloud.calls("duplicate"), 0);
+    // Under a token of its own (AWS would answer the first one with the deleted resource),
+    // recorded before the call so that a resumed run sends it again.
+    let tokens = r.cloud.tokens("b");
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
+    assert_ne!(tokens[0], tokens[1]);
+    assert_eq!(tokens[1], out.state.recreate_token("b", "id-b"));
+    assert_eq!(out.state.resources["b"].client_token, tokens[1]);
 }
 
 #[tokio::test(start_paused = true)]

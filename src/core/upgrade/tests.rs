@@ -57,6 +57,11 @@ struct World {
     terminates: usize,
     /// Ids the fake scaled in on its own (a swap must never make it do that).
     scaled_in: Vec<String>,
+    /// Launches of B refused with this message (as AWS refuses an unsubscribed Marketplace
+    /// image): each attempt is a failed scaling activity and no instance.
+    refuse_b: Option<String>,
+    /// Scaling activities, newest first.
+    activities: Vec<crate::core::activity::Activity>,
 }
 
 impl World {
@@ -80,6 +85,8 @@ impl World {
             fail_terminate: None,
             terminates: 0,
             scaled_in: Vec::new(),
+            refuse_b: None,
+            activities: Vec::new(),
         };
         for _ in 0..instances {
             let id = w.launch();
@@ -92,9 +99,27 @@ impl World {
         w
     }
 
+    fn activity(&mut self, status: &str, description: String, message: Option<String>) {
+        let base = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let id = format!("act-{}", self.activities.len() + 1);
+        self.activities.insert(
+            0,
+            crate::core::activity::Activity {
+                id,
+                status: status.into(),
+                description,
+                message,
+                started: Some(base + chrono::Duration::from_std(Instant::now() - self.start).unwrap()),
+            },
+        );
+    }
+
     fn launch(&mut self) -> String {
         self.next += 1;
         let id = format!("i-{:04}", self.next);
+        self.activity("Successful", format!("Launching a new EC2 instance: {id}"), None);
         let now = Instant::now();
         let image = self.versions[&self.version].clone();
         let healthy = image != B || self.b_healthy;
@@ -126,6 +151,15 @@ impl World {
             }
         }
         while (self.instances.len() as i32) < self.capacity.desired {
+            if let Some(why) = self.refuse_b.clone().filter(|_| self.versions[&self.version] == B) {
+                // AWS retries later; each attempt is one more failed activity.
+                self.activity(
+                    "Failed",
+                    "Launching a new EC2 instance.  Status Reason: see the message".into(),
+                    Some(why),
+                );
+                break;
+            }
             self.launch();
         }
         while (self.instances.len() as i32) > self.capacity.desired {
@@ -329,6 +363,13 @@ impl Fleet for FakeFleet {
         w.capacity.desired -= 1;
         self.done(w, true);
         Ok(())
+    }
+
+    async fn activities(&self) -> Result<Vec<crate::core::activity::Activity>, ResourceError> {
+        let w = self.enter().await;
+        let a = w.activities.clone();
+        self.done(w, false);
+        Ok(a)
     }
 }
 
@@ -751,4 +792,45 @@ fn the_plan_follows_the_config() {
     let p = Plan::new(&cfg);
     assert_eq!(p.health_timeout, Duration::from_secs(600));
     assert_eq!(p.drain_timeout, Duration::from_secs(90));
+}
+
+/// A launch AWS refuses (unsubscribed Marketplace image, no capacity, a quota) shows up only
+/// as a failed scaling activity: the swap rolls back at that poll, with AWS's message, instead
+/// of after the health timeout (900 s here) blaming the instance.
+#[tokio::test(start_paused = true)]
+async fn a_launch_aws_refuses_rolls_back_at_once_with_aws_s_message() {
+    let why = "You are not subscribed to this service. Please go to http://aws.amazon.com to subscribe. Launching EC2 instance failed.";
+    let mut world = World::new(2, TWO);
+    world.refuse_b = Some(why.into());
+    let fleet = FakeFleet::new(world);
+    let rec = record_for(&fleet).await;
+    let start = Instant::now();
+    let (result, _) = run(&fleet, rec, None).await;
+    let failure = result.unwrap().unwrap_err();
+    assert!(failure.rolled_back, "{failure:?}");
+    assert!(failure.error.message.contains(why), "{}", failure.error.message);
+    assert!(
+        start.elapsed() < Duration::from_secs(120),
+        "rolled back after {:?}",
+        start.elapsed()
+    );
+    assert_restored(&fleet, TWO, 2);
+    // The old instances served throughout.
+    assert!(fleet.w().timeline.iter().all(|&h| h == 2), "{:?}", fleet.w().timeline);
+}
+
+/// A failed launch from before the upgrade (yesterday's quota problem) is not the new
+/// instance's failure.
+#[tokio::test(start_paused = true)]
+async fn a_failed_launch_from_before_the_upgrade_does_not_stop_it() {
+    let mut world = World::new(2, TWO);
+    world.activity(
+        "Failed",
+        "Launching a new EC2 instance.  Status Reason: quota".into(),
+        Some("You have requested more vCPU capacity than your current vCPU limit".into()),
+    );
+    let fleet = FakeFleet::new(world);
+    let rec = record_for(&fleet).await;
+    run(&fleet, rec, None).await.0.unwrap().unwrap();
+    assert_upgraded(&fleet, TWO, 2);
 }
