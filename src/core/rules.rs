@@ -299,6 +299,30 @@ mod tests {
         assert!(!admits(&rules, internet, 22));
     }
 
+    /// Why 3389 (Prowler's ec2_networkacl_allow_ingress_tcp_port_3389, declared in
+    /// tests/security/trade-offs.txt) stays inside the return-traffic range: the NAT gateway
+    /// (public subnets) and Lambda (app subnets) take their source ports from all of
+    /// 1024-65535, so replies from the internet may come back to any of them; a port left
+    /// out would hang the connections mapped to it. Only the app tier's own service ports
+    /// are closed, and 22 (below 1024) is not admitted from the internet anywhere.
+    #[test]
+    fn return_traffic_reaches_every_port_the_nat_gateway_and_lambda_use() {
+        let public = vec!["10.0.2.0/24".to_string(), "10.0.3.0/24".to_string()];
+        let internet = |c: &str| c == ANYWHERE;
+        let public_acl = public_acl_rules(&app_cidrs());
+        let app_acl = app_acl_rules("10.0.0.0/16", &public);
+        for port in 1024..=65535 {
+            assert!(admits(&public_acl, internet, port), "public, port {port}");
+            let closed = port == 8224 || port == 2049;
+            assert_eq!(admits(&app_acl, internet, port), !closed, "app, port {port}");
+        }
+        assert!(admits(&public_acl, internet, 3389) && admits(&app_acl, internet, 3389));
+        for port in [22, 25, 389] {
+            assert!(!admits(&public_acl, internet, port), "public, port {port}");
+            assert!(!admits(&app_acl, internet, port), "app, port {port}");
+        }
+    }
+
     /// The outbound counterpart of `admits`: to a destination, on a port.
     fn lets_out(rules: &[AclRule], to: impl Fn(&str) -> bool, port: i32) -> bool {
         let mut outbound: Vec<&AclRule> = rules.iter().filter(|r| r.egress).collect();

@@ -1,7 +1,8 @@
 //! The S3 buckets: the resources bucket and, with `logging.alb_access_logs`, the logs
 //! bucket. Deterministic, globally unique names (deployment + account + region), SSE-S3
-//! (the only encryption ALB access logs accept), all four Block Public Access flags, a
-//! TLS-only bucket policy (the logs bucket's also lets ELB's log delivery write under its
+//! (the only encryption ALB access logs accept), all four Block Public Access flags, Object
+//! Ownership `BucketOwnerEnforced` (ACLs disabled: the bucket owner owns every object, ELB's
+//! log delivery included, and only the policy grants access), a TLS-only bucket policy (the logs bucket's also lets ELB's log delivery write under its
 //! prefix, `core::policy::alb_log_bucket_policy`), versioning when the config asks for it,
 //! and on the logs bucket a lifecycle rule that expires the logs.
 //!
@@ -20,9 +21,10 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::operation::create_bucket::builders::CreateBucketFluentBuilder;
 use aws_sdk_s3::types::{
     BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete,
-    ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, ObjectIdentifier,
-    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
+    ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, ObjectIdentifier, ObjectOwnership,
+    OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    VersioningConfiguration,
 };
 
 use super::{Aws, ResourceKind, ec2, props};
@@ -46,8 +48,12 @@ pub const ATTRS: &[AttrSpec] = &[
     ),
     AttrSpec::update("encryption", &[]),
     AttrSpec::update("public_access_block", &[]),
+    AttrSpec::update("object_ownership", &[]),
     AttrSpec::update("tls_only_policy", &[]),
 ];
+
+/// ACLs disabled: the bucket owner owns every object and only the policy grants access.
+const OWNER_ENFORCED: &str = "BucketOwnerEnforced";
 
 const ALL_BLOCKED: &str = "all four flags on";
 
@@ -58,8 +64,23 @@ pub fn desired_settings(versioning: bool) -> Settings {
         ("versioning", if versioning { "enabled" } else { "off" }.to_string()),
         ("encryption", "AES256".to_string()),
         ("public_access_block", ALL_BLOCKED.to_string()),
+        ("object_ownership", OWNER_ENFORCED.to_string()),
         ("tls_only_policy", "yes".to_string()),
     ])
+}
+
+/// The bucket's Object Ownership (`none` without ownership controls: ACLs in force).
+fn ownership_of(c: Option<&OwnershipControls>) -> String {
+    c.and_then(|c| c.rules().first())
+        .map_or_else(|| "none".to_string(), |r| r.object_ownership().as_str().to_string())
+}
+
+pub(crate) fn owner_enforced() -> Result<OwnershipControls, ResourceError> {
+    let rule = OwnershipControlsRule::builder()
+        .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+        .build()
+        .map_err(invalid)?;
+    OwnershipControls::builder().rules(rule).build().map_err(invalid)
 }
 
 /// A never-versioned and a suspended bucket both keep no new versions: both are `off`.
@@ -132,6 +153,13 @@ async fn live_settings(s3: &Client, name: &str) -> Result<Option<Settings>, Reso
             .await
             .map_err(err("reading the public access block")),
     )?;
+    let ownership = absent(
+        s3.get_bucket_ownership_controls()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(err("reading the bucket's object ownership")),
+    )?;
     let policy = absent(
         s3.get_bucket_policy()
             .bucket(name)
@@ -150,6 +178,10 @@ async fn live_settings(s3: &Client, name: &str) -> Result<Option<Settings>, Reso
         (
             "public_access_block",
             public_access_of(pab.as_ref().and_then(|p| p.public_access_block_configuration())),
+        ),
+        (
+            "object_ownership",
+            ownership_of(ownership.as_ref().and_then(|o| o.ownership_controls())),
         ),
         ("tls_only_policy", tls.to_string()),
     ])))
@@ -343,6 +375,12 @@ impl ResourceKind for Bucket {
             .send()
             .await
             .map_err(err("blocking public access"))?;
+        s3.put_bucket_ownership_controls()
+            .bucket(&name)
+            .ownership_controls(owner_enforced()?)
+            .send()
+            .await
+            .map_err(err("disabling ACLs (Object Ownership BucketOwnerEnforced)"))?;
         s3.put_bucket_policy()
             .bucket(&name)
             .policy(bucket_policy(&aws.env, &name, purpose))
@@ -601,6 +639,7 @@ mod tests {
             ("versioning", versioning_of(Some(&BucketVersioningStatus::Suspended))),
             ("encryption", "AES256".into()),
             ("public_access_block", public_access_of(Some(&public_access_block()))),
+            ("object_ownership", ownership_of(Some(&owner_enforced().unwrap()))),
             ("tls_only_policy", "yes".into()),
         ]);
         assert!(diff(ATTRS, &desired_settings(false), &live, None).is_empty());
@@ -617,6 +656,32 @@ mod tests {
             .build();
         assert_eq!(public_access_of(Some(&opened)), "off: block_public_policy");
         assert_eq!(public_access_of(None), "none");
+    }
+
+    /// A bucket made before ACLs were disabled (no ownership controls, or ObjectWriter) gets
+    /// BucketOwnerEnforced from `up`, in place.
+    #[test]
+    fn a_bucket_with_acls_in_force_is_updated_to_owner_enforced() {
+        use crate::core::diff::diff;
+        let mut live = desired_settings(false);
+        live.insert("object_ownership".into(), ownership_of(None));
+        let c = diff(ATTRS, &desired_settings(false), &live, None);
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (c[0].attribute.as_str(), c[0].old.as_str(), c[0].new.as_str()),
+            ("object_ownership", "none", "BucketOwnerEnforced")
+        );
+        assert_eq!(c[0].action, ChangeAction::Update);
+        let writer = OwnershipControls::builder()
+            .rules(
+                OwnershipControlsRule::builder()
+                    .object_ownership(ObjectOwnership::ObjectWriter)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        assert_eq!(ownership_of(Some(&writer)), "ObjectWriter");
     }
 
     #[test]
