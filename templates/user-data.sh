@@ -15,8 +15,10 @@
 #   /var/panintelligence/dashboard.env and /var/panintelligence/scheduler.env (docker
 #   `--env-file` format: KEY=value per line, no quoting);
 # - the dashboard answers HTTP on port 8224;
-# - the AWS CLI v2, curl and python3 (or jq) are installed; nfs-utils is installed, or
-#   installable with dnf/yum/apt-get.
+# - the AWS CLI v2, curl and python3 (or jq) are installed; amazon-efs-utils (mount -t efs,
+#   TLS) is installed or installable with dnf/yum, else nfs-utils is installed or
+#   installable with dnf/yum/apt-get (plain NFS: refused when the file system's policy
+#   requires TLS, which the boot log then says).
 #
 # Modes:
 #   (no argument)  run once by cloud-init at first boot: mount EFS, link the data folders
@@ -32,7 +34,10 @@ set -euo pipefail
 
 readonly DEPLOYMENT='{{deployment}}'
 readonly REGION='{{region}}'
-readonly EFS_DNS='{{file_system_id}}.efs.{{region}}.{{dns_suffix}}'
+readonly EFS_ID='{{file_system_id}}'
+readonly EFS_DNS="$EFS_ID.efs.{{region}}.{{dns_suffix}}"
+# 1 when the file system's policy refuses NFS without TLS (storage.efs_require_tls).
+readonly EFS_REQUIRE_TLS='{{efs_require_tls}}'
 readonly DB_ENDPOINT_PARAMETER='{{db_endpoint_parameter}}'
 readonly DB_SECRET_ARN='{{db_secret_arn}}'
 # Empty when the deployment has no licence secret.
@@ -52,6 +57,7 @@ readonly PI_DIR=/var/panintelligence
 readonly EFS_MOUNT=/mnt/efs
 readonly EFS_SHARED="$EFS_MOUNT/var/panintelligence"
 readonly EFS_OPTIONS=nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev,nofail
+readonly EFS_TLS_OPTIONS=tls,_netdev,nofail
 readonly -a FOLDERS=(images themes excel-data svg keys logs)
 readonly SELF=/usr/local/sbin/pi-dashboard-env
 readonly DROP_IN="/etc/systemd/system/$DASHBOARD_UNIT.d/50-pi-deploy.conf"
@@ -156,22 +162,49 @@ install_nfs_utils() {
   fi
 }
 
+install_efs_utils() {
+  if command -v dnf >/dev/null 2>&1; then
+    dnf -y -q install amazon-efs-utils
+  elif command -v yum >/dev/null 2>&1; then
+    yum -y -q install amazon-efs-utils
+  else
+    return 1
+  fi
+}
+
 mount_once() {
   mountpoint -q "$EFS_MOUNT" || mount "$EFS_MOUNT"
 }
 
-# EFS over NFSv4.1, also in fstab (_netdev,nofail: a missing mount never blocks the boot; the
-# dashboard unit requires the mount instead, see install_start_hook).
+# EFS over TLS with amazon-efs-utils (mount -t efs -o tls) when the image has it or the
+# package manager can install it, else over plain NFSv4.1 with a warning. Also in fstab
+# (_netdev,nofail: a missing mount never blocks the boot; the dashboard unit requires the
+# mount instead, see install_start_hook).
 mount_efs() {
+  local fstab_line
   mkdir -p "$EFS_MOUNT"
-  if ! command -v mount.nfs4 >/dev/null 2>&1; then
-    retry 300 "installing nfs-utils" install_nfs_utils
+  if ! command -v mount.efs >/dev/null 2>&1 && [[ $EFS_REQUIRE_TLS == 1 ]]; then
+    retry 120 "installing amazon-efs-utils" install_efs_utils || true
+  fi
+  if command -v mount.efs >/dev/null 2>&1; then
+    fstab_line="$EFS_ID:/ $EFS_MOUNT efs $EFS_TLS_OPTIONS 0 0"
+    log "mounting $EFS_ID over TLS (amazon-efs-utils)"
+  else
+    if [[ $EFS_REQUIRE_TLS == 1 ]]; then
+      log "WARNING: amazon-efs-utils is not available: mounting over plain NFS, which the file system's TLS-only policy refuses (set storage.efs_require_tls = false, or use an image with amazon-efs-utils)"
+    else
+      log "WARNING: amazon-efs-utils is not installed: mounting over plain NFS (no encryption in transit)"
+    fi
+    if ! command -v mount.nfs4 >/dev/null 2>&1; then
+      retry 300 "installing nfs-utils" install_nfs_utils
+    fi
+    fstab_line="$EFS_DNS:/ $EFS_MOUNT nfs4 $EFS_OPTIONS 0 0"
   fi
   if ! grep -qs "[[:space:]]${EFS_MOUNT}[[:space:]]" /etc/fstab; then
-    printf '%s:/ %s nfs4 %s 0 0\n' "$EFS_DNS" "$EFS_MOUNT" "$EFS_OPTIONS" >>/etc/fstab
+    printf '%s\n' "$fstab_line" >>/etc/fstab
   fi
   # A new mount target's DNS name resolves about 90 s after the target is available.
-  retry 900 "mounting $EFS_DNS at $EFS_MOUNT" mount_once
+  retry 900 "mounting $EFS_ID at $EFS_MOUNT" mount_once
 }
 
 # /var/panintelligence/<folder> -> /mnt/efs/var/panintelligence/<folder>, so every instance

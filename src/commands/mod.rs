@@ -465,6 +465,8 @@ pub fn search_graph(cfg: &Config, region: &str, zones: [String; 2]) -> Result<Gr
     if extras.licence.env.is_none() && extras.licence.file.is_none() {
         extras.licence.env = Some("PI_DEPLOY_LICENCE".into());
     }
+    extras.logging.alb_access_logs = true;
+    extras.database.export_error_log = true;
     variants.push(extras);
     let mut nodes: Vec<NodeSpec> = Vec::new();
     for v in &variants {

@@ -42,6 +42,7 @@ pub struct Config {
     pub health_check: HealthCheckConfig,
     pub lambda: LambdaConfig,
     pub state: StateConfig,
+    pub logging: LoggingConfig,
 }
 
 /// Where the state lives (`--state` and `--state-dir` override it).
@@ -91,6 +92,11 @@ pub struct DatabaseConfig {
     /// Day 2: apply a changed class, storage, version or Multi-AZ at once (true), or in the
     /// instance's next maintenance window (false).
     pub apply_immediately: bool,
+    /// Refuse connections without TLS (`require_secure_transport`). Off by default until
+    /// the dashboard's database connection is known to use TLS (README).
+    pub require_tls: bool,
+    /// Export the MariaDB error log to CloudWatch Logs (retention: `lambda.log_retention_days`).
+    pub export_error_log: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -100,6 +106,9 @@ pub struct StorageConfig {
     /// POSIX owner of files the side-loading Lambda writes (the dashboard user).
     pub efs_uid: i64,
     pub efs_gid: i64,
+    /// A file-system policy that refuses NFS without TLS; the instances mount with
+    /// amazon-efs-utils (`-o tls`).
+    pub efs_require_tls: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,6 +146,15 @@ pub struct LambdaConfig {
     pub log_retention_days: i32,
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// The load balancer's access logs, into `alb/` of a logs bucket of the deployment.
+    pub alb_access_logs: bool,
+    /// Days the logs bucket keeps them.
+    pub alb_access_log_days: i32,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -159,6 +177,16 @@ impl Default for Config {
             health_check: HealthCheckConfig::default(),
             lambda: LambdaConfig::default(),
             state: StateConfig::default(),
+            logging: LoggingConfig::default(),
+        }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            alb_access_logs: true,
+            alb_access_log_days: 90,
         }
     }
 }
@@ -188,6 +216,8 @@ impl Default for DatabaseConfig {
             deletion_protection: true,
             rotation_days: 30,
             apply_immediately: true,
+            require_tls: false,
+            export_error_log: true,
         }
     }
 }
@@ -198,6 +228,7 @@ impl Default for StorageConfig {
             bucket_versioning: false,
             efs_uid: 1000,
             efs_gid: 1000,
+            efs_require_tls: true,
         }
     }
 }
@@ -899,6 +930,14 @@ impl Config {
         const RETENTION: &[i32] = &[
             1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
         ];
+        if !(1..=3650).contains(&self.logging.alb_access_log_days) {
+            err(
+                e,
+                "logging.alb_access_log_days",
+                format!("{} is outside 1..3650", self.logging.alb_access_log_days),
+                "use a number of days such as 90",
+            );
+        }
         if !RETENTION.contains(&self.lambda.log_retention_days) {
             err(
                 e,
@@ -1097,6 +1136,7 @@ mod tests {
             ("root_volume_gib", |c| c.root_volume_gib = 2),
             ("lambda.runtime", |c| c.lambda.runtime = "python3.8".into()),
             ("lambda.log_retention_days", |c| c.lambda.log_retention_days = 2),
+            ("logging.alb_access_log_days", |c| c.logging.alb_access_log_days = 0),
             ("storage.efs_uid", |c| c.storage.efs_uid = 0),
             ("storage.efs_gid", |c| c.storage.efs_gid = -5),
         ];

@@ -83,6 +83,14 @@ pub fn lambda_function(dep: &str) -> String {
 pub fn lambda_log_group(dep: &str) -> String {
     format!("/aws/lambda/{}", lambda_function(dep))
 }
+/// The logs bucket (ALB access logs): globally unique like the resources bucket.
+pub fn logs_bucket(dep: &str, account: &str, region: &str) -> String {
+    format!("{dep}-logs-{account}-{region}")
+}
+/// The log group RDS exports one of the instance's logs (`error`) into.
+pub fn db_log_group(dep: &str, log: &str) -> String {
+    format!("/aws/rds/instance/{}/{log}", db_identifier(dep))
+}
 pub fn licence_secret(dep: &str) -> String {
     format!("pi-deploy/{dep}/licence")
 }
@@ -349,6 +357,11 @@ pub fn derived(dep: &str) -> Vec<Derived> {
     let mut all = vec![
         d("SSM parameter", db_endpoint_parameter(dep), Rule::SsmParameter),
         d("S3 bucket name", bucket(dep, ACCOUNT, LONGEST_REGION), Rule::S3Bucket),
+        d(
+            "logs bucket name",
+            logs_bucket(dep, ACCOUNT, LONGEST_REGION),
+            Rule::S3Bucket,
+        ),
         d("load balancer name", alb(dep), Rule::LoadBalancer),
         d("target group name", target_group(dep), Rule::TargetGroup),
         d("DB identifier", db_identifier(dep), Rule::RdsIdentifier { max: 63 }),
@@ -373,6 +386,7 @@ pub fn derived(dep: &str) -> Vec<Derived> {
             Rule::LambdaStatementId,
         ),
         d("Lambda log group", lambda_log_group(dep), Rule::LogGroup),
+        d("DB error log group", db_log_group(dep, "error"), Rule::LogGroup),
         d("licence secret name", licence_secret(dep), Rule::Secret),
         d("launch template name", launch_template(dep), Rule::LaunchTemplate),
         d("Auto Scaling group name", asg(dep), Rule::AutoScaling),

@@ -26,16 +26,23 @@ impl ArnScope<'_> {
 
 const VERSION: &str = "2012-10-17";
 
-/// Who may assume the role: one AWS service (`lambda.amazonaws.com`, `ec2.amazonaws.com`).
-pub fn trust_policy(service: &str) -> Value {
-    json!({
-        "Version": VERSION,
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": { "Service": service },
-            "Action": "sts:AssumeRole",
-        }],
-    })
+/// Services that send `aws:SourceAccount` when they assume a role on a resource's behalf,
+/// so the trust policy can pin it (confused-deputy protection). EC2 assumes an instance
+/// profile's role without it: a condition there would lock the instances out.
+pub const SERVICES_WITH_SOURCE_ACCOUNT: &[&str] = &["lambda.amazonaws.com"];
+
+/// Who may assume the role: one AWS service (`lambda.amazonaws.com`, `ec2.amazonaws.com`),
+/// acting for this account only where the service says on whose behalf it acts.
+pub fn trust_policy(service: &str, account: &str) -> Value {
+    let mut statement = json!({
+        "Effect": "Allow",
+        "Principal": { "Service": service },
+        "Action": "sts:AssumeRole",
+    });
+    if SERVICES_WITH_SOURCE_ACCOUNT.contains(&service) {
+        statement["Condition"] = json!({ "StringEquals": { "aws:SourceAccount": account } });
+    }
+    json!({ "Version": VERSION, "Statement": [statement] })
 }
 
 /// An AWS-managed policy, e.g. `service-role/AWSLambdaVPCAccessExecutionRole`.
@@ -134,7 +141,216 @@ pub fn dashboard_ec2(
                 ],
                 vec![asg_arn(scope, asg_name)],
             ),
+            // AmazonSSMManagedInstanceCore (attached for Session Manager) also grants
+            // ssm:GetParameter(s) on `*`: in a shared account that reads every other
+            // deployment's parameters. An explicit Deny outside `/<deployment>/*` wins.
+            {
+                "Sid": "NoParametersOutsideTheDeployment",
+                "Effect": "Deny",
+                "Action": PARAMETER_READS,
+                "NotResource": [ssm_parameters_arn(scope, deployment)],
+            },
         ],
+    })
+}
+
+/// Every SSM action that reads a parameter's value.
+pub const PARAMETER_READS: [&str; 4] = [
+    "ssm:GetParameter",
+    "ssm:GetParameters",
+    "ssm:GetParametersByPath",
+    "ssm:GetParameterHistory",
+];
+
+/// The interface endpoints' policy: any action, only by this account's principals; for
+/// services whose resources all belong to the caller's account (Secrets Manager), only on
+/// this account's resources too. SSM's endpoints also serve AWS-owned documents (e.g.
+/// `AWS-RunShellScript`), so they are not restricted by resource account.
+pub fn interface_endpoint_policy(service: &str, account: &str) -> Value {
+    let mut condition = json!({ "aws:PrincipalAccount": account });
+    if service == "secretsmanager" {
+        condition["aws:ResourceAccount"] = json!(account);
+    }
+    json!({
+        "Version": VERSION,
+        "Statement": [{
+            "Sid": "OnlyThisAccount",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": { "StringEquals": condition },
+        }],
+    })
+}
+
+/// AWS-owned buckets the instances read through the S3 gateway endpoint, unsigned or
+/// signed by their role: package repositories (Amazon Linux 2023, 2 and 1; `dnf`/`yum`
+/// fetch from them anonymously) and what the SSM agent downloads (its updates, plugins,
+/// Distributor packages, document attachments, patch baselines).
+pub fn aws_owned_buckets(region: &str) -> Vec<String> {
+    vec![
+        format!("al2023-repos-{region}-*"),
+        format!("amazonlinux-2-repos-{region}"),
+        format!("amazonlinux.{region}.amazonaws.com"),
+        format!("packages.{region}.amazonaws.com"),
+        format!("repo.{region}.amazonaws.com"),
+        format!("amazon-ssm-{region}"),
+        format!("amazon-ssm-packages-{region}"),
+        format!("{region}-birdwatcher-prod"),
+        format!("aws-ssm-distributor-file-{region}"),
+        format!("aws-ssm-document-attachments-{region}"),
+        format!("patch-baseline-snapshot-{region}"),
+    ]
+}
+
+/// The S3 gateway endpoint's policy: this account's principals on this account's buckets,
+/// and object reads from the AWS-owned buckets of `aws_owned_buckets`.
+pub fn s3_gateway_endpoint_policy(scope: &ArnScope<'_>) -> Value {
+    let owned: Vec<String> = aws_owned_buckets(scope.region)
+        .iter()
+        .map(|b| format!("arn:{}:s3:::{b}/*", scope.partition))
+        .collect();
+    json!({
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "OnlyThisAccount",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": { "StringEquals": {
+                    "aws:PrincipalAccount": scope.account,
+                    "aws:ResourceAccount": scope.account,
+                } },
+            },
+            {
+                "Sid": "PackagesAndTheSsmAgent",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": ["s3:GetObject"],
+                "Resource": owned,
+            },
+        ],
+    })
+}
+
+/// The EFS file-system policy: NFS clients (which mount without IAM) may mount, write and
+/// act as root only through a mount target, and nothing is allowed without TLS.
+pub fn efs_tls_only(file_system_arn: &str) -> Value {
+    json!({
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "MountThroughTheMountTargets",
+                "Effect": "Allow",
+                "Principal": { "AWS": "*" },
+                "Action": [
+                    "elasticfilesystem:ClientMount",
+                    "elasticfilesystem:ClientWrite",
+                    "elasticfilesystem:ClientRootAccess",
+                ],
+                "Resource": file_system_arn,
+                "Condition": { "Bool": { "elasticfilesystem:AccessedViaMountTarget": "true" } },
+            },
+            {
+                "Sid": "DenyWithoutTls",
+                "Effect": "Deny",
+                "Principal": { "AWS": "*" },
+                "Action": "*",
+                "Resource": file_system_arn,
+                "Condition": { "Bool": { "aws:SecureTransport": "false" } },
+            },
+        ],
+    })
+}
+
+/// The DB secret's resource policy: its value is read by the dashboard role only. Other
+/// principals of this account (and every other account) are denied GetSecretValue; AWS
+/// services (RDS manages and rotates the secret) are not, nor service-linked roles.
+pub fn db_secret_policy(scope: &ArnScope<'_>, reader_role_arn: &str) -> Value {
+    json!({
+        "Version": VERSION,
+        "Statement": [{
+            "Sid": "OnlyTheDashboardReadsIt",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": ["secretsmanager:GetSecretValue"],
+            "Resource": "*",
+            "Condition": {
+                "ArnNotLike": { "aws:PrincipalArn": [
+                    reader_role_arn,
+                    format!("arn:{}:iam::{}:role/aws-service-role/*", scope.partition, scope.account),
+                ] },
+                "Bool": { "aws:PrincipalIsAWSService": "false" },
+            },
+        }],
+    })
+}
+
+/// The ALB access-log bucket's policy: ELB's log delivery writes under `prefix/AWSLogs/
+/// <account>/` only (the service principal, and the regional ELB account where the region
+/// predates it), and nothing is read or written without TLS.
+pub fn alb_log_bucket_policy(scope: &ArnScope<'_>, bucket_arn: &str, prefix: &str) -> Value {
+    let logs = format!("{bucket_arn}/{prefix}/AWSLogs/{}/*", scope.account);
+    let mut writers = vec![json!({
+        "Sid": "ElbLogDelivery",
+        "Effect": "Allow",
+        "Principal": { "Service": "logdelivery.elasticloadbalancing.amazonaws.com" },
+        "Action": "s3:PutObject",
+        "Resource": logs,
+    })];
+    if let Some(elb) = elb_account(scope.region) {
+        writers.push(json!({
+            "Sid": "ElbRegionalAccount",
+            "Effect": "Allow",
+            "Principal": { "AWS": format!("arn:{}:iam::{elb}:root", scope.partition) },
+            "Action": "s3:PutObject",
+            "Resource": logs,
+        }));
+    }
+    writers.push(json!({
+        "Sid": "DenyWithoutTls",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn, format!("{bucket_arn}/*")],
+        "Condition": { "Bool": { "aws:SecureTransport": "false" } },
+    }));
+    json!({ "Version": VERSION, "Statement": writers })
+}
+
+/// The Elastic Load Balancing account of regions that predate the log-delivery service
+/// principal (August 2022); later regions take the service principal only.
+pub fn elb_account(region: &str) -> Option<&'static str> {
+    Some(match region {
+        "us-east-1" => "127311923021",
+        "us-east-2" => "033677994240",
+        "us-west-1" => "027434742980",
+        "us-west-2" => "797873946194",
+        "af-south-1" => "098369216593",
+        "ap-east-1" => "754344448648",
+        "ap-south-1" => "718504428378",
+        "ap-northeast-3" => "383597477331",
+        "ap-northeast-2" => "600734575887",
+        "ap-southeast-1" => "114774131450",
+        "ap-southeast-2" => "783225319266",
+        "ap-northeast-1" => "582318560864",
+        "ca-central-1" => "985666609251",
+        "eu-central-1" => "054676820928",
+        "eu-west-1" => "156460612806",
+        "eu-west-2" => "652711504416",
+        "eu-south-1" => "635631232127",
+        "eu-west-3" => "009996457667",
+        "eu-north-1" => "897822967062",
+        "me-south-1" => "076674570225",
+        "sa-east-1" => "507241528517",
+        "us-gov-west-1" => "048591011584",
+        "us-gov-east-1" => "190560391635",
+        "cn-north-1" => "638102146993",
+        "cn-northwest-1" => "037604701340",
+        _ => return None,
     })
 }
 
@@ -173,7 +389,7 @@ mod tests {
 
     /// No statement may grant on `*` alone, and every ARN is in the scope's partition.
     fn assert_scoped(doc: &Value) {
-        for s in statements(doc) {
+        for s in statements(doc).iter().filter(|s| s["Effect"] != "Deny") {
             assert_eq!(s["Effect"], "Allow");
             for r in resources(s) {
                 assert_ne!(r, "*", "{s}");
@@ -184,12 +400,151 @@ mod tests {
 
     #[test]
     fn trust_policy_names_only_the_service() {
-        let doc = trust_policy("lambda.amazonaws.com");
+        let doc = trust_policy("lambda.amazonaws.com", "123456789012");
         let s = &statements(&doc)[0];
         assert_eq!(s["Principal"], json!({ "Service": "lambda.amazonaws.com" }));
         assert_eq!(s["Action"], "sts:AssumeRole");
         assert_eq!(s["Effect"], "Allow");
         assert_eq!(statements(&doc).len(), 1);
+    }
+
+    #[test]
+    fn lambda_may_assume_the_role_only_for_this_account_and_ec2_without_the_key_it_never_sends() {
+        let lambda = trust_policy("lambda.amazonaws.com", "123456789012");
+        assert_eq!(
+            statements(&lambda)[0]["Condition"],
+            json!({ "StringEquals": { "aws:SourceAccount": "123456789012" } })
+        );
+        let ec2 = trust_policy("ec2.amazonaws.com", "123456789012");
+        assert!(statements(&ec2)[0].get("Condition").is_none());
+    }
+
+    #[test]
+    fn parameter_reads_outside_the_deployment_are_denied_whatever_a_managed_policy_allows() {
+        let doc = dashboard_ec2(
+            &SCOPE,
+            "pi",
+            "arn:aws-cn:secretsmanager:r:1:secret:db",
+            None,
+            "pi-dashboard",
+        );
+        let deny = statements(&doc)
+            .iter()
+            .find(|s| s["Effect"] == "Deny")
+            .expect("a Deny statement");
+        let denied: Vec<&str> = deny["Action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        for read in ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"] {
+            assert!(denied.contains(&read), "{read} is denied");
+        }
+        assert_eq!(
+            deny["NotResource"],
+            json!(["arn:aws-cn:ssm:cn-north-1:123456789012:parameter/pi/*"])
+        );
+        assert!(deny.get("Resource").is_none());
+    }
+
+    #[test]
+    fn interface_endpoints_serve_this_account_only() {
+        for svc in ["ssm", "ssmmessages", "ec2messages"] {
+            let doc = interface_endpoint_policy(svc, "123456789012");
+            let s = &statements(&doc)[0];
+            assert_eq!(
+                s["Condition"],
+                json!({ "StringEquals": { "aws:PrincipalAccount": "123456789012" } }),
+                "{svc}: AWS-owned SSM documents stay readable"
+            );
+        }
+        let sm = interface_endpoint_policy("secretsmanager", "123456789012");
+        assert_eq!(
+            statements(&sm)[0]["Condition"]["StringEquals"],
+            json!({ "aws:PrincipalAccount": "123456789012", "aws:ResourceAccount": "123456789012" })
+        );
+    }
+
+    #[test]
+    fn the_s3_gateway_reaches_this_accounts_buckets_and_reads_the_aws_owned_ones() {
+        let doc = s3_gateway_endpoint_policy(&SCOPE);
+        let st = statements(&doc);
+        assert_eq!(st.len(), 2);
+        assert_eq!(
+            st[0]["Condition"]["StringEquals"],
+            json!({ "aws:PrincipalAccount": "123456789012", "aws:ResourceAccount": "123456789012" })
+        );
+        assert_eq!(st[1]["Action"], json!(["s3:GetObject"]));
+        let owned = resources(&st[1]);
+        for b in [
+            "arn:aws-cn:s3:::al2023-repos-cn-north-1-*/*",
+            "arn:aws-cn:s3:::amazonlinux-2-repos-cn-north-1/*",
+            "arn:aws-cn:s3:::amazon-ssm-cn-north-1/*",
+            "arn:aws-cn:s3:::amazon-ssm-packages-cn-north-1/*",
+        ] {
+            assert!(owned.contains(&b), "{b} in {owned:?}");
+        }
+        assert!(owned.iter().all(|r| r.ends_with("/*") && *r != "*"));
+    }
+
+    #[test]
+    fn efs_allows_mounts_through_mount_targets_and_denies_everything_without_tls() {
+        let fs = "arn:aws:elasticfilesystem:eu-west-1:123456789012:file-system/fs-1";
+        let doc = efs_tls_only(fs);
+        let st = statements(&doc);
+        assert_eq!(st[0]["Effect"], "Allow");
+        assert_eq!(
+            st[0]["Condition"],
+            json!({ "Bool": { "elasticfilesystem:AccessedViaMountTarget": "true" } })
+        );
+        assert_eq!(st[1]["Effect"], "Deny");
+        assert_eq!(st[1]["Action"], "*");
+        assert_eq!(
+            st[1]["Condition"],
+            json!({ "Bool": { "aws:SecureTransport": "false" } })
+        );
+        assert!(st.iter().all(|s| s["Resource"] == fs));
+    }
+
+    #[test]
+    fn the_db_secret_is_read_by_the_dashboard_role_only() {
+        let role = "arn:aws-cn:iam::123456789012:role/pi-dashboard-ec2";
+        let doc = db_secret_policy(&SCOPE, role);
+        let s = &statements(&doc)[0];
+        assert_eq!(s["Effect"], "Deny");
+        assert_eq!(s["Action"], json!(["secretsmanager:GetSecretValue"]));
+        let spared = &s["Condition"]["ArnNotLike"]["aws:PrincipalArn"];
+        assert_eq!(spared[0], role);
+        assert_eq!(spared[1], "arn:aws-cn:iam::123456789012:role/aws-service-role/*");
+        assert_eq!(s["Condition"]["Bool"]["aws:PrincipalIsAWSService"], "false");
+    }
+
+    #[test]
+    fn elb_delivers_logs_under_the_prefix_only_and_nothing_goes_without_tls() {
+        let scope = ArnScope {
+            partition: "aws",
+            region: "eu-west-1",
+            account: "123456789012",
+        };
+        let doc = alb_log_bucket_policy(&scope, "arn:aws:s3:::pi-logs", "alb");
+        let st = statements(&doc);
+        let logs = "arn:aws:s3:::pi-logs/alb/AWSLogs/123456789012/*";
+        assert_eq!(
+            st[0]["Principal"],
+            json!({ "Service": "logdelivery.elasticloadbalancing.amazonaws.com" })
+        );
+        assert_eq!(st[0]["Resource"], logs);
+        assert_eq!(st[1]["Principal"]["AWS"], "arn:aws:iam::156460612806:root");
+        assert_eq!(st[1]["Resource"], logs);
+        assert_eq!(st[2]["Effect"], "Deny");
+        // A region newer than August 2022 has no ELB account: the service principal only.
+        let newer = ArnScope {
+            region: "ap-southeast-5",
+            ..scope
+        };
+        let doc = alb_log_bucket_policy(&newer, "arn:aws:s3:::pi-logs", "alb");
+        assert_eq!(statements(&doc).len(), 2);
     }
 
     #[test]
@@ -258,7 +613,7 @@ mod tests {
         let doc = dashboard_ec2(&SCOPE, "pi", db, Some(lic), "pi-dashboard");
         assert_scoped(&doc);
         let mut st = statements(&doc).clone();
-        assert_eq!(st.len(), 4);
+        assert_eq!(st.len(), 5);
 
         assert_eq!(actions(&st[0]), ["secretsmanager:GetSecretValue"]);
         assert_eq!(resources(&st[0]), [db, lic]);
@@ -286,6 +641,17 @@ mod tests {
             resources(&st[2]),
             ["arn:aws-cn:autoscaling:cn-north-1:123456789012:autoScalingGroup:*:autoScalingGroupName/pi-dashboard"]
         );
+
+        // AmazonSSMManagedInstanceCore's parameter reads on `*` are cancelled outside the
+        // deployment's path by an explicit Deny.
+        assert_eq!(st[3]["Sid"], "NoParametersOutsideTheDeployment");
+        assert_eq!(st[3]["Effect"], "Deny");
+        assert_eq!(actions(&st[3]), PARAMETER_READS);
+        assert_eq!(
+            st[3]["NotResource"],
+            json!(["arn:aws-cn:ssm:cn-north-1:123456789012:parameter/pi/*"])
+        );
+        assert!(st[3].get("Resource").is_none());
     }
 
     #[test]

@@ -108,6 +108,25 @@ pub fn app_acl_rules(vpc_cidr: &str, public_cidrs: &[String]) -> Vec<AclRule> {
     rules
 }
 
+/// DB subnets: MariaDB from the app subnets in, its replies to them out; nothing else
+/// either way (without this ACL they sit on the VPC's default one, which allows all).
+pub fn db_acl_rules(app_cidrs: &[String]) -> Vec<AclRule> {
+    let mut rules = Vec::new();
+    for (i, cidr) in app_cidrs.iter().enumerate() {
+        rules.push(inbound_tcp(100 + i as i32, cidr, 3306, 3306));
+        rules.push(AclRule {
+            number: 100 + i as i32,
+            egress: true,
+            protocol: TCP.into(),
+            cidr: cidr.clone(),
+            from_port: 1024,
+            to_port: 65535,
+            allow: true,
+        });
+    }
+    rules
+}
+
 /// Where an ingress rule admits traffic from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SgSource {
@@ -280,11 +299,76 @@ mod tests {
         assert!(!admits(&rules, internet, 22));
     }
 
+    /// Why 3389 (Prowler's ec2_networkacl_allow_ingress_tcp_port_3389, declared in
+    /// tests/security/trade-offs.txt) stays inside the return-traffic range: the NAT gateway
+    /// (public subnets) and Lambda (app subnets) take their source ports from all of
+    /// 1024-65535, so replies from the internet may come back to any of them; a port left
+    /// out would hang the connections mapped to it. Only the app tier's own service ports
+    /// are closed, and 22 (below 1024) is not admitted from the internet anywhere.
+    #[test]
+    fn return_traffic_reaches_every_port_the_nat_gateway_and_lambda_use() {
+        let public = vec!["10.0.2.0/24".to_string(), "10.0.3.0/24".to_string()];
+        let internet = |c: &str| c == ANYWHERE;
+        let public_acl = public_acl_rules(&app_cidrs());
+        let app_acl = app_acl_rules("10.0.0.0/16", &public);
+        for port in 1024..=65535 {
+            assert!(admits(&public_acl, internet, port), "public, port {port}");
+            let closed = port == 8224 || port == 2049;
+            assert_eq!(admits(&app_acl, internet, port), !closed, "app, port {port}");
+        }
+        assert!(admits(&public_acl, internet, 3389) && admits(&app_acl, internet, 3389));
+        for port in [22, 25, 389] {
+            assert!(!admits(&public_acl, internet, port), "public, port {port}");
+            assert!(!admits(&app_acl, internet, port), "app, port {port}");
+        }
+    }
+
+    /// The outbound counterpart of `admits`: to a destination, on a port.
+    fn lets_out(rules: &[AclRule], to: impl Fn(&str) -> bool, port: i32) -> bool {
+        let mut outbound: Vec<&AclRule> = rules.iter().filter(|r| r.egress).collect();
+        outbound.sort_by_key(|r| r.number);
+        outbound
+            .into_iter()
+            .find(|r| {
+                to(&r.cidr)
+                    && (r.protocol == TCP || r.protocol == ALL_PROTOCOLS)
+                    && r.from_port <= port
+                    && port <= r.to_port
+            })
+            .is_some_and(|r| r.allow)
+    }
+
+    #[test]
+    fn db_acl_admits_mariadb_from_the_app_subnets_and_answers_them_only() {
+        let app = vec!["10.0.0.0/24".to_string(), "10.0.1.0/24".to_string()];
+        let rules = db_acl_rules(&app);
+        let app_a = |c: &str| c == "10.0.0.0/24" || c == ANYWHERE || c == "10.0.0.0/16";
+        let app_b = |c: &str| c == "10.0.1.0/24" || c == ANYWHERE || c == "10.0.0.0/16";
+        let public_a = |c: &str| c == "10.0.2.0/24" || c == ANYWHERE || c == "10.0.0.0/16";
+        let internet = |c: &str| c == ANYWHERE;
+        assert!(admits(&rules, app_a, 3306) && admits(&rules, app_b, 3306));
+        assert!(!admits(&rules, public_a, 3306), "not from the public subnets");
+        assert!(!admits(&rules, internet, 3306));
+        for port in [22, 443, 2049, 8224, 32768] {
+            assert!(!admits(&rules, app_a, port), "port {port} from the app subnets");
+        }
+        // Replies to the app instances' ephemeral ports, and nowhere else.
+        assert!(lets_out(&rules, app_a, 32768) && lets_out(&rules, app_b, 65535));
+        assert!(
+            !lets_out(&rules, app_a, 443),
+            "no connection of its own to a service port"
+        );
+        assert!(!lets_out(&rules, public_a, 32768));
+        assert!(!lets_out(&rules, internet, 443));
+        assert!(rules.iter().all(|r| r.cidr != ANYWHERE), "no rule names 0.0.0.0/0");
+    }
+
     #[test]
     fn acl_rule_numbers_are_unique_per_direction() {
         for rules in [
             public_acl_rules(&app_cidrs()),
             app_acl_rules("10.0.0.0/16", &["10.0.2.0/24".into(), "10.0.3.0/24".into()]),
+            db_acl_rules(&["10.0.0.0/24".into(), "10.0.1.0/24".into()]),
         ] {
             let mut seen = std::collections::HashSet::new();
             for r in &rules {

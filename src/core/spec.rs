@@ -277,8 +277,15 @@ pub enum Props {
     // ---- storage and data (names derive from the deployment; see `names`) ----
     Bucket {
         versioning: bool,
+        /// What the bucket holds (its name and policy follow); the resources bucket by default.
+        #[serde(default)]
+        purpose: BucketPurpose,
     },
-    FileSystem,
+    FileSystem {
+        /// A file-system policy refuses every request made without TLS.
+        #[serde(default)]
+        require_tls: bool,
+    },
     MountTarget {
         file_system: String,
         subnet: String,
@@ -370,6 +377,9 @@ pub enum Props {
         name: String,
         subnets: Vec<String>,
         security_group: String,
+        /// Access logs into this bucket (node key) under this prefix.
+        #[serde(default)]
+        access_logs: Option<AccessLogs>,
     },
     Listener {
         load_balancer: String,
@@ -425,6 +435,26 @@ pub enum Props {
     Recorded,
 }
 
+/// What a bucket of the deployment is for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BucketPurpose {
+    /// The resources bucket users drop files into (side-loaded to EFS).
+    #[default]
+    Resources,
+    /// The load balancer's access logs, under `prefix`, kept `expire_days` days.
+    AlbLogs { prefix: String, expire_days: i32 },
+}
+
+/// Where the load balancer writes its access logs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessLogs {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+/// The access-log prefix in the logs bucket.
+pub const ALB_LOG_PREFIX: &str = "alb";
+
 /// Where the licence value comes from (read at call time; the value itself is never kept).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SecretSource {
@@ -452,6 +482,9 @@ pub struct DbSettings {
     pub deletion_protection: bool,
     /// Day-2 modifications now, or in the maintenance window.
     pub apply_immediately: bool,
+    /// Logs RDS exports to CloudWatch Logs (`error`), into log groups `up` creates first.
+    #[serde(default)]
+    pub log_exports: Vec<String>,
 }
 
 /// What an instance boots with (besides the ids of other resources): every change to it
@@ -470,6 +503,8 @@ pub struct InstanceSettings {
     /// POSIX owner of the shared files (user data).
     pub efs_uid: i64,
     pub efs_gid: i64,
+    /// Mount the file system with TLS (user data).
+    pub efs_require_tls: bool,
     /// How long a new instance waits for the database endpoint (the hook's heartbeat).
     pub endpoint_wait_seconds: i32,
 }
@@ -486,6 +521,7 @@ impl InstanceSettings {
             key_pair: cfg.key_pair.clone(),
             efs_uid: cfg.storage.efs_uid,
             efs_gid: cfg.storage.efs_gid,
+            efs_require_tls: cfg.storage.efs_require_tls,
             endpoint_wait_seconds: cfg.scaling.lifecycle_heartbeat_seconds,
         }
     }
@@ -596,9 +632,17 @@ fn data(b: &mut Builder, input: &SpecInput<'_>) {
         vec![],
         Props::Bucket {
             versioning: cfg.storage.bucket_versioning,
+            purpose: BucketPurpose::Resources,
         },
     );
-    b.add("efs", Kind::FileSystem, vec![], Props::FileSystem);
+    b.add(
+        "efs",
+        Kind::FileSystem,
+        vec![],
+        Props::FileSystem {
+            require_tls: cfg.storage.efs_require_tls,
+        },
+    );
     for zone in ZONES {
         let subnet = subnet_key("app", zone);
         b.add(
@@ -631,24 +675,50 @@ fn data(b: &mut Builder, input: &SpecInput<'_>) {
         Props::DbSubnetGroup { subnets: db_subnets },
     );
     let param = |n: &str, v: &str, m: &str| (n.to_string(), v.to_string(), m.to_string());
+    let mut parameters = vec![
+        param("sql_mode", "NO_AUTO_VALUE_ON_ZERO", "immediate"),
+        param("lower_case_table_names", "1", "pending-reboot"),
+        param("log_bin_trust_function_creators", "1", "immediate"),
+    ];
+    if cfg.database.require_tls {
+        // Dynamic: applies to new connections at once, no reboot.
+        parameters.push(param("require_secure_transport", "1", "immediate"));
+    }
     b.add(
         "db-params",
         Kind::DbParameterGroup,
         vec![],
         Props::DbParameterGroup {
             family: cfg.db_family(),
-            parameters: vec![
-                param("sql_mode", "NO_AUTO_VALUE_ON_ZERO", "immediate"),
-                param("lower_case_table_names", "1", "pending-reboot"),
-                param("log_bin_trust_function_creators", "1", "immediate"),
-            ],
+            parameters,
         },
     );
     let d = &cfg.database;
+    let mut db_deps = vec!["db-subnet-group".to_string(), "db-params".into(), "sg-db".into()];
+    let log_exports: Vec<String> = if d.export_error_log {
+        vec!["error".into()]
+    } else {
+        vec![]
+    };
+    for log in &log_exports {
+        // Created before the instance, so RDS writes into a group with our retention
+        // instead of creating one that keeps everything forever.
+        let key = format!("db-{log}-log-group");
+        b.add(
+            &key,
+            Kind::LogGroup,
+            vec![],
+            Props::LogGroup {
+                name: names::db_log_group(dep, log),
+                retention_days: cfg.lambda.log_retention_days,
+            },
+        );
+        db_deps.push(key);
+    }
     b.add(
         "db",
         Kind::DbInstance,
-        vec!["db-subnet-group".into(), "db-params".into(), "sg-db".into()],
+        db_deps,
         Props::DbInstance {
             subnet_group: "db-subnet-group".into(),
             parameter_group: "db-params".into(),
@@ -663,6 +733,7 @@ fn data(b: &mut Builder, input: &SpecInput<'_>) {
                 backup_retention_days: d.backup_retention_days,
                 deletion_protection: d.deletion_protection,
                 apply_immediately: d.apply_immediately,
+                log_exports,
             },
         },
     );
@@ -825,15 +896,37 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
         },
     );
     let public = keys("subnet-public");
+    let mut alb_deps = with(public.clone(), &["sg-alb", "igw", "route-public-default"]);
+    let access_logs = cfg.logging.alb_access_logs.then(|| AccessLogs {
+        bucket: "logs-bucket".into(),
+        prefix: ALB_LOG_PREFIX.into(),
+    });
+    if access_logs.is_some() {
+        // ELB checks that it may write there when logging is switched on: policy first.
+        b.add(
+            "logs-bucket",
+            Kind::Bucket,
+            vec![],
+            Props::Bucket {
+                versioning: false,
+                purpose: BucketPurpose::AlbLogs {
+                    prefix: ALB_LOG_PREFIX.into(),
+                    expire_days: cfg.logging.alb_access_log_days,
+                },
+            },
+        );
+        alb_deps.push("logs-bucket".into());
+    }
     // An internet-facing ALB stays `provisioning` until the VPC has a working IGW route.
     b.add(
         "alb",
         Kind::LoadBalancer,
-        with(public.clone(), &["sg-alb", "igw", "route-public-default"]),
+        alb_deps,
         Props::LoadBalancer {
             name: names::alb(dep),
             subnets: public,
             security_group: "sg-alb".into(),
+            access_logs,
         },
     );
     let forward = |cert: Option<String>| ListenerAction::Forward {
@@ -1100,11 +1193,13 @@ fn network(b: &mut Builder, input: &SpecInput<'_>) {
         );
     }
 
-    // Network ACLs, associated with their subnets.
+    // Network ACLs, associated with their subnets (the db subnets would otherwise stay on
+    // the VPC's default ACL, which allows everything).
     let public_cidrs = net.public_subnet_cidrs.clone();
     for (key, tier, rules) in [
         ("nacl-public", "public", rules::public_acl_rules(&net.app_subnet_cidrs)),
         ("nacl-app", "app", rules::app_acl_rules(&net.vpc_cidr, &public_cidrs)),
+        ("nacl-db", "db", rules::db_acl_rules(&net.app_subnet_cidrs)),
     ] {
         let subnets: Vec<String> = ZONES.iter().map(|z| subnet_key(tier, z)).collect();
         let mut deps = subnets.clone();
@@ -1217,7 +1312,7 @@ mod tests {
         assert_eq!(count(Kind::Subnet), 6);
         assert_eq!(count(Kind::NatGateway), 1);
         assert_eq!(count(Kind::RouteTable), 2);
-        assert_eq!(count(Kind::NetworkAcl), 2);
+        assert_eq!(count(Kind::NetworkAcl), 3);
         assert_eq!(count(Kind::SecurityGroup), 6);
         assert_eq!(count(Kind::VpcEndpoint), 5);
         Graph::new(nodes).expect("valid graph");

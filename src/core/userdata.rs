@@ -31,6 +31,8 @@ pub struct UserDataParams {
     pub endpoint_wait_seconds: i32,
     pub efs_uid: i64,
     pub efs_gid: i64,
+    /// The file system refuses NFS without TLS: install amazon-efs-utils if missing.
+    pub efs_require_tls: bool,
 }
 
 impl UserDataParams {
@@ -72,6 +74,7 @@ impl UserDataParams {
             endpoint_wait_seconds: s.endpoint_wait_seconds,
             efs_uid: s.efs_uid,
             efs_gid: s.efs_gid,
+            efs_require_tls: s.efs_require_tls,
         }
     }
 
@@ -92,6 +95,10 @@ impl UserDataParams {
             ("endpoint_wait_seconds", self.endpoint_wait_seconds.to_string()),
             ("efs_uid", self.efs_uid.to_string()),
             ("efs_gid", self.efs_gid.to_string()),
+            (
+                "efs_require_tls",
+                if self.efs_require_tls { "1" } else { "0" }.to_string(),
+            ),
         ]
     }
 }
@@ -104,7 +111,7 @@ fn is_shell_safe(v: &str) -> bool {
 
 /// The script for these parameters.
 pub fn render(p: &UserDataParams) -> Result<String, String> {
-    let mut out = TEMPLATE.to_string();
+    let mut out = without_comments(TEMPLATE);
     for (name, value) in p.values() {
         if !is_shell_safe(&value) {
             return Err(format!(
@@ -128,6 +135,42 @@ pub fn render(p: &UserDataParams) -> Result<String, String> {
         ));
     }
     Ok(out)
+}
+
+/// The template without its comment-only lines (the shebang stays, and so does every line of
+/// a here-document, whose text is data): the comments document the template in the
+/// repository, and the 16 KiB AWS allows is better spent on the script.
+pub fn without_comments(script: &str) -> String {
+    let mut out = String::with_capacity(script.len());
+    let mut heredoc_end: Option<String> = None;
+    for (n, line) in script.split_inclusive('\n').enumerate() {
+        let text = line.trim_end_matches('\n');
+        if let Some(end) = &heredoc_end {
+            if text == end {
+                heredoc_end = None;
+            }
+            out.push_str(line);
+            continue;
+        }
+        if n > 0 && text.trim_start().starts_with('#') {
+            continue;
+        }
+        heredoc_end = heredoc_terminator(text);
+        out.push_str(line);
+    }
+    out
+}
+
+/// The word that ends a here-document opened on this line (`<<EOF`, `<<'EOF'`, `<<-EOF`).
+fn heredoc_terminator(line: &str) -> Option<String> {
+    let at = line.find("<<")?;
+    let rest = line[at + 2..].trim_start_matches('-').trim_start();
+    let word: String = rest
+        .trim_start_matches(['\'', '"'])
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (!word.is_empty()).then_some(word)
 }
 
 #[cfg(test)]
@@ -227,10 +270,13 @@ mod tests {
         cfg.scaling.lifecycle_heartbeat_seconds = 3000;
         cfg.storage.efs_uid = 1001;
         cfg.storage.efs_gid = 1002;
+        cfg.storage.efs_require_tls = false;
         let db = "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:rds!db-1234-AbCdEf";
         let p = UserDataParams::new(&cfg, "cn-north-1", "amazonaws.com.cn", "fs-0fedcba9876543210", db, None);
         let s = render(&p).unwrap();
-        assert!(s.contains("readonly EFS_DNS='fs-0fedcba9876543210.efs.cn-north-1.amazonaws.com.cn'"));
+        assert!(s.contains("readonly EFS_ID='fs-0fedcba9876543210'"));
+        assert!(s.contains("readonly EFS_DNS=\"$EFS_ID.efs.cn-north-1.amazonaws.com.cn\""));
+        assert!(s.contains("readonly EFS_REQUIRE_TLS='0'"));
         assert!(s.contains("readonly ENDPOINT_WAIT_SECONDS='3000'"));
         assert!(s.contains("readonly EFS_UID='1001'") && s.contains("readonly EFS_GID='1002'"));
         parses_as_bash(&s);
@@ -248,6 +294,12 @@ mod tests {
         }
         for needed in [
             "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev,nofail",
+            // TLS with amazon-efs-utils; the warning when it falls back to plain NFS.
+            "readonly EFS_REQUIRE_TLS='1'",
+            "efs $EFS_TLS_OPTIONS 0 0",
+            "readonly EFS_TLS_OPTIONS=tls,_netdev,nofail",
+            "install amazon-efs-utils",
+            "WARNING: amazon-efs-utils is not available",
             "umask 077",
             "chmod 600",
             "X-aws-ec2-metadata-token",
@@ -307,6 +359,19 @@ mod tests {
         let mut p = params(&Config::default(), None);
         p.db_secret_arn = "arn:$(id)".into();
         assert!(render(&p).is_err());
+    }
+
+    #[test]
+    fn comments_are_left_out_but_not_the_shebang_nor_here_documents() {
+        let script = "#!/bin/bash\n# a comment\nx=1 # kept\n  # indented\ncat >f <<EOF\n# unit comment\nA=$x\nEOF\n# after\ncat <<'END'\n# quoted\nEND\ny=2\n";
+        assert_eq!(
+            without_comments(script),
+            "#!/bin/bash\nx=1 # kept\ncat >f <<EOF\n# unit comment\nA=$x\nEOF\ncat <<'END'\n# quoted\nEND\ny=2\n"
+        );
+        // A here-string is not a here-document.
+        assert_eq!(heredoc_terminator("read -r x <<<\"$y\""), None);
+        assert_eq!(heredoc_terminator("cat >\"$DROP_IN\" <<EOF"), Some("EOF".into()));
+        assert_eq!(heredoc_terminator("cat <<-'X_1'"), Some("X_1".into()));
     }
 
     #[test]

@@ -1,6 +1,10 @@
-//! The S3 resources bucket: deterministic, globally unique name (deployment + account +
-//! region), SSE-S3, all four Block Public Access flags, a TLS-only bucket policy, and
-//! versioning when the config asks for it.
+//! The S3 buckets: the resources bucket and, with `logging.alb_access_logs`, the logs
+//! bucket. Deterministic, globally unique names (deployment + account + region), SSE-S3
+//! (the only encryption ALB access logs accept), all four Block Public Access flags, Object
+//! Ownership `BucketOwnerEnforced` (ACLs disabled: the bucket owner owns every object, ELB's
+//! log delivery included, and only the policy grants access), a TLS-only bucket policy (the logs bucket's also lets ELB's log delivery write under its
+//! prefix, `core::policy::alb_log_bucket_policy`), versioning when the config asks for it,
+//! and on the logs bucket a lifecycle rule that expires the logs.
 //!
 //! Found by its name (HeadBucket), not by tags: S3 has no tag-filtered listing, and some
 //! implementations drop the tags sent with CreateBucket, which is why `converge` also
@@ -16,9 +20,11 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::operation::create_bucket::builders::CreateBucketFluentBuilder;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
-    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
+    BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete,
+    ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, ObjectIdentifier, ObjectOwnership,
+    OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    VersioningConfiguration,
 };
 
 use super::{Aws, ResourceKind, ec2, props};
@@ -27,8 +33,9 @@ use crate::aws::{Env, err, tags};
 use crate::core::diff::{AttrSpec, ChangeAction, Settings, settings};
 use crate::core::latency;
 use crate::core::names;
+use crate::core::policy::{self, ArnScope};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
-use crate::core::spec::{Kind, NodeSpec, Props};
+use crate::core::spec::{BucketPurpose, Kind, NodeSpec, Props};
 
 pub struct Bucket;
 
@@ -41,8 +48,12 @@ pub const ATTRS: &[AttrSpec] = &[
     ),
     AttrSpec::update("encryption", &[]),
     AttrSpec::update("public_access_block", &[]),
+    AttrSpec::update("object_ownership", &[]),
     AttrSpec::update("tls_only_policy", &[]),
 ];
+
+/// ACLs disabled: the bucket owner owns every object and only the policy grants access.
+const OWNER_ENFORCED: &str = "BucketOwnerEnforced";
 
 const ALL_BLOCKED: &str = "all four flags on";
 
@@ -53,8 +64,23 @@ pub fn desired_settings(versioning: bool) -> Settings {
         ("versioning", if versioning { "enabled" } else { "off" }.to_string()),
         ("encryption", "AES256".to_string()),
         ("public_access_block", ALL_BLOCKED.to_string()),
+        ("object_ownership", OWNER_ENFORCED.to_string()),
         ("tls_only_policy", "yes".to_string()),
     ])
+}
+
+/// The bucket's Object Ownership (`none` without ownership controls: ACLs in force).
+fn ownership_of(c: Option<&OwnershipControls>) -> String {
+    c.and_then(|c| c.rules().first())
+        .map_or_else(|| "none".to_string(), |r| r.object_ownership().as_str().to_string())
+}
+
+pub(crate) fn owner_enforced() -> Result<OwnershipControls, ResourceError> {
+    let rule = OwnershipControlsRule::builder()
+        .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+        .build()
+        .map_err(invalid)?;
+    OwnershipControls::builder().rules(rule).build().map_err(invalid)
 }
 
 /// A never-versioned and a suspended bucket both keep no new versions: both are `off`.
@@ -127,6 +153,13 @@ async fn live_settings(s3: &Client, name: &str) -> Result<Option<Settings>, Reso
             .await
             .map_err(err("reading the public access block")),
     )?;
+    let ownership = absent(
+        s3.get_bucket_ownership_controls()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(err("reading the bucket's object ownership")),
+    )?;
     let policy = absent(
         s3.get_bucket_policy()
             .bucket(name)
@@ -146,6 +179,10 @@ async fn live_settings(s3: &Client, name: &str) -> Result<Option<Settings>, Reso
             "public_access_block",
             public_access_of(pab.as_ref().and_then(|p| p.public_access_block_configuration())),
         ),
+        (
+            "object_ownership",
+            ownership_of(ownership.as_ref().and_then(|o| o.ownership_controls())),
+        ),
         ("tls_only_policy", tls.to_string()),
     ])))
 }
@@ -157,8 +194,48 @@ fn invalid(e: impl std::fmt::Display) -> ResourceError {
     ResourceError::new(ErrorClass::Invalid, format!("building an S3 request: {e}"))
 }
 
-fn bucket_name(env: &Env) -> String {
-    names::bucket(&env.deployment, &env.account_id, &env.region)
+fn bucket_name(env: &Env, purpose: &BucketPurpose) -> String {
+    match purpose {
+        BucketPurpose::Resources => names::bucket(&env.deployment, &env.account_id, &env.region),
+        BucketPurpose::AlbLogs { .. } => names::logs_bucket(&env.deployment, &env.account_id, &env.region),
+    }
+}
+
+fn purpose_of(cx: &NodeCtx<'_>) -> BucketPurpose {
+    match &cx.spec.props {
+        Props::Bucket { purpose, .. } => purpose.clone(),
+        _ => BucketPurpose::Resources,
+    }
+}
+
+/// The bucket policy for its purpose.
+fn bucket_policy(env: &Env, name: &str, purpose: &BucketPurpose) -> String {
+    match purpose {
+        BucketPurpose::Resources => tls_only_policy(&env.partition, name),
+        BucketPurpose::AlbLogs { prefix, .. } => {
+            let scope = ArnScope {
+                partition: &env.partition,
+                region: &env.region,
+                account: &env.account_id,
+            };
+            policy::alb_log_bucket_policy(&scope, &bucket_arn(env, name), prefix).to_string()
+        }
+    }
+}
+
+/// Access logs older than `days` are deleted (whole bucket: it holds nothing else).
+pub fn expire_logs(days: i32) -> Result<BucketLifecycleConfiguration, ResourceError> {
+    let rule = LifecycleRule::builder()
+        .id("pi-deploy-expire-logs")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("").build())
+        .expiration(LifecycleExpiration::builder().days(days).build())
+        .build()
+        .map_err(invalid)?;
+    BucketLifecycleConfiguration::builder()
+        .rules(rule)
+        .build()
+        .map_err(invalid)
 }
 
 fn bucket_arn(env: &Env, name: &str) -> String {
@@ -232,8 +309,8 @@ pub(crate) fn sse_s3() -> Result<ServerSideEncryptionConfiguration, ResourceErro
 
 #[async_trait]
 impl ResourceKind for Bucket {
-    async fn find(&self, aws: &Aws, _cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
-        let name = bucket_name(&aws.env);
+    async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        let name = bucket_name(&aws.env, &purpose_of(cx));
         let head = aws
             .clients
             .s3
@@ -252,7 +329,7 @@ impl ResourceKind for Bucket {
     }
 
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
-        let name = bucket_name(&aws.env);
+        let name = bucket_name(&aws.env, &purpose_of(cx));
         let tags = s3_tags(&aws.env.deployment, &cx.spec.key)?;
         let created = create_request(&aws.clients.s3, &name, &aws.env.region, tags)
             .send()
@@ -268,7 +345,7 @@ impl ResourceKind for Bucket {
     }
 
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
-        let (versioning,) = props!(cx, Bucket { versioning });
+        let (versioning, purpose) = props!(cx, Bucket { versioning, purpose });
         let name = outputs.id()?.to_string();
         let s3 = &aws.clients.s3;
         let tagging = Tagging::builder()
@@ -298,12 +375,26 @@ impl ResourceKind for Bucket {
             .send()
             .await
             .map_err(err("blocking public access"))?;
+        s3.put_bucket_ownership_controls()
+            .bucket(&name)
+            .ownership_controls(owner_enforced()?)
+            .send()
+            .await
+            .map_err(err("disabling ACLs (Object Ownership BucketOwnerEnforced)"))?;
         s3.put_bucket_policy()
             .bucket(&name)
-            .policy(tls_only_policy(&aws.env.partition, &name))
+            .policy(bucket_policy(&aws.env, &name, purpose))
             .send()
             .await
             .map_err(err("setting the TLS-only bucket policy"))?;
+        if let BucketPurpose::AlbLogs { expire_days, .. } = purpose {
+            s3.put_bucket_lifecycle_configuration()
+                .bucket(&name)
+                .lifecycle_configuration(expire_logs(*expire_days)?)
+                .send()
+                .await
+                .map_err(err("setting the logs' expiry"))?;
+        }
         // Off in the config: a bucket never versioned is left alone; an enabled one is
         // suspended (S3 cannot turn versioning off once on; the kept versions stay).
         let current = s3
@@ -335,7 +426,7 @@ impl ResourceKind for Bucket {
 
     fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
         match &spec.props {
-            Props::Bucket { versioning } => desired_settings(*versioning),
+            Props::Bucket { versioning, .. } => desired_settings(*versioning),
             _ => Settings::new(),
         }
     }
@@ -548,6 +639,7 @@ mod tests {
             ("versioning", versioning_of(Some(&BucketVersioningStatus::Suspended))),
             ("encryption", "AES256".into()),
             ("public_access_block", public_access_of(Some(&public_access_block()))),
+            ("object_ownership", ownership_of(Some(&owner_enforced().unwrap()))),
             ("tls_only_policy", "yes".into()),
         ]);
         assert!(diff(ATTRS, &desired_settings(false), &live, None).is_empty());
@@ -564,6 +656,32 @@ mod tests {
             .build();
         assert_eq!(public_access_of(Some(&opened)), "off: block_public_policy");
         assert_eq!(public_access_of(None), "none");
+    }
+
+    /// A bucket made before ACLs were disabled (no ownership controls, or ObjectWriter) gets
+    /// BucketOwnerEnforced from `up`, in place.
+    #[test]
+    fn a_bucket_with_acls_in_force_is_updated_to_owner_enforced() {
+        use crate::core::diff::diff;
+        let mut live = desired_settings(false);
+        live.insert("object_ownership".into(), ownership_of(None));
+        let c = diff(ATTRS, &desired_settings(false), &live, None);
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (c[0].attribute.as_str(), c[0].old.as_str(), c[0].new.as_str()),
+            ("object_ownership", "none", "BucketOwnerEnforced")
+        );
+        assert_eq!(c[0].action, ChangeAction::Update);
+        let writer = OwnershipControls::builder()
+            .rules(
+                OwnershipControlsRule::builder()
+                    .object_ownership(ObjectOwnership::ObjectWriter)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        assert_eq!(ownership_of(Some(&writer)), "ObjectWriter");
     }
 
     #[test]

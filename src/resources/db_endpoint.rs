@@ -5,6 +5,10 @@
 //! user data waits for it. Nothing else waits for the database, so compute is built
 //! meanwhile.
 //!
+//! It also puts a resource policy on that secret (`core::policy::db_secret_policy`): only
+//! the dashboard instances' role reads its value; AWS services (RDS rotates it) are not
+//! affected.
+//!
 //! Rotation is set on the RDS-managed secret only, never on the licence secret: a plain
 //! secret has no rotation function, and AWS refuses (some emulators accept and rotate it).
 
@@ -24,16 +28,30 @@ use crate::aws::wait::{self, Backoff, Poll};
 use crate::core::diff::{AttrSpec, Settings, settings};
 use crate::core::latency::{self, Transition};
 use crate::core::names;
+use crate::core::policy::{self, ArnScope};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct DbEndpoint;
 
-pub const ATTRS: &[AttrSpec] = &[AttrSpec::update("rotation_days", &["database.rotation_days"])];
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::update("rotation_days", &["database.rotation_days"]),
+    AttrSpec::update("secret_policy", &[]),
+];
+
+/// The `secret_policy` setting when the managed secret has pi-deploy's resource policy
+/// (`core::policy::db_secret_policy`); `read` compares the documents, which depend on the
+/// account `desired` does not know.
+pub const OUR_SECRET_POLICY: &str = "the dashboard role reads it";
+/// Any other resource policy, or none.
+pub const OTHER_SECRET_POLICY: &str = "another policy or none";
 
 /// The desired settings (pure).
 pub fn desired_settings(rotation_days: i64) -> Settings {
-    settings([("rotation_days", rotation_days.to_string())])
+    settings([
+        ("rotation_days", rotation_days.to_string()),
+        ("secret_policy", OUR_SECRET_POLICY.to_string()),
+    ])
 }
 
 /// The managed secret's schedule as `plan` shows it.
@@ -159,6 +177,58 @@ async fn set_rotation(aws: &Aws, secret_arn: &str, days: i64) -> Result<(), Reso
     Ok(())
 }
 
+/// The dashboard role's ARN: deterministic, so the policy needs no dependency on the role
+/// (a Condition may name a role that does not exist yet; a Principal may not).
+fn dashboard_role_arn(aws: &Aws) -> String {
+    format!(
+        "arn:{}:iam::{}:role/{}",
+        aws.env.partition,
+        aws.env.account_id,
+        names::ec2_role(&aws.env.deployment)
+    )
+}
+
+fn secret_policy(aws: &Aws) -> serde_json::Value {
+    let scope = ArnScope {
+        partition: &aws.env.partition,
+        region: &aws.env.region,
+        account: &aws.env.account_id,
+    };
+    policy::db_secret_policy(&scope, &dashboard_role_arn(aws))
+}
+
+/// Whether the secret's resource policy is `secret_policy`.
+async fn has_secret_policy(aws: &Aws, secret_arn: &str) -> Result<bool, ResourceError> {
+    let current = aws
+        .clients
+        .secrets
+        .get_resource_policy()
+        .secret_id(secret_arn)
+        .send()
+        .await
+        .map_err(err("reading the DB secret's resource policy"))?;
+    Ok(current
+        .resource_policy()
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .is_some_and(|p| p == secret_policy(aws)))
+}
+
+async fn put_secret_policy(aws: &Aws, secret_arn: &str) -> Result<(), ResourceError> {
+    if has_secret_policy(aws, secret_arn).await? {
+        return Ok(());
+    }
+    let desired = secret_policy(aws);
+    let sm = &aws.clients.secrets;
+    sm.put_resource_policy()
+        .secret_id(secret_arn)
+        .resource_policy(desired.to_string())
+        .block_public_policy(true)
+        .send()
+        .await
+        .map_err(err("putting the DB secret's resource policy"))?;
+    Ok(())
+}
+
 /// `absent`: this process's lookup found no parameter, so there is nothing to compare.
 async fn put_endpoint(aws: &Aws, name: &str, value: &str, absent: bool) -> Result<(), ResourceError> {
     let ssm = &aws.clients.ssm;
@@ -262,7 +332,9 @@ impl ResourceKind for DbEndpoint {
         })?;
         tracing::debug!(db = %identifier, waited_s = started.elapsed().as_secs(), "database available");
         check_multi_az(&identifier, *expect_multi_az, view.multi_az)?;
-        set_rotation(aws, rotation_target(db_outputs)?, *rotation_days).await?;
+        let secret = rotation_target(db_outputs)?;
+        set_rotation(aws, secret, *rotation_days).await?;
+        put_secret_policy(aws, secret).await?;
 
         let name = outputs.id()?.to_string();
         let (address, port) = (view.address.unwrap_or_default(), view.port.unwrap_or(3306));
@@ -316,10 +388,14 @@ impl ResourceKind for DbEndpoint {
             return Ok(Observed::Present(Settings::new()));
         };
         let every = d.rotation_rules().and_then(|r| r.automatically_after_days());
-        Ok(Observed::Present(settings([(
-            "rotation_days",
-            rotation_setting(d.rotation_enabled(), every),
-        )])))
+        let ours = has_secret_policy(aws, arn).await?;
+        Ok(Observed::Present(settings([
+            ("rotation_days", rotation_setting(d.rotation_enabled(), every)),
+            (
+                "secret_policy",
+                if ours { OUR_SECRET_POLICY } else { OTHER_SECRET_POLICY }.to_string(),
+            ),
+        ])))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

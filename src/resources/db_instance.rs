@@ -20,7 +20,7 @@ use super::rds::{describe_instance, rds_tags};
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{DestroyOptions, err};
-use crate::core::diff::{AttrSpec, Change, ChangeAction, Settings, settings};
+use crate::core::diff::{self, AttrSpec, Change, ChangeAction, Settings, settings};
 use crate::core::latency::{self, Transition};
 use crate::core::names;
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
@@ -56,6 +56,12 @@ pub const ATTRS: &[AttrSpec] = &[
     ),
     AttrSpec::update("backup_retention_days", &["database.backup_retention_days"]),
     AttrSpec::update("deletion_protection", &["database.deletion_protection"]),
+    AttrSpec::with(
+        "log_exports",
+        ChangeAction::Update,
+        "applied at once, no restart; the log group exists first",
+        &["database.export_error_log"],
+    ),
     AttrSpec::with(
         "master_username",
         ChangeAction::Forbidden,
@@ -147,6 +153,7 @@ pub fn desired_settings(db: &DbSettings) -> Settings {
         ("backup_retention_days", db.backup_retention_days.to_string()),
         ("deletion_protection", db.deletion_protection.to_string()),
         ("master_username", db.master_username.clone()),
+        ("log_exports", diff::list(db.log_exports.iter().cloned())),
     ])
 }
 
@@ -197,6 +204,13 @@ pub fn live_settings(db: &t::DbInstance) -> Settings {
     );
     put("deletion_protection", db.deletion_protection().map(|v| v.to_string()));
     put("master_username", db.master_username().map(String::from));
+    // Exports being switched on or off count as done, like the pending values above.
+    let mut exports: Vec<String> = db.enabled_cloudwatch_logs_exports().to_vec();
+    if let Some(p) = pending.and_then(|p| p.pending_cloudwatch_logs_exports()) {
+        exports.retain(|l| !p.log_types_to_disable().contains(l));
+        exports.extend(p.log_types_to_enable().iter().cloned());
+    }
+    put("log_exports", Some(diff::list(exports)));
     s
 }
 
@@ -218,6 +232,15 @@ fn modify_request(
             "multi_az" => req.multi_az(db.multi_az),
             "backup_retention_days" => req.backup_retention_period(db.backup_retention_days),
             "deletion_protection" => req.deletion_protection(db.deletion_protection),
+            "log_exports" => {
+                let (old, new) = (diff::members(&c.old), diff::members(&c.new));
+                req.cloudwatch_logs_export_configuration(
+                    t::CloudwatchLogsExportConfiguration::builder()
+                        .set_enable_log_types(Some(new.iter().filter(|l| !old.contains(l)).cloned().collect()))
+                        .set_disable_log_types(Some(old.iter().filter(|l| !new.contains(l)).cloned().collect()))
+                        .build(),
+                )
+            }
             _ => req,
         };
     }
@@ -300,6 +323,7 @@ pub fn create_request(
         .backup_retention_period(db.backup_retention_days)
         .deletion_protection(db.deletion_protection)
         .copy_tags_to_snapshot(true)
+        .set_enable_cloudwatch_logs_exports((!db.log_exports.is_empty()).then(|| db.log_exports.clone()))
         .set_tags(Some(tags))
 }
 
@@ -678,6 +702,7 @@ mod tests {
             .backup_retention_period(7)
             .deletion_protection(true)
             .master_username("pi_admin")
+            .enabled_cloudwatch_logs_exports("error")
             .db_instance_status("available")
             .build();
         let pinned = DbSettings {
@@ -803,6 +828,7 @@ mod tests {
             .backup_retention_period(7)
             .deletion_protection(true)
             .master_username("pi_admin")
+            .enabled_cloudwatch_logs_exports("error")
             .db_instance_status("available")
             .pending_modified_values(
                 t::PendingModifiedValues::builder()
@@ -863,6 +889,7 @@ mod tests {
             backup_retention_days: 7,
             deletion_protection: true,
             apply_immediately: true,
+            log_exports: vec!["error".into()],
         }
     }
 
@@ -885,6 +912,11 @@ mod tests {
         let req = create_request(&client(), &settings(), &at, rds_tags("pi", "db"));
         let i = req.as_input();
         assert_eq!(i.get_master_user_password(), &None);
+        assert_eq!(
+            i.get_enable_cloudwatch_logs_exports().as_deref(),
+            Some(&["error".to_string()][..]),
+            "the error log goes to CloudWatch Logs"
+        );
         assert_eq!(i.get_manage_master_user_password(), &Some(true));
         assert_eq!(i.get_engine().as_deref(), Some("mariadb"));
         assert_eq!(i.get_engine_version().as_deref(), Some("10.11.10"));

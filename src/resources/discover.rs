@@ -300,6 +300,8 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
     ];
     let profile = names::instance_profile(&dep);
     let bucket = names::bucket(&dep, &aws.env.account_id, &aws.env.region);
+    let logs_bucket = names::logs_bucket(&dep, &aws.env.account_id, &aws.env.region);
+    let db_log_group = names::db_log_group(&dep, "error");
     let db = names::db_identifier(&dep);
     let group = names::db_subnet_group(&dep);
     let params = names::db_parameter_group(&dep);
@@ -321,11 +323,13 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         got_roles_1,
         got_profile,
         got_bucket,
+        got_logs_bucket,
         got_db,
         got_group,
         got_params,
         got_secret,
         got_log_groups,
+        got_db_log_groups,
         got_function,
         got_endpoint,
         got_tg,
@@ -350,6 +354,13 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
                 .send()
                 .await
                 .map_err(err("looking up the bucket"))
+        },
+        async {
+            c.s3.head_bucket()
+                .bucket(&logs_bucket)
+                .send()
+                .await
+                .map_err(err("looking up the logs bucket"))
         },
         async {
             absent(
@@ -398,6 +409,14 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
                 .send()
                 .await
                 .map_err(err("looking up the log group"))
+        },
+        async {
+            c.logs
+                .describe_log_groups()
+                .log_group_name_prefix(&db_log_group)
+                .send()
+                .await
+                .map_err(err("looking up the DB log group"))
         },
         async {
             absent(
@@ -460,11 +479,16 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         push(by_name(Kind::InstanceProfile, &t, &dep, "instance-profile", &profile));
     }
 
-    match got_bucket {
-        Ok(_) => push(Some(untagged(Kind::Bucket, "bucket", &bucket))),
-        // 403: the name belongs to another account, so it is not ours either.
-        Err(e) if e.is(crate::core::resource::ErrorClass::NotFound) || e.message.contains("403") => {}
-        Err(e) => return Err(e),
+    for (key, name, got) in [
+        ("bucket", &bucket, got_bucket),
+        ("logs-bucket", &logs_bucket, got_logs_bucket),
+    ] {
+        match got {
+            Ok(_) => push(Some(untagged(Kind::Bucket, key, name))),
+            // 403: the name belongs to another account, so it is not ours either.
+            Err(e) if e.is(crate::core::resource::ErrorClass::NotFound) || e.message.contains("403") => {}
+            Err(e) => return Err(e),
+        }
     }
 
     let got = got_db?;
@@ -520,6 +544,14 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         .any(|g| g.log_group_name() == Some(log_group.as_str()))
     {
         push(Some(untagged(Kind::LogGroup, "lambda-log-group", &log_group)));
+    }
+    // The DB's error log group: created before the instance (RDS writes into it).
+    if got_db_log_groups?
+        .log_groups()
+        .iter()
+        .any(|g| g.log_group_name() == Some(db_log_group.as_str()))
+    {
+        push(Some(untagged(Kind::LogGroup, "db-error-log-group", &db_log_group)));
     }
     let got = got_function?;
     if let Some(f) = got {

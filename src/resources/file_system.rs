@@ -1,5 +1,8 @@
 //! The EFS file system: encrypted, generalPurpose, automatic backups on (`Backup=true` at
-//! create, so AWS Backup keeps restore points; PutBackupPolicy only repairs drift).
+//! create, so AWS Backup keeps restore points; PutBackupPolicy only repairs drift), and,
+//! with `storage.efs_require_tls`, a file-system policy that refuses NFS without TLS
+//! (`core::policy::efs_tls_only`; the instances mount with amazon-efs-utils `-o tls`, the
+//! Lambda always mounts over TLS).
 //!
 //! Found by its creation token, which derives from the deployment: the token is EFS's own
 //! idempotency key, so a retried create returns `FileSystemAlreadyExists`, which does not
@@ -8,13 +11,14 @@
 use async_trait::async_trait;
 use aws_sdk_efs::types::{self as t, BackupPolicy, LifeCycleState, PerformanceMode, Status};
 
-use super::{Aws, ResourceKind, ec2, observe};
+use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::consistency;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use crate::core::diff::Settings;
 use crate::core::latency::{self, Transition};
 use crate::core::names;
+use crate::core::policy;
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::Kind;
 
@@ -150,7 +154,8 @@ impl ResourceKind for FileSystem {
         }
     }
 
-    async fn converge(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+    async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let (require_tls,) = props!(cx, FileSystem { require_tls });
         let id = outputs.id()?.to_string();
         wait::wait_for(
             &format!("file system {id} to become available"),
@@ -167,6 +172,9 @@ impl ResourceKind for FileSystem {
         .await?;
         if aws.answers.take::<BackupAsked>(&id).is_none() {
             repair_backup_policy(aws, &id).await?;
+        }
+        if *require_tls {
+            put_tls_policy(aws, &id, outputs.require("arn")?).await?;
         }
         Ok(outputs)
     }
@@ -211,6 +219,40 @@ impl ResourceKind for FileSystem {
 
 /// Kept by `create` for a file system it made with backups on (see `answers`).
 struct BackupAsked;
+
+/// The file system's policy as a document, `None` when it has none (PolicyNotFound).
+async fn file_system_policy(aws: &Aws, id: &str) -> Result<Option<serde_json::Value>, ResourceError> {
+    let out = aws
+        .clients
+        .efs
+        .describe_file_system_policy()
+        .file_system_id(id)
+        .send()
+        .await
+        .map_err(err("reading the file system's policy"));
+    Ok(match out {
+        Ok(o) => o.policy().and_then(|p| serde_json::from_str(p).ok()),
+        Err(e) if e.is(ErrorClass::NotFound) => None,
+        Err(e) => return Err(e),
+    })
+}
+
+/// Put the TLS-only policy unless the file system already has exactly it.
+async fn put_tls_policy(aws: &Aws, id: &str, arn: &str) -> Result<(), ResourceError> {
+    let desired = policy::efs_tls_only(arn);
+    if file_system_policy(aws, id).await?.as_ref() == Some(&desired) {
+        return Ok(());
+    }
+    aws.clients
+        .efs
+        .put_file_system_policy()
+        .file_system_id(id)
+        .policy(desired.to_string())
+        .send()
+        .await
+        .map_err(err("putting the file system's TLS-only policy"))?;
+    Ok(())
+}
 
 /// Backups were asked for at create time; put them back if someone turned them off.
 async fn repair_backup_policy(aws: &Aws, id: &str) -> Result<(), ResourceError> {

@@ -10,19 +10,38 @@ use async_trait::async_trait;
 use aws_sdk_iam::types::{Role, Tag};
 use serde_json::Value;
 
-use super::{Aws, ResourceKind, ec2, observe, props};
+use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use crate::core::latency;
 use crate::core::names;
 use crate::core::policy::{self, ArnScope};
+use std::collections::BTreeMap;
+
+use crate::core::diff::{AttrSpec, Settings, settings};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
-use crate::core::spec::{Kind, RolePolicy};
+use crate::core::spec::{Kind, NodeSpec, Props, RolePolicy};
 
 pub struct IamRole;
 
 /// The one inline policy pi-deploy manages on each role.
 pub const INLINE_POLICY: &str = "pi-deploy";
+
+/// The trust policy and the inline policy are pi-deploy's documents, which depend on the
+/// account (and the dependencies' ARNs) that `desired` (pure) does not know: `read`
+/// compares the documents and answers `OURS` or `OTHER`; `up` puts them back (converge).
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::update("trust_policy", &[]),
+    AttrSpec::update("inline_policy", &[]),
+];
+/// A policy that is pi-deploy's document.
+pub const OURS: &str = "pi-deploy's";
+/// Any other document, or none.
+pub const OTHER: &str = "another document";
+
+fn label(ours: bool) -> String {
+    if ours { OURS } else { OTHER }.to_string()
+}
 
 fn scope(aws: &Aws) -> ArnScope<'_> {
     ArnScope {
@@ -183,7 +202,7 @@ fn gone_is_ok(r: Result<(), ResourceError>) -> Result<(), ResourceError> {
 }
 
 async fn converge_trust(aws: &Aws, role: &Role, service: &str) -> Result<(), ResourceError> {
-    let desired = policy::trust_policy(service);
+    let desired = policy::trust_policy(service, &aws.env.account_id);
     if same_document(role.assume_role_policy_document(), &desired) {
         return Ok(());
     }
@@ -341,7 +360,7 @@ impl ResourceKind for IamRole {
             .iam
             .create_role()
             .role_name(name)
-            .assume_role_policy_document(policy::trust_policy(service).to_string())
+            .assume_role_policy_document(policy::trust_policy(service, &aws.env.account_id).to_string())
             .description(format!("pi-deploy {}: {}", aws.env.deployment, cx.spec.key))
             .set_tags(Some(iam_tags(&aws.env.deployment, &cx.spec.key)?))
             .send()
@@ -399,8 +418,44 @@ impl ResourceKind for IamRole {
         Ok(outputs_of(&role))
     }
 
-    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
-        Ok(observe::exists(get_role(aws, outputs.id()?).await?))
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::IamRole { .. } => settings([("trust_policy", label(true)), ("inline_policy", label(true))]),
+            _ => Settings::new(),
+        }
+    }
+
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let (service, which) = props!(cx, IamRole { service, policy });
+        let name = outputs.id()?;
+        let Some(role) = get_role(aws, name).await? else {
+            return Ok(Observed::Missing);
+        };
+        let trust = same_document(
+            role.assume_role_policy_document(),
+            &policy::trust_policy(service, &aws.env.account_id),
+        );
+        let mut live = settings([("trust_policy", label(trust))]);
+        // Without the dependencies' ARNs (not recorded yet) the document is unknown: not compared.
+        if let Ok(document) = inline_policy(&scope(aws), &aws.env.deployment, *which, cx) {
+            let got = aws
+                .clients
+                .iam
+                .get_role_policy()
+                .role_name(name)
+                .policy_name(INLINE_POLICY)
+                .send()
+                .await
+                .map_err(err("reading the role's inline policy"));
+            let got = ec2::not_found_is_none(got)?;
+            let ours = got.is_some_and(|g| same_document(Some(g.policy_document()), &document));
+            live.insert("inline_policy".into(), label(ours));
+        }
+        Ok(Observed::Present(live))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -476,7 +531,7 @@ mod tests {
 
     #[test]
     fn url_encoded_documents_compare_equal_to_ours() {
-        let ours = policy::trust_policy("lambda.amazonaws.com");
+        let ours = policy::trust_policy("lambda.amazonaws.com", "123456789012");
         let encoded: String = ours
             .to_string()
             .bytes()
@@ -491,7 +546,7 @@ mod tests {
         assert!(same_document(Some(&encoded), &ours));
         assert!(same_document(Some(&ours.to_string()), &ours));
         assert!(!same_document(
-            Some(&policy::trust_policy("ec2.amazonaws.com").to_string()),
+            Some(&policy::trust_policy("ec2.amazonaws.com", "123456789012").to_string()),
             &ours
         ));
         assert!(!same_document(None, &ours));

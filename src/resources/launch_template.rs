@@ -111,6 +111,7 @@ const ATTRS: &[AttrSpec] = &[
             "licence",
             "storage.efs_uid",
             "storage.efs_gid",
+            "storage.efs_require_tls",
             "scaling.lifecycle_heartbeat_seconds",
         ],
     ),

@@ -1,5 +1,6 @@
 //! The internet-facing Application Load Balancer in the public subnets, guarded by the alb
-//! security group, dropping invalid header fields. Creation takes minutes on AWS
+//! security group, dropping invalid header fields, writing access logs into the logs
+//! bucket when the config asks for them (`logging.alb_access_logs`). Creation takes minutes on AWS
 //! (`provisioning` -> `active`, median ~150 s), so `create` returns the ARN at once and
 //! `converge` waits. Its delete waits until it is gone, and then until its network interfaces
 //! are gone too: they linger for minutes after the load balancer (AWS releases them on its
@@ -18,14 +19,56 @@ use super::{Aws, ResourceKind, ec2, elb, observe, props};
 use crate::aws::consistency;
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff, Poll};
+use std::collections::BTreeMap;
+
+use crate::core::diff::{AttrSpec, Settings, settings};
 use crate::core::latency::{self, Transition};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct LoadBalancer;
 
+/// Access logging: `s3://<bucket>/<prefix>` or `off`; set in place.
+pub const ATTRS: &[AttrSpec] = &[AttrSpec::update("access_logs", &["logging.alb_access_logs"])];
+
+/// The `access_logs` setting.
+pub fn access_logs_setting(on: Option<(&str, &str)>) -> String {
+    match on {
+        Some((bucket, prefix)) => format!("s3://{bucket}/{prefix}"),
+        None => "off".to_string(),
+    }
+}
+
+/// The `access_logs` setting from the load balancer's attributes.
+pub fn live_access_logs(attrs: &[LoadBalancerAttribute]) -> String {
+    let get = |k: &str| attrs.iter().find(|a| a.key() == Some(k)).and_then(|a| a.value());
+    if get("access_logs.s3.enabled") == Some("true") {
+        access_logs_setting(Some((
+            get("access_logs.s3.bucket").unwrap_or_default(),
+            get("access_logs.s3.prefix").unwrap_or_default(),
+        )))
+    } else {
+        access_logs_setting(None)
+    }
+}
+
 /// Attributes set after create, as (key, value).
 pub const ATTRIBUTES: [(&str, &str); 1] = [("routing.http.drop_invalid_header_fields.enabled", "true")];
+
+/// Every attribute `converge` sets: `ATTRIBUTES`, and access logging on into `bucket` under
+/// `prefix`, or off.
+pub fn attributes(access_logs: Option<(&str, &str)>) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = ATTRIBUTES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    match access_logs {
+        Some((bucket, prefix)) => {
+            all.push(("access_logs.s3.enabled".into(), "true".into()));
+            all.push(("access_logs.s3.bucket".into(), bucket.into()));
+            all.push(("access_logs.s3.prefix".into(), prefix.into()));
+        }
+        None => all.push(("access_logs.s3.enabled".into(), "false".into())),
+    }
+    all
+}
 
 fn outputs_of(lb: &t::LoadBalancer) -> Option<Outputs> {
     let arn = lb.load_balancer_arn()?;
@@ -129,7 +172,12 @@ impl ResourceKind for LoadBalancer {
             .ok_or_else(|| ResourceError::new(ErrorClass::Other, "CreateLoadBalancer returned no load balancer"))
     }
 
-    async fn converge(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+    async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
+        let (access_logs,) = props!(cx, LoadBalancer { access_logs });
+        let logs = match access_logs {
+            Some(l) => Some((cx.dep_id(&l.bucket)?, l.prefix.as_str())),
+            None => None,
+        };
         let arn = outputs.id()?.to_string();
         let lb = wait::wait_for(
             &format!("load balancer {arn} to become active"),
@@ -150,9 +198,10 @@ impl ResourceKind for LoadBalancer {
             },
         )
         .await?;
-        let attrs: Vec<LoadBalancerAttribute> = ATTRIBUTES
-            .iter()
-            .map(|(k, v)| LoadBalancerAttribute::builder().key(*k).value(*v).build())
+        // With logging on, ELB checks here that the bucket policy lets it write.
+        let attrs: Vec<LoadBalancerAttribute> = attributes(logs)
+            .into_iter()
+            .map(|(k, v)| LoadBalancerAttribute::builder().key(k).value(v).build())
             .collect();
         aws.clients
             .elb
@@ -165,8 +214,40 @@ impl ResourceKind for LoadBalancer {
         Ok(outputs_of(&lb).unwrap_or(outputs))
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::LoadBalancer { access_logs, .. } => {
+                let bucket = access_logs.as_ref().map(|l| super::dep_output(deps, &l.bucket, "id"));
+                let on = access_logs
+                    .as_ref()
+                    .zip(bucket.as_deref())
+                    .map(|(l, b)| (b, l.prefix.as_str()));
+                settings([("access_logs", access_logs_setting(on))])
+            }
+            _ => Settings::new(),
+        }
+    }
+
     async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
-        Ok(observe::exists(describe(aws, outputs.id()?).await?))
+        let arn = outputs.id()?;
+        if describe(aws, arn).await?.is_none() {
+            return Ok(Observed::Missing);
+        }
+        let out = aws
+            .clients
+            .elb
+            .describe_load_balancer_attributes()
+            .load_balancer_arn(arn)
+            .send()
+            .await
+            .map_err(err("reading the load balancer's attributes"));
+        Ok(observe::observed(ec2::not_found_is_none(out)?, |o| {
+            settings([("access_logs", live_access_logs(o.attributes()))])
+        }))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -354,6 +435,25 @@ mod tests {
             .code(code)
             .set_reason(reason.map(String::from))
             .build()
+    }
+
+    #[test]
+    fn access_logs_are_switched_on_into_the_bucket_prefix_or_off() {
+        let on = attributes(Some(("pi-logs-1-eu-west-1", "alb")));
+        let get = |all: &[(String, String)], k: &str| all.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get(&on, "access_logs.s3.enabled").as_deref(), Some("true"));
+        assert_eq!(
+            get(&on, "access_logs.s3.bucket").as_deref(),
+            Some("pi-logs-1-eu-west-1")
+        );
+        assert_eq!(get(&on, "access_logs.s3.prefix").as_deref(), Some("alb"));
+        assert_eq!(
+            get(&on, "routing.http.drop_invalid_header_fields.enabled").as_deref(),
+            Some("true")
+        );
+        let off = attributes(None);
+        assert_eq!(get(&off, "access_logs.s3.enabled").as_deref(), Some("false"));
+        assert_eq!(get(&off, "access_logs.s3.bucket"), None);
     }
 
     #[test]

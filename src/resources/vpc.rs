@@ -1,17 +1,127 @@
-//! The VPC, with DNS support and DNS hostnames on (interface endpoints' private DNS needs both).
+//! The VPC, with DNS support and DNS hostnames on (interface endpoints' private DNS needs both),
+//! and its default security group stripped of its rules: nothing of pi-deploy uses it, and
+//! anything put in it by mistake would otherwise talk to everything else in it. `status`
+//! reports the rules if they come back.
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcState};
+use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType, SecurityGroup, VpcState};
 
 use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
+use std::collections::BTreeMap;
+
+use crate::core::diff::{AttrSpec, Settings, settings};
 use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::latency;
 use crate::core::resource::{DeleteCtx, NodeCtx, Observed, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::spec::{Kind, NodeSpec};
 
 pub struct Vpc;
+
+/// The default security group's rules are drift: `up` revokes them again (converge).
+pub const ATTRS: &[AttrSpec] = &[AttrSpec::update("default_security_group_rules", &[])];
+
+/// The `default_security_group_rules` setting of a stripped group.
+pub const NO_RULES: &str = "none";
+
+/// The rules as one setting: `none`, or the sorted rule lines.
+pub fn rules_setting(rules: Vec<String>) -> String {
+    if rules.is_empty() {
+        NO_RULES.to_string()
+    } else {
+        crate::core::diff::list(rules)
+    }
+}
+
+/// The VPC's default security group (every VPC has one; it cannot be deleted).
+async fn default_group(aws: &Aws, vpc_id: &str) -> Result<Option<SecurityGroup>, ResourceError> {
+    let out = aws
+        .clients
+        .ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
+        .filters(Filter::builder().name("group-name").values("default").build())
+        .send()
+        .await
+        .map_err(err("describing the VPC's default security group"));
+    Ok(ec2::not_found_is_none(out)?.and_then(|o| {
+        o.security_groups()
+            .iter()
+            .find(|g| g.group_name() == Some("default"))
+            .cloned()
+    }))
+}
+
+/// The default group's rules, one short line each ("in tcp 22 from 0.0.0.0/0").
+pub fn default_group_rules(g: &SecurityGroup) -> Vec<String> {
+    let line = |dir: &str, p: &aws_sdk_ec2::types::IpPermission| {
+        let proto = match p.ip_protocol() {
+            Some("-1") | None => "all".to_string(),
+            Some(other) => other.to_string(),
+        };
+        let ports = match (p.from_port(), p.to_port()) {
+            (Some(f), Some(t)) if f == t && f >= 0 => format!(" {f}"),
+            (Some(f), Some(t)) if f >= 0 => format!(" {f}-{t}"),
+            _ => String::new(),
+        };
+        let mut peers: Vec<String> = p
+            .ip_ranges()
+            .iter()
+            .filter_map(|r| r.cidr_ip().map(String::from))
+            .collect();
+        peers.extend(p.ipv6_ranges().iter().filter_map(|r| r.cidr_ipv6().map(String::from)));
+        peers.extend(
+            p.user_id_group_pairs()
+                .iter()
+                .filter_map(|g| g.group_id().map(String::from)),
+        );
+        peers.extend(
+            p.prefix_list_ids()
+                .iter()
+                .filter_map(|l| l.prefix_list_id().map(String::from)),
+        );
+        let word = if dir == "in" { "from" } else { "to" };
+        format!("{dir} {proto}{ports} {word} {}", peers.join("+"))
+    };
+    let mut rules: Vec<String> = g.ip_permissions().iter().map(|p| line("in", p)).collect();
+    rules.extend(g.ip_permissions_egress().iter().map(|p| line("out", p)));
+    rules
+}
+
+/// Revoke every rule of the VPC's default group (AWS gives it allow-all egress and
+/// allow-all ingress from itself). Idempotent: an empty group needs no call.
+async fn strip_default_group(aws: &Aws, vpc_id: &str) -> Result<(), ResourceError> {
+    let ec2 = &aws.clients.ec2;
+    // Created with the VPC, but a describe right after may not see it yet.
+    let g = ec2::retry_not_found("finding the VPC's default security group", || async {
+        default_group(aws, vpc_id).await?.ok_or_else(|| {
+            ResourceError::new(
+                crate::core::resource::ErrorClass::NotFound,
+                format!("the default security group of {vpc_id} is not visible yet"),
+            )
+        })
+    })
+    .await?;
+    let id = g.group_id().unwrap_or_default();
+    if !g.ip_permissions().is_empty() {
+        ec2.revoke_security_group_ingress()
+            .group_id(id)
+            .set_ip_permissions(Some(g.ip_permissions().to_vec()))
+            .send()
+            .await
+            .map_err(err("revoking the default security group's ingress rules"))?;
+    }
+    if !g.ip_permissions_egress().is_empty() {
+        ec2.revoke_security_group_egress()
+            .group_id(id)
+            .set_ip_permissions(Some(g.ip_permissions_egress().to_vec()))
+            .send()
+            .await
+            .map_err(err("revoking the default security group's egress rules"))?;
+    }
+    Ok(())
+}
 
 #[async_trait]
 impl ResourceKind for Vpc {
@@ -104,6 +214,7 @@ impl ResourceKind for Vpc {
                 .map_err(err("enabling DNS hostnames"))
         })
         .await?;
+        strip_default_group(aws, &id).await?;
         Ok(outputs)
     }
 
@@ -117,6 +228,7 @@ impl ResourceKind for Vpc {
             .await
             .map_err(err("describing the VPC"));
         let vpc = ec2::not_found_is_none(out)?.and_then(|o| o.vpcs().first().cloned());
+        // The default group's rules are compared by `status` through `read` and the diff.
         Ok(match vpc.as_ref().and_then(|v| v.state()) {
             None => Inspection::missing(),
             Some(VpcState::Available) => Inspection::available(),
@@ -124,18 +236,33 @@ impl ResourceKind for Vpc {
         })
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, _spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        settings([("default_security_group_rules", NO_RULES.to_string())])
+    }
+
     async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let id = outputs.id()?;
         let out = aws
             .clients
             .ec2
             .describe_vpcs()
-            .vpc_ids(outputs.id()?)
+            .vpc_ids(id)
             .send()
             .await
             .map_err(err("reading the VPC"));
-        Ok(observe::exists(
-            ec2::not_found_is_none(out)?.and_then(|o| o.vpcs().first().cloned()),
-        ))
+        let Some(vpc) = ec2::not_found_is_none(out)?.and_then(|o| o.vpcs().first().cloned()) else {
+            return Ok(Observed::Missing);
+        };
+        let group = default_group(aws, id).await?;
+        Ok(observe::observed(Some(vpc), |_| match group {
+            // A group not visible (yet) reads as nothing to compare.
+            None => Settings::new(),
+            Some(g) => settings([("default_security_group_rules", rules_setting(default_group_rules(&g)))]),
+        }))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {

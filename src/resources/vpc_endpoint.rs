@@ -1,7 +1,10 @@
 //! A VPC endpoint: interface endpoints (private DNS, in the app subnets, behind the
 //! endpoints group) let instances and the Lambda reach AWS APIs without the NAT; the S3
-//! gateway endpoint sits on the private route tables. The gateway endpoint keeps AWS's
-//! default full-access policy: the vendor's custom policy had a malformed ARN.
+//! gateway endpoint sits on the private route tables. Each has a policy instead of AWS's
+//! default allow-everything one (`core::policy::interface_endpoint_policy`,
+//! `s3_gateway_endpoint_policy`): only this account's principals (and, where that cannot
+//! break AWS-owned resources, only its resources); the S3 gateway also lets the instances
+//! read the AWS-owned package and SSM agent buckets it names.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +19,7 @@ use crate::aws::{err, error, tags};
 use crate::core::diff::{self, AttrSpec, Change, ChangeAction, Settings, settings};
 use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::latency::{self, Transition};
+use crate::core::policy::{self, ArnScope};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{EndpointType, Kind, NodeSpec, Props, endpoint_service_name};
 
@@ -34,7 +38,15 @@ pub const ATTRS: &[AttrSpec] = &[
     ),
     AttrSpec::update("subnets", &[]),
     AttrSpec::update("security_groups", &[]),
+    AttrSpec::update("policy", &[]),
 ];
+
+/// The `policy` setting of an endpoint whose policy is pi-deploy's (`endpoint_policy`): the
+/// document depends on the account, which `desired` (pure) does not know, so `read`
+/// compares the documents and answers this or `OTHER_POLICY`.
+pub const OUR_POLICY: &str = "this account only";
+/// The `policy` setting of an endpoint with any other policy (AWS's default full access).
+pub const OTHER_POLICY: &str = "another policy";
 
 /// The desired settings (pure), with the dependencies' ids.
 pub fn desired_settings(service_name: &str, endpoint: &EndpointType, deps: &BTreeMap<String, Outputs>) -> Settings {
@@ -79,6 +91,30 @@ fn delta(live: &str, want: &str) -> (Vec<String>, Vec<String>) {
 }
 
 pub struct VpcEndpoint;
+
+/// The endpoint policy for `service` (`s3` is the gateway endpoint).
+pub fn endpoint_policy(scope: &ArnScope<'_>, service: &str) -> serde_json::Value {
+    if service == "s3" {
+        policy::s3_gateway_endpoint_policy(scope)
+    } else {
+        policy::interface_endpoint_policy(service, scope.account)
+    }
+}
+
+fn scope(aws: &Aws) -> ArnScope<'_> {
+    ArnScope {
+        partition: &aws.env.partition,
+        region: &aws.env.region,
+        account: &aws.env.account_id,
+    }
+}
+
+/// Whether the endpoint's policy document says the same as ours.
+fn same_policy(found: Option<&str>, desired: &serde_json::Value) -> bool {
+    found
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .is_some_and(|v| &v == desired)
+}
 
 /// An endpoint's lifecycle state. The SDK's `State` enum spells its values `Available`,
 /// `Deleted`, ..., but DescribeVpcEndpoints answers `available`, `deleted`, ...: the SDK then
@@ -244,6 +280,7 @@ impl ResourceKind for VpcEndpoint {
             .create_vpc_endpoint()
             .vpc_id(vpc_id)
             .service_name(&service_name)
+            .policy_document(endpoint_policy(&scope(aws), service).to_string())
             .client_token(cx.token)
             .tag_specifications(tags::ec2_spec(
                 ResourceType::VpcEndpoint,
@@ -276,7 +313,7 @@ impl ResourceKind for VpcEndpoint {
     }
 
     async fn converge(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: Outputs) -> Result<Outputs, ResourceError> {
-        let (endpoint,) = props!(cx, VpcEndpoint { endpoint });
+        let (service, endpoint) = props!(cx, VpcEndpoint { service, endpoint });
         let gateway = matches!(endpoint, EndpointType::Gateway { .. });
         let id = outputs.id()?.to_string();
         let first = AtomicBool::new(true);
@@ -287,6 +324,18 @@ impl ResourceKind for VpcEndpoint {
             || poll_available(aws, &id, first.swap(false, Ordering::Relaxed)),
         )
         .await?;
+        // An adopted endpoint, or one whose policy was changed by hand.
+        let desired = endpoint_policy(&scope(aws), service);
+        if !same_policy(e.policy_document(), &desired) {
+            aws.clients
+                .ec2
+                .modify_vpc_endpoint()
+                .vpc_endpoint_id(&id)
+                .policy_document(desired.to_string())
+                .send()
+                .await
+                .map_err(err("setting the VPC endpoint's policy"))?;
+        }
         Ok(outputs_of(&e).unwrap_or(outputs))
     }
 
@@ -300,15 +349,23 @@ impl ResourceKind for VpcEndpoint {
             Props::VpcEndpoint { endpoint, .. } => {
                 let mut s = desired_settings("", endpoint, deps);
                 s.remove("service");
+                s.insert("policy".into(), OUR_POLICY.into());
                 s
             }
             _ => Settings::new(),
         }
     }
 
-    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
         Ok(match describe(aws, outputs.id()?).await? {
-            Some(e) if !is_dead(&e) => Observed::Present(live_settings(&e)),
+            Some(e) if !is_dead(&e) => {
+                let mut live = live_settings(&e);
+                if let Props::VpcEndpoint { service, .. } = &cx.spec.props {
+                    let ours = same_policy(e.policy_document(), &endpoint_policy(&scope(aws), service));
+                    live.insert("policy".into(), if ours { OUR_POLICY } else { OTHER_POLICY }.into());
+                }
+                Observed::Present(live)
+            }
             _ => Observed::Missing,
         })
     }
@@ -323,6 +380,10 @@ impl ResourceKind for VpcEndpoint {
         changes: &[Change],
     ) -> Result<Outputs, ResourceError> {
         let mut req = aws.clients.ec2.modify_vpc_endpoint().vpc_endpoint_id(outputs.id()?);
+        // A changed policy alone is converge's to put back.
+        if changes.iter().all(|c| c.attribute == "policy") {
+            return self.converge(aws, cx, outputs).await;
+        }
         for c in changes {
             let (add, remove) = delta(&c.old, &c.new);
             req = match c.attribute.as_str() {
@@ -343,6 +404,7 @@ impl ResourceKind for VpcEndpoint {
     async fn inspect(&self, aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, ResourceError> {
         Ok(match describe(aws, cx.outputs.id()?).await? {
             None => Inspection::missing(),
+            // The policy is compared by `status` through `read` and the diff.
             Some(e) => match live_of(state_of(&e)) {
                 Live::Available => Inspection::available(),
                 live => Inspection::of(live).with_detail(state_name(&e)),

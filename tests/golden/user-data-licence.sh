@@ -1,47 +1,17 @@
 #!/bin/bash
-# pi-deploy user data for one dashboard instance of deployment `pi-prod`.
-#
-# Rendered by pi-deploy (src/core/userdata.rs) from templates/user-data.sh: each value in
-# double braces is replaced at render time with an id, a name or an ARN. No secret value is
-# ever part of this script: the DB credentials and the licence are read on the instance, from
-# Secrets Manager (through the VPC endpoint: private DNS makes the regional name resolve to
-# it), at EVERY start of the dashboard; they are written only to root-owned mode-600 files.
-# RDS rotates the DB secret in place: a timer compares its current version with the one the
-# dashboard started with and restarts the dashboard on a change. Never add `set -x` or `tee`.
-#
-# Assumptions about the Panintelligence Marketplace AMI (check them when the AMI changes):
-# - the dashboard and its scheduler run in docker containers started by the systemd unit
-#   named in DASHBOARD_UNIT, and those containers take their environment from
-#   /var/panintelligence/dashboard.env and /var/panintelligence/scheduler.env (docker
-#   `--env-file` format: KEY=value per line, no quoting);
-# - the dashboard answers HTTP on port 8224;
-# - the AWS CLI v2, curl and python3 (or jq) are installed; nfs-utils is installed, or
-#   installable with dnf/yum/apt-get.
-#
-# Modes:
-#   (no argument)  run once by cloud-init at first boot: mount EFS, link the data folders
-#                  onto it, install this script as /usr/local/sbin/pi-dashboard-env with a
-#                  systemd drop-in that runs `pi-dashboard-env write-env` before every start
-#                  of the dashboard, wait for the database endpoint, start the dashboard,
-#                  check that it answers locally, then complete the launch lifecycle action
-#                  (CONTINUE; ABANDON on a definite failure, so Auto Scaling replaces the
-#                  instance instead of sending it traffic).
-#   write-env      write the two env files (what the drop-in runs).
-#   refresh        restart the dashboard if the DB secret was rotated (what the timer runs).
 set -euo pipefail
 
 readonly DEPLOYMENT='pi-prod'
 readonly REGION='eu-west-1'
-readonly EFS_DNS='fs-0123456789abcdef0.efs.eu-west-1.amazonaws.com'
+readonly EFS_ID='fs-0123456789abcdef0'
+readonly EFS_DNS="$EFS_ID.efs.eu-west-1.amazonaws.com"
+readonly EFS_REQUIRE_TLS='1'
 readonly DB_ENDPOINT_PARAMETER='/pi-prod/db-endpoint'
 readonly DB_SECRET_ARN='arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-0b1c2d3e-4f5a-6b7c-8d9e-0f1a2b3c4d5e-AbCdEf'
-# Empty when the deployment has no licence secret.
 readonly LICENCE_SECRET_ARN='arn:aws:secretsmanager:eu-west-1:123456789012:secret:pi-deploy/pi/licence-XyZ123'
 readonly ASG_NAME='pi-prod-dashboard'
 readonly LIFECYCLE_HOOK='pi-prod-wait-for-dashboard'
-# The lifecycle hook's heartbeat: how long a new instance may wait for the database.
 readonly ENDPOINT_WAIT_SECONDS='2400'
-# Owner of the shared folders (the same uid/gid the side-loading Lambda writes as).
 readonly EFS_UID='1000'
 readonly EFS_GID='1000'
 
@@ -52,20 +22,15 @@ readonly PI_DIR=/var/panintelligence
 readonly EFS_MOUNT=/mnt/efs
 readonly EFS_SHARED="$EFS_MOUNT/var/panintelligence"
 readonly EFS_OPTIONS=nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev,nofail
+readonly EFS_TLS_OPTIONS=tls,_netdev,nofail
 readonly -a FOLDERS=(images themes excel-data svg keys logs)
 readonly SELF=/usr/local/sbin/pi-dashboard-env
 readonly DROP_IN="/etc/systemd/system/$DASHBOARD_UNIT.d/50-pi-deploy.conf"
-# The AWSCURRENT version id of the DB secret the env files hold (only the id, mode 600).
 readonly DB_SECRET_VERSION_FILE=/var/lib/pi-deploy/db-secret-version
 readonly REFRESH_UNIT=pi-dashboard-secret-refresh
-# How often the timer looks for a rotated secret: the dashboard may use a stale password
-# for at most this long (plus the restart) after a rotation.
 readonly REFRESH_EVERY=5min
 
 LIFECYCLE_DONE=0
-# The hook abandons the instance when its heartbeat timeout passes without a heartbeat, and
-# the waits below (package install, EFS mount, database endpoint, dashboard start) can
-# together outlast it: every wait records a heartbeat each third of the timeout.
 readonly HEARTBEAT_EVERY=$((ENDPOINT_WAIT_SECONDS / 3 > 10 ? ENDPOINT_WAIT_SECONDS / 3 : 10))
 LAST_HEARTBEAT=0
 INSTANCE_ID=''
@@ -74,8 +39,6 @@ log() {
   printf '%s pi-deploy[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$DEPLOYMENT" "$*" >&2
 }
 
-# retry SECONDS WHAT COMMAND...: run COMMAND until it succeeds, backing off from 2 s to 30 s;
-# fail once SECONDS have passed.
 retry() {
   local deadline=$((SECONDS + $1)) what=$2 delay=2
   shift 2
@@ -91,7 +54,6 @@ retry() {
   done
 }
 
-# imds PATH: one instance metadata value over IMDSv2 (the launch template requires tokens).
 imds() {
   local token
   token=$(curl -sf -m 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
@@ -99,8 +61,6 @@ imds() {
   curl -sf -m 5 -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
 }
 
-# heartbeat: keep the launch lifecycle action alive while a wait goes on (at most once per
-# HEARTBEAT_EVERY seconds; best effort: a failure is logged and the next wait tries again).
 heartbeat() {
   if ((LIFECYCLE_DONE || SECONDS - LAST_HEARTBEAT < HEARTBEAT_EVERY)); then
     return 0
@@ -126,7 +86,6 @@ complete_lifecycle_once() {
     --instance-id "$1" --lifecycle-action-result "$2"
 }
 
-# complete_lifecycle CONTINUE|ABANDON: tell Auto Scaling how the launch went (once).
 complete_lifecycle() {
   local instance_id
   if ((LIFECYCLE_DONE)); then
@@ -156,26 +115,46 @@ install_nfs_utils() {
   fi
 }
 
+install_efs_utils() {
+  if command -v dnf >/dev/null 2>&1; then
+    dnf -y -q install amazon-efs-utils
+  elif command -v yum >/dev/null 2>&1; then
+    yum -y -q install amazon-efs-utils
+  else
+    return 1
+  fi
+}
+
 mount_once() {
   mountpoint -q "$EFS_MOUNT" || mount "$EFS_MOUNT"
 }
 
-# EFS over NFSv4.1, also in fstab (_netdev,nofail: a missing mount never blocks the boot; the
-# dashboard unit requires the mount instead, see install_start_hook).
 mount_efs() {
+  local fstab_line
   mkdir -p "$EFS_MOUNT"
-  if ! command -v mount.nfs4 >/dev/null 2>&1; then
-    retry 300 "installing nfs-utils" install_nfs_utils
+  if ! command -v mount.efs >/dev/null 2>&1 && [[ $EFS_REQUIRE_TLS == 1 ]]; then
+    retry 120 "installing amazon-efs-utils" install_efs_utils || true
+  fi
+  if command -v mount.efs >/dev/null 2>&1; then
+    fstab_line="$EFS_ID:/ $EFS_MOUNT efs $EFS_TLS_OPTIONS 0 0"
+    log "mounting $EFS_ID over TLS (amazon-efs-utils)"
+  else
+    if [[ $EFS_REQUIRE_TLS == 1 ]]; then
+      log "WARNING: amazon-efs-utils is not available: mounting over plain NFS, which the file system's TLS-only policy refuses (set storage.efs_require_tls = false, or use an image with amazon-efs-utils)"
+    else
+      log "WARNING: amazon-efs-utils is not installed: mounting over plain NFS (no encryption in transit)"
+    fi
+    if ! command -v mount.nfs4 >/dev/null 2>&1; then
+      retry 300 "installing nfs-utils" install_nfs_utils
+    fi
+    fstab_line="$EFS_DNS:/ $EFS_MOUNT nfs4 $EFS_OPTIONS 0 0"
   fi
   if ! grep -qs "[[:space:]]${EFS_MOUNT}[[:space:]]" /etc/fstab; then
-    printf '%s:/ %s nfs4 %s 0 0\n' "$EFS_DNS" "$EFS_MOUNT" "$EFS_OPTIONS" >>/etc/fstab
+    printf '%s\n' "$fstab_line" >>/etc/fstab
   fi
-  # A new mount target's DNS name resolves about 90 s after the target is available.
-  retry 900 "mounting $EFS_DNS at $EFS_MOUNT" mount_once
+  retry 900 "mounting $EFS_ID at $EFS_MOUNT" mount_once
 }
 
-# /var/panintelligence/<folder> -> /mnt/efs/var/panintelligence/<folder>, so every instance
-# (and the side-loading Lambda) shares them. The AMI's own files seed an empty shared folder.
 link_folders() {
   local name local_dir shared_dir
   mkdir -p "$PI_DIR" "$EFS_SHARED"
@@ -197,7 +176,6 @@ link_folders() {
   done
 }
 
-# The dashboard unit runs `pi-dashboard-env write-env` before every start, and needs EFS.
 install_start_hook() {
   install -m 0700 -o root -g root "${BASH_SOURCE[0]}" "$SELF"
   mkdir -p "$(dirname "$DROP_IN")"
@@ -247,13 +225,10 @@ read_db_endpoint() {
     --query Parameter.Value --output text) && [[ $DB_ENDPOINT == *?:?* ]]
 }
 
-# wait_for_db_endpoint SECONDS: sets DB_ENDPOINT (host:port). pi-deploy writes the parameter
-# once the database is available, which may be long after this instance launched.
 wait_for_db_endpoint() {
   retry "$1" "parameter $DB_ENDPOINT_PARAMETER (written when the database is ready)" read_db_endpoint
 }
 
-# read_secret ARN VARIABLE: the secret's SecretString into VARIABLE, never printed.
 read_secret() {
   local secret_value
   secret_value=$(aws secretsmanager get-secret-value --region "$REGION" --secret-id "$1" \
@@ -261,8 +236,6 @@ read_secret() {
   printf -v "$2" '%s' "$secret_value"
 }
 
-# secret_version ARN VARIABLE: the id of the secret's AWSCURRENT version into VARIABLE
-# (DescribeSecret: metadata only, never the value).
 secret_version() {
   local stages version
   stages=$(aws secretsmanager describe-secret --region "$REGION" --secret-id "$1" \
@@ -277,7 +250,6 @@ secret_version() {
   printf -v "$2" '%s' "$version"
 }
 
-# json_field KEY: one string field of the JSON object on stdin.
 json_field() {
   if command -v jq >/dev/null 2>&1; then
     jq -er --arg k "$1" '.[$k] | strings'
@@ -286,8 +258,6 @@ json_field() {
   fi
 }
 
-# env_lines HOST PORT USERNAME PASSWORD LICENCE: the env file (printf is a builtin: the
-# values never appear on a command line).
 env_lines() {
   printf 'PI_DB_HOST=%s\n' "$1"
   printf 'PI_DB_PORT=%s\n' "$2"
@@ -300,7 +270,6 @@ env_lines() {
   fi
 }
 
-# replace_file PATH: stdin becomes PATH, atomically, mode 600.
 replace_file() {
   local tmp
   tmp=$(mktemp "$1.XXXXXX")
@@ -313,15 +282,12 @@ write_env_files() {
   umask 077
   local db_json='' db_version='' username password licence='' file
   wait_for_db_endpoint 300
-  # The version before the value: a rotation between the two reads leaves an older id on
-  # record, and the next refresh restarts once more (never a new id with an old password).
   retry 300 "reading the database secret's version" secret_version "$DB_SECRET_ARN" db_version
   retry 300 "reading the database secret" read_secret "$DB_SECRET_ARN" db_json
   username=$(printf '%s' "$db_json" | json_field username)
   password=$(printf '%s' "$db_json" | json_field password)
   if [[ -n $LICENCE_SECRET_ARN ]]; then
     retry 300 "reading the licence secret" read_secret "$LICENCE_SECRET_ARN" licence
-    # One line per variable in an env file: a licence pasted with line breaks is joined.
     licence=${licence//$'\r'/}
     licence=${licence//$'\n'/}
   fi
@@ -334,8 +300,6 @@ write_env_files() {
   log "wrote $PI_DIR/dashboard.env and $PI_DIR/scheduler.env (database ${DB_ENDPOINT%:*}, secret version $db_version)"
 }
 
-# refresh: when the DB secret's current version is not the one on record (RDS rotated the
-# password in place), write the env files again and restart the dashboard if it runs.
 refresh() {
   local recorded current=''
   if [[ ! -s $DB_SECRET_VERSION_FILE ]]; then
@@ -369,7 +333,6 @@ boot() {
     log "this AMI has no systemd unit $DASHBOARD_UNIT: it is not the image pi-deploy expects"
     exit 1
   fi
-  # Not before its database settings exist.
   systemctl stop "$DASHBOARD_UNIT" || true
   mount_efs
   link_folders

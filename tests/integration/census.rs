@@ -272,10 +272,41 @@ pub async fn data(c: &Clients, dep: &str) -> Census {
     {
         push(&mut out, "ssm-parameter", Some(names::db_endpoint_parameter(dep)));
     }
+    // The log groups RDS exports the instance's logs into (created before the instance).
+    for key in log_groups(c, dep, &format!("/aws/rds/instance/{}/", names::db_identifier(dep))).await {
+        push(&mut out, "log-group", Some(key));
+    }
     for v in out.values_mut() {
         v.sort();
     }
     out
+}
+
+/// The tag keys (`?untagged` when not ours by tag) of the log groups under `prefix`.
+async fn log_groups(c: &Clients, dep: &str, prefix: &str) -> Vec<String> {
+    let groups = c
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(prefix)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .unwrap();
+    let mut keys = Vec::new();
+    for g in &groups {
+        let arn = g
+            .log_group_arn()
+            .map(String::from)
+            .unwrap_or_else(|| g.arn().unwrap_or_default().trim_end_matches(":*").to_string());
+        let tags = c.logs.list_tags_for_resource().resource_arn(arn).send().await.unwrap();
+        let key = tags
+            .tags()
+            .and_then(|t| tag_key(t.iter().map(|(k, v)| (k.as_str(), v.as_str())), dep));
+        keys.push(key.unwrap_or_else(|| "?untagged".into()));
+    }
+    keys
 }
 
 /// The compute and edge tier: launch templates and instances by tag; the target group, load
@@ -285,6 +316,12 @@ pub async fn data(c: &Clients, dep: &str) -> Census {
 pub async fn compute(c: &Clients, dep: &str) -> Census {
     use pi_deploy::core::names;
     let mut out = Census::new();
+    // The ALB's access-log bucket, by its derived name (listed by its spec key).
+    let identity = c.identity(dep).await.unwrap();
+    let logs = names::logs_bucket(dep, &identity.account_id, &identity.region);
+    if c.s3.head_bucket().bucket(&logs).send().await.is_ok() {
+        push(&mut out, "s3-bucket", Some("logs-bucket".into()));
+    }
 
     let lts = c
         .ec2
@@ -493,26 +530,8 @@ pub async fn sideload(c: &Clients, dep: &str) -> Census {
         push(&mut out, "lambda-function", key.or(Some("?untagged".into())));
     }
     let prefix = names::lambda_log_group(dep).replace(&names::lambda_function(dep), &format!("{dep}-"));
-    let groups = c
-        .logs
-        .describe_log_groups()
-        .log_group_name_prefix(prefix)
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .unwrap();
-    for g in &groups {
-        let arn = g
-            .log_group_arn()
-            .map(String::from)
-            .unwrap_or_else(|| g.arn().unwrap_or_default().trim_end_matches(":*").to_string());
-        let tags = c.logs.list_tags_for_resource().resource_arn(arn).send().await.unwrap();
-        let key = tags
-            .tags()
-            .and_then(|t| tag_key(t.iter().map(|(k, v)| (k.as_str(), v.as_str())), dep));
-        push(&mut out, "log-group", key.or(Some("?untagged".into())));
+    for key in log_groups(c, dep, &prefix).await {
+        push(&mut out, "log-group", Some(key));
     }
     for v in out.values_mut() {
         v.sort();

@@ -40,6 +40,8 @@ fn expected_compute_census(d: &Deployment, certificate: bool) -> census::Census 
         ],
     );
     c.insert("instance-profile", vec!["instance-profile".into()]);
+    // The ALB's access logs (logging.alb_access_logs, on by default).
+    c.insert("s3-bucket", vec!["logs-bucket".into()]);
     c
 }
 
@@ -181,11 +183,13 @@ async fn compute_tier_without_a_certificate_reads_back_converges_and_destroys() 
         .unwrap();
     let lt_user_data = String::from_utf8(lt_user_data).unwrap();
     assert!(lt_user_data.starts_with("#!/bin/bash"));
+    assert!(lt_user_data.contains(&format!("readonly EFS_ID='{}'", id(&st, "efs"))));
     assert!(lt_user_data.contains(&format!(
-        "readonly EFS_DNS='{}.efs.{}.amazonaws.com'",
-        id(&st, "efs"),
+        "readonly EFS_DNS=\"$EFS_ID.efs.{}.amazonaws.com\"",
         common::REGION
     )));
+    // The default config's file system refuses NFS without TLS: the user data mounts with TLS.
+    assert!(lt_user_data.contains("readonly EFS_REQUIRE_TLS='1'"));
     assert!(lt_user_data.contains(&format!("readonly DB_SECRET_ARN='{}'", out(&st, "db", "secret_arn"))));
     assert!(lt_user_data.contains(&format!("readonly LICENCE_SECRET_ARN='{}'", id(&st, "licence-secret"))));
 

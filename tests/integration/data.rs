@@ -34,6 +34,8 @@ fn expected_data_census(d: &Deployment, bucket: &str, st: &serde_json::Value, li
         c.insert("secret", vec!["licence-secret".into()]);
     }
     c.insert("ssm-parameter", vec![format!("/{}/db-endpoint", d.name)]);
+    // The MariaDB error log's group (database.export_error_log, on by default).
+    c.insert("log-group", vec!["db-error-log-group".into()]);
     c
 }
 
@@ -134,7 +136,8 @@ async fn data_tier_reads_back_as_the_blueprint_says_converges_and_destroys_with_
         assert_eq!(st["resources"][key]["status"], "ready", "{key}");
     }
 
-    // S3: SSE-S3, the four BPA flags, TLS-only policy, versioning on (as configured), tags.
+    // S3: SSE-S3, the four BPA flags, ACLs disabled, TLS-only policy, versioning on (as
+    // configured), tags.
     let enc = c.s3.get_bucket_encryption().bucket(&bucket).send().await.unwrap();
     let rule = &enc.server_side_encryption_configuration().unwrap().rules()[0];
     assert_eq!(
@@ -154,6 +157,19 @@ async fn data_tier_reads_back_as_the_blueprint_says_converges_and_destroys_with_
             pab.restrict_public_buckets()
         ],
         [Some(true); 4]
+    );
+    // ACLs disabled: the bucket owner owns every object.
+    let ownership =
+        c.s3.get_bucket_ownership_controls()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(
+        ownership.ownership_controls().unwrap().rules()[0]
+            .object_ownership()
+            .as_str(),
+        "BucketOwnerEnforced"
     );
     let policy = c.s3.get_bucket_policy().bucket(&bucket).send().await.unwrap();
     let policy: serde_json::Value = serde_json::from_str(policy.policy().unwrap()).unwrap();

@@ -406,10 +406,15 @@ async fn data_settings_are_applied_in_place_and_a_storage_shrink_is_refused() {
         planned(&doc, "lambda-log-group"),
         vec![update("retention_days", "30", "60")]
     );
+    // The DB's error log group keeps the Lambda's retention too.
+    assert_eq!(
+        planned(&doc, "db-error-log-group"),
+        vec![update("retention_days", "30", "60")]
+    );
     let ev = up(&d, &cfg);
     assert_eq!(
         changed_keys(&ev),
-        vec!["bucket", "db", "db-endpoint", "lambda-log-group"]
+        vec!["bucket", "db", "db-endpoint", "db-error-log-group", "lambda-log-group"]
     );
 
     // Read back from AWS's side.
@@ -515,6 +520,33 @@ async fn data_settings_are_applied_in_place_and_a_storage_shrink_is_refused() {
         .map(|p| p.from_port())
         .collect();
     assert_eq!(ports, vec![Some(3306)], "{g:?}");
+    assert_eq!(plan(&d, &cfg).1, 0);
+
+    // A bucket made before pi-deploy disabled ACLs (no ownership controls): `up` sets
+    // Object Ownership BucketOwnerEnforced in place.
+    let bucket = id(&st, "bucket");
+    c.s3.delete_bucket_ownership_controls()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4, "{doc:#}");
+    assert_eq!(
+        planned(&doc, "bucket"),
+        vec![update("object_ownership", "none", "BucketOwnerEnforced")]
+    );
+    up(&d, &cfg);
+    let o =
+        c.s3.get_bucket_ownership_controls()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(
+        o.ownership_controls().unwrap().rules()[0].object_ownership().as_str(),
+        "BucketOwnerEnforced"
+    );
     assert_eq!(plan(&d, &cfg).1, 0);
 
     d.destroy();

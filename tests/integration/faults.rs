@@ -176,7 +176,7 @@ fn up_and_destroy_converge_when_aws_takes_its_time() {
         ("PI_DEPLOY_LATENCY", &factor),
     );
     let blueprint: BTreeSet<String> = d.state()["resources"].as_object().unwrap().keys().cloned().collect();
-    assert_eq!(blueprint.len(), 54, "the default deployment: {blueprint:?}");
+    assert_eq!(blueprint.len(), 57, "the default deployment: {blueprint:?}");
     check_converged(&d, &c, &rt, &blueprint).unwrap();
     let db = Transition::DbCreate { multi_az: true }.timing().median_s * LATENCY;
     assert!(

@@ -27,6 +27,7 @@ fn expected_network_keys() -> Vec<String> {
         "rt-private",
         "nacl-public",
         "nacl-app",
+        "nacl-db",
         "sg-alb",
         "sg-app",
         "sg-db",
@@ -69,8 +70,36 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
         assert!(recorded.contains(k), "{k} exists in AWS but not in the state");
     }
 
-    // VPC: CIDR and both DNS attributes.
+    // VPC: CIDR and both DNS attributes; its default security group holds no rule.
     let vpc = id_of(&st, "vpc");
+    let default_sg = c
+        .ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(&vpc).build())
+        .filters(Filter::builder().name("group-name").values("default").build())
+        .send()
+        .await
+        .unwrap();
+    let default_sg = &default_sg.security_groups()[0];
+    assert!(default_sg.ip_permissions().is_empty(), "{default_sg:?}");
+    assert!(default_sg.ip_permissions_egress().is_empty(), "{default_sg:?}");
+
+    // Every endpoint's policy names this account (no allow-everything default).
+    let account = c.identity(&d.name).await.unwrap().account_id;
+    for svc in ["secretsmanager", "ssm", "ssmmessages", "ec2messages", "s3"] {
+        let e = c
+            .ec2
+            .describe_vpc_endpoints()
+            .vpc_endpoint_ids(id_of(&st, &format!("vpce-{svc}")))
+            .send()
+            .await
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_str(e.vpc_endpoints()[0].policy_document().unwrap()).unwrap();
+        assert_eq!(
+            doc["Statement"][0]["Condition"]["StringEquals"]["aws:PrincipalAccount"], account,
+            "vpce-{svc}: {doc}"
+        );
+    }
     let v = c.ec2.describe_vpcs().vpc_ids(&vpc).send().await.unwrap();
     assert_eq!(v.vpcs()[0].cidr_block(), Some("10.0.0.0/16"));
     let tags = v.vpcs()[0].tags();
@@ -200,7 +229,7 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
     );
 
     // NACLs associated with their subnets, with the blueprint's rules.
-    for (key, tier) in [("nacl-public", "public"), ("nacl-app", "app")] {
+    for (key, tier) in [("nacl-public", "public"), ("nacl-app", "app"), ("nacl-db", "db")] {
         let acl = c
             .ec2
             .describe_network_acls()
@@ -253,6 +282,15 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
                 assert_eq!(rule.protocol(), Some("-1"), "{key} {app}");
                 assert_eq!(rule.rule_action().map(|a| a.as_str()), Some("allow"), "{key} {app}");
             }
+        } else if tier == "db" {
+            let mut want = vec![
+                (3306, 3306, "10.0.0.0/24".to_string(), true),
+                (3306, 3306, "10.0.1.0/24".to_string(), true),
+            ];
+            let mut got = inbound.clone();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "{key}: MariaDB from the app subnets only");
         } else {
             assert!(
                 inbound.contains(&(8224, 8224, "10.0.2.0/24".into(), true)),

@@ -108,7 +108,7 @@ async fn sideload_tier_reads_back_updates_only_changed_code_and_is_destroyed() {
     assert_eq!(role.arn(), out(&st, "lambda-role", "arn"));
     assert_eq!(
         decode(role.assume_role_policy_document().unwrap()),
-        policy::trust_policy("lambda.amazonaws.com")
+        policy::trust_policy("lambda.amazonaws.com", &id.account_id)
     );
     let attached = c
         .iam
@@ -337,7 +337,7 @@ async fn a_role_of_the_same_name_that_is_not_ours_is_never_adopted() {
     c.iam
         .create_role()
         .role_name(&role_name)
-        .assume_role_policy_document(policy::trust_policy("lambda.amazonaws.com").to_string())
+        .assume_role_policy_document(policy::trust_policy("lambda.amazonaws.com", "123456789012").to_string())
         .send()
         .await
         .unwrap();
