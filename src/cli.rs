@@ -63,8 +63,8 @@ pub struct GlobalArgs {
     /// the local side.
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Machine-readable stdout: one JSON object per event (NDJSON) for up, upgrade and destroy, one
-    /// JSON document for plan, status and outputs.
+    /// Machine-readable stdout: one JSON object per event (NDJSON) for up, upgrade, destroy and
+    /// logs, one JSON document for plan, status, outputs, sideload and connect.
     #[arg(long, global = true)]
     pub json: bool,
     /// Do not ask for confirmation.
@@ -209,6 +209,9 @@ pub enum Command {
                             (AWS-StartPortForwardingSessionToRemoteHost) and prints a MariaDB client command \
                             line that reads the password from Secrets Manager itself: the password is never \
                             printed. --json prints the commands and runs nothing.\n\n\
+                            Exit status: 0 when the session ended well (or with --json), 1 when it failed or \
+                            the AWS CLI or its plugin is missing, 2 bad input (an --instance that is not one of \
+                            the group's), 3 refused (no state).\n\n\
                             Examples:\n  \
                             pi-deploy connect --deployment pi\n  \
                             pi-deploy connect --instance i-0123456789abcdef0\n  \
@@ -223,7 +226,9 @@ pub enum Command {
                             that instance's console output, where a failing user data shows first (an \
                             instance the group already replaced still counts while EC2 lists it); --instance \
                             without an ID shows every instance of the deployment. --follow keeps printing \
-                            what is new until Ctrl-C. --json prints one JSON object per event or output.\n\n\
+                            what is new until Ctrl-C (exit 0). --json prints one JSON object per event or output.\n\n\
+                            Exit status: 0 ok, 1 failed (e.g. no log group yet), 2 bad input (--since, an \
+                            --instance that is not the deployment's), 3 refused (no state).\n\n\
                             Examples:\n  \
                             pi-deploy logs --deployment pi\n  \
                             pi-deploy logs --since 2d --json | jq -r .message\n  \

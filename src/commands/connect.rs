@@ -208,12 +208,10 @@ async fn run_session(aws_cli: &Path, argv: &[String]) -> Result<(), CmdError> {
             hint: Some(CLI_INSTALL.into()),
             reported: false,
         })?;
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status,
-            _ = tokio::signal::ctrl_c() => continue,
-        }
-    };
+    // Holding a receiver keeps the first Ctrl-C from ending pi-deploy (signals.rs): it goes
+    // to the AWS CLI too, which ends a port forward on it; a second one exits at once.
+    let _ctrl_c = super::signals::subscribe();
+    let status = child.wait().await;
     match status {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(CmdError::Failed {

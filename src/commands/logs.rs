@@ -7,6 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio::sync::watch;
 
 use super::{CmdError, load_config, open_read_only, validate};
 use crate::cli::{GlobalArgs, LogsArgs};
@@ -78,6 +79,8 @@ pub async fn run(global: &GlobalArgs, args: &LogsArgs) -> Result<(), CmdError> {
 }
 
 async fn lambda(aws: &Aws, global: &GlobalArgs, follow: bool, start_ms: i64) -> Result<(), CmdError> {
+    // Only --follow holds off the first Ctrl-C (to end with exit 0); a one-shot read exits.
+    let mut stop = follow.then(super::signals::subscribe);
     let group = names::lambda_log_group(&aws.env.deployment);
     let mut from = start_ms;
     // Events already printed at the newest timestamp (the next read starts there again).
@@ -117,21 +120,31 @@ async fn lambda(aws: &Aws, global: &GlobalArgs, follow: bool, start_ms: i64) -> 
             }
             return Ok(());
         }
-        if wait_or_interrupted(LAMBDA_POLL).await {
+        if wait_or_interrupted(LAMBDA_POLL, stop.as_mut()).await {
             return Ok(());
         }
     }
 }
 
-/// Sleep `d`; true when Ctrl-C came first (the end of `--follow`).
-async fn wait_or_interrupted(d: Duration) -> bool {
+/// Sleep `d`; true when Ctrl-C (or SIGTERM) came first: the end of `--follow`, exit 0.
+/// Holding a receiver of `signals` is what keeps the first signal from exiting at once.
+/// Without one (no --follow) there is nothing to wait for.
+async fn wait_or_interrupted(d: Duration, stop: Option<&mut watch::Receiver<bool>>) -> bool {
+    let Some(stop) = stop else {
+        return true;
+    };
+    if *stop.borrow() {
+        return true;
+    }
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
-        _ = tokio::signal::ctrl_c() => true,
+        _ = stop.changed() => true,
     }
 }
 
 async fn console(aws: &Aws, global: &GlobalArgs, follow: bool, id: Option<&str>) -> Result<(), CmdError> {
+    // Only --follow holds off the first Ctrl-C (to end with exit 0); a one-shot read exits.
+    let mut stop = follow.then(super::signals::subscribe);
     let instances = operator::instances(aws, id).await?;
     if instances.is_empty() {
         return Err(match id {
@@ -189,7 +202,7 @@ async fn console(aws: &Aws, global: &GlobalArgs, follow: bool, id: Option<&str>)
             }
             seen.insert(i.id.clone(), output);
         }
-        if !follow || wait_or_interrupted(CONSOLE_POLL).await {
+        if !follow || wait_or_interrupted(CONSOLE_POLL, stop.as_mut()).await {
             return Ok(());
         }
     }

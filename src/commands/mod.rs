@@ -384,13 +384,14 @@ pub fn read_state(global: &GlobalArgs, cfg: &Config, how: &Connect<'_>) -> Resul
 /// Credentials and identity, and the state read without the lock (`read_state`), refused
 /// when it belongs to another deployment, region or account.
 pub async fn open_read_only(cfg: &Config, global: &GlobalArgs) -> Result<(Arc<Aws>, State), CmdError> {
-    let clients = Clients::load(cfg.region.as_deref()).await?;
-    let identity: Identity = clients.identity(&cfg.deployment).await?;
+    // The state first: without one, nothing else is worth a call (a local state needs none).
     let how = Connect {
-        config: Some(&clients.config),
-        region: Some(state_region(cfg, &identity.region)),
+        config: None,
+        region: cfg.state.region.clone().or_else(|| cfg.region.clone()),
     };
     let (state, at) = read_state(global, cfg, &how)?;
+    let clients = Clients::load(cfg.region.as_deref()).await?;
+    let identity: Identity = clients.identity(&cfg.deployment).await?;
     state
         .check_owner(&identity)
         .map_err(|refusal| StateFileError::Refused { at, refusal })?;

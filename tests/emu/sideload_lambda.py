@@ -130,6 +130,9 @@ def main():
         lines = []
         for rec in records:
             lines.extend(invoke(rec, capture))
+        for line in lines:
+            # On the test's stderr too: what a failed assertion about the receipt needs.
+            print("sideload-lambda: " + line, file=sys.stderr, flush=True)
         if lines:
             stamp = int(time.time() * 1000)
             logs.put_log_events(
