@@ -386,7 +386,7 @@ async fn upload(
     }
 
     // Wait for the Lambda's outcome of each sent object.
-    let outcomes = wait_for_tags(aws, global, bucket, &waiting, args.wait).await?;
+    let (outcomes, read_error) = wait_for_tags(aws, global, bucket, &waiting, args.wait).await?;
     for (l, etag) in &waiting {
         match outcomes.get(&l.key) {
             Some((o, detail)) => receipt.push(entry_of(l, *o, Some(Decider::Lambda), detail.clone())),
@@ -395,9 +395,13 @@ async fn upload(
                 Outcome::Pending,
                 None,
                 Some(format!(
-                    "no outcome from the Lambda within {}s (object ETag {})",
+                    "no outcome from the Lambda within {}s (object ETag {}){}",
                     args.wait,
-                    bare_etag(etag)
+                    bare_etag(etag),
+                    read_error
+                        .as_ref()
+                        .map(|e| format!("; reading its tags failed at times while waiting: {e}"))
+                        .unwrap_or_default()
                 )),
             )),
         }
@@ -410,17 +414,20 @@ type Report = (Outcome, Option<String>);
 type Reported = BTreeMap<String, Report>;
 
 /// Read the tags of every sent object until each carries the Lambda's outcome about that
-/// upload, or `wait_s` runs out (what is still missing is left out).
+/// upload, or `wait_s` runs out (what is still missing is left out). A read that fails with
+/// a throttle or a transient error leaves that object waiting (the others keep what was
+/// read) and is returned with the outcomes when the wait runs out; any other error fails.
 async fn wait_for_tags(
     aws: &Aws,
     global: &GlobalArgs,
     bucket: &str,
     sent: &[(Local, String)],
     wait_s: u64,
-) -> Result<Reported, CmdError> {
+) -> Result<(Reported, Option<String>), CmdError> {
     let reported: Mutex<Reported> = Mutex::new(BTreeMap::new());
+    let last_error: Mutex<Option<String>> = Mutex::new(None);
     if sent.is_empty() || wait_s == 0 {
-        return Ok(reported.into_inner().unwrap());
+        return Ok((reported.into_inner().unwrap(), None));
     }
     let spinner = waiting_spinner(global, sent.len());
     let result = wait::wait_for(
@@ -449,9 +456,15 @@ async fn wait_for_tags(
                 .await;
             let mut done = reported.lock().unwrap();
             for r in read {
-                let (key, outcome) = r?;
-                if let Some(o) = outcome {
-                    done.insert(key, o);
+                match r {
+                    Ok((key, Some(o))) => {
+                        done.insert(key, o);
+                    }
+                    Ok((_, None)) => {}
+                    Err(e) if e.is(ErrorClass::Throttled) || e.is(ErrorClass::Transient) => {
+                        *last_error.lock().unwrap() = Some(e.message.clone());
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             spinner.set_position(done.len() as u64);
@@ -469,7 +482,7 @@ async fn wait_for_tags(
         Err(e) if e.is(ErrorClass::Timeout) => {}
         Err(e) => return Err(e.into()),
     }
-    Ok(reported.into_inner().unwrap())
+    Ok((reported.into_inner().unwrap(), last_error.into_inner().unwrap()))
 }
 
 fn waiting_spinner(global: &GlobalArgs, n: usize) -> ProgressBar {
