@@ -6,18 +6,21 @@
 //! eventually consistent: calls right after CreateRole may see NoSuchEntity, which is
 //! retried briefly; services that use the role retry their own propagation errors.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_iam::types::{Role, Tag};
 use serde_json::Value;
 
-use super::{Aws, ResourceKind, ec2, observe, props};
+use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
+use crate::core::diff::{AttrSpec, Settings, settings};
 use crate::core::latency;
 use crate::core::names;
 use crate::core::policy::{self, ArnScope};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
-use crate::core::spec::{Kind, RolePolicy};
+use crate::core::spec::{Kind, NodeSpec, RolePolicy};
 
 pub struct IamRole;
 
@@ -87,6 +90,41 @@ fn same_document(returned: Option<&str>, desired: &Value) -> bool {
     returned
         .and_then(|d| serde_json::from_str::<Value>(&url_decode(d)).ok())
         .is_some_and(|v| &v == desired)
+}
+
+/// Day 2: whether the role's inline policy says what `converge` puts. A document a newer
+/// pi-deploy writes differently (e.g. the side-loading Lambda's outcome tags) or one edited
+/// by hand is put again in place.
+const ATTRS: &[AttrSpec] = &[AttrSpec::update("inline_policy", &[])];
+
+/// The role's inline policy `pi-deploy` as IAM returns it (URL-encoded), if it has one.
+async fn our_inline_document(aws: &Aws, name: &str) -> Result<Option<String>, ResourceError> {
+    match aws
+        .clients
+        .iam
+        .get_role_policy()
+        .role_name(name)
+        .policy_name(INLINE_POLICY)
+        .send()
+        .await
+        .map_err(err("reading the role's inline policy"))
+    {
+        Ok(out) => Ok(Some(out.policy_document().to_string())),
+        Err(e) if e.is(ErrorClass::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `inline_policy` of the live settings: `matches` or `differs`; `None` when the desired
+/// document cannot be known (a dependency not recorded): nothing is claimed then.
+fn inline_setting(returned: Option<&str>, desired: Option<&Value>) -> Option<Settings> {
+    let desired = desired?;
+    let verdict = if same_document(returned, desired) {
+        "matches"
+    } else {
+        "differs"
+    };
+    Some(settings([("inline_policy", verdict.to_string())]))
 }
 
 /// (to attach, to detach) for the managed policies.
@@ -399,8 +437,26 @@ impl ResourceKind for IamRole {
         Ok(outputs_of(&role))
     }
 
-    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
-        Ok(observe::exists(get_role(aws, outputs.id()?).await?))
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, _spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        settings([("inline_policy", "matches".to_string())])
+    }
+
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let name = outputs.id()?;
+        if get_role(aws, name).await?.is_none() {
+            return Ok(Observed::Missing);
+        }
+        let (which,) = props!(cx, IamRole { policy });
+        let desired = inline_policy(&scope(aws), &aws.env.deployment, *which, cx).ok();
+        let live = match &desired {
+            Some(_) => inline_setting(our_inline_document(aws, name).await?.as_deref(), desired.as_ref()),
+            None => None,
+        };
+        Ok(Observed::Present(live.unwrap_or_default()))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -440,6 +496,25 @@ mod tests {
 
     use super::*;
     use crate::core::spec::{NodeSpec, Props};
+
+    #[test]
+    fn an_inline_policy_that_says_something_else_differs_and_an_unknown_one_claims_nothing() {
+        let ours = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/*"]}]});
+        let encoded = "%7B%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%5B%22s3%3AGetObject%22%5D%2C%22Resource%22%3A%5B%22arn%3Aaws%3As3%3A%3A%3Ab%2F%2A%22%5D%7D%5D%2C%22Version%22%3A%222012-10-17%22%7D";
+        let verdict = |returned: Option<&str>, desired: Option<&Value>| {
+            inline_setting(returned, desired).map(|s| s["inline_policy"].clone())
+        };
+        assert_eq!(verdict(Some(encoded), Some(&ours)).as_deref(), Some("matches"));
+        // An older document (without the outcome-tag statement), none at all: put again.
+        let mut newer = ours.clone();
+        newer["Statement"].as_array_mut().unwrap().push(
+            serde_json::json!({"Effect": "Allow", "Action": ["s3:PutObjectTagging"], "Resource": ["arn:aws:s3:::b/*"]}),
+        );
+        assert_eq!(verdict(Some(encoded), Some(&newer)).as_deref(), Some("differs"));
+        assert_eq!(verdict(None, Some(&ours)).as_deref(), Some("differs"));
+        // The desired document is not known (a dependency not recorded): nothing claimed.
+        assert_eq!(verdict(Some(encoded), None), None);
+    }
 
     const SCOPE: ArnScope<'static> = ArnScope {
         partition: "aws",

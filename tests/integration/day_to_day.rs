@@ -133,6 +133,41 @@ async fn sideload_prints_a_receipt_that_matches_what_the_lambda_did() {
     d.up(&[]);
     let c = clients().await;
     let bucket = out(&d.state(), "bucket", "id");
+    // A deployment built before the Lambda reported outcomes: its role's inline policy has no
+    // s3:PutObjectTagging. The next `up` puts the current document again (before the
+    // bucket's policy and notification are lifted below: `up` would put them back too).
+    let role = names::lambda_role(&d.name);
+    let inline = |doc: String| doc.contains("PutObjectTagging");
+    let older = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{bucket}/*")}]
+    });
+    c.iam
+        .put_role_policy()
+        .role_name(&role)
+        .policy_name("pi-deploy")
+        .policy_document(older.to_string())
+        .send()
+        .await
+        .unwrap();
+    let read_inline = || async {
+        c.iam
+            .get_role_policy()
+            .role_name(&role)
+            .policy_name("pi-deploy")
+            .send()
+            .await
+            .unwrap()
+            .policy_document()
+            .to_string()
+    };
+    assert!(!inline(read_inline().await));
+    d.up(&[]);
+    assert!(
+        inline(read_inline().await),
+        "up did not put the role's inline policy again"
+    );
+
     // moto applies the bucket's TLS-only Deny without evaluating its condition
     // (aws:SecureTransport), so it refuses every object call made over its plain HTTP; AWS
     // refuses only calls made without TLS. Lifted for this test only.
