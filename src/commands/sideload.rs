@@ -117,7 +117,7 @@ fn hint(r: &Receipt) -> String {
         steps.push("the Lambda retries a failed copy twice on its own; run the command again to send it anew, and see `pi-deploy logs` for the whole error");
     }
     if has(Outcome::Pending) {
-        steps.push("the Lambda has not reported yet: run the same command again later (what is copied shows as unchanged), or look at `pi-deploy logs` (`action=tag-failed` there means its role may not tag objects yet: the role of a deployment built before the Lambda reported outcomes lacks s3:PutObjectTagging)");
+        steps.push("the Lambda has not reported yet: run the same command again later (what is copied shows as unchanged), or look at `pi-deploy logs` (`action=tag-failed` there means its role may not tag objects yet: a deployment built before the Lambda reported outcomes gets s3:PutObjectTagging from `pi-deploy up`)");
     }
     steps.join("; ")
 }
