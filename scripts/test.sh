@@ -196,8 +196,9 @@ fi
 # run, push/pull, state init) ran in step 6; it always uses S3. These run the same tests as
 # step 6 with the state in an S3 bucket of the emulator instead of a directory
 # (tests/integration/common.rs), chosen to cover refusals, plan/status/outputs, destroy, a
-# killed run and the secret scan of every state version (docs/RELIABILITY.md has the times).
-s3_tests=(hostile_state:: operator:: destroy:: network::killed data::secret_values)
+# killed run, the secret scan of every state version and the commands that read the state
+# without its lock (sideload, connect, logs) (docs/RELIABILITY.md has the times).
+s3_tests=(hostile_state:: operator:: destroy:: network::killed data::secret_values day_to_day::)
 if [[ "${PI_TEST_S3_STATE:-}" == 1 || (-z "${PI_TEST_S3_STATE:-}" && $# -eq 0) ]]; then
   banner "integration tests with the state in S3 (PI_DEPLOY_TEST_STATE=s3): ${s3_tests[*]}"
   s3_started=$SECONDS

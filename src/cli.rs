@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::core::executor::Limits;
 
@@ -17,7 +17,10 @@ use crate::core::executor::Limits;
                   `outputs` prints its URL and ids, `upgrade` swaps the instances to a new AMI without \
                   downtime, `destroy` removes it in reverse order. The state lives in a local directory \
                   or, for a team, in S3 (--state s3://BUCKET/PREFIX; `state init`, `state push`, \
-                  `state pull`, `state history`, `force-unlock`).\n\n\
+                  `state pull`, `state history`, `force-unlock`). Day to day: `sideload` puts files on the \
+                  dashboard's file system and says what became of each, `connect` opens a shell on an \
+                  instance or a tunnel to the database, `logs` shows the side-loading Lambda's log and the \
+                  instances' console output.\n\n\
                   Credentials and region come from the standard AWS environment (AWS_PROFILE, \
                   `aws sso login`, AWS_REGION, AWS_ENDPOINT_URL), overridable with --region.",
     after_help = "Examples:\n  \
@@ -26,6 +29,9 @@ use crate::core::executor::Limits;
                   pi-deploy status --deployment pi-prod\n  \
                   pi-deploy outputs --deployment pi-prod --json\n  \
                   pi-deploy upgrade --deployment pi-prod --ami ami-0fedcba9876543210\n  \
+                  pi-deploy sideload ./logo.png ./brand --to images --deployment pi-prod\n  \
+                  pi-deploy connect --db --deployment pi-prod\n  \
+                  pi-deploy logs --since 30m --follow --deployment pi-prod\n  \
                   pi-deploy destroy --deployment pi-prod --yes\n  \
                   pi-deploy up --deployment pi-prod --state s3://my-team-pi-state/pi --ami ami-0123456789abcdef0\n\n\
                   Exit codes: 0 done, 1 failed (or `status` found problems), 2 bad input, 3 refused."
@@ -57,8 +63,8 @@ pub struct GlobalArgs {
     /// the local side.
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Machine-readable stdout: one JSON object per event (NDJSON) for up, upgrade and destroy, one
-    /// JSON document for plan, status and outputs.
+    /// Machine-readable stdout: one JSON object per event (NDJSON) for up, upgrade, destroy and
+    /// logs, one JSON document for plan, status, outputs, sideload and connect.
     #[arg(long, global = true)]
     pub json: bool,
     /// Do not ask for confirmation.
@@ -182,6 +188,67 @@ pub enum Command {
                             pi-deploy force-unlock 3f2b6c1e-4c1d-4f0e-9a43-0d5c7f1b2a9e --deployment pi --json"
     )]
     ForceUnlock(ForceUnlockArgs),
+    /// Upload files for the dashboard (themes, images, Excel data, SVGs, keys) and say what the
+    /// side-loading Lambda did with each.
+    #[command(
+        after_help = "Each file goes to the resources bucket under the folder, and the side-loading \
+                            Lambda copies it onto the dashboard's file system (/var/panintelligence/<folder>/...). \
+                            A file keeps its name; a directory keeps its name and its tree (like `cp -r DIR \
+                            images/`). Names the Lambda would refuse (`..`, backslashes, control characters, \
+                            not UTF-8) are listed as rejected and never sent. Files already copied with the same \
+                            content are not sent again (--force sends them anyway). Files of 8 MiB or more go \
+                            as multipart uploads. Then it waits for the Lambda's outcome of each object and prints a \
+                            receipt: copied, unchanged, rejected (and why), failed (with the Lambda's error \
+                            line), or pending when --wait ran out.\n\n\
+                            With --delete, the PATHs are names inside the folder: each object (or every object \
+                            under a name that is a directory) is deleted, and so is its file on the file system.\n\n\
+                            Exit status: 0 when every object ended as asked, 1 otherwise, 2 bad input (nothing \
+                            sent), 3 refused (no state file, or --delete without --yes and no terminal).\n\n\
+                            Examples:\n  \
+                            pi-deploy sideload ./logo.png ./brand --to images --deployment pi\n  \
+                            pi-deploy sideload ./acme-theme --to themes --json\n  \
+                            pi-deploy sideload brand/old-logo.png brand/2025 --to images --delete --yes"
+    )]
+    Sideload(SideloadArgs),
+    /// Open a shell on a dashboard instance through Session Manager, or forward a local port
+    /// to the database.
+    #[command(
+        after_help = "No SSH, no key pair, no open port: the AWS CLI's `aws ssm start-session` with its \
+                            Session Manager plugin. Without --instance, a healthy InService instance of the \
+                            Auto Scaling group is chosen. When the AWS CLI or the plugin is missing, the exact \
+                            command is printed with how to install what is missing (exit 1).\n\n\
+                            --db forwards localhost:--local-port through the instance to the database \
+                            (AWS-StartPortForwardingSessionToRemoteHost) and prints a MariaDB client command \
+                            line that reads the password from Secrets Manager itself: the password is never \
+                            printed. --json prints the commands and runs nothing.\n\n\
+                            Exit status: 0 when the session ended well (or with --json), 1 when it failed or \
+                            the AWS CLI or its plugin is missing, 2 bad input (an --instance that is not one of \
+                            the group's), 3 refused (no state).\n\n\
+                            Examples:\n  \
+                            pi-deploy connect --deployment pi\n  \
+                            pi-deploy connect --instance i-0123456789abcdef0\n  \
+                            pi-deploy connect --db --local-port 13306\n  \
+                            pi-deploy connect --db --json"
+    )]
+    Connect(ConnectArgs),
+    /// Show the side-loading Lambda's log events, or the instances' console output.
+    #[command(
+        after_help = "Without --instance: the Lambda's log group (one line per object it copied, \
+                            skipped, rejected or failed), since --since (default 1h). With --instance ID: \
+                            that instance's console output, where a failing user data shows first (an \
+                            instance the group already replaced still counts while EC2 lists it); --instance \
+                            without an ID shows every instance of the deployment. --follow keeps printing \
+                            what is new until Ctrl-C (exit 0). --json prints one JSON object per event or output.\n\n\
+                            Exit status: 0 ok, 1 failed (e.g. no log group yet), 2 bad input (--since, an \
+                            --instance that is not the deployment's), 3 refused (no state).\n\n\
+                            Examples:\n  \
+                            pi-deploy logs --deployment pi\n  \
+                            pi-deploy logs --since 2d --json | jq -r .message\n  \
+                            pi-deploy logs --follow\n  \
+                            pi-deploy logs --instance i-0123456789abcdef0\n  \
+                            pi-deploy logs --instance"
+    )]
+    Logs(LogsArgs),
     /// Print a shell completion script to stdout.
     #[command(after_help = "Examples:\n  \
                             pi-deploy completions bash > ~/.local/share/bash-completion/completions/pi-deploy\n  \
@@ -297,6 +364,76 @@ pub struct DestroyArgs {
     pub disable_deletion_protection: bool,
 }
 
+/// The folders of the resources bucket the side-loading Lambda copies from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Folder {
+    Themes,
+    Images,
+    ExcelData,
+    Svg,
+    Keys,
+}
+
+impl Folder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Folder::Themes => "themes",
+            Folder::Images => "images",
+            Folder::ExcelData => "excel-data",
+            Folder::Svg => "svg",
+            Folder::Keys => "keys",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SideloadArgs {
+    /// Files and directories to upload; with --delete, names of objects inside the folder.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The folder they go to (on the file system: /var/panintelligence/<folder>/).
+    #[arg(long, value_enum, value_name = "FOLDER")]
+    pub to: Folder,
+    /// Delete the named objects, and so their files on the file system, instead of uploading.
+    #[arg(long)]
+    pub delete: bool,
+    /// Upload files even when the bucket already holds the same content, copied.
+    #[arg(long, conflicts_with = "delete")]
+    pub force: bool,
+    /// How long to wait for the Lambda's outcome of each object (0: do not wait).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub wait: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// The instance (default: a healthy InService instance of the Auto Scaling group).
+    #[arg(long, value_name = "ID")]
+    pub instance: Option<String>,
+    /// Forward a local port through the instance to the database instead of opening a shell.
+    #[arg(long)]
+    pub db: bool,
+    /// With --db: the local port to forward [default: 3306].
+    #[arg(long, value_name = "PORT", requires = "db", value_parser = clap::value_parser!(u16).range(1..))]
+    pub local_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// How far back the Lambda's events go: 30s, 15m, 1h, 2d, 1w or an RFC 3339 time [default: 1h].
+    #[arg(long, value_name = "WHEN", conflicts_with = "instance")]
+    pub since: Option<String>,
+    /// Keep printing what is new until Ctrl-C.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// The side-loading Lambda's log events (the default).
+    #[arg(long, conflicts_with = "instance")]
+    pub lambda: bool,
+    /// An instance's console output; without an ID, every instance of the deployment.
+    #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
+    pub instance: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,5 +449,42 @@ mod tests {
             assert!(e.to_string().contains("--max-parallel"), "{e}");
             assert!(e.to_string().contains("fix:"), "{e}");
         }
+    }
+
+    #[test]
+    fn the_day_to_day_commands_parse_their_flags() {
+        let cli = Cli::try_parse_from(["pi-deploy", "sideload", "a.png", "dir", "--to", "excel-data"]).unwrap();
+        let Command::Sideload(a) = cli.command else { panic!() };
+        assert_eq!(
+            (a.to.as_str(), a.paths.len(), a.wait, a.delete),
+            ("excel-data", 2, 300, false)
+        );
+        for bad in [
+            vec!["pi-deploy", "sideload", "--to", "images"],
+            vec!["pi-deploy", "sideload", "a.png"],
+            vec!["pi-deploy", "sideload", "a.png", "--to", "excel"],
+            vec![
+                "pi-deploy",
+                "sideload",
+                "a.png",
+                "--to",
+                "images",
+                "--delete",
+                "--force",
+            ],
+            vec!["pi-deploy", "connect", "--local-port", "3306"],
+            vec!["pi-deploy", "connect", "--db", "--local-port", "0"],
+            vec!["pi-deploy", "logs", "--instance", "i-12345678", "--since", "1h"],
+            vec!["pi-deploy", "logs", "--instance", "--lambda"],
+        ] {
+            let e = Cli::try_parse_from(&bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+        }
+        let cli = Cli::try_parse_from(["pi-deploy", "logs", "--instance"]).unwrap();
+        let Command::Logs(a) = cli.command else { panic!() };
+        assert_eq!(a.instance.as_deref(), Some(""));
+        let cli = Cli::try_parse_from(["pi-deploy", "connect", "--db", "--local-port", "13306"]).unwrap();
+        let Command::Connect(a) = cli.command else { panic!() };
+        assert_eq!((a.db, a.local_port), (true, Some(13306)));
     }
 }

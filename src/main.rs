@@ -105,6 +105,9 @@ fn main() -> ExitCode {
             Command::Plan(args) => commands::plan::run(g, args, events).await,
             Command::Status => commands::status::run(g, events).await,
             Command::State(cmd) => commands::state::run(g, cmd).await,
+            Command::Sideload(args) => commands::sideload::run(g, args).await,
+            Command::Connect(args) => commands::connect::run(g, args).await,
+            Command::Logs(args) => commands::logs::run(g, args).await,
             Command::Outputs | Command::Completions { .. } | Command::ForceUnlock(_) => {
                 unreachable!("handled above")
             }

@@ -25,19 +25,28 @@ Contract (see lambda/README.md):
   does not keep the others from being copied. A retry re-runs every record of the
   event; that is safe because each action is idempotent (rewrite the same
   object, delete an already-deleted file).
+* After each created object is handled, the outcome is written as the object's
+  tags (the only S3 write the role may make: ``s3:PutObjectTagging`` on the
+  bucket's objects), so ``pi-deploy sideload`` can print a receipt without
+  reading EFS: ``pi-deploy:sideload`` = ``copied``/``rejected``/``failed``,
+  ``pi-deploy:etag`` = the ETag of the object version the outcome is about,
+  ``pi-deploy:detail`` = the reason or the error line (reduced to the characters
+  S3 allows in a tag value). The tag set is replaced. An object that is gone is
+  not tagged; any other tagging error is logged and never changes the outcome.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import string
 import tempfile
 import urllib.parse
 
 import boto3
 from botocore.config import Config
 
-__all__ = ["handler", "SideloadError", "ALLOWED_FOLDERS", "CHUNK_SIZE"]
+__all__ = ["handler", "SideloadError", "ALLOWED_FOLDERS", "CHUNK_SIZE", "OUTCOME_TAG", "ETAG_TAG", "DETAIL_TAG"]
 
 ALLOWED_FOLDERS = ("images", "themes", "excel-data", "svg", "keys")
 DEFAULT_EFS_ROOT = "/mnt/efs/var/panintelligence"
@@ -45,6 +54,16 @@ CHUNK_SIZE = 1024 * 1024  # bytes per read from the S3 body
 FILE_MODE = 0o644
 DIR_MODE = 0o755
 TEMP_PREFIX = ".sideload-"
+# The outcome of each created object, as its tags (read by `pi-deploy sideload`).
+OUTCOME_TAG = "pi-deploy:sideload"
+ETAG_TAG = "pi-deploy:etag"
+DETAIL_TAG = "pi-deploy:detail"
+TAG_VALUE_MAX = 256
+# What every S3 implementation accepts in a tag value (AWS allows any Unicode letter
+# or number too; some emulators only ASCII).
+_TAG_SAFE = frozenset(string.ascii_letters + string.digits + " _.:/=+-@")
+# Codes meaning the object is gone: nothing to tag, and nobody waits for it.
+_GONE = frozenset(("NoSuchKey", "404", "NotFound"))
 
 logger = logging.getLogger("sideload")
 logger.setLevel(logging.INFO)
@@ -141,14 +160,15 @@ def _make_dirs(path: str) -> None:
         os.chmod(directory, DIR_MODE)
 
 
-def _copy_object(s3, bucket: str, key: str, version_id: str | None, target: str, root: str) -> int:
-    """Stream s3://bucket/key into ``target`` atomically; return the byte count."""
+def _copy_object(s3, bucket: str, key: str, version_id: str | None, target: str, root: str) -> tuple[int, str]:
+    """Stream s3://bucket/key into ``target`` atomically; return the byte count and the ETag."""
     params = {"Bucket": bucket, "Key": key}
     # "null" is the version id of objects written while versioning was off or
     # suspended; GetObject with a VersionId needs s3:GetObjectVersion.
     if version_id and version_id != "null":
         params["VersionId"] = version_id
     response = s3.get_object(**params)
+    etag = str(response.get("ETag") or "").strip('"')
     body = response["Body"]
     try:
         directory = os.path.dirname(target)
@@ -176,7 +196,7 @@ def _copy_object(s3, bucket: str, key: str, version_id: str | None, target: str,
             except FileNotFoundError:
                 pass
             raise
-        return size
+        return size, etag
     finally:
         body.close()
 
@@ -193,6 +213,29 @@ def _delete_file(target: str) -> bool:
     return True
 
 
+def _tag_value(text) -> str:
+    """``text`` reduced to what S3 accepts in a tag value: other characters dropped,
+    runs of spaces folded, at most TAG_VALUE_MAX characters."""
+    kept = "".join(c for c in str(text) if c in _TAG_SAFE)
+    return " ".join(kept.split())[:TAG_VALUE_MAX]
+
+
+def _report(bucket: str, key: str, outcome: str, etag: str | None, detail: str = "") -> None:
+    """Tag s3://bucket/key with the outcome of its copy (never raises)."""
+    tags = [{"Key": OUTCOME_TAG, "Value": outcome}]
+    if etag:
+        tags.append({"Key": ETAG_TAG, "Value": _tag_value(str(etag).strip('"'))})
+    if detail:
+        tags.append({"Key": DETAIL_TAG, "Value": _tag_value(detail)})
+    try:
+        _s3().put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tags})
+    except Exception as exc:
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        if code in _GONE:
+            return
+        logger.warning("action=tag-failed bucket=%r key=%r error=%s: %s", bucket, key, type(exc).__name__, exc)
+
+
 def _process_record(record, root: str) -> str:
     """Mirror one S3 event record and return the outcome.
 
@@ -207,6 +250,7 @@ def _process_record(record, root: str) -> str:
         bucket = record["s3"]["bucket"]["name"]
         raw_key = record["s3"]["object"]["key"]
         version_id = record["s3"]["object"].get("versionId")
+        event_etag = record["s3"]["object"].get("eTag")
     except (KeyError, TypeError, AttributeError):
         logger.warning("action=skip event=%r reason=%r", event_name, "not an S3 object record")
         return "skipped"
@@ -233,8 +277,9 @@ def _process_record(record, root: str) -> str:
         _validate_key(key)
         target = _resolve_target(root, key)
         if action == "copy":
-            size = _copy_object(_s3(), bucket, key, version_id, target, root)
+            size, etag = _copy_object(_s3(), bucket, key, version_id, target, root)
             logger.info("action=copy bucket=%r key=%r size=%d", bucket, key, size)
+            _report(bucket, key, "copied", etag or event_etag)
             return "copied"
         existed = _delete_file(target)
         logger.info(
@@ -243,9 +288,13 @@ def _process_record(record, root: str) -> str:
         return "deleted" if existed else "absent"
     except RejectedKey as exc:
         logger.warning("action=reject bucket=%r key=%r reason=%r", bucket, key, str(exc))
+        if action == "copy":
+            _report(bucket, key, "rejected", event_etag, str(exc))
         return "rejected"
     except Exception as exc:
         logger.error("action=%s-failed bucket=%r key=%r error=%s: %s", action, bucket, key, type(exc).__name__, exc)
+        if action == "copy":
+            _report(bucket, key, "failed", event_etag, "%s: %s" % (type(exc).__name__, exc))
         raise
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import json
 import logging
 import os
 import stat
@@ -76,10 +77,22 @@ def all_files(top):
 
 
 class ForbiddenS3:
-    """An S3 client that must not be used (a rejected key must not reach S3)."""
+    """An S3 client that must not read anything (a rejected key must never be fetched);
+    only the outcome tag may be written, and each such call is recorded."""
+
+    def __init__(self):
+        self.tagged = []
+
+    def put_object_tagging(self, **params):
+        self.tagged.append(params)
 
     def __getattr__(self, name):
         raise AssertionError("S3 was called (%s) for a key that should have been rejected" % name)
+
+
+def tags_of(params):
+    """The tag set of one recorded put_object_tagging call, as a dict."""
+    return {t["Key"]: t["Value"] for t in params["Tagging"]["TagSet"]}
 
 
 class SpyBody:
@@ -130,11 +143,15 @@ class FakeS3:
         self.total = total
         self.fail_after = fail_after
         self.calls = []
+        self.tagged = []
 
     def get_object(self, **params):
         self.calls.append(params)
         raw = LazyRaw(self.total, self.fail_after)
-        return {"Body": StreamingBody(raw, self.total), "ContentLength": self.total}
+        return {"Body": StreamingBody(raw, self.total), "ContentLength": self.total, "ETag": '"fake-etag"'}
+
+    def put_object_tagging(self, **params):
+        self.tagged.append(params)
 
 
 # ---------------------------------------------------------------- copying
@@ -291,7 +308,8 @@ HOSTILE_KEYS = [
 @pytest.mark.parametrize("raw_key", HOSTILE_KEYS)
 @pytest.mark.parametrize("event_name", ["ObjectCreated:Put", "ObjectRemoved:Delete"])
 def test_hostile_keys_rejected_without_raising(monkeypatch, tmp_path, efs_root, raw_key, event_name, caplog):
-    monkeypatch.setattr(sideload, "_S3_CLIENT", ForbiddenS3())
+    forbidden = ForbiddenS3()
+    monkeypatch.setattr(sideload, "_S3_CLIENT", forbidden)
     # Put a victim file wherever the key would land if it were joined naively.
     decoded = urllib.parse.unquote_plus(raw_key, errors="replace")
     naive = os.path.normpath(os.path.join(str(efs_root), decoded.replace("\x00", "")))
@@ -314,6 +332,16 @@ def test_hostile_keys_rejected_without_raising(monkeypatch, tmp_path, efs_root, 
     rejects = [r for r in caplog.records if r.name == "sideload"]
     assert len(rejects) == 1 and rejects[0].levelno == logging.WARNING
     assert "action=reject" in rejects[0].getMessage()
+    # A created object is tagged `rejected` (so `pi-deploy sideload` can say why); a removed
+    # one or a key that is not text is not tagged.
+    if event_name.startswith("ObjectCreated") and raw_key != "images/%FF.png":
+        (call,) = forbidden.tagged
+        assert call["Bucket"] == BUCKET
+        assert call["Key"] == urllib.parse.unquote_plus(raw_key)
+        assert tags_of(call)[sideload.OUTCOME_TAG] == "rejected"
+        assert tags_of(call)[sideload.DETAIL_TAG]
+    else:
+        assert forbidden.tagged == []
 
 
 def test_hostile_key_creates_no_directories(monkeypatch, efs_root):
@@ -727,3 +755,145 @@ def test_vendor_defects_absent(monkeypatch, efs_root):
     # No X-Ray: the handler does not import or patch aws_xray_sdk.
     with open(sideload.__file__, encoding="utf-8") as f:
         assert "xray" not in f.read().lower()
+
+
+# ---------------------------------------------------------------- the outcome tags
+
+
+TAG_VALUE = __import__("re").compile(r"^[A-Za-z0-9 _.:/=+\-@]*$")
+
+
+def object_tags(s3, key):
+    return {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=BUCKET, Key=key)["TagSet"]}
+
+
+def test_a_copied_object_is_tagged_with_its_outcome_and_etag(s3, efs_root):
+    etag = s3.put_object(Bucket=BUCKET, Key="images/logo.png", Body=b"png")["ETag"].strip('"')
+    assert sideload.handler(event(created("images/logo.png")), None) == {"copied": 1}
+    assert object_tags(s3, "images/logo.png") == {sideload.OUTCOME_TAG: "copied", sideload.ETAG_TAG: etag}
+
+
+def test_a_rejection_by_the_lambda_is_tagged_with_the_reason(s3, tmp_path, efs_root):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (efs_root / "images").mkdir(parents=True)
+    os.symlink(outside, efs_root / "images" / "evil")
+    etag = s3.put_object(Bucket=BUCKET, Key="images/evil/x.png", Body=b"p")["ETag"].strip('"')
+    rec = created("images/evil/x.png")
+    rec["s3"]["object"]["eTag"] = etag
+
+    assert sideload.handler(event(rec), None) == {"rejected": 1}
+
+    tags = object_tags(s3, "images/evil/x.png")
+    assert tags[sideload.OUTCOME_TAG] == "rejected"
+    assert tags[sideload.ETAG_TAG] == etag
+    assert tags[sideload.DETAIL_TAG].startswith("resolves outside ")
+    assert os.listdir(outside) == []
+
+
+def test_a_failed_copy_is_tagged_with_the_error_line(s3, efs_root):
+    (efs_root / "images").mkdir(parents=True)
+    (efs_root / "images" / "sub").write_bytes(b"a file where a directory is needed")
+    s3.put_object(Bucket=BUCKET, Key="images/sub/a.png", Body=b"x")
+
+    with pytest.raises(sideload.SideloadError):
+        sideload.handler(event(created("images/sub/a.png")), None)
+
+    tags = object_tags(s3, "images/sub/a.png")
+    assert tags[sideload.OUTCOME_TAG] == "failed"
+    assert tags[sideload.DETAIL_TAG].split(":")[0] in ("FileExistsError", "NotADirectoryError")
+    assert TAG_VALUE.match(tags[sideload.DETAIL_TAG])
+
+
+def test_a_gone_object_is_neither_tagged_nor_logged_twice(s3, efs_root, caplog):
+    caplog.set_level(logging.INFO, logger="sideload")
+    with pytest.raises(sideload.SideloadError):
+        sideload.handler(event(created("images/missing.png")), None)
+    assert [r.levelno for r in caplog.records if r.name == "sideload"] == [logging.ERROR]
+
+
+def test_a_tagging_error_is_logged_and_keeps_the_outcome(monkeypatch, efs_root, caplog):
+    class NoTagging(FakeS3):
+        def put_object_tagging(self, **params):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not allowed"}}, "PutObjectTagging")
+
+    monkeypatch.setattr(sideload, "_S3_CLIENT", NoTagging(3))
+    caplog.set_level(logging.INFO, logger="sideload")
+    assert sideload.handler(event(created("images/a.png")), None) == {"copied": 1}
+    assert (efs_root / "images" / "a.png").read_bytes() == b"xxx"
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "sideload"]
+    assert lines[0][0] == logging.INFO and lines[0][1].startswith("action=copy")
+    assert lines[1][0] == logging.WARNING and lines[1][1].startswith("action=tag-failed")
+    assert "AccessDenied" in lines[1][1]
+
+
+def test_the_role_needs_only_get_object_and_put_object_tagging(monkeypatch, efs_root):
+    """The Lambda's inline policy (src/core/policy.rs) grants s3:GetObject(Version) and
+    s3:PutObjectTagging only: every S3 call of a copy, a rejection and a failure is one of those."""
+    used = []
+
+    class Spy(FakeS3):
+        def __getattribute__(self, name):
+            if not name.startswith("_") and name not in ("total", "fail_after", "calls", "tagged"):
+                used.append(name)
+            return object.__getattribute__(self, name)
+
+    monkeypatch.setattr(sideload, "_S3_CLIENT", Spy(3))
+    sideload.handler(event(created("images/a.png"), record("images/%2e%2e/x"), removed("images/a.png")), None)
+    (efs_root / "themes").mkdir(parents=True)
+    (efs_root / "themes" / "dir").write_bytes(b"file")
+    with pytest.raises(sideload.SideloadError):
+        sideload.handler(event(created("themes/dir/x.css")), None)
+    assert set(used) == {"get_object", "put_object_tagging"}
+
+
+def test_deletions_are_not_tagged(monkeypatch, efs_root):
+    forbidden = ForbiddenS3()
+    monkeypatch.setattr(sideload, "_S3_CLIENT", forbidden)
+    assert sideload.handler(event(removed("images/a.png")), None) == {"absent": 1}
+    assert forbidden.tagged == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "empty, '.' or '..' path segment",
+        "FileExistsError: [Errno 17] File exists: '/mnt/efs/images/sub'",
+        "not in an allowed folder (images, themes, excel-data, svg, keys)",
+        "caf\u00e9 \u2603 \x00\n\t<>\"|?*%&$#!~`^{}[];,",
+        "x" * 1000,
+    ],
+)
+def test_tag_values_hold_only_what_s3_accepts(text):
+    value = sideload._tag_value(text)
+    assert TAG_VALUE.match(value), value
+    assert len(value) <= sideload.TAG_VALUE_MAX
+    assert "  " not in value and value == value.strip()
+
+
+def test_tag_values_stay_readable():
+    assert sideload._tag_value("empty, '.' or '..' path segment") == "empty . or .. path segment"
+    assert (
+        sideload._tag_value("FileExistsError: [Errno 17] File exists: '/mnt/efs/images/sub'")
+        == "FileExistsError: Errno 17 File exists: /mnt/efs/images/sub"
+    )
+
+
+# ---------------------------------------------------------------- the rules pi-deploy shares
+
+KEY_RULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "key_rules.json")
+
+
+def test_key_rules_shared_with_pi_deploy():
+    """lambda/tests/key_rules.json is what `pi-deploy sideload` checks keys against before any
+    upload (src/core/sideload.rs reads the same file in its unit test)."""
+    with open(KEY_RULES, encoding="utf-8") as f:
+        cases = json.load(f)["cases"]
+    assert len(cases) >= 20
+    for case in cases:
+        if case["reason"] is None:
+            sideload._validate_key(case["key"])
+        else:
+            with pytest.raises(sideload.RejectedKey) as info:
+                sideload._validate_key(case["key"])
+            assert str(info.value) == case["reason"], case["key"]

@@ -2,11 +2,14 @@
 //! config, opening a session (credentials, identity, locked state), and the error type
 //! that maps to exit codes (0 ok, 1 failed run, 2 bad input, 3 refused).
 
+pub mod connect;
 pub mod destroy;
 pub mod force_unlock;
+pub mod logs;
 pub mod outputs;
 pub mod plan;
 pub mod preflight;
+pub mod sideload;
 pub mod signals;
 pub mod state;
 pub mod status;
@@ -29,8 +32,8 @@ use crate::core::spec::{self, NodeSpec, Props, SpecInput};
 use crate::core::state::{Identity, State};
 use crate::core::state_url::{STATE_URL_RULE, StateLocation};
 use crate::resources::Aws;
-use crate::state_backend::{Connect, StateBackend};
-use crate::state_file::StateFileError;
+use crate::state_backend::{Connect, StateBackend, connect_s3};
+use crate::state_file::{Location, StateFile, StateFileError};
 
 #[derive(Debug)]
 pub enum CmdError {
@@ -336,6 +339,93 @@ pub async fn open_session(
     })
 }
 
+/// The deployment's state as the last run left it, read without the lock (a local file is
+/// replaced atomically and an S3 object whole, so a read sees a whole document): for commands
+/// that never write it (`outputs`, `sideload`, `connect`, `logs`) and may run beside an `up`.
+/// No state is a refusal (exit 3) that says where it looked.
+pub fn read_state(global: &GlobalArgs, cfg: &Config, how: &Connect<'_>) -> Result<(State, Location), CmdError> {
+    let location = state_location(global, cfg)?;
+    let (bytes, at) = match &location {
+        StateLocation::Local { dir } => {
+            let path = StateFile::path_for(dir, &cfg.deployment);
+            match std::fs::read(&path) {
+                Ok(b) => (Some(b), Location::File(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, Location::File(path)),
+                Err(source) => return Err(StateFileError::Io { path, source }.into()),
+            }
+        }
+        StateLocation::S3 { bucket, prefix } => {
+            let s3 = connect_s3(bucket, prefix, how)?;
+            let key = s3.state_key(&cfg.deployment);
+            (s3.get(&key, None)?.map(|o| o.bytes), s3.at(&key))
+        }
+    };
+    let Some(bytes) = bytes else {
+        return Err(CmdError::Refused {
+            message: format!(
+                "no state at {at}: deployment `{}` has not been deployed there",
+                cfg.deployment
+            ),
+            hint: Some(
+                "run `pi-deploy up` first, or pass the --deployment and --state (or --state-dir) it was deployed with"
+                    .into(),
+            ),
+        });
+    };
+    let state = State::parse(&bytes).map_err(|refusal| {
+        CmdError::from(StateFileError::Refused {
+            at: at.clone(),
+            refusal,
+        })
+    })?;
+    Ok((state, at))
+}
+
+/// Credentials and identity, and the state read without the lock (`read_state`), refused
+/// when it belongs to another deployment, region or account.
+pub async fn open_read_only(cfg: &Config, global: &GlobalArgs) -> Result<(Arc<Aws>, State), CmdError> {
+    // The state first: without one, nothing else is worth a call (a local state needs none).
+    let how = Connect {
+        config: None,
+        region: cfg.state.region.clone().or_else(|| cfg.region.clone()),
+    };
+    let (state, at) = read_state(global, cfg, &how)?;
+    let clients = Clients::load(cfg.region.as_deref()).await?;
+    let identity: Identity = clients.identity(&cfg.deployment).await?;
+    state
+        .check_owner(&identity)
+        .map_err(|refusal| StateFileError::Refused { at, refusal })?;
+    let env = Env {
+        deployment: identity.deployment.clone(),
+        region: identity.region.clone(),
+        account_id: identity.account_id.clone(),
+        partition: identity.partition.clone(),
+        config: Arc::new(cfg.clone()),
+        destroy: Default::default(),
+        final_snapshots: Default::default(),
+    };
+    let aws = Aws {
+        clients,
+        env,
+        started: Default::default(),
+        answers: Default::default(),
+    };
+    Ok((Arc::new(aws), state))
+}
+
+/// A recorded output the command needs (`bucket`'s `id`...), or a refusal that says the
+/// deployment is not built that far.
+pub fn recorded<'a>(state: &'a State, key: &str, output: &str, for_what: &str) -> Result<&'a str, CmdError> {
+    state
+        .resources
+        .get(key)
+        .and_then(|r| r.outputs.get(output))
+        .ok_or_else(|| CmdError::Refused {
+            message: format!("the state records no `{key}` yet, which {for_what} needs"),
+            hint: Some("run `pi-deploy up` to finish the deployment, then run the command again".into()),
+        })
+}
+
 const AZ_SETTINGS: [&str; 2] = ["az_a", "az_b"];
 
 /// The two zones: as recorded on the first run (they must never move), else from the
@@ -451,7 +541,8 @@ pub fn desired_graph(cfg: &Config, region: &str, zones: [String; 2]) -> Result<G
 }
 
 /// Everything this deployment could have built under any setting that adds or renames
-/// resources (one or two NATs, with or without HTTPS and a licence): where `destroy`
+/// resources (one or two NATs, with or without HTTPS, a licence and the interface endpoints):
+/// where `destroy`
 /// looks for resources the state does not record, e.g. after the config changed.
 pub fn search_graph(cfg: &Config, region: &str, zones: [String; 2]) -> Result<Graph, CmdError> {
     let mut variants = vec![cfg.clone()];
@@ -467,6 +558,7 @@ pub fn search_graph(cfg: &Config, region: &str, zones: [String; 2]) -> Result<Gr
     }
     extras.logging.alb_access_logs = true;
     extras.database.export_error_log = true;
+    extras.network.interface_endpoints = true;
     variants.push(extras);
     let mut nodes: Vec<NodeSpec> = Vec::new();
     for v in &variants {

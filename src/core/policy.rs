@@ -74,7 +74,9 @@ fn allow(sid: &str, actions: &[&str], resources: Vec<String>) -> Value {
 
 /// The side-loading Lambda: read the bucket's objects (the handler passes the record's
 /// `versionId`, which needs GetObjectVersion), mount and write the file system (only
-/// through the access point when one is given), and write its own log group.
+/// through the access point when one is given), write its own log group, and tag each
+/// object of the bucket with the outcome of its copy (`pi-deploy sideload` reads the tags
+/// for its receipt; PutObjectTagging on the bucket's objects is the role's only S3 write).
 /// ENI management comes from the AWS-managed VPC access policy.
 pub fn sideload_lambda(
     scope: &ArnScope<'_>,
@@ -100,6 +102,11 @@ pub fn sideload_lambda(
                 "WriteItsOwnLogs",
                 &["logs:CreateLogStream", "logs:PutLogEvents"],
                 vec![format!("{}:*", log_group_arn(scope, log_group))],
+            ),
+            allow(
+                "TagTheOutcomeOfEachObject",
+                &["s3:PutObjectTagging"],
+                vec![format!("{bucket_arn}/*")],
             ),
         ],
     })
@@ -572,7 +579,7 @@ mod tests {
         );
         assert_scoped(&doc);
         let st = statements(&doc);
-        assert_eq!(st.len(), 3);
+        assert_eq!(st.len(), 4);
 
         assert_eq!(actions(&st[0]), ["s3:GetObject", "s3:GetObjectVersion"]);
         assert_eq!(resources(&st[0]), ["arn:aws-cn:s3:::pi-resources/*"]);
@@ -591,6 +598,16 @@ mod tests {
         assert_eq!(
             resources(&st[2]),
             ["arn:aws-cn:logs:cn-north-1:123456789012:log-group:/aws/lambda/pi-sideload:*"]
+        );
+
+        // The outcome tags: that one action, on that bucket's objects only (not the bucket,
+        // not `s3:PutObject`, not another bucket).
+        assert_eq!(actions(&st[3]), ["s3:PutObjectTagging"]);
+        assert_eq!(resources(&st[3]), ["arn:aws-cn:s3:::pi-resources/*"]);
+        let s3_actions: Vec<&str> = st.iter().flat_map(actions).filter(|a| a.starts_with("s3:")).collect();
+        assert_eq!(
+            s3_actions,
+            ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObjectTagging"]
         );
     }
 

@@ -975,7 +975,7 @@ fn compute(b: &mut Builder, input: &SpecInput<'_>) {
     let app = keys("subnet-app");
     let mut asg_deps = with(app.clone(), &["launch-template", "tg", "efs-mt-a", "efs-mt-b"]);
     asg_deps.extend(
-        ["secretsmanager", "ssm", "ssmmessages", "ec2messages"]
+        interface_endpoint_services(cfg.network.interface_endpoints)
             .iter()
             .map(|s| format!("vpce-{s}")),
     );
@@ -1237,9 +1237,10 @@ fn network(b: &mut Builder, input: &SpecInput<'_>) {
         );
     }
 
-    // VPC endpoints: interface endpoints in the app subnets, S3 gateway on the private tables.
+    // VPC endpoints: interface endpoints in the app subnets (unless switched off: then the
+    // instances reach these APIs through the NAT), S3 gateway on the private tables.
     let app_subnets: Vec<String> = ZONES.iter().map(|z| subnet_key("app", z)).collect();
-    for svc in ["secretsmanager", "ssm", "ssmmessages", "ec2messages"] {
+    for &svc in interface_endpoint_services(net.interface_endpoints) {
         let sgs = vec!["sg-endpoints".to_string()];
         let mut deps = app_subnets.clone();
         deps.extend(sgs.clone());
@@ -1273,6 +1274,14 @@ fn network(b: &mut Builder, input: &SpecInput<'_>) {
     );
 }
 
+/// The AWS APIs the instances reach through interface endpoints (`network.interface_endpoints`):
+/// the DB secret and licence, the endpoint parameter, and Session Manager's three.
+pub const INTERFACE_ENDPOINT_SERVICES: [&str; 4] = ["secretsmanager", "ssm", "ssmmessages", "ec2messages"];
+
+fn interface_endpoint_services(on: bool) -> &'static [&'static str] {
+    if on { &INTERFACE_ENDPOINT_SERVICES } else { &[] }
+}
+
 fn private_route_tables(nat_per_az: bool) -> Vec<(String, Vec<&'static str>)> {
     if nat_per_az {
         ZONES.iter().map(|z| (format!("rt-private-{z}"), vec![*z])).collect()
@@ -1292,6 +1301,8 @@ pub fn endpoint_service_name(region: &str, service: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
     use crate::core::graph::Graph;
 
@@ -1356,6 +1367,59 @@ mod tests {
             );
         }
         Graph::new(full).expect("valid graph");
+    }
+
+    #[test]
+    fn interface_endpoints_can_be_switched_off_and_the_group_then_waits_for_the_nat_route() {
+        let on = build(&input(&Config::default()));
+        let interface = |nodes: &[NodeSpec]| -> Vec<String> {
+            nodes
+                .iter()
+                .filter(|n| {
+                    matches!(
+                        &n.props,
+                        Props::VpcEndpoint {
+                            endpoint: EndpointType::Interface { .. },
+                            ..
+                        }
+                    )
+                })
+                .map(|n| n.key.clone())
+                .collect()
+        };
+        assert_eq!(
+            interface(&on),
+            [
+                "vpce-secretsmanager",
+                "vpce-ssm",
+                "vpce-ssmmessages",
+                "vpce-ec2messages"
+            ]
+        );
+        let mut cfg = Config::default();
+        cfg.network.interface_endpoints = false;
+        let off = build(&input(&cfg));
+        assert!(interface(&off).is_empty());
+        // The S3 gateway endpoint (free) stays; nothing else goes.
+        assert!(off.iter().any(|n| n.key == "vpce-s3"));
+        let keys = |nodes: &[NodeSpec]| nodes.iter().map(|n| n.key.clone()).collect::<BTreeSet<_>>();
+        let gone: Vec<String> = keys(&on).difference(&keys(&off)).cloned().collect();
+        assert_eq!(
+            gone,
+            interface(&on)
+                .into_iter()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+        );
+        let asg = off.iter().find(|n| n.key == "asg").unwrap();
+        assert!(!asg.deps.iter().any(|d| d.starts_with("vpce-")), "{:?}", asg.deps);
+        assert!(
+            asg.deps.contains(&"route-private-default".to_string()),
+            "{:?}",
+            asg.deps
+        );
+        Graph::new(off).expect("valid graph");
     }
 
     #[test]

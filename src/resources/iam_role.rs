@@ -6,6 +6,8 @@
 //! eventually consistent: calls right after CreateRole may see NoSuchEntity, which is
 //! retried briefly; services that use the role retry their own propagation errors.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_iam::types::{Role, Tag};
 use serde_json::Value;
@@ -13,12 +15,10 @@ use serde_json::Value;
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
+use crate::core::diff::{AttrSpec, Settings, settings};
 use crate::core::latency;
 use crate::core::names;
 use crate::core::policy::{self, ArnScope};
-use std::collections::BTreeMap;
-
-use crate::core::diff::{AttrSpec, Settings, settings};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{Kind, NodeSpec, Props, RolePolicy};
 
@@ -495,6 +495,24 @@ mod tests {
 
     use super::*;
     use crate::core::spec::{NodeSpec, Props};
+
+    #[test]
+    fn an_inline_policy_that_says_something_else_differs_and_an_unknown_one_claims_nothing() {
+        let ours = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/*"]}]});
+        let encoded = "%7B%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%5B%22s3%3AGetObject%22%5D%2C%22Resource%22%3A%5B%22arn%3Aaws%3As3%3A%3A%3Ab%2F%2A%22%5D%7D%5D%2C%22Version%22%3A%222012-10-17%22%7D";
+        let verdict =
+            |returned: Option<&str>, desired: Option<&Value>| desired.map(|d| label(same_document(returned, d)));
+        assert_eq!(verdict(Some(encoded), Some(&ours)).as_deref(), Some(OURS));
+        // An older document (without the outcome-tag statement), none at all: put again.
+        let mut newer = ours.clone();
+        newer["Statement"].as_array_mut().unwrap().push(
+            serde_json::json!({"Effect": "Allow", "Action": ["s3:PutObjectTagging"], "Resource": ["arn:aws:s3:::b/*"]}),
+        );
+        assert_eq!(verdict(Some(encoded), Some(&newer)).as_deref(), Some(OTHER));
+        assert_eq!(verdict(None, Some(&ours)).as_deref(), Some(OTHER));
+        // The desired document is not known (a dependency not recorded): nothing claimed.
+        assert_eq!(verdict(Some(encoded), None), None);
+    }
 
     const SCOPE: ArnScope<'static> = ArnScope {
         partition: "aws",

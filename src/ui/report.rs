@@ -1,4 +1,5 @@
-//! The results of the read-only commands (`plan`, `status`, `outputs`) as text for people
+//! The results of the read-only commands (`plan`, `status`, `outputs`) and the receipt of
+//! `sideload` as text for people
 //! or one JSON document for machines, on stdout. Pure functions of the report, so the
 //! exact text is covered by snapshot tests.
 
@@ -13,6 +14,7 @@ use crate::commands::plan::PlanReport;
 use crate::commands::status::{StatusReport, status_name};
 use crate::core::inspect::Live;
 use crate::core::plan::Action;
+use crate::core::sideload::{Decider, Outcome, Receipt};
 use crate::core::state::Status;
 
 /// How to draw: colours (never with --no-color, NO_COLOR, or when stdout is not a terminal)
@@ -234,4 +236,132 @@ pub fn status_text(r: &StatusReport, style: Style) -> String {
 
 pub fn outputs_text(outputs: &BTreeMap<String, String>) -> String {
     outputs.iter().map(|(k, v)| format!("{k:<16} {v}\n")).collect()
+}
+
+fn outcome_color(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Copied | Outcome::Deleted => "32",
+        Outcome::Unchanged | Outcome::Absent => "2",
+        Outcome::Rejected | Outcome::Pending => "33",
+        Outcome::Failed => "31;1",
+    }
+}
+
+/// The receipt of `sideload`: one line per object (outcome, key, and why when it did not
+/// end as asked), then the counts. Quiet: only the lines that did not succeed and the counts.
+pub fn sideload_text(r: &Receipt, style: Style) -> String {
+    let mut s = String::new();
+    let quiet = style.verbosity == Verbosity::Quiet;
+    if !quiet {
+        s.push_str(&format!(
+            "pi-deploy sideload: {} s3://{}/{}/ (deployment `{}` in {})\n",
+            if r.action == "delete" {
+                "deleting from"
+            } else {
+                "uploading to"
+            },
+            r.bucket,
+            r.folder,
+            r.deployment,
+            r.region
+        ));
+    }
+    for e in &r.objects {
+        if quiet && e.outcome.is_success() {
+            continue;
+        }
+        let shown = match (&e.key, &e.path) {
+            (Some(k), _) => k.clone(),
+            (None, Some(p)) => p.clone(),
+            (None, None) => String::new(),
+        };
+        let shown: String = shown.escape_debug().collect();
+        let mut line = format!(
+            "  {} {}",
+            style.cell(outcome_color(e.outcome), e.outcome.as_str(), 9),
+            shown
+        );
+        if let Some(d) = &e.detail {
+            let by = match e.by {
+                Some(Decider::PiDeploy) if e.outcome == Outcome::Rejected => " (not sent)",
+                Some(Decider::Lambda) => " (by the Lambda)",
+                _ => "",
+            };
+            line.push_str(&format!("  {}{by}", d.escape_debug()));
+        }
+        if style.verbosity == Verbosity::Verbose
+            && let Some(p) = &e.path
+        {
+            line.push_str(&format!("  [{}]", p.escape_debug()));
+        }
+        s.push_str(&line);
+        s.push('\n');
+    }
+    let counts: Vec<String> = r.counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let verdict = if r.objects.is_empty() {
+        "nothing to do".to_string()
+    } else {
+        counts.join(", ")
+    };
+    s.push_str(&format!(
+        "Sideload: {}.\n",
+        if r.ok {
+            style.paint("32;1", &verdict)
+        } else {
+            style.paint("31;1", &verdict)
+        }
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::sideload::Entry;
+
+    #[test]
+    fn the_receipt_names_each_object_its_outcome_and_why() {
+        let e = |key: &str, outcome, by, detail: Option<&str>| Entry {
+            path: Some(format!("./media/{key}")),
+            key: Some(format!("images/media/{key}")),
+            size: Some(3),
+            outcome,
+            by,
+            detail: detail.map(String::from),
+        };
+        let r = Receipt::new(
+            "pi",
+            "eu-west-1",
+            "pi-resources-1-eu-west-1",
+            "images",
+            "upload",
+            vec![
+                e("logo.png", Outcome::Copied, Some(Decider::Lambda), None),
+                e(
+                    "a\nb.png",
+                    Outcome::Rejected,
+                    Some(Decider::PiDeploy),
+                    Some("NUL or control character in key"),
+                ),
+                e(
+                    "evil/x.png",
+                    Outcome::Rejected,
+                    Some(Decider::Lambda),
+                    Some("resolves outside /mnt/efs"),
+                ),
+                e("old.png", Outcome::Unchanged, None, None),
+            ],
+        );
+        assert_eq!(
+            sideload_text(&r, Style::plain(Verbosity::Normal)),
+            "pi-deploy sideload: uploading to s3://pi-resources-1-eu-west-1/images/ (deployment `pi` in eu-west-1)\n  \
+             rejected  images/media/a\\nb.png  NUL or control character in key (not sent)\n  \
+             rejected  images/media/evil/x.png  resolves outside /mnt/efs (by the Lambda)\n  \
+             copied    images/media/logo.png\n  \
+             unchanged images/media/old.png\n\
+             Sideload: 1 copied, 2 rejected, 1 unchanged.\n"
+        );
+        let quiet = sideload_text(&r, Style::plain(Verbosity::Quiet));
+        assert_eq!(quiet.lines().count(), 3, "{quiet}");
+    }
 }

@@ -47,6 +47,12 @@ fn cases() -> Vec<Case> {
             &[],
             "nat_per_az",
         ),
+        case(
+            "interface endpoints switch not a bool",
+            "[network]\ninterface_endpoints = 'off'",
+            &[],
+            "interface_endpoints",
+        ),
         case("not TOML at all", "this is not toml", &[], "config"),
         case("uppercase deployment", "", &["--deployment", "Prod"], "deployment"),
         case(

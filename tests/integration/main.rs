@@ -9,6 +9,7 @@ mod compute;
 mod crash;
 mod data;
 mod day2;
+mod day_to_day;
 mod destroy;
 mod example_config;
 #[cfg(feature = "fault-injection")]

@@ -16,14 +16,7 @@ use pi_deploy::core::spec::SIDELOAD_PREFIXES;
 use serde_json::Value;
 
 use crate::census;
-use crate::common::{self, Deployment, clients, count_status, events};
-
-fn out(state: &Value, key: &str, name: &str) -> String {
-    state["resources"][key]["outputs"][name]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} has no output `{name}` in the state"))
-        .to_string()
-}
+use crate::common::{self, Deployment, clients, count_status, events, out};
 
 /// IAM returns policy documents URL-encoded.
 fn decode(s: &str) -> Value {
