@@ -10,6 +10,8 @@ mod crash;
 mod data;
 mod day2;
 mod destroy;
+#[cfg(feature = "fault-injection")]
+mod early;
 mod example_config;
 #[cfg(feature = "fault-injection")]
 mod faults;
