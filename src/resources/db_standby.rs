@@ -242,8 +242,10 @@ impl ResourceKind for DbStandby {
 
     async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, _outputs: &Outputs) -> Result<Observed, ResourceError> {
         let (db,) = props!(cx, DbStandby { db });
+        // The instance's id unknown (its record lost, being found again in this run):
+        // nothing is claimed; a setting of an instance is not "deleted outside pi-deploy".
         let Some(id) = cx.deps.get(db.as_str()).and_then(|o| o.get("id")) else {
-            return Ok(Observed::Missing);
+            return Ok(Observed::Present(Settings::new()));
         };
         Ok(match describe_instance(aws, id).await? {
             Some(db) if db.db_instance_status() != Some("deleting") => {
@@ -254,6 +256,7 @@ impl ResourceKind for DbStandby {
                 }
                 Observed::Present(s)
             }
+            // The instance is gone: `db` is created again first; the setting follows it.
             _ => Observed::Missing,
         })
     }
