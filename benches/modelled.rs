@@ -8,6 +8,14 @@
 //! the same model (`core::bench_model` documents its assumptions). It also writes the Gantt chart
 //! of the default configuration's `up` (median figures) to docs/bench/up-gantt.svg.
 //!
+//! Usable early (issue 20, `[database] usable_early`, on by default): the default graph
+//! creates the database Single-AZ and converts it afterwards (`db-standby`). For it the
+//! benchmark also reports when the dashboard is usable (the end of the `dashboard` check)
+//! against today's longest chain (the same configuration with `usable_early = false`,
+//! whose database is created Multi-AZ), and when the run completes against today's
+//! makespan. The vendor's schedule is always computed on today's graph (the vendor creates
+//! the database Multi-AZ).
+//!
 //! Timing of one node: `create` (the call) takes min(1 s, total) and `converge` (the wait) the
 //! rest, so create + converge = the model's create figure for the kind; `delete` takes the
 //! kind's delete figure. The executor's priorities use the median figures in both runs, as the
@@ -84,8 +92,17 @@ fn figure_name(f: Figure) -> &'static str {
     }
 }
 
+/// As the props make it: the endpoint waits for a Single-AZ instance on the usable-early
+/// path, and the standby node for the conversion.
 fn create_s(n: &NodeSpec, f: Figure) -> f64 {
-    latency::create_timing(n.kind).get(f)
+    latency::node_create_timing(n).get(f)
+}
+
+/// The same configuration as today (before usable early): created Multi-AZ.
+fn today(cfg: &Config) -> Config {
+    let mut cfg = cfg.clone();
+    cfg.database.usable_early = false;
+    cfg
 }
 
 fn delete_s(n: &NodeSpec, f: Figure) -> f64 {
@@ -207,12 +224,19 @@ impl Figures {
     }
 }
 
-fn report(op: &str, graph: &Graph, run: &Run, f: Figure, weight: impl Fn(&NodeSpec) -> f64 + Copy) -> Figures {
+fn report(
+    op: &str,
+    graph: &Graph,
+    vendor_graph: &Graph,
+    run: &Run,
+    f: Figure,
+    weight: impl Fn(&NodeSpec) -> f64 + Copy,
+) -> Figures {
     let (chain_s, mut keys) = graph.critical_path(weight);
     if op == "destroy" {
         keys.reverse();
     }
-    let vendor = bench_model::vendor_schedule(graph, weight);
+    let vendor = bench_model::vendor_schedule(vendor_graph, weight);
     let figs = Figures {
         makespan_s: run.makespan_s,
         chain_s,
@@ -242,6 +266,65 @@ fn report(op: &str, graph: &Graph, run: &Run, f: Figure, weight: impl Fn(&NodeSp
     figs
 }
 
+/// When the dashboard check ended in a run: the usable moment.
+fn usable_s(run: &Run) -> f64 {
+    run.spans
+        .iter()
+        .filter(|s| s.key == "dashboard")
+        .map(|s| s.end.as_secs_f64())
+        .fold(0.0, f64::max)
+}
+
+/// Usable early against today: the figures of the new headline lines.
+struct Early {
+    usable_s: f64,
+    complete_s: f64,
+    today_chain_s: f64,
+    today_makespan_s: f64,
+}
+
+impl Early {
+    fn usable_vs_chain(&self) -> f64 {
+        self.usable_s / self.today_chain_s
+    }
+    fn later_s(&self) -> f64 {
+        self.complete_s - self.today_makespan_s
+    }
+}
+
+fn report_early(early_run: &Run, today_graph: &Graph, today_run: &Run, f: Figure) -> Early {
+    let (today_chain_s, keys) = today_graph.critical_path(|n| create_s(n, f));
+    let e = Early {
+        usable_s: usable_s(early_run),
+        complete_s: early_run.makespan_s,
+        today_chain_s,
+        today_makespan_s: today_run.makespan_s,
+    };
+    println!("  usable early ({} latencies)", figure_name(f));
+    println!(
+        "    usable after      {} (the dashboard check passes, the database still Single-AZ)",
+        minutes(e.usable_s)
+    );
+    println!(
+        "    complete after    {} (Multi-AZ verified); today's makespan {}: {:+.0} s ({:+.1} min)",
+        minutes(e.complete_s),
+        minutes(e.today_makespan_s),
+        e.later_s(),
+        e.later_s() / 60.0
+    );
+    println!(
+        "    today's longest chain {}: {}",
+        minutes(today_chain_s),
+        chain_text(today_graph, &keys, |n| create_s(n, f))
+    );
+    println!(
+        "    up time to usable / longest chain = {:.3}; time to complete / today's makespan = {:.3}",
+        e.usable_vs_chain(),
+        e.complete_s / e.today_makespan_s
+    );
+    e
+}
+
 fn write_gantt(graph: &Graph, run: &Run, scenario: &str) {
     let (_, chain) = graph.critical_path(|n| create_s(n, Figure::Median));
     let critical: BTreeSet<String> = chain.into_iter().collect();
@@ -250,15 +333,19 @@ fn write_gantt(graph: &Graph, run: &Run, scenario: &str) {
         .iter()
         .map(|s| (s.key.clone(), s.start.as_secs_f64(), s.end.as_secs_f64()));
     let bars = bench_model::bars(graph, spans, &critical);
+    let usable = usable_s(run);
     let title = format!(
-        "pi-deploy up, modelled with median latencies, {scenario}: {} resources, makespan {}",
+        "pi-deploy up, modelled with median latencies, {scenario}: {} resources, usable after {}, makespan {}",
         bars.len(),
+        minutes(usable),
         minutes(run.makespan_s)
     );
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/bench");
     std::fs::create_dir_all(&dir).expect("create docs/bench");
     let path = dir.join("up-gantt.svg");
-    std::fs::write(&path, bench_model::gantt_svg(&bars, &title)).expect("write the Gantt chart");
+    let label = format!("dashboard usable: {}", minutes(usable));
+    let svg = bench_model::gantt_svg_marked(&bars, &title, Some((usable, &label)));
+    std::fs::write(&path, svg).expect("write the Gantt chart");
     println!("  Gantt chart of up (median latencies): {}", path.display());
 }
 
@@ -266,18 +353,31 @@ fn main() {
     let mut headlines = Vec::new();
     for (index, scenario) in scenarios().iter().enumerate() {
         let graph = graph_of(&scenario.cfg);
+        let today_graph = graph_of(&today(&scenario.cfg));
         println!("== config: {} -- {} resources", scenario.name, graph.len());
         for f in [Figure::Median, Figure::Slow] {
             let up = run_up(&graph, f);
-            let up_figs = report("up", &graph, &up, f, |n| create_s(n, f));
+            let up_figs = report("up", &graph, &today_graph, &up, f, |n| create_s(n, f));
+            let today_up = run_up(&today_graph, f);
+            let early = report_early(&up, &today_graph, &today_up, f);
             if index == 0 && f == Figure::Median {
                 write_gantt(&graph, &up, "default config");
             }
             let destroy = run_destroy(&graph, up.state, f);
-            let destroy_figs = report("destroy", &graph, &destroy, f, |n| delete_s(n, f));
+            let destroy_figs = report("destroy", &graph, &today_graph, &destroy, f, |n| delete_s(n, f));
             // The exact lines scripts read are for the default configuration.
             if index == 0 {
                 let name = figure_name(f);
+                headlines.push(format!(
+                    "up time to usable / longest chain = {:.2} ({name} latencies)",
+                    early.usable_vs_chain()
+                ));
+                headlines.push(format!(
+                    "up time to complete = {:.0} s, {:+.0} s against today's makespan of {:.0} s ({name} latencies)",
+                    early.complete_s,
+                    early.later_s(),
+                    early.today_makespan_s
+                ));
                 headlines.push(bench_model::headline("up", "longest chain", up_figs.vs_chain(), name));
                 headlines.push(bench_model::headline(
                     "up",

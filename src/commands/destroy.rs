@@ -49,6 +49,7 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
             command: "destroy".into(),
             ok: true,
             elapsed_ms: started.elapsed().as_millis() as u64,
+            usable_ms: None,
             counts: BTreeMap::from([("deleted".to_string(), 0)]),
             outputs: BTreeMap::from([(
                 "message".to_string(),
@@ -105,6 +106,7 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
         command: "destroy".into(),
         ok: error.is_none(),
         elapsed_ms: started.elapsed().as_millis() as u64,
+        usable_ms: None,
         counts,
         outputs: final_snapshot_outputs(&session.aws.env.final_snapshots.lock().unwrap()),
         error: error.clone(),

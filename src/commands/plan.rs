@@ -11,6 +11,7 @@ use crate::cli::{GlobalArgs, PlanArgs};
 use crate::core::config::Purpose;
 use crate::core::event::EventSink;
 use crate::core::plan::{self, Step};
+use crate::core::usable::DbPath;
 use crate::resources::AwsCloud;
 use crate::ui::report;
 
@@ -21,6 +22,9 @@ pub struct PlanReport {
     pub region: String,
     pub steps: Vec<Step>,
     pub counts: std::collections::BTreeMap<&'static str, usize>,
+    /// How `up` builds the database (usable early or not), and why.
+    pub database_path: DbPath,
+    pub database_path_note: &'static str,
 }
 
 pub async fn run(global: &GlobalArgs, plan_args: &PlanArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
@@ -42,7 +46,11 @@ pub async fn run(global: &GlobalArgs, plan_args: &PlanArgs, events: Arc<dyn Even
     let steps = result?;
     let counts = plan::counts(&steps);
     let pending = plan::has_changes(&steps);
+    let creates_db = steps.iter().any(|s| s.key == "db" && s.action == plan::Action::Create);
+    let database_path = DbPath::of(cfg.database.multi_az, cfg.database.usable_early, creates_db);
     let report = PlanReport {
+        database_path,
+        database_path_note: database_path.describe(),
         deployment: cfg.deployment.clone(),
         region: session.aws.env.region.clone(),
         steps,

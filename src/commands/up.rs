@@ -19,6 +19,7 @@ use crate::core::phase::{PhaseTracker, Progress};
 use crate::core::plan;
 use crate::core::resource::Cloud;
 use crate::core::state::{State, Status};
+use crate::core::usable::UsableTracker;
 use crate::resources::AwsCloud;
 
 pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
@@ -121,7 +122,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
         });
     }
 
-    let weights = graph.longest_remaining(|n| latency::create_timing(n.kind).median_s);
+    let weights = graph.longest_remaining(|n| latency::node_create_timing(n).median_s);
     // "phase `network` done after ..." lines, from the tiers' last resources.
     let progress = Progress::new(graph.nodes(), |k| {
         session
@@ -130,7 +131,10 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
             .get(k)
             .is_some_and(|r| r.status == Status::Ready)
     });
-    let phases: Arc<dyn EventSink> = Arc::new(PhaseTracker::new(events.clone(), started.into_std(), progress));
+    // The dashboard's usable moment is told when it happens (usable early: before the
+    // database's Multi-AZ standby is finished), and again in the summary.
+    let usable = Arc::new(UsableTracker::new(events.clone(), started.into_std()));
+    let phases: Arc<dyn EventSink> = Arc::new(PhaseTracker::new(usable.clone(), started.into_std(), progress));
     let store: Arc<dyn StateStore> = Arc::new(session.state_file);
     let executor = Executor {
         cloud: cloud.clone(),
@@ -220,6 +224,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
         command: "up".into(),
         ok: error.is_none(),
         elapsed_ms: started.elapsed().as_millis() as u64,
+        usable_ms: usable.usable_ms(),
         counts,
         outputs: if error.is_none() {
             state.outputs.clone()

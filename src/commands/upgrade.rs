@@ -428,6 +428,7 @@ impl Run<'_> {
             command: "upgrade".into(),
             ok,
             elapsed_ms: self.elapsed_ms(),
+            usable_ms: None,
             counts,
             outputs,
             error,

@@ -77,7 +77,9 @@ pub fn vendor_stack(kind: Kind) -> VendorStack {
         | Kind::NetworkAcl
         | Kind::SecurityGroup
         | Kind::VpcEndpoint => VendorStack::Network,
-        Kind::DbSubnetGroup | Kind::DbParameterGroup | Kind::DbInstance | Kind::DbEndpoint => VendorStack::Rds,
+        Kind::DbSubnetGroup | Kind::DbParameterGroup | Kind::DbInstance | Kind::DbEndpoint | Kind::DbStandby => {
+            VendorStack::Rds
+        }
         Kind::FileSystem | Kind::MountTarget | Kind::AccessPoint => VendorStack::Efs,
         Kind::IamRole | Kind::InstanceProfile => VendorStack::Iam,
         Kind::Bucket | Kind::LogGroup | Kind::LambdaFunction | Kind::LambdaPermission | Kind::BucketNotification => {
@@ -206,6 +208,7 @@ pub fn tier(node: &NodeSpec) -> Tier {
         | Kind::DbParameterGroup
         | Kind::DbInstance
         | Kind::DbEndpoint
+        | Kind::DbStandby
         | Kind::Secret => Tier::Data,
         Kind::IamRole => match &node.props {
             Props::IamRole { service, .. } if service.starts_with("lambda.") => Tier::Sideload,
@@ -295,6 +298,12 @@ fn escape(s: &str) -> String {
 /// A Gantt chart: one row per bar (in the given order), coloured by tier, the critical chain
 /// outlined in red with a bold label, and a time axis in minutes.
 pub fn gantt_svg(bars: &[Bar], title: &str) -> String {
+    gantt_svg_marked(bars, title, None)
+}
+
+/// `gantt_svg` with a moment marked by a vertical line and its label (the dashboard's
+/// usable moment on the usable-early path), seconds from the start.
+pub fn gantt_svg_marked(bars: &[Bar], title: &str, mark: Option<(f64, &str)>) -> String {
     const LABEL_W: f64 = 190.0;
     const CHART_W: f64 = 860.0;
     const ROW_H: f64 = 14.0;
@@ -355,6 +364,18 @@ pub fn gantt_svg(bars: &[Bar], title: &str) -> String {
         LABEL_W + CHART_W / 2.0,
         axis_y + 28.0
     );
+    if let Some((at, label)) = mark {
+        let _ = writeln!(
+            s,
+            r##"<line x1="{0:.1}" y1="{1:.0}" x2="{0:.1}" y2="{2:.0}" stroke="#2ca02c" stroke-width="2" stroke-dasharray="6,3"/><text x="{3:.1}" y="{4:.0}" fill="#2ca02c" font-weight="bold">{5}</text>"##,
+            x(at),
+            TOP - 10.0,
+            axis_y,
+            x(at) + 4.0,
+            TOP - 12.0,
+            escape(label)
+        );
+    }
     for (row, b) in bars.iter().enumerate() {
         let y = TOP + ROW_H * row as f64;
         let (bx, bw) = (x(b.start_s), (x(b.end_s) - x(b.start_s)).max(2.0));
@@ -549,6 +570,9 @@ mod tests {
             },
         ];
         let svg = gantt_svg(&bars, "up");
+        assert!(!svg.contains("stroke-dasharray"));
+        let marked = gantt_svg_marked(&bars, "up", Some((100.0, "usable after 1m40s")));
+        assert!(marked.contains("stroke-dasharray") && marked.contains("usable after 1m40s"));
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains(">vpc</text>") && svg.contains("db&lt;x&gt;"));
         assert!(svg.contains(r##"stroke="#d62728" stroke-width="2"><title>vpc"##));

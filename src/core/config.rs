@@ -101,6 +101,10 @@ pub struct DatabaseConfig {
     pub require_tls: bool,
     /// Export the MariaDB error log to CloudWatch Logs (retention: `lambda.log_retention_days`).
     pub export_error_log: bool,
+    /// A Multi-AZ database that `up` creates is created Single-AZ, the dashboard goes on as
+    /// soon as it is available, and it is converted to Multi-AZ in place afterwards (the
+    /// `db-standby` node). Off: created Multi-AZ, the dashboard waits for the standby.
+    pub usable_early: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -223,6 +227,7 @@ impl Default for DatabaseConfig {
             apply_immediately: true,
             require_tls: false,
             export_error_log: true,
+            usable_early: true,
         }
     }
 }
@@ -1190,5 +1195,16 @@ mod tests {
     fn unknown_keys_are_rejected_by_the_parser() {
         let e = toml::from_str::<Config>("deploymnet = 'x'").unwrap_err();
         assert!(e.to_string().contains("deploymnet"), "{e}");
+    }
+
+    #[test]
+    fn usable_early_is_on_by_default_and_parsed_strictly() {
+        assert!(Config::default().database.usable_early);
+        let off: Config = toml::from_str("[database]\nusable_early = false").unwrap();
+        assert!(!off.database.usable_early);
+        let e = toml::from_str::<Config>("[database]\nusable_early = \"no\"").unwrap_err();
+        assert!(e.to_string().contains("usable_early"), "{e}");
+        let e = toml::from_str::<Config>("[database]\nusable_erly = false").unwrap_err();
+        assert!(e.to_string().contains("usable_erly"), "{e}");
     }
 }

@@ -97,10 +97,19 @@ pub enum Event {
         message: String,
         elapsed_ms: u64,
     },
+    /// The dashboard answers (its check passed): the URL and the time since the run
+    /// started. On the usable-early path the run goes on (the database's Multi-AZ standby).
+    Usable {
+        url: String,
+        elapsed_ms: u64,
+    },
     RunFinished {
         command: String,
         ok: bool,
         elapsed_ms: u64,
+        /// `up`: when the dashboard became usable in this run (see `Event::Usable`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        usable_ms: Option<u64>,
         counts: BTreeMap<String, usize>,
         outputs: BTreeMap<String, String>,
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -34,7 +34,7 @@ pub fn model() -> &'static BTreeMap<String, Timing> {
     M.get_or_init(|| {
         let doc: toml::Table = MODEL.parse().expect("latency model parses");
         let mut out = BTreeMap::new();
-        for section in ["create", "delete"] {
+        for section in ["create", "modify", "delete"] {
             let Some(toml::Value::Table(t)) = doc.get(section) else {
                 continue;
             };
@@ -96,6 +96,8 @@ fn create_entries(kind: Kind) -> &'static [&'static str] {
         // The create call returns at once; the long wait is the endpoint node's.
         Kind::DbInstance => &["create.secretsmanager_secret"],
         Kind::DbEndpoint => &["create.rds_mariadb_multi_az"],
+        // Usable early: the in-place conversion of the Single-AZ instance.
+        Kind::DbStandby => &["modify.rds_single_az_to_multi_az"],
         Kind::Secret => &["create.secretsmanager_secret"],
         Kind::IamRole => &["create.iam_role"],
         Kind::LogGroup => &["create.cloudwatch_alarm_and_scaling_policy"],
@@ -137,6 +139,19 @@ pub fn create_timing(kind: Kind) -> Timing {
     sum(create_entries(kind))
 }
 
+/// One node's create as its props make it: the endpoint node waits for a Single-AZ
+/// instance on the usable-early path (the `db-standby` node then waits for the conversion),
+/// for a Multi-AZ one otherwise. For the scheduler's weights and the benchmark.
+pub fn node_create_timing(node: &super::spec::NodeSpec) -> Timing {
+    use super::spec::Props;
+    match &node.props {
+        Props::DbEndpoint {
+            expect_multi_az: false, ..
+        } => sum(&["create.rds_mariadb_single_az"]),
+        _ => create_timing(node.kind),
+    }
+}
+
 pub fn delete_timing(kind: Kind) -> Timing {
     sum(delete_entries(kind))
 }
@@ -165,6 +180,8 @@ pub enum Transition {
     DbCreate {
         multi_az: bool,
     },
+    /// ModifyDBInstance(MultiAZ) applied at once: `modifying` until the standby exists.
+    DbToMultiAz,
     DbDelete {
         final_snapshot: bool,
     },
@@ -201,6 +218,7 @@ impl Transition {
             Transition::MountTargetDelete => "delete.efs_mount_target",
             Transition::DbCreate { multi_az: true } => "create.rds_mariadb_multi_az",
             Transition::DbCreate { multi_az: false } => "create.rds_mariadb_single_az",
+            Transition::DbToMultiAz => "modify.rds_single_az_to_multi_az",
             Transition::DbDelete { final_snapshot: true } => "delete.rds_multi_az_with_final_snapshot",
             Transition::DbDelete { final_snapshot: false } => "delete.rds_multi_az_skip_final_snapshot",
             Transition::LoadBalancerCreate => "create.alb",
@@ -243,6 +261,7 @@ pub fn emulated_create_s(node: &super::spec::NodeSpec) -> f64 {
         (_, Kind::LoadBalancer) => Transition::LoadBalancerCreate,
         (_, Kind::LambdaFunction) => Transition::LambdaCreate,
         (_, Kind::DashboardCheck) => Transition::TargetHealthy,
+        (_, Kind::DbStandby) => Transition::DbToMultiAz,
         _ => return create_timing(node.kind).median_s,
     };
     t.timing().median_s
@@ -283,6 +302,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn without_usable_early_the_endpoint_waits_for_the_multi_az_create() {
+        let cfg = crate::core::config::Config {
+            ami: Some("ami-0123456789abcdef0".into()),
+            database: crate::core::config::DatabaseConfig {
+                usable_early: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let nodes = crate::core::spec::build_all(&crate::core::spec::SpecInput {
+            config: &cfg,
+            region: "eu-west-1",
+            azs: ["eu-west-1a".into(), "eu-west-1b".into()],
+        });
+        let endpoint = nodes.iter().find(|n| n.key == "db-endpoint").unwrap();
+        assert_eq!(node_create_timing(endpoint).median_s, 960.0);
+        assert_eq!(emulated_create_s(endpoint), 960.0);
+        assert!(nodes.iter().all(|n| n.kind != Kind::DbStandby));
+    }
+
+    #[test]
     fn every_kind_has_timings() {
         for &k in Kind::ALL {
             assert!(create_timing(k).median_s > 0.0, "{k}");
@@ -307,6 +347,7 @@ mod tests {
             MountTargetDelete,
             DbCreate { multi_az: true },
             DbCreate { multi_az: false },
+            DbToMultiAz,
             DbDelete { final_snapshot: true },
             DbDelete { final_snapshot: false },
             LoadBalancerCreate,
@@ -324,6 +365,7 @@ mod tests {
             );
         }
         assert_eq!(DbCreate { multi_az: true }.expected().as_secs(), 960);
+        assert_eq!(DbToMultiAz.expected().as_secs(), 420);
         assert_eq!(DbDelete { final_snapshot: false }.timing().median_s, 390.0);
         let cfg = crate::core::config::Config {
             ami: Some("ami-0123456789abcdef0".into()),
@@ -338,7 +380,11 @@ mod tests {
         let by_key = |k: &str| nodes.iter().find(|n| n.key == k).unwrap();
         assert_eq!(emulated_create_s(by_key("vpce-s3")), 6.0);
         assert_eq!(emulated_create_s(by_key("vpce-ssm")), 90.0);
-        assert_eq!(emulated_create_s(by_key("db-endpoint")), 960.0);
+        // The default path is usable early: Single-AZ, then the conversion.
+        assert_eq!(emulated_create_s(by_key("db-endpoint")), 300.0);
+        assert_eq!(emulated_create_s(by_key("db-standby")), 420.0);
+        assert_eq!(node_create_timing(by_key("db-endpoint")).median_s, 300.0);
+        assert_eq!(node_create_timing(by_key("db-standby")).slow_s, 1260.0);
         assert_eq!(emulated_create_s(by_key("vpc")), create_timing(Kind::Vpc).median_s);
         assert_eq!(emulated_delete_s(by_key("db"), false), 390.0);
         assert_eq!(emulated_delete_s(by_key("db"), true), 600.0);

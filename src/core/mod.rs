@@ -25,4 +25,5 @@ pub mod spec;
 pub mod state;
 pub mod state_url;
 pub mod upgrade;
+pub mod usable;
 pub mod userdata;

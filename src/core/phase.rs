@@ -31,6 +31,7 @@ pub fn phase_of(kind: Kind) -> &'static str {
         | Kind::DbParameterGroup
         | Kind::DbInstance
         | Kind::DbEndpoint
+        | Kind::DbStandby
         | Kind::Secret => "data",
         Kind::IamRole | Kind::LogGroup | Kind::LambdaFunction | Kind::LambdaPermission | Kind::BucketNotification => {
             "side-loading"

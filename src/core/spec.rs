@@ -30,6 +30,7 @@ pub enum Kind {
     DbParameterGroup,
     DbInstance,
     DbEndpoint,
+    DbStandby,
     Secret,
     // Side-loading.
     IamRole,
@@ -71,6 +72,7 @@ impl Kind {
         Kind::DbParameterGroup,
         Kind::DbInstance,
         Kind::DbEndpoint,
+        Kind::DbStandby,
         Kind::Secret,
         Kind::IamRole,
         Kind::LogGroup,
@@ -110,6 +112,7 @@ impl Kind {
             Kind::DbParameterGroup => "db-parameter-group",
             Kind::DbInstance => "db-instance",
             Kind::DbEndpoint => "db-endpoint",
+            Kind::DbStandby => "db-standby",
             Kind::Secret => "secret",
             Kind::IamRole => "iam-role",
             Kind::LogGroup => "log-group",
@@ -176,7 +179,7 @@ impl Kind {
         match self {
             Kind::Bucket | Kind::BucketNotification => "s3",
             Kind::FileSystem | Kind::MountTarget | Kind::AccessPoint => "efs",
-            Kind::DbSubnetGroup | Kind::DbParameterGroup | Kind::DbInstance => "rds",
+            Kind::DbSubnetGroup | Kind::DbParameterGroup | Kind::DbInstance | Kind::DbStandby => "rds",
             Kind::DbEndpoint => "ssm",
             Kind::Secret => "secretsmanager",
             Kind::IamRole | Kind::InstanceProfile => "iam",
@@ -196,6 +199,7 @@ impl Kind {
             self,
             Kind::Route
                 | Kind::DbEndpoint
+                | Kind::DbStandby
                 | Kind::LambdaPermission
                 | Kind::BucketNotification
                 | Kind::LifecycleHook
@@ -318,6 +322,13 @@ pub enum Props {
         db: String,
         expect_multi_az: bool,
         rotation_days: i64,
+    },
+    /// Usable early: converts the `db` instance, created Single-AZ by this run, to Multi-AZ
+    /// in place (ModifyDBInstance MultiAZ, at once) and waits until the standby exists. It
+    /// owns the instance's `multi_az` setting. Nothing depends on it: the dashboard goes on
+    /// with the Single-AZ instance meanwhile.
+    DbStandby {
+        db: String,
     },
     /// The licence secret; the value is read at create time from `source`, never stored.
     Secret {
@@ -485,6 +496,16 @@ pub struct DbSettings {
     /// Logs RDS exports to CloudWatch Logs (`error`), into log groups `up` creates first.
     #[serde(default)]
     pub log_exports: Vec<String>,
+    /// Usable early (`multi_az` and `database.usable_early`): a create makes the instance
+    /// Single-AZ and the `db-standby` node converts it and owns `multi_az` from then on.
+    pub standby_later: bool,
+}
+
+impl DbSettings {
+    /// What CreateDBInstance asks for: Single-AZ when the standby follows later.
+    pub fn create_multi_az(&self) -> bool {
+        self.multi_az && !self.standby_later
+    }
 }
 
 /// What an instance boots with (besides the ids of other resources): every change to it
@@ -611,6 +632,14 @@ fn with(mut deps: Vec<String>, more: &[&str]) -> Vec<String> {
     deps
 }
 
+/// Whether `up` takes the usable-early path: a Multi-AZ database created Single-AZ, the
+/// dashboard going on as soon as it is available, the standby built afterwards by the
+/// `db-standby` node. Only a database this run creates is created Single-AZ; an existing one
+/// is adopted as it is (the standby node then only confirms Multi-AZ).
+pub fn usable_early(cfg: &Config) -> bool {
+    cfg.database.multi_az && cfg.database.usable_early
+}
+
 /// The licence secret exists only when a licence source is configured.
 pub fn licence_source(cfg: &Config) -> Option<SecretSource> {
     match (&cfg.licence.env, &cfg.licence.file) {
@@ -734,6 +763,7 @@ fn data(b: &mut Builder, input: &SpecInput<'_>) {
                 deletion_protection: d.deletion_protection,
                 apply_immediately: d.apply_immediately,
                 log_exports,
+                standby_later: usable_early(cfg),
             },
         },
     );
@@ -743,10 +773,23 @@ fn data(b: &mut Builder, input: &SpecInput<'_>) {
         vec!["db".into()],
         Props::DbEndpoint {
             db: "db".into(),
-            expect_multi_az: d.multi_az,
+            // Usable early: the endpoint is published once the Single-AZ instance is
+            // available; the standby node verifies Multi-AZ.
+            expect_multi_az: d.multi_az && !usable_early(cfg),
             rotation_days: d.rotation_days,
         },
     );
+    if usable_early(cfg) {
+        // After the endpoint: the conversion starts once the instance is `available` (a
+        // modification while `creating` is refused), and the endpoint's wait for
+        // `available` never sees the conversion's `modifying`.
+        b.add(
+            "db-standby",
+            Kind::DbStandby,
+            vec!["db".into(), "db-endpoint".into()],
+            Props::DbStandby { db: "db".into() },
+        );
+    }
     if let Some(source) = licence_source(cfg) {
         b.add(
             "licence-secret",
@@ -1367,6 +1410,64 @@ mod tests {
             );
         }
         Graph::new(full).expect("valid graph");
+    }
+
+    /// Usable early (the default): the instance is created Single-AZ, the endpoint does not
+    /// wait for Multi-AZ, and the standby node (after the endpoint) is the only one that
+    /// does; nothing waits for it. Off, or Multi-AZ off: today's graph, no standby node.
+    #[test]
+    fn usable_early_adds_a_standby_nothing_waits_for() {
+        let db_of = |nodes: &[NodeSpec]| match &nodes.iter().find(|n| n.key == "db").unwrap().props {
+            Props::DbInstance { db, .. } => db.clone(),
+            other => panic!("{other:?}"),
+        };
+        let expects = |nodes: &[NodeSpec]| match &nodes.iter().find(|n| n.key == "db-endpoint").unwrap().props {
+            Props::DbEndpoint { expect_multi_az, .. } => *expect_multi_az,
+            other => panic!("{other:?}"),
+        };
+        let cfg = Config::default();
+        assert!(usable_early(&cfg));
+        let nodes = build(&input(&cfg));
+        let standby = nodes
+            .iter()
+            .find(|n| n.kind == Kind::DbStandby)
+            .expect("a standby node");
+        assert_eq!(standby.key, "db-standby");
+        assert_eq!(standby.deps, vec!["db".to_string(), "db-endpoint".to_string()]);
+        assert!(matches!(&standby.props, Props::DbStandby { db } if db == "db"));
+        assert!(
+            nodes.iter().all(|n| !n.deps.contains(&standby.key)),
+            "nothing waits for the standby"
+        );
+        let db = db_of(&nodes);
+        assert!(db.multi_az && db.standby_later && !db.create_multi_az());
+        assert!(!expects(&nodes));
+        Graph::new(nodes).expect("valid graph");
+
+        for cfg in [
+            Config {
+                database: crate::core::config::DatabaseConfig {
+                    usable_early: false,
+                    ..Default::default()
+                },
+                ..Config::default()
+            },
+            Config {
+                database: crate::core::config::DatabaseConfig {
+                    multi_az: false,
+                    ..Default::default()
+                },
+                ..Config::default()
+            },
+        ] {
+            assert!(!usable_early(&cfg));
+            let nodes = build(&input(&cfg));
+            assert!(nodes.iter().all(|n| n.kind != Kind::DbStandby));
+            let db = db_of(&nodes);
+            assert!(!db.standby_later);
+            assert_eq!(db.create_multi_az(), cfg.database.multi_az);
+            assert_eq!(expects(&nodes), cfg.database.multi_az);
+        }
     }
 
     #[test]

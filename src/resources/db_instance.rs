@@ -143,9 +143,11 @@ fn classify(a: &AttrSpec, old: &str, new: &str) -> Option<(ChangeAction, String)
     }
 }
 
-/// The desired settings (pure).
+/// The desired settings (pure). On the usable-early path `multi_az` belongs to the
+/// `db-standby` node (db_standby.rs): the instance itself claims nothing about it, so a
+/// Single-AZ instance being converted is neither drift nor a change here.
 pub fn desired_settings(db: &DbSettings) -> Settings {
-    settings([
+    let mut s = settings([
         ("instance_class", db.instance_class.clone()),
         ("allocated_storage_gib", db.allocated_storage_gib.to_string()),
         ("engine_version", db.engine_version.clone()),
@@ -154,7 +156,11 @@ pub fn desired_settings(db: &DbSettings) -> Settings {
         ("deletion_protection", db.deletion_protection.to_string()),
         ("master_username", db.master_username.clone()),
         ("log_exports", diff::list(db.log_exports.iter().cloned())),
-    ])
+    ]);
+    if db.standby_later {
+        s.remove("multi_az");
+    }
+    s
 }
 
 /// The live settings. A modification waiting for the maintenance window counts as made: it
@@ -312,7 +318,7 @@ pub fn create_request(
         .allocated_storage(db.allocated_storage_gib)
         .storage_type("gp3")
         .storage_encrypted(true)
-        .multi_az(db.multi_az)
+        .multi_az(db.create_multi_az())
         .publicly_accessible(false)
         .db_subnet_group_name(at.subnet_group)
         .db_parameter_group_name(at.parameter_group)
@@ -890,7 +896,43 @@ mod tests {
             deletion_protection: true,
             apply_immediately: true,
             log_exports: vec!["error".into()],
+            standby_later: false,
         }
+    }
+
+    /// Usable early: created Single-AZ, and `multi_az` is the standby node's, so a
+    /// Single-AZ instance (converting or not yet) is no change of the instance.
+    #[test]
+    fn usable_early_creates_single_az_and_leaves_multi_az_to_the_standby() {
+        let early = DbSettings {
+            standby_later: true,
+            ..settings()
+        };
+        let at = Placement {
+            subnet_group: "g",
+            parameter_group: "p",
+            security_group: "sg-1",
+        };
+        let req = create_request(&client(), &early, &at, rds_tags("pi", "db"));
+        assert_eq!(req.as_input().get_multi_az(), &Some(false));
+        assert!(!desired_settings(&early).contains_key("multi_az"));
+        let single = DbSettings {
+            multi_az: false,
+            ..settings()
+        };
+        assert!(changes_of(&early, &single).is_empty());
+        // Off: created Multi-AZ, and a Single-AZ instance is a change of the instance.
+        let req = create_request(&client(), &settings(), &at, rds_tags("pi", "db"));
+        assert_eq!(req.as_input().get_multi_az(), &Some(true));
+        assert_eq!(changes_of(&settings(), &single)[0].0, "multi_az");
+        // Multi-AZ off: nothing to convert, created Single-AZ as asked.
+        assert!(
+            !DbSettings {
+                standby_later: false,
+                ..single.clone()
+            }
+            .create_multi_az()
+        );
     }
 
     fn client() -> Client {

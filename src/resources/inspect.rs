@@ -96,7 +96,10 @@ pub async fn db_instance(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspection, R
         i.detail = Some(status.to_string());
     }
     if let Some(Props::DbInstance { db: want, .. }) = cx.spec.map(|s| &s.props) {
-        i.check_opt("multi_az", want.multi_az, db.multi_az());
+        // Usable early: the standby node reports Multi-AZ (a conversion in progress is not drift).
+        if !want.standby_later {
+            i.check_opt("multi_az", want.multi_az, db.multi_az());
+        }
         i.check_opt("publicly_accessible", false, db.publicly_accessible());
         i.check_opt("storage_encrypted", true, db.storage_encrypted());
         i.check_opt(

@@ -11,6 +11,7 @@ mod bucket_notification;
 mod dashboard_check;
 mod db_endpoint;
 mod db_instance;
+mod db_standby;
 pub mod discover;
 mod dns_record;
 mod ec2;
@@ -194,6 +195,7 @@ fn kind_impl(kind: Kind) -> &'static dyn ResourceKind {
         Kind::DbParameterGroup => &rds::DbParameterGroup,
         Kind::DbInstance => &db_instance::DbInstance,
         Kind::DbEndpoint => &db_endpoint::DbEndpoint,
+        Kind::DbStandby => &db_standby::DbStandby,
         Kind::Secret => &secret::Secret,
         Kind::IamRole => &iam_role::IamRole,
         Kind::LogGroup => &log_group::LogGroup,

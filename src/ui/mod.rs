@@ -193,10 +193,21 @@ impl EventSink for HumanSink {
                     ));
                 }
             }
+            Event::Usable { url, elapsed_ms } => {
+                if self.verbosity != Verbosity::Quiet {
+                    self.line(format!(
+                        "{} {} after {}: {url}",
+                        self.clock(),
+                        self.paint("32;1", "dashboard usable"),
+                        crate::core::usable::duration_text(elapsed_ms)
+                    ));
+                }
+            }
             Event::RunFinished {
                 command,
                 ok,
                 elapsed_ms,
+                usable_ms,
                 counts,
                 outputs,
                 error,
@@ -212,6 +223,9 @@ impl EventSink for HumanSink {
                     elapsed_ms as f64 / 1000.0,
                     summary.join(", ")
                 ));
+                if let Some(timing) = crate::core::usable::summary(usable_ms, elapsed_ms) {
+                    self.line(timing);
+                }
                 if let Some(e) = error {
                     self.line(format!("{} {}", self.paint("31;1", "error:"), e));
                 }

@@ -85,6 +85,7 @@ pub fn plan_text(r: &PlanReport, style: Style) -> String {
             "pi-deploy plan: deployment `{}` in {}\n",
             r.deployment, r.region
         ));
+        s.push_str(&format!("  database: {}\n", r.database_path_note));
         for step in &r.steps {
             if step.action == Action::Nothing && style.verbosity != Verbosity::Verbose {
                 continue;

@@ -11,6 +11,8 @@ mod data;
 mod day2;
 mod day_to_day;
 mod destroy;
+#[cfg(feature = "fault-injection")]
+mod early;
 mod example_config;
 #[cfg(feature = "fault-injection")]
 mod faults;

@@ -7,7 +7,9 @@
 //!
 //! - NAT gateway `pending` / `deleting`; VPC endpoint `pending` / `deleting`; EFS file
 //!   system and mount targets `creating` / `deleting`; DB instance `creating` (no endpoint)
-//!   / `deleting`; load balancer `provisioning`; Lambda function `Pending`;
+//!   / `deleting`; a DB instance converted to Multi-AZ (ModifyDBInstance MultiAZ, at once)
+//!   `modifying`, still Single-AZ, with MultiAZ pending; load balancer `provisioning`;
+//!   Lambda function `Pending`;
 //! - an Auto Scaling group's instances `Pending` until in service, its targets `initial`
 //!   until the dashboard would answer (in service, booted, and the database endpoint
 //!   published, which the instances' user data waits for) plus one health check; a deleted
@@ -73,6 +75,8 @@ pub struct Named {
     pub filters: BTreeMap<String, Vec<String>>,
     /// DeleteDBInstance: whether a final snapshot is taken.
     pub final_snapshot: bool,
+    /// ModifyDBInstance: MultiAZ=true applied at once (the conversion to Multi-AZ).
+    pub to_multi_az: bool,
 }
 
 impl aws_smithy_types::config_bag::Storable for Named {
@@ -156,6 +160,12 @@ pub fn named(operation: &str, input: &Input) -> Named {
             if let Some(i) = input!(aws_sdk_rds::operation::delete_db_instance::DeleteDbInstanceInput) {
                 n.ids = one(&i.db_instance_identifier);
                 n.final_snapshot = i.skip_final_snapshot != Some(true);
+            }
+        }
+        "ModifyDBInstance" => {
+            if let Some(i) = input!(aws_sdk_rds::operation::modify_db_instance::ModifyDbInstanceInput) {
+                n.ids = one(&i.db_instance_identifier);
+                n.to_multi_az = i.multi_az == Some(true) && i.apply_immediately == Some(true);
             }
         }
         "DescribeDBInstances" => {
@@ -271,6 +281,12 @@ enum Until {
     At(Instant),
     /// Until this made-up Lambda network interface is deleted.
     Eni(String),
+}
+
+/// The key of a DB instance's conversion to Multi-AZ among the transitions shown (the
+/// instance's own key is its create's or delete's).
+fn conversion_key(id: &str) -> String {
+    format!("{id}#multi-az")
 }
 
 #[derive(Clone, Debug)]
@@ -510,6 +526,26 @@ impl Latency {
                 db.db_instance_status = Some("creating".into());
                 db.endpoint = None;
                 show(m, &id, Transition::DbCreate { multi_az }, false);
+            }
+        } else if call.to_multi_az
+            && let Some(o) =
+                output.downcast_mut::<aws_sdk_rds::operation::modify_db_instance::ModifyDbInstanceOutput>()
+        {
+            // A conversion already under way is not started again (AWS refuses a second one
+            // while `modifying`; here the first one's end stands).
+            if let Some(id) = call.id()
+                && m.in_transition(Some(&conversion_key(id)), now).is_none()
+            {
+                show(m, &conversion_key(id), Transition::DbToMultiAz, false);
+            }
+            // AWS answers with the change pending, the instance still Single-AZ.
+            if let Some(db) = o.db_instance.as_mut() {
+                db.multi_az = Some(false);
+                db.pending_modified_values = Some(
+                    aws_sdk_rds::types::PendingModifiedValues::builder()
+                        .multi_az(true)
+                        .build(),
+                );
             }
         } else if let Some(o) = output.downcast_ref::<aws_sdk_rds::operation::delete_db_instance::DeleteDbInstanceOutput>() {
             if let Some(db) = o.db_instance.clone()
@@ -871,6 +907,16 @@ impl Model {
                     if !s.deleting {
                         db.endpoint = None;
                     }
+                } else if db.db_instance_status.as_deref() == Some("available")
+                    && during(db.db_instance_identifier.as_deref().map(conversion_key).as_deref()).is_some()
+                {
+                    db.db_instance_status = Some("modifying".into());
+                    db.multi_az = Some(false);
+                    db.pending_modified_values = Some(
+                        aws_sdk_rds::types::PendingModifiedValues::builder()
+                            .multi_az(true)
+                            .build(),
+                    );
                 }
             }
         } else if let Some(o) = output
