@@ -626,5 +626,10 @@ async fn up_rolls_the_instances_when_what_they_boot_with_changes() {
     let finished = ev.iter().find(|e| e["event"] == "run_finished").unwrap();
     assert!(finished["counts"].get("rolled").is_none(), "{finished}");
     assert_eq!(versions(&d).await.len(), 3);
+    // After the rolls, `plan` has nothing to do and `status` finds no drift.
+    let plan = with_config(&d, &cfg, &["plan", "--ami", &b, "--detailed-exitcode"]);
+    assert_eq!(code(&plan), Some(0), "{}", common::show(&plan));
+    let status = with_config(&d, &cfg, &["status"]);
+    assert_eq!(code(&status), Some(0), "{}", common::show(&status));
     d.destroy();
 }
