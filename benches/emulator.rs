@@ -442,7 +442,7 @@ struct Bench {
 impl Bench {
     /// Run one command to completion; panics (stopping moto) if it fails.
     #[expect(clippy::zombie_processes, reason = "the child is reaped by wait4 in wait_with_cpu")]
-    fn run(&self, deployment: &str, runner: Runner, op: Op, latency: Option<f64>) -> Sample {
+    fn run(&self, deployment: &str, runner: Runner, op: Op, latency: Option<Pace>) -> Sample {
         let tag = format!("{deployment}-{}", op.name());
         let counts = self.dir.path().join(format!("{tag}.calls.json"));
         let log = self.dir.path().join(format!("{tag}.log"));
@@ -468,7 +468,7 @@ impl Bench {
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .env("NO_COLOR", "1")
             .env("PI_DEPLOY_CALL_COUNTS", &counts)
-            .envs(latency.map(|f| ("PI_DEPLOY_LATENCY", f.to_string())))
+            .envs(latency.map(|p| ("PI_DEPLOY_LATENCY", p.env())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file.try_clone().expect("log file"));
@@ -917,10 +917,13 @@ fn main() {
         );
         return;
     }
-    let Some(factor) = latency_factor() else {
-        println!("\n== latency variant skipped (PI_BENCH_LATENCY=0)");
-        return;
-    };
+    for pace in latency_paces() {
+        latency_variant(&bench, pace, &mut deps, &moto_desc);
+    }
+}
+
+/// One latency variant: `PI_BENCH_LATENCY_RUNS` rounds of both runners under `pace`.
+fn latency_variant(bench: &Bench, pace: Pace, deps: &mut BTreeMap<String, Vec<String>>, moto_desc: &str) {
     let lrounds = env_count("PI_BENCH_LATENCY_RUNS", DEFAULT_LATENCY_ROUNDS);
     let machine = format!(
         "nproc {}, {}, load average {} at the start",
@@ -929,7 +932,9 @@ fn main() {
         load_average()
     );
     println!(
-        "\n== latency variant: PI_DEPLOY_LATENCY={factor} (AWS's intermediate states for the latency model's medians x {factor}), {lrounds} rounds"
+        "\n== latency variant: PI_DEPLOY_LATENCY={} ({}), {lrounds} rounds",
+        pace.env(),
+        pace.describe()
     );
     let mut lsamples: Samples = BTreeMap::new();
     for round in 1..=lrounds {
@@ -939,11 +944,11 @@ fn main() {
             [Runner::Reference, Runner::PiDeploy]
         };
         for runner in order {
-            let deployment = format!("lat-{}{round}", runner.letter());
+            let deployment = format!("{}-{}{round}", pace.prefix(), runner.letter());
             for op in [Op::Up, Op::Destroy] {
-                let s = bench.run(&deployment, runner, op, Some(factor));
+                let s = bench.run(&deployment, runner, op, Some(pace));
                 if deps.is_empty() && op == Op::Up {
-                    deps = bench.deps(&deployment);
+                    *deps = bench.deps(&deployment);
                 }
                 print_run(round, runner, op, &s);
                 lsamples.entry((op, runner)).or_default().push(s);
@@ -953,19 +958,59 @@ fn main() {
     let machine = format!("{machine}, {} at the end", load_average());
     latency_report(
         &lsamples,
-        &deps,
-        &Ideal::new(&bench.ami, factor),
+        deps,
+        &Ideal::new(&bench.ami, pace),
         lrounds,
-        factor,
+        pace,
         &machine,
-        &moto_desc,
+        moto_desc,
     );
 }
 
 // ---- latency variant ------------------------------------------------------------------------
 
 const DEFAULT_LATENCY_ROUNDS: usize = 3;
-const DEFAULT_LATENCY: f64 = 0.01;
+
+/// How the latency mode times transitions (`PI_DEPLOY_LATENCY`): the model's medians times
+/// a factor (waits sped up alike), or a fixed number of seconds each with the waits at real
+/// speed, as an outside emulator that ignores AWS's timings would show them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Pace {
+    Scaled(f64),
+    Fixed(f64),
+}
+
+impl Pace {
+    fn parse(v: &str) -> Pace {
+        let v = v.trim();
+        match v.strip_prefix("fixed:") {
+            Some(secs) => Pace::Fixed(secs.parse().expect("PI_BENCH_LATENCY: fixed:<seconds>, e.g. fixed:2")),
+            None => Pace::Scaled(v.parse().expect("PI_BENCH_LATENCY: a factor like 0.01, or fixed:2")),
+        }
+    }
+
+    fn env(self) -> String {
+        match self {
+            Pace::Scaled(f) => f.to_string(),
+            Pace::Fixed(s) => format!("fixed:{s}"),
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Pace::Scaled(f) => format!("AWS's intermediate states for the latency model's medians x {f}"),
+            Pace::Fixed(s) => format!("every intermediate state for {s} s, the waits at real speed"),
+        }
+    }
+
+    /// Deployment names and headline lines.
+    fn prefix(self) -> String {
+        match self {
+            Pace::Scaled(_) => "latency".into(),
+            Pace::Fixed(s) => format!("fixed{s}s"),
+        }
+    }
+}
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -975,12 +1020,12 @@ fn env_count(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// `PI_BENCH_LATENCY`: the factor (default 0.01), `0` to skip the variant.
-fn latency_factor() -> Option<f64> {
+/// `PI_BENCH_LATENCY`: a comma-separated list of paces (default `0.01,fixed:2`), `0` to skip.
+fn latency_paces() -> Vec<Pace> {
     match std::env::var("PI_BENCH_LATENCY") {
-        Ok(v) if v.trim() == "0" => None,
-        Ok(v) => Some(v.trim().parse().expect("PI_BENCH_LATENCY is a factor like 0.01")),
-        Err(_) => Some(DEFAULT_LATENCY),
+        Ok(v) if v.trim() == "0" => vec![],
+        Ok(v) => v.split(',').map(Pace::parse).collect(),
+        Err(_) => vec![Pace::Scaled(0.01), Pace::Fixed(2.0)],
     }
 }
 
@@ -998,10 +1043,12 @@ struct Ideal {
 }
 
 impl Ideal {
-    fn new(ami: &str, factor: f64) -> Ideal {
+    fn new(ami: &str, pace: Pace) -> Ideal {
         use pi_deploy::core::config::{Config, Purpose};
         use pi_deploy::core::graph::Graph;
-        use pi_deploy::core::latency::{emulated_create_s, emulated_delete_s};
+        use pi_deploy::core::latency::{
+            Transition, create_transition, delete_transition, emulated_create_s, emulated_delete_s,
+        };
         use pi_deploy::core::spec::{self, SpecInput};
         let cfg = Config {
             ami: Some(ami.to_string()),
@@ -1017,11 +1064,28 @@ impl Ideal {
         let mut chains = BTreeMap::new();
         let mut weights = BTreeMap::new();
         // `destroy` as the benchmark runs it: --skip-final-snapshot.
-        let weigh: [(Op, &Weight<'_>); 2] = [
-            (Op::Up, &|n| emulated_create_s(n) * factor),
-            (Op::Destroy, &|n| emulated_delete_s(n, false) * factor),
-        ];
+        // At a fixed pace, a node weighs its shown states only (the synchronous ones are an
+        // emulator call or two); the targets are healthy after three (instances in service,
+        // the app answering, one health check), as the mode's `healthy_at` has it.
+        let periods = |t: Transition| if t == Transition::TargetHealthy { 3.0 } else { 1.0 };
+        let weigh: [(Op, Box<Weight<'_>>); 2] = match pace {
+            Pace::Scaled(factor) => [
+                (Op::Up, Box::new(move |n| emulated_create_s(n) * factor)),
+                (Op::Destroy, Box::new(move |n| emulated_delete_s(n, false) * factor)),
+            ],
+            Pace::Fixed(secs) => [
+                (
+                    Op::Up,
+                    Box::new(move |n| create_transition(n).map_or(0.0, |t| secs * periods(t))),
+                ),
+                (
+                    Op::Destroy,
+                    Box::new(move |n| delete_transition(n, false).map_or(0.0, |t| secs * periods(t))),
+                ),
+            ],
+        };
         for (op, w) in weigh {
+            let w = w.as_ref();
             let (total, mut keys) = graph.critical_path(w);
             if op == Op::Destroy {
                 keys.reverse();
@@ -1051,16 +1115,19 @@ impl Ideal {
     }
 }
 
-/// The ideal chains of the default deployment at 1/100: the Multi-AZ create behind the
-/// security groups for `up`; the group's and the database's deletes for `destroy`; and each
+/// The ideal chains of the default deployment at 1/100: the Single-AZ create and the
+/// conversion to Multi-AZ behind the security groups for `up` (usable early, the default); the group's and the database's deletes for `destroy`; and each
 /// bound is the sum of all weights over the chain.
 fn self_test_ideal() {
-    let ideal = Ideal::new("ami-0123456789abcdef0", 0.01);
+    let ideal = Ideal::new("ami-0123456789abcdef0", Pace::Scaled(0.01));
     let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
     let (up, up_keys, up_sum) = &ideal.chains[&Op::Up];
-    assert!(near(*up, 9.81), "{up}");
+    assert!(near(*up, 7.33), "{up}");
     assert_eq!(up_keys.first().map(String::as_str), Some("vpc"));
-    assert!(up_keys.iter().any(|k| k == "db-endpoint"), "{up_keys:?}");
+    assert!(
+        up_keys.ends_with(&["db-endpoint".into(), "db-standby".into()]),
+        "{up_keys:?}"
+    );
     let (destroy, destroy_keys, _) = &ideal.chains[&Op::Destroy];
     assert!(near(*destroy, 7.31), "{destroy}");
     assert_eq!(destroy_keys.last().map(String::as_str), Some("vpc"));
@@ -1070,6 +1137,15 @@ fn self_test_ideal() {
     );
     assert!(near(ideal.bound(Op::Up), up_sum / up));
     assert!(ideal.bound(Op::Up) > 1.0 && ideal.bound(Op::Destroy) > 1.0);
+    // At a fixed 2 s, the chain counts shown states only: a whole number of periods, ending
+    // with the targets' three.
+    let fixed = Ideal::new("ami-0123456789abcdef0", Pace::Fixed(2.0));
+    let (up, up_keys, _) = &fixed.chains[&Op::Up];
+    assert!(*up >= 8.0 && near(up % 2.0, 0.0), "{up} {up_keys:?}");
+    assert_eq!(fixed.weights[&Op::Up]["dashboard"], 6.0);
+    assert_eq!(fixed.weights[&Op::Up]["vpc"], 0.0);
+    assert_eq!(Pace::parse("fixed:2"), Pace::Fixed(2.0));
+    assert_eq!(Pace::parse("0.01").env(), "0.01");
 }
 
 /// Per-round ratio of runner `a`'s wall to `b`'s.
@@ -1110,13 +1186,13 @@ fn show_latency_chain(s: &Sample, op: Op, deps: &BTreeMap<String, Vec<String>>, 
     )
 }
 
-fn latency_headlines(samples: &Samples, ideal: &Ideal) -> Vec<String> {
+fn latency_headlines(samples: &Samples, ideal: &Ideal, prefix: &str) -> Vec<String> {
     let mut lines = Vec::new();
     for op in [Op::Up, Op::Destroy] {
         let p = figures(&samples[&(op, Runner::PiDeploy)]);
         let chain = ideal.chain_s(op);
         lines.push(format!(
-            "latency {o}: pi-deploy / ideal chain = {:.2} ({:.2} s / {chain:.2} s; goal <= 1.15)",
+            "{prefix} {o}: pi-deploy / ideal chain = {:.2} ({:.2} s / {chain:.2} s; goal <= 1.15)",
             p.wall.median / chain,
             p.wall.median,
             o = op.name()
@@ -1125,7 +1201,7 @@ fn latency_headlines(samples: &Samples, ideal: &Ideal) -> Vec<String> {
     for op in [Op::Up, Op::Destroy] {
         let seq = ratio_of(samples, op, Runner::Reference, Runner::PiDeploy);
         lines.push(format!(
-            "latency {o}: sequential / pi-deploy = {:.2} (bound: sum of all latencies / chain = {:.2})",
+            "{prefix} {o}: sequential / pi-deploy = {:.2} (bound: sum of all latencies / chain = {:.2})",
             seq.median,
             ideal.bound(op),
             o = op.name()
@@ -1134,7 +1210,7 @@ fn latency_headlines(samples: &Samples, ideal: &Ideal) -> Vec<String> {
     for op in [Op::Up, Op::Destroy] {
         let p = figures(&samples[&(op, Runner::PiDeploy)]);
         lines.push(format!(
-            "latency {o} calls: {:.0} total / {:.0} mutating = {:.2} (goal <= 1.5)",
+            "{prefix} {o} calls: {:.0} total / {:.0} mutating = {:.2} (goal <= 1.5)",
             p.total.median,
             p.mutating.median,
             p.per_mutation.median,
@@ -1149,21 +1225,25 @@ fn latency_report(
     deps: &BTreeMap<String, Vec<String>>,
     ideal: &Ideal,
     rounds: usize,
-    factor: f64,
+    pace: Pace,
     machine: &str,
     moto: &str,
 ) {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "{machine}; {moto}; PI_DEPLOY_LATENCY={factor}; {rounds} runs of each, interleaved; median [min..max].\n"
+        "{machine}; {moto}; PI_DEPLOY_LATENCY={}; {rounds} runs of each, interleaved; median [min..max].\n",
+        pace.env()
     );
     let _ = writeln!(
         md,
         "| command | runner | wall s | ideal chain s | wall / ideal | sequential / pi-deploy (bound) | calls | mutating | calls / mutating |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
-    println!("\n== latency variant: median [min..max] over {rounds} runs");
+    println!(
+        "\n== latency variant {}: median [min..max] over {rounds} runs",
+        pace.env()
+    );
     for op in [Op::Up, Op::Destroy] {
         let chain = ideal.chain_s(op);
         println!("  {}: ideal chain {}", op.name(), ideal.describe(op));
@@ -1231,7 +1311,7 @@ fn latency_report(
         ),
     }
     println!("== latency headline");
-    for line in latency_headlines(samples, ideal) {
+    for line in latency_headlines(samples, ideal, &pace.prefix()) {
         println!("{line}");
     }
 }

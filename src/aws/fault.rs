@@ -244,9 +244,12 @@ impl Faults {
                 let mut f = Faults::new(rates);
                 match latency {
                     Some(spec) => {
-                        let scale = latency::parse(&spec).unwrap_or_else(|e| panic!("PI_DEPLOY_LATENCY: {e}"));
-                        crate::aws::wait::set_time_scale(scale);
-                        f.latency = Some(Arc::new(Latency::new(scale)));
+                        let pace = latency::parse_pace(&spec).unwrap_or_else(|e| panic!("PI_DEPLOY_LATENCY: {e}"));
+                        // A fixed pace leaves the waits at real time, as an outside emulator would.
+                        if let latency::Pace::Scaled(scale) = pace {
+                            crate::aws::wait::set_time_scale(scale);
+                        }
+                        f.latency = Some(Arc::new(Latency::with_pace(pace)));
                     }
                     // Without the latency mode an intermediate state lasts `pending` reads, not a
                     // time: the waits would first read it at the model's expected end (RDS: 960 s

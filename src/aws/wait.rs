@@ -2,18 +2,23 @@
 //!
 //! SDK waiters poll at the service model's fixed delays (RDS: 30-120 s), which overshoots
 //! completion on real AWS. This helper polls on a `Backoff`: for a transition the latency
-//! model times (`Backoff::expecting`), first at its expected end, then tighter; for
+//! model times (`Backoff::expecting`), early and then tighter towards its expected end; for
 //! anything else at once, then with growing, jittered sleeps up to a cap. It gives up at a
 //! deadline with a message that names what it waited for and the last state it saw. Polling
 //! errors that are transient (throttling, 5xx, a NotFound right after our own create) count
 //! as "not yet".
 //!
-//! Real-AWS cadence of `expecting(t, ..)` with median M (`core::latency::Transition`): no
-//! read before M when the transition started in this run (the create or delete answer
-//! already said it is under way), else one read at once; then reads every M/20 clamped to
-//! 1..15 s, each sleep half as long again up to 15 s. So at most one read per second per
-//! waiter (the NAT: 100 s, then every 5 s; RDS Multi-AZ: 960 s, then every 15 s), against
-//! the EC2 and RDS API rate limits of tens of reads per second per account.
+//! Cadence of `expecting(t, started)` with the model's median M (`core::latency::Transition`)
+//! when the transition started in this run (its create or delete answer said it is under
+//! way): the first read 1 s after the start, then each sleep half the time gone since the
+//! start, so a transition that ends early (a fast day on AWS, an emulator that shows its
+//! states for a couple of seconds) is seen within half its duration again; never sleeping
+//! past halfway to M, so the reads tighten towards M; from M on, every M/20 clamped to
+//! 1..15 s, growing by half up to 15 s. A transition found under way (a resumed run) is read
+//! at once, then as from M on. Reading first at M, as this helper once did, made a run wait
+//! the model's 960 s for a database an emulator had ready in two. RDS Multi-AZ (960 s) is
+//! read about 23 times; the NAT (100 s) about 16: at most one read per second per waiter,
+//! against the EC2 and RDS API rate limits of tens of reads per second per account.
 //!
 //! Time scale: the emulator's latency mode (test builds, src/aws/fault/latency.rs) shows
 //! AWS's transitions for their model time multiplied by a factor (e.g. 1/100) and sets the
@@ -31,9 +36,9 @@ use tokio::time::Instant;
 use crate::core::latency::Transition;
 use crate::core::resource::{ErrorClass, ResourceError};
 
-/// How often to poll: at once (if `at_once`), then after `first` (or at `first_at`), then
-/// after `then`, each later sleep `factor` times the one before, up to `max`. Sleeps are
-/// jittered, except the one that ends at `first_at`.
+/// How often to poll: at once (if `at_once`), then after `first` (or on `expect`'s ramp
+/// while it lasts), then after `then`, each later sleep `factor` times the one before, up to
+/// `max`. Sleeps are jittered.
 #[derive(Clone, Copy, Debug)]
 pub struct Backoff {
     pub first: Duration,
@@ -41,9 +46,9 @@ pub struct Backoff {
     pub max: Duration,
     pub factor: f64,
     pub at_once: bool,
-    /// The first sleep ends at this moment, a transition's expected end (early would read it
-    /// unfinished, late only adds to the wait).
-    pub first_at: Option<Instant>,
+    /// A transition started at `.0`, expected to last `.1` (model time): until then, sleeps
+    /// follow `ramp`.
+    pub expect: Option<(Instant, Duration)>,
 }
 
 impl Backoff {
@@ -54,22 +59,22 @@ impl Backoff {
         max: Duration::from_secs(5),
         factor: 1.6,
         at_once: true,
-        first_at: None,
+        expect: None,
     };
-    /// For things that take minutes and that the latency model does not time: 2 s rising
-    /// to 15 s.
+    /// For things that take minutes and that the latency model does not time: at once, then
+    /// 1 s rising by half to 15 s (what ends early is seen early; later reads are sparse).
     pub const SLOW: Backoff = Backoff {
-        first: Duration::from_secs(2),
-        then: Duration::from_secs(3),
+        first: Duration::from_secs(1),
+        then: Duration::from_millis(1500),
         max: Duration::from_secs(15),
         factor: 1.5,
         at_once: true,
-        first_at: None,
+        expect: None,
     };
 
     /// For a transition the latency model times (see the module doc): when it `started` in
-    /// this run, the first poll is at its expected end; otherwise (a resumed run, a resource
-    /// found already changing) one poll at once. Then every twentieth of the expected time
+    /// this run, reads on `ramp` up to its expected end; otherwise (a resumed run, a resource
+    /// found already changing) one read at once. Then every twentieth of the expected time
     /// (1 s to 15 s), growing by half to 15 s.
     pub fn expecting(t: Transition, started: Option<Instant>) -> Backoff {
         let expected = t.expected();
@@ -80,13 +85,13 @@ impl Backoff {
             max: Duration::from_secs(15),
             factor: 1.5,
             at_once: true,
-            first_at: None,
+            expect: None,
         };
         match started {
             Some(at) => Backoff {
                 then: tight,
                 at_once: false,
-                first_at: Some(at + scaled(expected)),
+                expect: Some((at, expected)),
                 ..tail
             },
             None => tail,
@@ -112,6 +117,18 @@ fn jittered(d: Duration) -> Duration {
     d.mul_f64(f)
 }
 
+/// The sleep before the next read of a transition `elapsed` (model time) into its expected
+/// `expected`: half the time gone (at least a second), but never past halfway to the expected
+/// end nor below `tight` near it; None from the expected end on.
+fn ramp(elapsed: Duration, expected: Duration, tight: Duration) -> Option<Duration> {
+    if elapsed >= expected {
+        return None;
+    }
+    let early = (elapsed / 2).max(Duration::from_secs(1));
+    let towards_end = ((expected - elapsed) / 2).max(tight);
+    Some(early.min(towards_end))
+}
+
 static TIME_SCALE: OnceLock<f64> = OnceLock::new();
 
 /// Shrink every sleep of this module by `factor` for the rest of the process (the emulator's
@@ -128,6 +145,13 @@ pub fn time_scale() -> f64 {
 fn scaled(d: Duration) -> Duration {
     let scale = time_scale();
     if scale == 1.0 { d } else { d.mul_f64(scale) }
+}
+
+/// Real time since `at`, in model time (the inverse of `scaled`).
+fn model_since(at: Instant) -> Duration {
+    let scale = time_scale();
+    let real = at.elapsed();
+    if scale == 1.0 { real } else { real.div_f64(scale) }
 }
 
 async fn sleep(d: Duration) {
@@ -178,13 +202,23 @@ where
     let mut interval = backoff.first;
     let mut first = true;
     let mut last: String;
+    // While an expected transition lasts, its ramp decides; `None` after its end or without one.
+    let on_ramp = || {
+        backoff
+            .expect
+            .and_then(|(at, expected)| ramp(model_since(at), expected, backoff.first))
+    };
     if !backoff.at_once {
-        match backoff.first_at {
-            Some(at) => tokio::time::sleep_until(at.min(start + deadline)).await,
-            None => sleep(interval.min(deadline)).await,
+        match (backoff.expect, on_ramp()) {
+            (Some(_), Some(d)) => sleep(jittered(d).min(deadline)).await,
+            // Started long enough ago to be over: read at once.
+            (Some(_), None) => {}
+            (None, _) => {
+                sleep(interval.min(deadline)).await;
+                interval = backoff.then;
+                first = false;
+            }
         }
-        interval = backoff.then;
-        first = false;
     }
     loop {
         match poll().await {
@@ -207,11 +241,13 @@ where
             .with_hint("AWS may just be slow: run the command again to keep waiting; it resumes where it stopped"));
         }
         let left = deadline.saturating_sub(start.elapsed()) + Duration::from_millis(1);
-        match backoff.first_at {
-            Some(at) if first => tokio::time::sleep_until(at.min(start + left)).await,
-            _ => sleep(jittered(interval).min(left)).await,
+        match on_ramp() {
+            Some(d) => sleep(jittered(d).min(left)).await,
+            None => {
+                sleep(jittered(interval).min(left)).await;
+                interval = next(&backoff, interval, &mut first);
+            }
         }
-        interval = next(&backoff, interval, &mut first);
     }
 }
 
@@ -319,8 +355,8 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(v, 7);
-        // Two sleeps: ~2 s and ~3 s (with jitter), far below the SDK waiter's fixed delays.
-        assert!(start.elapsed() < Duration::from_secs(7), "{:?}", start.elapsed());
+        // Two sleeps: ~1 s and ~1.5 s (with jitter), far below the SDK waiter's fixed delays.
+        assert!(start.elapsed() < Duration::from_secs(4), "{:?}", start.elapsed());
     }
 
     #[tokio::test(start_paused = true)]
@@ -355,21 +391,73 @@ mod tests {
         times.into_inner().unwrap()
     }
 
+    /// When each poll happened; ready at the first poll at or after `ready_after`.
+    async fn polls_until_time(backoff: Backoff, ready_after: Duration) -> Vec<Duration> {
+        let start = Instant::now();
+        let times = Mutex::new(Vec::new());
+        wait_for("x", Duration::from_secs(3600), backoff, || {
+            let mut t = times.lock().unwrap();
+            t.push(start.elapsed());
+            std::future::ready(Ok(if start.elapsed() >= ready_after {
+                Poll::Ready(())
+            } else {
+                Poll::Pending("pending".into())
+            }))
+        })
+        .await
+        .unwrap();
+        times.into_inner().unwrap()
+    }
+
+    fn gaps_at_least(polls: &[Duration], min: Duration) -> bool {
+        polls.windows(2).all(|w| w[1] - w[0] >= min)
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn a_transition_started_here_is_first_read_at_its_expected_end_then_tighter() {
-        // The NAT gateway: 100 s expected, then every 5 s (jittered +/-20 %), growing.
-        let polls = polls_until(Backoff::expecting(Transition::NatCreate, Some(Instant::now())), 3).await;
-        assert_eq!(polls[0], Duration::from_secs(100), "{polls:?}");
-        let gap = polls[1] - polls[0];
+    async fn a_transition_that_ends_long_before_its_model_time_is_seen_at_once() {
+        // An emulator (or a fast day) has the database ready 2 s after its create, where the
+        // model expects 960 s: it is seen within half its duration again, not at 960 s.
+        let db = Transition::DbCreate { multi_az: true };
+        let polls = polls_until_time(Backoff::expecting(db, Some(Instant::now())), Duration::from_secs(2)).await;
+        let seen = *polls.last().unwrap();
         assert!(
-            gap >= Duration::from_secs(4) && gap <= Duration::from_secs(6),
+            seen >= Duration::from_secs(2) && seen <= Duration::from_millis(3200),
             "{polls:?}"
         );
-        let gap2 = polls[2] - polls[1];
         assert!(
-            gap2 >= Duration::from_secs(6) && gap2 <= Duration::from_secs(9),
-            "{polls:?}"
+            polls[0] >= Duration::from_millis(800),
+            "the create answered; no read at once: {polls:?}"
         );
+        assert!(gaps_at_least(&polls, Duration::from_millis(800)), "{polls:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_tighten_towards_the_expected_end_and_stay_few() {
+        // RDS Multi-AZ ending at its median: seen within one tight interval (15 s, +20 %
+        // jitter) after it, in a few dozen reads, never two within 0.8 s.
+        let db = Transition::DbCreate { multi_az: true };
+        let polls = polls_until_time(Backoff::expecting(db, Some(Instant::now())), Duration::from_secs(960)).await;
+        let seen = *polls.last().unwrap();
+        assert!(seen <= Duration::from_secs(978), "{polls:?}");
+        assert!(polls.len() <= 30, "{} reads: {polls:?}", polls.len());
+        assert!(gaps_at_least(&polls, Duration::from_millis(800)), "{polls:?}");
+        // Closing in: each gap at most half the time left to the expected end, or the tight
+        // interval (jittered +20 %).
+        for w in polls.windows(2) {
+            let left = Duration::from_secs(960).saturating_sub(w[0]);
+            assert!(
+                w[1] - w[0] <= (left / 2).max(Duration::from_secs(15)).mul_f64(1.2),
+                "{polls:?}"
+            );
+        }
+        // The NAT (100 s, then every 5 s).
+        let polls = polls_until_time(
+            Backoff::expecting(Transition::NatCreate, Some(Instant::now())),
+            Duration::from_secs(100),
+        )
+        .await;
+        assert!(*polls.last().unwrap() <= Duration::from_secs(106), "{polls:?}");
+        assert!(polls.len() <= 20, "{} reads: {polls:?}", polls.len());
     }
 
     #[tokio::test(start_paused = true)]
@@ -377,8 +465,12 @@ mod tests {
         let started = Instant::now();
         tokio::time::sleep(Duration::from_secs(900)).await;
         let db = Transition::DbCreate { multi_az: true };
+        // 60 s before the expected end: halfway there (30 s, jittered), no earlier.
         let polls = polls_until(Backoff::expecting(db, Some(started)), 1).await;
-        assert_eq!(polls, [Duration::from_secs(60)]);
+        assert!(
+            polls[0] >= Duration::from_secs(24) && polls[0] <= Duration::from_secs(36),
+            "{polls:?}"
+        );
         // Long past the expected end: read at once.
         let polls = polls_until(Backoff::expecting(Transition::NatCreate, Some(started)), 1).await;
         assert_eq!(polls, [Duration::ZERO]);
@@ -391,10 +483,19 @@ mod tests {
         );
         // Short transitions are never read more than about once a second.
         let polls = polls_until(Backoff::expecting(Transition::FileSystemCreate, None), 4).await;
-        assert!(
-            polls.windows(2).all(|w| w[1] - w[0] >= Duration::from_millis(800)),
-            "{polls:?}"
-        );
+        assert!(gaps_at_least(&polls, Duration::from_millis(800)), "{polls:?}");
+    }
+
+    #[test]
+    fn the_ramp_halves_the_time_gone_and_closes_in_on_the_expected_end() {
+        let s = Duration::from_secs;
+        let tight = s(15);
+        assert_eq!(ramp(Duration::ZERO, s(960), tight), Some(s(1)));
+        assert_eq!(ramp(s(100), s(960), tight), Some(s(50)));
+        // Halfway to the end at most: at 600 s, 360 s to go -> 180 s, not 300 s.
+        assert_eq!(ramp(s(600), s(960), tight), Some(s(180)));
+        assert_eq!(ramp(s(950), s(960), tight), Some(tight));
+        assert_eq!(ramp(s(960), s(960), tight), None);
     }
 
     #[test]

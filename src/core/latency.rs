@@ -158,8 +158,8 @@ pub fn delete_timing(kind: Kind) -> Timing {
 
 /// A change AWS shows as an intermediate state (`pending`, `creating`, `provisioning`,
 /// `deleting`, ENIs still attached, instances not in service yet) and its figures from the
-/// model. One table for three readers: the waits, which poll first at the expected end
-/// (`aws::wait::Backoff::expecting`); the emulator's latency mode, which shows each state for
+/// model. One table for three readers: the waits, which read early and then tighter towards
+/// the expected end (`aws::wait::Backoff::expecting`); the emulator's latency mode, which shows each state for
 /// exactly its median, scaled (src/aws/fault/latency.rs); and the latency benchmark's ideal
 /// chain (`emulated_create_s`, `emulated_delete_s`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -247,8 +247,14 @@ impl Transition {
 /// synchronous kinds, a second or two, about one emulator call once scaled). The latency
 /// benchmark's ideal chain is the longest chain under these weights.
 pub fn emulated_create_s(node: &super::spec::NodeSpec) -> f64 {
+    create_transition(node).map_or(create_timing(node.kind).median_s, |t| t.timing().median_s)
+}
+
+/// The intermediate state the latency mode shows after this node's create, if its kind has
+/// one on AWS.
+pub fn create_transition(node: &super::spec::NodeSpec) -> Option<Transition> {
     use super::spec::{EndpointType, Props};
-    let t = match (&node.props, node.kind) {
+    Some(match (&node.props, node.kind) {
         (Props::VpcEndpoint { endpoint, .. }, _) => Transition::EndpointCreate {
             gateway: matches!(endpoint, EndpointType::Gateway { .. }),
         },
@@ -262,16 +268,20 @@ pub fn emulated_create_s(node: &super::spec::NodeSpec) -> f64 {
         (_, Kind::LambdaFunction) => Transition::LambdaCreate,
         (_, Kind::DashboardCheck) => Transition::TargetHealthy,
         (_, Kind::DbStandby) => Transition::DbToMultiAz,
-        _ => return create_timing(node.kind).median_s,
-    };
-    t.timing().median_s
+        _ => return None,
+    })
 }
 
 /// What one node's delete takes under the latency mode, in model seconds (see
 /// `emulated_create_s`); `final_snapshot` as `destroy` was asked.
 pub fn emulated_delete_s(node: &super::spec::NodeSpec, final_snapshot: bool) -> f64 {
+    delete_transition(node, final_snapshot).map_or(delete_timing(node.kind).median_s, |t| t.timing().median_s)
+}
+
+/// The intermediate state the latency mode shows after this node's delete, if any.
+pub fn delete_transition(node: &super::spec::NodeSpec, final_snapshot: bool) -> Option<Transition> {
     use super::spec::{EndpointType, Props};
-    let t = match (&node.props, node.kind) {
+    Some(match (&node.props, node.kind) {
         (Props::VpcEndpoint { endpoint, .. }, _) => Transition::EndpointDelete {
             gateway: matches!(endpoint, EndpointType::Gateway { .. }),
         },
@@ -282,9 +292,8 @@ pub fn emulated_delete_s(node: &super::spec::NodeSpec, final_snapshot: bool) -> 
         (_, Kind::LoadBalancer) => Transition::LoadBalancerDelete,
         (_, Kind::LambdaFunction) => Transition::LambdaDelete,
         (_, Kind::AutoScalingGroup) => Transition::GroupDelete,
-        _ => return delete_timing(node.kind).median_s,
-    };
-    t.timing().median_s
+        _ => return None,
+    })
 }
 
 /// Deadline for waiting on a create: the slow figure times three, at least five minutes

@@ -31,6 +31,11 @@
 //!
 //! The same factor shrinks the waits' sleeps (`aws::wait::set_time_scale`), so a run in this
 //! mode is a real run in fast motion, apart from the emulator's own call times.
+//!
+//! `PI_DEPLOY_LATENCY=fixed:<seconds>` (e.g. `fixed:2`) shows every transition for that
+//! many seconds whatever the model says, and leaves the waits' sleeps at their real length:
+//! an emulator that does not follow AWS's timings, as an outside harness may be. A run there
+//! must not wait for the model's figures (`aws::wait`'s ramp).
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -45,6 +50,26 @@ use aws_smithy_runtime_api::client::interceptors::context::{Error as OperationEr
 use super::Fault;
 use super::world::Refusal;
 use crate::core::latency::Transition;
+
+/// How long the mode shows a transition: its model time times a factor, or a fixed time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pace {
+    Scaled(f64),
+    Fixed(Duration),
+}
+
+/// Parse `PI_DEPLOY_LATENCY`: `fixed:<seconds>` or a factor (see `parse`).
+pub fn parse_pace(spec: &str) -> Result<Pace, String> {
+    match spec.trim().strip_prefix("fixed:") {
+        Some(secs) => match secs.trim().parse::<f64>() {
+            Ok(s) if s > 0.0 && s <= 3600.0 => Ok(Pace::Fixed(Duration::from_secs_f64(s))),
+            _ => Err(format!(
+                "`{spec}`: fixed:<seconds> needs a number of seconds in (0, 3600]"
+            )),
+        },
+        None => parse(spec).map(Pace::Scaled),
+    }
+}
 
 /// Parse the factor: a number in (0, 1], or `1/N`.
 pub fn parse(spec: &str) -> Result<f64, String> {
@@ -327,6 +352,7 @@ struct Fleet {
 #[derive(Debug, Default)]
 struct Model {
     scale: f64,
+    fixed: Option<Duration>,
     showing: HashMap<String, Showing>,
     holds: Vec<Hold>,
     nats: HashMap<String, (Holders, Option<String>)>,
@@ -348,26 +374,39 @@ struct Model {
 #[derive(Debug)]
 pub struct Latency {
     scale: f64,
+    fixed: Option<Duration>,
     model: Mutex<Model>,
 }
 
 impl Latency {
     pub fn new(scale: f64) -> Self {
+        Self::with_pace(Pace::Scaled(scale))
+    }
+
+    pub fn with_pace(pace: Pace) -> Self {
+        let (scale, fixed) = match pace {
+            Pace::Scaled(f) => (f, None),
+            Pace::Fixed(d) => (1.0, Some(d)),
+        };
         Self {
             scale,
+            fixed,
             model: Mutex::new(Model {
                 scale,
+                fixed,
                 ..Model::default()
             }),
         }
     }
 
-    pub fn scale(&self) -> f64 {
-        self.scale
+    fn lasts(&self, t: Transition) -> Duration {
+        self.model_time(t.timing().median_s)
     }
 
-    fn lasts(&self, t: Transition) -> Duration {
-        Duration::from_secs_f64(t.timing().median_s * self.scale)
+    /// A model figure as the mode shows it.
+    fn model_time(&self, model_s: f64) -> Duration {
+        self.fixed
+            .unwrap_or_else(|| Duration::from_secs_f64(model_s * self.scale))
     }
 
     /// The refusal AWS would give this call now, if any.
@@ -609,7 +648,7 @@ impl Latency {
                 let release = crate::core::latency::model()
                     .get("delete.lambda_eni_release")
                     .map_or(1200.0, |t| t.median_s);
-                let reaped_at = now + Duration::from_secs_f64(release * self.scale);
+                let reaped_at = now + self.model_time(release);
                 for subnet in &h.subnets {
                     let eni = FakeEni {
                         id: fake_eni_id(name, subnet),
@@ -664,7 +703,8 @@ impl Latency {
 
 impl Model {
     fn lasts(&self, t: Transition) -> Duration {
-        Duration::from_secs_f64(t.timing().median_s * self.scale)
+        self.fixed
+            .unwrap_or_else(|| Duration::from_secs_f64(t.timing().median_s * self.scale))
     }
 
     /// When the targets of a group this process created are first healthy: in service,
@@ -1220,6 +1260,26 @@ mod tests {
         for bad in ["0", "2", "-0.1", "x", "1/0", "1/x", ""] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_pace("1/100").unwrap(), Pace::Scaled(0.01));
+        assert_eq!(parse_pace("fixed:2").unwrap(), Pace::Fixed(Duration::from_secs(2)));
+        for bad in ["fixed:", "fixed:0", "fixed:x", "fixed:-1"] {
+            assert!(parse_pace(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_fixed_pace_shows_every_transition_for_the_same_time() {
+        use aws_sdk_ec2::operation::create_nat_gateway::CreateNatGatewayOutput;
+        let l = Latency::with_pace(Pace::Fixed(ms(2000)));
+        let t0 = Instant::now();
+        let mut created = Output::erase(
+            CreateNatGatewayOutput::builder()
+                .nat_gateway(nat(NatGatewayState::Available))
+                .build(),
+        );
+        l.answered(&call("CreateNatGateway", &[]), &mut created, t0);
+        assert_eq!(nat_state(&l, t0 + ms(1999)), (1, Some(NatGatewayState::Pending)));
+        assert_eq!(nat_state(&l, t0 + ms(2000)), (0, Some(NatGatewayState::Available)));
     }
 
     #[test]
