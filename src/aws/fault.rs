@@ -252,8 +252,8 @@ impl Faults {
                         f.latency = Some(Arc::new(Latency::with_pace(pace)));
                     }
                     // Without the latency mode an intermediate state lasts `pending` reads, not a
-                    // time: the waits would first read it at the model's expected end (RDS: 960 s
-                    // after its create answered `creating`). Run them in fast motion instead.
+                    // time: the waits would spend real seconds on each (RDS: about 23 reads over
+                    // 960 s of model time). Run them in fast motion instead.
                     None => crate::aws::wait::set_time_scale(FAULT_TIME_SCALE),
                 }
                 Some(f)

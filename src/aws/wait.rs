@@ -10,14 +10,14 @@
 //!
 //! Cadence of `expecting(t, started)` with the model's median M (`core::latency::Transition`)
 //! when the transition started in this run (its create or delete answer said it is under
-//! way): the first read 1 s after the start, then each sleep half the time gone since the
-//! start, so a transition that ends early (a fast day on AWS, an emulator that shows its
-//! states for a couple of seconds) is seen within half its duration again; never sleeping
+//! way): the first read half a second after the start, then each sleep a third of the time
+//! gone since the start, so a transition that ends early (a fast day on AWS, an emulator that
+//! shows its states for a couple of seconds) is seen within a third of its duration; never sleeping
 //! past halfway to M, so the reads tighten towards M; from M on, every M/20 clamped to
 //! 1..15 s, growing by half up to 15 s. A transition found under way (a resumed run) is read
 //! at once, then as from M on. Reading first at M, as this helper once did, made a run wait
 //! the model's 960 s for a database an emulator had ready in two. RDS Multi-AZ (960 s) is
-//! read about 23 times; the NAT (100 s) about 16: at most one read per second per waiter,
+//! read about 30 times; the NAT (100 s) about 20: at most two reads per second per waiter,
 //! against the EC2 and RDS API rate limits of tens of reads per second per account.
 //!
 //! Time scale: the emulator's latency mode (test builds, src/aws/fault/latency.rs) shows
@@ -118,13 +118,13 @@ fn jittered(d: Duration) -> Duration {
 }
 
 /// The sleep before the next read of a transition `elapsed` (model time) into its expected
-/// `expected`: half the time gone (at least a second), but never past halfway to the expected
-/// end nor below `tight` near it; None from the expected end on.
+/// `expected`: a third of the time gone (at least half a second), but never past halfway to
+/// the expected end nor below `tight` near it; None from the expected end on.
 fn ramp(elapsed: Duration, expected: Duration, tight: Duration) -> Option<Duration> {
     if elapsed >= expected {
         return None;
     }
-    let early = (elapsed / 2).max(Duration::from_secs(1));
+    let early = (elapsed / 3).max(Duration::from_millis(500));
     let towards_end = ((expected - elapsed) / 2).max(tight);
     Some(early.min(towards_end))
 }
@@ -416,19 +416,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_transition_that_ends_long_before_its_model_time_is_seen_at_once() {
         // An emulator (or a fast day) has the database ready 2 s after its create, where the
-        // model expects 960 s: it is seen within half its duration again, not at 960 s.
+        // model expects 960 s: it is seen within a third of its duration (and the jitter),
+        // not at 960 s.
         let db = Transition::DbCreate { multi_az: true };
         let polls = polls_until_time(Backoff::expecting(db, Some(Instant::now())), Duration::from_secs(2)).await;
         let seen = *polls.last().unwrap();
         assert!(
-            seen >= Duration::from_secs(2) && seen <= Duration::from_millis(3200),
+            seen >= Duration::from_secs(2) && seen <= Duration::from_millis(2900),
             "{polls:?}"
         );
         assert!(
-            polls[0] >= Duration::from_millis(800),
+            polls[0] >= Duration::from_millis(400),
             "the create answered; no read at once: {polls:?}"
         );
-        assert!(gaps_at_least(&polls, Duration::from_millis(800)), "{polls:?}");
+        assert!(gaps_at_least(&polls, Duration::from_millis(400)), "{polls:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -439,8 +440,8 @@ mod tests {
         let polls = polls_until_time(Backoff::expecting(db, Some(Instant::now())), Duration::from_secs(960)).await;
         let seen = *polls.last().unwrap();
         assert!(seen <= Duration::from_secs(978), "{polls:?}");
-        assert!(polls.len() <= 30, "{} reads: {polls:?}", polls.len());
-        assert!(gaps_at_least(&polls, Duration::from_millis(800)), "{polls:?}");
+        assert!(polls.len() <= 32, "{} reads: {polls:?}", polls.len());
+        assert!(gaps_at_least(&polls, Duration::from_millis(400)), "{polls:?}");
         // Closing in: each gap at most half the time left to the expected end, or the tight
         // interval (jittered +20 %).
         for w in polls.windows(2) {
@@ -457,7 +458,7 @@ mod tests {
         )
         .await;
         assert!(*polls.last().unwrap() <= Duration::from_secs(106), "{polls:?}");
-        assert!(polls.len() <= 20, "{} reads: {polls:?}", polls.len());
+        assert!(polls.len() <= 22, "{} reads: {polls:?}", polls.len());
     }
 
     #[tokio::test(start_paused = true)]
@@ -490,10 +491,10 @@ mod tests {
     fn the_ramp_halves_the_time_gone_and_closes_in_on_the_expected_end() {
         let s = Duration::from_secs;
         let tight = s(15);
-        assert_eq!(ramp(Duration::ZERO, s(960), tight), Some(s(1)));
-        assert_eq!(ramp(s(100), s(960), tight), Some(s(50)));
-        // Halfway to the end at most: at 600 s, 360 s to go -> 180 s, not 300 s.
-        assert_eq!(ramp(s(600), s(960), tight), Some(s(180)));
+        assert_eq!(ramp(Duration::ZERO, s(960), tight), Some(Duration::from_millis(500)));
+        assert_eq!(ramp(s(90), s(960), tight), Some(s(30)));
+        // Halfway to the end at most: at 750 s, 210 s to go -> 105 s, not 250 s.
+        assert_eq!(ramp(s(750), s(960), tight), Some(s(105)));
         assert_eq!(ramp(s(950), s(960), tight), Some(tight));
         assert_eq!(ramp(s(960), s(960), tight), None);
     }

@@ -236,7 +236,7 @@ impl Transition {
         sum(&[self.entry()])
     }
 
-    /// The median, as a duration: when a wait polls first.
+    /// The median, as a duration: where a wait's reads are tightest.
     pub fn expected(self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.timing().median_s)
     }

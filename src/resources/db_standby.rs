@@ -119,7 +119,7 @@ fn outputs_for(identifier: &str) -> Outputs {
 }
 
 /// The key under which this run notes when the conversion started (the answer showed it
-/// under way): the wait's first read is at its expected end.
+/// under way): the wait reads on its ramp from then, not at once.
 fn started_key(identifier: &str) -> String {
     format!("{identifier}/multi-az")
 }
@@ -165,9 +165,9 @@ impl ResourceKind for DbStandby {
         )
         .await?;
         aws.started.note(&asked_key(&id));
-        // The wait's first read is at the conversion's expected end only when the answer says
-        // it is under way (as for the create of the instance); an answer that shows it done
-        // already is read back at once.
+        // The wait skips the read at once only when the answer says the conversion is under
+        // way (as for the create of the instance); an answer that shows it done already is
+        // read back at once.
         if answer.db_instance().map(view).is_none_or(|v| v != Standby::Ready) {
             aws.started.note(&started_key(&id));
         }

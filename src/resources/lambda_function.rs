@@ -258,7 +258,13 @@ async fn wait_ready(aws: &Aws, name: &str, backoff: Backoff) -> Result<FunctionC
         latency::create_deadline(Kind::LambdaFunction),
         backoff,
         || async {
-            let cfg = configuration(aws, name).await?;
+            let cfg = match configuration(aws, name).await {
+                // A read a second after this run's create may not see it yet.
+                Err(e) if e.is(ErrorClass::NotFound) => {
+                    return crate::aws::consistency::not_visible(format!("Lambda function {name}"));
+                }
+                other => other?,
+            };
             Ok(match readiness(&cfg) {
                 Poll::Ready(()) => Poll::Ready(cfg),
                 Poll::Pending(s) => Poll::Pending(s),
@@ -369,8 +375,8 @@ impl ResourceKind for LambdaFunction {
         let code = lambda_code::code()?;
         let name = outputs.id()?.to_string();
         let mut cfg = match aws.started.get(&name) {
-            // Created `Pending` by this run: the first read is at the expected end, long
-            // after a read could lag the create.
+            // Created `Pending` by this run: no read at once (the answer said so), then the
+            // ramp; a read that does not see the new function yet is "not yet".
             Some(at) => wait_ready(aws, &name, Backoff::expecting(Transition::LambdaCreate, Some(at))).await?,
             None => {
                 ec2::retry_not_found("reading the new Lambda function", || configuration(aws, &name)).await?;

@@ -210,3 +210,52 @@ fn up_and_destroy_converge_when_aws_takes_its_time() {
         );
     }
 }
+
+/// The latency mode at a fixed pace (`PI_DEPLOY_LATENCY=fixed:2`): every intermediate state
+/// lasts 2 s whatever AWS's medians are, and the waits sleep at real speed, as against an
+/// emulator (or a harness) that shows AWS-like states without AWS's timings. `up` and
+/// `destroy` converge, and neither waits for the model's figures: `up` ends long before the
+/// database's Single-AZ create would on AWS (300 s), the first of the two transitions it
+/// waits for one after the other (the waits used to read first at the model's median).
+#[test]
+fn up_and_destroy_do_not_wait_for_the_model_when_the_states_end_sooner() {
+    use pi_deploy::core::latency::Transition;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = rt.block_on(clients());
+    let a = ami('A');
+    let d = Deployment::new("fixedpace");
+    let pace = ("PI_DEPLOY_LATENCY", "fixed:2");
+    let (up, during_up) = with_env(&d, &["up", "--ami", a.as_str(), "--yes", "--json"], pace);
+    let blueprint: BTreeSet<String> = d.state()["resources"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(blueprint.len(), 58, "the default deployment: {blueprint:?}");
+    check_converged(&d, &c, &rt, &blueprint).unwrap();
+    let model = Transition::DbCreate { multi_az: false }.timing().median_s;
+    let took = elapsed_s(&up);
+    // The Single-AZ create and the conversion, 2 s each, one after the other.
+    assert!(took >= 4.0, "`up` took {took} s, less than the database's two states");
+    assert!(
+        took < model,
+        "`up` took {took} s: it waited for the model's {model} s instead of reading the 2 s state"
+    );
+    let destroy = [&destroy_args()[..], &["--json"]].concat();
+    let (destroyed, during_destroy) = with_env(&d, &destroy, pace);
+    check_empty(&d, &c, &rt).unwrap();
+    let took_destroy = elapsed_s(&destroyed);
+    let group = Transition::GroupDelete.timing().median_s;
+    assert!(
+        took_destroy < group,
+        "`destroy` took {took_destroy} s: it waited for the model's {group} s"
+    );
+    println!(
+        "fixed:2: up {took:.2} s, injected {during_up:?}; destroy {took_destroy:.2} s, injected {during_destroy:?}"
+    );
+    for (name, counts) in [("up", &during_up), ("destroy", &during_destroy)] {
+        assert!(
+            counts.get("pending").copied().unwrap_or(0) > 0,
+            "{name} was shown no intermediate state: {counts:?}"
+        );
+    }
+}
