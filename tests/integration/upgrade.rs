@@ -647,7 +647,8 @@ async fn up_rolls_the_instances_when_what_they_boot_with_changes() {
 /// Issue 18: a roll that `up` started and a kill interrupted is the next `up`'s to finish
 /// or undo. Killed mid-swap, then the config asks for another instance type: the next `up`
 /// rolls the unfinished roll back (as `upgrade --abort` does) and rolls to the new type,
-/// with a healthy target at every poll. An `upgrade --ami` killed mid-swap is finished by an
+/// with a healthy target at every poll; killed while an old instance drains, it finishes
+/// the roll first and then rolls to the new type. An `upgrade --ami` killed mid-swap is finished by an
 /// `up` that asks for the same image; one that asks for another is refused, naming both
 /// ways out.
 #[tokio::test(flavor = "multi_thread")]
@@ -712,6 +713,44 @@ async fn up_finishes_or_rolls_back_a_roll_a_killed_run_left() {
     let plan = with_config(&d, &cfg, &["plan", "--ami", &a, "--detailed-exitcode"]);
     assert_eq!(code(&plan), Some(0), "{}", common::show(&plan));
 
+    // A roll to t3.large killed once a round's old instance is being taken out of the load
+    // balancer, then the config asks for t3.medium: finished first (a rollback would leave
+    // that instance out of the target group), then rolled to t3.medium.
+    write("t3.large");
+    kill_mid_run(&d, &up_args, &["draining", "terminating"]);
+    // The kill lands within ~1 ms of the write: the record says where the run stopped.
+    let step = d.state()["upgrade"]["step"]["name"].as_str().unwrap().to_string();
+    let expected = if ["draining", "terminating", "finishing", "done"].contains(&step.as_str()) {
+        "finishing it first"
+    } else {
+        "rolling it back first"
+    };
+    write("t3.medium");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_health(recorded(&d, "tg", "id"), stop.clone());
+    let out = ok(&d, &cfg, &["up", "--ami", &a, "--yes", "--json"]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (fewest, polls) = watcher.join().unwrap();
+    assert!(
+        polls > 0 && fewest >= 1,
+        "a moment without a healthy target: fewest {fewest} in {polls} polls"
+    );
+    let ev = events(&out);
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "warning" && e["message"].as_str().unwrap_or("").contains(expected)),
+        "killed at `{step}`, expected \"{expected}\": {}",
+        common::show(&out)
+    );
+    let fleet = fleet_of(&d).await;
+    assert_eq!(fleet.len(), 2, "{fleet:?}");
+    assert!(fleet.iter().all(|(_, t, i)| t == "t3.medium" && *i == a), "{fleet:?}");
+    assert_on(&seen(&d).await, &a, 2);
+    // v4 (t3.large: finished, or rolled back) and v5 (t3.medium).
+    assert_eq!(versions(&d).await.len(), 5);
+    assert_eq!(default_version(&d).await, 5);
+    assert!(d.state().get("upgrade").is_none());
+
     // An `upgrade --ami B` killed mid-swap: `up` with the old image is refused ...
     kill_mid_swap(&d, &cfg, &b, &["launching", "draining", "terminating"]);
     assert_eq!(d.state()["upgrade"]["ami"], b.as_str());
@@ -726,9 +765,9 @@ async fn up_finishes_or_rolls_back_a_roll_a_killed_run_left() {
     ok(&d, &cfg, &["up", "--ami", &b, "--yes"]);
     let s = seen(&d).await;
     assert_on(&s, &b, 2);
-    assert!(fleet_of(&d).await.iter().all(|(_, t, _)| t == "t3.xlarge"));
-    assert_eq!(versions(&d).await.len(), 4, "the killed upgrade's version was reused");
-    assert_eq!(default_version(&d).await, 4);
+    assert!(fleet_of(&d).await.iter().all(|(_, t, _)| t == "t3.medium"));
+    assert_eq!(versions(&d).await.len(), 6, "the killed upgrade's version was reused");
+    assert_eq!(default_version(&d).await, 6);
     assert!(d.state().get("upgrade").is_none());
     let plan = with_config(&d, &cfg, &["plan", "--ami", &b, "--detailed-exitcode"]);
     assert_eq!(code(&plan), Some(0), "{}", common::show(&plan));
