@@ -15,7 +15,8 @@
 #   5. cargo fmt --all -- --check
 #   6. cargo test --locked --features fault-injection "$@"  (PI_TEST_FAULTS=0: without)
 #                                   e.g. scripts/test.sh -- --nocapture
-#      tests/integration/crash.rs kills up/destroy/upgrade at EVERY state transition
+#      tests/integration/crash.rs kills up/destroy/upgrade, a day-2 update and an `up`
+#      that rolls the instances at EVERY state transition
 #      when the executor or state code changed since the last exhaustive pass (hash in
 #      $CACHE/crash-exhaustive.sha256), else at a sample; PI_DEPLOY_CRASH_EVERY=1 or 0
 #      forces either (figures in docs/RELIABILITY.md)
@@ -129,15 +130,16 @@ emu_export_aws_env
 banner "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-# The crash tests (tests/integration/crash.rs) kill up, destroy, upgrade and a day-2 update run at every state
-# transition when the code they guard changed since the last exhaustive pass, else at a
-# sample (docs/RELIABILITY.md has the figures). The pass is recorded as the hash of those
-# files in $CACHE/crash-exhaustive.sha256, written only after the whole cargo test passed
-# with all four crash tests reporting every transition. A caller's PI_DEPLOY_CRASH_EVERY
+# The crash tests (tests/integration/crash.rs) kill up, destroy, upgrade, a day-2 update run
+# and an `up` that rolls the instances at every state transition when the code they guard
+# changed since the last exhaustive pass, else at a sample (docs/RELIABILITY.md has the
+# figures). The pass is recorded as the hash of those files in $CACHE/crash-exhaustive.sha256,
+# written only after the whole cargo test passed with all five crash tests reporting every
+# transition. A caller's PI_DEPLOY_CRASH_EVERY
 # (1 or 0) decides instead.
 crash_guarded=(src/core/executor.rs src/core/executor src/core/state.rs src/state_file.rs
   src/core/upgrade.rs src/commands/upgrade.rs src/commands/destroy.rs src/commands/up.rs
-  src/core/plan.rs)
+  src/core/plan.rs src/resources/fleet.rs)
 crash_stamp="$CACHE/crash-exhaustive.sha256"
 crash_hash="$({ find "${crash_guarded[@]}" -type f -print0 2>/dev/null || true; } |
   LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1)"
@@ -177,17 +179,17 @@ if ((${#crash_done[@]} > 0)); then
 fi
 if [[ "$PI_DEPLOY_CRASH_EVERY" == 1 ]]; then
   crash_every=0
-  for name in up destroy upgrade update; do
+  for name in up destroy upgrade update roll; do
     if grep -qs '(every transition)' "$crash_reports/$name.txt"; then
       crash_every=$((crash_every + 1))
     fi
   done
-  if ((crash_every == 4)); then
+  if ((crash_every == 5)); then
     mkdir -p "$CACHE"
     printf '%s\n' "$crash_hash" >"$crash_stamp"
     printf 'crash tests: exhaustive pass recorded in %s\n' "$crash_stamp" >&2
   else
-    printf 'crash tests: %d of 4 ran at every transition (a test filter?): no stamp written\n' "$crash_every" >&2
+    printf 'crash tests: %d of 5 ran at every transition (a test filter?): no stamp written\n' "$crash_every" >&2
   fi
 fi
 

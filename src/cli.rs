@@ -115,7 +115,10 @@ pub enum Command {
         after_help = "Run again, it brings the live deployment to the config: settings changed in place, \
                             what the config no longer wants deleted. A change to what the instances boot with \
                             (--ami, instance_type, root_volume_gib, key_pair, the licence) rolls them blue/green \
-                            as `upgrade` does; `plan` shows it first.\n\n\
+                            as `upgrade` does; `plan` shows it first. A roll an interrupted run left is finished \
+                            by the next `up` (rolled back first when the config now asks for other launch \
+                            settings); an interrupted `upgrade` is finished by `up` only when it asks for the same \
+                            image, else refused: finish it with `upgrade --ami`, or `upgrade --abort`.\n\n\
                             Examples:\n  \
                             pi-deploy up --deployment pi --ami ami-0123456789abcdef0\n  \
                             pi-deploy up --deployment pi --ami ami-0fedcba9876543210   # a new image: a roll"
@@ -156,7 +159,8 @@ pub enum Command {
                             upgrade resumes when run again with the same --ami, or is rolled back with --abort.\n\n\
                             `up --ami` makes the same swap (and rolls any other change to what the instances \
                             boot with); `upgrade` is the explicit name: it asks first, changes nothing else, and \
-                            has --abort. An image an upgrade replaced is not brought back by a later `up` whose \
+                            has --abort (which also rolls back a roll an interrupted `up` left). An interrupted \
+                            upgrade is also finished by an `up` that asks for the same image. An image an upgrade replaced is not brought back by a later `up` whose \
                             config still names it: go back with `upgrade --ami <old image>`.\n\n\
                             Examples:\n  \
                             pi-deploy upgrade --deployment pi --ami ami-0fedcba9876543210\n  \

@@ -35,10 +35,11 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
 
     let started = Instant::now();
     let mut session = open_session(&cfg, global, "up", events.clone()).await?;
-    refuse_during_upgrade(&session.state)?;
     if let Some(message) = super::keep_upgraded_ami(&mut cfg, &session.state) {
         events.emit(Event::Warning { message });
     }
+    // An upgrade to another image than the config's, left in progress: the operator's.
+    super::upgrade::refuse_for_up(&session.state, cfg.ami.as_deref().unwrap_or_default())?;
     let zones = resolve_zones(&mut session, &cfg).await?;
     // Everything a read call can check, before the first write or create (exit 2).
     super::preflight::check(&session, &cfg, &zones, |message| {
@@ -51,6 +52,29 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     });
     // A change AWS cannot make is refused from the recorded settings, before any change.
     refuse_changes(&plan::recorded_forbidden(&graph, &session.state, cloud.as_ref()))?;
+    // A roll (or upgrade) a killed or failed run left in progress is finished, or rolled back
+    // when the config asks for other launch settings now, before anything else changes
+    // (`upgrade::resume_for_up` says when which).
+    let mut resumed_roll = 0;
+    if session.state.upgrade.is_some() {
+        let digest = launch_digest(&graph, &session.state, &cloud);
+        match super::upgrade::resume_for_up(
+            session.aws.clone(),
+            &cfg,
+            zones.clone(),
+            &mut session.state,
+            &session.state_file,
+            events.clone(),
+            started,
+            &digest,
+        )
+        .await?
+        {
+            Some(super::upgrade::Resumed::Finished(n)) => resumed_roll = n,
+            Some(super::upgrade::Resumed::RolledBack(message)) => events.emit(Event::Warning { message }),
+            None => {}
+        }
+    }
     // Ready resources that are out of date (new Lambda code) are converged again.
     for n in graph.nodes() {
         if let Some(r) = session.state.resources.get_mut(&n.key)
@@ -168,7 +192,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     }
     // The roll, once everything it launches into is converged.
     let mut roll_error = None;
-    let mut rolled = 0;
+    let mut rolled = resumed_roll;
     if !roll.is_empty() && failed.is_empty() && !cancelled && skipped == 0 && state_write_failed.is_none() {
         events.emit(Event::Warning {
             message: format!(
@@ -189,7 +213,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
         )
         .await
         {
-            Ok(n) => rolled = n,
+            Ok(n) => rolled += n,
             Err(e) => roll_error = Some(e),
         }
     }
@@ -307,26 +331,6 @@ fn launch_digest(graph: &Graph, state: &State, cloud: &AwsCloud) -> String {
         .collect();
     let desired = cloud.desired(spec, &deps);
     crate::resources::launch_template::user_data_digest(format!("{desired:?}").as_bytes())
-}
-
-/// `up` must not run against a blue/green upgrade that a killed or failed run left in
-/// progress (it would converge around a half-swapped group whose processes may be suspended):
-/// the operator finishes or rolls back the upgrade first.
-fn refuse_during_upgrade(state: &State) -> Result<(), CmdError> {
-    let Some(rec) = &state.upgrade else { return Ok(()) };
-    Err(CmdError::Refused {
-        message: format!(
-            "an upgrade of deployment `{d}` to {} is in progress (stopped at step `{}`)",
-            rec.ami,
-            rec.step.name(),
-            d = state.deployment
-        ),
-        hint: Some(format!(
-            "finish it with `pi-deploy upgrade --deployment {d} --ami {}`, or roll it back with `pi-deploy upgrade --deployment {d} --abort`; then run `up` again",
-            rec.ami,
-            d = state.deployment
-        )),
-    })
 }
 
 /// A configured licence must be readable before anything is created: a missing env var

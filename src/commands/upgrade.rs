@@ -24,7 +24,7 @@ use crate::core::executor::StateStore;
 use crate::core::resource::{ErrorClass, Outputs, ResourceError};
 use crate::core::spec::Props;
 use crate::core::state::{State, Status};
-use crate::core::upgrade::{self, Fleet, Plan, Step, SwapFailure, UpgradeRecord};
+use crate::core::upgrade::{self, Fleet, Origin, Plan, Step, SwapFailure, UpgradeRecord};
 use crate::resources::fleet::AwsFleet;
 use crate::resources::launch_template::{self, TemplateInputs, TemplateRefs};
 
@@ -58,6 +58,7 @@ pub async fn run(global: &GlobalArgs, args: &UpgradeArgs, events: Arc<dyn EventS
         events: events.clone(),
         started,
         cfg: &cfg,
+        caller: Origin::Upgrade,
     };
     let Some(ami) = args.ami.as_deref() else {
         return run.abort(&fleet).await;
@@ -112,10 +113,10 @@ pub async fn run(global: &GlobalArgs, args: &UpgradeArgs, events: Arc<dyn EventS
 /// `up`'s roll: what the instances boot with differs from the launch template's default
 /// version (the template's `roll` attributes). The same swap as `upgrade`: a new version with
 /// the config's complete launch data, the instances replaced one at a time behind the load
-/// balancer, health-gated, rolled back on failure, every step recorded (a run killed midway
-/// is finished by `pi-deploy upgrade --ami <ami>` or rolled back with `--abort`, as the
-/// refusal of the next `up` says). `launch_digest` names the new launch settings (the
-/// version's client token follows it). Returns how many instances were replaced.
+/// balancer, health-gated, rolled back on failure, every step recorded with `Origin::Up` and
+/// `launch_digest` (which names the new launch settings; the version's client token follows
+/// it), so that a run killed midway is finished, or rolled back, by the next `up`
+/// (`resume_for_up`). Returns how many instances were replaced.
 #[allow(clippy::too_many_arguments)]
 pub async fn roll_for_up(
     aws: Arc<crate::resources::Aws>,
@@ -138,25 +139,143 @@ pub async fn roll_for_up(
         events,
         started,
         cfg,
+        caller: Origin::Up,
     };
     let Some(rec) = prepare(&fleet, run.state, &ami, Some(launch_digest)).await? else {
         return Ok(0);
     };
     let rec = run.create_version(&fleet, rec, &ami).await?;
-    match run.swap(&fleet, rec).await {
-        Ok(rec) => {
-            run.complete(&fleet, &rec).await?;
-            Ok(rec.new_instances.len())
-        }
-        Err(f) => {
-            let (message, hint) = run.settle(f)?;
-            Err(CmdError::Failed {
-                message: message.replacen("upgrade to", "roll to", 1),
-                hint: Some(hint),
-                reported: false,
-            })
-        }
+    run.finish_for_up(&fleet, rec).await
+}
+
+/// What `up` did with a swap that an earlier run left in the state (`resume_for_up`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resumed {
+    /// Finished: this many instances were replaced by it in all.
+    Finished(usize),
+    /// Rolled back (the config asks for other launch settings now): the message. `up` then
+    /// rolls to what the config asks for, as for any roll.
+    RolledBack(String),
+}
+
+/// Whether `up`, whose config asks for `ami` and launch settings `launch_digest`, finishes
+/// the recorded swap `rec`: a roll `up` started for the same settings, or an `upgrade` to the
+/// image the config asks for (what the operator asked for both times). An `up` roll to other
+/// settings is not wanted any more; an `upgrade` to another image is the operator's explicit
+/// command, and `up` leaves it to them (`refuse_for_up`).
+pub fn wanted_by_up(rec: &UpgradeRecord, ami: &str, launch_digest: &str) -> bool {
+    match rec.by {
+        Origin::Up => rec.launch.as_deref() == Some(launch_digest),
+        Origin::Upgrade => rec.ami == ami,
     }
+}
+
+/// `up` refuses to run against an `upgrade --ami` that a killed or failed run left in
+/// progress to another image than the config's: finishing it is not what this config asks
+/// for, and rolling back the operator's explicit upgrade is theirs to decide.
+pub fn refuse_for_up(state: &State, ami: &str) -> Result<(), CmdError> {
+    let Some(rec) = &state.upgrade else { return Ok(()) };
+    if rec.by != Origin::Upgrade || rec.ami == ami {
+        return Ok(());
+    }
+    Err(CmdError::Refused {
+        message: format!(
+            "an upgrade of deployment `{d}` to {} is in progress (stopped at step `{}`), and the config asks for {ami}",
+            rec.ami,
+            rec.step.name(),
+            d = state.deployment
+        ),
+        hint: Some(format!(
+            "finish it with `pi-deploy upgrade --deployment {d} --ami {}` (or `pi-deploy up --ami {}`), or roll it back with `pi-deploy upgrade --deployment {d} --abort`; then run `up` again",
+            rec.ami,
+            rec.ami,
+            d = state.deployment
+        )),
+    })
+}
+
+/// `up` with a swap an earlier run left in progress (killed, or stopped by a failure that
+/// could not be rolled back), before `up` changes anything else: the group must not be
+/// converged around a half-swapped fleet whose processes may be suspended.
+///
+/// - A roll `up` started for the launch settings the config still asks for, or an `upgrade`
+///   to the image the config asks for (`wanted_by_up`): finished, on the same path `upgrade`
+///   resumes on (the recorded step, the same client token, so no second version).
+/// - A roll `up` started for other settings than the config's now: rolled back as
+///   `upgrade --abort` does (the in-flight instance terminated, the group on its previous
+///   version with its capacity and processes; instances already replaced keep running and
+///   serving), and `up` goes on to roll to what the config asks for. Except when a rollback
+///   would take a serving instance out for good (`upgrade::may_roll_back`: a round's old
+///   instance deregistered, or every instance already replaced): then the roll is finished
+///   first, and `up` rolls again from there. Either way the end is one fleet on the config's
+///   launch settings, with a healthy target at every moment.
+/// - An `upgrade` to another image: refused before (`refuse_for_up`).
+///
+/// A swap that ends rolled back (it was rolling back when the earlier run stopped) or stops
+/// again is an error: `up` changes nothing else, and says what happened and how to go on.
+#[allow(clippy::too_many_arguments)]
+pub async fn resume_for_up(
+    aws: Arc<crate::resources::Aws>,
+    cfg: &Config,
+    zones: [String; 2],
+    state: &mut State,
+    store: &dyn StateStore,
+    events: Arc<dyn EventSink>,
+    started: Instant,
+    launch_digest: &str,
+) -> Result<Option<Resumed>, CmdError> {
+    let Some(rec) = state.upgrade.clone() else {
+        return Ok(None);
+    };
+    let ami = cfg.ami.clone().unwrap_or_default();
+    refuse_for_up(state, &ami)?;
+    let ids = Ids::from_state(state, &cfg.deployment)?;
+    let fleet = ids.fleet(&aws);
+    let mut run = Run {
+        aws: aws.clone(),
+        state,
+        store,
+        zones,
+        events: events.clone(),
+        started,
+        cfg,
+        caller: Origin::Up,
+    };
+    let what = match rec.by {
+        Origin::Up => format!("the roll to {} that an earlier `up` started", rec.ami),
+        Origin::Upgrade => format!("the upgrade to {}", rec.ami),
+    };
+    if !wanted_by_up(&rec, &ami, launch_digest) && upgrade::may_roll_back(&rec.step) {
+        events.emit(Event::Warning {
+            message: format!(
+                "{what} stopped at step `{}` and the config now asks for other launch settings: rolling it back first",
+                rec.step.name()
+            ),
+        });
+        let reason = "the config asks for other launch settings (rolled back by `pi-deploy up`)";
+        return run
+            .roll_back_recorded(&fleet, rec, reason)
+            .await
+            .map(|m| Some(Resumed::RolledBack(m)));
+    }
+    events.emit(Event::Warning {
+        message: if wanted_by_up(&rec, &ami, launch_digest) {
+            format!("resuming {what}, stopped at step `{}`", rec.step.name())
+        } else {
+            format!(
+                "{what} stopped at step `{}`, past the point a rollback keeps every instance serving: finishing it first, then rolling to the config's launch settings",
+                rec.step.name()
+            )
+        },
+    });
+    let rec = match rec.new_version {
+        Some(_) => rec,
+        None => {
+            let target = rec.ami.clone();
+            run.create_version(&fleet, rec, &target).await?
+        }
+    };
+    run.finish_for_up(&fleet, rec).await.map(|n| Some(Resumed::Finished(n)))
 }
 
 /// The recorded ids the upgrade acts on.
@@ -301,6 +420,11 @@ async fn prepare(
         &group,
         relaunch.is_some(),
     );
+    if let Some(digest) = relaunch {
+        // `up`'s roll: the next `up` finishes it while the config asks for the same settings.
+        rec.by = Origin::Up;
+        rec.launch = Some(digest.to_string());
+    }
     if launches_it {
         // The group already launches this AMI (e.g. back to it after a rollback): replace
         // the other instances without a new version.
@@ -395,6 +519,8 @@ struct Run<'a> {
     events: Arc<dyn EventSink>,
     started: Instant,
     cfg: &'a Config,
+    /// Whose messages and hints (`upgrade`'s or `up`'s).
+    caller: Origin,
 }
 
 fn save(state: &mut State, store: &dyn StateStore) -> Result<(), CmdError> {
@@ -521,7 +647,10 @@ impl Run<'_> {
                 "every instance runs {}, but making version {version} the default failed: {e}",
                 rec.ami
             ),
-            hint: Some(format!("run `pi-deploy upgrade --ami {}` again to finish", rec.ami)),
+            hint: Some(match self.caller {
+                Origin::Upgrade => format!("run `pi-deploy upgrade --ami {}` again to finish", rec.ami),
+                Origin::Up => "run `pi-deploy up` again to finish".to_string(),
+            }),
             reported: false,
         })?;
         let now = chrono::Utc::now();
@@ -580,6 +709,10 @@ impl Run<'_> {
     /// resume otherwise): the message and the hint.
     fn settle(&mut self, f: SwapFailure) -> Result<(String, String), CmdError> {
         let rec = &f.record;
+        let (what, again) = match self.caller {
+            Origin::Upgrade => ("upgrade", format!("`pi-deploy upgrade --ami {}`", rec.ami)),
+            Origin::Up => ("roll", "`pi-deploy up`".to_string()),
+        };
         let (message, hint) = if f.rolled_back {
             self.record(None)?;
             let kept = if rec.new_instances.is_empty() {
@@ -594,31 +727,35 @@ impl Run<'_> {
             };
             (
                 format!(
-                    "upgrade to {} rolled back: {}. The group launches version {} again, with its original capacity and processes{kept}",
+                    "{what} to {} rolled back: {}. The group launches version {} again, with its original capacity and processes{kept}",
                     rec.ami, f.error.message, rec.old_version
                 ),
                 format!(
-                    "check why the new image does not pass the health check (instance console output, /var/log/cloud-init-output.log), then run `pi-deploy upgrade --ami {}` again{}",
-                    rec.ami,
-                    rec.previous_ami
-                        .as_deref()
-                        .map(|a| format!(" (or `--ami {a}` to bring every instance back)"))
-                        .unwrap_or_default()
+                    "check why the new instances do not pass the health check (instance console output, /var/log/cloud-init-output.log), then run {again} again{}",
+                    match (self.caller, rec.previous_ami.as_deref()) {
+                        (Origin::Upgrade, Some(a)) => format!(" (or `--ami {a}` to bring every instance back)"),
+                        (Origin::Up, _) => " (it rolls again)".to_string(),
+                        _ => String::new(),
+                    }
                 ),
             )
         } else {
             self.record(Some(rec))?;
             (
                 format!(
-                    "upgrade to {} stopped at step `{}`: {}",
+                    "{what} to {} stopped at step `{}`: {}",
                     rec.ami,
                     rec.step.name(),
                     f.error.message
                 ),
-                format!(
-                    "fix the cause, then run `pi-deploy upgrade --ami {}` again to finish, or `pi-deploy upgrade --abort` to roll back",
-                    rec.ami
-                ),
+                match self.caller {
+                    Origin::Upgrade => format!(
+                        "fix the cause, then run {again} again to finish, or `pi-deploy upgrade --abort` to roll back"
+                    ),
+                    Origin::Up => format!(
+                        "fix the cause, then run {again} again: it finishes the roll (or rolls it back first if the config asks for other launch settings by then)"
+                    ),
+                },
             )
         };
         Ok((message, f.error.hint.clone().unwrap_or(hint)))
@@ -626,7 +763,7 @@ impl Run<'_> {
 
     /// `--abort`: roll back the upgrade a previous run left in progress.
     async fn abort(&mut self, fleet: &AwsFleet<'_>) -> Result<(), CmdError> {
-        let Some(mut rec) = self.state.upgrade.clone() else {
+        let Some(rec) = self.state.upgrade.clone() else {
             let message = "no upgrade is in progress: nothing to abort".to_string();
             self.finished(true, BTreeMap::from([("message".to_string(), message)]), None);
             return Ok(());
@@ -642,17 +779,45 @@ impl Run<'_> {
             });
             return self.finish(fleet, Ok(rec)).await;
         }
+        match self
+            .roll_back_recorded(fleet, rec, "aborted by the operator (`pi-deploy upgrade --abort`)")
+            .await
+        {
+            Ok(message) => {
+                self.finished(true, BTreeMap::from([("message".to_string(), message)]), None);
+                Ok(())
+            }
+            Err(CmdError::Failed { message, hint, .. }) => {
+                self.finished(false, BTreeMap::new(), Some(message.clone()));
+                Err(CmdError::Failed {
+                    message,
+                    hint,
+                    reported: true,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Roll back the recorded swap `rec` (`--abort`, or `up` whose config asks for other
+    /// launch settings): the message once it is rolled back and the record cleared.
+    async fn roll_back_recorded(
+        &mut self,
+        fleet: &AwsFleet<'_>,
+        mut rec: UpgradeRecord,
+        reason: &str,
+    ) -> Result<String, CmdError> {
+        let what = match rec.by {
+            Origin::Upgrade => "upgrade",
+            Origin::Up => "roll",
+        };
         if rec.new_version.is_none() {
             // Nothing changed on the group before the version existed.
             self.record(None)?;
-            let message = format!("upgrade to {} aborted before it changed anything", rec.ami);
-            self.finished(true, BTreeMap::from([("message".to_string(), message)]), None);
-            return Ok(());
+            return Ok(format!("{what} to {} aborted before it changed anything", rec.ami));
         }
         if !matches!(rec.step, Step::RollingBack { .. } | Step::RolledBack { .. }) {
-            rec.step = Step::RollingBack {
-                reason: "aborted by the operator (`pi-deploy upgrade --abort`)".into(),
-            };
+            rec.step = Step::RollingBack { reason: reason.into() };
             self.record(Some(&rec))?;
             self.emit_step(&rec);
         }
@@ -660,25 +825,119 @@ impl Run<'_> {
             Err(f) if f.rolled_back => {
                 self.record(None)?;
                 let r = &f.record;
-                let message = format!(
-                    "upgrade to {} aborted: the group launches version {} again, with its original capacity and processes; {} instance(s) already replaced keep running {}",
+                Ok(format!(
+                    "{what} to {} aborted: the group launches version {} again, with its original capacity and processes; {} instance(s) already replaced keep running {}",
                     r.ami,
                     r.old_version,
                     r.new_instances.len(),
                     r.ami
-                );
-                self.finished(true, BTreeMap::from([("message".to_string(), message)]), None);
-                Ok(())
+                ))
             }
-            Err(f) => self.failed(f),
+            Err(f) => {
+                let (message, hint) = self.settle(f)?;
+                Err(CmdError::Failed {
+                    message,
+                    hint: Some(hint),
+                    reported: false,
+                })
+            }
             Ok(rec) => Err(ResourceError::new(
                 ErrorClass::Other,
                 format!(
-                    "internal error: the rollback of the upgrade to {} ended as a success",
+                    "internal error: the rollback of the {what} to {} ended as a success",
                     rec.ami
                 ),
             )
             .into()),
+        }
+    }
+
+    /// `up`'s end of a swap: completed (the number of instances it replaced), or the
+    /// failure, in `up`'s words.
+    async fn finish_for_up(&mut self, fleet: &AwsFleet<'_>, rec: UpgradeRecord) -> Result<usize, CmdError> {
+        match self.swap(fleet, rec).await {
+            Ok(rec) => {
+                self.complete(fleet, &rec).await?;
+                Ok(rec.new_instances.len())
+            }
+            Err(f) => {
+                let (message, hint) = self.settle(f)?;
+                Err(CmdError::Failed {
+                    message,
+                    hint: Some(hint),
+                    reported: false,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::upgrade::{Capacity, Group};
+
+    fn record(by: Origin, launch: Option<&str>) -> UpgradeRecord {
+        let g = Group {
+            capacity: Capacity {
+                min: 1,
+                max: 2,
+                desired: 1,
+            },
+            version: Some("1".into()),
+            instances: Vec::new(),
+            suspended: Vec::new(),
+        };
+        let mut rec = UpgradeRecord::new(
+            "ami-b",
+            Some("ami-a".into()),
+            "lt-1",
+            "1",
+            "t".into(),
+            &g,
+            by == Origin::Up,
+        );
+        rec.by = by;
+        rec.launch = launch.map(String::from);
+        rec
+    }
+
+    #[test]
+    fn up_finishes_its_own_roll_for_the_same_settings_and_an_upgrade_to_its_image() {
+        let roll = record(Origin::Up, Some("d1"));
+        assert!(wanted_by_up(&roll, "ami-b", "d1"));
+        assert!(!wanted_by_up(&roll, "ami-b", "d2"), "other launch settings");
+        let upgrade = record(Origin::Upgrade, None);
+        assert!(wanted_by_up(&upgrade, "ami-b", "anything"));
+        assert!(!wanted_by_up(&upgrade, "ami-a", "anything"));
+    }
+
+    #[test]
+    fn up_refuses_only_an_upgrade_to_another_image() {
+        let mut state = State::new(&crate::core::state::Identity {
+            deployment: "pi".into(),
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+            partition: "aws".into(),
+        });
+        assert!(refuse_for_up(&state, "ami-a").is_ok(), "nothing in progress");
+        state.upgrade = Some(record(Origin::Up, Some("d1")));
+        assert!(
+            refuse_for_up(&state, "ami-a").is_ok(),
+            "`up`'s own roll is never refused"
+        );
+        state.upgrade = Some(record(Origin::Upgrade, None));
+        assert!(refuse_for_up(&state, "ami-b").is_ok(), "the image it upgrades to");
+        match refuse_for_up(&state, "ami-a") {
+            Err(CmdError::Refused { message, hint }) => {
+                assert!(message.contains("ami-b") && message.contains("ami-a"), "{message}");
+                let hint = hint.unwrap();
+                assert!(
+                    hint.contains("upgrade --deployment pi --ami ami-b") && hint.contains("--abort"),
+                    "{hint}"
+                );
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

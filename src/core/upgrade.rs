@@ -206,9 +206,30 @@ impl Step {
     }
 }
 
+/// Which command started a swap: it decides who may finish it (`up` finishes the rolls it
+/// started itself; an `upgrade` is finished by `upgrade`, or by `up` when the config asks
+/// for the image it upgrades to).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// `pi-deploy upgrade --ami` (and every record written before the origin was kept).
+    #[default]
+    Upgrade,
+    /// `pi-deploy up`, rolling what the instances boot with.
+    Up,
+}
+
 /// An upgrade in progress, persisted in the state file at every step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpgradeRecord {
+    /// The command that started it.
+    #[serde(default, skip_serializing_if = "is_upgrade")]
+    pub by: Origin,
+    /// For a roll `up` started: the digest of the launch settings it rolls to
+    /// (`commands::up::launch_digest`), so a later `up` knows whether the config still asks
+    /// for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<String>,
     /// The target AMI.
     pub ami: String,
     /// The AMI of the version the group launched from before.
@@ -253,6 +274,8 @@ impl UpgradeRecord {
             .map(|p| p.to_string())
             .collect();
         Self {
+            by: Origin::Upgrade,
+            launch: None,
             ami: ami.to_string(),
             previous_ami,
             launch_template_id: launch_template_id.to_string(),
@@ -335,6 +358,22 @@ impl UpgradeRecord {
             }
         }
     }
+}
+
+fn is_upgrade(o: &Origin) -> bool {
+    *o == Origin::Upgrade
+}
+
+/// Whether a swap stopped at `step` can be rolled back without taking a serving instance
+/// out of the load balancer for good: not while a round's old instance is (or may be)
+/// deregistered (`Draining`, `Terminating`), whose rollback would terminate its healthy
+/// replacement and leave the old one out of the target group; nor once every instance is
+/// replaced (`Finishing`, `Done`), where finishing is the shorter way.
+pub fn may_roll_back(step: &Step) -> bool {
+    !matches!(
+        step,
+        Step::Draining { .. } | Step::Terminating { .. } | Step::Finishing | Step::Done
+    )
 }
 
 /// Whether `i` runs `ami`, launched from `version` when one is given (any version when not).

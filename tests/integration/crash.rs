@@ -1,8 +1,9 @@
 //! Crash at every boundary: `up`, `destroy` and `upgrade` are SIGKILLed right after each
 //! state transition k (each write of the state file increments `serial`), run again, and
 //! the end state is checked from AWS's side: every blueprint resource exists exactly once
-//! and is recorded, nothing is left (destroy), or every instance runs the new AMI with the
-//! group as configured (upgrade).
+//! and is recorded, nothing is left (destroy), every instance runs the new AMI with the
+//! group as configured (upgrade), or every instance is of the new launch version (an `up`
+//! that rolls the instances, `roll`).
 //!
 //! By default every 5th transition plus the first and last 3 are tested;
 //! `PI_DEPLOY_CRASH_EVERY=1` tests every transition (what `scripts/test.sh` runs when the
@@ -25,7 +26,7 @@ use pi_deploy::core::spec::Kind;
 use crate::census;
 use crate::common::{Deployment, ami, clients, events};
 use crate::lanes::Lane;
-use crate::upgrade::{LT, assert_on, config, default_version, recorded, seen, versions};
+use crate::upgrade::{LT, assert_on, config, default_version, fleet_of, recorded, seen, versions};
 
 fn destroy_args() -> Vec<&'static str> {
     vec![
@@ -808,6 +809,168 @@ fn upgrade_killed_at_each_transition_finishes_on_the_next_run() {
     });
     for fleet in fleets.into_iter().filter_map(|f| f.into_inner().unwrap()) {
         lanes[0].ok(&fleet.d, &destroy_args()).unwrap();
+    }
+}
+
+/// The roll cases' config: the group as in the upgrade cases, and one of two instance types
+/// (a change of what the instances boot with: `up` rolls them).
+fn roll_config(d: &Deployment, large: bool) -> PathBuf {
+    let (min, max, desired) = SCALING;
+    let instance_type = if large { "t3.large" } else { "t3.medium" };
+    crate::common::config(
+        d,
+        &format!(
+            "instance_type = \"{instance_type}\"\n\n[database]\ndeletion_protection = false\n\n[scaling]\nmin = {min}\nmax = {max}\ndesired = {desired}\n"
+        ),
+    )
+}
+
+fn up_with(cfg: &std::path::Path) -> Vec<String> {
+    ["up", "--ami", &ami('A'), "--yes", "--config", cfg.to_str().unwrap()]
+        .map(String::from)
+        .to_vec()
+}
+
+/// After an `up` that rolled to `instance_type`: one fleet of the new launch version (every
+/// instance of the group, and every running instance of the deployment, of that type on
+/// the image, the group on the template's new default version, which the state records),
+/// exactly one new launch template version, the record cleared, capacity as configured with
+/// no process suspended, every instance a healthy target, and `plan --detailed-exitcode`
+/// with nothing to do.
+async fn check_rolled(
+    lane: &Lane,
+    d: &Deployment,
+    cfg: &std::path::Path,
+    instance_type: &str,
+    versions_before: usize,
+) -> Result<(), String> {
+    let (min, max, desired) = SCALING;
+    let s = seen(d).await;
+    assert_on(&s, &ami('A'), desired);
+    if (s.min, s.max, s.desired) != (min, max, desired) {
+        return Err(format!(
+            "the group is {}/{}/{} (min/max/desired), the config says {min}/{max}/{desired}",
+            s.min, s.max, s.desired
+        ));
+    }
+    let running = fleet_of(d).await;
+    if running.len() != usize::try_from(desired).unwrap() || running.iter().any(|(_, t, _)| t != instance_type) {
+        return Err(format!(
+            "{desired} instance(s) of {instance_type} expected: {running:?}"
+        ));
+    }
+    let st = d.state();
+    if st.get("upgrade").is_some() {
+        return Err(format!("the roll's record is still there: {}", st["upgrade"]));
+    }
+    let version = recorded(d, LT, "version");
+    if s.version != version {
+        return Err(format!(
+            "the state records version {version}, the group launches version {}",
+            s.version
+        ));
+    }
+    let all = versions(d).await;
+    if all.len() != versions_before + 1 {
+        return Err(format!(
+            "one new version expected; before: {versions_before}, now: {all:?}"
+        ));
+    }
+    let default = default_version(d).await;
+    if default.to_string() != version || all.last().map(|(v, _)| v.to_string()) != Some(version.clone()) {
+        return Err(format!(
+            "the group's version {version} is not the new default ({default}): {all:?}"
+        ));
+    }
+    healthy_targets_are_the_group(d).await?;
+    check_settled(lane, d, cfg)
+}
+
+/// Issue 18: an `up` that rolls the instances (a new instance type) killed at each of its
+/// transitions, then `up` again with the same config: the next run finishes the roll (or,
+/// killed before the roll began, carries it out), and the end is `check_rolled`'s. The
+/// transitions are all of the `up`'s: its first write, the executor's (nothing else
+/// changes), the roll's (record, new version, suspending, pointing, each round, finishing,
+/// done, cleared) and the final outputs.
+#[test]
+fn up_rolling_the_instances_killed_at_each_transition_converges_on_the_next_run() {
+    let rt = runtime();
+    // The checks (upgrade.rs) read the suite's endpoint: the lanes share it.
+    let lanes = Lane::on_suite_endpoint(threads(), &rt);
+
+    // A clean rolling `up`: how many transitions. Its deployment serves the first lane.
+    let reference = Deployment::new("crrol");
+    lanes[0]
+        .ok(&reference, &strs(&up_with(&roll_config(&reference, false))))
+        .unwrap();
+    let base = reference.state()["serial"].as_u64().unwrap();
+    let versions_before = rt.block_on(versions(&reference)).len();
+    let large = roll_config(&reference, true);
+    lanes[0].ok(&reference, &strs(&up_with(&large))).unwrap();
+    rt.block_on(check_rolled(&lanes[0], &reference, &large, "t3.large", versions_before))
+        .unwrap();
+    let total = reference.state()["serial"].as_u64().unwrap() - base;
+
+    // One deployment per lane, going back and forth between the two instance types.
+    let fleets: Vec<Mutex<Option<(Deployment, bool)>>> = lanes.iter().map(|_| Mutex::new(None)).collect();
+    *fleets[0].lock().unwrap() = Some((reference, true));
+    let phases = Phases::default();
+    // The roll's step each kill left recorded (the rerun had to finish it): the test must
+    // reach into the roll, not only the `up` around it.
+    let mid_roll: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+    let ks = chosen(total, exhaustive());
+    run_cases("roll", total, &lanes, &ks, &phases, |i, lane, k| {
+        let mut slot = fleets[i].lock().unwrap();
+        if slot.is_none() {
+            let d = Deployment::new(&format!("cr{i}"));
+            phases.time("up", || lane.ok(&d, &strs(&up_with(&roll_config(&d, false)))))?;
+            *slot = Some((d, false));
+        }
+        let (d, on) = slot.as_mut().unwrap();
+        let to = !*on;
+        let cfg = roll_config(d, to);
+        let args = up_with(&cfg);
+        let versions_before = rt.block_on(versions(d)).len();
+        let base = d.state()["serial"].as_u64().unwrap();
+        let case = || {
+            let kill = phases.time("killed up", || kill_at(lane, d, &strs(&args), base + k))?;
+            if let Some(step) = d.state()["upgrade"]["step"]["name"].as_str() {
+                *mid_roll.lock().unwrap().entry(step.to_string()).or_default() += 1;
+            }
+            phases.time("rerun", || lane.ok(d, &strs(&args)))?;
+            let instance_type = if to { "t3.large" } else { "t3.medium" };
+            phases.time("checks", || {
+                rt.block_on(check_rolled(lane, d, &cfg, instance_type, versions_before))
+            })?;
+            Ok(kill)
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(case)).unwrap_or_else(|p| Err(panic_message(p)));
+        match outcome {
+            Ok(_) => *on = to,
+            // The fleet is in an unknown state: the lane's next case starts a new one.
+            Err(_) => *slot = None,
+        }
+        outcome
+    });
+    for (d, _) in fleets.into_iter().filter_map(|f| f.into_inner().unwrap()) {
+        lanes[0].ok(&d, &destroy_args()).unwrap();
+    }
+    let mid_roll = mid_roll.into_inner().unwrap();
+    println!("crash/roll: killed with the roll recorded at step (cases): {mid_roll:?}");
+    if exhaustive() {
+        let every = [
+            "started",
+            "suspending",
+            "pointing",
+            "choosing",
+            "launching",
+            "draining",
+            "terminating",
+            "finishing",
+            "done",
+        ];
+        let missed: Vec<&str> = every.into_iter().filter(|s| !mid_roll.contains_key(*s)).collect();
+        assert!(missed.is_empty(), "no kill left the roll at {missed:?}: {mid_roll:?}");
     }
 }
 

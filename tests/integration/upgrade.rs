@@ -333,8 +333,18 @@ async fn upgrade_swaps_every_instance_to_the_new_ami_and_restores_the_group() {
 
 /// Start `upgrade` and SIGKILL it as soon as the state records a step in `kill_at`.
 fn kill_mid_swap(d: &Deployment, cfg: &Path, ami: &str, kill_at: &[&str]) -> String {
+    kill_mid_run(
+        d,
+        &["upgrade", "--ami", ami, "--yes", "--config", cfg.to_str().unwrap()],
+        kill_at,
+    )
+}
+
+/// Start pi-deploy with `args` and SIGKILL it as soon as the state records a swap step in
+/// `kill_at`.
+fn kill_mid_run(d: &Deployment, args: &[&str], kill_at: &[&str]) -> String {
     let mut child = d
-        .command(&["upgrade", "--ami", ami, "--yes", "--config", cfg.to_str().unwrap()])
+        .command(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -351,7 +361,7 @@ fn kill_mid_swap(d: &Deployment, cfg: &Path, ami: &str, kill_at: &[&str]) -> Str
             break step.to_string();
         }
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("the upgrade finished ({status}) before a step in {kill_at:?} was seen");
+            panic!("{args:?} finished ({status}) before a step in {kill_at:?} was seen");
         }
         assert!(
             start.elapsed() < Duration::from_secs(120),
@@ -363,8 +373,8 @@ fn kill_mid_swap(d: &Deployment, cfg: &Path, ami: &str, kill_at: &[&str]) -> Str
     d.force_unlock_after_kill();
     let left = d.state()["upgrade"]["step"].clone();
     eprintln!(
-        "{}: upgrade killed after seeing step `{step}`; the state records {left}",
-        d.name
+        "{}: {} killed after seeing step `{step}`; the state records {left}",
+        d.name, args[0]
     );
     step
 }
@@ -512,7 +522,7 @@ fn watch_health(
 }
 
 /// Instance type and image of every running instance of the group, from EC2.
-async fn fleet_of(d: &Deployment) -> Vec<(String, String, String)> {
+pub(crate) async fn fleet_of(d: &Deployment) -> Vec<(String, String, String)> {
     let c = clients().await;
     let out = c
         .ec2
@@ -631,5 +641,135 @@ async fn up_rolls_the_instances_when_what_they_boot_with_changes() {
     assert_eq!(code(&plan), Some(0), "{}", common::show(&plan));
     let status = with_config(&d, &cfg, &["status"]);
     assert_eq!(code(&status), Some(0), "{}", common::show(&status));
+    d.destroy();
+}
+
+/// Issue 18: a roll that `up` started and a kill interrupted is the next `up`'s to finish
+/// or undo. Killed mid-swap, then the config asks for another instance type: the next `up`
+/// rolls the unfinished roll back (as `upgrade --abort` does) and rolls to the new type,
+/// with a healthy target at every poll; killed while an old instance drains, it finishes
+/// the roll first and then rolls to the new type. An `upgrade --ami` killed mid-swap is finished by an
+/// `up` that asks for the same image; one that asks for another is refused, naming both
+/// ways out.
+#[tokio::test(flavor = "multi_thread")]
+async fn up_finishes_or_rolls_back_a_roll_a_killed_run_left() {
+    let d = Deployment::new("urres");
+    let (a, b) = (common::ami('A'), common::ami('B'));
+    let cfg = d.state_dir.path().join("pi-deploy.toml");
+    let write = |instance_type: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "instance_type = \"{instance_type}\"\n\n[database]\ndeletion_protection = false\n\n[scaling]\nmin = 1\nmax = 3\ndesired = 2\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("t3.medium");
+    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+
+    // A roll to t3.large, killed while its first replacement launches.
+    write("t3.large");
+    let up_args = ["up", "--ami", a.as_str(), "--yes", "--config", cfg.to_str().unwrap()];
+    kill_mid_run(&d, &up_args, &["launching"]);
+    let rec = d.state()["upgrade"].clone();
+    assert_eq!(rec["by"], "up", "{rec}");
+    assert!(rec["launch"].is_string(), "{rec}");
+
+    // The config now asks for t3.xlarge: rolled back, then rolled to it.
+    write("t3.xlarge");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_health(recorded(&d, "tg", "id"), stop.clone());
+    let out = ok(&d, &cfg, &["up", "--ami", &a, "--yes", "--json"]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (fewest, polls) = watcher.join().unwrap();
+    assert!(
+        polls > 0 && fewest >= 1,
+        "a moment without a healthy target: fewest {fewest} in {polls} polls"
+    );
+    let ev = events(&out);
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "warning" && e["message"].as_str().unwrap_or("").contains("rolling it back first")),
+        "{}",
+        common::show(&out)
+    );
+    assert!(
+        ev.iter().any(|e| e["event"] == "upgrade" && e["step"] == "rolled_back"),
+        "{}",
+        common::show(&out)
+    );
+    let fleet = fleet_of(&d).await;
+    assert_eq!(fleet.len(), 2, "{fleet:?}");
+    assert!(fleet.iter().all(|(_, t, i)| t == "t3.xlarge" && *i == a), "{fleet:?}");
+    let s = seen(&d).await;
+    assert_on(&s, &a, 2);
+    assert_eq!((s.min, s.max, s.desired), (1, 3, 2));
+    // v1, v2 (t3.large, rolled back; kept as any rolled-back version is), v3.
+    assert_eq!(versions(&d).await.len(), 3);
+    assert_eq!(s.version, "3");
+    assert_eq!(default_version(&d).await, 3);
+    assert!(d.state().get("upgrade").is_none());
+    let plan = with_config(&d, &cfg, &["plan", "--ami", &a, "--detailed-exitcode"]);
+    assert_eq!(code(&plan), Some(0), "{}", common::show(&plan));
+
+    // A roll to t3.large killed once a round's old instance is being taken out of the load
+    // balancer, then the config asks for t3.medium: finished first (a rollback would leave
+    // that instance out of the target group), then rolled to t3.medium.
+    write("t3.large");
+    kill_mid_run(&d, &up_args, &["draining", "terminating"]);
+    // The kill lands within ~1 ms of the write: the record says where the run stopped.
+    let step = d.state()["upgrade"]["step"]["name"].as_str().unwrap().to_string();
+    let expected = if ["draining", "terminating", "finishing", "done"].contains(&step.as_str()) {
+        "finishing it first"
+    } else {
+        "rolling it back first"
+    };
+    write("t3.medium");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_health(recorded(&d, "tg", "id"), stop.clone());
+    let out = ok(&d, &cfg, &["up", "--ami", &a, "--yes", "--json"]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (fewest, polls) = watcher.join().unwrap();
+    assert!(
+        polls > 0 && fewest >= 1,
+        "a moment without a healthy target: fewest {fewest} in {polls} polls"
+    );
+    let ev = events(&out);
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "warning" && e["message"].as_str().unwrap_or("").contains(expected)),
+        "killed at `{step}`, expected \"{expected}\": {}",
+        common::show(&out)
+    );
+    let fleet = fleet_of(&d).await;
+    assert_eq!(fleet.len(), 2, "{fleet:?}");
+    assert!(fleet.iter().all(|(_, t, i)| t == "t3.medium" && *i == a), "{fleet:?}");
+    assert_on(&seen(&d).await, &a, 2);
+    // v4 (t3.large: finished, or rolled back) and v5 (t3.medium).
+    assert_eq!(versions(&d).await.len(), 5);
+    assert_eq!(default_version(&d).await, 5);
+    assert!(d.state().get("upgrade").is_none());
+
+    // An `upgrade --ami B` killed mid-swap: `up` with the old image is refused ...
+    kill_mid_swap(&d, &cfg, &b, &["launching", "draining", "terminating"]);
+    assert_eq!(d.state()["upgrade"]["ami"], b.as_str());
+    let refused = with_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    assert_eq!(code(&refused), Some(3), "{}", common::show(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("upgrade --deployment {} --ami {b}", d.name)) && stderr.contains("--abort"),
+        "{stderr}"
+    );
+    // ... and `up --ami B` finishes it.
+    ok(&d, &cfg, &["up", "--ami", &b, "--yes"]);
+    let s = seen(&d).await;
+    assert_on(&s, &b, 2);
+    assert!(fleet_of(&d).await.iter().all(|(_, t, _)| t == "t3.medium"));
+    assert_eq!(versions(&d).await.len(), 6, "the killed upgrade's version was reused");
+    assert_eq!(default_version(&d).await, 6);
+    assert!(d.state().get("upgrade").is_none());
+    let plan = with_config(&d, &cfg, &["plan", "--ami", &b, "--detailed-exitcode"]);
+    assert_eq!(code(&plan), Some(0), "{}", common::show(&plan));
     d.destroy();
 }

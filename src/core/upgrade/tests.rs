@@ -870,3 +870,64 @@ async fn a_failed_launch_from_before_the_upgrade_does_not_stop_it() {
     run(&fleet, rec, None).await.0.unwrap().unwrap();
     assert_upgraded(&fleet, TWO, 2);
 }
+
+#[test]
+fn a_record_without_an_origin_is_an_upgrade_and_an_up_roll_keeps_its_origin() {
+    let g = Group {
+        capacity: Capacity {
+            min: 1,
+            max: 2,
+            desired: 1,
+        },
+        version: Some("1".into()),
+        instances: Vec::new(),
+        suspended: Vec::new(),
+    };
+    let rec = UpgradeRecord::new(B, Some(A.into()), "lt-1", "1", "token".into(), &g, false);
+    let json = serde_json::to_value(&rec).unwrap();
+    assert!(json.get("by").is_none() && json.get("launch").is_none(), "{json}");
+    let back: UpgradeRecord = serde_json::from_value(json).unwrap();
+    assert_eq!(
+        back.by,
+        Origin::Upgrade,
+        "a record of an earlier version is `upgrade`'s"
+    );
+    let mut roll = rec.clone();
+    roll.by = Origin::Up;
+    roll.launch = Some("digest".into());
+    let json = serde_json::to_value(&roll).unwrap();
+    assert_eq!(
+        (json["by"].as_str(), json["launch"].as_str()),
+        (Some("up"), Some("digest"))
+    );
+    assert_eq!(serde_json::from_value::<UpgradeRecord>(json).unwrap(), roll);
+}
+
+#[test]
+fn a_rollback_is_offered_only_while_no_old_instance_is_out_of_the_load_balancer() {
+    let round = |replacing: &str| (replacing.to_string(), "i-new".to_string());
+    let (replacing, replacement) = round("i-old");
+    let may = [
+        Step::Started,
+        Step::Suspending,
+        Step::Pointing,
+        Step::Choosing,
+        Step::Launching {
+            replacing: replacing.clone(),
+            known: vec![replacing.clone()],
+        },
+        Step::RollingBack { reason: "r".into() },
+        Step::RolledBack { reason: "r".into() },
+    ];
+    let may_not = [
+        Step::Draining {
+            replacing: replacing.clone(),
+            replacement: replacement.clone(),
+        },
+        Step::Terminating { replacing, replacement },
+        Step::Finishing,
+        Step::Done,
+    ];
+    assert!(may.iter().all(may_roll_back), "{may:?}");
+    assert!(!may_not.iter().any(may_roll_back), "{may_not:?}");
+}
