@@ -696,7 +696,7 @@ async fn efs_policy(c: &pi_deploy::aws::Clients, fs: &str) -> Option<serde_json:
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn security_switches_reach_a_live_deployment_and_hand_made_acl_drift_is_repaired() {
+async fn security_switches_reach_a_live_deployment_and_hand_made_network_drift_is_repaired() {
     let d = Deployment::new("d2s");
     let no_tls = "[database]\ndeletion_protection = false\n[storage]\nefs_require_tls = false\n";
     let cfg = config(&d, no_tls);
@@ -844,6 +844,40 @@ async fn security_switches_reach_a_live_deployment_and_hand_made_acl_drift_is_re
             .any(|a| a.subnet_id() == Some(subnet_a.as_str())),
         "{after:?}"
     );
+    assert_eq!(plan(&d, &cfg).1, 0);
+
+    // A DB subnet taken off its route table by hand (it falls back to the VPC's main table,
+    // which has no default route): `plan` shows it, `up` associates it again.
+    let routing = private_routing(&c, &st).await;
+    let tables = c
+        .ec2
+        .describe_route_tables()
+        .route_table_ids(id(&st, "rt-private"))
+        .send()
+        .await
+        .unwrap();
+    let assoc = tables.route_tables()[0]
+        .associations()
+        .iter()
+        .find(|a| a.subnet_id() == Some(subnet_a.as_str()))
+        .and_then(|a| a.route_table_association_id())
+        .unwrap()
+        .to_string();
+    c.ec2
+        .disassociate_route_table()
+        .association_id(&assoc)
+        .send()
+        .await
+        .unwrap();
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4);
+    let rt_changes = planned(&doc, "rt-private");
+    assert_eq!(rt_changes.len(), 1, "{rt_changes:?}");
+    assert_eq!(rt_changes[0].0, "subnets");
+    assert!(!rt_changes[0].1.contains(&subnet_a) && rt_changes[0].2.contains(&subnet_a));
+    assert_eq!(rt_changes[0].3, "update");
+    assert_eq!(changed_keys(&up(&d, &cfg)), vec!["rt-private"]);
+    assert_eq!(private_routing(&c, &st).await, routing);
     assert_eq!(plan(&d, &cfg).1, 0);
 
     d.destroy();
