@@ -696,7 +696,7 @@ async fn efs_policy(c: &pi_deploy::aws::Clients, fs: &str) -> Option<serde_json:
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn security_switches_reach_a_live_deployment_and_hand_made_network_drift_is_repaired() {
+async fn security_switches_reach_a_live_deployment_and_hand_made_drift_is_repaired() {
     let d = Deployment::new("d2s");
     let no_tls = "[database]\ndeletion_protection = false\n[storage]\nefs_require_tls = false\n";
     let cfg = config(&d, no_tls);
@@ -878,6 +878,33 @@ async fn security_switches_reach_a_live_deployment_and_hand_made_network_drift_i
     assert_eq!(rt_changes[0].3, "update");
     assert_eq!(changed_keys(&up(&d, &cfg)), vec!["rt-private"]);
     assert_eq!(private_routing(&c, &st).await, routing);
+    assert_eq!(plan(&d, &cfg).1, 0);
+
+    // The side-loading Lambda's memory and timeout changed by hand: shown, then put back.
+    let function = id(&st, "lambda");
+    c.lambda
+        .update_function_configuration()
+        .function_name(&function)
+        .memory_size(1024)
+        .timeout(5)
+        .send()
+        .await
+        .unwrap();
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4);
+    assert_eq!(
+        planned(&doc, "lambda"),
+        vec![update("memory_mb", "1024", "256"), update("timeout_seconds", "5", "60")]
+    );
+    assert_eq!(changed_keys(&up(&d, &cfg)), vec!["lambda"]);
+    let f = c
+        .lambda
+        .get_function_configuration()
+        .function_name(&function)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((f.memory_size(), f.timeout()), (Some(256), Some(60)));
     assert_eq!(plan(&d, &cfg).1, 0);
 
     d.destroy();
