@@ -4,25 +4,206 @@
 //! (`core::policy::efs_tls_only`; the instances mount with amazon-efs-utils `-o tls`, the
 //! Lambda always mounts over TLS).
 //!
+//! Day 2: `read` returns the file-system policy (`tls_only_policy`: `yes`, `none`, or another
+//! policy) and the backup policy; `update` puts or deletes the TLS-only policy as
+//! `storage.efs_require_tls` says and turns backups back on. Both go through `EfsPolicies`,
+//! so the calls the emulator does not serve (DeleteFileSystemPolicy, PutBackupPolicy) are
+//! tested against a scripted fake.
+//!
 //! Found by its creation token, which derives from the deployment: the token is EFS's own
 //! idempotency key, so a retried create returns `FileSystemAlreadyExists`, which does not
 //! always carry the id: the lookup by token finds it.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_efs::types::{self as t, BackupPolicy, LifeCycleState, PerformanceMode, Status};
+use serde_json::Value;
 
 use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::consistency;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
-use crate::core::diff::Settings;
+use crate::core::diff::{AttrSpec, Change, ChangeAction, Settings, settings};
 use crate::core::latency::{self, Transition};
 use crate::core::names;
 use crate::core::policy;
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct FileSystem;
+
+/// What `up` changes on a live file system.
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::with(
+        "tls_only_policy",
+        ChangeAction::Update,
+        "applies to new mounts; an instance mounted without TLS keeps its mount until it is replaced (roll or upgrade)",
+        &["storage.efs_require_tls"],
+    ),
+    AttrSpec::update("backup_policy", &[]),
+];
+
+const TLS_ONLY: &str = "yes";
+const NO_POLICY: &str = "none";
+const OTHER_POLICY: &str = "another policy (it does not deny access without TLS)";
+const BACKUPS_ON: &str = "enabled";
+
+/// The desired settings (pure): backups always on (the blueprint), the TLS-only policy as
+/// the config says, and no policy at all when it does not ask for one.
+pub fn desired_settings(require_tls: bool) -> Settings {
+    settings([
+        (
+            "tls_only_policy",
+            if require_tls { TLS_ONLY } else { NO_POLICY }.to_string(),
+        ),
+        ("backup_policy", BACKUPS_ON.to_string()),
+    ])
+}
+
+/// Whether a file-system policy denies every request made without TLS (what
+/// `policy::efs_tls_only` writes; AWS may return it reformatted, so read its meaning).
+pub fn is_tls_only(doc: &Value) -> bool {
+    let statements = match &doc["Statement"] {
+        Value::Array(a) => a.clone(),
+        one @ Value::Object(_) => vec![one.clone()],
+        _ => return false,
+    };
+    let is = |v: &Value, want: &str| match v {
+        Value::String(s) => s == want,
+        Value::Array(a) => a.iter().any(|x| x.as_str() == Some(want)),
+        _ => false,
+    };
+    statements.iter().any(|s| {
+        let principal = &s["Principal"];
+        let everyone = principal.as_str() == Some("*") || is(&principal["AWS"], "*");
+        let insecure = &s["Condition"]["Bool"]["aws:SecureTransport"];
+        let on_insecure = is(insecure, "false") || insecure.as_bool() == Some(false);
+        let every_action = is(&s["Action"], "*") || is(&s["Action"], "elasticfilesystem:*");
+        s["Effect"].as_str() == Some("Deny") && everyone && on_insecure && every_action
+    })
+}
+
+/// The live settings (pure) from the policy (`None`: PolicyNotFound) and the backup
+/// policy's status (`None`: no backup policy).
+pub fn live_settings(policy: Option<&Value>, backup: Option<&Status>) -> Settings {
+    let tls = match policy {
+        None => NO_POLICY,
+        Some(p) if is_tls_only(p) => TLS_ONLY,
+        Some(_) => OTHER_POLICY,
+    };
+    let backup = match backup {
+        Some(Status::Enabled | Status::Enabling) => BACKUPS_ON.to_string(),
+        Some(s) => s.as_str().to_ascii_lowercase(),
+        None => "none".to_string(),
+    };
+    settings([("tls_only_policy", tls.to_string()), ("backup_policy", backup)])
+}
+
+/// The file system's two policies, behind a trait so that `apply` can be driven by a
+/// scripted fake (the emulator serves neither DeleteFileSystemPolicy nor PutBackupPolicy).
+#[async_trait]
+pub trait EfsPolicies: Send + Sync {
+    /// The policy document, `None` when there is none (PolicyNotFound).
+    async fn policy(&self) -> Result<Option<Value>, ResourceError>;
+    async fn put_policy(&self, doc: &Value) -> Result<(), ResourceError>;
+    /// Already gone is success.
+    async fn delete_policy(&self) -> Result<(), ResourceError>;
+    /// The backup policy's status, `None` when there is none.
+    async fn backup(&self) -> Result<Option<Status>, ResourceError>;
+    async fn enable_backup(&self) -> Result<(), ResourceError>;
+}
+
+/// Read the live settings through `api`.
+pub async fn read_settings(api: &dyn EfsPolicies) -> Result<Settings, ResourceError> {
+    let policy = api.policy().await?;
+    let backup = api.backup().await?;
+    Ok(live_settings(policy.as_ref(), backup.as_ref()))
+}
+
+/// Apply the planned changes: each one sets its attribute whole, so a rerun after a crash
+/// repeats it harmlessly.
+pub async fn apply(
+    api: &dyn EfsPolicies,
+    arn: &str,
+    require_tls: bool,
+    changes: &[Change],
+) -> Result<(), ResourceError> {
+    for c in changes {
+        match c.attribute.as_str() {
+            "tls_only_policy" if require_tls => api.put_policy(&policy::efs_tls_only(arn)).await?,
+            "tls_only_policy" => api.delete_policy().await?,
+            "backup_policy" => api.enable_backup().await?,
+            other => {
+                return Err(ResourceError::new(
+                    ErrorClass::Invalid,
+                    format!("the file system has no setting `{other}` to update"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The real thing, for one file system.
+struct LivePolicies<'a> {
+    aws: &'a Aws,
+    id: &'a str,
+}
+
+#[async_trait]
+impl EfsPolicies for LivePolicies<'_> {
+    async fn policy(&self) -> Result<Option<Value>, ResourceError> {
+        file_system_policy(self.aws, self.id).await
+    }
+
+    async fn put_policy(&self, doc: &Value) -> Result<(), ResourceError> {
+        self.aws
+            .clients
+            .efs
+            .put_file_system_policy()
+            .file_system_id(self.id)
+            .policy(doc.to_string())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(err("putting the file system's TLS-only policy"))
+    }
+
+    async fn delete_policy(&self) -> Result<(), ResourceError> {
+        let out = self
+            .aws
+            .clients
+            .efs
+            .delete_file_system_policy()
+            .file_system_id(self.id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(err("deleting the file system's policy"));
+        match out {
+            Err(e) if e.is(ErrorClass::NotFound) => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn backup(&self) -> Result<Option<Status>, ResourceError> {
+        backup_status(self.aws, self.id).await
+    }
+
+    async fn enable_backup(&self) -> Result<(), ResourceError> {
+        self.aws
+            .clients
+            .efs
+            .put_backup_policy()
+            .file_system_id(self.id)
+            .backup_policy(backup_enabled()?)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(err("turning automatic backups on"))
+    }
+}
 
 pub(super) fn invalid(e: impl std::fmt::Display) -> ResourceError {
     ResourceError::new(ErrorClass::Invalid, format!("building an EFS request: {e}"))
@@ -179,12 +360,46 @@ impl ResourceKind for FileSystem {
         Ok(outputs)
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::FileSystem { require_tls } => desired_settings(*require_tls),
+            _ => Settings::new(),
+        }
+    }
+
     async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
-        Ok(observe::observed_unless(
-            describe(aws, outputs.id()?).await?,
-            |fs| is_gone(Some(fs.life_cycle_state())),
-            |_| Settings::new(),
-        ))
+        let id = outputs.id()?;
+        let found = describe(aws, id)
+            .await?
+            .filter(|fs| !is_gone(Some(fs.life_cycle_state())));
+        if found.is_none() {
+            return Ok(Observed::Missing);
+        }
+        let live = read_settings(&LivePolicies { aws, id }).await?;
+        Ok(observe::observed(found, |_| live))
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &NodeCtx<'_>,
+        outputs: Outputs,
+        changes: &[Change],
+    ) -> Result<Outputs, ResourceError> {
+        let (require_tls,) = props!(cx, FileSystem { require_tls });
+        let id = outputs.id()?.to_string();
+        apply(
+            &LivePolicies { aws, id: &id },
+            outputs.require("arn")?,
+            *require_tls,
+            changes,
+        )
+        .await?;
+        Ok(outputs)
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -254,8 +469,8 @@ async fn put_tls_policy(aws: &Aws, id: &str, arn: &str) -> Result<(), ResourceEr
     Ok(())
 }
 
-/// Backups were asked for at create time; put them back if someone turned them off.
-async fn repair_backup_policy(aws: &Aws, id: &str) -> Result<(), ResourceError> {
+/// The backup policy's status, `None` when the file system has none (PolicyNotFound).
+async fn backup_status(aws: &Aws, id: &str) -> Result<Option<Status>, ResourceError> {
     let described = aws
         .clients
         .efs
@@ -264,12 +479,17 @@ async fn repair_backup_policy(aws: &Aws, id: &str) -> Result<(), ResourceError> 
         .send()
         .await
         .map_err(err("reading the file system's backup policy"));
-    let status = match described {
-        Ok(out) => out.backup_policy().map(|p| p.status().clone()),
+    match described {
+        Ok(out) => Ok(out.backup_policy().map(|p| p.status().clone())),
         // PolicyNotFound: no policy at all, which is "off".
-        Err(e) if e.is(ErrorClass::NotFound) => None,
-        Err(e) => return Err(e),
-    };
+        Err(e) if e.is(ErrorClass::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Backups were asked for at create time; put them back if someone turned them off.
+async fn repair_backup_policy(aws: &Aws, id: &str) -> Result<(), ResourceError> {
+    let status = backup_status(aws, id).await?;
     if backup_needs_repair(status.as_ref()) {
         tracing::info!(file_system = id, "automatic backups were off: turning them on");
         aws.clients
@@ -329,6 +549,150 @@ mod tests {
             poll_available(Some(&LifeCycleState::Deleting)),
             Poll::Failed(_)
         ));
+    }
+
+    const ARN: &str = "arn:aws:elasticfilesystem:eu-west-1:123456789012:file-system/fs-1";
+
+    fn plan(require_tls: bool, live: &Settings) -> Vec<Change> {
+        crate::core::diff::diff(ATTRS, &desired_settings(require_tls), live, None)
+    }
+
+    #[test]
+    fn the_tls_policy_follows_the_switch_and_backups_are_drift() {
+        let tls = policy::efs_tls_only(ARN);
+        let converged = live_settings(Some(&tls), Some(&Status::Enabled));
+        assert!(plan(true, &converged).is_empty());
+        assert!(plan(false, &live_settings(None, Some(&Status::Enabling))).is_empty());
+
+        // Switched on for a file system without a policy, and off again.
+        let on = plan(true, &live_settings(None, Some(&Status::Enabled)));
+        assert_eq!(on.len(), 1);
+        assert_eq!(
+            (on[0].attribute.as_str(), on[0].old.as_str(), on[0].new.as_str()),
+            ("tls_only_policy", "none", "yes")
+        );
+        assert_eq!(on[0].action, ChangeAction::Update);
+        assert_eq!(on[0].fields, vec!["storage.efs_require_tls".to_string()]);
+        let off = plan(false, &converged);
+        assert_eq!((off[0].old.as_str(), off[0].new.as_str()), ("yes", "none"));
+
+        // A policy put by hand that allows plain NFS is replaced; backups turned off come back.
+        let other = serde_json::json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "*"}]});
+        let drifted = plan(true, &live_settings(Some(&other), Some(&Status::Disabled)));
+        let got: Vec<(&str, &str, &str)> = drifted
+            .iter()
+            .map(|c| (c.attribute.as_str(), c.old.as_str(), c.new.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("tls_only_policy", OTHER_POLICY, "yes"),
+                ("backup_policy", "disabled", "enabled")
+            ]
+        );
+        assert_eq!(
+            plan(true, &live_settings(Some(&tls), None))[0].old,
+            "none",
+            "no backup policy at all is off"
+        );
+    }
+
+    #[test]
+    fn a_reformatted_tls_policy_still_reads_as_tls_only() {
+        // AWS may return the document with a single statement object and plain "*".
+        let doc = serde_json::json!({"Version": "2012-10-17", "Statement": {
+            "Effect": "Deny", "Principal": "*", "Action": ["*"],
+            "Condition": {"Bool": {"aws:SecureTransport": false}}}});
+        assert!(is_tls_only(&doc));
+        let allow = serde_json::json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*",
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]});
+        assert!(!is_tls_only(&allow));
+        assert!(!is_tls_only(&serde_json::json!({})));
+    }
+
+    /// A file system's policies as the calls leave them, and the calls made.
+    #[derive(Default)]
+    struct Fake {
+        policy: std::sync::Mutex<Option<Value>>,
+        backup: std::sync::Mutex<Option<Status>>,
+        calls: std::sync::Mutex<Vec<&'static str>>,
+    }
+
+    #[async_trait]
+    impl EfsPolicies for Fake {
+        async fn policy(&self) -> Result<Option<Value>, ResourceError> {
+            self.calls.lock().unwrap().push("DescribeFileSystemPolicy");
+            Ok(self.policy.lock().unwrap().clone())
+        }
+        async fn put_policy(&self, doc: &Value) -> Result<(), ResourceError> {
+            self.calls.lock().unwrap().push("PutFileSystemPolicy");
+            *self.policy.lock().unwrap() = Some(doc.clone());
+            Ok(())
+        }
+        async fn delete_policy(&self) -> Result<(), ResourceError> {
+            self.calls.lock().unwrap().push("DeleteFileSystemPolicy");
+            *self.policy.lock().unwrap() = None;
+            Ok(())
+        }
+        async fn backup(&self) -> Result<Option<Status>, ResourceError> {
+            self.calls.lock().unwrap().push("DescribeBackupPolicy");
+            Ok(self.backup.lock().unwrap().clone())
+        }
+        async fn enable_backup(&self) -> Result<(), ResourceError> {
+            self.calls.lock().unwrap().push("PutBackupPolicy");
+            *self.backup.lock().unwrap() = Some(Status::Enabled);
+            Ok(())
+        }
+    }
+
+    /// read, diff, apply, read again: what `plan` and `up` do, against the fake.
+    async fn converge_once(fake: &Fake, require_tls: bool) -> Vec<Change> {
+        let changes = plan(require_tls, &read_settings(fake).await.unwrap());
+        apply(fake, ARN, require_tls, &changes).await.unwrap();
+        assert!(
+            plan(require_tls, &read_settings(fake).await.unwrap()).is_empty(),
+            "a second plan has nothing to do"
+        );
+        changes
+    }
+
+    #[tokio::test]
+    async fn switching_tls_off_deletes_the_policy_and_on_puts_it_back() {
+        let fake = Fake {
+            policy: std::sync::Mutex::new(Some(policy::efs_tls_only(ARN))),
+            backup: std::sync::Mutex::new(Some(Status::Enabled)),
+            ..Fake::default()
+        };
+        let off = converge_once(&fake, false).await;
+        assert_eq!(off.len(), 1);
+        assert!(fake.policy.lock().unwrap().is_none());
+        let on = converge_once(&fake, true).await;
+        assert_eq!((on[0].old.as_str(), on[0].new.as_str()), ("none", "yes"));
+        assert_eq!(*fake.policy.lock().unwrap(), Some(policy::efs_tls_only(ARN)));
+        let writes: Vec<&str> = fake
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|c| !c.starts_with("Describe"))
+            .collect();
+        assert_eq!(writes, vec!["DeleteFileSystemPolicy", "PutFileSystemPolicy"]);
+    }
+
+    #[tokio::test]
+    async fn backups_turned_off_by_hand_are_turned_on_and_nothing_else_is_touched() {
+        let fake = Fake {
+            policy: std::sync::Mutex::new(None),
+            backup: std::sync::Mutex::new(Some(Status::Disabled)),
+            ..Fake::default()
+        };
+        let changes = converge_once(&fake, false).await;
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].attribute, "backup_policy");
+        assert_eq!(*fake.backup.lock().unwrap(), Some(Status::Enabled));
+        assert!(!fake.calls.lock().unwrap().contains(&"PutFileSystemPolicy"));
+        assert!(!fake.calls.lock().unwrap().contains(&"DeleteFileSystemPolicy"));
     }
 
     #[test]

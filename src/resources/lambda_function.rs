@@ -11,9 +11,15 @@
 //! - Delete removes the function, then its Hyperplane ENIs (`lambda_enis`), which would
 //!   otherwise block the subnets and the security group for up to 45 minutes.
 //!
+//! - Day 2: `read` returns the settings `drift` compares (runtime, memory, timeout, handler,
+//!   role, environment, VPC subnets and security group) as `Settings`, so `plan` shows a
+//!   setting changed by hand or by the config, and `update` (converge: the full
+//!   configuration, then the code) repairs it. Environment values are shown only for the
+//!   variables pi-deploy sets (none secret); any other variable by its name alone.
+//!
 //! No X-Ray: tracing Active needs the X-Ray permission, which the role does not have.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,11 +36,95 @@ use super::lambda_enis::{self, Ec2Enis};
 use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
+use crate::core::diff::{self, AttrSpec, ChangeAction, Settings, settings};
 use crate::core::latency::{self, Transition};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct LambdaFunction;
+
+/// What `up` changes on the live function (UpdateFunctionConfiguration, all at once).
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::with(
+        "runtime",
+        ChangeAction::Update,
+        "invocations in flight finish on the old runtime",
+        &["lambda.runtime"],
+    ),
+    AttrSpec::update("memory_mb", &[]),
+    AttrSpec::update("timeout_seconds", &[]),
+    AttrSpec::update("handler", &[]),
+    AttrSpec::update("role", &[]),
+    AttrSpec::update("environment", &[]),
+    AttrSpec::with(
+        "subnets",
+        ChangeAction::Update,
+        "Lambda builds new network interfaces: a minute or more",
+        &[],
+    ),
+    AttrSpec::update("security_group", &[]),
+];
+
+/// An environment variable as a setting: `NAME=value` for the ones pi-deploy sets (none
+/// is secret), the name alone for any other (its value may be).
+fn env_entry(name: &str, value: &str) -> String {
+    if environment().contains_key(name) {
+        format!("{name}={value}")
+    } else {
+        format!("{name} (value not shown)")
+    }
+}
+
+/// Desired settings (pure), the ids from `deps`.
+pub fn desired_settings(
+    runtime: &str,
+    role: &str,
+    subnets: &[String],
+    security_group: &str,
+    deps: &BTreeMap<String, Outputs>,
+) -> Settings {
+    settings([
+        ("runtime", runtime.to_string()),
+        ("memory_mb", MEMORY_MB.to_string()),
+        ("timeout_seconds", TIMEOUT_S.to_string()),
+        ("handler", lambda_code::HANDLER.to_string()),
+        ("role", super::dep_output(deps, role, "arn")),
+        (
+            "environment",
+            diff::list(environment().iter().map(|(k, v)| env_entry(k, v))),
+        ),
+        (
+            "subnets",
+            diff::list(subnets.iter().map(|k| super::dep_output(deps, k, "id"))),
+        ),
+        ("security_group", super::dep_output(deps, security_group, "id")),
+    ])
+}
+
+/// Live settings (pure).
+fn live_settings(cfg: &FunctionConfiguration) -> Settings {
+    let vpc = cfg.vpc_config();
+    let env = cfg.environment().and_then(|e| e.variables());
+    settings([
+        ("runtime", diff::opt(cfg.runtime().map(|r| r.as_str()))),
+        ("memory_mb", diff::opt(cfg.memory_size())),
+        ("timeout_seconds", diff::opt(cfg.timeout())),
+        ("handler", diff::opt(cfg.handler())),
+        ("role", diff::opt(cfg.role())),
+        (
+            "environment",
+            diff::list(env.into_iter().flatten().map(|(k, v)| env_entry(k, v))),
+        ),
+        (
+            "subnets",
+            diff::list(vpc.map(|v| v.subnet_ids().to_vec()).unwrap_or_default()),
+        ),
+        (
+            "security_group",
+            diff::list(vpc.map(|v| v.security_group_ids().to_vec()).unwrap_or_default()),
+        ),
+    ])
+}
 
 /// Where the access point is mounted, and where the handler writes (`EFS_ROOT`). The
 /// access point's root is `/var/panintelligence` on the file system, which the instances
@@ -431,10 +521,28 @@ impl ResourceKind for LambdaFunction {
         code_changed || outputs.get("runtime") != Some(runtime.as_str())
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::LambdaFunction {
+                runtime,
+                role,
+                subnets,
+                security_group,
+                ..
+            } => desired_settings(runtime, role, subnets, security_group, deps),
+            _ => Settings::new(),
+        }
+    }
+
     async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
-        Ok(observe::exists(ec2::not_found_is_none(
-            configuration(aws, outputs.id()?).await,
-        )?))
+        Ok(observe::observed(
+            ec2::not_found_is_none(configuration(aws, outputs.id()?).await)?,
+            |cfg| live_settings(&cfg),
+        ))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -579,6 +687,80 @@ mod tests {
                     .build(),
             )
             .build()
+    }
+
+    fn deps() -> BTreeMap<String, Outputs> {
+        BTreeMap::from([
+            (
+                "lambda-role".to_string(),
+                Outputs::new().with("id", "r").with("arn", d().role_arn),
+            ),
+            ("subnet-app-a".to_string(), Outputs::new().with("id", "subnet-a")),
+            ("subnet-app-b".to_string(), Outputs::new().with("id", "subnet-b")),
+            ("sg-lambda".to_string(), Outputs::new().with("id", "sg-lambda")),
+        ])
+    }
+
+    fn want(runtime: &str) -> Settings {
+        desired_settings(
+            runtime,
+            "lambda-role",
+            &["subnet-app-a".into(), "subnet-app-b".into()],
+            "sg-lambda",
+            &deps(),
+        )
+    }
+
+    #[test]
+    fn day2_settings_match_a_converged_function_and_name_what_changed() {
+        assert!(diff::diff(ATTRS, &want("python3.12"), &live_settings(&matching_config()), None).is_empty());
+        let c = diff::diff(ATTRS, &want("python3.13"), &live_settings(&matching_config()), None);
+        assert_eq!(
+            (
+                c[0].attribute.as_str(),
+                c[0].old.as_str(),
+                c[0].new.as_str(),
+                c[0].action
+            ),
+            ("runtime", "python3.12", "python3.13", ChangeAction::Update)
+        );
+        assert_eq!(c[0].fields, vec!["lambda.runtime".to_string()]);
+
+        // Changed by hand: memory, timeout, and a variable whose value is never shown.
+        let mut env = environment();
+        env.insert("DB_PASSWORD".into(), "hunter2".into());
+        let m = matching_config();
+        let hand = FunctionConfiguration::builder()
+            .set_runtime(m.runtime().cloned())
+            .set_handler(m.handler().map(String::from))
+            .set_role(m.role().map(String::from))
+            .set_vpc_config(m.vpc_config().cloned())
+            .memory_size(1024)
+            .timeout(5)
+            .environment(
+                aws_sdk_lambda::types::EnvironmentResponse::builder()
+                    .set_variables(Some(env))
+                    .build(),
+            )
+            .build();
+        let c = diff::diff(ATTRS, &want("python3.12"), &live_settings(&hand), None);
+        let got: Vec<(&str, &str, &str)> = c
+            .iter()
+            .map(|c| (c.attribute.as_str(), c.old.as_str(), c.new.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("memory_mb", "1024", "256"),
+                ("timeout_seconds", "5", "60"),
+                (
+                    "environment",
+                    "DB_PASSWORD (value not shown), EFS_ROOT=/mnt/efs",
+                    "EFS_ROOT=/mnt/efs"
+                ),
+            ]
+        );
+        assert!(c.iter().all(|c| !c.old.contains("hunter2")));
     }
 
     #[test]

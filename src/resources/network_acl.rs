@@ -2,19 +2,76 @@
 //! template created one and never associated it). Every subnet always has exactly one ACL
 //! association (the VPC's default ACL unless moved), so associating means replacing that
 //! association; on delete, the subnets go back to the default ACL first.
+//!
+//! Day 2: `read` returns the entries (one line per rule, as `rule_text` writes it) and the
+//! subnets associated with the ACL; `update` adds missing and changed entries before it
+//! removes unknown ones, moves the config's subnets back onto the ACL and any other subnet
+//! associated with it by hand back to the VPC's default ACL.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, PortRange, ResourceType, RuleAction};
 
-use super::{Aws, ResourceKind, ec2, observe, props};
+use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::wait::{self, Poll};
 use crate::aws::{err, tags};
+use crate::core::diff::{self, AttrSpec, Change, ChangeAction, Settings, settings};
 use crate::core::inspect::{InspectCtx, Inspection};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::rules::{ALL_PROTOCOLS, AclRule};
-use crate::core::spec::{Kind, Props};
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct NetworkAcl;
+
+/// The rules and subnets follow the blueprint (no config field): a difference is drift,
+/// repaired in place.
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::with(
+        "entries",
+        ChangeAction::Update,
+        "missing and changed entries go in before unknown ones are removed",
+        &[],
+    ),
+    AttrSpec::with(
+        "subnets",
+        ChangeAction::Update,
+        "the config's subnets are moved back onto the ACL; another subnet goes back to the VPC's default ACL",
+        &[],
+    ),
+];
+
+/// Desired settings (pure): the entries as `rule_text` writes them, the subnets' ids from `deps`.
+pub fn desired_settings(rules: &[AclRule], subnets: &[String], deps: &BTreeMap<String, Outputs>) -> Settings {
+    settings([
+        ("entries", diff::list(rules.iter().map(rule_text))),
+        (
+            "subnets",
+            diff::list(subnets.iter().map(|k| super::dep_output(deps, k, "id"))),
+        ),
+    ])
+}
+
+/// Live settings (pure): AWS's catch-all deny entries, which cannot change, are left out.
+fn live_settings(acl: &t::NetworkAcl) -> Settings {
+    let entries: Vec<AclRule> = acl
+        .entries()
+        .iter()
+        .filter_map(rule_of)
+        .filter(|r| r.number < FIRST_DEFAULT_RULE)
+        .collect();
+    settings([
+        ("entries", diff::list(entries.iter().map(rule_text))),
+        (
+            "subnets",
+            diff::list(
+                acl.associations()
+                    .iter()
+                    .filter_map(|a| a.subnet_id().map(String::from)),
+            ),
+        ),
+    ])
+}
 
 /// Rule numbers from here up are AWS's catch-all deny entries (32767 IPv4, 32768 IPv6),
 /// which cannot be changed or deleted.
@@ -311,6 +368,34 @@ async fn converge_associations(aws: &Aws, vpc_id: &str, acl_id: &str, subnets: &
     Ok(())
 }
 
+/// Subnets associated with the ACL that the config does not name (moved onto it by hand).
+fn strays(acl: &t::NetworkAcl, wanted: &[String]) -> Vec<String> {
+    acl.associations()
+        .iter()
+        .filter(|a| a.subnet_id().is_some_and(|s| !wanted.iter().any(|w| w == s)))
+        .filter_map(|a| a.network_acl_association_id().map(String::from))
+        .collect()
+}
+
+/// Move the strays back to the VPC's default ACL (where every subnet starts).
+async fn release_strays(aws: &Aws, acl_id: &str, vpc_id: &str, wanted: &[String]) -> Result<(), ResourceError> {
+    let Some(acl) = describe(aws, acl_id).await? else {
+        return Ok(());
+    };
+    let strays = strays(&acl, wanted);
+    if strays.is_empty() {
+        return Ok(());
+    }
+    let default = default_acl(aws, acl.vpc_id().unwrap_or(vpc_id)).await?;
+    for assoc in &strays {
+        match replace_association(aws, assoc, &default).await {
+            Err(e) if e.is(ErrorClass::NotFound) => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
 /// The VPC's default ACL, where a subnet goes back to before our ACL is deleted.
 async fn default_acl(aws: &Aws, vpc_id: &str) -> Result<String, ResourceError> {
     let out = aws
@@ -412,8 +497,42 @@ impl ResourceKind for NetworkAcl {
         Ok(i)
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::NetworkAcl { subnets, rules, .. } => desired_settings(rules, subnets, deps),
+            _ => Settings::new(),
+        }
+    }
+
     async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
-        Ok(observe::exists(describe(aws, outputs.id()?).await?))
+        Ok(match describe(aws, outputs.id()?).await? {
+            Some(acl) => Observed::Present(live_settings(&acl)),
+            None => Observed::Missing,
+        })
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &NodeCtx<'_>,
+        outputs: Outputs,
+        changes: &[Change],
+    ) -> Result<Outputs, ResourceError> {
+        // Entries and the config's associations, as on create (each step idempotent).
+        let outputs = self.converge(aws, cx, outputs).await?;
+        if changes.iter().any(|c| c.attribute == "subnets") {
+            let (subnets,) = props!(cx, NetworkAcl { subnets });
+            let wanted = subnets
+                .iter()
+                .map(|k| cx.dep_id(k).map(String::from))
+                .collect::<Result<Vec<_>, _>>()?;
+            release_strays(aws, outputs.id()?, outputs.get("vpc_id").unwrap_or_default(), &wanted).await?;
+        }
+        Ok(outputs)
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -566,6 +685,74 @@ mod tests {
         let diff = diff_entries(&desired, &existing);
         assert_eq!(diff.create, desired);
         assert_eq!(diff.delete, vec![(100, false)]);
+    }
+
+    fn acl(entries: &[AclRule], subnets: &[&str]) -> t::NetworkAcl {
+        let entry = |r: &AclRule| {
+            t::NetworkAclEntry::builder()
+                .rule_number(r.number)
+                .egress(r.egress)
+                .protocol(&r.protocol)
+                .cidr_block(&r.cidr)
+                .set_port_range(port_range(r))
+                .rule_action(action(r.allow))
+                .build()
+        };
+        t::NetworkAcl::builder()
+            .network_acl_id("acl-1")
+            .set_entries(Some(entries.iter().map(entry).collect()))
+            .set_associations(Some(
+                subnets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        t::NetworkAclAssociation::builder()
+                            .subnet_id(*s)
+                            .network_acl_association_id(format!("aclassoc-{i}"))
+                            .network_acl_id("acl-1")
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build()
+    }
+
+    fn deps() -> BTreeMap<String, Outputs> {
+        [("subnet-db-a", "subnet-1"), ("subnet-db-b", "subnet-2")]
+            .into_iter()
+            .map(|(k, id)| (k.to_string(), Outputs::new().with("id", id)))
+            .collect()
+    }
+
+    #[test]
+    fn a_hand_added_entry_and_a_lost_or_extra_subnet_are_planned_as_updates() {
+        let rules = rules::db_acl_rules(&["10.0.10.0/24".into(), "10.0.11.0/24".into()]);
+        let keys = vec!["subnet-db-a".to_string(), "subnet-db-b".to_string()];
+        let want = desired_settings(&rules, &keys, &deps());
+        let mut entries = default_entries();
+        entries.extend(rules.iter().cloned());
+        let converged = acl(&entries, &["subnet-2", "subnet-1"]);
+        assert!(diff::diff(ATTRS, &want, &live_settings(&converged), None).is_empty());
+
+        entries.push(rule(90, false, "6", "0.0.0.0/0", (22, 22), true));
+        let drifted = acl(&entries, &["subnet-1", "subnet-9"]);
+        let c = diff::diff(ATTRS, &want, &live_settings(&drifted), None);
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!(c[0].attribute, "entries");
+        assert!(c[0].old.contains("in #90 allow tcp 22-22 0.0.0.0/0"), "{}", c[0].old);
+        assert!(!c[0].new.contains("#90"));
+        assert!(c.iter().all(|c| c.action == ChangeAction::Update));
+        assert_eq!(
+            (c[1].attribute.as_str(), c[1].old.as_str(), c[1].new.as_str()),
+            ("subnets", "subnet-1, subnet-9", "subnet-1, subnet-2")
+        );
+        assert_eq!(
+            strays(&drifted, &["subnet-1".into(), "subnet-2".into()]),
+            vec!["aclassoc-1"]
+        );
+        // Before the subnets exist, their ids are known after up.
+        let fresh = desired_settings(&rules, &keys, &BTreeMap::new());
+        assert_eq!(fresh["subnets"], diff::KNOWN_AFTER_UP);
     }
 
     #[test]

@@ -3,15 +3,26 @@
 //! with the dashboard's three parameters). Both are found by their deterministic names.
 //! Their deletes retry while the instance still uses them (the instance is deleted first,
 //! but AWS releases the groups a little after the instance is gone).
+//!
+//! Day 2, parameter group: `read` returns its family and the user-set values of the
+//! parameters pi-deploy manages (`MANAGED`); `update` sets the changed ones with
+//! ModifyDBParameterGroup. A parameter the config stops asking for (`require_secure_transport`
+//! with `database.require_tls` switched off) is set to its engine default (`ENGINE_DEFAULTS`)
+//! rather than reset with ResetDBParameterGroup: the same effect for a dynamic parameter,
+//! one call path, and one the emulator serves. A family change is a `replace` (a new
+//! group, the instance moved onto it), which `up` refuses for now.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_rds::types::{self as t, ApplyMethod, Parameter};
 
 use super::{Aws, ResourceKind, ec2, observe, props};
 use crate::aws::{err, tags};
+use crate::core::diff::{AttrSpec, Change, ChangeAction, Settings};
 use crate::core::names;
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 /// The three tags in RDS's shape.
 pub(super) fn rds_tags(deployment: &str, key: &str) -> Vec<t::Tag> {
@@ -164,6 +175,128 @@ impl ResourceKind for DbSubnetGroup {
 
 pub struct DbParameterGroup;
 
+/// What `up` changes on a live parameter group. Every parameter but `family` is one that
+/// pi-deploy sets (`MANAGED`); the others are left to RDS and whoever tunes them.
+pub const PARAMETER_GROUP_ATTRS: &[AttrSpec] = &[
+    AttrSpec::with(
+        "family",
+        ChangeAction::Replace,
+        "a parameter group's family cannot change: a new group of the new family, the instance moved onto it (a reboot)",
+        &["database.engine_version", "database.parameter_group_family"],
+    ),
+    AttrSpec::with(
+        "require_secure_transport",
+        ChangeAction::Update,
+        "dynamic: new connections without TLS are refused at once, no reboot",
+        &["database.require_tls"],
+    ),
+    AttrSpec::update("sql_mode", &[]),
+    AttrSpec::update("log_bin_trust_function_creators", &[]),
+    AttrSpec::with(
+        "lower_case_table_names",
+        ChangeAction::Update,
+        "static: takes effect at the instance's next reboot",
+        &[],
+    ),
+];
+
+/// The parameters pi-deploy sets, compared on day 2.
+pub const MANAGED: &[&str] = &[
+    "require_secure_transport",
+    "sql_mode",
+    "log_bin_trust_function_creators",
+    "lower_case_table_names",
+];
+
+/// Parameters the config may leave unset, with the engine's default (MariaDB: OFF) and how
+/// it applies: what the group must hold when the config does not set them.
+pub const ENGINE_DEFAULTS: &[(&str, &str, &str)] = &[("require_secure_transport", "0", "immediate")];
+
+/// How a managed parameter nobody set reads (RDS lists only user-set ones with Source=user).
+pub const NOT_SET: &str = "(engine default)";
+
+/// The desired settings (pure): the family and every managed parameter, from the props or,
+/// for one the config leaves unset, its engine default.
+pub fn parameter_group_desired(family: &str, params: &[(String, String, String)]) -> Settings {
+    let mut s = Settings::new();
+    s.insert("family".into(), family.to_string());
+    for name in MANAGED {
+        let value = params
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, v, _)| v.clone())
+            .or_else(|| {
+                ENGINE_DEFAULTS
+                    .iter()
+                    .find(|(n, _, _)| n == name)
+                    .map(|(_, v, _)| v.to_string())
+            });
+        if let Some(v) = value {
+            s.insert(name.to_string(), v);
+        }
+    }
+    s
+}
+
+/// The live settings (pure) from the group's family and its user-set (name, value) pairs.
+/// A managed parameter nobody set holds the engine default, where one is known.
+pub fn parameter_group_live(family: &str, user_set: &[(String, String)]) -> Settings {
+    let mut s = Settings::new();
+    s.insert("family".into(), family.to_string());
+    for name in MANAGED {
+        let value = user_set
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| {
+                ENGINE_DEFAULTS
+                    .iter()
+                    .find(|(n, _, _)| n == name)
+                    .map(|(_, v, _)| v.to_string())
+            })
+            .unwrap_or_else(|| NOT_SET.to_string());
+        s.insert(name.to_string(), value);
+    }
+    s
+}
+
+/// The (name, value, apply method) triples that make the changed parameters what the
+/// config says: the props' apply method, or the engine default's.
+pub fn parameter_updates(params: &[(String, String, String)], changes: &[Change]) -> Vec<(String, String, String)> {
+    changes
+        .iter()
+        .filter(|c| MANAGED.contains(&c.attribute.as_str()))
+        .filter_map(|c| {
+            params.iter().find(|(n, _, _)| *n == c.attribute).cloned().or_else(|| {
+                ENGINE_DEFAULTS
+                    .iter()
+                    .find(|(n, _, _)| *n == c.attribute)
+                    .map(|(n, v, m)| (n.to_string(), v.to_string(), m.to_string()))
+            })
+        })
+        .collect()
+}
+
+/// The group's user-set parameters (Source=user), as (name, value).
+async fn user_parameters(aws: &Aws, name: &str) -> Result<Vec<(String, String)>, ResourceError> {
+    let params: Vec<Parameter> = aws
+        .clients
+        .rds
+        .describe_db_parameters()
+        .db_parameter_group_name(name)
+        .source("user")
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(err("reading the DB parameter group's parameters"))?;
+    Ok(params
+        .iter()
+        .filter_map(|p| Some((p.parameter_name()?.to_string(), p.parameter_value()?.to_string())))
+        .collect())
+}
+
 /// ModifyDBParameterGroup's parameters from the spec's (name, value, apply method) triples.
 pub fn parameters(triples: &[(String, String, String)]) -> Vec<Parameter> {
     triples
@@ -259,8 +392,49 @@ impl ResourceKind for DbParameterGroup {
         Ok(outputs)
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        PARAMETER_GROUP_ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::DbParameterGroup { family, parameters } => parameter_group_desired(family, parameters),
+            _ => Settings::new(),
+        }
+    }
+
     async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
-        Ok(observe::exists(describe_parameter_group(aws, outputs.id()?).await?))
+        let name = outputs.id()?;
+        let Some(group) = describe_parameter_group(aws, name).await? else {
+            return Ok(Observed::Missing);
+        };
+        let user_set = user_parameters(aws, name).await?;
+        let family = group.db_parameter_group_family().unwrap_or_default();
+        Ok(Observed::Present(parameter_group_live(family, &user_set)))
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &NodeCtx<'_>,
+        outputs: Outputs,
+        changes: &[Change],
+    ) -> Result<Outputs, ResourceError> {
+        let (parameters_spec,) = props!(cx, DbParameterGroup { parameters });
+        let updates = parameter_updates(parameters_spec, changes);
+        if updates.is_empty() {
+            return Ok(outputs);
+        }
+        // Setting a parameter to the value it has is a no-op: safe to repeat after a crash.
+        aws.clients
+            .rds
+            .modify_db_parameter_group()
+            .db_parameter_group_name(outputs.id()?)
+            .set_parameters(Some(parameters(&updates)))
+            .send()
+            .await
+            .map_err(err("changing the DB parameters"))?;
+        Ok(outputs)
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -309,6 +483,91 @@ mod tests {
             "{e}"
         );
         assert!(e.hint.is_some());
+    }
+
+    fn triples(tls: bool) -> Vec<(String, String, String)> {
+        let mut p = vec![
+            ("sql_mode".into(), "NO_AUTO_VALUE_ON_ZERO".into(), "immediate".into()),
+            ("lower_case_table_names".into(), "1".into(), "pending-reboot".into()),
+            ("log_bin_trust_function_creators".into(), "1".into(), "immediate".into()),
+        ];
+        if tls {
+            p.push(("require_secure_transport".into(), "1".into(), "immediate".into()));
+        }
+        p
+    }
+
+    fn user_set(tls: Option<&str>) -> Vec<(String, String)> {
+        let mut u: Vec<(String, String)> = triples(false).into_iter().map(|(n, v, _)| (n, v)).collect();
+        if let Some(v) = tls {
+            u.push(("require_secure_transport".into(), v.into()));
+        }
+        // A parameter someone tuned by hand is not pi-deploy's: never compared.
+        u.push(("max_connections".into(), "500".into()));
+        u
+    }
+
+    fn plan(tls: bool, live: &Settings) -> Vec<Change> {
+        crate::core::diff::diff(
+            PARAMETER_GROUP_ATTRS,
+            &parameter_group_desired("mariadb10.11", &triples(tls)),
+            live,
+            None,
+        )
+    }
+
+    #[test]
+    fn require_tls_on_sets_the_parameter_and_off_sets_the_engine_default() {
+        let created_before_tls = parameter_group_live("mariadb10.11", &user_set(None));
+        assert!(
+            plan(false, &created_before_tls).is_empty(),
+            "unset is the engine default: OFF"
+        );
+        let on = plan(true, &created_before_tls);
+        assert_eq!(on.len(), 1);
+        assert_eq!(
+            (
+                on[0].attribute.as_str(),
+                on[0].old.as_str(),
+                on[0].new.as_str(),
+                on[0].action
+            ),
+            ("require_secure_transport", "0", "1", ChangeAction::Update)
+        );
+        assert_eq!(on[0].fields, vec!["database.require_tls".to_string()]);
+        assert_eq!(
+            parameter_updates(&triples(true), &on),
+            vec![("require_secure_transport".into(), "1".into(), "immediate".into())]
+        );
+        let with_tls = parameter_group_live("mariadb10.11", &user_set(Some("1")));
+        assert!(plan(true, &with_tls).is_empty());
+        let off = plan(false, &with_tls);
+        assert_eq!((off[0].old.as_str(), off[0].new.as_str()), ("1", "0"));
+        assert_eq!(
+            parameter_updates(&triples(false), &off),
+            vec![("require_secure_transport".into(), "0".into(), "immediate".into())]
+        );
+        // Set to 0 explicitly (after switching off): the same as unset.
+        assert!(plan(false, &parameter_group_live("mariadb10.11", &user_set(Some("0")))).is_empty());
+    }
+
+    #[test]
+    fn a_lost_parameter_is_set_again_with_its_apply_method_and_a_family_change_is_a_replace() {
+        let mut u = user_set(None);
+        u.retain(|(n, _)| n != "lower_case_table_names");
+        let c = plan(false, &parameter_group_live("mariadb10.11", &u));
+        assert_eq!(
+            (c[0].attribute.as_str(), c[0].old.as_str(), c[0].new.as_str()),
+            ("lower_case_table_names", NOT_SET, "1")
+        );
+        assert_eq!(
+            parameter_updates(&triples(false), &c),
+            vec![("lower_case_table_names".into(), "1".into(), "pending-reboot".into())]
+        );
+        let other = plan(false, &parameter_group_live("mariadb10.6", &user_set(None)));
+        assert_eq!(other.len(), 1);
+        assert_eq!(other[0].action, ChangeAction::Replace);
+        assert!(parameter_updates(&triples(false), &other).is_empty(), "never an update");
     }
 
     #[test]

@@ -1,17 +1,68 @@
 //! A route table and its subnet associations. A subnet has at most one explicit
 //! association, so a subnet already associated elsewhere is moved here with
 //! ReplaceRouteTableAssociation rather than associated a second time.
+//!
+//! Day 2: `read` returns the subnets explicitly associated with the table; `update` moves the
+//! config's subnets back onto it and disassociates any other subnet (which then follows the
+//! VPC's main route table). Its routes are nodes of their own (route.rs).
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, ResourceType, RouteTableAssociationStateCode};
 
-use super::{Aws, ResourceKind, ec2, observe, props};
+use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::{err, tags};
+use crate::core::diff::{self, AttrSpec, Change, ChangeAction, Settings, settings};
 use crate::core::inspect::{InspectCtx, Inspection};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct RouteTable;
+
+/// The subnets follow the blueprint (no config field drives them directly: `nat_per_az`
+/// makes other tables): a difference is drift, repaired in place.
+pub const ATTRS: &[AttrSpec] = &[AttrSpec::with(
+    "subnets",
+    ChangeAction::Update,
+    "the config's subnets are moved back onto the table; another subnet goes back to the VPC's main table",
+    &[],
+)];
+
+/// Desired settings (pure): the subnets' ids from `deps`.
+pub fn desired_settings(subnets: &[String], deps: &BTreeMap<String, Outputs>) -> Settings {
+    settings([(
+        "subnets",
+        diff::list(subnets.iter().map(|k| super::dep_output(deps, k, "id"))),
+    )])
+}
+
+/// The subnets with a live explicit association to the table (its main association, if
+/// it were the VPC's main table, names no subnet).
+fn associated_subnets(table: &t::RouteTable) -> Vec<String> {
+    table
+        .associations()
+        .iter()
+        .filter(|a| is_live(a) && a.main() != Some(true))
+        .filter_map(|a| a.subnet_id().map(String::from))
+        .collect()
+}
+
+/// Live settings (pure).
+fn live_settings(table: &t::RouteTable) -> Settings {
+    settings([("subnets", diff::list(associated_subnets(table)))])
+}
+
+/// Associations of subnets the config does not name (made by hand).
+fn strays(table: &t::RouteTable, wanted: &[String]) -> Vec<String> {
+    table
+        .associations()
+        .iter()
+        .filter(|a| is_live(a) && a.main() != Some(true))
+        .filter(|a| a.subnet_id().is_some_and(|s| !wanted.iter().any(|w| w == s)))
+        .filter_map(|a| a.route_table_association_id().map(String::from))
+        .collect()
+}
 
 /// One explicit subnet association, as DescribeRouteTables reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -233,8 +284,44 @@ impl ResourceKind for RouteTable {
         Ok(i)
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::RouteTable { subnets, .. } => desired_settings(subnets, deps),
+            _ => Settings::new(),
+        }
+    }
+
     async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
-        Ok(observe::exists(describe(aws, outputs.id()?).await?))
+        Ok(match describe(aws, outputs.id()?).await? {
+            Some(table) => Observed::Present(live_settings(&table)),
+            None => Observed::Missing,
+        })
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &NodeCtx<'_>,
+        outputs: Outputs,
+        _changes: &[Change],
+    ) -> Result<Outputs, ResourceError> {
+        // The config's subnets first (as on create), then the strays.
+        let outputs = self.converge(aws, cx, outputs).await?;
+        let (subnets,) = props!(cx, RouteTable { subnets });
+        let wanted = subnets
+            .iter()
+            .map(|k| cx.dep_id(k).map(String::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(table) = describe(aws, outputs.id()?).await? {
+            for assoc in strays(&table, &wanted) {
+                disassociate(aws, &assoc).await?;
+            }
+        }
+        Ok(outputs)
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -270,6 +357,59 @@ impl ResourceKind for RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn table(assocs: &[(&str, &str, bool)]) -> t::RouteTable {
+        t::RouteTable::builder()
+            .route_table_id("rtb-1")
+            .set_associations(Some(
+                assocs
+                    .iter()
+                    .map(|(subnet, id, main)| {
+                        let b = t::RouteTableAssociation::builder()
+                            .route_table_association_id(*id)
+                            .route_table_id("rtb-1")
+                            .main(*main);
+                        if subnet.is_empty() { b } else { b.subnet_id(*subnet) }.build()
+                    })
+                    .collect(),
+            ))
+            .build()
+    }
+
+    #[test]
+    fn a_subnet_lost_or_added_by_hand_is_an_update_and_strays_are_named() {
+        let deps: BTreeMap<String, Outputs> = [("subnet-app-a", "subnet-1"), ("subnet-db-a", "subnet-2")]
+            .into_iter()
+            .map(|(k, id)| (k.to_string(), Outputs::new().with("id", id)))
+            .collect();
+        let want = desired_settings(&["subnet-app-a".into(), "subnet-db-a".into()], &deps);
+        let converged = table(&[("subnet-2", "rtbassoc-2", false), ("subnet-1", "rtbassoc-1", false)]);
+        assert!(diff::diff(ATTRS, &want, &live_settings(&converged), None).is_empty());
+        let drifted = table(&[
+            ("subnet-1", "rtbassoc-1", false),
+            ("subnet-9", "rtbassoc-9", false),
+            ("", "rtbassoc-main", true),
+        ]);
+        let c = diff::diff(ATTRS, &want, &live_settings(&drifted), None);
+        assert_eq!(
+            (
+                c[0].attribute.as_str(),
+                c[0].old.as_str(),
+                c[0].new.as_str(),
+                c[0].action
+            ),
+            (
+                "subnets",
+                "subnet-1, subnet-9",
+                "subnet-1, subnet-2",
+                ChangeAction::Update
+            )
+        );
+        assert_eq!(
+            strays(&drifted, &["subnet-1".into(), "subnet-2".into()]),
+            vec!["rtbassoc-9"]
+        );
+    }
 
     fn assoc(subnet: &str, id: &str, table: &str) -> Association {
         Association {

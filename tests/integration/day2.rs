@@ -665,3 +665,247 @@ async fn nat_per_az_switched_on_and_off_moves_routes_and_the_s3_endpoint_and_lea
     assert_eq!(plan(&d, &cfg).1, 0);
     d.destroy();
 }
+
+/// The user-set value of `name` in the DB parameter group, read from RDS.
+async fn db_parameter(c: &pi_deploy::aws::Clients, group: &str, name: &str) -> Option<String> {
+    let out = c
+        .rds
+        .describe_db_parameters()
+        .db_parameter_group_name(group)
+        .source("user")
+        .send()
+        .await
+        .unwrap();
+    out.parameters()
+        .iter()
+        .find(|p| p.parameter_name() == Some(name))
+        .and_then(|p| p.parameter_value())
+        .map(String::from)
+}
+
+/// The file system's policy, read from EFS (`None`: PolicyNotFound).
+async fn efs_policy(c: &pi_deploy::aws::Clients, fs: &str) -> Option<serde_json::Value> {
+    match c.efs.describe_file_system_policy().file_system_id(fs).send().await {
+        Ok(o) => o.policy().map(|p| serde_json::from_str(p).unwrap()),
+        Err(e) => {
+            let code = e.as_service_error().and_then(|s| s.meta().code()).map(String::from);
+            assert_eq!(code.as_deref(), Some("PolicyNotFound"), "{e:?}");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn security_switches_reach_a_live_deployment_and_hand_made_drift_is_repaired() {
+    let d = Deployment::new("d2s");
+    let no_tls = "[database]\ndeletion_protection = false\n[storage]\nefs_require_tls = false\n";
+    let cfg = config(&d, no_tls);
+    up(&d, &cfg);
+    assert_eq!(plan(&d, &cfg).1, 0);
+    let c = clients().await;
+    let st = d.state();
+    let (fs, group) = (id(&st, "efs"), id(&st, "db-params"));
+    assert_eq!(efs_policy(&c, &fs).await, None);
+    assert_eq!(db_parameter(&c, &group, "require_secure_transport").await, None);
+
+    // Both TLS switches on: the file-system policy and the DB parameter, in place (the
+    // instances roll for the TLS mount in their user data).
+    let tls = "[database]\ndeletion_protection = false\nrequire_tls = true\n[storage]\nefs_require_tls = true\n";
+    let cfg = config(&d, tls);
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4, "{doc:#}");
+    let update = |a: &str, o: &str, n: &str| (a.to_string(), o.to_string(), n.to_string(), "update".to_string());
+    assert_eq!(planned(&doc, "efs"), vec![update("tls_only_policy", "none", "yes")]);
+    assert_eq!(
+        planned(&doc, "db-params"),
+        vec![update("require_secure_transport", "0", "1")]
+    );
+    assert_eq!(action_of(&doc, "launch-template"), "roll", "{doc:#}");
+    let ev = up(&d, &cfg);
+    let changed = changed_keys(&ev);
+    assert!(
+        changed.contains(&"efs".to_string()) && changed.contains(&"db-params".to_string()),
+        "{changed:?}"
+    );
+    let policy = efs_policy(&c, &fs).await.expect("a file-system policy");
+    let denies_plain_nfs = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["Effect"] == "Deny" && s["Condition"]["Bool"]["aws:SecureTransport"] == "false");
+    assert!(denies_plain_nfs, "{policy:#}");
+    assert_eq!(
+        db_parameter(&c, &group, "require_secure_transport").await.as_deref(),
+        Some("1")
+    );
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 0, "after up, nothing is left to change: {doc:#}");
+
+    // The database switch off again: the parameter goes back to the engine default (OFF).
+    let db_off = "[database]\ndeletion_protection = false\n[storage]\nefs_require_tls = true\n";
+    let cfg = config(&d, db_off);
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4);
+    assert_eq!(
+        planned(&doc, "db-params"),
+        vec![update("require_secure_transport", "1", "0")]
+    );
+    assert_eq!(action_of(&doc, "efs"), "nothing");
+    assert_eq!(changed_keys(&up(&d, &cfg)), vec!["db-params"]);
+    assert_eq!(
+        db_parameter(&c, &group, "require_secure_transport").await.as_deref(),
+        Some("0")
+    );
+    assert_eq!(plan(&d, &cfg).1, 0);
+
+    // The file-system switch off is planned as a policy delete. Not applied here: the
+    // emulator has no DeleteFileSystemPolicy (file_system.rs tests it on a scripted fake).
+    let (doc, _) = plan(&d, &config(&d, no_tls));
+    assert_eq!(planned(&doc, "efs"), vec![update("tls_only_policy", "yes", "none")]);
+    // (`config` writes the deployment's one config file: back to the applied one.)
+    let cfg = config(&d, db_off);
+
+    // A rule added to the DB subnets' ACL by hand, and a DB subnet moved back to the
+    // default ACL by hand: `plan` shows both, `up` repairs both.
+    let acl = id(&st, "nacl-db");
+    c.ec2
+        .create_network_acl_entry()
+        .network_acl_id(&acl)
+        .rule_number(90)
+        .egress(false)
+        .protocol("6")
+        .cidr_block("0.0.0.0/0")
+        .port_range(aws_sdk_ec2::types::PortRange::builder().from(22).to(22).build())
+        .rule_action(aws_sdk_ec2::types::RuleAction::Allow)
+        .send()
+        .await
+        .unwrap();
+    let subnet_a = id(&st, "subnet-db-a");
+    let acls = c
+        .ec2
+        .describe_network_acls()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("vpc-id")
+                .values(id(&st, "vpc"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let default = acls
+        .network_acls()
+        .iter()
+        .find(|a| a.is_default() == Some(true))
+        .and_then(|a| a.network_acl_id())
+        .unwrap()
+        .to_string();
+    let assoc = acls
+        .network_acls()
+        .iter()
+        .flat_map(|a| a.associations())
+        .find(|a| a.subnet_id() == Some(subnet_a.as_str()))
+        .and_then(|a| a.network_acl_association_id())
+        .unwrap()
+        .to_string();
+    c.ec2
+        .replace_network_acl_association()
+        .association_id(&assoc)
+        .network_acl_id(&default)
+        .send()
+        .await
+        .unwrap();
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4);
+    let acl_changes = planned(&doc, "nacl-db");
+    assert_eq!(acl_changes.len(), 2, "{acl_changes:?}");
+    assert_eq!(acl_changes[0].0, "entries");
+    assert!(
+        acl_changes[0].1.contains("in #90 allow tcp 22-22 0.0.0.0/0") && !acl_changes[0].2.contains("#90"),
+        "{acl_changes:?}"
+    );
+    assert_eq!(acl_changes[1].0, "subnets");
+    assert!(!acl_changes[1].1.contains(&subnet_a) && acl_changes[1].2.contains(&subnet_a));
+    assert!(acl_changes.iter().all(|c| c.3 == "update"));
+    assert_eq!(changed_keys(&up(&d, &cfg)), vec!["nacl-db"]);
+    let after = c
+        .ec2
+        .describe_network_acls()
+        .network_acl_ids(&acl)
+        .send()
+        .await
+        .unwrap();
+    let after = &after.network_acls()[0];
+    assert!(after.entries().iter().all(|e| e.rule_number() != Some(90)), "{after:?}");
+    assert!(
+        after
+            .associations()
+            .iter()
+            .any(|a| a.subnet_id() == Some(subnet_a.as_str())),
+        "{after:?}"
+    );
+    assert_eq!(plan(&d, &cfg).1, 0);
+
+    // A DB subnet taken off its route table by hand (it falls back to the VPC's main table,
+    // which has no default route): `plan` shows it, `up` associates it again.
+    let routing = private_routing(&c, &st).await;
+    let tables = c
+        .ec2
+        .describe_route_tables()
+        .route_table_ids(id(&st, "rt-private"))
+        .send()
+        .await
+        .unwrap();
+    let assoc = tables.route_tables()[0]
+        .associations()
+        .iter()
+        .find(|a| a.subnet_id() == Some(subnet_a.as_str()))
+        .and_then(|a| a.route_table_association_id())
+        .unwrap()
+        .to_string();
+    c.ec2
+        .disassociate_route_table()
+        .association_id(&assoc)
+        .send()
+        .await
+        .unwrap();
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4);
+    let rt_changes = planned(&doc, "rt-private");
+    assert_eq!(rt_changes.len(), 1, "{rt_changes:?}");
+    assert_eq!(rt_changes[0].0, "subnets");
+    assert!(!rt_changes[0].1.contains(&subnet_a) && rt_changes[0].2.contains(&subnet_a));
+    assert_eq!(rt_changes[0].3, "update");
+    assert_eq!(changed_keys(&up(&d, &cfg)), vec!["rt-private"]);
+    assert_eq!(private_routing(&c, &st).await, routing);
+    assert_eq!(plan(&d, &cfg).1, 0);
+
+    // The side-loading Lambda's memory and timeout changed by hand: shown, then put back.
+    let function = id(&st, "lambda");
+    c.lambda
+        .update_function_configuration()
+        .function_name(&function)
+        .memory_size(1024)
+        .timeout(5)
+        .send()
+        .await
+        .unwrap();
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4);
+    assert_eq!(
+        planned(&doc, "lambda"),
+        vec![update("memory_mb", "1024", "256"), update("timeout_seconds", "5", "60")]
+    );
+    assert_eq!(changed_keys(&up(&d, &cfg)), vec!["lambda"]);
+    let f = c
+        .lambda
+        .get_function_configuration()
+        .function_name(&function)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((f.memory_size(), f.timeout()), (Some(256), Some(60)));
+    assert_eq!(plan(&d, &cfg).1, 0);
+
+    d.destroy();
+}
