@@ -20,7 +20,8 @@ use crate::core::executor::Limits;
                   `state pull`, `state history`, `force-unlock`). Day to day: `sideload` puts files on the \
                   dashboard's file system and says what became of each, `connect` opens a shell on an \
                   instance or a tunnel to the database, `logs` shows the side-loading Lambda's log and the \
-                  instances' console output.\n\n\
+                  instances' console output, `snapshot` takes (and lists) a DB snapshot and a backup of \
+                  the file system.\n\n\
                   Credentials and region come from the standard AWS environment (AWS_PROFILE, \
                   `aws sso login`, AWS_REGION, AWS_ENDPOINT_URL), overridable with --region.",
     after_help = "Examples:\n  \
@@ -32,6 +33,7 @@ use crate::core::executor::Limits;
                   pi-deploy sideload ./logo.png ./brand --to images --deployment pi-prod\n  \
                   pi-deploy connect --db --deployment pi-prod\n  \
                   pi-deploy logs --since 30m --follow --deployment pi-prod\n  \
+                  pi-deploy snapshot --label before-upgrade --deployment pi-prod\n  \
                   pi-deploy destroy --deployment pi-prod --yes\n  \
                   pi-deploy up --deployment pi-prod --state s3://my-team-pi-state/pi --ami ami-0123456789abcdef0\n\n\
                   Exit codes: 0 done, 1 failed (or `status` found problems), 2 bad input, 3 refused."
@@ -63,8 +65,9 @@ pub struct GlobalArgs {
     /// the local side.
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Machine-readable stdout: one JSON object per event (NDJSON) for up, upgrade, destroy and
-    /// logs, one JSON document for plan, status, outputs, sideload and connect.
+    /// Machine-readable stdout: one JSON object per event (NDJSON) for up, upgrade, destroy,
+    /// snapshot and logs, one JSON document for plan, status, outputs, sideload, connect and
+    /// snapshot --list.
     #[arg(long, global = true)]
     pub json: bool,
     /// Do not ask for confirmation.
