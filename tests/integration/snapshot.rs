@@ -1,8 +1,9 @@
 //! `pi-deploy snapshot` on the emulator: a manual DB snapshot (moto's RDS) and an AWS Backup
 //! job of the file system (the launcher's AWS Backup shim, tests/emu/moto_launcher.py: moto
 //! 5.2.5 has no backup jobs), listed back from both services, not duplicated by a second
-//! call, finished (not duplicated) after `kill -9`, and kept by `destroy`, which deletes the
-//! role AWS Backup assumed.
+//! call, finished (not duplicated) after `kill -9`, refused while the database is not
+//! available, and kept by `destroy`, which deletes the role AWS Backup assumed (also without
+//! the state file).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -36,6 +37,30 @@ async fn a_labelled_snapshot_is_listed_from_rds_and_backup_not_duplicated_and_ke
     assert_eq!(bad.status.code(), Some(2), "{}", show(&bad));
     assert!(show(&bad).contains("--label"), "{}", show(&bad));
     assert!(common::db_snapshots(&c, &d.name).await.is_empty());
+
+    // A database that is not available is refused before anything is taken (exit 3).
+    let db_id = common::id(&d.state(), "db");
+    c.rds
+        .stop_db_instance()
+        .db_instance_identifier(&db_id)
+        .send()
+        .await
+        .unwrap();
+    let stopped = d.run(&["snapshot", "--label", "before-change"]);
+    assert_eq!(stopped.status.code(), Some(3), "{}", show(&stopped));
+    assert!(
+        show(&stopped).contains("is `stopped`, not `available`"),
+        "{}",
+        show(&stopped)
+    );
+    assert!(common::db_snapshots(&c, &d.name).await.is_empty());
+    assert!(d.state().get("snapshot").is_none(), "nothing recorded");
+    c.rds
+        .start_db_instance()
+        .db_instance_identifier(&db_id)
+        .send()
+        .await
+        .unwrap();
 
     let first = d.ok(&["snapshot", "--label", "before-change", "--json"]);
     let o = outputs(&first);
@@ -189,6 +214,9 @@ async fn a_snapshot_killed_after_its_intent_is_recorded_is_finished_by_the_rerun
         "killed at `{step}`: one recovery point"
     );
     assert!(d.state().get("snapshot").is_none());
+    // Without the state, destroy still finds the backup role by its name and tags.
+    d.remove_state();
     d.destroy();
     assert!(census::everything(&c, &d.name).await.is_empty());
+    assert_eq!(common::db_snapshots(&c, &d.name).await.len(), 1);
 }
