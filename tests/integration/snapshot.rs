@@ -158,65 +158,87 @@ async fn a_labelled_snapshot_is_listed_from_rds_and_backup_not_duplicated_and_ke
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_snapshot_killed_after_its_intent_is_recorded_is_finished_by_the_rerun_not_duplicated() {
-    let c = clients().await;
-    let d = Deployment::new("snapkill");
-    d.up(&[]);
-    let fs_arn = common::out(&d.state(), "efs", "arn");
+/// When to kill: a test of the state's snapshot record.
+type RecordTest = dyn Fn(&serde_json::Value) -> bool;
+
+/// Start `snapshot --label LABEL`, kill -9 it the moment the state's snapshot record
+/// satisfies `when` (polled every ~2 ms); the step it was killed at.
+fn kill_snapshot_when(d: &Deployment, label: &str, when: impl Fn(&serde_json::Value) -> bool) -> String {
     let mut child = d
-        .command(&["snapshot", "--label", "pre-kill"])
+        .command(&["snapshot", "--label", label])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    // Killed the moment the state records the snapshot (its intent), whatever its step.
     let start = Instant::now();
     let step = loop {
-        if let Some(s) = d
+        if let Some(rec) = d
             .state_bytes()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|s| s.get("snapshot").cloned())
+            .filter(|r| when(r))
         {
             child.kill().unwrap();
-            break s["step"].as_str().unwrap_or_default().to_string();
+            break rec["step"].as_str().unwrap_or_default().to_string();
         }
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("the snapshot ended ({status}) before its record was seen");
+            panic!("the snapshot ended ({status}) before the record was seen");
         }
         assert!(start.elapsed() < Duration::from_secs(120), "no record within 120 s");
         std::thread::sleep(Duration::from_millis(2));
     };
     child.wait().unwrap();
     d.force_unlock_after_kill();
-    let recorded = d.state()["snapshot"]["name"]
-        .as_str()
-        .expect("the record survives")
-        .to_string();
+    step
+}
 
-    let rerun = d.ok(&["snapshot", "--label", "pre-kill", "--json"]);
-    let o = outputs(&rerun);
-    assert_eq!(
-        o["db_snapshot"],
-        recorded.as_str(),
-        "killed at `{step}`: {}",
-        show(&rerun)
-    );
-    assert!(o.get("existing").is_none(), "{}", show(&rerun));
-    assert_eq!(
-        common::db_snapshots(&c, &d.name).await.len(),
-        1,
-        "killed at `{step}`: one DB snapshot"
-    );
-    assert_eq!(
-        common::recovery_points(&c, &fs_arn).await.len(),
-        1,
-        "killed at `{step}`: one recovery point"
-    );
-    assert!(d.state().get("snapshot").is_none());
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_killed_after_its_intent_is_recorded_is_finished_by_the_rerun_not_duplicated() {
+    let c = clients().await;
+    let d = Deployment::new("snapkill");
+    d.up(&[]);
+    let fs_arn = common::out(&d.state(), "efs", "arn");
+    // Killed at the first record (the intent, before any AWS call of the snapshot), then
+    // while both are being waited for (the backup job's id recorded, the job still running).
+    let cases: [(&str, &RecordTest); 2] = [
+        ("first-record", &|_| true),
+        ("job-running", &|r| {
+            r["step"] == "waiting" && r["backup_job_id"].is_string()
+        }),
+    ];
+    for (n, (label, when)) in cases.iter().enumerate() {
+        let step = kill_snapshot_when(&d, label, when);
+        eprintln!("snapshot --label {label}: killed at step `{step}`");
+        let recorded = d.state()["snapshot"]["name"]
+            .as_str()
+            .expect("the record survives")
+            .to_string();
+        let rerun = d.ok(&["snapshot", "--label", label, "--json"]);
+        let o = outputs(&rerun);
+        assert_eq!(
+            o["db_snapshot"],
+            recorded.as_str(),
+            "killed at `{step}`: {}",
+            show(&rerun)
+        );
+        assert!(o.get("existing").is_none(), "{}", show(&rerun));
+        let dbs = common::db_snapshots(&c, &d.name).await;
+        assert_eq!(dbs.len(), n + 1, "killed at `{step}`: {dbs:?}");
+        assert_eq!(
+            dbs.iter().filter(|(_, l, _)| l.as_deref() == Some(*label)).count(),
+            1,
+            "killed at `{step}`: one DB snapshot"
+        );
+        assert_eq!(
+            common::recovery_points(&c, &fs_arn).await.len(),
+            n + 1,
+            "killed at `{step}`: one recovery point per snapshot"
+        );
+        assert!(d.state().get("snapshot").is_none());
+    }
     // Without the state, destroy still finds the backup role by its name and tags.
     d.remove_state();
     d.destroy();
     assert!(census::everything(&c, &d.name).await.is_empty());
-    assert_eq!(common::db_snapshots(&c, &d.name).await.len(), 1);
+    assert_eq!(common::db_snapshots(&c, &d.name).await.len(), 2);
 }
