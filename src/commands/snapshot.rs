@@ -63,12 +63,18 @@ pub async fn run(global: &GlobalArgs, args: &SnapshotArgs, events: Arc<dyn Event
         Ok(outputs) => (outputs.clone(), None),
         Err(e) => (BTreeMap::new(), Some(error_text(e))),
     };
+    // `1 taken` for a new snapshot, `1 existing` for a label that named one already.
+    let counts = match &outputs {
+        o if o.contains_key("existing") => BTreeMap::from([("existing".to_string(), 1)]),
+        o if o.contains_key("db_snapshot") => BTreeMap::from([("taken".to_string(), 1)]),
+        _ => BTreeMap::new(),
+    };
     events.emit(Event::RunFinished {
         command: "snapshot".into(),
         ok: error.is_none(),
         elapsed_ms: started.elapsed().as_millis() as u64,
         usable_ms: None,
-        counts: BTreeMap::new(),
+        counts,
         outputs,
         error,
     });
@@ -444,13 +450,18 @@ pub async fn hand_backup_role_to_destroy(aws: &Aws, state: &mut State) -> Result
 pub async fn kept_by_destroy(aws: &Aws, state: &State) -> Option<String> {
     let db = state.resources.get(DB).and_then(|r| r.outputs.get("id"))?;
     let dbs = backup::db_snapshots(aws, db).await.ok()?.len();
+    // A destroy that resumes after the file system is gone no longer knows its ARN.
     let rps = match state.resources.get(EFS).and_then(|r| r.outputs.get("arn")) {
-        Some(arn) => backup::recovery_points(aws, arn).await.map(|v| v.len()).unwrap_or(0),
-        None => 0,
+        Some(arn) => backup::recovery_points(aws, arn).await.ok().map(|v| v.len()),
+        None => None,
     };
-    (dbs + rps > 0).then(|| {
+    let files = match rps {
+        Some(n) => format!("{n} file system recovery points"),
+        None => "the file system's recovery points (if any)".to_string(),
+    };
+    (dbs > 0 || rps.unwrap_or(0) > 0).then(|| {
         format!(
-            "kept: {dbs} DB snapshots and {rps} file system recovery points of this deployment (your data; they cost storage until you delete them: `aws rds delete-db-snapshot`, `aws backup delete-recovery-point`)"
+            "kept: {dbs} DB snapshots and {files} of this deployment (your data; they cost storage until you delete them: `aws rds delete-db-snapshot`, `aws backup delete-recovery-point`)"
         )
     })
 }
