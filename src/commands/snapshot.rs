@@ -59,6 +59,10 @@ pub async fn run(global: &GlobalArgs, args: &SnapshotArgs, events: Arc<dyn Event
     };
     let result = run.take(args).await;
     aws.clients.dump_call_counts();
+    // A refusal (exit 3) is reported once, by main, like every command's.
+    if let Err(e @ CmdError::Refused { .. }) = result {
+        return Err(e);
+    }
     let (outputs, error) = match &result {
         Ok(outputs) => (outputs.clone(), None),
         Err(e) => (BTreeMap::new(), Some(error_text(e))),
