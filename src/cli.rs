@@ -20,7 +20,8 @@ use crate::core::executor::Limits;
                   `state pull`, `state history`, `force-unlock`). Day to day: `sideload` puts files on the \
                   dashboard's file system and says what became of each, `connect` opens a shell on an \
                   instance or a tunnel to the database, `logs` shows the side-loading Lambda's log and the \
-                  instances' console output.\n\n\
+                  instances' console output, `snapshot` takes (and lists) a DB snapshot and a backup of \
+                  the file system.\n\n\
                   Credentials and region come from the standard AWS environment (AWS_PROFILE, \
                   `aws sso login`, AWS_REGION, AWS_ENDPOINT_URL), overridable with --region.",
     after_help = "Examples:\n  \
@@ -32,6 +33,7 @@ use crate::core::executor::Limits;
                   pi-deploy sideload ./logo.png ./brand --to images --deployment pi-prod\n  \
                   pi-deploy connect --db --deployment pi-prod\n  \
                   pi-deploy logs --since 30m --follow --deployment pi-prod\n  \
+                  pi-deploy snapshot --label before-upgrade --deployment pi-prod\n  \
                   pi-deploy destroy --deployment pi-prod --yes\n  \
                   pi-deploy up --deployment pi-prod --state s3://my-team-pi-state/pi --ami ami-0123456789abcdef0\n\n\
                   Exit codes: 0 done, 1 failed (or `status` found problems), 2 bad input, 3 refused."
@@ -63,8 +65,9 @@ pub struct GlobalArgs {
     /// the local side.
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Machine-readable stdout: one JSON object per event (NDJSON) for up, upgrade, destroy and
-    /// logs, one JSON document for plan, status, outputs, sideload and connect.
+    /// Machine-readable stdout: one JSON object per event (NDJSON) for up, upgrade, destroy,
+    /// snapshot and logs, one JSON document for plan, status, outputs, sideload, connect and
+    /// snapshot --list.
     #[arg(long, global = true)]
     pub json: bool,
     /// Do not ask for confirmation.
@@ -214,6 +217,29 @@ pub enum Command {
                             pi-deploy sideload brand/old-logo.png brand/2025 --to images --delete --yes"
     )]
     Sideload(SideloadArgs),
+    /// Take a manual DB snapshot and an AWS Backup recovery point of the file system, or list them.
+    #[command(
+        after_help = "Takes a manual snapshot of the deployment's database (CreateDBSnapshot) and an on-demand \
+                            AWS Backup job of its file system (into the account's `Default` vault, with a role \
+                            `<deployment>-backup-role` that AWS Backup assumes, created on first use), tags both \
+                            with the deployment, a name and the label, and waits until both are complete. The \
+                            name is `<deployment>-snap[-<label>]-<YYYYMMDD-HHMMSS>` (UTC). A label names one \
+                            snapshot: asking again for a label that exists reports it and takes nothing. A run \
+                            that was interrupted is finished by running the same command again (same label), \
+                            never duplicated. Snapshots cost storage (RDS snapshot and AWS Backup EFS storage \
+                            per GiB-month) until you delete them: `destroy` keeps them.\n\n\
+                            --list prints the deployment's DB snapshots and the file system's recovery points, \
+                            newest first.\n\n\
+                            Exit status: 0 done, 1 failed (run it again to resume), 2 bad input (nothing \
+                            created), 3 refused (no state, the database or file system not available, another \
+                            snapshot in progress).\n\n\
+                            Examples:\n  \
+                            pi-deploy snapshot --deployment pi --label before-upgrade\n  \
+                            pi-deploy snapshot --no-files --json\n  \
+                            pi-deploy snapshot --list\n  \
+                            pi-deploy snapshot --list --json | jq -r '.[] | select(.label == \"before-upgrade\") | .id'"
+    )]
+    Snapshot(SnapshotArgs),
     /// Open a shell on a dashboard instance through Session Manager, or forward a local port
     /// to the database.
     #[command(
@@ -356,6 +382,19 @@ pub struct UpgradeArgs {
     /// Roll back an upgrade that an interrupted or failed run left in progress.
     #[arg(long)]
     pub abort: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SnapshotArgs {
+    /// A name for this snapshot (lowercase letters, digits, hyphens; e.g. before-upgrade).
+    #[arg(long, value_name = "LABEL", conflicts_with = "list")]
+    pub label: Option<String>,
+    /// Only the database: no AWS Backup job of the file system.
+    #[arg(long, conflicts_with = "list")]
+    pub no_files: bool,
+    /// List the deployment's DB snapshots and file system recovery points, newest first.
+    #[arg(long)]
+    pub list: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -108,6 +108,7 @@ fn main() -> ExitCode {
             Command::Sideload(args) => commands::sideload::run(g, args).await,
             Command::Connect(args) => commands::connect::run(g, args).await,
             Command::Logs(args) => commands::logs::run(g, args).await,
+            Command::Snapshot(args) => commands::snapshot::run(g, args, events).await,
             Command::Outputs | Command::Completions { .. } | Command::ForceUnlock(_) => {
                 unreachable!("handled above")
             }

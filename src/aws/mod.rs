@@ -101,6 +101,8 @@ pub struct Clients {
     pub ssm: aws_sdk_ssm::Client,
     pub route53: aws_sdk_route53::Client,
     pub acm: aws_sdk_acm::Client,
+    /// `snapshot`: the file system's on-demand backups.
+    pub backup: aws_sdk_backup::Client,
 }
 
 macro_rules! client {
@@ -156,7 +158,7 @@ macro_rules! faults {
 
 /// One HTTP client for the credential providers and every service client, built as the SDK
 /// builds its default one (hyper, rustls with aws-lc, proxies from the environment). Without
-/// it each of the 15 service clients builds its own: its own TLS configuration (root
+/// it each of the 16 service clients builds its own: its own TLS configuration (root
 /// certificates parsed again) and its own connection pool, so no connection is reused
 /// across services (against an emulator, one endpoint serves them all). The client caches
 /// one connector per timeout setting, and every client here has the same timeouts.
@@ -212,6 +214,7 @@ impl Clients {
             ssm: client!(aws_sdk_ssm, c, calls),
             route53: client!(aws_sdk_route53, c, calls),
             acm: client!(aws_sdk_acm, c, calls),
+            backup: client!(aws_sdk_backup, c, calls),
             calls,
             config,
         }

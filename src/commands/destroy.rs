@@ -41,6 +41,11 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
     });
 
     let extras = record_unrecorded(&mut session, cloud.as_ref(), &search, events.as_ref()).await?;
+    // `snapshot`'s role goes; its DB snapshots and recovery points stay (the user's data).
+    super::snapshot::hand_backup_role_to_destroy(&session.aws, &mut session.state).await?;
+    if let Some(kept) = super::snapshot::kept_by_destroy(&session.aws, &session.state).await {
+        events.emit(Event::Warning { message: kept });
+    }
     if session.state.resources.is_empty() {
         // A run killed after its last delete but before removing the file left an empty
         // state behind: finish that removal (a no-op when there is no file).

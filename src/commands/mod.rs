@@ -11,6 +11,7 @@ pub mod plan;
 pub mod preflight;
 pub mod sideload;
 pub mod signals;
+pub mod snapshot;
 pub mod state;
 pub mod status;
 pub mod up;

@@ -97,6 +97,13 @@ pub enum Event {
         message: String,
         elapsed_ms: u64,
     },
+    /// One step of `snapshot`: `started`, `db_snapshot`, `backup_job`, `done`; a
+    /// progress line while it waits (`waiting`).
+    Snapshot {
+        step: String,
+        message: String,
+        elapsed_ms: u64,
+    },
     /// The dashboard answers (its check passed): the URL and the time since the run
     /// started. On the usable-early path the run goes on (the database's Multi-AZ standby).
     Usable {

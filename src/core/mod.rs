@@ -21,6 +21,7 @@ pub mod policy;
 pub mod resource;
 pub mod rules;
 pub mod sideload;
+pub mod snapshot;
 pub mod spec;
 pub mod state;
 pub mod state_url;

@@ -29,7 +29,7 @@ const VERSION: &str = "2012-10-17";
 /// Services that send `aws:SourceAccount` when they assume a role on a resource's behalf,
 /// so the trust policy can pin it (confused-deputy protection). EC2 assumes an instance
 /// profile's role without it: a condition there would lock the instances out.
-pub const SERVICES_WITH_SOURCE_ACCOUNT: &[&str] = &["lambda.amazonaws.com"];
+pub const SERVICES_WITH_SOURCE_ACCOUNT: &[&str] = &["lambda.amazonaws.com", "backup.amazonaws.com"];
 
 /// Who may assume the role: one AWS service (`lambda.amazonaws.com`, `ec2.amazonaws.com`),
 /// acting for this account only where the service says on whose behalf it acts.

@@ -71,6 +71,15 @@ pub struct State {
     /// killed run resumes or rolls back; absent when none is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeRecord>,
+    /// A `pi-deploy snapshot` in progress, recorded before each start so a killed run is
+    /// finished by the next (core::snapshot); absent when none is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<super::snapshot::SnapshotRecord>,
+    /// The IAM role AWS Backup assumes (`pi-deploy snapshot`), by name, recorded before its
+    /// CreateRole: not a node of the architecture (`up` and `plan` leave it alone), deleted by
+    /// `destroy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_role: Option<String>,
 }
 
 /// Who the caller is, from STS, and where it acts.
@@ -138,6 +147,8 @@ impl State {
             resources: BTreeMap::new(),
             outputs: BTreeMap::new(),
             upgrade: None,
+            snapshot: None,
+            backup_role: None,
         }
     }
 

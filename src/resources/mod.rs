@@ -6,6 +6,7 @@ mod access_point;
 mod alarm;
 pub mod answers;
 mod auto_scaling_group;
+pub mod backup;
 mod bucket;
 mod bucket_notification;
 mod dashboard_check;

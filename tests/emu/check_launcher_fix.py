@@ -35,6 +35,11 @@ root element ``VersioningConfiguration`` (unpatched moto 5.2.5 answers
 ``GetBucketVersioningResponse``, which the AWS SDK for Rust rejects; boto3's
 parsed answer hides it, so the check reads the raw body).
 
+A fourth scenario covers the AWS Backup jobs the launcher answers (moto 5.2.5 has none):
+StartBackupJob of a file system into the `Default` vault (the same IdempotencyToken answers
+the same job), DescribeBackupJob from CREATED/RUNNING to COMPLETED with its recovery point,
+ListRecoveryPointsByResource and ListTags of the recovery point.
+
 Exit status: 0 when every patched run passes (whether or not the fix is still
 needed; the answer is printed as "launcher fix still needed: yes/no"), 1 when
 a patched run fails.
@@ -227,6 +232,65 @@ def version_scenario(endpoint: str | None) -> None:
             pass
 
 
+def backup_scenario(endpoint: str | None) -> None:
+    """Raise unless an AWS Backup job of a file system runs to a listed, tagged recovery point."""
+    import time
+
+    import boto3
+
+    kwargs: dict[str, Any] = {"region_name": REGION}
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+    backup = boto3.client("backup", **kwargs)
+    efs = boto3.client("efs", **kwargs)
+    iam = boto3.client("iam", **kwargs)
+    suffix = uuid.uuid4().hex[:8]
+    fs = efs.create_file_system(CreationToken=f"backup-check-{suffix}")
+    role = iam.create_role(RoleName=f"backup-check-{suffix}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    try:
+        backup.describe_backup_vault(BackupVaultName="Default")
+    except backup.exceptions.ResourceNotFoundException:
+        backup.create_backup_vault(BackupVaultName="Default")
+    try:
+        start = dict(
+            BackupVaultName="Default",
+            ResourceArn=fs["FileSystemArn"],
+            IamRoleArn=role,
+            IdempotencyToken=suffix,
+            RecoveryPointTags={"check": suffix},
+        )
+        job = backup.start_backup_job(**start)
+        again = backup.start_backup_job(**start)
+        assert again["BackupJobId"] == job["BackupJobId"], "the same token started another job"
+        seen = []
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            d = backup.describe_backup_job(BackupJobId=job["BackupJobId"])
+            if not seen or seen[-1] != d["State"]:
+                seen.append(d["State"])
+            if d["State"] == "COMPLETED":
+                break
+            time.sleep(0.2)
+        assert seen[-1] == "COMPLETED" and "CREATED" in seen, f"job states {seen}"
+        rp = d["RecoveryPointArn"]
+        points = backup.list_recovery_points_by_resource(ResourceArn=fs["FileSystemArn"])["RecoveryPoints"]
+        assert [p["RecoveryPointArn"] for p in points] == [rp], f"recovery points {points}"
+        tags = backup.list_tags(ResourceArn=rp)["Tags"]
+        assert tags.get("check") == suffix, f"recovery point tags {tags}"
+    finally:
+        try:
+            efs.delete_file_system(FileSystemId=fs["FileSystemId"])
+            iam.delete_role(RoleName=f"backup-check-{suffix}")
+        except Exception:  # noqa: BLE001 - best-effort cleanup
+            pass
+
+
+def patch_backup() -> Any:
+    import moto_launcher
+
+    return moto_launcher.apply_backup_jobs()
+
+
 def patch_version() -> Any:
     import moto_launcher
 
@@ -257,6 +321,7 @@ SCENARIOS = {
     "CreateLaunchTemplateVersion UserData": (scenario, patch_launch_template),
     "GetBucketVersioning root": (versioning_scenario, patch_versioning),
     "Auto Scaling launch template version": (version_scenario, patch_version),
+    "AWS Backup jobs": (backup_scenario, patch_backup),
 }
 
 

@@ -239,6 +239,199 @@ def apply_version_fix() -> Callable[[], None]:
     return restore
 
 
+# ---- fifth: AWS Backup jobs (moto 5.2.5 has vaults and plans, no jobs) ---------------------
+# pi-deploy's `snapshot` backs the file system up with StartBackupJob and waits with
+# DescribeBackupJob; `snapshot --list` reads ListRecoveryPointsByResource and ListTags. moto
+# 5.2.5 implements none of the job calls, and its ListTags reads the ARN from the path's
+# second-to-last segment, so a recovery point's ARN (no slash, no trailing slash from the
+# SDK) is not found. The harness answers them as AWS documents them: the vault must exist,
+# the role must exist in IAM and the resource in EFS; an IdempotencyToken seen before (for
+# the same vault and resource) answers the job it started; a job is CREATED for its first
+# second, RUNNING (PercentDone) until 3 s, then COMPLETED with its recovery point (COMPLETED,
+# tagged with the RecoveryPointTags). Durations: PI_DEPLOY_EMU_BACKUP_JOB_SECONDS (default 3).
+import json  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from urllib.parse import unquote  # noqa: E402
+
+from moto.backup import urls as backup_urls  # noqa: E402
+from moto.backup.exceptions import InvalidParameterValueException  # noqa: E402
+from moto.backup.exceptions import ResourceNotFoundException as BackupNotFound  # noqa: E402
+from moto.backup.models import BackupBackend  # noqa: E402
+from moto.backup.responses import BackupResponse  # noqa: E402
+
+_BACKUP_MARKER = "_pi_deploy_backup_jobs"
+_ORIGINAL_BACKUP_LIST_TAGS = BackupResponse.list_tags
+
+
+def _job_seconds() -> float:
+    return float(os.environ.get("PI_DEPLOY_EMU_BACKUP_JOB_SECONDS", "3"))
+
+
+class _Job:
+    def __init__(self, backend: Any, vault: Any, resource_arn: str, role_arn: str, token: str | None) -> None:
+        self.id = str(uuid.uuid4()).upper()
+        self.vault = vault
+        self.resource_arn = resource_arn
+        self.role_arn = role_arn
+        self.token = token
+        self.created = time.time()
+        partition = vault.backup_vault_arn.split(":")[1]
+        self.recovery_point_arn = (
+            f"arn:{partition}:backup:{backend.region_name}:{backend.account_id}:recovery-point:{uuid.uuid4()}"
+        )
+        self.size = 6144
+
+    def state(self) -> tuple[str, str | None]:
+        elapsed = time.time() - self.created
+        total = _job_seconds()
+        if elapsed < min(1.0, total / 3):
+            return "CREATED", None
+        if elapsed < total:
+            return "RUNNING", f"{min(99.0, 100 * elapsed / total):.1f}"
+        return "COMPLETED", "100.0"
+
+    def describe(self, account_id: str) -> dict[str, Any]:
+        state, percent = self.state()
+        out: dict[str, Any] = {
+            "AccountId": account_id,
+            "BackupJobId": self.id,
+            "BackupVaultName": self.vault.backup_vault_name,
+            "BackupVaultArn": self.vault.backup_vault_arn,
+            "ResourceArn": self.resource_arn,
+            "ResourceType": "EFS",
+            "IamRoleArn": self.role_arn,
+            "CreationDate": self.created,
+            "State": state,
+            "IsParent": False,
+        }
+        if percent is not None:
+            out["PercentDone"] = percent
+        if state == "COMPLETED":
+            out["CompletionDate"] = self.created + _job_seconds()
+            out["RecoveryPointArn"] = self.recovery_point_arn
+            out["BackupSizeInBytes"] = self.size
+        return out
+
+
+def _jobs(backend: Any) -> list[_Job]:
+    if not hasattr(backend, _BACKUP_MARKER):
+        setattr(backend, _BACKUP_MARKER, [])
+    return getattr(backend, _BACKUP_MARKER)
+
+
+def _start_backup_job(self: Any) -> str:
+    params = json.loads(self.body or "{}")
+    backend = self.backup_backend
+    vault_name = params.get("BackupVaultName", "")
+    vault = backend.vaults.get(vault_name)
+    if vault is None:
+        raise BackupNotFound(f"Backup vault {vault_name} does not exist")
+    resource_arn = params.get("ResourceArn", "")
+    role_arn = params.get("IamRoleArn", "")
+    from moto.iam.models import iam_backends
+
+    try:
+        iam_backends[backend.account_id][backend.partition].get_role_by_arn(role_arn)
+    except Exception:  # noqa: BLE001 - any lookup failure is "no such role"
+        raise InvalidParameterValueException(f"IAM Role {role_arn} cannot be assumed by AWS Backup")
+    if ":file-system/" in resource_arn:
+        from moto.efs.models import efs_backends
+
+        fs_id = resource_arn.rsplit("/", 1)[-1]
+        if fs_id not in efs_backends[backend.account_id][backend.region_name].file_systems_by_id:
+            raise BackupNotFound(f"Resource {resource_arn} does not exist")
+    token = params.get("IdempotencyToken")
+    job = next(
+        (
+            j
+            for j in _jobs(backend)
+            if token and j.token == token and j.resource_arn == resource_arn and j.vault is vault
+        ),
+        None,
+    )
+    if job is None:
+        job = _Job(backend, vault, resource_arn, role_arn, token)
+        _jobs(backend).append(job)
+        if params.get("RecoveryPointTags"):
+            backend.tag_resource(job.recovery_point_arn, params["RecoveryPointTags"])
+    return json.dumps(
+        {
+            "BackupJobId": job.id,
+            "RecoveryPointArn": job.recovery_point_arn,
+            "CreationDate": job.created,
+            "IsParent": False,
+        }
+    )
+
+
+def _describe_backup_job(self: Any) -> str:
+    job_id = unquote(self.path.rstrip("/").split("/")[-1])
+    job = next((j for j in _jobs(self.backup_backend) if j.id == job_id), None)
+    if job is None:
+        raise BackupNotFound(f"Backup job {job_id} does not exist")
+    return json.dumps(job.describe(self.current_account))
+
+
+def _list_recovery_points_by_resource(self: Any) -> str:
+    path = self.path.rstrip("/")
+    resource_arn = unquote(path[path.index("/resources/") + len("/resources/") : path.rindex("/recovery-points")])
+    points = []
+    for job in _jobs(self.backup_backend):
+        if job.resource_arn == resource_arn and job.state()[0] == "COMPLETED":
+            points.append(
+                {
+                    "RecoveryPointArn": job.recovery_point_arn,
+                    "CreationDate": job.created,
+                    "Status": "COMPLETED",
+                    "BackupSizeBytes": job.size,
+                    "BackupVaultName": job.vault.backup_vault_name,
+                    "IsParent": False,
+                }
+            )
+    return json.dumps({"RecoveryPoints": points})
+
+
+def _list_tags(self: Any) -> str:
+    path = self.path.rstrip("/")
+    resource_arn = unquote(path[path.index("/tags/") + len("/tags/") :])
+    return json.dumps({"Tags": self.backup_backend.list_tags(resource_arn=resource_arn)})
+
+
+_BACKUP_PATHS = {
+    # moto turns a trailing `/?` into a rule without the slash (werkzeug's strict slashes):
+    # both forms are listed, as the SDKs send either.
+    "{0}/backup-jobs$": BackupResponse.dispatch,
+    "{0}/backup-jobs/$": BackupResponse.dispatch,
+    "{0}/backup-jobs/(?P<job_id>[^/]+)$": BackupResponse.dispatch,
+    "{0}/resources/(?P<resource_arn>.+)/recovery-points$": BackupResponse.dispatch,
+    "{0}/resources/(?P<resource_arn>.+)/recovery-points/$": BackupResponse.dispatch,
+}
+
+
+def apply_backup_jobs() -> Callable[[], None]:
+    """Install the AWS Backup job calls; return a function that removes them."""
+    BackupResponse.start_backup_job = _start_backup_job  # type: ignore[attr-defined]
+    BackupResponse.describe_backup_job = _describe_backup_job  # type: ignore[attr-defined]
+    BackupResponse.list_recovery_points_by_resource = _list_recovery_points_by_resource  # type: ignore[attr-defined]
+    BackupResponse.list_tags = _list_tags  # type: ignore[method-assign]
+    backup_urls.url_paths.update(_BACKUP_PATHS)
+
+    def restore() -> None:
+        for name in ("start_backup_job", "describe_backup_job", "list_recovery_points_by_resource"):
+            if name in BackupResponse.__dict__:
+                delattr(BackupResponse, name)
+        BackupResponse.list_tags = _ORIGINAL_BACKUP_LIST_TAGS  # type: ignore[method-assign]
+        for k in _BACKUP_PATHS:
+            backup_urls.url_paths.pop(k, None)
+
+    return restore
+
+
+assert BackupBackend  # the backend the jobs hang off (one per account and region)
+
+
 def main(argv: list[str]) -> None:
     if moto.__version__ != EXPECTED_MOTO_VERSION:
         print(
@@ -250,8 +443,9 @@ def main(argv: list[str]) -> None:
     S3Response.get_bucket_versioning = _patched_get_bucket_versioning  # type: ignore[method-assign]
     VPCBackend.modify_vpc_endpoint = _patched_modify_vpc_endpoint  # type: ignore[method-assign]
     apply_version_fix()
+    apply_backup_jobs()
     print(
-        "moto_launcher: CreateLaunchTemplateVersion UserData, GetBucketVersioning, ModifyVpcEndpoint and launch template version fixes applied",
+        "moto_launcher: CreateLaunchTemplateVersion UserData, GetBucketVersioning, ModifyVpcEndpoint and launch template version fixes applied; AWS Backup jobs answered",
         file=sys.stderr,
         flush=True,
     )

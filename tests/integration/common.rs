@@ -630,3 +630,48 @@ pub fn is_read_only(op: &str) -> bool {
     let name = op.rsplit('.').next().unwrap_or(op);
     name == "DryRun" || ["Describe", "Get", "List", "Head"].iter().any(|p| name.starts_with(p))
 }
+
+/// The deployment's DB snapshots (manual, tagged with the deployment) of its instance, read
+/// from RDS: (identifier, `pi-deploy:snapshot-label`, status).
+pub async fn db_snapshots(c: &Clients, dep: &str) -> Vec<(String, Option<String>, String)> {
+    let out = c
+        .rds
+        .describe_db_snapshots()
+        .db_instance_identifier(pi_deploy::core::names::db_identifier(dep))
+        .snapshot_type("manual")
+        .send()
+        .await
+        .unwrap();
+    let tag = |s: &aws_sdk_rds::types::DbSnapshot, k: &str| {
+        s.tag_list()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .map(String::from)
+    };
+    out.db_snapshots()
+        .iter()
+        .filter(|s| tag(s, "pi-deploy:deployment").as_deref() == Some(dep))
+        .map(|s| {
+            (
+                s.db_snapshot_identifier().unwrap_or_default().to_string(),
+                tag(s, pi_deploy::core::snapshot::LABEL_TAG),
+                s.status().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The recovery points AWS Backup holds for a file system (any vault): their ARNs.
+pub async fn recovery_points(c: &Clients, file_system_arn: &str) -> Vec<String> {
+    c.backup
+        .list_recovery_points_by_resource()
+        .resource_arn(file_system_arn)
+        .send()
+        .await
+        .unwrap()
+        .recovery_points()
+        .iter()
+        .filter_map(|r| r.recovery_point_arn().map(String::from))
+        .collect()
+}

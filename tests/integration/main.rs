@@ -23,6 +23,7 @@ mod lanes;
 mod network;
 mod operator;
 mod sideload;
+mod snapshot;
 mod state_s3;
 mod upgrade;
 mod vanish;
