@@ -232,10 +232,13 @@ fn report(
     f: Figure,
     weight: impl Fn(&NodeSpec) -> f64 + Copy,
 ) -> Figures {
-    let (chain_s, mut keys) = graph.critical_path(weight);
-    if op == "destroy" {
-        keys.reverse();
-    }
+    // In deletion order for destroy, whose edges leave out what AWS deletes with its
+    // container (`Graph::destroy_critical_path`).
+    let (chain_s, keys) = if op == "destroy" {
+        graph.destroy_critical_path(weight)
+    } else {
+        graph.critical_path(weight)
+    };
     let vendor = bench_model::vendor_schedule(vendor_graph, weight);
     let figs = Figures {
         makespan_s: run.makespan_s,

@@ -373,14 +373,14 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
-    /// Records when each poll happened; ready at the `ready_at`-th poll (1-based).
-    async fn polls_until(backoff: Backoff, ready_at: usize) -> Vec<Duration> {
+    /// When each poll happened, until `ready(polls so far, time since the start)`.
+    async fn polls_while(backoff: Backoff, ready: impl Fn(usize, Duration) -> bool) -> Vec<Duration> {
         let start = Instant::now();
         let times = Mutex::new(Vec::new());
         wait_for("x", Duration::from_secs(3600), backoff, || {
             let mut t = times.lock().unwrap();
             t.push(start.elapsed());
-            std::future::ready(Ok(if t.len() >= ready_at {
+            std::future::ready(Ok(if ready(t.len(), start.elapsed()) {
                 Poll::Ready(())
             } else {
                 Poll::Pending("pending".into())
@@ -391,22 +391,14 @@ mod tests {
         times.into_inner().unwrap()
     }
 
-    /// When each poll happened; ready at the first poll at or after `ready_after`.
+    /// Ready at the `ready_at`-th poll (1-based).
+    async fn polls_until(backoff: Backoff, ready_at: usize) -> Vec<Duration> {
+        polls_while(backoff, |n, _| n >= ready_at).await
+    }
+
+    /// Ready at the first poll at or after `ready_after`.
     async fn polls_until_time(backoff: Backoff, ready_after: Duration) -> Vec<Duration> {
-        let start = Instant::now();
-        let times = Mutex::new(Vec::new());
-        wait_for("x", Duration::from_secs(3600), backoff, || {
-            let mut t = times.lock().unwrap();
-            t.push(start.elapsed());
-            std::future::ready(Ok(if start.elapsed() >= ready_after {
-                Poll::Ready(())
-            } else {
-                Poll::Pending("pending".into())
-            }))
-        })
-        .await
-        .unwrap();
-        times.into_inner().unwrap()
+        polls_while(backoff, |_, t| t >= ready_after).await
     }
 
     fn gaps_at_least(polls: &[Duration], min: Duration) -> bool {

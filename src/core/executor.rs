@@ -333,13 +333,13 @@ impl<C: Cloud> Executor<C> {
         let blockers = |i: usize| -> &[usize] {
             match dir {
                 Direction::Up => graph.deps_of(i),
-                Direction::Destroy => graph.dependents_of(i),
+                Direction::Destroy => graph.destroy_after(i),
             }
         };
         let unblocks = |i: usize| -> &[usize] {
             match dir {
                 Direction::Up => graph.dependents_of(i),
-                Direction::Destroy => graph.deps_of(i),
+                Direction::Destroy => graph.destroy_frees(i),
             }
         };
         let mut done = done_already.clone();

@@ -27,6 +27,12 @@ pub struct Graph {
     index: HashMap<String, usize>,
     deps: Vec<Vec<usize>>,
     dependents: Vec<Vec<usize>>,
+    /// Destroy: what each node's delete waits for, its dependents less the children AWS
+    /// deletes with it (`Kind::deleted_with_container`).
+    destroy_after: Vec<Vec<usize>>,
+    /// Destroy: what each node's delete lets go, its dependencies less the container that
+    /// deletes it.
+    destroy_frees: Vec<Vec<usize>>,
 }
 
 impl Graph {
@@ -49,11 +55,24 @@ impl Graph {
                 dependents[j].push(i);
             }
         }
+        // A child its container's delete takes with it need not be deleted first.
+        let with = |child: usize, parent: usize| {
+            let k = nodes[child].kind;
+            k.deleted_with_container() && k.container() == Some(nodes[parent].kind)
+        };
+        let destroy_after = (0..nodes.len())
+            .map(|i| dependents[i].iter().copied().filter(|&c| !with(c, i)).collect())
+            .collect();
+        let destroy_frees = (0..nodes.len())
+            .map(|i| deps[i].iter().copied().filter(|&p| !with(i, p)).collect())
+            .collect();
         let g = Self {
             nodes,
             index,
             deps,
             dependents,
+            destroy_after,
+            destroy_frees,
         };
         g.check_cycles()?;
         Ok(g)
@@ -103,6 +122,14 @@ impl Graph {
     pub fn dependents_of(&self, i: usize) -> &[usize] {
         &self.dependents[i]
     }
+    /// Destroy: the nodes whose deletes must end before node `i`'s starts.
+    pub fn destroy_after(&self, i: usize) -> &[usize] {
+        &self.destroy_after[i]
+    }
+    /// Destroy: the nodes node `i`'s delete is one of the blockers of.
+    pub fn destroy_frees(&self, i: usize) -> &[usize] {
+        &self.destroy_frees[i]
+    }
 
     /// A topological order (dependencies first), ties broken by key for determinism.
     pub fn topo_order(&self) -> Vec<usize> {
@@ -143,14 +170,36 @@ impl Graph {
         rem
     }
 
-    /// The same for destroy, where a node's successors are its dependencies.
+    /// The same for destroy, where a node's successors are its dependencies (less a
+    /// container that deletes it: `destroy_frees`).
     pub fn longest_remaining_reverse(&self, weight: impl Fn(&NodeSpec) -> f64) -> Vec<f64> {
         let mut rem = vec![0.0; self.len()];
         for &i in self.topo_order().iter() {
-            let tail = self.deps[i].iter().map(|&d| rem[d]).fold(0.0, f64::max);
+            let tail = self.destroy_frees[i].iter().map(|&d| rem[d]).fold(0.0, f64::max);
             rem[i] = weight(&self.nodes[i]) + tail;
         }
         rem
+    }
+
+    /// The heaviest path of a destroy, in deletion order: its total weight and its keys.
+    pub fn destroy_critical_path(&self, weight: impl Fn(&NodeSpec) -> f64) -> (f64, Vec<String>) {
+        let rem = self.longest_remaining_reverse(&weight);
+        let Some(mut i) = (0..self.len())
+            .filter(|&i| self.destroy_after[i].is_empty())
+            .max_by(|&a, &b| rem[a].total_cmp(&rem[b]))
+        else {
+            return (0.0, vec![]);
+        };
+        let total = rem[i];
+        let mut path = vec![self.nodes[i].key.clone()];
+        while let Some(&next) = self.destroy_frees[i]
+            .iter()
+            .max_by(|&&a, &&b| rem[a].total_cmp(&rem[b]))
+        {
+            i = next;
+            path.push(self.nodes[i].key.clone());
+        }
+        (total, path)
     }
 
     /// The heaviest path through the graph: its total weight and its keys in order.
@@ -293,6 +342,39 @@ pub(crate) mod tests {
         assert_eq!(path, ["a", "b", "c"]);
         let rrem = g.longest_remaining_reverse(w);
         assert_eq!(rrem[g.index_of("c").unwrap()], 12.0);
+    }
+
+    #[test]
+    fn a_destroy_does_not_wait_for_what_aws_deletes_with_its_container() {
+        let of = |key: &str, kind: Kind, deps: &[&str]| NodeSpec {
+            kind,
+            ..node(key, deps)
+        };
+        let g = Graph::new(vec![
+            of("asg", Kind::AutoScalingGroup, &[]),
+            of("policy", Kind::ScalingPolicy, &["asg"]),
+            of("hook", Kind::LifecycleHook, &["asg"]),
+            of("alarm", Kind::Alarm, &["policy"]),
+            of("lt", Kind::LaunchTemplate, &[]),
+            // Not a child of the template: the group waits for nothing here, the template for
+            // the group.
+            of("asg2", Kind::AutoScalingGroup, &["lt"]),
+        ])
+        .unwrap();
+        let i = |k: &str| g.index_of(k).unwrap();
+        let names = |v: &[usize]| v.iter().map(|&j| g.node(j).key.clone()).collect::<Vec<_>>();
+        // Up keeps every edge; destroy drops policy -> asg and hook -> asg only.
+        assert_eq!(names(g.dependents_of(i("asg"))), ["policy", "hook"]);
+        assert!(g.destroy_after(i("asg")).is_empty());
+        assert!(g.destroy_frees(i("policy")).is_empty());
+        assert_eq!(names(g.destroy_after(i("policy"))), ["alarm"]);
+        assert_eq!(names(g.destroy_frees(i("alarm"))), ["policy"]);
+        assert_eq!(names(g.destroy_after(i("lt"))), ["asg2"]);
+        let w = |n: &NodeSpec| if n.kind == Kind::AutoScalingGroup { 10.0 } else { 1.0 };
+        // The group's delete starts at once: the heaviest chain is asg2 -> lt, 11.
+        let (total, path) = g.destroy_critical_path(w);
+        assert_eq!((total, path), (11.0, vec!["asg2".to_string(), "lt".to_string()]));
+        assert_eq!(g.longest_remaining_reverse(w)[i("alarm")], 2.0);
     }
 
     #[test]

@@ -153,6 +153,14 @@ impl Kind {
         }
     }
 
+    /// Whether AWS deletes this kind with its `container`, so a destroy need not delete it
+    /// first: DeleteAutoScalingGroup "deletes the policies" of the group (and its lifecycle
+    /// hooks, which exist only on it). The child's own delete still runs, and finds nothing
+    /// left to do once its group is deleting or gone.
+    pub fn deleted_with_container(self) -> bool {
+        matches!(self, Kind::ScalingPolicy | Kind::LifecycleHook)
+    }
+
     /// How AWS ids of this kind begin, for kinds whose id has a fixed shape; a recorded id
     /// of another shape was edited or damaged (see `State::parse`).
     pub fn id_prefix(self) -> Option<&'static str> {

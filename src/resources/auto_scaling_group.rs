@@ -277,7 +277,8 @@ fn outputs_of(g: &t::AutoScalingGroup) -> Outputs {
         )
 }
 
-fn is_deleting(g: &t::AutoScalingGroup) -> bool {
+/// A group AWS is deleting (`Delete in progress`): its policies and hooks go with it.
+pub fn is_deleting(g: &t::AutoScalingGroup) -> bool {
     g.status().is_some_and(|s| s.to_ascii_lowercase().contains("delete"))
 }
 

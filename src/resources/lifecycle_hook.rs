@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_autoscaling::types as t;
 
-use super::auto_scaling_group::{LAUNCH_TRANSITION, describe_group, reclassify_missing_group};
+use super::auto_scaling_group::{LAUNCH_TRANSITION, describe_group, is_deleting, reclassify_missing_group};
 use super::{Aws, ResourceKind, props};
 use crate::aws::sdk;
 use crate::core::diff::{AttrSpec, Change, ChangeAction, Settings, settings};
@@ -139,8 +139,14 @@ impl ResourceKind for LifecycleHook {
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let name = cx.outputs.id()?;
         let group = cx.outputs.require("asg")?;
-        // Gone with its group, or never put: nothing to do.
-        if describe_group(aws, group).await?.is_none() || !exists(aws, group, name).await? {
+        // Gone with its group, going with it (a destroy need not wait for the hook:
+        // `Kind::deleted_with_container`), or never put: nothing to do.
+        match describe_group(aws, group).await? {
+            None => return Ok(()),
+            Some(g) if is_deleting(&g) => return Ok(()),
+            Some(_) => {}
+        }
+        if !exists(aws, group, name).await? {
             return Ok(());
         }
         let r = aws

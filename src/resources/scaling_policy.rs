@@ -9,7 +9,7 @@ use std::future::Future;
 use async_trait::async_trait;
 use aws_sdk_autoscaling::types as t;
 
-use super::auto_scaling_group::{describe_group, reclassify_missing_group};
+use super::auto_scaling_group::{describe_group, is_deleting, reclassify_missing_group};
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::sdk;
 use crate::core::diff::{AttrSpec, Change, Settings, settings};
@@ -184,7 +184,14 @@ impl ResourceKind for ScalingPolicy {
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let name = cx.outputs.id()?;
         let group = cx.outputs.require("asg")?;
-        if describe_group(aws, group).await?.is_none() || described_arn(aws, group, name).await?.is_none() {
+        // Gone with its group, going with it (AWS deletes a group's policies with the group,
+        // which a destroy need not wait for: `Kind::deleted_with_container`), or never put.
+        match describe_group(aws, group).await? {
+            None => return Ok(()),
+            Some(g) if is_deleting(&g) => return Ok(()),
+            Some(_) => {}
+        }
+        if described_arn(aws, group, name).await?.is_none() {
             return Ok(());
         }
         let r = aws
