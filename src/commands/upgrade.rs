@@ -816,17 +816,35 @@ impl Run<'_> {
             self.record(None)?;
             return Ok(format!("{what} to {} aborted before it changed anything", rec.ami));
         }
-        if !matches!(rec.step, Step::RollingBack { .. } | Step::RolledBack { .. }) {
-            rec.step = Step::RollingBack { reason: reason.into() };
+        if !matches!(
+            rec.step,
+            Step::Reinstating { .. } | Step::RollingBack { .. } | Step::RolledBack { .. }
+        ) {
+            rec.step = upgrade::rollback_step(&rec.step, reason);
             self.record(Some(&rec))?;
             self.emit_step(&rec);
         }
+        let round = match &rec.step {
+            Step::Reinstating {
+                replacing, replacement, ..
+            } => Some((replacing.clone(), replacement.clone())),
+            _ => None,
+        };
         match self.swap(fleet, rec).await {
             Err(f) if f.rolled_back => {
                 self.record(None)?;
                 let r = &f.record;
+                let round = match round {
+                    Some((old, new)) if r.new_instances.contains(&new) => format!(
+                        " ({old} had already been terminated by the upgrade: its replacement {new} was kept, as the rollback keeps every finished round)"
+                    ),
+                    Some((old, new)) => format!(
+                        " ({old} was registered in the target group again and was healthy before its replacement {new} was terminated)"
+                    ),
+                    None => String::new(),
+                };
                 Ok(format!(
-                    "{what} to {} aborted: the group launches version {} again, with its original capacity and processes; {} instance(s) already replaced keep running {}",
+                    "{what} to {} aborted: the group launches version {} again, with its original capacity and processes; {} instance(s) already replaced keep running {}{round}",
                     r.ami,
                     r.old_version,
                     r.new_instances.len(),
