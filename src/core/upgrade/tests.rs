@@ -976,7 +976,7 @@ async fn abort_everywhere(capacity: Capacity, instances: usize) {
         .map(|k| (Some(k), None))
         .chain((1..=mutations).map(|n| (None, Some(n))))
         .collect();
-    let mut aborted = 0;
+    let (mut aborted, mut aborts_killed) = (0, 0);
     for (k, n) in kills {
         let killed = || async {
             let mut fleet = FakeFleet::new(World::new(instances, capacity));
@@ -1008,9 +1008,9 @@ async fn abort_everywhere(capacity: Capacity, instances: usize) {
             assert_eq!(failure.record.new_instances.len(), kept, "{what}");
             assert_never_dark(fleet);
             let w = fleet.w();
-            let floor = if gone { instances - 1 } else { instances };
+            // The swap keeps as many healthy targets as the fleet had; so must the abort.
             assert!(
-                w.timeline.iter().all(|&h| h >= floor.max(1)),
+                w.timeline.iter().all(|&h| h >= instances),
                 "{what}: fewer healthy targets than the fleet had: {:?}",
                 w.timeline
             );
@@ -1035,6 +1035,7 @@ async fn abort_everywhere(capacity: Capacity, instances: usize) {
             .chain((1..=abort_mutations).map(|m| (None, Some(m))))
             .collect();
         for (j, m) in again {
+            aborts_killed += 1;
             let (mut fleet, _) = killed().await;
             let before = fleet.w().mutations;
             fleet.crash_after_mutation = m.map(|m| before + m);
@@ -1044,6 +1045,9 @@ async fn abort_everywhere(capacity: Capacity, instances: usize) {
             check(&fleet, result.unwrap(), &format!("{what}, abort killed at {j:?}/{m:?}"));
         }
     }
+    eprintln!(
+        "{instances} instance(s): {aborted} swaps killed past a deregistration and aborted, {aborts_killed} aborts killed and run again"
+    );
     assert!(aborted >= 4, "{aborted} kills past a deregistration");
 }
 
