@@ -204,11 +204,12 @@ pub fn refuse_for_up(state: &State, ami: &str) -> Result<(), CmdError> {
 /// - A roll `up` started for other settings than the config's now: rolled back as
 ///   `upgrade --abort` does (the in-flight instance terminated, the group on its previous
 ///   version with its capacity and processes; instances already replaced keep running and
-///   serving), and `up` goes on to roll to what the config asks for. Except when a rollback
-///   would take a serving instance out for good (`upgrade::may_roll_back`: a round's old
-///   instance deregistered, or every instance already replaced): then the roll is finished
-///   first, and `up` rolls again from there. Either way the end is one fleet on the config's
-///   launch settings, with a healthy target at every moment.
+///   serving), and `up` goes on to roll to what the config asks for. Except past the point
+///   where finishing is the shorter way (`upgrade::may_roll_back`: a round's old instance
+///   deregistered, its replacement serving in its place, or every instance already
+///   replaced): then the roll is finished first, and `up` rolls again from there. Either
+///   way the end is one fleet on the config's launch settings, with a healthy target at
+///   every moment.
 /// - An `upgrade` to another image: refused before (`refuse_for_up`).
 ///
 /// A swap that ends rolled back (it was rolling back when the earlier run stopped) or stops
@@ -263,7 +264,7 @@ pub async fn resume_for_up(
             format!("resuming {what}, stopped at step `{}`", rec.step.name())
         } else {
             format!(
-                "{what} stopped at step `{}`, past the point a rollback keeps every instance serving: finishing it first, then rolling to the config's launch settings",
+                "{what} stopped at step `{}`, past the point where finishing is the shorter way (a replacement already serves in place of an old instance): finishing it first, then rolling to the config's launch settings",
                 rec.step.name()
             )
         },

@@ -390,11 +390,11 @@ fn is_upgrade(o: &Origin) -> bool {
     *o == Origin::Upgrade
 }
 
-/// Whether a swap stopped at `step` can be rolled back without taking a serving instance
-/// out of the load balancer for good: not while a round's old instance is (or may be)
-/// deregistered (`Draining`, `Terminating`), whose rollback would terminate its healthy
-/// replacement and leave the old one out of the target group; nor once every instance is
-/// replaced (`Finishing`, `Done`), where finishing is the shorter way.
+/// Whether `up` rolls a swap stopped at `step` back rather than finishing it first: not while
+/// a round's old instance is (or may be) deregistered (`Draining`, `Terminating`), where the
+/// healthy replacement already serves in its place and a rollback would have to bring the old
+/// one back first (`Reinstating`, as `upgrade --abort` does), only for `up` to roll again; nor
+/// once every instance is replaced (`Finishing`, `Done`), where finishing is the shorter way.
 pub fn may_roll_back(step: &Step) -> bool {
     !matches!(
         step,
