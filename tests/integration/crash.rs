@@ -2,7 +2,8 @@
 //! state transition k (each write of the state file increments `serial`), run again, and
 //! the end state is checked from AWS's side: every blueprint resource exists exactly once
 //! and is recorded, nothing is left (destroy), every instance runs the new AMI with the
-//! group as configured (upgrade), or every instance is of the new launch version (an `up`
+//! group as configured (upgrade; each killed upgrade is also rolled back with `upgrade
+//! --abort` first, and checked), or every instance is of the new launch version (an `up`
 //! that rolls the instances, `roll`).
 //!
 //! By default every 5th transition plus the first and last 3 are tested;
