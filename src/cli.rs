@@ -159,7 +159,10 @@ pub enum Command {
         after_help = "Each old instance stops taking traffic only after its replacement is InService and \
                             healthy behind the load balancer. If a new instance is not healthy within \
                             scaling.upgrade_health_timeout_seconds, the upgrade rolls back and exits 1. An interrupted \
-                            upgrade resumes when run again with the same --ami, or is rolled back with --abort.\n\n\
+                            upgrade resumes when run again with the same --ami, or is rolled back with --abort. \
+                            Stopped after an old instance left the load balancer, --abort registers it again and \
+                            waits until it is healthy before terminating its replacement (or keeps the replacement \
+                            if the old instance was already terminated): a healthy target at every moment.\n\n\
                             `up --ami` makes the same swap (and rolls any other change to what the instances \
                             boot with); `upgrade` is the explicit name: it asks first, changes nothing else, and \
                             has --abort (which also rolls back a roll an interrupted `up` left). An interrupted \

@@ -18,6 +18,17 @@ pub fn is_no_such_bucket(e: &ResourceError) -> bool {
     e.code.as_deref() == Some("NoSuchBucket")
 }
 
+/// ELBv2: the target is not (any more) one that can be registered or deregistered (not
+/// registered, or the instance is not running).
+pub fn is_invalid_target(e: &ResourceError) -> bool {
+    e.code.as_deref() == Some("InvalidTarget")
+}
+
+/// EC2: a client token reused with other parameters.
+pub fn is_idempotent_mismatch(e: &ResourceError) -> bool {
+    e.code.as_deref() == Some("IdempotentParameterMismatch")
+}
+
 fn is_already_exists(code: &str) -> bool {
     code.contains("AlreadyExists")
         || code.contains("Duplicate")

@@ -204,11 +204,12 @@ pub fn refuse_for_up(state: &State, ami: &str) -> Result<(), CmdError> {
 /// - A roll `up` started for other settings than the config's now: rolled back as
 ///   `upgrade --abort` does (the in-flight instance terminated, the group on its previous
 ///   version with its capacity and processes; instances already replaced keep running and
-///   serving), and `up` goes on to roll to what the config asks for. Except when a rollback
-///   would take a serving instance out for good (`upgrade::may_roll_back`: a round's old
-///   instance deregistered, or every instance already replaced): then the roll is finished
-///   first, and `up` rolls again from there. Either way the end is one fleet on the config's
-///   launch settings, with a healthy target at every moment.
+///   serving), and `up` goes on to roll to what the config asks for. Except past the point
+///   where finishing is the shorter way (`upgrade::may_roll_back`: a round's old instance
+///   deregistered, its replacement serving in its place, or every instance already
+///   replaced): then the roll is finished first, and `up` rolls again from there. Either
+///   way the end is one fleet on the config's launch settings, with a healthy target at
+///   every moment.
 /// - An `upgrade` to another image: refused before (`refuse_for_up`).
 ///
 /// A swap that ends rolled back (it was rolling back when the earlier run stopped) or stops
@@ -263,7 +264,7 @@ pub async fn resume_for_up(
             format!("resuming {what}, stopped at step `{}`", rec.step.name())
         } else {
             format!(
-                "{what} stopped at step `{}`, past the point a rollback keeps every instance serving: finishing it first, then rolling to the config's launch settings",
+                "{what} stopped at step `{}`, past the point where finishing is the shorter way (a replacement already serves in place of an old instance): finishing it first, then rolling to the config's launch settings",
                 rec.step.name()
             )
         },
@@ -816,17 +817,35 @@ impl Run<'_> {
             self.record(None)?;
             return Ok(format!("{what} to {} aborted before it changed anything", rec.ami));
         }
-        if !matches!(rec.step, Step::RollingBack { .. } | Step::RolledBack { .. }) {
-            rec.step = Step::RollingBack { reason: reason.into() };
+        if !matches!(
+            rec.step,
+            Step::Reinstating { .. } | Step::RollingBack { .. } | Step::RolledBack { .. }
+        ) {
+            rec.step = upgrade::rollback_step(&rec.step, reason);
             self.record(Some(&rec))?;
             self.emit_step(&rec);
         }
+        let round = match &rec.step {
+            Step::Reinstating {
+                replacing, replacement, ..
+            } => Some((replacing.clone(), replacement.clone())),
+            _ => None,
+        };
         match self.swap(fleet, rec).await {
             Err(f) if f.rolled_back => {
                 self.record(None)?;
                 let r = &f.record;
+                let round = match round {
+                    Some((old, new)) if r.new_instances.contains(&new) => format!(
+                        " ({old} had already been terminated by the upgrade: its replacement {new} was kept, as the rollback keeps every finished round)"
+                    ),
+                    Some((old, new)) => format!(
+                        " ({old} was registered in the target group again and was healthy before its replacement {new} was terminated)"
+                    ),
+                    None => String::new(),
+                };
                 Ok(format!(
-                    "{what} to {} aborted: the group launches version {} again, with its original capacity and processes; {} instance(s) already replaced keep running {}",
+                    "{what} to {} aborted: the group launches version {} again, with its original capacity and processes; {} instance(s) already replaced keep running {}{round}",
                     r.ami,
                     r.old_version,
                     r.new_instances.len(),

@@ -22,6 +22,11 @@
 //!   deregistered, the upgrade rolls back: the in-flight instances are terminated, the group
 //!   points at the previous version again, capacity and processes are restored, and the caller
 //!   gets an error saying what happened;
+//! - a rollback asked for after a round's old instance may have been deregistered
+//!   (`upgrade --abort` at `Draining` or `Terminating`, `rollback_step`) registers that
+//!   instance again and waits until it is healthy before terminating its replacement
+//!   (`Reinstating`); if the round had already terminated it, the replacement is kept as a
+//!   finished round's is. The rollback never has fewer healthy targets than the fleet had;
 //! - a failure that cannot be rolled back (after an old instance was deregistered, or while
 //!   finishing) keeps the record for the next run, and still resumes the suspended processes.
 //!
@@ -119,6 +124,9 @@ pub trait Fleet: Send + Sync {
     async fn resume(&self, processes: &[String]) -> Result<(), ResourceError>;
     /// Ids of the targets the target group reports `healthy`.
     async fn healthy_targets(&self) -> Result<Vec<String>, ResourceError>;
+    /// Register an instance of the group in the target group (again); already registered is
+    /// success.
+    async fn register(&self, instance: &str) -> Result<(), ResourceError>;
     /// Stop sending new requests to a target; already deregistered is success.
     async fn deregister(&self, instance: &str) -> Result<(), ResourceError>;
     /// Whether the target is still registered or draining (false once `unused` / gone).
@@ -179,6 +187,16 @@ pub enum Step {
     },
     /// Every instance runs the new AMI; restoring capacity and processes.
     Finishing,
+    /// Rolling back a round whose old instance is (or may be) out of the target group
+    /// (`upgrade --abort` at `draining` or `terminating`): `replacing` is registered again
+    /// and must be healthy before its replacement goes; if the round had already
+    /// terminated it, the round is finished instead (the replacement stays). Then
+    /// `RollingBack`.
+    Reinstating {
+        replacing: String,
+        replacement: String,
+        reason: String,
+    },
     RollingBack {
         reason: String,
     },
@@ -199,6 +217,7 @@ impl Step {
             Step::Draining { .. } => "draining",
             Step::Terminating { .. } => "terminating",
             Step::Finishing => "finishing",
+            Step::Reinstating { .. } => "reinstating",
             Step::RollingBack { .. } => "rolling_back",
             Step::Done => "done",
             Step::RolledBack { .. } => "rolled_back",
@@ -345,6 +364,13 @@ impl UpgradeRecord {
                 "every instance runs {}; restoring max {} / desired {} and resuming processes",
                 self.ami, self.original.max, self.original.desired
             ),
+            Step::Reinstating {
+                replacing,
+                replacement,
+                reason,
+            } => format!(
+                "rolling back ({reason}): registering {replacing} in the target group again and waiting for it to be healthy before {replacement} is terminated"
+            ),
             Step::RollingBack { reason } => {
                 format!("rolling back to launch template version {}: {reason}", self.old_version)
             }
@@ -364,16 +390,32 @@ fn is_upgrade(o: &Origin) -> bool {
     *o == Origin::Upgrade
 }
 
-/// Whether a swap stopped at `step` can be rolled back without taking a serving instance
-/// out of the load balancer for good: not while a round's old instance is (or may be)
-/// deregistered (`Draining`, `Terminating`), whose rollback would terminate its healthy
-/// replacement and leave the old one out of the target group; nor once every instance is
-/// replaced (`Finishing`, `Done`), where finishing is the shorter way.
+/// Whether `up` rolls a swap stopped at `step` back rather than finishing it first: not while
+/// a round's old instance is (or may be) deregistered (`Draining`, `Terminating`), where the
+/// healthy replacement already serves in its place and a rollback would have to bring the old
+/// one back first (`Reinstating`, as `upgrade --abort` does), only for `up` to roll again; nor
+/// once every instance is replaced (`Finishing`, `Done`), where finishing is the shorter way.
 pub fn may_roll_back(step: &Step) -> bool {
     !matches!(
         step,
         Step::Draining { .. } | Step::Terminating { .. } | Step::Finishing | Step::Done
     )
+}
+
+/// The step a rollback of a swap stopped at `step` starts from: `Reinstating` when a round's
+/// old instance is (or may be) out of the target group (`Draining`, `Terminating`), so that
+/// it serves again before its replacement is terminated; `RollingBack` otherwise.
+pub fn rollback_step(step: &Step, reason: &str) -> Step {
+    match step {
+        Step::Draining { replacing, replacement } | Step::Terminating { replacing, replacement } => Step::Reinstating {
+            replacing: replacing.clone(),
+            replacement: replacement.clone(),
+            reason: reason.to_string(),
+        },
+        _ => Step::RollingBack {
+            reason: reason.to_string(),
+        },
+    }
 }
 
 /// Whether `i` runs `ami`, launched from `version` when one is given (any version when not).
@@ -504,7 +546,7 @@ pub async fn swap(
     }
     let reason = match &rec.step {
         Step::Done => return Ok(rec),
-        Step::RollingBack { reason } | Step::RolledBack { reason } => reason.clone(),
+        Step::Reinstating { reason, .. } | Step::RollingBack { reason } | Step::RolledBack { reason } => reason.clone(),
         _ => match forward(fleet, plan, &mut rec, &mut on_step).await {
             Ok(()) => return Ok(rec),
             Err(Stop {
@@ -521,6 +563,18 @@ pub async fn swap(
             Err(Stop { error, roll_back: true }) => error.message,
         },
     };
+    if let Step::Reinstating {
+        replacing, replacement, ..
+    } = rec.step.clone()
+        && let Err(e) = reinstate(fleet, plan, &mut rec, &replacing, &replacement).await
+    {
+        let error = release(fleet, &rec, e).await;
+        return Err(SwapFailure {
+            record: rec,
+            rolled_back: false,
+            error,
+        });
+    }
     if !matches!(rec.step, Step::RolledBack { .. }) {
         // Best effort: the rollback is idempotent too, and the caller persists its outcome.
         rec.step = Step::RollingBack { reason: reason.clone() };
@@ -610,7 +664,9 @@ async fn forward(
                 enter(rec, Step::Done, on_step).map_err(|s| keep_going(s.error))?;
                 return Ok(());
             }
-            Step::Done | Step::RollingBack { .. } | Step::RolledBack { .. } => return Ok(()),
+            Step::Done | Step::Reinstating { .. } | Step::RollingBack { .. } | Step::RolledBack { .. } => {
+                return Ok(());
+            }
         }
     }
 }
@@ -727,6 +783,49 @@ async fn terminate_replaced(fleet: &dyn Fleet, rec: &UpgradeRecord, old: &str) -
         }
         _ => Ok(()),
     }
+}
+
+/// Before a round whose old instance `old` is (or may be) out of the target group is rolled
+/// back: register `old` again and wait until it is a healthy target, so that terminating its
+/// replacement leaves as many healthy targets as before the upgrade. If the round had already
+/// terminated `old` (or the group is replacing it), the round is finished instead: its
+/// replacement is the capacity now, and is kept like the instances replaced before it.
+/// Every action is idempotent; nothing is terminated when `old` does not become healthy.
+async fn reinstate(
+    fleet: &dyn Fleet,
+    plan: &Plan,
+    rec: &mut UpgradeRecord,
+    old: &str,
+    replacement: &str,
+) -> Result<(), ResourceError> {
+    let group = fleet.group().await?;
+    if group.instance(old).is_some_and(|i| !i.is_leaving()) {
+        fleet.register(old).await?;
+        let what = format!("{old} to be a healthy target again before its replacement {replacement} is terminated");
+        // It may first finish draining the deregistration, then pass the health check.
+        let timeout = plan.health_timeout + plan.drain_timeout;
+        return wait::wait_for(&what, timeout, plan.poll, || async {
+            if fleet.healthy_targets().await?.iter().any(|t| t == old) {
+                return Ok(Poll::Ready(()));
+            }
+            // A registration made while the target drained may end with the drain.
+            if !fleet.is_registered(old).await? {
+                fleet.register(old).await?;
+            }
+            Ok(Poll::Pending("not healthy yet".into()))
+        })
+        .await
+        .map_err(|e| {
+            e.with_hint(format!(
+                "nothing was terminated and {replacement} keeps serving; check why {old} fails the target group's health check, then run `pi-deploy upgrade --abort` again"
+            ))
+        });
+    }
+    terminate_replaced(fleet, rec, old).await?;
+    if !rec.new_instances.iter().any(|i| i == replacement) {
+        rec.new_instances.push(replacement.to_string());
+    }
+    Ok(())
 }
 
 /// Undo the round in flight: back to the old version first (so nothing else launches from

@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 
 use super::auto_scaling_group::{describe_group, reclassify_missing_group, scaling_activities};
 use super::{Aws, ec2};
+use crate::aws::error::{is_idempotent_mismatch, is_invalid_target};
 use crate::aws::wait::{self, Backoff};
 use crate::aws::{err, sdk};
 use crate::core::activity::Activity;
@@ -46,11 +47,6 @@ fn chrono_time(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
 /// traffic. `unused` (not registered) and a missing entry mean it is out.
 pub fn still_registered(state: Option<&str>) -> bool {
     !matches!(state, None | Some("unused"))
-}
-
-/// `InvalidTarget` on a target we read from the group means it is not registered (any more).
-fn is_invalid_target(e: &ResourceError) -> bool {
-    e.code.as_deref() == Some("InvalidTarget")
 }
 
 impl<'a> AwsFleet<'a> {
@@ -201,8 +197,10 @@ impl<'a> AwsFleet<'a> {
             .await
             .map_err(err("creating the launch template version"))
             .map_err(|e| {
-                if e.code.as_deref() == Some("IdempotentParameterMismatch") {
-                    e.with_hint("the configuration changed since this upgrade started: finish it with the old configuration, or `pi-deploy upgrade --abort`")
+                if is_idempotent_mismatch(&e) {
+                    // An `up` roll's token follows its launch settings, so only an `upgrade`
+                    // resumed (by `upgrade --ami` or `up`) with other launch settings gets here.
+                    e.with_hint("the configuration changed since this upgrade started, before its launch template version existed: roll the upgrade back with `pi-deploy upgrade --abort` (nothing was replaced yet), then run `pi-deploy up` (it rolls the instances to the current configuration) or the upgrade again; or finish it with the configuration it started with")
                 } else {
                     e
                 }
@@ -422,6 +420,19 @@ impl Fleet for AwsFleet<'_> {
             .filter(|d| d.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy))
             .filter_map(|d| d.target().and_then(|t| t.id()).map(String::from))
             .collect())
+    }
+
+    async fn register(&self, instance: &str) -> Result<(), ResourceError> {
+        self.aws
+            .clients
+            .elb
+            .register_targets()
+            .target_group_arn(&self.target_group_arn)
+            .targets(TargetDescription::builder().id(instance).build())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sdk(format!("registering {instance} in the target group again"), e))
     }
 
     async fn deregister(&self, instance: &str) -> Result<(), ResourceError> {

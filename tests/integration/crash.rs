@@ -2,7 +2,8 @@
 //! state transition k (each write of the state file increments `serial`), run again, and
 //! the end state is checked from AWS's side: every blueprint resource exists exactly once
 //! and is recorded, nothing is left (destroy), every instance runs the new AMI with the
-//! group as configured (upgrade), or every instance is of the new launch version (an `up`
+//! group as configured (upgrade; each killed upgrade is also rolled back with `upgrade
+//! --abort` first, and checked), or every instance is of the new launch version (an `up`
 //! that rolls the instances, `roll`).
 //!
 //! By default every 5th transition plus the first and last 3 are tested;
@@ -715,7 +716,76 @@ async fn check_upgraded(d: &Deployment, ami: &str, versions_before: usize) -> Re
     healthy_targets_are_the_group(d).await
 }
 
-/// The target group's targets are exactly the group's instances, every one healthy.
+/// After `upgrade --abort` of an upgrade from `from` (launch template version
+/// `from_version`) to `to` killed at some transition, `left` being the record the kill left
+/// (null: none): the record cleared, capacity as configured, no process suspended, no
+/// instance left over, every instance of the group a healthy target. Rolled back (a record
+/// before `done`): the group on `from_version`, still the template's default, every instance
+/// on `from` except replacements whose round was finished (on `to`). Killed before the record
+/// existed: nothing changed. Killed at `done` or after the record was cleared: upgraded.
+async fn check_aborted(
+    d: &Deployment,
+    from_version: &str,
+    left: &serde_json::Value,
+    from: &str,
+    to: &str,
+) -> Result<(), String> {
+    let (min, max, desired) = SCALING;
+    let st = d.state();
+    if st.get("upgrade").is_some() {
+        return Err(format!("the upgrade record is still there: {}", st["upgrade"]));
+    }
+    let s = seen(d).await;
+    if (s.min, s.max, s.desired) != (min, max, desired) || !s.suspended.is_empty() {
+        return Err(format!(
+            "the group is {}/{}/{} with {:?} suspended; the config says {min}/{max}/{desired}",
+            s.min, s.max, s.desired, s.suspended
+        ));
+    }
+    let n = usize::try_from(desired).unwrap();
+    if s.images.len() != n || s.tagged_running != n {
+        return Err(format!(
+            "{n} instance(s) expected: the group's run {:?}, {} running",
+            s.images, s.tagged_running
+        ));
+    }
+    let version = recorded(d, LT, "version");
+    let step = left["step"]["name"].as_str();
+    let completed = step == Some("done") || (left.is_null() && version != from_version);
+    let allowed: &[&str] = if completed {
+        &[to]
+    } else if left.is_null() {
+        &[from]
+    } else {
+        &[from, to]
+    };
+    if !s.images.iter().all(|i| allowed.contains(&i.as_str())) {
+        return Err(format!(
+            "killed at {step:?}: images {:?}, expected only {allowed:?}",
+            s.images
+        ));
+    }
+    if !completed {
+        let default = default_version(d).await.to_string();
+        if version != from_version || s.version != from_version || default != from_version {
+            return Err(format!(
+                "killed at {step:?}: the state records version {version}, the group launches {}, the default is {default}; {from_version} expected",
+                s.version
+            ));
+        }
+    } else if s.version != version {
+        return Err(format!(
+            "the state records version {version}, the group launches {}",
+            s.version
+        ));
+    }
+    healthy_targets_are_the_group(d).await
+}
+
+/// Every instance of the group is a healthy target, and any other target is an instance EC2
+/// reports terminated: moto 5.2.5 keeps a registered instance the group terminates (the
+/// in-flight instance a rollback ends) listed as a `healthy` target, where AWS deregisters
+/// it; the old instances a swap terminates are deregistered first, by pi-deploy.
 async fn healthy_targets_are_the_group(d: &Deployment) -> Result<(), String> {
     let c = clients().await;
     let group = c
@@ -738,30 +808,50 @@ async fn healthy_targets_are_the_group(d: &Deployment) -> Result<(), String> {
         .send()
         .await
         .map_err(|e| format!("{e:?}"))?;
-    let targets: BTreeMap<String, String> = health
+    let healthy: BTreeSet<String> = health
         .target_health_descriptions()
         .iter()
-        .map(|t| {
-            let id = t.target().and_then(|t| t.id()).unwrap_or("?").to_string();
-            let state = t
-                .target_health()
-                .and_then(|h| h.state())
-                .map_or("?", |s| s.as_str())
-                .to_string();
-            (id, state)
-        })
+        .filter(|t| t.target_health().and_then(|h| h.state()).map(|s| s.as_str()) == Some("healthy"))
+        .filter_map(|t| t.target().and_then(|t| t.id()).map(String::from))
         .collect();
-    let healthy: BTreeSet<String> = targets
+    if !members.is_subset(&healthy) {
+        return Err(format!("group members {members:?}, healthy targets {healthy:?}"));
+    }
+    let others: Vec<String> = health
+        .target_health_descriptions()
         .iter()
-        .filter(|(_, s)| *s == "healthy")
-        .map(|(id, _)| id.clone())
+        .filter_map(|t| t.target().and_then(|t| t.id()).map(String::from))
+        .filter(|id| !members.contains(id))
         .collect();
-    if healthy != members || targets.len() != members.len() {
-        return Err(format!("targets {targets:?}, group members {members:?}"));
+    if !others.is_empty() {
+        let out = c
+            .ec2
+            .describe_instances()
+            .set_instance_ids(Some(others.clone()))
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let live: Vec<String> = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| {
+                !matches!(
+                    i.state().and_then(|s| s.name()).map(|n| n.as_str()),
+                    Some("terminated" | "shutting-down")
+                )
+            })
+            .filter_map(|i| i.instance_id().map(String::from))
+            .collect();
+        if !live.is_empty() {
+            return Err(format!("targets outside the group still running: {live:?}"));
+        }
     }
     Ok(())
 }
 
+/// Each case: the upgrade killed at transition k and rolled back with `upgrade --abort`
+/// (`check_aborted`), then killed at k again and run again to the end (`check_upgraded`).
 #[test]
 fn upgrade_killed_at_each_transition_finishes_on_the_next_run() {
     let rt = runtime();
@@ -781,6 +871,8 @@ fn upgrade_killed_at_each_transition_finishes_on_the_next_run() {
     let fleets: Vec<Mutex<Option<Fleet>>> = lanes.iter().map(|_| Mutex::new(None)).collect();
     *fleets[0].lock().unwrap() = Some(reference);
     let phases = Phases::default();
+    // The step each first kill left recorded, which `--abort` then rolled back.
+    let aborted_at: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
     let ks = chosen(total, exhaustive());
     run_cases("upgrade", total, &lanes, &ks, &phases, |i, lane, k| {
         let mut slot = fleets[i].lock().unwrap();
@@ -791,8 +883,22 @@ fn upgrade_killed_at_each_transition_finishes_on_the_next_run() {
         let to = fleet.next_ami();
         let versions_before = rt.block_on(versions(&fleet.d)).len();
         let base = fleet.serial();
+        let from_version = recorded(&fleet.d, LT, "version");
         let case = || {
+            // First the upgrade killed at k and rolled back with `--abort` ...
             let kill = phases.time("killed upgrade", || {
+                kill_at(lane, &fleet.d, &fleet.upgrade_args(&to), base + k)
+            })?;
+            let left = fleet.d.state()["upgrade"].clone();
+            let step = left["step"]["name"].as_str().unwrap_or("none").to_string();
+            *aborted_at.lock().unwrap().entry(step).or_default() += 1;
+            phases.time("abort", || lane.ok(&fleet.d, &["upgrade", "--abort"]))?;
+            phases.time("abort checks", || {
+                rt.block_on(check_aborted(&fleet.d, &from_version, &left, &fleet.on, &to))
+            })?;
+            // ... then killed at k again (counted from the abort's end) and run again.
+            let base = fleet.serial();
+            phases.time("killed upgrade", || {
                 kill_at(lane, &fleet.d, &fleet.upgrade_args(&to), base + k)
             })?;
             phases.time("rerun", || lane.ok(&fleet.d, &fleet.upgrade_args(&to)))?;
@@ -809,6 +915,19 @@ fn upgrade_killed_at_each_transition_finishes_on_the_next_run() {
     });
     for fleet in fleets.into_iter().filter_map(|f| f.into_inner().unwrap()) {
         lanes[0].ok(&fleet.d, &destroy_args()).unwrap();
+    }
+    let aborted_at = aborted_at.into_inner().unwrap();
+    println!("crash/upgrade: aborted with the record at step (cases): {aborted_at:?}");
+    if exhaustive() {
+        // The steps past which a round's old instance may be out of the load balancer.
+        let missed: Vec<&str> = ["launching", "draining", "terminating"]
+            .into_iter()
+            .filter(|s| !aborted_at.contains_key(*s))
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "no kill left the upgrade at {missed:?}: {aborted_at:?}"
+        );
     }
 }
 

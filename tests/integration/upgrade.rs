@@ -490,6 +490,121 @@ async fn an_upgrade_killed_mid_swap_can_be_rolled_back_with_abort() {
     d.destroy();
 }
 
+/// Issue 18: `upgrade --abort` of a one-instance swap killed once the round's old instance
+/// was deregistered (the record at `terminating`: the drain is over): the old instance is
+/// registered again and healthy before its replacement is terminated, so a poller of the
+/// target group never sees zero healthy targets; the end is the previous version on the
+/// full fleet, every instance a healthy target, no record, no process suspended. (Had the
+/// kill landed after the terminate, the round is finished instead and its replacement kept.)
+///
+/// moto cannot show the outage this guards against: its Auto Scaling registers every member
+/// of the group again on each UpdateAutoScalingGroup (so the rollback's capacity change
+/// re-registers the old instance anyway), and it keeps a terminated instance listed `healthy`.
+/// With the re-registration taken out (run once), the poller here still saw a healthy target
+/// at every poll; the test that fails without it is
+/// `core::upgrade::tests::an_abort_past_the_deregistration_...` on the scripted fake. This
+/// one checks the path end to end: RegisterTargets accepted, the steps, the end state.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abort_after_the_old_instance_left_the_load_balancer_keeps_a_healthy_target() {
+    let d = Deployment::new("uabd");
+    let (a, b) = (common::ami('A'), common::ami('B'));
+    let cfg = config(&d, 1, 3, 1);
+    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    let tg = recorded(&d, "tg", "id");
+
+    let killed_at = kill_mid_swap(&d, &cfg, &b, &["terminating"]);
+    let rec = d.state()["upgrade"].clone();
+    let old = rec["step"]["replacing"].as_str().unwrap().to_string();
+    let new = rec["step"]["replacement"].as_str().unwrap().to_string();
+    let c = clients().await;
+    let healthy = || async {
+        let out = c
+            .elb
+            .describe_target_health()
+            .target_group_arn(&tg)
+            .send()
+            .await
+            .unwrap();
+        let mut ids: Vec<String> = out
+            .target_health_descriptions()
+            .iter()
+            .filter(|t| t.target_health().and_then(|h| h.state()).map(|s| s.as_str()) == Some("healthy"))
+            .filter_map(|t| t.target().and_then(|t| t.id()).map(String::from))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let members = || async {
+        let out = c
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(recorded(&d, "asg", "id"))
+            .send()
+            .await
+            .unwrap();
+        let mut ids: Vec<String> = out.auto_scaling_groups()[0]
+            .instances()
+            .iter()
+            .filter(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))
+            .filter_map(|i| i.instance_id().map(String::from))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let old_stays = members().await.contains(&old);
+    assert_eq!(
+        healthy().await,
+        vec![new.clone()],
+        "killed at `{killed_at}`: only the replacement serves, {old} is out of the target group"
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_health(tg.clone(), stop.clone());
+    let aborted = ok(&d, &cfg, &["upgrade", "--abort", "--json"]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (fewest, polls) = watcher.join().unwrap();
+    assert!(
+        polls > 0 && fewest >= 1,
+        "a moment without a healthy target: fewest {fewest} in {polls} polls"
+    );
+    let ev = events(&aborted);
+    for step in ["reinstating", "rolled_back"] {
+        assert!(
+            ev.iter().any(|e| e["event"] == "upgrade" && e["step"] == step),
+            "no `{step}` step: {}",
+            common::show(&aborted)
+        );
+    }
+    let s = seen(&d).await;
+    assert_eq!(s.version, "1", "the group launches the previous version again");
+    assert_eq!((s.min, s.max, s.desired), (1, 3, 1), "capacity restored");
+    assert!(s.suspended.is_empty(), "processes left suspended: {:?}", s.suspended);
+    assert_eq!(s.tagged_running, 1, "one instance left: {:?}", s.images);
+    let serving = if old_stays { old.clone() } else { new.clone() };
+    assert_eq!(members().await, vec![serving.clone()]);
+    // moto lists a terminated instance as `healthy` still, so: every member is healthy.
+    assert!(
+        healthy().await.contains(&serving),
+        "every instance of the group is a healthy target: {:?}",
+        healthy().await
+    );
+    assert_on(&s, if old_stays { &a } else { &b }, 1);
+    assert!(d.state().get("upgrade").is_none());
+    let message = ev
+        .iter()
+        .rev()
+        .find_map(|e| e["outputs"]["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains(&old) && message.contains(&new),
+        "the message names what happened to both instances: {message}\n{}",
+        common::show(&aborted)
+    );
+    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    d.destroy();
+}
+
 /// The fewest healthy targets seen by a poller running until `stop` (after the first
 /// healthy one: before it, the deployment is still coming up).
 fn watch_health(

@@ -323,6 +323,27 @@ impl Fleet for FakeFleet {
         Ok(h)
     }
 
+    async fn register(&self, instance: &str) -> Result<(), ResourceError> {
+        let mut w = self.enter().await;
+        let now = Instant::now();
+        let delay = w.health_delay;
+        let Some(i) = w.instances.iter_mut().find(|i| i.id == instance) else {
+            self.done(w, false);
+            return Err(
+                invalid(format!("The following targets are not in a running state: {instance}"))
+                    .with_code("InvalidTarget"),
+            );
+        };
+        if i.target != Target::Registered {
+            // `initial` until the health checks pass again (never, for an instance that is not
+            // healthy).
+            i.target = Target::Registered;
+            i.healthy_at = i.healthy_at.map(|_| now + delay);
+        }
+        self.done(w, true);
+        Ok(())
+    }
+
     async fn deregister(&self, instance: &str) -> Result<(), ResourceError> {
         let mut w = self.enter().await;
         let delay = w.drain_delay;
@@ -916,6 +937,11 @@ fn a_rollback_is_offered_only_while_no_old_instance_is_out_of_the_load_balancer(
             replacing: replacing.clone(),
             known: vec![replacing.clone()],
         },
+        Step::Reinstating {
+            replacing: replacing.clone(),
+            replacement: replacement.clone(),
+            reason: "r".into(),
+        },
         Step::RollingBack { reason: "r".into() },
         Step::RolledBack { reason: "r".into() },
     ];
@@ -930,4 +956,111 @@ fn a_rollback_is_offered_only_while_no_old_instance_is_out_of_the_load_balancer(
     ];
     assert!(may.iter().all(may_roll_back), "{may:?}");
     assert!(!may_not.iter().any(may_roll_back), "{may_not:?}");
+}
+
+/// `upgrade --abort` of a swap killed once a round's old instance may be out of the target
+/// group (record at `draining` or `terminating`, the deregistration or the terminate made or
+/// not): the rollback never leaves the fleet with fewer healthy targets than it had (never
+/// none with one instance), and ends on the old version with every instance a healthy target
+/// and the original capacity and processes. The abort itself is killed at each of its records
+/// and mutations too, and the rerun of `--abort` ends the same way.
+async fn abort_everywhere(capacity: Capacity, instances: usize) {
+    let reference = FakeFleet::new(World::new(instances, capacity));
+    let rec = record_for(&reference).await;
+    let (_, records) = run(&reference, rec, None).await;
+    let mutations = reference.w().mutations;
+    let out = |s: &Step| matches!(s, Step::Draining { .. } | Step::Terminating { .. });
+    // The swap killed after record k, or after mutation n, with the record at a step past
+    // which a round's old instance may be out of the target group.
+    let kills: Vec<(Option<usize>, Option<usize>)> = (1..=records.len())
+        .map(|k| (Some(k), None))
+        .chain((1..=mutations).map(|n| (None, Some(n))))
+        .collect();
+    let (mut aborted, mut aborts_killed) = (0, 0);
+    for (k, n) in kills {
+        let killed = || async {
+            let mut fleet = FakeFleet::new(World::new(instances, capacity));
+            fleet.crash_after_mutation = n;
+            let rec = record_for(&fleet).await;
+            let (_, saved) = run(&fleet, rec, k).await;
+            fleet.revive();
+            (fleet, saved.last().cloned().unwrap())
+        };
+        let (fleet, left) = killed().await;
+        if !out(&left.step) {
+            continue;
+        }
+        aborted += 1;
+        let (Step::Draining { replacing, .. } | Step::Terminating { replacing, .. }) = left.step.clone() else {
+            unreachable!()
+        };
+        // Replacements that stay: rounds finished before, and this round's if its old
+        // instance is gone already.
+        let gone = fleet.w().instances.iter().all(|i| i.id != replacing);
+        let kept = left.new_instances.len() + usize::from(gone);
+        let what = format!("killed at {k:?}/{n:?} ({}, old gone: {gone})", left.step.name());
+        let mut abort = left.clone();
+        abort.step = rollback_step(&left.step, "aborted");
+        assert_eq!(abort.step.name(), "reinstating", "{what}");
+        let check = |fleet: &FakeFleet, result: Result<UpgradeRecord, SwapFailure>, what: &str| {
+            let failure = result.expect_err(what);
+            assert!(failure.rolled_back, "{what}: {failure:?}");
+            assert_eq!(failure.record.new_instances.len(), kept, "{what}");
+            assert_never_dark(fleet);
+            let w = fleet.w();
+            // The swap keeps as many healthy targets as the fleet had; so must the abort.
+            assert!(
+                w.timeline.iter().all(|&h| h >= instances),
+                "{what}: fewer healthy targets than the fleet had: {:?}",
+                w.timeline
+            );
+            assert_eq!(w.version, "1", "{what}");
+            assert_eq!(w.capacity, capacity, "{what}");
+            assert_eq!(w.instances.len(), instances, "{what}");
+            assert_eq!(w.images().iter().filter(|i| *i == B).count(), kept, "{what}");
+            let healthy = w.healthy();
+            assert!(
+                w.instances.iter().all(|i| healthy.contains(&i.id)),
+                "{what}: every instance a healthy target: {healthy:?}"
+            );
+            assert!(w.suspended.is_empty(), "{what}: {:?}", w.suspended);
+        };
+        let before = fleet.w().mutations;
+        let (result, abort_records) = run(&fleet, abort.clone(), None).await;
+        check(&fleet, result.unwrap(), &what);
+        let abort_mutations = fleet.w().mutations - before;
+        // The abort killed too, and run again.
+        let again: Vec<(Option<usize>, Option<usize>)> = (1..=abort_records.len())
+            .map(|j| (Some(j), None))
+            .chain((1..=abort_mutations).map(|m| (None, Some(m))))
+            .collect();
+        for (j, m) in again {
+            aborts_killed += 1;
+            let (mut fleet, _) = killed().await;
+            let before = fleet.w().mutations;
+            fleet.crash_after_mutation = m.map(|m| before + m);
+            let (_, saved) = run(&fleet, abort.clone(), j).await;
+            fleet.revive();
+            let (result, _) = run(&fleet, saved.last().cloned().unwrap_or(abort.clone()), None).await;
+            check(&fleet, result.unwrap(), &format!("{what}, abort killed at {j:?}/{m:?}"));
+        }
+    }
+    eprintln!(
+        "{instances} instance(s): {aborted} swaps killed past a deregistration and aborted, {aborts_killed} aborts killed and run again"
+    );
+    assert!(aborted >= 4, "{aborted} kills past a deregistration");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_past_the_deregistration_serves_the_old_instance_again_before_its_replacement_goes() {
+    abort_everywhere(
+        Capacity {
+            min: 1,
+            max: 3,
+            desired: 1,
+        },
+        1,
+    )
+    .await;
+    abort_everywhere(TWO, 2).await;
 }
