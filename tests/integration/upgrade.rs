@@ -637,6 +637,18 @@ fn watch_health(
 }
 
 /// Instance type and image of every running instance of the group, from EC2.
+/// The config of the roll tests: `instance_type`, two instances (1..3), no deletion
+/// protection.
+fn write_fleet_config(path: &std::path::Path, instance_type: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "instance_type = \"{instance_type}\"\n\n[database]\ndeletion_protection = false\n\n[scaling]\nmin = 1\nmax = 3\ndesired = 2\n"
+        ),
+    )
+    .unwrap();
+}
+
 pub(crate) async fn fleet_of(d: &Deployment) -> Vec<(String, String, String)> {
     let c = clients().await;
     let out = c
@@ -683,15 +695,7 @@ async fn up_rolls_the_instances_when_what_they_boot_with_changes() {
     let d = Deployment::new("uroll");
     let (a, b) = (common::ami('A'), common::ami('B'));
     let cfg = d.state_dir.path().join("pi-deploy.toml");
-    let write = |instance_type: &str| {
-        std::fs::write(
-            &cfg,
-            format!(
-                "instance_type = \"{instance_type}\"\n\n[database]\ndeletion_protection = false\n\n[scaling]\nmin = 1\nmax = 3\ndesired = 2\n"
-            ),
-        )
-        .unwrap();
-    };
+    let write = |instance_type: &str| write_fleet_config(&cfg, instance_type);
     write("t3.medium");
     ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
     let first = fleet_of(&d).await;
@@ -771,15 +775,7 @@ async fn up_finishes_or_rolls_back_a_roll_a_killed_run_left() {
     let d = Deployment::new("urres");
     let (a, b) = (common::ami('A'), common::ami('B'));
     let cfg = d.state_dir.path().join("pi-deploy.toml");
-    let write = |instance_type: &str| {
-        std::fs::write(
-            &cfg,
-            format!(
-                "instance_type = \"{instance_type}\"\n\n[database]\ndeletion_protection = false\n\n[scaling]\nmin = 1\nmax = 3\ndesired = 2\n"
-            ),
-        )
-        .unwrap();
-    };
+    let write = |instance_type: &str| write_fleet_config(&cfg, instance_type);
     write("t3.medium");
     ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
 
