@@ -632,6 +632,7 @@ mod keep_ami_tests {
                 outputs,
                 deps: vec![],
                 settings: Default::default(),
+                retiring: None,
                 updated_at: chrono::Utc::now(),
             },
         );

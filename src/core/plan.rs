@@ -234,13 +234,16 @@ pub async fn plan<C: Cloud + ?Sized>(
                         Some(strongest) => {
                             let action = Action::of(strongest);
                             let reason = match action {
-                                Action::Roll => "needs new instances",
-                                Action::Replace => "needs a new resource",
-                                _ => "settings differ",
+                                Action::Roll => "needs new instances".to_string(),
+                                Action::Replace if strongest == ChangeAction::Replace && cloud.replaceable(spec) => {
+                                    replace_reason(&changes)
+                                }
+                                Action::Replace => "needs a new resource".to_string(),
+                                _ => "settings differ".to_string(),
                             };
                             // A replaced resource gets a new id: its dependents see it later.
                             let outputs = (action != Action::Replace).then(|| r.outputs.clone());
-                            (action, reason.to_string(), outputs, changes)
+                            (action, reason, outputs, changes)
                         }
                     }
                 }
@@ -286,11 +289,27 @@ pub async fn plan<C: Cloud + ?Sized>(
             kind: r.kind,
             action: Action::Delete,
             id: r.outputs.get("id").map(String::from),
-            reason: "no longer in the config".to_string(),
+            reason: match &r.retiring {
+                Some(why) => format!("replaced ({why}): deleted once its dependents moved to the replacement"),
+                None => "no longer in the config".to_string(),
+            },
             changes: Vec::new(),
         });
     }
     Ok(steps)
+}
+
+/// The reason of a create-before-destroy replace: `-/+ replace` and what forces it.
+pub fn replace_reason(changes: &[Change]) -> String {
+    let forced: Vec<String> = changes
+        .iter()
+        .filter(|c| c.is(ChangeAction::Replace))
+        .map(|c| format!("{} {} -> {}", c.attribute, c.old, c.new))
+        .collect();
+    format!(
+        "-/+ replace: {}; a new one is created, its dependents move to it, then the old one is deleted",
+        forced.join(", ")
+    )
 }
 
 /// Every change among `steps` that AWS cannot make, with its key.
@@ -445,6 +464,7 @@ mod tests {
                 outputs: Outputs::new().with("id", format!("id-{key}")),
                 deps: vec![],
                 settings: Default::default(),
+                retiring: None,
                 updated_at: chrono::Utc::now(),
             },
         );
