@@ -382,3 +382,24 @@ mod change_table_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod replace_tests {
+    use super::*;
+    use crate::core::diff::ChangeAction;
+
+    /// Data is never replaced implicitly: the kinds that hold it do not opt in to
+    /// create-before-destroy, and none of their attributes is a `replace` (a change that
+    /// would need a new one is `forbidden`, naming how to move the data).
+    #[test]
+    fn data_kinds_never_replace() {
+        for kind in [Kind::Bucket, Kind::FileSystem, Kind::DbInstance] {
+            assert!(!replaceable(kind), "{kind:?}");
+            assert!(
+                attrs(kind).iter().all(|a| a.action != ChangeAction::Replace),
+                "{kind:?}"
+            );
+        }
+        assert!(replaceable(Kind::DbParameterGroup));
+    }
+}
