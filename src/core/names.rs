@@ -66,6 +66,13 @@ pub fn db_parameter_group(dep: &str) -> String {
 /// The family of the default engine version: its group keeps the name it always had
 /// (`db_parameter_group`), so deployments made before replace existed keep theirs.
 pub const FIRST_DB_FAMILY: &str = "mariadb10.11";
+/// Whether `name` is one of the deployment's parameter groups (of any family).
+pub fn is_db_parameter_group(dep: &str, name: &str) -> bool {
+    name == db_parameter_group(dep)
+        || name
+            .strip_prefix(&format!("{}-mariadb", db_parameter_group(dep)))
+            .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '-'))
+}
 /// The parameter group of `family`: named after the family (what forces its replace), so a
 /// major upgrade's new group never has the name of the group it replaces.
 pub fn db_parameter_group_of(dep: &str, family: &str) -> String {
