@@ -925,6 +925,139 @@ mod tests {
         assert_eq!(input.get_db_parameter_group_name(), &None);
     }
 
+    /// RDS's rules for a major upgrade, scripted (moto 5.2.5 checks none of them): what the
+    /// emulator cannot refuse, this fake does, with AWS's codes and messages.
+    struct ScriptedRds {
+        version: String,
+        /// The instance's group.
+        on: String,
+        /// Group name -> family.
+        groups: BTreeMap<String, String>,
+    }
+
+    impl ScriptedRds {
+        fn modify(
+            &mut self,
+            input: &aws_sdk_rds::operation::modify_db_instance::ModifyDbInstanceInput,
+        ) -> Result<(), (&'static str, String)> {
+            let version = input.engine_version().unwrap_or(&self.version).to_string();
+            let group = input.db_parameter_group_name().unwrap_or(&self.on).to_string();
+            if is_major(&self.version, &version) && input.allow_major_version_upgrade() != Some(true) {
+                return Err((
+                    "InvalidParameterCombination",
+                    "The AllowMajorVersionUpgrade flag must be present when upgrading to a new major version.".into(),
+                ));
+            }
+            let Some(family) = self.groups.get(&group) else {
+                return Err((
+                    "DBParameterGroupNotFound",
+                    format!("DBParameterGroup not found: {group}"),
+                ));
+            };
+            let want = format!("mariadb{}", major(&version));
+            if *family != want {
+                return Err((
+                    "InvalidParameterCombination",
+                    format!(
+                        "The parameter group {group} with DBParameterGroupFamily {family} can't be used for this instance. Use a parameter group with DBParameterGroupFamily {want}."
+                    ),
+                ));
+            }
+            (self.version, self.on) = (version, group);
+            Ok(())
+        }
+
+        fn delete_group(&mut self, name: &str) -> Result<(), (&'static str, String)> {
+            if self.on == name {
+                return Err((
+                    "InvalidDBParameterGroupState",
+                    format!(
+                        "One or more database instances are still members of this parameter group {name}, so the group cannot be deleted"
+                    ),
+                ));
+            }
+            self.groups.remove(name);
+            Ok(())
+        }
+    }
+
+    /// The order `up` follows (the group of the new family created, the instance moved with
+    /// the version in one request, the old group deleted) passes RDS's rules; each shortcut
+    /// is refused: the version without AllowMajorVersionUpgrade, the version without the new
+    /// group, the old group deleted while the instance is on it.
+    #[test]
+    fn a_major_upgrade_passes_the_rules_rds_enforces_and_moto_does_not() {
+        let rds = || ScriptedRds {
+            version: "10.11.10".into(),
+            on: "pi-db-params".into(),
+            groups: [("pi-db-params".to_string(), "mariadb10.11".to_string())].into(),
+        };
+        let want = DbSettings {
+            engine_version: "11.4".into(),
+            ..settings()
+        };
+        let mut have = desired_settings(&settings());
+        have.insert("parameter_group".into(), "pi-db-params".into());
+        let mut desired = desired_settings(&want);
+        desired.insert("parameter_group".into(), "pi-db-params-mariadb11-4".into());
+        let changes = diff(ATTRS, &desired, &have, Some(classify));
+        let request = modify_request(&client(), &want, &changes)
+            .as_input()
+            .clone()
+            .build()
+            .unwrap();
+
+        // The old group cannot go first, the instance is on it.
+        let mut aws = rds();
+        assert_eq!(
+            aws.delete_group("pi-db-params").unwrap_err().0,
+            "InvalidDBParameterGroupState"
+        );
+        // Without the new group created first: not found.
+        assert_eq!(aws.modify(&request).unwrap_err().0, "DBParameterGroupNotFound");
+        // up's order.
+        aws.groups
+            .insert("pi-db-params-mariadb11-4".into(), "mariadb11.4".into());
+        aws.modify(&request).unwrap();
+        assert_eq!(
+            (aws.version.as_str(), aws.on.as_str()),
+            ("11.4", "pi-db-params-mariadb11-4")
+        );
+        aws.delete_group("pi-db-params").unwrap();
+        assert_eq!(aws.groups.len(), 1);
+
+        // The shortcuts RDS refuses.
+        let mut aws = rds();
+        aws.groups
+            .insert("pi-db-params-mariadb11-4".into(), "mariadb11.4".into());
+        let mut no_flag = request.clone();
+        no_flag.allow_major_version_upgrade = None;
+        let (code, message) = aws.modify(&no_flag).unwrap_err();
+        assert_eq!(code, "InvalidParameterCombination");
+        assert!(message.contains("AllowMajorVersionUpgrade"), "{message}");
+        let version_only = modify_request(
+            &client(),
+            &want,
+            &changes
+                .iter()
+                .filter(|c| c.attribute == "engine_version")
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+        .as_input()
+        .clone()
+        .build()
+        .unwrap();
+        let (code, message) = aws.modify(&version_only).unwrap_err();
+        assert_eq!(code, "InvalidParameterCombination");
+        assert!(message.contains("mariadb11.4"), "{message}");
+        // What the executor makes of AWS's answers: a refusal is not retried as "in use",
+        // an in-use group is (delete_retrying).
+        let class = |code: &str| crate::aws::error::class_of(code, "");
+        assert_eq!(class("InvalidDBParameterGroupState"), ErrorClass::InUse);
+        assert_ne!(class("InvalidParameterCombination"), ErrorClass::InUse);
+    }
+
     #[test]
     fn the_instance_reads_its_parameter_group() {
         let db = t::DbInstance::builder()
