@@ -232,13 +232,22 @@ pub fn live_settings(db: &t::DbInstance) -> Settings {
             .map(|v| v.to_string()),
     );
     put("deletion_protection", db.deletion_protection().map(|v| v.to_string()));
-    put(
-        "parameter_group",
-        db.db_parameter_groups()
-            .first()
-            .and_then(|g| g.db_parameter_group_name())
-            .map(String::from),
-    );
+    // A major upgrade left for the maintenance window (apply_immediately off) moves the
+    // instance to its new group with it: until then the group is not compared (asking for
+    // the new group alone, RDS would refuse its family).
+    let major_pending = pending
+        .and_then(|p| p.engine_version())
+        .zip(db.engine_version())
+        .is_some_and(|(new, old)| is_major(old, new));
+    if !major_pending {
+        put(
+            "parameter_group",
+            db.db_parameter_groups()
+                .first()
+                .and_then(|g| g.db_parameter_group_name())
+                .map(String::from),
+        );
+    }
     put("master_username", db.master_username().map(String::from));
     // Exports being switched on or off count as done, like the pending values above.
     let mut exports: Vec<String> = db.enabled_cloudwatch_logs_exports().to_vec();
@@ -1069,6 +1078,19 @@ mod tests {
             )
             .build();
         assert_eq!(live_settings(&db)["parameter_group"], "pi-db-params");
+        // A major upgrade pending for the window: the group moves with it, not compared.
+        let pending = t::DbInstance::builder()
+            .engine_version("10.11.10")
+            .db_parameter_groups(
+                t::DbParameterGroupStatus::builder()
+                    .db_parameter_group_name("pi-db-params")
+                    .build(),
+            )
+            .pending_modified_values(t::PendingModifiedValues::builder().engine_version("11.4").build())
+            .build();
+        let live = live_settings(&pending);
+        assert_eq!(live["engine_version"], "11.4");
+        assert!(!live.contains_key("parameter_group"));
     }
 
     #[test]
