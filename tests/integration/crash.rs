@@ -1317,3 +1317,28 @@ fn major_upgrade_killed_at_each_transition_converges_on_the_next_run() {
         Ok(kill)
     });
 }
+
+/// Issue 18: `destroy` after an `up` killed mid-replace (the old parameter group retiring,
+/// its replacement created and recorded, the instance not moved yet): both groups, the
+/// instance and everything else are deleted, nothing is left.
+#[test]
+fn destroy_after_a_replace_killed_midway_deletes_the_retiring_resource_too() {
+    let rt = runtime();
+    let lane = &Lane::start(1, &rt)[0];
+    let d = Deployment::new("crrd");
+    lane.ok(&d, &strs(&up_with(&engine_config(&d, "10.11")))).unwrap();
+    let old_group = crate::common::id(&d.state(), "db-params");
+    let upgrade = up_with(&engine_config(&d, "11.4"));
+    let retiring = format!("db-params/retiring-{old_group}");
+    let killed = kill_when(lane, &d, &strs(&upgrade), &[], "the replacement recorded", |_, st| {
+        st["resources"].get(&retiring).is_some() && st["resources"]["db-params"]["status"] == "ready"
+    })
+    .unwrap();
+    assert!(killed.is_some(), "the up ended before the replacement was recorded");
+    let st = d.state();
+    assert!(st["resources"].get(&retiring).is_some(), "{st:#}");
+    let groups = rt.block_on(census::everything(&lane.clients, &d.name))["db-parameter-group"].clone();
+    assert_eq!(groups.len(), 2, "both groups exist: {groups:?}");
+    lane.ok(&d, &destroy_args()).unwrap();
+    check_empty(&d, &lane.clients, &rt).unwrap();
+}
