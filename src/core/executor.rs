@@ -640,7 +640,13 @@ async fn replace<C: Cloud>(
         .map(|c| format!("{}: {} -> {}", c.attribute, c.old, c.new))
         .collect::<Vec<_>>()
         .join("; ");
-    let token = shared.state.lock().unwrap().replace_token(&spec.key, &old_id);
+    let (token, before) = {
+        let st = shared.state.lock().unwrap();
+        (
+            st.replace_token(&spec.key, &old_id),
+            st.resources.get(&spec.key).cloned(),
+        )
+    };
     shared.persist_then(
         |st| {
             st.retire(&spec.key, &why, &token);
@@ -658,6 +664,10 @@ async fn replace<C: Cloud>(
     let cx = NodeCtx { token: &token, ..*cx };
     let outputs = create_or_adopt(shared, &cx, started).await?;
     if outputs.get("id") == Some(old_id.as_str()) {
+        // Put the record back as it was: nothing may ever delete the resource in place.
+        if let Some(before) = before {
+            shared.persist(|st| st.unretire(&spec.key, &old_id, before))?;
+        }
         return Err(ResourceError::new(
             ErrorClass::Invalid,
             format!("the replacement of {} is {old_id}, the resource it replaces", spec.key),

@@ -70,6 +70,9 @@ pub struct FakeCloud {
     /// resource whose `port` (the replace attribute) is the desired one, as a kind that names
     /// the replacement after what forces it.
     pub replaceable: std::collections::HashSet<String>,
+    /// Replaceable keys whose find returns the resource in place whatever is asked (a kind
+    /// that does not name its replacement after what forces it: a bug the executor catches).
+    pub badly_named: std::collections::HashSet<String>,
     inner: Mutex<Inner>,
 }
 
@@ -92,6 +95,7 @@ impl FakeCloud {
             desired: HashMap::new(),
             fail_update: HashMap::new(),
             replaceable: Default::default(),
+            badly_named: Default::default(),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -197,9 +201,7 @@ impl FakeCloud {
 impl Cloud for FakeCloud {
     async fn find(&self, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
         let key = cx.spec.key.as_str();
-        let want_port = self
-            .replaceable
-            .contains(key)
+        let want_port = (self.replaceable.contains(key) && !self.badly_named.contains(key))
             .then(|| self.desired_of(cx.spec, cx.deps).get("port").cloned())
             .flatten();
         Ok(self

@@ -281,6 +281,18 @@ impl State {
         Some(rkey)
     }
 
+    /// Undo `retire` (the replacement turned out to be the resource in place): `key` gets
+    /// its record `before` back, and the retiring record of `id` is gone, also from the
+    /// records that depended on it.
+    pub fn unretire(&mut self, key: &str, id: &str, before: ResourceRecord) {
+        let rkey = retiring_key(key, id);
+        self.resources.remove(&rkey);
+        for r in self.resources.values_mut() {
+            r.deps.retain(|d| *d != rkey);
+        }
+        self.resources.insert(key.to_string(), before);
+    }
+
     /// The records of resources being replaced, by key.
     pub fn retiring(&self) -> impl Iterator<Item = (&String, &ResourceRecord)> {
         self.resources.iter().filter(|(_, r)| r.retiring.is_some())

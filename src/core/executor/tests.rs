@@ -895,3 +895,35 @@ async fn a_replace_killed_at_every_write_is_finished_by_the_next_run() {
         assert_eq!(cloud.live("b").get("port").map(String::as_str), Some("443"));
     }
 }
+
+/// A kind whose find returns the resource in place for its replacement (a naming bug) never
+/// gets it deleted: the executor refuses the replacement and puts the record back as it was.
+#[tokio::test(start_paused = true)]
+async fn a_replacement_that_is_the_resource_in_place_is_refused_and_nothing_is_retired() {
+    let (mut cloud, state) = deployed_for_replace().await;
+    cloud.badly_named.insert("b".into());
+    let cloud = Arc::new(cloud);
+    // The failed run's state is the next run's: it fails the same way, deleting nothing.
+    let mut state = state;
+    for _ in 0..2 {
+        let out = up_like(cloud.clone(), Arc::new(NoStore), state).await;
+        assert_eq!(out.failed.len(), 1, "{:?}", out.failed);
+        assert!(
+            out.failed[0].1.message.contains("the resource it replaces"),
+            "{}",
+            out.failed[0].1
+        );
+        let b = &out.state.resources["b"];
+        assert_eq!((b.status, b.outputs.get("id")), (Status::Ready, Some("id-b")));
+        assert!(out.state.retiring().next().is_none());
+        assert!(
+            out.state
+                .resources
+                .values()
+                .all(|r| r.deps.iter().all(|d| !d.contains("/retiring-")))
+        );
+        assert!(cloud.exists("b"));
+        assert_eq!(cloud.calls("delete"), 0);
+        state = out.state;
+    }
+}
