@@ -124,6 +124,7 @@ fn realistic_state() -> State {
                 client_token: st.client_token(&n.key),
                 outputs,
                 deps: n.deps.clone(),
+                retiring: None,
                 updated_at: chrono::Utc::now(),
                 settings: Default::default(),
             },

@@ -118,7 +118,10 @@ pub enum Command {
         after_help = "Run again, it brings the live deployment to the config: settings changed in place, \
                             what the config no longer wants deleted. A change to what the instances boot with \
                             (--ami, instance_type, root_volume_gib, key_pair, the licence) rolls them blue/green \
-                            as `upgrade` does; `plan` shows it first. A roll an interrupted run left is finished \
+                            as `upgrade` does; `plan` shows it first. A change that needs a new resource (a major \
+                            engine_version: a DB parameter group of the new family) is made create-before-destroy: \
+                            the new one first, everything moved onto it, then the old one deleted; the database, \
+                            the file system and the bucket are never replaced. A roll an interrupted run left is finished \
                             by the next `up` (rolled back first when the config now asks for other launch \
                             settings); an interrupted `upgrade` is finished by `up` only when it asks for the same \
                             image, else refused: finish it with `upgrade --ami`, or `upgrade --abort`.\n\n\
@@ -130,7 +133,8 @@ pub enum Command {
     /// Show what `up` would do, resource by resource and attribute by attribute; changes nothing.
     #[command(
         after_help = "Actions: create, adopt (exists in AWS, not recorded), update (in place), roll (new \
-                            instances), replace (a new resource), delete (no longer in the config). Unchanged \
+                            instances), replace (-/+: a new resource, created before the old one is deleted), delete (no \
+                            longer in the config). Unchanged \
                             resources are listed with -v. Only read-only AWS calls are made. A change AWS cannot \
                             make exits 2 naming the config field.\n\n\
                             Exit status: 0 (also with changes pending) unless --detailed-exitcode: then 0 means \

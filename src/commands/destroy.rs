@@ -278,6 +278,7 @@ fn record_found(state: &mut State, found: Vec<Found>) {
                 outputs: f.outputs,
                 deps: f.deps,
                 settings: Default::default(),
+                retiring: None,
                 updated_at: chrono::Utc::now(),
             },
         );
@@ -392,6 +393,7 @@ mod tests {
                     outputs: Outputs::new().with("id", *id),
                     deps: vec![],
                     settings: Default::default(),
+                    retiring: None,
                     updated_at: chrono::Utc::now(),
                 },
             );

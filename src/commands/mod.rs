@@ -583,6 +583,18 @@ pub fn existing_graph(desired: &Graph, state: &State) -> Graph {
     let keys: BTreeSet<String> = state.resources.keys().cloned().collect();
     let known: BTreeSet<String> = keys.iter().filter(|k| desired.get(k).is_some()).cloned().collect();
     let mut nodes: Vec<NodeSpec> = desired.restrict(&known).nodes().to_vec();
+    // A node recorded as depending on a resource being replaced (State::retire) may still
+    // use it: deleted before it, as AWS requires (a DB instance before its parameter group).
+    for n in &mut nodes {
+        let retiring = state
+            .resources
+            .get(&n.key)
+            .into_iter()
+            .flat_map(|r| &r.deps)
+            .filter(|d| state.resources.get(*d).is_some_and(|r| r.retiring.is_some()));
+        let add: Vec<String> = retiring.filter(|d| !n.deps.contains(d)).cloned().collect();
+        n.deps.extend(add);
+    }
     for (key, rec) in &state.resources {
         if desired.get(key).is_none() {
             nodes.push(NodeSpec {
@@ -632,6 +644,7 @@ mod keep_ami_tests {
                 outputs,
                 deps: vec![],
                 settings: Default::default(),
+                retiring: None,
                 updated_at: chrono::Utc::now(),
             },
         );
@@ -665,5 +678,53 @@ mod keep_ami_tests {
             None
         );
         assert_eq!(c.ami.as_deref(), Some("ami-a"));
+    }
+}
+
+#[cfg(test)]
+mod retiring_tests {
+    use super::*;
+    use crate::core::graph::tests::node;
+    use crate::core::resource::Outputs;
+    use crate::core::spec::Kind;
+    use crate::core::state::{Identity, ResourceRecord, Status, retiring_key};
+
+    /// `destroy` after a kill mid-replace: the instance still recorded on the retiring
+    /// group is deleted before it (AWS refuses to delete a group an instance is on).
+    #[test]
+    fn a_retiring_resource_is_destroyed_after_what_still_depends_on_it() {
+        let desired = Graph::new(vec![node("params", &[]), node("db", &["params"])]).unwrap();
+        let mut st = State::new(&Identity {
+            deployment: "pi".into(),
+            region: "eu-west-1".into(),
+            account_id: "1".into(),
+            partition: "aws".into(),
+        });
+        for (key, deps) in [("params", vec![]), ("db", vec!["params".to_string()])] {
+            st.resources.insert(
+                key.into(),
+                ResourceRecord {
+                    kind: Kind::Vpc,
+                    status: Status::Ready,
+                    client_token: st.client_token(key),
+                    outputs: Outputs::new().with("id", format!("vpc-{key}")),
+                    deps,
+                    settings: Default::default(),
+                    retiring: None,
+                    updated_at: chrono::Utc::now(),
+                },
+            );
+        }
+        let token = st.replace_token("params", "vpc-params");
+        st.retire("params", "family: a -> b", &token).unwrap();
+        let g = existing_graph(&desired, &st);
+        let rkey = retiring_key("params", "vpc-params");
+        let (r, db) = (g.index_of(&rkey).unwrap(), g.index_of("db").unwrap());
+        assert!(g.destroy_after(r).contains(&db), "the db first");
+        // Once the db is recorded again (moved), the edge is gone.
+        st.resources.get_mut("db").unwrap().deps = vec!["params".into()];
+        let g = existing_graph(&desired, &st);
+        let (r, db) = (g.index_of(&rkey).unwrap(), g.index_of("db").unwrap());
+        assert!(!g.destroy_after(r).contains(&db));
     }
 }

@@ -441,6 +441,7 @@ pub async fn hand_backup_role_to_destroy(aws: &Aws, state: &mut State) -> Result
                 outputs: Outputs::new().with("id", &name).with("arn", &arn),
                 deps: Vec::new(),
                 settings: Default::default(),
+                retiring: None,
                 updated_at: chrono::Utc::now(),
             },
         );

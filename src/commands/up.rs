@@ -96,7 +96,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     refuse_changes(
         &pending_changes
             .iter()
-            .filter(|(k, c)| c.action != ChangeAction::Update && !is_roll(k, c))
+            .filter(|(k, c)| c.action != ChangeAction::Update && !is_roll(k, c) && !is_replace(&graph, &cloud, k, c))
             .cloned()
             .collect::<Vec<_>>(),
     )?;
@@ -178,6 +178,9 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     let mut state = outcome.state;
     // What the config no longer wants goes last, dependents first, once everything that
     // replaces it is in place (a route table after the endpoint and subnets moved off it).
+    // Again after the walk: a resource replaced in it (create before destroy) is kept as a
+    // retiring record, deleted here once every dependent moved to its replacement.
+    let unwanted = plan::unwanted(&graph, &state);
     if failed.is_empty() && !cancelled && skipped == 0 && !unwanted.is_empty() {
         let keep: std::collections::BTreeSet<String> = unwanted.iter().cloned().collect();
         let doomed = existing_graph(&Graph::new(Vec::new()).expect("empty graph"), &state).restrict(&keep);
@@ -309,6 +312,11 @@ fn live_changes(
         );
     }
     out
+}
+
+/// A change `up` carries out create-before-destroy: a `replace` of a kind that opts in.
+fn is_replace(graph: &Graph, cloud: &AwsCloud, key: &str, c: &crate::core::diff::Change) -> bool {
+    c.action == ChangeAction::Replace && graph.get(key).is_some_and(|n| cloud.replaceable(n))
 }
 
 const LAUNCH_TEMPLATE: &str = "launch-template";

@@ -15,8 +15,10 @@
 //! done (their ids may have changed in this run): no difference, no call; changes AWS makes
 //! in place are recorded as `updating` before the first update call and `ready` with the new
 //! settings after it; a resource deleted outside pi-deploy is created again (looked up first).
-//! A change that needs new instances, a new resource, or that AWS cannot make is refused
-//! (the commands refuse it before the walk; here it is a safety net).
+//! A change that needs a new resource is carried out create-before-destroy when the kind
+//! opts in (`Cloud::replaceable`, see `replace`); one that needs new instances (the roll
+//! `up` runs after the walk), a new resource of a kind that does not opt in, or that AWS
+//! cannot make is refused (the commands refuse it before the walk; here it is a safety net).
 //!
 //! Failure: stop starting nodes, let in-flight nodes finish and persist (a half-created RDS
 //! instance still needs its id recorded), skip the rest, and report the root cause once.
@@ -240,6 +242,7 @@ impl<C> Shared<C> {
                         outputs,
                         deps: spec.deps.clone(),
                         settings,
+                        retiring: None,
                         updated_at: Utc::now(),
                     },
                 );
@@ -569,7 +572,11 @@ async fn update_if_needed<C: Cloud>(
         }
         return Ok(Done::Unchanged);
     }
-    if let Some(c) = changes.iter().find(|c| c.action != ChangeAction::Update) {
+    let replaceable = shared.cloud.replaceable(spec);
+    if let Some(c) = changes
+        .iter()
+        .find(|c| c.action != ChangeAction::Update && !(c.is(ChangeAction::Replace) && replaceable))
+    {
         return Err(ResourceError::new(
             ErrorClass::Invalid,
             format!(
@@ -583,6 +590,9 @@ async fn update_if_needed<C: Cloud>(
             ),
         )
         .with_hint("run `pi-deploy plan` to see every change and what it needs"));
+    }
+    if changes.iter().any(|c| c.is(ChangeAction::Replace)) {
+        return replace(shared, cx, started, &outputs, &changes).await;
     }
     let recorded = shared.recorded_settings(&spec.key);
     shared.record_with(spec, Status::Updating, cx.token, outputs.clone(), recorded)?;
@@ -603,6 +613,69 @@ async fn update_if_needed<C: Cloud>(
     shared.record_with(spec, Status::Ready, cx.token, outputs, keep)?;
     shared.emit(spec, ResourceStatus::Updated, started, id, None);
     Ok(Done::Changed)
+}
+
+/// Create before destroy, for a kind that opts in (`Cloud::replaceable`): in one state
+/// write, the resource in place becomes a retiring record (its outputs and why) and the node
+/// starts again at `creating` under a new token (`State::retire`); then the replacement is
+/// found or created, converged and recorded `ready` like any create, so its dependents,
+/// which start after it, see its new id in their desired settings and move to it (an
+/// update). The retiring resource is not a node of the graph: `up` deletes it after a walk
+/// that finished everything (`plan::unwanted`), and `destroy` with the rest. A kill at any
+/// point leaves either the node `ready` on the old resource (nothing retired yet: replaced
+/// by the next run), or `creating`/`created` with the old one retiring (finished by the next
+/// run's create, found by its name).
+async fn replace<C: Cloud>(
+    shared: &Shared<C>,
+    cx: &NodeCtx<'_>,
+    started: Instant,
+    old: &Outputs,
+    changes: &[super::diff::Change],
+) -> Result<Done, ResourceError> {
+    let spec = cx.spec;
+    let old_id = old.id()?.to_string();
+    let why = changes
+        .iter()
+        .filter(|c| c.is(ChangeAction::Replace))
+        .map(|c| format!("{}: {} -> {}", c.attribute, c.old, c.new))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let (token, before) = {
+        let st = shared.state.lock().unwrap();
+        (
+            st.replace_token(&spec.key, &old_id),
+            st.resources.get(&spec.key).cloned(),
+        )
+    };
+    shared.persist_then(
+        |st| {
+            st.retire(&spec.key, &why, &token);
+        },
+        || {
+            shared.emit(
+                spec,
+                ResourceStatus::Updating,
+                started,
+                Some(old_id.clone()),
+                Some(format!("replacing, create before destroy ({why})")),
+            )
+        },
+    )?;
+    let cx = NodeCtx { token: &token, ..*cx };
+    let outputs = create_or_adopt(shared, &cx, started).await?;
+    if outputs.get("id") == Some(old_id.as_str()) {
+        // Put the record back as it was: nothing may ever delete the resource in place.
+        if let Some(before) = before {
+            shared.persist(|st| st.unretire(&spec.key, &old_id, before))?;
+        }
+        return Err(ResourceError::new(
+            ErrorClass::Invalid,
+            format!("the replacement of {} is {old_id}, the resource it replaces", spec.key),
+        )
+        .with_hint("a kind that replaces create-before-destroy must name the replacement after what forces it; report this as a bug"));
+    }
+    let outputs = converge(shared, &cx, started, outputs).await?;
+    mark_ready(shared, &cx, started, outputs)
 }
 
 /// The settings worth recording: not a sensitive one (even as a digest), none that depends on

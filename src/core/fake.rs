@@ -37,6 +37,8 @@ struct Inner {
     existing: BTreeMap<String, Outputs>,
     /// Live settings of existing resources.
     live: BTreeMap<String, Settings>,
+    /// Resources replaced and not deleted yet: id -> key.
+    retired: BTreeMap<String, String>,
     /// Creates per key.
     generations: HashMap<String, u32>,
     /// The client token of every create call, by key, in order.
@@ -64,6 +66,13 @@ pub struct FakeCloud {
     pub desired: HashMap<String, Settings>,
     /// Keys whose update fails.
     pub fail_update: HashMap<String, ResourceError>,
+    /// Keys replaced create-before-destroy (`Cloud::replaceable`): their find sees only a
+    /// resource whose `port` (the replace attribute) is the desired one, as a kind that names
+    /// the replacement after what forces it.
+    pub replaceable: std::collections::HashSet<String>,
+    /// Replaceable keys whose find returns the resource in place whatever is asked (a kind
+    /// that does not name its replacement after what forces it: a bug the executor catches).
+    pub badly_named: std::collections::HashSet<String>,
     inner: Mutex<Inner>,
 }
 
@@ -85,6 +94,8 @@ impl FakeCloud {
             ambiguous_create: Mutex::new(HashMap::new()),
             desired: HashMap::new(),
             fail_update: HashMap::new(),
+            replaceable: Default::default(),
+            badly_named: Default::default(),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -136,6 +147,11 @@ impl FakeCloud {
         s
     }
 
+    /// The replaced resources not deleted yet (id -> key).
+    pub fn retired(&self) -> BTreeMap<String, String> {
+        self.inner.lock().unwrap().retired.clone()
+    }
+
     pub fn exists(&self, key: &str) -> bool {
         self.inner.lock().unwrap().existing.contains_key(key)
     }
@@ -185,7 +201,18 @@ impl FakeCloud {
 impl Cloud for FakeCloud {
     async fn find(&self, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
         let key = cx.spec.key.as_str();
-        Ok(self.timed(key, "find", None, |i| i.existing.get(key).cloned()).await)
+        let want_port = (self.replaceable.contains(key) && !self.badly_named.contains(key))
+            .then(|| self.desired_of(cx.spec, cx.deps).get("port").cloned())
+            .flatten();
+        Ok(self
+            .timed(key, "find", None, |i| {
+                let live_port = i.live.get(key).and_then(|l| l.get("port"));
+                match &want_port {
+                    Some(want) if live_port != Some(want) => None,
+                    _ => i.existing.get(key).cloned(),
+                }
+            })
+            .await)
     }
 
     async fn create(&self, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
@@ -225,11 +252,19 @@ impl Cloud for FakeCloud {
             .map(|queue| queue.remove(0));
         let o = outputs.clone();
         let k = key.clone();
+        let replacing = self.replaceable.contains(&key);
         self.timed(&key, "create", self.create_time.get(&key), move |i| {
             if ambiguous != Some(false) {
-                // A second create of the same key is a duplicate the tests must see.
-                if i.existing.insert(k.clone(), o).is_some() {
-                    *i.calls.entry("duplicate").or_default() += 1;
+                // A second create of the same key is a duplicate the tests must see, unless
+                // it replaces the first (create before destroy).
+                if let Some(old) = i.existing.insert(k.clone(), o) {
+                    match replacing {
+                        true => {
+                            let id = old.get("id").unwrap_or_default().to_string();
+                            i.retired.insert(id, k.clone());
+                        }
+                        false => *i.calls.entry("duplicate").or_default() += 1,
+                    }
                 }
                 i.live.insert(k.clone(), live);
             }
@@ -265,9 +300,13 @@ impl Cloud for FakeCloud {
         if let Some(e) = self.fail_delete.get(&key) {
             return Err(e.clone());
         }
+        let id = cx.outputs.get("id").unwrap_or_default().to_string();
         self.timed(&key.clone(), "delete", self.delete_time.get(&key), move |i| {
-            i.existing.remove(&key);
-            i.live.remove(&key);
+            // A replaced resource is deleted by its id; the node's key holds its replacement.
+            if i.retired.remove(&id).is_none() {
+                i.existing.remove(&key);
+                i.live.remove(&key);
+            }
         })
         .await;
         Ok(())
@@ -279,6 +318,10 @@ impl Cloud for FakeCloud {
 
     fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
         self.desired_of(spec, deps)
+    }
+
+    fn replaceable(&self, spec: &NodeSpec) -> bool {
+        self.replaceable.contains(&spec.key)
     }
 
     async fn read(&self, cx: &NodeCtx<'_>, _outputs: &Outputs) -> Result<Observed, ResourceError> {

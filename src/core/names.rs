@@ -63,6 +63,24 @@ pub fn db_subnet_group(dep: &str) -> String {
 pub fn db_parameter_group(dep: &str) -> String {
     format!("{dep}-db-params")
 }
+/// The family of the default engine version: its group keeps the name it always had
+/// (`db_parameter_group`), so deployments made before replace existed keep theirs.
+pub const FIRST_DB_FAMILY: &str = "mariadb10.11";
+/// Whether `name` is one of the deployment's parameter groups (of any family).
+pub fn is_db_parameter_group(dep: &str, name: &str) -> bool {
+    name == db_parameter_group(dep)
+        || name
+            .strip_prefix(&format!("{}-mariadb", db_parameter_group(dep)))
+            .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '-'))
+}
+/// The parameter group of `family`: named after the family (what forces its replace), so a
+/// major upgrade's new group never has the name of the group it replaces.
+pub fn db_parameter_group_of(dep: &str, family: &str) -> String {
+    match family {
+        FIRST_DB_FAMILY => db_parameter_group(dep),
+        other => format!("{dep}-db-params-{}", other.replace('.', "-")),
+    }
+}
 /// Globally unique: the account id and region make it ours; the deployment makes it unique
 /// inside the account.
 pub fn bucket(dep: &str, account: &str, region: &str) -> String {
@@ -368,6 +386,11 @@ pub fn derived(dep: &str) -> Vec<Derived> {
         d(
             "DB parameter group name",
             db_parameter_group(dep),
+            Rule::RdsIdentifier { max: 255 },
+        ),
+        d(
+            "DB parameter group name of another family",
+            db_parameter_group_of(dep, "mariadb11.4"),
             Rule::RdsIdentifier { max: 255 },
         ),
         d("DB subnet group name", db_subnet_group(dep), Rule::RdsSubnetGroup),

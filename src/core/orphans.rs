@@ -105,6 +105,7 @@ mod tests {
                 outputs: Outputs::new().with("id", "id-a"),
                 deps: vec![],
                 settings: Default::default(),
+                retiring: None,
                 updated_at: chrono::Utc::now(),
             },
         );

@@ -234,13 +234,16 @@ pub async fn plan<C: Cloud + ?Sized>(
                         Some(strongest) => {
                             let action = Action::of(strongest);
                             let reason = match action {
-                                Action::Roll => "needs new instances",
-                                Action::Replace => "needs a new resource",
-                                _ => "settings differ",
+                                Action::Roll => "needs new instances".to_string(),
+                                Action::Replace if strongest == ChangeAction::Replace && cloud.replaceable(spec) => {
+                                    replace_reason(&changes)
+                                }
+                                Action::Replace => "needs a new resource".to_string(),
+                                _ => "settings differ".to_string(),
                             };
                             // A replaced resource gets a new id: its dependents see it later.
                             let outputs = (action != Action::Replace).then(|| r.outputs.clone());
-                            (action, reason.to_string(), outputs, changes)
+                            (action, reason, outputs, changes)
                         }
                     }
                 }
@@ -286,11 +289,27 @@ pub async fn plan<C: Cloud + ?Sized>(
             kind: r.kind,
             action: Action::Delete,
             id: r.outputs.get("id").map(String::from),
-            reason: "no longer in the config".to_string(),
+            reason: match &r.retiring {
+                Some(why) => format!("replaced ({why}): deleted once its dependents moved to the replacement"),
+                None => "no longer in the config".to_string(),
+            },
             changes: Vec::new(),
         });
     }
     Ok(steps)
+}
+
+/// The reason of a create-before-destroy replace: `-/+ replace` and what forces it.
+pub fn replace_reason(changes: &[Change]) -> String {
+    let forced: Vec<String> = changes
+        .iter()
+        .filter(|c| c.is(ChangeAction::Replace))
+        .map(|c| format!("{} {} -> {}", c.attribute, c.old, c.new))
+        .collect();
+    format!(
+        "-/+ replace: {}; a new one is created, its dependents move to it, then the old one is deleted",
+        forced.join(", ")
+    )
 }
 
 /// Every change among `steps` that AWS cannot make, with its key.
@@ -445,6 +464,7 @@ mod tests {
                 outputs: Outputs::new().with("id", format!("id-{key}")),
                 deps: vec![],
                 settings: Default::default(),
+                retiring: None,
                 updated_at: chrono::Utc::now(),
             },
         );
@@ -624,5 +644,108 @@ mod tests {
         assert_eq!(cloud.calls("read") + cloud.calls("find"), 0);
         desired(&mut cloud, "a", &[("cidr", "10.0.0.0/16")]);
         assert!(recorded_forbidden(&g, &s, &cloud).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod replace_tests {
+    use super::*;
+    use crate::core::fake::FakeCloud;
+    use crate::core::spec::Props;
+    use crate::core::state::{Identity, ResourceRecord};
+
+    fn node(key: &str, deps: &[&str]) -> NodeSpec {
+        NodeSpec {
+            key: key.into(),
+            kind: Kind::Vpc,
+            deps: deps.iter().map(|s| s.to_string()).collect(),
+            props: Props::ElasticIp,
+        }
+    }
+
+    fn ready(s: &mut State, key: &str) {
+        let token = s.client_token(key);
+        s.resources.insert(
+            key.into(),
+            ResourceRecord {
+                kind: Kind::Vpc,
+                status: Status::Ready,
+                client_token: token,
+                outputs: Outputs::new().with("id", format!("id-{key}")),
+                deps: vec![],
+                settings: Default::default(),
+                retiring: None,
+                updated_at: chrono::Utc::now(),
+            },
+        );
+    }
+
+    fn live(pairs: &[(&str, &str)]) -> Observed {
+        Observed::Present(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    /// `a` on port 80 asked for 443 (a replace), `b` refers to it.
+    async fn planned(replaceable: bool, s: &State) -> Vec<Step> {
+        let g = Graph::new(vec![node("a", &[]), node("b", &["a"])]).unwrap();
+        let mut cloud = FakeCloud::new();
+        cloud
+            .desired
+            .insert("a".into(), [("port".to_string(), "443".to_string())].into());
+        if replaceable {
+            cloud.replaceable.insert("a".into());
+        }
+        let observed: BTreeMap<String, Observed> = [
+            ("a".to_string(), live(&[("port", "80"), ("refs", "-")])),
+            ("b".to_string(), live(&[("refs", "id-a")])),
+        ]
+        .into();
+        plan(&g, s, &cloud, &observed, |_, _| false).await.unwrap()
+    }
+
+    fn state() -> State {
+        let mut s = State::new(&Identity {
+            deployment: "pi".into(),
+            region: "eu-west-1".into(),
+            account_id: "1".into(),
+            partition: "aws".into(),
+        });
+        ready(&mut s, "a");
+        ready(&mut s, "b");
+        s
+    }
+
+    #[tokio::test]
+    async fn a_replace_of_a_kind_that_opts_in_is_minus_plus_with_what_forces_it() {
+        let steps = planned(true, &state()).await;
+        assert_eq!(steps[0].action, Action::Replace);
+        assert_eq!(
+            steps[0].reason,
+            "-/+ replace: port 80 -> 443; a new one is created, its dependents move to it, then the old one is deleted"
+        );
+        // Its dependent's reference is known only after the replacement exists.
+        assert_eq!(steps[1].action, Action::Update);
+        assert_eq!(steps[1].changes[0].new, crate::core::diff::KNOWN_AFTER_UP);
+        // A kind that does not opt in: still a replace `up` refuses.
+        let steps = planned(false, &state()).await;
+        assert_eq!(
+            (steps[0].action, steps[0].reason.as_str()),
+            (Action::Replace, "needs a new resource")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retiring_record_is_a_delete_that_says_why() {
+        let mut s = state();
+        s.retire("a", "port: 80 -> 443", &s.replace_token("a", "id-a")).unwrap();
+        let rkey = crate::core::state::retiring_key("a", "id-a");
+        let g = Graph::new(vec![node("a", &[]), node("b", &["a"])]).unwrap();
+        assert_eq!(unwanted(&g, &s), vec![rkey.clone()]);
+        let steps = planned(true, &s).await;
+        let last = steps.last().unwrap();
+        assert_eq!((last.key.as_str(), last.action), (rkey.as_str(), Action::Delete));
+        assert_eq!(last.id.as_deref(), Some("id-a"));
+        assert!(last.reason.starts_with("replaced (port: 80 -> 443)"), "{}", last.reason);
+        // The node itself starts again: its replacement is looked up, then created.
+        assert_eq!(steps[0].action, Action::Create);
     }
 }

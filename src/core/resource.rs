@@ -210,6 +210,13 @@ pub trait Cloud: Send + Sync + 'static {
     fn diff(&self, spec: &NodeSpec, desired: &Settings, live: &Settings) -> Vec<Change> {
         super::diff::diff(self.attrs(spec.kind), desired, live, None)
     }
+    /// Whether a `replace` change of this node is carried out create-before-destroy: the
+    /// kind holds no data and names a replacement after what forces it (so its `find`
+    /// never returns the resource being replaced). Data kinds never opt in.
+    fn replaceable(&self, spec: &NodeSpec) -> bool {
+        let _ = spec;
+        false
+    }
     /// Read-only: whether the recorded resource exists, and its live settings.
     async fn read(&self, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
         let _ = (cx, outputs);

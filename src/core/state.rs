@@ -8,6 +8,11 @@
 //! `ready` resource whose settings differ from the config goes `updating` (written before the
 //! first update call) -> `ready`; a crash while `updating` is finished by the next run, which
 //! reads and compares again.
+//! A resource replaced create-before-destroy (a kind that holds no data and opts in,
+//! `Cloud::replaceable`) is moved, in one write before its replacement's create, to a
+//! `retiring` record (`retiring_key`, with the reason) while the node's own record starts
+//! again at `creating` under `replace_token`; the retiring record goes `deleting` -> removed
+//! once every dependent moved to the replacement.
 //! No secret value is ever stored: secrets are referenced by ARN only.
 
 use std::collections::BTreeMap;
@@ -47,7 +52,19 @@ pub struct ResourceRecord {
     /// that AWS cannot make is refused before any AWS call.
     #[serde(default, skip_serializing_if = "Settings::is_empty")]
     pub settings: Settings,
+    /// Set on a resource being replaced (create before destroy): why. Its record is kept,
+    /// under `retiring_key`, from before its replacement's create until AWS confirms its
+    /// delete, which comes after every dependent moved to the replacement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring: Option<String>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// The key under which the resource `id` of node `key` is kept while it is replaced: not a
+/// node of the desired graph, so `up` deletes it after its walk (dependents first) and
+/// `destroy` deletes it like any record.
+pub fn retiring_key(key: &str, id: &str) -> String {
+    format!("{key}/retiring-{id}")
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -229,6 +246,58 @@ impl State {
         Uuid::new_v5(&self.lineage, format!("{key}\u{0}{vanished_id}").as_bytes()).to_string()
     }
 
+    /// The token for creating `key`'s replacement of the resource `old_id` (create before
+    /// destroy): not the first one, stable across a crash (derived, and recorded with the
+    /// intent before the create).
+    pub fn replace_token(&self, key: &str, old_id: &str) -> String {
+        Uuid::new_v5(&self.lineage, format!("{key}\u{0}replaces\u{0}{old_id}").as_bytes()).to_string()
+    }
+
+    /// Move `key`'s record to a retiring record (see `retiring_key`) and start the node again
+    /// at `creating` with `token`, in one change: the replacement's intent and the old
+    /// resource's retirement are recorded together. Records that depended on `key` also
+    /// depend on the retiring one until they are recorded again (with their new references),
+    /// so a `destroy` before they moved deletes them first.
+    pub fn retire(&mut self, key: &str, why: &str, token: &str) -> Option<String> {
+        let mut old = self.resources.get(key)?.clone();
+        let id = old.outputs.get("id")?.to_string();
+        let rkey = retiring_key(key, &id);
+        old.status = Status::Ready;
+        old.retiring = Some(why.to_string());
+        old.updated_at = Utc::now();
+        let mut fresh = old.clone();
+        fresh.status = Status::Creating;
+        fresh.client_token = token.to_string();
+        fresh.outputs = Outputs::new();
+        fresh.settings = Settings::new();
+        fresh.retiring = None;
+        for r in self.resources.values_mut() {
+            if r.deps.iter().any(|d| d == key) && !r.deps.contains(&rkey) {
+                r.deps.push(rkey.clone());
+            }
+        }
+        self.resources.insert(rkey.clone(), old);
+        self.resources.insert(key.to_string(), fresh);
+        Some(rkey)
+    }
+
+    /// Undo `retire` (the replacement turned out to be the resource in place): `key` gets
+    /// its record `before` back, and the retiring record of `id` is gone, also from the
+    /// records that depended on it.
+    pub fn unretire(&mut self, key: &str, id: &str, before: ResourceRecord) {
+        let rkey = retiring_key(key, id);
+        self.resources.remove(&rkey);
+        for r in self.resources.values_mut() {
+            r.deps.retain(|d| *d != rkey);
+        }
+        self.resources.insert(key.to_string(), before);
+    }
+
+    /// The records of resources being replaced, by key.
+    pub fn retiring(&self) -> impl Iterator<Item = (&String, &ResourceRecord)> {
+        self.resources.iter().filter(|(_, r)| r.retiring.is_some())
+    }
+
     pub fn serialize(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec_pretty(self).expect("state serialises");
         v.push(b'\n');
@@ -269,6 +338,7 @@ mod tests {
                 outputs: Outputs::new().with("id", "vpc-1"),
                 deps: vec![],
                 settings: Default::default(),
+                retiring: None,
                 updated_at: Utc::now(),
             },
         );
@@ -327,6 +397,7 @@ mod tests {
                 outputs: Outputs::new(),
                 deps: vec![],
                 settings: Default::default(),
+                retiring: None,
                 updated_at: Utc::now(),
             },
         );
@@ -349,6 +420,7 @@ mod tests {
                     outputs: Outputs::new().with("id", id),
                     deps: vec![],
                     settings: Default::default(),
+                    retiring: None,
                     updated_at: Utc::now(),
                 },
             );

@@ -45,7 +45,13 @@ pub const ATTRS: &[AttrSpec] = &[
     AttrSpec::with(
         "engine_version",
         ChangeAction::Update,
-        "a minor upgrade restarts the database (a failover with Multi-AZ)",
+        "a minor upgrade restarts the database (a failover with Multi-AZ); a major one (10.11 -> 11.4) goes through a new parameter group of the new family and takes the database down while RDS upgrades it (take `pi-deploy snapshot` first); a downgrade is refused",
+        &["database.engine_version", "database.apply_immediately"],
+    ),
+    AttrSpec::with(
+        "parameter_group",
+        ChangeAction::Update,
+        "the instance moves to the group that replaced its own (a major upgrade's new family), in the same ModifyDBInstance",
         &["database.engine_version", "database.apply_immediately"],
     ),
     AttrSpec::with(
@@ -121,11 +127,13 @@ fn classify(a: &AttrSpec, old: &str, new: &str) -> Option<(ChangeAction, String)
         }
         "engine_version" => {
             let cmp = |v: &str| v.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>();
-            if major(old) != major(new) {
+            if major(old) != major(new) && cmp(&major(new)) > cmp(&major(old)) {
+                Some((ChangeAction::Update, major_upgrade_note(old, new)))
+            } else if major(old) != major(new) {
                 Some((
                     ChangeAction::Forbidden,
                     format!(
-                        "a major upgrade ({} -> {}) needs a new parameter group family; `up` does not do it yet: keep engine_version at {old}",
+                        "RDS cannot downgrade an engine ({} -> {}): keep engine_version at {old} or later (an older engine means a dump restored into a new deployment)",
                         major(old),
                         major(new)
                     ),
@@ -141,6 +149,21 @@ fn classify(a: &AttrSpec, old: &str, new: &str) -> Option<(ChangeAction, String)
         }
         _ => None,
     }
+}
+
+/// What `plan` says of a major upgrade: the downtime, and the snapshot to take first.
+pub fn major_upgrade_note(old: &str, new: &str) -> String {
+    format!(
+        "MAJOR upgrade {} -> {}: DOWNTIME while RDS upgrades the engine (typically 10 to 30 minutes, Multi-AZ included), through a new parameter group of family mariadb{}; take `pi-deploy snapshot` first",
+        major(old),
+        major(new),
+        major(new)
+    )
+}
+
+/// Whether an engine version change crosses a major version.
+fn is_major(old: &str, new: &str) -> bool {
+    major(old) != major(new)
 }
 
 /// The desired settings (pure). On the usable-early path `multi_az` belongs to the
@@ -209,6 +232,22 @@ pub fn live_settings(db: &t::DbInstance) -> Settings {
             .map(|v| v.to_string()),
     );
     put("deletion_protection", db.deletion_protection().map(|v| v.to_string()));
+    // A major upgrade left for the maintenance window (apply_immediately off) moves the
+    // instance to its new group with it: until then the group is not compared (asking for
+    // the new group alone, RDS would refuse its family).
+    let major_pending = pending
+        .and_then(|p| p.engine_version())
+        .zip(db.engine_version())
+        .is_some_and(|(new, old)| is_major(old, new));
+    if !major_pending {
+        put(
+            "parameter_group",
+            db.db_parameter_groups()
+                .first()
+                .and_then(|g| g.db_parameter_group_name())
+                .map(String::from),
+        );
+    }
     put("master_username", db.master_username().map(String::from));
     // Exports being switched on or off count as done, like the pending values above.
     let mut exports: Vec<String> = db.enabled_cloudwatch_logs_exports().to_vec();
@@ -234,7 +273,11 @@ fn modify_request(
         req = match c.attribute.as_str() {
             "instance_class" => req.db_instance_class(&db.instance_class),
             "allocated_storage_gib" => req.allocated_storage(db.allocated_storage_gib),
+            "engine_version" if is_major(&c.old, &c.new) => {
+                req.engine_version(&db.engine_version).allow_major_version_upgrade(true)
+            }
             "engine_version" => req.engine_version(&db.engine_version),
+            "parameter_group" => req.db_parameter_group_name(&c.new),
             "multi_az" => req.multi_az(db.multi_az),
             "backup_retention_days" => req.backup_retention_period(db.backup_retention_days),
             "deletion_protection" => req.deletion_protection(db.deletion_protection),
@@ -484,9 +527,15 @@ impl ResourceKind for DbInstance {
         Some(classify)
     }
 
-    fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
         match &spec.props {
-            Props::DbInstance { db, .. } => desired_settings(db),
+            Props::DbInstance {
+                db, parameter_group, ..
+            } => {
+                let mut s = desired_settings(db);
+                s.insert("parameter_group".into(), super::dep_output(deps, parameter_group, "id"));
+                s
+            }
             _ => Settings::new(),
         }
     }
@@ -738,7 +787,8 @@ mod tests {
         );
         assert_eq!(
             other_major.iter().map(|c| c.action).collect::<Vec<_>>(),
-            [ChangeAction::Forbidden]
+            [ChangeAction::Update],
+            "a major upgrade"
         );
     }
 
@@ -797,7 +847,7 @@ mod tests {
     }
 
     #[test]
-    fn minor_upgrades_update_and_majors_or_downgrades_are_refused() {
+    fn minor_and_major_upgrades_update_and_downgrades_are_refused() {
         let live = settings();
         let to = |v: &str| {
             changes_of(
@@ -810,7 +860,8 @@ mod tests {
         };
         assert_eq!(to("10.11.11")[0].3, ChangeAction::Update);
         assert_eq!(to("10.11.9")[0].3, ChangeAction::Forbidden);
-        assert_eq!(to("11.4.5")[0].3, ChangeAction::Forbidden);
+        assert_eq!(to("11.4.5")[0].3, ChangeAction::Update);
+        assert_eq!(to("10.6.20")[0].3, ChangeAction::Forbidden, "a major downgrade");
         assert_eq!(
             changes_of(
                 &DbSettings {
@@ -822,6 +873,224 @@ mod tests {
             .3,
             ChangeAction::Forbidden
         );
+    }
+
+    /// A major upgrade: `plan` warns of the downtime and names `snapshot`; the one
+    /// ModifyDBInstance carries the version, AllowMajorVersionUpgrade and the new group
+    /// (RDS refuses a major version without AllowMajorVersionUpgrade, and a custom group of
+    /// the old family with the new version); a minor one allows no major upgrade.
+    #[test]
+    fn a_major_upgrade_moves_to_the_new_group_in_one_modify() {
+        let old = settings();
+        let want = DbSettings {
+            engine_version: "11.4".into(),
+            apply_immediately: false,
+            ..settings()
+        };
+        let mut have = desired_settings(&old);
+        have.insert("parameter_group".into(), "pi-db-params".into());
+        let mut desired = desired_settings(&want);
+        desired.insert("parameter_group".into(), "pi-db-params-mariadb11-4".into());
+        let changes = diff(ATTRS, &desired, &have, Some(classify));
+        let got: Vec<(&str, ChangeAction)> = changes.iter().map(|c| (c.attribute.as_str(), c.action)).collect();
+        assert_eq!(
+            got,
+            [
+                ("engine_version", ChangeAction::Update),
+                ("parameter_group", ChangeAction::Update)
+            ]
+        );
+        let note = &changes[0].note;
+        assert!(
+            note.contains("10.11 -> 11.4") && note.contains("DOWNTIME") && note.contains("pi-deploy snapshot"),
+            "{note}"
+        );
+        let req = modify_request(&client(), &want, &changes);
+        let input = req.as_input();
+        assert_eq!(input.get_engine_version().as_deref(), Some("11.4"));
+        assert_eq!(input.get_allow_major_version_upgrade(), &Some(true));
+        assert_eq!(
+            input.get_db_parameter_group_name().as_deref(),
+            Some("pi-db-params-mariadb11-4")
+        );
+        assert_eq!(
+            input.get_apply_immediately(),
+            &Some(false),
+            "per database.apply_immediately"
+        );
+        // A minor upgrade: no major upgrade allowed, no group change.
+        let minor = DbSettings {
+            engine_version: "10.11.11".into(),
+            ..settings()
+        };
+        let changes = diff(
+            ATTRS,
+            &desired_settings(&minor),
+            &desired_settings(&old),
+            Some(classify),
+        );
+        let input = modify_request(&client(), &minor, &changes).as_input().clone();
+        assert_eq!(input.get_allow_major_version_upgrade(), &None);
+        assert_eq!(input.get_db_parameter_group_name(), &None);
+    }
+
+    /// RDS's rules for a major upgrade, scripted (moto 5.2.5 checks none of them): what the
+    /// emulator cannot refuse, this fake does, with AWS's codes and messages.
+    struct ScriptedRds {
+        version: String,
+        /// The instance's group.
+        on: String,
+        /// Group name -> family.
+        groups: BTreeMap<String, String>,
+    }
+
+    impl ScriptedRds {
+        fn modify(
+            &mut self,
+            input: &aws_sdk_rds::operation::modify_db_instance::ModifyDbInstanceInput,
+        ) -> Result<(), (&'static str, String)> {
+            let version = input.engine_version().unwrap_or(&self.version).to_string();
+            let group = input.db_parameter_group_name().unwrap_or(&self.on).to_string();
+            if is_major(&self.version, &version) && input.allow_major_version_upgrade() != Some(true) {
+                return Err((
+                    "InvalidParameterCombination",
+                    "The AllowMajorVersionUpgrade flag must be present when upgrading to a new major version.".into(),
+                ));
+            }
+            let Some(family) = self.groups.get(&group) else {
+                return Err((
+                    "DBParameterGroupNotFound",
+                    format!("DBParameterGroup not found: {group}"),
+                ));
+            };
+            let want = format!("mariadb{}", major(&version));
+            if *family != want {
+                return Err((
+                    "InvalidParameterCombination",
+                    format!(
+                        "The parameter group {group} with DBParameterGroupFamily {family} can't be used for this instance. Use a parameter group with DBParameterGroupFamily {want}."
+                    ),
+                ));
+            }
+            (self.version, self.on) = (version, group);
+            Ok(())
+        }
+
+        fn delete_group(&mut self, name: &str) -> Result<(), (&'static str, String)> {
+            if self.on == name {
+                return Err((
+                    "InvalidDBParameterGroupState",
+                    format!(
+                        "One or more database instances are still members of this parameter group {name}, so the group cannot be deleted"
+                    ),
+                ));
+            }
+            self.groups.remove(name);
+            Ok(())
+        }
+    }
+
+    /// The order `up` follows (the group of the new family created, the instance moved with
+    /// the version in one request, the old group deleted) passes RDS's rules; each shortcut
+    /// is refused: the version without AllowMajorVersionUpgrade, the version without the new
+    /// group, the old group deleted while the instance is on it.
+    #[test]
+    fn a_major_upgrade_passes_the_rules_rds_enforces_and_moto_does_not() {
+        let rds = || ScriptedRds {
+            version: "10.11.10".into(),
+            on: "pi-db-params".into(),
+            groups: [("pi-db-params".to_string(), "mariadb10.11".to_string())].into(),
+        };
+        let want = DbSettings {
+            engine_version: "11.4".into(),
+            ..settings()
+        };
+        let mut have = desired_settings(&settings());
+        have.insert("parameter_group".into(), "pi-db-params".into());
+        let mut desired = desired_settings(&want);
+        desired.insert("parameter_group".into(), "pi-db-params-mariadb11-4".into());
+        let changes = diff(ATTRS, &desired, &have, Some(classify));
+        let request = modify_request(&client(), &want, &changes)
+            .as_input()
+            .clone()
+            .build()
+            .unwrap();
+
+        // The old group cannot go first, the instance is on it.
+        let mut aws = rds();
+        assert_eq!(
+            aws.delete_group("pi-db-params").unwrap_err().0,
+            "InvalidDBParameterGroupState"
+        );
+        // Without the new group created first: not found.
+        assert_eq!(aws.modify(&request).unwrap_err().0, "DBParameterGroupNotFound");
+        // up's order.
+        aws.groups
+            .insert("pi-db-params-mariadb11-4".into(), "mariadb11.4".into());
+        aws.modify(&request).unwrap();
+        assert_eq!(
+            (aws.version.as_str(), aws.on.as_str()),
+            ("11.4", "pi-db-params-mariadb11-4")
+        );
+        aws.delete_group("pi-db-params").unwrap();
+        assert_eq!(aws.groups.len(), 1);
+
+        // The shortcuts RDS refuses.
+        let mut aws = rds();
+        aws.groups
+            .insert("pi-db-params-mariadb11-4".into(), "mariadb11.4".into());
+        let mut no_flag = request.clone();
+        no_flag.allow_major_version_upgrade = None;
+        let (code, message) = aws.modify(&no_flag).unwrap_err();
+        assert_eq!(code, "InvalidParameterCombination");
+        assert!(message.contains("AllowMajorVersionUpgrade"), "{message}");
+        let version_only = modify_request(
+            &client(),
+            &want,
+            &changes
+                .iter()
+                .filter(|c| c.attribute == "engine_version")
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+        .as_input()
+        .clone()
+        .build()
+        .unwrap();
+        let (code, message) = aws.modify(&version_only).unwrap_err();
+        assert_eq!(code, "InvalidParameterCombination");
+        assert!(message.contains("mariadb11.4"), "{message}");
+        // What the executor makes of AWS's answers: a refusal is not retried as "in use",
+        // an in-use group is (delete_retrying).
+        let class = |code: &str| crate::aws::error::class_of(code, "");
+        assert_eq!(class("InvalidDBParameterGroupState"), ErrorClass::InUse);
+        assert_ne!(class("InvalidParameterCombination"), ErrorClass::InUse);
+    }
+
+    #[test]
+    fn the_instance_reads_its_parameter_group() {
+        let db = t::DbInstance::builder()
+            .db_parameter_groups(
+                t::DbParameterGroupStatus::builder()
+                    .db_parameter_group_name("pi-db-params")
+                    .parameter_apply_status("in-sync")
+                    .build(),
+            )
+            .build();
+        assert_eq!(live_settings(&db)["parameter_group"], "pi-db-params");
+        // A major upgrade pending for the window: the group moves with it, not compared.
+        let pending = t::DbInstance::builder()
+            .engine_version("10.11.10")
+            .db_parameter_groups(
+                t::DbParameterGroupStatus::builder()
+                    .db_parameter_group_name("pi-db-params")
+                    .build(),
+            )
+            .pending_modified_values(t::PendingModifiedValues::builder().engine_version("11.4").build())
+            .build();
+        let live = live_settings(&pending);
+        assert_eq!(live["engine_version"], "11.4");
+        assert!(!live.contains_key("parameter_group"));
     }
 
     #[test]

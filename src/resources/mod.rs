@@ -108,6 +108,12 @@ pub trait ResourceKind: Send + Sync {
     fn attrs(&self) -> &'static [AttrSpec] {
         &[]
     }
+    /// Opt in to create-before-destroy `replace` (see `Cloud::replaceable`): only a kind
+    /// that holds no data, whose `find` and `create` name the resource after the attributes
+    /// that force a replace, so the replacement never collides with the resource it replaces.
+    fn replaceable(&self) -> bool {
+        false
+    }
     /// For attributes whose action depends on the values (grow vs shrink...).
     fn classify(&self) -> Option<Classify> {
         None
@@ -164,6 +170,11 @@ pub fn desired(spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
 pub fn diff_of(spec: &NodeSpec, desired: &Settings, live: &Settings) -> Vec<Change> {
     let k = kind_impl(spec.kind);
     diff::diff(k.attrs(), desired, live, k.classify())
+}
+
+/// See `ResourceKind::replaceable`.
+pub fn replaceable(kind: Kind) -> bool {
+    kind_impl(kind).replaceable()
 }
 
 /// See `ResourceKind::inspect`.
@@ -294,6 +305,9 @@ impl Cloud for AwsCloud {
     fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
         desired(spec, deps)
     }
+    fn replaceable(&self, spec: &NodeSpec) -> bool {
+        replaceable(spec.kind)
+    }
     fn diff(&self, spec: &NodeSpec, desired: &Settings, live: &Settings) -> Vec<Change> {
         diff_of(spec, desired, live)
     }
@@ -366,5 +380,26 @@ mod change_table_tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod replace_tests {
+    use super::*;
+    use crate::core::diff::ChangeAction;
+
+    /// Data is never replaced implicitly: the kinds that hold it do not opt in to
+    /// create-before-destroy, and none of their attributes is a `replace` (a change that
+    /// would need a new one is `forbidden`, naming how to move the data).
+    #[test]
+    fn data_kinds_never_replace() {
+        for kind in [Kind::Bucket, Kind::FileSystem, Kind::DbInstance] {
+            assert!(!replaceable(kind), "{kind:?}");
+            assert!(
+                attrs(kind).iter().all(|a| a.action != ChangeAction::Replace),
+                "{kind:?}"
+            );
+        }
+        assert!(replaceable(Kind::DbParameterGroup));
     }
 }

@@ -9,8 +9,10 @@
 //! ModifyDBParameterGroup. A parameter the config stops asking for (`require_secure_transport`
 //! with `database.require_tls` switched off) is set to its engine default (`ENGINE_DEFAULTS`)
 //! rather than reset with ResetDBParameterGroup: the same effect for a dynamic parameter,
-//! one call path, and one the emulator serves. A family change is a `replace` (a new
-//! group, the instance moved onto it), which `up` refuses for now.
+//! one call path, and one the emulator serves. A family change (a major engine upgrade) is
+//! a create-before-destroy `replace` (the kind opts in): a new group named after its family
+//! (`names::db_parameter_group_of`), the instance moved onto it by its own update
+//! (db_instance.rs: `parameter_group`, with the engine version), then the old group deleted.
 
 use std::collections::BTreeMap;
 
@@ -181,7 +183,7 @@ pub const PARAMETER_GROUP_ATTRS: &[AttrSpec] = &[
     AttrSpec::with(
         "family",
         ChangeAction::Replace,
-        "a parameter group's family cannot change: a new group of the new family, the instance moved onto it (a reboot)",
+        "a parameter group's family cannot change: a new group of the new family, the instance moved onto it, then the old group deleted",
         &["database.engine_version", "database.parameter_group_family"],
     ),
     AttrSpec::with(
@@ -341,7 +343,7 @@ pub fn check_family(name: &str, found: Option<&str>, want: &str) -> Result<(), R
 impl ResourceKind for DbParameterGroup {
     async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
         let (family,) = props!(cx, DbParameterGroup { family });
-        let name = names::db_parameter_group(&aws.env.deployment);
+        let name = names::db_parameter_group_of(&aws.env.deployment, family);
         let Some(g) = describe_parameter_group(aws, &name).await? else {
             return Ok(None);
         };
@@ -351,7 +353,7 @@ impl ResourceKind for DbParameterGroup {
 
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
         let (family,) = props!(cx, DbParameterGroup { family });
-        let name = names::db_parameter_group(&aws.env.deployment);
+        let name = names::db_parameter_group_of(&aws.env.deployment, family);
         let created = aws
             .clients
             .rds
@@ -394,6 +396,12 @@ impl ResourceKind for DbParameterGroup {
 
     fn attrs(&self) -> &'static [AttrSpec] {
         PARAMETER_GROUP_ATTRS
+    }
+
+    /// It holds no data, and its name follows its family (`names::db_parameter_group_of`):
+    /// a family change is a create-before-destroy replace.
+    fn replaceable(&self) -> bool {
+        true
     }
 
     fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {

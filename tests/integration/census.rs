@@ -223,18 +223,23 @@ pub async fn data(c: &Clients, dep: &str) -> Census {
     {
         push(&mut out, "db-subnet-group", Some(subnet_group));
     }
-    let params = names::db_parameter_group(dep);
-    if let Ok(o) = c
+    // One per family the deployment went through until its replaced group is deleted:
+    // named after the family (names::db_parameter_group_of).
+    let groups: Vec<aws_sdk_rds::types::DbParameterGroup> = c
         .rds
         .describe_db_parameter_groups()
-        .db_parameter_group_name(&params)
+        .into_paginator()
+        .items()
         .send()
+        .try_collect()
         .await
-        && o.db_parameter_groups()
-            .iter()
-            .any(|g| g.db_parameter_group_name() == Some(params.as_str()))
-    {
-        push(&mut out, "db-parameter-group", Some(params));
+        .unwrap_or_default();
+    for g in groups {
+        if let Some(name) = g.db_parameter_group_name()
+            && names::is_db_parameter_group(dep, name)
+        {
+            push(&mut out, "db-parameter-group", Some(name.to_string()));
+        }
     }
 
     let secrets = c

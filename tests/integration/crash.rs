@@ -3,8 +3,10 @@
 //! the end state is checked from AWS's side: every blueprint resource exists exactly once
 //! and is recorded, nothing is left (destroy), every instance runs the new AMI with the
 //! group as configured (upgrade; each killed upgrade is also rolled back with `upgrade
-//! --abort` first, and checked), or every instance is of the new launch version (an `up`
-//! that rolls the instances, `roll`).
+//! --abort` first, and checked), every instance is of the new launch version (an `up`
+//! that rolls the instances, `roll`), or the database is on the new major version with the
+//! one parameter group of the new family (an `up` that replaces the group create-before-
+//! destroy, `major-upgrade`).
 //!
 //! By default every 5th transition plus the first and last 3 are tested;
 //! `PI_DEPLOY_CRASH_EVERY=1` tests every transition (what `scripts/test.sh` runs when the
@@ -1213,4 +1215,130 @@ fn the_sample_keeps_the_edges_and_every_fifth() {
     }
     assert_eq!(chosen(12, false), vec![1, 2, 3, 5, 10, 11, 12]);
     assert_eq!(chosen(4, true), vec![1, 2, 3, 4]);
+}
+
+/// The config of the major-upgrade cases: the engine on `version`.
+fn engine_config(d: &Deployment, version: &str) -> PathBuf {
+    crate::common::config(
+        d,
+        &format!("[database]\ndeletion_protection = false\nengine_version = \"{version}\"\n"),
+    )
+}
+
+/// After a major upgrade to 11.4: RDS has the instance on 11.4 with the group of family
+/// mariadb11.4 that the state records, the deployment has no other parameter group (the
+/// census, through `check_converged`: every key of the blueprint once, no retiring record
+/// left), and `plan` has nothing to do.
+fn check_major_upgraded(
+    lane: &Lane,
+    d: &Deployment,
+    rt: &tokio::runtime::Runtime,
+    cfg: &std::path::Path,
+    blueprint: &BTreeSet<String>,
+) -> Result<(), String> {
+    check_converged(d, &lane.clients, rt, blueprint)?;
+    let st = d.state();
+    let group = crate::common::id(&st, "db-params");
+    if group != format!("{}-db-params-mariadb11-4", d.name) {
+        return Err(format!("the state records parameter group {group}"));
+    }
+    let db = rt
+        .block_on(
+            lane.clients
+                .rds
+                .describe_db_instances()
+                .db_instance_identifier(crate::common::id(&st, "db"))
+                .send(),
+        )
+        .map_err(|e| format!("describing the instance: {e:?}"))?;
+    let db = &db.db_instances()[0];
+    let on: Vec<&str> = db
+        .db_parameter_groups()
+        .iter()
+        .filter_map(|g| g.db_parameter_group_name())
+        .collect();
+    if db.engine_version() != Some("11.4") || on != [group.as_str()] {
+        return Err(format!(
+            "the instance is on {:?} with {on:?}, not 11.4 with {group}",
+            db.engine_version()
+        ));
+    }
+    check_settled(lane, d, cfg)
+}
+
+/// Issue 18: an `up` that upgrades the engine a major version (10.11 -> 11.4: the parameter
+/// group replaced create-before-destroy, the instance moved onto it with the new version,
+/// the old group deleted) killed at each of its transitions, then `up` again: one group of
+/// the new family, the instance on it, the old group gone, nothing left to change. The
+/// transitions: the first write, the group's retirement with the replacement's intent, its
+/// created and ready, the instance's updating and ready, the old group's deleting and
+/// deleted, the final outputs.
+#[test]
+fn major_upgrade_killed_at_each_transition_converges_on_the_next_run() {
+    let rt = runtime();
+    let lanes = Lane::start(threads(), &rt);
+
+    // A clean upgrading `up`: how many transitions, and the blueprint after it.
+    let reference = Deployment::new("crmaj");
+    lanes[0]
+        .ok(&reference, &strs(&up_with(&engine_config(&reference, "10.11"))))
+        .unwrap();
+    let base = reference.state()["serial"].as_u64().unwrap();
+    let upgraded = engine_config(&reference, "11.4");
+    lanes[0].ok(&reference, &strs(&up_with(&upgraded))).unwrap();
+    let total = reference.state()["serial"].as_u64().unwrap() - base;
+    let blueprint: BTreeSet<String> = reference.state()["resources"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    check_major_upgraded(&lanes[0], &reference, &rt, &upgraded, &blueprint).unwrap();
+    assert!(
+        total >= 8,
+        "retire + create (3 writes), the instance (2), the old group (2), outputs: got {total}"
+    );
+    lanes[0].ok(&reference, &destroy_args()).unwrap();
+
+    let phases = Phases::default();
+    let ks = chosen(total, exhaustive());
+    run_cases("major-upgrade", total, &lanes, &ks, &phases, |_, lane, k| {
+        let d = Deployment::new(&format!("cm{k}"));
+        phases.time("up on 10.11", || {
+            lane.ok(&d, &strs(&up_with(&engine_config(&d, "10.11"))))
+        })?;
+        let cfg = engine_config(&d, "11.4");
+        let args = up_with(&cfg);
+        let base = d.state()["serial"].as_u64().unwrap();
+        let kill = phases.time("killed upgrade", || kill_at(lane, &d, &strs(&args), base + k))?;
+        phases.time("rerun", || lane.ok(&d, &strs(&args)))?;
+        phases.time("checks", || check_major_upgraded(lane, &d, &rt, &cfg, &blueprint))?;
+        phases.time("destroy", || lane.ok(&d, &destroy_args()))?;
+        Ok(kill)
+    });
+}
+
+/// Issue 18: `destroy` after an `up` killed mid-replace (the old parameter group retiring,
+/// its replacement created and recorded, the instance not moved yet): both groups, the
+/// instance and everything else are deleted, nothing is left.
+#[test]
+fn destroy_after_a_replace_killed_midway_deletes_the_retiring_resource_too() {
+    let rt = runtime();
+    let lane = &Lane::start(1, &rt)[0];
+    let d = Deployment::new("crrd");
+    lane.ok(&d, &strs(&up_with(&engine_config(&d, "10.11")))).unwrap();
+    let old_group = crate::common::id(&d.state(), "db-params");
+    let upgrade = up_with(&engine_config(&d, "11.4"));
+    let retiring = format!("db-params/retiring-{old_group}");
+    let killed = kill_when(lane, &d, &strs(&upgrade), &[], "the replacement recorded", |_, st| {
+        st["resources"].get(&retiring).is_some() && st["resources"]["db-params"]["status"] == "ready"
+    })
+    .unwrap();
+    assert!(killed.is_some(), "the up ended before the replacement was recorded");
+    let st = d.state();
+    assert!(st["resources"].get(&retiring).is_some(), "{st:#}");
+    let groups = rt.block_on(census::everything(&lane.clients, &d.name))["db-parameter-group"].clone();
+    assert_eq!(groups.len(), 2, "both groups exist: {groups:?}");
+    lane.ok(&d, &destroy_args()).unwrap();
+    check_empty(&d, &lane.clients, &rt).unwrap();
 }

@@ -909,3 +909,155 @@ async fn security_switches_reach_a_live_deployment_and_hand_made_drift_is_repair
 
     d.destroy();
 }
+
+/// A major engine upgrade (10.11 -> 11.4): `plan` shows the parameter group's `-/+ replace`
+/// and the instance's upgrade with its downtime warning; `up` creates the group of the new
+/// family, moves the instance onto it with the new version in one ModifyDBInstance, then
+/// deletes the old group; a second `plan` has nothing to do, and a downgrade is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_major_engine_upgrade_replaces_the_parameter_group_create_before_destroy() {
+    let d = Deployment::new("d2m");
+    let cfg = config(&d, &format!("{BASE}engine_version = \"10.11\"\n"));
+    up(&d, &cfg);
+    let c = clients().await;
+    let old_group = id(&d.state(), "db-params");
+    assert_eq!(old_group, format!("{}-db-params", d.name));
+
+    let cfg = config(&d, &format!("{BASE}engine_version = \"11.4\"\n"));
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4, "{doc:#}");
+    assert_eq!(action_of(&doc, "db-params"), "replace");
+    assert_eq!(
+        planned(&doc, "db-params"),
+        vec![(
+            "family".to_string(),
+            "mariadb10.11".to_string(),
+            "mariadb11.4".to_string(),
+            "replace".to_string()
+        )]
+    );
+    let step = |key: &str| {
+        doc["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key)
+            .cloned()
+            .unwrap()
+    };
+    let reason = step("db-params")["reason"].as_str().unwrap().to_string();
+    assert!(reason.starts_with("-/+ replace"), "{reason}");
+    assert_eq!(action_of(&doc, "db"), "update");
+    let db_changes = planned(&doc, "db");
+    assert_eq!(
+        db_changes,
+        vec![
+            (
+                "engine_version".to_string(),
+                "10.11".to_string(),
+                "11.4".to_string(),
+                "update".to_string()
+            ),
+            (
+                "parameter_group".to_string(),
+                old_group.clone(),
+                "(known after up)".to_string(),
+                "update".to_string()
+            ),
+        ]
+    );
+    let note = step("db")["changes"][0]["note"].as_str().unwrap().to_string();
+    assert!(
+        note.contains("DOWNTIME") && note.contains("pi-deploy snapshot"),
+        "{note}"
+    );
+    // The human plan says it too.
+    let ami = ami('A');
+    let text = ok_with(&d, &["plan", "--ami", &ami, "--config", cfg.to_str().unwrap()], &[]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(
+        text.contains("-/+ replace") && text.contains("DOWNTIME") && text.contains("pi-deploy snapshot"),
+        "{text}"
+    );
+
+    let ev = up(&d, &cfg);
+    assert_eq!(changed_keys(&ev), vec!["db"], "the instance moved in place");
+    let st = d.state();
+    let new_group = id(&st, "db-params");
+    assert_eq!(new_group, format!("{}-db-params-mariadb11-4", d.name));
+    let retiring_key = format!("db-params/retiring-{old_group}");
+    let deleted: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["event"] == "resource" && e["status"] == "deleted")
+        .filter_map(|e| e["key"].as_str())
+        .collect();
+    assert_eq!(deleted, vec![retiring_key.as_str()], "only the old group is deleted");
+    assert!(
+        st["resources"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.contains("/retiring-")),
+        "{st:#}"
+    );
+
+    // Read back from AWS's side: the version and the new group on the instance, the group of
+    // the new family, the old group gone.
+    let db = c
+        .rds
+        .describe_db_instances()
+        .db_instance_identifier(id(&st, "db"))
+        .send()
+        .await
+        .unwrap();
+    let db = &db.db_instances()[0];
+    assert_eq!(db.engine_version(), Some("11.4"));
+    assert_eq!(
+        db.db_parameter_groups()
+            .iter()
+            .filter_map(|g| g.db_parameter_group_name())
+            .collect::<Vec<_>>(),
+        vec![new_group.as_str()]
+    );
+    let groups = c
+        .rds
+        .describe_db_parameter_groups()
+        .db_parameter_group_name(&new_group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        groups.db_parameter_groups()[0].db_parameter_group_family(),
+        Some("mariadb11.4")
+    );
+    assert_eq!(
+        db_parameter(&c, &new_group, "lower_case_table_names").await.as_deref(),
+        Some("1"),
+        "the new group has the dashboard's parameters"
+    );
+    let old = c
+        .rds
+        .describe_db_parameter_groups()
+        .db_parameter_group_name(&old_group)
+        .send()
+        .await;
+    // RDS answers DBParameterGroupNotFound; moto an empty list.
+    assert!(
+        old.as_ref().map_or(true, |o| o.db_parameter_groups().is_empty()),
+        "the old group is gone: {old:?}"
+    );
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 0, "after up, nothing is left to change: {doc:#}");
+
+    // A downgrade is refused (exit 2) before any change.
+    let back = config(&d, &format!("{BASE}engine_version = \"10.11\"\n"));
+    let out = run_with(
+        &d,
+        &["up", "--ami", &ami, "--yes", "--config", back.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(show(&out).contains("downgrade"), "{}", show(&out));
+    assert_eq!(id(&d.state(), "db-params"), new_group);
+    d.destroy();
+}

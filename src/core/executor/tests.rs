@@ -212,6 +212,7 @@ async fn rerun_adopts_instead_of_duplicating() {
             outputs: Outputs::new(),
             deps: vec![],
             settings: Default::default(),
+            retiring: None,
             updated_at: Utc::now(),
         },
     );
@@ -751,5 +752,178 @@ async fn a_failed_state_write_stops_every_later_delete() {
         );
         // Every delete issued was recorded as `deleting` first; root was never deleted.
         assert!(c.exists("root"), "fail_from {fail_from}");
+    }
+}
+
+// ---- replace, create before destroy ----
+
+/// What `up` does with the executor: read, converge, then delete what the graph no longer
+/// has (the retiring records of this walk's replacements), dependents first.
+async fn up_like(cloud: Arc<FakeCloud>, store: Arc<dyn StateStore>, state: State) -> Outcome {
+    let g = graph();
+    let observed = observe(&cloud, &state).await;
+    let (exec, _tx) = exec_with_store(cloud.clone(), store);
+    let out = exec.converge(g.clone(), state, &equal_weights(&g), observed).await;
+    let doomed = crate::core::plan::unwanted(&g, &out.state);
+    if !out.ok() || doomed.is_empty() {
+        return out;
+    }
+    let nodes = doomed
+        .iter()
+        .map(|k| NodeSpec {
+            key: k.clone(),
+            kind: out.state.resources[k].kind,
+            deps: vec![],
+            props: crate::core::spec::Props::Recorded,
+        })
+        .collect();
+    let dg = Arc::new(Graph::new(nodes).unwrap());
+    let gone = exec.destroy(dg.clone(), out.state, &equal_weights(&dg)).await;
+    Outcome {
+        completed: out.completed.into_iter().chain(gone.completed).collect(),
+        ..gone
+    }
+}
+
+/// `graph()` built with `b` on port 80, then the config asks for 443: a replace.
+async fn deployed_for_replace() -> (FakeCloud, State) {
+    let (mut cloud, state) = deployed(&[("b", "port", "80")]).await;
+    cloud.replaceable.insert("b".into());
+    cloud.desired.get_mut("b").unwrap().insert("port".into(), "443".into());
+    (cloud, state)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replace_creates_first_moves_the_dependents_then_deletes_the_old_one() {
+    let (cloud, state) = deployed_for_replace().await;
+    let cloud = Arc::new(cloud);
+    let store = Arc::new(CountingStore(Default::default()));
+    let out = up_like(cloud.clone(), store.clone(), state).await;
+    assert!(out.ok(), "{:?}", out.failed);
+    // The replacement, under its own token; `d` moved to it in place; the old one deleted.
+    let b = &out.state.resources["b"];
+    assert_eq!((b.status, b.outputs.get("id")), (Status::Ready, Some("id-b-2")));
+    assert_eq!(b.client_token, out.state.replace_token("b", "id-b"));
+    assert_eq!(cloud.live("d").get("refs").map(String::as_str), Some("id-b-2, id-c"));
+    assert!(cloud.retired().is_empty(), "{:?}", cloud.retired());
+    assert!(out.state.retiring().next().is_none());
+    assert_eq!(cloud.calls("duplicate"), 0);
+    assert_eq!(cloud.calls("update"), 1, "only d, the dependent");
+    // The writes: the retirement and the replacement's intent in one, the old one kept
+    // until `d` was recorded on the new id, `deleting` before its delete call.
+    let saves = store.0.lock().unwrap();
+    let rkey = crate::core::state::retiring_key("b", "id-b");
+    let first = saves.iter().position(|s| s.resources.contains_key(&rkey)).unwrap();
+    assert_eq!(saves[first].resources["b"].status, Status::Creating);
+    assert_eq!(saves[first].resources[&rkey].outputs.get("id"), Some("id-b"));
+    assert!(
+        saves[first].resources[&rkey]
+            .retiring
+            .as_deref()
+            .is_some_and(|w| w.contains("port: 80 -> 443")),
+        "{:?}",
+        saves[first].resources[&rkey].retiring
+    );
+    assert!(
+        saves[first].resources["d"].deps.contains(&rkey),
+        "d depends on it until it moved"
+    );
+    let d_moved = saves
+        .iter()
+        .position(|s| s.resources["d"].outputs.get("id").is_some() && !s.resources["d"].deps.contains(&rkey))
+        .unwrap();
+    let deleting = saves
+        .iter()
+        .position(|s| s.resources.get(&rkey).is_some_and(|r| r.status == Status::Deleting))
+        .unwrap();
+    assert!(
+        first < d_moved && d_moved < deleting,
+        "{first} < {d_moved} < {deleting}"
+    );
+    assert!(!saves.last().unwrap().resources.contains_key(&rkey));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replace_of_a_kind_that_does_not_opt_in_is_refused_without_a_call() {
+    let (mut cloud, state) = deployed_for_replace().await;
+    cloud.replaceable.clear();
+    let cloud = Arc::new(cloud);
+    let creates = cloud.calls("create");
+    let out = up_like(cloud.clone(), Arc::new(NoStore), state).await;
+    assert_eq!(out.failed.len(), 1);
+    assert!(out.failed[0].1.message.contains("replace"), "{}", out.failed[0].1);
+    assert_eq!(cloud.calls("create"), creates);
+    assert_eq!(out.state.resources["b"].outputs.get("id"), Some("id-b"));
+}
+
+/// A kill at every state write of the replacing run (a failed write abandons the run at
+/// once, as a kill would), then a plain rerun: it converges, with no orphan and no
+/// duplicate.
+#[tokio::test(start_paused = true)]
+async fn a_replace_killed_at_every_write_is_finished_by_the_next_run() {
+    let writes = {
+        let (cloud, state) = deployed_for_replace().await;
+        let store = Arc::new(CountingStore(Default::default()));
+        assert!(up_like(Arc::new(cloud), store.clone(), state).await.ok());
+        store.0.lock().unwrap().len()
+    };
+    eprintln!("a replacing run makes {writes} state writes; killed at each, then rerun");
+    assert!(writes >= 8, "{writes}");
+    for fail_from in 1..=writes {
+        let (cloud, state) = deployed_for_replace().await;
+        let cloud = Arc::new(cloud);
+        let store = Arc::new(FailingStore::new(fail_from, cloud.clone()));
+        let killed = up_like(cloud.clone(), store.clone(), state.clone()).await;
+        assert!(!killed.ok(), "fail_from {fail_from}");
+        let on_disk = store.last_good.lock().unwrap().clone().unwrap_or(state);
+        let out = up_like(cloud.clone(), Arc::new(NoStore), on_disk).await;
+        assert!(out.ok(), "fail_from {fail_from}: {:?}", out.failed);
+        let b = out.state.resources["b"].outputs.get("id").unwrap().to_string();
+        assert_eq!(b, "id-b-2", "fail_from {fail_from}: one replacement");
+        assert_eq!(
+            cloud.live("d").get("refs").map(String::as_str),
+            Some("id-b-2, id-c"),
+            "fail_from {fail_from}"
+        );
+        assert!(
+            cloud.retired().is_empty(),
+            "fail_from {fail_from}: orphan {:?}",
+            cloud.retired()
+        );
+        assert!(out.state.retiring().next().is_none(), "fail_from {fail_from}");
+        assert_eq!(cloud.calls("duplicate"), 0, "fail_from {fail_from}");
+        assert_eq!(cloud.live("b").get("port").map(String::as_str), Some("443"));
+    }
+}
+
+/// A kind whose find returns the resource in place for its replacement (a naming bug) never
+/// gets it deleted: the executor refuses the replacement and puts the record back as it was.
+#[tokio::test(start_paused = true)]
+async fn a_replacement_that_is_the_resource_in_place_is_refused_and_nothing_is_retired() {
+    let (mut cloud, state) = deployed_for_replace().await;
+    cloud.badly_named.insert("b".into());
+    let cloud = Arc::new(cloud);
+    // The failed run's state is the next run's: it fails the same way, deleting nothing.
+    let mut state = state;
+    for _ in 0..2 {
+        let out = up_like(cloud.clone(), Arc::new(NoStore), state).await;
+        assert_eq!(out.failed.len(), 1, "{:?}", out.failed);
+        assert!(
+            out.failed[0].1.message.contains("the resource it replaces"),
+            "{}",
+            out.failed[0].1
+        );
+        let b = &out.state.resources["b"];
+        assert_eq!((b.status, b.outputs.get("id")), (Status::Ready, Some("id-b")));
+        assert!(out.state.retiring().next().is_none());
+        assert!(
+            out.state
+                .resources
+                .values()
+                .all(|r| r.deps.iter().all(|d| !d.contains("/retiring-")))
+        );
+        assert!(cloud.exists("b"));
+        assert_eq!(cloud.calls("delete"), 0);
+        state = out.state;
     }
 }
