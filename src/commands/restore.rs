@@ -407,7 +407,11 @@ impl Run<'_> {
                 db.get("id").unwrap_or_default()
             ),
         )?;
-        let now = chrono::Utc::now();
+        let mut now = chrono::Utc::now();
+        // Never the name of the instance it replaces (an earlier restore in this second).
+        if rs::instance_name(&dep, &now) == db.get("id").unwrap_or_default() {
+            now += chrono::Duration::seconds(1);
+        }
         let name = rs::instance_name(&dep, &now);
         rs::check_instance_identifier(&name).map_err(|p| internal(&p))?;
         let rec = RestoreRecord {

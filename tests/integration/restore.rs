@@ -46,20 +46,20 @@ fn ok(d: &Deployment, cfg: &std::path::Path, args: &[&str]) -> std::process::Out
     out
 }
 
-async fn instance(c: &Clients, id: &str) -> Option<aws_sdk_rds::types::DbInstance> {
+pub(crate) async fn instance(c: &Clients, id: &str) -> Option<aws_sdk_rds::types::DbInstance> {
     match c.rds.describe_db_instances().db_instance_identifier(id).send().await {
         Ok(o) => o.db_instances().first().cloned(),
         Err(_) => None,
     }
 }
 
-async fn endpoint_of(c: &Clients, id: &str) -> String {
+pub(crate) async fn endpoint_of(c: &Clients, id: &str) -> String {
     let db = instance(c, id).await.unwrap_or_else(|| panic!("{id} exists"));
     let e = db.endpoint().expect("an endpoint");
     format!("{}:{}", e.address().unwrap(), e.port().unwrap())
 }
 
-async fn parameter(c: &Clients, d: &Deployment) -> String {
+pub(crate) async fn parameter(c: &Clients, d: &Deployment) -> String {
     c.ssm
         .get_parameter()
         .name(format!("/{}/db-endpoint", d.name))
@@ -73,7 +73,7 @@ async fn parameter(c: &Clients, d: &Deployment) -> String {
 }
 
 /// The user data of the launch template's default version.
-async fn user_data(c: &Clients, d: &Deployment) -> String {
+pub(crate) async fn user_data(c: &Clients, d: &Deployment) -> String {
     let out = c
         .ec2
         .describe_launch_template_versions()
@@ -89,12 +89,12 @@ async fn user_data(c: &Clients, d: &Deployment) -> String {
     String::from_utf8(bytes).unwrap()
 }
 
-fn names_secret(user_data: &str, secret: &str) -> bool {
+pub(crate) fn names_secret(user_data: &str, secret: &str) -> bool {
     user_data.contains(&format!("readonly DB_SECRET_ARN='{secret}'"))
 }
 
 /// The DB instances tagged with the deployment.
-async fn db_instances(c: &Clients, dep: &str) -> Vec<String> {
+pub(crate) async fn db_instances(c: &Clients, dep: &str) -> Vec<String> {
     let mut v: Vec<String> = c
         .rds
         .describe_db_instances()
