@@ -34,7 +34,7 @@ use crate::core::config::{Config, Purpose};
 use crate::core::event::{Event, EventSink};
 use crate::core::executor::StateStore;
 use crate::core::graph::Graph;
-use crate::core::resource::{ErrorClass, Outputs, ResourceError};
+use crate::core::resource::{Cloud, ErrorClass, NodeCtx, Outputs, ResourceError};
 use crate::core::restore::{self as rs, Endpoint, RestoreRecord, Resume, Source, Step};
 use crate::core::spec::{DbSettings, Props};
 use crate::core::state::{ResourceRecord, State, Status};
@@ -45,6 +45,8 @@ use crate::resources::{Aws, AwsCloud};
 const DB: &str = "db";
 const DB_ENDPOINT: &str = "db-endpoint";
 const LAUNCH_TEMPLATE: &str = "launch-template";
+/// The dashboard instances' role: its inline policy names the DB secret.
+const EC2_ROLE: &str = "ec2-role";
 
 /// What the command was asked to do.
 enum Ask {
@@ -328,7 +330,8 @@ impl Run<'_> {
                 (Some(o), Some(e)) => (o.clone(), e.clone()),
                 _ => return Err(internal("the restore record has no new instance at `switching`")),
             };
-            self.switch_to(&outputs, &endpoint).await?;
+            let kept = rec.old.clone();
+            self.switch_to(&outputs, &endpoint, &kept).await?;
             self.emit(
                 "switching",
                 format!(
@@ -462,12 +465,16 @@ impl Run<'_> {
     /// Point what the instances read at `outputs`/`endpoint` and record it: the secret's
     /// policy and rotation and the endpoint parameter (AWS), then the `db` and `db-endpoint`
     /// records (the state), which the next launch template version is made from.
-    async fn switch_to(&mut self, outputs: &Outputs, endpoint: &Endpoint) -> Result<(), CmdError> {
+    async fn switch_to(&mut self, outputs: &Outputs, endpoint: &Endpoint, kept: &Outputs) -> Result<(), CmdError> {
         let secret = outputs.require("secret_arn")?.to_string();
         rr::publish(&self.aws, &secret, self.rotation_days(), endpoint).await?;
         let now = chrono::Utc::now();
         if let Some(r) = self.state.resources.get_mut(DB) {
             r.outputs = outputs.clone();
+            // The instances still running on the other database keep reading its secret.
+            if let Some(k) = kept.get("secret_arn") {
+                r.outputs.set(rs::KEPT_SECRET, k);
+            }
             r.updated_at = now;
         }
         if let Some(r) = self.state.resources.get_mut(DB_ENDPOINT) {
@@ -476,7 +483,43 @@ impl Run<'_> {
             r.updated_at = now;
         }
         self.state.outputs = super::up::outputs(self.state);
+        self.converge_role().await
+    }
+
+    /// The dashboard role's inline policy as the `db` record now asks (the secret, and the
+    /// kept one while a restore keeps it): the role's own converge, with the recorded
+    /// dependencies.
+    async fn converge_role(&mut self) -> Result<(), CmdError> {
+        let (Some(spec), Some(rec)) = (self.graph.get(EC2_ROLE), self.state.resources.get(EC2_ROLE)) else {
+            return Ok(());
+        };
+        let deps: BTreeMap<String, Outputs> = spec
+            .deps
+            .iter()
+            .filter_map(|d| self.state.resources.get(d).map(|r| (d.clone(), r.outputs.clone())))
+            .collect();
+        let token = rec.client_token.clone();
+        let cx = NodeCtx {
+            spec,
+            deps: &deps,
+            token: &token,
+        };
+        AwsCloud { aws: self.aws.clone() }
+            .converge(&cx, rec.outputs.clone())
+            .await?;
         Ok(())
+    }
+
+    /// The `db` record names one database again: its kept secret dropped, the role's
+    /// policy narrowed to the one secret.
+    async fn forget_kept(&mut self) -> Result<(), CmdError> {
+        if let Some(r) = self.state.resources.get_mut(DB)
+            && r.outputs.0.remove(rs::KEPT_SECRET).is_some()
+        {
+            r.updated_at = chrono::Utc::now();
+            self.save()?;
+        }
+        self.converge_role().await
     }
 
     /// `up`'s roll onto a launch template version made from the state's records as they
@@ -571,6 +614,8 @@ impl Run<'_> {
         rec.step = Step::Finishing;
         self.record(&rec)?;
         let old = rec.old_instance().to_string();
+        // No instance reads the old secret any more: the role stops naming it first.
+        self.forget_kept().await?;
         self.emit("finishing", format!("deleting the old DB instance {old}"));
         rr::delete(&self.aws, rs::OLD_KEY, &old).await?;
         self.state.restore = None;
@@ -621,7 +666,8 @@ impl Run<'_> {
                 .clone()
                 .ok_or_else(|| internal("the restore record has no old endpoint"))?;
             let old = rec.old.clone();
-            self.switch_to(&old, &endpoint).await?;
+            let kept = rec.new.clone().unwrap_or_default();
+            self.switch_to(&old, &endpoint, &kept).await?;
             self.emit(
                 "reverting",
                 format!(
@@ -645,6 +691,7 @@ impl Run<'_> {
         }
         // Discarding: a final snapshot first unless --skip-final-snapshot (once it has
         // served, the restored instance holds writes of its own).
+        self.forget_kept().await?;
         self.emit(
             "discarding",
             format!("deleting the restored DB instance {}", rec.new_instance),
@@ -771,5 +818,87 @@ pub fn hand_to_destroy(state: &mut State) {
                 updated_at: chrono::Utc::now(),
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::state::Identity;
+
+    fn state_with(step: Option<Step>) -> State {
+        let mut st = State::new(&Identity {
+            deployment: "pi".into(),
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+            partition: "aws".into(),
+        });
+        st.restore = step.map(|step| RestoreRecord {
+            source: Source::Latest,
+            step,
+            started_at: chrono::Utc::now(),
+            new_instance: "pi-db-r20261206-220000".into(),
+            old: Outputs::new().with("id", "pi-db"),
+            old_endpoint: None,
+            new: None,
+            new_endpoint: None,
+        });
+        st
+    }
+
+    #[test]
+    fn up_and_upgrade_run_beside_a_kept_restore_only() {
+        assert!(refuse_while_restoring(&state_with(None), "up").is_ok());
+        assert!(refuse_while_restoring(&state_with(Some(Step::Kept)), "up").is_ok());
+        for (step, hint) in [
+            (Step::Waiting, "restore --deployment pi --latest"),
+            (
+                Step::Rolling {
+                    from_version: "2".into(),
+                },
+                "--abort",
+            ),
+            (Step::Finishing, "--finish"),
+            (Step::Discarding, "--abort"),
+        ] {
+            match refuse_while_restoring(&state_with(Some(step.clone())), "upgrade") {
+                Err(CmdError::Refused { message, hint: Some(h) }) => {
+                    assert!(message.contains("`upgrade`"), "{message}");
+                    assert!(h.contains(hint), "{step:?}: {h}");
+                }
+                other => panic!("{step:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn destroy_gets_the_instance_the_db_record_does_not_name() {
+        let record = |id: &str| ResourceRecord {
+            kind: crate::core::spec::Kind::DbInstance,
+            status: Status::Ready,
+            client_token: "t".into(),
+            outputs: Outputs::new().with("id", id),
+            deps: vec!["db-subnet-group".into()],
+            settings: Default::default(),
+            updated_at: chrono::Utc::now(),
+        };
+        // Switched: the db record names the restored instance; the old one goes too.
+        let mut st = state_with(Some(Step::Kept));
+        st.resources.insert(DB.into(), record("pi-db-r20261206-220000"));
+        hand_to_destroy(&mut st);
+        assert!(st.restore.is_none());
+        let old = &st.resources[rs::OLD_KEY];
+        assert_eq!(old.outputs.get("id"), Some("pi-db"));
+        assert_eq!(old.deps, ["db-subnet-group"]);
+        assert!(!st.resources.contains_key(rs::NEW_KEY));
+        // Not switched: the restored instance goes too.
+        let mut st = state_with(Some(Step::Waiting));
+        st.resources.insert(DB.into(), record("pi-db"));
+        hand_to_destroy(&mut st);
+        assert_eq!(
+            st.resources[rs::NEW_KEY].outputs.get("id"),
+            Some("pi-db-r20261206-220000")
+        );
+        assert!(!st.resources.contains_key(rs::OLD_KEY));
     }
 }

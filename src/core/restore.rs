@@ -20,6 +20,9 @@ use super::resource::Outputs;
 pub const SOURCE_TAG: &str = "pi-deploy:restored-from";
 /// Longest DB instance identifier RDS accepts.
 pub const MAX_DB_IDENTIFIER_LEN: usize = 63;
+/// Output of the `db` record while a restore keeps a second instance: that instance's
+/// secret, which the dashboard role may still read (core::policy::with_kept_db_secret).
+pub const KEPT_SECRET: &str = "kept_secret_arn";
 /// State keys `destroy` gives the instances a restore left (`hand_to_destroy`).
 pub const OLD_KEY: &str = "db-restore-old";
 pub const NEW_KEY: &str = "db-restore-new";

@@ -1220,7 +1220,7 @@ fn the_sample_keeps_the_edges_and_every_fifth() {
 /// data naming its secret), it the deployment's only DB instance, no restore or upgrade
 /// record, every instance of the group a healthy target with none suspended.
 async fn check_on_database(d: &Deployment, c: &Clients, db: &str, others: usize) -> Result<(), String> {
-    use crate::restore::{db_instances, endpoint_of, names_secret, parameter, user_data};
+    use crate::restore::{db_instances, endpoint_of, names_secret, parameter, role_policy, user_data};
     let state = d.state();
     if let Some(r) = state.get("restore").filter(|_| others == 0) {
         return Err(format!("a restore is still recorded: {r}"));
@@ -1238,6 +1238,15 @@ async fn check_on_database(d: &Deployment, c: &Clients, db: &str, others: usize)
     let secret = recorded(d, "db", "secret_arn");
     if !names_secret(&user_data(c, d).await, &secret) {
         return Err(format!("the default launch template version does not name {secret}"));
+    }
+    // The role reads the current secret, and the kept one only while it is kept.
+    let policy = role_policy(c, d).await;
+    let secrets = policy.matches("rds!").count();
+    if !policy.contains(&secret) || secrets != 2 * (1 + others) {
+        return Err(format!(
+            "the dashboard role's policy names {secrets} DB secret ARNs (want {}): {policy}",
+            2 * (1 + others)
+        ));
     }
     let all = db_instances(c, &d.name).await;
     if !all.contains(&db.to_string()) || all.len() != 1 + others {

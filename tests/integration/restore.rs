@@ -89,6 +89,25 @@ pub(crate) async fn user_data(c: &Clients, d: &Deployment) -> String {
     String::from_utf8(bytes).unwrap()
 }
 
+/// The dashboard role's inline policy documents (URL-decoded enough to search for ARNs).
+pub(crate) async fn role_policy(c: &Clients, d: &Deployment) -> String {
+    let role = recorded(d, "ec2-role", "id");
+    let names = c.iam.list_role_policies().role_name(&role).send().await.unwrap();
+    let mut docs = String::new();
+    for name in names.policy_names() {
+        let got = c
+            .iam
+            .get_role_policy()
+            .role_name(&role)
+            .policy_name(name)
+            .send()
+            .await
+            .unwrap();
+        docs.push_str(got.policy_document());
+    }
+    docs.replace("%3A", ":").replace("%21", "!").replace("%2F", "/")
+}
+
 pub(crate) fn names_secret(user_data: &str, secret: &str) -> bool {
     user_data.contains(&format!("readonly DB_SECRET_ARN='{secret}'"))
 }
@@ -146,8 +165,7 @@ async fn a_restore_from_a_snapshot_switches_the_deployment_and_abort_and_finish_
     let old_endpoint = endpoint_of(&c, &old).await;
     assert_eq!(parameter(&c, &d).await, old_endpoint);
 
-    // The marker: 30 GiB when the snapshot is taken, 40 after it.
-    set_storage(&c, &old, 30).await;
+    // The marker: the configured 20 GiB when the snapshot is taken, 40 after it.
     let snap = ok(&d, &cfg, &["snapshot", "--label", "marker", "--no-files", "--json"]);
     let snapshot = outputs(&snap)["db_snapshot"].as_str().unwrap().to_string();
     set_storage(&c, &old, 40).await;
@@ -195,7 +213,7 @@ async fn a_restore_from_a_snapshot_switches_the_deployment_and_abort_and_finish_
     // The restored instance holds the snapshot's data (the marker), with the blueprint's
     // settings and the deployment's tags; the old one is kept, unchanged.
     let restored = instance(&c, &new).await.expect("the restored instance");
-    assert_eq!(restored.allocated_storage(), Some(30), "the snapshot's size");
+    assert_eq!(restored.allocated_storage(), Some(20), "the snapshot's size");
     assert_eq!(restored.db_instance_status(), Some("available"));
     assert_eq!(
         restored.db_subnet_group().and_then(|g| g.db_subnet_group_name()),
@@ -232,6 +250,9 @@ async fn a_restore_from_a_snapshot_switches_the_deployment_and_abort_and_finish_
     assert_eq!(recorded(&d, "db", "secret_arn"), new_secret);
     let ud = user_data(&c, &d).await;
     assert!(names_secret(&ud, &new_secret), "the user data names the new secret");
+    // The dashboard role reads both secrets while the old instance is kept.
+    let policy = role_policy(&c, &d).await;
+    assert!(policy.contains(&new_secret) && policy.contains(&old_secret), "{policy}");
     let after = fleet_of(&d).await;
     assert_eq!(after.len(), 2, "{after:?}");
     assert!(
@@ -252,6 +273,17 @@ async fn a_restore_from_a_snapshot_switches_the_deployment_and_abort_and_finish_
     assert_eq!(outs["db_endpoint"], endpoint_of(&c, &new).await.as_str(), "{outs}");
     let status = with(&d, &cfg, &["status"]);
     assert!(show(&status).contains("restore --finish"), "{}", show(&status));
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "the kept instance is no leak: {}",
+        show(&status)
+    );
+    // `plan` names the restore and has nothing to do: the records follow the restored
+    // instance.
+    let plan = with(&d, &cfg, &["plan", "--ami", &common::ami('A'), "--detailed-exitcode"]);
+    assert!(show(&plan).contains("restore --finish"), "{}", show(&plan));
+    assert_eq!(plan.status.code(), Some(0), "{}", show(&plan));
     let again = ok(&d, &cfg, &["restore", "--db-snapshot", &snapshot, "--yes", "--json"]);
     assert_eq!(outputs(&again)["db_instance"], new.as_str());
     assert_eq!(db_instances(&c, &d.name).await.len(), 2);
@@ -265,6 +297,11 @@ async fn a_restore_from_a_snapshot_switches_the_deployment_and_abort_and_finish_
     assert_eq!(parameter(&c, &d).await, old_endpoint);
     assert_eq!(recorded(&d, "db", "id"), old);
     assert!(names_secret(&user_data(&c, &d).await, &old_secret));
+    let policy = role_policy(&c, &d).await;
+    assert!(
+        policy.contains(&old_secret) && !policy.contains(&new_secret),
+        "{policy}"
+    );
     assert!(instance(&c, &new).await.is_none(), "{new} deleted");
     assert_eq!(db_instances(&c, &d.name).await, std::slice::from_ref(&old));
     assert!(d.state().get("restore").is_none());
@@ -285,6 +322,12 @@ async fn a_restore_from_a_snapshot_switches_the_deployment_and_abort_and_finish_
     assert_eq!(recorded(&d, "db", "id"), new);
     assert_eq!(parameter(&c, &d).await, endpoint_of(&c, &new).await);
     assert!(d.state().get("restore").is_none());
+    let policy = role_policy(&c, &d).await;
+    let secret = recorded(&d, "db", "secret_arn");
+    assert!(policy.contains(&secret) && !policy.contains(&old_secret), "{policy}");
+    // Nothing left to do for `up`: `plan` is empty.
+    let plan = with(&d, &cfg, &["plan", "--ami", &common::ami('A'), "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", show(&plan));
 
     let gone = d.destroy();
     let left = census::everything(&c, &d.name).await;
