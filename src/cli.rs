@@ -247,6 +247,30 @@ pub enum Command {
                             pi-deploy snapshot --list --json | jq -r '.[] | select(.label == \"before-upgrade\") | .id'"
     )]
     Snapshot(SnapshotArgs),
+    /// Restore the database into a new instance (a snapshot or a point in time) and switch the
+    /// deployment to it; --finish deletes the old instance, --abort switches back.
+    #[command(
+        after_help = "Restores into a NEW DB instance `<deployment>-db-r<YYYYMMDD-HHMMSS>` with the blueprint's \
+                            subnet group, security group, parameter group, class, Multi-AZ, deletion protection and \
+                            an RDS-managed master secret, waits until it is available, then switches the deployment \
+                            to it: the endpoint parameter `/<deployment>/db-endpoint`, the secret the instances read \
+                            (a new launch template version) and a blue/green roll of the instances, one at a time \
+                            behind the load balancer, as `upgrade` does. The old instance is kept, no longer read by \
+                            any instance, until `restore --finish` deletes it (a final snapshot unless \
+                            --skip-final-snapshot) or `restore --abort` switches back to it and deletes the restored \
+                            one. A run that was interrupted is finished by running the same command again; \
+                            `destroy` deletes both instances.\n\n\
+                            Exit status: 0 done, 1 failed (run it again to resume, or --abort), 2 bad input (nothing \
+                            created: a time not RFC 3339 or in the future, an unknown snapshot), 3 refused (no \
+                            state, another restore or an upgrade in progress).\n\n\
+                            Examples:\n  \
+                            pi-deploy restore --db-snapshot pi-snap-before-upgrade-20261206-210509 --yes\n  \
+                            pi-deploy restore --db-time 2026-12-01T10:00:00Z\n  \
+                            pi-deploy restore --latest --json\n  \
+                            pi-deploy restore --finish\n  \
+                            pi-deploy restore --abort"
+    )]
+    Restore(RestoreArgs),
     /// Open a shell on a dashboard instance through Session Manager, or forward a local port
     /// to the database.
     #[command(
@@ -402,6 +426,29 @@ pub struct SnapshotArgs {
     /// List the deployment's DB snapshots and file system recovery points, newest first.
     #[arg(long)]
     pub list: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["db_snapshot", "db_time", "latest", "finish", "abort"])))]
+pub struct RestoreArgs {
+    /// Restore from this DB snapshot (its identifier; `snapshot --list` shows them).
+    #[arg(long, value_name = "ID")]
+    pub db_snapshot: Option<String>,
+    /// Restore the current instance to this point in time (RFC 3339, e.g. 2026-12-01T10:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub db_time: Option<String>,
+    /// Restore the current instance to its latest restorable time.
+    #[arg(long)]
+    pub latest: bool,
+    /// Delete the old instance the restore kept (a final snapshot first).
+    #[arg(long)]
+    pub finish: bool,
+    /// Switch back to the old instance and delete the restored one.
+    #[arg(long)]
+    pub abort: bool,
+    /// With --finish or --abort: delete without a final snapshot.
+    #[arg(long)]
+    pub skip_final_snapshot: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -109,6 +109,7 @@ fn main() -> ExitCode {
             Command::Connect(args) => commands::connect::run(g, args).await,
             Command::Logs(args) => commands::logs::run(g, args).await,
             Command::Snapshot(args) => commands::snapshot::run(g, args, events).await,
+            Command::Restore(args) => commands::restore::run(g, args, events).await,
             Command::Outputs | Command::Completions { .. } | Command::ForceUnlock(_) => {
                 unreachable!("handled above")
             }

@@ -9,6 +9,7 @@ pub mod logs;
 pub mod outputs;
 pub mod plan;
 pub mod preflight;
+pub mod restore;
 pub mod sideload;
 pub mod signals;
 pub mod snapshot;

@@ -41,6 +41,11 @@ pub async fn run(global: &GlobalArgs, plan_args: &PlanArgs, events: Arc<dyn Even
     if let Some(message) = super::keep_upgraded_ami(&mut cfg, &session.state) {
         session.events.emit(crate::core::event::Event::Warning { message });
     }
+    if let Some(r) = &session.state.restore {
+        session
+            .events
+            .emit(crate::core::event::Event::Warning { message: r.describe() });
+    }
     let result = plan_session(&mut session, &cfg, global.max_parallel, global.json).await;
     session.aws.clients.dump_call_counts();
     let steps = result?;

@@ -71,6 +71,10 @@ pub struct StatusReport {
     pub lambda_errors: Option<Vec<String>>,
     pub problems: Vec<String>,
     pub healthy: bool,
+    /// A `restore` in progress, or switched with the old DB instance kept (not a problem,
+    /// and its instances are not leaks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore: Option<String>,
 }
 
 pub async fn run(global: &GlobalArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
@@ -166,6 +170,7 @@ async fn collect(session: &mut Session, cfg: &Config) -> Result<StatusReport, Cm
         targets,
         lambda_errors,
         problems,
+        restore: state.restore.as_ref().map(|r| r.describe()),
     })
 }
 
@@ -256,8 +261,15 @@ async fn compare(
 
 fn leaks(found: &[Found], state: &State) -> Vec<Leak> {
     let recorded_id = |key: &str| state.resources.get(key).and_then(|r| r.outputs.get("id"));
+    // The instances a restore keeps (the old one, or one not switched to yet) are its own.
+    let restoring: Vec<&str> = state
+        .restore
+        .iter()
+        .flat_map(|r| [r.old_instance(), r.new_instance.as_str()])
+        .collect();
     discover::leaks(found, recorded_id)
         .into_iter()
+        .filter(|f| !(f.kind == Kind::DbInstance && restoring.contains(&f.id.as_str())))
         .map(|f| Leak {
             key: f.key.clone(),
             kind: f.kind,

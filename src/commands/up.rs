@@ -40,6 +40,7 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     }
     // An upgrade to another image than the config's, left in progress: the operator's.
     super::upgrade::refuse_for_up(&session.state, cfg.ami.as_deref().unwrap_or_default())?;
+    super::restore::refuse_while_restoring(&session.state, "up")?;
     let zones = resolve_zones(&mut session, &cfg).await?;
     // Everything a read call can check, before the first write or create (exit 2).
     super::preflight::check(&session, &cfg, &zones, |message| {
@@ -328,7 +329,7 @@ fn is_roll(key: &str, c: &crate::core::diff::Change) -> bool {
 
 /// A digest of the launch template's desired settings with the recorded ids: names the
 /// roll's new version (its client token), the same on a resumed run of the same change.
-fn launch_digest(graph: &Graph, state: &State, cloud: &AwsCloud) -> String {
+pub(super) fn launch_digest(graph: &Graph, state: &State, cloud: &AwsCloud) -> String {
     let Some(spec) = graph.get(LAUNCH_TEMPLATE) else {
         return String::new();
     };

@@ -46,6 +46,7 @@ pub async fn run(global: &GlobalArgs, args: &UpgradeArgs, events: Arc<dyn EventS
     }
     let started = Instant::now();
     let mut session = open_session(&cfg, global, "upgrade", events.clone()).await?;
+    super::restore::refuse_while_restoring(&session.state, "upgrade")?;
     let ids = Ids::from_state(&session.state, &cfg.deployment)?;
     let zones = resolve_zones(&mut session, &cfg).await?;
     let aws = session.aws.clone();

@@ -104,6 +104,13 @@ pub enum Event {
         message: String,
         elapsed_ms: u64,
     },
+    /// One step of `restore` (core::restore::Step names), and a progress line while the
+    /// restored instance is being made (`waiting`).
+    Restore {
+        step: String,
+        message: String,
+        elapsed_ms: u64,
+    },
     /// The dashboard answers (its check passed): the URL and the time since the run
     /// started. On the usable-early path the run goes on (the database's Multi-AZ standby).
     Usable {

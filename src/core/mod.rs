@@ -19,6 +19,7 @@ pub mod phase;
 pub mod plan;
 pub mod policy;
 pub mod resource;
+pub mod restore;
 pub mod rules;
 pub mod sideload;
 pub mod snapshot;

@@ -112,6 +112,25 @@ pub fn sideload_lambda(
     })
 }
 
+/// `dashboard_ec2` while a `restore` keeps a second database (core::restore): the instances
+/// of both generations read and watch their own secret until the restore is finished or
+/// aborted, so `kept` joins the DB secret in the two statements that name it.
+pub fn with_kept_db_secret(mut doc: Value, kept: &str) -> Value {
+    if let Some(statements) = doc["Statement"].as_array_mut() {
+        for st in statements {
+            if matches!(
+                st["Sid"].as_str(),
+                Some("ReadTheDeploymentSecrets" | "WatchTheDbSecretVersion")
+            ) && let Some(r) = st.get_mut("Resource").and_then(Value::as_array_mut)
+                && !r.iter().any(|v| v == kept)
+            {
+                r.push(Value::String(kept.to_string()));
+            }
+        }
+    }
+    doc
+}
+
 /// The dashboard instances: read the DB secret (and the licence), watch the DB secret's
 /// version (RDS rotates it in place; the instances restart the dashboard on a new version),
 /// read the deployment's parameters (the DB endpoint), and release their own launch
@@ -698,5 +717,40 @@ mod tests {
                 endpoint.trim_end_matches("db-endpoint")
             )
         );
+    }
+
+    #[test]
+    fn a_kept_db_secret_is_readable_beside_the_current_one_and_nothing_else_changes() {
+        let scope = ArnScope {
+            partition: "aws",
+            region: "eu-west-1",
+            account: "123456789012",
+        };
+        let (db, kept) = (
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-new",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-old",
+        );
+        let plain = dashboard_ec2(&scope, "pi", db, None, "pi-dashboard");
+        let both = with_kept_db_secret(plain.clone(), kept);
+        let resources = |doc: &Value, sid: &str| -> Vec<String> {
+            doc["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["Sid"] == sid)
+                .map(|s| serde_json::from_value(s["Resource"].clone()).unwrap())
+                .unwrap()
+        };
+        for sid in ["ReadTheDeploymentSecrets", "WatchTheDbSecretVersion"] {
+            assert_eq!(resources(&both, sid), [db, kept], "{sid}");
+        }
+        assert_eq!(with_kept_db_secret(both.clone(), kept), both, "added once");
+        let mut unchanged = both.clone();
+        for st in unchanged["Statement"].as_array_mut().unwrap() {
+            if let Some(r) = st.get_mut("Resource").and_then(Value::as_array_mut) {
+                r.retain(|v| v != kept);
+            }
+        }
+        assert_eq!(unchanged, plain, "no other statement changes");
     }
 }

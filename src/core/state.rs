@@ -97,6 +97,10 @@ pub struct State {
     /// `destroy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_role: Option<String>,
+    /// A `pi-deploy restore` of the database in progress, or switched with the old instance
+    /// kept (core::restore); absent when none is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<super::restore::RestoreRecord>,
 }
 
 /// Who the caller is, from STS, and where it acts.
@@ -166,6 +170,7 @@ impl State {
             upgrade: None,
             snapshot: None,
             backup_role: None,
+            restore: None,
         }
     }
 

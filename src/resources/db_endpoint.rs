@@ -72,6 +72,11 @@ pub struct DbView {
 }
 
 impl DbView {
+    /// The view of a described instance (also `restore`'s wait).
+    pub fn of_instance(db: &aws_sdk_rds::types::DbInstance) -> Self {
+        Self::of(db)
+    }
+
     fn of(db: &aws_sdk_rds::types::DbInstance) -> Self {
         Self {
             status: db.db_instance_status().unwrap_or("unknown").to_string(),
@@ -227,6 +232,28 @@ async fn put_secret_policy(aws: &Aws, secret_arn: &str) -> Result<(), ResourceEr
         .await
         .map_err(err("putting the DB secret's resource policy"))?;
     Ok(())
+}
+
+/// Point what the instances read at a database (`pi-deploy restore`'s switch and its way
+/// back): the managed secret's rotation schedule and resource policy, as `converge` sets
+/// them, then the endpoint parameter `host:port`.
+pub async fn publish(
+    aws: &Aws,
+    secret_arn: &str,
+    rotation_days: i64,
+    address: &str,
+    port: &str,
+) -> Result<(), ResourceError> {
+    if !is_rds_managed_secret(secret_arn) {
+        return Err(ResourceError::new(
+            ErrorClass::Invalid,
+            format!("refusing to set rotation on {secret_arn}: it is not an RDS-managed master secret"),
+        ));
+    }
+    set_rotation(aws, secret_arn, rotation_days).await?;
+    put_secret_policy(aws, secret_arn).await?;
+    let name = names::db_endpoint_parameter(&aws.env.deployment);
+    put_endpoint(aws, &name, &format!("{address}:{port}"), false).await
 }
 
 /// `absent`: this process's lookup found no parameter, so there is nothing to compare.

@@ -607,7 +607,13 @@ impl ResourceKind for DbInstance {
             if protection_step(id, db.deletion_protection().unwrap_or(false), &opts)? == Protection::DisableFirst {
                 disable_protection(aws, id).await?;
             }
-            let snapshot = final_snapshot(&aws.env.deployment, &opts, &chrono::Utc::now());
+            // An instance a restore left (another key) has its own name: two deletes in one
+            // second (destroy after a restore) never ask for the same snapshot.
+            let base = match cx.key {
+                "db" => aws.env.deployment.clone(),
+                other => format!("{}-{other}", aws.env.deployment),
+            };
+            let snapshot = final_snapshot(&base, &opts, &chrono::Utc::now());
             started = delete_call(aws, id, snapshot.as_deref(), &opts).await?;
             if let Some(s) = snapshot {
                 tracing::info!(db = id, snapshot = %s, "final DB snapshot requested");

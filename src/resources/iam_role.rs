@@ -67,16 +67,23 @@ pub fn inline_policy(
             cx.deps.get("efs-ap").and_then(|o| o.get("arn")),
             &names::lambda_log_group(deployment),
         ),
-        RolePolicy::DashboardEc2 => policy::dashboard_ec2(
-            scope,
-            deployment,
-            cx.dep("db")?.require("secret_arn")?,
-            match cx.deps.get("licence-secret") {
-                Some(o) => Some(o.id()?),
-                None => None,
-            },
-            &names::asg(deployment),
-        ),
+        RolePolicy::DashboardEc2 => {
+            let doc = policy::dashboard_ec2(
+                scope,
+                deployment,
+                cx.dep("db")?.require("secret_arn")?,
+                match cx.deps.get("licence-secret") {
+                    Some(o) => Some(o.id()?),
+                    None => None,
+                },
+                &names::asg(deployment),
+            );
+            // A restore in progress keeps the other database's secret readable too.
+            match cx.dep("db")?.get(crate::core::restore::KEPT_SECRET) {
+                Some(kept) => policy::with_kept_db_secret(doc, kept),
+                None => doc,
+            }
+        }
     })
 }
 

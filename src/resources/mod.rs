@@ -41,6 +41,7 @@ mod observe;
 pub mod operator;
 pub mod preflight;
 mod rds;
+pub mod restore;
 mod route;
 mod route_table;
 mod scaling_policy;

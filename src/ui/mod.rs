@@ -179,7 +179,7 @@ impl EventSink for HumanSink {
                     self.line(format!("{} {message}", self.paint("33;1", "warning:")))
                 }
             }
-            Event::Upgrade { message, .. } | Event::Snapshot { message, .. } => {
+            Event::Upgrade { message, .. } | Event::Snapshot { message, .. } | Event::Restore { message, .. } => {
                 if self.verbosity != Verbosity::Quiet {
                     self.line(format!("{} {message}", self.clock()));
                 }

@@ -158,6 +158,9 @@ pub fn status_text(r: &StatusReport, style: Style) -> String {
         if !r.state_found {
             s.push_str("  no state file: nothing is recorded for this deployment (only looked for leaks)\n");
         }
+        if let Some(restore) = &r.restore {
+            s.push_str(&format!("  {restore}\n"));
+        }
         for res in &r.resources {
             let mut line = format!(
                 "  {:<26} {:<19} {} {}",

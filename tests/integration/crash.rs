@@ -1342,3 +1342,189 @@ fn destroy_after_a_replace_killed_midway_deletes_the_retiring_resource_too() {
     lane.ok(&d, &destroy_args()).unwrap();
     check_empty(&d, &lane.clients, &rt).unwrap();
 }
+
+/// After a restore killed and then rolled back with `restore --abort`, or never started:
+/// the deployment on `db` (the record, the endpoint parameter, the launch template's user
+/// data naming its secret), it the deployment's only DB instance, no restore or upgrade
+/// record, every instance of the group a healthy target with none suspended.
+async fn check_on_database(d: &Deployment, c: &Clients, db: &str, others: usize) -> Result<(), String> {
+    use crate::restore::{db_instances, endpoint_of, names_secret, parameter, role_policy, user_data};
+    let state = d.state();
+    if let Some(r) = state.get("restore").filter(|_| others == 0) {
+        return Err(format!("a restore is still recorded: {r}"));
+    }
+    if let Some(u) = state.get("upgrade") {
+        return Err(format!("a swap is still recorded: {u}"));
+    }
+    if recorded(d, "db", "id") != db {
+        return Err(format!("the db record names {}, not {db}", recorded(d, "db", "id")));
+    }
+    let (param, want) = (parameter(c, d).await, endpoint_of(c, db).await);
+    if param != want {
+        return Err(format!("the endpoint parameter is {param}, not {want} ({db})"));
+    }
+    let secret = recorded(d, "db", "secret_arn");
+    if !names_secret(&user_data(c, d).await, &secret) {
+        return Err(format!("the default launch template version does not name {secret}"));
+    }
+    // The role reads the current secret, and the kept one only while it is kept.
+    let policy = role_policy(c, d).await;
+    let secrets = policy.matches("rds!").count();
+    if !policy.contains(&secret) || secrets != 2 * (1 + others) {
+        return Err(format!(
+            "the dashboard role's policy names {secrets} DB secret ARNs (want {}): {policy}",
+            2 * (1 + others)
+        ));
+    }
+    let all = db_instances(c, &d.name).await;
+    if !all.contains(&db.to_string()) || all.len() != 1 + others {
+        return Err(format!(
+            "DB instances of the deployment: {all:?}, expected {db} and {others} other(s)"
+        ));
+    }
+    let s = seen(d).await;
+    if !s.suspended.is_empty() {
+        return Err(format!("processes left suspended: {:?}", s.suspended));
+    }
+    if s.version != default_version(d).await.to_string() {
+        return Err(format!("the group launches version {}, not the default", s.version));
+    }
+    healthy_targets_are_the_group(d).await
+}
+
+/// Each case: `restore --db-snapshot` killed at transition k and undone with `restore
+/// --abort` (back on the old instance, the restored one gone), then killed at k again, run
+/// again to the end (on the restored instance, the old one kept) and finished with
+/// `restore --finish` (the old one gone). The next case of the lane restores again, from
+/// the instance the last one left.
+#[test]
+fn restore_killed_at_each_transition_is_finished_or_aborted_by_the_next_run() {
+    let rt = runtime();
+    // The checks (restore.rs, upgrade.rs) read the suite's endpoint: the lanes share it.
+    let lanes = Lane::on_suite_endpoint(threads(), &rt);
+    let c = &lanes[0].clients;
+
+    struct Restored {
+        fleet: Fleet,
+        snapshot: String,
+    }
+    let prepare = |lane: &Lane, prefix: &str| -> Result<Restored, String> {
+        let fleet = Fleet::up(lane, prefix)?;
+        let cfg = fleet.cfg.to_str().unwrap().to_string();
+        let out = lane.ok(
+            &fleet.d,
+            &["snapshot", "--label", "crash", "--no-files", "--json", "--config", &cfg],
+        )?;
+        let ev = events(&out);
+        let snapshot = ev
+            .last()
+            .and_then(|e| e["outputs"]["db_snapshot"].as_str())
+            .ok_or("no snapshot")?
+            .to_string();
+        Ok(Restored { fleet, snapshot })
+    };
+    let args = |r: &Restored| -> Vec<String> {
+        [
+            "restore",
+            "--db-snapshot",
+            &r.snapshot,
+            "--yes",
+            "--config",
+            r.fleet.cfg.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let with_cfg = |r: &Restored, a: &[&str]| -> Vec<String> {
+        a.iter()
+            .map(|s| s.to_string())
+            .chain(["--config".to_string(), r.fleet.cfg.to_str().unwrap().to_string()])
+            .collect()
+    };
+
+    // A clean restore and finish: how many transitions the restore makes.
+    let reference = prepare(&lanes[0], "crrst").unwrap();
+    let base = reference.fleet.serial();
+    let old = d_db(&reference.fleet.d);
+    lanes[0].ok(&reference.fleet.d, &strs(&args(&reference))).unwrap();
+    let total = reference.fleet.serial() - base;
+    lanes[0]
+        .ok(
+            &reference.fleet.d,
+            &strs(&with_cfg(
+                &reference,
+                &["restore", "--finish", "--skip-final-snapshot", "--yes"],
+            )),
+        )
+        .unwrap();
+    rt.block_on(check_on_database(&reference.fleet.d, c, &d_db(&reference.fleet.d), 0))
+        .unwrap();
+    assert_ne!(old, d_db(&reference.fleet.d));
+
+    let slots: Vec<Mutex<Option<Restored>>> = lanes.iter().map(|_| Mutex::new(None)).collect();
+    *slots[0].lock().unwrap() = Some(reference);
+    let phases = Phases::default();
+    let aborted_at: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+    let ks = chosen(total, exhaustive());
+    run_cases("restore", total, &lanes, &ks, &phases, |i, lane, k| {
+        let mut slot = slots[i].lock().unwrap();
+        if slot.is_none() {
+            *slot = Some(phases.time("up", || prepare(lane, &format!("cr{i}")))?);
+        }
+        let r = slot.as_ref().unwrap();
+        let d = &r.fleet.d;
+        let c = &lane.clients;
+        let case = || {
+            let old = d_db(d);
+            let base = r.fleet.serial();
+            let kill = phases.time("killed restore", || kill_at(lane, d, &strs(&args(r)), base + k))?;
+            let step = d.state()["restore"]["step"]["name"]
+                .as_str()
+                .unwrap_or("none")
+                .to_string();
+            *aborted_at.lock().unwrap().entry(step).or_default() += 1;
+            phases.time("abort", || {
+                lane.ok(d, &strs(&with_cfg(r, &["restore", "--abort", "--skip-final-snapshot"])))
+            })?;
+            phases.time("abort checks", || rt.block_on(check_on_database(d, c, &old, 0)))?;
+            // A new restore in the next second (its name has the second in it).
+            std::thread::sleep(Duration::from_millis(1100));
+            let base = r.fleet.serial();
+            phases.time("killed restore", || kill_at(lane, d, &strs(&args(r)), base + k))?;
+            phases.time("rerun", || lane.ok(d, &strs(&args(r))))?;
+            let new = d_db(d);
+            if new == old {
+                return Err(format!("the rerun left the deployment on {old}"));
+            }
+            phases.time("checks", || rt.block_on(check_on_database(d, c, &new, 1)))?;
+            phases.time("finish", || {
+                lane.ok(
+                    d,
+                    &strs(&with_cfg(r, &["restore", "--finish", "--skip-final-snapshot", "--yes"])),
+                )
+            })?;
+            phases.time("finish checks", || rt.block_on(check_on_database(d, c, &new, 0)))?;
+            Ok(kill)
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(case)).unwrap_or_else(|p| Err(panic_message(p)));
+        if outcome.is_err() {
+            // The deployment is in an unknown state: the lane's next case starts a new one.
+            *slot = None;
+        }
+        outcome
+    });
+    for r in slots.into_iter().filter_map(|s| s.into_inner().unwrap()) {
+        lanes[0].ok(&r.fleet.d, &destroy_args()).unwrap();
+        check_empty(&r.fleet.d, &lanes[0].clients, &rt).unwrap();
+    }
+    println!(
+        "crash/restore: aborted with the record at step (cases): {:?}",
+        aborted_at.into_inner().unwrap()
+    );
+}
+
+/// The DB instance the `db` record names.
+fn d_db(d: &Deployment) -> String {
+    recorded(d, "db", "id")
+}

@@ -22,6 +22,7 @@ mod hostile_state;
 mod lanes;
 mod network;
 mod operator;
+mod restore;
 mod sideload;
 mod snapshot;
 mod state_s3;

@@ -607,7 +607,7 @@ async fn an_abort_after_the_old_instance_left_the_load_balancer_keeps_a_healthy_
 
 /// The fewest healthy targets seen by a poller running until `stop` (after the first
 /// healthy one: before it, the deployment is still coming up).
-fn watch_health(
+pub(crate) fn watch_health(
     tg_arn: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<(usize, usize)> {

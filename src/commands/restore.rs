@@ -1,0 +1,904 @@
+//! `pi-deploy restore --db-snapshot ID | --db-time RFC3339 | --latest`: restore the database
+//! into a NEW instance and switch the deployment to it; `restore --finish` deletes the old
+//! instance, `restore --abort` switches back (core::restore has the record and its steps).
+//!
+//! Order of one run (each step recorded in `State::restore` before its calls, so `kill -9`
+//! anywhere is finished by the same command again, or undone by `--abort`):
+//! 1. The flags checked (exit 2); the state locked; a restore in progress with the same
+//!    flags goes on, another is refused (exit 3); an upgrade or roll in progress is refused.
+//! 2. `restoring`: RestoreDBInstanceFromDBSnapshot / RestoreDBInstanceToPointInTime into
+//!    `<deployment>-db-r<UTC time>` with the blueprint's subnet group, security group,
+//!    parameter group, class, Multi-AZ, a managed master secret, deletion protection and
+//!    the deployment's tags (found by its identifier on a rerun).
+//! 3. `waiting`: until it is `available` (the one wait helper).
+//! 4. `switching`: its secret's rotation and resource policy, the endpoint parameter
+//!    `/<deployment>/db-endpoint`, and the state's `db` and `db-endpoint` records (the old
+//!    ones kept in the restore record).
+//! 5. `rolling`: `up`'s roll (upgrade::roll_for_up): a new launch template version whose
+//!    user data names the new secret, the instances replaced one at a time behind the load
+//!    balancer, health-gated; a killed roll is finished by the rerun (upgrade::resume_for_up).
+//! 6. `kept`: done; the old instance keeps running (no instance reads its endpoint any more)
+//!    until `--finish` (deleted, a final snapshot unless --skip-final-snapshot) or `--abort`
+//!    (steps `reverting`, `rolling_back`, `discarding`: the same switch the other way, then
+//!    the restored instance deleted, with a final snapshot once it has served).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::{CmdError, desired_graph, load_config, open_session, resolve_zones, validate};
+use crate::aws::DestroyOptions;
+use crate::cli::{GlobalArgs, RestoreArgs};
+use crate::core::config::{Config, Purpose};
+use crate::core::event::{Event, EventSink};
+use crate::core::executor::StateStore;
+use crate::core::graph::Graph;
+use crate::core::resource::{Cloud, ErrorClass, NodeCtx, Outputs, ResourceError};
+use crate::core::restore::{self as rs, Endpoint, RestoreRecord, Resume, Source, Step};
+use crate::core::spec::{DbSettings, Props};
+use crate::core::state::{ResourceRecord, State, Status};
+use crate::core::upgrade::Fleet;
+use crate::resources::restore as rr;
+use crate::resources::{Aws, AwsCloud};
+
+const DB: &str = "db";
+const DB_ENDPOINT: &str = "db-endpoint";
+const LAUNCH_TEMPLATE: &str = "launch-template";
+/// The dashboard instances' role: its inline policy names the DB secret.
+const EC2_ROLE: &str = "ec2-role";
+
+/// What the command was asked to do.
+enum Ask {
+    Start(Source),
+    Finish,
+    Abort,
+}
+
+fn ask_of(args: &RestoreArgs) -> Result<Ask, CmdError> {
+    if args.finish {
+        return Ok(Ask::Finish);
+    }
+    if args.abort {
+        return Ok(Ask::Abort);
+    }
+    if let Some(id) = &args.db_snapshot {
+        if id.trim().is_empty() {
+            return Err(CmdError::input(
+                "--db-snapshot",
+                "the snapshot id is empty",
+                "give a DB snapshot identifier or ARN (`pi-deploy snapshot --list` shows them)",
+            ));
+        }
+        return Ok(Ask::Start(Source::Snapshot { id: id.clone() }));
+    }
+    if let Some(t) = &args.db_time {
+        let at = rs::parse_time(t, &chrono::Utc::now()).map_err(|p| CmdError::input("--db-time", p, rs::TIME_RULE))?;
+        return Ok(Ask::Start(Source::Time { at }));
+    }
+    if args.latest {
+        return Ok(Ask::Start(Source::Latest));
+    }
+    Err(CmdError::input(
+        "restore",
+        "nothing to do",
+        "give --db-snapshot ID, --db-time TIME or --latest; or --finish / --abort",
+    ))
+}
+
+pub async fn run(global: &GlobalArgs, args: &RestoreArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
+    let mut cfg = load_config(global)?;
+    validate(&cfg, Purpose::Other)?;
+    let ask = ask_of(args)?;
+    let started = Instant::now();
+    let mut session = open_session(&cfg, global, "restore", events.clone()).await?;
+    // Deletes here (`--finish`, `--abort`) take a final snapshot unless told not to; the
+    // instances a restore leaves are pi-deploy's to delete, protected or not.
+    Arc::get_mut(&mut session.aws)
+        .expect("the session is not shared yet")
+        .env
+        .destroy = DestroyOptions {
+        skip_final_snapshot: args.skip_final_snapshot,
+        disable_deletion_protection: true,
+    };
+    let zones = resolve_zones(&mut session, &cfg).await?;
+    let aws = session.aws.clone();
+    // The roll keeps the image the fleet runs: a restore changes the database only.
+    let current_ami = current_image(&aws, &session.state, &cfg.deployment).await?;
+    cfg.ami = Some(current_ami);
+    let graph = desired_graph(&cfg, &aws.env.region, zones.clone())?;
+    let mut run = Run {
+        aws: aws.clone(),
+        state: &mut session.state,
+        store: &session.state_file,
+        events: events.clone(),
+        started,
+        cfg: &cfg,
+        graph: &graph,
+        zones,
+        yes: global.yes,
+    };
+    let result = match ask {
+        Ask::Start(source) => run.start(source).await,
+        Ask::Finish => run.finish().await,
+        Ask::Abort => run.abort().await,
+    };
+    aws.clients.dump_call_counts();
+    if let Err(e @ (CmdError::Refused { .. } | CmdError::Input(_))) = result {
+        return Err(e);
+    }
+    let (outputs, error) = match &result {
+        Ok(o) => (o.clone(), None),
+        Err(e) => (BTreeMap::new(), Some(error_text(e))),
+    };
+    events.emit(Event::RunFinished {
+        command: "restore".into(),
+        ok: error.is_none(),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        usable_ms: None,
+        counts: BTreeMap::new(),
+        outputs,
+        error,
+    });
+    result.map(|_| ()).map_err(|e| match e {
+        CmdError::Failed { message, hint, .. } => CmdError::Failed {
+            message,
+            hint,
+            reported: true,
+        },
+        other => other,
+    })
+}
+
+fn error_text(e: &CmdError) -> String {
+    match e {
+        CmdError::Failed { message, .. } | CmdError::Refused { message, .. } => message.clone(),
+        CmdError::Input(errs) => errs.iter().map(|e| e.problem.clone()).collect::<Vec<_>>().join("; "),
+        CmdError::Status(c) => format!("status {c}"),
+    }
+}
+
+fn refused(message: String, hint: String) -> CmdError {
+    CmdError::Refused {
+        message,
+        hint: Some(hint),
+    }
+}
+
+/// The image the group launches now (its launch template's default version).
+async fn current_image(aws: &Aws, state: &State, deployment: &str) -> Result<String, CmdError> {
+    let ids = super::upgrade::Ids::from_state(state, deployment)?;
+    let fleet = ids.fleet(aws);
+    let group = fleet.group().await?;
+    let version = fleet.resolve_version(group.version.as_deref()).await?;
+    fleet.version_image(&version).await?.ok_or_else(|| {
+        CmdError::from(ResourceError::new(
+            ErrorClass::Failed,
+            format!("the launch template's version {version} names no image"),
+        ))
+    })
+}
+
+struct Run<'a> {
+    aws: Arc<Aws>,
+    state: &'a mut State,
+    store: &'a dyn StateStore,
+    events: Arc<dyn EventSink>,
+    started: Instant,
+    cfg: &'a Config,
+    graph: &'a Graph,
+    zones: [String; 2],
+    /// `--yes`: no confirmation asked.
+    yes: bool,
+}
+
+impl Run<'_> {
+    fn emit(&self, step: &str, message: String) {
+        self.events.emit(Event::Restore {
+            step: step.into(),
+            message,
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
+        });
+    }
+
+    fn save(&mut self) -> Result<(), CmdError> {
+        self.state.serial += 1;
+        self.store.save(self.state).map_err(|why| CmdError::Failed {
+            message: super::state_write_failed(&why),
+            hint: Some(super::STATE_WRITE_HINT.into()),
+            reported: false,
+        })
+    }
+
+    fn record(&mut self, rec: &RestoreRecord) -> Result<(), CmdError> {
+        self.state.restore = Some(rec.clone());
+        self.save()
+    }
+
+    fn dep(&self) -> &str {
+        &self.cfg.deployment
+    }
+
+    fn db_settings(&self) -> Result<(DbSettings, [String; 3]), CmdError> {
+        let Some(Props::DbInstance {
+            subnet_group,
+            parameter_group,
+            security_group,
+            db,
+        }) = self.graph.get(DB).map(|n| &n.props)
+        else {
+            return Err(internal("the architecture has no database"));
+        };
+        let id = |key: &str| super::recorded(self.state, key, "id", "a restore").map(String::from);
+        Ok((
+            db.clone(),
+            [id(subnet_group)?, id(parameter_group)?, id(security_group)?],
+        ))
+    }
+
+    fn rotation_days(&self) -> i64 {
+        match self.graph.get(DB_ENDPOINT).map(|n| &n.props) {
+            Some(Props::DbEndpoint { rotation_days, .. }) => *rotation_days,
+            _ => 30,
+        }
+    }
+
+    async fn start(&mut self, source: Source) -> Result<BTreeMap<String, String>, CmdError> {
+        let dep = self.dep().to_string();
+        let mut rec = match rs::resume(self.state.restore.as_ref(), &source) {
+            Resume::Refuse(what) => {
+                return Err(refused(
+                    format!("{what}; refusing to start another restore"),
+                    match &self.state.restore {
+                        Some(r) if r.step.aborting() => {
+                            format!("finish the abort with `pi-deploy restore --deployment {dep} --abort`")
+                        }
+                        Some(r) if r.step == Step::Finishing => {
+                            format!("finish it with `pi-deploy restore --deployment {dep} --finish`")
+                        }
+                        Some(r) => format!(
+                            "finish it with `pi-deploy restore --deployment {dep} {}` then `--finish`, or undo it with `--abort`; then restore again",
+                            r.source.flags()
+                        ),
+                        None => String::new(),
+                    },
+                ));
+            }
+            Resume::Done => {
+                let rec = self.state.restore.clone().expect("resumed");
+                self.emit("kept", rec.describe());
+                return Ok(summary(&rec));
+            }
+            Resume::Continue => {
+                let rec = self.state.restore.clone().expect("resumed");
+                self.emit(
+                    "resuming",
+                    format!(
+                        "resuming the restore into {} that stopped at step `{}`",
+                        rec.new_instance,
+                        rec.step.name()
+                    ),
+                );
+                rec
+            }
+            Resume::New => self.prepare(source).await?,
+        };
+        if rec.step == Step::Restoring {
+            let (db, [subnet_group, parameter_group, security_group]) = self.db_settings()?;
+            let asked = rr::restore(
+                &self.aws,
+                &rec.source,
+                &rr::Target {
+                    identifier: &rec.new_instance,
+                    db: &db,
+                    subnet_group: &subnet_group,
+                    parameter_group: &parameter_group,
+                    security_group: &security_group,
+                    current: rec.old_instance(),
+                },
+            )
+            .await
+            .map_err(|e| self.restore_failed(e))?;
+            if asked {
+                self.emit(
+                    "restoring",
+                    format!("RDS restores {} into {}", rec.source.describe(), rec.new_instance),
+                );
+            }
+            rec.step = Step::Waiting;
+            self.record(&rec)?;
+        }
+        if rec.step == Step::Waiting {
+            let events = self.events.clone();
+            let started = self.started;
+            let name = rec.new_instance.clone();
+            let progress = move |seen: &str| {
+                events.emit(Event::Restore {
+                    step: "waiting".into(),
+                    message: format!("DB instance {name}: {seen}"),
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                })
+            };
+            let (outputs, endpoint) = rr::wait_available(&self.aws, &rec.new_instance, &progress).await?;
+            rec.new = Some(outputs);
+            rec.new_endpoint = Some(endpoint);
+            rec.step = Step::Switching;
+            self.record(&rec)?;
+        }
+        if rec.step == Step::Switching {
+            let (outputs, endpoint) = match (&rec.new, &rec.new_endpoint) {
+                (Some(o), Some(e)) => (o.clone(), e.clone()),
+                _ => return Err(internal("the restore record has no new instance at `switching`")),
+            };
+            let kept = rec.old.clone();
+            self.switch_to(&outputs, &endpoint, &kept).await?;
+            self.emit(
+                "switching",
+                format!(
+                    "the endpoint parameter and the secret now name {} ({}:{})",
+                    rec.new_instance, endpoint.address, endpoint.port
+                ),
+            );
+            rec.step = Step::Rolling {
+                from_version: self.template_version(),
+            };
+            self.record(&rec)?;
+        }
+        if let Step::Rolling { from_version } = rec.step.clone() {
+            self.emit(
+                "rolling",
+                "rolling the instances onto the restored database (blue/green, one at a time)".into(),
+            );
+            self.roll(&mut rec, from_version).await?;
+            rec.step = Step::Kept;
+            self.record(&rec)?;
+        }
+        self.emit("kept", rec.describe());
+        Ok(summary(&rec))
+    }
+
+    /// A new restore: the read checks, then the record (`restoring`).
+    async fn prepare(&mut self, source: Source) -> Result<RestoreRecord, CmdError> {
+        let dep = self.dep().to_string();
+        if let Some(u) = &self.state.upgrade {
+            return Err(refused(
+                format!(
+                    "an upgrade or roll to {} is in progress (step `{}`); a restore rolls the instances too",
+                    u.ami,
+                    u.step.name()
+                ),
+                format!(
+                    "finish it (`pi-deploy up`, `pi-deploy upgrade --ami {}`) or roll it back (`pi-deploy upgrade --deployment {dep} --abort`), then restore",
+                    u.ami
+                ),
+            ));
+        }
+        let db = self
+            .state
+            .resources
+            .get(DB)
+            .filter(|r| r.status == Status::Ready && r.outputs.get("secret_arn").is_some())
+            .map(|r| r.outputs.clone())
+            .ok_or_else(|| {
+                refused(
+                    format!("deployment `{dep}` has no ready database to restore in place of"),
+                    "run `pi-deploy up` first".into(),
+                )
+            })?;
+        let old_endpoint = self.state.resources.get(DB_ENDPOINT).and_then(|r| {
+            Some(Endpoint {
+                address: r.outputs.get("address")?.to_string(),
+                port: r.outputs.get("port")?.to_string(),
+            })
+        });
+        if let Source::Snapshot { id } = &source
+            && crate::resources::backup::db_snapshot_status(&self.aws, id)
+                .await?
+                .is_none()
+        {
+            return Err(CmdError::input(
+                "--db-snapshot",
+                format!("there is no DB snapshot `{id}` in this account and region"),
+                "give one `pi-deploy snapshot --list` shows (its id), or use --db-time / --latest",
+            ));
+        }
+        confirm(
+            self.yes,
+            &format!(
+                "restore the database of deployment `{dep}` from {} into a new instance and roll every dashboard instance onto it (the current instance {} is kept)",
+                source.describe(),
+                db.get("id").unwrap_or_default()
+            ),
+        )?;
+        let mut now = chrono::Utc::now();
+        // Never the name of the instance it replaces (an earlier restore in this second).
+        if rs::instance_name(&dep, &now) == db.get("id").unwrap_or_default() {
+            now += chrono::Duration::seconds(1);
+        }
+        let name = rs::instance_name(&dep, &now);
+        rs::check_instance_identifier(&name).map_err(|p| internal(&p))?;
+        let rec = RestoreRecord {
+            source,
+            step: Step::Restoring,
+            started_at: now,
+            new_instance: name,
+            old: db,
+            old_endpoint,
+            new: None,
+            new_endpoint: None,
+        };
+        self.emit(
+            "started",
+            format!(
+                "restore of {} from {} into {}",
+                rec.old_instance(),
+                rec.source.describe(),
+                rec.new_instance
+            ),
+        );
+        self.record(&rec)?;
+        Ok(rec)
+    }
+
+    fn restore_failed(&self, e: ResourceError) -> CmdError {
+        let hint = e.hint.clone().unwrap_or_default();
+        CmdError::Failed {
+            message: format!("the restore call failed: {e}"),
+            hint: Some(format!(
+                "{hint}{}run the same command again, or `pi-deploy restore --deployment {} --abort` to give up (nothing was switched)",
+                if hint.is_empty() { "" } else { "; " },
+                self.dep()
+            )),
+            reported: false,
+        }
+    }
+
+    fn template_version(&self) -> String {
+        self.state
+            .resources
+            .get(LAUNCH_TEMPLATE)
+            .and_then(|r| r.outputs.get("version"))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Point what the instances read at `outputs`/`endpoint` and record it: the secret's
+    /// policy and rotation and the endpoint parameter (AWS), then the `db` and `db-endpoint`
+    /// records (the state), which the next launch template version is made from.
+    async fn switch_to(&mut self, outputs: &Outputs, endpoint: &Endpoint, kept: &Outputs) -> Result<(), CmdError> {
+        let secret = outputs.require("secret_arn")?.to_string();
+        rr::publish(&self.aws, &secret, self.rotation_days(), endpoint).await?;
+        let now = chrono::Utc::now();
+        if let Some(r) = self.state.resources.get_mut(DB) {
+            r.outputs = outputs.clone();
+            // The instances still running on the other database keep reading its secret.
+            if let Some(k) = kept.get("secret_arn") {
+                r.outputs.set(rs::KEPT_SECRET, k);
+            }
+            r.updated_at = now;
+        }
+        if let Some(r) = self.state.resources.get_mut(DB_ENDPOINT) {
+            r.outputs.set("address", &endpoint.address);
+            r.outputs.set("port", &endpoint.port);
+            r.updated_at = now;
+        }
+        self.state.outputs = super::up::outputs(self.state);
+        self.converge_role().await
+    }
+
+    /// The dashboard role's inline policy as the `db` record now asks (the secret, and the
+    /// kept one while a restore keeps it): the role's own converge, with the recorded
+    /// dependencies.
+    async fn converge_role(&mut self) -> Result<(), CmdError> {
+        let (Some(spec), Some(rec)) = (self.graph.get(EC2_ROLE), self.state.resources.get(EC2_ROLE)) else {
+            return Ok(());
+        };
+        let deps: BTreeMap<String, Outputs> = spec
+            .deps
+            .iter()
+            .filter_map(|d| self.state.resources.get(d).map(|r| (d.clone(), r.outputs.clone())))
+            .collect();
+        let token = rec.client_token.clone();
+        let cx = NodeCtx {
+            spec,
+            deps: &deps,
+            token: &token,
+        };
+        AwsCloud { aws: self.aws.clone() }
+            .converge(&cx, rec.outputs.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// The `db` record names one database again: its kept secret dropped, the role's
+    /// policy narrowed to the one secret.
+    async fn forget_kept(&mut self) -> Result<(), CmdError> {
+        if let Some(r) = self.state.resources.get_mut(DB)
+            && r.outputs.0.remove(rs::KEPT_SECRET).is_some()
+        {
+            r.updated_at = chrono::Utc::now();
+            self.save()?;
+        }
+        self.converge_role().await
+    }
+
+    /// `up`'s roll onto a launch template version made from the state's records as they
+    /// are now (the secret the `db` record names). A roll a killed run left is finished
+    /// (ours) or settled first (another), and one that completed since `from_version` is
+    /// not done again.
+    async fn roll(&mut self, rec: &mut RestoreRecord, from_version: String) -> Result<usize, CmdError> {
+        let cloud = AwsCloud { aws: self.aws.clone() };
+        let digest = super::up::launch_digest(self.graph, self.state, &cloud);
+        if let Some(u) = self.state.upgrade.clone() {
+            let ours = u.launch.as_deref() == Some(digest.as_str());
+            let resumed = super::upgrade::resume_for_up(
+                self.aws.clone(),
+                self.cfg,
+                self.zones.clone(),
+                self.state,
+                self.store,
+                self.events.clone(),
+                self.started,
+                &digest,
+            )
+            .await?;
+            if ours {
+                return Ok(match resumed {
+                    Some(super::upgrade::Resumed::Finished(n)) => n,
+                    _ => 0,
+                });
+            }
+            // Another swap was settled (the restore's roll, when aborting): ours from here.
+            let from_version = self.template_version();
+            rec.step = match rec.step {
+                Step::RollingBack { .. } => Step::RollingBack { from_version },
+                _ => Step::Rolling { from_version },
+            };
+            self.record(rec)?;
+        } else if self.template_version() != from_version {
+            // The roll completed before the run that did it was killed.
+            return Ok(0);
+        }
+        super::upgrade::roll_for_up(
+            self.aws.clone(),
+            self.cfg,
+            self.zones.clone(),
+            self.state,
+            self.store,
+            self.events.clone(),
+            self.started,
+            &digest,
+        )
+        .await
+    }
+
+    /// `--finish`: delete the old instance (a final snapshot unless --skip-final-snapshot).
+    async fn finish(&mut self) -> Result<BTreeMap<String, String>, CmdError> {
+        let dep = self.dep().to_string();
+        let Some(mut rec) = self.state.restore.clone() else {
+            let message = "no restore is in progress: nothing to finish".to_string();
+            self.emit("done", message.clone());
+            return Ok(BTreeMap::from([("message".to_string(), message)]));
+        };
+        if !matches!(rec.step, Step::Kept | Step::Finishing) {
+            return Err(refused(
+                format!(
+                    "the restore into {} stopped at step `{}`: the deployment is not switched to it yet",
+                    rec.new_instance,
+                    rec.step.name()
+                ),
+                if rec.step.aborting() {
+                    format!("finish the abort with `pi-deploy restore --deployment {dep} --abort`")
+                } else {
+                    format!(
+                        "run `pi-deploy restore --deployment {dep} {}` to finish switching, or `--abort`",
+                        rec.source.flags()
+                    )
+                },
+            ));
+        }
+        if rec.step == Step::Kept {
+            confirm(
+                self.yes,
+                &format!(
+                    "delete the old DB instance {} of deployment `{dep}` ({})",
+                    rec.old_instance(),
+                    if self.aws.env.destroy.skip_final_snapshot {
+                        "NO final snapshot"
+                    } else {
+                        "a final snapshot first"
+                    }
+                ),
+            )?;
+        }
+        rec.step = Step::Finishing;
+        self.record(&rec)?;
+        let old = rec.old_instance().to_string();
+        // No instance reads the old secret any more: the role stops naming it first.
+        self.forget_kept().await?;
+        self.emit("finishing", format!("deleting the old DB instance {old}"));
+        rr::delete(&self.aws, rs::OLD_KEY, &old).await?;
+        self.state.restore = None;
+        self.save()?;
+        let mut out = BTreeMap::from([
+            ("db_instance".to_string(), rec.new_instance.clone()),
+            ("deleted".to_string(), old.clone()),
+        ]);
+        if let Some(s) = self.aws.env.final_snapshots.lock().unwrap().first() {
+            out.insert("final_snapshot".into(), s.clone());
+        }
+        self.emit(
+            "done",
+            format!("restore finished: {} serves; {old} deleted", rec.new_instance),
+        );
+        Ok(out)
+    }
+
+    /// `--abort`: back to the old instance, then the restored one deleted.
+    async fn abort(&mut self) -> Result<BTreeMap<String, String>, CmdError> {
+        let Some(mut rec) = self.state.restore.clone() else {
+            let message = "no restore is in progress: nothing to abort".to_string();
+            self.emit("done", message.clone());
+            return Ok(BTreeMap::from([("message".to_string(), message)]));
+        };
+        if rec.step == Step::Finishing {
+            return Err(refused(
+                format!(
+                    "the old instance {} is being deleted (`restore --finish`): there is nothing to go back to",
+                    rec.old_instance()
+                ),
+                format!(
+                    "finish it with `pi-deploy restore --deployment {} --finish`",
+                    self.dep()
+                ),
+            ));
+        }
+        if rec.step.switched() {
+            rec.step = Step::Reverting;
+            self.record(&rec)?;
+        } else if !rec.step.aborting() {
+            rec.step = Step::Discarding;
+            self.record(&rec)?;
+        }
+        if rec.step == Step::Reverting {
+            let endpoint = rec
+                .old_endpoint
+                .clone()
+                .ok_or_else(|| internal("the restore record has no old endpoint"))?;
+            let old = rec.old.clone();
+            let kept = rec.new.clone().unwrap_or_default();
+            self.switch_to(&old, &endpoint, &kept).await?;
+            self.emit(
+                "reverting",
+                format!(
+                    "the endpoint parameter and the secret name {} again",
+                    rec.old_instance()
+                ),
+            );
+            rec.step = Step::RollingBack {
+                from_version: self.template_version(),
+            };
+            self.record(&rec)?;
+        }
+        if let Step::RollingBack { from_version } = rec.step.clone() {
+            self.emit(
+                "rolling_back",
+                "rolling the instances back onto the old database (blue/green, one at a time)".into(),
+            );
+            self.roll(&mut rec, from_version).await?;
+            rec.step = Step::Discarding;
+            self.record(&rec)?;
+        }
+        // Discarding: a final snapshot first unless --skip-final-snapshot (once it has
+        // served, the restored instance holds writes of its own).
+        self.forget_kept().await?;
+        self.emit(
+            "discarding",
+            format!("deleting the restored DB instance {}", rec.new_instance),
+        );
+        rr::delete(&self.aws, rs::NEW_KEY, &rec.new_instance).await?;
+        self.state.restore = None;
+        self.save()?;
+        let message = format!(
+            "restore aborted: the deployment runs on {} again; {} deleted",
+            rec.old_instance(),
+            rec.new_instance
+        );
+        self.emit("done", message.clone());
+        Ok(BTreeMap::from([
+            ("db_instance".to_string(), rec.old_instance().to_string()),
+            ("deleted".to_string(), rec.new_instance.clone()),
+            ("message".to_string(), message),
+        ]))
+    }
+}
+
+/// Ask on a terminal, unless --yes; without a terminal, refuse (exit 3).
+fn confirm(yes: bool, what: &str) -> Result<(), CmdError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CmdError::Refused {
+            message: format!("restore needs confirmation: {what}"),
+            hint: Some("pass --yes to confirm without a terminal".into()),
+        });
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "This will {what}. Continue? [y/N] ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    match matches!(answer.trim(), "y" | "Y" | "yes") {
+        true => Ok(()),
+        false => Err(CmdError::Refused {
+            message: "restore cancelled".into(),
+            hint: None,
+        }),
+    }
+}
+
+fn summary(rec: &RestoreRecord) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::from([
+        ("db_instance".to_string(), rec.new_instance.clone()),
+        ("kept_db_instance".to_string(), rec.old_instance().to_string()),
+        ("restored_from".to_string(), rec.source.tag_value()),
+        ("step".to_string(), rec.step.name().to_string()),
+    ]);
+    if let Some(e) = &rec.new_endpoint {
+        out.insert("db_endpoint".into(), format!("{}:{}", e.address, e.port));
+    }
+    out
+}
+
+fn internal(what: &str) -> CmdError {
+    CmdError::Failed {
+        message: format!("internal error: {what}"),
+        hint: Some("please report this as a bug".into()),
+        reported: false,
+    }
+}
+
+/// `up` and `upgrade` refuse to run while a restore is between its steps (not yet
+/// switched and rolled, or being finished or aborted): they would roll the instances or
+/// converge the database under it. A restore that is `kept` (switched, the old instance
+/// kept) is the deployment's normal state until `--finish`: they run.
+pub fn refuse_while_restoring(state: &State, command: &str) -> Result<(), CmdError> {
+    let Some(rec) = &state.restore else { return Ok(()) };
+    if rec.step == Step::Kept {
+        return Ok(());
+    }
+    let d = &state.deployment;
+    let again = if rec.step.aborting() {
+        format!("`pi-deploy restore --deployment {d} --abort`")
+    } else if rec.step == Step::Finishing {
+        format!("`pi-deploy restore --deployment {d} --finish`")
+    } else {
+        format!(
+            "`pi-deploy restore --deployment {d} {}` (or `--abort` to undo it)",
+            rec.source.flags()
+        )
+    };
+    Err(refused(
+        format!("{}; `{command}` would change the instances under it", rec.describe()),
+        format!("finish it with {again}, then run `{command}` again"),
+    ))
+}
+
+/// `destroy`: the instance a restore left besides the one the `db` record names (the old
+/// one kept, or a restored one not switched to) becomes a record the destroy walk deletes
+/// like the database (final snapshot and deletion protection as `destroy` is told), with
+/// the `db` record's dependencies so it goes before its subnet and parameter groups. The
+/// restore record is then cleared: nothing of it is left to finish.
+pub fn hand_to_destroy(state: &mut State) {
+    let Some(rec) = state.restore.take() else { return };
+    let current = state
+        .resources
+        .get(DB)
+        .and_then(|r| r.outputs.get("id"))
+        .map(String::from);
+    let deps = state.resources.get(DB).map(|r| r.deps.clone()).unwrap_or_default();
+    for (key, id) in [
+        (rs::OLD_KEY, rec.old_instance().to_string()),
+        (rs::NEW_KEY, rec.new_instance.clone()),
+    ] {
+        if id.is_empty() || current.as_deref() == Some(id.as_str()) || state.resources.contains_key(key) {
+            continue;
+        }
+        state.resources.insert(
+            key.to_string(),
+            ResourceRecord {
+                kind: crate::core::spec::Kind::DbInstance,
+                status: Status::Ready,
+                client_token: state.client_token(key),
+                outputs: Outputs::new().with("id", &id),
+                deps: deps.clone(),
+                settings: Default::default(),
+                updated_at: chrono::Utc::now(),
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::state::Identity;
+
+    fn state_with(step: Option<Step>) -> State {
+        let mut st = State::new(&Identity {
+            deployment: "pi".into(),
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+            partition: "aws".into(),
+        });
+        st.restore = step.map(|step| RestoreRecord {
+            source: Source::Latest,
+            step,
+            started_at: chrono::Utc::now(),
+            new_instance: "pi-db-r20261206-220000".into(),
+            old: Outputs::new().with("id", "pi-db"),
+            old_endpoint: None,
+            new: None,
+            new_endpoint: None,
+        });
+        st
+    }
+
+    #[test]
+    fn up_and_upgrade_run_beside_a_kept_restore_only() {
+        assert!(refuse_while_restoring(&state_with(None), "up").is_ok());
+        assert!(refuse_while_restoring(&state_with(Some(Step::Kept)), "up").is_ok());
+        for (step, hint) in [
+            (Step::Waiting, "restore --deployment pi --latest"),
+            (
+                Step::Rolling {
+                    from_version: "2".into(),
+                },
+                "--abort",
+            ),
+            (Step::Finishing, "--finish"),
+            (Step::Discarding, "--abort"),
+        ] {
+            match refuse_while_restoring(&state_with(Some(step.clone())), "upgrade") {
+                Err(CmdError::Refused { message, hint: Some(h) }) => {
+                    assert!(message.contains("`upgrade`"), "{message}");
+                    assert!(h.contains(hint), "{step:?}: {h}");
+                }
+                other => panic!("{step:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn destroy_gets_the_instance_the_db_record_does_not_name() {
+        let record = |id: &str| ResourceRecord {
+            kind: crate::core::spec::Kind::DbInstance,
+            status: Status::Ready,
+            client_token: "t".into(),
+            outputs: Outputs::new().with("id", id),
+            deps: vec!["db-subnet-group".into()],
+            settings: Default::default(),
+            updated_at: chrono::Utc::now(),
+        };
+        // Switched: the db record names the restored instance; the old one goes too.
+        let mut st = state_with(Some(Step::Kept));
+        st.resources.insert(DB.into(), record("pi-db-r20261206-220000"));
+        hand_to_destroy(&mut st);
+        assert!(st.restore.is_none());
+        let old = &st.resources[rs::OLD_KEY];
+        assert_eq!(old.outputs.get("id"), Some("pi-db"));
+        assert_eq!(old.deps, ["db-subnet-group"]);
+        assert!(!st.resources.contains_key(rs::NEW_KEY));
+        // Not switched: the restored instance goes too.
+        let mut st = state_with(Some(Step::Waiting));
+        st.resources.insert(DB.into(), record("pi-db"));
+        hand_to_destroy(&mut st);
+        assert_eq!(
+            st.resources[rs::NEW_KEY].outputs.get("id"),
+            Some("pi-db-r20261206-220000")
+        );
+        assert!(!st.resources.contains_key(rs::OLD_KEY));
+    }
+}
