@@ -816,6 +816,7 @@ pub fn hand_to_destroy(state: &mut State) {
                 deps: deps.clone(),
                 settings: Default::default(),
                 updated_at: chrono::Utc::now(),
+                retiring: None,
             },
         );
     }
@@ -881,6 +882,7 @@ mod tests {
             deps: vec!["db-subnet-group".into()],
             settings: Default::default(),
             updated_at: chrono::Utc::now(),
+            retiring: None,
         };
         // Switched: the db record names the restored instance; the old one goes too.
         let mut st = state_with(Some(Step::Kept));
