@@ -391,16 +391,24 @@ impl Run<'_> {
                 port: r.outputs.get("port")?.to_string(),
             })
         });
-        if let Source::Snapshot { id } = &source
-            && crate::resources::backup::db_snapshot_status(&self.aws, id)
-                .await?
-                .is_none()
-        {
-            return Err(CmdError::input(
-                "--db-snapshot",
-                format!("there is no DB snapshot `{id}` in this account and region"),
-                "give one `pi-deploy snapshot --list` shows (its id), or use --db-time / --latest",
+        if let Some((key, _)) = self.state.resources.iter().find(|(_, r)| r.retiring.is_some()) {
+            return Err(refused(
+                format!("an `up` that replaces a resource stopped midway (`{key}` is still retiring)"),
+                format!("finish it with `pi-deploy up --deployment {dep}`, then restore"),
             ));
+        }
+        if let Source::Snapshot { id } = &source {
+            let Some(snap) = crate::resources::backup::db_snapshot(&self.aws, id).await? else {
+                return Err(CmdError::input(
+                    "--db-snapshot",
+                    format!("there is no DB snapshot `{id}` in this account and region"),
+                    "give one `pi-deploy snapshot --list` shows (its id), or use --db-time / --latest",
+                ));
+            };
+            let (settings, _) = self.db_settings()?;
+            if let Some(why) = snapshot_engine_mismatch(id, snap.engine_version.as_deref(), &settings.engine_version) {
+                return Err(CmdError::input("--db-snapshot", why, SNAPSHOT_ENGINE_HINT));
+            }
         }
         confirm(
             self.yes,
@@ -713,6 +721,23 @@ impl Run<'_> {
     }
 }
 
+const SNAPSHOT_ENGINE_HINT: &str = "restore a snapshot taken on the deployment's major version (`pi-deploy snapshot --list`), or a point in time (--db-time); to go back to an older major, set database.engine_version to it in a new deployment and restore the snapshot there";
+
+/// Why a snapshot cannot be restored into this deployment: the restored instance comes up on
+/// the snapshot's engine version, and RDS refuses a parameter group of another family
+/// (the deployment's group follows database.engine_version). None when the families agree
+/// or a version is not one pi-deploy knows the family of (RDS then has the last word).
+fn snapshot_engine_mismatch(id: &str, snapshot: Option<&str>, configured: &str) -> Option<String> {
+    use crate::core::config::mariadb_family;
+    let snapshot = snapshot?;
+    let (theirs, ours) = (mariadb_family(snapshot).ok()?, mariadb_family(configured).ok()?);
+    (theirs != ours).then(|| {
+        format!(
+            "DB snapshot `{id}` was taken on MariaDB {snapshot}, but the deployment's database is configured for {configured} (database.engine_version) with a parameter group of family {ours}, which RDS refuses for a restore of a {theirs} snapshot"
+        )
+    })
+}
+
 /// Ask on a terminal, unless --yes; without a terminal, refuse (exit 3).
 fn confirm(yes: bool, what: &str) -> Result<(), CmdError> {
     use std::io::{BufRead, IsTerminal, Write};
@@ -870,6 +895,18 @@ mod tests {
                 other => panic!("{step:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_snapshot_of_another_major_version_is_refused_and_a_minor_is_not() {
+        let why = snapshot_engine_mismatch("s1", Some("10.6.14"), "11.4").unwrap();
+        assert!(
+            why.contains("10.6.14") && why.contains("11.4") && why.contains("s1"),
+            "{why}"
+        );
+        assert_eq!(snapshot_engine_mismatch("s1", Some("10.11.9"), "10.11"), None);
+        assert_eq!(snapshot_engine_mismatch("s1", Some("10.11.9"), "10.11.10"), None);
+        assert_eq!(snapshot_engine_mismatch("s1", None, "10.11"), None);
     }
 
     #[test]

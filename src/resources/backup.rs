@@ -75,6 +75,19 @@ pub fn snapshot_tags(deployment: &str, name: &str, label: Option<&str>) -> Vec<(
 
 /// The DB snapshot's status by identifier, `None` when RDS does not know it.
 pub async fn db_snapshot_status(aws: &Aws, name: &str) -> Result<Option<String>, ResourceError> {
+    Ok(db_snapshot(aws, name).await?.map(|s| s.status))
+}
+
+/// What a restore needs to know of a DB snapshot before it starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbSnapshotInfo {
+    pub status: String,
+    /// The engine version the snapshot was taken on: a restore comes up on it.
+    pub engine_version: Option<String>,
+}
+
+/// DescribeDBSnapshots of one snapshot; None when there is no such snapshot.
+pub async fn db_snapshot(aws: &Aws, name: &str) -> Result<Option<DbSnapshotInfo>, ResourceError> {
     let out = aws
         .clients
         .rds
@@ -84,9 +97,10 @@ pub async fn db_snapshot_status(aws: &Aws, name: &str) -> Result<Option<String>,
         .await
         .map_err(err("describing the DB snapshot"));
     Ok(ec2::not_found_is_none(out)?.and_then(|o| {
-        o.db_snapshots()
-            .first()
-            .map(|s| s.status().unwrap_or("unknown").to_string())
+        o.db_snapshots().first().map(|s| DbSnapshotInfo {
+            status: s.status().unwrap_or("unknown").to_string(),
+            engine_version: s.engine_version().map(String::from),
+        })
     }))
 }
 

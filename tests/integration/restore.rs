@@ -371,3 +371,36 @@ async fn a_point_in_time_restore_switches_and_destroy_after_it_leaves_nothing() 
     let left = census::everything(&c, &d.name).await;
     assert!(left.is_empty(), "left behind: {left:?}\n{}", show(&gone));
 }
+
+/// A snapshot taken before a major engine upgrade comes up on the old major, which the
+/// deployment's parameter group (of the new family) cannot serve: RDS would refuse the
+/// restore, or worse, after the record was made. pi-deploy refuses it first (exit 2,
+/// naming --db-snapshot and both versions), with nothing recorded or created.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_from_before_a_major_upgrade_is_refused_before_anything() {
+    let c = clients().await;
+    let d = Deployment::new("rmaj");
+    let engine = |v: &str| {
+        common::config(
+            &d,
+            &format!("[database]\ndeletion_protection = false\nengine_version = \"{v}\"\n"),
+        )
+    };
+    let ami = common::ami('A');
+    let before = engine("10.11");
+    ok(&d, &before, &["up", "--ami", &ami, "--yes"]);
+    let snap = ok(&d, &before, &["snapshot", "--no-files", "--json"]);
+    let snapshot = outputs(&snap)["db_snapshot"].as_str().unwrap().to_string();
+    let after = engine("11.4");
+    ok(&d, &after, &["up", "--ami", &ami, "--yes"]);
+
+    let out = with(&d, &after, &["restore", "--db-snapshot", &snapshot, "--yes"]);
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    for part in ["--db-snapshot", "10.11", "mariadb11.4", &snapshot] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+    assert!(d.state().get("restore").is_none(), "nothing recorded");
+    assert_eq!(db_instances(&c, &d.name).await.len(), 1, "no instance restored");
+    ok(&d, &after, &["destroy", "--yes"]);
+}
