@@ -608,7 +608,13 @@ async fn update_if_needed<C: Cloud>(
         outputs.get("id").map(String::from),
         Some(summary),
     );
-    let outputs = shared.cloud.update(cx, outputs, &changes).await?;
+    let mut throttled = 0;
+    let outputs = loop {
+        match shared.cloud.update(cx, outputs.clone(), &changes).await {
+            Err(e) if pause_if_throttled(shared, &spec.key, "update", &e, &mut throttled).await => {}
+            done => break done?,
+        }
+    };
     let id = outputs.get("id").map(String::from);
     shared.record_with(spec, Status::Ready, cx.token, outputs, keep)?;
     shared.emit(spec, ResourceStatus::Updated, started, id, None);
@@ -713,6 +719,47 @@ async fn create_or_adopt<C: Cloud>(
 /// Create calls tried in all when each one's outcome is unknown (`ErrorClass::Ambiguous`).
 const CREATE_TRIES: u32 = 3;
 
+/// The pauses before a create, update or delete that AWS refused as throttled is made again.
+/// The SDK retries a throttled call itself, but its retry quota is shared by every call of
+/// the client, so account-wide throttling (other tools, a big deployment) exhausts it and
+/// the error reaches the executor. A refused call did nothing, so it can be made again:
+/// a create after looking for the resource first (a create of several calls may have made
+/// its first), an update or delete as it is (both idempotent). 75 s in all, then the error.
+const THROTTLED_PAUSES: [std::time::Duration; 4] = [
+    std::time::Duration::from_secs(5),
+    std::time::Duration::from_secs(10),
+    std::time::Duration::from_secs(20),
+    std::time::Duration::from_secs(40),
+];
+
+/// When `e` is a throttling and pauses are left: warn, pause (spread by the key, so nodes
+/// throttled together do not come back together) and say to try again.
+async fn pause_if_throttled<C: Cloud>(
+    shared: &Shared<C>,
+    key: &str,
+    call: &str,
+    e: &ResourceError,
+    pauses: &mut usize,
+) -> bool {
+    let Some(pause) = THROTTLED_PAUSES.get(*pauses).filter(|_| e.is(ErrorClass::Throttled)) else {
+        return false;
+    };
+    *pauses += 1;
+    let spread = key
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+        % 1000;
+    let pause = *pause + std::time::Duration::from_millis(spread);
+    shared.events.emit(Event::Warning {
+        message: format!(
+            "{key}: AWS throttled the {call} beyond the SDK's retries (the account's request rate is shared); trying again in {}s: {e}",
+            pause.as_secs()
+        ),
+    });
+    tokio::time::sleep(pause).await;
+    true
+}
+
 /// Create; when the outcome is unknown (the connection failed after the request was sent),
 /// look the resource up again (tags, name, client token) and adopt it if the create did
 /// happen, else create again. A blind retry could make a duplicate: most creates take no
@@ -723,9 +770,15 @@ async fn create_resolving_ambiguity<C: Cloud>(
     cx: &NodeCtx<'_>,
 ) -> Result<(Outputs, ResourceStatus), ResourceError> {
     let mut tries = 1;
+    let mut throttled = 0;
     loop {
         match shared.cloud.create(cx).await {
             Ok(outputs) => return Ok((outputs, ResourceStatus::Created)),
+            Err(e) if pause_if_throttled(shared, &cx.spec.key, "create", &e, &mut throttled).await => {
+                if let Some(found) = shared.cloud.find(cx).await? {
+                    return Ok((found, ResourceStatus::Adopted));
+                }
+            }
             Err(e) if e.is(ErrorClass::Ambiguous) && tries < CREATE_TRIES => {
                 shared.events.emit(Event::Warning {
                     message: format!(
@@ -826,14 +879,18 @@ async fn destroy_node_inner<C: Cloud>(
         st.resources.insert(spec.key.clone(), record);
     })?;
     shared.emit(spec, ResourceStatus::Deleting, started, id.clone(), None);
-    shared
-        .cloud
-        .delete(&DeleteCtx {
+    let mut throttled = 0;
+    loop {
+        let ctx = DeleteCtx {
             key: &spec.key,
             kind: spec.kind,
             outputs: &outputs,
-        })
-        .await?;
+        };
+        match shared.cloud.delete(&ctx).await {
+            Err(e) if pause_if_throttled(shared, &spec.key, "delete", &e, &mut throttled).await => {}
+            done => break done?,
+        }
+    }
     shared.persist(|st| {
         st.resources.remove(&spec.key);
     })?;

@@ -62,6 +62,11 @@ pub struct FakeCloud {
     /// `true` when that create did happen server-side (a connection reset after success),
     /// `false` when it did not (reset before the service acted).
     pub ambiguous_create: Mutex<HashMap<String, Vec<bool>>>,
+    /// Calls refused as throttled (`ErrorClass::Throttled`, what reaches the executor once
+    /// the SDK's retries are spent), by `"<create|update|delete>:<key>"`, each entry one call.
+    /// For a create, `true` when its first step did happen (a create of several calls,
+    /// throttled after the first); an update or delete refused did nothing.
+    pub throttled: Mutex<HashMap<String, Vec<bool>>>,
     /// Desired settings per key (besides `refs`, which follows the dependencies).
     pub desired: HashMap<String, Settings>,
     /// Keys whose update fails.
@@ -83,6 +88,24 @@ impl Default for FakeCloud {
 }
 
 impl FakeCloud {
+    /// The next scripted throttling of `call` on `key`, if any (see `throttled`).
+    fn next_throttled(&self, call: &str, key: &str) -> Option<bool> {
+        let mut all = self.throttled.lock().unwrap();
+        let queue = all.get_mut(&format!("{call}:{key}")).filter(|q| !q.is_empty())?;
+        Some(queue.remove(0))
+    }
+
+    fn throttling(&self, call: &str, key: &str) -> ResourceError {
+        self.inner
+            .lock()
+            .unwrap()
+            .calls
+            .entry("throttled")
+            .and_modify(|n| *n += 1)
+            .or_insert(1);
+        ResourceError::new(ErrorClass::Throttled, format!("{key}: Rate exceeded ({call})")).with_code("Throttling")
+    }
+
     pub fn new() -> Self {
         Self {
             origin: Instant::now(),
@@ -92,6 +115,7 @@ impl FakeCloud {
             fail_create: HashMap::new(),
             fail_delete: HashMap::new(),
             ambiguous_create: Mutex::new(HashMap::new()),
+            throttled: Mutex::new(HashMap::new()),
             desired: HashMap::new(),
             fail_update: HashMap::new(),
             replaceable: Default::default(),
@@ -243,6 +267,10 @@ impl Cloud for FakeCloud {
         };
         let outputs = Outputs::new().with("id", id);
         let live = self.desired_of(cx.spec, cx.deps);
+        let throttled = self.next_throttled("create", &key);
+        if throttled == Some(false) {
+            return Err(self.throttling("create", &key));
+        }
         let ambiguous = self
             .ambiguous_create
             .lock()
@@ -270,12 +298,13 @@ impl Cloud for FakeCloud {
             }
         })
         .await;
-        match ambiguous {
-            Some(_) => Err(ResourceError::new(
+        match (ambiguous, throttled) {
+            (_, Some(_)) => Err(self.throttling("create", &key)),
+            (Some(_), _) => Err(ResourceError::new(
                 ErrorClass::Ambiguous,
                 format!("{key}: connection reset after the request was sent"),
             )),
-            None => Ok(outputs),
+            (None, None) => Ok(outputs),
         }
     }
 
@@ -299,6 +328,9 @@ impl Cloud for FakeCloud {
         let key = cx.key.to_string();
         if let Some(e) = self.fail_delete.get(&key) {
             return Err(e.clone());
+        }
+        if self.next_throttled("delete", &key).is_some() {
+            return Err(self.throttling("delete", &key));
         }
         let id = cx.outputs.get("id").unwrap_or_default().to_string();
         self.timed(&key.clone(), "delete", self.delete_time.get(&key), move |i| {
@@ -340,6 +372,9 @@ impl Cloud for FakeCloud {
         let key = cx.spec.key.clone();
         if let Some(e) = self.fail_update.get(&key) {
             return Err(e.clone());
+        }
+        if self.next_throttled("update", &key).is_some() {
+            return Err(self.throttling("update", &key));
         }
         let changes = changes.to_vec();
         self.timed(&key.clone(), "update", self.converge_time.get(&key), move |i| {

@@ -384,6 +384,89 @@ async fn unknown_outcomes_are_bounded_and_reported_as_such() {
     assert_eq!(out.state.resources["a"].status, Status::Creating);
 }
 
+fn throttle(cloud: &FakeCloud, call: &str, key: &str, happened: &[bool]) {
+    cloud
+        .throttled
+        .lock()
+        .unwrap()
+        .insert(format!("{call}:{key}"), happened.to_vec());
+}
+
+/// Account-wide throttling outlasts the SDK's retries: the executor pauses and makes the
+/// call again, looking first for a create whose first step did happen.
+#[tokio::test(start_paused = true)]
+async fn creates_refused_as_throttled_are_made_again_after_a_pause_without_a_duplicate() {
+    let g = graph();
+    let cloud = FakeCloud::new();
+    // `a` refused twice outright; `b` throttled after its first step made the resource.
+    throttle(&cloud, "create", "a", &[false, false]);
+    throttle(&cloud, "create", "b", &[true]);
+    let r = run_with(cloud, 8);
+    let began = tokio::time::Instant::now();
+    let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    assert!(out.ok(), "{:?}", out.failed);
+    assert_eq!(r.cloud.calls("throttled"), 3);
+    assert_eq!(
+        r.cloud.calls("duplicate"),
+        0,
+        "the half-made b was found, not made again"
+    );
+    assert_eq!(out.state.resources["b"].outputs.get("id"), Some("id-b"));
+    for k in ["a", "b"] {
+        assert_eq!(out.state.resources[k].status, Status::Ready, "{k}");
+    }
+    assert!(
+        began.elapsed() >= THROTTLED_PAUSES[0] + THROTTLED_PAUSES[1],
+        "paused before trying again"
+    );
+    let warnings = r
+        .events
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Warning { message } if message.contains("throttled the create")))
+        .count();
+    assert_eq!(warnings, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_beyond_the_pauses_fails_the_node_with_its_intent_kept() {
+    let g = one_node();
+    let cloud = FakeCloud::new();
+    throttle(&cloud, "create", "a", &[false; 8]);
+    let r = run_with(cloud, 8);
+    let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    assert_eq!(out.failed.len(), 1);
+    assert!(out.failed[0].1.is(ErrorClass::Throttled));
+    assert_eq!(r.cloud.calls("throttled"), THROTTLED_PAUSES.len() + 1);
+    assert_eq!(out.state.resources["a"].status, Status::Creating);
+}
+
+#[tokio::test(start_paused = true)]
+async fn updates_and_deletes_refused_as_throttled_are_made_again() {
+    let (mut cloud, state) = deployed(&[("b", "size", "1")]).await;
+    cloud.desired.get_mut("b").unwrap().insert("size".into(), "3".into());
+    throttle(&cloud, "update", "b", &[false, false]);
+    let observed = observe(&cloud, &state).await;
+    let r = run_with(cloud, 8);
+    let g = graph();
+    let out = r.exec.converge(g.clone(), state, &equal_weights(&g), observed).await;
+    assert!(out.ok(), "{:?}", out.failed);
+    assert_eq!(r.cloud.live("b").get("size").map(String::as_str), Some("3"));
+    assert_eq!(r.cloud.calls("throttled"), 2);
+
+    let cloud = FakeCloud::new();
+    throttle(&cloud, "delete", "d", &[false]);
+    let r2 = run_with(cloud, 8);
+    let out2 = r2
+        .exec
+        .destroy(g.clone(), out.state, &g.longest_remaining_reverse(|_| 1.0))
+        .await;
+    assert!(out2.ok(), "{:?}", out2.failed);
+    assert!(out2.state.resources.is_empty());
+    assert_eq!(r2.cloud.calls("throttled"), 1);
+    assert_eq!(r2.cloud.calls("delete"), 6, "each once, d after its pause");
+}
+
 /// vpc -> subnet -> nat, each of the kind its name says.
 fn nested() -> Arc<Graph> {
     let of = |key: &str, kind: Kind, deps: &[&str]| NodeSpec {
