@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_rds::types::{self as t, ApplyMethod, Parameter};
 
-use super::{Aws, ResourceKind, ec2, observe, props};
+use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::{err, tags};
 use crate::core::diff::{AttrSpec, Change, ChangeAction, Settings};
 use crate::core::names;
@@ -52,6 +52,30 @@ pub struct DbSubnetGroup;
 fn subnet_ids(cx: &NodeCtx<'_>) -> Result<Vec<String>, ResourceError> {
     let (subnets,) = props!(cx, DbSubnetGroup { subnets });
     subnets.iter().map(|s| cx.dep_id(s).map(String::from)).collect()
+}
+
+/// What `up` changes on a live DB subnet group: its subnets, put back by `converge`
+/// (ModifyDBSubnetGroup) when changed by hand.
+pub const SUBNET_GROUP_ATTRS: &[AttrSpec] = &[AttrSpec::with(
+    "subnets",
+    ChangeAction::Update,
+    "ModifyDBSubnetGroup puts the deployment's db subnets back",
+    &[],
+)];
+
+/// The desired settings (pure): the db subnets' ids from `deps`.
+pub fn subnet_group_desired(subnets: &[String], deps: &BTreeMap<String, Outputs>) -> Settings {
+    crate::core::diff::settings([(
+        "subnets",
+        crate::core::diff::list(subnets.iter().map(|k| super::dep_output(deps, k, "id"))),
+    )])
+}
+
+fn subnet_group_live(g: &t::DbSubnetGroup) -> Settings {
+    crate::core::diff::settings([(
+        "subnets",
+        crate::core::diff::list(g.subnets().iter().filter_map(|s| s.subnet_identifier())),
+    )])
 }
 
 fn group_outputs(name: &str, arn: Option<&str>) -> Outputs {
@@ -151,8 +175,22 @@ impl ResourceKind for DbSubnetGroup {
         Ok(group_outputs(&name, group.db_subnet_group_arn()))
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        SUBNET_GROUP_ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::DbSubnetGroup { subnets } => subnet_group_desired(subnets, deps),
+            _ => Settings::new(),
+        }
+    }
+
     async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
-        Ok(observe::exists(describe_subnet_group(aws, outputs.id()?).await?))
+        Ok(match describe_subnet_group(aws, outputs.id()?).await? {
+            Some(g) => Observed::Present(subnet_group_live(&g)),
+            None => Observed::Missing,
+        })
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -468,6 +506,34 @@ impl ResourceKind for DbParameterGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_db_subnet_group_changed_by_hand_is_an_update_back_to_the_db_subnets() {
+        let deps: BTreeMap<String, Outputs> = [("db-a", "subnet-1"), ("db-b", "subnet-2")]
+            .into_iter()
+            .map(|(k, id)| (k.to_string(), Outputs::new().with("id", id)))
+            .collect();
+        let want = subnet_group_desired(&["db-b".into(), "db-a".into()], &deps);
+        let group = |ids: &[&str]| {
+            t::DbSubnetGroup::builder()
+                .set_subnets(Some(
+                    ids.iter()
+                        .map(|id| t::Subnet::builder().subnet_identifier(*id).build())
+                        .collect(),
+                ))
+                .build()
+        };
+        let diff =
+            |ids: &[&str]| crate::core::diff::diff(SUBNET_GROUP_ATTRS, &want, &subnet_group_live(&group(ids)), None);
+        assert!(diff(&["subnet-2", "subnet-1"]).is_empty(), "order does not matter");
+        let c = diff(&["subnet-1", "subnet-9"]);
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (c[0].attribute.as_str(), c[0].old.as_str(), c[0].new.as_str()),
+            ("subnets", "subnet-1, subnet-9", "subnet-1, subnet-2")
+        );
+        assert_eq!(c[0].action, ChangeAction::Update);
+    }
 
     #[test]
     fn parameters_keep_their_apply_methods() {

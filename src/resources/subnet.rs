@@ -1,19 +1,43 @@
 //! A subnet in one availability zone. Public subnets get no public IPs on launch: only the
 //! NAT gateway (its own EIP) and the load balancer live there, and neither needs it.
+//!
+//! Day 2: `read` returns whether the subnet gives public IPs on launch; turned on by hand,
+//! it is an `update` that `converge` turns off again (ModifySubnetAttribute). Its CIDR and
+//! zone follow the VPC's and the config's zones, whose changes the VPC and the config refuse.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{self as t, AttributeBooleanValue, ResourceType, SubnetState};
 
-use super::{Aws, ResourceKind, ec2, observe, props};
+use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::consistency;
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
+use crate::core::diff::{AttrSpec, ChangeAction, Settings, settings};
 use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::latency;
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
-use crate::core::spec::Kind;
+use crate::core::spec::{Kind, NodeSpec};
 
 pub struct Subnet;
+
+pub const ATTRS: &[AttrSpec] = &[AttrSpec::with(
+    "public_ips_on_launch",
+    ChangeAction::Update,
+    "ModifySubnetAttribute turns it off again: nothing pi-deploy runs there needs one",
+    &[],
+)];
+
+/// The desired settings (pure): never public IPs on launch.
+pub fn desired_settings() -> Settings {
+    settings([("public_ips_on_launch", "off".to_string())])
+}
+
+fn live_settings(s: &t::Subnet) -> Settings {
+    let on = s.map_public_ip_on_launch() == Some(true);
+    settings([("public_ips_on_launch", if on { "on" } else { "off" }.to_string())])
+}
 
 fn outputs_of(s: &t::Subnet) -> Option<Outputs> {
     Some(
@@ -157,6 +181,14 @@ impl ResourceKind for Subnet {
         })
     }
 
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, _spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        desired_settings()
+    }
+
     async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
         let out = aws
             .clients
@@ -166,9 +198,12 @@ impl ResourceKind for Subnet {
             .send()
             .await
             .map_err(err("reading the subnet"));
-        Ok(observe::exists(
-            ec2::not_found_is_none(out)?.and_then(|o| o.subnets().first().cloned()),
-        ))
+        Ok(
+            match ec2::not_found_is_none(out)?.and_then(|o| o.subnets().first().cloned()) {
+                Some(s) => Observed::Present(live_settings(&s)),
+                None => Observed::Missing,
+            },
+        )
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -189,5 +224,23 @@ impl ResourceKind for Subnet {
             Err(e) => Err(ec2::explain_holders(aws, "subnet-id", id, e).await),
             ok => ok,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::diff::diff;
+
+    #[test]
+    fn public_ips_turned_on_by_hand_are_an_update_back_to_off() {
+        let subnet = |on: Option<bool>| t::Subnet::builder().set_map_public_ip_on_launch(on).build();
+        for live in [Some(false), None] {
+            assert!(diff(ATTRS, &desired_settings(), &live_settings(&subnet(live)), None).is_empty());
+        }
+        let c = diff(ATTRS, &desired_settings(), &live_settings(&subnet(Some(true))), None);
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].old.as_str(), c[0].new.as_str()), ("on", "off"));
+        assert_eq!(c[0].action, ChangeAction::Update);
     }
 }

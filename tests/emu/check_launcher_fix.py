@@ -173,6 +173,38 @@ def versioning_scenario(endpoint: str | None) -> None:
             pass
 
 
+def subnet_group_scenario(endpoint: str | None) -> None:
+    """Raise unless a DB subnet group is still there after ModifyDBSubnetGroup."""
+    import boto3
+
+    kwargs: dict[str, Any] = {"region_name": REGION}
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+    ec2 = boto3.client("ec2", **kwargs)
+    rds = boto3.client("rds", **kwargs)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]][:2]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24", AvailabilityZone=zones[i % 2])["Subnet"]["SubnetId"]
+        for i in range(3)
+    ]
+    name = f"launcher-check-{uuid.uuid4().hex[:8]}"
+    rds.create_db_subnet_group(DBSubnetGroupName=name, DBSubnetGroupDescription="check", SubnetIds=subnets[:2])
+    try:
+        rds.modify_db_subnet_group(DBSubnetGroupName=name, SubnetIds=[subnets[0], subnets[2]])
+        groups = rds.describe_db_subnet_groups(DBSubnetGroupName=name)["DBSubnetGroups"]
+        have = sorted(s["SubnetIdentifier"] for s in groups[0]["Subnets"])
+        assert have == sorted([subnets[0], subnets[2]]), f"subnets after the modify: {have}"
+    finally:
+        try:
+            rds.delete_db_subnet_group(DBSubnetGroupName=name)
+        except Exception:  # noqa: BLE001 - best-effort cleanup (gone already when unpatched)
+            pass
+        for s in subnets:
+            ec2.delete_subnet(SubnetId=s)
+        ec2.delete_vpc(VpcId=vpc)
+
+
 def version_scenario(endpoint: str | None) -> None:
     """A group pointed at version 2 while the default stays 1 launches from 2: the instance
     runs version 2's instance type, carries EC2's version tag 2, and the group reports 2 for
@@ -317,11 +349,26 @@ def patch_versioning() -> Any:
     return restore
 
 
+def patch_subnet_group() -> Any:
+    """Install the launcher's ModifyDBSubnetGroup fix (main() installs it in the server)."""
+    from moto.rds.models import RDSBackend
+
+    import moto_launcher
+
+    RDSBackend.modify_db_subnet_group = moto_launcher._patched_modify_db_subnet_group  # type: ignore[method-assign]
+
+    def restore() -> None:
+        RDSBackend.modify_db_subnet_group = moto_launcher._ORIGINAL_MODIFY_SUBNET_GROUP  # type: ignore[method-assign]
+
+    return restore
+
+
 SCENARIOS = {
     "CreateLaunchTemplateVersion UserData": (scenario, patch_launch_template),
     "GetBucketVersioning root": (versioning_scenario, patch_versioning),
     "Auto Scaling launch template version": (version_scenario, patch_version),
     "AWS Backup jobs": (backup_scenario, patch_backup),
+    "ModifyDBSubnetGroup keeps the group": (subnet_group_scenario, patch_subnet_group),
 }
 
 

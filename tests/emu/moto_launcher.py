@@ -176,6 +176,25 @@ def _patched_modify_vpc_endpoint(
 functools.update_wrapper(_patched_modify_vpc_endpoint, _ORIGINAL_MODIFY_ENDPOINT)
 
 
+# ---- a fix: ModifyDBSubnetGroup keeps the group -------------------------------------------
+# moto 5.2.5's RDSBackend.modify_db_subnet_group pops the group from its store, changes it
+# and returns it without putting it back, so the group is gone after a ModifyDBSubnetGroup
+# (AWS changes its subnets and keeps it). pi-deploy puts the DB subnets back into a group
+# changed by hand (day 2); the harness keeps the group, with moto's own code.
+from moto.rds.models import RDSBackend  # noqa: E402
+
+_ORIGINAL_MODIFY_SUBNET_GROUP = RDSBackend.modify_db_subnet_group
+
+
+def _patched_modify_db_subnet_group(self: Any, subnet_name: str, *args: Any, **kwargs: Any) -> Any:
+    group = _ORIGINAL_MODIFY_SUBNET_GROUP(self, subnet_name, *args, **kwargs)
+    self.subnet_groups[subnet_name] = group
+    return group
+
+
+functools.update_wrapper(_patched_modify_db_subnet_group, _ORIGINAL_MODIFY_SUBNET_GROUP)
+
+
 # ---- fourth fix: an Auto Scaling group launches from ITS launch template version -----------
 # On AWS a group launches every instance from the version it names (`LaunchTemplate.Version`
 # of the group, e.g. "3"), EC2 tags the instance `aws:ec2launchtemplate:version` with that
@@ -442,10 +461,11 @@ def main(argv: list[str]) -> None:
     apply_patch()
     S3Response.get_bucket_versioning = _patched_get_bucket_versioning  # type: ignore[method-assign]
     VPCBackend.modify_vpc_endpoint = _patched_modify_vpc_endpoint  # type: ignore[method-assign]
+    RDSBackend.modify_db_subnet_group = _patched_modify_db_subnet_group  # type: ignore[method-assign]
     apply_version_fix()
     apply_backup_jobs()
     print(
-        "moto_launcher: CreateLaunchTemplateVersion UserData, GetBucketVersioning, ModifyVpcEndpoint and launch template version fixes applied; AWS Backup jobs answered",
+        "moto_launcher: CreateLaunchTemplateVersion UserData, GetBucketVersioning, ModifyVpcEndpoint, ModifyDBSubnetGroup and launch template version fixes applied; AWS Backup jobs answered",
         file=sys.stderr,
         flush=True,
     )

@@ -880,6 +880,64 @@ async fn security_switches_reach_a_live_deployment_and_hand_made_drift_is_repair
     assert_eq!(private_routing(&c, &st).await, routing);
     assert_eq!(plan(&d, &cfg).1, 0);
 
+    // Public IPs on launch turned on in a public subnet, and an app subnet put in the DB
+    // subnet group in place of a DB subnet, by hand: `plan` shows both, `up` puts both back.
+    let public_a = id(&st, "subnet-public-a");
+    c.ec2
+        .modify_subnet_attribute()
+        .subnet_id(&public_a)
+        .map_public_ip_on_launch(aws_sdk_ec2::types::AttributeBooleanValue::builder().value(true).build())
+        .send()
+        .await
+        .unwrap();
+    let db_subnets = || {
+        let mut v = vec![id(&st, "subnet-db-a"), id(&st, "subnet-db-b")];
+        v.sort();
+        v
+    };
+    let group = id(&st, "db-subnet-group");
+    c.rds
+        .modify_db_subnet_group()
+        .db_subnet_group_name(&group)
+        .subnet_ids(id(&st, "subnet-db-a"))
+        .subnet_ids(id(&st, "subnet-app-b"))
+        .send()
+        .await
+        .unwrap();
+    let group_subnets = || async {
+        let g = c
+            .rds
+            .describe_db_subnet_groups()
+            .db_subnet_group_name(&group)
+            .send()
+            .await
+            .unwrap();
+        let mut v: Vec<String> = g.db_subnet_groups()[0]
+            .subnets()
+            .iter()
+            .filter_map(|s| s.subnet_identifier().map(String::from))
+            .collect();
+        v.sort();
+        v
+    };
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4);
+    assert_eq!(
+        planned(&doc, "subnet-public-a"),
+        vec![update("public_ips_on_launch", "on", "off")]
+    );
+    let group_changes = planned(&doc, "db-subnet-group");
+    assert_eq!(group_changes.len(), 1, "{group_changes:?}");
+    assert_eq!(group_changes[0].0, "subnets");
+    assert_eq!(group_changes[0].2, db_subnets().join(", "));
+    let mut changed = changed_keys(&up(&d, &cfg));
+    changed.sort();
+    assert_eq!(changed, vec!["db-subnet-group", "subnet-public-a"]);
+    let s = c.ec2.describe_subnets().subnet_ids(&public_a).send().await.unwrap();
+    assert_eq!(s.subnets()[0].map_public_ip_on_launch(), Some(false));
+    assert_eq!(group_subnets().await, db_subnets());
+    assert_eq!(plan(&d, &cfg).1, 0);
+
     // The side-loading Lambda's memory and timeout changed by hand: shown, then put back.
     let function = id(&st, "lambda");
     c.lambda
