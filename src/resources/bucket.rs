@@ -50,7 +50,16 @@ pub const ATTRS: &[AttrSpec] = &[
     AttrSpec::update("public_access_block", &[]),
     AttrSpec::update("object_ownership", &[]),
     AttrSpec::update("tls_only_policy", &[]),
+    AttrSpec::with(
+        "log_expiry_days",
+        ChangeAction::Update,
+        "PutBucketLifecycleConfiguration: S3 applies the new expiry to the logs already kept",
+        &["logging.alb_access_log_days"],
+    ),
 ];
+
+/// The id of the access-log bucket's one lifecycle rule.
+const EXPIRE_RULE: &str = "pi-deploy-expire-logs";
 
 /// ACLs disabled: the bucket owner owns every object and only the policy grants access.
 const OWNER_ENFORCED: &str = "BucketOwnerEnforced";
@@ -59,7 +68,15 @@ const ALL_BLOCKED: &str = "all four flags on";
 
 /// The desired settings (pure). Encryption, Block Public Access and the TLS-only policy
 /// follow the blueprint: a difference is drift, repaired.
-pub fn desired_settings(versioning: bool) -> Settings {
+pub fn desired_settings(versioning: bool, purpose: &BucketPurpose) -> Settings {
+    let mut s = base_settings(versioning);
+    if let BucketPurpose::AlbLogs { expire_days, .. } = purpose {
+        s.insert("log_expiry_days".into(), expire_days.to_string());
+    }
+    s
+}
+
+fn base_settings(versioning: bool) -> Settings {
     settings([
         ("versioning", if versioning { "enabled" } else { "off" }.to_string()),
         ("encryption", "AES256".to_string()),
@@ -122,7 +139,7 @@ fn absent<T>(r: Result<T, ResourceError>) -> Result<Option<T>, ResourceError> {
 
 /// Read-only: the bucket's settings, `None` when the bucket is gone. A configuration S3
 /// answers NoSuch... for (no policy, no public access block) reads as absent.
-async fn live_settings(s3: &Client, name: &str) -> Result<Option<Settings>, ResourceError> {
+async fn live_settings(s3: &Client, name: &str, purpose: &BucketPurpose) -> Result<Option<Settings>, ResourceError> {
     let v = s3
         .get_bucket_versioning()
         .bucket(name)
@@ -172,7 +189,21 @@ async fn live_settings(s3: &Client, name: &str) -> Result<Option<Settings>, Reso
         Some(p) if super::inspect::is_tls_only(p) => "yes",
         Some(_) => "no: the policy does not deny requests without TLS",
     };
-    Ok(Some(settings([
+    let expiry = match purpose {
+        BucketPurpose::AlbLogs { .. } => Some(log_expiry_of(
+            absent(
+                s3.get_bucket_lifecycle_configuration()
+                    .bucket(name)
+                    .send()
+                    .await
+                    .map_err(err("reading the bucket's lifecycle rules")),
+            )?
+            .as_ref()
+            .map(|l| l.rules()),
+        )),
+        BucketPurpose::Resources => None,
+    };
+    let mut live = settings([
         ("versioning", versioning_of(v.status())),
         ("encryption", algorithm),
         (
@@ -184,7 +215,22 @@ async fn live_settings(s3: &Client, name: &str) -> Result<Option<Settings>, Reso
             ownership_of(ownership.as_ref().and_then(|o| o.ownership_controls())),
         ),
         ("tls_only_policy", tls.to_string()),
-    ])))
+    ]);
+    if let Some(days) = expiry {
+        live.insert("log_expiry_days".into(), days);
+    }
+    Ok(Some(live))
+}
+
+/// The expiry of pi-deploy's rule among a bucket's lifecycle rules: its days when enabled,
+/// else `none` (no rule, disabled, or an expiry by date).
+fn log_expiry_of(rules: Option<&[LifecycleRule]>) -> String {
+    rules
+        .unwrap_or_default()
+        .iter()
+        .find(|r| r.id() == Some(EXPIRE_RULE) && r.status() == &ExpirationStatus::Enabled)
+        .and_then(|r| r.expiration()?.days())
+        .map_or_else(|| "none".to_string(), |d| d.to_string())
 }
 
 /// DeleteObjects takes at most this many keys per call.
@@ -226,7 +272,7 @@ fn bucket_policy(env: &Env, name: &str, purpose: &BucketPurpose) -> String {
 /// Access logs older than `days` are deleted (whole bucket: it holds nothing else).
 pub fn expire_logs(days: i32) -> Result<BucketLifecycleConfiguration, ResourceError> {
     let rule = LifecycleRule::builder()
-        .id("pi-deploy-expire-logs")
+        .id(EXPIRE_RULE)
         .status(ExpirationStatus::Enabled)
         .filter(LifecycleRuleFilter::builder().prefix("").build())
         .expiration(LifecycleExpiration::builder().days(days).build())
@@ -426,16 +472,18 @@ impl ResourceKind for Bucket {
 
     fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
         match &spec.props {
-            Props::Bucket { versioning, .. } => desired_settings(*versioning),
+            Props::Bucket { versioning, purpose } => desired_settings(*versioning, purpose),
             _ => Settings::new(),
         }
     }
 
-    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
-        Ok(match live_settings(&aws.clients.s3, outputs.id()?).await? {
-            Some(s) => Observed::Present(s),
-            None => Observed::Missing,
-        })
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        Ok(
+            match live_settings(&aws.clients.s3, outputs.id()?, &purpose_of(cx)).await? {
+                Some(s) => Observed::Present(s),
+                None => Observed::Missing,
+            },
+        )
     }
 
     async fn inspect(
@@ -642,8 +690,8 @@ mod tests {
             ("object_ownership", ownership_of(Some(&owner_enforced().unwrap()))),
             ("tls_only_policy", "yes".into()),
         ]);
-        assert!(diff(ATTRS, &desired_settings(false), &live, None).is_empty());
-        let c = diff(ATTRS, &desired_settings(true), &live, None);
+        assert!(diff(ATTRS, &desired_settings(false, &BucketPurpose::Resources), &live, None).is_empty());
+        let c = diff(ATTRS, &desired_settings(true, &BucketPurpose::Resources), &live, None);
         assert_eq!(
             (c[0].attribute.as_str(), c[0].old.as_str(), c[0].new.as_str()),
             ("versioning", "off", "enabled")
@@ -658,14 +706,54 @@ mod tests {
         assert_eq!(public_access_of(None), "none");
     }
 
+    /// `logging.alb_access_log_days` changed: the access-log bucket's expiry is an update;
+    /// the resources bucket has no expiry to compare.
+    #[test]
+    fn the_access_logs_expiry_follows_the_config() {
+        use crate::core::diff::diff;
+        let logs = |days: i32| BucketPurpose::AlbLogs {
+            prefix: "alb".into(),
+            expire_days: days,
+        };
+        let rule = |days: i32, status: ExpirationStatus| {
+            LifecycleRule::builder()
+                .id(EXPIRE_RULE)
+                .status(status)
+                .expiration(LifecycleExpiration::builder().days(days).build())
+                .build()
+                .unwrap()
+        };
+        let mut live = desired_settings(false, &logs(90));
+        live.insert(
+            "log_expiry_days".into(),
+            log_expiry_of(Some(&[rule(90, ExpirationStatus::Enabled)])),
+        );
+        assert!(diff(ATTRS, &desired_settings(false, &logs(90)), &live, None).is_empty());
+        let c = diff(ATTRS, &desired_settings(false, &logs(30)), &live, None);
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (
+                c[0].attribute.as_str(),
+                c[0].old.as_str(),
+                c[0].new.as_str(),
+                c[0].action
+            ),
+            ("log_expiry_days", "90", "30", ChangeAction::Update)
+        );
+        assert_eq!(c[0].fields, ["logging.alb_access_log_days"]);
+        assert_eq!(log_expiry_of(Some(&[rule(90, ExpirationStatus::Disabled)])), "none");
+        assert_eq!(log_expiry_of(None), "none");
+        assert!(!desired_settings(false, &BucketPurpose::Resources).contains_key("log_expiry_days"));
+    }
+
     /// A bucket made before ACLs were disabled (no ownership controls, or ObjectWriter) gets
     /// BucketOwnerEnforced from `up`, in place.
     #[test]
     fn a_bucket_with_acls_in_force_is_updated_to_owner_enforced() {
         use crate::core::diff::diff;
-        let mut live = desired_settings(false);
+        let mut live = desired_settings(false, &BucketPurpose::Resources);
         live.insert("object_ownership".into(), ownership_of(None));
-        let c = diff(ATTRS, &desired_settings(false), &live, None);
+        let c = diff(ATTRS, &desired_settings(false, &BucketPurpose::Resources), &live, None);
         assert_eq!(c.len(), 1);
         assert_eq!(
             (c[0].attribute.as_str(), c[0].old.as_str(), c[0].new.as_str()),

@@ -127,7 +127,8 @@ async fn compute_settings_are_planned_applied_read_back_and_drift_is_repaired() 
         "{BASE}[scaling]\nmax = 8\nhealth_check_grace_seconds = 120\nlifecycle_heartbeat_seconds = 3000\n\
          scale_out_cpu_percent = 80.0\nscale_in_cpu_percent = 10.0\n\
          [health_check]\npath = \"/health\"\nmatcher = \"200\"\ninterval_seconds = 20\n\
-         deregistration_delay_seconds = 60\nstickiness_seconds = 3600\n"
+         deregistration_delay_seconds = 60\nstickiness_seconds = 3600\n\
+         [logging]\nalb_access_log_days = 30\n"
     );
     let cfg = config(&d, &changed);
     let (doc, code) = plan(&d, &cfg);
@@ -156,15 +157,26 @@ async fn compute_settings_are_planned_applied_read_back_and_drift_is_repaired() 
     );
     assert_eq!(planned(&doc, "cpu-high-alarm"), vec![update("threshold", "70", "80")]);
     assert_eq!(planned(&doc, "cpu-low-alarm"), vec![update("threshold", "20", "10")]);
+    assert_eq!(
+        planned(&doc, "logs-bucket"),
+        vec![update("log_expiry_days", "90", "30")]
+    );
     for key in ["vpc", "alb", "listener-http", "db", "bucket", "scale-out-policy"] {
         assert_eq!(action_of(&doc, key), "nothing", "{key}");
     }
-    assert_eq!(doc["counts"]["update"], 5, "{doc:#}");
+    assert_eq!(doc["counts"]["update"], 6, "{doc:#}");
 
     let ev = up(&d, &cfg);
     assert_eq!(
         changed_keys(&ev),
-        vec!["asg", "cpu-high-alarm", "cpu-low-alarm", "lifecycle-hook", "tg"]
+        vec![
+            "asg",
+            "cpu-high-alarm",
+            "cpu-low-alarm",
+            "lifecycle-hook",
+            "logs-bucket",
+            "tg"
+        ]
     );
     for e in &ev {
         assert!(
@@ -176,6 +188,18 @@ async fn compute_settings_are_planned_applied_read_back_and_drift_is_repaired() 
     // Read back from AWS's side.
     let st = d.state();
     let c = clients().await;
+    let lifecycle =
+        c.s3.get_bucket_lifecycle_configuration()
+            .bucket(id(&st, "logs-bucket"))
+            .send()
+            .await
+            .unwrap();
+    let expiry: Vec<Option<i32>> = lifecycle
+        .rules()
+        .iter()
+        .map(|r| r.expiration().and_then(|e| e.days()))
+        .collect();
+    assert_eq!(expiry, [Some(30)], "{lifecycle:?}");
     let asg_name = id(&st, "asg");
     let g = c
         .autoscaling
