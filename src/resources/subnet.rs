@@ -18,25 +18,64 @@ use crate::core::diff::{AttrSpec, ChangeAction, Settings, settings};
 use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::latency;
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
-use crate::core::spec::{Kind, NodeSpec};
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct Subnet;
 
-pub const ATTRS: &[AttrSpec] = &[AttrSpec::with(
-    "public_ips_on_launch",
-    ChangeAction::Update,
-    "ModifySubnetAttribute turns it off again: nothing pi-deploy runs there needs one",
-    &[],
-)];
+const CIDR_NOTE: &str = "a subnet's CIDR cannot change, and the ACLs and the instances in it follow it: keep the old value, or deploy a new deployment beside this one and move the data (`pi-deploy snapshot`, then `restore` there)";
 
-/// The desired settings (pure): never public IPs on launch.
-pub fn desired_settings() -> Settings {
-    settings([("public_ips_on_launch", "off".to_string())])
+/// The CIDR is one attribute per tier, so that a refusal names the tier's config field.
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::with(
+        "public_ips_on_launch",
+        ChangeAction::Update,
+        "ModifySubnetAttribute turns it off again: nothing pi-deploy runs there needs one",
+        &[],
+    ),
+    AttrSpec::with(
+        "public_cidr",
+        ChangeAction::Forbidden,
+        CIDR_NOTE,
+        &["network.public_subnet_cidrs"],
+    ),
+    AttrSpec::with(
+        "app_cidr",
+        ChangeAction::Forbidden,
+        CIDR_NOTE,
+        &["network.app_subnet_cidrs"],
+    ),
+    AttrSpec::with(
+        "db_cidr",
+        ChangeAction::Forbidden,
+        CIDR_NOTE,
+        &["network.db_subnet_cidrs"],
+    ),
+];
+
+/// The CIDR attribute of the subnet under `key` (`subnet-<tier>-<zone>`).
+fn cidr_attr(key: &str) -> &'static str {
+    match key.strip_prefix("subnet-").and_then(|k| k.split('-').next()) {
+        Some("public") => "public_cidr",
+        Some("db") => "db_cidr",
+        _ => "app_cidr",
+    }
 }
 
-fn live_settings(s: &t::Subnet) -> Settings {
+/// The desired settings (pure): the configured CIDR, never public IPs on launch.
+pub fn desired_settings(key: &str, cidr: &str) -> Settings {
+    settings([
+        ("public_ips_on_launch", "off".to_string()),
+        (cidr_attr(key), cidr.to_string()),
+    ])
+}
+
+fn live_settings(key: &str, s: &t::Subnet) -> Settings {
     let on = s.map_public_ip_on_launch() == Some(true);
-    settings([("public_ips_on_launch", if on { "on" } else { "off" }.to_string())])
+    let mut live = settings([("public_ips_on_launch", if on { "on" } else { "off" }.to_string())]);
+    if let Some(cidr) = s.cidr_block() {
+        live.insert(cidr_attr(key).into(), cidr.to_string());
+    }
+    live
 }
 
 fn outputs_of(s: &t::Subnet) -> Option<Outputs> {
@@ -185,11 +224,14 @@ impl ResourceKind for Subnet {
         ATTRS
     }
 
-    fn desired(&self, _spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
-        desired_settings()
+    fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::Subnet { cidr, .. } => desired_settings(&spec.key, cidr),
+            _ => Settings::new(),
+        }
     }
 
-    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
         let out = aws
             .clients
             .ec2
@@ -200,7 +242,7 @@ impl ResourceKind for Subnet {
             .map_err(err("reading the subnet"));
         Ok(
             match ec2::not_found_is_none(out)?.and_then(|o| o.subnets().first().cloned()) {
-                Some(s) => Observed::Present(live_settings(&s)),
+                Some(s) => Observed::Present(live_settings(&cx.spec.key, &s)),
                 None => Observed::Missing,
             },
         )
@@ -232,15 +274,54 @@ mod tests {
     use super::*;
     use crate::core::diff::diff;
 
+    fn subnet(on: Option<bool>) -> t::Subnet {
+        t::Subnet::builder()
+            .set_map_public_ip_on_launch(on)
+            .cidr_block("10.0.1.0/24")
+            .build()
+    }
+
     #[test]
     fn public_ips_turned_on_by_hand_are_an_update_back_to_off() {
-        let subnet = |on: Option<bool>| t::Subnet::builder().set_map_public_ip_on_launch(on).build();
+        let want = desired_settings("subnet-public-a", "10.0.1.0/24");
         for live in [Some(false), None] {
-            assert!(diff(ATTRS, &desired_settings(), &live_settings(&subnet(live)), None).is_empty());
+            assert!(diff(ATTRS, &want, &live_settings("subnet-public-a", &subnet(live)), None).is_empty());
         }
-        let c = diff(ATTRS, &desired_settings(), &live_settings(&subnet(Some(true))), None);
+        let c = diff(
+            ATTRS,
+            &want,
+            &live_settings("subnet-public-a", &subnet(Some(true))),
+            None,
+        );
         assert_eq!(c.len(), 1);
         assert_eq!((c[0].old.as_str(), c[0].new.as_str()), ("on", "off"));
         assert_eq!(c[0].action, ChangeAction::Update);
+    }
+
+    #[test]
+    fn another_cidr_in_the_config_is_forbidden_naming_the_tier_s_field() {
+        for (key, attr, field) in [
+            ("subnet-public-a", "public_cidr", "network.public_subnet_cidrs"),
+            ("subnet-app-b", "app_cidr", "network.app_subnet_cidrs"),
+            ("subnet-db-a", "db_cidr", "network.db_subnet_cidrs"),
+        ] {
+            let c = diff(
+                ATTRS,
+                &desired_settings(key, "10.0.9.0/24"),
+                &live_settings(key, &subnet(Some(false))),
+                None,
+            );
+            assert_eq!(c.len(), 1, "{key}");
+            assert_eq!(
+                (
+                    c[0].attribute.as_str(),
+                    c[0].old.as_str(),
+                    c[0].new.as_str(),
+                    c[0].action
+                ),
+                (attr, "10.0.1.0/24", "10.0.9.0/24", ChangeAction::Forbidden)
+            );
+            assert_eq!(c[0].fields, [field]);
+        }
     }
 }

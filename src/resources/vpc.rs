@@ -11,16 +11,24 @@ use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, tags};
 use std::collections::BTreeMap;
 
-use crate::core::diff::{AttrSpec, Settings, settings};
+use crate::core::diff::{AttrSpec, ChangeAction, Settings, settings};
 use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::latency;
 use crate::core::resource::{DeleteCtx, NodeCtx, Observed, Outputs, ResourceError};
-use crate::core::spec::{Kind, NodeSpec};
+use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct Vpc;
 
 /// The default security group's rules are drift: `up` revokes them again (converge).
-pub const ATTRS: &[AttrSpec] = &[AttrSpec::update("default_security_group_rules", &[])];
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::update("default_security_group_rules", &[]),
+    AttrSpec::with(
+        "cidr",
+        ChangeAction::Forbidden,
+        "a VPC's primary CIDR cannot change, and every subnet, ACL and rule follows it: keep the old network.vpc_cidr (and subnet CIDRs), or deploy a new deployment beside this one and move the data (`pi-deploy snapshot`, then `restore` there)",
+        &["network.vpc_cidr"],
+    ),
+];
 
 /// The `default_security_group_rules` setting of a stripped group.
 pub const NO_RULES: &str = "none";
@@ -240,8 +248,12 @@ impl ResourceKind for Vpc {
         ATTRS
     }
 
-    fn desired(&self, _spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
-        settings([("default_security_group_rules", NO_RULES.to_string())])
+    fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {
+        let mut s = settings([("default_security_group_rules", NO_RULES.to_string())]);
+        if let Props::Vpc { cidr } = &spec.props {
+            s.insert("cidr".into(), cidr.clone());
+        }
+        s
     }
 
     async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
@@ -258,10 +270,17 @@ impl ResourceKind for Vpc {
             return Ok(Observed::Missing);
         };
         let group = default_group(aws, id).await?;
-        Ok(observe::observed(Some(vpc), |_| match group {
-            // A group not visible (yet) reads as nothing to compare.
-            None => Settings::new(),
-            Some(g) => settings([("default_security_group_rules", rules_setting(default_group_rules(&g)))]),
+        let cidr = vpc.cidr_block().map(String::from);
+        Ok(observe::observed(Some(vpc), |_| {
+            let mut s = match group {
+                // A group not visible (yet) reads as nothing to compare.
+                None => Settings::new(),
+                Some(g) => settings([("default_security_group_rules", rules_setting(default_group_rules(&g)))]),
+            };
+            if let Some(cidr) = cidr {
+                s.insert("cidr".into(), cidr);
+            }
+            s
         }))
     }
 

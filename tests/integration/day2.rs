@@ -516,6 +516,54 @@ async fn data_settings_are_applied_in_place_and_a_storage_shrink_is_refused() {
         "{err}"
     );
 
+    // Forbidden: another network (every CIDR moved to 10.1/16, a valid config on its own).
+    // AWS cannot change a VPC's or a subnet's CIDR; without the refusal, `up` would rewrite
+    // the ACLs and rules for addresses the subnets do not have.
+    let moved = config(
+        &d,
+        &format!(
+            "{changed}[network]\nvpc_cidr = \"10.1.0.0/16\"\n\
+             public_subnet_cidrs = [\"10.1.2.0/24\", \"10.1.3.0/24\"]\n\
+             app_subnet_cidrs = [\"10.1.0.0/24\", \"10.1.1.0/24\"]\n\
+             db_subnet_cidrs = [\"10.1.4.0/24\", \"10.1.5.0/24\"]\n"
+        ),
+    );
+    let refused = run_with(&d, &["plan", "--ami", &ami, "--config", moved.to_str().unwrap()], &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", show(&refused));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    for field in [
+        "network.vpc_cidr",
+        "network.public_subnet_cidrs",
+        "network.app_subnet_cidrs",
+        "network.db_subnet_cidrs",
+    ] {
+        assert!(said.contains(field), "{field}: {said}");
+    }
+    let out = run_with(
+        &d,
+        &[
+            "up",
+            "--ami",
+            &ami,
+            "--yes",
+            "--config",
+            moved.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        events(&out).iter().all(|e| e["event"] != "resource"),
+        "nothing is touched: {}",
+        show(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("network.vpc_cidr") && err.contains("cannot change"),
+        "{err}"
+    );
+
     // A rule added by hand is removed; the group's own rules stay.
     let cfg = config(&d, changed);
     let sg = id(&st, "sg-db");
