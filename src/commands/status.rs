@@ -71,6 +71,10 @@ pub struct StatusReport {
     pub lambda_errors: Option<Vec<String>>,
     pub problems: Vec<String>,
     pub healthy: bool,
+    /// Changes made and waiting for AWS (a major upgrade held for the maintenance window):
+    /// not problems, not changes to make again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
 }
 
 pub async fn run(global: &GlobalArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
@@ -156,6 +160,10 @@ async fn collect(session: &mut Session, cfg: &Config) -> Result<StatusReport, Cm
         });
     let mut problems = problems(&resources, &leaks, targets.as_deref(), lambda_errors.as_deref());
     problems.extend(unread);
+    let pending = super::window::held_upgrade(&aws, state)
+        .await
+        .map(|h| vec![h.describe()])
+        .unwrap_or_default();
     Ok(StatusReport {
         deployment: aws.env.deployment.clone(),
         region: aws.env.region.clone(),
@@ -166,6 +174,7 @@ async fn collect(session: &mut Session, cfg: &Config) -> Result<StatusReport, Cm
         targets,
         lambda_errors,
         problems,
+        pending,
     })
 }
 

@@ -28,3 +28,4 @@ pub mod state_url;
 pub mod upgrade;
 pub mod usable;
 pub mod userdata;
+pub mod window;
