@@ -1461,3 +1461,28 @@ fn up_rolling_and_replacing_killed_at_each_transition_converges_on_the_next_run(
         }
     }
 }
+
+/// Issue 18 with the state lost: an `up` killed mid-replace (both parameter groups exist),
+/// then the state file removed and `destroy` run without it: the tag and name scan
+/// (`resources/discover.rs`) finds the group of each family, not only the first name, and
+/// nothing is left.
+#[test]
+fn destroy_without_the_state_after_a_replace_killed_midway_finds_both_groups() {
+    let rt = runtime();
+    let lane = &Lane::start(1, &rt)[0];
+    let d = Deployment::new("crrl");
+    lane.ok(&d, &strs(&up_with(&engine_config(&d, "10.11")))).unwrap();
+    let old_group = crate::common::id(&d.state(), "db-params");
+    let upgrade = up_with(&engine_config(&d, "11.4"));
+    let retiring = format!("db-params/retiring-{old_group}");
+    let killed = kill_when(lane, &d, &strs(&upgrade), &[], "the replacement recorded", |_, st| {
+        st["resources"].get(&retiring).is_some() && st["resources"]["db-params"]["status"] == "ready"
+    })
+    .unwrap();
+    assert!(killed.is_some(), "the up ended before the replacement was recorded");
+    let groups = rt.block_on(census::everything(&lane.clients, &d.name))["db-parameter-group"].clone();
+    assert_eq!(groups.len(), 2, "both groups exist: {groups:?}");
+    d.remove_state();
+    lane.ok(&d, &destroy_args()).unwrap();
+    check_empty(&d, &lane.clients, &rt).unwrap();
+}
