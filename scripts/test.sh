@@ -16,8 +16,9 @@
 #   6. cargo test --locked --features fault-injection "$@"  (PI_TEST_FAULTS=0: without)
 #                                   e.g. scripts/test.sh -- --nocapture
 #      tests/integration/crash.rs kills up/destroy/upgrade, a day-2 update, an `up`
-#      that rolls the instances and an `up` that upgrades the engine a major version
-#      (a create-before-destroy replace) at EVERY state transition
+#      that rolls the instances, an `up` that upgrades the engine a major version
+#      (a create-before-destroy replace) and an `up` that does both at once at EVERY
+#      state transition
 #      when the executor or state code changed since the last exhaustive pass (hash in
 #      $CACHE/crash-exhaustive.sha256), else at a sample; PI_DEPLOY_CRASH_EVERY=1 or 0
 #      forces either (figures in docs/RELIABILITY.md)
@@ -133,10 +134,10 @@ cargo fmt --all -- --check
 
 # The crash tests (tests/integration/crash.rs) kill up, destroy, upgrade, a day-2 update run,
 # an `up` that rolls the instances, one that replaces the parameter group (a major engine
-# upgrade) and a `restore` at every state transition when the code they guard
+# upgrade), one that does both, and a `restore` at every state transition when the code they guard
 # changed since the last exhaustive pass, else at a sample (docs/RELIABILITY.md has the
 # figures). The pass is recorded as the hash of those files in $CACHE/crash-exhaustive.sha256,
-# written only after the whole cargo test passed with all seven crash tests reporting every
+# written only after the whole cargo test passed with all eight crash tests reporting every
 # transition. A caller's PI_DEPLOY_CRASH_EVERY
 # (1 or 0) decides instead.
 crash_guarded=(src/core/executor.rs src/core/executor src/core/state.rs src/state_file.rs
@@ -182,17 +183,17 @@ if ((${#crash_done[@]} > 0)); then
 fi
 if [[ "$PI_DEPLOY_CRASH_EVERY" == 1 ]]; then
   crash_every=0
-  for name in up destroy upgrade update roll major-upgrade restore; do
+  for name in up destroy upgrade update roll major-upgrade roll-replace restore; do
     if grep -qs '(every transition)' "$crash_reports/$name.txt"; then
       crash_every=$((crash_every + 1))
     fi
   done
-  if ((crash_every == 7)); then
+  if ((crash_every == 8)); then
     mkdir -p "$CACHE"
     printf '%s\n' "$crash_hash" >"$crash_stamp"
     printf 'crash tests: exhaustive pass recorded in %s\n' "$crash_stamp" >&2
   else
-    printf 'crash tests: %d of 7 ran at every transition (a test filter?): no stamp written\n' "$crash_every" >&2
+    printf 'crash tests: %d of 8 ran at every transition (a test filter?): no stamp written\n' "$crash_every" >&2
   fi
 fi
 

@@ -17,6 +17,7 @@ pub mod state;
 pub mod status;
 pub mod up;
 pub mod upgrade;
+pub mod window;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

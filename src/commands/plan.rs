@@ -25,6 +25,10 @@ pub struct PlanReport {
     /// How `up` builds the database (usable early or not), and why.
     pub database_path: DbPath,
     pub database_path_note: &'static str,
+    /// Changes made and waiting for AWS (a major upgrade held for the maintenance window):
+    /// not changes to make again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
 }
 
 pub async fn run(global: &GlobalArgs, plan_args: &PlanArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
@@ -48,7 +52,7 @@ pub async fn run(global: &GlobalArgs, plan_args: &PlanArgs, events: Arc<dyn Even
     }
     let result = plan_session(&mut session, &cfg, global.max_parallel, global.json).await;
     session.aws.clients.dump_call_counts();
-    let steps = result?;
+    let (steps, pending_in_aws) = result?;
     let counts = plan::counts(&steps);
     let pending = plan::has_changes(&steps);
     let creates_db = steps.iter().any(|s| s.key == "db" && s.action == plan::Action::Create);
@@ -60,6 +64,7 @@ pub async fn run(global: &GlobalArgs, plan_args: &PlanArgs, events: Arc<dyn Even
         region: session.aws.env.region.clone(),
         steps,
         counts,
+        pending: pending_in_aws,
     };
     if global.json {
         report::print_json(&report);
@@ -78,7 +83,7 @@ async fn plan_session(
     cfg: &crate::core::config::Config,
     concurrency: usize,
     json: bool,
-) -> Result<Vec<Step>, CmdError> {
+) -> Result<(Vec<Step>, Vec<String>), CmdError> {
     let zones = resolve_zones(session, cfg).await?;
     // The same read-only checks as `up`: what `up` would refuse, `plan` reports (exit 2).
     // Warnings go to the display (silent with -q), or with --json to stderr: stdout holds
@@ -123,5 +128,27 @@ async fn plan_session(
         _ => None,
     };
     plan::describe_rolls(&mut steps, desired);
-    Ok(steps)
+    let pending = hold_for_window(session, &mut steps).await;
+    Ok((steps, pending))
+}
+
+/// A major upgrade held for the maintenance window: said as pending, and the retiring
+/// parameter group the instance is still on is not a delete `up` makes now (core::window).
+async fn hold_for_window(session: &super::Session, steps: &mut [Step]) -> Vec<String> {
+    let Some(h) = super::window::held_upgrade(&session.aws, &session.state).await else {
+        return Vec::new();
+    };
+    let deletes: Vec<String> = steps
+        .iter()
+        .filter(|s| s.action == plan::Action::Delete)
+        .map(|s| s.key.clone())
+        .collect();
+    let held = crate::core::window::held(&session.state, &deletes);
+    let mut pending = vec![h.describe()];
+    for step in steps.iter_mut().filter(|s| held.contains(&s.key)) {
+        step.action = plan::Action::Nothing;
+        step.reason = h.keeps(&step.key);
+        pending.push(step.reason.clone());
+    }
+    pending
 }

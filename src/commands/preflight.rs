@@ -23,7 +23,7 @@
 use super::{CmdError, Session};
 use crate::core::config::{Config, ConfigError};
 use crate::core::resource::ResourceError;
-use crate::resources::preflight::{self as lookup, DbOfferings, DryLaunch, ImageFacts, LaunchProbe};
+use crate::resources::preflight::{self as lookup, DbOfferings, DryLaunch, EngineVersion, ImageFacts, LaunchProbe};
 
 /// One looked-up fact.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +66,12 @@ pub struct Facts {
     pub db: Fact<DbOfferings>,
     /// EC2's answer to a dry run of one launch (asked once the AMI is known to be available).
     pub launch: Fact<DryLaunch>,
+    /// Every MariaDB version RDS lists (DescribeDBEngineVersions, deprecated ones included).
+    /// Any failure of that lookup is `Unchecked` (the create call still decides).
+    pub engines: Fact<Vec<EngineVersion>>,
+    /// The version the recorded DB instance runs: asked when the config names another major
+    /// version than the one recorded (an upgrade RDS must offer).
+    pub running_version: Fact<Option<String>>,
 }
 
 /// What the facts mean: bad input (exit 2) and warnings.
@@ -229,6 +235,7 @@ pub fn decide(cfg: &Config, f: &Facts) -> Decision {
         decide_db(cfg, region, db, &mut d);
     }
     d.unchecked("the DB instance class and engine version", &f.db);
+    decide_engine(cfg, f, &mut d);
 
     // The dry run is the catch-all after the specific checks: what they already named
     // (a missing key pair, an instance type of the wrong architecture) is not said twice.
@@ -305,6 +312,130 @@ fn decide_db(cfg: &Config, region: &str, db: &DbOfferings, d: &mut Decision) {
     }
 }
 
+/// A version's numbers, for ordering (`10.11.10` after `10.11.9`).
+fn version_key(v: &str) -> Vec<u64> {
+    v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
+}
+
+/// The major of a version (`10.11.10` -> `10.11`).
+fn major_of(v: &str) -> String {
+    v.split('.').take(2).collect::<Vec<_>>().join(".")
+}
+
+/// `database.engine_version` against what RDS lists (DescribeDBEngineVersions): a full version
+/// must be listed and not deprecated; a major (`10.11`) stands for its newest available minor;
+/// the parameter group family RDS names for it (DBParameterGroupFamily) must be the one the
+/// deployment creates; and a major upgrade of the running instance must be one RDS offers
+/// from its version (ValidUpgradeTarget). Each refusal names the field and lists the versions
+/// RDS offers.
+fn decide_engine(cfg: &Config, f: &Facts, d: &mut Decision) {
+    let wanted = &cfg.database.engine_version;
+    let region = &f.region;
+    let offered = match &f.engines {
+        Fact::Known(v) if !v.is_empty() => v,
+        Fact::Known(_) => {
+            d.warnings.push(format!(
+                "RDS lists no MariaDB version in {region} (an emulator?): database.engine_version {wanted} was not checked against DescribeDBEngineVersions"
+            ));
+            return;
+        }
+        Fact::Unchecked(why) => {
+            d.warnings.push(format!(
+                "database.engine_version {wanted} was not checked against the versions RDS offers: {why}"
+            ));
+            return;
+        }
+        Fact::NotAsked => return,
+    };
+    let mut available: Vec<&EngineVersion> = offered.iter().filter(|v| v.status == "available").collect();
+    available.sort_by_key(|v| version_key(&v.version));
+    let listed: Vec<&str> = available.iter().map(|v| v.version.as_str()).collect();
+    let fix = format!(
+        "pin a version RDS offers in {region}: {} (a major such as {} stands for its newest minor)",
+        listed.join(", "),
+        listed.last().map(|v| major_of(v)).unwrap_or_else(|| "10.11".into())
+    );
+    let is_major_pin = wanted.split('.').count() == 2;
+    let matching = |v: &&EngineVersion| {
+        if is_major_pin {
+            lookup::in_major(&v.version, wanted)
+        } else {
+            v.version == *wanted
+        }
+    };
+    if !offered.iter().any(|v| matching(&v)) {
+        d.problem(
+            "database.engine_version",
+            format!("RDS does not offer MariaDB {wanted} in {region}"),
+            fix,
+        );
+        return;
+    }
+    let Some(newest) = available.iter().rev().find(|v| matching(v)) else {
+        d.problem(
+            "database.engine_version",
+            format!("MariaDB {wanted} is deprecated in RDS ({region}): no new instance or upgrade can use it"),
+            fix,
+        );
+        return;
+    };
+    let family = cfg.db_family();
+    if !newest.family.is_empty() && newest.family != family {
+        d.problem(
+            "database.engine_version",
+            format!(
+                "RDS takes parameter groups of family {} for MariaDB {}, not {family}",
+                newest.family, newest.version
+            ),
+            format!(
+                "pin a version whose family is {family}, or report this: pi-deploy derives the family from the version"
+            ),
+        );
+    }
+    let Fact::Known(Some(running)) = &f.running_version else {
+        return;
+    };
+    if version_key(&major_of(running)) >= version_key(&major_of(&newest.version)) {
+        // The same major (a minor upgrade) or a downgrade, which the change itself refuses.
+        return;
+    }
+    let targets: Vec<&str> = offered
+        .iter()
+        .find(|v| v.version == *running)
+        .map(|v| {
+            v.upgrade_targets
+                .iter()
+                .filter(|(_, major)| *major)
+                .map(|(t, _)| t.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !targets.iter().any(|t| {
+        matching(&&EngineVersion {
+            version: t.to_string(),
+            family: String::new(),
+            status: String::new(),
+            upgrade_targets: Vec::new(),
+        })
+    }) {
+        d.problem(
+            "database.engine_version",
+            format!("RDS offers no major upgrade from MariaDB {running} (the running instance) to {wanted}"),
+            if targets.is_empty() {
+                format!(
+                    "RDS lists no major upgrade from {running}: upgrade its minor version first, or keep {}",
+                    major_of(running)
+                )
+            } else {
+                format!(
+                    "pin one of the versions RDS upgrades {running} to: {}",
+                    targets.join(", ")
+                )
+            },
+        );
+    }
+}
+
 /// A lookup's answer as a fact: AccessDenied is "unchecked", other errors end the run.
 fn fact<T>(r: Result<T, ResourceError>) -> Result<Fact<T>, ResourceError> {
     match r {
@@ -370,6 +501,8 @@ pub async fn gather(session: &Session, cfg: &Config, zones: &[String; 2]) -> Res
         ssl_policy_exists,
         certificate,
         db,
+        engines,
+        running_version,
     ) = futures::try_join!(
         image_then_launch,
         when(true, || lookup::instance_architectures(aws, &cfg.instance_type)),
@@ -393,6 +526,16 @@ pub async fn gather(session: &Session, cfg: &Config, zones: &[String; 2]) -> Res
             &cfg.database.engine_version,
             &cfg.database.instance_class
         )),
+        async {
+            Ok::<_, ResourceError>(match lookup::engine_versions(aws).await {
+                Ok(v) => Fact::Known(v),
+                Err(e) => Fact::Unchecked(e.message),
+            })
+        },
+        when(
+            major_change(&session.state, &cfg.database.engine_version).is_some(),
+            || { lookup::running_engine_version(aws, major_change(&session.state, "").unwrap_or_default()) }
+        ),
     )?;
     Ok(Facts {
         region: aws.env.region.clone(),
@@ -407,7 +550,19 @@ pub async fn gather(session: &Session, cfg: &Config, zones: &[String; 2]) -> Res
         certificate,
         db,
         launch,
+        engines,
+        running_version,
     })
+}
+
+/// The recorded DB instance's id when the config names another major version than the one
+/// recorded (`wanted` empty: only whether a DB instance is recorded with a version).
+fn major_change<'a>(state: &'a crate::core::state::State, wanted: &str) -> Option<&'a str> {
+    let db = state.resources.get("db")?;
+    let recorded = db.settings.get("engine_version")?;
+    (wanted.is_empty() || major_of(recorded) != major_of(wanted))
+        .then(|| db.outputs.get("id"))
+        .flatten()
 }
 
 /// Whether the Auto Scaling group is recorded ready.
@@ -502,6 +657,8 @@ mod tests {
                 ..Default::default()
             }),
             launch: Fact::Known(DryLaunch::WouldLaunch),
+            engines: Fact::NotAsked,
+            running_version: Fact::NotAsked,
         }
     }
 
@@ -704,5 +861,105 @@ mod tests {
         let d = decide(&cfg(), &f);
         assert!(d.problems.is_empty(), "{d:?}");
         assert_eq!(d.warnings.len(), 2, "{d:?}");
+    }
+
+    /// What DescribeDBEngineVersions answers in a region (scripted: moto 5.2.5 answers the call
+    /// with HTTP 500, it lists no version): 10.6 deprecated, 10.11 and 11.4 available, each
+    /// 10.11 minor upgradable to 11.4.5 only from 10.11.10.
+    fn engines() -> Vec<EngineVersion> {
+        let v = |version: &str, family: &str, status: &str, targets: &[(&str, bool)]| EngineVersion {
+            version: version.into(),
+            family: family.into(),
+            status: status.into(),
+            upgrade_targets: targets.iter().map(|(t, m)| (t.to_string(), *m)).collect(),
+        };
+        vec![
+            v("10.6.19", "mariadb10.6", "deprecated", &[("10.11.10", true)]),
+            v("10.11.9", "mariadb10.11", "available", &[("10.11.10", false)]),
+            v("10.11.10", "mariadb10.11", "available", &[("11.4.5", true)]),
+            v("11.4.5", "mariadb11.4", "available", &[]),
+        ]
+    }
+
+    fn engine_decision(version: &str, running: Option<&str>) -> Decision {
+        let mut c = cfg();
+        c.database.engine_version = version.into();
+        let mut f = good();
+        f.engines = Fact::Known(engines());
+        f.running_version = match running {
+            Some(r) => Fact::Known(Some(r.into())),
+            None => Fact::NotAsked,
+        };
+        decide(&c, &f)
+    }
+
+    #[test]
+    fn the_engine_version_must_be_one_rds_offers() {
+        // Offered: a full version, and a major standing for its newest minor.
+        for ok in ["10.11.10", "10.11.9", "10.11", "11.4"] {
+            let d = engine_decision(ok, None);
+            assert!(d.problems.is_empty(), "{ok}: {d:?}");
+        }
+        // Unknown and deprecated: exit 2 naming the field, listing what RDS offers.
+        for (bad, says) in [
+            ("10.11.99", "does not offer MariaDB 10.11.99"),
+            ("10.5", "does not offer MariaDB 10.5"),
+            ("10.6", "deprecated"),
+            ("10.6.19", "deprecated"),
+        ] {
+            let d = engine_decision(bad, None);
+            assert_eq!(d.problems.len(), 1, "{bad}: {d:?}");
+            let p = &d.problems[0];
+            assert_eq!(p.field, "database.engine_version");
+            assert!(p.problem.contains(says), "{bad}: {}", p.problem);
+            assert!(p.fix.contains("10.11.9, 10.11.10, 11.4.5"), "{bad}: {}", p.fix);
+            assert!(
+                !p.fix.contains("10.6.19"),
+                "a deprecated version is not offered: {}",
+                p.fix
+            );
+        }
+    }
+
+    #[test]
+    fn a_major_upgrade_must_be_one_rds_offers_from_the_running_version() {
+        // 10.11.10 -> 11.4 is a ValidUpgradeTarget; from 10.11.9 RDS offers no major upgrade.
+        assert!(engine_decision("11.4", Some("10.11.10")).problems.is_empty());
+        assert!(engine_decision("11.4.5", Some("10.11.10")).problems.is_empty());
+        let d = engine_decision("11.4", Some("10.11.9"));
+        assert_eq!(d.problems.len(), 1, "{d:?}");
+        assert_eq!(d.problems[0].field, "database.engine_version");
+        assert!(
+            d.problems[0].problem.contains("no major upgrade from MariaDB 10.11.9"),
+            "{d:?}"
+        );
+        assert!(d.problems[0].fix.contains("minor version first"), "{d:?}");
+        // A minor upgrade is not judged here (the instance's own diff is).
+        assert!(engine_decision("10.11.10", Some("10.11.9")).problems.is_empty());
+    }
+
+    #[test]
+    fn a_family_rds_names_otherwise_is_refused_and_an_unlisted_answer_only_warns() {
+        let mut c = cfg();
+        c.database.engine_version = "11.4".into();
+        let mut f = good();
+        let mut list = engines();
+        list[3].family = "mariadb11".into();
+        f.engines = Fact::Known(list);
+        let d = decide(&c, &f);
+        assert_eq!(d.problems.len(), 1, "{d:?}");
+        assert!(d.problems[0].problem.contains("family mariadb11"), "{d:?}");
+        // An endpoint that cannot list versions (moto: HTTP 500; or AccessDenied): a warning.
+        f.engines = Fact::Unchecked("HTTP 500".into());
+        let d = decide(&c, &f);
+        assert!(d.problems.is_empty(), "{d:?}");
+        assert!(
+            d.warnings
+                .iter()
+                .any(|w| w.contains("database.engine_version 11.4 was not checked")),
+            "{d:?}"
+        );
+        f.engines = Fact::Known(Vec::new());
+        assert!(decide(&c, &f).problems.is_empty());
     }
 }

@@ -75,6 +75,10 @@ pub struct StatusReport {
     /// and its instances are not leaks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restore: Option<String>,
+    /// Changes made and waiting for AWS (a major upgrade held for the maintenance window):
+    /// not problems, not changes to make again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
 }
 
 pub async fn run(global: &GlobalArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
@@ -160,6 +164,10 @@ async fn collect(session: &mut Session, cfg: &Config) -> Result<StatusReport, Cm
         });
     let mut problems = problems(&resources, &leaks, targets.as_deref(), lambda_errors.as_deref());
     problems.extend(unread);
+    let pending = super::window::held_upgrade(&aws, state)
+        .await
+        .map(|h| vec![h.describe()])
+        .unwrap_or_default();
     Ok(StatusReport {
         deployment: aws.env.deployment.clone(),
         region: aws.env.region.clone(),
@@ -171,6 +179,7 @@ async fn collect(session: &mut Session, cfg: &Config) -> Result<StatusReport, Cm
         lambda_errors,
         problems,
         restore: state.restore.as_ref().map(|r| r.describe()),
+        pending,
     })
 }
 

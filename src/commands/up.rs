@@ -181,7 +181,19 @@ pub async fn run(global: &GlobalArgs, args: &UpArgs, events: Arc<dyn EventSink>)
     // replaces it is in place (a route table after the endpoint and subnets moved off it).
     // Again after the walk: a resource replaced in it (create before destroy) is kept as a
     // retiring record, deleted here once every dependent moved to its replacement.
-    let unwanted = plan::unwanted(&graph, &state);
+    let mut unwanted = plan::unwanted(&graph, &state);
+    // A major upgrade held for the maintenance window keeps the instance on the group it
+    // replaces: that group waits for a run after the window (core::window).
+    let held = crate::core::window::held(&state, &unwanted);
+    if !held.is_empty()
+        && let Some(h) = super::window::held_upgrade(&session.aws, &state).await
+    {
+        unwanted.retain(|k| !held.contains(k));
+        let kept: Vec<String> = held.iter().map(|k| h.keeps(k)).collect();
+        events.emit(Event::Warning {
+            message: format!("{}; {}", h.describe(), kept.join("; ")),
+        });
+    }
     if failed.is_empty() && !cancelled && skipped == 0 && !unwanted.is_empty() {
         let keep: std::collections::BTreeSet<String> = unwanted.iter().cloned().collect();
         let doomed = existing_graph(&Graph::new(Vec::new()).expect("empty graph"), &state).restrict(&keep);

@@ -29,3 +29,4 @@ pub mod state_url;
 pub mod upgrade;
 pub mod usable;
 pub mod userdata;
+pub mod window;

@@ -25,6 +25,7 @@ use crate::core::latency::{self, Transition};
 use crate::core::names;
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
 use crate::core::spec::{DbSettings, Kind, NodeSpec, Props};
+use crate::core::window::HeldUpgrade;
 
 pub struct DbInstance;
 
@@ -166,6 +167,23 @@ fn is_major(old: &str, new: &str) -> bool {
     major(old) != major(new)
 }
 
+/// A major engine upgrade RDS holds for the maintenance window (ModifyDBInstance without
+/// ApplyImmediately): the version the instance runs and the pending one, from
+/// PendingModifiedValues. A pending minor version is not one (it keeps the group).
+pub fn held_upgrade(db: &t::DbInstance) -> Option<HeldUpgrade> {
+    let to = db.pending_modified_values()?.engine_version()?;
+    let from = db.engine_version()?;
+    is_major(from, to).then(|| HeldUpgrade {
+        from: from.to_string(),
+        to: to.to_string(),
+    })
+}
+
+/// `held_upgrade` of the DB instance `id`, read from RDS (none when it does not exist).
+pub async fn read_held_upgrade(aws: &Aws, id: &str) -> Result<Option<HeldUpgrade>, ResourceError> {
+    Ok(describe_instance(aws, id).await?.as_ref().and_then(held_upgrade))
+}
+
 /// The desired settings (pure). On the usable-early path `multi_az` belongs to the
 /// `db-standby` node (db_standby.rs): the instance itself claims nothing about it, so a
 /// Single-AZ instance being converted is neither drift nor a change here.
@@ -235,11 +253,7 @@ pub fn live_settings(db: &t::DbInstance) -> Settings {
     // A major upgrade left for the maintenance window (apply_immediately off) moves the
     // instance to its new group with it: until then the group is not compared (asking for
     // the new group alone, RDS would refuse its family).
-    let major_pending = pending
-        .and_then(|p| p.engine_version())
-        .zip(db.engine_version())
-        .is_some_and(|(new, old)| is_major(old, new));
-    if !major_pending {
+    if held_upgrade(db).is_none() {
         put(
             "parameter_group",
             db.db_parameter_groups()
@@ -1097,6 +1111,54 @@ mod tests {
         let live = live_settings(&pending);
         assert_eq!(live["engine_version"], "11.4");
         assert!(!live.contains_key("parameter_group"));
+    }
+
+    /// `database.apply_immediately = false` with a major upgrade: what RDS describes after the
+    /// ModifyDBInstance (the instance on 10.11 and its old group, 11.4 under
+    /// PendingModifiedValues; moto 5.2.5 has no pending values, it applies every modification at
+    /// once) reads as the upgrade made: no change to ask again, the upgrade held. A pending minor
+    /// version is not held.
+    #[test]
+    fn a_major_upgrade_held_for_the_window_is_not_asked_again() {
+        let held = |pending: &str| {
+            t::DbInstance::builder()
+                .db_instance_class("db.t3.micro")
+                .allocated_storage(20)
+                .engine_version("10.11.10")
+                .multi_az(true)
+                .backup_retention_period(7)
+                .deletion_protection(true)
+                .master_username("pi_admin")
+                .enabled_cloudwatch_logs_exports("error")
+                .db_instance_status("available")
+                .db_parameter_groups(
+                    t::DbParameterGroupStatus::builder()
+                        .db_parameter_group_name("pi-db-params")
+                        .build(),
+                )
+                .pending_modified_values(t::PendingModifiedValues::builder().engine_version(pending).build())
+                .build()
+        };
+        let want = DbSettings {
+            engine_version: "11.4".into(),
+            apply_immediately: false,
+            ..settings()
+        };
+        let mut desired = desired_settings(&want);
+        desired.insert("parameter_group".into(), "pi-db-params-mariadb11-4".into());
+        let live = live_settings_for(&held("11.4"), &want.engine_version);
+        let changes = diff(ATTRS, &desired, &live, Some(classify));
+        assert!(changes.is_empty(), "asked again: {changes:?}");
+        assert_eq!(
+            held_upgrade(&held("11.4")),
+            Some(HeldUpgrade {
+                from: "10.11.10".into(),
+                to: "11.4".into()
+            })
+        );
+        assert_eq!(held_upgrade(&held("10.11.11")), None, "a minor version is not held");
+        let applied = t::DbInstance::builder().engine_version("11.4").build();
+        assert_eq!(held_upgrade(&applied), None);
     }
 
     #[test]

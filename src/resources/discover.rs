@@ -304,7 +304,6 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
     let db_log_group = names::db_log_group(&dep, "error");
     let db = names::db_identifier(&dep);
     let group = names::db_subnet_group(&dep);
-    let params = names::db_parameter_group(&dep);
     let secret = names::licence_secret(&dep);
     let log_group = names::lambda_log_group(&dep);
     let function = names::lambda_function(&dep);
@@ -382,16 +381,10 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
                     .map_err(err("looking up the DB subnet group")),
             )
         },
-        async {
-            absent(
-                c.rds
-                    .describe_db_parameter_groups()
-                    .db_parameter_group_name(&params)
-                    .send()
-                    .await
-                    .map_err(err("looking up the DB parameter group")),
-            )
-        },
+        // Every group of the account (they cannot be tagged-filtered), kept by name: the
+        // deployment's group of each family (a major upgrade's new group, the one it
+        // replaces when a run stopped between the two), not only the first name.
+        parameter_group_names(aws),
         async {
             absent(
                 c.secrets
@@ -513,12 +506,8 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         push(Some(untagged(Kind::DbSubnetGroup, "db-subnet-group", &group)));
     }
     let got = got_params?;
-    if got
-        .iter()
-        .flat_map(|o| o.db_parameter_groups())
-        .any(|g| g.db_parameter_group_name() == Some(params.as_str()))
-    {
-        push(Some(untagged(Kind::DbParameterGroup, "db-params", &params)));
+    for found in parameter_groups_of(&dep, got.iter().map(|(n, t)| (n.as_str(), t))) {
+        push(Some(found));
     }
 
     let got = got_secret?;
@@ -618,6 +607,71 @@ fn by_name(kind: Kind, tags: &Tags, deployment: &str, well_known: &str, id: &str
     named_key(tags, deployment, well_known).map(|key| Found::new(key, kind, id).tagged(is_tagged(tags, deployment)))
 }
 
+/// The deployment's DB parameter groups (`names::is_db_parameter_group`) in the account and
+/// region, every page, each with its tags (one ListTagsForResource per group of the
+/// deployment's names, not per group of the account).
+async fn parameter_group_names(aws: &Aws) -> Result<Vec<(String, Tags)>, ResourceError> {
+    let mut out = Vec::new();
+    let mut marker: Option<String> = None;
+    // Bounded: an account holds at most a few hundred parameter groups (quota 50 by default).
+    for _ in 0..50 {
+        let page = aws
+            .clients
+            .rds
+            .describe_db_parameter_groups()
+            .max_records(100)
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(err("listing the DB parameter groups"))?;
+        for g in page.db_parameter_groups() {
+            let Some(name) = g.db_parameter_group_name() else {
+                continue;
+            };
+            if !names::is_db_parameter_group(&aws.env.deployment, name) {
+                continue;
+            }
+            let tags = match g.db_parameter_group_arn() {
+                Some(arn) => {
+                    let listed = aws
+                        .clients
+                        .rds
+                        .list_tags_for_resource()
+                        .resource_name(arn)
+                        .send()
+                        .await
+                        .map_err(err("reading a DB parameter group's tags"))?;
+                    tag_list(
+                        listed
+                            .tag_list()
+                            .iter()
+                            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+                    )
+                }
+                None => Tags::new(),
+            };
+            out.push((name.to_string(), tags));
+        }
+        match page.marker() {
+            Some(m) if !m.is_empty() => marker = Some(m.to_string()),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Of the parameter groups `groups` (name, tags), the deployment's: its first name and the
+/// name of each family (`names::is_db_parameter_group`), under their key tag or `db-params`
+/// (which one the state records there, if any, `leaks` tells); tagged for another
+/// deployment, none. Tagged with the deployment, `destroy` deletes one the state does not
+/// hold (a major upgrade's group of the new family, with the state lost).
+pub fn parameter_groups_of<'a>(dep: &str, groups: impl Iterator<Item = (&'a str, &'a Tags)>) -> Vec<Found> {
+    groups
+        .filter(|(n, _)| names::is_db_parameter_group(dep, n))
+        .filter_map(|(n, t)| by_name(Kind::DbParameterGroup, t, dep, "db-params", n))
+        .collect()
+}
+
 /// A resource found by its derived name whose tags are not read (one more call each).
 fn untagged(kind: Kind, well_known: &str, id: &str) -> Found {
     Found::new(well_known.to_string(), kind, id).tagged(false)
@@ -628,7 +682,11 @@ fn untagged(kind: Kind, well_known: &str, id: &str) -> Found {
 pub fn leaks<'a>(found: &'a [Found], recorded_id: impl Fn(&str) -> Option<&'a str>) -> Vec<&'a Found> {
     found
         .iter()
-        .filter(|f| recorded_id(&f.key) != Some(f.id.as_str()))
+        .filter(|f| {
+            recorded_id(&f.key) != Some(f.id.as_str())
+                // Being replaced (create before destroy): recorded under its retiring key.
+                && recorded_id(&crate::core::state::retiring_key(&f.key, &f.id)) != Some(f.id.as_str())
+        })
         .collect()
 }
 
@@ -685,5 +743,43 @@ mod tests {
         let recorded = |k: &str| (k == "vpc").then_some("vpc-1");
         let l: Vec<&str> = leaks(&found, recorded).iter().map(|f| f.id.as_str()).collect();
         assert_eq!(l, vec!["vpc-2", "vpc-3"]);
+    }
+    /// State lost after a major upgrade, or during one: the deployment's group of each family
+    /// is found by name (not only the first name), nobody else's; with the state, the group
+    /// being replaced is recorded under its retiring key and is not a leak.
+    #[test]
+    fn the_parameter_group_of_each_family_is_found_and_a_retiring_one_is_no_leak() {
+        let ours = t(&[(tags::DEPLOYMENT_TAG, "pi"), (tags::KEY_TAG, "db-params")]);
+        let theirs = t(&[(tags::DEPLOYMENT_TAG, "pi-db-params-mariadb11")]);
+        let none = t(&[]);
+        let groups = [
+            ("default.mariadb10.11", &none),
+            ("pi-db-params", &ours),
+            ("pi-db-params-mariadb11-4", &ours),
+            ("pi2-db-params", &ours),
+            ("pi-db-params-mariadb11-4-copy", &ours),
+            ("pi-db-params-mariadb10-6", &theirs),
+        ];
+        let found = parameter_groups_of("pi", groups.iter().copied());
+        let ids: Vec<&str> = found.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids, vec!["pi-db-params", "pi-db-params-mariadb11-4"]);
+        assert!(
+            found
+                .iter()
+                .all(|f| f.key == "db-params" && f.kind == Kind::DbParameterGroup)
+        );
+        // No state: both are leaks (destroy deletes both).
+        assert_eq!(leaks(&found, |_| None).len(), 2);
+        // Mid-replace: the new group recorded as the node, the old one as retiring.
+        let recorded = |key: &str| match key {
+            "db-params" => Some("pi-db-params-mariadb11-4"),
+            "db-params/retiring-pi-db-params" => Some("pi-db-params"),
+            _ => None,
+        };
+        assert!(leaks(&found, recorded).is_empty());
+        // After the replace, an old group left behind is a leak.
+        let after = |key: &str| (key == "db-params").then_some("pi-db-params-mariadb11-4");
+        let left: Vec<&str> = leaks(&found, after).iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(left, vec!["pi-db-params"]);
     }
 }

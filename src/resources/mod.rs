@@ -11,7 +11,7 @@ mod bucket;
 mod bucket_notification;
 mod dashboard_check;
 mod db_endpoint;
-mod db_instance;
+pub mod db_instance;
 mod db_standby;
 pub mod discover;
 mod dns_record;

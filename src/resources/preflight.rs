@@ -345,6 +345,73 @@ pub async fn db_offerings(aws: &Aws, version: &str, class: &str) -> Result<DbOff
     Ok(o)
 }
 
+/// One MariaDB version as DescribeDBEngineVersions lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineVersion {
+    pub version: String,
+    /// DBParameterGroupFamily: the family of the parameter groups this version takes.
+    pub family: String,
+    /// `available`, or `deprecated` (listed only with IncludeAll).
+    pub status: String,
+    /// ValidUpgradeTarget: the versions RDS upgrades this one to, and whether each is a
+    /// major upgrade.
+    pub upgrade_targets: Vec<(String, bool)>,
+}
+
+/// Every MariaDB version RDS lists in the region, deprecated ones included, every page.
+/// Asked once, without retries: the check is advisory (a failed lookup is a warning, the
+/// create call still decides), and an endpoint that does not serve the call (moto 5.2.5
+/// answers HTTP 500) should cost one request, not the client's eight attempts.
+pub async fn engine_versions(aws: &Aws) -> Result<Vec<EngineVersion>, ResourceError> {
+    let mut out = Vec::new();
+    let mut marker: Option<String> = None;
+    // Bounded: RDS lists a few dozen MariaDB versions.
+    for _ in 0..20 {
+        let page = aws
+            .clients
+            .rds
+            .describe_db_engine_versions()
+            .engine(DB_ENGINE)
+            .include_all(true)
+            .max_records(100)
+            .set_marker(marker.take())
+            .customize()
+            .config_override(
+                aws_sdk_rds::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await
+            .map_err(err("listing the MariaDB versions RDS offers"))?;
+        out.extend(page.db_engine_versions().iter().map(|v| {
+            EngineVersion {
+                version: v.engine_version().unwrap_or_default().to_string(),
+                family: v.db_parameter_group_family().unwrap_or_default().to_string(),
+                status: v.status().unwrap_or("available").to_string(),
+                upgrade_targets: v
+                    .valid_upgrade_target()
+                    .iter()
+                    .filter_map(|t| {
+                        t.engine_version()
+                            .map(|e| (e.to_string(), t.is_major_version_upgrade().unwrap_or(false)))
+                    })
+                    .collect(),
+            }
+        }));
+        match page.marker() {
+            Some(m) if !m.is_empty() => marker = Some(m.to_string()),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The engine version the recorded DB instance runs (none when there is none).
+pub async fn running_engine_version(aws: &Aws, id: &str) -> Result<Option<String>, ResourceError> {
+    Ok(super::rds::describe_instance(aws, id)
+        .await?
+        .and_then(|db| db.engine_version().map(String::from)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

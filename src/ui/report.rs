@@ -118,6 +118,9 @@ pub fn plan_text(r: &PlanReport, style: Style) -> String {
             }
         }
     }
+    for p in &r.pending {
+        s.push_str(&format!("  pending: {p}\n"));
+    }
     let n = |a: Action| r.counts.get(a.as_str()).copied().unwrap_or(0);
     if n(Action::Nothing) == r.steps.len() {
         s.push_str(&format!(
@@ -217,6 +220,12 @@ pub fn status_text(r: &StatusReport, style: Style) -> String {
             s.push_str("Side-loading Lambda ERROR lines in the last hour:\n");
             for e in errors {
                 s.push_str(&format!("  {e}\n"));
+            }
+        }
+        if !r.pending.is_empty() {
+            s.push_str("Pending in AWS (made, waiting for the maintenance window):\n");
+            for p in &r.pending {
+                s.push_str(&format!("  {p}\n"));
             }
         }
     }

@@ -6,7 +6,8 @@
 //! --abort` first, and checked), every instance is of the new launch version (an `up`
 //! that rolls the instances, `roll`), or the database is on the new major version with the
 //! one parameter group of the new family (an `up` that replaces the group create-before-
-//! destroy, `major-upgrade`).
+//! destroy, `major-upgrade`), or both at once (an `up` that rolls and replaces,
+//! `roll-replace`).
 //!
 //! By default every 5th transition plus the first and last 3 are tested;
 //! `PI_DEPLOY_CRASH_EVERY=1` tests every transition (what `scripts/test.sh` runs when the
@@ -1527,4 +1528,147 @@ fn restore_killed_at_each_transition_is_finished_or_aborted_by_the_next_run() {
 /// The DB instance the `db` record names.
 fn d_db(d: &Deployment) -> String {
     recorded(d, "db", "id")
+}
+
+/// The roll-and-replace cases' config: the group as in the roll cases, and either the first
+/// instance type on 10.11 or the second on 11.4 (what the instances boot with and the engine's
+/// major version change at once: `up` rolls the fleet and replaces the parameter group).
+fn roll_replace_config(d: &Deployment, upgraded: bool) -> PathBuf {
+    let (min, max, desired) = SCALING;
+    let (instance_type, engine) = if upgraded {
+        ("t3.large", "11.4")
+    } else {
+        ("t3.medium", "10.11")
+    };
+    crate::common::config(
+        d,
+        &format!(
+            "instance_type = \"{instance_type}\"\n\n[database]\ndeletion_protection = false\nengine_version = \"{engine}\"\n\n[scaling]\nmin = {min}\nmax = {max}\ndesired = {desired}\n"
+        ),
+    )
+}
+
+/// Issue 18: one `up` that rolls the instances (a new instance type) and replaces the
+/// parameter group (a major engine upgrade) killed at each of its transitions, then `up`
+/// again with the same config: the end is both `check_rolled`'s (one fleet of the new launch
+/// template version, no duplicate instance, no extra version, the roll's record cleared, a
+/// healthy target each) and `check_major_upgraded`'s (the instance on 11.4 with the one group
+/// of the new family, no orphan group in the census, `plan` with nothing to do). Each case
+/// is a new deployment (a major upgrade has no way back), destroyed after its checks.
+#[test]
+fn up_rolling_and_replacing_killed_at_each_transition_converges_on_the_next_run() {
+    let rt = runtime();
+    // The roll's checks (upgrade.rs) read the suite's endpoint: the lanes share it.
+    let lanes = Lane::on_suite_endpoint(threads(), &rt);
+
+    // A clean rolling and replacing `up`: how many transitions, and the blueprint after it.
+    let reference = Deployment::new("crrr");
+    lanes[0]
+        .ok(&reference, &strs(&up_with(&roll_replace_config(&reference, false))))
+        .unwrap();
+    let base = reference.state()["serial"].as_u64().unwrap();
+    let versions_before = rt.block_on(versions(&reference)).len();
+    let upgraded = roll_replace_config(&reference, true);
+    lanes[0].ok(&reference, &strs(&up_with(&upgraded))).unwrap();
+    let total = reference.state()["serial"].as_u64().unwrap() - base;
+    let blueprint: BTreeSet<String> = reference.state()["resources"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    rt.block_on(check_rolled(
+        &lanes[0],
+        &reference,
+        &upgraded,
+        "t3.large",
+        versions_before,
+    ))
+    .unwrap();
+    check_major_upgraded(&lanes[0], &reference, &rt, &upgraded, &blueprint).unwrap();
+    assert!(
+        total >= 18,
+        "the replace (at least 8 writes) and the roll (at least 10): got {total}"
+    );
+    lanes[0].ok(&reference, &destroy_args()).unwrap();
+
+    let phases = Phases::default();
+    // Where each kill left the run: the roll's recorded step, or the replace's retiring
+    // record (the rerun had to finish it), or neither.
+    let left: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+    let ks = chosen(total, exhaustive());
+    run_cases("roll-replace", total, &lanes, &ks, &phases, |i, lane, k| {
+        let d = Deployment::new(&format!("cq{i}k{k}"));
+        phases.time("up on 10.11", || {
+            lane.ok(&d, &strs(&up_with(&roll_replace_config(&d, false))))
+        })?;
+        let cfg = roll_replace_config(&d, true);
+        let args = up_with(&cfg);
+        let versions_before = rt.block_on(versions(&d)).len();
+        let base = d.state()["serial"].as_u64().unwrap();
+        let kill = phases.time("killed up", || kill_at(lane, &d, &strs(&args), base + k))?;
+        let st = d.state();
+        let mut at = Vec::new();
+        if let Some(step) = st["upgrade"]["step"]["name"].as_str() {
+            at.push(format!("roll {step}"));
+        }
+        if st["resources"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.contains("/retiring-"))
+        {
+            at.push("retiring group".to_string());
+        }
+        if at.is_empty() {
+            at.push("neither".to_string());
+        }
+        *left.lock().unwrap().entry(at.join(" + ")).or_default() += 1;
+        phases.time("rerun", || lane.ok(&d, &strs(&args)))?;
+        phases.time("checks", || {
+            rt.block_on(check_rolled(lane, &d, &cfg, "t3.large", versions_before))?;
+            check_major_upgraded(lane, &d, &rt, &cfg, &blueprint)
+        })?;
+        phases.time("destroy", || lane.ok(&d, &destroy_args()))?;
+        Ok(kill)
+    });
+    let left = left.into_inner().unwrap();
+    println!("crash/roll-replace: the kills left (cases): {left:?}");
+    if exhaustive() {
+        assert!(
+            left.keys().any(|k| k.contains("retiring group")),
+            "no kill left the old group retiring: {left:?}"
+        );
+        for step in ["started", "launching", "draining", "done"] {
+            assert!(
+                left.keys().any(|k| k.contains(&format!("roll {step}"))),
+                "no kill left the roll at {step}: {left:?}"
+            );
+        }
+    }
+}
+
+/// Issue 18 with the state lost: an `up` killed mid-replace (both parameter groups exist),
+/// then the state file removed and `destroy` run without it: the tag and name scan
+/// (`resources/discover.rs`) finds the group of each family, not only the first name, and
+/// nothing is left.
+#[test]
+fn destroy_without_the_state_after_a_replace_killed_midway_finds_both_groups() {
+    let rt = runtime();
+    let lane = &Lane::start(1, &rt)[0];
+    let d = Deployment::new("crrl");
+    lane.ok(&d, &strs(&up_with(&engine_config(&d, "10.11")))).unwrap();
+    let old_group = crate::common::id(&d.state(), "db-params");
+    let upgrade = up_with(&engine_config(&d, "11.4"));
+    let retiring = format!("db-params/retiring-{old_group}");
+    let killed = kill_when(lane, &d, &strs(&upgrade), &[], "the replacement recorded", |_, st| {
+        st["resources"].get(&retiring).is_some() && st["resources"]["db-params"]["status"] == "ready"
+    })
+    .unwrap();
+    assert!(killed.is_some(), "the up ended before the replacement was recorded");
+    let groups = rt.block_on(census::everything(&lane.clients, &d.name))["db-parameter-group"].clone();
+    assert_eq!(groups.len(), 2, "both groups exist: {groups:?}");
+    d.remove_state();
+    lane.ok(&d, &destroy_args()).unwrap();
+    check_empty(&d, &lane.clients, &rt).unwrap();
 }

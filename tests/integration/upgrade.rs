@@ -763,6 +763,132 @@ async fn up_rolls_the_instances_when_what_they_boot_with_changes() {
     d.destroy();
 }
 
+/// Issue 18: one `up` that both rolls the instances (a new instance type) and replaces the
+/// parameter group (a major engine upgrade, 10.11 -> 11.4). `plan` shows both: the roll with
+/// its instance counts, the group's `-/+ replace`, the instance's upgrade with the downtime
+/// warning. `up` carries out both (a healthy target at every poll during it): every instance
+/// of the new type, the instance on 11.4 with the group of the new family, the old group
+/// gone; a second `plan` has nothing to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn up_rolls_the_instances_and_replaces_the_parameter_group_in_one_run() {
+    let d = Deployment::new("urrep");
+    let a = common::ami('A');
+    let cfg = d.state_dir.path().join("pi-deploy.toml");
+    let write = |instance_type: &str, engine: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "instance_type = \"{instance_type}\"\n\n[database]\ndeletion_protection = false\nengine_version = \"{engine}\"\n\n[scaling]\nmin = 1\nmax = 3\ndesired = 2\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("t3.medium", "10.11");
+    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    let first = fleet_of(&d).await;
+    let old_group = recorded(&d, "db-params", "id");
+    let versions_before = versions(&d).await.len();
+
+    write("t3.large", "11.4");
+    let plan = with_config(&d, &cfg, &["plan", "--ami", &a, "--json", "--detailed-exitcode"]);
+    assert_eq!(code(&plan), Some(4), "{}", common::show(&plan));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let steps = plan["steps"].as_array().unwrap();
+    let step = |key: &str| steps.iter().find(|s| s["key"] == key).cloned().unwrap_or_default();
+    let roll: Vec<&serde_json::Value> = steps.iter().filter(|s| s["action"] == "roll").collect();
+    assert_eq!(roll.len(), 1, "one roll: {plan:#}");
+    let reason = roll[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("2 replaced one at a time") && reason.contains("2 -> 3 -> 2"),
+        "the instance counts: {reason}"
+    );
+    assert!(roll[0].to_string().contains("t3.large"), "{}", roll[0]);
+    assert_eq!(step("db-params")["action"], "replace", "{plan:#}");
+    assert!(
+        step("db-params")["reason"].as_str().unwrap().starts_with("-/+ replace"),
+        "{plan:#}"
+    );
+    assert_eq!(step("db")["action"], "update", "{plan:#}");
+    let db = step("db").to_string();
+    assert!(db.contains("DOWNTIME") && db.contains("pi-deploy snapshot"), "{db}");
+    let text = ok(&d, &cfg, &["plan", "--ami", &a]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(
+        text.contains("-/+ replace") && text.contains("DOWNTIME") && text.contains("2 replaced one at a time"),
+        "{text}"
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_health(recorded(&d, "tg", "id"), stop.clone());
+    let out = ok(&d, &cfg, &["up", "--ami", &a, "--yes", "--json"]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (fewest, polls) = watcher.join().unwrap();
+    assert!(
+        polls > 0 && fewest >= 1,
+        "a moment without a healthy target: fewest {fewest} in {polls} polls"
+    );
+    let ev = events(&out);
+    let finished = ev.iter().find(|e| e["event"] == "run_finished").expect("run_finished");
+    assert_eq!(finished["counts"]["rolled"], 2, "{finished}");
+    let deleted: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["event"] == "resource" && e["status"] == "deleted")
+        .filter_map(|e| e["key"].as_str())
+        .collect();
+    assert_eq!(
+        deleted,
+        vec![format!("db-params/retiring-{old_group}")],
+        "only the old group"
+    );
+
+    // Read back: the fleet, the database, the groups.
+    let rolled = fleet_of(&d).await;
+    assert_eq!(rolled.len(), 2, "{rolled:?}");
+    assert!(rolled.iter().all(|(_, t, i)| t == "t3.large" && *i == a), "{rolled:?}");
+    assert!(
+        rolled.iter().all(|r| !first.contains(r)),
+        "old instances left: {rolled:?}"
+    );
+    let s = seen(&d).await;
+    assert_eq!((s.min, s.max, s.desired), (1, 3, 2));
+    assert!(s.suspended.is_empty(), "{:?}", s.suspended);
+    assert_eq!(versions(&d).await.len(), versions_before + 1);
+    assert_eq!(s.version, recorded(&d, LT, "version"));
+    assert!(d.state().get("upgrade").is_none());
+    let c = clients().await;
+    let new_group = recorded(&d, "db-params", "id");
+    assert_eq!(new_group, format!("{}-db-params-mariadb11-4", d.name));
+    let db = c
+        .rds
+        .describe_db_instances()
+        .db_instance_identifier(recorded(&d, "db", "id"))
+        .send()
+        .await
+        .unwrap();
+    let db = &db.db_instances()[0];
+    assert_eq!(db.engine_version(), Some("11.4"));
+    let on: Vec<&str> = db
+        .db_parameter_groups()
+        .iter()
+        .filter_map(|g| g.db_parameter_group_name())
+        .collect();
+    assert_eq!(on, vec![new_group.as_str()]);
+    let old = c
+        .rds
+        .describe_db_parameter_groups()
+        .db_parameter_group_name(&old_group)
+        .send()
+        .await;
+    assert!(
+        old.map(|o| o.db_parameter_groups().is_empty()).unwrap_or(true),
+        "the old group {old_group} is gone"
+    );
+
+    let plan = with_config(&d, &cfg, &["plan", "--ami", &a, "--detailed-exitcode"]);
+    assert_eq!(code(&plan), Some(0), "{}", common::show(&plan));
+    d.destroy();
+}
+
 /// Issue 18: a roll that `up` started and a kill interrupted is the next `up`'s to finish
 /// or undo. Killed mid-swap, then the config asks for another instance type: the next `up`
 /// rolls the unfinished roll back (as `upgrade --abort` does) and rolls to the new type,
