@@ -257,10 +257,10 @@ pub enum Command {
                             --skip-final-snapshot) or `restore --abort` switches back to it and deletes the restored \
                             one. A run that was interrupted is finished by running the same command again; \
                             `destroy` deletes both instances.\n\n\
-                            --files RECOVERY_POINT_ARN --path /themes (up to 5 paths) restores those items of the \
-                            file system with AWS Backup into the SAME file system, under a new directory \
-                            `aws-backup-restore_<time>` at its root (the live files are never overwritten: move \
-                            what you need from there). It reads the vault's access policy first and refuses a \
+                            --files RECOVERY_POINT_ARN --path /var/panintelligence/themes (up to 5 paths, from the \
+                            file system's root) restores those items with AWS Backup into the SAME file system, \
+                            under a new directory `aws-backup-restore_<time>` at its root (/mnt/efs on the \
+                            instances; the live files are never overwritten: copy back what you need from there). It reads the vault's access policy first and refuses a \
                             statement that denies backup:StartRestoreJob, naming it; the role \
                             `<deployment>-backup-role` gets the permission to restore into this file system only. \
                             An interrupted run waits for the same job when run again.\n\n\
@@ -272,7 +272,7 @@ pub enum Command {
                             pi-deploy restore --db-snapshot pi-snap-before-upgrade-20261206-210509 --yes\n  \
                             pi-deploy restore --db-time 2026-12-01T10:00:00Z\n  \
                             pi-deploy restore --latest --json\n  \
-                            pi-deploy restore --files arn:aws:backup:eu-west-1:123456789012:recovery-point:1EB3B5E7 --path /themes\n  \
+                            pi-deploy restore --files arn:aws:backup:eu-west-1:123456789012:recovery-point:1EB3B5E7 --path /var/panintelligence/themes\n  \
                             pi-deploy restore --finish\n  \
                             pi-deploy restore --abort"
     )]
