@@ -212,6 +212,26 @@ impl FilesRestoreRecord {
     pub fn same_request(&self, arn: &str, paths: &[String]) -> bool {
         self.recovery_point_arn == arn && self.paths == paths
     }
+
+    /// One line for `status` and `outputs`.
+    pub fn describe(&self) -> String {
+        format!(
+            "restore of {} into the file system {} from {} in progress ({}); `restore --files {} {}` waits for it",
+            self.paths.join(", "),
+            self.file_system_id,
+            self.recovery_point_arn,
+            match &self.job_id {
+                Some(j) => format!("AWS Backup restore job {j}"),
+                None => "the job not started yet".into(),
+            },
+            self.recovery_point_arn,
+            self.paths
+                .iter()
+                .map(|p| format!("--path {p}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    }
 }
 
 /// The token of one restore: the state's lineage, the request and when it was first asked
@@ -376,5 +396,21 @@ mod tests {
         assert_ne!(t, token("l", RP, &p, &later));
         assert_ne!(t, token("l", RP, &v(&["/images"]), &at));
         assert!(t.len() <= 64 && t.starts_with("pi-restore-"), "{t}");
+        let rec = FilesRestoreRecord {
+            recovery_point_arn: RP.into(),
+            paths: p.clone(),
+            file_system_id: "fs-1".into(),
+            started_at: at,
+            token: t,
+            job_id: Some("job-1".into()),
+        };
+        assert!(rec.same_request(RP, &p) && !rec.same_request(RP, &v(&["/images"])));
+        let line = rec.describe();
+        assert!(
+            line.contains("job job-1") && line.contains("--path /themes") && line.contains("fs-1"),
+            "{line}"
+        );
+        let json = serde_json::to_string(&rec).unwrap();
+        assert_eq!(serde_json::from_str::<FilesRestoreRecord>(&json).unwrap(), rec);
     }
 }

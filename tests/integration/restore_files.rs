@@ -158,6 +158,15 @@ async fn items_are_restored_into_the_same_file_system_after_the_checks_and_a_kil
         !restore_policy(&c, &role).await.is_empty(),
         "killed mid-job: the permissions are still there"
     );
+    // `status` and `outputs` say it is in progress, with its job.
+    let status = d.ok(&["status", "--json"]);
+    assert!(
+        show(&status).contains(&format!("AWS Backup restore job {recorded}")),
+        "{}",
+        show(&status)
+    );
+    let outs = d.ok(&["outputs", "--json"]);
+    assert!(show(&outs).contains(&recorded), "{}", show(&outs));
     // Other flags are refused while it is recorded.
     let other = d.run(&["restore", "--files", &rp, "--path", "/images"]);
     assert_eq!(other.status.code(), Some(3), "{}", show(&other));
