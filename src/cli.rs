@@ -248,7 +248,8 @@ pub enum Command {
     )]
     Snapshot(SnapshotArgs),
     /// Restore the database into a new instance (a snapshot or a point in time) and switch the
-    /// deployment to it; --finish deletes the old instance, --abort switches back.
+    /// deployment to it; --finish deletes the old instance, --abort switches back. --files
+    /// restores items of the file system from an AWS Backup recovery point.
     #[command(
         after_help = "Restores into a NEW DB instance `<deployment>-db-r<YYYYMMDD-HHMMSS>` with the blueprint's \
                             subnet group, security group, parameter group, class, Multi-AZ, deletion protection and \
@@ -260,13 +261,22 @@ pub enum Command {
                             --skip-final-snapshot) or `restore --abort` switches back to it and deletes the restored \
                             one. A run that was interrupted is finished by running the same command again; \
                             `destroy` deletes both instances.\n\n\
+                            --files RECOVERY_POINT_ARN --path /var/panintelligence/themes (up to 5 paths, from the \
+                            file system's root) restores those items with AWS Backup into the SAME file system, \
+                            under a new directory `aws-backup-restore_<time>` at its root (/mnt/efs on the \
+                            instances; the live files are never overwritten: copy back what you need from there). It reads the vault's access policy first and refuses a \
+                            statement that denies backup:StartRestoreJob, naming it; the role \
+                            `<deployment>-backup-role` gets the permission to restore into this file system only. \
+                            An interrupted run waits for the same job when run again.\n\n\
                             Exit status: 0 done, 1 failed (run it again to resume, or --abort), 2 bad input (nothing \
-                            created: a time not RFC 3339 or in the future, an unknown snapshot), 3 refused (no \
-                            state, another restore or an upgrade in progress).\n\n\
+                            created: a time not RFC 3339 or in the future, an unknown snapshot or recovery point, \
+                            more than 5 paths or a relative one), 3 refused (no state, another restore or an upgrade \
+                            in progress, a vault policy that denies the restore).\n\n\
                             Examples:\n  \
                             pi-deploy restore --db-snapshot pi-snap-before-upgrade-20261206-210509 --yes\n  \
                             pi-deploy restore --db-time 2026-12-01T10:00:00Z\n  \
                             pi-deploy restore --latest --json\n  \
+                            pi-deploy restore --files arn:aws:backup:eu-west-1:123456789012:recovery-point:1EB3B5E7 --path /var/panintelligence/themes\n  \
                             pi-deploy restore --finish\n  \
                             pi-deploy restore --abort"
     )]
@@ -429,7 +439,7 @@ pub struct SnapshotArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["db_snapshot", "db_time", "latest", "finish", "abort"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["db_snapshot", "db_time", "latest", "finish", "abort", "files"])))]
 pub struct RestoreArgs {
     /// Restore from this DB snapshot (its identifier; `snapshot --list` shows them).
     #[arg(long, value_name = "ID")]
@@ -449,6 +459,13 @@ pub struct RestoreArgs {
     /// With --finish or --abort: delete without a final snapshot.
     #[arg(long)]
     pub skip_final_snapshot: bool,
+    /// Restore items of the file system from this AWS Backup recovery point (its ARN;
+    /// `snapshot --list` shows them), with --path.
+    #[arg(long, value_name = "RECOVERY_POINT_ARN")]
+    pub files: Option<String>,
+    /// With --files: an absolute path inside the file system to restore (up to 5; repeat the flag).
+    #[arg(long = "path", value_name = "PATH", requires = "files")]
+    pub paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

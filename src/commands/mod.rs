@@ -10,6 +10,7 @@ pub mod outputs;
 pub mod plan;
 pub mod preflight;
 pub mod restore;
+pub mod restore_files;
 pub mod sideload;
 pub mod signals;
 pub mod snapshot;

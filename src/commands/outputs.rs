@@ -33,6 +33,9 @@ fn outputs_of(state: &State) -> BTreeMap<String, String> {
     let mut out = super::up::outputs(state);
     out.extend(state.outputs.clone());
     // A restore in progress (or switched, the old instance kept): where it stands.
+    if let Some(r) = &state.files_restore {
+        out.insert("files_restore".into(), r.describe());
+    }
     if let Some(r) = &state.restore {
         out.insert("restore_step".into(), r.step.name().into());
         out.insert("restore_new_db_instance".into(), r.new_instance.clone());

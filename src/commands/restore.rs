@@ -82,11 +82,14 @@ fn ask_of(args: &RestoreArgs) -> Result<Ask, CmdError> {
     Err(CmdError::input(
         "restore",
         "nothing to do",
-        "give --db-snapshot ID, --db-time TIME or --latest; or --finish / --abort",
+        "give --db-snapshot ID, --db-time TIME or --latest; --files RECOVERY_POINT_ARN --path PATH; or --finish / --abort",
     ))
 }
 
 pub async fn run(global: &GlobalArgs, args: &RestoreArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
+    if args.files.is_some() {
+        return super::restore_files::run(global, args, events).await;
+    }
     let mut cfg = load_config(global)?;
     validate(&cfg, Purpose::Other)?;
     let ask = ask_of(args)?;

@@ -178,7 +178,13 @@ async fn collect(session: &mut Session, cfg: &Config) -> Result<StatusReport, Cm
         targets,
         lambda_errors,
         problems,
-        restore: state.restore.as_ref().map(|r| r.describe()),
+        restore: {
+            // The database's restore and a files restore job in progress, when any.
+            let lines: Vec<String> = (state.restore.iter().map(|r| r.describe()))
+                .chain(state.files_restore.iter().map(|r| r.describe()))
+                .collect();
+            (!lines.is_empty()).then(|| lines.join("; "))
+        },
         pending,
     })
 }

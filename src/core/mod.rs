@@ -20,6 +20,7 @@ pub mod plan;
 pub mod policy;
 pub mod resource;
 pub mod restore;
+pub mod restore_files;
 pub mod rules;
 pub mod sideload;
 pub mod snapshot;

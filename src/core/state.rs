@@ -101,6 +101,10 @@ pub struct State {
     /// kept (core::restore); absent when none is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<super::restore::RestoreRecord>,
+    /// A `pi-deploy restore --files ... --path ...` job in progress (core::restore_files):
+    /// recorded before StartRestoreJob, removed once the job ended; absent when none is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_restore: Option<super::restore_files::FilesRestoreRecord>,
 }
 
 /// Who the caller is, from STS, and where it acts.
@@ -171,6 +175,7 @@ impl State {
             snapshot: None,
             backup_role: None,
             restore: None,
+            files_restore: None,
         }
     }
 

@@ -362,14 +362,16 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
                 .map_err(err("looking up the logs bucket"))
         },
         async {
-            absent(
-                c.rds
-                    .describe_db_instances()
-                    .db_instance_identifier(&db)
-                    .send()
-                    .await
-                    .map_err(err("looking up the DB instance")),
-            )
+            // Every instance, not only `<deployment>-db`: a restore's (`<deployment>-db-r<time>`)
+            // is found by its tags when the state that named it is lost. RDS has no tag filter.
+            c.rds
+                .describe_db_instances()
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(err("listing the DB instances"))
         },
         async {
             absent(
@@ -484,18 +486,18 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         }
     }
 
-    let got = got_db?;
-    for i in got
-        .iter()
-        .flat_map(|o| o.db_instances())
-        .filter(|i| i.db_instance_identifier() == Some(db.as_str()))
-    {
+    for i in got_db? {
         let t = tag_list(
             i.tag_list()
                 .iter()
                 .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
         );
-        push(by_name(Kind::DbInstance, &t, &dep, "db", &db));
+        push(db_instance_found(
+            i.db_instance_identifier().unwrap_or_default(),
+            &t,
+            &dep,
+            &db,
+        ));
     }
     let got = got_group?;
     if got
@@ -600,6 +602,15 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
         push(by_name(Kind::AutoScalingGroup, &t, &dep, "asg", &asg).map(|f| f.within(subnets.chain(template))));
     }
     Ok(())
+}
+
+/// A DB instance of the deployment: `<deployment>-db` by its name (tagged or not), any
+/// other by this deployment's tags (a restored instance, `<deployment>-db-r<time>`).
+fn db_instance_found(id: &str, tags: &Tags, deployment: &str, db: &str) -> Option<Found> {
+    if id == db {
+        return by_name(Kind::DbInstance, tags, deployment, "db", db);
+    }
+    tagged_key(tags, deployment).map(|key| Found::new(key, Kind::DbInstance, id))
 }
 
 /// A resource found by its derived name; `None` when it is tagged for another deployment.
@@ -731,6 +742,30 @@ mod tests {
         assert!(!untagged(Kind::Bucket, "bucket", "b").tagged);
         let within = Found::new("k".into(), Kind::Subnet, "subnet-1").within(["vpc-1", ""]);
         assert_eq!(within.within, ["vpc-1"]);
+    }
+
+    #[test]
+    fn db_instances_are_found_by_the_derived_name_or_by_the_deployment_tag() {
+        let ours = t(&[(tags::DEPLOYMENT_TAG, "pi"), (tags::KEY_TAG, "db")]);
+        let theirs = t(&[(tags::DEPLOYMENT_TAG, "other"), (tags::KEY_TAG, "db")]);
+        let named = db_instance_found("pi-db", &t(&[]), "pi", "pi-db").unwrap();
+        assert_eq!((named.key.as_str(), named.tagged), ("db", false));
+        let restored = db_instance_found("pi-db-r20261206-220000", &ours, "pi", "pi-db").unwrap();
+        assert_eq!(
+            (
+                restored.key.as_str(),
+                restored.id.as_str(),
+                restored.kind,
+                restored.tagged
+            ),
+            ("db", "pi-db-r20261206-220000", Kind::DbInstance, true)
+        );
+        assert_eq!(
+            db_instance_found("pi-db-r20261206-220000", &theirs, "pi", "pi-db"),
+            None
+        );
+        assert_eq!(db_instance_found("someone-elses", &t(&[]), "pi", "pi-db"), None);
+        assert_eq!(db_instance_found("pi-db", &theirs, "pi", "pi-db"), None);
     }
 
     #[test]

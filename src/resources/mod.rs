@@ -42,6 +42,7 @@ pub mod operator;
 pub mod preflight;
 mod rds;
 pub mod restore;
+pub mod restore_files;
 mod route;
 mod route_table;
 mod scaling_policy;

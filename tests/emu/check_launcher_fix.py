@@ -309,12 +309,78 @@ def backup_scenario(endpoint: str | None) -> None:
         assert [p["RecoveryPointArn"] for p in points] == [rp], f"recovery points {points}"
         tags = backup.list_tags(ResourceArn=rp)["Tags"]
         assert tags.get("check") == suffix, f"recovery point tags {tags}"
+        restore_scenario(backup, efs, fs, role, rp, suffix)
     finally:
         try:
             efs.delete_file_system(FileSystemId=fs["FileSystemId"])
             iam.delete_role(RoleName=f"backup-check-{suffix}")
         except Exception:  # noqa: BLE001 - best-effort cleanup
             pass
+
+
+def wait_restore(backup: Any, job_id: str) -> dict[str, Any]:
+    import time
+
+    seen: list[str] = []
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        d = backup.describe_restore_job(RestoreJobId=job_id)
+        if not seen or seen[-1] != d["Status"]:
+            seen.append(d["Status"])
+        if d["Status"] == "COMPLETED":
+            assert "PENDING" in seen, f"restore job states {seen}"
+            return d
+        time.sleep(0.2)
+    raise AssertionError(f"restore job states {seen}")
+
+
+def restore_scenario(backup: Any, efs: Any, fs: dict[str, Any], role: str, rp: str, suffix: str) -> None:
+    """Raise unless item-level and full restore jobs and a denying vault policy behave as AWS documents."""
+    import json
+
+    items = dict(
+        RecoveryPointArn=rp,
+        IamRoleArn=role,
+        IdempotencyToken=f"items-{suffix}",
+        ResourceType="EFS",
+        Metadata={
+            "file-system-id": fs["FileSystemId"],
+            "newFileSystem": "false",
+            "itemsToRestore": json.dumps(["/themes"]),
+        },
+    )
+    job = backup.start_restore_job(**items)["RestoreJobId"]
+    assert backup.start_restore_job(**items)["RestoreJobId"] == job, "the same token started another restore"
+    assert "CreatedResourceArn" not in wait_restore(backup, job)
+    full = backup.start_restore_job(
+        RecoveryPointArn=rp,
+        IamRoleArn=role,
+        IdempotencyToken=f"full-{suffix}",
+        Metadata={"newFileSystem": "true", "CreationToken": f"full-{suffix}", "PerformanceMode": "generalPurpose"},
+    )["RestoreJobId"]
+    created = wait_restore(backup, full)["CreatedResourceArn"]
+    new_fs = created.rsplit("/", 1)[-1]
+    assert efs.describe_file_systems(FileSystemId=new_fs)["FileSystems"], created
+    efs.delete_file_system(FileSystemId=new_fs)
+    deny = {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "no-restores", "Effect": "Deny", "Principal": "*", "Action": "backup:StartRestoreJob", "Resource": "*"}],
+    }
+    backup.put_backup_vault_access_policy(BackupVaultName="Default", Policy=json.dumps(deny))
+    try:
+        assert json.loads(backup.get_backup_vault_access_policy(BackupVaultName="Default")["Policy"]) == deny
+        try:
+            backup.start_restore_job(**{**items, "IdempotencyToken": f"denied-{suffix}"})
+            raise AssertionError("a vault policy that denies StartRestoreJob did not refuse it")
+        except backup.exceptions.ClientError as e:
+            assert e.response["Error"]["Code"] == "AccessDeniedException", e.response
+    finally:
+        backup.delete_backup_vault_access_policy(BackupVaultName="Default")
+    try:
+        backup.get_backup_vault_access_policy(BackupVaultName="Default")
+        raise AssertionError("the deleted access policy is still there")
+    except backup.exceptions.ResourceNotFoundException:
+        pass
 
 
 def patch_backup() -> Any:

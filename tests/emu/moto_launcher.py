@@ -418,6 +418,180 @@ def _list_tags(self: Any) -> str:
     return json.dumps({"Tags": self.backup_backend.list_tags(resource_arn=resource_arn)})
 
 
+# Restore jobs (StartRestoreJob / DescribeRestoreJob) and vault access policies
+# (Put/Get/DeleteBackupVaultAccessPolicy), as AWS documents them: the recovery point must be
+# one a job above made, the role must exist in IAM; an access policy whose Deny statement
+# (without a Condition) covers backup:StartRestoreJob refuses it (AccessDeniedException); an
+# IdempotencyToken seen before answers the job it started. EFS metadata: newFileSystem
+# "false" needs `file-system-id` to exist (the items are not copied: moto keeps no file
+# data); "true" creates the file system in moto's EFS (CreationToken, PerformanceMode,
+# Encrypted, KmsKeyId), named in CreatedResourceArn once COMPLETED. A restore job is PENDING
+# for its first second, RUNNING (PercentDone) until PI_DEPLOY_EMU_BACKUP_JOB_SECONDS, then
+# COMPLETED.
+_POLICY_ATTR = "_pi_deploy_access_policy"
+
+
+def _denies(policy: str | None, action: str) -> str | None:
+    """The Sid (or `#n`) of an unconditional Deny statement covering `action`."""
+    import fnmatch
+
+    if not policy:
+        return None
+    statements = json.loads(policy).get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    for i, st in enumerate(statements):
+        if st.get("Effect") != "Deny" or "Condition" in st:
+            continue
+        names = st.get("NotAction", st.get("Action", []))
+        names = [names] if isinstance(names, str) else names
+        hit = any(fnmatch.fnmatchcase(action.lower(), n.lower()) for n in names)
+        if hit != ("NotAction" in st):
+            return st.get("Sid", f"#{i + 1}")
+    return None
+
+
+class _RestoreJob:
+    def __init__(self, backup_job: _Job, role_arn: str, token: str | None, metadata: dict[str, str]) -> None:
+        self.id = str(uuid.uuid4()).upper()
+        self.backup_job = backup_job
+        self.role_arn = role_arn
+        self.token = token
+        self.metadata = metadata
+        self.created = time.time()
+        self.created_resource_arn: str | None = None
+
+    def describe(self, account_id: str) -> dict[str, Any]:
+        elapsed = time.time() - self.created
+        total = _job_seconds()
+        out: dict[str, Any] = {
+            "AccountId": account_id,
+            "RestoreJobId": self.id,
+            "RecoveryPointArn": self.backup_job.recovery_point_arn,
+            "CreationDate": self.created,
+            "IamRoleArn": self.role_arn,
+            "ResourceType": "EFS",
+        }
+        if elapsed < min(1.0, total / 3):
+            out["Status"] = "PENDING"
+        elif elapsed < total:
+            out["Status"] = "RUNNING"
+            out["PercentDone"] = f"{min(99.0, 100 * elapsed / total):.1f}"
+        else:
+            out["Status"] = "COMPLETED"
+            out["PercentDone"] = "100.0"
+            out["CompletionDate"] = self.created + total
+            if self.created_resource_arn:
+                out["CreatedResourceArn"] = self.created_resource_arn
+        return out
+
+
+def _restore_jobs(backend: Any) -> list[_RestoreJob]:
+    if not hasattr(backend, "_pi_deploy_restore_jobs"):
+        setattr(backend, "_pi_deploy_restore_jobs", [])
+    return getattr(backend, "_pi_deploy_restore_jobs")
+
+
+def _start_restore_job(self: Any) -> str:
+    from moto.core.exceptions import JsonRESTError
+    from moto.efs.models import efs_backends
+    from moto.iam.models import iam_backends
+
+    params = json.loads(self.body or "{}")
+    backend = self.backup_backend
+    rp = params.get("RecoveryPointArn", "")
+    source = next((j for j in _jobs(backend) if j.recovery_point_arn == rp and j.state()[0] == "COMPLETED"), None)
+    if source is None:
+        raise BackupNotFound(f"Recovery point {rp} does not exist")
+    denied = _denies(getattr(source.vault, _POLICY_ATTR, None), "backup:StartRestoreJob")
+    if denied is not None:
+        err = JsonRESTError(
+            "AccessDeniedException",
+            f"User is not authorized to perform: backup:StartRestoreJob on resource: {source.vault.backup_vault_arn} with an explicit deny in a resource-based policy",
+        )
+        err.code = 403
+        raise err
+    role_arn = params.get("IamRoleArn", "")
+    try:
+        iam_backends[backend.account_id][backend.partition].get_role_by_arn(role_arn)
+    except Exception:  # noqa: BLE001 - any lookup failure is "no such role"
+        raise InvalidParameterValueException(f"IAM Role {role_arn} cannot be assumed by AWS Backup")
+    token = params.get("IdempotencyToken")
+    job = next((j for j in _restore_jobs(backend) if token and j.token == token), None)
+    if job is None:
+        metadata = params.get("Metadata", {})
+        efs = efs_backends[backend.account_id][backend.region_name]
+        job = _RestoreJob(source, role_arn, token, metadata)
+        if metadata.get("newFileSystem") == "true":
+            fs = efs.create_file_system(
+                creation_token=metadata.get("CreationToken") or job.id,
+                performance_mode=metadata.get("PerformanceMode", "generalPurpose"),
+                encrypted=metadata.get("Encrypted") == "true",
+                kms_key_id=metadata.get("KmsKeyId", ""),
+                throughput_mode="bursting",
+                provisioned_throughput_in_mibps=0,
+                availability_zone_name="",
+                backup=False,
+                tags=[],
+            )
+            job.created_resource_arn = fs.file_system_arn
+        else:
+            fs_id = metadata.get("file-system-id", "")
+            if fs_id not in efs.file_systems_by_id:
+                raise InvalidParameterValueException(f"File system {fs_id} does not exist")
+            items = json.loads(metadata.get("itemsToRestore", "[]"))
+            if not isinstance(items, list) or len(items) > 5 or any(not str(i).startswith("/") for i in items):
+                raise InvalidParameterValueException(f"Invalid itemsToRestore {items!r}")
+        _restore_jobs(backend).append(job)
+    return json.dumps({"RestoreJobId": job.id})
+
+
+def _describe_restore_job(self: Any) -> str:
+    job_id = unquote(self.path.rstrip("/").split("/")[-1])
+    job = next((j for j in _restore_jobs(self.backup_backend) if j.id == job_id), None)
+    if job is None:
+        raise BackupNotFound(f"Restore job {job_id} does not exist")
+    return json.dumps(job.describe(self.current_account))
+
+
+def _vault_of_path(self: Any) -> Any:
+    path = self.path.rstrip("/")
+    name = unquote(path[path.index("/backup-vaults/") + len("/backup-vaults/") : path.rindex("/access-policy")])
+    vault = self.backup_backend.vaults.get(name)
+    if vault is None:
+        raise BackupNotFound(f"Backup vault {name} does not exist")
+    return vault
+
+
+def _put_backup_vault_access_policy(self: Any) -> str:
+    setattr(_vault_of_path(self), _POLICY_ATTR, json.loads(self.body or "{}").get("Policy"))
+    return "{}"
+
+
+def _get_backup_vault_access_policy(self: Any) -> str:
+    vault = _vault_of_path(self)
+    policy = getattr(vault, _POLICY_ATTR, None)
+    if policy is None:
+        raise BackupNotFound(f"Backup vault {vault.backup_vault_name} has no access policy")
+    return json.dumps(
+        {"BackupVaultName": vault.backup_vault_name, "BackupVaultArn": vault.backup_vault_arn, "Policy": policy}
+    )
+
+
+def _delete_backup_vault_access_policy(self: Any) -> str:
+    setattr(_vault_of_path(self), _POLICY_ATTR, None)
+    return "{}"
+
+
+_RESTORE_METHODS = {
+    "start_restore_job": _start_restore_job,
+    "describe_restore_job": _describe_restore_job,
+    "put_backup_vault_access_policy": _put_backup_vault_access_policy,
+    "get_backup_vault_access_policy": _get_backup_vault_access_policy,
+    "delete_backup_vault_access_policy": _delete_backup_vault_access_policy,
+}
+
+
 _BACKUP_PATHS = {
     # moto turns a trailing `/?` into a rule without the slash (werkzeug's strict slashes):
     # both forms are listed, as the SDKs send either.
@@ -426,6 +600,11 @@ _BACKUP_PATHS = {
     "{0}/backup-jobs/(?P<job_id>[^/]+)$": BackupResponse.dispatch,
     "{0}/resources/(?P<resource_arn>.+)/recovery-points$": BackupResponse.dispatch,
     "{0}/resources/(?P<resource_arn>.+)/recovery-points/$": BackupResponse.dispatch,
+    "{0}/restore-jobs$": BackupResponse.dispatch,
+    "{0}/restore-jobs/$": BackupResponse.dispatch,
+    "{0}/restore-jobs/(?P<restore_job_id>[^/]+)$": BackupResponse.dispatch,
+    "{0}/backup-vaults/(?P<name>[^/]+)/access-policy$": BackupResponse.dispatch,
+    "{0}/backup-vaults/(?P<name>[^/]+)/access-policy/$": BackupResponse.dispatch,
 }
 
 
@@ -435,10 +614,12 @@ def apply_backup_jobs() -> Callable[[], None]:
     BackupResponse.describe_backup_job = _describe_backup_job  # type: ignore[attr-defined]
     BackupResponse.list_recovery_points_by_resource = _list_recovery_points_by_resource  # type: ignore[attr-defined]
     BackupResponse.list_tags = _list_tags  # type: ignore[method-assign]
+    for name, method in _RESTORE_METHODS.items():
+        setattr(BackupResponse, name, method)
     backup_urls.url_paths.update(_BACKUP_PATHS)
 
     def restore() -> None:
-        for name in ("start_backup_job", "describe_backup_job", "list_recovery_points_by_resource"):
+        for name in ("start_backup_job", "describe_backup_job", "list_recovery_points_by_resource", *_RESTORE_METHODS):
             if name in BackupResponse.__dict__:
                 delattr(BackupResponse, name)
         BackupResponse.list_tags = _ORIGINAL_BACKUP_LIST_TAGS  # type: ignore[method-assign]
@@ -465,7 +646,7 @@ def main(argv: list[str]) -> None:
     apply_version_fix()
     apply_backup_jobs()
     print(
-        "moto_launcher: CreateLaunchTemplateVersion UserData, GetBucketVersioning, ModifyVpcEndpoint, ModifyDBSubnetGroup and launch template version fixes applied; AWS Backup jobs answered",
+        "moto_launcher: CreateLaunchTemplateVersion UserData, GetBucketVersioning, ModifyVpcEndpoint, ModifyDBSubnetGroup and launch template version fixes applied; AWS Backup jobs (backup, restore, vault access policies) answered",
         file=sys.stderr,
         flush=True,
     )

@@ -1525,6 +1525,95 @@ fn restore_killed_at_each_transition_is_finished_or_aborted_by_the_next_run() {
     );
 }
 
+/// `restore --finish` and `restore --abort` killed at each of their own transitions (the
+/// test above runs them unkilled): each case restores to `kept`, kills `--abort` at
+/// transition k, runs `--abort` again (back on the old instance, the restored one gone),
+/// restores again, kills `--finish` at k (when it has that many), runs `--finish` again (on
+/// the restored instance, the old one gone).
+#[test]
+fn restore_finish_and_abort_killed_at_each_transition_converge_on_the_rerun() {
+    let rt = runtime();
+    let lanes = Lane::on_suite_endpoint(threads(), &rt);
+    let c = &lanes[0].clients;
+    let prepare = |lane: &Lane, prefix: &str| -> Result<Fleet, String> { Fleet::up(lane, prefix) };
+    let with_cfg = |f: &Fleet, a: &[&str]| -> Vec<String> {
+        a.iter()
+            .map(|s| s.to_string())
+            .chain(["--config".to_string(), f.cfg.to_str().unwrap().to_string()])
+            .collect()
+    };
+    let restore = |f: &Fleet| with_cfg(f, &["restore", "--latest", "--yes"]);
+    let abort = |f: &Fleet| with_cfg(f, &["restore", "--abort", "--skip-final-snapshot"]);
+    let finish = |f: &Fleet| with_cfg(f, &["restore", "--finish", "--skip-final-snapshot", "--yes"]);
+
+    // A clean restore, abort, restore, finish: how many transitions each makes.
+    let reference = prepare(&lanes[0], "crfa").unwrap();
+    let old = d_db(&reference.d);
+    lanes[0].ok(&reference.d, &strs(&restore(&reference))).unwrap();
+    let base = reference.serial();
+    lanes[0].ok(&reference.d, &strs(&abort(&reference))).unwrap();
+    let abort_total = reference.serial() - base;
+    rt.block_on(check_on_database(&reference.d, c, &old, 0)).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    lanes[0].ok(&reference.d, &strs(&restore(&reference))).unwrap();
+    let base = reference.serial();
+    lanes[0].ok(&reference.d, &strs(&finish(&reference))).unwrap();
+    let finish_total = reference.serial() - base;
+    rt.block_on(check_on_database(&reference.d, c, &d_db(&reference.d), 0))
+        .unwrap();
+    assert_ne!(old, d_db(&reference.d));
+
+    let slots: Vec<Mutex<Option<Fleet>>> = lanes.iter().map(|_| Mutex::new(None)).collect();
+    *slots[0].lock().unwrap() = Some(reference);
+    let phases = Phases::default();
+    let total = abort_total.max(finish_total);
+    let ks = chosen(total, exhaustive());
+    run_cases("restore-finish-abort", total, &lanes, &ks, &phases, |i, lane, k| {
+        let mut slot = slots[i].lock().unwrap();
+        if slot.is_none() {
+            *slot = Some(phases.time("up", || prepare(lane, &format!("crfa{i}")))?);
+        }
+        let f = slot.as_ref().unwrap();
+        let d = &f.d;
+        let c = &lane.clients;
+        let case = || {
+            let old = d_db(d);
+            std::thread::sleep(Duration::from_millis(1100));
+            phases.time("restore", || lane.ok(d, &strs(&restore(f))))?;
+            let mut kill = Kill::ExitedFirst;
+            if k <= abort_total {
+                let base = f.serial();
+                kill = phases.time("killed abort", || kill_at(lane, d, &strs(&abort(f)), base + k))?;
+            }
+            phases.time("abort", || lane.ok(d, &strs(&abort(f))))?;
+            phases.time("abort checks", || rt.block_on(check_on_database(d, c, &old, 0)))?;
+            std::thread::sleep(Duration::from_millis(1100));
+            phases.time("restore", || lane.ok(d, &strs(&restore(f))))?;
+            let new = d_db(d);
+            if new == old {
+                return Err(format!("the restore left the deployment on {old}"));
+            }
+            if k <= finish_total {
+                let base = f.serial();
+                kill = phases.time("killed finish", || kill_at(lane, d, &strs(&finish(f)), base + k))?;
+            }
+            phases.time("finish", || lane.ok(d, &strs(&finish(f))))?;
+            phases.time("finish checks", || rt.block_on(check_on_database(d, c, &new, 0)))?;
+            Ok(kill)
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(case)).unwrap_or_else(|p| Err(panic_message(p)));
+        if outcome.is_err() {
+            *slot = None;
+        }
+        outcome
+    });
+    for f in slots.into_iter().filter_map(|s| s.into_inner().unwrap()) {
+        lanes[0].ok(&f.d, &destroy_args()).unwrap();
+        check_empty(&f.d, &lanes[0].clients, &rt).unwrap();
+    }
+    println!("crash/restore-finish-abort: --abort makes {abort_total} transitions, --finish {finish_total}");
+}
+
 /// The DB instance the `db` record names.
 fn d_db(d: &Deployment) -> String {
     recorded(d, "db", "id")

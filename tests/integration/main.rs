@@ -23,6 +23,7 @@ mod lanes;
 mod network;
 mod operator;
 mod restore;
+mod restore_files;
 mod sideload;
 mod snapshot;
 mod state_s3;

@@ -404,3 +404,23 @@ async fn a_snapshot_from_before_a_major_upgrade_is_refused_before_anything() {
     assert_eq!(db_instances(&c, &d.name).await.len(), 1, "no instance restored");
     ok(&d, &after, &["destroy", "--yes"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_state_lost_status_and_destroy_find_the_restored_instance_by_its_tags() {
+    let c = clients().await;
+    let d = Deployment::new("rlost");
+    let cfg = config(&d, 1, 1, 1);
+    ok(&d, &cfg, &["up", "--ami", &common::ami('A'), "--yes"]);
+    let out = ok(&d, &cfg, &["restore", "--latest", "--yes", "--json"]);
+    let new = outputs(&out)["db_instance"].as_str().unwrap().to_string();
+    assert_eq!(db_instances(&c, &d.name).await.len(), 2);
+
+    // The state that named it is gone: found by its tags, not only `<deployment>-db`.
+    d.remove_state();
+    let status = with(&d, &cfg, &["status", "--json"]);
+    assert!(show(&status).contains(&new), "{}", show(&status));
+    let gone = d.destroy();
+    assert!(db_instances(&c, &d.name).await.is_empty(), "{}", show(&gone));
+    let left = census::everything(&c, &d.name).await;
+    assert!(left.is_empty(), "left behind: {left:?}\n{}", show(&gone));
+}
