@@ -137,7 +137,7 @@ cargo fmt --all -- --check
 # upgrade), one that does both, and a `restore` at every state transition when the code they guard
 # changed since the last exhaustive pass, else at a sample (docs/RELIABILITY.md has the
 # figures). The pass is recorded as the hash of those files in $CACHE/crash-exhaustive.sha256,
-# written only after the whole cargo test passed with all eight crash tests reporting every
+# written only after the whole cargo test passed with all nine crash tests reporting every
 # transition. A caller's PI_DEPLOY_CRASH_EVERY
 # (1 or 0) decides instead.
 crash_guarded=(src/core/executor.rs src/core/executor src/core/state.rs src/state_file.rs
@@ -183,17 +183,17 @@ if ((${#crash_done[@]} > 0)); then
 fi
 if [[ "$PI_DEPLOY_CRASH_EVERY" == 1 ]]; then
   crash_every=0
-  for name in up destroy upgrade update roll major-upgrade roll-replace restore; do
+  for name in up destroy upgrade update roll major-upgrade roll-replace restore restore-finish-abort; do
     if grep -qs '(every transition)' "$crash_reports/$name.txt"; then
       crash_every=$((crash_every + 1))
     fi
   done
-  if ((crash_every == 8)); then
+  if ((crash_every == 9)); then
     mkdir -p "$CACHE"
     printf '%s\n' "$crash_hash" >"$crash_stamp"
     printf 'crash tests: exhaustive pass recorded in %s\n' "$crash_stamp" >&2
   else
-    printf 'crash tests: %d of 8 ran at every transition (a test filter?): no stamp written\n' "$crash_every" >&2
+    printf 'crash tests: %d of 9 ran at every transition (a test filter?): no stamp written\n' "$crash_every" >&2
   fi
 fi
 
