@@ -65,17 +65,10 @@ impl Intercept for CallCounter {
                 .input()
                 .downcast_ref::<aws_sdk_ec2::operation::run_instances::RunInstancesInput>()
                 .is_some_and(|i| i.dry_run() == Some(true));
-            *self
-                .0
-                .lock()
-                .unwrap()
-                .entry(format!(
-                    "{}.{}{}",
-                    m.service(),
-                    m.name(),
-                    if dry { ".DryRun" } else { "" }
-                ))
-                .or_default() += 1;
+            let name = format!("{}.{}{}", m.service(), m.name(), if dry { ".DryRun" } else { "" });
+            // With -vv, a timestamped line per call: the timeline of a run's calls.
+            tracing::debug!(call = %name, "api call");
+            *self.0.lock().unwrap().entry(name).or_default() += 1;
         }
         Ok(())
     }

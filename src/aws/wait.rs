@@ -14,8 +14,11 @@
 //! gone since the start, so a transition that ends early (a fast day on AWS, an emulator that
 //! shows its states for a couple of seconds) is seen within a third of its duration; never sleeping
 //! past halfway to M, so the reads tighten towards M; from M on, every M/20 clamped to
-//! 1..15 s, growing by half up to 15 s. A transition found under way (a resumed run) is read
-//! at once, then as from M on. Reading first at M, as this helper once did, made a run wait
+//! 1..15 s, growing by half up to 15 s. The reads on the ramp are planned from the
+//! transition's start (each a step after the previous one's planned time, not after its
+//! answer), so a slow answer does not push the later reads back. A transition found under
+//! way (a resumed run) is read at once, then as from M on; a delete that this run started
+//! is not read at once (it has just answered that the delete began), but on the ramp. Reading first at M, as this helper once did, made a run wait
 //! the model's 960 s for a database an emulator had ready in two. RDS Multi-AZ (960 s) is
 //! read about 30 times; the NAT (100 s) about 20: at most two reads per second per waiter,
 //! against the EC2 and RDS API rate limits of tens of reads per second per account.
@@ -99,7 +102,7 @@ impl Backoff {
     }
 
     /// One poll at once all the same, then as before: for a wait that may have nothing to
-    /// wait for (a delete answer does not say whether the resource is already gone), or an
+    /// wait for (a deleted Lambda function that had no network interfaces), or an
     /// implementation that reports a state in the create answer that its first read no
     /// longer shows.
     pub fn look_first(self) -> Backoff {
@@ -116,6 +119,9 @@ fn jittered(d: Duration) -> Duration {
     let f = 0.8 + (nanos % 1000) as f64 / 2500.0;
     d.mul_f64(f)
 }
+
+/// The least time between two reads of one waiter on its ramp (model time).
+const MIN_GAP: Duration = Duration::from_millis(200);
 
 /// The sleep before the next read of a transition `elapsed` (model time) into its expected
 /// `expected`: a third of the time gone (at least half a second), but never past halfway to
@@ -203,14 +209,30 @@ where
     let mut first = true;
     let mut last: String;
     // While an expected transition lasts, its ramp decides; `None` after its end or without one.
-    let on_ramp = || {
-        backoff
-            .expect
-            .and_then(|(at, expected)| ramp(model_since(at), expected, backoff.first))
+    // The reads are planned from the transition's start: each one a ramp step (jittered) after
+    // the previous one's planned time, not after its answer, so an answer that took a while (a
+    // busy endpoint) does not push every later read back. The sleep after an answer is at
+    // least half a step (a slow endpoint is not read faster than the ramp means), a whole step
+    // when the answer took longer than one (no burst of reads to catch up), and never below
+    // `MIN_GAP` (model time).
+    let mut planned: Option<Duration> = None;
+    let mut on_ramp = || {
+        let (at, expected) = backoff.expect?;
+        let now = model_since(at);
+        let step_from = |t: Duration| {
+            let step = jittered(ramp(t, expected, backoff.first)?);
+            Some((t + step, step))
+        };
+        let (target, step) = match planned.and_then(step_from) {
+            Some((t, step)) if t > now => (t, step),
+            _ => step_from(now)?,
+        };
+        planned = Some(target);
+        Some((target - now).max(step / 2).max(MIN_GAP))
     };
     if !backoff.at_once {
         match (backoff.expect, on_ramp()) {
-            (Some(_), Some(d)) => sleep(jittered(d).min(deadline)).await,
+            (Some(_), Some(d)) => sleep(d.min(deadline)).await,
             // Started long enough ago to be over: read at once.
             (Some(_), None) => {}
             (None, _) => {
@@ -242,7 +264,7 @@ where
         }
         let left = deadline.saturating_sub(start.elapsed()) + Duration::from_millis(1);
         match on_ramp() {
-            Some(d) => sleep(jittered(d).min(left)).await,
+            Some(d) => sleep(d.min(left)).await,
             None => {
                 sleep(jittered(interval).min(left)).await;
                 interval = next(&backoff, interval, &mut first);
@@ -477,6 +499,71 @@ mod tests {
         // Short transitions are never read more than about once a second.
         let polls = polls_until(Backoff::expecting(Transition::FileSystemCreate, None), 4).await;
         assert!(gaps_at_least(&polls, Duration::from_millis(800)), "{polls:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_answers_do_not_push_the_planned_reads_back() {
+        // Each read takes 0.3 s to answer (a busy endpoint). The reads of a transition started
+        // now still go out on the ramp's plan from its start (0.5 s, 1 s, 1.5 s..., jittered
+        // +/-20 %), not a step after each answer (0.5, 1.3, 2.1...); a read never follows the
+        // previous answer sooner than MIN_GAP, and an answer slower than a whole step is not
+        // followed by a burst of reads.
+        let start = Instant::now();
+        let times = Mutex::new(Vec::new());
+        let answer = Duration::from_millis(300);
+        let fs = Transition::FileSystemCreate;
+        wait_for(
+            "x",
+            Duration::from_secs(3600),
+            Backoff::expecting(fs, Some(start)),
+            || {
+                times.lock().unwrap().push(start.elapsed());
+                async move {
+                    tokio::time::sleep(answer).await;
+                    Ok(if start.elapsed() >= Duration::from_secs(4) {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending("creating".into())
+                    })
+                }
+            },
+        )
+        .await
+        .unwrap();
+        let polls = times.into_inner().unwrap();
+        // Planned 0.5 s apart (+/-20 %) early on: the first two gaps are the step, or the
+        // answer plus half a step, at most 0.6 s, where sleeping a step after each answer
+        // would make them at least 0.3 + 0.4 s.
+        assert!(polls.len() >= 5, "{polls:?}");
+        assert!(
+            polls[1] - polls[0] <= Duration::from_millis(600) && polls[2] - polls[1] <= Duration::from_millis(600),
+            "{polls:?}"
+        );
+        assert!(gaps_at_least(&polls, answer + MIN_GAP), "{polls:?}");
+        // Answers slower than a step (1 s): the next read follows the answer, no burst.
+        let start = Instant::now();
+        let times = Mutex::new(Vec::new());
+        wait_for(
+            "x",
+            Duration::from_secs(3600),
+            Backoff::expecting(fs, Some(start)),
+            || {
+                times.lock().unwrap().push(start.elapsed());
+                async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Ok(if start.elapsed() >= Duration::from_secs(8) {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending("creating".into())
+                    })
+                }
+            },
+        )
+        .await
+        .unwrap();
+        let polls = times.into_inner().unwrap();
+        assert!(gaps_at_least(&polls, Duration::from_secs(1) + MIN_GAP), "{polls:?}");
+        assert!(polls.len() <= 7, "{polls:?}");
     }
 
     #[test]

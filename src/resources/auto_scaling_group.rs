@@ -531,7 +531,7 @@ impl ResourceKind for AutoScalingGroup {
         wait::wait_for(
             &format!("Auto Scaling group {name} to be deleted"),
             deadline,
-            Backoff::expecting(Transition::GroupDelete, started).look_first(),
+            Backoff::expecting(Transition::GroupDelete, started),
             || async {
                 Ok(match describe_group(aws, name).await? {
                     None => Poll::Ready(()),

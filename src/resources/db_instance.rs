@@ -642,8 +642,7 @@ impl ResourceKind for DbInstance {
                     final_snapshot: snapshotting,
                 },
                 started,
-            )
-            .look_first(),
+            ),
             || async {
                 let db = describe_instance(aws, id).await?;
                 Ok(deletion_poll(db.as_ref().map(|db| db.db_instance_status().unwrap_or("unknown"))))

@@ -419,7 +419,7 @@ impl ResourceKind for FileSystem {
         wait::wait_for(
             &format!("file system {id} to be deleted"),
             latency::delete_deadline(Kind::FileSystem),
-            Backoff::expecting(Transition::FileSystemDelete, started).look_first(),
+            Backoff::expecting(Transition::FileSystemDelete, started),
             || async {
                 Ok(match describe(aws, id).await? {
                     None => Poll::Ready(()),

@@ -151,7 +151,7 @@ impl ResourceKind for MountTarget {
         wait::wait_for(
             &format!("mount target {id} to be deleted"),
             latency::delete_deadline(Kind::MountTarget),
-            Backoff::expecting(Transition::MountTargetDelete, started).look_first(),
+            Backoff::expecting(Transition::MountTargetDelete, started),
             || async {
                 Ok(match describe(aws, id).await? {
                     None => Poll::Ready(()),

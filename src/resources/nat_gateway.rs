@@ -241,7 +241,7 @@ impl ResourceKind for NatGateway {
         wait::wait_for(
             &format!("NAT gateway {id} to be deleted"),
             latency::delete_deadline(Kind::NatGateway),
-            Backoff::expecting(Transition::NatDelete, started).look_first(),
+            Backoff::expecting(Transition::NatDelete, started),
             || poll_deleted(aws, id),
         )
         .await

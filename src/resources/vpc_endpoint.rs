@@ -431,7 +431,7 @@ impl ResourceKind for VpcEndpoint {
         wait::wait_for(
             &format!("VPC endpoint {id} to be deleted"),
             latency::delete_deadline(Kind::VpcEndpoint),
-            Backoff::expecting(Transition::EndpointDelete { gateway }, started).look_first(),
+            Backoff::expecting(Transition::EndpointDelete { gateway }, started),
             || poll_deleted(aws, id),
         )
         .await

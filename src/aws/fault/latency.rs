@@ -483,6 +483,7 @@ impl Latency {
         use aws_sdk_ec2::types::{NatGatewayState, State as EndpointState, VpcEndpointType};
         let show = |m: &mut Model, id: &str, t: Transition, deleting: bool| {
             let until = now + self.lasts(t);
+            tracing::debug!(id, transition = ?t, lasts = ?self.lasts(t), "latency mode: transition started");
             m.showing.insert(id.to_string(), Showing { until, deleting });
             until
         };
