@@ -341,7 +341,7 @@ fn decide_engine(cfg: &Config, f: &Facts, d: &mut Decision) {
         }
         Fact::Unchecked(why) => {
             d.warnings.push(format!(
-                "database.engine_version {wanted} was not checked against the versions RDS offers: {why}"
+                "database.engine_version {wanted} was not checked against the versions RDS offers: the endpoint did not answer DescribeDBEngineVersions (an emulator?); RDS checks the version when it creates the instance ({why})"
             ));
             return;
         }
