@@ -35,6 +35,9 @@ root element ``VersioningConfiguration`` (unpatched moto 5.2.5 answers
 ``GetBucketVersioningResponse``, which the AWS SDK for Rust rejects; boto3's
 parsed answer hides it, so the check reads the raw body).
 
+A scenario covers S3's conditional writes: writers racing to PutObject with ``If-Match``
+on one ETag, of whom exactly one may win (moto 5.2.5 checks, then writes, unlocked).
+
 A fourth scenario covers the AWS Backup jobs the launcher answers (moto 5.2.5 has none):
 StartBackupJob of a file system into the `Default` vault (the same IdempotencyToken answers
 the same job), DescribeBackupJob from CREATED/RUNNING to COMPLETED with its recovery point,
@@ -168,6 +171,68 @@ def versioning_scenario(endpoint: str | None) -> None:
         assert root == "VersioningConfiguration", f"GetBucketVersioning root element {root!r}"
     finally:
         try:
+            s3.delete_bucket(Bucket=bucket)
+        except Exception:  # noqa: BLE001 - best-effort cleanup
+            pass
+
+
+def conditional_write_scenario(endpoint: str | None) -> None:
+    """Raise unless, of writers racing to PutObject with `If-Match` on one ETag, exactly one
+    wins each round. In process, moto's write of the object is slowed by 0.3 s, so every
+    writer's condition check falls inside the first one's write (unpatched moto 5.2.5 then
+    lets them all win); against a server, rounds of unslowed racers."""
+    import threading
+
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto.s3.models import S3Backend
+
+    kwargs: dict[str, Any] = {"region_name": REGION}
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+    s3 = boto3.client("s3", **kwargs)
+    bucket = f"launcher-check-{uuid.uuid4().hex[:8]}"
+    key = "state.json"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    original = S3Backend.put_object
+    if endpoint is None:
+
+        def slow_put(self: Any, *args: Any, **kw: Any) -> Any:
+            import time
+
+            time.sleep(0.3)
+            return original(self, *args, **kw)
+
+        S3Backend.put_object = slow_put  # type: ignore[method-assign]
+    try:
+        etag = s3.put_object(Bucket=bucket, Key=key, Body=b"v0")["ETag"]
+        writers = 4
+        for round_ in range(1 if endpoint is None else 20):
+            start = threading.Barrier(writers)
+            won: list[str] = []
+            refused: list[str] = []
+
+            def write(i: int) -> None:
+                c = boto3.client("s3", **kwargs)
+                start.wait()
+                try:
+                    out = c.put_object(Bucket=bucket, Key=key, Body=f"r{round_}w{i}".encode(), IfMatch=etag)
+                    won.append(out["ETag"])
+                except ClientError as e:
+                    refused.append(e.response["Error"]["Code"])
+
+            threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert len(won) == 1, f"round {round_}: {len(won)} writers won a PutObject If-Match on one ETag ({refused=})"
+            etag = won[0]
+    finally:
+        S3Backend.put_object = original  # type: ignore[method-assign]
+        try:
+            for v in s3.list_object_versions(Bucket=bucket).get("Versions", []):
+                s3.delete_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])
             s3.delete_bucket(Bucket=bucket)
         except Exception:  # noqa: BLE001 - best-effort cleanup
             pass
@@ -415,6 +480,13 @@ def patch_versioning() -> Any:
     return restore
 
 
+def patch_atomic_writes() -> Any:
+    """Install the launcher's S3 conditional write fix (main() installs it in the server)."""
+    import moto_launcher
+
+    return moto_launcher.apply_atomic_writes()
+
+
 def patch_subnet_group() -> Any:
     """Install the launcher's ModifyDBSubnetGroup fix (main() installs it in the server)."""
     from moto.rds.models import RDSBackend
@@ -435,6 +507,7 @@ SCENARIOS = {
     "Auto Scaling launch template version": (version_scenario, patch_version),
     "AWS Backup jobs": (backup_scenario, patch_backup),
     "ModifyDBSubnetGroup keeps the group": (subnet_group_scenario, patch_subnet_group),
+    "S3 conditional writes are atomic": (conditional_write_scenario, patch_atomic_writes),
 }
 
 

@@ -195,6 +195,42 @@ def _patched_modify_db_subnet_group(self: Any, subnet_name: str, *args: Any, **k
 functools.update_wrapper(_patched_modify_db_subnet_group, _ORIGINAL_MODIFY_SUBNET_GROUP)
 
 
+# ---- a fix: S3 conditional writes are atomic ---------------------------------------------
+# S3 decides `If-Match` / `If-None-Match` of a PutObject or DeleteObject atomically with the
+# write: of two writes conditional on the same ETag, one succeeds and the other gets 412 (or
+# 409 ConditionalRequestConflict). moto 5.2.5's handlers read the object, compare, then write,
+# with no lock, so two such writes arriving together can both succeed, the later one silently
+# replacing the earlier. pi-deploy's S3 state store relies on the compare-and-swap (a run whose
+# write was overwritten by another writer must stop before its next AWS change); the
+# crash/conflict test `state_s3::a_state_changed_behind_a_runs_back_...` failed once in CI
+# through this race. The harness serialises moto's object writes, with moto's own handlers.
+import threading  # noqa: E402
+
+_S3_WRITES = threading.RLock()
+_ORIGINAL_S3_WRITES = {name: getattr(S3Response, name) for name in ("put_object", "delete_object")}
+
+
+def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _S3_WRITES:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def apply_atomic_writes() -> Callable[[], None]:
+    """Make PutObject/DeleteObject's condition check and write one step; return the undo."""
+    for name, method in _ORIGINAL_S3_WRITES.items():
+        setattr(S3Response, name, _serialised(method))
+
+    def restore() -> None:
+        for name, method in _ORIGINAL_S3_WRITES.items():
+            setattr(S3Response, name, method)
+
+    return restore
+
+
 # ---- fourth fix: an Auto Scaling group launches from ITS launch template version -----------
 # On AWS a group launches every instance from the version it names (`LaunchTemplate.Version`
 # of the group, e.g. "3"), EC2 tags the instance `aws:ec2launchtemplate:version` with that
@@ -205,7 +241,6 @@ functools.update_wrapper(_patched_modify_db_subnet_group, _ORIGINAL_MODIFY_SUBNE
 # default version. pi-deploy's blue/green roll tells the new instances from the old by that
 # version (a roll keeps the image when only the instance type or user data changes), so the
 # harness makes moto launch and report as AWS does, with moto's own code.
-import threading  # noqa: E402
 
 from moto.autoscaling.models import FakeAutoScalingGroup  # noqa: E402
 from moto.autoscaling.models import InstanceState as AsgInstanceState  # noqa: E402
@@ -644,9 +679,10 @@ def main(argv: list[str]) -> None:
     VPCBackend.modify_vpc_endpoint = _patched_modify_vpc_endpoint  # type: ignore[method-assign]
     RDSBackend.modify_db_subnet_group = _patched_modify_db_subnet_group  # type: ignore[method-assign]
     apply_version_fix()
+    apply_atomic_writes()
     apply_backup_jobs()
     print(
-        "moto_launcher: CreateLaunchTemplateVersion UserData, GetBucketVersioning, ModifyVpcEndpoint, ModifyDBSubnetGroup and launch template version fixes applied; AWS Backup jobs (backup, restore, vault access policies) answered",
+        "moto_launcher: CreateLaunchTemplateVersion UserData, GetBucketVersioning, ModifyVpcEndpoint, ModifyDBSubnetGroup, launch template version and S3 conditional write fixes applied; AWS Backup jobs (backup, restore, vault access policies) answered",
         file=sys.stderr,
         flush=True,
     )
