@@ -264,6 +264,10 @@ pub enum Props {
     RouteTable {
         vpc: String,
         subnets: Vec<String>,
+        /// The destinations of the routes the config puts in this table (each a `Route`
+        /// node of its own). Any other route made with CreateRoute, apart from a VPC
+        /// endpoint's, was made by hand: drift, deleted by `up`.
+        routes: Vec<String>,
     },
     Route {
         table: String,
@@ -1192,6 +1196,7 @@ fn network(b: &mut Builder, input: &SpecInput<'_>) {
     }
 
     // Route tables: public -> IGW; private (per NAT) -> NAT for app and db subnets.
+    const DEFAULT_ROUTE: &str = "0.0.0.0/0";
     let public_subnets: Vec<String> = ZONES.iter().map(|z| subnet_key("public", z)).collect();
     let mut deps = public_subnets.clone();
     deps.push(vpc.clone());
@@ -1202,6 +1207,7 @@ fn network(b: &mut Builder, input: &SpecInput<'_>) {
         Props::RouteTable {
             vpc: vpc.clone(),
             subnets: public_subnets,
+            routes: vec![DEFAULT_ROUTE.into()],
         },
     );
     b.add(
@@ -1210,7 +1216,7 @@ fn network(b: &mut Builder, input: &SpecInput<'_>) {
         vec!["rt-public".into(), "igw".into()],
         Props::Route {
             table: "rt-public".into(),
-            destination: "0.0.0.0/0".into(),
+            destination: DEFAULT_ROUTE.into(),
             target: RouteTarget::InternetGateway("igw".into()),
         },
     );
@@ -1229,6 +1235,7 @@ fn network(b: &mut Builder, input: &SpecInput<'_>) {
             Props::RouteTable {
                 vpc: vpc.clone(),
                 subnets,
+                routes: vec![DEFAULT_ROUTE.into()],
             },
         );
         let nat = format!("nat-{}", if net.nat_per_az { zones[0] } else { "a" });
@@ -1238,7 +1245,7 @@ fn network(b: &mut Builder, input: &SpecInput<'_>) {
             vec![table.clone(), nat.clone()],
             Props::Route {
                 table: table.clone(),
-                destination: "0.0.0.0/0".into(),
+                destination: DEFAULT_ROUTE.into(),
                 target: RouteTarget::NatGateway(nat),
             },
         );

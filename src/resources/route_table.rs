@@ -4,12 +4,14 @@
 //!
 //! Day 2: `read` returns the subnets explicitly associated with the table; `update` moves the
 //! config's subnets back onto it and disassociates any other subnet (which then follows the
-//! VPC's main route table). Its routes are nodes of their own (route.rs).
+//! VPC's main route table). Its routes are nodes of their own (route.rs); a route made by
+//! hand (any other route made with CreateRoute, apart from a VPC endpoint's) is drift that
+//! `update` deletes, as unknown security group rules are.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{self as t, ResourceType, RouteTableAssociationStateCode};
+use aws_sdk_ec2::types::{self as t, ResourceType, RouteOrigin, RouteTableAssociationStateCode};
 
 use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::{err, tags};
@@ -22,19 +24,105 @@ pub struct RouteTable;
 
 /// The subnets follow the blueprint (no config field drives them directly: `nat_per_az`
 /// makes other tables): a difference is drift, repaired in place.
-pub const ATTRS: &[AttrSpec] = &[AttrSpec::with(
-    "subnets",
-    ChangeAction::Update,
-    "the config's subnets are moved back onto the table; another subnet goes back to the VPC's main table",
-    &[],
-)];
-
-/// Desired settings (pure): the subnets' ids from `deps`.
-pub fn desired_settings(subnets: &[String], deps: &BTreeMap<String, Outputs>) -> Settings {
-    settings([(
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::with(
         "subnets",
-        diff::list(subnets.iter().map(|k| super::dep_output(deps, k, "id"))),
-    )])
+        ChangeAction::Update,
+        "the config's subnets are moved back onto the table; another subnet goes back to the VPC's main table",
+        &[],
+    ),
+    AttrSpec::with(
+        "other_routes",
+        ChangeAction::Update,
+        "a route made by hand is deleted (the config's own routes and a VPC endpoint's are kept)",
+        &[],
+    ),
+];
+
+/// Desired settings (pure): the subnets' ids from `deps`, and no route made by hand.
+pub fn desired_settings(subnets: &[String], deps: &BTreeMap<String, Outputs>) -> Settings {
+    settings([
+        (
+            "subnets",
+            diff::list(subnets.iter().map(|k| super::dep_output(deps, k, "id"))),
+        ),
+        ("other_routes", diff::list(Vec::<String>::new())),
+    ])
+}
+
+/// Where a route sends traffic to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Destination {
+    Ipv4(String),
+    Ipv6(String),
+    PrefixList(String),
+}
+
+/// A route of the table that neither the config nor a VPC endpoint made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct StrayRoute {
+    destination: Destination,
+    /// The target's id, as the console names it.
+    to: String,
+}
+
+impl std::fmt::Display for StrayRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = match &self.destination {
+            Destination::Ipv4(c) | Destination::Ipv6(c) | Destination::PrefixList(c) => c,
+        };
+        write!(f, "{d} -> {}", self.to)
+    }
+}
+
+fn route_target(r: &t::Route) -> String {
+    [
+        r.gateway_id(),
+        r.nat_gateway_id(),
+        r.transit_gateway_id(),
+        r.vpc_peering_connection_id(),
+        r.network_interface_id(),
+        r.instance_id(),
+        r.egress_only_internet_gateway_id(),
+        r.local_gateway_id(),
+        r.carrier_gateway_id(),
+        r.core_network_arn(),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .unwrap_or("?")
+    .to_string()
+}
+
+/// The routes made with CreateRoute whose destination is not one of the config's `wanted`
+/// ones and whose target is not a VPC endpoint (a gateway endpoint's prefix-list routes
+/// belong to it: vpc_endpoint.rs). The local route (CreateRouteTable) and propagated ones
+/// (EnableVgwRoutePropagation) are never strays.
+fn stray_routes(table: &t::RouteTable, wanted: &[String]) -> Vec<StrayRoute> {
+    table
+        .routes()
+        .iter()
+        .filter(|r| r.origin() == Some(&RouteOrigin::CreateRoute))
+        .filter(|r| !r.gateway_id().is_some_and(|g| g.starts_with("vpce-")))
+        .filter_map(|r| {
+            let destination = if let Some(c) = r.destination_cidr_block() {
+                Destination::Ipv4(c.to_string())
+            } else if let Some(c) = r.destination_ipv6_cidr_block() {
+                Destination::Ipv6(c.to_string())
+            } else {
+                Destination::PrefixList(r.destination_prefix_list_id()?.to_string())
+            };
+            let wanted = match &destination {
+                Destination::Ipv4(c) | Destination::Ipv6(c) => wanted.iter().any(|w| w == c),
+                Destination::PrefixList(_) => false,
+            };
+            (!wanted).then(|| StrayRoute {
+                destination,
+                to: route_target(r),
+            })
+        })
+        .collect()
 }
 
 /// The subnets with a live explicit association to the table (its main association, if
@@ -48,9 +136,15 @@ fn associated_subnets(table: &t::RouteTable) -> Vec<String> {
         .collect()
 }
 
-/// Live settings (pure).
-fn live_settings(table: &t::RouteTable) -> Settings {
-    settings([("subnets", diff::list(associated_subnets(table)))])
+/// Live settings (pure); `routes` are the destinations of the config's own routes.
+fn live_settings(table: &t::RouteTable, routes: &[String]) -> Settings {
+    settings([
+        ("subnets", diff::list(associated_subnets(table))),
+        (
+            "other_routes",
+            diff::list(stray_routes(table, routes).iter().map(ToString::to_string)),
+        ),
+    ])
 }
 
 /// Associations of subnets the config does not name (made by hand).
@@ -176,6 +270,20 @@ async fn describe(aws: &Aws, id: &str) -> Result<Option<t::RouteTable>, Resource
     Ok(ec2::not_found_is_none(out)?.and_then(|o| o.route_tables().first().cloned()))
 }
 
+/// Delete a route made by hand; one already gone is fine.
+async fn delete_stray(aws: &Aws, table_id: &str, route: &StrayRoute) -> Result<(), ResourceError> {
+    let b = aws.clients.ec2.delete_route().route_table_id(table_id);
+    let b = match &route.destination {
+        Destination::Ipv4(c) => b.destination_cidr_block(c),
+        Destination::Ipv6(c) => b.destination_ipv6_cidr_block(c),
+        Destination::PrefixList(p) => b.destination_prefix_list_id(p),
+    };
+    match b.send().await.map(|_| ()).map_err(err("deleting a route made by hand")) {
+        Err(e) if e.is(ErrorClass::NotFound) => Ok(()),
+        other => other,
+    }
+}
+
 async fn disassociate(aws: &Aws, association_id: &str) -> Result<(), ResourceError> {
     let r = aws
         .clients
@@ -267,7 +375,10 @@ impl ResourceKind for RouteTable {
             return Ok(Inspection::missing());
         };
         let mut i = Inspection::available();
-        if let Some(crate::core::spec::Props::RouteTable { subnets, .. }) = cx.spec.map(|s| &s.props) {
+        if let Some(crate::core::spec::Props::RouteTable { subnets, routes, .. }) = cx.spec.map(|s| &s.props) {
+            for route in stray_routes(&table, routes) {
+                i.drift("route", "absent", format!("{route} (made by hand, not in the config)"));
+            }
             let associated: Vec<&str> = table
                 .associations()
                 .iter()
@@ -295,9 +406,10 @@ impl ResourceKind for RouteTable {
         }
     }
 
-    async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+    async fn read(&self, aws: &Aws, cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
+        let (routes,) = props!(cx, RouteTable { routes });
         Ok(match describe(aws, outputs.id()?).await? {
-            Some(table) => Observed::Present(live_settings(&table)),
+            Some(table) => Observed::Present(live_settings(&table, routes)),
             None => Observed::Missing,
         })
     }
@@ -309,9 +421,10 @@ impl ResourceKind for RouteTable {
         outputs: Outputs,
         _changes: &[Change],
     ) -> Result<Outputs, ResourceError> {
-        // The config's subnets first (as on create), then the strays.
+        // The config's subnets first (as on create), then the strays: associations and
+        // routes made by hand.
         let outputs = self.converge(aws, cx, outputs).await?;
-        let (subnets,) = props!(cx, RouteTable { subnets });
+        let (subnets, routes) = props!(cx, RouteTable { subnets, routes });
         let wanted = subnets
             .iter()
             .map(|k| cx.dep_id(k).map(String::from))
@@ -319,6 +432,9 @@ impl ResourceKind for RouteTable {
         if let Some(table) = describe(aws, outputs.id()?).await? {
             for assoc in strays(&table, &wanted) {
                 disassociate(aws, &assoc).await?;
+            }
+            for route in stray_routes(&table, routes) {
+                delete_stray(aws, outputs.id()?, &route).await?;
             }
         }
         Ok(outputs)
@@ -384,13 +500,13 @@ mod tests {
             .collect();
         let want = desired_settings(&["subnet-app-a".into(), "subnet-db-a".into()], &deps);
         let converged = table(&[("subnet-2", "rtbassoc-2", false), ("subnet-1", "rtbassoc-1", false)]);
-        assert!(diff::diff(ATTRS, &want, &live_settings(&converged), None).is_empty());
+        assert!(diff::diff(ATTRS, &want, &live_settings(&converged, &[]), None).is_empty());
         let drifted = table(&[
             ("subnet-1", "rtbassoc-1", false),
             ("subnet-9", "rtbassoc-9", false),
             ("", "rtbassoc-main", true),
         ]);
-        let c = diff::diff(ATTRS, &want, &live_settings(&drifted), None);
+        let c = diff::diff(ATTRS, &want, &live_settings(&drifted, &[]), None);
         assert_eq!(
             (
                 c[0].attribute.as_str(),
@@ -409,6 +525,82 @@ mod tests {
             strays(&drifted, &["subnet-1".into(), "subnet-2".into()]),
             vec!["rtbassoc-9"]
         );
+    }
+
+    fn route(
+        destination: &str,
+        origin: RouteOrigin,
+        to: impl FnOnce(t::builders::RouteBuilder) -> t::builders::RouteBuilder,
+    ) -> t::Route {
+        let b = t::Route::builder().origin(origin);
+        let b = if destination.starts_with("pl-") {
+            b.destination_prefix_list_id(destination)
+        } else if destination.contains(':') {
+            b.destination_ipv6_cidr_block(destination)
+        } else {
+            b.destination_cidr_block(destination)
+        };
+        to(b).build()
+    }
+
+    #[test]
+    fn only_routes_made_by_hand_are_strays_and_a_plan_names_them() {
+        let live = t::RouteTable::builder()
+            .route_table_id("rtb-1")
+            .routes(route("10.0.0.0/16", RouteOrigin::CreateRouteTable, |b| {
+                b.gateway_id("local")
+            }))
+            .routes(route("0.0.0.0/0", RouteOrigin::CreateRoute, |b| {
+                b.nat_gateway_id("nat-1")
+            }))
+            .routes(route("pl-6ca54005", RouteOrigin::CreateRoute, |b| {
+                b.gateway_id("vpce-1")
+            }))
+            .routes(route("192.168.0.0/16", RouteOrigin::EnableVgwRoutePropagation, |b| {
+                b.gateway_id("vgw-1")
+            }))
+            .routes(route("10.50.0.0/16", RouteOrigin::CreateRoute, |b| {
+                b.vpc_peering_connection_id("pcx-1")
+            }))
+            .routes(route("::/0", RouteOrigin::CreateRoute, |b| {
+                b.egress_only_internet_gateway_id("eigw-1")
+            }))
+            .routes(route("pl-0abc", RouteOrigin::CreateRoute, |b| {
+                b.transit_gateway_id("tgw-1")
+            }))
+            .build();
+        let wanted = vec!["0.0.0.0/0".to_string()];
+        let strays = stray_routes(&live, &wanted);
+        assert_eq!(
+            strays.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec!["10.50.0.0/16 -> pcx-1", "::/0 -> eigw-1", "pl-0abc -> tgw-1"]
+        );
+        assert_eq!(strays[1].destination, Destination::Ipv6("::/0".into()));
+        assert_eq!(strays[2].destination, Destination::PrefixList("pl-0abc".into()));
+
+        let want = desired_settings(&[], &BTreeMap::new());
+        let c = diff::diff(ATTRS, &want, &live_settings(&live, &wanted), None);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(
+            (
+                c[0].attribute.as_str(),
+                c[0].old.as_str(),
+                c[0].new.as_str(),
+                c[0].action
+            ),
+            (
+                "other_routes",
+                "10.50.0.0/16 -> pcx-1, ::/0 -> eigw-1, pl-0abc -> tgw-1",
+                "-",
+                ChangeAction::Update
+            )
+        );
+        // The config's own default route is the route node's business, whatever its target.
+        let only_ours = t::RouteTable::builder()
+            .routes(route("0.0.0.0/0", RouteOrigin::CreateRoute, |b| b.gateway_id("igw-9")))
+            .build();
+        assert!(stray_routes(&only_ours, &wanted).is_empty());
+        assert!(diff::diff(ATTRS, &want, &live_settings(&only_ours, &wanted), None).is_empty());
     }
 
     fn assoc(subnet: &str, id: &str, table: &str) -> Association {

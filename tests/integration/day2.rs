@@ -952,6 +952,72 @@ async fn security_switches_reach_a_live_deployment_and_hand_made_drift_is_repair
     assert_eq!(private_routing(&c, &st).await, routing);
     assert_eq!(plan(&d, &cfg).1, 0);
 
+    // A route added by hand to the private table (here to the internet gateway: traffic to
+    // that network would leave the NAT's control): `status` and `plan` name it, `up`
+    // deletes it, the default route and the S3 endpoint's prefix-list route stay.
+    let table_id = id(&st, "rt-private");
+    let routes_of = || async {
+        let t = c
+            .ec2
+            .describe_route_tables()
+            .route_table_ids(&table_id)
+            .send()
+            .await
+            .unwrap();
+        let mut r: Vec<String> = t.route_tables()[0]
+            .routes()
+            .iter()
+            .map(|r| {
+                r.destination_cidr_block()
+                    .or(r.destination_prefix_list_id())
+                    .unwrap_or("?")
+                    .to_string()
+            })
+            .collect();
+        r.sort();
+        r
+    };
+    let before = routes_of().await;
+    assert!(
+        before.iter().any(|r| r.starts_with("pl-")),
+        "the S3 endpoint's route: {before:?}"
+    );
+    c.ec2
+        .create_route()
+        .route_table_id(&table_id)
+        .destination_cidr_block("172.31.0.0/16")
+        .gateway_id(id(&st, "igw"))
+        .send()
+        .await
+        .unwrap();
+    let status = run_with(&d, &["status", "--config", cfg.to_str().unwrap(), "--json"], &[]);
+    assert_eq!(status.status.code(), Some(1), "{}", show(&status));
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let rt = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "rt-private")
+        .unwrap();
+    assert!(rt["drift"].to_string().contains("172.31.0.0/16"), "{rt}");
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4);
+    let rt_changes = planned(&doc, "rt-private");
+    assert_eq!(rt_changes.len(), 1, "{rt_changes:?}");
+    assert_eq!(
+        (
+            rt_changes[0].0.as_str(),
+            rt_changes[0].2.as_str(),
+            rt_changes[0].3.as_str()
+        ),
+        ("other_routes", "-", "update")
+    );
+    assert_eq!(rt_changes[0].1, format!("172.31.0.0/16 -> {}", id(&st, "igw")));
+    assert_eq!(changed_keys(&up(&d, &cfg)), vec!["rt-private"]);
+    assert_eq!(routes_of().await, before);
+    assert_eq!(private_routing(&c, &st).await, routing);
+    assert_eq!(plan(&d, &cfg).1, 0);
+
     // Public IPs on launch turned on in a public subnet, and an app subnet put in the DB
     // subnet group in place of a DB subnet, by hand: `plan` shows both, `up` puts both back.
     let public_a = id(&st, "subnet-public-a");
