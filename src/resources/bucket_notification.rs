@@ -7,6 +7,12 @@
 //! after the Lambda permission; a permission added seconds ago may not be visible yet, and
 //! that one refusal is retried briefly. S3 refuses overlapping prefixes for the same
 //! events; the folders do not overlap.
+//!
+//! Day 2: `read` returns our configurations as S3 holds them (one line each: folder, events,
+//! function), so one edited by hand (an event dropped, a filter changed, another function)
+//! is drift that `update` puts back; configurations that are not ours are never compared.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_s3::error::SdkError;
@@ -16,12 +22,23 @@ use aws_sdk_s3::types::{
     NotificationConfigurationFilter, S3KeyFilter,
 };
 
-use super::{Aws, ResourceKind, ec2, observe, props};
+use super::{Aws, ResourceKind, ec2, props};
 use crate::aws::err;
 use crate::aws::wait::{self, Backoff};
+use crate::core::diff::{self, AttrSpec, ChangeAction, Settings, settings};
 use crate::core::resource::{DeleteCtx, ErrorClass, NodeCtx, Observed, Outputs, ResourceError};
+use crate::core::spec::{NodeSpec, Props};
 
 pub struct BucketNotification;
+
+/// The folders are the blueprint's (no config field): a difference is drift, put back in
+/// place with the configurations that are not ours kept.
+pub const ATTRS: &[AttrSpec] = &[AttrSpec::with(
+    "configurations",
+    ChangeAction::Update,
+    "one PutBucketNotificationConfiguration; the other configurations on the bucket are kept",
+    &[],
+)];
 
 pub const EVENTS: [&str; 2] = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"];
 
@@ -91,15 +108,37 @@ fn normalize(c: &LambdaFunctionConfiguration) -> (String, String, Vec<String>, V
     )
 }
 
-fn is_ours(c: &LambdaFunctionConfiguration, prefix: &str) -> bool {
-    c.id().is_some_and(|id| id.starts_with(prefix))
+/// One configuration as a line of `plan`: `<events> on <filter rules> -> <function>` (the
+/// id is ours by its prefix, and derives from the folder).
+fn describe(c: &LambdaFunctionConfiguration) -> String {
+    let (_, arn, events, rules) = normalize(c);
+    let rules: Vec<String> = rules.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let keys = if rules.is_empty() {
+        "every key".to_string()
+    } else {
+        rules.join("&")
+    };
+    format!("{} on {keys} -> {arn}", events.join("+"))
 }
 
-/// Whether the bucket still sends events of ours to the recorded function (`read`).
-fn holds_ours(existing: &[LambdaFunctionConfiguration], prefix: &str, function_arn: &str) -> bool {
-    existing
-        .iter()
-        .any(|c| is_ours(c, prefix) && c.lambda_function_arn() == function_arn)
+/// The desired settings (pure): our configurations for the function in `deps`.
+pub fn desired_settings(function_arn: &str, prefixes: &[String]) -> Settings {
+    let lines = desired_configs("", function_arn, prefixes)
+        .map(|cs| cs.iter().map(describe).collect::<Vec<_>>())
+        .unwrap_or_default();
+    settings([("configurations", diff::list(lines))])
+}
+
+/// The live settings (pure): the bucket's configurations of ours.
+fn live_settings(existing: &[LambdaFunctionConfiguration], prefix: &str) -> Settings {
+    settings([(
+        "configurations",
+        diff::list(existing.iter().filter(|c| is_ours(c, prefix)).map(describe)),
+    )])
+}
+
+fn is_ours(c: &LambdaFunctionConfiguration, prefix: &str) -> bool {
+    c.id().is_some_and(|id| id.starts_with(prefix))
 }
 
 /// Whether the bucket's configurations of ours are exactly the desired ones.
@@ -268,14 +307,30 @@ impl ResourceKind for BucketNotification {
         ensure(aws, cx).await
     }
 
-    /// Missing when the bucket is gone (NoSuchBucket) or holds no configuration of ours
-    /// for the recorded function.
+    fn attrs(&self) -> &'static [AttrSpec] {
+        ATTRS
+    }
+
+    fn desired(&self, spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
+        match &spec.props {
+            Props::BucketNotification { function, prefixes, .. } => {
+                desired_settings(&super::dep_output(deps, function, "arn"), prefixes)
+            }
+            _ => Settings::new(),
+        }
+    }
+
+    /// Missing when the bucket is gone (NoSuchBucket) or holds no configuration of ours;
+    /// else our configurations, however they were edited.
     async fn read(&self, aws: &Aws, _cx: &NodeCtx<'_>, outputs: &Outputs) -> Result<Observed, ResourceError> {
-        let (prefix, function_arn) = (outputs.require("id_prefix")?, outputs.require("function_arn")?);
+        let prefix = outputs.require("id_prefix")?;
         let existing = ec2::not_found_is_none(current(aws, outputs.id()?).await)?;
-        Ok(observe::exists(existing.filter(|e| {
-            holds_ours(e.lambda_function_configurations(), prefix, function_arn)
-        })))
+        Ok(match existing {
+            Some(e) if e.lambda_function_configurations().iter().any(|c| is_ours(c, prefix)) => {
+                Observed::Present(live_settings(e.lambda_function_configurations(), prefix))
+            }
+            _ => Observed::Missing,
+        })
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
@@ -323,17 +378,43 @@ mod tests {
     }
 
     #[test]
-    fn read_finds_only_our_configurations_for_the_recorded_function() {
-        let ours = desired_configs("pi", ARN, &prefixes()).unwrap();
+    fn an_edited_configuration_of_ours_is_an_update_and_others_are_not_compared() {
         let prefix = id_prefix("pi");
-        assert!(holds_ours(&ours, &prefix, ARN));
-        assert!(!holds_ours(&[], &prefix, ARN));
-        assert!(!holds_ours(
-            &ours,
-            &prefix,
-            "arn:aws:lambda:eu-west-1:123456789012:function:other"
-        ));
-        assert!(!holds_ours(&ours, &id_prefix("another-deployment"), ARN));
+        let want = desired_settings(ARN, &prefixes());
+        let mut live = desired_configs("pi", ARN, &prefixes()).unwrap();
+        // Someone else's configuration on the bucket is never ours to compare.
+        live.push(
+            LambdaFunctionConfiguration::builder()
+                .id("audit")
+                .lambda_function_arn("arn:aws:lambda:eu-west-1:123456789012:function:audit")
+                .events(Event::from("s3:ObjectCreated:*"))
+                .build()
+                .unwrap(),
+        );
+        assert!(diff::diff(ATTRS, &want, &live_settings(&live, &prefix), None).is_empty());
+        // Another deployment's configurations are not ours either.
+        assert_eq!(live_settings(&live, &id_prefix("other"))["configurations"], "-");
+
+        // One of ours edited by hand: the delete events dropped.
+        live[0] = LambdaFunctionConfiguration::builder()
+            .set_id(live[0].id().map(String::from))
+            .lambda_function_arn(ARN)
+            .events(Event::from("s3:ObjectCreated:*"))
+            .set_filter(live[0].filter().cloned())
+            .build()
+            .unwrap();
+        let c = diff::diff(ATTRS, &want, &live_settings(&live, &prefix), None);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(
+            (c[0].attribute.as_str(), c[0].action),
+            ("configurations", ChangeAction::Update)
+        );
+        let folder = SIDELOAD_PREFIXES[0];
+        let edited = format!("s3:ObjectCreated:* on prefix={folder} -> {ARN}");
+        assert!(c[0].old.contains(&edited) && !c[0].new.contains(&edited), "{c:?}");
+        assert!(c[0].new.contains(&format!(
+            "s3:ObjectCreated:*+s3:ObjectRemoved:* on prefix={folder} -> {ARN}"
+        )));
     }
 
     #[test]

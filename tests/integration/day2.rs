@@ -1103,6 +1103,57 @@ async fn security_switches_reach_a_live_deployment_and_hand_made_drift_is_repair
     assert_eq!((f.memory_size(), f.timeout()), (Some(256), Some(60)));
     assert_eq!(plan(&d, &cfg).1, 0);
 
+    // One of the bucket's notifications to the side-loading Lambda edited by hand (its
+    // delete events dropped): shown, then put back, with everything else kept.
+    let bucket = id(&st, "bucket");
+    let events_of = || async {
+        let n =
+            c.s3.get_bucket_notification_configuration()
+                .bucket(&bucket)
+                .send()
+                .await
+                .unwrap();
+        let mut v: Vec<(String, usize)> = n
+            .lambda_function_configurations()
+            .iter()
+            .map(|l| (l.id().unwrap_or_default().to_string(), l.events().len()))
+            .collect();
+        v.sort();
+        (v, n)
+    };
+    let (before, doc) = events_of().await;
+    assert_eq!(before.len(), 5, "{before:?}");
+    let mut lambdas = doc.lambda_function_configurations().to_vec();
+    lambdas[0] = aws_sdk_s3::types::LambdaFunctionConfiguration::builder()
+        .set_id(lambdas[0].id().map(String::from))
+        .lambda_function_arn(lambdas[0].lambda_function_arn())
+        .events(aws_sdk_s3::types::Event::from("s3:ObjectCreated:*"))
+        .set_filter(lambdas[0].filter().cloned())
+        .build()
+        .unwrap();
+    c.s3.put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(
+            aws_sdk_s3::types::NotificationConfiguration::builder()
+                .set_lambda_function_configurations(Some(lambdas))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(events_of().await.0, before);
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4);
+    let changes = planned(&doc, "bucket-notification");
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(
+        (changes[0].0.as_str(), changes[0].3.as_str()),
+        ("configurations", "update")
+    );
+    assert_eq!(changed_keys(&up(&d, &cfg)), vec!["bucket-notification"]);
+    assert_eq!(events_of().await.0, before);
+    assert_eq!(plan(&d, &cfg).1, 0);
+
     d.destroy();
 }
 
