@@ -922,6 +922,33 @@ mod tests {
     }
 
     #[test]
+    fn a_major_rds_adds_later_is_accepted_without_a_new_pi_deploy() {
+        // The offline check knows no list of majors: RDS's answer decides.
+        let mut c = cfg();
+        c.database.engine_version = "12.1".into();
+        assert!(c.validate(crate::core::config::Purpose::Up).is_empty());
+        let mut f = good();
+        let mut list = engines();
+        list[2].upgrade_targets.push(("12.1.2".into(), true));
+        list.push(EngineVersion {
+            version: "12.1.2".into(),
+            family: "mariadb12.1".into(),
+            status: "available".into(),
+            upgrade_targets: Vec::new(),
+        });
+        f.engines = Fact::Known(list);
+        assert!(decide(&c, &f).problems.is_empty());
+        f.running_version = Fact::Known(Some("10.11.10".into()));
+        assert!(decide(&c, &f).problems.is_empty(), "a major upgrade RDS lists");
+        // Not offered (yet) in this region: refused, naming the field.
+        f.engines = Fact::Known(engines());
+        f.running_version = Fact::NotAsked;
+        let d = decide(&c, &f);
+        assert_eq!(d.problems.len(), 1, "{d:?}");
+        assert_eq!(d.problems[0].field, "database.engine_version");
+    }
+
+    #[test]
     fn a_major_upgrade_must_be_one_rds_offers_from_the_running_version() {
         // 10.11.10 -> 11.4 is a ValidUpgradeTarget; from 10.11.9 RDS offers no major upgrade.
         assert!(engine_decision("11.4", Some("10.11.10")).problems.is_empty());

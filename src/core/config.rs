@@ -345,32 +345,31 @@ pub fn is_arn_of(s: &str, service: &str) -> bool {
 }
 
 /// The MariaDB parameter group family for an engine version (`10.11.10` -> `mariadb10.11`).
+///
+/// Offline, only the shape is checked, and that the major is not one RDS retired before
+/// this tool existed (below 10.4): which versions RDS offers now, and the family it names
+/// for each, are read from DescribeDBEngineVersions before anything is created
+/// (`commands::preflight::decide_engine`), so a major RDS adds later (12.x) needs no new
+/// pi-deploy.
 pub fn mariadb_family(version: &str) -> Result<String, String> {
     let parts: Vec<&str> = version.split('.').collect();
-    let numeric = parts
+    let numbers: Option<Vec<u32>> = parts
         .iter()
-        .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-    if !(2..=3).contains(&parts.len()) || !numeric {
+        .map(|p| p.parse::<u32>().ok().filter(|_| p.chars().all(|c| c.is_ascii_digit())))
+        .collect();
+    let Some(numbers) = numbers.filter(|n| (2..=3).contains(&n.len())) else {
         return Err(format!(
-            "`{version}` is not a MariaDB version; use major.minor.patch such as 10.11.10"
+            "`{version}` is not a MariaDB version; use major.minor.patch such as 10.11.10, or a major such as 10.11"
+        ));
+    };
+    const OLDEST_MAJOR: (u32, u32) = (10, 4);
+    if (numbers[0], numbers[1]) < OLDEST_MAJOR {
+        return Err(format!(
+            "RDS no longer offers MariaDB {}.{} (nothing older than {}.{})",
+            numbers[0], numbers[1], OLDEST_MAJOR.0, OLDEST_MAJOR.1
         ));
     }
-    let family = format!("mariadb{}.{}", parts[0], parts[1]);
-    const KNOWN: &[&str] = &[
-        "mariadb10.4",
-        "mariadb10.5",
-        "mariadb10.6",
-        "mariadb10.11",
-        "mariadb11.4",
-        "mariadb11.8",
-    ];
-    if !KNOWN.contains(&family.as_str()) {
-        return Err(format!(
-            "MariaDB {}.{} has no RDS parameter group family; use 10.6, 10.11, 11.4 or 11.8",
-            parts[0], parts[1]
-        ));
-    }
-    Ok(family)
+    Ok(format!("mariadb{}.{}", numbers[0], numbers[1]))
 }
 
 fn err(errors: &mut Vec<ConfigError>, field: &str, problem: impl Into<String>, fix: impl Into<String>) {
@@ -1188,7 +1187,12 @@ mod tests {
         assert_eq!(mariadb_family("10.6.19").unwrap(), "mariadb10.6");
         assert_eq!(mariadb_family("11.4").unwrap(), "mariadb11.4");
         assert!(mariadb_family("10.11.x").is_err());
-        assert!(mariadb_family("12.0.1").is_err());
+        assert!(mariadb_family("10.11.+1").is_err());
+        assert!(mariadb_family("10").is_err());
+        assert!(mariadb_family("9.1.0").is_err());
+        assert!(mariadb_family("10.3.39").is_err());
+        // A major RDS adds later is checked online (preflight), not refused offline.
+        assert_eq!(mariadb_family("12.0.1").unwrap(), "mariadb12.0");
     }
 
     #[test]
