@@ -735,6 +735,16 @@ async fn wait_for_replacement(
 /// Deregister `old` once another target is healthy, and wait for its drain. Before the
 /// deregistration a failure rolls back; after it, the swap must go on (the old instance no
 /// longer takes traffic, its replacement does).
+///
+/// Why by hand, when TerminateInstanceInAutoScalingGroup also deregisters and drains: a
+/// deregistration can be undone (`reinstate` registers the instance again for a rollback or
+/// `--abort`), a termination cannot; the drain is waited for and shown while the old
+/// instance still exists; and the deregistration waits for another healthy target, which
+/// the group's own drain does not. The group's later deregistration of an instance already
+/// out of the target group is a no-op. If the group's ELB health check ever took the
+/// deregistered (`unused`) instance for unhealthy and replaced it during the drain, the
+/// round still converges: `terminate_replaced` finds it leaving and takes the extra
+/// capacity back to the recorded size.
 async fn drain(fleet: &dyn Fleet, plan: &Plan, old: &str) -> Result<(), Stop> {
     if fleet.is_registered(old).await? {
         let what = format!("another healthy target before deregistering {old}");
