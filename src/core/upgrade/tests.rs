@@ -62,6 +62,12 @@ struct World {
     refuse_b: Option<String>,
     /// Scaling activities, newest first.
     activities: Vec<crate::core::activity::Activity>,
+    /// The group's ELB health check takes a target deregistered by hand and drained
+    /// (`unused`) for unhealthy and replaces its instance (AWS's documentation does not say
+    /// whether it does: see `drain`).
+    replaces_unused: bool,
+    /// Instances the group replaced as unhealthy.
+    replaced: Vec<String>,
 }
 
 impl World {
@@ -87,6 +93,8 @@ impl World {
             scaled_in: Vec::new(),
             refuse_b: None,
             activities: Vec::new(),
+            replaces_unused: false,
+            replaced: Vec::new(),
         };
         for _ in 0..instances {
             let id = w.launch();
@@ -149,6 +157,13 @@ impl World {
             {
                 i.target = Target::None;
             }
+        }
+        if self.replaces_unused {
+            let (unused, kept): (Vec<Fake>, Vec<Fake>) = std::mem::take(&mut self.instances)
+                .into_iter()
+                .partition(|i| i.registered_once && i.target == Target::None);
+            self.instances = kept;
+            self.replaced.extend(unused.into_iter().map(|i| i.id));
         }
         while (self.instances.len() as i32) < self.capacity.desired {
             if let Some(why) = self.refuse_b.clone().filter(|_| self.versions[&self.version] == B) {
@@ -520,6 +535,30 @@ async fn a_happy_swap_replaces_both_instances_oldest_first() {
         .collect();
     assert_eq!(replaced, ["i-0001", "i-0002"]);
     assert!(records.iter().all(|r| !r.describe().is_empty()));
+}
+
+/// If the group's ELB health check took a drained target (`unused`) for unhealthy, it would
+/// replace the old instance itself during the drain, from the new version, and the capacity
+/// set back after the round lets it scale in one more instance (on AWS, drained first: the
+/// group is attached to the target group). The swap still ends with every instance on the
+/// new image, the original capacity and a healthy target throughout.
+#[tokio::test(start_paused = true)]
+async fn a_drained_instance_the_group_replaces_itself_still_converges() {
+    let mut world = World::new(2, TWO);
+    world.replaces_unused = true;
+    let fleet = FakeFleet::new(world);
+    let rec = record_for(&fleet).await;
+    let (result, _) = run(&fleet, rec, None).await;
+    let done = result.unwrap().unwrap();
+    assert_eq!(done.step, Step::Done);
+    assert_upgraded(&fleet, TWO, 2);
+    let w = fleet.w();
+    assert_eq!(
+        w.replaced.first().map(String::as_str),
+        Some("i-0001"),
+        "the group replaced the drained instance"
+    );
+    assert!(w.timeline.iter().all(|&n| n >= 1), "{:?}", w.timeline);
 }
 
 /// A roll that keeps the image (a new instance type or user data: version 3 launches A, as
