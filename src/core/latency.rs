@@ -75,7 +75,7 @@ fn sum(entries: &[&str]) -> Timing {
 }
 
 /// Model entries that make up one kind's create (create call + converge + wait).
-fn create_entries(kind: Kind) -> &'static [&'static str] {
+pub(crate) fn create_entries(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::Vpc => &["create.vpc", "create.vpc_dns_attributes"],
         Kind::InternetGateway => &["create.internet_gateway_and_attach"],
@@ -117,7 +117,7 @@ fn create_entries(kind: Kind) -> &'static [&'static str] {
     }
 }
 
-fn delete_entries(kind: Kind) -> &'static [&'static str] {
+pub(crate) fn delete_entries(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::NatGateway => &["delete.nat_gateway"],
         Kind::VpcEndpoint => &["delete.vpc_endpoint_interface"],

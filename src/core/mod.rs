@@ -10,6 +10,7 @@ pub mod executor;
 pub mod fake;
 pub mod graph;
 pub mod inspect;
+pub mod kind;
 pub mod latency;
 pub mod lock;
 pub mod logs;
