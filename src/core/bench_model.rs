@@ -63,40 +63,10 @@ impl VendorStack {
     }
 }
 
-/// The vendor stack that holds the equivalent of a node of this kind. Exhaustive on purpose:
-/// a new kind must be placed explicitly.
+/// The vendor stack that holds the equivalent of a node of this kind. From `Kind::info`, which
+/// has no wildcard arm: a new kind must be placed explicitly.
 pub fn vendor_stack(kind: Kind) -> VendorStack {
-    match kind {
-        Kind::Vpc
-        | Kind::InternetGateway
-        | Kind::Subnet
-        | Kind::ElasticIp
-        | Kind::NatGateway
-        | Kind::RouteTable
-        | Kind::Route
-        | Kind::NetworkAcl
-        | Kind::SecurityGroup
-        | Kind::VpcEndpoint => VendorStack::Network,
-        Kind::DbSubnetGroup | Kind::DbParameterGroup | Kind::DbInstance | Kind::DbEndpoint | Kind::DbStandby => {
-            VendorStack::Rds
-        }
-        Kind::FileSystem | Kind::MountTarget | Kind::AccessPoint => VendorStack::Efs,
-        Kind::IamRole | Kind::InstanceProfile => VendorStack::Iam,
-        Kind::Bucket | Kind::LogGroup | Kind::LambdaFunction | Kind::LambdaPermission | Kind::BucketNotification => {
-            VendorStack::Lambda
-        }
-        Kind::LaunchTemplate
-        | Kind::TargetGroup
-        | Kind::LoadBalancer
-        | Kind::Listener
-        | Kind::AutoScalingGroup
-        | Kind::LifecycleHook
-        | Kind::ScalingPolicy
-        | Kind::Alarm
-        | Kind::DnsRecord
-        | Kind::DashboardCheck => VendorStack::Ec2,
-        Kind::Secret => VendorStack::Config,
-    }
+    kind.info().vendor_stack
 }
 
 /// Each stack's duration: the longest chain among its own nodes, following only the edges
@@ -189,43 +159,11 @@ impl Tier {
 
 /// The tier a node belongs to; roles belong to the tier of the service that assumes them.
 pub fn tier(node: &NodeSpec) -> Tier {
-    match node.kind {
-        Kind::Vpc
-        | Kind::InternetGateway
-        | Kind::Subnet
-        | Kind::ElasticIp
-        | Kind::NatGateway
-        | Kind::RouteTable
-        | Kind::Route
-        | Kind::NetworkAcl
-        | Kind::SecurityGroup
-        | Kind::VpcEndpoint => Tier::Network,
-        Kind::Bucket
-        | Kind::FileSystem
-        | Kind::MountTarget
-        | Kind::AccessPoint
-        | Kind::DbSubnetGroup
-        | Kind::DbParameterGroup
-        | Kind::DbInstance
-        | Kind::DbEndpoint
-        | Kind::DbStandby
-        | Kind::Secret => Tier::Data,
-        Kind::IamRole => match &node.props {
-            Props::IamRole { service, .. } if service.starts_with("lambda.") => Tier::Sideload,
-            _ => Tier::Compute,
-        },
-        Kind::LogGroup | Kind::LambdaFunction | Kind::LambdaPermission | Kind::BucketNotification => Tier::Sideload,
-        Kind::InstanceProfile
-        | Kind::LaunchTemplate
-        | Kind::TargetGroup
-        | Kind::LoadBalancer
-        | Kind::Listener
-        | Kind::AutoScalingGroup
-        | Kind::LifecycleHook
-        | Kind::ScalingPolicy
-        | Kind::Alarm
-        | Kind::DnsRecord
-        | Kind::DashboardCheck => Tier::Compute,
+    match &node.props {
+        Props::IamRole { service, .. } if node.kind == Kind::IamRole && service.starts_with("lambda.") => {
+            Tier::Sideload
+        }
+        _ => node.kind.info().tier,
     }
 }
 

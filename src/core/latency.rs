@@ -76,63 +76,12 @@ fn sum(entries: &[&str]) -> Timing {
 
 /// Model entries that make up one kind's create (create call + converge + wait).
 pub(crate) fn create_entries(kind: Kind) -> &'static [&'static str] {
-    match kind {
-        Kind::Vpc => &["create.vpc", "create.vpc_dns_attributes"],
-        Kind::InternetGateway => &["create.internet_gateway_and_attach"],
-        Kind::Subnet => &["create.subnet"],
-        Kind::ElasticIp => &["create.eip"],
-        Kind::NatGateway => &["create.nat_gateway"],
-        Kind::RouteTable => &["create.route_table", "create.route_table_association"],
-        Kind::Route => &["create.route"],
-        Kind::NetworkAcl => &["create.network_acl_with_entries"],
-        Kind::SecurityGroup => &["create.security_group_with_rules"],
-        Kind::VpcEndpoint => &["create.vpc_endpoint_interface"],
-        Kind::Bucket => &["create.s3_bucket_with_configs"],
-        Kind::FileSystem => &["create.efs_file_system"],
-        Kind::MountTarget => &["create.efs_mount_target"],
-        Kind::AccessPoint => &["create.efs_access_point"],
-        Kind::DbSubnetGroup => &["create.db_subnet_group"],
-        Kind::DbParameterGroup => &["create.db_parameter_group"],
-        // The create call returns at once; the long wait is the endpoint node's.
-        Kind::DbInstance => &["create.secretsmanager_secret"],
-        Kind::DbEndpoint => &["create.rds_mariadb_multi_az"],
-        // Usable early: the in-place conversion of the Single-AZ instance.
-        Kind::DbStandby => &["modify.rds_single_az_to_multi_az"],
-        Kind::Secret => &["create.secretsmanager_secret"],
-        Kind::IamRole => &["create.iam_role"],
-        Kind::LogGroup => &["create.cloudwatch_alarm_and_scaling_policy"],
-        Kind::LambdaFunction => &["create.iam_propagation", "create.lambda_function_vpc_pending_to_active"],
-        Kind::LambdaPermission | Kind::BucketNotification => &["create.lambda_permission_and_bucket_notification"],
-        Kind::InstanceProfile => &["create.iam_instance_profile", "create.iam_propagation"],
-        Kind::LaunchTemplate => &["create.launch_template"],
-        Kind::TargetGroup => &["create.target_group"],
-        Kind::LoadBalancer => &["create.alb"],
-        Kind::Listener => &["create.listener"],
-        // The group is created at once; instances boot while RDS is still being built.
-        Kind::AutoScalingGroup | Kind::LifecycleHook | Kind::ScalingPolicy | Kind::Alarm => {
-            &["create.cloudwatch_alarm_and_scaling_policy"]
-        }
-        Kind::DnsRecord => &["create.route53_change_insync"],
-        Kind::DashboardCheck => &["create.target_healthy_after_app_ready"],
-    }
+    kind.info().create
 }
 
+/// Model entries that make up one kind's delete.
 pub(crate) fn delete_entries(kind: Kind) -> &'static [&'static str] {
-    match kind {
-        Kind::NatGateway => &["delete.nat_gateway"],
-        Kind::VpcEndpoint => &["delete.vpc_endpoint_interface"],
-        Kind::Bucket => &["delete.s3_bucket_versioned"],
-        Kind::FileSystem => &["delete.efs_file_system"],
-        Kind::MountTarget => &["delete.efs_mount_target"],
-        Kind::DbInstance => &["delete.rds_multi_az_with_final_snapshot"],
-        Kind::Secret => &["delete.secret_force"],
-        Kind::IamRole | Kind::InstanceProfile => &["delete.iam_role_with_policies"],
-        // Deleting the detached Hyperplane ENIs ourselves: minutes, not AWS's 20-45.
-        Kind::LambdaFunction => &["delete.lambda_eni_detach"],
-        Kind::AutoScalingGroup => &["delete.asg_with_instances"],
-        Kind::LoadBalancer => &["delete.alb"],
-        _ => &["delete.ec2_primitives"],
-    }
+    kind.info().delete
 }
 
 pub fn create_timing(kind: Kind) -> Timing {
@@ -254,21 +203,14 @@ pub fn emulated_create_s(node: &super::spec::NodeSpec) -> f64 {
 /// one on AWS.
 pub fn create_transition(node: &super::spec::NodeSpec) -> Option<Transition> {
     use super::spec::{EndpointType, Props};
-    Some(match (&node.props, node.kind) {
-        (Props::VpcEndpoint { endpoint, .. }, _) => Transition::EndpointCreate {
+    Some(match &node.props {
+        Props::VpcEndpoint { endpoint, .. } => Transition::EndpointCreate {
             gateway: matches!(endpoint, EndpointType::Gateway { .. }),
         },
-        (_, Kind::NatGateway) => Transition::NatCreate,
-        (_, Kind::FileSystem) => Transition::FileSystemCreate,
-        (_, Kind::MountTarget) => Transition::MountTargetCreate,
-        (Props::DbEndpoint { expect_multi_az, .. }, _) => Transition::DbCreate {
+        Props::DbEndpoint { expect_multi_az, .. } => Transition::DbCreate {
             multi_az: *expect_multi_az,
         },
-        (_, Kind::LoadBalancer) => Transition::LoadBalancerCreate,
-        (_, Kind::LambdaFunction) => Transition::LambdaCreate,
-        (_, Kind::DashboardCheck) => Transition::TargetHealthy,
-        (_, Kind::DbStandby) => Transition::DbToMultiAz,
-        _ => return None,
+        _ => return node.kind.info().create_transition,
     })
 }
 
@@ -281,18 +223,14 @@ pub fn emulated_delete_s(node: &super::spec::NodeSpec, final_snapshot: bool) -> 
 /// The intermediate state the latency mode shows after this node's delete, if any.
 pub fn delete_transition(node: &super::spec::NodeSpec, final_snapshot: bool) -> Option<Transition> {
     use super::spec::{EndpointType, Props};
-    Some(match (&node.props, node.kind) {
-        (Props::VpcEndpoint { endpoint, .. }, _) => Transition::EndpointDelete {
+    Some(match &node.props {
+        Props::VpcEndpoint { endpoint, .. } => Transition::EndpointDelete {
             gateway: matches!(endpoint, EndpointType::Gateway { .. }),
         },
-        (_, Kind::NatGateway) => Transition::NatDelete,
-        (_, Kind::FileSystem) => Transition::FileSystemDelete,
-        (_, Kind::MountTarget) => Transition::MountTargetDelete,
-        (_, Kind::DbInstance) => Transition::DbDelete { final_snapshot },
-        (_, Kind::LoadBalancer) => Transition::LoadBalancerDelete,
-        (_, Kind::LambdaFunction) => Transition::LambdaDelete,
-        (_, Kind::AutoScalingGroup) => Transition::GroupDelete,
-        _ => return None,
+        _ => match node.kind.info().delete_transition? {
+            Transition::DbDelete { .. } => Transition::DbDelete { final_snapshot },
+            t => t,
+        },
     })
 }
 

@@ -12,42 +12,7 @@ use super::spec::{Kind, NodeSpec};
 /// The phase a kind belongs to. IAM roles count with side-loading (the Lambda's and the
 /// instances' roles are built together, early).
 pub fn phase_of(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Vpc
-        | Kind::InternetGateway
-        | Kind::Subnet
-        | Kind::ElasticIp
-        | Kind::NatGateway
-        | Kind::RouteTable
-        | Kind::Route
-        | Kind::NetworkAcl
-        | Kind::SecurityGroup
-        | Kind::VpcEndpoint => "network",
-        Kind::Bucket
-        | Kind::FileSystem
-        | Kind::MountTarget
-        | Kind::AccessPoint
-        | Kind::DbSubnetGroup
-        | Kind::DbParameterGroup
-        | Kind::DbInstance
-        | Kind::DbEndpoint
-        | Kind::DbStandby
-        | Kind::Secret => "data",
-        Kind::IamRole | Kind::LogGroup | Kind::LambdaFunction | Kind::LambdaPermission | Kind::BucketNotification => {
-            "side-loading"
-        }
-        Kind::InstanceProfile
-        | Kind::LaunchTemplate
-        | Kind::TargetGroup
-        | Kind::LoadBalancer
-        | Kind::Listener
-        | Kind::AutoScalingGroup
-        | Kind::LifecycleHook
-        | Kind::ScalingPolicy
-        | Kind::Alarm
-        | Kind::DnsRecord => "compute",
-        Kind::DashboardCheck => "dashboard healthy",
-    }
+    kind.info().phase
 }
 
 /// Which resources each phase still waits for.
