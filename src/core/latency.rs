@@ -108,7 +108,7 @@ pub fn delete_timing(kind: Kind) -> Timing {
 /// A change AWS shows as an intermediate state (`pending`, `creating`, `provisioning`,
 /// `deleting`, ENIs still attached, instances not in service yet) and its figures from the
 /// model. One table for three readers: the waits, which read early and then tighter towards
-/// the expected end (`aws::wait::Backoff::expecting`); the emulator's latency mode, which shows each state for
+/// the expected end (`core::wait::Backoff::expecting`); the emulator's latency mode, which shows each state for
 /// exactly its median, scaled (src/aws/fault/latency.rs); and the latency benchmark's ideal
 /// chain (`emulated_create_s`, `emulated_delete_s`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

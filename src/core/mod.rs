@@ -31,4 +31,5 @@ pub mod state_url;
 pub mod upgrade;
 pub mod usable;
 pub mod userdata;
+pub mod wait;
 pub mod window;

@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use super::activity::{self, Activity};
 use super::config::Config;
 use super::resource::{ErrorClass, ResourceError};
-use crate::aws::wait::{self, Backoff, Poll};
+use super::wait::{self, Backoff, Poll};
 
 /// Processes suspended during the swap: scaling alarms and schedules would change the
 /// capacity under the swap's feet, and AZ rebalancing would terminate instances on its own.
