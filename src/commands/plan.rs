@@ -4,32 +4,15 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use super::{CmdError, desired_graph, load_config, open_session, refuse_changes, resolve_zones, validate};
 use crate::cli::{GlobalArgs, PlanArgs};
 use crate::core::config::Purpose;
 use crate::core::event::EventSink;
 use crate::core::plan::{self, Step};
+use crate::core::report::PlanReport;
 use crate::core::usable::DbPath;
 use crate::resources::AwsCloud;
 use crate::ui::report;
-
-/// The `--json` document.
-#[derive(Serialize)]
-pub struct PlanReport {
-    pub deployment: String,
-    pub region: String,
-    pub steps: Vec<Step>,
-    pub counts: std::collections::BTreeMap<&'static str, usize>,
-    /// How `up` builds the database (usable early or not), and why.
-    pub database_path: DbPath,
-    pub database_path_note: &'static str,
-    /// Changes made and waiting for AWS (a major upgrade held for the maintenance window):
-    /// not changes to make again.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub pending: Vec<String>,
-}
 
 pub async fn run(global: &GlobalArgs, plan_args: &PlanArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
     let args = &plan_args.up;

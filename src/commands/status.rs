@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::{StreamExt, stream};
-use serde::Serialize;
 
 use super::{CmdError, Session, desired_graph, load_config, open_session, resolve_zones, validate};
 use crate::cli::GlobalArgs;
@@ -18,68 +17,16 @@ use crate::core::event::EventSink;
 use crate::core::graph::Graph;
 use crate::core::inspect::{InspectCtx, Inspection, Live};
 use crate::core::names;
+use crate::core::report::{Leak, ResourceStatus, StatusReport, TargetHealth, status_name};
 use crate::core::resource::{ErrorClass, Observed, Outputs};
 use crate::core::spec::Kind;
 use crate::core::state::{State, Status};
 use crate::resources::discover::{self, Found};
-use crate::resources::inspect::{TargetHealth, lambda_errors, target_health};
+use crate::resources::inspect::{lambda_errors, target_health};
 use crate::ui::report;
 
 /// How many resources are inspected at once.
 const CONCURRENCY: usize = 8;
-
-#[derive(Clone, Debug, Serialize)]
-pub struct ResourceStatus {
-    pub key: String,
-    pub kind: Kind,
-    /// The record's step (`creating`, `created`, `ready`, `deleting`).
-    pub recorded: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(flatten)]
-    pub inspection: Inspection,
-}
-
-impl ResourceStatus {
-    pub fn is_problem(&self) -> bool {
-        self.recorded != Status::Ready || self.inspection.is_problem()
-    }
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Leak {
-    pub key: String,
-    pub kind: Kind,
-    pub id: String,
-    /// The id the state records for that key, when it records one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub recorded_id: Option<String>,
-}
-
-/// The `--json` document; the human display shows the same.
-#[derive(Clone, Debug, Serialize)]
-pub struct StatusReport {
-    pub deployment: String,
-    pub region: String,
-    /// False when there is no state file (nothing deployed, or another --state-dir).
-    pub state_found: bool,
-    pub resources: Vec<ResourceStatus>,
-    pub leaks: Vec<Leak>,
-    /// `None` when the deployment has no target group (the compute tier is not built).
-    pub targets: Option<Vec<TargetHealth>>,
-    /// `None` when the Lambda's log group does not exist.
-    pub lambda_errors: Option<Vec<String>>,
-    pub problems: Vec<String>,
-    pub healthy: bool,
-    /// A `restore` in progress, or switched with the old DB instance kept (not a problem,
-    /// and its instances are not leaks).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub restore: Option<String>,
-    /// Changes made and waiting for AWS (a major upgrade held for the maintenance window):
-    /// not problems, not changes to make again.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub pending: Vec<String>,
-}
 
 pub async fn run(global: &GlobalArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
     let mut cfg = load_config(global)?;
@@ -342,16 +289,6 @@ pub fn problems(
         ));
     }
     out
-}
-
-pub fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Creating => "creating",
-        Status::Created => "created",
-        Status::Ready => "ready",
-        Status::Updating => "updating",
-        Status::Deleting => "deleting",
-    }
 }
 
 #[cfg(test)]

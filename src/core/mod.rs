@@ -19,6 +19,7 @@ pub mod orphans;
 pub mod phase;
 pub mod plan;
 pub mod policy;
+pub mod report;
 pub mod resource;
 pub mod restore;
 pub mod restore_files;

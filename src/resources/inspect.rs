@@ -10,6 +10,7 @@
 use super::Aws;
 use crate::aws::err;
 use crate::core::inspect::{InspectCtx, Inspection, Live};
+pub use crate::core::report::TargetHealth;
 use crate::core::resource::{ErrorClass, ResourceError};
 use crate::core::spec::Props;
 
@@ -195,15 +196,6 @@ pub async fn auto_scaling_group(aws: &Aws, cx: &InspectCtx<'_>) -> Result<Inspec
 }
 
 // ---- deployment-wide health ---------------------------------------------------------------
-
-/// One registered target and its health as the load balancer sees it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct TargetHealth {
-    pub id: String,
-    pub state: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
 
 pub async fn target_health(aws: &Aws, target_group_arn: &str) -> Result<Vec<TargetHealth>, ResourceError> {
     let out = aws

@@ -10,10 +10,9 @@ use serde::Serialize;
 
 use super::Verbosity;
 use crate::cli::GlobalArgs;
-use crate::commands::plan::PlanReport;
-use crate::commands::status::{StatusReport, status_name};
 use crate::core::inspect::Live;
 use crate::core::plan::Action;
+use crate::core::report::{PlanReport, StatusReport, status_name};
 use crate::core::sideload::{Decider, Outcome, Receipt};
 use crate::core::state::Status;
 
