@@ -923,9 +923,11 @@ mod tests {
 
     #[test]
     fn a_major_rds_adds_later_is_accepted_without_a_new_pi_deploy() {
-        // The offline check knows no list of majors: RDS's answer decides.
+        // Offline, a major newer than this release is accepted with its family named; then
+        // RDS's answer decides.
         let mut c = cfg();
         c.database.engine_version = "12.1".into();
+        c.database.parameter_group_family = Some("mariadb12.1".into());
         assert!(c.validate(crate::core::config::Purpose::Up).is_empty());
         let mut f = good();
         let mut list = engines();

@@ -346,11 +346,11 @@ pub fn is_arn_of(s: &str, service: &str) -> bool {
 
 /// The MariaDB parameter group family for an engine version (`10.11.10` -> `mariadb10.11`).
 ///
-/// Offline, only the shape is checked, and that the major is not one RDS retired before
-/// this tool existed (below 10.4): which versions RDS offers now, and the family it names
-/// for each, are read from DescribeDBEngineVersions before anything is created
-/// (`commands::preflight::decide_engine`), so a major RDS adds later (12.x) needs no new
-/// pi-deploy.
+/// Only the shape is checked here, and that the major is not one RDS retired before this
+/// tool existed (below 10.4). Whether the major is one pi-deploy knows is
+/// `validate_database`'s question (`KNOWN_FAMILIES`), and which versions RDS offers now is
+/// read from DescribeDBEngineVersions before anything is created
+/// (`commands::preflight::decide_engine`).
 pub fn mariadb_family(version: &str) -> Result<String, String> {
     let parts: Vec<&str> = version.split('.').collect();
     let numbers: Option<Vec<u32>> = parts
@@ -371,6 +371,19 @@ pub fn mariadb_family(version: &str) -> Result<String, String> {
     }
     Ok(format!("mariadb{}.{}", numbers[0], numbers[1]))
 }
+
+/// The MariaDB parameter group families this pi-deploy knows RDS to have. A version of
+/// another major is refused offline (a typo is caught with no AWS call), unless the config
+/// names its family too (`database.parameter_group_family`): then a major RDS added after
+/// this release is usable, checked against what RDS offers before anything is created.
+pub const KNOWN_FAMILIES: &[&str] = &[
+    "mariadb10.4",
+    "mariadb10.5",
+    "mariadb10.6",
+    "mariadb10.11",
+    "mariadb11.4",
+    "mariadb11.8",
+];
 
 fn err(errors: &mut Vec<ConfigError>, field: &str, problem: impl Into<String>, fix: impl Into<String>) {
     errors.push(ConfigError {
@@ -695,21 +708,36 @@ impl Config {
                 problem,
                 "pin an explicit MariaDB version supported by RDS",
             ),
-            Ok(family) => {
-                if let Some(given) = &d.parameter_group_family
-                    && *given != family
-                {
-                    err(
-                        e,
-                        "database.parameter_group_family",
-                        format!(
-                            "`{given}` does not match engine version {} (family {family})",
-                            d.engine_version
-                        ),
-                        format!("set it to {family} or remove it"),
-                    );
-                }
-            }
+            Ok(family) => match &d.parameter_group_family {
+                Some(given) if *given != family => err(
+                    e,
+                    "database.parameter_group_family",
+                    format!(
+                        "`{given}` does not match engine version {} (family {family})",
+                        d.engine_version
+                    ),
+                    format!("set it to {family} or remove it"),
+                ),
+                // Named explicitly: a major newer than this release, checked against RDS.
+                Some(_) => {}
+                None if !KNOWN_FAMILIES.contains(&family.as_str()) => err(
+                    e,
+                    "database.engine_version",
+                    format!(
+                        "MariaDB {} is not a major this pi-deploy knows ({})",
+                        family.trim_start_matches("mariadb"),
+                        KNOWN_FAMILIES
+                            .iter()
+                            .map(|f| f.trim_start_matches("mariadb"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    format!(
+                        "pin one of those; or, if RDS offers it in your region, also set database.parameter_group_family = \"{family}\" (the version is then checked against what RDS offers before anything is created)"
+                    ),
+                ),
+                None => {}
+            },
         }
         if !d.instance_class.starts_with("db.") || d.instance_class.len() < 6 {
             err(
@@ -1191,8 +1219,23 @@ mod tests {
         assert!(mariadb_family("10").is_err());
         assert!(mariadb_family("9.1.0").is_err());
         assert!(mariadb_family("10.3.39").is_err());
-        // A major RDS adds later is checked online (preflight), not refused offline.
+        // The shape alone: whether the major is known is `validate`'s question.
         assert_eq!(mariadb_family("12.0.1").unwrap(), "mariadb12.0");
+    }
+
+    #[test]
+    fn an_unknown_major_needs_its_family_named_to_be_accepted() {
+        let mut c = with(|c| c.database.engine_version = "12.9.1".into());
+        let e = c.validate(Purpose::Up);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "database.engine_version");
+        assert!(
+            e[0].problem.contains("12.9 is not a major this pi-deploy knows"),
+            "{e:?}"
+        );
+        assert!(e[0].fix.contains("parameter_group_family = \"mariadb12.9\""), "{e:?}");
+        c.database.parameter_group_family = Some("mariadb12.9".into());
+        assert_eq!(c.validate(Purpose::Up), vec![]);
     }
 
     #[test]
