@@ -411,14 +411,7 @@ impl Deployment {
 
     /// Run and require success, showing the output on failure.
     pub fn ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "pi-deploy {args:?} failed: {}\n{}",
-            out.status,
-            show(&out)
-        );
-        out
+        succeeded(args, self.run(args))
     }
 
     pub fn up(&self, extra: &[&str]) -> Output {
@@ -564,14 +557,117 @@ pub fn run_with(d: &Deployment, args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// The same, requiring success.
 pub fn ok_with(d: &Deployment, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let o = run_with(d, args, env);
+    succeeded(args, run_with(d, args, env))
+}
+
+/// A run of `args` that must have succeeded: the output, or a failure showing it.
+pub fn succeeded(args: &[&str], out: Output) -> Output {
     assert!(
-        o.status.success(),
+        out.status.success(),
         "pi-deploy {args:?} failed: {}\n{}",
-        o.status,
-        show(&o)
+        out.status,
+        show(&out)
     );
-    o
+    out
+}
+
+/// Run with `--config cfg` added after `args`.
+pub fn run_config(d: &Deployment, cfg: &Path, args: &[&str]) -> Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--config", cfg.to_str().unwrap()]);
+    d.run(&all)
+}
+
+/// The same, requiring success.
+pub fn ok_config(d: &Deployment, cfg: &Path, args: &[&str]) -> Output {
+    succeeded(args, run_config(d, cfg, args))
+}
+
+/// Run `args` with `--config cfg`, requiring success, while a poller watches the target
+/// group `tg_arn`: the load balancer had a healthy target at every poll (and was polled).
+pub fn ok_keeping_a_healthy_target(d: &Deployment, cfg: &Path, tg_arn: &str, args: &[&str]) -> Output {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_health(tg_arn.to_string(), stop.clone());
+    let out = run_config(d, cfg, args);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (fewest, polls) = watcher.join().unwrap();
+    let out = succeeded(args, out);
+    assert!(
+        polls > 0 && fewest >= 1,
+        "a moment without a healthy target: fewest {fewest} in {polls} polls"
+    );
+    out
+}
+
+/// The fewest healthy targets seen by a poller running until `stop` (after the first
+/// healthy one: before it, the deployment is still coming up), and how many polls it made.
+pub fn watch_health(
+    tg_arn: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(usize, usize)> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let c = clients().await;
+            let (mut fewest, mut polls) = (usize::MAX, 0);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(out) = c.elb.describe_target_health().target_group_arn(&tg_arn).send().await {
+                    let healthy = out
+                        .target_health_descriptions()
+                        .iter()
+                        .filter(|t| t.target_health().and_then(|h| h.state()).map(|s| s.as_str()) == Some("healthy"))
+                        .count();
+                    fewest = fewest.min(healthy);
+                    polls += 1;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            (fewest, polls)
+        })
+    })
+}
+
+/// Start pi-deploy with `args` and SIGKILL it as soon as a version of the state satisfies
+/// `when` (polled every ~1 ms; the state is replaced atomically, so every read that parses
+/// is a whole document); a lock it leaves is released as the operator would. `false` when
+/// the run finished first; a failure naming `what` when the state never got there in 3 min.
+pub fn kill_when_state(d: &Deployment, args: &[&str], what: &str, when: impl Fn(&serde_json::Value) -> bool) -> bool {
+    let mut child = d
+        .command(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(bytes) = d.state_bytes()
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            && when(&v)
+        {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            d.force_unlock_after_kill();
+            return true;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(180),
+            "{args:?} never reached {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// The same, once the state records `n` resources (in any status).
+pub fn kill_after_resources(d: &Deployment, args: &[&str], n: usize) -> bool {
+    kill_when_state(d, args, &format!("{n} resources"), |v| {
+        v["resources"].as_object().is_some_and(|r| r.len() >= n)
+    })
 }
 
 /// A public hosted zone named `zone_name` (the deployment's name as caller reference); its id
@@ -590,6 +686,17 @@ pub async fn hosted_zone(c: &Clients, d: &Deployment, zone_name: &str) -> String
         .id()
         .trim_start_matches("/hostedzone/")
         .to_string()
+}
+
+/// The zone `<deployment>.example.com` (`hosted_zone`) and a certificate for
+/// `dash.<deployment>.example.com` (`import_certificate`), as a deployment with its own
+/// domain uses them: (zone id, domain, certificate ARN).
+pub async fn zone_and_certificate(c: &Clients, d: &Deployment) -> (String, String, String) {
+    let zone_name = format!("{}.example.com", d.name);
+    let domain = format!("dash.{zone_name}");
+    let zone_id = hosted_zone(c, d, &zone_name).await;
+    let cert = import_certificate(c, &domain).await;
+    (zone_id, domain, cert)
 }
 
 /// A self-signed certificate for `domain`, imported into ACM (ISSUED at once, as on AWS).
@@ -674,4 +781,68 @@ pub async fn recovery_points(c: &Clients, file_system_arn: &str) -> Vec<String> 
         .iter()
         .filter_map(|r| r.recovery_point_arn().map(String::from))
         .collect()
+}
+
+/// The user-set value of parameter `name` in the DB parameter group `group`, read from RDS.
+pub async fn db_parameter(c: &Clients, group: &str, name: &str) -> Option<String> {
+    let out = c
+        .rds
+        .describe_db_parameters()
+        .db_parameter_group_name(group)
+        .source("user")
+        .send()
+        .await
+        .unwrap();
+    out.parameters()
+        .iter()
+        .find(|p| p.parameter_name() == Some(name))
+        .and_then(|p| p.parameter_value())
+        .map(String::from)
+}
+
+/// The attributes of the target group `arn` (`deregistration_delay.timeout_seconds`, ...),
+/// read from ELB.
+pub async fn target_group_attributes(c: &Clients, arn: &str) -> BTreeMap<String, String> {
+    let out = c
+        .elb
+        .describe_target_group_attributes()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    out.attributes()
+        .iter()
+        .filter_map(|a| Some((a.key()?.to_string(), a.value()?.to_string())))
+        .collect()
+}
+
+/// After a major engine upgrade, read from RDS: the DB instance `db` on `version` with the
+/// one parameter group `new_group`, and the group it left, `old_group`, gone.
+pub async fn on_major_version(c: &Clients, db: &str, version: &str, new_group: &str, old_group: &str) {
+    let out = c
+        .rds
+        .describe_db_instances()
+        .db_instance_identifier(db)
+        .send()
+        .await
+        .unwrap();
+    let db = &out.db_instances()[0];
+    assert_eq!(db.engine_version(), Some(version));
+    let on: Vec<&str> = db
+        .db_parameter_groups()
+        .iter()
+        .filter_map(|g| g.db_parameter_group_name())
+        .collect();
+    assert_eq!(on, vec![new_group]);
+    let old = c
+        .rds
+        .describe_db_parameter_groups()
+        .db_parameter_group_name(old_group)
+        .send()
+        .await;
+    // RDS answers DBParameterGroupNotFound; moto an empty list.
+    assert!(
+        old.as_ref().map_or(true, |o| o.db_parameter_groups().is_empty()),
+        "the old group {old_group} is gone: {old:?}"
+    );
 }

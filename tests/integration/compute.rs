@@ -12,8 +12,8 @@ use base64::Engine;
 
 use crate::census;
 use crate::common::{
-    self, Deployment, clients, config, count_status, events, hosted_zone, id, import_certificate, ok_with, out,
-    run_with,
+    self, Deployment, clients, config, count_status, events, id, import_certificate, kill_after_resources, ok_with,
+    out, run_with, target_group_attributes, zone_and_certificate,
 };
 
 fn expected_compute_census(d: &Deployment, certificate: bool) -> census::Census {
@@ -266,21 +266,8 @@ async fn compute_tier_without_a_certificate_reads_back_converges_and_destroys() 
     assert_eq!(tg.health_check_timeout_seconds(), Some(5));
     assert_eq!(tg.healthy_threshold_count(), Some(2));
     assert_eq!(tg.unhealthy_threshold_count(), Some(5));
-    let attrs = c
-        .elb
-        .describe_target_group_attributes()
-        .target_group_arn(&tg_arn)
-        .send()
-        .await
-        .unwrap();
-    let attr = |k: &str| {
-        attrs
-            .attributes()
-            .iter()
-            .find(|a| a.key() == Some(k))
-            .and_then(|a| a.value())
-            .map(String::from)
-    };
+    let attrs = target_group_attributes(&c, &tg_arn).await;
+    let attr = |k: &str| attrs.get(k).cloned();
     assert_eq!(attr("deregistration_delay.timeout_seconds").as_deref(), Some("300"));
     assert_eq!(attr("stickiness.enabled").as_deref(), Some("true"));
     assert_eq!(attr("stickiness.type").as_deref(), Some("lb_cookie"));
@@ -498,10 +485,7 @@ async fn compute_tier_without_a_certificate_reads_back_converges_and_destroys() 
 async fn compute_tier_with_a_certificate_redirects_to_https_and_aliases_the_domain() {
     let d = Deployment::new("cmps");
     let c = clients().await;
-    let zone_name = format!("{}.example.com", d.name);
-    let domain = format!("dash.{zone_name}");
-    let zone_id = hosted_zone(&c, &d, &zone_name).await;
-    let cert = import_certificate(&c, &domain).await;
+    let (zone_id, domain, cert) = zone_and_certificate(&c, &d).await;
     let cfg = config(
         &d,
         &format!(
@@ -510,21 +494,18 @@ async fn compute_tier_with_a_certificate_redirects_to_https_and_aliases_the_doma
     );
     let cfg = cfg.to_str().unwrap();
     let ami = common::ami('A');
-    let first = ok_with(
-        &d,
-        &[
-            "up",
-            "--ami",
-            &ami,
-            "--yes",
-            "--config",
-            cfg,
-            "--certificate-arn",
-            &cert,
-            "--json",
-        ],
-        &[],
-    );
+    let up = [
+        "up",
+        "--ami",
+        &ami,
+        "--yes",
+        "--config",
+        cfg,
+        "--certificate-arn",
+        &cert,
+        "--json",
+    ];
+    let first = ok_with(&d, &up, &[]);
     let ev = events(&first);
     let last = ev.last().unwrap();
     assert!(last["ok"].as_bool().unwrap(), "{}", common::show(&first));
@@ -585,21 +566,7 @@ async fn compute_tier_with_a_certificate_redirects_to_https_and_aliases_the_doma
     assert_eq!(target.hosted_zone_id(), out(&st, "alb", "canonical_hosted_zone_id"));
 
     // A second `up` creates nothing.
-    let again = ok_with(
-        &d,
-        &[
-            "up",
-            "--ami",
-            &ami,
-            "--yes",
-            "--config",
-            cfg,
-            "--certificate-arn",
-            &cert,
-            "--json",
-        ],
-        &[],
-    );
+    let again = ok_with(&d, &up, &[]);
     let ev = events(&again);
     assert_eq!(
         count_status(&ev, "created") + count_status(&ev, "adopted"),
@@ -671,37 +638,6 @@ async fn a_bad_certificate_is_refused_before_anything_is_created() {
     }
 }
 
-/// Start `up`, SIGKILL it as soon as the state file records `n` resources; false if it
-/// finished first.
-fn kill_after(d: &Deployment, args: &[&str], n: usize) -> bool {
-    let mut child = d
-        .command(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(bytes) = d.state_bytes()
-            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
-            && v["resources"].as_object().is_some_and(|r| r.len() >= n)
-        {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            d.force_unlock_after_kill();
-            return true;
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(180),
-            "up never reached {n} resources"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_up_in_the_compute_tier_converges_without_duplicates() {
     let c = clients().await;
@@ -713,7 +649,7 @@ async fn killed_up_in_the_compute_tier_converges_without_duplicates() {
         let cfg = config(&d, "[database]\ndeletion_protection = false\n");
         let cfg = cfg.to_str().unwrap();
         let args = ["up", "--ami", ami.as_str(), "--yes", "--config", cfg, "--json"];
-        let killed = kill_after(&d, &args, n);
+        let killed = kill_after_resources(&d, &args, n);
         kills += usize::from(killed);
         ok_with(&d, &args, &[]);
         let census = census::compute(&c, &d.name).await;

@@ -3,12 +3,12 @@
 //! `destroy` leaves nothing (with and without a final snapshot), deletion protection is
 //! honoured, and no secret value ever reaches the state, the terminal or the event stream.
 
-use std::process::Stdio;
-
 use aws_sdk_rds::types::Filter as RdsFilter;
 
 use crate::census;
-use crate::common::{self, Deployment, clients, config, count_status, events, ok_with, out};
+use crate::common::{
+    self, Deployment, clients, config, count_status, db_parameter, events, kill_after_resources, ok_with, out,
+};
 
 fn up_args<'a>(ami: &'a str, cfg: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut a = vec!["up", "--ami", ami, "--yes", "--config", cfg];
@@ -317,25 +317,14 @@ async fn data_tier_reads_back_as_the_blueprint_says_converges_and_destroys_with_
         groups.db_parameter_groups()[0].db_parameter_group_family(),
         Some("mariadb10.11")
     );
-    let params = c
-        .rds
-        .describe_db_parameters()
-        .db_parameter_group_name(format!("{}-db-params", d.name))
-        .source("user")
-        .send()
-        .await
-        .unwrap();
-    let value = |n: &str| {
-        params
-            .parameters()
-            .iter()
-            .find(|p| p.parameter_name() == Some(n))
-            .and_then(|p| p.parameter_value())
-            .map(String::from)
-    };
-    assert_eq!(value("sql_mode").as_deref(), Some("NO_AUTO_VALUE_ON_ZERO"));
-    assert_eq!(value("lower_case_table_names").as_deref(), Some("1"));
-    assert_eq!(value("log_bin_trust_function_creators").as_deref(), Some("1"));
+    let group = format!("{}-db-params", d.name);
+    for (name, value) in [
+        ("sql_mode", "NO_AUTO_VALUE_ON_ZERO"),
+        ("lower_case_table_names", "1"),
+        ("log_bin_trust_function_creators", "1"),
+    ] {
+        assert_eq!(db_parameter(&c, &group, name).await.as_deref(), Some(value), "{name}");
+    }
 
     // The RDS-managed master secret: its ARN is in the state, it exists, rotation is 30 days.
     let secret_arn = out(&st, "db", "secret_arn");
@@ -474,38 +463,6 @@ async fn data_tier_reads_back_as_the_blueprint_says_converges_and_destroys_with_
         .unwrap();
 }
 
-/// Start `up` and SIGKILL it once the state records `n` resources, so the next run must
-/// find what the killed one created.
-fn kill_up_after(d: &Deployment, cfg: &str, n: usize) -> bool {
-    let ami = common::ami('A');
-    let mut child = d
-        .command(&up_args(&ami, cfg, &["--json"]))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(bytes) = d.state_bytes()
-            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
-            && v["resources"].as_object().is_some_and(|r| r.len() >= n)
-        {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            d.force_unlock_after_kill();
-            return true;
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(120),
-            "up never reached {n} resources"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_up_finds_the_data_tier_again_without_duplicates() {
     let c = clients().await;
@@ -513,8 +470,8 @@ async fn killed_up_finds_the_data_tier_again_without_duplicates() {
         let d = Deployment::new(&format!("dkill{n}"));
         let cfg = config(&d, "[database]\ndeletion_protection = false\n");
         let cfg = cfg.to_str().unwrap();
-        let killed = kill_up_after(&d, cfg, n);
         let ami = common::ami('A');
+        let killed = kill_after_resources(&d, &up_args(&ami, cfg, &["--json"]), n);
         d.ok(&up_args(&ami, cfg, &[]));
         let st = d.state();
         let bucket = out(&st, "bucket", "id");

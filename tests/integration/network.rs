@@ -2,13 +2,11 @@
 //! second `up` creates nothing, a killed `up` converges, `destroy` leaves nothing.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{Filter, VpcAttributeName};
 
 use crate::census;
-use crate::common::{self, Deployment, clients, count_status, events};
+use crate::common::{self, Deployment, clients, count_status, events, kill_after_resources};
 
 fn id_of(state: &serde_json::Value, key: &str) -> String {
     state["resources"][key]["outputs"]["id"]
@@ -439,43 +437,13 @@ async fn network_tier_reads_back_as_the_blueprint_says_and_converges() {
     assert!(named.vpcs().is_empty());
 }
 
-/// Start `up`, SIGKILL it as soon as the state file records `n` resources, run `up` again.
-fn kill_after(d: &Deployment, n: usize) -> bool {
-    let ami = common::ami('A');
-    let mut child = d
-        .command(&["up", "--ami", &ami, "--yes", "--json"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        if let Some(bytes) = d.state_bytes()
-            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
-            && v["resources"].as_object().is_some_and(|r| r.len() >= n)
-        {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            d.force_unlock_after_kill();
-            return true;
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "up never reached {n} resources"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_up_converges_without_duplicates_or_orphans() {
     let c = clients().await;
     for n in [1, 4, 12, 20] {
         let d = Deployment::new(&format!("kill{n}"));
-        let killed = kill_after(&d, n);
+        let ami = common::ami('A');
+        let killed = kill_after_resources(&d, &["up", "--ami", &ami, "--yes", "--json"], n);
         d.up(&[]);
         let census = census::network(&c, &d.name).await;
         let keys = census::all_keys(&census);

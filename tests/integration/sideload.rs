@@ -16,7 +16,7 @@ use pi_deploy::core::spec::SIDELOAD_PREFIXES;
 use serde_json::Value;
 
 use crate::census;
-use crate::common::{self, Deployment, clients, count_status, events, out};
+use crate::common::{self, Deployment, clients, count_status, events, kill_when_state, out};
 
 /// IAM returns policy documents URL-encoded.
 fn decode(s: &str) -> Value {
@@ -369,43 +369,16 @@ async fn a_role_of_the_same_name_that_is_not_ours_is_never_adopted() {
     c.iam.delete_role().role_name(&role_name).send().await.unwrap();
 }
 
-/// Start `up`, SIGKILL it as soon as the state records `key` (in any status).
-fn kill_when_recorded(d: &Deployment, key: &str) -> bool {
-    let ami = common::ami('A');
-    let mut child = d
-        .command(&["up", "--ami", &ami, "--yes", "--json"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(bytes) = d.state_bytes()
-            && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
-            && v["resources"].get(key).is_some()
-        {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            d.force_unlock_after_kill();
-            return true;
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(120),
-            "up never recorded {key}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_up_in_the_sideload_tier_resumes_without_duplicates() {
     let c = clients().await;
     for key in ["lambda-role", "lambda", "lambda-permission"] {
         let d = Deployment::new("slkill");
-        let killed = kill_when_recorded(&d, key);
+        let ami = common::ami('A');
+        let up = ["up", "--ami", ami.as_str(), "--yes", "--json"];
+        let killed = kill_when_state(&d, &up, &format!("{key} recorded"), |v| {
+            v["resources"].get(key).is_some()
+        });
         d.up(&[]);
         let sl = census::sideload(&c, &d.name).await;
         assert_eq!(

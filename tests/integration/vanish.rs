@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use crate::census;
-use crate::common::{Deployment, ami, clients, config, hosted_zone, id, import_certificate, out, run_with, show};
+use crate::common::{Deployment, ami, clients, config, id, out, run_with, show, zone_and_certificate};
 
 const LICENCE_ENV: &str = "PI_DEPLOY_TEST_VANISHED_LICENCE";
 const LICENCE: &str = "LICENCE-5678";
@@ -66,10 +66,7 @@ fn up(d: &Deployment, cfg: &str) -> (std::process::Output, f64) {
 async fn a_vanished_deployment_is_planned_reported_and_created_again() {
     let d = Deployment::new("gone");
     let c = clients().await;
-    let zone_name = format!("{}.example.com", d.name);
-    let domain = format!("dash.{zone_name}");
-    let zone_id = hosted_zone(&c, &d, &zone_name).await;
-    let cert = import_certificate(&c, &domain).await;
+    let (zone_id, domain, cert) = zone_and_certificate(&c, &d).await;
     let cfg = config(
         &d,
         &format!(
