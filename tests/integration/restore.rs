@@ -11,39 +11,19 @@
 //! the snapshot's data from the live instance's. moto's point-in-time restore copies the
 //! instance as it is now (it has no history), so that test shows the switch, not the time.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use base64::Engine;
 
 use crate::census;
 use pi_deploy::aws::Clients;
 
-use crate::common::{self, Deployment, clients, events, show};
-use crate::upgrade::{config, default_version, fleet_of, recorded, seen, watch_health};
+use crate::common::{self, Deployment, clients, events, ok_config, ok_keeping_a_healthy_target, run_config, show};
+use crate::upgrade::{config, default_version, fleet_of, recorded, seen};
 
 fn outputs(out: &std::process::Output) -> serde_json::Value {
     let ev = events(out);
     let last = ev.last().expect("events").clone();
     assert_eq!(last["event"], "run_finished", "{}", show(out));
     last["outputs"].clone()
-}
-
-fn with(d: &Deployment, cfg: &std::path::Path, args: &[&str]) -> std::process::Output {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--config", cfg.to_str().unwrap()]);
-    d.run(&all)
-}
-
-fn ok(d: &Deployment, cfg: &std::path::Path, args: &[&str]) -> std::process::Output {
-    let out = with(d, cfg, args);
-    assert!(
-        out.status.success(),
-        "pi-deploy {args:?}: {}\n{}",
-        out.status,
-        show(&out)
-    );
-    out
 }
 
 pub(crate) async fn instance(c: &Clients, id: &str) -> Option<aws_sdk_rds::types::DbInstance> {
@@ -144,29 +124,19 @@ async fn set_storage(c: &Clients, id: &str, gib: i32) {
         .unwrap();
 }
 
-/// Run `args` while a poller watches the target group; the fewest healthy targets it saw.
-fn watched(d: &Deployment, cfg: &std::path::Path, args: &[&str]) -> (std::process::Output, usize, usize) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let watcher = watch_health(recorded(d, "tg", "id"), stop.clone());
-    let out = with(d, cfg, args);
-    stop.store(true, Ordering::SeqCst);
-    let (fewest, polls) = watcher.join().unwrap();
-    (out, fewest, polls)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_from_a_snapshot_switches_the_deployment_and_abort_and_finish_work() {
     let c = clients().await;
     let d = Deployment::new("rst");
     let cfg = config(&d, 1, 3, 2);
-    ok(&d, &cfg, &["up", "--ami", &common::ami('A'), "--yes"]);
+    ok_config(&d, &cfg, &["up", "--ami", &common::ami('A'), "--yes"]);
     let old = recorded(&d, "db", "id");
     let old_secret = recorded(&d, "db", "secret_arn");
     let old_endpoint = endpoint_of(&c, &old).await;
     assert_eq!(parameter(&c, &d).await, old_endpoint);
 
     // The marker: the configured 20 GiB when the snapshot is taken, 40 after it.
-    let snap = ok(&d, &cfg, &["snapshot", "--label", "marker", "--no-files", "--json"]);
+    let snap = ok_config(&d, &cfg, &["snapshot", "--label", "marker", "--no-files", "--json"]);
     let snapshot = outputs(&snap)["db_snapshot"].as_str().unwrap().to_string();
     set_storage(&c, &old, 40).await;
 
@@ -176,13 +146,13 @@ async fn a_restore_from_a_snapshot_switches_the_deployment_and_abort_and_finish_
         (vec!["restore", "--db-time", "2999-01-01T00:00:00Z"], "--db-time"),
         (vec!["restore", "--db-snapshot", "no-such-snapshot"], "--db-snapshot"),
     ] {
-        let out = with(&d, &cfg, &args);
+        let out = run_config(&d, &cfg, &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
         assert!(show(&out).contains(flag), "{}", show(&out));
     }
     assert!(d.state().get("restore").is_none(), "nothing recorded");
     assert_eq!(db_instances(&c, &d.name).await, std::slice::from_ref(&old));
-    let nothing = ok(&d, &cfg, &["restore", "--finish"]);
+    let nothing = ok_config(&d, &cfg, &["restore", "--finish"]);
     assert!(
         show(&nothing).contains("no restore is in progress"),
         "{}",
@@ -191,11 +161,12 @@ async fn a_restore_from_a_snapshot_switches_the_deployment_and_abort_and_finish_
 
     // The restore, with a healthy target at every poll of the switch.
     let before = fleet_of(&d).await;
-    let (out, fewest, polls) = watched(&d, &cfg, &["restore", "--db-snapshot", &snapshot, "--yes", "--json"]);
-    assert!(out.status.success(), "{}", show(&out));
-    assert!(
-        polls > 0 && fewest >= 1,
-        "a moment without a healthy target: fewest {fewest} in {polls} polls"
+    let tg = recorded(&d, "tg", "id");
+    let out = ok_keeping_a_healthy_target(
+        &d,
+        &cfg,
+        &tg,
+        &["restore", "--db-snapshot", &snapshot, "--yes", "--json"],
     );
     let o = outputs(&out);
     let new = o["db_instance"].as_str().unwrap().to_string();
@@ -267,11 +238,11 @@ async fn a_restore_from_a_snapshot_switches_the_deployment_and_abort_and_finish_
 
     // `outputs` and `status` say so; the same command again changes nothing; another
     // restore is refused.
-    let outs = ok(&d, &cfg, &["outputs", "--json"]);
+    let outs = ok_config(&d, &cfg, &["outputs", "--json"]);
     let outs: serde_json::Value = serde_json::from_slice(&outs.stdout).unwrap();
     assert_eq!(outs["restore_kept_db_instance"], old.as_str(), "{outs}");
     assert_eq!(outs["db_endpoint"], endpoint_of(&c, &new).await.as_str(), "{outs}");
-    let status = with(&d, &cfg, &["status"]);
+    let status = run_config(&d, &cfg, &["status"]);
     assert!(show(&status).contains("restore --finish"), "{}", show(&status));
     assert_eq!(
         status.status.code(),
@@ -281,19 +252,22 @@ async fn a_restore_from_a_snapshot_switches_the_deployment_and_abort_and_finish_
     );
     // `plan` names the restore and has nothing to do: the records follow the restored
     // instance.
-    let plan = with(&d, &cfg, &["plan", "--ami", &common::ami('A'), "--detailed-exitcode"]);
+    let plan = run_config(&d, &cfg, &["plan", "--ami", &common::ami('A'), "--detailed-exitcode"]);
     assert!(show(&plan).contains("restore --finish"), "{}", show(&plan));
     assert_eq!(plan.status.code(), Some(0), "{}", show(&plan));
-    let again = ok(&d, &cfg, &["restore", "--db-snapshot", &snapshot, "--yes", "--json"]);
+    let again = ok_config(&d, &cfg, &["restore", "--db-snapshot", &snapshot, "--yes", "--json"]);
     assert_eq!(outputs(&again)["db_instance"], new.as_str());
     assert_eq!(db_instances(&c, &d.name).await.len(), 2);
-    let other = with(&d, &cfg, &["restore", "--latest", "--yes"]);
+    let other = run_config(&d, &cfg, &["restore", "--latest", "--yes"]);
     assert_eq!(other.status.code(), Some(3), "{}", show(&other));
 
     // --abort: back to the old instance, every instance rolled again, the restored one gone.
-    let (out, fewest, polls) = watched(&d, &cfg, &["restore", "--abort", "--skip-final-snapshot", "--json"]);
-    assert!(out.status.success(), "{}", show(&out));
-    assert!(polls > 0 && fewest >= 1, "fewest {fewest} in {polls} polls");
+    ok_keeping_a_healthy_target(
+        &d,
+        &cfg,
+        &tg,
+        &["restore", "--abort", "--skip-final-snapshot", "--json"],
+    );
     assert_eq!(parameter(&c, &d).await, old_endpoint);
     assert_eq!(recorded(&d, "db", "id"), old);
     assert!(names_secret(&user_data(&c, &d).await, &old_secret));
@@ -309,9 +283,9 @@ async fn a_restore_from_a_snapshot_switches_the_deployment_and_abort_and_finish_
 
     // Again, then --finish: the old instance deleted, the restored one serves.
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let out = ok(&d, &cfg, &["restore", "--db-snapshot", &snapshot, "--yes", "--json"]);
+    let out = ok_config(&d, &cfg, &["restore", "--db-snapshot", &snapshot, "--yes", "--json"]);
     let new = outputs(&out)["db_instance"].as_str().unwrap().to_string();
-    let out = ok(
+    let out = ok_config(
         &d,
         &cfg,
         &["restore", "--finish", "--skip-final-snapshot", "--yes", "--json"],
@@ -326,7 +300,7 @@ async fn a_restore_from_a_snapshot_switches_the_deployment_and_abort_and_finish_
     let secret = recorded(&d, "db", "secret_arn");
     assert!(policy.contains(&secret) && !policy.contains(&old_secret), "{policy}");
     // Nothing left to do for `up`: `plan` is empty.
-    let plan = with(&d, &cfg, &["plan", "--ami", &common::ami('A'), "--detailed-exitcode"]);
+    let plan = run_config(&d, &cfg, &["plan", "--ami", &common::ami('A'), "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", show(&plan));
 
     let gone = d.destroy();
@@ -339,12 +313,12 @@ async fn a_point_in_time_restore_switches_and_destroy_after_it_leaves_nothing() 
     let c = clients().await;
     let d = Deployment::new("rpit");
     let cfg = config(&d, 1, 2, 1);
-    ok(&d, &cfg, &["up", "--ami", &common::ami('A'), "--yes"]);
+    ok_config(&d, &cfg, &["up", "--ami", &common::ami('A'), "--yes"]);
     let old = recorded(&d, "db", "id");
     let at = (chrono::Utc::now() - chrono::Duration::seconds(5))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
-    let out = ok(&d, &cfg, &["restore", "--db-time", &at, "--yes", "--json"]);
+    let out = ok_config(&d, &cfg, &["restore", "--db-time", &at, "--yes", "--json"]);
     let new = outputs(&out)["db_instance"].as_str().unwrap().to_string();
     let restored = instance(&c, &new).await.expect("restored");
     assert!(restored.master_user_secret().is_some());
@@ -388,13 +362,13 @@ async fn a_snapshot_from_before_a_major_upgrade_is_refused_before_anything() {
     };
     let ami = common::ami('A');
     let before = engine("10.11");
-    ok(&d, &before, &["up", "--ami", &ami, "--yes"]);
-    let snap = ok(&d, &before, &["snapshot", "--no-files", "--json"]);
+    ok_config(&d, &before, &["up", "--ami", &ami, "--yes"]);
+    let snap = ok_config(&d, &before, &["snapshot", "--no-files", "--json"]);
     let snapshot = outputs(&snap)["db_snapshot"].as_str().unwrap().to_string();
     let after = engine("11.4");
-    ok(&d, &after, &["up", "--ami", &ami, "--yes"]);
+    ok_config(&d, &after, &["up", "--ami", &ami, "--yes"]);
 
-    let out = with(&d, &after, &["restore", "--db-snapshot", &snapshot, "--yes"]);
+    let out = run_config(&d, &after, &["restore", "--db-snapshot", &snapshot, "--yes"]);
     let text = show(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
     for part in ["--db-snapshot", "10.11", "mariadb11.4", &snapshot] {
@@ -402,7 +376,7 @@ async fn a_snapshot_from_before_a_major_upgrade_is_refused_before_anything() {
     }
     assert!(d.state().get("restore").is_none(), "nothing recorded");
     assert_eq!(db_instances(&c, &d.name).await.len(), 1, "no instance restored");
-    ok(&d, &after, &["destroy", "--yes"]);
+    ok_config(&d, &after, &["destroy", "--yes"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -410,14 +384,14 @@ async fn with_the_state_lost_status_and_destroy_find_the_restored_instance_by_it
     let c = clients().await;
     let d = Deployment::new("rlost");
     let cfg = config(&d, 1, 1, 1);
-    ok(&d, &cfg, &["up", "--ami", &common::ami('A'), "--yes"]);
-    let out = ok(&d, &cfg, &["restore", "--latest", "--yes", "--json"]);
+    ok_config(&d, &cfg, &["up", "--ami", &common::ami('A'), "--yes"]);
+    let out = ok_config(&d, &cfg, &["restore", "--latest", "--yes", "--json"]);
     let new = outputs(&out)["db_instance"].as_str().unwrap().to_string();
     assert_eq!(db_instances(&c, &d.name).await.len(), 2);
 
     // The state that named it is gone: found by its tags, not only `<deployment>-db`.
     d.remove_state();
-    let status = with(&d, &cfg, &["status", "--json"]);
+    let status = run_config(&d, &cfg, &["status", "--json"]);
     assert!(show(&status).contains(&new), "{}", show(&status));
     let gone = d.destroy();
     assert!(db_instances(&c, &d.name).await.is_empty(), "{}", show(&gone));

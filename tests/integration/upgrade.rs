@@ -16,46 +16,28 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::common::{self, Deployment, clients, events};
+use crate::common::{self, Deployment, clients, events, ok_config, ok_keeping_a_healthy_target, run_config};
 
 pub(crate) const LT: &str = "launch-template";
 
-/// A config file for this deployment (kept in its state directory).
+/// A config file for this deployment (kept in its state directory): the group's sizes, no
+/// deletion protection.
 pub(crate) fn config(d: &Deployment, min: i32, max: i32, desired: i32) -> PathBuf {
-    let path = d.state_dir.path().join("pi-deploy.toml");
-    let toml = format!(
-        "[database]\ndeletion_protection = false\n\n[scaling]\nmin = {min}\nmax = {max}\ndesired = {desired}\n"
-    );
-    std::fs::write(&path, toml).unwrap();
-    path
-}
-
-fn with_config(d: &Deployment, cfg: &Path, args: &[&str]) -> Output {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--config", cfg.to_str().unwrap()]);
-    d.run(&all)
-}
-
-fn ok(d: &Deployment, cfg: &Path, args: &[&str]) -> Output {
-    let out = with_config(d, cfg, args);
-    assert!(
-        out.status.success(),
-        "pi-deploy {args:?} failed: {}\n{}",
-        out.status,
-        common::show(&out)
-    );
-    out
+    common::config(
+        d,
+        &format!(
+            "[database]\ndeletion_protection = false\n\n[scaling]\nmin = {min}\nmax = {max}\ndesired = {desired}\n"
+        ),
+    )
 }
 
 fn code(out: &Output) -> Option<i32> {
     out.status.code()
 }
 
+/// Output `name` of resource `key` in the deployment's state as it is now.
 pub(crate) fn recorded(d: &Deployment, key: &str, name: &str) -> String {
-    d.state()["resources"][key]["outputs"][name]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key}.{name} not recorded"))
-        .to_string()
+    common::out(&d.state(), key, name)
 }
 
 /// What AWS says about the group after an upgrade.
@@ -193,7 +175,7 @@ async fn upgrade_swaps_every_instance_to_the_new_ami_and_restores_the_group() {
     let cfg = config(&d, 1, 2, 2);
 
     // Nothing deployed: refused before any change, with a pointer to `up`.
-    let none = with_config(&d, &cfg, &["upgrade", "--ami", &b, "--yes"]);
+    let none = run_config(&d, &cfg, &["upgrade", "--ami", &b, "--yes"]);
     assert_eq!(code(&none), Some(3), "{}", common::show(&none));
     assert!(
         String::from_utf8_lossy(&none.stderr).contains("pi-deploy up"),
@@ -201,7 +183,7 @@ async fn upgrade_swaps_every_instance_to_the_new_ami_and_restores_the_group() {
         common::show(&none)
     );
 
-    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    ok_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
     let before = seen(&d).await;
     assert_on(&before, &a, 2);
     assert_eq!(
@@ -210,9 +192,9 @@ async fn upgrade_swaps_every_instance_to_the_new_ami_and_restores_the_group() {
     );
 
     // Bad input is refused before anything changes (exit 2).
-    let bad = with_config(&d, &cfg, &["upgrade", "--ami", "ami-nothex", "--yes"]);
+    let bad = run_config(&d, &cfg, &["upgrade", "--ami", "ami-nothex", "--yes"]);
     assert_eq!(code(&bad), Some(2), "{}", common::show(&bad));
-    let unknown = with_config(&d, &cfg, &["upgrade", "--ami", "ami-0123456789abcdef0", "--yes"]);
+    let unknown = run_config(&d, &cfg, &["upgrade", "--ami", "ami-0123456789abcdef0", "--yes"]);
     assert_eq!(code(&unknown), Some(2), "{}", common::show(&unknown));
     assert!(
         String::from_utf8_lossy(&unknown.stderr).contains("does not exist"),
@@ -221,7 +203,7 @@ async fn upgrade_swaps_every_instance_to_the_new_ami_and_restores_the_group() {
     );
 
     // The AMI the group already runs: nothing to do, no new version.
-    let same = ok(&d, &cfg, &["upgrade", "--ami", &a, "--yes", "--json"]);
+    let same = ok_config(&d, &cfg, &["upgrade", "--ami", &a, "--yes", "--json"]);
     let ev = events(&same);
     assert!(
         ev.iter().all(|e| e["event"] != "upgrade"),
@@ -236,7 +218,7 @@ async fn upgrade_swaps_every_instance_to_the_new_ami_and_restores_the_group() {
     assert_eq!(versions(&d).await, [(1, a.clone())]);
 
     // The upgrade itself.
-    let up = ok(&d, &cfg, &["upgrade", "--ami", &b, "--yes", "--json"]);
+    let up = ok_config(&d, &cfg, &["upgrade", "--ami", &b, "--yes", "--json"]);
     let ev = events(&up);
     let steps: Vec<&str> = ev
         .iter()
@@ -320,12 +302,12 @@ async fn upgrade_swaps_every_instance_to_the_new_ami_and_restores_the_group() {
     );
 
     // Again with the same AMI: nothing changes.
-    ok(&d, &cfg, &["upgrade", "--ami", &b, "--yes"]);
+    ok_config(&d, &cfg, &["upgrade", "--ami", &b, "--yes"]);
     assert_eq!(versions(&d).await.len(), 2, "no new version for the AMI the group runs");
     assert_eq!(seen(&d).await.version, "2");
 
     // `up` afterwards keeps the upgraded fleet.
-    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    ok_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
     assert_on(&seen(&d).await, &b, 2);
 
     d.destroy();
@@ -384,7 +366,7 @@ async fn an_upgrade_killed_mid_swap_is_finished_by_the_next_run() {
     let d = Deployment::new("upk");
     let (a, b) = (common::ami('A'), common::ami('B'));
     let cfg = config(&d, 1, 4, 3);
-    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    ok_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
 
     let killed_at = kill_mid_swap(&d, &cfg, &b, &["launching", "draining", "terminating"]);
     let st = d.state();
@@ -397,7 +379,7 @@ async fn an_upgrade_killed_mid_swap_is_finished_by_the_next_run() {
     assert!(rec["new_version"].is_string());
 
     // `up` refuses to run against the half-done upgrade and says how to proceed.
-    let up = with_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    let up = run_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
     assert_eq!(code(&up), Some(3), "{}", common::show(&up));
     let stderr = String::from_utf8_lossy(&up.stderr);
     assert!(
@@ -406,7 +388,7 @@ async fn an_upgrade_killed_mid_swap_is_finished_by_the_next_run() {
     );
 
     // Another AMI is refused while this one is in progress.
-    let other = with_config(&d, &cfg, &["upgrade", "--ami", &a, "--yes"]);
+    let other = run_config(&d, &cfg, &["upgrade", "--ami", &a, "--yes"]);
     assert_eq!(code(&other), Some(3), "{}", common::show(&other));
     assert!(
         String::from_utf8_lossy(&other.stderr).contains("--abort"),
@@ -415,7 +397,7 @@ async fn an_upgrade_killed_mid_swap_is_finished_by_the_next_run() {
     );
 
     // The same AMI finishes it.
-    let resumed = ok(&d, &cfg, &["upgrade", "--ami", &b, "--yes", "--json"]);
+    let resumed = ok_config(&d, &cfg, &["upgrade", "--ami", &b, "--yes", "--json"]);
     let ev = events(&resumed);
     assert!(
         ev.iter()
@@ -433,7 +415,7 @@ async fn an_upgrade_killed_mid_swap_is_finished_by_the_next_run() {
         "the resumed run reused the version of the killed one"
     );
     assert!(d.state().get("upgrade").is_none());
-    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    ok_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
 
     d.destroy();
 }
@@ -443,14 +425,14 @@ async fn an_upgrade_killed_mid_swap_can_be_rolled_back_with_abort() {
     let d = Deployment::new("upa");
     let (a, b) = (common::ami('A'), common::ami('B'));
     let cfg = config(&d, 1, 3, 3);
-    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    ok_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
 
     let killed_at = kill_mid_swap(&d, &cfg, &b, &["launching", "draining"]);
     let rec = d.state()["upgrade"].clone();
     assert!(rec.is_object(), "killed at `{killed_at}`");
     let accepted = rec["new_instances"].as_array().map_or(0, Vec::len);
 
-    let aborted = ok(&d, &cfg, &["upgrade", "--abort", "--json"]);
+    let aborted = ok_config(&d, &cfg, &["upgrade", "--abort", "--json"]);
     let ev = events(&aborted);
     assert!(
         ev.iter().any(|e| e["event"] == "upgrade" && e["step"] == "rolled_back"),
@@ -485,8 +467,8 @@ async fn an_upgrade_killed_mid_swap_can_be_rolled_back_with_abort() {
     assert_eq!(recorded(&d, LT, "version"), "1");
 
     // Nothing left to abort; and the deployment is usable again.
-    ok(&d, &cfg, &["upgrade", "--abort"]);
-    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    ok_config(&d, &cfg, &["upgrade", "--abort"]);
+    ok_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
     d.destroy();
 }
 
@@ -509,7 +491,7 @@ async fn an_abort_after_the_old_instance_left_the_load_balancer_keeps_a_healthy_
     let d = Deployment::new("uabd");
     let (a, b) = (common::ami('A'), common::ami('B'));
     let cfg = config(&d, 1, 3, 1);
-    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    ok_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
     let tg = recorded(&d, "tg", "id");
 
     let killed_at = kill_mid_swap(&d, &cfg, &b, &["terminating"]);
@@ -558,15 +540,7 @@ async fn an_abort_after_the_old_instance_left_the_load_balancer_keeps_a_healthy_
         "killed at `{killed_at}`: only the replacement serves, {old} is out of the target group"
     );
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = watch_health(tg.clone(), stop.clone());
-    let aborted = ok(&d, &cfg, &["upgrade", "--abort", "--json"]);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (fewest, polls) = watcher.join().unwrap();
-    assert!(
-        polls > 0 && fewest >= 1,
-        "a moment without a healthy target: fewest {fewest} in {polls} polls"
-    );
+    let aborted = ok_keeping_a_healthy_target(&d, &cfg, &tg, &["upgrade", "--abort", "--json"]);
     let ev = events(&aborted);
     for step in ["reinstating", "rolled_back"] {
         assert!(
@@ -601,42 +575,10 @@ async fn an_abort_after_the_old_instance_left_the_load_balancer_keeps_a_healthy_
         "the message names what happened to both instances: {message}\n{}",
         common::show(&aborted)
     );
-    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    ok_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
     d.destroy();
 }
 
-/// The fewest healthy targets seen by a poller running until `stop` (after the first
-/// healthy one: before it, the deployment is still coming up).
-pub(crate) fn watch_health(
-    tg_arn: String,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<(usize, usize)> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let c = clients().await;
-            let (mut fewest, mut polls) = (usize::MAX, 0);
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                if let Ok(out) = c.elb.describe_target_health().target_group_arn(&tg_arn).send().await {
-                    let healthy = out
-                        .target_health_descriptions()
-                        .iter()
-                        .filter(|t| t.target_health().and_then(|h| h.state()).map(|s| s.as_str()) == Some("healthy"))
-                        .count();
-                    fewest = fewest.min(healthy);
-                    polls += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            (fewest, polls)
-        })
-    })
-}
-
-/// Instance type and image of every running instance of the group, from EC2.
 /// The config of the roll tests: `instance_type`, two instances (1..3), no deletion
 /// protection.
 fn write_fleet_config(path: &std::path::Path, instance_type: &str) {
@@ -649,6 +591,35 @@ fn write_fleet_config(path: &std::path::Path, instance_type: &str) {
     .unwrap();
 }
 
+/// The roll tests' start: a deployment of two t3.medium instances on image A
+/// (`write_fleet_config`), and its config file.
+fn medium_fleet(prefix: &str) -> (Deployment, PathBuf) {
+    let d = Deployment::new(prefix);
+    let cfg = d.state_dir.path().join("pi-deploy.toml");
+    write_fleet_config(&cfg, "t3.medium");
+    ok_config(&d, &cfg, &["up", "--ami", &common::ami('A'), "--yes"]);
+    (d, cfg)
+}
+
+/// The deployment's running instances (`fleet_of`), required to be `n`, each of
+/// `instance_type` on `ami`.
+async fn fleet_is(d: &Deployment, n: usize, instance_type: &str, ami: &str) -> Vec<(String, String, String)> {
+    let fleet = fleet_of(d).await;
+    assert_eq!(fleet.len(), n, "{fleet:?}");
+    assert!(
+        fleet.iter().all(|(_, t, i)| t == instance_type && i == ami),
+        "{fleet:?}"
+    );
+    fleet
+}
+
+/// `plan --detailed-exitcode` with this config and image: nothing left to do (exit 0).
+fn nothing_to_plan(d: &Deployment, cfg: &Path, ami: &str) {
+    let plan = run_config(d, cfg, &["plan", "--ami", ami, "--detailed-exitcode"]);
+    assert_eq!(code(&plan), Some(0), "{}", common::show(&plan));
+}
+
+/// (instance id, type, image) of every running instance of the deployment, from EC2.
 pub(crate) async fn fleet_of(d: &Deployment) -> Vec<(String, String, String)> {
     let c = clients().await;
     let out = c
@@ -692,19 +663,14 @@ pub(crate) async fn fleet_of(d: &Deployment) -> Vec<(String, String, String)> {
 /// does what `upgrade --ami` does. A later `up` has nothing left to do.
 #[tokio::test(flavor = "multi_thread")]
 async fn up_rolls_the_instances_when_what_they_boot_with_changes() {
-    let d = Deployment::new("uroll");
+    let (d, cfg) = medium_fleet("uroll");
     let (a, b) = (common::ami('A'), common::ami('B'));
-    let cfg = d.state_dir.path().join("pi-deploy.toml");
     let write = |instance_type: &str| write_fleet_config(&cfg, instance_type);
-    write("t3.medium");
-    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
-    let first = fleet_of(&d).await;
-    assert_eq!(first.len(), 2, "{first:?}");
-    assert!(first.iter().all(|(_, t, i)| t == "t3.medium" && *i == a), "{first:?}");
+    let first = fleet_is(&d, 2, "t3.medium", &a).await;
 
     // A new instance type: `plan` names the roll.
     write("t3.large");
-    let plan = ok(&d, &cfg, &["plan", "--ami", &a, "--json"]);
+    let plan = ok_config(&d, &cfg, &["plan", "--ami", &a, "--json"]);
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
     let text = plan.to_string();
     assert!(
@@ -713,14 +679,11 @@ async fn up_rolls_the_instances_when_what_they_boot_with_changes() {
     );
     assert!(text.contains("2 replaced one at a time"), "the instance counts: {text}");
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = watch_health(recorded(&d, "tg", "id"), stop.clone());
-    let out = ok(&d, &cfg, &["up", "--ami", &a, "--yes", "--json"]);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (fewest, polls) = watcher.join().unwrap();
-    assert!(
-        polls > 0 && fewest >= 1,
-        "a moment without a healthy target: fewest {fewest} in {polls} polls"
+    let out = ok_keeping_a_healthy_target(
+        &d,
+        &cfg,
+        &recorded(&d, "tg", "id"),
+        &["up", "--ami", &a, "--yes", "--json"],
     );
     let ev = events(&out);
     let finished = ev.iter().find(|e| e["event"] == "run_finished").expect("run_finished");
@@ -729,9 +692,7 @@ async fn up_rolls_the_instances_when_what_they_boot_with_changes() {
         ev.iter().any(|e| e["event"] == "upgrade"),
         "the roll's steps are reported"
     );
-    let rolled = fleet_of(&d).await;
-    assert_eq!(rolled.len(), 2, "{rolled:?}");
-    assert!(rolled.iter().all(|(_, t, i)| t == "t3.large" && *i == a), "{rolled:?}");
+    let rolled = fleet_is(&d, 2, "t3.large", &a).await;
     assert!(
         rolled.iter().all(|r| !first.contains(r)),
         "old instances left: {rolled:?}"
@@ -743,22 +704,21 @@ async fn up_rolls_the_instances_when_what_they_boot_with_changes() {
     assert!(d.state().get("upgrade").is_none());
 
     // `up --ami` rolls the image as `upgrade --ami` would.
-    ok(&d, &cfg, &["up", "--ami", &b, "--yes"]);
+    ok_config(&d, &cfg, &["up", "--ami", &b, "--yes"]);
     let s = seen(&d).await;
     assert_on(&s, &b, 2);
     assert!(fleet_of(&d).await.iter().all(|(_, t, _)| t == "t3.large"));
     assert_eq!(default_version(&d).await, 3);
 
     // Nothing left to do.
-    let again = ok(&d, &cfg, &["up", "--ami", &b, "--yes", "--json"]);
+    let again = ok_config(&d, &cfg, &["up", "--ami", &b, "--yes", "--json"]);
     let ev = events(&again);
     let finished = ev.iter().find(|e| e["event"] == "run_finished").unwrap();
     assert!(finished["counts"].get("rolled").is_none(), "{finished}");
     assert_eq!(versions(&d).await.len(), 3);
     // After the rolls, `plan` has nothing to do and `status` finds no drift.
-    let plan = with_config(&d, &cfg, &["plan", "--ami", &b, "--detailed-exitcode"]);
-    assert_eq!(code(&plan), Some(0), "{}", common::show(&plan));
-    let status = with_config(&d, &cfg, &["status"]);
+    nothing_to_plan(&d, &cfg, &b);
+    let status = run_config(&d, &cfg, &["status"]);
     assert_eq!(code(&status), Some(0), "{}", common::show(&status));
     d.destroy();
 }
@@ -784,13 +744,13 @@ async fn up_rolls_the_instances_and_replaces_the_parameter_group_in_one_run() {
         .unwrap();
     };
     write("t3.medium", "10.11");
-    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    ok_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
     let first = fleet_of(&d).await;
     let old_group = recorded(&d, "db-params", "id");
     let versions_before = versions(&d).await.len();
 
     write("t3.large", "11.4");
-    let plan = with_config(&d, &cfg, &["plan", "--ami", &a, "--json", "--detailed-exitcode"]);
+    let plan = run_config(&d, &cfg, &["plan", "--ami", &a, "--json", "--detailed-exitcode"]);
     assert_eq!(code(&plan), Some(4), "{}", common::show(&plan));
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
     let steps = plan["steps"].as_array().unwrap();
@@ -811,21 +771,18 @@ async fn up_rolls_the_instances_and_replaces_the_parameter_group_in_one_run() {
     assert_eq!(step("db")["action"], "update", "{plan:#}");
     let db = step("db").to_string();
     assert!(db.contains("DOWNTIME") && db.contains("pi-deploy snapshot"), "{db}");
-    let text = ok(&d, &cfg, &["plan", "--ami", &a]);
+    let text = ok_config(&d, &cfg, &["plan", "--ami", &a]);
     let text = String::from_utf8_lossy(&text.stdout).to_string();
     assert!(
         text.contains("-/+ replace") && text.contains("DOWNTIME") && text.contains("2 replaced one at a time"),
         "{text}"
     );
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = watch_health(recorded(&d, "tg", "id"), stop.clone());
-    let out = ok(&d, &cfg, &["up", "--ami", &a, "--yes", "--json"]);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (fewest, polls) = watcher.join().unwrap();
-    assert!(
-        polls > 0 && fewest >= 1,
-        "a moment without a healthy target: fewest {fewest} in {polls} polls"
+    let out = ok_keeping_a_healthy_target(
+        &d,
+        &cfg,
+        &recorded(&d, "tg", "id"),
+        &["up", "--ami", &a, "--yes", "--json"],
     );
     let ev = events(&out);
     let finished = ev.iter().find(|e| e["event"] == "run_finished").expect("run_finished");
@@ -842,9 +799,7 @@ async fn up_rolls_the_instances_and_replaces_the_parameter_group_in_one_run() {
     );
 
     // Read back: the fleet, the database, the groups.
-    let rolled = fleet_of(&d).await;
-    assert_eq!(rolled.len(), 2, "{rolled:?}");
-    assert!(rolled.iter().all(|(_, t, i)| t == "t3.large" && *i == a), "{rolled:?}");
+    let rolled = fleet_is(&d, 2, "t3.large", &a).await;
     assert!(
         rolled.iter().all(|r| !first.contains(r)),
         "old instances left: {rolled:?}"
@@ -858,34 +813,9 @@ async fn up_rolls_the_instances_and_replaces_the_parameter_group_in_one_run() {
     let c = clients().await;
     let new_group = recorded(&d, "db-params", "id");
     assert_eq!(new_group, format!("{}-db-params-mariadb11-4", d.name));
-    let db = c
-        .rds
-        .describe_db_instances()
-        .db_instance_identifier(recorded(&d, "db", "id"))
-        .send()
-        .await
-        .unwrap();
-    let db = &db.db_instances()[0];
-    assert_eq!(db.engine_version(), Some("11.4"));
-    let on: Vec<&str> = db
-        .db_parameter_groups()
-        .iter()
-        .filter_map(|g| g.db_parameter_group_name())
-        .collect();
-    assert_eq!(on, vec![new_group.as_str()]);
-    let old = c
-        .rds
-        .describe_db_parameter_groups()
-        .db_parameter_group_name(&old_group)
-        .send()
-        .await;
-    assert!(
-        old.map(|o| o.db_parameter_groups().is_empty()).unwrap_or(true),
-        "the old group {old_group} is gone"
-    );
+    common::on_major_version(&c, &recorded(&d, "db", "id"), "11.4", &new_group, &old_group).await;
 
-    let plan = with_config(&d, &cfg, &["plan", "--ami", &a, "--detailed-exitcode"]);
-    assert_eq!(code(&plan), Some(0), "{}", common::show(&plan));
+    nothing_to_plan(&d, &cfg, &a);
     d.destroy();
 }
 
@@ -898,12 +828,9 @@ async fn up_rolls_the_instances_and_replaces_the_parameter_group_in_one_run() {
 /// ways out.
 #[tokio::test(flavor = "multi_thread")]
 async fn up_finishes_or_rolls_back_a_roll_a_killed_run_left() {
-    let d = Deployment::new("urres");
+    let (d, cfg) = medium_fleet("urres");
     let (a, b) = (common::ami('A'), common::ami('B'));
-    let cfg = d.state_dir.path().join("pi-deploy.toml");
     let write = |instance_type: &str| write_fleet_config(&cfg, instance_type);
-    write("t3.medium");
-    ok(&d, &cfg, &["up", "--ami", &a, "--yes"]);
 
     // A roll to t3.large, killed while its first replacement launches.
     write("t3.large");
@@ -915,14 +842,11 @@ async fn up_finishes_or_rolls_back_a_roll_a_killed_run_left() {
 
     // The config now asks for t3.xlarge: rolled back, then rolled to it.
     write("t3.xlarge");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = watch_health(recorded(&d, "tg", "id"), stop.clone());
-    let out = ok(&d, &cfg, &["up", "--ami", &a, "--yes", "--json"]);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (fewest, polls) = watcher.join().unwrap();
-    assert!(
-        polls > 0 && fewest >= 1,
-        "a moment without a healthy target: fewest {fewest} in {polls} polls"
+    let out = ok_keeping_a_healthy_target(
+        &d,
+        &cfg,
+        &recorded(&d, "tg", "id"),
+        &["up", "--ami", &a, "--yes", "--json"],
     );
     let ev = events(&out);
     assert!(
@@ -936,9 +860,7 @@ async fn up_finishes_or_rolls_back_a_roll_a_killed_run_left() {
         "{}",
         common::show(&out)
     );
-    let fleet = fleet_of(&d).await;
-    assert_eq!(fleet.len(), 2, "{fleet:?}");
-    assert!(fleet.iter().all(|(_, t, i)| t == "t3.xlarge" && *i == a), "{fleet:?}");
+    fleet_is(&d, 2, "t3.xlarge", &a).await;
     let s = seen(&d).await;
     assert_on(&s, &a, 2);
     assert_eq!((s.min, s.max, s.desired), (1, 3, 2));
@@ -947,8 +869,7 @@ async fn up_finishes_or_rolls_back_a_roll_a_killed_run_left() {
     assert_eq!(s.version, "3");
     assert_eq!(default_version(&d).await, 3);
     assert!(d.state().get("upgrade").is_none());
-    let plan = with_config(&d, &cfg, &["plan", "--ami", &a, "--detailed-exitcode"]);
-    assert_eq!(code(&plan), Some(0), "{}", common::show(&plan));
+    nothing_to_plan(&d, &cfg, &a);
 
     // A roll to t3.large killed once a round's old instance is being taken out of the load
     // balancer, then the config asks for t3.medium: finished first (a rollback would leave
@@ -963,14 +884,11 @@ async fn up_finishes_or_rolls_back_a_roll_a_killed_run_left() {
         "rolling it back first"
     };
     write("t3.medium");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = watch_health(recorded(&d, "tg", "id"), stop.clone());
-    let out = ok(&d, &cfg, &["up", "--ami", &a, "--yes", "--json"]);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (fewest, polls) = watcher.join().unwrap();
-    assert!(
-        polls > 0 && fewest >= 1,
-        "a moment without a healthy target: fewest {fewest} in {polls} polls"
+    let out = ok_keeping_a_healthy_target(
+        &d,
+        &cfg,
+        &recorded(&d, "tg", "id"),
+        &["up", "--ami", &a, "--yes", "--json"],
     );
     let ev = events(&out);
     assert!(
@@ -979,9 +897,7 @@ async fn up_finishes_or_rolls_back_a_roll_a_killed_run_left() {
         "killed at `{step}`, expected \"{expected}\": {}",
         common::show(&out)
     );
-    let fleet = fleet_of(&d).await;
-    assert_eq!(fleet.len(), 2, "{fleet:?}");
-    assert!(fleet.iter().all(|(_, t, i)| t == "t3.medium" && *i == a), "{fleet:?}");
+    fleet_is(&d, 2, "t3.medium", &a).await;
     assert_on(&seen(&d).await, &a, 2);
     // v4 (t3.large: finished, or rolled back) and v5 (t3.medium).
     assert_eq!(versions(&d).await.len(), 5);
@@ -991,7 +907,7 @@ async fn up_finishes_or_rolls_back_a_roll_a_killed_run_left() {
     // An `upgrade --ami B` killed mid-swap: `up` with the old image is refused ...
     kill_mid_swap(&d, &cfg, &b, &["launching", "draining", "terminating"]);
     assert_eq!(d.state()["upgrade"]["ami"], b.as_str());
-    let refused = with_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
+    let refused = run_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
     assert_eq!(code(&refused), Some(3), "{}", common::show(&refused));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -999,14 +915,13 @@ async fn up_finishes_or_rolls_back_a_roll_a_killed_run_left() {
         "{stderr}"
     );
     // ... and `up --ami B` finishes it.
-    ok(&d, &cfg, &["up", "--ami", &b, "--yes"]);
+    ok_config(&d, &cfg, &["up", "--ami", &b, "--yes"]);
     let s = seen(&d).await;
     assert_on(&s, &b, 2);
     assert!(fleet_of(&d).await.iter().all(|(_, t, _)| t == "t3.medium"));
     assert_eq!(versions(&d).await.len(), 6, "the killed upgrade's version was reused");
     assert_eq!(default_version(&d).await, 6);
     assert!(d.state().get("upgrade").is_none());
-    let plan = with_config(&d, &cfg, &["plan", "--ami", &b, "--detailed-exitcode"]);
-    assert_eq!(code(&plan), Some(0), "{}", common::show(&plan));
+    nothing_to_plan(&d, &cfg, &b);
     d.destroy();
 }
