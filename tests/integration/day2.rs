@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use crate::common::{
-    Deployment, ami, clients, config, events, id, import_certificate, is_read_only, ok_with, run_with, show,
+    Deployment, ami, clients, config, db_parameter, events, id, import_certificate, is_read_only, ok_with,
+    on_major_version, run_with, show, succeeded, target_group_attributes,
 };
 
 /// The changes `plan --json` lists for `key`, as (attribute, old, new, action).
@@ -56,9 +57,15 @@ fn plan(d: &Deployment, cfg: &Path) -> (serde_json::Value, i32) {
     (doc, code)
 }
 
+/// `up --json` with this config, required to succeed: its events.
 fn up(d: &Deployment, cfg: &Path) -> Vec<serde_json::Value> {
+    events(&succeeded_up(d, cfg, &[]))
+}
+
+/// `up --json --yes` with this config and extra environment: its output.
+fn up_run(d: &Deployment, cfg: &Path, env: &[(&str, &str)]) -> std::process::Output {
     let ami = ami('A');
-    events(&ok_with(
+    run_with(
         d,
         &[
             "up",
@@ -69,8 +76,68 @@ fn up(d: &Deployment, cfg: &Path) -> Vec<serde_json::Value> {
             cfg.to_str().unwrap(),
             "--json",
         ],
+        env,
+    )
+}
+
+/// The same, required to succeed.
+fn succeeded_up(d: &Deployment, cfg: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    succeeded(
+        &["up", "--yes", "--json", "--config", cfg.to_str().unwrap()],
+        up_run(d, cfg, env),
+    )
+}
+
+/// Forbidden: `up --json` with this config is refused with exit 2 before any resource is
+/// touched (no `resource` event). Its output, for the caller to check what it names.
+fn up_refused(d: &Deployment, cfg: &Path) -> std::process::Output {
+    let out = up_run(d, cfg, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        events(&out).iter().all(|e| e["event"] != "resource"),
+        "nothing is touched: {}",
+        show(&out)
+    );
+    out
+}
+
+/// A settings change planned as an in-place update: (attribute, old, new, "update").
+fn update(attribute: &str, old: &str, new: &str) -> (String, String, String, String) {
+    (
+        attribute.to_string(),
+        old.to_string(),
+        new.to_string(),
+        "update".to_string(),
+    )
+}
+
+/// `status --json` after drift made by hand: exit 1, and the report of resource `key`.
+fn drifted(d: &Deployment, cfg: &Path, key: &str) -> serde_json::Value {
+    let status = run_with(d, &["status", "--config", cfg.to_str().unwrap(), "--json"], &[]);
+    assert_eq!(status.status.code(), Some(1), "{}", show(&status));
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == key)
+        .unwrap_or_else(|| panic!("no {key} in the status: {report:#}"))
+        .clone()
+}
+
+/// `destroy` with this config (no final snapshot).
+fn destroy(d: &Deployment, cfg: &Path) {
+    ok_with(
+        d,
+        &[
+            "destroy",
+            "--yes",
+            "--skip-final-snapshot",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
         &[],
-    ))
+    );
 }
 
 fn changed_keys(ev: &[serde_json::Value]) -> Vec<String> {
@@ -96,20 +163,7 @@ async fn compute_settings_are_planned_applied_read_back_and_drift_is_repaired() 
     // A no-change `up` makes read calls only, and changes nothing.
     let counts = d.state_dir.path().join("no-change.calls.json");
     let started = std::time::Instant::now();
-    let ami = ami('A');
-    let out = ok_with(
-        &d,
-        &[
-            "up",
-            "--ami",
-            &ami,
-            "--yes",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--json",
-        ],
-        &[("PI_DEPLOY_CALL_COUNTS", counts.to_str().unwrap())],
-    );
+    let out = succeeded_up(&d, &cfg, &[("PI_DEPLOY_CALL_COUNTS", counts.to_str().unwrap())]);
     let wall = started.elapsed();
     assert!(changed_keys(&events(&out)).is_empty(), "{}", show(&out));
     let calls: std::collections::BTreeMap<String, u64> =
@@ -133,7 +187,6 @@ async fn compute_settings_are_planned_applied_read_back_and_drift_is_repaired() 
     let cfg = config(&d, &changed);
     let (doc, code) = plan(&d, &cfg);
     assert_eq!(code, 4, "changes pending: {doc:#}");
-    let update = |a: &str, o: &str, n: &str| (a.to_string(), o.to_string(), n.to_string(), "update".to_string());
     assert_eq!(
         planned(&doc, "asg"),
         vec![
@@ -223,21 +276,8 @@ async fn compute_settings_are_planned_applied_read_back_and_drift_is_repaired() 
     assert_eq!(tg.health_check_path(), Some("/health"));
     assert_eq!(tg.matcher().and_then(|m| m.http_code()), Some("200"));
     assert_eq!(tg.health_check_interval_seconds(), Some(20));
-    let attrs = c
-        .elb
-        .describe_target_group_attributes()
-        .target_group_arn(&tg_arn)
-        .send()
-        .await
-        .unwrap();
-    let attr = |k: &str| {
-        attrs
-            .attributes()
-            .iter()
-            .find(|a| a.key() == Some(k))
-            .and_then(|a| a.value())
-            .map(String::from)
-    };
+    let attrs = target_group_attributes(&c, &tg_arn).await;
+    let attr = |k: &str| attrs.get(k).cloned();
     assert_eq!(attr("deregistration_delay.timeout_seconds").as_deref(), Some("60"));
     assert_eq!(attr("stickiness.lb_cookie.duration_seconds").as_deref(), Some("3600"));
     let hooks = c
@@ -270,15 +310,7 @@ async fn compute_settings_are_planned_applied_read_back_and_drift_is_repaired() 
         .send()
         .await
         .unwrap();
-    let status = run_with(&d, &["status", "--config", cfg.to_str().unwrap(), "--json"], &[]);
-    assert_eq!(status.status.code(), Some(1), "{}", show(&status));
-    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    let asg = report["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["key"] == "asg")
-        .unwrap();
+    let asg = drifted(&d, &cfg, "asg");
     assert!(
         asg["drift"]
             .as_array()
@@ -321,17 +353,7 @@ async fn compute_settings_are_planned_applied_read_back_and_drift_is_repaired() 
     let (doc, code) = plan(&d, &cfg);
     assert_eq!(code, 0, "{doc:#}");
 
-    ok_with(
-        &d,
-        &[
-            "destroy",
-            "--yes",
-            "--skip-final-snapshot",
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-        &[],
-    );
+    destroy(&d, &cfg);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -388,17 +410,7 @@ async fn a_certificate_added_later_gets_https_and_the_redirect_and_removed_goes_
     assert!(d.state()["resources"].get("listener-https").is_none());
     assert_eq!(plan(&d, &cfg).1, 0);
 
-    ok_with(
-        &d,
-        &[
-            "destroy",
-            "--yes",
-            "--skip-final-snapshot",
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-        &[],
-    );
+    destroy(&d, &cfg);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -414,7 +426,6 @@ async fn data_settings_are_applied_in_place_and_a_storage_shrink_is_refused() {
     let cfg = config(&d, changed);
     let (doc, code) = plan(&d, &cfg);
     assert_eq!(code, 4, "{doc:#}");
-    let update = |a: &str, o: &str, n: &str| (a.to_string(), o.to_string(), n.to_string(), "update".to_string());
     assert_eq!(
         planned(&doc, "db"),
         vec![
@@ -490,26 +501,7 @@ async fn data_settings_are_applied_in_place_and_a_storage_shrink_is_refused() {
         &d,
         &changed.replace("allocated_storage_gib = 30", "allocated_storage_gib = 20"),
     );
-    let ami = ami('A');
-    let out = run_with(
-        &d,
-        &[
-            "up",
-            "--ami",
-            &ami,
-            "--yes",
-            "--config",
-            shrink.to_str().unwrap(),
-            "--json",
-        ],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(
-        events(&out).iter().all(|e| e["event"] != "resource"),
-        "nothing is touched: {}",
-        show(&out)
-    );
+    let out = up_refused(&d, &shrink);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("database.allocated_storage_gib") && err.contains("cannot shrink"),
@@ -528,6 +520,7 @@ async fn data_settings_are_applied_in_place_and_a_storage_shrink_is_refused() {
              db_subnet_cidrs = [\"10.1.4.0/24\", \"10.1.5.0/24\"]\n"
         ),
     );
+    let ami = ami('A');
     let refused = run_with(&d, &["plan", "--ami", &ami, "--config", moved.to_str().unwrap()], &[]);
     assert_eq!(refused.status.code(), Some(2), "{}", show(&refused));
     let said = String::from_utf8_lossy(&refused.stderr);
@@ -539,25 +532,7 @@ async fn data_settings_are_applied_in_place_and_a_storage_shrink_is_refused() {
     ] {
         assert!(said.contains(field), "{field}: {said}");
     }
-    let out = run_with(
-        &d,
-        &[
-            "up",
-            "--ami",
-            &ami,
-            "--yes",
-            "--config",
-            moved.to_str().unwrap(),
-            "--json",
-        ],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(
-        events(&out).iter().all(|e| e["event"] != "resource"),
-        "nothing is touched: {}",
-        show(&out)
-    );
+    let out = up_refused(&d, &moved);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("network.vpc_cidr") && err.contains("cannot change"),
@@ -738,23 +713,6 @@ async fn nat_per_az_switched_on_and_off_moves_routes_and_the_s3_endpoint_and_lea
     d.destroy();
 }
 
-/// The user-set value of `name` in the DB parameter group, read from RDS.
-async fn db_parameter(c: &pi_deploy::aws::Clients, group: &str, name: &str) -> Option<String> {
-    let out = c
-        .rds
-        .describe_db_parameters()
-        .db_parameter_group_name(group)
-        .source("user")
-        .send()
-        .await
-        .unwrap();
-    out.parameters()
-        .iter()
-        .find(|p| p.parameter_name() == Some(name))
-        .and_then(|p| p.parameter_value())
-        .map(String::from)
-}
-
 /// The file system's policy, read from EFS (`None`: PolicyNotFound).
 async fn efs_policy(c: &pi_deploy::aws::Clients, fs: &str) -> Option<serde_json::Value> {
     match c.efs.describe_file_system_policy().file_system_id(fs).send().await {
@@ -786,7 +744,6 @@ async fn security_switches_reach_a_live_deployment_and_hand_made_drift_is_repair
     let cfg = config(&d, tls);
     let (doc, code) = plan(&d, &cfg);
     assert_eq!(code, 4, "{doc:#}");
-    let update = |a: &str, o: &str, n: &str| (a.to_string(), o.to_string(), n.to_string(), "update".to_string());
     assert_eq!(planned(&doc, "efs"), vec![update("tls_only_policy", "none", "yes")]);
     assert_eq!(
         planned(&doc, "db-params"),
@@ -990,15 +947,7 @@ async fn security_switches_reach_a_live_deployment_and_hand_made_drift_is_repair
         .send()
         .await
         .unwrap();
-    let status = run_with(&d, &["status", "--config", cfg.to_str().unwrap(), "--json"], &[]);
-    assert_eq!(status.status.code(), Some(1), "{}", show(&status));
-    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    let rt = report["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["key"] == "rt-private")
-        .unwrap();
+    let rt = drifted(&d, &cfg, "rt-private");
     assert!(rt["drift"].to_string().contains("172.31.0.0/16"), "{rt}");
     let (doc, code) = plan(&d, &cfg);
     assert_eq!(code, 4);
@@ -1250,22 +1199,7 @@ async fn a_major_engine_upgrade_replaces_the_parameter_group_create_before_destr
 
     // Read back from AWS's side: the version and the new group on the instance, the group of
     // the new family, the old group gone.
-    let db = c
-        .rds
-        .describe_db_instances()
-        .db_instance_identifier(id(&st, "db"))
-        .send()
-        .await
-        .unwrap();
-    let db = &db.db_instances()[0];
-    assert_eq!(db.engine_version(), Some("11.4"));
-    assert_eq!(
-        db.db_parameter_groups()
-            .iter()
-            .filter_map(|g| g.db_parameter_group_name())
-            .collect::<Vec<_>>(),
-        vec![new_group.as_str()]
-    );
+    on_major_version(&c, &id(&st, "db"), "11.4", &new_group, &old_group).await;
     let groups = c
         .rds
         .describe_db_parameter_groups()
@@ -1282,28 +1216,12 @@ async fn a_major_engine_upgrade_replaces_the_parameter_group_create_before_destr
         Some("1"),
         "the new group has the dashboard's parameters"
     );
-    let old = c
-        .rds
-        .describe_db_parameter_groups()
-        .db_parameter_group_name(&old_group)
-        .send()
-        .await;
-    // RDS answers DBParameterGroupNotFound; moto an empty list.
-    assert!(
-        old.as_ref().map_or(true, |o| o.db_parameter_groups().is_empty()),
-        "the old group is gone: {old:?}"
-    );
     let (doc, code) = plan(&d, &cfg);
     assert_eq!(code, 0, "after up, nothing is left to change: {doc:#}");
 
     // A downgrade is refused (exit 2) before any change.
     let back = config(&d, &format!("{BASE}engine_version = \"10.11\"\n"));
-    let out = run_with(
-        &d,
-        &["up", "--ami", &ami, "--yes", "--config", back.to_str().unwrap()],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let out = up_refused(&d, &back);
     assert!(show(&out).contains("downgrade"), "{}", show(&out));
     assert_eq!(id(&d.state(), "db-params"), new_group);
     d.destroy();
