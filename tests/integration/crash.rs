@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -47,6 +47,31 @@ fn up_args(ami: &str) -> Vec<String> {
 
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
+}
+
+/// The state's serial: how many transitions (state writes) the deployment has made.
+fn serial(d: &Deployment) -> u64 {
+    d.state()["serial"].as_u64().unwrap()
+}
+
+/// The keys the state records: after a clean run, the blueprint.
+fn recorded_keys(d: &Deployment) -> BTreeSet<String> {
+    d.state()["resources"].as_object().unwrap().keys().cloned().collect()
+}
+
+/// A clean `up` of `d` with the config `cfg`: how many transitions it made.
+fn transitions_of(lane: &Lane, d: &Deployment, cfg: &Path) -> u64 {
+    let base = serial(d);
+    lane.ok(d, &strs(&up_with(cfg))).unwrap();
+    serial(d) - base
+}
+
+/// `args` with `--config cfg`.
+fn with_config(cfg: &Path, args: &[&str]) -> Vec<String> {
+    args.iter()
+        .map(|s| s.to_string())
+        .chain(["--config".to_string(), cfg.to_str().unwrap().to_string()])
+        .collect()
 }
 
 /// The transitions to crash at, of `1..=total`: all of them, or every 5th plus the first and
@@ -351,6 +376,11 @@ impl Tally {
     }
 }
 
+/// Run a case, a helper that asserts failing the case instead of the lane.
+fn caught(case: impl FnOnce() -> Result<Kill, String>) -> Result<Kill, String> {
+    catch_unwind(AssertUnwindSafe(case)).unwrap_or_else(|p| Err(panic_message(p)))
+}
+
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>()
         .cloned()
@@ -378,10 +408,7 @@ fn run_cases(
             s.spawn(move || {
                 while let Some(&k) = ks.get(next.fetch_add(1, Ordering::SeqCst)) {
                     for attempt in 0..=RETRIES_PAST_K {
-                        // A helper that asserts fails the case, not the lane.
-                        match catch_unwind(AssertUnwindSafe(|| case(i, lane, k)))
-                            .unwrap_or_else(|p| Err(panic_message(p)))
-                        {
+                        match caught(|| case(i, lane, k)) {
                             Ok(Kill::Killed { seen, target }) if seen > target && attempt < RETRIES_PAST_K => {
                                 tally.retried.fetch_add(1, Ordering::SeqCst);
                             }
@@ -459,8 +486,8 @@ fn reference() -> &'static Reference {
         let c = &lane.clients;
         let d = Deployment::new("crref");
         lane.ok(&d, &strs(&up_args(&ami('A')))).unwrap();
-        let up_transitions = d.state()["serial"].as_u64().unwrap();
-        let blueprint: BTreeSet<String> = d.state()["resources"].as_object().unwrap().keys().cloned().collect();
+        let up_transitions = serial(&d);
+        let blueprint = recorded_keys(&d);
         check_converged(&d, c, &rt, &blueprint).unwrap();
         let mut args = destroy_args();
         args.push("--json");
@@ -639,7 +666,7 @@ fn destroy_killed_at_each_transition_finishes_on_the_next_run() {
     run_cases("destroy", total, &lanes, &ks, &phases, |_, lane, k| {
         let d = Deployment::new(&format!("cd{k}"));
         phases.time("up", || lane.ok(&d, &up))?;
-        let base = d.state()["serial"].as_u64().unwrap();
+        let base = serial(&d);
         let kill = phases.time("killed destroy", || kill_at(lane, &d, &destroy_args(), base + k))?;
         phases.time("rerun", || lane.ok(&d, &destroy_args()))?;
         phases.time("census", || check_empty(&d, &lane.clients, &rt))?;
@@ -677,15 +704,14 @@ impl Fleet {
     }
 
     fn serial(&self) -> u64 {
-        self.d.state()["serial"].as_u64().unwrap()
+        serial(&self.d)
     }
 }
 
-/// After a finished upgrade to `ami`, as `upgrade.rs` checks it: every instance of the group
-/// on `ami` and no other instance running, capacity as configured, no process suspended,
-/// the group on the recorded version (the template's default, holding `ami`), exactly one new
-/// version, the record cleared, and every instance a healthy target.
-async fn check_upgraded(d: &Deployment, ami: &str, versions_before: usize) -> Result<(), String> {
+/// What AWS says of the group, which must run `ami` on every instance (`assert_on`: as many
+/// as desired, no other instance running, no process suspended) with the configured
+/// min/max/desired (`SCALING`).
+async fn on_image_as_configured(d: &Deployment, ami: &str) -> Result<crate::upgrade::Seen, String> {
     let (min, max, desired) = SCALING;
     let s = seen(d).await;
     assert_on(&s, ami, desired);
@@ -695,6 +721,15 @@ async fn check_upgraded(d: &Deployment, ami: &str, versions_before: usize) -> Re
             s.min, s.max, s.desired
         ));
     }
+    Ok(s)
+}
+
+/// After a finished upgrade to `ami`, as `upgrade.rs` checks it: every instance of the group
+/// on `ami` and no other instance running, capacity as configured, no process suspended,
+/// the group on the recorded version (the template's default, holding `ami`), exactly one new
+/// version, the record cleared, and every instance a healthy target.
+async fn check_upgraded(d: &Deployment, ami: &str, versions_before: usize) -> Result<(), String> {
+    let s = on_image_as_configured(d, ami).await?;
     let st = d.state();
     if st.get("upgrade").is_some() {
         return Err(format!("the upgrade record is still there: {}", st["upgrade"]));
@@ -908,7 +943,7 @@ fn upgrade_killed_at_each_transition_finishes_on_the_next_run() {
             phases.time("checks", || rt.block_on(check_upgraded(&fleet.d, &to, versions_before)))?;
             Ok(kill)
         };
-        let outcome = catch_unwind(AssertUnwindSafe(case)).unwrap_or_else(|p| Err(panic_message(p)));
+        let outcome = caught(case);
         match outcome {
             Ok(_) => fleet.on = to,
             // The fleet is in an unknown state: the lane's next case starts a new one.
@@ -932,6 +967,41 @@ fn upgrade_killed_at_each_transition_finishes_on_the_next_run() {
             "no kill left the upgrade at {missed:?}: {aborted_at:?}"
         );
     }
+}
+
+/// A lane's deployment that serves its cases in turn, going back and forth between two
+/// configs (`config(d, false)` and `config(d, true)`): the deployment and which it is on.
+type Toggling = Mutex<Option<(Deployment, bool)>>;
+
+/// One case on the lane's toggling deployment (first made with `up` on `config(d, false)`
+/// when the lane has none): `case` gets it, which config it goes to, that config and its
+/// `up` arguments. A case that succeeds leaves the deployment on that config; one that
+/// fails leaves it in an unknown state, so it is dropped and the lane's next case starts a
+/// new one.
+fn toggle_case(
+    slot: &Toggling,
+    lane: &Lane,
+    prefix: &str,
+    phases: &Phases,
+    config: fn(&Deployment, bool) -> PathBuf,
+    case: impl FnOnce(&Deployment, bool, &Path, &[&str]) -> Result<Kill, String>,
+) -> Result<Kill, String> {
+    let mut slot = slot.lock().unwrap();
+    if slot.is_none() {
+        let d = Deployment::new(prefix);
+        phases.time("up", || lane.ok(&d, &strs(&up_with(&config(&d, false)))))?;
+        *slot = Some((d, false));
+    }
+    let (d, on) = slot.as_mut().unwrap();
+    let to = !*on;
+    let cfg = config(d, to);
+    let args = up_with(&cfg);
+    let outcome = caught(|| case(d, to, &cfg, &strs(&args)));
+    match outcome {
+        Ok(_) => *on = to,
+        Err(_) => *slot = None,
+    }
+    outcome
 }
 
 /// The roll cases' config: the group as in the upgrade cases, and one of two instance types
@@ -966,15 +1036,8 @@ async fn check_rolled(
     instance_type: &str,
     versions_before: usize,
 ) -> Result<(), String> {
-    let (min, max, desired) = SCALING;
-    let s = seen(d).await;
-    assert_on(&s, &ami('A'), desired);
-    if (s.min, s.max, s.desired) != (min, max, desired) {
-        return Err(format!(
-            "the group is {}/{}/{} (min/max/desired), the config says {min}/{max}/{desired}",
-            s.min, s.max, s.desired
-        ));
-    }
+    let (_, _, desired) = SCALING;
+    let s = on_image_as_configured(d, &ami('A')).await?;
     let running = fleet_of(d).await;
     if running.len() != usize::try_from(desired).unwrap() || running.iter().any(|(_, t, _)| t != instance_type) {
         return Err(format!(
@@ -1025,16 +1088,14 @@ fn up_rolling_the_instances_killed_at_each_transition_converges_on_the_next_run(
     lanes[0]
         .ok(&reference, &strs(&up_with(&roll_config(&reference, false))))
         .unwrap();
-    let base = reference.state()["serial"].as_u64().unwrap();
     let versions_before = rt.block_on(versions(&reference)).len();
     let large = roll_config(&reference, true);
-    lanes[0].ok(&reference, &strs(&up_with(&large))).unwrap();
+    let total = transitions_of(&lanes[0], &reference, &large);
     rt.block_on(check_rolled(&lanes[0], &reference, &large, "t3.large", versions_before))
         .unwrap();
-    let total = reference.state()["serial"].as_u64().unwrap() - base;
 
     // One deployment per lane, going back and forth between the two instance types.
-    let fleets: Vec<Mutex<Option<(Deployment, bool)>>> = lanes.iter().map(|_| Mutex::new(None)).collect();
+    let fleets: Vec<Toggling> = lanes.iter().map(|_| Mutex::new(None)).collect();
     *fleets[0].lock().unwrap() = Some((reference, true));
     let phases = Phases::default();
     // The roll's step each kill left recorded (the rerun had to finish it): the test must
@@ -1042,37 +1103,21 @@ fn up_rolling_the_instances_killed_at_each_transition_converges_on_the_next_run(
     let mid_roll: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
     let ks = chosen(total, exhaustive());
     run_cases("roll", total, &lanes, &ks, &phases, |i, lane, k| {
-        let mut slot = fleets[i].lock().unwrap();
-        if slot.is_none() {
-            let d = Deployment::new(&format!("cr{i}"));
-            phases.time("up", || lane.ok(&d, &strs(&up_with(&roll_config(&d, false)))))?;
-            *slot = Some((d, false));
-        }
-        let (d, on) = slot.as_mut().unwrap();
-        let to = !*on;
-        let cfg = roll_config(d, to);
-        let args = up_with(&cfg);
-        let versions_before = rt.block_on(versions(d)).len();
-        let base = d.state()["serial"].as_u64().unwrap();
-        let case = || {
-            let kill = phases.time("killed up", || kill_at(lane, d, &strs(&args), base + k))?;
+        let prefix = format!("cr{i}");
+        toggle_case(&fleets[i], lane, &prefix, &phases, roll_config, |d, to, cfg, args| {
+            let versions_before = rt.block_on(versions(d)).len();
+            let base = serial(d);
+            let kill = phases.time("killed up", || kill_at(lane, d, args, base + k))?;
             if let Some(step) = d.state()["upgrade"]["step"]["name"].as_str() {
                 *mid_roll.lock().unwrap().entry(step.to_string()).or_default() += 1;
             }
-            phases.time("rerun", || lane.ok(d, &strs(&args)))?;
+            phases.time("rerun", || lane.ok(d, args))?;
             let instance_type = if to { "t3.large" } else { "t3.medium" };
             phases.time("checks", || {
-                rt.block_on(check_rolled(lane, d, &cfg, instance_type, versions_before))
+                rt.block_on(check_rolled(lane, d, cfg, instance_type, versions_before))
             })?;
             Ok(kill)
-        };
-        let outcome = catch_unwind(AssertUnwindSafe(case)).unwrap_or_else(|p| Err(panic_message(p)));
-        match outcome {
-            Ok(_) => *on = to,
-            // The fleet is in an unknown state: the lane's next case starts a new one.
-            Err(_) => *slot = None,
-        }
-        outcome
+        })
     });
     for (d, _) in fleets.into_iter().filter_map(|f| f.into_inner().unwrap()) {
         lanes[0].ok(&d, &destroy_args()).unwrap();
@@ -1149,23 +1194,15 @@ fn check_settled(lane: &Lane, d: &Deployment, cfg: &std::path::Path) -> Result<(
 fn update_killed_at_each_transition_converges_on_the_next_run() {
     let rt = runtime();
     let lanes = Lane::start(threads(), &rt);
-    let ami = ami('A');
-    let up_with = |cfg: &std::path::Path| -> Vec<String> {
-        ["up", "--ami", &ami, "--yes", "--config", cfg.to_str().unwrap()]
-            .map(String::from)
-            .to_vec()
-    };
 
     // A clean update run: how many transitions.
     let reference = Deployment::new("crupd");
     lanes[0]
         .ok(&reference, &strs(&up_with(&settings_config(&reference, false))))
         .unwrap();
-    let base = reference.state()["serial"].as_u64().unwrap();
     let changed = settings_config(&reference, true);
-    lanes[0].ok(&reference, &strs(&up_with(&changed))).unwrap();
+    let total = transitions_of(&lanes[0], &reference, &changed);
     check_settled(&lanes[0], &reference, &changed).unwrap();
-    let total = reference.state()["serial"].as_u64().unwrap() - base;
     assert!(
         total >= 10,
         "five resources updated: at least two writes each, got {total}"
@@ -1173,33 +1210,25 @@ fn update_killed_at_each_transition_converges_on_the_next_run() {
     lanes[0].ok(&reference, &destroy_args()).unwrap();
 
     // One deployment per lane, going back and forth between the two configs.
-    let fleets: Vec<Mutex<Option<(Deployment, bool)>>> = lanes.iter().map(|_| Mutex::new(None)).collect();
+    let fleets: Vec<Toggling> = lanes.iter().map(|_| Mutex::new(None)).collect();
     let phases = Phases::default();
     let ks = chosen(total, exhaustive());
     run_cases("update", total, &lanes, &ks, &phases, |i, lane, k| {
-        let mut slot = fleets[i].lock().unwrap();
-        if slot.is_none() {
-            let d = Deployment::new(&format!("cx{i}"));
-            phases.time("up", || lane.ok(&d, &strs(&up_with(&settings_config(&d, false)))))?;
-            *slot = Some((d, false));
-        }
-        let (d, on) = slot.as_mut().unwrap();
-        let to = !*on;
-        let cfg = settings_config(d, to);
-        let args = up_with(&cfg);
-        let base = d.state()["serial"].as_u64().unwrap();
-        let case = || {
-            let kill = phases.time("killed update", || kill_at(lane, d, &strs(&args), base + k))?;
-            phases.time("rerun", || lane.ok(d, &strs(&args)))?;
-            phases.time("checks", || check_settled(lane, d, &cfg))?;
-            Ok(kill)
-        };
-        let outcome = catch_unwind(AssertUnwindSafe(case)).unwrap_or_else(|p| Err(panic_message(p)));
-        match outcome {
-            Ok(_) => *on = to,
-            Err(_) => *slot = None,
-        }
-        outcome
+        let prefix = format!("cx{i}");
+        toggle_case(
+            &fleets[i],
+            lane,
+            &prefix,
+            &phases,
+            settings_config,
+            |d, _, cfg, args| {
+                let base = serial(d);
+                let kill = phases.time("killed update", || kill_at(lane, d, args, base + k))?;
+                phases.time("rerun", || lane.ok(d, args))?;
+                phases.time("checks", || check_settled(lane, d, cfg))?;
+                Ok(kill)
+            },
+        )
     });
     // Each lane has its own server: a deployment is destroyed where it lives.
     for (lane, fleet) in lanes.iter().zip(fleets) {
@@ -1284,16 +1313,9 @@ fn major_upgrade_killed_at_each_transition_converges_on_the_next_run() {
     lanes[0]
         .ok(&reference, &strs(&up_with(&engine_config(&reference, "10.11"))))
         .unwrap();
-    let base = reference.state()["serial"].as_u64().unwrap();
     let upgraded = engine_config(&reference, "11.4");
-    lanes[0].ok(&reference, &strs(&up_with(&upgraded))).unwrap();
-    let total = reference.state()["serial"].as_u64().unwrap() - base;
-    let blueprint: BTreeSet<String> = reference.state()["resources"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
+    let total = transitions_of(&lanes[0], &reference, &upgraded);
+    let blueprint = recorded_keys(&reference);
     check_major_upgraded(&lanes[0], &reference, &rt, &upgraded, &blueprint).unwrap();
     assert!(
         total >= 8,
@@ -1310,13 +1332,32 @@ fn major_upgrade_killed_at_each_transition_converges_on_the_next_run() {
         })?;
         let cfg = engine_config(&d, "11.4");
         let args = up_with(&cfg);
-        let base = d.state()["serial"].as_u64().unwrap();
+        let base = serial(&d);
         let kill = phases.time("killed upgrade", || kill_at(lane, &d, &strs(&args), base + k))?;
         phases.time("rerun", || lane.ok(&d, &strs(&args)))?;
         phases.time("checks", || check_major_upgraded(lane, &d, &rt, &cfg, &blueprint))?;
         phases.time("destroy", || lane.ok(&d, &destroy_args()))?;
         Ok(kill)
     });
+}
+
+/// `up` on 10.11, then an `up` to 11.4 killed mid-replace: the old parameter group retiring
+/// (recorded), its replacement created and recorded ready, the instance not moved yet; both
+/// groups exist in AWS.
+fn killed_mid_replace(lane: &Lane, rt: &tokio::runtime::Runtime, d: &Deployment) {
+    lane.ok(d, &strs(&up_with(&engine_config(d, "10.11")))).unwrap();
+    let old_group = crate::common::id(&d.state(), "db-params");
+    let upgrade = up_with(&engine_config(d, "11.4"));
+    let retiring = format!("db-params/retiring-{old_group}");
+    let killed = kill_when(lane, d, &strs(&upgrade), &[], "the replacement recorded", |_, st| {
+        st["resources"].get(&retiring).is_some() && st["resources"]["db-params"]["status"] == "ready"
+    })
+    .unwrap();
+    assert!(killed.is_some(), "the up ended before the replacement was recorded");
+    let st = d.state();
+    assert!(st["resources"].get(&retiring).is_some(), "{st:#}");
+    let groups = rt.block_on(census::everything(&lane.clients, &d.name))["db-parameter-group"].clone();
+    assert_eq!(groups.len(), 2, "both groups exist: {groups:?}");
 }
 
 /// Issue 18: `destroy` after an `up` killed mid-replace (the old parameter group retiring,
@@ -1327,19 +1368,7 @@ fn destroy_after_a_replace_killed_midway_deletes_the_retiring_resource_too() {
     let rt = runtime();
     let lane = &Lane::start(1, &rt)[0];
     let d = Deployment::new("crrd");
-    lane.ok(&d, &strs(&up_with(&engine_config(&d, "10.11")))).unwrap();
-    let old_group = crate::common::id(&d.state(), "db-params");
-    let upgrade = up_with(&engine_config(&d, "11.4"));
-    let retiring = format!("db-params/retiring-{old_group}");
-    let killed = kill_when(lane, &d, &strs(&upgrade), &[], "the replacement recorded", |_, st| {
-        st["resources"].get(&retiring).is_some() && st["resources"]["db-params"]["status"] == "ready"
-    })
-    .unwrap();
-    assert!(killed.is_some(), "the up ended before the replacement was recorded");
-    let st = d.state();
-    assert!(st["resources"].get(&retiring).is_some(), "{st:#}");
-    let groups = rt.block_on(census::everything(&lane.clients, &d.name))["db-parameter-group"].clone();
-    assert_eq!(groups.len(), 2, "both groups exist: {groups:?}");
+    killed_mid_replace(lane, &rt, &d);
     lane.ok(&d, &destroy_args()).unwrap();
     check_empty(&d, &lane.clients, &rt).unwrap();
 }
@@ -1424,25 +1453,8 @@ fn restore_killed_at_each_transition_is_finished_or_aborted_by_the_next_run() {
             .to_string();
         Ok(Restored { fleet, snapshot })
     };
-    let args = |r: &Restored| -> Vec<String> {
-        [
-            "restore",
-            "--db-snapshot",
-            &r.snapshot,
-            "--yes",
-            "--config",
-            r.fleet.cfg.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let with_cfg = |r: &Restored, a: &[&str]| -> Vec<String> {
-        a.iter()
-            .map(|s| s.to_string())
-            .chain(["--config".to_string(), r.fleet.cfg.to_str().unwrap().to_string()])
-            .collect()
-    };
+    let args = |r: &Restored| with_config(&r.fleet.cfg, &["restore", "--db-snapshot", &r.snapshot, "--yes"]);
+    let with_cfg = |r: &Restored, a: &[&str]| with_config(&r.fleet.cfg, a);
 
     // A clean restore and finish: how many transitions the restore makes.
     let reference = prepare(&lanes[0], "crrst").unwrap();
@@ -1508,7 +1520,7 @@ fn restore_killed_at_each_transition_is_finished_or_aborted_by_the_next_run() {
             phases.time("finish checks", || rt.block_on(check_on_database(d, c, &new, 0)))?;
             Ok(kill)
         };
-        let outcome = catch_unwind(AssertUnwindSafe(case)).unwrap_or_else(|p| Err(panic_message(p)));
+        let outcome = caught(case);
         if outcome.is_err() {
             // The deployment is in an unknown state: the lane's next case starts a new one.
             *slot = None;
@@ -1536,15 +1548,9 @@ fn restore_finish_and_abort_killed_at_each_transition_converge_on_the_rerun() {
     let lanes = Lane::on_suite_endpoint(threads(), &rt);
     let c = &lanes[0].clients;
     let prepare = |lane: &Lane, prefix: &str| -> Result<Fleet, String> { Fleet::up(lane, prefix) };
-    let with_cfg = |f: &Fleet, a: &[&str]| -> Vec<String> {
-        a.iter()
-            .map(|s| s.to_string())
-            .chain(["--config".to_string(), f.cfg.to_str().unwrap().to_string()])
-            .collect()
-    };
-    let restore = |f: &Fleet| with_cfg(f, &["restore", "--latest", "--yes"]);
-    let abort = |f: &Fleet| with_cfg(f, &["restore", "--abort", "--skip-final-snapshot"]);
-    let finish = |f: &Fleet| with_cfg(f, &["restore", "--finish", "--skip-final-snapshot", "--yes"]);
+    let restore = |f: &Fleet| with_config(&f.cfg, &["restore", "--latest", "--yes"]);
+    let abort = |f: &Fleet| with_config(&f.cfg, &["restore", "--abort", "--skip-final-snapshot"]);
+    let finish = |f: &Fleet| with_config(&f.cfg, &["restore", "--finish", "--skip-final-snapshot", "--yes"]);
 
     // A clean restore, abort, restore, finish: how many transitions each makes.
     let reference = prepare(&lanes[0], "crfa").unwrap();
@@ -1601,7 +1607,7 @@ fn restore_finish_and_abort_killed_at_each_transition_converge_on_the_rerun() {
             phases.time("finish checks", || rt.block_on(check_on_database(d, c, &new, 0)))?;
             Ok(kill)
         };
-        let outcome = catch_unwind(AssertUnwindSafe(case)).unwrap_or_else(|p| Err(panic_message(p)));
+        let outcome = caught(case);
         if outcome.is_err() {
             *slot = None;
         }
@@ -1655,17 +1661,10 @@ fn up_rolling_and_replacing_killed_at_each_transition_converges_on_the_next_run(
     lanes[0]
         .ok(&reference, &strs(&up_with(&roll_replace_config(&reference, false))))
         .unwrap();
-    let base = reference.state()["serial"].as_u64().unwrap();
     let versions_before = rt.block_on(versions(&reference)).len();
     let upgraded = roll_replace_config(&reference, true);
-    lanes[0].ok(&reference, &strs(&up_with(&upgraded))).unwrap();
-    let total = reference.state()["serial"].as_u64().unwrap() - base;
-    let blueprint: BTreeSet<String> = reference.state()["resources"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
+    let total = transitions_of(&lanes[0], &reference, &upgraded);
+    let blueprint = recorded_keys(&reference);
     rt.block_on(check_rolled(
         &lanes[0],
         &reference,
@@ -1694,7 +1693,7 @@ fn up_rolling_and_replacing_killed_at_each_transition_converges_on_the_next_run(
         let cfg = roll_replace_config(&d, true);
         let args = up_with(&cfg);
         let versions_before = rt.block_on(versions(&d)).len();
-        let base = d.state()["serial"].as_u64().unwrap();
+        let base = serial(&d);
         let kill = phases.time("killed up", || kill_at(lane, &d, &strs(&args), base + k))?;
         let st = d.state();
         let mut at = Vec::new();
@@ -1746,17 +1745,7 @@ fn destroy_without_the_state_after_a_replace_killed_midway_finds_both_groups() {
     let rt = runtime();
     let lane = &Lane::start(1, &rt)[0];
     let d = Deployment::new("crrl");
-    lane.ok(&d, &strs(&up_with(&engine_config(&d, "10.11")))).unwrap();
-    let old_group = crate::common::id(&d.state(), "db-params");
-    let upgrade = up_with(&engine_config(&d, "11.4"));
-    let retiring = format!("db-params/retiring-{old_group}");
-    let killed = kill_when(lane, &d, &strs(&upgrade), &[], "the replacement recorded", |_, st| {
-        st["resources"].get(&retiring).is_some() && st["resources"]["db-params"]["status"] == "ready"
-    })
-    .unwrap();
-    assert!(killed.is_some(), "the up ended before the replacement was recorded");
-    let groups = rt.block_on(census::everything(&lane.clients, &d.name))["db-parameter-group"].clone();
-    assert_eq!(groups.len(), 2, "both groups exist: {groups:?}");
+    killed_mid_replace(lane, &rt, &d);
     d.remove_state();
     lane.ok(&d, &destroy_args()).unwrap();
     check_empty(&d, &lane.clients, &rt).unwrap();
