@@ -82,7 +82,7 @@ fn graph_of(cfg: &Config) -> Arc<Graph> {
         region: REGION,
         azs: [format!("{REGION}a"), format!("{REGION}b")],
     };
-    Arc::new(Graph::new(spec::build_all(&input)).expect("the architecture graph is valid"))
+    Arc::new(Graph::new(spec::build(&input)).expect("the architecture graph is valid"))
 }
 
 fn figure_name(f: Figure) -> &'static str {

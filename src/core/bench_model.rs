@@ -446,7 +446,7 @@ mod tests {
             region: "eu-west-1",
             azs: ["eu-west-1a".into(), "eu-west-1b".into()],
         };
-        let g = Graph::new(spec::build_all(&input)).expect("valid graph");
+        let g = Graph::new(spec::build(&input)).expect("valid graph");
         let stacks: BTreeSet<VendorStack> = g.nodes().iter().map(|n| vendor_stack(n.kind)).collect();
         assert_eq!(stacks.len(), VendorStack::ALL.len());
         let tiers: BTreeSet<Tier> = g.nodes().iter().map(tier).collect();

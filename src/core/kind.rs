@@ -777,7 +777,7 @@ mod tests {
             ami: Some("ami-0123456789abcdef0".into()),
             ..Default::default()
         };
-        let nodes = crate::core::spec::build_all(&crate::core::spec::SpecInput {
+        let nodes = crate::core::spec::build(&crate::core::spec::SpecInput {
             config: &cfg,
             region: "eu-west-1",
             azs: ["eu-west-1a".into(), "eu-west-1b".into()],

@@ -258,7 +258,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let nodes = crate::core::spec::build_all(&crate::core::spec::SpecInput {
+        let nodes = crate::core::spec::build(&crate::core::spec::SpecInput {
             config: &cfg,
             region: "eu-west-1",
             azs: ["eu-west-1a".into(), "eu-west-1b".into()],
@@ -323,7 +323,7 @@ mod tests {
             region: "eu-west-1",
             azs: ["eu-west-1a".into(), "eu-west-1b".into()],
         };
-        let nodes = crate::core::spec::build_all(&input);
+        let nodes = crate::core::spec::build(&input);
         let by_key = |k: &str| nodes.iter().find(|n| n.key == k).unwrap();
         assert_eq!(emulated_create_s(by_key("vpce-s3")), 6.0);
         assert_eq!(emulated_create_s(by_key("vpce-ssm")), 90.0);

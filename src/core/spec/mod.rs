@@ -420,17 +420,6 @@ pub fn build(input: &SpecInput<'_>) -> Vec<NodeSpec> {
     b.nodes
 }
 
-/// Every tier of the architecture, whether or not `build` calls it yet (the modelled
-/// benchmark schedules the full graph; `build` will call the same four functions).
-pub fn build_all(input: &SpecInput<'_>) -> Vec<NodeSpec> {
-    let mut b = Builder { nodes: Vec::new() };
-    network(&mut b, input);
-    data(&mut b, input);
-    sideload(&mut b, input);
-    compute(&mut b, input);
-    b.nodes
-}
-
 fn keys(prefix: &str) -> Vec<String> {
     ZONES.iter().map(|z| format!("{prefix}-{z}")).collect()
 }
