@@ -846,3 +846,188 @@ pub async fn on_major_version(c: &Clients, db: &str, version: &str, new_group: &
         "the old group {old_group} is gone: {old:?}"
     );
 }
+
+// ---- the fleet, read back (upgrade, crash, restore) ----
+
+pub const LT: &str = "launch-template";
+
+/// A config file for this deployment (kept in its state directory): the group's sizes, no
+/// deletion protection (the fleet tests' config).
+pub fn fleet_config(d: &Deployment, min: i32, max: i32, desired: i32) -> PathBuf {
+    config(
+        d,
+        &format!(
+            "[database]\ndeletion_protection = false\n\n[scaling]\nmin = {min}\nmax = {max}\ndesired = {desired}\n"
+        ),
+    )
+}
+
+/// Output `name` of resource `key` in the deployment's state as it is now.
+pub fn recorded(d: &Deployment, key: &str, name: &str) -> String {
+    out(&d.state(), key, name)
+}
+
+/// What AWS says about the group after an upgrade.
+pub struct Seen {
+    pub min: i32,
+    pub max: i32,
+    pub desired: i32,
+    pub version: String,
+    pub suspended: Vec<String>,
+    /// ImageId of every running/pending instance of the group, from EC2.
+    pub images: Vec<String>,
+    /// Running/pending instances tagged with the deployment (the group's, nothing else).
+    pub tagged_running: usize,
+}
+
+pub async fn seen(d: &Deployment) -> Seen {
+    let c = clients().await;
+    let name = recorded(d, "asg", "id");
+    let out = c
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&name)
+        .send()
+        .await
+        .unwrap();
+    let g = out.auto_scaling_groups().first().expect("the group exists");
+    let ids: Vec<String> = g
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(String::from))
+        .collect();
+    let state_filter = aws_sdk_ec2::types::Filter::builder()
+        .name("instance-state-name")
+        .values("running")
+        .values("pending")
+        .build();
+    let images = if ids.is_empty() {
+        Vec::new()
+    } else {
+        let out = c
+            .ec2
+            .describe_instances()
+            .set_instance_ids(Some(ids))
+            .send()
+            .await
+            .unwrap();
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| i.image_id().unwrap_or("?").to_string())
+            .collect()
+    };
+    let tagged = c
+        .ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:pi-deploy:deployment")
+                .values(&d.name)
+                .build(),
+        )
+        .filters(state_filter)
+        .send()
+        .await
+        .unwrap();
+    Seen {
+        min: g.min_size().unwrap(),
+        max: g.max_size().unwrap(),
+        desired: g.desired_capacity().unwrap(),
+        version: g.launch_template().and_then(|l| l.version()).unwrap_or("?").to_string(),
+        suspended: g
+            .suspended_processes()
+            .iter()
+            .filter_map(|p| p.process_name().map(String::from))
+            .collect(),
+        images,
+        tagged_running: tagged.reservations().iter().map(|r| r.instances().len()).sum(),
+    }
+}
+
+/// (version number, AMI) of every version of the deployment's launch template.
+pub async fn versions(d: &Deployment) -> Vec<(i64, String)> {
+    let c = clients().await;
+    let out = c
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(recorded(d, LT, "id"))
+        .send()
+        .await
+        .unwrap();
+    let mut v: Vec<(i64, String)> = out
+        .launch_template_versions()
+        .iter()
+        .map(|v| {
+            let ami = v
+                .launch_template_data()
+                .and_then(|d| d.image_id())
+                .unwrap_or("?")
+                .to_string();
+            (v.version_number().unwrap(), ami)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+pub async fn default_version(d: &Deployment) -> i64 {
+    let c = clients().await;
+    let out = c
+        .ec2
+        .describe_launch_templates()
+        .launch_template_ids(recorded(d, LT, "id"))
+        .send()
+        .await
+        .unwrap();
+    out.launch_templates()[0].default_version_number().unwrap()
+}
+
+pub fn assert_on(s: &Seen, ami: &str, desired: i32) {
+    assert_eq!(s.images.len(), desired as usize, "{:?}", s.images);
+    assert!(
+        s.images.iter().all(|i| i == ami),
+        "every instance of the group runs {ami}: {:?}",
+        s.images
+    );
+    assert_eq!(s.tagged_running, desired as usize, "no instance left over");
+    assert!(s.suspended.is_empty(), "processes left suspended: {:?}", s.suspended);
+}
+
+/// (instance id, type, image) of every running instance of the deployment, from EC2.
+pub async fn fleet_of(d: &Deployment) -> Vec<(String, String, String)> {
+    let c = clients().await;
+    let out = c
+        .ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:pi-deploy:deployment")
+                .values(&d.name)
+                .build(),
+        )
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-state-name")
+                .values("running")
+                .values("pending")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut v: Vec<(String, String, String)> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| {
+            (
+                i.instance_id().unwrap_or("?").to_string(),
+                i.instance_type().map_or("?", |t| t.as_str()).to_string(),
+                i.image_id().unwrap_or("?").to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}

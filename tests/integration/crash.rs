@@ -30,7 +30,7 @@ use pi_deploy::core::spec::Kind;
 use crate::census;
 use crate::common::{Deployment, ami, clients, events};
 use crate::lanes::Lane;
-use crate::upgrade::{LT, assert_on, config, default_version, fleet_of, recorded, seen, versions};
+use crate::common::{LT, assert_on, default_version, fleet_config, fleet_of, recorded, seen, versions};
 
 fn destroy_args() -> Vec<&'static str> {
     vec![
@@ -689,7 +689,7 @@ impl Fleet {
     fn up(lane: &Lane, prefix: &str) -> Result<Fleet, String> {
         let d = Deployment::new(prefix);
         let (min, max, desired) = SCALING;
-        let cfg = config(&d, min, max, desired);
+        let cfg = fleet_config(&d, min, max, desired);
         let on = ami('A');
         lane.ok(&d, &["up", "--ami", &on, "--yes", "--config", cfg.to_str().unwrap()])?;
         Ok(Fleet { d, cfg, on })
@@ -711,7 +711,7 @@ impl Fleet {
 /// What AWS says of the group, which must run `ami` on every instance (`assert_on`: as many
 /// as desired, no other instance running, no process suspended) with the configured
 /// min/max/desired (`SCALING`).
-async fn on_image_as_configured(d: &Deployment, ami: &str) -> Result<crate::upgrade::Seen, String> {
+async fn on_image_as_configured(d: &Deployment, ami: &str) -> Result<crate::common::Seen, String> {
     let (min, max, desired) = SCALING;
     let s = seen(d).await;
     assert_on(&s, ami, desired);

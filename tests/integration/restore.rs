@@ -17,7 +17,7 @@ use crate::census;
 use pi_deploy::aws::Clients;
 
 use crate::common::{self, Deployment, clients, events, ok_config, ok_keeping_a_healthy_target, run_config, show};
-use crate::upgrade::{config, default_version, fleet_of, recorded, seen};
+use crate::common::{default_version, fleet_config, fleet_of, recorded, seen};
 
 fn outputs(out: &std::process::Output) -> serde_json::Value {
     let ev = events(out);
@@ -128,7 +128,7 @@ async fn set_storage(c: &Clients, id: &str, gib: i32) {
 async fn a_restore_from_a_snapshot_switches_the_deployment_and_abort_and_finish_work() {
     let c = clients().await;
     let d = Deployment::new("rst");
-    let cfg = config(&d, 1, 3, 2);
+    let cfg = fleet_config(&d, 1, 3, 2);
     ok_config(&d, &cfg, &["up", "--ami", &common::ami('A'), "--yes"]);
     let old = recorded(&d, "db", "id");
     let old_secret = recorded(&d, "db", "secret_arn");
@@ -312,7 +312,7 @@ async fn a_restore_from_a_snapshot_switches_the_deployment_and_abort_and_finish_
 async fn a_point_in_time_restore_switches_and_destroy_after_it_leaves_nothing() {
     let c = clients().await;
     let d = Deployment::new("rpit");
-    let cfg = config(&d, 1, 2, 1);
+    let cfg = fleet_config(&d, 1, 2, 1);
     ok_config(&d, &cfg, &["up", "--ami", &common::ami('A'), "--yes"]);
     let old = recorded(&d, "db", "id");
     let at = (chrono::Utc::now() - chrono::Duration::seconds(5))
@@ -383,7 +383,7 @@ async fn a_snapshot_from_before_a_major_upgrade_is_refused_before_anything() {
 async fn with_the_state_lost_status_and_destroy_find_the_restored_instance_by_its_tags() {
     let c = clients().await;
     let d = Deployment::new("rlost");
-    let cfg = config(&d, 1, 1, 1);
+    let cfg = fleet_config(&d, 1, 1, 1);
     ok_config(&d, &cfg, &["up", "--ami", &common::ami('A'), "--yes"]);
     let out = ok_config(&d, &cfg, &["restore", "--latest", "--yes", "--json"]);
     let new = outputs(&out)["db_instance"].as_str().unwrap().to_string();

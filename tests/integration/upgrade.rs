@@ -16,155 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::common::{self, Deployment, clients, events, ok_config, ok_keeping_a_healthy_target, run_config};
-
-pub(crate) const LT: &str = "launch-template";
-
-/// A config file for this deployment (kept in its state directory): the group's sizes, no
-/// deletion protection.
-pub(crate) fn config(d: &Deployment, min: i32, max: i32, desired: i32) -> PathBuf {
-    common::config(
-        d,
-        &format!(
-            "[database]\ndeletion_protection = false\n\n[scaling]\nmin = {min}\nmax = {max}\ndesired = {desired}\n"
-        ),
-    )
-}
+use crate::common::{
+    self, Deployment, LT, assert_on, clients, default_version, events, fleet_config, fleet_of, ok_config,
+    ok_keeping_a_healthy_target, recorded, run_config, seen, versions,
+};
 
 fn code(out: &Output) -> Option<i32> {
     out.status.code()
-}
-
-/// Output `name` of resource `key` in the deployment's state as it is now.
-pub(crate) fn recorded(d: &Deployment, key: &str, name: &str) -> String {
-    common::out(&d.state(), key, name)
-}
-
-/// What AWS says about the group after an upgrade.
-pub(crate) struct Seen {
-    pub(crate) min: i32,
-    pub(crate) max: i32,
-    pub(crate) desired: i32,
-    pub(crate) version: String,
-    pub(crate) suspended: Vec<String>,
-    /// ImageId of every running/pending instance of the group, from EC2.
-    pub(crate) images: Vec<String>,
-    /// Running/pending instances tagged with the deployment (the group's, nothing else).
-    pub(crate) tagged_running: usize,
-}
-
-pub(crate) async fn seen(d: &Deployment) -> Seen {
-    let c = clients().await;
-    let name = recorded(d, "asg", "id");
-    let out = c
-        .autoscaling
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&name)
-        .send()
-        .await
-        .unwrap();
-    let g = out.auto_scaling_groups().first().expect("the group exists");
-    let ids: Vec<String> = g
-        .instances()
-        .iter()
-        .filter_map(|i| i.instance_id().map(String::from))
-        .collect();
-    let state_filter = aws_sdk_ec2::types::Filter::builder()
-        .name("instance-state-name")
-        .values("running")
-        .values("pending")
-        .build();
-    let images = if ids.is_empty() {
-        Vec::new()
-    } else {
-        let out = c
-            .ec2
-            .describe_instances()
-            .set_instance_ids(Some(ids))
-            .send()
-            .await
-            .unwrap();
-        out.reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .map(|i| i.image_id().unwrap_or("?").to_string())
-            .collect()
-    };
-    let tagged = c
-        .ec2
-        .describe_instances()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:pi-deploy:deployment")
-                .values(&d.name)
-                .build(),
-        )
-        .filters(state_filter)
-        .send()
-        .await
-        .unwrap();
-    Seen {
-        min: g.min_size().unwrap(),
-        max: g.max_size().unwrap(),
-        desired: g.desired_capacity().unwrap(),
-        version: g.launch_template().and_then(|l| l.version()).unwrap_or("?").to_string(),
-        suspended: g
-            .suspended_processes()
-            .iter()
-            .filter_map(|p| p.process_name().map(String::from))
-            .collect(),
-        images,
-        tagged_running: tagged.reservations().iter().map(|r| r.instances().len()).sum(),
-    }
-}
-
-/// (version number, AMI) of every version of the deployment's launch template.
-pub(crate) async fn versions(d: &Deployment) -> Vec<(i64, String)> {
-    let c = clients().await;
-    let out = c
-        .ec2
-        .describe_launch_template_versions()
-        .launch_template_id(recorded(d, LT, "id"))
-        .send()
-        .await
-        .unwrap();
-    let mut v: Vec<(i64, String)> = out
-        .launch_template_versions()
-        .iter()
-        .map(|v| {
-            let ami = v
-                .launch_template_data()
-                .and_then(|d| d.image_id())
-                .unwrap_or("?")
-                .to_string();
-            (v.version_number().unwrap(), ami)
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-pub(crate) async fn default_version(d: &Deployment) -> i64 {
-    let c = clients().await;
-    let out = c
-        .ec2
-        .describe_launch_templates()
-        .launch_template_ids(recorded(d, LT, "id"))
-        .send()
-        .await
-        .unwrap();
-    out.launch_templates()[0].default_version_number().unwrap()
-}
-
-pub(crate) fn assert_on(s: &Seen, ami: &str, desired: i32) {
-    assert_eq!(s.images.len(), desired as usize, "{:?}", s.images);
-    assert!(
-        s.images.iter().all(|i| i == ami),
-        "every instance of the group runs {ami}: {:?}",
-        s.images
-    );
-    assert_eq!(s.tagged_running, desired as usize, "no instance left over");
-    assert!(s.suspended.is_empty(), "processes left suspended: {:?}", s.suspended);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -172,7 +30,7 @@ async fn upgrade_swaps_every_instance_to_the_new_ami_and_restores_the_group() {
     let d = Deployment::new("upg");
     let (a, b) = (common::ami('A'), common::ami('B'));
     // desired == max: the swap must raise max by one and put it back.
-    let cfg = config(&d, 1, 2, 2);
+    let cfg = fleet_config(&d, 1, 2, 2);
 
     // Nothing deployed: refused before any change, with a pointer to `up`.
     let none = run_config(&d, &cfg, &["upgrade", "--ami", &b, "--yes"]);
@@ -365,7 +223,7 @@ fn kill_mid_run(d: &Deployment, args: &[&str], kill_at: &[&str]) -> String {
 async fn an_upgrade_killed_mid_swap_is_finished_by_the_next_run() {
     let d = Deployment::new("upk");
     let (a, b) = (common::ami('A'), common::ami('B'));
-    let cfg = config(&d, 1, 4, 3);
+    let cfg = fleet_config(&d, 1, 4, 3);
     ok_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
 
     let killed_at = kill_mid_swap(&d, &cfg, &b, &["launching", "draining", "terminating"]);
@@ -424,7 +282,7 @@ async fn an_upgrade_killed_mid_swap_is_finished_by_the_next_run() {
 async fn an_upgrade_killed_mid_swap_can_be_rolled_back_with_abort() {
     let d = Deployment::new("upa");
     let (a, b) = (common::ami('A'), common::ami('B'));
-    let cfg = config(&d, 1, 3, 3);
+    let cfg = fleet_config(&d, 1, 3, 3);
     ok_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
 
     let killed_at = kill_mid_swap(&d, &cfg, &b, &["launching", "draining"]);
@@ -490,7 +348,7 @@ async fn an_upgrade_killed_mid_swap_can_be_rolled_back_with_abort() {
 async fn an_abort_after_the_old_instance_left_the_load_balancer_keeps_a_healthy_target() {
     let d = Deployment::new("uabd");
     let (a, b) = (common::ami('A'), common::ami('B'));
-    let cfg = config(&d, 1, 3, 1);
+    let cfg = fleet_config(&d, 1, 3, 1);
     ok_config(&d, &cfg, &["up", "--ami", &a, "--yes"]);
     let tg = recorded(&d, "tg", "id");
 
@@ -617,44 +475,6 @@ async fn fleet_is(d: &Deployment, n: usize, instance_type: &str, ami: &str) -> V
 fn nothing_to_plan(d: &Deployment, cfg: &Path, ami: &str) {
     let plan = run_config(d, cfg, &["plan", "--ami", ami, "--detailed-exitcode"]);
     assert_eq!(code(&plan), Some(0), "{}", common::show(&plan));
-}
-
-/// (instance id, type, image) of every running instance of the deployment, from EC2.
-pub(crate) async fn fleet_of(d: &Deployment) -> Vec<(String, String, String)> {
-    let c = clients().await;
-    let out = c
-        .ec2
-        .describe_instances()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:pi-deploy:deployment")
-                .values(&d.name)
-                .build(),
-        )
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("instance-state-name")
-                .values("running")
-                .values("pending")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let mut v: Vec<(String, String, String)> = out
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .map(|i| {
-            (
-                i.instance_id().unwrap_or("?").to_string(),
-                i.instance_type().map_or("?", |t| t.as_str()).to_string(),
-                i.image_id().unwrap_or("?").to_string(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 /// Issue 18: a change to what the instances boot with is carried out by `up` itself: `plan`
