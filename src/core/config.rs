@@ -26,6 +26,11 @@ pub struct Config {
     pub ami: Option<String>,
     pub instance_type: String,
     pub root_volume_gib: i32,
+    /// The port the image's dashboard listens on (8224 for the Panintelligence image): the
+    /// target group's port, the instances' security group and network ACL rules. A change
+    /// replaces the target group (create before destroy) and moves the listeners and the Auto
+    /// Scaling group to it; the dashboard answers again once the instances serve that port.
+    pub dashboard_port: i32,
     /// ACM certificate ARN; without it the ALB serves HTTP on 80 only.
     pub certificate_arn: Option<String>,
     pub tls_policy: String,
@@ -172,6 +177,7 @@ impl Default for Config {
             ami: None,
             instance_type: "t3.medium".into(),
             root_volume_gib: 15,
+            dashboard_port: super::spec::DASHBOARD_PORT,
             certificate_arn: None,
             tls_policy: "ELBSecurityPolicy-TLS13-1-2-2021-06".into(),
             hosted_zone_id: None,
@@ -384,6 +390,20 @@ pub const KNOWN_FAMILIES: &[&str] = &[
     "mariadb11.4",
     "mariadb11.8",
 ];
+
+/// What is wrong with `port` as the dashboard's port, if anything. Unprivileged (the image
+/// runs the dashboard as its own user), below Linux's ephemeral range (the app subnets' ACL
+/// denies the dashboard port to everything but the public subnets, which would drop replies
+/// to the instances' own connections from that port), and not NFS (2049), which the same
+/// ACL keeps for the VPC.
+pub fn dashboard_port_problem(port: i32) -> Option<String> {
+    if !(1024..=32767).contains(&port) {
+        return Some(format!(
+            "{port} is outside 1024..32767 (unprivileged, below the instances' ephemeral ports)"
+        ));
+    }
+    (port == 2049).then(|| "2049 is NFS, which the instances use for the file system".to_string())
+}
 
 fn err(errors: &mut Vec<ConfigError>, field: &str, problem: impl Into<String>, fix: impl Into<String>) {
     errors.push(ConfigError {
@@ -948,6 +968,14 @@ impl Config {
                 "use t3.medium or t3a.medium",
             );
         }
+        if let Some(problem) = dashboard_port_problem(self.dashboard_port) {
+            err(
+                e,
+                "dashboard_port",
+                problem,
+                "use the port your image's dashboard listens on: 8224 for the Panintelligence image",
+            );
+        }
         if !(8..=16384).contains(&self.root_volume_gib) {
             err(
                 e,
@@ -1171,6 +1199,9 @@ mod tests {
             }),
             ("instance_type", |c| c.instance_type = "medium".into()),
             ("root_volume_gib", |c| c.root_volume_gib = 2),
+            ("dashboard_port", |c| c.dashboard_port = 80),
+            ("dashboard_port", |c| c.dashboard_port = 2049),
+            ("dashboard_port", |c| c.dashboard_port = 40000),
             ("lambda.runtime", |c| c.lambda.runtime = "python3.8".into()),
             ("lambda.log_retention_days", |c| c.lambda.log_retention_days = 2),
             ("logging.alb_access_log_days", |c| c.logging.alb_access_log_days = 0),

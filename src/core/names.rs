@@ -54,6 +54,22 @@ pub fn alb(dep: &str) -> String {
 pub fn target_group(dep: &str) -> String {
     format!("{dep}-tg")
 }
+/// Whether `name` is one of the deployment's target groups (of any dashboard port).
+pub fn is_target_group(dep: &str, name: &str) -> bool {
+    name == target_group(dep)
+        || name
+            .strip_prefix(&format!("{}-", target_group(dep)))
+            .is_some_and(|p| p.parse::<i32>().is_ok_and(|p| p > 0) && !p.starts_with('0'))
+}
+/// The target group for the dashboard on `port`: named after the port (what forces its
+/// replace), so a port change's new group never has the name of the group it replaces; the
+/// Panintelligence image's port keeps the name the group always had (`target_group`).
+pub fn target_group_of(dep: &str, port: i32) -> String {
+    match port {
+        crate::core::spec::DASHBOARD_PORT => target_group(dep),
+        _ => format!("{}-{port}", target_group(dep)),
+    }
+}
 pub fn db_identifier(dep: &str) -> String {
     format!("{dep}-db")
 }
@@ -382,6 +398,11 @@ pub fn derived(dep: &str) -> Vec<Derived> {
         ),
         d("load balancer name", alb(dep), Rule::LoadBalancer),
         d("target group name", target_group(dep), Rule::TargetGroup),
+        d(
+            "target group name of another dashboard port",
+            target_group_of(dep, 32767),
+            Rule::TargetGroup,
+        ),
         d("DB identifier", db_identifier(dep), Rule::RdsIdentifier { max: 63 }),
         d(
             "DB parameter group name",
@@ -450,6 +471,21 @@ mod tests {
             assert_eq!(n.rule.check(&n.name), Ok(()), "{} `{}`", n.what, n.name);
         }
         assert!(check_deployment_name(&"a".repeat(MAX_DEPLOYMENT_LEN + 1)).is_err());
+    }
+
+    /// The image's port keeps the name the group always had; another port is in the name, so
+    /// a port change's replacement never collides; the scan knows every port's name and
+    /// nothing else (another deployment's `pi-tg-x`, a longer deployment name).
+    #[test]
+    fn the_target_group_is_named_after_its_port() {
+        assert_eq!(target_group_of("pi", 8224), "pi-tg");
+        assert_eq!(target_group_of("pi", 8443), "pi-tg-8443");
+        for port in [8224, 8443, 32767] {
+            assert!(is_target_group("pi", &target_group_of("pi", port)), "{port}");
+        }
+        for other in ["pi-tg-x", "pi-tg-", "pi-tg-08443", "pi-2-tg", "pie-tg", "pi-tg-8443-b"] {
+            assert!(!is_target_group("pi", other), "{other}");
+        }
     }
 
     /// Valid deployment names whose derived names one service refuses, each with the

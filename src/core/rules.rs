@@ -89,19 +89,19 @@ pub fn public_acl_rules(private_cidrs: &[String]) -> Vec<AclRule> {
     rules
 }
 
-/// App subnets: the dashboard port from the public subnets (the ALB), NFS and HTTPS
-/// (EFS mount targets, VPC endpoints) from the VPC, and return traffic. The dashboard and
-/// NFS ports lie inside the ephemeral range, so explicit denies (evaluated before the
-/// ephemeral allowance: lower numbers first) keep them closed to everything else.
-pub fn app_acl_rules(vpc_cidr: &str, public_cidrs: &[String]) -> Vec<AclRule> {
+/// App subnets: the dashboard port (`dashboard_port`) from the public subnets (the ALB),
+/// NFS and HTTPS (EFS mount targets, VPC endpoints) from the VPC, and return traffic. The
+/// dashboard and NFS ports lie inside the ephemeral range, so explicit denies (evaluated
+/// before the ephemeral allowance: lower numbers first) keep them closed to everything else.
+pub fn app_acl_rules(vpc_cidr: &str, public_cidrs: &[String], dashboard_port: i32) -> Vec<AclRule> {
     let mut rules: Vec<AclRule> = public_cidrs
         .iter()
         .enumerate()
-        .map(|(i, cidr)| inbound_tcp(100 + i as i32, cidr, 8224, 8224))
+        .map(|(i, cidr)| inbound_tcp(100 + i as i32, cidr, dashboard_port, dashboard_port))
         .collect();
     rules.push(inbound_tcp(110, vpc_cidr, 2049, 2049));
     rules.push(inbound_tcp(120, vpc_cidr, 443, 443));
-    rules.push(deny_inbound_tcp(125, 8224));
+    rules.push(deny_inbound_tcp(125, dashboard_port));
     rules.push(deny_inbound_tcp(126, 2049));
     rules.push(inbound_tcp(130, ANYWHERE, 1024, 65535));
     rules.push(outbound_all());
@@ -175,8 +175,9 @@ fn from_anywhere(port: i32, description: &str) -> SgRule {
     }
 }
 
-/// The six security groups of the blueprint, exactly.
-pub fn security_groups() -> Vec<SecurityGroupDef> {
+/// The six security groups of the blueprint, exactly; the instances take the dashboard on
+/// `dashboard_port`.
+pub fn security_groups(dashboard_port: i32) -> Vec<SecurityGroupDef> {
     vec![
         SecurityGroupDef {
             key: "sg-alb",
@@ -186,8 +187,9 @@ pub fn security_groups() -> Vec<SecurityGroupDef> {
         },
         SecurityGroupDef {
             key: "sg-app",
-            description: "Panintelligence dashboard instances: 8224 from the load balancer",
-            ingress: vec![from_group(8224, "sg-alb", "dashboard from the ALB")],
+            // A group's description never changes: it does not name the port.
+            description: "Panintelligence dashboard instances: the dashboard port from the load balancer",
+            ingress: vec![from_group(dashboard_port, "sg-alb", "dashboard from the ALB")],
             restrict_egress: false,
         },
         SecurityGroupDef {
@@ -282,7 +284,7 @@ mod tests {
     #[test]
     fn app_acl_admits_the_dashboard_only_from_public_subnets() {
         let public = vec!["10.0.2.0/24".to_string(), "10.0.3.0/24".to_string()];
-        let rules = app_acl_rules("10.0.0.0/16", &public);
+        let rules = app_acl_rules("10.0.0.0/16", &public, 8224);
         // A source in public-a matches public-a's rule and 0.0.0.0/0 rules.
         let public_a = |c: &str| c == "10.0.2.0/24" || c == ANYWHERE || c == "10.0.0.0/16";
         let app_b = |c: &str| c == ANYWHERE || c == "10.0.0.0/16";
@@ -299,6 +301,30 @@ mod tests {
         assert!(!admits(&rules, internet, 22));
     }
 
+    /// Another image's port: the public subnets reach it, nothing else does, and 8224 is
+    /// no longer special; the instances' group takes it from the ALB's group only.
+    #[test]
+    fn the_dashboard_port_follows_the_config() {
+        let public = vec!["10.0.2.0/24".to_string(), "10.0.3.0/24".to_string()];
+        let rules = app_acl_rules("10.0.0.0/16", &public, 8443);
+        let public_a = |c: &str| c == "10.0.2.0/24" || c == ANYWHERE || c == "10.0.0.0/16";
+        let internet = |c: &str| c == ANYWHERE;
+        assert!(admits(&rules, public_a, 8443));
+        assert!(!admits(&rules, internet, 8443));
+        assert!(
+            admits(&rules, internet, 8224),
+            "8224 is a return port like any other now"
+        );
+        let app = security_groups(8443).into_iter().find(|g| g.key == "sg-app").unwrap();
+        assert_eq!(
+            app.ingress
+                .iter()
+                .map(|r| (r.port, r.source_group()))
+                .collect::<Vec<_>>(),
+            [(8443, Some("sg-alb"))]
+        );
+    }
+
     /// Why 3389 (Prowler's ec2_networkacl_allow_ingress_tcp_port_3389, declared in
     /// tests/security/trade-offs.txt) stays inside the return-traffic range: the NAT gateway
     /// (public subnets) and Lambda (app subnets) take their source ports from all of
@@ -310,7 +336,7 @@ mod tests {
         let public = vec!["10.0.2.0/24".to_string(), "10.0.3.0/24".to_string()];
         let internet = |c: &str| c == ANYWHERE;
         let public_acl = public_acl_rules(&app_cidrs());
-        let app_acl = app_acl_rules("10.0.0.0/16", &public);
+        let app_acl = app_acl_rules("10.0.0.0/16", &public, 8224);
         for port in 1024..=65535 {
             assert!(admits(&public_acl, internet, port), "public, port {port}");
             let closed = port == 8224 || port == 2049;
@@ -367,7 +393,7 @@ mod tests {
     fn acl_rule_numbers_are_unique_per_direction() {
         for rules in [
             public_acl_rules(&app_cidrs()),
-            app_acl_rules("10.0.0.0/16", &["10.0.2.0/24".into(), "10.0.3.0/24".into()]),
+            app_acl_rules("10.0.0.0/16", &["10.0.2.0/24".into(), "10.0.3.0/24".into()], 8224),
             db_acl_rules(&["10.0.0.0/24".into(), "10.0.1.0/24".into()]),
         ] {
             let mut seen = std::collections::HashSet::new();
@@ -379,7 +405,7 @@ mod tests {
 
     #[test]
     fn security_groups_match_the_blueprint() {
-        let sgs = security_groups();
+        let sgs = security_groups(8224);
         let get = |k: &str| sgs.iter().find(|s| s.key == k).unwrap();
         let summary = |k: &str| -> Vec<(i32, String)> {
             get(k)

@@ -57,12 +57,19 @@ pub const ATTRS: &[AttrSpec] = &[
         &["network.app_subnet_cidrs"],
     ),
     AttrSpec::update("termination_policies", &[]),
+    AttrSpec::with(
+        "target_groups",
+        ChangeAction::Update,
+        "the instances are registered with the new group before they are drained from the old one",
+        &["dashboard_port"],
+    ),
 ];
 
 /// The desired settings (pure). `subnets` are the subnets' ids, as dependencies.
 pub fn desired_settings(spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Settings {
     let Props::AutoScalingGroup {
         subnets,
+        target_group,
         min,
         max,
         desired,
@@ -83,6 +90,10 @@ pub fn desired_settings(spec: &NodeSpec, deps: &BTreeMap<String, Outputs>) -> Se
             diff::list(subnets.iter().map(|k| super::dep_output(deps, k, "id"))),
         ),
         ("termination_policies", diff::list(TERMINATION_POLICIES)),
+        (
+            "target_groups",
+            diff::list([super::dep_output(deps, target_group, "id")]),
+        ),
     ])
 }
 
@@ -123,7 +134,16 @@ pub fn live_settings(g: &t::AutoScalingGroup, configured: (i32, i32, i32), appli
             "termination_policies",
             diff::list(g.termination_policies().iter().cloned()),
         ),
+        ("target_groups", diff::list(g.target_group_arns().iter().cloned())),
     ])
+}
+
+/// The target groups to attach and to detach to go from `live` to `wanted` (pure): every
+/// wanted one not attached, every attached one not wanted.
+pub fn target_group_moves(wanted: &[String], live: &[String]) -> (Vec<String>, Vec<String>) {
+    let attach = wanted.iter().filter(|w| !live.contains(w)).cloned().collect();
+    let detach = live.iter().filter(|l| !wanted.contains(l)).cloned().collect();
+    (attach, detach)
 }
 
 pub struct AutoScalingGroup;
@@ -319,6 +339,37 @@ async fn instance_states(aws: &Aws, ids: &[String]) -> Result<Vec<(String, Strin
         .collect())
 }
 
+impl AutoScalingGroup {
+    /// Attaches the wanted target groups first, then detaches the others: the instances are
+    /// registered with a replacing group before they drain from the one it replaces. Both
+    /// calls are idempotent (attaching an attached group, detaching a detached one: no-ops).
+    async fn move_target_groups(&self, aws: &Aws, name: &str, wanted: &[String]) -> Result<(), ResourceError> {
+        let live: Vec<String> = describe_group(aws, name)
+            .await?
+            .map(|g| g.target_group_arns().to_vec())
+            .unwrap_or_default();
+        let (attach, detach) = target_group_moves(wanted, &live);
+        let asg = &aws.clients.autoscaling;
+        if !attach.is_empty() {
+            asg.attach_load_balancer_target_groups()
+                .auto_scaling_group_name(name)
+                .set_target_group_arns(Some(attach))
+                .send()
+                .await
+                .map_err(|e| reclassify_missing_group(crate::aws::sdk("attaching the target group", e)))?;
+        }
+        if !detach.is_empty() {
+            asg.detach_load_balancer_target_groups()
+                .auto_scaling_group_name(name)
+                .set_target_group_arns(Some(detach))
+                .send()
+                .await
+                .map_err(|e| reclassify_missing_group(crate::aws::sdk("detaching the old target group", e)))?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl ResourceKind for AutoScalingGroup {
     async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
@@ -447,10 +498,11 @@ impl ResourceKind for AutoScalingGroup {
         mut outputs: Outputs,
         changes: &[Change],
     ) -> Result<Outputs, ResourceError> {
-        let (subnets, min, max, desired, grace) = props!(
+        let (subnets, target_group, min, max, desired, grace) = props!(
             cx,
             AutoScalingGroup {
                 subnets,
+                target_group,
                 min,
                 max,
                 desired,
@@ -484,6 +536,10 @@ impl ResourceKind for AutoScalingGroup {
         req.send()
             .await
             .map_err(|e| reclassify_missing_group(crate::aws::sdk("updating the Auto Scaling group", e)))?;
+        if changed("target_groups") {
+            self.move_target_groups(aws, &name, &[cx.dep_id(target_group)?.to_string()])
+                .await?;
+        }
         Ok(outputs)
     }
 
@@ -631,6 +687,7 @@ mod tests {
             .health_check_type("ELB")
             .vpc_zone_identifier("subnet-b,subnet-a")
             .set_termination_policies(Some(TERMINATION_POLICIES.iter().map(|s| s.to_string()).collect()))
+            .target_group_arns("arn:tg-8224")
             .build()
     }
 
@@ -655,10 +712,14 @@ mod tests {
     }
 
     fn deps() -> BTreeMap<String, Outputs> {
-        [("subnet-app-a", "subnet-a"), ("subnet-app-b", "subnet-b")]
-            .into_iter()
-            .map(|(k, id)| (k.to_string(), Outputs::new().with("id", id)))
-            .collect()
+        [
+            ("subnet-app-a", "subnet-a"),
+            ("subnet-app-b", "subnet-b"),
+            ("tg", "arn:tg-8224"),
+        ]
+        .into_iter()
+        .map(|(k, id)| (k.to_string(), Outputs::new().with("id", id)))
+        .collect()
     }
 
     fn changes(want: (i32, i32, i32), live: (i32, i32, i32), applied: i32) -> Vec<(String, String, String)> {
@@ -677,6 +738,36 @@ mod tests {
             vec![("max_size".into(), "5".into(), "8".into())]
         );
         assert!(changes((1, 5, 1), (1, 5, 1), 1).is_empty());
+    }
+
+    /// A replaced target group (another dashboard port) is an update of the group: the new
+    /// one attached before the old one is detached; one detached by hand is attached again.
+    #[test]
+    fn a_new_target_group_is_attached_before_the_old_one_is_detached() {
+        let mut moved = deps();
+        moved.insert("tg".into(), Outputs::new().with("id", "arn:tg-8443"));
+        let desired = desired_settings(&spec(1, 5, 1), &moved);
+        let live = live_settings(&group(1, 5, 1), (1, 5, 1), Some(1));
+        let got: Vec<(String, String, String, ChangeAction)> = diff::diff(ATTRS, &desired, &live, None)
+            .into_iter()
+            .map(|c| (c.attribute, c.old, c.new, c.action))
+            .collect();
+        assert_eq!(
+            got,
+            [(
+                "target_groups".to_string(),
+                "arn:tg-8224".to_string(),
+                "arn:tg-8443".to_string(),
+                ChangeAction::Update
+            )]
+        );
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            target_group_moves(&s(&["arn:new"]), &s(&["arn:old"])),
+            (s(&["arn:new"]), s(&["arn:old"]))
+        );
+        assert_eq!(target_group_moves(&s(&["arn:new"]), &s(&[])), (s(&["arn:new"]), s(&[])));
+        assert_eq!(target_group_moves(&s(&["arn:new"]), &s(&["arn:new"])), (s(&[]), s(&[])));
     }
 
     #[test]

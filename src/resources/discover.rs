@@ -308,7 +308,6 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
     let log_group = names::lambda_log_group(&dep);
     let function = names::lambda_function(&dep);
     let endpoint = names::db_endpoint_parameter(&dep);
-    let tg = names::target_group(&dep);
     let alb = names::alb(&dep);
     let asg = names::asg(&dep);
     let get_role = |name: &str| {
@@ -433,16 +432,7 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
                     .map_err(err("looking up the endpoint parameter")),
             )
         },
-        async {
-            absent(
-                c.elb
-                    .describe_target_groups()
-                    .names(&tg)
-                    .send()
-                    .await
-                    .map_err(err("looking up the target group")),
-            )
-        },
+        target_groups_named(aws, &dep),
         async {
             absent(
                 c.elb
@@ -569,13 +559,8 @@ async fn named_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), Resource
     }
 
     // ELBv2 and Auto Scaling: by name (their tags need a second call each).
-    let got = got_tg?;
-    for g in got.iter().flat_map(|o| o.target_groups()) {
-        push(Some(untagged(
-            Kind::TargetGroup,
-            "tg",
-            g.target_group_arn().unwrap_or_default(),
-        )));
+    for arn in got_tg? {
+        push(Some(untagged(Kind::TargetGroup, "tg", &arn)));
     }
     let got = got_alb?;
     for lb in got.iter().flat_map(|o| o.load_balancers()) {
@@ -616,6 +601,36 @@ fn db_instance_found(id: &str, tags: &Tags, deployment: &str, db: &str) -> Optio
 /// A resource found by its derived name; `None` when it is tagged for another deployment.
 fn by_name(kind: Kind, tags: &Tags, deployment: &str, well_known: &str, id: &str) -> Option<Found> {
     named_key(tags, deployment, well_known).map(|key| Found::new(key, kind, id).tagged(is_tagged(tags, deployment)))
+}
+
+/// The ARNs of the deployment's target groups (`names::is_target_group`: the group of each
+/// dashboard port), every page of the region's groups.
+async fn target_groups_named(aws: &Aws, dep: &str) -> Result<Vec<String>, ResourceError> {
+    let mut out = Vec::new();
+    let mut marker: Option<String> = None;
+    // Bounded: a region holds at most 3000 target groups by default (8 pages of 400).
+    for _ in 0..50 {
+        let page = aws
+            .clients
+            .elb
+            .describe_target_groups()
+            .page_size(400)
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(err("listing the target groups"))?;
+        out.extend(
+            page.target_groups()
+                .iter()
+                .filter(|g| g.target_group_name().is_some_and(|n| names::is_target_group(dep, n)))
+                .filter_map(|g| g.target_group_arn().map(String::from)),
+        );
+        match page.next_marker() {
+            Some(m) if !m.is_empty() => marker = Some(m.to_string()),
+            _ => break,
+        }
+    }
+    Ok(out)
 }
 
 /// The deployment's DB parameter groups (`names::is_db_parameter_group`) in the account and

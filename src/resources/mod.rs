@@ -403,5 +403,6 @@ mod replace_tests {
             );
         }
         assert!(replaceable(Kind::DbParameterGroup));
+        assert!(replaceable(Kind::TargetGroup));
     }
 }

@@ -326,12 +326,12 @@ fn absent_is_ok(r: Result<(), ResourceError>) -> Result<(), ResourceError> {
     }
 }
 
+/// Revokes `p`, a permission read from the group, with the description it has: AWS matches
+/// on protocol, ports and source and does not need the description, but accepts the one the
+/// rule has; moto 5.2.5 matches a group-sourced rule on its description too, and answered
+/// InvalidPermission.NotFound (taken for "already gone") to a revoke without it, so the rule
+/// stayed (a changed `dashboard_port` kept the old port open).
 async fn revoke_ingress(aws: &Aws, id: &str, p: &Perm) -> Result<(), ResourceError> {
-    // A revoke matches on protocol, ports and source; the description is left out.
-    let p = &Perm {
-        description: None,
-        ..p.clone()
-    };
     absent_is_ok(
         aws.clients
             .ec2

@@ -1,9 +1,10 @@
-//! The target group: HTTP 8224 to instances, with the config's health check (15 s x 2 to
+//! The target group: HTTP to the instances on `dashboard_port` (8224), with the config's health check (15 s x 2 to
 //! become healthy, 5 failures to leave, instead of the vendor's 65 s x 4), and, as separate
 //! attributes, the deregistration delay and load-balancer-cookie stickiness.
 //!
-//! The name is deterministic (`names::target_group`); a group of that name is adopted only if
-//! its tags say it is this deployment's.
+//! The name is deterministic and follows the port (`names::target_group_of`), so a port
+//! change is a create-before-destroy replace; a group of that name is adopted only if its
+//! tags say it is this deployment's.
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{self as t, Matcher, ProtocolEnum, TargetGroupAttribute, TargetTypeEnum};
@@ -24,8 +25,8 @@ pub const ATTRS: &[AttrSpec] = &[
     AttrSpec::with(
         "port",
         ChangeAction::Replace,
-        "a target group's port cannot change: a new group, the listeners moved to it",
-        &[],
+        "a target group's port cannot change: a new group (create before destroy), the listeners and the Auto Scaling group moved to it; the dashboard answers again once the instances serve the new port (an image that listens there)",
+        &["dashboard_port"],
     ),
     AttrSpec::with(
         "health_check_path",
@@ -257,6 +258,12 @@ impl ResourceKind for TargetGroup {
 
     fn attrs(&self) -> &'static [AttrSpec] {
         ATTRS
+    }
+
+    /// It holds no data, and its name follows its port (`names::target_group_of`): a port
+    /// change is a create-before-destroy replace.
+    fn replaceable(&self) -> bool {
+        true
     }
 
     fn desired(&self, spec: &NodeSpec, _deps: &BTreeMap<String, Outputs>) -> Settings {

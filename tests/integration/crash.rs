@@ -29,8 +29,8 @@ use pi_deploy::core::spec::Kind;
 
 use crate::census;
 use crate::common::{Deployment, ami, clients, events};
-use crate::lanes::Lane;
 use crate::common::{LT, assert_on, default_version, fleet_config, fleet_of, recorded, seen, versions};
+use crate::lanes::Lane;
 
 fn destroy_args() -> Vec<&'static str> {
     vec![
@@ -1317,6 +1317,7 @@ fn major_upgrade_killed_at_each_transition_converges_on_the_next_run() {
     let total = transitions_of(&lanes[0], &reference, &upgraded);
     let blueprint = recorded_keys(&reference);
     check_major_upgraded(&lanes[0], &reference, &rt, &upgraded, &blueprint).unwrap();
+    rt.block_on(check_port_moved(&lanes[0], &reference)).unwrap();
     assert!(
         total >= 8,
         "retire + create (3 writes), the instance (2), the old group (2), outputs: got {total}"
@@ -1626,19 +1627,20 @@ fn d_db(d: &Deployment) -> String {
 }
 
 /// The roll-and-replace cases' config: the group as in the roll cases, and either the first
-/// instance type on 10.11 or the second on 11.4 (what the instances boot with and the engine's
-/// major version change at once: `up` rolls the fleet and replaces the parameter group).
+/// instance type on 10.11 with the dashboard on 8224 or the second on 11.4 on 8443 (what the
+/// instances boot with, the engine's major version and the dashboard port change at once:
+/// `up` rolls the fleet and replaces the parameter group and the target group).
 fn roll_replace_config(d: &Deployment, upgraded: bool) -> PathBuf {
     let (min, max, desired) = SCALING;
-    let (instance_type, engine) = if upgraded {
-        ("t3.large", "11.4")
+    let (instance_type, engine, port) = if upgraded {
+        ("t3.large", "11.4", 8443)
     } else {
-        ("t3.medium", "10.11")
+        ("t3.medium", "10.11", 8224)
     };
     crate::common::config(
         d,
         &format!(
-            "instance_type = \"{instance_type}\"\n\n[database]\ndeletion_protection = false\nengine_version = \"{engine}\"\n\n[scaling]\nmin = {min}\nmax = {max}\ndesired = {desired}\n"
+            "instance_type = \"{instance_type}\"\ndashboard_port = {port}\n\n[database]\ndeletion_protection = false\nengine_version = \"{engine}\"\n\n[scaling]\nmin = {min}\nmax = {max}\ndesired = {desired}\n"
         ),
     )
 }
@@ -1715,7 +1717,8 @@ fn up_rolling_and_replacing_killed_at_each_transition_converges_on_the_next_run(
         phases.time("rerun", || lane.ok(&d, &strs(&args)))?;
         phases.time("checks", || {
             rt.block_on(check_rolled(lane, &d, &cfg, "t3.large", versions_before))?;
-            check_major_upgraded(lane, &d, &rt, &cfg, &blueprint)
+            check_major_upgraded(lane, &d, &rt, &cfg, &blueprint)?;
+            rt.block_on(check_port_moved(lane, &d))
         })?;
         phases.time("destroy", || lane.ok(&d, &destroy_args()))?;
         Ok(kill)
@@ -1734,6 +1737,56 @@ fn up_rolling_and_replacing_killed_at_each_transition_converges_on_the_next_run(
             );
         }
     }
+}
+
+/// After the roll-and-replace: the recorded target group is the one of port 8443 (named after
+/// it), the only one of the deployment's names left; every listener forwards to it and the
+/// Auto Scaling group is attached to it alone.
+async fn check_port_moved(lane: &Lane, d: &Deployment) -> Result<(), String> {
+    let st = d.state();
+    let tg = crate::common::id(&st, "tg");
+    let c = &lane.clients;
+    let mut found = Vec::new();
+    for name in [format!("{}-tg", d.name), format!("{}-tg-8443", d.name)] {
+        if let Ok(out) = c.elb.describe_target_groups().names(&name).send().await {
+            found.extend(
+                out.target_groups()
+                    .iter()
+                    .map(|g| (g.target_group_arn().map(String::from), g.port())),
+            );
+        }
+    }
+    if found != [(Some(tg.clone()), Some(8443))] {
+        return Err(format!("target groups {found:?}, not only {tg} on 8443"));
+    }
+    let listeners = c
+        .elb
+        .describe_listeners()
+        .load_balancer_arn(crate::common::id(&st, "alb"))
+        .send()
+        .await
+        .map_err(|e| format!("describing the listeners: {e:?}"))?;
+    let forwards: Vec<Option<String>> = listeners
+        .listeners()
+        .iter()
+        .flat_map(|l| l.default_actions())
+        .map(|a| a.target_group_arn().map(String::from))
+        .collect();
+    if forwards.iter().any(|f| f.as_deref() != Some(tg.as_str())) {
+        return Err(format!("the listeners forward to {forwards:?}, not {tg}"));
+    }
+    let groups = c
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(crate::common::id(&st, "asg"))
+        .send()
+        .await
+        .map_err(|e| format!("describing the group: {e:?}"))?;
+    let attached = groups.auto_scaling_groups()[0].target_group_arns().to_vec();
+    if attached != [tg.clone()] {
+        return Err(format!("the Auto Scaling group is attached to {attached:?}, not {tg}"));
+    }
+    Ok(())
 }
 
 /// Issue 18 with the state lost: an `up` killed mid-replace (both parameter groups exist),

@@ -1226,3 +1226,170 @@ async fn a_major_engine_upgrade_replaces_the_parameter_group_create_before_destr
     assert_eq!(id(&d.state(), "db-params"), new_group);
     d.destroy();
 }
+
+/// The ports the dashboard instances' group admits from the load balancer's group, and the
+/// ports the app subnets' ACL admits from the public subnets (rules 100 and 101).
+async fn dashboard_ports(c: &pi_deploy::aws::Clients, st: &serde_json::Value) -> (Vec<i32>, Vec<i32>) {
+    let alb_sg = id(st, "sg-alb");
+    let sg = c
+        .ec2
+        .describe_security_groups()
+        .group_ids(id(st, "sg-app"))
+        .send()
+        .await
+        .unwrap();
+    let mut from_alb: Vec<i32> = sg.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .filter(|p| {
+            p.user_id_group_pairs()
+                .iter()
+                .any(|g| g.group_id() == Some(alb_sg.as_str()))
+        })
+        .filter_map(|p| p.from_port())
+        .collect();
+    from_alb.sort();
+    let acl = c
+        .ec2
+        .describe_network_acls()
+        .network_acl_ids(id(st, "nacl-app"))
+        .send()
+        .await
+        .unwrap();
+    let mut acl_ports: Vec<i32> = acl.network_acls()[0]
+        .entries()
+        .iter()
+        .filter(|e| e.egress() == Some(false) && matches!(e.rule_number(), Some(100 | 101)))
+        .filter_map(|e| e.port_range().and_then(|r| r.from()))
+        .collect();
+    acl_ports.sort();
+    (from_alb, acl_ports)
+}
+
+/// A change of `dashboard_port` replaces the target group create-before-destroy: `plan`
+/// marks it `replace` with the port and the moves; `up` makes the new group (named after the
+/// port), moves the listener and the Auto Scaling group to it (the instances registered
+/// with it), opens the new port in the security group and the ACL in place of the old one,
+/// then deletes the old group. Read back from AWS; a second `plan` is clean.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dashboard_port_change_replaces_the_target_group_and_moves_the_listener() {
+    let d = Deployment::new("d2p");
+    let cfg = config(&d, BASE);
+    up(&d, &cfg);
+    let c = clients().await;
+    let st = d.state();
+    let old_tg = id(&st, "tg");
+    assert_eq!(dashboard_ports(&c, &st).await, (vec![8224], vec![8224, 8224]));
+
+    let cfg = config(&d, &format!("dashboard_port = 8443\n{BASE}"));
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4, "{doc:#}");
+    assert_eq!(action_of(&doc, "tg"), "replace", "{doc:#}");
+    assert_eq!(
+        planned(&doc, "tg"),
+        vec![(
+            "port".to_string(),
+            "8224".to_string(),
+            "8443".to_string(),
+            "replace".to_string()
+        )]
+    );
+    for key in ["listener-http", "asg", "sg-app", "nacl-app"] {
+        assert_eq!(action_of(&doc, key), "update", "{key}: {doc:#}");
+    }
+    assert!(
+        planned(&doc, "asg")
+            .iter()
+            .any(|(a, o, _, act)| a == "target_groups" && *o == old_tg && act == "update"),
+        "{:?}",
+        planned(&doc, "asg")
+    );
+
+    let ev = up(&d, &cfg);
+    let mut changed = changed_keys(&ev);
+    changed.retain(|k| k != "dashboard");
+    assert_eq!(changed, vec!["asg", "listener-http", "nacl-app", "sg-app"], "{ev:#?}");
+    let deleted: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["event"] == "resource" && e["status"] == "deleted")
+        .filter_map(|e| e["key"].as_str())
+        .collect();
+    assert_eq!(
+        deleted,
+        vec![format!("tg/retiring-{old_tg}").as_str()],
+        "only the old group is deleted"
+    );
+
+    // From AWS's side: the new group on 8443 under the port's name, the listener forwarding
+    // to it, the Auto Scaling group attached to it alone with its instances registered, the
+    // old group gone, and 8443 (not 8224) open from the load balancer.
+    let st = d.state();
+    let new_tg = id(&st, "tg");
+    assert_ne!(new_tg, old_tg);
+    let groups = c
+        .elb
+        .describe_target_groups()
+        .target_group_arns(&new_tg)
+        .send()
+        .await
+        .unwrap();
+    let g = &groups.target_groups()[0];
+    assert_eq!(g.port(), Some(8443));
+    assert_eq!(g.target_group_name(), Some(format!("{}-tg-8443", d.name).as_str()));
+    let listeners = c
+        .elb
+        .describe_listeners()
+        .load_balancer_arn(id(&st, "alb"))
+        .send()
+        .await
+        .unwrap();
+    let forwards: Vec<Option<&str>> = listeners
+        .listeners()
+        .iter()
+        .flat_map(|l| l.default_actions())
+        .map(|a| a.target_group_arn())
+        .collect();
+    assert_eq!(forwards, vec![Some(new_tg.as_str())]);
+    let asg = c
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(id(&st, "asg"))
+        .send()
+        .await
+        .unwrap();
+    let asg = &asg.auto_scaling_groups()[0];
+    assert_eq!(asg.target_group_arns(), std::slice::from_ref(&new_tg));
+    let health = c
+        .elb
+        .describe_target_health()
+        .target_group_arn(&new_tg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        health.target_health_descriptions().len(),
+        asg.instances().len(),
+        "every instance registered with the new group: {health:?}"
+    );
+    assert!(
+        c.elb
+            .describe_target_groups()
+            .target_group_arns(&old_tg)
+            .send()
+            .await
+            .is_err(),
+        "the old group is deleted"
+    );
+    assert_eq!(dashboard_ports(&c, &st).await, (vec![8443], vec![8443, 8443]));
+    assert!(
+        st["resources"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.contains("/retiring-")),
+        "{st:#}"
+    );
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 0, "after up, nothing is left to change: {doc:#}");
+    d.destroy();
+}

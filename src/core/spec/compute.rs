@@ -63,9 +63,9 @@ pub(super) fn compute(b: &mut Builder, input: &SpecInput<'_>) {
         Kind::TargetGroup,
         vec!["vpc".into()],
         Props::TargetGroup {
-            name: names::target_group(dep),
+            name: names::target_group_of(dep, cfg.dashboard_port),
             vpc: "vpc".into(),
-            port: DASHBOARD_PORT,
+            port: cfg.dashboard_port,
             health_check: cfg.health_check.clone(),
         },
     );
@@ -247,7 +247,8 @@ pub(super) fn compute(b: &mut Builder, input: &SpecInput<'_>) {
     );
 }
 
-/// The dashboard's port on the instances.
+/// The dashboard's port on the instances of the Panintelligence image (the default of
+/// `dashboard_port`).
 pub const DASHBOARD_PORT: i32 = 8224;
 
 /// Cooldown of the simple scaling policies.

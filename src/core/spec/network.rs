@@ -118,7 +118,11 @@ pub(super) fn network(b: &mut Builder, input: &SpecInput<'_>) {
     let public_cidrs = net.public_subnet_cidrs.clone();
     for (key, tier, rules) in [
         ("nacl-public", "public", rules::public_acl_rules(&net.app_subnet_cidrs)),
-        ("nacl-app", "app", rules::app_acl_rules(&net.vpc_cidr, &public_cidrs)),
+        (
+            "nacl-app",
+            "app",
+            rules::app_acl_rules(&net.vpc_cidr, &public_cidrs, cfg.dashboard_port),
+        ),
         ("nacl-db", "db", rules::db_acl_rules(&net.app_subnet_cidrs)),
     ] {
         let subnets: Vec<String> = ZONES.iter().map(|z| subnet_key(tier, z)).collect();
@@ -137,7 +141,7 @@ pub(super) fn network(b: &mut Builder, input: &SpecInput<'_>) {
     }
 
     // Security groups: references between tiers are SG ids, never CIDRs.
-    for sg in rules::security_groups() {
+    for sg in rules::security_groups(cfg.dashboard_port) {
         let mut deps: Vec<String> = sg
             .ingress
             .iter()
