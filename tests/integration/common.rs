@@ -846,3 +846,13 @@ pub async fn on_major_version(c: &Clients, db: &str, version: &str, new_group: &
         "the old group {old_group} is gone: {old:?}"
     );
 }
+
+/// The call counts a run wrote where `PI_DEPLOY_CALL_COUNTS` pointed (`Service.Operation`,
+/// e.g. `EC2.DescribeVpcs`, `Auto Scaling.DescribeAutoScalingGroups`, `EC2.RunInstances.DryRun`
+/// -> calls); empty when the run wrote none.
+pub fn call_counts(path: &Path) -> BTreeMap<String, u64> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
