@@ -1031,3 +1031,13 @@ pub async fn fleet_of(d: &Deployment) -> Vec<(String, String, String)> {
     v.sort();
     v
 }
+
+/// The call counts a run wrote where `PI_DEPLOY_CALL_COUNTS` pointed (`Service.Operation`,
+/// e.g. `EC2.DescribeVpcs`, `Auto Scaling.DescribeAutoScalingGroups`, `EC2.RunInstances.DryRun`
+/// -> calls); empty when the run wrote none.
+pub fn call_counts(path: &Path) -> BTreeMap<String, u64> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}

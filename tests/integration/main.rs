@@ -19,6 +19,7 @@ mod faults;
 mod hardening;
 mod hostile_input;
 mod hostile_state;
+mod iam_policy;
 mod lanes;
 mod network;
 mod operator;
