@@ -51,6 +51,9 @@ struct Database {
     user: String,
     /// A bash line for the MariaDB client; it reads the password itself.
     client_command_line: String,
+    /// Who may read the password: the secret's policy denies it to every principal but the
+    /// dashboard role and those with this tag (`key=value`).
+    password_readers_tag: String,
 }
 
 /// An executable of that name on the PATH.
@@ -127,6 +130,7 @@ pub async fn run(global: &GlobalArgs, args: &ConnectArgs) -> Result<(), CmdError
                 secret_arn,
                 user,
                 client_command_line: client,
+                password_readers_tag: format!("{}={}", crate::core::policy::DB_READER_TAG, aws.env.deployment),
             }),
         )
     } else {
@@ -192,6 +196,10 @@ fn describe(plan: &Plan) {
             );
             eprintln!("In another terminal, the MariaDB client (it reads the password from Secrets Manager itself):");
             eprintln!("  {}", db.client_command_line);
+            let (key, value) = db.password_readers_tag.split_once('=').unwrap_or_default();
+            eprintln!(
+                "The secret's policy gives the password only to the dashboard role and to IAM principals tagged {key}={value} (whose own policy allows secretsmanager:GetSecretValue); an administrator tags yours once, e.g. `aws iam tag-role --role-name YOUR_ROLE --tags Key={key},Value={value}`."
+            );
         }
     }
 }

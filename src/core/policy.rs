@@ -295,7 +295,7 @@ pub fn efs_tls_only(file_system_arn: &str) -> Value {
 /// The DB secret's resource policy: its value is read by the dashboard role only. Other
 /// principals of this account (and every other account) are denied GetSecretValue; AWS
 /// services (RDS manages and rotates the secret) are not, nor service-linked roles.
-pub fn db_secret_policy(scope: &ArnScope<'_>, reader_role_arn: &str) -> Value {
+pub fn db_secret_policy(scope: &ArnScope<'_>, reader_role_arn: &str, deployment: &str) -> Value {
     json!({
         "Version": VERSION,
         "Statement": [{
@@ -310,10 +310,20 @@ pub fn db_secret_policy(scope: &ArnScope<'_>, reader_role_arn: &str) -> Value {
                     format!("arn:{}:iam::{}:role/aws-service-role/*", scope.partition, scope.account),
                 ] },
                 "Bool": { "aws:PrincipalIsAWSService": "false" },
+                // A missing tag matches StringNotEquals: only a principal an administrator
+                // tagged for this deployment is spared (the operator of `connect --db`).
+                "StringNotEquals": { format!("aws:PrincipalTag/{DB_READER_TAG}"): deployment },
             },
         }],
     })
 }
+
+/// The IAM principal tag that lets an operator read the database's master password (the
+/// MariaDB client line `connect --db` prints), valued with the deployment's name: the
+/// secret's policy denies it to every other principal but the dashboard role. Granting it
+/// needs `iam:TagRole`/`iam:TagUser`, an administrator's decision, and the principal's own
+/// policy must still allow `secretsmanager:GetSecretValue`.
+pub const DB_READER_TAG: &str = "pi-deploy:db-reader";
 
 /// The ALB access-log bucket's policy: ELB's log delivery writes under `prefix/AWSLogs/
 /// <account>/` only (the service principal, and the regional ELB account where the region
@@ -534,9 +544,9 @@ mod tests {
     }
 
     #[test]
-    fn the_db_secret_is_read_by_the_dashboard_role_only() {
+    fn the_db_secret_is_read_by_the_dashboard_role_and_tagged_operators_only() {
         let role = "arn:aws-cn:iam::123456789012:role/pi-dashboard-ec2";
-        let doc = db_secret_policy(&SCOPE, role);
+        let doc = db_secret_policy(&SCOPE, role, "pi");
         let s = &statements(&doc)[0];
         assert_eq!(s["Effect"], "Deny");
         assert_eq!(s["Action"], json!(["secretsmanager:GetSecretValue"]));
@@ -544,6 +554,11 @@ mod tests {
         assert_eq!(spared[0], role);
         assert_eq!(spared[1], "arn:aws-cn:iam::123456789012:role/aws-service-role/*");
         assert_eq!(s["Condition"]["Bool"]["aws:PrincipalIsAWSService"], "false");
+        // And an operator's principal tagged for this deployment (`connect --db`).
+        assert_eq!(
+            s["Condition"]["StringNotEquals"],
+            json!({ "aws:PrincipalTag/pi-deploy:db-reader": "pi" })
+        );
     }
 
     #[test]

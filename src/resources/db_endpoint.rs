@@ -199,7 +199,7 @@ fn secret_policy(aws: &Aws) -> serde_json::Value {
         region: &aws.env.region,
         account: &aws.env.account_id,
     };
-    policy::db_secret_policy(&scope, &dashboard_role_arn(aws))
+    policy::db_secret_policy(&scope, &dashboard_role_arn(aws), &aws.env.deployment)
 }
 
 /// Whether the secret's resource policy is `secret_policy`.

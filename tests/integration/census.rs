@@ -383,16 +383,19 @@ pub async fn compute(c: &Clients, dep: &str) -> Census {
             tag_key(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())), &dep).or(Some("?".into()))
         }
     };
-    if let Ok(tgs) = c
-        .elb
-        .describe_target_groups()
-        .names(names::target_group(dep))
-        .send()
-        .await
-    {
+    // The group of every dashboard port (`dashboard_port` replaces it under the port's name).
+    let mut marker = None;
+    loop {
+        let tgs = c.elb.describe_target_groups().set_marker(marker).send().await.unwrap();
         for tg in tgs.target_groups() {
-            let key = elb_key(tg.target_group_arn().unwrap().to_string()).await;
-            push(&mut out, "target-group", key);
+            if names::is_target_group(dep, tg.target_group_name().unwrap_or_default()) {
+                let key = elb_key(tg.target_group_arn().unwrap().to_string()).await;
+                push(&mut out, "target-group", key);
+            }
+        }
+        match tgs.next_marker() {
+            Some(m) if !m.is_empty() => marker = Some(m.to_string()),
+            _ => break,
         }
     }
     if let Ok(lbs) = c.elb.describe_load_balancers().names(names::alb(dep)).send().await {
