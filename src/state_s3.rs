@@ -386,15 +386,30 @@ fn unchanged_since(now: Option<&Object>, ours: &[u8]) -> Option<String> {
     now.filter(|obj| obj.bytes == ours).map(|obj| obj.etag.clone())
 }
 
-/// Delete the lock only if it is still the one this run last wrote (`If-Match`, on the
-/// object's current ETag when its ETag was misreported, see [`unchanged_since`]).
+/// The current ETag of the lock object while it is still this run's lock: the bytes this
+/// run last wrote (see [`unchanged_since`]), or a lock document with this run's lock id. The
+/// second is this run's own refresh whose PutObject reached S3 after the refresher was
+/// stopped (an aborted task does not wait for a request already sent, so its answer never
+/// updated `current`): without it the release failed its condition and left the lock of a
+/// finished run (`destroy::killed_destroy_finishes_on_the_next_run` with the state in S3,
+/// refused as locked by the `up` before it). A lock id is this run's alone: another run's
+/// lock, after a takeover, has its own.
+fn still_ours(now: Option<&Object>, last: &Seen, lock_id: &str) -> Option<String> {
+    unchanged_since(now, &last.bytes).or_else(|| {
+        now.filter(|obj| LockInfo::parse(&obj.bytes).is_some_and(|info| info.id == lock_id))
+            .map(|obj| obj.etag.clone())
+    })
+}
+
+/// Delete the lock only if it is still this run's (`If-Match`, on the object's current ETag
+/// when its ETag was misreported or this run's last refresh landed late, see [`still_ours`]).
 async fn delete_own_lock(store: &dyn ObjectStore, held: &HeldLock) -> Result<(), ObjectError> {
     let mut current = held.current.lock().unwrap().clone();
     for _ in 0..REBASES {
         match store.delete(&held.key, Some(&current.etag)).await {
             Err(ObjectError::ConditionFailed) => {
                 let now = store.get(&held.key, None).await?;
-                let Some(etag) = unchanged_since(now.as_ref(), &current.bytes) else {
+                let Some(etag) = still_ours(now.as_ref(), &current, &held.info.id) else {
                     return Err(ObjectError::ConditionFailed);
                 };
                 current.etag = etag;
@@ -1250,6 +1265,33 @@ mod tests {
             assert!(bucket.bytes("pi/pi.lock").is_none(), "released");
         }
         assert!(fence.reason().is_none());
+    }
+
+    /// The refresher is stopped at the release, but a refresh already sent may still land:
+    /// the object then holds a newer document of this run's lock under an ETag the run never
+    /// saw. The release deletes it all the same; another run's lock is never deleted.
+    #[test]
+    fn a_refresh_that_lands_after_the_release_began_does_not_leave_the_lock() {
+        let bucket = Arc::new(FakeBucket::default());
+        let loc = location(bucket.clone());
+        let fence = Arc::new(Fence::default());
+        let st = lock(&loc, 3, &fence).unwrap();
+        let mut late = st.lock_info().clone();
+        late.refreshed_at = Some(Utc::now() + chrono::Duration::seconds(1));
+        bucket.overwrite("pi/pi.lock", &late.to_bytes());
+        drop(st);
+        assert!(bucket.bytes("pi/pi.lock").is_none(), "released");
+
+        // Taken over by another run (force-unlock, then its own lock): kept.
+        let st = lock(&loc, 3, &fence).unwrap();
+        let theirs = info(9, "destroy").to_bytes();
+        bucket.overwrite("pi/pi.lock", &theirs);
+        drop(st);
+        assert_eq!(
+            bucket.bytes("pi/pi.lock").as_deref(),
+            Some(&theirs[..]),
+            "not ours: kept"
+        );
     }
 
     #[test]

@@ -410,6 +410,7 @@ async fn list(global: &GlobalArgs, cfg: &crate::core::config::Config) -> Result<
         items.extend(backup::recovery_points(&aws, arn).await?);
     }
     snap::sort_newest_first(&mut items);
+    aws.clients.dump_call_counts();
     if global.json {
         crate::ui::report::print_json(&items);
     } else {

@@ -193,6 +193,13 @@ fn cases() -> Vec<Case> {
             "database.engine_version",
         ),
         case(
+            "dashboard port inside the instances' ephemeral range",
+            "dashboard_port = 40000",
+            &[],
+            "dashboard_port",
+        ),
+        case("dashboard port of NFS", "dashboard_port = 2049", &[], "dashboard_port"),
+        case(
             "unknown MariaDB major",
             "[database]\nengine_version = '12.9.1'",
             &[],
