@@ -9,8 +9,7 @@
 //!   instead of aborting, and `up` does not wait on a NotFound of a recorded id;
 //! - an unreachable endpoint fails within seconds, naming the endpoint, with the right hint.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::BTreeSet;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,14 +19,6 @@ use crate::crash::check_converged;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn operations(path: &Path) -> Vec<String> {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<BTreeMap<String, u64>>(&b).ok())
-        .map(|m| m.into_keys().collect())
-        .unwrap_or_default()
 }
 
 fn keys(state: &serde_json::Value) -> BTreeSet<String> {
@@ -146,7 +137,7 @@ async fn what_a_read_call_can_check_is_refused_before_anything_is_created() {
                 err.contains(&format!("error: {field}:")) && err.contains(says) && err.contains("fix:"),
                 "{name} / {command}: the error does not name `{field}` with `{says}` and a fix:\n{err}"
             );
-            let ops = operations(&calls);
+            let ops: Vec<String> = crate::common::call_counts(&calls).into_keys().collect();
             assert!(!ops.is_empty(), "{name}: the checks made no AWS call");
             // With an image that exists, EC2 is asked (dry run) whether it would launch it.
             assert_eq!(

@@ -6,7 +6,6 @@
 //! (or of the architecture, which changes the resource lists) review them with
 //! `cargo insta review`, or accept them with `INSTA_UPDATE=always cargo test --test integration operator`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -82,11 +81,10 @@ fn redact(text: &str, deployment: &str) -> String {
     out
 }
 
-/// Operation names of a call-count dump (`{"EC2.DescribeVpcs": 3}`).
+/// Operation names of a call-count dump (`{"EC2.DescribeVpcs": 3}`), which must exist.
 fn operations(path: &Path) -> Vec<String> {
-    let counts: BTreeMap<String, u64> =
-        serde_json::from_slice(&std::fs::read(path).expect("the binary wrote the call counts")).unwrap();
-    counts.into_keys().collect()
+    assert!(path.exists(), "the binary wrote no call counts at {}", path.display());
+    crate::common::call_counts(path).into_keys().collect()
 }
 
 fn is_read_only(op: &str) -> bool {
