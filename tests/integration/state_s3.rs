@@ -34,6 +34,12 @@ fn serial_of(bytes: &[u8]) -> Option<u64> {
     serde_json::from_slice::<serde_json::Value>(bytes).ok()?["serial"].as_u64()
 }
 
+/// For a run this test acts on mid-way: AWS's waits at 1/100 (the database's alone is
+/// seconds), so the run is still going well after the serial the test waits for, however
+/// loaded the machine (at moto's speed a whole `up` can end within one poll of it).
+/// Without the `fault-injection` feature the variable is not read.
+const SLOW: (&str, &str) = ("PI_DEPLOY_LATENCY", "0.01");
+
 /// Poll the state object until its serial reaches `k`; `None` if the run ended first.
 fn wait_for_serial(d: &Deployment, child: &mut Child, k: u64) -> Option<Vec<u8>> {
     let start = Instant::now();
@@ -121,6 +127,7 @@ fn a_killed_holder_leaves_a_stale_lock_that_force_unlock_clears_and_up_converges
     let ami = ami('A');
     let mut child = d
         .command(&up_args(&ami))
+        .env(SLOW.0, SLOW.1)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -219,6 +226,7 @@ fn a_state_changed_behind_a_runs_back_stops_it_with_no_aws_change_after() {
     let ami = ami('A');
     let mut child = d
         .command(&up_args(&ami))
+        .env(SLOW.0, SLOW.1)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
