@@ -330,6 +330,279 @@ pub fn is_region(s: &str) -> bool {
         && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
 }
 
+/// Ranges no VPC can use: the first is `(range, what it is)` that `net` overlaps. AWS's
+/// instance metadata service and DNS server answer at link-local addresses, and a
+/// loopback, multicast or reserved block is not unicast address space.
+pub fn unusable_vpc_range(net: &Ipv4Net) -> Option<(&'static str, &'static str)> {
+    const RANGES: &[(&str, &str)] = &[
+        ("0.0.0.0/8", "\"this network\""),
+        ("127.0.0.0/8", "loopback"),
+        (
+            "169.254.0.0/16",
+            "link-local: the instance metadata service and the Amazon DNS server",
+        ),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved"),
+    ];
+    RANGES.iter().copied().find(|(range, _)| {
+        let range: Ipv4Net = range.parse().expect("a CIDR");
+        range.contains(&net.network()) || net.contains(&range.network())
+    })
+}
+
+/// A character an HTTP request target carries as it is (RFC 3986: unreserved, sub-delims,
+/// `:` `@` `/` `?`, and `%` of an escape).
+fn is_url_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/?%".contains(c)
+}
+
+/// MariaDB's reserved words (its documentation's list) of up to 16 characters, the longest
+/// master user name: RDS refuses a reserved word as the master user.
+const MARIADB_RESERVED: &[&str] = &[
+    "ACCESSIBLE",
+    "ADD",
+    "ALL",
+    "ALTER",
+    "ANALYZE",
+    "AND",
+    "AS",
+    "ASC",
+    "ASENSITIVE",
+    "BEFORE",
+    "BETWEEN",
+    "BIGINT",
+    "BINARY",
+    "BLOB",
+    "BOTH",
+    "BY",
+    "CALL",
+    "CASCADE",
+    "CASE",
+    "CHANGE",
+    "CHAR",
+    "CHARACTER",
+    "CHECK",
+    "COLLATE",
+    "COLUMN",
+    "CONDITION",
+    "CONSTRAINT",
+    "CONTINUE",
+    "CONVERT",
+    "CREATE",
+    "CROSS",
+    "CURRENT_DATE",
+    "CURRENT_ROLE",
+    "CURRENT_TIME",
+    "CURRENT_USER",
+    "CURSOR",
+    "DATABASE",
+    "DATABASES",
+    "DAY_HOUR",
+    "DAY_MICROSECOND",
+    "DAY_MINUTE",
+    "DAY_SECOND",
+    "DEC",
+    "DECIMAL",
+    "DECLARE",
+    "DEFAULT",
+    "DELAYED",
+    "DELETE",
+    "DELETE_DOMAIN_ID",
+    "DESC",
+    "DESCRIBE",
+    "DETERMINISTIC",
+    "DISTINCT",
+    "DISTINCTROW",
+    "DIV",
+    "DO_DOMAIN_IDS",
+    "DOUBLE",
+    "DROP",
+    "DUAL",
+    "EACH",
+    "ELSE",
+    "ELSEIF",
+    "ENCLOSED",
+    "ESCAPED",
+    "EXCEPT",
+    "EXISTS",
+    "EXIT",
+    "EXPLAIN",
+    "FALSE",
+    "FETCH",
+    "FLOAT",
+    "FLOAT4",
+    "FLOAT8",
+    "FOR",
+    "FORCE",
+    "FOREIGN",
+    "FROM",
+    "FULLTEXT",
+    "GENERAL",
+    "GRANT",
+    "GROUP",
+    "HAVING",
+    "HIGH_PRIORITY",
+    "HOUR_MICROSECOND",
+    "HOUR_MINUTE",
+    "HOUR_SECOND",
+    "IF",
+    "IGNORE",
+    "IGNORE_DOMAIN_IDS",
+    "IN",
+    "INDEX",
+    "INFILE",
+    "INNER",
+    "INOUT",
+    "INSENSITIVE",
+    "INSERT",
+    "INT",
+    "INT1",
+    "INT2",
+    "INT3",
+    "INT4",
+    "INT8",
+    "INTEGER",
+    "INTERSECT",
+    "INTERVAL",
+    "INTO",
+    "IS",
+    "ITERATE",
+    "JOIN",
+    "KEY",
+    "KEYS",
+    "KILL",
+    "LEADING",
+    "LEAVE",
+    "LEFT",
+    "LIKE",
+    "LIMIT",
+    "LINEAR",
+    "LINES",
+    "LOAD",
+    "LOCALTIME",
+    "LOCALTIMESTAMP",
+    "LOCK",
+    "LONG",
+    "LONGBLOB",
+    "LONGTEXT",
+    "LOOP",
+    "LOW_PRIORITY",
+    "MATCH",
+    "MAXVALUE",
+    "MEDIUMBLOB",
+    "MEDIUMINT",
+    "MEDIUMTEXT",
+    "MIDDLEINT",
+    "MINUTE_SECOND",
+    "MOD",
+    "MODIFIES",
+    "NATURAL",
+    "NOT",
+    "NO_WRITE_TO_BINLOG",
+    "NULL",
+    "NUMERIC",
+    "OFFSET",
+    "ON",
+    "OPTIMIZE",
+    "OPTION",
+    "OPTIONALLY",
+    "OR",
+    "ORDER",
+    "OUT",
+    "OUTER",
+    "OUTFILE",
+    "OVER",
+    "PAGE_CHECKSUM",
+    "PARSE_VCOL_EXPR",
+    "PARTITION",
+    "POSITION",
+    "PRECISION",
+    "PRIMARY",
+    "PROCEDURE",
+    "PURGE",
+    "RANGE",
+    "READ",
+    "READS",
+    "READ_WRITE",
+    "REAL",
+    "RECURSIVE",
+    "REF_SYSTEM_ID",
+    "REFERENCES",
+    "REGEXP",
+    "RELEASE",
+    "RENAME",
+    "REPEAT",
+    "REPLACE",
+    "REQUIRE",
+    "RESIGNAL",
+    "RESTRICT",
+    "RETURN",
+    "RETURNING",
+    "REVOKE",
+    "RIGHT",
+    "RLIKE",
+    "ROW_NUMBER",
+    "ROWS",
+    "SCHEMA",
+    "SCHEMAS",
+    "SELECT",
+    "SENSITIVE",
+    "SEPARATOR",
+    "SET",
+    "SHOW",
+    "SIGNAL",
+    "SLOW",
+    "SMALLINT",
+    "SPATIAL",
+    "SPECIFIC",
+    "SQL",
+    "SQLEXCEPTION",
+    "SQLSTATE",
+    "SQLWARNING",
+    "SQL_BIG_RESULT",
+    "SQL_SMALL_RESULT",
+    "SSL",
+    "STARTING",
+    "STATS_PERSISTENT",
+    "STRAIGHT_JOIN",
+    "TABLE",
+    "TERMINATED",
+    "THEN",
+    "TINYBLOB",
+    "TINYINT",
+    "TINYTEXT",
+    "TO",
+    "TRAILING",
+    "TRIGGER",
+    "TRUE",
+    "UNDO",
+    "UNION",
+    "UNIQUE",
+    "UNLOCK",
+    "UNSIGNED",
+    "UPDATE",
+    "USAGE",
+    "USE",
+    "USING",
+    "UTC_DATE",
+    "UTC_TIME",
+    "UTC_TIMESTAMP",
+    "VALUES",
+    "VARBINARY",
+    "VARCHAR",
+    "VARCHARACTER",
+    "VARYING",
+    "WHEN",
+    "WHERE",
+    "WHILE",
+    "WINDOW",
+    "WITH",
+    "WRITE",
+    "XOR",
+    "YEAR_MONTH",
+    "ZEROFILL",
+];
+
 pub fn is_ami_id(s: &str) -> bool {
     let Some(hex) = s.strip_prefix("ami-") else {
         return false;
@@ -555,6 +828,15 @@ impl Config {
                 );
                 None
             }
+            Ok(net) if let Some((range, what)) = unusable_vpc_range(&net) => {
+                err(
+                    e,
+                    "network.vpc_cidr",
+                    format!("`{net}` overlaps {range} ({what}), which no VPC can use"),
+                    "use a private block (RFC 1918) such as 10.0.0.0/16, 172.16.0.0/16 or 192.168.0.0/16",
+                );
+                None
+            }
             Ok(net) => Some(net),
             Err(_) => {
                 err(
@@ -759,7 +1041,16 @@ impl Config {
                 None => {}
             },
         }
-        if !d.instance_class.starts_with("db.") || d.instance_class.len() < 6 {
+        let class_ok = d.instance_class.strip_prefix("db.").is_some_and(|rest| {
+            rest.split('.').count() >= 2
+                && rest.split('.').all(|part| {
+                    !part.is_empty()
+                        && part
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                })
+        });
+        if !class_ok {
             err(
                 e,
                 "database.instance_class",
@@ -780,7 +1071,14 @@ impl Config {
             && user.starts_with(|c: char| c.is_ascii_alphabetic())
             && user.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !["admin", "root", "rdsadmin", "mysql"].contains(&user.to_ascii_lowercase().as_str());
-        if !user_ok {
+        if user_ok && MARIADB_RESERVED.contains(&user.to_ascii_uppercase().as_str()) {
+            err(
+                e,
+                "database.master_username",
+                format!("`{user}` is a word MariaDB reserves, which RDS refuses as the master user"),
+                "use a name such as pi_admin",
+            );
+        } else if !user_ok {
             err(
                 e,
                 "database.master_username",
@@ -889,8 +1187,19 @@ impl Config {
             err(
                 e,
                 "health_check.path",
-                format!("`{}` is not an absolute path", h.path),
+                format!("`{}` is not an absolute path", h.path.escape_debug()),
                 "use a path such as /",
+            );
+        } else if let Some(c) = h.path.chars().find(|c| !is_url_path_char(*c)) {
+            err(
+                e,
+                "health_check.path",
+                format!(
+                    "`{}` holds {:?}, which an HTTP request line cannot carry as it is",
+                    h.path.escape_debug(),
+                    c
+                ),
+                "percent-encode it (a space is %20), or use a path such as /",
             );
         }
         let matcher_ok = !h.matcher.is_empty()
@@ -955,10 +1264,12 @@ impl Config {
 
     fn validate_misc(&self, e: &mut Vec<ConfigError>) {
         let family_ok = self.instance_type.split_once('.').is_some_and(|(f, s)| {
-            !f.is_empty()
-                && !s.is_empty()
-                && f.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            [f, s].iter().all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            })
         });
         if !family_ok {
             err(
@@ -1188,6 +1499,33 @@ mod tests {
                 c.scaling.lifecycle_heartbeat_seconds = 5
             }),
             ("health_check.path", |c| c.health_check.path = "health".into()),
+            ("health_check.path", |c| c.health_check.path = "/a b".into()),
+            ("health_check.path", |c| c.health_check.path = "/health\n".into()),
+            ("health_check.path", |c| c.health_check.path = "/h\u{e9}alth".into()),
+            ("health_check.path", |c| c.health_check.path = "/<script>".into()),
+            ("network.vpc_cidr", |c| c.network.vpc_cidr = "169.254.0.0/16".into()),
+            ("network.vpc_cidr", |c| c.network.vpc_cidr = "127.0.0.0/16".into()),
+            ("network.vpc_cidr", |c| c.network.vpc_cidr = "224.0.0.0/16".into()),
+            ("network.vpc_cidr", |c| c.network.vpc_cidr = "0.0.0.0/16".into()),
+            ("network.vpc_cidr", |c| c.network.vpc_cidr = "250.1.0.0/16".into()),
+            ("instance_type", |c| c.instance_type = "t3.medium ".into()),
+            ("instance_type", |c| c.instance_type = "t3.".into()),
+            ("instance_type", |c| c.instance_type = "t3.Medium".into()),
+            ("database.instance_class", |c| {
+                c.database.instance_class = "db.t3.micro ".into()
+            }),
+            ("database.instance_class", |c| {
+                c.database.instance_class = "db.t3".into()
+            }),
+            ("database.instance_class", |c| {
+                c.database.instance_class = "db.t3..micro".into()
+            }),
+            ("database.master_username", |c| {
+                c.database.master_username = "select".into()
+            }),
+            ("database.master_username", |c| {
+                c.database.master_username = "Table".into()
+            }),
             ("health_check.matcher", |c| c.health_check.matcher = "ok".into()),
             ("health_check.interval_seconds", |c| c.health_check.interval_seconds = 1),
             ("health_check.timeout_seconds", |c| c.health_check.timeout_seconds = 20),
@@ -1214,6 +1552,28 @@ mod tests {
                 errors.iter().any(|e| e.field == field && !e.fix.is_empty()),
                 "expected an error naming `{field}`, got {errors:?}"
             );
+        }
+    }
+
+    #[test]
+    fn names_and_paths_aws_accepts_are_not_refused() {
+        let fine = [
+            with(|c| c.instance_type = "m7i-flex.2xlarge".into()),
+            with(|c| c.instance_type = "u-6tb1.metal".into()),
+            with(|c| c.database.instance_class = "db.r6gd.16xlarge".into()),
+            with(|c| c.database.instance_class = "db.r5.2xlarge.tpc2.mem4x".into()),
+            with(|c| c.database.master_username = "Admin_1".into()),
+            with(|c| c.database.master_username = "selector".into()),
+            with(|c| c.health_check.path = "/api/health?full=1&x=%20~".into()),
+            with(|c| {
+                c.network.vpc_cidr = "100.64.0.0/16".into();
+                c.network.public_subnet_cidrs = vec!["100.64.2.0/24".into(), "100.64.3.0/24".into()];
+                c.network.app_subnet_cidrs = vec!["100.64.0.0/24".into(), "100.64.1.0/24".into()];
+                c.network.db_subnet_cidrs = vec!["100.64.4.0/24".into(), "100.64.5.0/24".into()];
+            }),
+        ];
+        for c in fine {
+            assert_eq!(c.validate(Purpose::Up), vec![], "{c:?}");
         }
     }
 

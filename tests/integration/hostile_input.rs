@@ -200,6 +200,30 @@ fn cases() -> Vec<Case> {
         ),
         case("dashboard port of NFS", "dashboard_port = 2049", &[], "dashboard_port"),
         case(
+            "link-local VPC block",
+            "[network]\nvpc_cidr = '169.254.0.0/16'",
+            &[],
+            "network.vpc_cidr",
+        ),
+        case(
+            "health check path with a newline",
+            "[health_check]\npath = \"/health\\nHost: evil\"",
+            &[],
+            "health_check.path",
+        ),
+        case(
+            "reserved word as the master user",
+            "[database]\nmaster_username = 'select'",
+            &[],
+            "database.master_username",
+        ),
+        case(
+            "instance type with a space",
+            "instance_type = 't3.medium '",
+            &[],
+            "instance_type",
+        ),
+        case(
             "unknown MariaDB major",
             "[database]\nengine_version = '12.9.1'",
             &[],
