@@ -556,18 +556,9 @@ impl ResourceKind for AutoScalingGroup {
         let asg = &aws.clients.autoscaling;
         let mut started = None;
         if !is_deleting(&g) {
-            // Scale to zero first so the instances drain from the target group.
-            ec2::delete_retrying(Kind::AutoScalingGroup, &format!("scaling {name} to zero"), || async {
-                asg.update_auto_scaling_group()
-                    .auto_scaling_group_name(name)
-                    .min_size(0)
-                    .desired_capacity(0)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| reclassify_missing_group(crate::aws::sdk("scaling the Auto Scaling group to zero", e)))
-            })
-            .await?;
+            // ForceDelete terminates the instances with the group (and ends any lifecycle
+            // action): a scale to zero before it would only add a call to the chain, as
+            // the delete follows at once and waits for no draining.
             started = ec2::delete_started(
                 Kind::AutoScalingGroup,
                 &format!("deleting Auto Scaling group {name}"),
