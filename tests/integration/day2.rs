@@ -1391,5 +1391,11 @@ async fn a_dashboard_port_change_replaces_the_target_group_and_moves_the_listene
     );
     let (doc, code) = plan(&d, &cfg);
     assert_eq!(code, 0, "after up, nothing is left to change: {doc:#}");
+    // `status` compares with AWS the same way: no drift, and the old group (gone) is not
+    // reported as a leak nor the new one as unknown.
+    let status = run_with(&d, &["status", "--config", cfg.to_str().unwrap(), "--json"], &[]);
+    assert_eq!(status.status.code(), Some(0), "{}", show(&status));
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(report["healthy"], true, "{report:#}");
     d.destroy();
 }
