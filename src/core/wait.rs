@@ -11,9 +11,10 @@
 //!
 //! Cadence of `expecting(t, started)` with the model's median M (`core::latency::Transition`)
 //! when the transition started in this run (its create or delete answer said it is under
-//! way): the first read half a second after the start, then each sleep a third of the time
-//! gone since the start, so a transition that ends early (a fast day on AWS, an emulator that
-//! shows its states for a couple of seconds) is seen within a third of its duration; never sleeping
+//! way): a read every half second for the first 3 s (an emulator that shows its states for a
+//! couple of seconds: a 2 s one is seen by 2.2 s), then each sleep a third of
+//! the time gone since the start, so a transition that ends early (a fast day on AWS) is seen
+//! within a third of its duration; the steps are jittered later only (+0-10 %); never sleeping
 //! past halfway to M, so the reads tighten towards M; from M on, every M/20 clamped to
 //! 1..15 s, growing by half up to 15 s. The reads on the ramp are planned from the
 //! transition's start (each a step after the previous one's planned time, not after its
@@ -121,17 +122,38 @@ pub(crate) fn jittered(d: Duration) -> Duration {
     d.mul_f64(f)
 }
 
+/// The ramp's jitter, later only: +0 to +10 %. A symmetric jitter put the read planned at
+/// a state's end before it about half the time, and the next read came a third of the time
+/// gone later (a 2 s state seen at 2.6 s); this one still spreads waiters started together.
+fn jittered_later(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    d.mul_f64(1.0 + (nanos % 1000) as f64 / 10_000.0)
+}
+
 /// The least time between two reads of one waiter on its ramp (model time).
 const MIN_GAP: Duration = Duration::from_millis(200);
 
+/// Within this much of a transition's start, its reads are half a second apart: the states
+/// an emulator shows for a couple of seconds end there, and seeing them a third of their
+/// age late would be most of the delay of a chain of them. Two reads more per wait on AWS.
+const EARLY: Duration = Duration::from_secs(3);
+
 /// The sleep before the next read of a transition `elapsed` (model time) into its expected
-/// `expected`: a third of the time gone (at least half a second), but never past halfway to
-/// the expected end nor below `tight` near it; None from the expected end on.
+/// `expected`: half a second for its first `EARLY` seconds, then a third of the time gone,
+/// but never past halfway to the expected end nor below `tight` near it; None from the
+/// expected end on.
 fn ramp(elapsed: Duration, expected: Duration, tight: Duration) -> Option<Duration> {
     if elapsed >= expected {
         return None;
     }
-    let early = (elapsed / 3).max(Duration::from_millis(500));
+    let early = if elapsed < EARLY {
+        Duration::from_millis(500)
+    } else {
+        (elapsed / 3).max(Duration::from_millis(500))
+    };
     let towards_end = ((expected - elapsed) / 2).max(tight);
     Some(early.min(towards_end))
 }
@@ -221,7 +243,7 @@ where
         let (at, expected) = backoff.expect?;
         let now = model_since(at);
         let step_from = |t: Duration| {
-            let step = jittered(ramp(t, expected, backoff.first)?);
+            let step = jittered_later(ramp(t, expected, backoff.first)?);
             Some((t + step, step))
         };
         let (target, step) = match planned.and_then(step_from) {
@@ -395,8 +417,10 @@ mod tests {
         let db = Transition::DbCreate { multi_az: true };
         let polls = polls_until_time(Backoff::expecting(db, Some(Instant::now())), Duration::from_secs(2)).await;
         let seen = *polls.last().unwrap();
+        // Reads every half second early on, jittered later only: the one planned at 2 s
+        // is not before it, and sees the end.
         assert!(
-            seen >= Duration::from_secs(2) && seen <= Duration::from_millis(2900),
+            seen >= Duration::from_secs(2) && seen <= Duration::from_millis(2250),
             "{polls:?}"
         );
         assert!(
