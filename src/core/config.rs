@@ -285,7 +285,7 @@ impl Default for LambdaConfig {
     fn default() -> Self {
         Self {
             runtime: "python3.12".into(),
-            log_retention_days: 30,
+            log_retention_days: 365,
         }
     }
 }

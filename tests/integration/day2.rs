@@ -439,12 +439,12 @@ async fn data_settings_are_applied_in_place_and_a_storage_shrink_is_refused() {
     assert_eq!(planned(&doc, "bucket"), vec![update("versioning", "off", "enabled")]);
     assert_eq!(
         planned(&doc, "lambda-log-group"),
-        vec![update("retention_days", "30", "60")]
+        vec![update("retention_days", "365", "60")]
     );
     // The DB's error log group keeps the Lambda's retention too.
     assert_eq!(
         planned(&doc, "db-error-log-group"),
-        vec![update("retention_days", "30", "60")]
+        vec![update("retention_days", "365", "60")]
     );
     let ev = up(&d, &cfg);
     assert_eq!(

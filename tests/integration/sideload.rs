@@ -154,7 +154,7 @@ async fn sideload_tier_reads_back_updates_only_changed_code_and_is_destroyed() {
         .iter()
         .find(|g| g.log_group_name() == Some(names::lambda_log_group(&d.name).as_str()))
         .unwrap();
-    assert_eq!(group.retention_in_days(), Some(30));
+    assert_eq!(group.retention_in_days(), Some(365));
 
     // Function: runtime, handler, role, VPC (app subnets, lambda SG), environment, no tracing.
     let fname = names::lambda_function(&d.name);
