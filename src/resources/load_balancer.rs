@@ -28,8 +28,15 @@ use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct LoadBalancer;
 
-/// Access logging: `s3://<bucket>/<prefix>` or `off`; set in place.
-pub const ATTRS: &[AttrSpec] = &[AttrSpec::update("access_logs", &["logging.alb_access_logs"])];
+/// Access logging: `s3://<bucket>/<prefix>` or `off`; deletion protection (always `on`: a
+/// load balancer deleted by hand or by another tool takes the dashboard offline; `destroy`
+/// turns it off just before its delete). Both set in place.
+pub const ATTRS: &[AttrSpec] = &[
+    AttrSpec::update("access_logs", &["logging.alb_access_logs"]),
+    AttrSpec::update("deletion_protection", &[]),
+];
+
+const DELETION_PROTECTION: &str = "deletion_protection.enabled";
 
 /// The `access_logs` setting.
 pub fn access_logs_setting(on: Option<(&str, &str)>) -> String {
@@ -53,7 +60,18 @@ pub fn live_access_logs(attrs: &[LoadBalancerAttribute]) -> String {
 }
 
 /// Attributes set after create, as (key, value).
-pub const ATTRIBUTES: [(&str, &str); 1] = [("routing.http.drop_invalid_header_fields.enabled", "true")];
+pub const ATTRIBUTES: [(&str, &str); 2] = [
+    ("routing.http.drop_invalid_header_fields.enabled", "true"),
+    (DELETION_PROTECTION, "true"),
+];
+
+/// The `deletion_protection` setting from the load balancer's attributes.
+pub fn live_deletion_protection(attrs: &[LoadBalancerAttribute]) -> String {
+    let on = attrs
+        .iter()
+        .any(|a| a.key() == Some(DELETION_PROTECTION) && a.value() == Some("true"));
+    if on { "on" } else { "off" }.to_string()
+}
 
 /// Every attribute `converge` sets: `ATTRIBUTES`, and access logging on into `bucket` under
 /// `prefix`, or off.
@@ -226,7 +244,10 @@ impl ResourceKind for LoadBalancer {
                     .as_ref()
                     .zip(bucket.as_deref())
                     .map(|(l, b)| (b, l.prefix.as_str()));
-                settings([("access_logs", access_logs_setting(on))])
+                settings([
+                    ("access_logs", access_logs_setting(on)),
+                    ("deletion_protection", "on".to_string()),
+                ])
             }
             _ => Settings::new(),
         }
@@ -246,23 +267,44 @@ impl ResourceKind for LoadBalancer {
             .await
             .map_err(err("reading the load balancer's attributes"));
         Ok(observe::observed(ec2::not_found_is_none(out)?, |o| {
-            settings([("access_logs", live_access_logs(o.attributes()))])
+            settings([
+                ("access_logs", live_access_logs(o.attributes())),
+                ("deletion_protection", live_deletion_protection(o.attributes())),
+            ])
         }))
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
         let arn = cx.outputs.id()?;
-        ec2::delete_retrying(Kind::LoadBalancer, &format!("deleting load balancer {arn}"), || async {
-            aws.clients
-                .elb
-                .delete_load_balancer()
-                .load_balancer_arn(arn)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(err("deleting the load balancer"))
-        })
-        .await?;
+        // Our own protection off first (AWS refuses the delete with OperationNotPermitted
+        // while it is on); a load balancer already gone is what the delete wants.
+        let off = aws
+            .clients
+            .elb
+            .modify_load_balancer_attributes()
+            .load_balancer_arn(arn)
+            .attributes(
+                LoadBalancerAttribute::builder()
+                    .key(DELETION_PROTECTION)
+                    .value("false")
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(err("turning the load balancer's deletion protection off"));
+        if ec2::not_found_is_none(off)?.is_some() {
+            ec2::delete_retrying(Kind::LoadBalancer, &format!("deleting load balancer {arn}"), || async {
+                aws.clients
+                    .elb
+                    .delete_load_balancer()
+                    .load_balancer_arn(arn)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(err("deleting the load balancer"))
+            })
+            .await?;
+        }
         let description = eni_description(arn);
         wait::wait_for(
             &format!("load balancer {arn} to be deleted"),
@@ -451,7 +493,9 @@ mod tests {
             get(&on, "routing.http.drop_invalid_header_fields.enabled").as_deref(),
             Some("true")
         );
+        assert_eq!(get(&on, "deletion_protection.enabled").as_deref(), Some("true"));
         let off = attributes(None);
+        assert_eq!(get(&off, "deletion_protection.enabled").as_deref(), Some("true"));
         assert_eq!(get(&off, "access_logs.s3.enabled").as_deref(), Some("false"));
         assert_eq!(get(&off, "access_logs.s3.bucket"), None);
     }

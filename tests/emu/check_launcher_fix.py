@@ -480,6 +480,60 @@ def patch_versioning() -> Any:
     return restore
 
 
+def deletion_protection_scenario(endpoint: str | None) -> None:
+    """Raise unless a load balancer with deletion protection on is refused its delete."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    kwargs: dict[str, Any] = {"region_name": REGION}
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+    ec2 = boto3.client("ec2", **kwargs)
+    elb = boto3.client("elbv2", **kwargs)
+    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]][:2]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.8.{i}.0/24", AvailabilityZone=zones[i])["Subnet"]["SubnetId"]
+        for i in range(2)
+    ]
+    name = f"check-{uuid.uuid4().hex[:8]}"
+    arn = elb.create_load_balancer(Name=name, Subnets=subnets, Scheme="internal")["LoadBalancers"][0]["LoadBalancerArn"]
+    protection = [{"Key": "deletion_protection.enabled", "Value": "true"}]
+    elb.modify_load_balancer_attributes(LoadBalancerArn=arn, Attributes=protection)
+    try:
+        try:
+            elb.delete_load_balancer(LoadBalancerArn=arn)
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "OperationNotPermitted", e.response["Error"]
+        else:
+            raise AssertionError("a load balancer with deletion protection on was deleted")
+        assert elb.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"], "the load balancer is kept"
+    finally:
+        protection[0]["Value"] = "false"
+        try:
+            elb.modify_load_balancer_attributes(LoadBalancerArn=arn, Attributes=protection)
+            elb.delete_load_balancer(LoadBalancerArn=arn)
+        except Exception:  # noqa: BLE001 - best-effort cleanup (gone already when unpatched)
+            pass
+        for s in subnets:
+            ec2.delete_subnet(SubnetId=s)
+        ec2.delete_vpc(VpcId=vpc)
+
+
+def patch_deletion_protection() -> Any:
+    """Install the launcher's load balancer deletion protection (main() installs it in the server)."""
+    from moto.elbv2.models import ELBv2Backend
+
+    import moto_launcher
+
+    ELBv2Backend.delete_load_balancer = moto_launcher._patched_delete_load_balancer  # type: ignore[method-assign]
+
+    def restore() -> None:
+        ELBv2Backend.delete_load_balancer = moto_launcher._ORIGINAL_DELETE_LOAD_BALANCER  # type: ignore[method-assign]
+
+    return restore
+
+
 def patch_atomic_writes() -> Any:
     """Install the launcher's S3 conditional write fix (main() installs it in the server)."""
     import moto_launcher
@@ -508,6 +562,7 @@ SCENARIOS = {
     "AWS Backup jobs": (backup_scenario, patch_backup),
     "ModifyDBSubnetGroup keeps the group": (subnet_group_scenario, patch_subnet_group),
     "S3 conditional writes are atomic": (conditional_write_scenario, patch_atomic_writes),
+    "Load balancer deletion protection": (deletion_protection_scenario, patch_deletion_protection),
 }
 
 

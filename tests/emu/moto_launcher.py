@@ -195,6 +195,30 @@ def _patched_modify_db_subnet_group(self: Any, subnet_name: str, *args: Any, **k
 functools.update_wrapper(_patched_modify_db_subnet_group, _ORIGINAL_MODIFY_SUBNET_GROUP)
 
 
+# ---- a fix: a load balancer's deletion protection ------------------------------------------
+# AWS refuses DeleteLoadBalancer with OperationNotPermitted while the load balancer's
+# `deletion_protection.enabled` attribute is true; moto 5.2.5 stores the attribute and
+# deletes all the same. pi-deploy turns the protection on and must turn it off before its
+# delete (src/resources/load_balancer.rs); the harness refuses as AWS does.
+from moto.elbv2.exceptions import ELBClientError  # noqa: E402
+from moto.elbv2.models import ELBv2Backend  # noqa: E402
+
+_ORIGINAL_DELETE_LOAD_BALANCER = ELBv2Backend.delete_load_balancer
+
+
+def _patched_delete_load_balancer(self: Any, arn: str) -> None:
+    lb = self.load_balancers.get(arn)
+    if lb is not None and str(lb.attrs.get("deletion_protection.enabled", "false")).lower() == "true":
+        raise ELBClientError(
+            "OperationNotPermitted",
+            f"Load balancer '{arn}' cannot be deleted because deletion protection is enabled",
+        )
+    _ORIGINAL_DELETE_LOAD_BALANCER(self, arn)
+
+
+functools.update_wrapper(_patched_delete_load_balancer, _ORIGINAL_DELETE_LOAD_BALANCER)
+
+
 # ---- a fix: S3 conditional writes are atomic ---------------------------------------------
 # S3 decides `If-Match` / `If-None-Match` of a PutObject or DeleteObject atomically with the
 # write: of two writes conditional on the same ETag, one succeeds and the other gets 412 (or
@@ -678,11 +702,12 @@ def main(argv: list[str]) -> None:
     S3Response.get_bucket_versioning = _patched_get_bucket_versioning  # type: ignore[method-assign]
     VPCBackend.modify_vpc_endpoint = _patched_modify_vpc_endpoint  # type: ignore[method-assign]
     RDSBackend.modify_db_subnet_group = _patched_modify_db_subnet_group  # type: ignore[method-assign]
+    ELBv2Backend.delete_load_balancer = _patched_delete_load_balancer  # type: ignore[method-assign]
     apply_version_fix()
     apply_atomic_writes()
     apply_backup_jobs()
     print(
-        "moto_launcher: CreateLaunchTemplateVersion UserData, GetBucketVersioning, ModifyVpcEndpoint, ModifyDBSubnetGroup, launch template version and S3 conditional write fixes applied; AWS Backup jobs (backup, restore, vault access policies) answered",
+        "moto_launcher: CreateLaunchTemplateVersion UserData, GetBucketVersioning, ModifyVpcEndpoint, ModifyDBSubnetGroup, load balancer deletion protection, launch template version and S3 conditional write fixes applied; AWS Backup jobs (backup, restore, vault access policies) answered",
         file=sys.stderr,
         flush=True,
     )

@@ -309,6 +309,15 @@ async fn compute_tier_without_a_certificate_reads_back_converges_and_destroys() 
         .iter()
         .find(|a| a.key() == Some("routing.http.drop_invalid_header_fields.enabled"));
     assert_eq!(drop.and_then(|a| a.value()), Some("true"));
+    let protection = lb_attrs
+        .attributes()
+        .iter()
+        .find(|a| a.key() == Some("deletion_protection.enabled"));
+    assert_eq!(
+        protection.and_then(|a| a.value()),
+        Some("true"),
+        "the load balancer is protected from deletion (destroy turns it off first)"
+    );
     assert!(out(&st, "alb", "arn_suffix").starts_with("app/"));
 
     // Listener: HTTP 80 forwarding to the target group, nothing on 443.

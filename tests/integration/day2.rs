@@ -1025,6 +1025,35 @@ async fn security_switches_reach_a_live_deployment_and_hand_made_drift_is_repair
     assert_eq!(group_subnets().await, db_subnets());
     assert_eq!(plan(&d, &cfg).1, 0);
 
+    // The load balancer's deletion protection turned off by hand: shown, then put back.
+    let alb = id(&st, "alb");
+    let protection = |on: &str| {
+        aws_sdk_elasticloadbalancingv2::types::LoadBalancerAttribute::builder()
+            .key("deletion_protection.enabled")
+            .value(on)
+            .build()
+    };
+    c.elb
+        .modify_load_balancer_attributes()
+        .load_balancer_arn(&alb)
+        .attributes(protection("false"))
+        .send()
+        .await
+        .unwrap();
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4);
+    assert_eq!(planned(&doc, "alb"), vec![update("deletion_protection", "off", "on")]);
+    assert_eq!(changed_keys(&up(&d, &cfg)), vec!["alb"]);
+    let attrs = c
+        .elb
+        .describe_load_balancer_attributes()
+        .load_balancer_arn(&alb)
+        .send()
+        .await
+        .unwrap();
+    assert!(attrs.attributes().contains(&protection("true")), "{attrs:?}");
+    assert_eq!(plan(&d, &cfg).1, 0);
+
     // The side-loading Lambda's memory and timeout changed by hand: shown, then put back.
     let function = id(&st, "lambda");
     c.lambda

@@ -175,11 +175,26 @@ async fn a_vanished_deployment_is_planned_reported_and_created_again() {
     let (doc, code) = plan(&d, cfg);
     assert_eq!(code, 0, "{doc:#}");
 
-    // Part of it deleted by hand: the load balancer (its listeners go with it) and the EC2
-    // role (taken out of its instance profile first, as IAM requires). The DNS record and the
-    // instance profile are still there, pointing at what is gone: they are updated, not left.
+    // Part of it deleted by hand: the load balancer (its deletion protection turned off
+    // first, as AWS requires; its listeners go with it) and the EC2 role (taken out of its
+    // instance profile first, as IAM requires). The DNS record and the instance profile are
+    // still there, pointing at what is gone: they are updated, not left.
     let st = d.state();
     let old_alb = id(&st, "alb");
+    let refused = c.elb.delete_load_balancer().load_balancer_arn(&old_alb).send().await;
+    assert!(refused.is_err(), "pi-deploy's load balancer is protected from deletion");
+    c.elb
+        .modify_load_balancer_attributes()
+        .load_balancer_arn(&old_alb)
+        .attributes(
+            aws_sdk_elasticloadbalancingv2::types::LoadBalancerAttribute::builder()
+                .key("deletion_protection.enabled")
+                .value("false")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     c.elb
         .delete_load_balancer()
         .load_balancer_arn(&old_alb)
