@@ -112,25 +112,26 @@ impl Backoff {
     }
 }
 
-/// Up to +/-20 % so that many waiters started together do not poll in lockstep.
-pub(crate) fn jittered(d: Duration) -> Duration {
+/// A fraction in [0, 1) from the clock's nanoseconds: enough to keep waiters started
+/// together from polling in lockstep.
+fn jitter_fraction() -> f64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|t| t.subsec_nanos())
         .unwrap_or(0);
-    let f = 0.8 + (nanos % 1000) as f64 / 2500.0;
-    d.mul_f64(f)
+    (nanos % 1000) as f64 / 1000.0
+}
+
+/// Up to +/-20 % so that many waiters started together do not poll in lockstep.
+pub(crate) fn jittered(d: Duration) -> Duration {
+    d.mul_f64(0.8 + 0.4 * jitter_fraction())
 }
 
 /// The ramp's jitter, later only: +0 to +10 %. A symmetric jitter put the read planned at
 /// a state's end before it about half the time, and the next read came a third of the time
 /// gone later (a 2 s state seen at 2.6 s); this one still spreads waiters started together.
 fn jittered_later(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.subsec_nanos())
-        .unwrap_or(0);
-    d.mul_f64(1.0 + (nanos % 1000) as f64 / 10_000.0)
+    d.mul_f64(1.0 + 0.1 * jitter_fraction())
 }
 
 /// The least time between two reads of one waiter on its ramp (model time).
