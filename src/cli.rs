@@ -249,7 +249,7 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Restore the database into a new instance (a snapshot or a point in time) and switch the
     /// deployment to it; --finish deletes the old instance, --abort switches back. --files
-    /// restores items of the file system from an AWS Backup recovery point.
+    /// restores the file system (or items of it) from an AWS Backup recovery point.
     #[command(
         after_help = "Restores into a NEW DB instance `<deployment>-db-r<YYYYMMDD-HHMMSS>` with the blueprint's \
                             subnet group, security group, parameter group, class, Multi-AZ, deletion protection and \
@@ -268,6 +268,13 @@ pub enum Command {
                             statement that denies backup:StartRestoreJob, naming it; the role \
                             `<deployment>-backup-role` gets the permission to restore into this file system only. \
                             An interrupted run waits for the same job when run again.\n\n\
+                            --files RECOVERY_POINT_ARN without --path restores the whole file system into a NEW \
+                            file system (encrypted as the old one), tagged as the deployment's, with a mount target \
+                            in each subnet and the access point, then switches the deployment to it as a database \
+                            restore does: the records, the Lambda's mount and a blue/green roll of the instances. \
+                            The old file system is kept until `restore --finish` deletes it (its recovery points \
+                            stay in their vault) or `restore --abort` switches back and deletes the new one. \
+                            --finish and --abort act on every restore in progress, the database's first.\n\n\
                             Exit status: 0 done, 1 failed (run it again to resume, or --abort), 2 bad input (nothing \
                             created: a time not RFC 3339 or in the future, an unknown snapshot or recovery point, \
                             more than 5 paths or a relative one), 3 refused (no state, another restore or an upgrade \
@@ -277,6 +284,7 @@ pub enum Command {
                             pi-deploy restore --db-time 2026-12-01T10:00:00Z\n  \
                             pi-deploy restore --latest --json\n  \
                             pi-deploy restore --files arn:aws:backup:eu-west-1:123456789012:recovery-point:1EB3B5E7 --path /var/panintelligence/themes\n  \
+                            pi-deploy restore --files arn:aws:backup:eu-west-1:123456789012:recovery-point:1EB3B5E7 --yes\n  \
                             pi-deploy restore --finish\n  \
                             pi-deploy restore --abort"
     )]
@@ -459,8 +467,9 @@ pub struct RestoreArgs {
     /// With --finish or --abort: delete without a final snapshot.
     #[arg(long)]
     pub skip_final_snapshot: bool,
-    /// Restore items of the file system from this AWS Backup recovery point (its ARN;
-    /// `snapshot --list` shows them), with --path.
+    /// Restore the file system from this AWS Backup recovery point (its ARN; `snapshot --list`
+    /// shows them): with --path, those items into the same file system; without, the whole
+    /// file system into a new one, the deployment switched to it.
     #[arg(long, value_name = "RECOVERY_POINT_ARN")]
     pub files: Option<String>,
     /// With --files: an absolute path inside the file system to restore (up to 5; repeat the flag).

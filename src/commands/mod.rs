@@ -11,6 +11,7 @@ pub mod plan;
 pub mod preflight;
 pub mod restore;
 pub mod restore_files;
+pub mod restore_fs;
 pub mod sideload;
 pub mod signals;
 pub mod snapshot;

@@ -28,10 +28,12 @@ pub async fn run(global: &GlobalArgs, plan_args: &PlanArgs, events: Arc<dyn Even
     if let Some(message) = super::keep_upgraded_ami(&mut cfg, &session.state) {
         session.events.emit(crate::core::event::Event::Warning { message });
     }
-    if let Some(r) = &session.state.restore {
-        session
-            .events
-            .emit(crate::core::event::Event::Warning { message: r.describe() });
+    // A restore in progress or kept (the database's, the file system's): said first.
+    let restores: Vec<String> = (session.state.restore.iter().map(|r| r.describe()))
+        .chain(session.state.files_restore.iter().map(|r| r.describe()))
+        .collect();
+    for message in restores {
+        session.events.emit(crate::core::event::Event::Warning { message });
     }
     let result = plan_session(&mut session, &cfg, global.max_parallel, global.json).await;
     session.aws.clients.dump_call_counts();

@@ -21,6 +21,10 @@
 //!    until `--finish` (deleted, a final snapshot unless --skip-final-snapshot) or `--abort`
 //!    (steps `reverting`, `rolling_back`, `discarding`: the same switch the other way, then
 //!    the restored instance deleted, with a final snapshot once it has served).
+//!
+//! `restore --files RECOVERY_POINT_ARN` without `--path` restores the file system into a new
+//! one with the same steps (commands::restore_fs); `--finish` and `--abort` finish or undo
+//! whichever restores are in progress, the database's first.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,6 +55,8 @@ const EC2_ROLE: &str = "ec2-role";
 /// What the command was asked to do.
 enum Ask {
     Start(Source),
+    /// A full restore of the file system from this recovery point into a new one.
+    Files(String),
     Finish,
     Abort,
 }
@@ -61,6 +67,11 @@ fn ask_of(args: &RestoreArgs) -> Result<Ask, CmdError> {
     }
     if args.abort {
         return Ok(Ask::Abort);
+    }
+    if let Some(arn) = &args.files {
+        crate::core::restore_files::check_recovery_point_arn(arn, None)
+            .map_err(|p| CmdError::input("--files", p, crate::core::restore_files::ARN_RULE))?;
+        return Ok(Ask::Files(arn.clone()));
     }
     if let Some(id) = &args.db_snapshot {
         if id.trim().is_empty() {
@@ -87,7 +98,7 @@ fn ask_of(args: &RestoreArgs) -> Result<Ask, CmdError> {
 }
 
 pub async fn run(global: &GlobalArgs, args: &RestoreArgs, events: Arc<dyn EventSink>) -> Result<(), CmdError> {
-    if args.files.is_some() {
+    if args.files.is_some() && !args.paths.is_empty() {
         return super::restore_files::run(global, args, events).await;
     }
     let mut cfg = load_config(global)?;
@@ -123,8 +134,9 @@ pub async fn run(global: &GlobalArgs, args: &RestoreArgs, events: Arc<dyn EventS
     };
     let result = match ask {
         Ask::Start(source) => run.start(source).await,
-        Ask::Finish => run.finish().await,
-        Ask::Abort => run.abort().await,
+        Ask::Files(arn) => run.start_files(&arn).await,
+        Ask::Finish => run.finish_all().await,
+        Ask::Abort => run.abort_all().await,
     };
     aws.clients.dump_call_counts();
     if let Err(e @ (CmdError::Refused { .. } | CmdError::Input(_))) = result {
@@ -161,7 +173,7 @@ fn error_text(e: &CmdError) -> String {
     }
 }
 
-fn refused(message: String, hint: String) -> CmdError {
+pub(super) fn refused(message: String, hint: String) -> CmdError {
     CmdError::Refused {
         message,
         hint: Some(hint),
@@ -182,21 +194,21 @@ async fn current_image(aws: &Aws, state: &State, deployment: &str) -> Result<Str
     })
 }
 
-struct Run<'a> {
-    aws: Arc<Aws>,
-    state: &'a mut State,
-    store: &'a dyn StateStore,
-    events: Arc<dyn EventSink>,
-    started: Instant,
-    cfg: &'a Config,
-    graph: &'a Graph,
-    zones: [String; 2],
+pub(super) struct Run<'a> {
+    pub(super) aws: Arc<Aws>,
+    pub(super) state: &'a mut State,
+    pub(super) store: &'a dyn StateStore,
+    pub(super) events: Arc<dyn EventSink>,
+    pub(super) started: Instant,
+    pub(super) cfg: &'a Config,
+    pub(super) graph: &'a Graph,
+    pub(super) zones: [String; 2],
     /// `--yes`: no confirmation asked.
-    yes: bool,
+    pub(super) yes: bool,
 }
 
 impl Run<'_> {
-    fn emit(&self, step: &str, message: String) {
+    pub(super) fn emit(&self, step: &str, message: String) {
         self.events.emit(Event::Restore {
             step: step.into(),
             message,
@@ -204,7 +216,7 @@ impl Run<'_> {
         });
     }
 
-    fn save(&mut self) -> Result<(), CmdError> {
+    pub(super) fn save(&mut self) -> Result<(), CmdError> {
         self.state.serial += 1;
         self.store.save(self.state).map_err(|why| CmdError::Failed {
             message: super::state_write_failed(&why),
@@ -218,7 +230,7 @@ impl Run<'_> {
         self.save()
     }
 
-    fn dep(&self) -> &str {
+    pub(super) fn dep(&self) -> &str {
         &self.cfg.deployment
     }
 
@@ -376,6 +388,20 @@ impl Run<'_> {
                 ),
             ));
         }
+        if let Some(r) = self
+            .state
+            .files_restore
+            .as_ref()
+            .filter(|r| r.full.as_ref().is_some_and(|f| f.step != Step::Kept))
+        {
+            return Err(refused(
+                format!("{}; a restore of the database rolls the instances too", r.describe()),
+                format!(
+                    "finish it with `pi-deploy restore --deployment {dep} {}` (or undo it with `--abort`), then restore",
+                    r.flags()
+                ),
+            ));
+        }
         let db = self
             .state
             .resources
@@ -464,7 +490,7 @@ impl Run<'_> {
         }
     }
 
-    fn template_version(&self) -> String {
+    pub(super) fn template_version(&self) -> String {
         self.state
             .resources
             .get(LAUNCH_TEMPLATE)
@@ -498,10 +524,16 @@ impl Run<'_> {
     }
 
     /// The dashboard role's inline policy as the `db` record now asks (the secret, and the
-    /// kept one while a restore keeps it): the role's own converge, with the recorded
-    /// dependencies.
+    /// kept one while a restore keeps it).
     async fn converge_role(&mut self) -> Result<(), CmdError> {
-        let (Some(spec), Some(rec)) = (self.graph.get(EC2_ROLE), self.state.resources.get(EC2_ROLE)) else {
+        self.converge_recorded(EC2_ROLE).await
+    }
+
+    /// The recorded resource `key` made as the state's records now ask: its kind's own
+    /// converge, with the recorded dependencies; the outputs it answers recorded (saved by
+    /// the caller's next write). Nothing when the architecture or the state has no `key`.
+    pub(super) async fn converge_recorded(&mut self, key: &str) -> Result<(), CmdError> {
+        let (Some(spec), Some(rec)) = (self.graph.get(key), self.state.resources.get(key)) else {
             return Ok(());
         };
         let deps: BTreeMap<String, Outputs> = spec
@@ -515,9 +547,15 @@ impl Run<'_> {
             deps: &deps,
             token: &token,
         };
-        AwsCloud { aws: self.aws.clone() }
+        let outputs = AwsCloud { aws: self.aws.clone() }
             .converge(&cx, rec.outputs.clone())
             .await?;
+        if let Some(r) = self.state.resources.get_mut(key)
+            && r.outputs != outputs
+        {
+            r.outputs = outputs;
+            r.updated_at = chrono::Utc::now();
+        }
         Ok(())
     }
 
@@ -534,10 +572,33 @@ impl Run<'_> {
     }
 
     /// `up`'s roll onto a launch template version made from the state's records as they
-    /// are now (the secret the `db` record names). A roll a killed run left is finished
-    /// (ours) or settled first (another), and one that completed since `from_version` is
-    /// not done again.
+    /// are now (the secret the `db` record names).
     async fn roll(&mut self, rec: &mut RestoreRecord, from_version: String) -> Result<usize, CmdError> {
+        let restep = |state: &mut State, from_version: String| {
+            if let Some(r) = state.restore.as_mut() {
+                r.step = match r.step {
+                    Step::RollingBack { .. } => Step::RollingBack { from_version },
+                    _ => Step::Rolling { from_version },
+                };
+            }
+        };
+        let rolled = self.roll_fleet(from_version, &restep).await;
+        if let Some(r) = &self.state.restore {
+            rec.step = r.step.clone();
+        }
+        rolled
+    }
+
+    /// `up`'s roll onto a launch template version made from the state's records as they
+    /// are now (the secret the `db` record names, the file system the `efs` record names).
+    /// A roll a killed run left is finished (ours) or settled first (another: then
+    /// `restep` records the restore's roll step from the template's version now), and one
+    /// that completed since `from_version` is not done again.
+    pub(super) async fn roll_fleet(
+        &mut self,
+        from_version: String,
+        restep: &(dyn Fn(&mut State, String) + Send + Sync),
+    ) -> Result<usize, CmdError> {
         let cloud = AwsCloud { aws: self.aws.clone() };
         let digest = super::up::launch_digest(self.graph, self.state, &cloud);
         if let Some(u) = self.state.upgrade.clone() {
@@ -561,11 +622,8 @@ impl Run<'_> {
             }
             // Another swap was settled (the restore's roll, when aborting): ours from here.
             let from_version = self.template_version();
-            rec.step = match rec.step {
-                Step::RollingBack { .. } => Step::RollingBack { from_version },
-                _ => Step::Rolling { from_version },
-            };
-            self.record(rec)?;
+            restep(self.state, from_version);
+            self.save()?;
         } else if self.template_version() != from_version {
             // The roll completed before the run that did it was killed.
             return Ok(0);
@@ -581,6 +639,42 @@ impl Run<'_> {
             &digest,
         )
         .await
+    }
+
+    /// `--finish`: the database's restore, then the file system's (each deletes what it kept).
+    async fn finish_all(&mut self) -> Result<BTreeMap<String, String>, CmdError> {
+        let files = self.state.files_restore.as_ref().is_some_and(|r| r.full.is_some());
+        if self.state.restore.is_none() && !files {
+            let message = "no restore is in progress: nothing to finish".to_string();
+            self.emit("done", message.clone());
+            return Ok(BTreeMap::from([("message".to_string(), message)]));
+        }
+        let mut out = BTreeMap::new();
+        if self.state.restore.is_some() {
+            merge(&mut out, self.finish().await?);
+        }
+        if files {
+            merge(&mut out, self.finish_files().await?);
+        }
+        Ok(out)
+    }
+
+    /// `--abort`: the database's restore, then the file system's (each switches back).
+    async fn abort_all(&mut self) -> Result<BTreeMap<String, String>, CmdError> {
+        let files = self.state.files_restore.as_ref().is_some_and(|r| r.full.is_some());
+        if self.state.restore.is_none() && !files {
+            let message = "no restore is in progress: nothing to abort".to_string();
+            self.emit("done", message.clone());
+            return Ok(BTreeMap::from([("message".to_string(), message)]));
+        }
+        let mut out = BTreeMap::new();
+        if self.state.restore.is_some() {
+            merge(&mut out, self.abort().await?);
+        }
+        if files {
+            merge(&mut out, self.abort_files().await?);
+        }
+        Ok(out)
     }
 
     /// `--finish`: delete the old instance (a final snapshot unless --skip-final-snapshot).
@@ -724,6 +818,21 @@ impl Run<'_> {
     }
 }
 
+/// Both restores' outputs in one answer (their messages joined).
+fn merge(out: &mut BTreeMap<String, String>, more: BTreeMap<String, String>) {
+    for (k, v) in more {
+        match out.get_mut(&k) {
+            Some(m) if k == "message" => {
+                m.push_str("; ");
+                m.push_str(&v);
+            }
+            _ => {
+                out.insert(k, v);
+            }
+        }
+    }
+}
+
 const SNAPSHOT_ENGINE_HINT: &str = "restore a snapshot taken on the deployment's major version (`pi-deploy snapshot --list`), or a point in time (--db-time); to go back to an older major, set database.engine_version to it in a new deployment and restore the snapshot there";
 
 /// Why a snapshot cannot be restored into this deployment: the restored instance comes up on
@@ -742,7 +851,7 @@ fn snapshot_engine_mismatch(id: &str, snapshot: Option<&str>, configured: &str) 
 }
 
 /// Ask on a terminal, unless --yes; without a terminal, refuse (exit 3).
-fn confirm(yes: bool, what: &str) -> Result<(), CmdError> {
+pub(super) fn confirm(yes: bool, what: &str) -> Result<(), CmdError> {
     use std::io::{BufRead, IsTerminal, Write};
     if yes {
         return Ok(());
@@ -780,7 +889,7 @@ fn summary(rec: &RestoreRecord) -> BTreeMap<String, String> {
     out
 }
 
-fn internal(what: &str) -> CmdError {
+pub(super) fn internal(what: &str) -> CmdError {
     CmdError::Failed {
         message: format!("internal error: {what}"),
         hint: Some("please report this as a bug".into()),
@@ -793,6 +902,25 @@ fn internal(what: &str) -> CmdError {
 /// converge the database under it. A restore that is `kept` (switched, the old instance
 /// kept) is the deployment's normal state until `--finish`: they run.
 pub fn refuse_while_restoring(state: &State, command: &str) -> Result<(), CmdError> {
+    if let Some(r) = &state.files_restore
+        && let Some(full) = r.full.as_ref().filter(|f| f.step != Step::Kept)
+    {
+        let d = &state.deployment;
+        let again = if full.step.aborting() {
+            format!("`pi-deploy restore --deployment {d} --abort`")
+        } else if full.step == Step::Finishing {
+            format!("`pi-deploy restore --deployment {d} --finish`")
+        } else {
+            format!(
+                "`pi-deploy restore --deployment {d} {}` (or `--abort` to undo it)",
+                r.flags()
+            )
+        };
+        return Err(refused(
+            format!("{}; `{command}` would change the instances under it", r.describe()),
+            format!("finish it with {again}, then run `{command}` again"),
+        ));
+    }
     let Some(rec) = &state.restore else { return Ok(()) };
     if rec.step == Step::Kept {
         return Ok(());
@@ -820,6 +948,7 @@ pub fn refuse_while_restoring(state: &State, command: &str) -> Result<(), CmdErr
 /// the `db` record's dependencies so it goes before its subnet and parameter groups. The
 /// restore record is then cleared: nothing of it is left to finish.
 pub fn hand_to_destroy(state: &mut State) {
+    hand_files_to_destroy(state);
     let Some(rec) = state.restore.take() else { return };
     let current = state
         .resources
@@ -847,6 +976,48 @@ pub fn hand_to_destroy(state: &mut State) {
                 retiring: None,
             },
         );
+    }
+}
+
+/// `destroy`: what a full restore of the file system left besides what the records name
+/// (core::restore_files::left_behind) becomes records the destroy walk deletes like the
+/// ones they stand for (`<key>-restore-old` / `-new`, with the same dependencies, the file
+/// system's mapped to its own), so mount targets and access points go before it.
+fn hand_files_to_destroy(state: &mut State) {
+    use crate::core::restore_files::{FILE_SYSTEM_KEY, left_behind};
+    let Some(rec) = state.files_restore.take_if(|r| r.full.is_some()) else {
+        return;
+    };
+    let current = state
+        .resources
+        .get(FILE_SYSTEM_KEY)
+        .and_then(|r| r.outputs.get("id"))
+        .map(String::from);
+    let (which, left) = left_behind(&rec, current.as_deref());
+    let handed = |key: &str| format!("{key}-restore-{which}");
+    for (key, outputs) in left {
+        let Some(like) = state.resources.get(&key) else {
+            continue;
+        };
+        let name = handed(&key);
+        if state.resources.contains_key(&name) {
+            continue;
+        }
+        let record = ResourceRecord {
+            kind: like.kind,
+            status: Status::Ready,
+            client_token: state.client_token(&name),
+            outputs,
+            deps: like
+                .deps
+                .iter()
+                .map(|d| if d == FILE_SYSTEM_KEY { handed(d) } else { d.clone() })
+                .collect(),
+            settings: Default::default(),
+            updated_at: chrono::Utc::now(),
+            retiring: None,
+        };
+        state.resources.insert(name, record);
     }
 }
 

@@ -1,6 +1,7 @@
 //! `pi-deploy restore --files RECOVERY_POINT_ARN --path /themes ...`: an item-level AWS
 //! Backup restore of the deployment's file system, into the same file system (AWS Backup
 //! writes the items under `aws-backup-restore_<time>` at its root; core::restore_files).
+//! Without `--path` the whole file system is restored into a new one (commands::restore_fs).
 //!
 //! Order of one run (recorded in `State::files_restore` before StartRestoreJob, so `kill -9`
 //! anywhere is finished by running the same command again, which waits for the same job):
@@ -42,13 +43,6 @@ const EFS: &str = "efs";
 fn checked(args: &RestoreArgs) -> Result<(String, Vec<String>), CmdError> {
     let arn = args.files.clone().unwrap_or_default();
     rf::check_recovery_point_arn(&arn, None).map_err(|p| CmdError::input("--files", p, rf::ARN_RULE))?;
-    if args.paths.is_empty() {
-        return Err(CmdError::input(
-            "--path",
-            "no path given: a full restore of the file system into a new one is not available in this version",
-            "name the items to restore, e.g. --path /themes --path /images (up to 5); a whole-file-system restore is AWS Backup's console `Restore to a new file system` for now",
-        ));
-    }
     let paths = rf::check_paths(&args.paths).map_err(|p| CmdError::input("--path", p, rf::PATH_RULE))?;
     Ok((arn, paths))
 }
@@ -138,6 +132,15 @@ impl Run<'_> {
         let dep = self.aws.env.deployment.clone();
         rf::check_recovery_point_arn(arn, Some(&self.aws.env.region))
             .map_err(|p| CmdError::input("--files", p, rf::ARN_RULE))?;
+        if let Some(r) = self.state.files_restore.as_ref().filter(|r| r.full.is_some()) {
+            return Err(refused(
+                format!("{}; refusing to start another restore of files", r.describe()),
+                format!(
+                    "finish it with `pi-deploy restore --deployment {dep} --finish` (or `{}` while it is not switched yet), or undo it with `--abort`; then restore the items from the file system it left",
+                    r.flags()
+                ),
+            ));
+        }
         if let Some(r) = &self.state.files_restore
             && !r.same_request(arn, paths)
         {
@@ -173,7 +176,16 @@ impl Run<'_> {
                 "give one `pi-deploy snapshot --list` shows (kind efs-recovery-point)",
             )
         })?;
-        self.check_vault(&vault).await?;
+        let events = self.events.clone();
+        let started = self.started;
+        check_vault(self.aws, &vault, &move |m| {
+            events.emit(Event::Restore {
+                step: "vault_policy".into(),
+                message: m,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            })
+        })
+        .await?;
 
         let mut rec = match self.state.files_restore.clone() {
             Some(r) => {
@@ -196,6 +208,7 @@ impl Run<'_> {
                     started_at: now,
                     token: rf::token(&self.state.lineage.to_string(), arn, paths, &now),
                     job_id: None,
+                    full: None,
                 };
                 self.emit(
                     "started",
@@ -285,40 +298,37 @@ impl Run<'_> {
             ("message".to_string(), message),
         ]))
     }
+}
 
-    /// The vault's access policy: a statement that denies backup:StartRestoreJob is refused
-    /// before anything (a conditional one is reported, and AWS judges it).
-    async fn check_vault(&self, vault: &str) -> Result<(), CmdError> {
-        let Some(policy) = rr::vault_access_policy(self.aws, vault).await? else {
-            return Ok(());
-        };
-        match rf::denying_statement(&policy, rf::START_RESTORE) {
-            Ok(Some(d)) if !d.conditional => Err(refused(
-                format!(
-                    "the access policy of the AWS Backup vault `{vault}` denies {} (statement {}): AWS Backup would refuse the restore",
-                    rf::START_RESTORE,
-                    d.statement
-                ),
-                format!(
-                    "remove that statement or exempt this caller (aws backup get-backup-vault-access-policy --backup-vault-name {vault}; aws backup put-backup-vault-access-policy ...), then run the same command again"
-                ),
-            )),
-            Ok(Some(d)) => {
-                self.emit(
-                    "vault_policy",
-                    format!(
-                        "the access policy of the vault `{vault}` denies {} under a condition (statement {}); trying, AWS decides",
-                        rf::START_RESTORE,
-                        d.statement
-                    ),
-                );
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err(why) => {
-                self.emit("vault_policy", format!("vault `{vault}`: {why}; trying, AWS decides"));
-                Ok(())
-            }
+/// The vault's access policy: a statement that denies backup:StartRestoreJob is refused
+/// before anything (a conditional one is reported through `note`, and AWS judges it).
+pub(super) async fn check_vault(aws: &Aws, vault: &str, note: &(dyn Fn(String) + Send + Sync)) -> Result<(), CmdError> {
+    let Some(policy) = rr::vault_access_policy(aws, vault).await? else {
+        return Ok(());
+    };
+    match rf::denying_statement(&policy, rf::START_RESTORE) {
+        Ok(Some(d)) if !d.conditional => Err(refused(
+            format!(
+                "the access policy of the AWS Backup vault `{vault}` denies {} (statement {}): AWS Backup would refuse the restore",
+                rf::START_RESTORE,
+                d.statement
+            ),
+            format!(
+                "remove that statement or exempt this caller (aws backup get-backup-vault-access-policy --backup-vault-name {vault}; aws backup put-backup-vault-access-policy ...), then run the same command again"
+            ),
+        )),
+        Ok(Some(d)) => {
+            note(format!(
+                "the access policy of the vault `{vault}` denies {} under a condition (statement {}); trying, AWS decides",
+                rf::START_RESTORE,
+                d.statement
+            ));
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(why) => {
+            note(format!("vault `{vault}`: {why}; trying, AWS decides"));
+            Ok(())
         }
     }
 }

@@ -229,9 +229,13 @@ fn leaks(found: &[Found], state: &State) -> Vec<Leak> {
         .iter()
         .flat_map(|r| [r.old_instance(), r.new_instance.as_str()])
         .collect();
+    // And the file systems (with their mount targets and access points) a full restore of
+    // the file system keeps or made.
+    let files: Vec<String> = state.files_restore.iter().flat_map(|r| r.kept_ids()).collect();
     discover::leaks(found, recorded_id)
         .into_iter()
         .filter(|f| !(f.kind == Kind::DbInstance && restoring.contains(&f.id.as_str())))
+        .filter(|f| !files.contains(&f.id))
         .map(|f| Leak {
             key: f.key.clone(),
             kind: f.kind,

@@ -8,11 +8,22 @@
 //! An item-level restore writes the items into the SAME file system, under a new directory
 //! `aws-backup-restore_<time>` at its root (AWS Backup never overwrites the live files): the
 //! operator moves what they need from there.
+//!
+//! A full restore (`restore --files ARN` without `--path`) restores into a NEW file system
+//! and switches the deployment to it, as the database's restore does (core::restore's
+//! steps): `FullRestore` keeps the new file system, its mount targets and access point as
+//! they are made, and the records they replaced, until `--finish` deletes the old ones or
+//! `--abort` switches back and deletes the new ones.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+use super::resource::Outputs;
+use super::restore::Step;
 
 /// AWS Backup's limit of items in one EFS item-level restore.
 pub const MAX_PATHS: usize = 5;
@@ -109,6 +120,30 @@ pub fn item_metadata(fs: &FileSystemFacts, creation_token: &str, paths: &[String
     m
 }
 
+/// StartRestoreJob's metadata for a full restore into a NEW file system (AWS Backup's
+/// documented keys for EFS): encrypted with the same key, the same performance mode, the
+/// creation token of this restore (EFS's own idempotency key).
+pub fn new_file_system_metadata(fs: &FileSystemFacts, creation_token: &str) -> Vec<(String, String)> {
+    let mut m = vec![
+        ("newFileSystem".to_string(), "true".to_string()),
+        ("Encrypted".to_string(), fs.encrypted.to_string()),
+        ("PerformanceMode".to_string(), fs.performance_mode.clone()),
+        ("CreationToken".to_string(), creation_token.to_string()),
+    ];
+    if let (true, Some(k)) = (fs.encrypted, &fs.kms_key_id) {
+        m.push(("KmsKeyId".to_string(), k.clone()));
+    }
+    m
+}
+
+/// The file system id an ARN names (`...:file-system/fs-0123`), as a restore job's
+/// CreatedResourceArn gives it.
+pub fn file_system_id_of_arn(arn: &str) -> Option<String> {
+    let (_, id) = arn.rsplit_once(":file-system/")?;
+    (id.starts_with("fs-") && id.len() > 3 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .then(|| id.to_string())
+}
+
 /// A statement of the vault's access policy that denies StartRestoreJob.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Denial {
@@ -193,9 +228,96 @@ pub fn restore_role_policy(fs_arn: &str, kms_key_arn: Option<&str>, region: &str
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
-/// A files restore in progress (`State::files_restore`): recorded before StartRestoreJob,
-/// removed once the job ended. A rerun with the same flags waits for the same job (the same
-/// idempotency token); other flags are refused until it ended.
+/// The permissions AWS Backup needs to restore into a NEW file system: the EFS part of
+/// AWSBackupServiceRolePolicyForRestores, limited to file systems of the deployment's account
+/// and region (the new one's id is not known before), and the key through EFS only.
+pub fn new_file_system_role_policy(fs_arn: &str, kms_key_arn: Option<&str>, region: &str) -> Value {
+    let any_fs = match fs_arn.rsplit_once(":file-system/") {
+        Some((prefix, _)) => format!("{prefix}:file-system/*"),
+        None => fs_arn.to_string(),
+    };
+    let mut doc = restore_role_policy(&any_fs, kms_key_arn, region);
+    doc["Statement"][0]["Sid"] = json!("RestoreIntoANewFileSystem");
+    doc["Statement"][0]["Action"] = json!([
+        "elasticfilesystem:Restore",
+        "elasticfilesystem:CreateFilesystem",
+        "elasticfilesystem:DescribeFilesystems",
+        "elasticfilesystem:DeleteFilesystem"
+    ]);
+    doc
+}
+
+/// A full restore into a new file system (`FilesRestoreRecord::full`): where it stands
+/// (core::restore's steps: `restoring` until the job is started, `waiting` while it runs and
+/// the new file system gets its mount targets and access point, then `switching`,
+/// `rolling`, `kept`, and `finishing` or `reverting` / `rolling_back` / `discarding`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FullRestore {
+    pub step: Step,
+    /// What has been made for the new file system, by the state key it takes over: `efs`
+    /// once the job named it, then each mount target and the access point.
+    #[serde(default)]
+    pub new: BTreeMap<String, Outputs>,
+    /// The records' outputs before the switch (by state key), set at `switching`.
+    #[serde(default)]
+    pub old: BTreeMap<String, Outputs>,
+}
+
+impl FullRestore {
+    /// The new file system's id, once the job named it.
+    pub fn new_file_system(&self) -> Option<&str> {
+        self.new.get(FILE_SYSTEM_KEY).and_then(|o| o.get("id"))
+    }
+
+    /// The old file system's id, once switched.
+    pub fn old_file_system(&self) -> Option<&str> {
+        self.old.get(FILE_SYSTEM_KEY).and_then(|o| o.get("id"))
+    }
+}
+
+/// The state key of the deployment's file system.
+pub const FILE_SYSTEM_KEY: &str = "efs";
+/// The output naming a file system by its creation token where its id is not known yet
+/// (resources::file_system::CREATION_TOKEN).
+pub const CREATION_TOKEN: &str = "creation_token";
+
+/// What a full restore left that the state's records do not name, for `destroy`: the old
+/// file system, mount targets and access point once the `efs` record names the new one,
+/// else the new ones made so far (a file system the job has not named yet by the restore's
+/// creation token). Answers `old` or `new`, and the outputs by the state key they stand for.
+pub fn left_behind(rec: &FilesRestoreRecord, current_fs: Option<&str>) -> (&'static str, BTreeMap<String, Outputs>) {
+    let Some(full) = &rec.full else {
+        return ("new", BTreeMap::new());
+    };
+    if full.new_file_system().is_some() && full.new_file_system() == current_fs {
+        return ("old", full.old.clone());
+    }
+    let mut new = full.new.clone();
+    if full.new_file_system().is_none() && rec.job_id.is_some() {
+        new.insert(
+            FILE_SYSTEM_KEY.to_string(),
+            Outputs::new().with(CREATION_TOKEN, &rec.token),
+        );
+    }
+    ("new", new)
+}
+
+impl FilesRestoreRecord {
+    /// The ids of what a full restore keeps or made (its own: `status` does not report
+    /// them as leaks).
+    pub fn kept_ids(&self) -> Vec<String> {
+        self.full
+            .iter()
+            .flat_map(|f| f.new.values().chain(f.old.values()))
+            .filter_map(|o| o.get("id").map(String::from))
+            .collect()
+    }
+}
+
+/// A files restore in progress (`State::files_restore`): recorded before StartRestoreJob.
+/// An item-level one is removed once the job ended; a rerun with the same flags waits for
+/// the same job (the same idempotency token); other flags are refused until it ended. A
+/// full one (`full`, no paths) stays until `--finish` or `--abort`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilesRestoreRecord {
     pub recovery_point_arn: String,
@@ -206,6 +328,8 @@ pub struct FilesRestoreRecord {
     pub token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<FullRestore>,
 }
 
 impl FilesRestoreRecord {
@@ -213,8 +337,31 @@ impl FilesRestoreRecord {
         self.recovery_point_arn == arn && self.paths == paths
     }
 
-    /// One line for `status` and `outputs`.
+    /// The flags that ask for this restore again.
+    pub fn flags(&self) -> String {
+        let mut f = format!("--files {}", self.recovery_point_arn);
+        for p in &self.paths {
+            f.push_str(&format!(" --path {p}"));
+        }
+        f
+    }
+
+    /// The client token of what a full restore makes on the new file system (its access
+    /// point): this restore's, per state key.
+    pub fn token_for(&self, key: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.token.as_bytes());
+        h.update([0]);
+        h.update(key.as_bytes());
+        let hex: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("pi-restore-{hex}")
+    }
+
+    /// One line for `status`, `plan` and `outputs`.
     pub fn describe(&self) -> String {
+        if let Some(full) = &self.full {
+            return self.describe_full(full);
+        }
         format!(
             "restore of {} into the file system {} from {} in progress ({}); `restore --files {} {}` waits for it",
             self.paths.join(", "),
@@ -231,6 +378,31 @@ impl FilesRestoreRecord {
                 .collect::<Vec<_>>()
                 .join(" ")
         )
+    }
+
+    fn describe_full(&self, full: &FullRestore) -> String {
+        let new = full.new_file_system().unwrap_or("a new file system");
+        let old = full.old_file_system().unwrap_or(&self.file_system_id);
+        match &full.step {
+            Step::Kept => format!(
+                "restore of the file system from {}: the deployment runs on {new}; the old file system {old} is kept until `restore --finish` (deletes it) or `restore --abort` (switches back)",
+                self.recovery_point_arn
+            ),
+            s if s.aborting() => format!(
+                "restore of the file system from {} being aborted (step `{}`): back to {old}, {new} to be deleted",
+                self.recovery_point_arn,
+                s.name()
+            ),
+            s => format!(
+                "restore of the file system from {} into {new} in progress (step `{}`{}); the old file system {old} is kept",
+                self.recovery_point_arn,
+                s.name(),
+                self.job_id
+                    .as_deref()
+                    .map(|j| format!(", AWS Backup restore job {j}"))
+                    .unwrap_or_default()
+            ),
+        }
     }
 }
 
@@ -403,6 +575,7 @@ mod tests {
             started_at: at,
             token: t,
             job_id: Some("job-1".into()),
+            full: None,
         };
         assert!(rec.same_request(RP, &p) && !rec.same_request(RP, &v(&["/images"])));
         let line = rec.describe();
@@ -410,6 +583,97 @@ mod tests {
             line.contains("job job-1") && line.contains("--path /themes") && line.contains("fs-1"),
             "{line}"
         );
+        let json = serde_json::to_string(&rec).unwrap();
+        assert_eq!(serde_json::from_str::<FilesRestoreRecord>(&json).unwrap(), rec);
+    }
+
+    #[test]
+    fn a_full_restore_asks_for_a_new_file_system_like_the_old_one() {
+        let fs = FileSystemFacts {
+            id: "fs-1".into(),
+            arn: "arn:aws:elasticfilesystem:eu-west-1:123456789012:file-system/fs-1".into(),
+            encrypted: true,
+            kms_key_id: Some("arn:aws:kms:eu-west-1:123456789012:key/k".into()),
+            performance_mode: "generalPurpose".into(),
+        };
+        let m: BTreeMap<String, String> = new_file_system_metadata(&fs, "tok").into_iter().collect();
+        assert_eq!(m["newFileSystem"], "true");
+        assert_eq!(m["CreationToken"], "tok");
+        assert_eq!(m["Encrypted"], "true");
+        assert_eq!(m["KmsKeyId"], "arn:aws:kms:eu-west-1:123456789012:key/k");
+        assert!(!m.contains_key("file-system-id") && !m.contains_key("itemsToRestore"));
+        assert_eq!(
+            file_system_id_of_arn("arn:aws:elasticfilesystem:eu-west-1:123456789012:file-system/fs-0ab12"),
+            Some("fs-0ab12".into())
+        );
+        for bad in [
+            "",
+            "fs-1",
+            "arn:aws:elasticfilesystem:eu-west-1:1:file-system/",
+            "arn:x:file-system/fs-1/x",
+        ] {
+            assert_eq!(file_system_id_of_arn(bad), None, "{bad}");
+        }
+        let doc = new_file_system_role_policy(&fs.arn, fs.kms_key_id.as_deref(), "eu-west-1");
+        assert_eq!(
+            doc["Statement"][0]["Resource"],
+            "arn:aws:elasticfilesystem:eu-west-1:123456789012:file-system/*"
+        );
+        assert!(doc["Statement"][0]["Action"].to_string().contains("CreateFilesystem"));
+        assert_eq!(
+            doc["Statement"][1]["Resource"],
+            "arn:aws:kms:eu-west-1:123456789012:key/k"
+        );
+    }
+
+    #[test]
+    fn a_full_restore_record_says_where_it_stands_and_gives_each_key_its_token() {
+        let at: DateTime<Utc> = "2026-12-07T00:00:00Z".parse().unwrap();
+        let mut rec = FilesRestoreRecord {
+            recovery_point_arn: RP.into(),
+            paths: Vec::new(),
+            file_system_id: "fs-old".into(),
+            started_at: at,
+            token: token("l", RP, &[], &at),
+            job_id: Some("job-1".into()),
+            full: Some(FullRestore {
+                step: Step::Waiting,
+                new: BTreeMap::from([(FILE_SYSTEM_KEY.to_string(), Outputs::new().with("id", "fs-new"))]),
+                old: BTreeMap::new(),
+            }),
+        };
+        assert_eq!(rec.flags(), format!("--files {RP}"));
+        let line = rec.describe();
+        assert!(
+            line.contains("into fs-new")
+                && line.contains("`waiting`")
+                && line.contains("fs-old")
+                && line.contains("job-1"),
+            "{line}"
+        );
+        let full = rec.full.as_mut().unwrap();
+        full.step = Step::Kept;
+        full.old
+            .insert(FILE_SYSTEM_KEY.into(), Outputs::new().with("id", "fs-old"));
+        assert!(rec.describe().contains("runs on fs-new") && rec.describe().contains("--finish"));
+        rec.full.as_mut().unwrap().step = Step::Reverting;
+        assert!(rec.describe().contains("aborted"), "{}", rec.describe());
+        assert_ne!(rec.token_for("efs-ap"), rec.token_for("efs-mt-a"));
+        assert_ne!(rec.token_for("efs-ap"), rec.token);
+        assert!(rec.token_for("efs-ap").len() <= 64);
+        // destroy: not switched, the new file system goes (by its token before the job named it).
+        let (which, left) = left_behind(&rec, Some("fs-old"));
+        assert_eq!((which, left[FILE_SYSTEM_KEY].get("id")), ("new", Some("fs-new")));
+        let mut unnamed = rec.clone();
+        unnamed.full.as_mut().unwrap().new.clear();
+        let (_, left) = left_behind(&unnamed, Some("fs-old"));
+        assert_eq!(left[FILE_SYSTEM_KEY].get(CREATION_TOKEN), Some(rec.token.as_str()));
+        unnamed.job_id = None;
+        assert!(left_behind(&unnamed, Some("fs-old")).1.is_empty());
+        // Switched: the old one goes.
+        let (which, left) = left_behind(&rec, Some("fs-new"));
+        assert_eq!((which, left[FILE_SYSTEM_KEY].get("id")), ("old", Some("fs-old")));
+        assert_eq!(rec.kept_ids(), ["fs-new", "fs-old"]);
         let json = serde_json::to_string(&rec).unwrap();
         assert_eq!(serde_json::from_str::<FilesRestoreRecord>(&json).unwrap(), rec);
     }

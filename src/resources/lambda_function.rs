@@ -63,6 +63,12 @@ pub const ATTRS: &[AttrSpec] = &[
         &[],
     ),
     AttrSpec::update("security_group", &[]),
+    AttrSpec::with(
+        "access_point",
+        ChangeAction::Update,
+        "invocations in flight finish on the old mount",
+        &[],
+    ),
 ];
 
 /// An environment variable as a setting: `NAME=value` for the ones pi-deploy sets (none
@@ -81,6 +87,7 @@ pub fn desired_settings(
     role: &str,
     subnets: &[String],
     security_group: &str,
+    access_point: &str,
     deps: &BTreeMap<String, Outputs>,
 ) -> Settings {
     settings([
@@ -98,6 +105,7 @@ pub fn desired_settings(
             diff::list(subnets.iter().map(|k| super::dep_output(deps, k, "id"))),
         ),
         ("security_group", super::dep_output(deps, security_group, "id")),
+        ("access_point", super::dep_output(deps, access_point, "arn")),
     ])
 }
 
@@ -122,6 +130,10 @@ fn live_settings(cfg: &FunctionConfiguration) -> Settings {
         (
             "security_group",
             diff::list(vpc.map(|v| v.security_group_ids().to_vec()).unwrap_or_default()),
+        ),
+        (
+            "access_point",
+            diff::list(cfg.file_system_configs().iter().map(|f| f.arn().to_string())),
         ),
     ])
 }
@@ -276,6 +288,10 @@ fn drift(cfg: &FunctionConfiguration, d: &Desired) -> Vec<&'static str> {
     }
     if cfg.tracing_config().and_then(|t| t.mode()) == Some(&TracingMode::Active) {
         out.push("tracing");
+    }
+    // The access point it mounts (another after a restore of the file system).
+    if cfg.file_system_configs().iter().map(|f| f.arn()).collect::<Vec<_>>() != [d.access_point_arn.as_str()] {
+        out.push("file_system");
     }
     out
 }
@@ -532,8 +548,9 @@ impl ResourceKind for LambdaFunction {
                 role,
                 subnets,
                 security_group,
+                access_point,
                 ..
-            } => desired_settings(runtime, role, subnets, security_group, deps),
+            } => desired_settings(runtime, role, subnets, security_group, access_point, deps),
             _ => Settings::new(),
         }
     }
@@ -619,6 +636,7 @@ macro_rules! to_configuration {
             .set_memory_size(o.memory_size)
             .set_code_sha256(o.code_sha256)
             .set_vpc_config(o.vpc_config)
+            .set_file_system_configs(o.file_system_configs)
             .set_environment(o.environment)
             .set_tracing_config(o.tracing_config)
             .set_state(o.state)
@@ -686,6 +704,7 @@ mod tests {
                     .vpc_id("vpc-123abc")
                     .build(),
             )
+            .file_system_configs(file_system(&d()).unwrap())
             .build()
     }
 
@@ -698,6 +717,10 @@ mod tests {
             ("subnet-app-a".to_string(), Outputs::new().with("id", "subnet-a")),
             ("subnet-app-b".to_string(), Outputs::new().with("id", "subnet-b")),
             ("sg-lambda".to_string(), Outputs::new().with("id", "sg-lambda")),
+            (
+                "efs-ap".to_string(),
+                Outputs::new().with("id", "fsap-1").with("arn", d().access_point_arn),
+            ),
         ])
     }
 
@@ -707,6 +730,7 @@ mod tests {
             "lambda-role",
             &["subnet-app-a".into(), "subnet-app-b".into()],
             "sg-lambda",
+            "efs-ap",
             &deps(),
         )
     }
@@ -735,6 +759,7 @@ mod tests {
             .set_handler(m.handler().map(String::from))
             .set_role(m.role().map(String::from))
             .set_vpc_config(m.vpc_config().cloned())
+            .set_file_system_configs(Some(m.file_system_configs().to_vec()))
             .memory_size(1024)
             .timeout(5)
             .environment(
@@ -836,6 +861,10 @@ mod tests {
         assert_eq!(drift(&matching_config(), &want), ["runtime", "vpc"]);
         let traced = matching_config().to_builder_with_tracing();
         assert_eq!(drift(&traced, &d()), ["tracing"]);
+        // Switched to another access point (a restore of the file system), or none at all.
+        let mut moved = d();
+        moved.access_point_arn = "arn:aws:elasticfilesystem:eu-west-1:123456789012:access-point/fsap-2".into();
+        assert_eq!(drift(&matching_config(), &moved), ["file_system"]);
     }
 
     trait WithTracing {
@@ -851,6 +880,7 @@ mod tests {
                 .set_memory_size(self.memory_size())
                 .set_environment(self.environment().cloned())
                 .set_vpc_config(self.vpc_config().cloned())
+                .set_file_system_configs(Some(self.file_system_configs().to_vec()))
                 .tracing_config(
                     aws_sdk_lambda::types::TracingConfigResponse::builder()
                         .mode(TracingMode::Active)

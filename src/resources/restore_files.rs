@@ -256,6 +256,20 @@ pub async fn wait_restore(
     .await
 }
 
+/// The deployment's tags on the file system a full restore made (AWS Backup restores it
+/// without them): `destroy` and `status` find it by them, as the one `up` made.
+pub async fn tag_file_system(aws: &Aws, id: &str, key: &str) -> Result<(), ResourceError> {
+    aws.clients
+        .efs
+        .tag_resource()
+        .resource_id(id)
+        .set_tags(Some(super::file_system::efs_tags(&aws.env.deployment, key)?))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(err("tagging the restored file system"))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;

@@ -41,7 +41,9 @@ on one ETag, of whom exactly one may win (moto 5.2.5 checks, then writes, unlock
 A fourth scenario covers the AWS Backup jobs the launcher answers (moto 5.2.5 has none):
 StartBackupJob of a file system into the `Default` vault (the same IdempotencyToken answers
 the same job), DescribeBackupJob from CREATED/RUNNING to COMPLETED with its recovery point,
-ListRecoveryPointsByResource and ListTags of the recovery point.
+ListRecoveryPointsByResource and ListTags of the recovery point; StartRestoreJob /
+DescribeRestoreJob (items into the same file system, or a new file system), the vault
+access policy calls, and EFS PutBackupPolicy on the restored file system.
 
 Exit status: 0 when every patched run passes (whether or not the fix is still
 needed; the answer is printed as "launcher fix still needed: yes/no"), 1 when
@@ -426,6 +428,9 @@ def restore_scenario(backup: Any, efs: Any, fs: dict[str, Any], role: str, rp: s
     created = wait_restore(backup, full)["CreatedResourceArn"]
     new_fs = created.rsplit("/", 1)[-1]
     assert efs.describe_file_systems(FileSystemId=new_fs)["FileSystems"], created
+    # Restored without automatic backups; PutBackupPolicy turns them on (moto has no such call).
+    efs.put_backup_policy(FileSystemId=new_fs, BackupPolicy={"Status": "ENABLED"})
+    assert efs.describe_backup_policy(FileSystemId=new_fs)["BackupPolicy"]["Status"] == "ENABLED"
     efs.delete_file_system(FileSystemId=new_fs)
     deny = {
         "Version": "2012-10-17",
@@ -555,6 +560,58 @@ def patch_subnet_group() -> Any:
     return restore
 
 
+def lambda_file_system_scenario(endpoint: str | None) -> None:
+    """Raise unless a function's FileSystemConfigs are returned as created, then as updated."""
+    import io
+    import zipfile
+
+    import boto3
+
+    kwargs: dict[str, Any] = {"region_name": REGION}
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+    iam = boto3.client("iam", **kwargs)
+    lam = boto3.client("lambda", **kwargs)
+    suffix = uuid.uuid4().hex[:8]
+    trust = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}'
+    role = iam.create_role(RoleName=f"fs-check-{suffix}", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("index.py", "def handler(event, context):\n    return None\n")
+    ap = f"arn:aws:elasticfilesystem:{REGION}:123456789012:access-point/fsap-{suffix}"
+    name = f"fs-check-{suffix}"
+    try:
+        lam.create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role,
+            Handler="index.handler",
+            Code={"ZipFile": buf.getvalue()},
+            FileSystemConfigs=[{"Arn": ap, "LocalMountPath": "/mnt/efs"}],
+        )
+        got = lam.get_function_configuration(FunctionName=name).get("FileSystemConfigs", [])
+        assert [c["Arn"] for c in got] == [ap], f"FileSystemConfigs not returned: {got}"
+        other = ap + "x"
+        lam.update_function_configuration(
+            FunctionName=name, FileSystemConfigs=[{"Arn": other, "LocalMountPath": "/mnt/efs"}]
+        )
+        got = lam.get_function_configuration(FunctionName=name).get("FileSystemConfigs", [])
+        assert [c["Arn"] for c in got] == [other], f"FileSystemConfigs not updated: {got}"
+    finally:
+        try:
+            lam.delete_function(FunctionName=name)
+        except Exception:  # noqa: BLE001 - best-effort cleanup
+            pass
+        iam.delete_role(RoleName=f"fs-check-{suffix}")
+
+
+def patch_lambda_file_systems() -> Any:
+    """Install the launcher's Lambda FileSystemConfigs fix (main() installs it in the server)."""
+    import moto_launcher
+
+    return moto_launcher.apply_lambda_file_systems()
+
+
 SCENARIOS = {
     "CreateLaunchTemplateVersion UserData": (scenario, patch_launch_template),
     "GetBucketVersioning root": (versioning_scenario, patch_versioning),
@@ -563,6 +620,7 @@ SCENARIOS = {
     "ModifyDBSubnetGroup keeps the group": (subnet_group_scenario, patch_subnet_group),
     "S3 conditional writes are atomic": (conditional_write_scenario, patch_atomic_writes),
     "Load balancer deletion protection": (deletion_protection_scenario, patch_deletion_protection),
+    "Lambda FileSystemConfigs": (lambda_file_system_scenario, patch_lambda_file_systems),
 }
 
 

@@ -334,6 +334,7 @@ import uuid  # noqa: E402
 from urllib.parse import unquote  # noqa: E402
 
 from moto.backup import urls as backup_urls  # noqa: E402
+from moto.efs.responses import EFSResponse  # noqa: E402
 from moto.backup.exceptions import InvalidParameterValueException  # noqa: E402
 from moto.backup.exceptions import ResourceNotFoundException as BackupNotFound  # noqa: E402
 from moto.backup.models import BackupBackend  # noqa: E402
@@ -642,6 +643,22 @@ def _delete_backup_vault_access_policy(self: Any) -> str:
     return "{}"
 
 
+def _put_backup_policy(self: Any) -> str:
+    """EFS PutBackupPolicy (moto 5.2.5 has DescribeBackupPolicy only): a file system AWS
+    Backup restored into a new one has automatic backups off until it is put."""
+    from moto.efs.exceptions import FileSystemNotFound
+
+    fs_id = unquote(self.path.rstrip("/").split("/")[-2])
+    fs = self.efs_backend.file_systems_by_id.get(fs_id)
+    if fs is None:
+        raise FileSystemNotFound(fs_id)
+    status = json.loads(self.body or "{}").get("BackupPolicy", {}).get("Status")
+    if status not in ("ENABLED", "DISABLED"):
+        raise InvalidParameterValueException(f"Invalid backup policy status {status!r}")
+    fs._backup = status == "ENABLED"
+    return json.dumps({"BackupPolicy": {"Status": status}})
+
+
 _RESTORE_METHODS = {
     "start_restore_job": _start_restore_job,
     "describe_restore_job": _describe_restore_job,
@@ -676,8 +693,11 @@ def apply_backup_jobs() -> Callable[[], None]:
     for name, method in _RESTORE_METHODS.items():
         setattr(BackupResponse, name, method)
     backup_urls.url_paths.update(_BACKUP_PATHS)
+    EFSResponse.put_backup_policy = _put_backup_policy  # type: ignore[attr-defined]
 
     def restore() -> None:
+        if "put_backup_policy" in EFSResponse.__dict__:
+            delattr(EFSResponse, "put_backup_policy")
         for name in ("start_backup_job", "describe_backup_job", "list_recovery_points_by_resource", *_RESTORE_METHODS):
             if name in BackupResponse.__dict__:
                 delattr(BackupResponse, name)
@@ -689,6 +709,49 @@ def apply_backup_jobs() -> Callable[[], None]:
 
 
 assert BackupBackend  # the backend the jobs hang off (one per account and region)
+
+
+# Lambda's FileSystemConfigs (the EFS access point a function mounts): moto 5.2.5 drops them
+# on CreateFunction and UpdateFunctionConfiguration and never returns them, so a function
+# switched to another access point (a restore of the file system) cannot be read back.
+from moto.awslambda.models import LambdaFunction  # noqa: E402
+
+_ORIGINAL_LAMBDA_INIT = LambdaFunction.__init__
+_ORIGINAL_LAMBDA_CONFIGURATION = LambdaFunction.get_configuration
+_ORIGINAL_LAMBDA_UPDATE = LambdaFunction.update_configuration
+
+
+def _patched_lambda_init(self: Any, account_id: str, spec: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+    _ORIGINAL_LAMBDA_INIT(self, account_id, spec, *args, **kwargs)
+    self._pi_deploy_file_system_configs = list(spec.get("FileSystemConfigs") or [])
+
+
+def _patched_lambda_configuration(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    config = _ORIGINAL_LAMBDA_CONFIGURATION(self, *args, **kwargs)
+    configs = getattr(self, "_pi_deploy_file_system_configs", [])
+    if configs:
+        config["FileSystemConfigs"] = configs
+    return config
+
+
+def _patched_lambda_update(self: Any, config_updates: dict[str, Any]) -> dict[str, Any]:
+    if "FileSystemConfigs" in config_updates:
+        self._pi_deploy_file_system_configs = list(config_updates["FileSystemConfigs"] or [])
+    return _ORIGINAL_LAMBDA_UPDATE(self, config_updates)
+
+
+def apply_lambda_file_systems() -> Callable[[], None]:
+    """Keep and return Lambda's FileSystemConfigs; return a function that removes the fix."""
+    LambdaFunction.__init__ = _patched_lambda_init  # type: ignore[method-assign]
+    LambdaFunction.get_configuration = _patched_lambda_configuration  # type: ignore[method-assign]
+    LambdaFunction.update_configuration = _patched_lambda_update  # type: ignore[method-assign]
+
+    def restore() -> None:
+        LambdaFunction.__init__ = _ORIGINAL_LAMBDA_INIT  # type: ignore[method-assign]
+        LambdaFunction.get_configuration = _ORIGINAL_LAMBDA_CONFIGURATION  # type: ignore[method-assign]
+        LambdaFunction.update_configuration = _ORIGINAL_LAMBDA_UPDATE  # type: ignore[method-assign]
+
+    return restore
 
 
 def main(argv: list[str]) -> None:
@@ -706,8 +769,9 @@ def main(argv: list[str]) -> None:
     apply_version_fix()
     apply_atomic_writes()
     apply_backup_jobs()
+    apply_lambda_file_systems()
     print(
-        "moto_launcher: CreateLaunchTemplateVersion UserData, GetBucketVersioning, ModifyVpcEndpoint, ModifyDBSubnetGroup, load balancer deletion protection, launch template version and S3 conditional write fixes applied; AWS Backup jobs (backup, restore, vault access policies) answered",
+        "moto_launcher: CreateLaunchTemplateVersion UserData, GetBucketVersioning, ModifyVpcEndpoint, ModifyDBSubnetGroup, load balancer deletion protection, launch template version, S3 conditional write and Lambda FileSystemConfigs fixes applied; AWS Backup jobs (backup, restore, vault access policies) and EFS PutBackupPolicy answered",
         file=sys.stderr,
         flush=True,
     )

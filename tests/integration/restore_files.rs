@@ -53,7 +53,6 @@ async fn items_are_restored_into_the_same_file_system_after_the_checks_and_a_kil
     for (args, field) in [
         (too_many.clone(), "--path"),
         (vec!["restore", "--files", rp.as_str(), "--path", "themes"], "--path"),
-        (vec!["restore", "--files", rp.as_str()], "--path"),
         (vec!["restore", "--files", "fs-123", "--path", "/themes"], "--files"),
         (
             vec![
@@ -181,6 +180,232 @@ async fn items_are_restored_into_the_same_file_system_after_the_checks_and_a_kil
     assert!(d.state().get("files_restore").is_none());
 
     // A files restore leaves nothing of its own: destroy removes everything (the role too).
+    let gone = d.destroy();
+    let left = census::everything(&c, &d.name).await;
+    assert!(left.is_empty(), "left behind: {left:?}\n{}", show(&gone));
+}
+
+/// The file systems tagged with the deployment.
+async fn file_systems(c: &pi_deploy::aws::Clients, dep: &str) -> Vec<String> {
+    let mut v: Vec<String> = c
+        .efs
+        .describe_file_systems()
+        .send()
+        .await
+        .unwrap()
+        .file_systems()
+        .iter()
+        .filter(|fs| {
+            fs.tags()
+                .iter()
+                .any(|t| t.key() == "pi-deploy:deployment" && t.value() == dep)
+        })
+        .map(|fs| fs.file_system_id().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The mount targets' subnets and the access points' ARNs of a file system (empty when it
+/// is gone).
+async fn made_on(c: &pi_deploy::aws::Clients, fs: &str) -> (Vec<String>, Vec<String>) {
+    let mut subnets: Vec<String> = match c.efs.describe_mount_targets().file_system_id(fs).send().await {
+        Ok(o) => o.mount_targets().iter().map(|m| m.subnet_id().to_string()).collect(),
+        Err(_) => Vec::new(),
+    };
+    subnets.sort();
+    let points = match c.efs.describe_access_points().file_system_id(fs).send().await {
+        Ok(o) => o
+            .access_points()
+            .iter()
+            .filter_map(|a| a.access_point_arn().map(String::from))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    (subnets, points)
+}
+
+/// The access point the side-loading Lambda mounts.
+async fn lambda_access_point(c: &pi_deploy::aws::Clients, d: &Deployment) -> String {
+    let cfg = c
+        .lambda
+        .get_function_configuration()
+        .function_name(common::recorded(d, "lambda", "id"))
+        .send()
+        .await
+        .unwrap();
+    cfg.file_system_configs()
+        .first()
+        .map(|f| f.arn().to_string())
+        .unwrap_or_default()
+}
+
+/// The deployment runs on file system `fs` with access point `ap`: the records, the launch
+/// template's user data, the Lambda's mount, its role's policy, and every instance of the
+/// group launched from the default version.
+async fn runs_on(c: &pi_deploy::aws::Clients, d: &Deployment, fs: &str, ap: &str) {
+    assert_eq!(common::recorded(d, "efs", "id"), fs);
+    assert_eq!(common::recorded(d, "efs-ap", "arn"), ap);
+    for key in ["efs-mt-a", "efs-mt-b", "efs-ap"] {
+        assert_eq!(common::recorded(d, key, "file_system_id"), fs, "{key}");
+    }
+    let ud = crate::restore::user_data(c, d).await;
+    assert!(
+        ud.contains(&format!("readonly EFS_ID='{fs}'")),
+        "the user data mounts {fs}"
+    );
+    assert_eq!(
+        lambda_access_point(c, d).await,
+        ap,
+        "the Lambda mounts the access point"
+    );
+    let role = common::recorded(d, "lambda-role", "id");
+    let names = c.iam.list_role_policies().role_name(&role).send().await.unwrap();
+    let mut docs = String::new();
+    for name in names.policy_names() {
+        let got = c
+            .iam
+            .get_role_policy()
+            .role_name(&role)
+            .policy_name(name)
+            .send()
+            .await
+            .unwrap();
+        docs.push_str(&got.policy_document().replace("%3A", ":").replace("%2F", "/"));
+    }
+    assert!(docs.contains(ap), "the Lambda's role names {ap}: {docs}");
+    let s = common::seen(d).await;
+    assert_eq!(s.version, common::default_version(d).await.to_string());
+    assert!(s.suspended.is_empty(), "{:?}", s.suspended);
+    assert!(d.state().get("upgrade").is_none());
+}
+
+/// `restore --files ARN` without `--path` (issue 21): into a NEW file system (the shim's
+/// StartRestoreJob with newFileSystem=true creates it in moto's EFS), made as the blueprint
+/// says (tags, mount targets in both subnets, the access point), then the deployment
+/// switched to it (records, user data, the Lambda and its role) with every instance rolled
+/// and a healthy target at every poll; `--abort` goes back and deletes the new one;
+/// `--finish` deletes the old one; `destroy` after a kept restore leaves nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_restore_switches_to_a_new_file_system_and_abort_finish_and_destroy_work() {
+    let c = clients().await;
+    let d = Deployment::new("rfull");
+    let cfg = common::fleet_config(&d, 1, 3, 2);
+    common::ok_config(&d, &cfg, &["up", "--ami", &common::ami('A'), "--yes"]);
+    let old_fs = common::recorded(&d, "efs", "id");
+    let old_ap = common::recorded(&d, "efs-ap", "arn");
+    let old_subnets = made_on(&c, &old_fs).await.0;
+    assert_eq!(old_subnets.len(), 2);
+    let o = outputs(&common::ok_config(&d, &cfg, &["snapshot", "--label", "full", "--json"]));
+    let rp = o["recovery_point_arn"].as_str().expect("recovery point").to_string();
+
+    // Not a recovery point of the deployment's file system: exit 2, nothing recorded.
+    let other = "arn:aws:backup:eu-west-1:123456789012:recovery-point:not-ours";
+    let out = common::run_config(&d, &cfg, &["restore", "--files", other, "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(d.state().get("files_restore").is_none());
+
+    // The restore.
+    let before = common::fleet_of(&d).await;
+    let tg = common::recorded(&d, "tg", "id");
+    let out = common::ok_keeping_a_healthy_target(&d, &cfg, &tg, &["restore", "--files", &rp, "--yes", "--json"]);
+    let o = outputs(&out);
+    let new_fs = o["file_system_id"].as_str().expect("the new file system").to_string();
+    assert_ne!(new_fs, old_fs);
+    assert_eq!(o["kept_file_system"], old_fs.as_str());
+    let steps: Vec<String> = events(&out)
+        .iter()
+        .filter(|e| e["event"] == "restore")
+        .map(|e| e["step"].as_str().unwrap().to_string())
+        .collect();
+    for s in [
+        "started",
+        "restoring",
+        "waiting",
+        "preparing",
+        "switching",
+        "rolling",
+        "kept",
+    ] {
+        assert!(steps.contains(&s.to_string()), "{s} in {steps:?}");
+    }
+    // AWS's side: the new file system is the deployment's, encrypted, with a mount target in
+    // each of the same subnets and its own access point; the old one is kept as it was.
+    let described = c
+        .efs
+        .describe_file_systems()
+        .file_system_id(&new_fs)
+        .send()
+        .await
+        .unwrap();
+    let fs = &described.file_systems()[0];
+    assert_eq!(fs.encrypted(), Some(true));
+    let tag = |k: &str| fs.tags().iter().find(|t| t.key() == k).map(|t| t.value().to_string());
+    assert_eq!(tag("pi-deploy:deployment").as_deref(), Some(d.name.as_str()));
+    assert_eq!(tag("pi-deploy:key").as_deref(), Some("efs"));
+    let (subnets, points) = made_on(&c, &new_fs).await;
+    assert_eq!(subnets, old_subnets);
+    assert_eq!(points.len(), 1, "{points:?}");
+    let new_ap = points[0].clone();
+    assert_ne!(new_ap, old_ap);
+    assert_eq!(made_on(&c, &old_fs).await, (old_subnets.clone(), vec![old_ap.clone()]));
+    assert_eq!(file_systems(&c, &d.name).await.len(), 2);
+    runs_on(&c, &d, &new_fs, &new_ap).await;
+    let after = common::fleet_of(&d).await;
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after.iter().all(|i| !before.contains(i)),
+        "every instance replaced: {after:?}"
+    );
+    assert!(
+        restore_policy(&c, &format!("{}-backup-role", d.name)).await.is_empty(),
+        "the restore permissions are removed once the job ended"
+    );
+
+    // `status` (no leak: the kept file system is the restore's), `plan` (nothing to do) and
+    // `outputs` say so; the same command again changes nothing; an item restore waits.
+    let status = common::run_config(&d, &cfg, &["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", show(&status));
+    assert!(show(&status).contains("restore --finish"), "{}", show(&status));
+    let plan = common::run_config(&d, &cfg, &["plan", "--ami", &common::ami('A'), "--detailed-exitcode"]);
+    assert!(show(&plan).contains("restore --finish"), "{}", show(&plan));
+    assert_eq!(plan.status.code(), Some(0), "{}", show(&plan));
+    let outs = common::ok_config(&d, &cfg, &["outputs", "--json"]);
+    assert!(show(&outs).contains(&old_fs), "{}", show(&outs));
+    let again = common::ok_config(&d, &cfg, &["restore", "--files", &rp, "--yes", "--json"]);
+    assert_eq!(outputs(&again)["file_system_id"], new_fs.as_str());
+    assert_eq!(file_systems(&c, &d.name).await.len(), 2);
+    let items = common::run_config(&d, &cfg, &["restore", "--files", &rp, "--path", "/themes"]);
+    assert_eq!(items.status.code(), Some(3), "{}", show(&items));
+
+    // --abort: back on the old file system, rolled again, the new one deleted.
+    common::ok_keeping_a_healthy_target(&d, &cfg, &tg, &["restore", "--abort", "--json"]);
+    runs_on(&c, &d, &old_fs, &old_ap).await;
+    assert_eq!(file_systems(&c, &d.name).await, std::slice::from_ref(&old_fs));
+    assert_eq!(made_on(&c, &new_fs).await, (Vec::new(), Vec::new()));
+    assert!(d.state().get("files_restore").is_none());
+
+    // Again, then --finish: the old file system, its mount targets and access point deleted.
+    let out = common::ok_config(&d, &cfg, &["restore", "--files", &rp, "--yes", "--json"]);
+    let new_fs = outputs(&out)["file_system_id"].as_str().unwrap().to_string();
+    let new_ap = common::recorded(&d, "efs-ap", "arn");
+    common::ok_config(&d, &cfg, &["restore", "--finish", "--yes", "--json"]);
+    runs_on(&c, &d, &new_fs, &new_ap).await;
+    assert_eq!(file_systems(&c, &d.name).await, std::slice::from_ref(&new_fs));
+    assert_eq!(made_on(&c, &old_fs).await, (Vec::new(), Vec::new()));
+    assert!(d.state().get("files_restore").is_none());
+    let plan = common::run_config(&d, &cfg, &["plan", "--ami", &common::ami('A'), "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", show(&plan));
+
+    // A restore kept (of the new file system's own backup), then destroy: nothing left.
+    let o = outputs(&common::ok_config(
+        &d,
+        &cfg,
+        &["snapshot", "--label", "again", "--json"],
+    ));
+    let rp = o["recovery_point_arn"].as_str().unwrap().to_string();
+    common::ok_config(&d, &cfg, &["restore", "--files", &rp, "--yes"]);
+    assert_eq!(file_systems(&c, &d.name).await.len(), 2);
     let gone = d.destroy();
     let left = census::everything(&c, &d.name).await;
     assert!(left.is_empty(), "left behind: {left:?}\n{}", show(&gone));
