@@ -134,16 +134,17 @@ cargo fmt --all -- --check
 
 # The crash tests (tests/integration/crash.rs) kill up, destroy, upgrade, a day-2 update run,
 # an `up` that rolls the instances, one that replaces the parameter group (a major engine
-# upgrade), one that does both, and a `restore` at every state transition when the code they guard
+# upgrade), one that does both, a `restore` of the database and one of the file system at every
+# state transition when the code they guard
 # changed since the last exhaustive pass, else at a sample (docs/RELIABILITY.md has the
 # figures). The pass is recorded as the hash of those files in $CACHE/crash-exhaustive.sha256,
-# written only after the whole cargo test passed with all nine crash tests reporting every
+# written only after the whole cargo test passed with all ten crash tests reporting every
 # transition. A caller's PI_DEPLOY_CRASH_EVERY
 # (1 or 0) decides instead.
 crash_guarded=(src/core/executor.rs src/core/executor src/core/state.rs src/state_file.rs
   src/core/upgrade.rs src/commands/upgrade.rs src/commands/destroy.rs src/commands/up.rs
   src/core/plan.rs src/resources/fleet.rs src/core/restore.rs src/commands/restore.rs
-  src/resources/restore.rs)
+  src/resources/restore.rs src/commands/restore_fs.rs)
 crash_stamp="$CACHE/crash-exhaustive.sha256"
 crash_hash="$({ find "${crash_guarded[@]}" -type f -print0 2>/dev/null || true; } |
   LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1)"
@@ -183,17 +184,17 @@ if ((${#crash_done[@]} > 0)); then
 fi
 if [[ "$PI_DEPLOY_CRASH_EVERY" == 1 ]]; then
   crash_every=0
-  for name in up destroy upgrade update roll major-upgrade roll-replace restore restore-finish-abort; do
+  for name in up destroy upgrade update roll major-upgrade roll-replace restore restore-finish-abort files-restore; do
     if grep -qs '(every transition)' "$crash_reports/$name.txt"; then
       crash_every=$((crash_every + 1))
     fi
   done
-  if ((crash_every == 9)); then
+  if ((crash_every == 10)); then
     mkdir -p "$CACHE"
     printf '%s\n' "$crash_hash" >"$crash_stamp"
     printf 'crash tests: exhaustive pass recorded in %s\n' "$crash_stamp" >&2
   else
-    printf 'crash tests: %d of 9 ran at every transition (a test filter?): no stamp written\n' "$crash_every" >&2
+    printf 'crash tests: %d of 10 ran at every transition (a test filter?): no stamp written\n' "$crash_every" >&2
   fi
 fi
 

@@ -43,7 +43,9 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
     let extras = record_unrecorded(&mut session, cloud.as_ref(), &search, events.as_ref()).await?;
     // `snapshot`'s role goes; its DB snapshots and recovery points stay (the user's data).
     super::snapshot::hand_backup_role_to_destroy(&session.aws, &mut session.state).await?;
-    // A restore's other instance (the old one kept, or a restored one not switched to) goes too.
+    // A restore's other instance (the old one kept, or a restored one not switched to) goes
+    // too, and so does a restore's other file system.
+    super::restore_fs::resolve_for_destroy(&session.aws, &mut session.state, events.as_ref()).await?;
     super::restore::hand_to_destroy(&mut session.state);
     if let Some(kept) = super::snapshot::kept_by_destroy(&session.aws, &session.state).await {
         events.emit(Event::Warning { message: kept });

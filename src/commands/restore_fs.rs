@@ -31,16 +31,46 @@ use std::collections::BTreeMap;
 use super::restore::Run;
 use super::restore_files::check_vault;
 use super::{CmdError, recorded};
-use crate::core::event::Event;
+use crate::core::event::{Event, EventSink};
 use crate::core::resource::{Cloud, DeleteCtx, ErrorClass, NodeCtx, Outputs};
 use crate::core::restore::Step;
 use crate::core::restore_files::{self as rf, FILE_SYSTEM_KEY, FilesRestoreRecord, FullRestore};
 use crate::core::snapshot as snap;
 use crate::core::spec::{Kind, NodeSpec};
 use crate::core::state::{State, Status};
-use crate::resources::AwsCloud;
 use crate::resources::backup;
 use crate::resources::restore_files::{self as rr, AwsRestoreJobs, StartRestore};
+use crate::resources::{Aws, AwsCloud};
+
+/// `destroy`: the file system a full restore's job made that no run recorded yet (the job
+/// waited for when it is known and still running; else found by the restore's creation
+/// token, as after a run killed between StartRestoreJob and its state write) is put in the
+/// record, so `hand_to_destroy` hands it over with the rest.
+pub async fn resolve_for_destroy(aws: &Aws, state: &mut State, events: &dyn EventSink) -> Result<(), CmdError> {
+    let Some(rec) = state.files_restore.as_mut() else {
+        return Ok(());
+    };
+    let Some(full) = rec.full.as_mut().filter(|f| f.new_file_system().is_none()) else {
+        return Ok(());
+    };
+    if let Some(job) = &rec.job_id {
+        let progress = |seen: &str| {
+            events.emit(Event::Warning {
+                message: format!("waiting for AWS Backup restore job {job} (a restore of the file system) to end before deleting what it makes: {seen}"),
+            })
+        };
+        match rr::wait_restore(&AwsRestoreJobs(aws), job, rr::RESTORE_JOB_DEADLINE, &progress).await {
+            Ok(_) => {}
+            // Ended without a file system, or no longer known: the lookup below decides.
+            Err(e) if e.is(ErrorClass::Failed) || e.is(ErrorClass::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(fs) = rr::restored_file_system(aws, &rec.token).await? {
+        full.new.insert(FILE_SYSTEM_KEY.to_string(), fs);
+    }
+    Ok(())
+}
 
 /// The file system and what is made on it (mount targets, access point): the state keys a
 /// full restore takes over, the file system first.
@@ -633,11 +663,17 @@ impl Run<'_> {
             self.record_files(&rec, &full)?;
         }
         // Discarding: a job still running makes its file system all the same: waited for.
-        if full.new_file_system().is_none()
-            && let Some(job) = rec.job_id.clone()
-        {
-            self.emit("discarding", format!("waiting for AWS Backup restore job {job} to end"));
-            if let Some(fs) = self.job_file_system(&job).await? {
+        // A job a killed run started but did not record is found by the file system it made
+        // (the restore's creation token).
+        if full.new_file_system().is_none() {
+            let made = match rec.job_id.clone() {
+                Some(job) => {
+                    self.emit("discarding", format!("waiting for AWS Backup restore job {job} to end"));
+                    self.job_file_system(&job).await?
+                }
+                None => rr::restored_file_system(&self.aws, &rec.token).await?,
+            };
+            if let Some(fs) = made {
                 full.new.insert(FILE_SYSTEM_KEY.to_string(), fs);
                 self.record_files(&rec, &full)?;
             }

@@ -277,14 +277,11 @@ impl FullRestore {
 
 /// The state key of the deployment's file system.
 pub const FILE_SYSTEM_KEY: &str = "efs";
-/// The output naming a file system by its creation token where its id is not known yet
-/// (resources::file_system::CREATION_TOKEN).
-pub const CREATION_TOKEN: &str = "creation_token";
 
 /// What a full restore left that the state's records do not name, for `destroy`: the old
 /// file system, mount targets and access point once the `efs` record names the new one,
-/// else the new ones made so far (a file system the job has not named yet by the restore's
-/// creation token). Answers `old` or `new`, and the outputs by the state key they stand for.
+/// else the new ones made so far (`destroy` first looks up a file system the job made that
+/// no run recorded: commands::restore_fs::resolve_for_destroy). Answers `old` or `new`, and the outputs by the state key they stand for.
 pub fn left_behind(rec: &FilesRestoreRecord, current_fs: Option<&str>) -> (&'static str, BTreeMap<String, Outputs>) {
     let Some(full) = &rec.full else {
         return ("new", BTreeMap::new());
@@ -292,14 +289,7 @@ pub fn left_behind(rec: &FilesRestoreRecord, current_fs: Option<&str>) -> (&'sta
     if full.new_file_system().is_some() && full.new_file_system() == current_fs {
         return ("old", full.old.clone());
     }
-    let mut new = full.new.clone();
-    if full.new_file_system().is_none() && rec.job_id.is_some() {
-        new.insert(
-            FILE_SYSTEM_KEY.to_string(),
-            Outputs::new().with(CREATION_TOKEN, &rec.token),
-        );
-    }
-    ("new", new)
+    ("new", full.new.clone())
 }
 
 impl FilesRestoreRecord {
@@ -661,14 +651,11 @@ mod tests {
         assert_ne!(rec.token_for("efs-ap"), rec.token_for("efs-mt-a"));
         assert_ne!(rec.token_for("efs-ap"), rec.token);
         assert!(rec.token_for("efs-ap").len() <= 64);
-        // destroy: not switched, the new file system goes (by its token before the job named it).
+        // destroy: not switched, the new file system goes.
         let (which, left) = left_behind(&rec, Some("fs-old"));
         assert_eq!((which, left[FILE_SYSTEM_KEY].get("id")), ("new", Some("fs-new")));
         let mut unnamed = rec.clone();
-        unnamed.full.as_mut().unwrap().new.clear();
-        let (_, left) = left_behind(&unnamed, Some("fs-old"));
-        assert_eq!(left[FILE_SYSTEM_KEY].get(CREATION_TOKEN), Some(rec.token.as_str()));
-        unnamed.job_id = None;
+        unnamed.full = None;
         assert!(left_behind(&unnamed, Some("fs-old")).1.is_empty());
         // Switched: the old one goes.
         let (which, left) = left_behind(&rec, Some("fs-new"));

@@ -33,9 +33,6 @@ use crate::core::spec::{Kind, NodeSpec, Props};
 
 pub struct FileSystem;
 
-/// The output naming a file system by its creation token where its id is not known yet.
-use crate::core::restore_files::CREATION_TOKEN;
-
 /// What `up` changes on a live file system.
 pub const ATTRS: &[AttrSpec] = &[
     AttrSpec::with(
@@ -279,7 +276,7 @@ async fn find_by_token(aws: &Aws) -> Result<Option<Outputs>, ResourceError> {
 }
 
 /// The file system made with `token` (EFS's idempotency key), if it exists.
-async fn find_by_creation_token(aws: &Aws, token: &str) -> Result<Option<Outputs>, ResourceError> {
+pub(super) async fn find_by_creation_token(aws: &Aws, token: &str) -> Result<Option<Outputs>, ResourceError> {
     let found: Vec<t::FileSystemDescription> = aws
         .clients
         .efs
@@ -410,19 +407,7 @@ impl ResourceKind for FileSystem {
     }
 
     async fn delete(&self, aws: &Aws, cx: &DeleteCtx<'_>) -> Result<(), ResourceError> {
-        // A full restore's file system whose job had not named it yet (handed over by
-        // `destroy` with the job's creation token): looked up by that token.
-        let by_token;
-        let id = match (cx.outputs.get("id"), cx.outputs.get(CREATION_TOKEN)) {
-            (None, Some(token)) => match find_by_creation_token(aws, token).await? {
-                Some(found) => {
-                    by_token = found;
-                    by_token.id()?
-                }
-                None => return Ok(()),
-            },
-            _ => cx.outputs.id()?,
-        };
+        let id = cx.outputs.id()?;
         // FileSystemInUse while mount targets are still being deleted: retried.
         let started = ec2::delete_started(Kind::FileSystem, &format!("deleting file system {id}"), || async {
             aws.clients

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use super::{Aws, ec2};
 use crate::aws::wait::{self, Backoff, Poll};
 use crate::aws::{err, error};
-use crate::core::resource::{ErrorClass, ResourceError};
+use crate::core::resource::{ErrorClass, Outputs, ResourceError};
 use crate::core::restore_files::{self as rf, FileSystemFacts};
 
 /// An item-level restore of a few directories: minutes; of a large tree, hours. A run that
@@ -254,6 +254,11 @@ pub async fn wait_restore(
         },
     )
     .await
+}
+
+/// The file system a full restore's job made (its creation token is the restore's), if any.
+pub async fn restored_file_system(aws: &Aws, creation_token: &str) -> Result<Option<Outputs>, ResourceError> {
+    super::file_system::find_by_creation_token(aws, creation_token).await
 }
 
 /// The deployment's tags on the file system a full restore made (AWS Backup restores it

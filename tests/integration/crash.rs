@@ -1448,6 +1448,12 @@ async fn check_on_database(d: &Deployment, c: &Clients, db: &str, others: usize)
             "DB instances of the deployment: {all:?}, expected {db} and {others} other(s)"
         ));
     }
+    group_settled(d).await
+}
+
+/// No process suspended, the group launching the default version, every instance of it a
+/// healthy target.
+async fn group_settled(d: &Deployment) -> Result<(), String> {
     let s = seen(d).await;
     if !s.suspended.is_empty() {
         return Err(format!("processes left suspended: {:?}", s.suspended));
@@ -1654,6 +1660,174 @@ fn restore_finish_and_abort_killed_at_each_transition_converge_on_the_rerun() {
         check_empty(&f.d, &lanes[0].clients, &rt).unwrap();
     }
     println!("crash/restore-finish-abort: --abort makes {abort_total} transitions, --finish {finish_total}");
+}
+
+/// After a restore of the file system, its abort or its finish converged: the deployment on
+/// file system `fs` (the records, the user data of the default launch template version, the
+/// Lambda's access point), `1 + others` file systems tagged with the deployment (the other:
+/// the one a kept restore keeps, with its mount targets), no restore record unless one is
+/// kept, no swap recorded, the group settled.
+async fn check_on_file_system(d: &Deployment, c: &Clients, fs: &str, others: usize) -> Result<(), String> {
+    use crate::restore_files::{file_systems, lambda_access_point, made_on};
+    let state = d.state();
+    match (state.get("files_restore"), others) {
+        (Some(r), 0) => return Err(format!("a restore of the file system is still recorded: {r}")),
+        (Some(r), _) if r["full"]["step"]["name"] != "kept" => {
+            return Err(format!("the restore of the file system is not kept: {r}"));
+        }
+        (None, 1) => return Err("no restore of the file system is recorded".into()),
+        _ => {}
+    }
+    if let Some(u) = state.get("upgrade") {
+        return Err(format!("a swap is still recorded: {u}"));
+    }
+    if recorded(d, "efs", "id") != fs {
+        return Err(format!("the efs record names {}, not {fs}", recorded(d, "efs", "id")));
+    }
+    for key in ["efs-mt-a", "efs-mt-b", "efs-ap"] {
+        if recorded(d, key, "file_system_id") != fs {
+            return Err(format!("the {key} record is on {}", recorded(d, key, "file_system_id")));
+        }
+    }
+    let (subnets, points) = made_on(c, fs).await;
+    let ap = recorded(d, "efs-ap", "arn");
+    if subnets.len() != 2 || points != [ap.clone()] {
+        return Err(format!(
+            "{fs} has mount targets in {subnets:?} and access points {points:?} (want 2, [{ap}])"
+        ));
+    }
+    if !crate::restore::user_data(c, d)
+        .await
+        .contains(&format!("readonly EFS_ID='{fs}'"))
+    {
+        return Err(format!("the default launch template version does not mount {fs}"));
+    }
+    let mounted = lambda_access_point(c, d).await;
+    if mounted != ap {
+        return Err(format!("the Lambda mounts {mounted}, not {ap}"));
+    }
+    let all = file_systems(c, &d.name).await;
+    if !all.contains(&fs.to_string()) || all.len() != 1 + others {
+        return Err(format!(
+            "file systems of the deployment: {all:?}, expected {fs} and {others} other(s)"
+        ));
+    }
+    for other in all.iter().filter(|f| *f != fs) {
+        if made_on(c, other).await.0.len() != 2 {
+            return Err(format!("the kept file system {other} lost its mount targets"));
+        }
+    }
+    group_settled(d).await
+}
+
+/// The file system the `efs` record names.
+fn d_fs(d: &Deployment) -> String {
+    recorded(d, "efs", "id")
+}
+
+/// Issue 21: a full restore of the file system (`restore --files ARN`, into a new one) and
+/// its `--abort` and `--finish`, each killed at transition k and run again: killed restore,
+/// killed abort, abort (back on the old file system, the new one gone); killed restore,
+/// rerun (on the new one, the old one kept), killed finish, finish (the old one gone). Each
+/// case restores from a new backup of the file system the lane's last case left.
+#[test]
+fn files_restore_killed_at_each_transition_is_finished_or_aborted_by_the_next_run() {
+    let rt = runtime();
+    let lanes = Lane::on_suite_endpoint(threads(), &rt);
+    let c = &lanes[0].clients;
+    // A new backup each time (`snapshot` with a label it took already answers that one).
+    let backup = |lane: &Lane, f: &Fleet, label: &str| -> Result<String, String> {
+        let out = lane.ok(
+            &f.d,
+            &strs(&with_config(&f.cfg, &["snapshot", "--label", label, "--json"])),
+        )?;
+        events(&out)
+            .last()
+            .and_then(|e| e["outputs"]["recovery_point_arn"].as_str().map(String::from))
+            .ok_or_else(|| format!("no recovery point: {:?}", events(&out).last()))
+    };
+    let restore = |f: &Fleet, rp: &str| with_config(&f.cfg, &["restore", "--files", rp, "--yes"]);
+    let abort = |f: &Fleet| with_config(&f.cfg, &["restore", "--abort"]);
+    let finish = |f: &Fleet| with_config(&f.cfg, &["restore", "--finish", "--yes"]);
+
+    // A clean restore, abort, restore, finish: how many transitions each makes.
+    let reference = Fleet::up(&lanes[0], "crfs").unwrap();
+    let d = &reference.d;
+    let old = d_fs(d);
+    let rp = backup(&lanes[0], &reference, "reference").unwrap();
+    let base = reference.serial();
+    lanes[0].ok(d, &strs(&restore(&reference, &rp))).unwrap();
+    let restore_total = reference.serial() - base;
+    rt.block_on(check_on_file_system(d, c, &d_fs(d), 1)).unwrap();
+    let base = reference.serial();
+    lanes[0].ok(d, &strs(&abort(&reference))).unwrap();
+    let abort_total = reference.serial() - base;
+    rt.block_on(check_on_file_system(d, c, &old, 0)).unwrap();
+    lanes[0].ok(d, &strs(&restore(&reference, &rp))).unwrap();
+    let base = reference.serial();
+    lanes[0].ok(d, &strs(&finish(&reference))).unwrap();
+    let finish_total = reference.serial() - base;
+    rt.block_on(check_on_file_system(d, c, &d_fs(d), 0)).unwrap();
+    assert_ne!(old, d_fs(d));
+
+    let slots: Vec<Mutex<Option<Fleet>>> = lanes.iter().map(|_| Mutex::new(None)).collect();
+    *slots[0].lock().unwrap() = Some(reference);
+    let phases = Phases::default();
+    let total = restore_total.max(abort_total).max(finish_total);
+    let ks = chosen(total, exhaustive());
+    run_cases("files-restore", total, &lanes, &ks, &phases, |i, lane, k| {
+        let mut slot = slots[i].lock().unwrap();
+        if slot.is_none() {
+            *slot = Some(phases.time("up", || Fleet::up(lane, &format!("crfs{i}")))?);
+        }
+        let f = slot.as_ref().unwrap();
+        let d = &f.d;
+        let c = &lane.clients;
+        let case = || {
+            let old = d_fs(d);
+            let rp = phases.time("backup", || backup(lane, f, &format!("case{k}")))?;
+            let mut kill = Kill::ExitedFirst;
+            if k <= restore_total {
+                let base = f.serial();
+                kill = phases.time("killed restore", || kill_at(lane, d, &strs(&restore(f, &rp)), base + k))?;
+            }
+            if k <= abort_total && d.state().get("files_restore").is_some() {
+                let base = f.serial();
+                kill = phases.time("killed abort", || kill_at(lane, d, &strs(&abort(f)), base + k))?;
+            }
+            phases.time("abort", || lane.ok(d, &strs(&abort(f))))?;
+            phases.time("abort checks", || rt.block_on(check_on_file_system(d, c, &old, 0)))?;
+            if k <= restore_total {
+                let base = f.serial();
+                kill = phases.time("killed restore", || kill_at(lane, d, &strs(&restore(f, &rp)), base + k))?;
+            }
+            phases.time("rerun", || lane.ok(d, &strs(&restore(f, &rp))))?;
+            let new = d_fs(d);
+            if new == old {
+                return Err(format!("the rerun left the deployment on {old}"));
+            }
+            phases.time("checks", || rt.block_on(check_on_file_system(d, c, &new, 1)))?;
+            if k <= finish_total {
+                let base = f.serial();
+                kill = phases.time("killed finish", || kill_at(lane, d, &strs(&finish(f)), base + k))?;
+            }
+            phases.time("finish", || lane.ok(d, &strs(&finish(f))))?;
+            phases.time("finish checks", || rt.block_on(check_on_file_system(d, c, &new, 0)))?;
+            Ok(kill)
+        };
+        let outcome = caught(case);
+        if outcome.is_err() {
+            *slot = None;
+        }
+        outcome
+    });
+    for f in slots.into_iter().filter_map(|s| s.into_inner().unwrap()) {
+        lanes[0].ok(&f.d, &destroy_args()).unwrap();
+        check_empty(&f.d, &lanes[0].clients, &rt).unwrap();
+    }
+    println!(
+        "crash/files-restore: the restore makes {restore_total} transitions, --abort {abort_total}, --finish {finish_total}"
+    );
 }
 
 /// The DB instance the `db` record names.

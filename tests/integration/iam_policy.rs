@@ -347,6 +347,9 @@ async fn every_aws_call_of_a_full_cycle_is_allowed_by_the_operator_policy() {
         .pop()
         .expect("a recovery point");
     step(&["restore", "--files", &point, "--path", "/themes"], true);
+    // The whole file system into a new one, switched to and rolled, then the old one deleted.
+    step(&["restore", "--files", &point, "--yes"], true);
+    step(&["restore", "--finish", "--yes"], true);
     let snapshot = common::db_snapshots(&c, &d.name).await.pop().expect("a DB snapshot").0;
     step(&["restore", "--db-snapshot", &snapshot, "--yes"], true);
     step(&["restore", "--finish", "--yes"], true);

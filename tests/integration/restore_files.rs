@@ -186,7 +186,7 @@ async fn items_are_restored_into_the_same_file_system_after_the_checks_and_a_kil
 }
 
 /// The file systems tagged with the deployment.
-async fn file_systems(c: &pi_deploy::aws::Clients, dep: &str) -> Vec<String> {
+pub(crate) async fn file_systems(c: &pi_deploy::aws::Clients, dep: &str) -> Vec<String> {
     let mut v: Vec<String> = c
         .efs
         .describe_file_systems()
@@ -208,7 +208,7 @@ async fn file_systems(c: &pi_deploy::aws::Clients, dep: &str) -> Vec<String> {
 
 /// The mount targets' subnets and the access points' ARNs of a file system (empty when it
 /// is gone).
-async fn made_on(c: &pi_deploy::aws::Clients, fs: &str) -> (Vec<String>, Vec<String>) {
+pub(crate) async fn made_on(c: &pi_deploy::aws::Clients, fs: &str) -> (Vec<String>, Vec<String>) {
     let mut subnets: Vec<String> = match c.efs.describe_mount_targets().file_system_id(fs).send().await {
         Ok(o) => o.mount_targets().iter().map(|m| m.subnet_id().to_string()).collect(),
         Err(_) => Vec::new(),
@@ -226,7 +226,7 @@ async fn made_on(c: &pi_deploy::aws::Clients, fs: &str) -> (Vec<String>, Vec<Str
 }
 
 /// The access point the side-loading Lambda mounts.
-async fn lambda_access_point(c: &pi_deploy::aws::Clients, d: &Deployment) -> String {
+pub(crate) async fn lambda_access_point(c: &pi_deploy::aws::Clients, d: &Deployment) -> String {
     let cfg = c
         .lambda
         .get_function_configuration()
@@ -409,4 +409,84 @@ async fn a_full_restore_switches_to_a_new_file_system_and_abort_finish_and_destr
     let gone = d.destroy();
     let left = census::everything(&c, &d.name).await;
     assert!(left.is_empty(), "left behind: {left:?}\n{}", show(&gone));
+}
+
+/// A run killed between StartRestoreJob and the state write that records the job (made here
+/// by killing once the job is recorded, waiting for the job, then taking the job out of the
+/// record as if it had never been written): `--abort` finds the file system the job made by
+/// the restore's creation token and deletes it; the same with `destroy`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_job_the_state_never_recorded_is_found_by_abort_and_by_destroy() {
+    let c = clients().await;
+    let d = Deployment::new("rfjob");
+    d.up(&[]);
+    let old_fs = common::id(&d.state(), "efs");
+    let o = outputs(&d.ok(&["snapshot", "--label", "lost", "--json"]));
+    let rp = o["recovery_point_arn"].as_str().expect("recovery point").to_string();
+    let unrecorded = |d: &Deployment| {
+        assert!(
+            common::kill_when_state(d, &["restore", "--files", &rp, "--yes"], "the job recorded", |s| {
+                s["files_restore"]["job_id"].is_string()
+            }),
+            "the restore ended before its job was recorded"
+        );
+        let mut st = d.state();
+        let job = st["files_restore"]["job_id"].as_str().unwrap().to_string();
+        st["files_restore"].as_object_mut().unwrap().remove("job_id");
+        st["files_restore"]["full"]["step"] = serde_json::json!({"name": "restoring"});
+        d.write_state(&serde_json::to_vec_pretty(&st).unwrap());
+        job
+    };
+    for finish_with in ["abort", "destroy"] {
+        let job = unrecorded(&d);
+        // The job makes its file system all the same.
+        let made = loop {
+            let j = c
+                .backup
+                .describe_restore_job()
+                .restore_job_id(&job)
+                .send()
+                .await
+                .unwrap();
+            if let Some(arn) = j.created_resource_arn() {
+                break arn.rsplit('/').next().unwrap().to_string();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        };
+        assert_eq!(made_on(&c, &made).await.0.len(), 0, "nothing made on it yet");
+        let all_fs = || async {
+            let mut v: Vec<String> = c
+                .efs
+                .describe_file_systems()
+                .send()
+                .await
+                .unwrap()
+                .file_systems()
+                .iter()
+                .map(|f| f.file_system_id().to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        assert!(all_fs().await.contains(&made), "{made} exists");
+        if finish_with == "abort" {
+            let out = d.ok(&["restore", "--abort", "--json"]);
+            assert!(
+                !all_fs().await.contains(&made),
+                "{made} deleted by --abort\n{}",
+                show(&out)
+            );
+            assert_eq!(common::id(&d.state(), "efs"), old_fs);
+            assert!(d.state().get("files_restore").is_none());
+        } else {
+            let gone = d.destroy();
+            assert!(
+                !all_fs().await.contains(&made),
+                "{made} deleted by destroy\n{}",
+                show(&gone)
+            );
+            let left = census::everything(&c, &d.name).await;
+            assert!(left.is_empty(), "left behind: {left:?}\n{}", show(&gone));
+        }
+    }
 }
