@@ -1,5 +1,5 @@
 //! The EFS file system: encrypted, generalPurpose, automatic backups on (`Backup=true` at
-//! create, so AWS Backup keeps restore points; PutBackupPolicy only repairs drift), and,
+//! create, so AWS Backup keeps restore points; PutBackupPolicy repairs drift and turns them on for a file system a restore made), and,
 //! with `storage.efs_require_tls`, a file-system policy that refuses NFS without TLS
 //! (`core::policy::efs_tls_only`; the instances mount with amazon-efs-utils `-o tls`, the
 //! Lambda always mounts over TLS).
@@ -7,7 +7,8 @@
 //! Day 2: `read` returns the file-system policy (`tls_only_policy`: `yes`, `none`, or another
 //! policy) and the backup policy; `update` puts or deletes the TLS-only policy as
 //! `storage.efs_require_tls` says and turns backups back on. Both go through `EfsPolicies`,
-//! so the calls the emulator does not serve (DeleteFileSystemPolicy, PutBackupPolicy) are
+//! so the calls moto does not serve (DeleteFileSystemPolicy; PutBackupPolicy, which the
+//! emulator launcher answers for a restored file system) are
 //! tested against a scripted fake.
 //!
 //! Found by its creation token, which derives from the deployment: the token is EFS's own
@@ -101,7 +102,8 @@ pub fn live_settings(policy: Option<&Value>, backup: Option<&Status>) -> Setting
 }
 
 /// The file system's two policies, behind a trait so that `apply` can be driven by a
-/// scripted fake (the emulator serves neither DeleteFileSystemPolicy nor PutBackupPolicy).
+/// scripted fake (moto serves neither DeleteFileSystemPolicy nor PutBackupPolicy; the
+/// launcher answers the latter).
 #[async_trait]
 pub trait EfsPolicies: Send + Sync {
     /// The policy document, `None` when there is none (PolicyNotFound).
