@@ -373,8 +373,10 @@ impl Run<'_> {
     }
 
     /// A new restore: the read checks, then the record (`restoring`).
-    async fn prepare(&mut self, source: Source) -> Result<RestoreRecord, CmdError> {
-        let dep = self.dep().to_string();
+    /// What a new restore of either kind refuses to start beside (exit 3): an upgrade or
+    /// roll in progress, an `up` whose replace stopped midway.
+    pub(super) fn refuse_if_busy(&self) -> Result<(), CmdError> {
+        let dep = self.dep();
         if let Some(u) = &self.state.upgrade {
             return Err(refused(
                 format!(
@@ -388,6 +390,18 @@ impl Run<'_> {
                 ),
             ));
         }
+        if let Some((key, _)) = self.state.resources.iter().find(|(_, r)| r.retiring.is_some()) {
+            return Err(refused(
+                format!("an `up` that replaces a resource stopped midway (`{key}` is still retiring)"),
+                format!("finish it with `pi-deploy up --deployment {dep}`, then restore"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn prepare(&mut self, source: Source) -> Result<RestoreRecord, CmdError> {
+        let dep = self.dep().to_string();
+        self.refuse_if_busy()?;
         if let Some(r) = self
             .state
             .files_restore
@@ -420,12 +434,6 @@ impl Run<'_> {
                 port: r.outputs.get("port")?.to_string(),
             })
         });
-        if let Some((key, _)) = self.state.resources.iter().find(|(_, r)| r.retiring.is_some()) {
-            return Err(refused(
-                format!("an `up` that replaces a resource stopped midway (`{key}` is still retiring)"),
-                format!("finish it with `pi-deploy up --deployment {dep}`, then restore"),
-            ));
-        }
         if let Source::Snapshot { id } = &source {
             let Some(snap) = crate::resources::backup::db_snapshot(&self.aws, id).await? else {
                 return Err(CmdError::input(

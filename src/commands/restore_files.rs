@@ -169,23 +169,7 @@ impl Run<'_> {
                 "run `pi-deploy up` to build it again, or `pi-deploy status` to see what is missing".into(),
             )
         })?;
-        let vault = rr::recovery_point_vault(self.aws, &fs.arn, arn).await?.ok_or_else(|| {
-            CmdError::input(
-                "--files",
-                format!("`{arn}` is not a recovery point of the deployment's file system {fs_id}"),
-                "give one `pi-deploy snapshot --list` shows (kind efs-recovery-point)",
-            )
-        })?;
-        let events = self.events.clone();
-        let started = self.started;
-        check_vault(self.aws, &vault, &move |m| {
-            events.emit(Event::Restore {
-                step: "vault_policy".into(),
-                message: m,
-                elapsed_ms: started.elapsed().as_millis() as u64,
-            })
-        })
-        .await?;
+        let vault = checked_vault(self.aws, &fs, arn, &self.events, self.started).await?;
 
         let mut rec = match self.state.files_restore.clone() {
             Some(r) => {
@@ -300,9 +284,41 @@ impl Run<'_> {
     }
 }
 
+/// The vault that holds recovery point `arn` of the file system `fs` (exit 2 when it is not
+/// one of its recovery points), its access policy checked (`check_vault`; a conditional
+/// Deny reported as a `vault_policy` restore event).
+pub(super) async fn checked_vault(
+    aws: &Aws,
+    fs: &rf::FileSystemFacts,
+    arn: &str,
+    events: &Arc<dyn EventSink>,
+    started: Instant,
+) -> Result<String, CmdError> {
+    let vault = rr::recovery_point_vault(aws, &fs.arn, arn).await?.ok_or_else(|| {
+        CmdError::input(
+            "--files",
+            format!(
+                "`{arn}` is not a recovery point of the deployment's file system {}",
+                fs.id
+            ),
+            "give one `pi-deploy snapshot --list` shows (kind efs-recovery-point)",
+        )
+    })?;
+    let events = events.clone();
+    check_vault(aws, &vault, &move |m| {
+        events.emit(Event::Restore {
+            step: "vault_policy".into(),
+            message: m,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        })
+    })
+    .await?;
+    Ok(vault)
+}
+
 /// The vault's access policy: a statement that denies backup:StartRestoreJob is refused
 /// before anything (a conditional one is reported through `note`, and AWS judges it).
-pub(super) async fn check_vault(aws: &Aws, vault: &str, note: &(dyn Fn(String) + Send + Sync)) -> Result<(), CmdError> {
+async fn check_vault(aws: &Aws, vault: &str, note: &(dyn Fn(String) + Send + Sync)) -> Result<(), CmdError> {
     let Some(policy) = rr::vault_access_policy(aws, vault).await? else {
         return Ok(());
     };

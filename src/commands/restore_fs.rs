@@ -29,7 +29,7 @@
 use std::collections::BTreeMap;
 
 use super::restore::Run;
-use super::restore_files::check_vault;
+use super::restore_files::checked_vault;
 use super::{CmdError, recorded};
 use crate::core::event::{Event, EventSink};
 use crate::core::resource::{Cloud, DeleteCtx, ErrorClass, NodeCtx, Outputs};
@@ -244,19 +244,7 @@ impl Run<'_> {
     /// A new full restore: the read checks, the confirmation, then the record (`restoring`).
     async fn prepare_files(&mut self, arn: &str) -> Result<FilesRestoreRecord, CmdError> {
         let dep = self.dep().to_string();
-        if let Some(u) = &self.state.upgrade {
-            return Err(super::restore::refused(
-                format!(
-                    "an upgrade or roll to {} is in progress (step `{}`); a restore rolls the instances too",
-                    u.ami,
-                    u.step.name()
-                ),
-                format!(
-                    "finish it (`pi-deploy up`, `pi-deploy upgrade --ami {}`) or roll it back (`pi-deploy upgrade --deployment {dep} --abort`), then restore",
-                    u.ami
-                ),
-            ));
-        }
+        self.refuse_if_busy()?;
         if let Some(r) = self.state.restore.as_ref().filter(|r| r.step != Step::Kept) {
             return Err(super::restore::refused(
                 format!("{}; a restore of the file system rolls the instances too", r.describe()),
@@ -264,12 +252,6 @@ impl Run<'_> {
                     "finish it with `pi-deploy restore --deployment {dep} {}` (or undo it with `--abort`), then restore",
                     r.source.flags()
                 ),
-            ));
-        }
-        if let Some((key, _)) = self.state.resources.iter().find(|(_, r)| r.retiring.is_some()) {
-            return Err(super::restore::refused(
-                format!("an `up` that replaces a resource stopped midway (`{key}` is still retiring)"),
-                format!("finish it with `pi-deploy up --deployment {dep}`, then restore"),
             ));
         }
         let taken: Vec<String> = taken_over(self.graph.nodes()).iter().map(|n| n.key.clone()).collect();
@@ -289,25 +271,7 @@ impl Run<'_> {
                 "run `pi-deploy up` to build it again, or `pi-deploy status` to see what is missing".into(),
             )
         })?;
-        let vault = rr::recovery_point_vault(&self.aws, &fs.arn, arn)
-            .await?
-            .ok_or_else(|| {
-                CmdError::input(
-                    "--files",
-                    format!("`{arn}` is not a recovery point of the deployment's file system {fs_id}"),
-                    "give one `pi-deploy snapshot --list` shows (kind efs-recovery-point)",
-                )
-            })?;
-        let events = self.events.clone();
-        let started = self.started;
-        check_vault(&self.aws, &vault, &move |m| {
-            events.emit(Event::Restore {
-                step: "vault_policy".into(),
-                message: m,
-                elapsed_ms: started.elapsed().as_millis() as u64,
-            })
-        })
-        .await?;
+        let vault = checked_vault(&self.aws, &fs, arn, &self.events, self.started).await?;
         super::restore::confirm(
             self.yes,
             &format!(
