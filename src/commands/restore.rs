@@ -74,13 +74,7 @@ fn ask_of(args: &RestoreArgs) -> Result<Ask, CmdError> {
         return Ok(Ask::Files(arn.clone()));
     }
     if let Some(id) = &args.db_snapshot {
-        if id.trim().is_empty() {
-            return Err(CmdError::input(
-                "--db-snapshot",
-                "the snapshot id is empty",
-                "give a DB snapshot identifier or ARN (`pi-deploy snapshot --list` shows them)",
-            ));
-        }
+        rs::check_snapshot_identifier(id).map_err(|p| CmdError::input("--db-snapshot", p, rs::SNAPSHOT_ID_RULE))?;
         return Ok(Ask::Start(Source::Snapshot { id: id.clone() }));
     }
     if let Some(t) = &args.db_time {

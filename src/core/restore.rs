@@ -250,9 +250,73 @@ pub fn check_instance_identifier(name: &str) -> Result<(), String> {
     }
 }
 
+/// Longest DB snapshot identifier RDS accepts.
+pub const MAX_SNAPSHOT_IDENTIFIER_LEN: usize = 255;
+
+pub const SNAPSHOT_ID_RULE: &str = "give a DB snapshot identifier (letters, digits and single hyphens, starting with a letter: `pi-deploy snapshot --list` shows them), an automated one (`rds:<instance>-<date>`), or a shared snapshot's ARN";
+
+/// Why `id` cannot name a DB snapshot (checked before anything is called), if it cannot: a
+/// manual snapshot's identifier, an automated one's (`rds:` or `awsbackup:` prefixed), or a
+/// snapshot ARN (`arn:<partition>:rds:<region>:<account>:snapshot:<identifier>`).
+pub fn check_snapshot_identifier(id: &str) -> Result<(), String> {
+    let bad = || {
+        Err(format!(
+            "`{}` is not a DB snapshot identifier or ARN",
+            id.escape_debug()
+        ))
+    };
+    let name = match id.strip_prefix("arn:") {
+        Some(rest) => match rest.split_once(":rds:").and_then(|(_, r)| r.rsplit_once(":snapshot:")) {
+            Some((_, name)) => name,
+            None => return bad(),
+        },
+        None => id,
+    };
+    let name = ["rds:", "awsbackup:"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name);
+    let ok = !name.is_empty()
+        && id.len() <= MAX_SNAPSHOT_IDENTIFIER_LEN + 64
+        && name.len() <= MAX_SNAPSHOT_IDENTIFIER_LEN
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !name.contains("--")
+        && !name.ends_with('-');
+    if ok { Ok(()) } else { bad() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshot_ids_are_identifiers_automated_names_or_arns() {
+        for good in [
+            "pi-snap-before-upgrade-20261206-210509",
+            "rds:pi-db-2026-12-01-10-00",
+            "awsbackup:job-1b2c3d4e-aaaa-bbbb-cccc-1234567890ab",
+            "arn:aws:rds:eu-west-1:123456789012:snapshot:shared-snap-1",
+            "arn:aws-cn:rds:cn-north-1:123456789012:snapshot:rds:pi-db-2026-12-01-10-00",
+        ] {
+            assert_eq!(check_snapshot_identifier(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "../../x",
+            "1snap",
+            "snap--1",
+            "snap-",
+            "snap 1",
+            "snap\n1",
+            "rds:",
+            "arn:aws:s3:::bucket",
+            "arn:aws:rds:eu-west-1:123456789012:snapshot:",
+            &"s".repeat(256),
+        ] {
+            assert!(check_snapshot_identifier(bad).is_err(), "{bad}");
+        }
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()

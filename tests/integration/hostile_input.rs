@@ -388,6 +388,54 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// pi-deploy with `args` against a closed port (any AWS call would fail with a network
+/// error, not exit 2), its calls counted in `counts`.
+fn offline(args: &[&str], counts: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pi-deploy"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("PI_DEPLOY_CALL_COUNTS", counts)
+        .env_remove("PI_DEPLOY_TEST_UNSET_LICENCE")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+/// `restore`'s flags are checked before the state is opened or AWS called.
+#[test]
+fn bad_restore_flags_exit_2_naming_the_flag_with_no_aws_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pi.toml");
+    std::fs::write(&config, "").unwrap();
+    let cfg = config.to_str().unwrap();
+    let state = dir.path().to_str().unwrap();
+    for (i, (flags, field)) in [
+        (&["--db-snapshot", "../../x"][..], "--db-snapshot"),
+        (&["--db-snapshot", "snap--1"], "--db-snapshot"),
+        (&["--db-time", "yesterday"], "--db-time"),
+        (&["--files", "fs-123"], "--files"),
+        (&["--files", "fs-123", "--path", "/themes"], "--files"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let counts = dir.path().join(format!("calls{i}.json"));
+        let mut args = vec!["restore", "--yes", "--config", cfg, "--state-dir", state];
+        args.extend(flags);
+        let out = offline(&args, &counts);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(field) && stderr.contains("fix:"), "{flags:?}: {stderr}");
+        assert!(!counts.exists(), "{flags:?} made AWS calls");
+    }
+}
+
 #[test]
 fn every_bad_input_exits_2_naming_the_field_with_no_aws_call() {
     let dir = tempfile::tempdir().unwrap();
@@ -406,21 +454,7 @@ fn every_bad_input_exits_2_naming_the_field_with_no_aws_call() {
             args.extend(["--ami", AMI]);
         }
         args.extend(c.args);
-        let out = Command::new(env!("CARGO_BIN_EXE_pi-deploy"))
-            .args(&args)
-            // A closed port: any AWS call would fail with a network error, not exit 2.
-            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-            .env("AWS_REGION", "eu-west-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("PI_DEPLOY_CALL_COUNTS", &counts)
-            .env_remove("PI_DEPLOY_TEST_UNSET_LICENCE")
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
+        let out = offline(&args, &counts);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             out.status.code(),
