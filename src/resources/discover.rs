@@ -268,13 +268,16 @@ async fn efs_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
             continue;
         }
         let id = fs.file_system_id().to_string();
-        let points = efs
+        let points: Vec<_> = efs
             .describe_access_points()
             .file_system_id(&id)
+            .into_paginator()
+            .items()
             .send()
+            .try_collect()
             .await
             .map_err(err("listing EFS access points"))?;
-        for ap in points.access_points() {
+        for ap in &points {
             let gone = matches!(ap.life_cycle_state().map(|s| s.as_str()), Some("deleted" | "deleting"));
             if let (false, Some(key), Some(ap_id)) = (gone, tagged_key(&efs_tags(ap.tags()), dep), ap.access_point_id())
             {

@@ -66,7 +66,16 @@ pub async fn network(c: &Clients, dep: &str) -> Census {
         push(&mut out, "elastic-ip", key_of(a.tags(), dep));
     }
     // DescribeNatGateways ignores tag filters on moto and lists deleted NATs: check both.
-    for n in c.ec2.describe_nat_gateways().send().await.unwrap().nat_gateways() {
+    let nats: Vec<aws_sdk_ec2::types::NatGateway> = c
+        .ec2
+        .describe_nat_gateways()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .unwrap();
+    for n in &nats {
         let live = !matches!(
             n.state().map(|s| s.as_str()),
             Some("deleted") | Some("deleting") | Some("failed")
@@ -128,6 +137,18 @@ pub async fn network(c: &Clients, dep: &str) -> Census {
     out
 }
 
+/// Every EFS file system of the account and region, every page.
+pub async fn file_systems(c: &Clients) -> Vec<aws_sdk_efs::types::FileSystemDescription> {
+    c.efs
+        .describe_file_systems()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
 /// Every kind's keys, for comparing with the state file.
 pub fn all_keys(c: &Census) -> Vec<String> {
     let mut keys: Vec<String> = c.values().flatten().cloned().collect();
@@ -160,8 +181,8 @@ pub async fn data(c: &Clients, dep: &str) -> Census {
         push(&mut out, "s3-bucket", Some(bucket));
     }
 
-    let file_systems = c.efs.describe_file_systems().send().await.unwrap();
-    for fs in file_systems.file_systems() {
+    // Every page: the suite's deployments share one emulator, whose pages hold 10 (AWS's 100).
+    for fs in &file_systems(c).await {
         let gone = matches!(fs.life_cycle_state().as_str(), "deleted" | "deleting");
         let Some(key) = tag_key(fs.tags().iter().map(|t| (t.key(), t.value())), dep) else {
             continue;
@@ -169,22 +190,33 @@ pub async fn data(c: &Clients, dep: &str) -> Census {
         if gone {
             continue;
         }
-        for m in c
+        let targets: Vec<aws_sdk_efs::types::MountTargetDescription> = c
             .efs
             .describe_mount_targets()
             .file_system_id(fs.file_system_id())
+            .into_paginator()
+            .items()
             .send()
+            .try_collect()
             .await
-            .unwrap()
-            .mount_targets()
-        {
+            .unwrap();
+        for m in &targets {
             if !matches!(m.life_cycle_state().as_str(), "deleted" | "deleting") {
                 push(&mut out, "efs-mount-target", Some(format!("{key}@{}", m.subnet_id())));
             }
         }
         push(&mut out, "efs-file-system", Some(key));
     }
-    for a in c.efs.describe_access_points().send().await.unwrap().access_points() {
+    let points: Vec<aws_sdk_efs::types::AccessPointDescription> = c
+        .efs
+        .describe_access_points()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .unwrap();
+    for a in &points {
         let live = !matches!(
             a.life_cycle_state().map(|s| s.as_str()),
             Some("deleted") | Some("deleting")
@@ -198,7 +230,16 @@ pub async fn data(c: &Clients, dep: &str) -> Census {
         }
     }
 
-    for db in c.rds.describe_db_instances().send().await.unwrap().db_instances() {
+    let instances: Vec<aws_sdk_rds::types::DbInstance> = c
+        .rds
+        .describe_db_instances()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .unwrap();
+    for db in &instances {
         let key = tag_key(
             db.tag_list()
                 .iter()
@@ -242,7 +283,7 @@ pub async fn data(c: &Clients, dep: &str) -> Census {
         }
     }
 
-    let secrets = c
+    let pages: Vec<aws_sdk_secretsmanager::operation::list_secrets::ListSecretsOutput> = c
         .secrets
         .list_secrets()
         .filters(
@@ -251,10 +292,12 @@ pub async fn data(c: &Clients, dep: &str) -> Census {
                 .values(dep)
                 .build(),
         )
+        .into_paginator()
         .send()
+        .try_collect()
         .await
         .unwrap();
-    for s in secrets.secret_list() {
+    for s in pages.iter().flat_map(|p| p.secret_list()) {
         if s.deleted_date().is_none() {
             push(
                 &mut out,

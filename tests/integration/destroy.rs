@@ -32,6 +32,81 @@ async fn destroy_without_a_state_file_finds_everything_by_tag_and_name() {
     assert!(!d.state_exists());
 }
 
+/// Every list is read to its last page: EFS pages of file systems hold 100 on AWS and 10 on
+/// the emulator, which the suite's deployments share (a census that read one page missed a
+/// deployment's file system once 10 others were live, and each failed test left more). With
+/// more file systems in the account than a page, the deployment's last, the census and
+/// `destroy` without a state file find it, and `destroy` deletes each of its access points
+/// (pages of 100 on AWS; the emulator does not page them).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_system_past_the_first_page_is_found_and_destroyed_with_its_access_points() {
+    use aws_sdk_efs::types::Tag as EfsTag;
+    let c = clients().await;
+    let d = Deployment::new("paged");
+    let tag = |k: &str, v: &str| EfsTag::builder().key(k).value(v).build().unwrap();
+    let other = format!("{}-x", d.name);
+    let mut others = Vec::new();
+    for i in 0..11 {
+        let fs = c
+            .efs
+            .create_file_system()
+            .creation_token(format!("{other}-{i}"))
+            .tags(tag("pi-deploy:deployment", &other))
+            .send()
+            .await
+            .unwrap();
+        others.push(fs.file_system_id().to_string());
+    }
+    let ours = c
+        .efs
+        .create_file_system()
+        .creation_token(format!("{}-efs", d.name))
+        .tags(tag("pi-deploy:deployment", &d.name))
+        .tags(tag("pi-deploy:key", "efs"))
+        .send()
+        .await
+        .unwrap()
+        .file_system_id()
+        .to_string();
+    for i in 0..3 {
+        c.efs
+            .create_access_point()
+            .client_token(format!("{}-ap-{i}", d.name))
+            .file_system_id(&ours)
+            .tags(tag("pi-deploy:deployment", &d.name))
+            .tags(tag("pi-deploy:key", &format!("ap-{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    let found = census::everything(&c, &d.name).await;
+    assert_eq!(
+        found.get("efs-file-system"),
+        Some(&vec!["efs".to_string()]),
+        "{found:?}"
+    );
+    assert_eq!(found.get("efs-access-point").map(Vec::len), Some(3), "{found:?}");
+
+    let mut args = destroy_args();
+    args.push("--json");
+    let out = d.ok(&args);
+    // Each access point is found and deleted by `destroy`, not taken with its file system.
+    let ev = events(&out);
+    let mut deleted: Vec<&str> = ev
+        .iter()
+        .filter(|e| e["event"] == "resource" && e["status"] == "deleted" && e["kind"] == "access-point")
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    deleted.sort();
+    deleted.dedup();
+    assert_eq!(deleted.len(), 3, "{deleted:?}\n{}", show(&out));
+    let left = census::everything(&c, &d.name).await;
+    for id in others {
+        c.efs.delete_file_system().file_system_id(id).send().await.unwrap();
+    }
+    assert!(left.is_empty(), "left behind: {left:?}\n{}", show(&out));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_destroy_succeeds_and_does_nothing() {
     let d = Deployment::new("twice");

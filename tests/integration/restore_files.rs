@@ -187,13 +187,8 @@ async fn items_are_restored_into_the_same_file_system_after_the_checks_and_a_kil
 
 /// The file systems tagged with the deployment.
 pub(crate) async fn file_systems(c: &pi_deploy::aws::Clients, dep: &str) -> Vec<String> {
-    let mut v: Vec<String> = c
-        .efs
-        .describe_file_systems()
-        .send()
+    let mut v: Vec<String> = census::file_systems(c)
         .await
-        .unwrap()
-        .file_systems()
         .iter()
         .filter(|fs| {
             fs.tags()
@@ -455,13 +450,8 @@ async fn a_restore_job_the_state_never_recorded_is_found_by_abort_and_by_destroy
         };
         assert_eq!(made_on(&c, &made).await.0.len(), 0, "nothing made on it yet");
         let all_fs = || async {
-            let mut v: Vec<String> = c
-                .efs
-                .describe_file_systems()
-                .send()
+            let mut v: Vec<String> = census::file_systems(&c)
                 .await
-                .unwrap()
-                .file_systems()
                 .iter()
                 .map(|f| f.file_system_id().to_string())
                 .collect();
