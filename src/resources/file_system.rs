@@ -273,8 +273,66 @@ async fn describe(aws: &Aws, id: &str) -> Result<Option<t::FileSystemDescription
     Ok(ec2::not_found_is_none(out)?.and_then(|o| o.file_systems().first().cloned()))
 }
 
-async fn find_by_token(aws: &Aws) -> Result<Option<Outputs>, ResourceError> {
-    find_by_creation_token(aws, &names::efs_creation_token(&aws.env.deployment)).await
+/// What `find` knows of one listed file system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Listed {
+    pub id: String,
+    pub creation_token: String,
+    pub ours: bool,
+}
+
+/// The deployment's file system among those listed (live ones only): the one made with its
+/// creation token; else, as a full restore replaces it with one made under the restore's
+/// token and tagged as the deployment's, the one tagged as the node's key. Two tagged ones
+/// and none with the token (a full restore between its steps, its state lost) is not
+/// guessed: the operator deletes the one not in use.
+pub(super) fn choose_file_system<'a>(listed: &'a [Listed], token: &str) -> Result<Option<&'a Listed>, String> {
+    if let Some(fs) = listed.iter().find(|fs| fs.creation_token == token) {
+        return Ok(Some(fs));
+    }
+    let tagged: Vec<&Listed> = listed.iter().filter(|fs| fs.ours).collect();
+    match tagged.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        many => Err(format!(
+            "file systems {} are all tagged as this deployment's and none has its creation token `{token}` \
+             (a whole-file-system restore whose state was lost?): delete the one that is not in use \
+             (its mount targets first), then run `up` again",
+            many.iter().map(|fs| fs.id.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// One listing (EFS has no tag filter; a creation-token lookup cannot see a restored file
+/// system), every page.
+async fn find_ours(aws: &Aws, key: &str) -> Result<Option<Outputs>, ResourceError> {
+    let dep = aws.env.deployment.as_str();
+    let all: Vec<t::FileSystemDescription> = aws
+        .clients
+        .efs
+        .describe_file_systems()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(err("listing the file systems"))?;
+    let live: Vec<&t::FileSystemDescription> = all.iter().filter(|fs| !is_gone(Some(fs.life_cycle_state()))).collect();
+    let listed: Vec<Listed> = live
+        .iter()
+        .map(|fs| Listed {
+            id: fs.file_system_id().to_string(),
+            creation_token: fs.creation_token().to_string(),
+            ours: efs_is_ours(fs.tags(), dep, key),
+        })
+        .collect();
+    let chosen = choose_file_system(&listed, &names::efs_creation_token(dep))
+        .map_err(|m| ResourceError::new(ErrorClass::Other, m))?;
+    Ok(chosen.and_then(|c| {
+        live.iter()
+            .find(|fs| fs.file_system_id() == c.id)
+            .map(|fs| outputs_of(fs))
+    }))
 }
 
 /// The file system made with `token` (EFS's idempotency key), if it exists.
@@ -299,8 +357,8 @@ pub(super) async fn find_by_creation_token(aws: &Aws, token: &str) -> Result<Opt
 
 #[async_trait]
 impl ResourceKind for FileSystem {
-    async fn find(&self, aws: &Aws, _cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
-        find_by_token(aws).await
+    async fn find(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Option<Outputs>, ResourceError> {
+        find_ours(aws, &cx.spec.key).await
     }
 
     async fn create(&self, aws: &Aws, cx: &NodeCtx<'_>) -> Result<Outputs, ResourceError> {
@@ -331,9 +389,11 @@ impl ResourceKind for FileSystem {
             // not always name the id), allowing for a lookup that lags the create.
             Err(e) if e.is(ErrorClass::AlreadyExists) => {
                 ec2::retry_not_found("looking up the existing file system", || async {
-                    find_by_token(aws).await?.ok_or_else(|| {
-                        ResourceError::new(ErrorClass::NotFound, "the file system exists but is not listed yet")
-                    })
+                    find_by_creation_token(aws, &names::efs_creation_token(&aws.env.deployment))
+                        .await?
+                        .ok_or_else(|| {
+                            ResourceError::new(ErrorClass::NotFound, "the file system exists but is not listed yet")
+                        })
                 })
                 .await
             }
@@ -513,6 +573,36 @@ async fn repair_backup_policy(aws: &Aws, id: &str) -> Result<(), ResourceError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fs(id: &str, token: &str, ours: bool) -> Listed {
+        Listed {
+            id: id.into(),
+            creation_token: token.into(),
+            ours,
+        }
+    }
+
+    #[test]
+    fn the_creation_token_wins_then_the_one_tagged_ours_and_two_tagged_are_not_guessed() {
+        let tok = "pi-deploy-d-efs";
+        let id = |l: &[Listed]| choose_file_system(l, tok).map(|c| c.map(|c| c.id.clone()));
+        assert_eq!(id(&[]), Ok(None));
+        // Someone else's file systems (no token of ours, no tags of ours) are never adopted.
+        assert_eq!(id(&[fs("fs-a", "other", false)]), Ok(None));
+        // The one made with the token, even beside a restored one (a restore between steps).
+        let both = [fs("fs-new", "pi-restore-1", true), fs("fs-old", tok, true)];
+        assert_eq!(id(&both), Ok(Some("fs-old".into())));
+        // After a whole-file-system restore and `--finish`: the restored one, by its tags.
+        let restored = [fs("fs-a", "other", false), fs("fs-new", "pi-restore-1", true)];
+        assert_eq!(id(&restored), Ok(Some("fs-new".into())));
+        // Two tagged, none with the token: an error naming both and the fix.
+        let two = [fs("fs-1", "pi-restore-1", true), fs("fs-2", "pi-restore-2", true)];
+        let e = id(&two).unwrap_err();
+        assert!(
+            e.contains("fs-1, fs-2") && e.contains("delete the one that is not in use"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn backup_policy_repair_decision() {

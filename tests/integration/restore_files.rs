@@ -391,6 +391,18 @@ async fn a_full_restore_switches_to_a_new_file_system_and_abort_finish_and_destr
     assert!(d.state().get("files_restore").is_none());
     let plan = common::run_config(&d, &cfg, &["plan", "--ami", &common::ami('A'), "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", show(&plan));
+    // The state lost: `up` finds the restored file system by its tags (its creation token is
+    // the restore's) and makes no second one.
+    d.remove_state();
+    let up = common::ok_config(&d, &cfg, &["up", "--ami", &common::ami('A'), "--yes"]);
+    assert_eq!(
+        file_systems(&c, &d.name).await,
+        std::slice::from_ref(&new_fs),
+        "{}",
+        show(&up)
+    );
+    assert_eq!(common::recorded(&d, "efs", "id"), new_fs);
+    runs_on(&c, &d, &new_fs, &new_ap).await;
 
     // A restore kept (of the new file system's own backup), then destroy: nothing left.
     let o = outputs(&common::ok_config(
