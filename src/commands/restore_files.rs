@@ -170,6 +170,18 @@ impl Run<'_> {
             )
         })?;
         let vault = checked_vault(self.aws, &fs, arn, &self.events, self.started).await?;
+        // A recovery point of an earlier file system (one a whole restore replaced) cannot
+        // be restored item by item into this one: AWS restores items into their own.
+        if rr::current_point_vault(self.aws, &fs.arn, arn).await?.is_none() {
+            return Err(CmdError::input(
+                "--path",
+                format!(
+                    "`{arn}` is a recovery point of an earlier file system of the deployment (a whole-file-system restore replaced it), not of {}",
+                    fs.id
+                ),
+                "restore it whole, without --path (into a new file system, then --finish), or give a recovery point of the current file system (`pi-deploy snapshot --list`)",
+            ));
+        }
 
         let mut rec = match self.state.files_restore.clone() {
             Some(r) => {
@@ -298,7 +310,7 @@ pub(super) async fn checked_vault(
         CmdError::input(
             "--files",
             format!(
-                "`{arn}` is not a recovery point of the deployment's file system {}",
+                "`{arn}` is not a recovery point of the deployment's file system {} or of an earlier one",
                 fs.id
             ),
             "give one `pi-deploy snapshot --list` shows (kind efs-recovery-point)",

@@ -408,6 +408,8 @@ async fn list(global: &GlobalArgs, cfg: &crate::core::config::Config) -> Result<
     let mut items = backup::db_snapshots(&aws, &db).await?;
     if let Some(arn) = state.resources.get(EFS).and_then(|r| r.outputs.get("arn")) {
         items.extend(backup::recovery_points(&aws, arn).await?);
+        // Those of the file systems a whole-file-system restore replaced: still restorable.
+        items.extend(backup::earlier_recovery_points(&aws, arn).await?);
     }
     snap::sort_newest_first(&mut items);
     aws.clients.dump_call_counts();

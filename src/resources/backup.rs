@@ -511,30 +511,87 @@ pub async fn recovery_points(aws: &Aws, file_system_arn: &str) -> Result<Vec<Ite
         let arn = rp.recovery_point_arn().unwrap_or_default().to_string();
         // Recovery points of other vaults (EFS's automatic backups) may not be readable
         // here: listed without a label then.
-        let t = aws
-            .clients
-            .backup
-            .list_tags()
-            .resource_arn(&arn)
-            .send()
-            .await
-            .ok()
-            .and_then(|o| o.tags().cloned())
-            .unwrap_or_default();
-        items.push(Item {
-            kind: snap::RECOVERY_POINT,
-            id: arn,
-            name: t.get(snap::NAME_TAG).cloned(),
-            label: t.get(snap::LABEL_TAG).cloned(),
-            created: rp.creation_date().and_then(to_chrono),
-            size_bytes: rp.backup_size_bytes(),
-            size_gib: None,
-            status: rp
-                .status()
-                .map(RecoveryPointStatus::as_str)
-                .unwrap_or("unknown")
-                .to_string(),
-        });
+        let t = recovery_point_tags(aws, &arn).await;
+        items.push(recovery_point_item(
+            arn,
+            &t,
+            rp.creation_date(),
+            rp.backup_size_bytes(),
+            rp.status(),
+        ));
+    }
+    Ok(items)
+}
+
+/// A recovery point's tags; empty when they cannot be read.
+async fn recovery_point_tags(aws: &Aws, arn: &str) -> HashMap<String, String> {
+    aws.clients
+        .backup
+        .list_tags()
+        .resource_arn(arn)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| o.tags().cloned())
+        .unwrap_or_default()
+}
+
+fn recovery_point_item(
+    arn: String,
+    tags: &HashMap<String, String>,
+    created: Option<&aws_smithy_types::DateTime>,
+    size_bytes: Option<i64>,
+    status: Option<&RecoveryPointStatus>,
+) -> Item {
+    Item {
+        kind: snap::RECOVERY_POINT,
+        id: arn,
+        name: tags.get(snap::NAME_TAG).cloned(),
+        label: tags.get(snap::LABEL_TAG).cloned(),
+        created: created.and_then(to_chrono),
+        size_bytes,
+        size_gib: None,
+        status: status.map(RecoveryPointStatus::as_str).unwrap_or("unknown").to_string(),
+    }
+}
+
+/// The recovery points `snapshot` made of the deployment's earlier file systems (a
+/// whole-file-system restore replaced them; `--finish` deleted them, their recovery points
+/// stay): EFS recovery points of `snap::VAULT` of another file system than `current`,
+/// tagged with the deployment. Each candidate's tags are read (AWS Backup lists by vault
+/// without tags); none when the vault does not exist.
+pub async fn earlier_recovery_points(aws: &Aws, current: &str) -> Result<Vec<Item>, ResourceError> {
+    let listed = aws
+        .clients
+        .backup
+        .list_recovery_points_by_backup_vault()
+        .backup_vault_name(snap::VAULT)
+        .by_resource_type("EFS")
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(err("listing the recovery points of the AWS Backup vault"));
+    let Some(listed) = ec2::not_found_is_none(listed)? else {
+        return Ok(Vec::new());
+    };
+    let mut items = Vec::new();
+    for rp in listed
+        .iter()
+        .filter(|rp| rp.resource_arn().is_some_and(|r| r != current))
+    {
+        let arn = rp.recovery_point_arn().unwrap_or_default().to_string();
+        let t = recovery_point_tags(aws, &arn).await;
+        if t.get(tags::DEPLOYMENT_TAG).map(String::as_str) == Some(aws.env.deployment.as_str()) {
+            items.push(recovery_point_item(
+                arn,
+                &t,
+                rp.creation_date(),
+                rp.backup_size_in_bytes(),
+                rp.status(),
+            ));
+        }
     }
     Ok(items)
 }

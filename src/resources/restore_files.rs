@@ -24,9 +24,27 @@ pub const RESTORE_JOB_DEADLINE: Duration = Duration::from_secs(8 * 3600);
 /// IAM propagation of the role's new permissions to AWS Backup.
 const ROLE_PROPAGATION_BUDGET: Duration = Duration::from_secs(120);
 
-/// The vault that holds `recovery_point_arn`, found among the file system's recovery
-/// points; `None` when it is not one of them.
+/// The vault that holds `recovery_point_arn`: found among the file system's recovery
+/// points, else among those `snapshot` made of the deployment's earlier file systems (in
+/// `snapshot::VAULT`: `backup::earlier_recovery_points`); `None` when it is neither.
 pub async fn recovery_point_vault(
+    aws: &Aws,
+    file_system_arn: &str,
+    recovery_point_arn: &str,
+) -> Result<Option<String>, ResourceError> {
+    if let Some(vault) = current_point_vault(aws, file_system_arn, recovery_point_arn).await? {
+        return Ok(Some(vault));
+    }
+    let earlier = super::backup::earlier_recovery_points(aws, file_system_arn).await?;
+    Ok(earlier
+        .iter()
+        .any(|rp| rp.id == recovery_point_arn)
+        .then(|| crate::core::snapshot::VAULT.to_string()))
+}
+
+/// The vault of `recovery_point_arn` when it is one of the file system's own recovery
+/// points (an item-level restore can restore only those into it).
+pub async fn current_point_vault(
     aws: &Aws,
     file_system_arn: &str,
     recovery_point_arn: &str,

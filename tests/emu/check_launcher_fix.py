@@ -376,6 +376,11 @@ def backup_scenario(endpoint: str | None) -> None:
         assert [p["RecoveryPointArn"] for p in points] == [rp], f"recovery points {points}"
         tags = backup.list_tags(ResourceArn=rp)["Tags"]
         assert tags.get("check") == suffix, f"recovery point tags {tags}"
+        in_vault = backup.list_recovery_points_by_backup_vault(BackupVaultName="Default", ByResourceType="EFS")
+        mine = [p for p in in_vault["RecoveryPoints"] if p["RecoveryPointArn"] == rp]
+        assert [(p["ResourceArn"], p["ResourceType"]) for p in mine] == [(fs["FileSystemArn"], "EFS")], f"vault's {in_vault}"
+        other = backup.list_recovery_points_by_backup_vault(BackupVaultName="Default", ByResourceType="RDS")
+        assert rp not in [p["RecoveryPointArn"] for p in other["RecoveryPoints"]], f"RDS filter {other}"
         restore_scenario(backup, efs, fs, role, rp, suffix)
     finally:
         try:

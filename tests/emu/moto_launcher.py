@@ -319,7 +319,8 @@ def apply_version_fix() -> Callable[[], None]:
 
 # ---- fifth: AWS Backup jobs (moto 5.2.5 has vaults and plans, no jobs) ---------------------
 # pi-deploy's `snapshot` backs the file system up with StartBackupJob and waits with
-# DescribeBackupJob; `snapshot --list` reads ListRecoveryPointsByResource and ListTags. moto
+# DescribeBackupJob; `snapshot --list` reads ListRecoveryPointsByResource (and, for the
+# recovery points of earlier file systems, ListRecoveryPointsByBackupVault) and ListTags. moto
 # 5.2.5 implements none of the job calls, and its ListTags reads the ARN from the path's
 # second-to-last segment, so a recovery point's ARN (no slash, no trailing slash from the
 # SDK) is not found. The harness answers them as AWS documents them: the vault must exist,
@@ -469,6 +470,38 @@ def _list_recovery_points_by_resource(self: Any) -> str:
                     "IsParent": False,
                 }
             )
+    return json.dumps({"RecoveryPoints": points})
+
+
+def _list_recovery_points_by_backup_vault(self: Any) -> str:
+    path = self.path.split("?")[0].rstrip("/")
+    name = unquote(path[path.index("/backup-vaults/") + len("/backup-vaults/") : path.rindex("/recovery-points")])
+    backend = self.backup_backend
+    if name not in backend.vaults:
+        raise BackupNotFound(f"Backup vault {name} does not exist")
+    query = self.querystring
+    by_type = (query.get("resourceType") or [None])[0]
+    by_arn = (query.get("resourceArn") or [None])[0]
+    points = []
+    for job in _jobs(backend):
+        kind = "EFS" if ":elasticfilesystem:" in job.resource_arn else "Other"
+        if job.vault.backup_vault_name != name or job.state()[0] != "COMPLETED":
+            continue
+        if (by_type and by_type != kind) or (by_arn and by_arn != job.resource_arn):
+            continue
+        points.append(
+            {
+                "RecoveryPointArn": job.recovery_point_arn,
+                "BackupVaultName": name,
+                "BackupVaultArn": job.vault.backup_vault_arn,
+                "ResourceArn": job.resource_arn,
+                "ResourceType": kind,
+                "CreationDate": job.created,
+                "Status": "COMPLETED",
+                "BackupSizeInBytes": job.size,
+                "IsParent": False,
+            }
+        )
     return json.dumps({"RecoveryPoints": points})
 
 
@@ -674,6 +707,8 @@ _BACKUP_PATHS = {
     "{0}/backup-jobs$": BackupResponse.dispatch,
     "{0}/backup-jobs/$": BackupResponse.dispatch,
     "{0}/backup-jobs/(?P<job_id>[^/]+)$": BackupResponse.dispatch,
+    "{0}/backup-vaults/(?P<name>[^/]+)/recovery-points$": BackupResponse.dispatch,
+    "{0}/backup-vaults/(?P<name>[^/]+)/recovery-points/$": BackupResponse.dispatch,
     "{0}/resources/(?P<resource_arn>.+)/recovery-points$": BackupResponse.dispatch,
     "{0}/resources/(?P<resource_arn>.+)/recovery-points/$": BackupResponse.dispatch,
     "{0}/restore-jobs$": BackupResponse.dispatch,
@@ -689,6 +724,7 @@ def apply_backup_jobs() -> Callable[[], None]:
     BackupResponse.start_backup_job = _start_backup_job  # type: ignore[attr-defined]
     BackupResponse.describe_backup_job = _describe_backup_job  # type: ignore[attr-defined]
     BackupResponse.list_recovery_points_by_resource = _list_recovery_points_by_resource  # type: ignore[attr-defined]
+    BackupResponse.list_recovery_points_by_backup_vault = _list_recovery_points_by_backup_vault  # type: ignore[attr-defined]
     BackupResponse.list_tags = _list_tags  # type: ignore[method-assign]
     for name, method in _RESTORE_METHODS.items():
         setattr(BackupResponse, name, method)
@@ -698,7 +734,13 @@ def apply_backup_jobs() -> Callable[[], None]:
     def restore() -> None:
         if "put_backup_policy" in EFSResponse.__dict__:
             delattr(EFSResponse, "put_backup_policy")
-        for name in ("start_backup_job", "describe_backup_job", "list_recovery_points_by_resource", *_RESTORE_METHODS):
+        for name in (
+            "start_backup_job",
+            "describe_backup_job",
+            "list_recovery_points_by_resource",
+            "list_recovery_points_by_backup_vault",
+            *_RESTORE_METHODS,
+        ):
             if name in BackupResponse.__dict__:
                 delattr(BackupResponse, name)
         BackupResponse.list_tags = _ORIGINAL_BACKUP_LIST_TAGS  # type: ignore[method-assign]

@@ -404,13 +404,22 @@ async fn a_full_restore_switches_to_a_new_file_system_and_abort_finish_and_destr
     assert_eq!(common::recorded(&d, "efs", "id"), new_fs);
     runs_on(&c, &d, &new_fs, &new_ap).await;
 
-    // A restore kept (of the new file system's own backup), then destroy: nothing left.
-    let o = outputs(&common::ok_config(
-        &d,
-        &cfg,
-        &["snapshot", "--label", "again", "--json"],
-    ));
-    let rp = o["recovery_point_arn"].as_str().unwrap().to_string();
+    // The first recovery point is of the file system `--finish` deleted: `snapshot --list`
+    // still shows it; an item-level restore of it into the new one is refused naming --path.
+    let listed = common::ok_config(&d, &cfg, &["snapshot", "--list", "--json"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(&rp),
+        "{}",
+        show(&listed)
+    );
+    let items = common::run_config(&d, &cfg, &["restore", "--files", &rp, "--path", "/themes", "--yes"]);
+    assert_eq!(items.status.code(), Some(2), "{}", show(&items));
+    assert!(
+        show(&items).contains("--path") && show(&items).contains("earlier file system"),
+        "{}",
+        show(&items)
+    );
+    // A restore of it whole, kept, then destroy: nothing left.
     common::ok_config(&d, &cfg, &["restore", "--files", &rp, "--yes"]);
     assert_eq!(file_systems(&c, &d.name).await.len(), 2);
     let gone = d.destroy();
