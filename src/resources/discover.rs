@@ -251,14 +251,7 @@ fn efs_tags(t: &[aws_sdk_efs::types::Tag]) -> Tags {
 async fn efs_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceError> {
     let dep = aws.env.deployment.as_str();
     let efs = &aws.clients.efs;
-    let systems: Vec<_> = efs
-        .describe_file_systems()
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(err("listing EFS file systems"))?;
+    let systems = super::file_system::list_all(aws).await?;
     for fs in systems {
         let gone = matches!(fs.life_cycle_state().as_str(), "deleted" | "deleting");
         let Some(key) = tagged_key(&efs_tags(fs.tags()), dep) else {

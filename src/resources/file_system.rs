@@ -303,12 +303,9 @@ pub(super) fn choose_file_system<'a>(listed: &'a [Listed], token: &str) -> Resul
     }
 }
 
-/// One listing (EFS has no tag filter; a creation-token lookup cannot see a restored file
-/// system), every page.
-async fn find_ours(aws: &Aws, key: &str) -> Result<Option<Outputs>, ResourceError> {
-    let dep = aws.env.deployment.as_str();
-    let all: Vec<t::FileSystemDescription> = aws
-        .clients
+/// Every file system of the account and region, every page (EFS has no tag filter).
+pub(super) async fn list_all(aws: &Aws) -> Result<Vec<t::FileSystemDescription>, ResourceError> {
+    aws.clients
         .efs
         .describe_file_systems()
         .into_paginator()
@@ -316,7 +313,13 @@ async fn find_ours(aws: &Aws, key: &str) -> Result<Option<Outputs>, ResourceErro
         .send()
         .try_collect()
         .await
-        .map_err(err("listing the file systems"))?;
+        .map_err(err("listing the file systems"))
+}
+
+/// One listing (a creation-token lookup cannot see a restored file system).
+async fn find_ours(aws: &Aws, key: &str) -> Result<Option<Outputs>, ResourceError> {
+    let dep = aws.env.deployment.as_str();
+    let all = list_all(aws).await?;
     let live: Vec<&t::FileSystemDescription> = all.iter().filter(|fs| !is_gone(Some(fs.life_cycle_state()))).collect();
     let listed: Vec<Listed> = live
         .iter()
