@@ -251,6 +251,53 @@ pub struct Deployment {
     endpoint: Mutex<String>,
 }
 
+/// A test that fails (panics) leaves its deployment behind: it is destroyed here, best
+/// effort and bounded, so what it made does not crowd the emulator the suite's deployments
+/// share (moto pages EFS file systems by 10: leftovers of one failed test once made checks of
+/// others miss their own file system, and each of those left more). Nothing here may panic
+/// (a panic while unwinding aborts the test process).
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let endpoint = match self.endpoint.lock() {
+            Ok(e) => e.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let state = match &self.s3_prefix {
+            Some(prefix) => vec!["--state".to_string(), format!("s3://{}/{prefix}", state_bucket())],
+            None => vec!["--state-dir".to_string(), self.state_dir.path().display().to_string()],
+        };
+        let args = [
+            "destroy",
+            "--yes",
+            "--skip-final-snapshot",
+            "--disable-deletion-protection",
+        ];
+        let spawned = pi_deploy_of(Path::new(env!("CARGO_BIN_EXE_pi-deploy")), &endpoint, &args)
+            .arg("--deployment")
+            .arg(&self.name)
+            .args(state)
+            .env("PI_DEPLOY_KEY_FILE", self.state_dir.path().join("fingerprint.key"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(mut child) = spawned else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        while let Ok(None) = child.try_wait() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
 impl Deployment {
     pub fn new(prefix: &str) -> Self {
         Self::with_state(prefix, s3_state())
