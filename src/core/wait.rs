@@ -12,9 +12,10 @@
 //! Cadence of `expecting(t, started)` with the model's median M (`core::latency::Transition`)
 //! when the transition started in this run (its create or delete answer said it is under
 //! way): a read every half second for the first 3 s (an emulator that shows its states for a
-//! couple of seconds: a 2 s one is seen by 2.2 s), then each sleep a third of
+//! couple of seconds: a 2 s one is seen by 2.05 s), then each sleep a third of
 //! the time gone since the start, so a transition that ends early (a fast day on AWS) is seen
-//! within a third of its duration; the steps are jittered later only (+0-10 %); never sleeping
+//! within a third of its duration; each read comes up to a tenth of its step after its
+//! planned time (jitter later only, not carried into the plan); never sleeping
 //! past halfway to M, so the reads tighten towards M; from M on, every M/20 clamped to
 //! 1..15 s, growing by half up to 15 s. The reads on the ramp are planned from the
 //! transition's start (each a step after the previous one's planned time, not after its
@@ -127,11 +128,12 @@ pub(crate) fn jittered(d: Duration) -> Duration {
     d.mul_f64(0.8 + 0.4 * jitter_fraction())
 }
 
-/// The ramp's jitter, later only: +0 to +10 %. A symmetric jitter put the read planned at
-/// a state's end before it about half the time, and the next read came a third of the time
-/// gone later (a 2 s state seen at 2.6 s); this one still spreads waiters started together.
-fn jittered_later(d: Duration) -> Duration {
-    d.mul_f64(1.0 + 0.1 * jitter_fraction())
+/// The ramp's jitter, later only: 0 to a tenth of the `step` that led to a read, added to
+/// its planned time (not to the plan). A symmetric jitter put the read planned at a state's
+/// end before it about half the time, and the next read came a third of the time gone later
+/// (a 2 s state seen at 2.6 s); this one still spreads waiters started together.
+fn jitter_later(step: Duration) -> Duration {
+    step.mul_f64(0.1 * jitter_fraction())
 }
 
 /// The least time between two reads of one waiter on its ramp (model time).
@@ -244,15 +246,18 @@ where
         let (at, expected) = backoff.expect?;
         let now = model_since(at);
         let step_from = |t: Duration| {
-            let step = jittered_later(ramp(t, expected, backoff.first)?);
+            let step = ramp(t, expected, backoff.first)?;
             Some((t + step, step))
         };
         let (target, step) = match planned.and_then(step_from) {
             Some((t, step)) if t > now => (t, step),
             _ => step_from(now)?,
         };
+        // The plan itself is not jittered, only each read's time on it: jitter carried from
+        // read to read added up (the fourth read of a 2 s state came up to 0.2 s after it).
         planned = Some(target);
-        Some((target - now).max(step / 2).max(MIN_GAP))
+        let at = target + jitter_later(step);
+        Some(at.saturating_sub(now).max(step / 2).max(MIN_GAP))
     };
     if !backoff.at_once {
         match (backoff.expect, on_ramp()) {
@@ -419,11 +424,20 @@ mod tests {
         let polls = polls_until_time(Backoff::expecting(db, Some(Instant::now())), Duration::from_secs(2)).await;
         let seen = *polls.last().unwrap();
         // Reads every half second early on, jittered later only: the one planned at 2 s
-        // is not before it, and sees the end.
+        // is not before it, and sees the end within a tenth of a step.
         assert!(
-            seen >= Duration::from_secs(2) && seen <= Duration::from_millis(2250),
+            seen >= Duration::from_secs(2) && seen <= Duration::from_millis(2050),
             "{polls:?}"
         );
+        // The jitter is not carried from read to read: each early read is within a tenth
+        // of a step after its place on the half-second grid.
+        for (k, p) in polls.iter().enumerate() {
+            let grid = Duration::from_millis(500) * (k as u32 + 1);
+            assert!(
+                *p >= grid && *p <= grid + Duration::from_millis(50),
+                "read {k}: {polls:?}"
+            );
+        }
         assert!(
             polls[0] >= Duration::from_millis(400),
             "the create answered; no read at once: {polls:?}"
@@ -490,7 +504,7 @@ mod tests {
     async fn slow_answers_do_not_push_the_planned_reads_back() {
         // Each read takes 0.3 s to answer (a busy endpoint). The reads of a transition started
         // now still go out on the ramp's plan from its start (0.5 s, 1 s, 1.5 s..., jittered
-        // +/-20 %), not a step after each answer (0.5, 1.3, 2.1...); a read never follows the
+        // +0-10 % of a step), not a step after each answer (0.5, 1.3, 2.1...); a read never follows the
         // previous answer sooner than MIN_GAP, and an answer slower than a whole step is not
         // followed by a burst of reads.
         let start = Instant::now();
@@ -516,7 +530,7 @@ mod tests {
         .await
         .unwrap();
         let polls = times.into_inner().unwrap();
-        // Planned 0.5 s apart (+/-20 %) early on: the first two gaps are the step, or the
+        // Planned 0.5 s apart (+0-10 % of a step) early on: the first two gaps are the step, or the
         // answer plus half a step, at most 0.6 s, where sleeping a step after each answer
         // would make them at least 0.3 + 0.4 s.
         assert!(polls.len() >= 5, "{polls:?}");
