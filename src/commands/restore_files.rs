@@ -317,7 +317,7 @@ pub(super) async fn checked_vault(
         )
     })?;
     let events = events.clone();
-    check_vault(aws, &vault, &move |m| {
+    check_vault(aws, &vault, arn, &move |m| {
         events.emit(Event::Restore {
             step: "vault_policy".into(),
             message: m,
@@ -328,13 +328,19 @@ pub(super) async fn checked_vault(
     Ok(vault)
 }
 
-/// The vault's access policy: a statement that denies backup:StartRestoreJob is refused
-/// before anything (a conditional one is reported through `note`, and AWS judges it).
-async fn check_vault(aws: &Aws, vault: &str, note: &(dyn Fn(String) + Send + Sync)) -> Result<(), CmdError> {
+/// The vault's access policy: a statement that denies backup:StartRestoreJob on this
+/// recovery point is refused before anything (a conditional one is reported through
+/// `note`, and AWS judges it).
+async fn check_vault(
+    aws: &Aws,
+    vault: &str,
+    recovery_point: &str,
+    note: &(dyn Fn(String) + Send + Sync),
+) -> Result<(), CmdError> {
     let Some(policy) = rr::vault_access_policy(aws, vault).await? else {
         return Ok(());
     };
-    match rf::denying_statement(&policy, rf::START_RESTORE) {
+    match rf::denying_statement(&policy, rf::START_RESTORE, recovery_point) {
         Ok(Some(d)) if !d.conditional => Err(refused(
             format!(
                 "the access policy of the AWS Backup vault `{vault}` denies {} (statement {}): AWS Backup would refuse the restore",

@@ -153,17 +153,23 @@ pub struct Denial {
     pub conditional: bool,
 }
 
-fn matches_action(pattern: &str, action: &str) -> bool {
-    fn glob(p: &[u8], a: &[u8]) -> bool {
-        match (p.first(), a.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => glob(&p[1..], a) || (!a.is_empty() && glob(p, &a[1..])),
-            (Some(b'?'), Some(_)) => glob(&p[1..], &a[1..]),
-            (Some(x), Some(y)) if x.eq_ignore_ascii_case(y) => glob(&p[1..], &a[1..]),
-            _ => false,
-        }
+/// IAM's `*` / `?` wildcard match; actions compare without case, ARNs with it.
+fn glob(p: &[u8], a: &[u8], any_case: bool) -> bool {
+    match (p.first(), a.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob(&p[1..], a, any_case) || (!a.is_empty() && glob(p, &a[1..], any_case)),
+        (Some(b'?'), Some(_)) => glob(&p[1..], &a[1..], any_case),
+        (Some(x), Some(y)) if x == y || (any_case && x.eq_ignore_ascii_case(y)) => glob(&p[1..], &a[1..], any_case),
+        _ => false,
     }
-    glob(pattern.as_bytes(), action.as_bytes())
+}
+
+fn matches_action(pattern: &str, action: &str) -> bool {
+    glob(pattern.as_bytes(), action.as_bytes(), true)
+}
+
+fn matches_resource(pattern: &str, arn: &str) -> bool {
+    glob(pattern.as_bytes(), arn.as_bytes(), false)
 }
 
 fn strings(v: Option<&Value>) -> Vec<&str> {
@@ -174,10 +180,12 @@ fn strings(v: Option<&Value>) -> Vec<&str> {
     }
 }
 
-/// The first `Deny` statement of a vault access policy that covers `action` (by `Action`,
-/// wildcards included, or by a `NotAction` that leaves it out). The principal is not
-/// judged: a Deny naming any principal is reported (the vendor's guide sets one for all).
-pub fn denying_statement(policy: &str, action: &str) -> Result<Option<Denial>, String> {
+/// The first `Deny` statement of a vault access policy that covers `action` on `resource`
+/// (the recovery point's ARN): by `Action`, wildcards included, or by a `NotAction` that
+/// leaves it out, and by `Resource` (wildcards included; none given covers all) or a
+/// `NotResource` that leaves it out. The principal is not judged: a Deny naming any
+/// principal is reported (the vendor's guide sets one for all).
+pub fn denying_statement(policy: &str, action: &str, resource: &str) -> Result<Option<Denial>, String> {
     let doc: Value = serde_json::from_str(policy).map_err(|e| format!("the vault access policy is not JSON ({e})"))?;
     let statements = match doc.get("Statement") {
         Some(Value::Array(a)) => a.clone(),
@@ -192,7 +200,12 @@ pub fn denying_statement(policy: &str, action: &str) -> Result<Option<Denial>, S
             Some(v) => !strings(Some(v)).iter().any(|p| matches_action(p, action)),
             None => strings(s.get("Action")).iter().any(|p| matches_action(p, action)),
         };
-        if covered {
+        let on_resource = match (s.get("NotResource"), s.get("Resource")) {
+            (Some(v), _) => !strings(Some(v)).iter().any(|p| matches_resource(p, resource)),
+            (None, Some(v)) => strings(Some(v)).iter().any(|p| matches_resource(p, resource)),
+            (None, None) => true,
+        };
+        if covered && on_resource {
             return Ok(Some(Denial {
                 statement: s
                     .get("Sid")
@@ -503,7 +516,7 @@ mod tests {
             "Action": ["backup:DeleteRecoveryPoint", "backup:StartRestoreJob"], "Resource": "*"}),
         );
         assert_eq!(
-            denying_statement(&guide, START_RESTORE).unwrap(),
+            denying_statement(&guide, START_RESTORE, RP).unwrap(),
             Some(Denial {
                 statement: "`deny-restores`".into(),
                 conditional: false
@@ -512,7 +525,7 @@ mod tests {
         let wild = deny(json!({"Effect": "Deny", "Principal": "*", "Action": "backup:Start*",
             "Resource": "*", "Condition": {"StringNotEquals": {"aws:PrincipalArn": "x"}}}));
         assert_eq!(
-            denying_statement(&wild, START_RESTORE).unwrap(),
+            denying_statement(&wild, START_RESTORE, RP).unwrap(),
             Some(Denial {
                 statement: "statement #2".into(),
                 conditional: true
@@ -520,14 +533,52 @@ mod tests {
         );
         let not_action =
             deny(json!({"Effect": "Deny", "Principal": "*", "NotAction": "backup:Describe*", "Resource": "*"}));
-        assert!(denying_statement(&not_action, START_RESTORE).unwrap().is_some());
+        assert!(denying_statement(&not_action, START_RESTORE, RP).unwrap().is_some());
         let other =
             deny(json!({"Effect": "Deny", "Principal": "*", "Action": "backup:DeleteRecoveryPoint", "Resource": "*"}));
-        assert_eq!(denying_statement(&other, START_RESTORE).unwrap(), None);
+        assert_eq!(denying_statement(&other, START_RESTORE, RP).unwrap(), None);
         let excluded =
             deny(json!({"Effect": "Deny", "Principal": "*", "NotAction": ["backup:StartRestoreJob"], "Resource": "*"}));
-        assert_eq!(denying_statement(&excluded, START_RESTORE).unwrap(), None);
-        assert!(denying_statement("not json", START_RESTORE).is_err());
+        assert_eq!(denying_statement(&excluded, START_RESTORE, RP).unwrap(), None);
+        assert!(denying_statement("not json", START_RESTORE, RP).is_err());
+    }
+
+    #[test]
+    fn a_deny_scoped_to_other_resources_does_not_stop_this_restore() {
+        let stmt = |resource: (&str, Value)| {
+            let mut s = json!({"Sid": "d", "Effect": "Deny", "Principal": "*", "Action": "backup:StartRestoreJob"});
+            s[resource.0] = resource.1;
+            json!({"Statement": [s]}).to_string()
+        };
+        let denied = |r: (&str, Value)| denying_statement(&stmt(r), START_RESTORE, RP).unwrap().is_some();
+        assert!(denied(("Resource", json!(RP))));
+        assert!(denied((
+            "Resource",
+            json!("arn:aws:backup:eu-west-1:123456789012:recovery-point:*")
+        )));
+        assert!(denied((
+            "Resource",
+            json!([
+                "arn:aws:backup:*:*:recovery-point:2222",
+                "arn:aws:backup:*:123456789012:*"
+            ])
+        )));
+        assert!(!denied((
+            "Resource",
+            json!("arn:aws:backup:eu-west-1:123456789012:recovery-point:2222-BBBB")
+        )));
+        // ARNs compare with their case, as IAM does.
+        assert!(!denied(("Resource", json!(RP.to_uppercase()))));
+        assert!(denied((
+            "NotResource",
+            json!("arn:aws:backup:eu-west-1:123456789012:recovery-point:2222-BBBB")
+        )));
+        assert!(!denied((
+            "NotResource",
+            json!("arn:aws:backup:*:*:recovery-point:1EB3B5E7-*")
+        )));
+        let no_resource = json!({"Statement": {"Effect": "Deny", "Principal": "*", "Action": "backup:*"}}).to_string();
+        assert!(denying_statement(&no_resource, START_RESTORE, RP).unwrap().is_some());
     }
 
     #[test]

@@ -20,9 +20,18 @@ fn outputs(out: &std::process::Output) -> serde_json::Value {
     last["outputs"].clone()
 }
 
-const DENY: &str = r#"{"Version":"2012-10-17","Statement":[
-  {"Sid":"allow-all","Effect":"Allow","Principal":"*","Action":"backup:*","Resource":"*"},
-  {"Sid":"no-restores","Effect":"Deny","Principal":{"AWS":"*"},"Action":["backup:DeleteRecoveryPoint","backup:StartRestoreJob"],"Resource":"*"}]}"#;
+/// A vault policy that denies restoring `rp` (and only it: the `Default` vault is shared by
+/// every test running at once, and a Deny on `*` would refuse their restores too), with a
+/// Deny on another recovery point beside it that must not count.
+fn deny(rp: &str) -> String {
+    serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "allow-all", "Effect": "Allow", "Principal": "*", "Action": "backup:*", "Resource": "*"},
+        {"Sid": "not-this-one", "Effect": "Deny", "Principal": "*", "Action": "backup:StartRestoreJob",
+         "Resource": format!("{rp}-not")},
+        {"Sid": "no-restores", "Effect": "Deny", "Principal": {"AWS": "*"},
+         "Action": ["backup:DeleteRecoveryPoint", "backup:StartRestoreJob"], "Resource": rp}]})
+    .to_string()
+}
 
 async fn restore_policy(c: &pi_deploy::aws::Clients, role: &str) -> Vec<String> {
     c.iam
@@ -71,11 +80,12 @@ async fn items_are_restored_into_the_same_file_system_after_the_checks_and_a_kil
         assert!(d.state().get("files_restore").is_none(), "{args:?}");
     }
 
-    // The vault's access policy denies StartRestoreJob: refused before anything, naming it.
+    // The vault's access policy denies StartRestoreJob on this recovery point: refused before
+    // anything, naming the statement.
     c.backup
         .put_backup_vault_access_policy()
         .backup_vault_name("Default")
-        .policy(DENY)
+        .policy(deny(&rp))
         .send()
         .await
         .unwrap();
