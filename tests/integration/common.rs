@@ -265,21 +265,14 @@ impl Drop for Deployment {
             Ok(e) => e.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
-        let state = match &self.s3_prefix {
-            Some(prefix) => vec!["--state".to_string(), format!("s3://{}/{prefix}", state_bucket())],
-            None => vec!["--state-dir".to_string(), self.state_dir.path().display().to_string()],
-        };
         let args = [
             "destroy",
             "--yes",
             "--skip-final-snapshot",
             "--disable-deletion-protection",
         ];
-        let spawned = pi_deploy_of(Path::new(env!("CARGO_BIN_EXE_pi-deploy")), &endpoint, &args)
-            .arg("--deployment")
-            .arg(&self.name)
-            .args(state)
-            .env("PI_DEPLOY_KEY_FILE", self.state_dir.path().join("fingerprint.key"))
+        let spawned = self
+            .command_at(Path::new(env!("CARGO_BIN_EXE_pi-deploy")), &endpoint, &args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -428,7 +421,13 @@ impl Deployment {
         if self.is_s3() {
             ensure_state_bucket(&endpoint);
         }
-        let mut c = pi_deploy_of(program, &endpoint, args);
+        self.command_at(program, &endpoint, args)
+    }
+
+    /// `command_of` against `endpoint`, without its checks (nothing here panics: the
+    /// `Drop` above uses it while a test unwinds).
+    fn command_at(&self, program: &Path, endpoint: &str, args: &[&str]) -> Command {
+        let mut c = pi_deploy_of(program, endpoint, args);
         c.arg("--deployment")
             .arg(&self.name)
             .args(self.state_args())
