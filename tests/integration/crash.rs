@@ -1377,8 +1377,13 @@ fn killed_mid_replace(lane: &Lane, rt: &tokio::runtime::Runtime, name: &str) -> 
         let old_group = crate::common::id(&d.state(), "db-params");
         let upgrade = up_with(&engine_config(&d, "11.4"));
         let retiring = format!("db-params/retiring-{old_group}");
+        // Before the retiring group's delete intent: seen later (a poll that lagged on a
+        // loaded machine), the kill could come after its delete call, and one group is left.
         let killed = kill_when(lane, &d, &strs(&upgrade), &[], "the replacement recorded", |_, st| {
-            st["resources"].get(&retiring).is_some() && st["resources"]["db-params"]["status"] == "ready"
+            st["resources"]
+                .get(&retiring)
+                .is_some_and(|r| r["status"] != "deleting")
+                && st["resources"]["db-params"]["status"] == "ready"
         })
         .unwrap();
         if killed.is_none() {
