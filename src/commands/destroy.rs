@@ -5,18 +5,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{CmdError, Session, existing_graph, load_config, open_session, resolve_zones, search_graph, validate};
+use super::{CmdError, existing_graph, load_config, open_session, resolve_zones, search_graph, validate};
 use crate::aws::DestroyOptions;
 use crate::cli::{DestroyArgs, GlobalArgs};
 use crate::core::config::Purpose;
 use crate::core::event::{Event, EventSink};
-use crate::core::executor::{Executor, Limits, StateStore};
+use crate::core::executor::{Executor, Gate, Limits, Outcome, StateStore};
 use crate::core::graph::Graph;
 use crate::core::latency;
-use crate::core::orphans::{Found, find_unrecorded};
-use crate::core::resource::Outputs;
+use crate::core::orphans::{Found, find_unrecorded, held_for_search};
+use crate::core::resource::{Outputs, ResourceError};
 use crate::core::state::{ResourceRecord, State, Status};
 use crate::resources::Aws;
 use crate::resources::AwsCloud;
@@ -40,56 +41,115 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
         aws: session.aws.clone(),
     });
 
-    let extras = record_unrecorded(&mut session, cloud.as_ref(), &search, events.as_ref()).await?;
     // `snapshot`'s role goes; its DB snapshots and recovery points stay (the user's data).
     super::snapshot::hand_backup_role_to_destroy(&session.aws, &mut session.state).await?;
     // A restore's other instance (the old one kept, or a restored one not switched to) goes
     // too, and so does a restore's other file system.
     super::restore_fs::resolve_for_destroy(&session.aws, &mut session.state, events.as_ref()).await?;
     super::restore::hand_to_destroy(&mut session.state);
-    if let Some(kept) = super::snapshot::kept_by_destroy(&session.aws, &session.state).await {
-        events.emit(Event::Warning { message: kept });
-    }
-    if session.state.resources.is_empty() {
-        // A run killed after its last delete but before removing the file left an empty
-        // state behind: finish that removal (a no-op when there is no file).
-        session.state_file.remove()?;
-        events.emit(Event::RunFinished {
-            command: "destroy".into(),
-            ok: true,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-            usable_ms: None,
-            counts: BTreeMap::from([("deleted".to_string(), 0)]),
-            outputs: BTreeMap::from([(
-                "message".to_string(),
-                format!("nothing of deployment `{}` exists", cfg.deployment),
-            )]),
-            error: None,
-        });
-        return Ok(());
-    }
-    let graph = Arc::new(existing_graph(&search, &session.state));
 
-    confirm(global, &cfg.deployment, &session.state, &session.aws, &extras).await?;
-    events.emit(Event::RunStarted {
-        command: "destroy".into(),
-        deployment: cfg.deployment.clone(),
-        region: session.aws.env.region.clone(),
-        planned: graph.len(),
-        unchanged: 0,
-    });
-
-    let weights = graph.longest_remaining_reverse(|n| latency::delete_timing(n.kind).median_s);
     let state_file = Arc::new(session.state_file);
     let store: Arc<dyn StateStore> = state_file.clone();
     let executor = Executor {
-        cloud,
+        cloud: cloud.clone(),
         store,
         events: events.clone(),
         limits: Limits::from(global),
         cancel: super::ctrl_c_channel(),
     };
-    let outcome = executor.destroy(graph.clone(), session.state, &weights).await;
+    let weights_of = |g: &Graph| g.longest_remaining_reverse(|n| latency::delete_timing(n.kind).median_s);
+    let run_started = |planned: usize| {
+        events.emit(Event::RunStarted {
+            command: "destroy".into(),
+            deployment: cfg.deployment.clone(),
+            region: session.aws.env.region.clone(),
+            planned,
+            unchanged: 0,
+        })
+    };
+    let kept = |state: &State| {
+        let aws = session.aws.clone();
+        let state = state.clone();
+        async move { super::snapshot::kept_by_destroy(&aws, &state).await }
+    };
+
+    // What AWS holds that the state does not record is searched for first (the lookups of
+    // the spec's keys and the tag scan, read-only) and recorded before it is deleted. With
+    // --yes and something recorded, the deletes start while the search runs: the nodes a
+    // find could need deleted after it wait for its answer (`orphans::held_for_search`,
+    // `Executor::destroy_gated`); when it found something, the walk leaves them, the finds
+    // are recorded and a second walk deletes the rest. Without --yes the confirmation
+    // names what the search found, so the search comes first.
+    let snapshot = session.state.clone();
+    let outcome = if global.yes && !snapshot.resources.is_empty() {
+        let graph = Arc::new(existing_graph(&search, &snapshot));
+        let held = held_for_search(&graph, &search, &snapshot, discover::EXTRA_CONTAINERS);
+        let (answer, open) = oneshot::channel();
+        run_started(graph.len());
+        let weights = weights_of(&graph);
+        let walk = executor.destroy_gated(graph.clone(), session.state, &weights, Gate { held, open });
+        let searching = async {
+            let (searched, kept) = tokio::join!(search_unrecorded(cloud.as_ref(), &search, &snapshot), kept(&snapshot));
+            let news = News::of(searched, &snapshot);
+            let _ = answer.send(news.is_empty());
+            if let Some(kept) = kept {
+                events.emit(Event::Warning { message: kept });
+            }
+            news
+        };
+        let (mut first, news) = tokio::join!(walk, searching);
+        let mut state = first.state.clone();
+        let (_, changed) = news.record(&mut state, &cfg.deployment, events.as_ref());
+        if changed {
+            // The finds are on disk before anything they sit in is deleted (those were held).
+            state.serial += 1;
+            if let Err(e) = state_file.write(&state) {
+                first.state_write_failed.get_or_insert_with(|| e.to_string());
+            }
+        }
+        if first.held_back && first.ok() && first.state_write_failed.is_none() {
+            let graph = Arc::new(existing_graph(&search, &state));
+            let second = executor.destroy(graph.clone(), state, &weights_of(&graph)).await;
+            second.after(first)
+        } else {
+            Outcome { state, ..first }
+        }
+    } else {
+        let searched = search_unrecorded(cloud.as_ref(), &search, &session.state).await;
+        let (extras, changed) =
+            News::of(searched, &session.state).record(&mut session.state, &cfg.deployment, events.as_ref());
+        if changed {
+            session.state.serial += 1;
+            state_file.write(&session.state)?;
+        }
+        if let Some(kept) = kept(&session.state).await {
+            events.emit(Event::Warning { message: kept });
+        }
+        if session.state.resources.is_empty() {
+            // A run killed after its last delete but before removing the file left an empty
+            // state behind: finish that removal (a no-op when there is no file).
+            state_file.remove()?;
+            events.emit(Event::RunFinished {
+                command: "destroy".into(),
+                ok: true,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+                usable_ms: None,
+                counts: BTreeMap::from([("deleted".to_string(), 0)]),
+                outputs: BTreeMap::from([(
+                    "message".to_string(),
+                    format!("nothing of deployment `{}` exists", cfg.deployment),
+                )]),
+                error: None,
+            });
+            return Ok(());
+        }
+        let graph = Arc::new(existing_graph(&search, &session.state));
+        confirm(global, &cfg.deployment, &session.state, &session.aws, &extras).await?;
+        run_started(graph.len());
+        executor
+            .destroy(graph.clone(), session.state, &weights_of(&graph))
+            .await
+    };
     session.aws.clients.dump_call_counts();
 
     let error = if let Some(why) = &outcome.state_write_failed {
@@ -139,67 +199,88 @@ pub async fn run(global: &GlobalArgs, args: &DestroyArgs, events: Arc<dyn EventS
 
 /// Before deleting: what does AWS hold that the state does not record? (A run killed
 /// between a create call and its record, a lost state file, a resource of an older version
-/// or a second copy.) Recorded first, so nothing found is ever lost, then deleted with the
-/// rest. Returns the extras (tagged, unknown to the spec) named for the confirmation.
-async fn record_unrecorded(
-    session: &mut Session,
-    cloud: &AwsCloud,
-    search: &Graph,
-    events: &dyn EventSink,
-) -> Result<Vec<String>, CmdError> {
-    // Both searches are reads and independent: at once.
-    let ((found, failed), scanned) = tokio::join!(
-        find_unrecorded(cloud, search, &session.state),
-        discover::tagged(&session.aws)
-    );
-    for (key, e) in &failed {
-        events.emit(Event::Warning {
-            message: format!("could not look for `{key}`: {e}"),
-        });
+/// or a second copy.) Both searches are reads and independent: at once.
+async fn search_unrecorded(cloud: &AwsCloud, search: &Graph, state: &State) -> Searched {
+    let ((found, failed), scanned) = tokio::join!(find_unrecorded(cloud, search, state), discover::tagged(&cloud.aws));
+    Searched { found, failed, scanned }
+}
+
+struct Searched {
+    found: Vec<Found>,
+    failed: Vec<(String, ResourceError)>,
+    scanned: Result<Vec<discover::Found>, ResourceError>,
+}
+
+/// What the search found that `state` (the one it searched against) does not hold, as
+/// records, and the warnings that name it.
+struct News {
+    found: Vec<Found>,
+    extras: Vec<Extra>,
+    warnings: Vec<String>,
+}
+
+impl News {
+    fn of(searched: Searched, state: &State) -> News {
+        let mut warnings: Vec<String> = searched
+            .failed
+            .iter()
+            .map(|(key, e)| format!("could not look for `{key}`: {e}"))
+            .collect();
+        // The kinds' finds know only the spec's keys: anything else tagged with the
+        // deployment comes from the tag scan that `status` reports leaks with.
+        let extras = match searched.scanned {
+            Ok(scanned) => extras(&scanned, state),
+            Err(e) => {
+                warnings.push(format!(
+                    "could not scan for resources tagged with the deployment, so only what the state records or the lookups found is deleted: {e}"
+                ));
+                Vec::new()
+            }
+        };
+        News {
+            found: searched.found,
+            extras,
+            warnings,
+        }
     }
-    let mut changed = !found.is_empty();
-    if !found.is_empty() {
-        let keys: Vec<&str> = found.iter().map(|f| f.key.as_str()).collect();
-        events.emit(Event::Warning {
-            message: format!(
-                "found {} resources the state did not record; they will be deleted too: {}",
-                found.len(),
-                keys.join(", ")
-            ),
-        });
-        record_found(&mut session.state, found);
+
+    /// Nothing to record (a search that failed is warned about, not waited for).
+    fn is_empty(&self) -> bool {
+        self.found.is_empty() && self.extras.is_empty()
     }
-    // The kinds' finds know only the spec's keys: anything else tagged with the deployment
-    // comes from the tag scan that `status` reports leaks with.
-    let extras = match scanned {
-        Ok(scanned) => extras(&scanned, &session.state),
-        Err(e) => {
+
+    /// Records the finds in `state` (not yet written), so nothing found is ever lost, to be
+    /// deleted with the rest; says what it found. Returns the extras as the confirmation
+    /// names them, and whether the state changed.
+    fn record(self, state: &mut State, deployment: &str, events: &dyn EventSink) -> (Vec<String>, bool) {
+        let changed = !self.is_empty();
+        for message in self.warnings {
+            events.emit(Event::Warning { message });
+        }
+        if !self.found.is_empty() {
+            let keys: Vec<&str> = self.found.iter().map(|f| f.key.as_str()).collect();
             events.emit(Event::Warning {
                 message: format!(
-                    "could not scan for resources tagged with the deployment, so only what the state records or the lookups found is deleted: {e}"
+                    "found {} resources the state did not record; they will be deleted too: {}",
+                    self.found.len(),
+                    keys.join(", ")
                 ),
             });
-            Vec::new()
+            record_found(state, self.found);
         }
-    };
-    let described: Vec<String> = extras.iter().map(|x| x.described.clone()).collect();
-    if !extras.is_empty() {
-        events.emit(Event::Warning {
-            message: format!(
-                "found {} resources tagged with deployment `{}` that it does not know; they will be deleted too: {}",
-                extras.len(),
-                session.aws.env.deployment,
-                described.join(", ")
-            ),
-        });
-        changed = true;
-        record_found(&mut session.state, extras.into_iter().map(|x| x.record).collect());
+        let described: Vec<String> = self.extras.iter().map(|x| x.described.clone()).collect();
+        if !self.extras.is_empty() {
+            events.emit(Event::Warning {
+                message: format!(
+                    "found {} resources tagged with deployment `{deployment}` that it does not know; they will be deleted too: {}",
+                    self.extras.len(),
+                    described.join(", ")
+                ),
+            });
+            record_found(state, self.extras.into_iter().map(|x| x.record).collect());
+        }
+        (described, changed)
     }
-    if changed {
-        session.state.serial += 1;
-        session.state_file.write(&session.state)?;
-    }
-    Ok(described)
 }
 
 /// A resource tagged with the deployment that the state holds under no key: its record,
@@ -403,6 +484,51 @@ mod tests {
             );
         }
         st
+    }
+
+    #[test]
+    fn a_default_deployment_holds_back_its_containers_and_what_an_unbuilt_option_needs_only() {
+        // Everything of the default config recorded: the gated destroy's first walk may
+        // delete the leaves, the group, the Lambda, the database, the mount targets...; it
+        // holds what a find could sit in (VPC, subnets, groups, addresses, file system,
+        // launch template) and what the unbuilt options' keys depend on.
+        let cfg = crate::core::config::Config::default();
+        let zones = ["eu-west-1a".to_string(), "eu-west-1b".to_string()];
+        let search = super::super::search_graph(&cfg, "eu-west-1", zones.clone()).unwrap();
+        let desired = super::super::desired_graph(&cfg, "eu-west-1", zones).unwrap();
+        let records: Vec<(&str, Kind, String)> = desired
+            .nodes()
+            .iter()
+            .map(|n| (n.key.as_str(), n.kind, format!("id-{}", n.key)))
+            .collect();
+        let st = state_with(
+            &records
+                .iter()
+                .map(|(k, kind, id)| (*k, *kind, id.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        let walked = existing_graph(&search, &st);
+        let held = held_for_search(&walked, &search, &st, discover::EXTRA_CONTAINERS);
+        let is_held = |key: &str| held[walked.index_of(key).unwrap_or_else(|| panic!("{key}"))];
+        for key in [
+            "asg",
+            "lambda",
+            "efs-mt-a",
+            "efs-mt-b",
+            "db",
+            "cpu-high-alarm",
+            "bucket-notification",
+            "lambda-permission",
+            "efs-ap",
+        ] {
+            assert!(
+                !is_held(key),
+                "{key} is on destroy's chains and nothing found can need it"
+            );
+        }
+        for key in ["vpc", "efs", "launch-template", "sg-app"] {
+            assert!(is_held(key), "{key} can hold a found resource");
+        }
     }
 
     fn scanned(key: &str, kind: Kind, id: &str, within: &[&str]) -> discover::Found {

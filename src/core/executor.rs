@@ -30,13 +30,19 @@
 //! abandoned at once (as a `kill -9` would; the next run finds what they made by tag and
 //! name); `Outcome::state_write_failed` says why.
 //!
+//! Destroy behind a gate (`Executor::destroy_gated`): the walk starts while the command is
+//! still searching AWS for what the state does not record, and holds back the nodes such a
+//! find could sit in or depend on until the search answers. Nothing found: they go on, one
+//! walk. Something found: the walk starts nothing held, lets what runs finish, and returns;
+//! the command records the finds and walks again.
+//!
 //! Runs on tokio's clock, so the benchmark can drive it over a simulated cloud in paused time.
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -90,9 +96,28 @@ pub struct Outcome {
     pub cancelled: bool,
     /// The first state write that failed (path and error); nothing was issued after it.
     pub state_write_failed: Option<String>,
+    /// A gated destroy whose gate answered "found": the held nodes (and what waits for
+    /// them) were left for a second walk, neither started nor skipped.
+    pub held_back: bool,
 }
 
 impl Outcome {
+    /// A second walk's outcome, continuing `earlier` (a gated destroy's first walk): what
+    /// either completed, the second's state and the rest.
+    pub fn after(mut self, earlier: Outcome) -> Outcome {
+        let mut completed = earlier.completed;
+        completed.append(&mut self.completed);
+        let mut failed = earlier.failed;
+        failed.append(&mut self.failed);
+        Outcome {
+            completed,
+            failed,
+            cancelled: self.cancelled || earlier.cancelled,
+            state_write_failed: earlier.state_write_failed.or(self.state_write_failed),
+            ..self
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.failed.is_empty() && !self.cancelled && self.skipped.is_empty()
     }
@@ -277,7 +302,8 @@ struct Ready {
 impl<C: Cloud> Executor<C> {
     /// Create or adopt every node of `graph` that is not `ready` in `state`.
     pub async fn up(&self, graph: Arc<Graph>, state: State, weights: &[f64]) -> Outcome {
-        self.walk(graph, state, weights, Direction::Up, BTreeMap::new()).await
+        self.walk(graph, state, weights, Direction::Up, BTreeMap::new(), None)
+            .await
     }
 
     /// Day 2: as `up`, and every ready node with a live read in `observed` is brought to its
@@ -289,12 +315,22 @@ impl<C: Cloud> Executor<C> {
         weights: &[f64],
         observed: BTreeMap<String, Observed>,
     ) -> Outcome {
-        self.walk(graph, state, weights, Direction::Up, observed).await
+        self.walk(graph, state, weights, Direction::Up, observed, None).await
     }
 
     /// Delete every node of `graph` (which holds only what exists), dependents first.
     pub async fn destroy(&self, graph: Arc<Graph>, state: State, weights: &[f64]) -> Outcome {
-        self.walk(graph, state, weights, Direction::Destroy, BTreeMap::new())
+        self.walk(graph, state, weights, Direction::Destroy, BTreeMap::new(), None)
+            .await
+    }
+
+    /// `destroy`, with the nodes `gate.held` marks started only once `gate.open` answers
+    /// `true` (see the module doc). On `false` (or a dropped sender) the held nodes, and
+    /// whatever waits for them, are neither started nor reported skipped: the outcome's
+    /// `held_back` is set and the caller walks again. A failure or a cancel ends the walk
+    /// without waiting for the gate.
+    pub async fn destroy_gated(&self, graph: Arc<Graph>, state: State, weights: &[f64], gate: Gate) -> Outcome {
+        self.walk(graph, state, weights, Direction::Destroy, BTreeMap::new(), Some(gate))
             .await
     }
 
@@ -305,8 +341,17 @@ impl<C: Cloud> Executor<C> {
         weights: &[f64],
         dir: Direction,
         observed: BTreeMap<String, Observed>,
+        gate: Option<Gate>,
     ) -> Outcome {
         let n = graph.len();
+        let (held, mut gate_open) = match gate {
+            Some(g) => (g.held, Some(g.open)),
+            None => (Vec::new(), None),
+        };
+        let is_held = |i: usize| held.get(i).copied().unwrap_or(false);
+        // Held nodes that became ready before the gate answered.
+        let mut parked: Vec<usize> = Vec::new();
+        let mut held_back = false;
         let done_already: Vec<bool> = (0..n)
             .map(|i| {
                 let key = &graph.node(i).key;
@@ -359,7 +404,11 @@ impl<C: Cloud> Executor<C> {
         };
         for i in 0..n {
             if !done[i] && waiting_on[i] == 0 {
-                push(&mut heap, i);
+                if gate_open.is_some() && is_held(i) {
+                    parked.push(i);
+                } else {
+                    push(&mut heap, i);
+                }
             }
         }
 
@@ -400,9 +449,41 @@ impl<C: Cloud> Executor<C> {
                 heap.extend(deferred);
             }
             if running.is_empty() {
-                break;
+                // Nothing runs: wait for the gate if it is all that is left, else done.
+                let Some(open) = gate_open.as_mut().filter(|_| !stopping && !cancelled) else {
+                    break;
+                };
+                tokio::select! {
+                    answer = open => {
+                        gate_open = None;
+                        if answer.unwrap_or(false) {
+                            for i in parked.drain(..) {
+                                push(&mut heap, i);
+                            }
+                        } else {
+                            held_back = true;
+                        }
+                    }
+                    changed = cancel.changed(), if !cancelled => {
+                        if changed.is_err() || *cancel.borrow() {
+                            cancelled = true;
+                            self.events.emit(Event::Warning { message: "interrupted: waiting for the resources in progress to finish and be recorded (interrupt again to exit now; the state is saved)".into() });
+                        }
+                    }
+                }
+                continue;
             }
             tokio::select! {
+                answer = gate_answer(&mut gate_open), if gate_open.is_some() => {
+                    gate_open = None;
+                    if answer {
+                        for i in parked.drain(..) {
+                            push(&mut heap, i);
+                        }
+                    } else {
+                        held_back = true;
+                    }
+                }
                 joined = running.join_next() => {
                     let Some(joined) = joined else { continue };
                     if joined.as_ref().is_err_and(|e| e.is_cancelled()) {
@@ -425,7 +506,11 @@ impl<C: Cloud> Executor<C> {
                             for &u in unblocks(i) {
                                 waiting_on[u] -= 1;
                                 if waiting_on[u] == 0 && !done[u] {
-                                    push(&mut heap, u);
+                                    if (gate_open.is_some() || held_back) && is_held(u) {
+                                        parked.push(u);
+                                    } else {
+                                        push(&mut heap, u);
+                                    }
                                 }
                             }
                         }
@@ -448,8 +533,10 @@ impl<C: Cloud> Executor<C> {
         }
 
         let mut skipped = Vec::new();
+        // Held back for the caller's second walk (nothing failed, nothing cancelled): not skipped.
+        let held_back = held_back && failed.is_empty() && !cancelled;
         for i in 0..n {
-            if !done[i] && !started[i] {
+            if !done[i] && !started[i] && !held_back {
                 let spec = graph.node(i);
                 skipped.push(spec.key.clone());
                 shared.emit(spec, ResourceStatus::Skipped, Instant::now(), None, None);
@@ -467,7 +554,24 @@ impl<C: Cloud> Executor<C> {
             unchanged,
             cancelled,
             state_write_failed,
+            held_back,
         }
+    }
+}
+
+/// Which nodes of a gated destroy wait for the search, and the search's answer: `true`
+/// when it found nothing the state lacks (see `Executor::destroy_gated`).
+pub struct Gate {
+    /// By node index of the walked graph.
+    pub held: Vec<bool>,
+    pub open: oneshot::Receiver<bool>,
+}
+
+/// The gate's answer; a dropped sender counts as "found" (walk again), never as "go on".
+async fn gate_answer(open: &mut Option<oneshot::Receiver<bool>>) -> bool {
+    match open {
+        Some(rx) => rx.await.unwrap_or(false),
+        None => std::future::pending().await,
     }
 }
 

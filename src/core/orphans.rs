@@ -31,7 +31,7 @@ pub async fn find_unrecorded<C: Cloud>(
     let mut known: BTreeMap<String, Outputs> = state
         .resources
         .iter()
-        .filter(|(_, r)| r.status != Status::Creating && r.outputs.get("id").is_some())
+        .filter(|(k, _)| has_id(state, k))
         .map(|(k, r)| (k.clone(), r.outputs.clone()))
         .collect();
     let mut found = Vec::new();
@@ -71,6 +71,37 @@ pub async fn find_unrecorded<C: Cloud>(
         }
     }
     (found, failed)
+}
+
+/// The state holds `key` with an id, so the search above does not look for it.
+fn has_id(state: &State, key: &str) -> bool {
+    state
+        .resources
+        .get(key)
+        .is_some_and(|r| r.status != Status::Creating && r.outputs.get("id").is_some())
+}
+
+/// For a destroy walk that starts before the search has answered
+/// (`executor::Executor::destroy_gated`), by node of `walked`: the nodes held back because
+/// something the search may find would have to be deleted before them. Those are what a
+/// key of `search` without an id in the state depends on (the search looks that key up),
+/// that key itself where the state holds it without an id (the search may record it
+/// again), and every node of the `containers` kinds, which a tagged resource the spec does
+/// not know can sit in (the tag scan's `within`: VPC, subnets, security groups...).
+pub fn held_for_search(walked: &Graph, search: &Graph, state: &State, containers: &[Kind]) -> Vec<bool> {
+    let mut needed: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    for spec in search.nodes() {
+        if !has_id(state, &spec.key) {
+            needed.insert(&spec.key);
+            needed.extend(spec.deps.iter().map(String::as_str));
+        }
+    }
+    (0..walked.len())
+        .map(|i| {
+            let n = walked.node(i);
+            containers.contains(&n.kind) || needed.contains(n.key.as_str())
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -113,5 +144,58 @@ mod tests {
         assert!(failed.is_empty());
         assert_eq!(found.iter().map(|f| f.key.as_str()).collect::<Vec<_>>(), ["b"]);
         assert_eq!(found[0].deps, ["a"]);
+    }
+
+    fn record(kind: Kind, status: Status, id: Option<&str>) -> ResourceRecord {
+        ResourceRecord {
+            kind,
+            status,
+            client_token: "t".into(),
+            outputs: id.map_or_else(Outputs::new, |id| Outputs::new().with("id", id)),
+            deps: vec![],
+            settings: Default::default(),
+            retiring: None,
+            updated_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn held_are_the_containers_and_what_an_unrecorded_key_needs() {
+        // vpc <- subnet <- {app, lb}; lb <- listener-https (not in the state);
+        // creating (recorded without an id) <- vpc; app <- leaf.
+        let of = |key: &str, kind: Kind, deps: &[&str]| {
+            let mut n = node(key, deps);
+            n.kind = kind;
+            n
+        };
+        let search = Graph::new(vec![
+            of("vpc", Kind::Vpc, &[]),
+            of("subnet", Kind::Subnet, &["vpc"]),
+            of("app", Kind::AutoScalingGroup, &["subnet"]),
+            of("lb", Kind::LoadBalancer, &["subnet"]),
+            of("listener-https", Kind::Listener, &["lb"]),
+            of("creating", Kind::NatGateway, &["vpc"]),
+            of("leaf", Kind::Alarm, &["app"]),
+        ])
+        .unwrap();
+        let mut st = State::new(&identity());
+        for k in ["vpc", "subnet", "app", "lb", "leaf"] {
+            let kind = search.get(k).unwrap().kind;
+            st.resources
+                .insert(k.into(), record(kind, Status::Ready, Some(&format!("id-{k}"))));
+        }
+        st.resources
+            .insert("creating".into(), record(Kind::Vpc, Status::Creating, None));
+        let keys: std::collections::BTreeSet<String> = st.resources.keys().cloned().collect();
+        let walked = search.restrict(&keys);
+        let held = held_for_search(&walked, &search, &st, &[Kind::Vpc, Kind::Subnet]);
+        let mut held: Vec<&str> = (0..walked.len())
+            .filter(|&i| held[i])
+            .map(|i| walked.node(i).key.as_str())
+            .collect();
+        // lb: listener-https may be found and must go first; creating: may be found (and
+        // its dep vpc is a container anyway); vpc, subnet: containers. Not app, not leaf.
+        held.sort();
+        assert_eq!(held, ["creating", "lb", "subnet", "vpc"]);
     }
 }

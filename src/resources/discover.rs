@@ -106,6 +106,20 @@ fn ec2_tags(t: &[aws_sdk_ec2::types::Tag]) -> Tags {
 }
 
 /// Every resource of the deployment that AWS knows, sorted by key.
+/// The kinds a resource this scan finds can sit `within` (a subnet's VPC, a NAT gateway's
+/// subnet and address, an endpoint's or the Lambda's subnets and security groups, an access
+/// point's file system, the group's subnets and launch template). A destroy that starts
+/// before the scan has answered holds back every node of these kinds
+/// (`core::orphans::held_for_search`); a `within` of another kind must be added here.
+pub const EXTRA_CONTAINERS: &[Kind] = &[
+    Kind::Vpc,
+    Kind::Subnet,
+    Kind::ElasticIp,
+    Kind::SecurityGroup,
+    Kind::FileSystem,
+    Kind::LaunchTemplate,
+];
+
 pub async fn tagged(aws: &Aws) -> Result<Vec<Found>, ResourceError> {
     // The three groups of listings at once: they are independent reads.
     let (mut found, mut efs, mut named) = (Vec::new(), Vec::new(), Vec::new());

@@ -1010,3 +1010,107 @@ async fn a_replacement_that_is_the_resource_in_place_is_refused_and_nothing_is_r
         state = out.state;
     }
 }
+
+/// Built with every node of `graph()` and each delete taking 1 s: (the walked graph, its
+/// state, a cloud holding every node).
+async fn built_for_gate() -> (Arc<Graph>, State, FakeCloud) {
+    let g = graph();
+    let r = run_with(FakeCloud::new(), 8);
+    let out = r.exec.up(g.clone(), State::new(&identity()), &equal_weights(&g)).await;
+    let mut cloud = FakeCloud::new();
+    for k in ["a", "b", "c", "d", "long1", "long2"] {
+        cloud.delete_time.insert(k.into(), secs(1));
+        cloud.preexisting(k, Outputs::new().with("id", format!("id-{k}")));
+    }
+    (g, out.state, cloud)
+}
+
+fn held(g: &Graph, keys: &[&str]) -> Vec<bool> {
+    (0..g.len()).map(|i| keys.contains(&g.node(i).key.as_str())).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gated_destroy_starts_what_is_not_held_and_the_held_after_the_gate_opens() {
+    let (g, state, cloud) = built_for_gate().await;
+    let r = run_with(cloud, 8);
+    let (tx, open) = oneshot::channel();
+    let weights = g.longest_remaining_reverse(|_| 1.0);
+    let gate = Gate {
+        held: held(&g, &["b", "a"]),
+        open,
+    };
+    // The search answers "nothing found" after 5 s.
+    let answer = async {
+        tokio::time::sleep(secs(5)).await;
+        tx.send(true).unwrap();
+    };
+    let (out, ()) = tokio::join!(r.exec.destroy_gated(g.clone(), state, &weights, gate), answer);
+    assert!(out.ok() && !out.held_back, "{:?}", out.failed);
+    assert!(out.state.resources.is_empty());
+    let spans = r.cloud.spans();
+    let start_of = |k: &str| spans.iter().find(|s| s.key == k).unwrap().start;
+    let first = spans.iter().map(|s| s.start).min().unwrap();
+    // Not held: at once (d, long2), and what they free (c after d, long1 after long2).
+    assert_eq!(start_of("d"), first);
+    assert_eq!(start_of("long2"), first);
+    assert_eq!(start_of("c") - first, secs(1));
+    // Held: b was ready at 1 s (after d) but waited for the gate at 5 s; a after b.
+    assert_eq!(start_of("b") - first, secs(5));
+    assert_eq!(start_of("a") - first, secs(6));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gated_destroy_whose_search_found_something_leaves_the_held_for_a_second_walk() {
+    let (g, state, cloud) = built_for_gate().await;
+    let r = run_with(cloud, 8);
+    let (tx, open) = oneshot::channel();
+    let weights = g.longest_remaining_reverse(|_| 1.0);
+    let gate = Gate {
+        held: held(&g, &["b", "a"]),
+        open,
+    };
+    let answer = async {
+        tokio::time::sleep(secs(5)).await;
+        tx.send(false).unwrap();
+    };
+    let (out, ()) = tokio::join!(r.exec.destroy_gated(g.clone(), state, &weights, gate), answer);
+    assert!(out.ok() && out.held_back, "{:?}", out.failed);
+    assert!(out.skipped.is_empty(), "held back, not skipped: {:?}", out.skipped);
+    let left: Vec<&str> = out.state.resources.keys().map(String::as_str).collect();
+    assert_eq!(left, ["a", "b"], "held, and what waits for them");
+    assert!(
+        !r.events.events().iter().any(|e| matches!(
+            e,
+            Event::Resource {
+                status: ResourceStatus::Skipped,
+                ..
+            }
+        )),
+        "no skipped events for a walk that is continued"
+    );
+    // The second walk deletes the rest.
+    let out2 = r.exec.destroy(g.clone(), out.state, &weights).await;
+    assert!(out2.ok() && out2.state.resources.is_empty(), "{:?}", out2.failed);
+    assert!(r.cloud.existing_keys().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_delete_ends_a_gated_destroy_without_waiting_for_the_gate() {
+    let (g, state, mut cloud) = built_for_gate().await;
+    cloud
+        .fail_delete
+        .insert("d".into(), ResourceError::new(ErrorClass::InUse, "still in use"));
+    let r = run_with(cloud, 8);
+    let (_tx, open) = oneshot::channel::<bool>();
+    let weights = g.longest_remaining_reverse(|_| 1.0);
+    let gate = Gate {
+        held: held(&g, &["b", "a"]),
+        open,
+    };
+    // The gate never answers; the walk must end on its own.
+    let out = tokio::time::timeout(secs(3600), r.exec.destroy_gated(g.clone(), state, &weights, gate))
+        .await
+        .expect("the walk ended");
+    assert!(!out.ok() && !out.held_back);
+    assert!(out.state.resources.contains_key("b"));
+}
