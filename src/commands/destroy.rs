@@ -227,9 +227,13 @@ impl News {
             .map(|(key, e)| format!("could not look for `{key}`: {e}"))
             .collect();
         // The kinds' finds know only the spec's keys: anything else tagged with the
-        // deployment comes from the tag scan that `status` reports leaks with.
+        // deployment comes from the tag scan that `status` reports leaks with. The lookups'
+        // finds count as known (a lost state's VPC is found by both; recorded twice, it
+        // would be deleted twice), and as what an extra sits in.
+        let mut known = state.clone();
+        record_found(&mut known, searched.found.clone());
         let extras = match searched.scanned {
-            Ok(scanned) => extras(&scanned, state),
+            Ok(scanned) => extras(&scanned, &known),
             Err(e) => {
                 warnings.push(format!(
                     "could not scan for resources tagged with the deployment, so only what the state records or the lookups found is deleted: {e}"
@@ -544,6 +548,43 @@ mod tests {
 
     fn by_key(extras: &[Extra]) -> BTreeMap<&str, &Found> {
         extras.iter().map(|x| (x.record.key.as_str(), &x.record)).collect()
+    }
+
+    #[test]
+    fn what_the_lookups_found_is_no_extra_and_the_extras_inside_it_depend_on_its_key() {
+        // The state lost: the lookups find the VPC and a subnet by their names, the tag scan
+        // finds them too and a restored DB instance the spec has no key for.
+        let st = state_with(&[]);
+        let found = |key: &str, kind: Kind, id: &str| Found {
+            key: key.into(),
+            kind,
+            outputs: Outputs::new().with("id", id),
+            deps: vec![],
+        };
+        let searched = Searched {
+            found: vec![
+                found("vpc", Kind::Vpc, "vpc-1"),
+                found("subnet-db-a", Kind::Subnet, "subnet-1"),
+            ],
+            failed: vec![],
+            scanned: Ok(vec![
+                scanned("vpc", Kind::Vpc, "vpc-1", &[]),
+                scanned("subnet-db-a", Kind::Subnet, "subnet-1", &["vpc-1"]),
+                scanned("db", Kind::DbInstance, "pi-db-r1", &["subnet-1"]),
+            ]),
+        };
+        let news = News::of(searched, &st);
+        let extras = by_key(&news.extras);
+        assert_eq!(
+            extras.keys().copied().collect::<Vec<_>>(),
+            ["db-instance/extra-pi-db-r1"]
+        );
+        assert_eq!(extras["db-instance/extra-pi-db-r1"].deps, ["subnet-db-a"]);
+        let mut recorded = st.clone();
+        let (named, changed) = news.record(&mut recorded, "pi", &crate::core::event::Discard);
+        assert!(changed);
+        assert_eq!(named.len(), 1, "{named:?}");
+        assert_eq!(recorded.resources.len(), 3, "{:?}", recorded.resources.keys());
     }
 
     #[test]
