@@ -164,8 +164,11 @@ pub struct LambdaConfig {
 pub struct LoggingConfig {
     /// The load balancer's access logs, into `alb/` of a logs bucket of the deployment.
     pub alb_access_logs: bool,
-    /// Days the logs bucket keeps them.
+    /// Days the logs bucket keeps what it holds (the access logs and the flow logs).
     pub alb_access_log_days: i32,
+    /// The VPC's flow log (all traffic, accepted and rejected), into `AWSLogs/` of the logs
+    /// bucket: who talked to what, after an incident. Off: no flow log.
+    pub vpc_flow_logs: bool,
 }
 
 impl Default for Config {
@@ -201,6 +204,7 @@ impl Default for LoggingConfig {
         Self {
             alb_access_logs: true,
             alb_access_log_days: 90,
+            vpc_flow_logs: true,
         }
     }
 }

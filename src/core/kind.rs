@@ -25,6 +25,7 @@ pub enum Kind {
     NetworkAcl,
     SecurityGroup,
     VpcEndpoint,
+    FlowLog,
     // Storage and data.
     Bucket,
     FileSystem,
@@ -99,6 +100,7 @@ impl Kind {
         Kind::NetworkAcl,
         Kind::SecurityGroup,
         Kind::VpcEndpoint,
+        Kind::FlowLog,
         Kind::Bucket,
         Kind::FileSystem,
         Kind::MountTarget,
@@ -280,6 +282,23 @@ impl Kind {
                 // Interface or gateway: the props decide (`latency::create_transition`).
                 create_transition: None,
                 // Interface or gateway: the props decide (`latency::delete_transition`).
+                delete_transition: None,
+            },
+            Kind::FlowLog => &KindInfo {
+                name: "vpc-flow-log",
+                service: "ec2",
+                id_prefix: Some("fl-"),
+                // AWS removes a deleted VPC's flow logs only "eventually": deleted first.
+                container: Some(Kind::Vpc),
+                deleted_with_container: false,
+                tagged: true,
+                phase: "network",
+                vendor_stack: VendorStack::Network,
+                tier: Tier::Network,
+                // One synchronous call, like a route.
+                create: &["create.route"],
+                delete: &["delete.ec2_primitives"],
+                create_transition: None,
                 delete_transition: None,
             },
             Kind::Bucket => &KindInfo {
@@ -835,6 +854,7 @@ mod tests {
             NetworkAcl,
             SecurityGroup,
             VpcEndpoint,
+            FlowLog,
             Bucket,
             FileSystem,
             MountTarget,

@@ -325,28 +325,63 @@ pub fn db_secret_policy(scope: &ArnScope<'_>, reader_role_arn: &str, deployment:
 /// policy must still allow `secretsmanager:GetSecretValue`.
 pub const DB_READER_TAG: &str = "pi-deploy:db-reader";
 
-/// The ALB access-log bucket's policy: ELB's log delivery writes under `prefix/AWSLogs/
-/// <account>/` only (the service principal, and the regional ELB account where the region
-/// predates it), and nothing is read or written without TLS.
-pub fn alb_log_bucket_policy(scope: &ArnScope<'_>, bucket_arn: &str, prefix: &str) -> Value {
-    let logs = format!("{bucket_arn}/{prefix}/AWSLogs/{}/*", scope.account);
-    let mut writers = vec![json!({
-        "Sid": "ElbLogDelivery",
-        "Effect": "Allow",
-        "Principal": { "Service": "logdelivery.elasticloadbalancing.amazonaws.com" },
-        "Action": "s3:PutObject",
-        "Resource": logs,
-    })];
-    if let Some(elb) = elb_account(scope.region) {
-        writers.push(json!({
-            "Sid": "ElbRegionalAccount",
+/// The logs bucket's policy: ELB's log delivery writes under `alb_prefix/AWSLogs/<account>/`
+/// only (the service principal, and the regional ELB account where the region predates it)
+/// when access logs are on; the VPC flow log delivery (`delivery.logs.amazonaws.com`, for
+/// this account's log deliveries only) writes under `AWSLogs/<account>/` and reads the
+/// bucket's ACL when `flow_logs`; nothing is read or written without TLS. With these
+/// statements in place, CreateFlowLogs leaves the policy alone (it adds its own otherwise,
+/// which the next `up` would see as drift).
+pub fn log_bucket_policy(scope: &ArnScope<'_>, bucket_arn: &str, alb_prefix: Option<&str>, flow_logs: bool) -> Value {
+    let mut statements = Vec::new();
+    if let Some(prefix) = alb_prefix {
+        let logs = format!("{bucket_arn}/{prefix}/AWSLogs/{}/*", scope.account);
+        statements.push(json!({
+            "Sid": ELB_LOG_DELIVERY,
             "Effect": "Allow",
-            "Principal": { "AWS": format!("arn:{}:iam::{elb}:root", scope.partition) },
+            "Principal": { "Service": "logdelivery.elasticloadbalancing.amazonaws.com" },
             "Action": "s3:PutObject",
             "Resource": logs,
         }));
+        if let Some(elb) = elb_account(scope.region) {
+            statements.push(json!({
+                "Sid": "ElbRegionalAccount",
+                "Effect": "Allow",
+                "Principal": { "AWS": format!("arn:{}:iam::{elb}:root", scope.partition) },
+                "Action": "s3:PutObject",
+                "Resource": logs,
+            }));
+        }
     }
-    writers.push(json!({
+    if flow_logs {
+        let from_this_account = |extra: Value| {
+            let mut equals = json!({ "aws:SourceAccount": scope.account });
+            if let (Some(e), Value::Object(more)) = (equals.as_object_mut(), extra) {
+                e.extend(more);
+            }
+            json!({
+                "StringEquals": equals,
+                "ArnLike": { "aws:SourceArn": format!("arn:{}:logs:{}:{}:*", scope.partition, scope.region, scope.account) },
+            })
+        };
+        statements.push(json!({
+            "Sid": FLOW_LOG_DELIVERY,
+            "Effect": "Allow",
+            "Principal": { "Service": "delivery.logs.amazonaws.com" },
+            "Action": "s3:PutObject",
+            "Resource": format!("{bucket_arn}/AWSLogs/{}/*", scope.account),
+            "Condition": from_this_account(json!({ "s3:x-amz-acl": "bucket-owner-full-control" })),
+        }));
+        statements.push(json!({
+            "Sid": "FlowLogDeliveryAclCheck",
+            "Effect": "Allow",
+            "Principal": { "Service": "delivery.logs.amazonaws.com" },
+            "Action": "s3:GetBucketAcl",
+            "Resource": bucket_arn,
+            "Condition": from_this_account(json!({})),
+        }));
+    }
+    statements.push(json!({
         "Sid": "DenyWithoutTls",
         "Effect": "Deny",
         "Principal": "*",
@@ -354,7 +389,36 @@ pub fn alb_log_bucket_policy(scope: &ArnScope<'_>, bucket_arn: &str, prefix: &st
         "Resource": [bucket_arn, format!("{bucket_arn}/*")],
         "Condition": { "Bool": { "aws:SecureTransport": "false" } },
     }));
-    json!({ "Version": VERSION, "Statement": writers })
+    json!({ "Version": VERSION, "Statement": statements })
+}
+
+/// The Sid of the statement that lets ELB deliver access logs.
+pub const ELB_LOG_DELIVERY: &str = "ElbLogDelivery";
+/// The Sid of the statement that lets the flow log delivery write.
+pub const FLOW_LOG_DELIVERY: &str = "FlowLogDelivery";
+
+/// Which writers a logs bucket's policy lets in, by the Sids `log_bucket_policy` gives
+/// them: `alb`, `vpc-flow-logs`, both joined with `+`, or `none`.
+pub fn log_writers(alb: bool, flow_logs: bool) -> String {
+    match (alb, flow_logs) {
+        (true, true) => "alb+vpc-flow-logs",
+        (true, false) => "alb",
+        (false, true) => "vpc-flow-logs",
+        (false, false) => "none",
+    }
+    .to_string()
+}
+
+/// `log_writers` of a live policy document: a writer counts when its Sid is there with
+/// Allow (not a check of every field: the TLS check reads the Deny the same way).
+pub fn log_writers_of(policy: &str) -> String {
+    let doc: Value = serde_json::from_str(policy).unwrap_or(Value::Null);
+    let has = |sid: &str| {
+        doc["Statement"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|st| st["Sid"] == sid && st["Effect"] == "Allow"))
+    };
+    log_writers(has(ELB_LOG_DELIVERY), has(FLOW_LOG_DELIVERY))
 }
 
 /// The Elastic Load Balancing account of regions that predate the log-delivery service
@@ -568,7 +632,7 @@ mod tests {
             region: "eu-west-1",
             account: "123456789012",
         };
-        let doc = alb_log_bucket_policy(&scope, "arn:aws:s3:::pi-logs", "alb");
+        let doc = log_bucket_policy(&scope, "arn:aws:s3:::pi-logs", Some("alb"), false);
         let st = statements(&doc);
         let logs = "arn:aws:s3:::pi-logs/alb/AWSLogs/123456789012/*";
         assert_eq!(
@@ -579,13 +643,50 @@ mod tests {
         assert_eq!(st[1]["Principal"]["AWS"], "arn:aws:iam::156460612806:root");
         assert_eq!(st[1]["Resource"], logs);
         assert_eq!(st[2]["Effect"], "Deny");
+        assert_eq!(st.len(), 3);
+        assert_eq!(log_writers_of(&doc.to_string()), "alb");
         // A region newer than August 2022 has no ELB account: the service principal only.
         let newer = ArnScope {
             region: "ap-southeast-5",
             ..scope
         };
-        let doc = alb_log_bucket_policy(&newer, "arn:aws:s3:::pi-logs", "alb");
+        let doc = log_bucket_policy(&newer, "arn:aws:s3:::pi-logs", Some("alb"), false);
         assert_eq!(statements(&doc).len(), 2);
+    }
+
+    #[test]
+    fn the_flow_log_delivery_writes_this_accounts_logs_only_and_reads_the_acl() {
+        let scope = ArnScope {
+            partition: "aws-cn",
+            region: "cn-north-1",
+            account: "123456789012",
+        };
+        let doc = log_bucket_policy(&scope, "arn:aws-cn:s3:::pi-logs", None, true);
+        let st = statements(&doc);
+        assert_eq!(st.len(), 3, "{doc}");
+        let from_here = json!({ "aws:SourceArn": "arn:aws-cn:logs:cn-north-1:123456789012:*" });
+        assert_eq!(st[0]["Principal"], json!({ "Service": "delivery.logs.amazonaws.com" }));
+        assert_eq!(st[0]["Action"], "s3:PutObject");
+        assert_eq!(st[0]["Resource"], "arn:aws-cn:s3:::pi-logs/AWSLogs/123456789012/*");
+        assert_eq!(
+            st[0]["Condition"]["StringEquals"],
+            json!({ "aws:SourceAccount": "123456789012", "s3:x-amz-acl": "bucket-owner-full-control" })
+        );
+        assert_eq!(st[0]["Condition"]["ArnLike"], from_here);
+        assert_eq!(st[1]["Action"], "s3:GetBucketAcl");
+        assert_eq!(st[1]["Resource"], "arn:aws-cn:s3:::pi-logs");
+        assert_eq!(
+            st[1]["Condition"]["StringEquals"],
+            json!({ "aws:SourceAccount": "123456789012" })
+        );
+        assert_eq!(st[1]["Condition"]["ArnLike"], from_here);
+        assert_eq!(st[2]["Effect"], "Deny");
+        assert_eq!(log_writers_of(&doc.to_string()), "vpc-flow-logs");
+        let both = log_bucket_policy(&scope, "arn:aws-cn:s3:::pi-logs", Some("alb"), true);
+        assert_eq!(log_writers_of(&both.to_string()), "alb+vpc-flow-logs");
+        assert_eq!(log_writers_of("not json"), "none");
+        let denied = both.to_string().replace("\"Allow\"", "\"Deny\"");
+        assert_eq!(log_writers_of(&denied), "none");
     }
 
     #[test]

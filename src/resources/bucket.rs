@@ -1,9 +1,9 @@
-//! The S3 buckets: the resources bucket and, with `logging.alb_access_logs`, the logs
-//! bucket. Deterministic, globally unique names (deployment + account + region), SSE-S3
+//! The S3 buckets: the resources bucket and, with `logging.alb_access_logs` or
+//! `logging.vpc_flow_logs`, the logs bucket. Deterministic, globally unique names (deployment + account + region), SSE-S3
 //! (the only encryption ALB access logs accept), all four Block Public Access flags, Object
 //! Ownership `BucketOwnerEnforced` (ACLs disabled: the bucket owner owns every object, ELB's
 //! log delivery included, and only the policy grants access), a TLS-only bucket policy (the logs bucket's also lets ELB's log delivery write under its
-//! prefix, `core::policy::alb_log_bucket_policy`), versioning when the config asks for it,
+//! prefix and the flow log delivery under `AWSLogs/`, `core::policy::log_bucket_policy`), versioning when the config asks for it,
 //! and on the logs bucket a lifecycle rule that expires the logs.
 //!
 //! Found by its name (HeadBucket), not by tags: S3 has no tag-filtered listing, and some
@@ -51,6 +51,12 @@ pub const ATTRS: &[AttrSpec] = &[
     AttrSpec::update("object_ownership", &[]),
     AttrSpec::update("tls_only_policy", &[]),
     AttrSpec::with(
+        "log_writers",
+        ChangeAction::Update,
+        "PutBucketPolicy: the log deliveries the bucket policy lets write",
+        &["logging.alb_access_logs", "logging.vpc_flow_logs"],
+    ),
+    AttrSpec::with(
         "log_expiry_days",
         ChangeAction::Update,
         "PutBucketLifecycleConfiguration: S3 applies the new expiry to the logs already kept",
@@ -70,8 +76,17 @@ const ALL_BLOCKED: &str = "all four flags on";
 /// follow the blueprint: a difference is drift, repaired.
 pub fn desired_settings(versioning: bool, purpose: &BucketPurpose) -> Settings {
     let mut s = base_settings(versioning);
-    if let BucketPurpose::AlbLogs { expire_days, .. } = purpose {
+    if let BucketPurpose::Logs {
+        alb_prefix,
+        flow_logs,
+        expire_days,
+    } = purpose
+    {
         s.insert("log_expiry_days".into(), expire_days.to_string());
+        s.insert(
+            "log_writers".into(),
+            policy::log_writers(alb_prefix.is_some(), *flow_logs),
+        );
     }
     s
 }
@@ -190,7 +205,7 @@ async fn live_settings(s3: &Client, name: &str, purpose: &BucketPurpose) -> Resu
         Some(_) => "no: the policy does not deny requests without TLS",
     };
     let expiry = match purpose {
-        BucketPurpose::AlbLogs { .. } => Some(log_expiry_of(
+        BucketPurpose::Logs { .. } => Some(log_expiry_of(
             absent(
                 s3.get_bucket_lifecycle_configuration()
                     .bucket(name)
@@ -218,6 +233,8 @@ async fn live_settings(s3: &Client, name: &str, purpose: &BucketPurpose) -> Resu
     ]);
     if let Some(days) = expiry {
         live.insert("log_expiry_days".into(), days);
+        let writers = policy.as_ref().and_then(|p| p.policy()).map(policy::log_writers_of);
+        live.insert("log_writers".into(), writers.unwrap_or_else(|| "none".into()));
     }
     Ok(Some(live))
 }
@@ -243,7 +260,7 @@ fn invalid(e: impl std::fmt::Display) -> ResourceError {
 fn bucket_name(env: &Env, purpose: &BucketPurpose) -> String {
     match purpose {
         BucketPurpose::Resources => names::bucket(&env.deployment, &env.account_id, &env.region),
-        BucketPurpose::AlbLogs { .. } => names::logs_bucket(&env.deployment, &env.account_id, &env.region),
+        BucketPurpose::Logs { .. } => names::logs_bucket(&env.deployment, &env.account_id, &env.region),
     }
 }
 
@@ -258,18 +275,20 @@ fn purpose_of(cx: &NodeCtx<'_>) -> BucketPurpose {
 fn bucket_policy(env: &Env, name: &str, purpose: &BucketPurpose) -> String {
     match purpose {
         BucketPurpose::Resources => tls_only_policy(&env.partition, name),
-        BucketPurpose::AlbLogs { prefix, .. } => {
+        BucketPurpose::Logs {
+            alb_prefix, flow_logs, ..
+        } => {
             let scope = ArnScope {
                 partition: &env.partition,
                 region: &env.region,
                 account: &env.account_id,
             };
-            policy::alb_log_bucket_policy(&scope, &bucket_arn(env, name), prefix).to_string()
+            policy::log_bucket_policy(&scope, &bucket_arn(env, name), alb_prefix.as_deref(), *flow_logs).to_string()
         }
     }
 }
 
-/// Access logs older than `days` are deleted (whole bucket: it holds nothing else).
+/// Logs older than `days` are deleted (whole bucket: it holds nothing else).
 pub fn expire_logs(days: i32) -> Result<BucketLifecycleConfiguration, ResourceError> {
     let rule = LifecycleRule::builder()
         .id(EXPIRE_RULE)
@@ -433,7 +452,7 @@ impl ResourceKind for Bucket {
             .send()
             .await
             .map_err(err("setting the TLS-only bucket policy"))?;
-        if let BucketPurpose::AlbLogs { expire_days, .. } = purpose {
+        if let BucketPurpose::Logs { expire_days, .. } = purpose {
             s3.put_bucket_lifecycle_configuration()
                 .bucket(&name)
                 .lifecycle_configuration(expire_logs(*expire_days)?)
@@ -711,8 +730,9 @@ mod tests {
     #[test]
     fn the_access_logs_expiry_follows_the_config() {
         use crate::core::diff::diff;
-        let logs = |days: i32| BucketPurpose::AlbLogs {
-            prefix: "alb".into(),
+        let logs = |days: i32| BucketPurpose::Logs {
+            alb_prefix: Some("alb".into()),
+            flow_logs: true,
             expire_days: days,
         };
         let rule = |days: i32, status: ExpirationStatus| {
@@ -744,6 +764,37 @@ mod tests {
         assert_eq!(log_expiry_of(Some(&[rule(90, ExpirationStatus::Disabled)])), "none");
         assert_eq!(log_expiry_of(None), "none");
         assert!(!desired_settings(false, &BucketPurpose::Resources).contains_key("log_expiry_days"));
+    }
+
+    /// A logs bucket whose policy predates the flow log (ALB only), or lost a writer, has its
+    /// policy put again by `up`, in place; the resources bucket has no writers to compare.
+    #[test]
+    fn the_log_writers_follow_the_config() {
+        use crate::core::diff::diff;
+        let logs = |alb: bool, flow_logs: bool| BucketPurpose::Logs {
+            alb_prefix: alb.then(|| "alb".to_string()),
+            flow_logs,
+            expire_days: 90,
+        };
+        let live = desired_settings(false, &logs(true, false));
+        assert_eq!(live["log_writers"], "alb");
+        assert!(diff(ATTRS, &desired_settings(false, &logs(true, false)), &live, None).is_empty());
+        let c = diff(ATTRS, &desired_settings(false, &logs(true, true)), &live, None);
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (
+                c[0].attribute.as_str(),
+                c[0].old.as_str(),
+                c[0].new.as_str(),
+                c[0].action
+            ),
+            ("log_writers", "alb", "alb+vpc-flow-logs", ChangeAction::Update)
+        );
+        assert_eq!(
+            desired_settings(false, &logs(false, true))["log_writers"],
+            "vpc-flow-logs"
+        );
+        assert!(!desired_settings(false, &BucketPurpose::Resources).contains_key("log_writers"));
     }
 
     /// A bucket made before ACLs were disabled (no ownership controls, or ObjectWriter) gets

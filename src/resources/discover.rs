@@ -156,6 +156,7 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
         security_groups,
         vpc_endpoints,
         launch_templates,
+        flow_logs,
     ) = futures::try_join!(
         async { ec2.describe_vpcs().filters(f()).send().await.map_err(err(what)) },
         async { ec2.describe_subnets().filters(f()).send().await.map_err(err(what)) },
@@ -190,7 +191,8 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
                 .send()
                 .await
                 .map_err(err(what))
-        }
+        },
+        async { ec2.describe_flow_logs().filter(f()).send().await.map_err(err(what)) }
     )?;
     for v in vpcs.vpcs() {
         push(Kind::Vpc, v.tags(), v.vpc_id(), vec![]);
@@ -253,6 +255,17 @@ async fn ec2_resources(aws: &Aws, out: &mut Vec<Found>) -> Result<(), ResourceEr
     }
     for lt in launch_templates.launch_templates() {
         push(Kind::LaunchTemplate, lt.tags(), lt.launch_template_id(), vec![]);
+    }
+    for fl in flow_logs.flow_logs() {
+        let active = fl.flow_log_status().is_none_or(|s| s.eq_ignore_ascii_case("ACTIVE"));
+        if active {
+            push(
+                Kind::FlowLog,
+                fl.tags(),
+                fl.flow_log_id(),
+                fl.resource_id().into_iter().collect(),
+            );
+        }
     }
     Ok(())
 }

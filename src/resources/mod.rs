@@ -20,6 +20,7 @@ mod eip;
 mod elb;
 mod file_system;
 pub mod fleet;
+mod flow_log;
 mod iam_role;
 pub mod inspect;
 mod instance_profile;
@@ -201,6 +202,7 @@ fn kind_impl(kind: Kind) -> &'static dyn ResourceKind {
         Kind::NetworkAcl => &network_acl::NetworkAcl,
         Kind::SecurityGroup => &security_group::SecurityGroup,
         Kind::VpcEndpoint => &vpc_endpoint::VpcEndpoint,
+        Kind::FlowLog => &flow_log::FlowLog,
         Kind::Bucket => &bucket::Bucket,
         Kind::FileSystem => &file_system::FileSystem,
         Kind::MountTarget => &mount_target::MountTarget,

@@ -357,7 +357,7 @@ async fn log_groups(c: &Clients, dep: &str, prefix: &str) -> Vec<String> {
     keys
 }
 
-/// The compute and edge tier: launch templates and instances by tag; the target group, load
+/// The compute and edge tier: the logs bucket and the VPC's flow log; launch templates and instances by tag; the target group, load
 /// balancer (with its listeners), Auto Scaling group (with its hook and policies) and
 /// instance profile by their derived names, each reported by its `pi-deploy:key` tag (`?` when
 /// the name is ours but the tags are not); alarms by name prefix.
@@ -369,6 +369,17 @@ pub async fn compute(c: &Clients, dep: &str) -> Census {
     let logs = names::logs_bucket(dep, &identity.account_id, &identity.region);
     if c.s3.head_bucket().bucket(&logs).send().await.is_ok() {
         push(&mut out, "s3-bucket", Some("logs-bucket".into()));
+    }
+    // The VPC's flow log into that bucket, by tag (AWS stops, then removes, a deleted VPC's).
+    let flow_logs = c
+        .ec2
+        .describe_flow_logs()
+        .filter(by_deployment(dep))
+        .send()
+        .await
+        .unwrap();
+    for f in flow_logs.flow_logs() {
+        push(&mut out, "vpc-flow-log", key_of(f.tags(), dep));
     }
 
     let lts = c

@@ -829,6 +829,60 @@ pub async fn recovery_points(c: &Clients, file_system_arn: &str) -> Vec<String> 
         .collect()
 }
 
+/// The flow logs AWS has for the deployment's VPC (`vpc` in the state).
+pub async fn vpc_flow_logs(c: &Clients, st: &serde_json::Value) -> Vec<aws_sdk_ec2::types::FlowLog> {
+    let out = c
+        .ec2
+        .describe_flow_logs()
+        .filter(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("resource-id")
+                .values(id(st, "vpc"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.flow_logs().to_vec()
+}
+
+/// The deployment's VPC has exactly one flow log, read from AWS: all traffic into the logs
+/// bucket (S3, AWS's default 600 s aggregation), tagged with its key, the one the state
+/// records; and the bucket's policy lets the flow log delivery write there, for this
+/// account only.
+pub async fn assert_flow_log_into_the_logs_bucket(c: &Clients, st: &serde_json::Value) {
+    use aws_sdk_ec2::types::{LogDestinationType, TrafficType};
+    let logs = vpc_flow_logs(c, st).await;
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let f = &logs[0];
+    assert_eq!(f.flow_log_id(), Some(id(st, "flow-log").as_str()));
+    assert_eq!(f.log_destination_type(), Some(&LogDestinationType::S3));
+    let bucket = id(st, "logs-bucket");
+    assert_eq!(
+        f.log_destination().map(|d| d.trim_end_matches('/')),
+        Some(format!("arn:aws:s3:::{bucket}").as_str())
+    );
+    assert_eq!(f.traffic_type(), Some(&TrafficType::All));
+    assert_eq!(f.max_aggregation_interval(), Some(600));
+    let tag = |k: &str| f.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value());
+    assert_eq!(tag("pi-deploy:key"), Some("flow-log"));
+    let policy = c.s3.get_bucket_policy().bucket(&bucket).send().await.unwrap();
+    let policy: serde_json::Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
+    let delivery = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Principal"]["Service"] == "delivery.logs.amazonaws.com" && s["Action"] == "s3:PutObject")
+        .unwrap_or_else(|| panic!("no flow log delivery in the logs bucket's policy: {policy:#}"));
+    assert_eq!(delivery["Effect"], "Allow");
+    let account = st["account_id"].as_str().unwrap();
+    assert_eq!(
+        delivery["Resource"],
+        format!("arn:aws:s3:::{bucket}/AWSLogs/{account}/*")
+    );
+    assert_eq!(delivery["Condition"]["StringEquals"]["aws:SourceAccount"], account);
+}
+
 /// The user-set value of parameter `name` in the DB parameter group `group`, read from RDS.
 pub async fn db_parameter(c: &Clients, group: &str, name: &str) -> Option<String> {
     let out = c

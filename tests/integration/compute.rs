@@ -40,8 +40,10 @@ fn expected_compute_census(d: &Deployment, certificate: bool) -> census::Census 
         ],
     );
     c.insert("instance-profile", vec!["instance-profile".into()]);
-    // The ALB's access logs (logging.alb_access_logs, on by default).
+    // The ALB's access logs and the VPC's flow log (logging.alb_access_logs and
+    // logging.vpc_flow_logs, on by default).
     c.insert("s3-bucket", vec!["logs-bucket".into()]);
+    c.insert("vpc-flow-log", vec!["flow-log".into()]);
     c
 }
 
@@ -117,6 +119,7 @@ async fn compute_tier_without_a_certificate_reads_back_converges_and_destroys() 
         assert_eq!(st["resources"][key]["status"], "ready", "{key}");
     }
     assert!(st["resources"].get("listener-https").is_none());
+    common::assert_flow_log_into_the_logs_bucket(&c, &st).await;
 
     // The outputs: the dashboard over plain HTTP on the ALB's name, and the group's name.
     let alb_dns = out(&st, "alb", "dns_name");

@@ -6,8 +6,9 @@
 use std::path::Path;
 
 use crate::common::{
-    Deployment, ami, clients, config, db_parameter, events, id, import_certificate, is_read_only, ok_with,
-    on_major_version, run_with, show, succeeded, target_group_attributes,
+    Deployment, ami, assert_flow_log_into_the_logs_bucket, clients, config, db_parameter, events, id,
+    import_certificate, is_read_only, ok_with, on_major_version, run_with, show, succeeded, target_group_attributes,
+    vpc_flow_logs,
 };
 
 /// The changes `plan --json` lists for `key`, as (attribute, old, new, action).
@@ -1427,4 +1428,66 @@ async fn a_dashboard_port_change_replaces_the_target_group_and_moves_the_listene
     let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(report["healthy"], true, "{report:#}");
     d.destroy();
+}
+
+/// The VPC flow log (`logging.vpc_flow_logs`, on by default): deleted by hand, `plan` shows
+/// it created again and `up` does; switched off, `up` deletes it and takes the delivery out
+/// of the logs bucket's policy (the bucket stays for the access logs); on again, both come
+/// back. Each step read back from AWS.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_flow_log_is_repaired_switched_off_and_on_again() {
+    let d = Deployment::new("d2f");
+    let cfg = config(&d, BASE);
+    up(&d, &cfg);
+    let c = clients().await;
+    let st = d.state();
+    assert_flow_log_into_the_logs_bucket(&c, &st).await;
+
+    // Deleted by hand: planned as a create, made again by `up`.
+    c.ec2
+        .delete_flow_logs()
+        .flow_log_ids(id(&st, "flow-log"))
+        .send()
+        .await
+        .unwrap();
+    let (doc, code) = plan(&d, &cfg);
+    assert_eq!(code, 4, "{doc:#}");
+    assert_eq!(action_of(&doc, "flow-log"), "create", "{doc:#}");
+    up(&d, &cfg);
+    let st = d.state();
+    assert_flow_log_into_the_logs_bucket(&c, &st).await;
+    assert_eq!(plan(&d, &cfg).1, 0);
+
+    // Off: the flow log goes, the bucket's policy no longer lets the delivery write.
+    let off = config(&d, &format!("{BASE}[logging]\nvpc_flow_logs = false\n"));
+    let (doc, code) = plan(&d, &off);
+    assert_eq!(code, 4, "{doc:#}");
+    assert_eq!(action_of(&doc, "flow-log"), "delete", "{doc:#}");
+    assert_eq!(
+        planned(&doc, "logs-bucket"),
+        vec![update("log_writers", "alb+vpc-flow-logs", "alb")]
+    );
+    up(&d, &off);
+    let st = d.state();
+    assert!(vpc_flow_logs(&c, &st).await.is_empty());
+    assert!(st["resources"].get("flow-log").is_none(), "{st:#}");
+    let policy =
+        c.s3.get_bucket_policy()
+            .bucket(id(&st, "logs-bucket"))
+            .send()
+            .await
+            .unwrap();
+    assert!(
+        !policy.policy().unwrap().contains("delivery.logs.amazonaws.com"),
+        "{:?}",
+        policy.policy()
+    );
+    assert_eq!(plan(&d, &off).1, 0);
+
+    // On again.
+    let on = config(&d, BASE);
+    up(&d, &on);
+    assert_flow_log_into_the_logs_bucket(&c, &d.state()).await;
+    assert_eq!(plan(&d, &on).1, 0);
+    destroy(&d, &on);
 }

@@ -1,11 +1,11 @@
 //! The compute and edge tier: the instances' role, profile and launch template, the target
-//! group, the load balancer with its access-log bucket and listeners, the Auto Scaling group
+//! group, the load balancer and the logs bucket (its access logs, the VPC's flow log) and listeners, the Auto Scaling group
 //! with its hook, policies and alarms, the DNS record, and the dashboard check.
 
 use super::network::{interface_endpoint_services, private_route_tables};
 use super::{
-    ALB_LOG_PREFIX, AccessLogs, BucketPurpose, Builder, InstanceSettings, Kind, ListenerAction, Props, RolePolicy,
-    SpecInput, keys, licence_source, with,
+    ALB_LOG_PREFIX, AccessLogs, BucketPurpose, Builder, FLOW_LOG_INTERVAL, FLOW_LOG_TRAFFIC, InstanceSettings, Kind,
+    ListenerAction, Props, RolePolicy, SpecInput, keys, licence_source, with,
 };
 use crate::core::names;
 
@@ -75,21 +75,38 @@ pub(super) fn compute(b: &mut Builder, input: &SpecInput<'_>) {
         bucket: "logs-bucket".into(),
         prefix: ALB_LOG_PREFIX.into(),
     });
-    if access_logs.is_some() {
-        // ELB checks that it may write there when logging is switched on: policy first.
+    if access_logs.is_some() || cfg.logging.vpc_flow_logs {
+        // ELB and the flow log delivery check that they may write there when logging is
+        // switched on: the bucket's policy first.
         b.add(
             "logs-bucket",
             Kind::Bucket,
             vec![],
             Props::Bucket {
                 versioning: false,
-                purpose: BucketPurpose::AlbLogs {
-                    prefix: ALB_LOG_PREFIX.into(),
+                purpose: BucketPurpose::Logs {
+                    alb_prefix: access_logs.as_ref().map(|l| l.prefix.clone()),
+                    flow_logs: cfg.logging.vpc_flow_logs,
                     expire_days: cfg.logging.alb_access_log_days,
                 },
             },
         );
+    }
+    if access_logs.is_some() {
         alb_deps.push("logs-bucket".into());
+    }
+    if cfg.logging.vpc_flow_logs {
+        b.add(
+            "flow-log",
+            Kind::FlowLog,
+            vec!["vpc".into(), "logs-bucket".into()],
+            Props::FlowLog {
+                vpc: "vpc".into(),
+                bucket: "logs-bucket".into(),
+                traffic_type: FLOW_LOG_TRAFFIC.into(),
+                max_aggregation_interval: FLOW_LOG_INTERVAL,
+            },
+        );
     }
     // An internet-facing ALB stays `provisioning` until the VPC has a working IGW route.
     b.add(
