@@ -537,6 +537,78 @@ mod tests {
         Graph::new(full).expect("valid graph");
     }
 
+    /// The logs bucket exists for whichever writer is on; the flow log records the VPC into
+    /// it and waits for it (its policy grants the delivery); the ALB waits for it only when
+    /// it writes access logs there. Both off: neither node.
+    #[test]
+    fn the_logs_bucket_serves_the_access_logs_and_the_flow_log() {
+        let built = |alb: bool, flow: bool| {
+            let mut cfg = Config::default();
+            (cfg.logging.alb_access_logs, cfg.logging.vpc_flow_logs) = (alb, flow);
+            let nodes = build(&input(&cfg));
+            Graph::new(nodes.clone()).expect("valid graph");
+            nodes
+        };
+        let node = |nodes: &[NodeSpec], key: &str| nodes.iter().find(|n| n.key == key).cloned();
+        let purpose = |nodes: &[NodeSpec]| match node(nodes, "logs-bucket").map(|n| n.props) {
+            Some(Props::Bucket { purpose, .. }) => Some(purpose),
+            _ => None,
+        };
+        let both = built(true, true);
+        assert_eq!(
+            purpose(&both),
+            Some(BucketPurpose::Logs {
+                alb_prefix: Some(ALB_LOG_PREFIX.into()),
+                flow_logs: true,
+                expire_days: 90
+            })
+        );
+        let flow = node(&both, "flow-log").expect("a flow log by default");
+        assert_eq!(flow.kind, Kind::FlowLog);
+        assert_eq!(flow.deps, ["logs-bucket", "vpc"]);
+        assert_eq!(
+            flow.props,
+            Props::FlowLog {
+                vpc: "vpc".into(),
+                bucket: "logs-bucket".into(),
+                traffic_type: "ALL".into(),
+                max_aggregation_interval: 600
+            }
+        );
+        assert!(node(&both, "alb").unwrap().deps.contains(&"logs-bucket".to_string()));
+
+        let flow_only = built(false, true);
+        assert_eq!(
+            purpose(&flow_only),
+            Some(BucketPurpose::Logs {
+                alb_prefix: None,
+                flow_logs: true,
+                expire_days: 90
+            })
+        );
+        assert!(
+            !node(&flow_only, "alb")
+                .unwrap()
+                .deps
+                .contains(&"logs-bucket".to_string())
+        );
+        assert!(node(&flow_only, "flow-log").is_some());
+
+        let alb_only = built(true, false);
+        assert!(node(&alb_only, "flow-log").is_none());
+        assert!(matches!(
+            purpose(&alb_only),
+            Some(BucketPurpose::Logs {
+                flow_logs: false,
+                alb_prefix: Some(_),
+                ..
+            })
+        ));
+
+        let neither = built(false, false);
+        assert!(node(&neither, "logs-bucket").is_none() && node(&neither, "flow-log").is_none());
+    }
+
     /// Usable early (the default): the instance is created Single-AZ, the endpoint does not
     /// wait for Multi-AZ, and the standby node (after the endpoint) is the only one that
     /// does; nothing waits for it. Off, or Multi-AZ off: today's graph, no standby node.
