@@ -176,7 +176,7 @@ fn up_and_destroy_converge_when_aws_takes_its_time() {
         ("PI_DEPLOY_LATENCY", &factor),
     );
     let blueprint: BTreeSet<String> = d.state()["resources"].as_object().unwrap().keys().cloned().collect();
-    assert_eq!(blueprint.len(), 58, "the default deployment: {blueprint:?}");
+    assert_eq!(blueprint.len(), 59, "the default deployment: {blueprint:?}");
     check_converged(&d, &c, &rt, &blueprint).unwrap();
     // Usable early (the default): the Single-AZ create, then the conversion.
     let db = (Transition::DbCreate { multi_az: false }.timing().median_s + Transition::DbToMultiAz.timing().median_s)
@@ -230,7 +230,7 @@ fn up_and_destroy_do_not_wait_for_the_model_when_the_states_end_sooner() {
     let pace = ("PI_DEPLOY_LATENCY", "fixed:2");
     let (up, during_up) = with_env(&d, &["up", "--ami", a.as_str(), "--yes", "--json"], pace);
     let blueprint: BTreeSet<String> = d.state()["resources"].as_object().unwrap().keys().cloned().collect();
-    assert_eq!(blueprint.len(), 58, "the default deployment: {blueprint:?}");
+    assert_eq!(blueprint.len(), 59, "the default deployment: {blueprint:?}");
     check_converged(&d, &c, &rt, &blueprint).unwrap();
     let model = Transition::DbCreate { multi_az: false }.timing().median_s;
     let took = elapsed_s(&up);

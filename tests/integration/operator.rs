@@ -27,8 +27,9 @@ fn json(out: &Output) -> serde_json::Value {
 /// Placeholders for what changes from run to run: the deployment name and AWS ids
 /// (`vpc-0a1b...` -> `vpc-<id>`: a known prefix followed by at least 8 hex digits).
 fn redact(text: &str, deployment: &str) -> String {
-    const PREFIXES: [&str; 14] = [
+    const PREFIXES: [&str; 15] = [
         "vpc-",
+        "fl-",
         "subnet-",
         "sg-",
         "acl-",
